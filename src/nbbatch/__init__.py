@@ -1,0 +1,100 @@
+"""nbbatch: batch AI image generation from Jupyter notebooks, scripts and the CLI.
+
+    >>> import nbbatch
+    >>> batch = nbbatch.Batch.create(["a red fox in snow", "a lighthouse at dusk"])
+    >>> await batch.run("demo", concurrency=3)        # in a notebook cell
+    >>> batch.images[0]                                 # shows the image
+
+Everything is journaled to a workspace folder (``./nbbatch-workspace`` by default), so a
+kernel crash loses nothing: ``nbbatch.Workspace().batches()`` lists what is there.
+"""
+
+import contextlib as _contextlib
+
+from ._batch import Batch
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContentRefusedError,
+    ImageError,
+    ImageRejectedError,
+    InvalidPromptError,
+    InvalidTransitionError,
+    MalformedResponseError,
+    NbbatchError,
+    NotFoundError,
+    NotSupportedError,
+    PlannerError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    SchemaVersionError,
+    ServerError,
+    StorageError,
+    StoreBusyError,
+    StoreError,
+    UnknownProviderError,
+    WorkspaceNotWritableError,
+)
+from ._images import ImageLimits
+from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
+from ._retry import RetryPolicy
+from ._runner import Runner
+from ._store import BatchSummary, RecoveryReport, Workspace
+from .providers import Provider, available_providers, get_provider, register_provider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "Batch",
+    "BatchSummary",
+    "ConfigError",
+    "ContentRefusedError",
+    "GeneratedImage",
+    "ImageError",
+    "ImageLimits",
+    "ImageRejectedError",
+    "InvalidPromptError",
+    "InvalidTransitionError",
+    "MalformedResponseError",
+    "NbbatchError",
+    "NotFoundError",
+    "NotSupportedError",
+    "Params",
+    "PlannerError",
+    "Provider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "RecoveryReport",
+    "Reference",
+    "RetryPolicy",
+    "Runner",
+    "SchemaVersionError",
+    "ServerError",
+    "StorageError",
+    "StoreBusyError",
+    "StoreError",
+    "Task",
+    "TaskStatus",
+    "UnknownProviderError",
+    "Workspace",
+    "WorkspaceNotWritableError",
+    "__version__",
+    "available_providers",
+    "get_provider",
+    "register_provider",
+]
+
+# Show public objects as nbbatch.X in reprs and tracebacks, not nbbatch._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("nbbatch._"):
+        with _contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = "nbbatch"
+del _name, _obj

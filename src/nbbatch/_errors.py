@@ -1,0 +1,232 @@
+"""The one exception tree of nbbatch.
+
+Every error nbbatch raises on purpose derives from :class:`NbbatchError`. Messages say
+what happened and what to do; they never contain API keys (providers scrub them before
+an error is built, see ``nbbatch.providers._http``)::
+
+    NbbatchError
+    ├── ConfigError                 bad argument or setting (fix the call or the config)
+    │   ├── InvalidPromptError      empty / too long prompt
+    │   ├── UnknownProviderError    no provider registered under that name
+    │   └── NotSupportedError       the provider cannot do what the task asks (before any request)
+    ├── InvalidTransitionError      a task status change that the lifecycle forbids
+    ├── StoreError                  the workspace on disk
+    │   ├── WorkspaceNotWritableError
+    │   ├── StoreBusyError          another process holds the database longer than the timeout
+    │   ├── SchemaVersionError      the database was written by a newer nbbatch
+    │   ├── StorageError            disk full / permission denied while saving a result
+    │   └── NotFoundError           no batch / task with that id
+    ├── ImageError
+    │   └── ImageRejectedError      refused input or output image (reason says which limit)
+    ├── ProviderError               a request failed (``retryable``: may another attempt help?)
+    │   ├── AuthenticationError     401/403 key problems: never retried
+    │   ├── RateLimitedError        429: ``retry_after`` seconds when the server said
+    │   ├── ContentRefusedError     moderation / safety refusal: never retried
+    │   ├── BadRequestError         400/404/422: never retried
+    │   ├── ServerError             5xx: retried
+    │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
+    │   ├── ProviderConnectionError connection refused / reset / DNS: retried
+    │   └── MalformedResponseError  the service answered something we cannot read
+    └── PlannerError                the planner (LLM / template / file) could not make tasks
+
+Errors that belong to a task carry ``task_id``; provider errors carry ``provider`` and,
+where the server sent one, ``status_code``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ContentRefusedError",
+    "ImageError",
+    "ImageRejectedError",
+    "InvalidPromptError",
+    "InvalidTransitionError",
+    "MalformedResponseError",
+    "NbbatchError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PlannerError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "SchemaVersionError",
+    "ServerError",
+    "StorageError",
+    "StoreBusyError",
+    "StoreError",
+    "UnknownProviderError",
+    "WorkspaceNotWritableError",
+]
+
+
+class NbbatchError(Exception):
+    """Base class of every error nbbatch raises on purpose."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(NbbatchError, ValueError):
+    """A bad argument or setting; fix the call or the configuration."""
+
+
+class InvalidPromptError(ConfigError):
+    """The prompt is empty or too long."""
+
+
+class UnknownProviderError(ConfigError, LookupError):
+    """No provider is registered under the given name."""
+
+
+class NotSupportedError(ConfigError):
+    """The provider cannot do what the task asks; raised before any request is sent."""
+
+
+class InvalidTransitionError(NbbatchError):
+    """A task status change the lifecycle does not allow."""
+
+
+class StoreError(NbbatchError):
+    """A problem with the workspace on disk."""
+
+
+class WorkspaceNotWritableError(StoreError):
+    """The workspace folder cannot be created or written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the workspace database for longer than the busy timeout."""
+
+
+class SchemaVersionError(StoreError):
+    """The workspace database was written by a newer version of nbbatch."""
+
+
+class StorageError(StoreError):
+    """Saving a result failed (disk full, permission denied, ...); nothing was marked done."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """No batch or task with that id in this workspace."""
+
+
+class ImageError(NbbatchError):
+    """Base class for image problems."""
+
+
+class ImageRejectedError(ImageError):
+    """An image was refused before or while decoding.
+
+    ``reason`` is one of ``"too_many_bytes"``, ``"too_many_pixels"``, ``"format"``,
+    ``"corrupt"``; ``limit`` and ``actual`` give the numbers where they apply.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        limit: int | None = None,
+        actual: int | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id)
+        self.reason = reason
+        self.limit = limit
+        self.actual = actual
+
+
+class ProviderError(NbbatchError):
+    """A generation request failed.
+
+    ``retryable`` tells the runner whether another attempt may succeed; ``kind`` is a
+    short stable word for the UI and the store (``"auth"``, ``"rate_limited"``, ...).
+    """
+
+    kind = "provider"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        task_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id)
+        self.provider = provider
+        self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class AuthenticationError(ProviderError):
+    kind = "auth"
+
+
+class RateLimitedError(ProviderError):
+    """HTTP 429 or an equivalent; ``retry_after`` is the server's wait in seconds, if any."""
+
+    kind = "rate_limited"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        provider: str | None = None,
+        status_code: int | None = 429,
+        task_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            status_code=status_code,
+            task_id=task_id,
+            retryable=retryable,
+        )
+        self.retry_after = retry_after
+
+
+class ContentRefusedError(ProviderError):
+    kind = "refused"
+
+
+class BadRequestError(ProviderError):
+    kind = "bad_request"
+
+
+class ServerError(ProviderError):
+    kind = "server"
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    kind = "timeout"
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    kind = "connection"
+    retryable = True
+
+
+class MalformedResponseError(ProviderError):
+    kind = "bad_response"
+
+
+class PlannerError(NbbatchError):
+    """The planner could not turn the input into tasks; no task was created."""

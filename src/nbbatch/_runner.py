@@ -1,0 +1,563 @@
+"""The asyncio runner: N tasks at a time, pause/resume/cancel, retries, progress, ETA.
+
+One :class:`Runner` drives one run of a batch on the *current* event loop (in a notebook,
+the kernel's own), so ``batch.start()`` returns at once and the kernel stays usable. A
+dispatcher coroutine hands queued tasks to providers while fewer than ``concurrency``
+(and each provider's own cap) are in flight; pausing only stops the hand-out, so
+in-flight requests finish and are recorded.
+
+Cancelling has two meanings (reliability.md §B2): a person cancelling a task ends it
+``cancelled``; stopping the run, or the process going away, ends in-flight tasks
+``interrupted`` — resumable, never silently re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from ._errors import (
+    ConfigError,
+    ImageRejectedError,
+    NbbatchError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    StorageError,
+)
+from ._events import (
+    BatchProgress,
+    Event,
+    RunState,
+    RunStateChanged,
+    TaskCancelled,
+    TaskFailed,
+    TaskInterrupted,
+    TaskProgress,
+    TaskQueued,
+    TaskRetrying,
+    TaskStarted,
+    TaskSucceeded,
+)
+from ._images import DEFAULT_LIMITS, ImageLimits, inspect_image
+from ._model import Task, TaskStatus
+from ._retry import RetryPolicy
+from ._store import StoredImage, Workspace
+from .providers._base import GenerationRequest, ImageData, InputImage, Provider
+
+__all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
+
+log = logging.getLogger("nbbatch")
+
+DEFAULT_CONCURRENCY = 3
+_DEFAULT_CAP = 10
+#: generous outer guard; providers set tighter per-phase HTTP timeouts themselves
+DEFAULT_ATTEMPT_TIMEOUT = 900.0
+
+Subscriber = Callable[[Event], None]
+
+
+def concurrency_cap() -> int:
+    """Highest concurrency allowed: 10, or ``$NBBATCH_MAX_CONCURRENCY`` when set higher."""
+    raw = os.environ.get("NBBATCH_MAX_CONCURRENCY")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ConfigError(
+                f"NBBATCH_MAX_CONCURRENCY must be a whole number, got {raw!r}"
+            ) from None
+    return _DEFAULT_CAP
+
+
+def check_concurrency(value: object, cap: int | None = None) -> int:
+    limit = concurrency_cap() if cap is None else cap
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ConfigError(
+            f"concurrency must be a whole number from 1 to {limit}, got {value!r}. "
+            "Raise the cap with max_concurrency=... or NBBATCH_MAX_CONCURRENCY if your "
+            "service allows more parallel requests."
+        )
+    return value
+
+
+class _Eta:
+    """Throughput over the last completions -> seconds left."""
+
+    def __init__(self, window: int = 32) -> None:
+        self._stamps: collections.deque[float] = collections.deque(maxlen=window)
+
+    def completed(self, now: float) -> None:
+        self._stamps.append(now)
+
+    def estimate(self, remaining: int, running: int) -> float | None:
+        if remaining == 0:
+            return 0.0
+        if len(self._stamps) < 2:
+            return None
+        span = self._stamps[-1] - self._stamps[0]
+        if span <= 0:
+            return None
+        rate = (len(self._stamps) - 1) / span
+        return remaining / rate
+
+
+class Runner:
+    """Runs ``tasks`` (already journaled in ``workspace``) against providers.
+
+    Use through :meth:`nbbatch.Batch.start` / ``run`` / ``run_sync``; the methods here are
+    the handle a notebook or widget holds while the run goes on.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        tasks: Sequence[Task],
+        provider: Provider,
+        *,
+        providers: dict[str, Provider] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
+        image_limits: ImageLimits = DEFAULT_LIMITS,
+        subscribers: Iterable[Subscriber] = (),
+        batch_id: str | None = None,
+        close_providers: bool = False,
+    ) -> None:
+        self.workspace = workspace
+        self.batch_id = batch_id
+        self._close_providers = close_providers
+        self._cap = max_concurrency
+        self.concurrency = check_concurrency(concurrency, max_concurrency)
+        self.retry = retry or RetryPolicy()
+        self.attempt_timeout = attempt_timeout
+        self.image_limits = image_limits
+        self.provider = provider
+        self._providers: dict[str, Provider] = {provider.name: provider}
+        self._providers.update(providers or {})
+        self._subscribers: list[Subscriber] = list(subscribers)
+        self._tasks = list(tasks)
+        self._rng = random.Random()
+        self.state = RunState.RUNNING
+        self._paused = False
+        self._stopping = False
+        self._queues: dict[str, collections.deque[Task]] = {}
+        self._front: dict[str, collections.deque[Task]] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._per_provider: collections.Counter[str] = collections.Counter()
+        self._user_cancelled: set[str] = set()
+        self._wake: asyncio.Event | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._eta = _Eta()
+        self._counts: collections.Counter[TaskStatus] = collections.Counter()
+        #: highest number of requests in flight at once during this run
+        self.max_in_flight = 0
+
+    # ----------------------------------------------------------- public handle
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn(event)`` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    @property
+    def done(self) -> bool:
+        return self._main is not None and self._main.done()
+
+    def pause(self) -> None:
+        """Start nothing new; requests in flight finish and are recorded."""
+        if self.state is RunState.RUNNING:
+            self._paused = True
+            self._set_state(RunState.PAUSED)
+
+    def resume(self) -> None:
+        if self.state is RunState.PAUSED:
+            self._paused = False
+            self._set_state(RunState.RUNNING)
+            self._poke()
+
+    def set_concurrency(self, value: int) -> None:
+        """Change how many tasks run at once, effective immediately."""
+        self.concurrency = check_concurrency(value, self._cap)
+        self._poke()
+
+    def run_next(self, task_id: str) -> None:
+        """Move a queued task to the front of its queue."""
+        task = self._find(task_id)
+        if task.status is not TaskStatus.QUEUED:
+            raise ConfigError(f"task {task_id} is {task.status.value}, not queued")
+        self._front.setdefault(self._provider_for(task).name, collections.deque()).append(task)
+        self._poke()
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel one task: queued ones never start, a running one is aborted."""
+        task = self._find(task_id)
+        if task.status is TaskStatus.QUEUED:
+            task.transition(TaskStatus.CANCELLED)
+            self.workspace.save_task(task)
+            self._count(TaskStatus.QUEUED, TaskStatus.CANCELLED)
+            self._emit(TaskCancelled(task))
+            self._emit_progress()
+            self._poke()
+        elif task.status is TaskStatus.RUNNING and task.id in self._in_flight:
+            self._user_cancelled.add(task.id)
+            self._in_flight[task.id].cancel()
+
+    def cancel_pending(self) -> None:
+        """Cancel every task that has not started; in-flight ones finish."""
+        pending = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
+        for t in pending:
+            t.transition(TaskStatus.CANCELLED)
+        if pending:
+            self.workspace.save_tasks(pending)
+            self._counts[TaskStatus.QUEUED] -= len(pending)
+            self._counts[TaskStatus.CANCELLED] += len(pending)
+            for t in pending:
+                self._emit(TaskCancelled(t))
+            self._emit_progress()
+        self._poke()
+
+    def stop(self) -> None:
+        """Stop now: queued tasks go back to idle, in-flight ones end ``interrupted``.
+
+        Both can be resumed later (``batch.resume()`` / ``nbbatch resume``).
+        """
+        if self.state in (RunState.FINISHED, RunState.STOPPED):
+            return
+        self._stopping = True
+        self._set_state(RunState.STOPPING)
+        for t in list(self._in_flight.values()):
+            t.cancel()
+        self._poke()
+
+    async def wait(self) -> None:
+        """Wait until the run has finished or stopped."""
+        if self._main is None:
+            raise RuntimeError("the run has not been started")
+        await asyncio.shield(self._main)
+
+    def progress(self) -> BatchProgress:
+        c = self._counts
+        done = (
+            c[TaskStatus.SUCCEEDED]
+            + c[TaskStatus.FAILED]
+            + c[TaskStatus.CANCELLED]
+            + c[TaskStatus.INTERRUPTED]
+        )
+        remaining = c[TaskStatus.QUEUED] + c[TaskStatus.RUNNING]
+        return BatchProgress(
+            total=len(self._tasks),
+            done=done,
+            succeeded=c[TaskStatus.SUCCEEDED],
+            failed=c[TaskStatus.FAILED],
+            cancelled=c[TaskStatus.CANCELLED] + c[TaskStatus.INTERRUPTED],
+            running=c[TaskStatus.RUNNING],
+            queued=c[TaskStatus.QUEUED],
+            eta=self._eta.estimate(remaining, c[TaskStatus.RUNNING]),
+        )
+
+    # ----------------------------------------------------------- starting
+    def start(self) -> asyncio.Task[None]:
+        """Queue the tasks and start dispatching on the running loop."""
+        if self._main is not None:
+            raise RuntimeError("this run was already started")
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        for task in self._tasks:
+            self._provider_for(task).validate(self._request(task, with_images=False))
+        to_queue = [t for t in self._tasks if t.status is not TaskStatus.QUEUED]
+        for t in to_queue:
+            t.transition(TaskStatus.QUEUED)
+        self.workspace.save_tasks(to_queue)
+        for t in self._tasks:
+            self._queues.setdefault(self._provider_for(t).name, collections.deque()).append(t)
+            self._counts[TaskStatus.QUEUED] += 1
+            self._emit(TaskQueued(t))
+        self._emit(RunStateChanged(RunState.RUNNING))
+        self._main = loop.create_task(self._dispatch(), name=f"nbbatch-run-{self.batch_id}")
+        return self._main
+
+    # ----------------------------------------------------------- internals
+    def _find(self, task_id: str) -> Task:
+        for t in self._tasks:
+            if t.id == task_id:
+                return t
+        raise ConfigError(f"task {task_id} is not part of this run")
+
+    def _provider_for(self, task: Task) -> Provider:
+        if task.provider and task.provider in self._providers:
+            return self._providers[task.provider]
+        return self.provider
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _set_state(self, state: RunState) -> None:
+        self.state = state
+        self._emit(RunStateChanged(state))
+
+    def _emit(self, event: Event) -> None:
+        for fn in tuple(self._subscribers):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("an nbbatch event subscriber raised; the run goes on")
+
+    def _emit_progress(self) -> None:
+        if self._subscribers:
+            self._emit(self.progress())
+
+    def _count(self, old: TaskStatus, new: TaskStatus) -> None:
+        self._counts[old] -= 1
+        self._counts[new] += 1
+
+    def _next_ready(self) -> tuple[Task, Provider] | None:
+        for name, queue in self._queues.items():
+            provider = self._providers.get(name, self.provider)
+            cap = provider.max_concurrency
+            if cap is not None and self._per_provider[name] >= cap:
+                continue
+            front = self._front.get(name)
+            for source in (front, queue):
+                while source:
+                    task = source.popleft()
+                    if task.status is TaskStatus.QUEUED and task.id not in self._in_flight:
+                        return task, provider
+        return None
+
+    def _has_pending(self) -> bool:
+        return self._counts[TaskStatus.QUEUED] > 0
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        try:
+            while True:
+                if self._stopping:
+                    break
+                if not self._paused and len(self._in_flight) < self.concurrency:
+                    ready = self._next_ready()
+                    if ready is not None:
+                        self._launch(*ready)
+                        continue
+                if not self._in_flight and not self._has_pending():
+                    break
+                self._wake.clear()
+                await self._wake.wait()
+        except asyncio.CancelledError:
+            # The loop or the kernel is shutting down under us: treat it as a stop.
+            self._stopping = True
+            raise
+        finally:
+            await self._wind_down()
+
+    async def _wind_down(self) -> None:
+        for job in list(self._in_flight.values()):
+            job.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        if self._stopping:
+            back = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
+            for t in back:
+                t.transition(TaskStatus.IDLE)
+            if back:
+                with contextlib.suppress(NbbatchError):
+                    self.workspace.save_tasks(back)
+            self._counts[TaskStatus.QUEUED] -= len(back)
+            self._counts[TaskStatus.IDLE] += len(back)
+            self._set_state(RunState.STOPPED)
+        else:
+            self._set_state(RunState.FINISHED)
+        self._emit_progress()
+        if self._close_providers:
+            for p in self._providers.values():
+                try:
+                    await p.aclose()
+                except Exception:
+                    log.warning("closing provider %s failed", p.name, exc_info=True)
+
+    def _launch(self, task: Task, provider: Provider) -> None:
+        loop = asyncio.get_running_loop()
+        job = loop.create_task(self._execute(task, provider), name=f"nbbatch-task-{task.id}")
+        self._in_flight[task.id] = job
+        self._per_provider[provider.name] += 1
+        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._in_flight.pop(task.id, None)
+            self._per_provider[provider.name] -= 1
+            self._poke()
+
+        job.add_done_callback(finished)
+
+    def _request(self, task: Task, *, with_images: bool = True) -> GenerationRequest:
+        images: tuple[InputImage, ...] = ()
+        if task.references:
+            images = tuple(
+                InputImage(
+                    r.name,
+                    r.read_bytes() if with_images else b"",
+                    f"image/{r.format.lower()}",
+                )
+                for r in task.references
+            )
+        return GenerationRequest(
+            prompt=task.prompt,
+            params=task.params,
+            images=images,
+            task_id=task.id,
+            attempt=task.attempts,
+        )
+
+    def _on_progress(self, task: Task) -> Callable[[float | None, bytes | None], None]:
+        def report(fraction: float | None, preview: bytes | None = None) -> None:
+            if fraction is not None:
+                if not math.isfinite(fraction):
+                    return
+                fraction = min(1.0, max(0.0, fraction))
+            if task.status is TaskStatus.RUNNING:
+                task.progress = fraction
+                self._emit(TaskProgress(task, fraction, preview))
+
+        return report
+
+    async def _execute(self, task: Task, provider: Provider) -> None:
+        retry_number = 0
+        try:
+            task.transition(TaskStatus.RUNNING)
+            self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
+            while True:
+                task.attempts += 1
+                self.workspace.save_task(task)  # journaled before the request is sent
+                self._emit(TaskStarted(task, task.attempts))
+                try:
+                    results = await self._attempt(task, provider)
+                except (ProviderError, ImageRejectedError) as exc:
+                    retry_number += 1
+                    delay = self.retry.delay_for(exc, retry_number, self._rng)
+                    if delay is None:
+                        self._fail(task, exc)
+                        return
+                    self._emit(TaskRetrying(task, task.attempts + 1, delay, str(exc)))
+                    await asyncio.sleep(delay)
+                    continue
+                await self._succeed(task, results)
+                return
+        except asyncio.CancelledError:
+            self._abort(task)
+            raise
+        except NbbatchError as exc:
+            self._fail(task, exc)
+        except Exception as exc:  # a bug in a provider must not take the run down
+            log.exception("unexpected error while running task %s", task.id)
+            self._fail(task, exc)
+        finally:
+            self._eta.completed(time.monotonic())
+            self._emit_progress()
+
+    async def _attempt(self, task: Task, provider: Provider) -> list[StoredImage]:
+        request = self._request(task)
+        try:
+            if self.attempt_timeout is None:
+                images = await provider.generate(request, self._on_progress(task))
+            else:
+                images = await asyncio.wait_for(
+                    provider.generate(request, self._on_progress(task)), self.attempt_timeout
+                )
+        except asyncio.TimeoutError:
+            raise ProviderTimeoutError(
+                f"{provider.name}: no result within {self.attempt_timeout:g} s",
+                provider=provider.name,
+                task_id=task.id,
+            ) from None
+        if not images:
+            from ._errors import MalformedResponseError
+
+            raise MalformedResponseError(
+                f"{provider.name} answered without any image",
+                provider=provider.name,
+                task_id=task.id,
+            )
+        return await asyncio.to_thread(self._save_files, task, provider, images)
+
+    def _save_files(
+        self, task: Task, provider: Provider, images: Sequence[ImageData]
+    ) -> list[StoredImage]:
+        """Worker thread: decode-check every image, then write it durably to disk."""
+        out = []
+        for im in images:
+            try:
+                info = inspect_image(im.data, self.image_limits)
+            except ImageRejectedError as exc:
+                exc.message = f"{provider.name} returned an unusable image: {exc.message}"
+                exc.task_id = task.id
+                raise
+            params = task.params.to_dict()
+            params["provider"] = provider.name
+            if im.info:
+                params["info"] = im.info
+            _, sha = self.workspace.write_blob(im.data, info.ext)
+            out.append(StoredImage(sha, info, im.seed, params))
+        return out
+
+    async def _succeed(self, task: Task, stored: list[StoredImage]) -> None:
+        # The files are durable already; the rows and "succeeded" go in one commit.
+        task.transition(TaskStatus.SUCCEEDED)
+        try:
+            images = self.workspace.record_success(task, stored)
+        except BaseException:
+            task.status = TaskStatus.RUNNING
+            task.finished_at = None
+            raise
+        task.images.extend(images)
+        task.progress = 1.0
+        self._count(TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
+        self._emit(TaskSucceeded(task, tuple(images)))
+
+    def _fail(self, task: Task, exc: BaseException) -> None:
+        if isinstance(exc, NbbatchError):
+            kind = getattr(exc, "kind", None) or (
+                "storage" if isinstance(exc, StorageError) else type(exc).__name__
+            )
+            if isinstance(exc, ImageRejectedError):
+                kind = "bad_image"
+            message = exc.message
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                until = time.strftime("%H:%M:%S", time.localtime(time.time() + exc.retry_after))
+                message += f" (the service asks to wait {exc.retry_after:.0f} s, until {until})"
+        else:
+            kind = "internal"
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        task.transition(TaskStatus.FAILED)
+        task.error = message
+        task.error_kind = kind
+        self.workspace.save_task(task)
+        self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
+        self._emit(TaskFailed(task, message, kind))
+
+    def _abort(self, task: Task) -> None:
+        if task.status is not TaskStatus.RUNNING:
+            return
+        user = task.id in self._user_cancelled
+        new = TaskStatus.CANCELLED if user else TaskStatus.INTERRUPTED
+        task.transition(new)
+        task.error_kind = "cancelled" if user else "interrupted"
+        task.error = (
+            "cancelled by you" if user else "the run was stopped while this task was running"
+        )
+        with contextlib.suppress(NbbatchError):
+            self.workspace.save_task(task)
+        self._count(TaskStatus.RUNNING, new)
+        self._emit(TaskCancelled(task) if user else TaskInterrupted(task))

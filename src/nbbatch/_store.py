@@ -1,0 +1,836 @@
+"""The workspace: one folder holding a SQLite journal and content-addressed image files.
+
+Layout::
+
+    <workspace>/nbbatch.sqlite3      tasks, batches, images (WAL journal)
+    <workspace>/images/ab/ab12….png  every input and output image, named by sha256
+    <workspace>/workspace.lock       advisory lock: who else has this workspace open
+
+Durability rules (reliability.md §B2–B3):
+
+* every status change is committed before the runner announces it;
+* ``running`` (with the attempt number) is committed *before* the request is sent;
+* an image is written to a temp file in its final folder, fsynced, renamed into place,
+  and only then is its row committed — together with ``succeeded``, in one transaction;
+* on open, when no other process has the workspace open, the store reconciles: temp
+  files and files no row points at are removed, rows whose file vanished are dropped
+  (their task becomes ``failed`` and can be retried), tasks left ``running`` become
+  ``interrupted`` and are never re-sent until someone resumes them.
+
+The connection is used from one thread at a time (a lock guards it) so the same
+workspace can serve the kernel's event loop and a ``run_sync`` worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+
+from ._errors import (
+    ConfigError,
+    ImageRejectedError,
+    NotFoundError,
+    SchemaVersionError,
+    StorageError,
+    StoreBusyError,
+    StoreError,
+    WorkspaceNotWritableError,
+)
+from ._images import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
+from ._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
+
+if TYPE_CHECKING:
+    from ._batch import Batch
+
+try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
+    import fcntl
+except ImportError:  # pragma: no cover - exercised on Windows only
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BatchSummary",
+    "RecoveryReport",
+    "StoredImage",
+    "Workspace",
+    "default_workspace",
+]
+
+SCHEMA_VERSION = 1
+DB_NAME = "nbbatch.sqlite3"
+_NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre", "glusterfs"}
+)
+_TMP_PREFIX = ".tmp-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    provider TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    parent_id TEXT,
+    ord INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    original_prompt TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    provider TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    error_kind TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_batch ON tasks(batch_id, ord);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE TABLE IF NOT EXISTS inputs (
+    sha256 TEXT PRIMARY KEY,
+    ext TEXT NOT NULL,
+    name TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_refs (
+    task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    sha256 TEXT NOT NULL REFERENCES inputs(sha256),
+    name TEXT NOT NULL,
+    PRIMARY KEY (task_id, idx)
+);
+CREATE TABLE IF NOT EXISTS images (
+    task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    ext TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    seed INTEGER,
+    params TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    PRIMARY KEY (task_id, idx)
+);
+CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
+"""
+
+
+def default_workspace() -> Path:
+    """``$NBBATCH_WORKSPACE`` or ``./nbbatch-workspace`` (next to the notebook)."""
+    env = os.environ.get("NBBATCH_WORKSPACE")
+    return Path(env) if env else Path.cwd() / "nbbatch-workspace"
+
+
+class StoredImage(NamedTuple):
+    """An image file already written to the workspace, waiting for its row."""
+
+    sha256: str
+    info: ImageInfo
+    seed: int | None
+    params: dict[str, Any]
+
+
+@dataclass
+class RecoveryReport:
+    """What reconciling the workspace on open found and repaired."""
+
+    reconciled: bool = False
+    interrupted: list[str] = field(default_factory=list)
+    temp_files_removed: int = 0
+    orphan_files_removed: int = 0
+    missing_files: int = 0
+    integrity: str = "ok"
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.interrupted
+            or self.temp_files_removed
+            or self.orphan_files_removed
+            or self.missing_files
+        )
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    id: str
+    name: str
+    created_at: float
+    provider: str | None
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def status(self) -> str:
+        return batch_status(self.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "provider": self.provider,
+            "status": self.status,
+            "total": self.total,
+            "counts": dict(self.counts),
+        }
+
+
+def batch_status(counts: dict[str, int]) -> str:
+    """One word for a batch from its per-status task counts."""
+    live = {k: v for k, v in counts.items() if v}
+    if not live:
+        return "empty"
+    if live.get("running") or live.get("queued"):
+        return "running"
+    if live.get("interrupted"):
+        return "interrupted"
+    if set(live) == {"succeeded"}:
+        return "succeeded"
+    if set(live) == {"idle"}:
+        return "new"
+    if live.get("idle"):
+        return "incomplete"
+    if live.get("failed"):
+        return "failed"
+    return "cancelled"
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The mount type holding ``path`` (Linux ``/proc/mounts``), or None when unknown."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, best_type = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, best_type = mount_point, parts[2]
+    return best_type
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # pragma: no cover
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Workspace:
+    """A folder of batches, tasks and images that survives kernel restarts.
+
+    ``Workspace()`` opens (creating if needed) :func:`default_workspace`. Use it as a
+    context manager or call :meth:`close` when done; it also closes at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = 5.0,
+        durability: Literal["normal", "full"] = "normal",
+    ) -> None:
+        self.path = Path(path) if path is not None else default_workspace()
+        self.busy_timeout = busy_timeout
+        # Image files are always fsynced before their row is committed. The journal itself
+        # uses WAL with synchronous=NORMAL by default: every commit survives a kernel or
+        # process crash; only a power cut or OS crash can roll back the newest commits
+        # (the files then become orphans that reconcile removes). "full" also syncs the
+        # journal at every commit, at ~0.3-1 ms per status change.
+        if durability not in ("normal", "full"):
+            raise ConfigError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.durability = durability
+        self.images_dir = self.path / "images"
+        self.db_path = self.path / DB_NAME
+        self._lock = threading.RLock()
+        self._lock_file: IO[bytes] | None = None
+        self._closed = False
+        self.journal_mode = "wal"
+        self._make_dirs()
+        self._conn = self._connect()
+        self.recovery = RecoveryReport()
+        try:
+            self._init_schema()
+            self._acquire_and_reconcile()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, **options: Any) -> Workspace:
+        return cls(path, **options)
+
+    # ------------------------------------------------------------------ opening
+    def _make_dirs(self) -> None:
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f"{_TMP_PREFIX}probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise WorkspaceNotWritableError(
+                f"cannot write to the workspace folder {str(self.path)!r} ({exc.strerror}); "
+                "pick a folder you can write to, e.g. Workspace('~/nbbatch-workspace')"
+            ) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.db_path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise WorkspaceNotWritableError(f"cannot open {str(self.db_path)!r}: {exc}") from None
+        fs = _filesystem_type(self.path)
+        with self._translate():
+            if fs in _NETWORK_FS:
+                # WAL needs shared memory on one host; on network file systems it corrupts.
+                warnings.warn(
+                    f"workspace {str(self.path)!r} is on a network file system ({fs}); "
+                    "using the slower rollback journal. Put the workspace on local disk "
+                    "for speed.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                conn.execute("PRAGMA journal_mode=DELETE")
+                self.journal_mode = "delete"
+            else:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _init_schema(self) -> None:
+        with self._translate():
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"workspace {str(self.path)!r} was written by a newer nbbatch (schema "
+                f"{version}, this version understands {SCHEMA_VERSION}); upgrade nbbatch "
+                "or open another workspace. Nothing was changed."
+            )
+        if version < SCHEMA_VERSION:
+            with self._tx() as c:
+                # executescript() would COMMIT our transaction; run statement by statement.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _acquire_and_reconcile(self) -> None:
+        exclusive = True
+        if fcntl is not None:
+            self._lock_file = open(self.path / "workspace.lock", "a+b")  # noqa: SIM115
+            try:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                exclusive = False
+        if exclusive:
+            self.recovery = self._reconcile()
+        if self._lock_file is not None and fcntl is not None:
+            # Stay visible to later openers as "in use" without blocking them.
+            deadline = time.monotonic() + self.busy_timeout
+            while True:
+                try:
+                    fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise StoreBusyError(
+                            f"workspace {str(self.path)!r} is being repaired by another "
+                            "process; try again in a moment"
+                        ) from None
+                    time.sleep(0.05)
+
+    def _reconcile(self) -> RecoveryReport:
+        report = RecoveryReport(reconciled=True)
+        with self._translate():
+            report.integrity = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+        if report.integrity != "ok":
+            warnings.warn(
+                f"workspace database {str(self.db_path)!r} failed its integrity check "
+                f"({report.integrity}); copy it aside before changing anything",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        known: set[str] = set()
+        with self._lock, self._translate():
+            for sha, ext in self._conn.execute(
+                "SELECT sha256, ext FROM images UNION SELECT sha256, ext FROM inputs"
+            ):
+                known.add(f"{sha}.{ext}")
+        present: set[str] = set()
+        for sub in self.images_dir.iterdir() if self.images_dir.exists() else ():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name.startswith(_TMP_PREFIX):
+                    f.unlink(missing_ok=True)
+                    report.temp_files_removed += 1
+                elif f.name in known:
+                    present.add(f.name)
+                else:
+                    f.unlink(missing_ok=True)
+                    report.orphan_files_removed += 1
+        missing = known - present
+        now = time.time()
+        with self._tx() as c:
+            if missing:
+                rows = c.execute("SELECT task_id, idx, sha256, ext FROM images").fetchall()
+                gone = [(t, i) for t, i, s, e in rows if f"{s}.{e}" in missing]
+                report.missing_files = len(gone)
+                c.executemany("DELETE FROM images WHERE task_id=? AND idx=?", gone)
+                for task_id in {t for t, _ in gone}:
+                    c.execute(
+                        "UPDATE tasks SET status='failed', error_kind='storage', error=?, "
+                        "finished_at=? WHERE id=? AND status='succeeded'",
+                        (
+                            "the result file is missing from the workspace; retry the "
+                            "task to generate it again",
+                            now,
+                            task_id,
+                        ),
+                    )
+            report.interrupted = [
+                r[0] for r in c.execute("SELECT id FROM tasks WHERE status='running'")
+            ]
+            c.execute(
+                "UPDATE tasks SET status='interrupted', error_kind='interrupted', error=?, "
+                "finished_at=? WHERE status='running'",
+                (
+                    "the process stopped while this task was running; the provider may "
+                    "or may not have finished (and billed) it. Resume to run it again.",
+                    now,
+                ),
+            )
+            # Nothing is queued once no runner is alive; queued tasks were never sent.
+            c.execute("UPDATE tasks SET status='idle' WHERE status='queued'")
+        return report
+
+    # ----------------------------------------------------------- plumbing
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                raise StoreBusyError(
+                    f"workspace {str(self.path)!r} is busy: another process held its "
+                    f"database for more than {self.busy_timeout:g} s. Close the other "
+                    "notebook or process using it, or use a different workspace."
+                ) from None
+            if "full" in text or "disk i/o" in text or "readonly" in text:
+                raise StorageError(
+                    f"could not write the workspace database: {exc}. Free disk space or "
+                    "check permissions; nothing was marked done."
+                ) from None
+            raise StoreError(f"workspace database error: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"workspace database {str(self.db_path)!r} is damaged or not a database: {exc}"
+            ) from None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreError(f"workspace {str(self.path)!r} is closed")
+        with self._lock, self._translate():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._closed:
+            raise StoreError(f"workspace {str(self.path)!r} is closed")
+        with self._lock, self._translate():
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace('{self.path}')"
+
+    # ----------------------------------------------------------- files
+    def _blob_path(self, sha: str, ext: str) -> Path:
+        return self.images_dir / sha[:2] / f"{sha}.{ext}"
+
+    def write_blob(self, data: bytes, ext: str) -> tuple[Path, str]:
+        """Write ``data`` durably under its sha256 name; return ``(path, sha256)``.
+
+        Blocking (file I/O + fsync): call it from a worker thread on the event loop.
+        Writing the same bytes twice is harmless (same name, same content).
+        """
+        sha = hashlib.sha256(data).hexdigest()
+        final = self._blob_path(sha, ext)
+        if final.exists() and final.stat().st_size == len(data):
+            return final, sha
+        tmp = final.parent / f"{_TMP_PREFIX}{new_id()}"
+        try:
+            final.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageError(
+                f"could not save an image to {str(final.parent)!r} ({exc.strerror or exc}); "
+                "free disk space or check permissions, then retry the task"
+            ) from None
+        return final, sha
+
+    # ----------------------------------------------------------- inputs
+    def add_reference(
+        self,
+        source: bytes | str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        limits: ImageLimits = UPLOAD_LIMITS,
+    ) -> Reference:
+        """Validate an input image (path or bytes) and keep it in the workspace."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            label = name or "image"
+        else:
+            p = Path(source)
+            size = p.stat().st_size
+            if size > limits.max_bytes:  # refuse before reading a huge file into memory
+                raise ImageRejectedError(
+                    f"{p.name}: file is {size / 1e6:.1f} MB; the limit is "
+                    f"{limits.max_bytes / 1e6:.1f} MB",
+                    reason="too_many_bytes",
+                    limit=limits.max_bytes,
+                    actual=size,
+                )
+            data = p.read_bytes()
+            label = name or p.name
+        try:
+            info = inspect_image(data, limits)
+        except ImageRejectedError as exc:
+            exc.message = f"{label}: {exc.message}"
+            raise
+        path, sha = self.write_blob(data, info.ext)
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO inputs(sha256, ext, name, width, height, format, "
+                "created_at) VALUES (?,?,?,?,?,?,?)",
+                (sha, info.ext, label, info.width, info.height, info.format, time.time()),
+            )
+        return Reference(label, path, sha, info.width, info.height, info.format)
+
+    # ----------------------------------------------------------- batches
+    def create_batch(
+        self,
+        tasks: Iterable[Task | str],
+        *,
+        name: str | None = None,
+        params: Params | None = None,
+        provider: str | None = None,
+    ) -> Batch:
+        """Journal a new batch of tasks (prompts become tasks with ``params``)."""
+        from ._batch import Batch
+
+        base = params or Params()
+        made: list[Task] = []
+        for t in tasks:
+            task = t if isinstance(t, Task) else Task(prompt=t, params=base)
+            made.append(task)
+        if not made:
+            raise ConfigError("a batch needs at least one task (no prompts were given)")
+        batch_id = new_id()
+        now = time.time()
+        label = name or time.strftime("batch %Y-%m-%d %H:%M:%S", time.localtime(now))
+        for i, task in enumerate(made):
+            if task.batch_id not in (None, batch_id):
+                raise ConfigError(f"task {task.id} already belongs to batch {task.batch_id}")
+            task.batch_id = batch_id
+            task.order = i
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO batches(id, name, created_at, provider, params) VALUES (?,?,?,?,?)",
+                (batch_id, label, now, provider, json.dumps(base.to_dict())),
+            )
+            self._insert_tasks(c, made)
+        return Batch(self, batch_id, label, made, provider=provider, created_at=now)
+
+    def _insert_tasks(self, c: sqlite3.Connection, tasks: Sequence[Task]) -> None:
+        c.executemany(
+            "INSERT INTO tasks(id, batch_id, parent_id, ord, prompt, original_prompt, params, "
+            "provider, status, attempts, error, error_kind, created_at, started_at, "
+            "finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    t.id,
+                    t.batch_id,
+                    t.parent_id,
+                    t.order,
+                    t.prompt,
+                    t.original_prompt,
+                    json.dumps(t.params.to_dict()),
+                    t.provider,
+                    t.status.value,
+                    t.attempts,
+                    t.error,
+                    t.error_kind,
+                    t.created_at,
+                    t.started_at,
+                    t.finished_at,
+                )
+                for t in tasks
+            ],
+        )
+        refs = [(t.id, i, r.sha256, r.name) for t in tasks for i, r in enumerate(t.references)]
+        if refs:
+            c.executemany(
+                "INSERT INTO task_refs(task_id, idx, sha256, name) VALUES (?,?,?,?)", refs
+            )
+
+    def add_tasks(self, batch_id: str, tasks: Sequence[Task]) -> None:
+        """Journal extra tasks for an existing batch (their ``order`` is kept)."""
+        for t in tasks:
+            t.batch_id = batch_id
+        with self._tx() as c:
+            self._insert_tasks(c, tasks)
+
+    def batches(self) -> list[BatchSummary]:
+        """Every batch in the workspace, newest first, with per-status task counts."""
+        rows = self._query(
+            "SELECT b.id, b.name, b.created_at, b.provider, t.status, count(t.id) "
+            "FROM batches b LEFT JOIN tasks t ON t.batch_id = b.id "
+            "GROUP BY b.id, t.status ORDER BY b.created_at DESC, b.id"
+        )
+        out: dict[str, BatchSummary] = {}
+        for bid, name, created, provider, status, count in rows:
+            summary = out.get(bid)
+            if summary is None:
+                summary = out[bid] = BatchSummary(bid, name, created, provider, {})
+            if status is not None:
+                summary.counts[status] = count
+        return list(out.values())
+
+    def batch(self, batch_id: str) -> Batch:
+        """Load a batch (tasks, references and images) from the journal."""
+        from ._batch import Batch
+
+        head = self._query(
+            "SELECT id, name, created_at, provider FROM batches WHERE id=?", (batch_id,)
+        )
+        if not head:
+            matches = self._query(
+                "SELECT id FROM batches WHERE id LIKE ? LIMIT 2", (batch_id + "%",)
+            )
+            if len(matches) == 1:
+                return self.batch(matches[0][0])
+            raise NotFoundError(
+                f"no batch {batch_id!r} in workspace {str(self.path)!r}; "
+                "`nbbatch history` lists the batches"
+            )
+        bid, name, created, provider = head[0]
+        tasks = self._load_tasks("t.batch_id=?", (bid,))
+        return Batch(self, bid, name, tasks, provider=provider, created_at=created)
+
+    def _load_tasks(self, where: str, args: Sequence[Any]) -> list[Task]:
+        rows = self._query(
+            "SELECT t.id, t.batch_id, t.parent_id, t.ord, t.prompt, t.original_prompt, "
+            "t.params, t.provider, t.status, t.attempts, t.error, t.error_kind, t.created_at, "
+            f"t.started_at, t.finished_at FROM tasks t WHERE {where} ORDER BY t.ord",
+            args,
+        )
+        tasks: dict[str, Task] = {}
+        for r in rows:
+            task = Task(
+                id=r[0],
+                batch_id=r[1],
+                parent_id=r[2],
+                order=r[3],
+                prompt=r[4],
+                original_prompt=r[5],
+                params=Params.from_dict(json.loads(r[6])),
+                provider=r[7],
+                status=TaskStatus(r[8]),
+                attempts=r[9],
+                error=r[10],
+                error_kind=r[11],
+                created_at=r[12],
+                started_at=r[13],
+                finished_at=r[14],
+            )
+            tasks[task.id] = task
+        if not tasks:
+            return []
+        for task_id, idx, sha, ext, w, h, fmt, seed, params, created in self._query(
+            "SELECT i.task_id, i.idx, i.sha256, i.ext, i.width, i.height, i.format, i.seed, "
+            f"i.params, i.created_at FROM images i JOIN tasks t ON t.id = i.task_id "
+            f"WHERE {where} ORDER BY i.task_id, i.idx",
+            args,
+        ):
+            tasks[task_id].images.append(
+                GeneratedImage(
+                    task_id,
+                    idx,
+                    self._blob_path(sha, ext),
+                    sha,
+                    w,
+                    h,
+                    fmt,
+                    seed,
+                    json.loads(params),
+                    created,
+                )
+            )
+        for task_id, _idx, sha, name, ext, w, h, fmt in self._query(
+            "SELECT r.task_id, r.idx, r.sha256, r.name, i.ext, i.width, i.height, i.format "
+            "FROM task_refs r JOIN inputs i ON i.sha256 = r.sha256 "
+            f"JOIN tasks t ON t.id = r.task_id WHERE {where} ORDER BY r.task_id, r.idx",
+            args,
+        ):
+            tasks[task_id].references.append(
+                Reference(name, self._blob_path(sha, ext), sha, w, h, fmt)
+            )
+        return list(tasks.values())
+
+    def task(self, task_id: str) -> Task:
+        found = self._load_tasks("t.id=?", (task_id,))
+        if not found:
+            raise NotFoundError(f"no task {task_id!r} in workspace {str(self.path)!r}")
+        return found[0]
+
+    # ----------------------------------------------------------- journaling
+    def save_task(self, task: Task) -> None:
+        """Journal a task's mutable fields (status, attempts, error, prompt, params...)."""
+        with self._tx() as c:
+            self._update(c, task)
+
+    def save_tasks(self, tasks: Sequence[Task]) -> None:
+        """Journal several tasks in one transaction (bulk queue / cancel)."""
+        with self._tx() as c:
+            for t in tasks:
+                self._update(c, t)
+
+    @staticmethod
+    def _update(c: sqlite3.Connection, t: Task) -> None:
+        cur = c.execute(
+            "UPDATE tasks SET status=?, attempts=?, error=?, error_kind=?, started_at=?, "
+            "finished_at=?, prompt=?, params=?, provider=?, ord=? WHERE id=?",
+            (
+                t.status.value,
+                t.attempts,
+                t.error,
+                t.error_kind,
+                t.started_at,
+                t.finished_at,
+                t.prompt,
+                json.dumps(t.params.to_dict()),
+                t.provider,
+                t.order,
+                t.id,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise NotFoundError(f"task {t.id} is not in this workspace", task_id=t.id)
+
+    def record_success(self, task: Task, stored: Sequence[StoredImage]) -> list[GeneratedImage]:
+        """Commit the images (already written with :meth:`write_blob`) and the task at once.
+
+        ``task`` is already ``succeeded`` in memory; if the commit fails the caller
+        reverts it, and the files become orphans that the next reconcile removes.
+        """
+        now = time.time()
+        first = len(task.images)
+        images = [
+            GeneratedImage(
+                task.id,
+                first + i,
+                self._blob_path(s.sha256, s.info.ext),
+                s.sha256,
+                s.info.width,
+                s.info.height,
+                s.info.format,
+                s.seed,
+                s.params,
+                now,
+            )
+            for i, s in enumerate(stored)
+        ]
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO images(task_id, idx, sha256, ext, width, height, format, seed, "
+                "params, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        im.task_id,
+                        im.index,
+                        im.sha256,
+                        s.info.ext,
+                        im.width,
+                        im.height,
+                        im.format,
+                        im.seed,
+                        json.dumps(s.params),
+                        now,
+                    )
+                    for im, s in zip(images, stored, strict=True)
+                ],
+            )
+            self._update(c, task)
+        return images
+
+    def delete_batch(self, batch_id: str) -> None:
+        """Remove a batch and its tasks; image files go at the next reconcile."""
+        with self._tx() as c:
+            c.execute("DELETE FROM batches WHERE id=?", (batch_id,))
