@@ -1,0 +1,311 @@
+"""The HTTP layer every provider shares: timeouts, errors, downloads, no leaked keys.
+
+:class:`HttpClient` wraps one ``httpx.AsyncClient`` (connection reuse) per provider
+instance. Every non-2xx response and every transport failure becomes one of the
+:mod:`nbbatch._errors` provider errors, classified for retries as in reliability.md §B1:
+
+=========================  =========================  =========
+what happened              error                      retried
+=========================  =========================  =========
+connect / read failure     ProviderConnectionError    yes
+timeout, HTTP 408          ProviderTimeoutError       yes
+HTTP 409                   ServerError (conflict)     yes
+HTTP 429                   RateLimitedError           yes (waits ``Retry-After``)
+HTTP >= 500                ServerError                yes
+HTTP 401 / 403             AuthenticationError        no
+HTTP 400 / 404 / 422 ...   BadRequestError            no
+unreadable body            MalformedResponseError     no
+=========================  =========================  =========
+
+A server's ``x-should-retry: true|false`` header overrides the decision. Providers whose
+service signals refusals or rate limits differently pass ``classify`` to refine it.
+Messages quote the server's own error text (trimmed) and never contain the key: known
+secrets are scrubbed from everything that goes into an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .._errors import (
+    AuthenticationError,
+    BadRequestError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
+)
+from .._retry import parse_retry_after
+from .._secrets import scrub
+
+__all__ = [
+    "HttpClient",
+    "Timeouts",
+    "error_from_exception",
+    "error_from_response",
+    "server_message",
+]
+
+_EXCERPT = 300
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-phase timeouts in seconds. ``read`` is long: image generation is slow."""
+
+    connect: float = 10.0
+    read: float = 300.0
+    write: float = 60.0
+    pool: float = 30.0
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+def server_message(response: httpx.Response) -> str:
+    """The human part of an error body, from the shapes services use; trimmed."""
+    text = ""
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping):
+            text = str(err.get("message") or err.get("code") or err.get("status") or "")
+        elif isinstance(err, str):
+            text = err
+        for key in ("detail", "message", "title", "name"):
+            if text:
+                break
+            value = body.get(key)
+            if isinstance(value, str):
+                text = value
+            elif value:
+                text = json.dumps(value)[:_EXCERPT]
+        if not text and isinstance(body.get("errors"), list) and body["errors"]:
+            text = "; ".join(str(e) for e in body["errors"][:3])
+    if not text:
+        try:
+            text = response.text.strip()
+        except Exception:
+            text = ""
+    text = " ".join(text.split())
+    if len(text) > _EXCERPT:
+        text = text[: _EXCERPT - 3] + "..."
+    return scrub(text)
+
+
+def error_from_response(
+    response: httpx.Response, provider: str, *, task_id: str | None = None
+) -> ProviderError:
+    """Map a non-2xx response to a provider error (see the module table)."""
+    status = response.status_code
+    detail = server_message(response)
+    where = f"{provider}: HTTP {status}"
+    message = f"{where}: {detail}" if detail else where
+    err: ProviderError
+    if status in (401, 403):
+        err = AuthenticationError(
+            f"{message}. Check the API key (and that it may use this model).",
+            provider=provider,
+            status_code=status,
+            task_id=task_id,
+        )
+    elif status == 429:
+        err = RateLimitedError(
+            f"{message}. The service is rate limiting requests.",
+            retry_after=parse_retry_after(response.headers),
+            provider=provider,
+            status_code=status,
+            task_id=task_id,
+        )
+    elif status == 408:
+        err = ProviderTimeoutError(message, provider=provider, status_code=status, task_id=task_id)
+    elif status == 409 or status >= 500:
+        err = ServerError(message, provider=provider, status_code=status, task_id=task_id)
+    else:
+        err = BadRequestError(message, provider=provider, status_code=status, task_id=task_id)
+    override = response.headers.get("x-should-retry", "").strip().lower()
+    if override in ("true", "false"):
+        err.retryable = override == "true"
+    return err
+
+
+def error_from_exception(
+    exc: httpx.HTTPError, provider: str, *, task_id: str | None = None
+) -> ProviderError:
+    """Map an httpx transport error (never an HTTP status) to a provider error."""
+    host = ""
+    with contextlib.suppress(RuntimeError, AttributeError):
+        host = exc.request.url.host
+    where = f"{provider} ({host})" if host else provider
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ProviderTimeoutError(
+            f"{where}: timed out connecting; is the server up and reachable?",
+            provider=provider,
+            task_id=task_id,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        phase = type(exc).__name__.replace("Timeout", "").lower() or "request"
+        return ProviderTimeoutError(
+            f"{where}: timed out ({phase}); the service took too long to answer",
+            provider=provider,
+            task_id=task_id,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderConnectionError(
+            f"{where}: could not connect ({scrub(str(exc)) or 'connection refused'}); "
+            "check the base URL and that the server is running",
+            provider=provider,
+            task_id=task_id,
+        )
+    if isinstance(exc, httpx.DecodingError):
+        return MalformedResponseError(
+            f"{where}: the response could not be decoded: {scrub(str(exc))}",
+            provider=provider,
+            task_id=task_id,
+        )
+    if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
+        return ProviderConnectionError(
+            f"{where}: the connection failed mid-request ({type(exc).__name__}: "
+            f"{scrub(str(exc)) or 'closed by the server'})",
+            provider=provider,
+            task_id=task_id,
+        )
+    return ProviderConnectionError(
+        f"{where}: {type(exc).__name__}: {scrub(str(exc))}", provider=provider, task_id=task_id
+    )
+
+
+Classifier = Callable[[httpx.Response, ProviderError], ProviderError]
+
+
+class HttpClient:
+    """One provider's connection pool plus error mapping.
+
+    ``headers`` may carry the key (built with ``Secret.reveal()``); they are never
+    logged or put into errors. ``classify(response, default_error)`` lets a provider
+    turn the generic error into a more precise one (e.g. a moderation 403 into
+    ``ContentRefusedError``).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        classify: Classifier | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts or Timeouts()
+        self._classify = classify
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=self.timeouts.to_httpx(),
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=True,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
+    async def request(
+        self, method: str, url: str, *, task_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; return the 2xx response or raise a provider error."""
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.provider, task_id=task_id) from None
+        if response.is_success:
+            return response
+        err = error_from_response(response, self.provider, task_id=task_id)
+        if self._classify is not None:
+            err = self._classify(response, err)
+        raise err
+
+    async def json(
+        self, method: str, url: str, *, task_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """:meth:`request` and parse a JSON body (MalformedResponseError when it is not)."""
+        response = await self.request(method, url, task_id=task_id, **kwargs)
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedResponseError(
+                f"{self.provider}: expected JSON, got {response.headers.get('content-type')!r}"
+                f" ({len(response.content)} bytes)",
+                provider=self.provider,
+                status_code=response.status_code,
+                task_id=task_id,
+            ) from None
+
+    async def download(
+        self, url: str, *, max_bytes: int, task_id: str | None = None, **kwargs: Any
+    ) -> tuple[bytes, str | None]:
+        """GET ``url`` streaming, refusing more than ``max_bytes``; return (body, type).
+
+        A body shorter than its Content-Length (a dropped connection) is a retryable
+        connection error; nothing partial is ever returned.
+        """
+        try:
+            async with self._client.stream("GET", url, **kwargs) as response:
+                if not response.is_success:
+                    await response.aread()
+                    err = error_from_response(response, self.provider, task_id=task_id)
+                    raise self._classify(response, err) if self._classify else err
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise MalformedResponseError(
+                        f"{self.provider}: image is {int(declared):,} bytes; the limit is "
+                        f"{max_bytes:,}",
+                        provider=self.provider,
+                        task_id=task_id,
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MalformedResponseError(
+                            f"{self.provider}: image download exceeded {max_bytes:,} bytes",
+                            provider=self.provider,
+                            task_id=task_id,
+                        )
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+                encoded = response.headers.get("content-encoding", "identity") != "identity"
+                if declared and declared.isdigit() and not encoded and len(body) != int(declared):
+                    raise ProviderConnectionError(
+                        f"{self.provider}: image download was cut short ({len(body):,} of "
+                        f"{int(declared):,} bytes)",
+                        provider=self.provider,
+                        task_id=task_id,
+                    )
+                return body, response.headers.get("content-type")
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.provider, task_id=task_id) from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

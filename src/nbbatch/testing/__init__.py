@@ -1,0 +1,10 @@
+"""Loopback fake servers of the real services, for tests, demos and benchmarks.
+
+They speak each service's real wire protocol over real HTTP on 127.0.0.1, so the studio
+and your own pipelines can be tried without keys or network. Needs the ``testing`` extra
+(``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
+"""
+
+from ._server import FakeServer, Fault, RecordedRequest
+
+__all__ = ["FakeServer", "Fault", "RecordedRequest"]
