@@ -4,6 +4,7 @@ Third-party packages add providers through the ``nbbatch.providers`` entry-point
 (name = provider name, value = a factory returning a :class:`Provider`).
 """
 
+from ._a1111 import A1111Provider
 from ._base import (
     Capabilities,
     GenerationRequest,
@@ -12,18 +13,27 @@ from ._base import (
     ProgressCallback,
     Provider,
 )
+from ._comfyui import ComfyUIProvider, WorkflowMapping, detect_mapping
 from ._demo import DemoProvider, render_demo_image
+from ._http import Timeouts
+from ._openai import OpenAIProvider
 from ._registry import available_providers, get_provider, register_provider
 
 __all__ = [
+    "A1111Provider",
     "Capabilities",
+    "ComfyUIProvider",
     "DemoProvider",
     "GenerationRequest",
     "ImageData",
     "InputImage",
+    "OpenAIProvider",
     "ProgressCallback",
     "Provider",
+    "Timeouts",
+    "WorkflowMapping",
     "available_providers",
+    "detect_mapping",
     "get_provider",
     "register_provider",
     "render_demo_image",

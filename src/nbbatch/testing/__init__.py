@@ -5,6 +5,9 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
+from ._a1111 import FakeA1111
+from ._comfyui import FakeComfyUI
+from ._openai import FakeOpenAI
 from ._server import FakeServer, Fault, RecordedRequest
 
-__all__ = ["FakeServer", "Fault", "RecordedRequest"]
+__all__ = ["FakeA1111", "FakeComfyUI", "FakeOpenAI", "FakeServer", "Fault", "RecordedRequest"]

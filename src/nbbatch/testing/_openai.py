@@ -1,0 +1,300 @@
+"""A loopback fake of the OpenAI Images API (provider-protocols.md §1).
+
+Routes (all under ``/v1``): ``POST /images/generations`` (JSON), ``POST /images/edits``
+(multipart: ``image`` or repeated ``image[]``, optional ``mask``), ``GET /models``, and
+``GET /files/{name}`` serving the images of URL-style responses. Errors use OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` body.
+
+Switches: ``latency`` (every request), ``api_key`` (require this bearer key, 401
+otherwise), ``response`` (``"b64"`` like GPT image models, or ``"url"`` like DALL·E;
+``response_format="url"`` in a request also gives URLs), ``refuse_words`` (prompts
+containing one get the 400 ``moderation_blocked`` refusal), ``max_side`` (rendered
+images are scaled down to this, to stay small and fast) and ``echo_key`` (a hostile
+server that echoes the full key in its 401 message, for leak tests). Faults come from
+:class:`~nbbatch.testing.Fault` (``server.add_fault(...)``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._multipart import parse_form
+from ._render import fit_size, render_image
+from ._server import ASGIApp, FakeServer
+
+__all__ = ["FakeOpenAI"]
+
+_ERROR_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def _error(
+    status: int, message: str, type_: str, code: str | None, param: str | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+class FakeOpenAI(FakeServer):
+    """OpenAI Images over real HTTP on 127.0.0.1 (use ``server.url + "/v1"`` as base URL)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        response: str = "b64",
+        refuse_words: Sequence[str] = ("forbidden",),
+        max_side: int = 128,
+        echo_key: bool = False,
+    ) -> None:
+        super().__init__(latency=latency)
+        if response not in ("b64", "url"):
+            raise ValueError("response must be 'b64' or 'url'")
+        self.api_key = api_key
+        self.response = response
+        self.refuse_words = tuple(w.lower() for w in refuse_words)
+        self.max_side = max_side
+        self.echo_key = echo_key
+        #: parsed bodies of the generation / edit requests the fake accepted
+        self.generations: list[dict[str, Any]] = []
+        self.edits: list[dict[str, Any]] = []
+        self._files: dict[str, bytes] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def error_response(self, status: int, message: str) -> tuple[Any, str]:
+        type_, code = _ERROR_TYPES.get(status, ("server_error", None))
+        return {"error": {"message": message, "type": type_, "param": None, "code": code}}, (
+            "application/json"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _auth_error(self, request: Request) -> Response | None:
+        if self.api_key is None:
+            return None
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if given == self.api_key:
+            return None
+        shown = given if self.echo_key else (given[:3] + "*" * 8 + given[-4:] if given else "")
+        return _error(
+            401,
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+
+    def _refusal(self, prompt: str, model: str) -> Response | None:
+        lowered = prompt.lower()
+        if not any(w and w in lowered for w in self.refuse_words):
+            return None
+        if model.startswith("dall-e"):
+            return _error(
+                400,
+                "Your request was rejected as a result of our safety system.",
+                "invalid_request_error",
+                "content_policy_violation",
+            )
+        return _error(
+            400,
+            "Your request was rejected by the safety system. If you believe this is an "
+            "error, contact us at help.openai.com and include the request ID.",
+            "image_generation_user_error",
+            "moderation_blocked",
+        )
+
+    def _size(self, size: str | None) -> tuple[int, int] | Response:
+        if size in (None, "", "auto"):
+            return fit_size(1024, 1024, self.max_side)
+        try:
+            w, h = (int(v) for v in str(size).lower().split("x"))
+        except ValueError:
+            return _error(
+                400,
+                f"Invalid value: '{size}'. Supported values are: '1024x1024', '1024x1536', "
+                "'1536x1024', and 'auto'.",
+                "invalid_request_error",
+                "invalid_value",
+                "size",
+            )
+        return fit_size(w, h, self.max_side)
+
+    def _answer(
+        self,
+        prompt: str,
+        fields: dict[str, Any],
+        init: bytes | None,
+    ) -> Response:
+        model = str(fields.get("model") or "dall-e-2")
+        refused = self._refusal(prompt, model)
+        if refused is not None:
+            return refused
+        try:
+            n = int(fields.get("n", 1))
+        except (TypeError, ValueError):
+            n = 0
+        if not 1 <= n <= 10:
+            return _error(
+                400,
+                f"Invalid 'n': integer between 1 and 10 expected, got {fields.get('n')!r}.",
+                "invalid_request_error",
+                "invalid_value",
+                "n",
+            )
+        size = self._size(fields.get("size"))
+        if isinstance(size, Response):
+            return size
+        fmt = str(fields.get("output_format") or "png").lower()
+        if fmt not in ("png", "jpeg", "webp"):
+            fmt = "png"
+        as_url = fields.get("response_format") == "url" or (
+            self.response == "url" and not model.startswith("gpt-image")
+        )
+        base_seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+        data = []
+        for i in range(n):
+            raw = render_image(prompt, base_seed + i, size, fmt=fmt, init=init)
+            if as_url:
+                name = f"img-{next(self._ids)}.{fmt}"
+                self._files[name] = raw
+                item: dict[str, Any] = {"url": f"{self.url}/v1/files/{name}"}
+            else:
+                item = {"b64_json": base64.b64encode(raw).decode()}
+            if model == "dall-e-3":
+                item["revised_prompt"] = f"A detailed picture of {prompt}"
+            data.append(item)
+        body: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if not model.startswith("dall-e"):
+            w, h = size
+            body.update(
+                background=fields.get("background") or "opaque",
+                output_format=fmt,
+                quality=fields.get("quality") or "medium",
+                size=f"{w}x{h}",
+                usage={
+                    "input_tokens": len(prompt.split()) + (258 if init else 0),
+                    "input_tokens_details": {
+                        "image_tokens": 258 if init else 0,
+                        "text_tokens": len(prompt.split()),
+                    },
+                    "output_tokens": 272 * n,
+                    "total_tokens": len(prompt.split()) + 272 * n + (258 if init else 0),
+                },
+            )
+        return JSONResponse(body)
+
+    # ------------------------------------------------------------------ routes
+    def build_app(self) -> ASGIApp:
+        async def generations(request: Request) -> Response:
+            denied = self._auth_error(request)
+            if denied is not None:
+                return denied
+            try:
+                fields = json.loads(await request.body())
+            except ValueError:
+                return _error(
+                    400,
+                    "We could not parse the JSON body of your request.",
+                    "invalid_request_error",
+                    None,
+                )
+            if not isinstance(fields, dict) or not isinstance(fields.get("prompt"), str):
+                return _error(
+                    400,
+                    "Missing required parameter: 'prompt'.",
+                    "invalid_request_error",
+                    "missing_required_parameter",
+                    "prompt",
+                )
+            self.generations.append(fields)
+            return self._answer(fields["prompt"], fields, None)
+
+        async def edits(request: Request) -> Response:
+            denied = self._auth_error(request)
+            if denied is not None:
+                return denied
+            try:
+                parts = parse_form(await request.body(), request.headers.get("content-type", ""))
+            except ValueError as exc:
+                return _error(400, str(exc), "invalid_request_error", None)
+            fields: dict[str, Any] = {p.name: p.text for p in parts if p.filename is None}
+            images = [p for p in parts if p.name in ("image", "image[]") and p.filename]
+            mask = next((p for p in parts if p.name == "mask"), None)
+            self.edits.append(
+                {
+                    "fields": fields,
+                    "image_fields": [p.name for p in images],
+                    "image_names": [p.filename for p in images],
+                    "images": [p.data for p in images],
+                    "mask": mask.data if mask else None,
+                }
+            )
+            if "prompt" not in fields:
+                return _error(
+                    400,
+                    "Missing required parameter: 'prompt'.",
+                    "invalid_request_error",
+                    "missing_required_parameter",
+                    "prompt",
+                )
+            if not images:
+                return _error(
+                    400,
+                    "Missing required parameter: 'image'.",
+                    "invalid_request_error",
+                    "missing_required_parameter",
+                    "image",
+                )
+            return self._answer(fields["prompt"], fields, images[0].data)
+
+        async def models(request: Request) -> Response:
+            denied = self._auth_error(request)
+            if denied is not None:
+                return denied
+            ids = ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-3"]
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": [{"id": m, "object": "model", "owned_by": "system"} for m in ids],
+                }
+            )
+
+        async def files(request: Request) -> Response:
+            name = request.path_params["name"]
+            raw = self._files.get(name)
+            if raw is None:
+                return Response(b"not found", status_code=404, media_type="text/plain")
+            ext = name.rsplit(".", 1)[-1]
+            return Response(raw, media_type=f"image/{ext}")
+
+        return Starlette(
+            routes=[
+                Route("/v1/images/generations", generations, methods=["POST"]),
+                Route("/v1/images/edits", edits, methods=["POST"]),
+                Route("/v1/models", models, methods=["GET"]),
+                Route("/v1/files/{name}", files, methods=["GET"]),
+            ]
+        )

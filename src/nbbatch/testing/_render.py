@@ -1,0 +1,49 @@
+"""Small real images for the fakes, rendered with the demo provider's painter."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+from PIL import Image
+
+from ..providers._demo import render_demo_image
+
+__all__ = ["fit_size", "render_image"]
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Scale (width, height) down so neither side exceeds ``max_side`` (aspect kept)."""
+    width, height = max(1, width), max(1, height)
+    scale = min(1.0, max_side / max(width, height))
+    return max(16, round(width * scale)), max(16, round(height * scale))
+
+
+@functools.lru_cache(maxsize=256)
+def _render_cached(prompt: str, seed: int, size: tuple[int, int], fmt: str) -> bytes:
+    return _encode(render_demo_image(prompt, seed, size), fmt)
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def render_image(
+    prompt: str,
+    seed: int,
+    size: tuple[int, int],
+    *,
+    fmt: str = "PNG",
+    init: bytes | None = None,
+    strength: float = 0.6,
+) -> bytes:
+    """Encoded image bytes for (prompt, seed, size), blended over ``init`` when given."""
+    fmt = fmt.upper().replace("JPG", "JPEG")
+    if init is None:
+        return _render_cached(prompt, seed, size, fmt)
+    with Image.open(io.BytesIO(init)) as base:
+        base.load()
+        img = render_demo_image(prompt, seed, size, init_image=base, strength=strength)
+    return _encode(img, fmt)
