@@ -1,0 +1,358 @@
+"""Stable Diffusion WebUI (A1111 / Forge) provider end to end against FakeA1111."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nbbatch import (
+    AuthenticationError,
+    BadRequestError,
+    Batch,
+    ConfigError,
+    MalformedResponseError,
+    NotSupportedError,
+    Params,
+    ProviderTimeoutError,
+    RetryPolicy,
+    Task,
+    TaskStatus,
+    Workspace,
+    get_provider,
+)
+from nbbatch._events import TaskProgress
+from nbbatch.providers import (
+    A1111Provider,
+    GenerationRequest,
+    InputImage,
+    Timeouts,
+    render_demo_image,
+)
+from nbbatch.testing import FakeA1111, Fault
+
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+
+
+def png(text: str = "input", size: tuple[int, int] = (48, 48)) -> bytes:
+    buf = io.BytesIO()
+    render_demo_image(text, 1, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeA1111]:
+    with FakeA1111() as s:
+        yield s
+
+
+@pytest.fixture
+def server(shared_server: FakeA1111) -> FakeA1111:
+    s = shared_server
+    s.clear_faults()
+    s.requests.clear()
+    s.jobs.clear()
+    s.interrupts = 0
+    s.auth, s.style, s.step_delay, s.extra_images = None, "a1111", 0.0, 0
+    return s
+
+
+@pytest.fixture
+async def provider(server: FakeA1111) -> AsyncIterator[A1111Provider]:
+    p = A1111Provider(base_url=server.url, poll_interval=0.01)
+    yield p
+    await p.aclose()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace(tmp_path / "ws")
+    yield ws
+    ws.close()
+
+
+# ---------------------------------------------------------------- request mapping
+async def test_txt2img_maps_params_and_reads_seeds_from_info(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    params = Params(
+        n=3,
+        seed=1234,
+        steps=25,
+        cfg_scale=6.5,
+        sampler="DPM++ 2M",
+        size="768x512",
+        negative_prompt="blurry",
+        model="sd_xl_base_1.0.safetensors [31e35c80fc]",
+        extras={"scheduler": "Karras", "override_settings": {"CLIP_stop_at_last_layers": 2}},
+    )
+    images = await provider.generate(GenerationRequest("a red fox", params))
+
+    job = server.jobs[0]
+    assert server.calls("/sdapi/v1/txt2img")
+    assert {k: job[k] for k in ("prompt", "negative_prompt", "seed", "steps", "cfg_scale")} == {
+        "prompt": "a red fox",
+        "negative_prompt": "blurry",
+        "seed": 1234,
+        "steps": 25,
+        "cfg_scale": 6.5,
+    }
+    assert (job["sampler_name"], job["width"], job["height"], job["batch_size"]) == (
+        "DPM++ 2M",
+        768,
+        512,
+        3,
+    )
+    assert job["scheduler"] == "Karras"
+    assert job["override_settings"] == {
+        "sd_model_checkpoint": "sd_xl_base_1.0.safetensors [31e35c80fc]",
+        "CLIP_stop_at_last_layers": 2,
+    }
+    assert [im.seed for im in images] == [1234, 1235, 1236]
+    assert images[0].info["sd_model_name"] == "sd_xl_base_1.0"
+    assert "Seed: 1235" in images[1].info["infotext"]
+    with Image.open(io.BytesIO(images[0].data)) as im:
+        assert im.format == "PNG"
+        assert im.width > im.height
+
+
+async def test_random_seed_is_sent_as_minus_one_and_the_real_one_recorded(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    images = await provider.generate(GenerationRequest("a fox"))
+    assert server.jobs[0]["seed"] == -1
+    assert isinstance(images[0].seed, int) and images[0].seed >= 0
+
+
+async def test_img2img_sends_bare_base64_init_image_and_denoising_strength(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    source = png("source", (64, 64))
+    images = await provider.generate(
+        GenerationRequest("a fox, oil painting", Params(strength=0.35), [InputImage("s", source)])
+    )
+    job = server.jobs[0]
+    assert server.calls("/sdapi/v1/img2img")
+    assert base64.b64decode(job["init_images"][0]) == source
+    assert job["denoising_strength"] == 0.35
+    assert len(images) == 1
+
+
+async def test_extra_images_after_the_batch_are_not_results(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    server.extra_images = 2  # e.g. ControlNet detect maps appended by Forge
+    images = await provider.generate(GenerationRequest("a fox", Params(n=2, seed=9)))
+    assert [im.seed for im in images] == [9, 10]
+
+
+def test_registered_under_its_aliases(server: FakeA1111) -> None:
+    for name in ("a1111", "forge", "sdwebui"):
+        p = get_provider(name, base_url=server.url)
+        assert isinstance(p, A1111Provider)
+
+
+def test_webui_defaults_to_one_request_in_flight() -> None:
+    assert A1111Provider().max_concurrency == 1
+
+
+async def test_too_many_references_are_refused_before_any_request(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    refs = [InputImage("a", png()), InputImage("b", png())]
+    with pytest.raises(NotSupportedError, match="at most 1"):
+        await provider.generate(GenerationRequest("x", images=refs))
+    assert server.requests == []
+
+
+# ---------------------------------------------------------------- auth and error bodies
+async def test_basic_auth_is_sent_and_a_wrong_password_is_an_auth_error(
+    server: FakeA1111,
+) -> None:
+    server.auth = ("alice", "s3cret-pass")
+    good = A1111Provider(base_url=server.url, username="alice", password="s3cret-pass")
+    bad = A1111Provider(base_url=server.url, username="alice", password="wrong-pass")
+    try:
+        await good.check()
+        assert (await good.generate(GenerationRequest("a fox")))[0].data
+        with pytest.raises(AuthenticationError, match="Incorrect username or password") as info:
+            await bad.generate(GenerationRequest("a fox"))
+    finally:
+        await good.aclose()
+        await bad.aclose()
+    assert "--api-auth" in str(info.value)
+    assert "wrong-pass" not in str(info.value)
+
+
+def test_basic_auth_needs_both_parts() -> None:
+    with pytest.raises(ConfigError, match="both username and password"):
+        A1111Provider(username="alice")
+
+
+@pytest.mark.parametrize("style", ["a1111", "forge"])
+async def test_both_error_body_styles_read_cleanly(
+    server: FakeA1111, provider: A1111Provider, style: str
+) -> None:
+    server.style = style
+    with pytest.raises(BadRequestError) as info:
+        await provider.generate(GenerationRequest("x", Params(sampler="No Such Sampler")))
+    assert str(info.value) == "a1111: HTTP 400: Sampler not found"
+    assert len(server.calls("/sdapi/v1/txt2img")) == 1
+
+
+async def test_validation_errors_name_the_field(server: FakeA1111, provider: A1111Provider) -> None:
+    with pytest.raises(BadRequestError, match=r"HTTP 422: steps: value is not a valid integer"):
+        await provider.generate(GenerationRequest("x", Params(extras={"steps": "many"})))
+
+
+async def test_a1111_500_body_shows_the_exception_and_is_retried(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    body = {
+        "error": "RuntimeError",
+        "detail": "",
+        "body": "",
+        "errors": "CUDA error: out of memory",
+    }
+    server.add_fault(Fault.status_code(500, body, times=2))
+    batch = Batch.create(["a fox"], workspace=workspace)
+    messages: list[str] = []
+    batch.subscribe(lambda e: messages.append(e.error) if hasattr(e, "error") else None)
+    await batch.run(provider, retry=FAST)
+
+    assert batch.tasks[0].status is TaskStatus.SUCCEEDED
+    assert batch.tasks[0].attempts == 3
+    assert len(server.calls("/sdapi/v1/txt2img")) == 3
+    assert messages[0] == "a1111: HTTP 500: RuntimeError: CUDA error: out of memory"
+
+
+@pytest.mark.parametrize(
+    "fault, error",
+    [
+        (Fault.status_code(401), AuthenticationError),
+        (Fault.status_code(404), BadRequestError),
+        (Fault.malformed(), MalformedResponseError),
+        (Fault.malformed(b'{"images": ["not base64!"], "info": "{}"}'), MalformedResponseError),
+        (
+            Fault.malformed(b'{"images": [], "parameters": {}, "info": "{}"}'),
+            MalformedResponseError,
+        ),
+    ],
+)
+async def test_terminal_faults_fail_after_one_call(
+    server: FakeA1111, workspace: Workspace, provider: A1111Provider, fault: Fault, error: type
+) -> None:
+    server.add_fault(fault, path="/sdapi/v1/txt2img")
+    batch = Batch.create(["a fox"], workspace=workspace)
+    await batch.run(provider, retry=FAST)
+    assert batch.tasks[0].status is TaskStatus.FAILED
+    assert batch.tasks[0].error_kind == error.kind  # type: ignore[attr-defined]
+    assert len(server.calls("/sdapi/v1/txt2img")) == 1
+
+
+async def test_hung_webui_times_out(server: FakeA1111) -> None:
+    p = A1111Provider(base_url=server.url, timeouts=Timeouts(read=0.2), poll_interval=None)
+    server.add_fault(Fault.hang(0.6), path="/sdapi/v1/txt2img")
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            await p.generate(GenerationRequest("a fox"))
+    finally:
+        await p.aclose()
+    assert time.monotonic() - started < 0.5
+
+
+async def test_unreadable_info_still_returns_the_images_without_seeds(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    body = json.dumps({"images": [base64.b64encode(png()).decode()], "info": "not json"})
+    server.add_fault(Fault.malformed(body.encode()), path="/sdapi/v1/txt2img")
+    images = await provider.generate(GenerationRequest("a fox"))
+    assert len(images) == 1 and images[0].seed is None
+
+
+# ---------------------------------------------------------------- progress and cancel
+async def test_progress_is_polled_on_a_second_connection_while_the_post_blocks(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    server.step_delay = 0.02
+    seen: list[float | None] = []
+    await provider.generate(
+        GenerationRequest("a fox", Params(steps=8)), lambda f, _p: seen.append(f)
+    )
+    polls = server.calls("/sdapi/v1/progress")
+    post = server.calls("/sdapi/v1/txt2img")[0]
+    assert len(polls) >= 3
+    assert any(p.time > post.time for p in polls)
+    assert polls[0].query == "skip_current_image=true"
+    middle = [f for f in seen[:-1] if f is not None]
+    assert middle and all(0 < f < 1 for f in middle)
+    assert middle == sorted(middle)  # never goes backwards
+    assert seen[-1] == 1.0
+
+
+async def test_failing_progress_polls_never_fail_the_task(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    server.step_delay = 0.02
+    server.add_fault(Fault.status_code(500, times=1000), path="/sdapi/v1/progress")
+    images = await provider.generate(GenerationRequest("a fox"), lambda f, _p: None)
+    assert images
+    assert server.calls("/sdapi/v1/progress")
+
+
+async def test_previews_come_from_current_image(server: FakeA1111) -> None:
+    server.step_delay = 0.015
+    p = A1111Provider(base_url=server.url, poll_interval=0.01, previews=True)
+    previews: list[bytes] = []
+    try:
+        await p.generate(
+            GenerationRequest("a fox"), lambda _f, pv: previews.append(pv) if pv else None
+        )
+    finally:
+        await p.aclose()
+    assert previews and previews[0].startswith(b"\x89PNG")
+
+
+async def test_cancel_mid_generation_calls_interrupt(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    server.step_delay = 0.05
+    batch = Batch.create([Task("a slow fox", params=Params(steps=10))], workspace=workspace)
+    events: list[object] = []
+    batch.subscribe(events.append)
+    runner = batch.start(provider)
+    while not any(isinstance(e, TaskProgress) and e.progress for e in events):
+        await asyncio.sleep(0.01)
+    runner.cancel(batch.tasks[0].id)
+    await runner.wait()
+
+    assert batch.tasks[0].status is TaskStatus.CANCELLED
+    assert len(server.calls("/sdapi/v1/interrupt", "POST")) == 1
+    assert server.interrupts == 1
+
+
+# ---------------------------------------------------------------- runner
+async def test_batch_of_txt2img_and_img2img_runs_through_the_runner(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    ref = workspace.add_reference(png("ref", (64, 64)), "ref.png")
+    tasks = [
+        Task("a fox", params=Params(seed=5, n=2)),
+        Task("a fox, watercolour", params=Params(seed=6, strength=0.5), references=[ref]),
+    ]
+    batch = Batch.create(tasks, workspace=workspace)
+    await batch.run(provider, concurrency=2)
+
+    assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 2
+    assert [im.seed for im in batch.tasks[0].images] == [5, 6]
+    assert batch.tasks[1].images[0].seed == 6
+    assert "infotext" in batch.tasks[1].images[0].params["info"]
+    assert len(server.calls("/sdapi/v1/img2img")) == 1
