@@ -217,7 +217,12 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
         )
         for field, side in (("prompt", "positive"), ("negative", "negative")):
             source = _linked(graph, sampler, side)
-            if source is not None and graph[source].get("class_type") == "CLIPTextEncode":
+            taken = found.get("prompt")
+            if (
+                source is not None
+                and graph[source].get("class_type") == "CLIPTextEncode"
+                and (taken is None or taken[0] != source)  # one node feeding both sides
+            ):
                 found[field] = (source, "text")
         latent = _linked(graph, sampler, "latent_image")
         if latent is not None and graph[latent].get("class_type") == "EmptyLatentImage":
