@@ -9,8 +9,10 @@ Switches: ``latency`` (every request), ``api_key`` (require this bearer key, 401
 otherwise), ``response`` (``"b64"`` like GPT image models, or ``"url"`` like DALL·E;
 ``response_format="url"`` in a request also gives URLs), ``refuse_words`` (prompts
 containing one get the 400 ``moderation_blocked`` refusal), ``max_side`` (rendered
-images are scaled down to this, to stay small and fast) and ``echo_key`` (a hostile
-server that echoes the full key in its 401 message, for leak tests). Faults come from
+images are scaled down to this, to stay small and fast), ``render="fast"`` (paint one
+picture per size and make each answer distinct with a PNG text chunk: for benchmarks,
+where painting every image would make the fake the bottleneck) and ``echo_key`` (a
+hostile server that echoes the full key in its 401 message, for leak tests). Faults come from
 :class:`~nbbatch.testing.Fault` (``server.add_fault(...)``).
 """
 
@@ -30,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._multipart import parse_form
-from ._render import fit_size, render_image
+from ._render import fit_size, render_image, stamp_png
 from ._server import ASGIApp, FakeServer
 
 __all__ = ["FakeOpenAI"]
@@ -64,11 +66,15 @@ class FakeOpenAI(FakeServer):
         response: str = "b64",
         refuse_words: Sequence[str] = ("forbidden",),
         max_side: int = 128,
+        render: str = "full",
         echo_key: bool = False,
     ) -> None:
         super().__init__(latency=latency)
         if response not in ("b64", "url"):
             raise ValueError("response must be 'b64' or 'url'")
+        if render not in ("full", "fast"):
+            raise ValueError("render must be 'full' or 'fast'")
+        self.render = render
         self.api_key = api_key
         self.response = response
         self.refuse_words = tuple(w.lower() for w in refuse_words)
@@ -176,7 +182,10 @@ class FakeOpenAI(FakeServer):
         base_seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
         data = []
         for i in range(n):
-            raw = render_image(prompt, base_seed + i, size, fmt=fmt, init=init)
+            if self.render == "fast" and fmt == "png" and init is None:
+                raw = stamp_png(render_image("nbbatch fake", 0, size), f"{prompt} #{base_seed + i}")
+            else:
+                raw = render_image(prompt, base_seed + i, size, fmt=fmt, init=init)
             if as_url:
                 name = f"img-{next(self._ids)}.{fmt}"
                 self._files[name] = raw

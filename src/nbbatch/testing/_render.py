@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
+import zlib
 
 from PIL import Image
 
 from ..providers._demo import render_demo_image
 
-__all__ = ["fit_size", "render_image"]
+__all__ = ["fit_size", "render_image", "stamp_png"]
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -47,3 +49,18 @@ def render_image(
         base.load()
         img = render_demo_image(prompt, seed, size, init_image=base, strength=strength)
     return _encode(img, fmt)
+
+
+def stamp_png(png: bytes, text: str) -> bytes:
+    """``png`` with a ``tEXt`` chunk holding ``text`` after IHDR: same pixels, new bytes.
+
+    Lets a fake answer thousands of distinct (never deduplicated) images at the cost of
+    one rendering, for benchmarks where the fake must not be the bottleneck.
+    """
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    payload = b"Comment\0" + text.encode("latin-1", "replace")
+    chunk = struct.pack(">I", len(payload)) + b"tEXt" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"tEXt" + payload) & 0xFFFFFFFF)
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
