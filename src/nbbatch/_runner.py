@@ -173,6 +173,11 @@ class Runner:
         return unsubscribe
 
     @property
+    def in_flight(self) -> int:
+        """How many requests are running right now."""
+        return len(self._in_flight)
+
+    @property
     def done(self) -> bool:
         return self._main is not None and self._main.done()
 
