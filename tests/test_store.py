@@ -217,7 +217,7 @@ def test_write_blob_raises_storage_error(workspace: Workspace, monkeypatch) -> N
 
 
 def test_corrupt_reference_image_is_refused_with_its_name(workspace: Workspace) -> None:
-    with pytest.raises(ImageRejectedError, match="broken.png: PNG image could not be decoded"):
+    with pytest.raises(ImageRejectedError, match=r"broken\.png: PNG image could not be decoded"):
         workspace.add_reference(png_bytes()[:40], "broken.png")
     with pytest.raises(ImageRejectedError, match="not an accepted image format"):
         workspace.add_reference(b"%PDF-1.7 ...", "doc.pdf")
