@@ -22,6 +22,7 @@ from ._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted
 from ._model import Params, TaskStatus
 from ._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
 from ._store import Workspace, default_workspace
+from .providers import Provider, get_provider
 
 __all__ = ["main"]
 
@@ -53,12 +54,23 @@ def _params(args: argparse.Namespace) -> Params:
     )
 
 
-async def _drive(batch: Batch, args: argparse.Namespace, *, retry_failed: bool = False) -> int:
+async def _drive(
+    batch: Batch, provider: Provider, args: argparse.Namespace, *, retry_failed: bool = False
+) -> int:
     """Run ``batch`` with a progress bar; Ctrl-C pauses, a second Ctrl-C stops."""
+    try:
+        return await _drive_with(batch, provider, args, retry_failed)
+    finally:
+        await provider.aclose()
+
+
+async def _drive_with(
+    batch: Batch, provider: Provider, args: argparse.Namespace, retry_failed: bool
+) -> int:
     from tqdm import tqdm
 
     runner: Runner = batch.start(
-        args.provider,
+        provider,
         concurrency=args.concurrency,
         retry=args.retries,
         retry_failed=retry_failed,
@@ -125,16 +137,27 @@ async def _drive(batch: Batch, args: argparse.Namespace, *, retry_failed: bool =
     return EXIT_FAILED
 
 
-def _check_run_options(args: argparse.Namespace) -> None:
-    """Refuse bad options before anything is journaled."""
-    from .providers import available_providers
+def _provider_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values parse as JSON when they can (numbers, lists, true)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
 
-    names = available_providers()
-    if str(args.provider).lower() not in names:
-        raise ConfigError(f"unknown provider {args.provider!r}; available: {', '.join(names)}")
+
+def _make_provider(args: argparse.Namespace) -> Provider:
+    """Check the options and build the provider before anything is journaled."""
     check_concurrency(args.concurrency)
     if args.retries < 0:
         raise ConfigError("--retries must be 0 or more")
+    return get_provider(args.provider, **_provider_options(args.option))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -143,17 +166,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prompts += _read_prompts_file(Path(args.prompts_file))
     if not prompts:
         raise ConfigError("no prompts: give them as arguments or with --prompts-file FILE")
-    _check_run_options(args)
+    params = _params(args)
+    provider = _make_provider(args)
     with Workspace(args.workspace) as ws:
-        batch = ws.create_batch(
-            prompts, name=args.name, params=_params(args), provider=str(args.provider)
-        )
+        batch = ws.create_batch(prompts, name=args.name, params=params, provider=provider.name)
         print(batch.id, flush=True)  # first line on stdout: scripts can capture it
         _print(
             f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
             f"(workspace {ws.path})"
         )
-        return asyncio.run(_drive(batch, args))
+        return asyncio.run(_drive(batch, provider, args))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -166,9 +188,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         if not todo:
             _print(f"batch {batch.id}: nothing to resume ({batch.status})")
             return EXIT_OK if batch.status == "succeeded" else EXIT_FAILED
-        _check_run_options(args)
+        provider = _make_provider(args)
         _print(f"batch {batch.id}: resuming {len(todo)} task(s) on provider {args.provider!r}")
-        return asyncio.run(_drive(batch, args, retry_failed=args.retry_failed))
+        return asyncio.run(_drive(batch, provider, args, retry_failed=args.retry_failed))
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
@@ -247,6 +269,14 @@ def _parser() -> argparse.ArgumentParser:
             "--retries", type=int, default=2, help="automatic retries per task (default 2)"
         )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        sp.add_argument(
+            "--option",
+            "-o",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="provider option, e.g. -o base_url=http://127.0.0.1:7860 -o latency=0.5",
+        )
 
     run = sub.add_parser("run", help="create a batch from prompts and run it")
     run.add_argument("prompts", nargs="*", help="prompts (one task each)")
