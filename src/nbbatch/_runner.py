@@ -22,6 +22,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ._errors import (
     ConfigError,
@@ -62,6 +63,7 @@ _DEFAULT_CAP = 10
 DEFAULT_ATTEMPT_TIMEOUT = 900.0
 
 Subscriber = Callable[[Event], None]
+_timeout: Any = getattr(asyncio, "timeout", None)
 
 
 def concurrency_cap() -> int:
@@ -211,7 +213,7 @@ class Runner:
         task = self._find(task_id)
         if task.status is TaskStatus.QUEUED:
             task.transition(TaskStatus.CANCELLED)
-            self.workspace.save_task(task)
+            self.workspace.save_status(task)
             self._count(TaskStatus.QUEUED, TaskStatus.CANCELLED)
             self._emit(TaskCancelled(task))
             self._emit_progress()
@@ -226,7 +228,7 @@ class Runner:
         for t in pending:
             t.transition(TaskStatus.CANCELLED)
         if pending:
-            self.workspace.save_tasks(pending)
+            self.workspace.save_statuses(pending)
             self._counts[TaskStatus.QUEUED] -= len(pending)
             self._counts[TaskStatus.CANCELLED] += len(pending)
             for t in pending:
@@ -285,7 +287,7 @@ class Runner:
         to_queue = [t for t in self._tasks if t.status is not TaskStatus.QUEUED]
         for t in to_queue:
             t.transition(TaskStatus.QUEUED)
-        self.workspace.save_tasks(to_queue)
+        self.workspace.save_statuses(to_queue)
         for t in self._tasks:
             self._queues.setdefault(self._provider_for(t).name, collections.deque()).append(t)
             self._counts[TaskStatus.QUEUED] += 1
@@ -379,7 +381,7 @@ class Runner:
                 t.transition(TaskStatus.IDLE)
             if back:
                 with contextlib.suppress(NbbatchError):
-                    self.workspace.save_tasks(back)
+                    self.workspace.save_statuses(back)
             self._counts[TaskStatus.QUEUED] -= len(back)
             self._counts[TaskStatus.IDLE] += len(back)
             self._set_state(RunState.STOPPED)
@@ -445,7 +447,7 @@ class Runner:
             self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
             while True:
                 task.attempts += 1
-                self.workspace.save_task(task)  # journaled before the request is sent
+                self.workspace.save_status(task)  # journaled before the request is sent
                 self._emit(TaskStarted(task, task.attempts))
                 try:
                     results = await self._attempt(task, provider)
@@ -477,7 +479,11 @@ class Runner:
         try:
             if self.attempt_timeout is None:
                 images = await provider.generate(request, self._on_progress(task))
-            else:
+            elif _timeout is not None:
+                # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
+                async with _timeout(self.attempt_timeout):
+                    images = await provider.generate(request, self._on_progress(task))
+            else:  # pragma: no cover - Python 3.10
                 images = await asyncio.wait_for(
                     provider.generate(request, self._on_progress(task)), self.attempt_timeout
                 )
@@ -548,7 +554,7 @@ class Runner:
         task.transition(TaskStatus.FAILED)
         task.error = message
         task.error_kind = kind
-        self.workspace.save_task(task)
+        self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
         self._emit(TaskFailed(task, message, kind))
 
@@ -563,6 +569,6 @@ class Runner:
             "cancelled by you" if user else "the run was stopped while this task was running"
         )
         with contextlib.suppress(NbbatchError):
-            self.workspace.save_task(task)
+            self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, new)
         self._emit(TaskCancelled(task) if user else TaskInterrupted(task))
