@@ -61,8 +61,9 @@ class InstantProvider(Provider):
         return [ImageData(self.images[self.i % len(self.images)])]
 
 
-async def run_nbbatch(root: Path, images: list[bytes], tasks: int, concurrency: int,
-                      latency: float) -> tuple[float, float]:
+async def run_nbbatch(
+    root: Path, images: list[bytes], tasks: int, concurrency: int, latency: float
+) -> tuple[float, float]:
     with Workspace(root / f"ws-{time.monotonic_ns()}") as ws:
         batch: Batch = ws.create_batch([f"task {i}" for i in range(tasks)])
         provider = InstantProvider(images, latency)
@@ -73,8 +74,9 @@ async def run_nbbatch(root: Path, images: list[bytes], tasks: int, concurrency: 
     return wall, cpu
 
 
-async def run_handwritten(root: Path, images: list[bytes], tasks: int, concurrency: int,
-                          latency: float) -> tuple[float, float]:
+async def run_handwritten(
+    root: Path, images: list[bytes], tasks: int, concurrency: int, latency: float
+) -> tuple[float, float]:
     """What a careful person would write by hand: no events, no state machine, no retries."""
     folder = root / f"hand-{time.monotonic_ns()}"
     folder.mkdir()
@@ -141,11 +143,13 @@ def main() -> None:
         ideal = math.ceil(args.latency_tasks / args.concurrency) * args.latency
         ours_eff, hand_eff = [], []
         for _ in range(args.repeats):
-            wall, _ = asyncio.run(run_nbbatch(root, images, args.latency_tasks,
-                                              args.concurrency, args.latency))
+            wall, _ = asyncio.run(
+                run_nbbatch(root, images, args.latency_tasks, args.concurrency, args.latency)
+            )
             ours_eff.append(ideal / wall)
-            wall, _ = asyncio.run(run_handwritten(root, images, args.latency_tasks,
-                                                  args.concurrency, args.latency))
+            wall, _ = asyncio.run(
+                run_handwritten(root, images, args.latency_tasks, args.concurrency, args.latency)
+            )
             hand_eff.append(ideal / wall)
         ours, hand = statistics.median(ours_eff), statistics.median(hand_eff)
         print(f"RESULT efficiency_vs_ideal {ours:.3f}")
