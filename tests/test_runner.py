@@ -384,3 +384,25 @@ async def test_owned_provider_is_closed_and_passed_instance_is_not(
     batch2 = workspace.create_batch(prompts(2))
     await batch2.run(mine)
     assert mine.closed == 0
+
+
+async def test_two_runs_of_one_batch_never_send_a_task_twice(workspace: Workspace) -> None:
+    gate = asyncio.Event()
+    provider = ControlledProvider(gate=gate)
+    batch = workspace.create_batch(prompts(4))
+    same_batch_elsewhere = workspace.batch(batch.id)  # e.g. a second notebook
+    first = batch.start(provider, concurrency=1)
+    await asyncio.sleep(0.01)
+    second = same_batch_elsewhere.start(provider, concurrency=4)
+    gate.set()
+    await first.wait()
+    await second.wait()
+    assert sorted(provider.calls) == prompts(4)
+    assert second.progress().total == 0
+
+
+async def test_a_succeeded_task_is_not_rerun_by_accident(workspace: Workspace) -> None:
+    batch = workspace.create_batch(["x"])
+    await batch.run(ControlledProvider())
+    with pytest.raises(ConfigError, match="already succeeded"):
+        batch.start(ControlledProvider(), tasks=[batch.tasks[0]])

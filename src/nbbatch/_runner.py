@@ -284,10 +284,26 @@ class Runner:
         self._wake = asyncio.Event()
         for task in self._tasks:
             self._provider_for(task).validate(self._request(task, with_images=False))
-        to_queue = [t for t in self._tasks if t.status is not TaskStatus.QUEUED]
-        for t in to_queue:
-            t.transition(TaskStatus.QUEUED)
-        self.workspace.save_statuses(to_queue)
+        for t in self._tasks:
+            if t.status is TaskStatus.SUCCEEDED:
+                raise ConfigError(
+                    f"task {t.id} already succeeded; add a new task to generate it again",
+                    task_id=t.id,
+                )
+        # Claim in the journal: a task another runner (or process) has queued or running
+        # is left to it, so no request is ever sent twice by two runs at once.
+        claimed = self.workspace.claim(self._tasks)
+        skipped = [t for t in self._tasks if t.id not in claimed]
+        if skipped:
+            log.warning(
+                "%d task(s) are already queued or running in another run; leaving them to it: %s",
+                len(skipped),
+                ", ".join(t.id for t in skipped[:10]),
+            )
+        self._tasks = [t for t in self._tasks if t.id in claimed]
+        for t in self._tasks:
+            if t.status is not TaskStatus.QUEUED:
+                t.transition(TaskStatus.QUEUED)
         for t in self._tasks:
             self._queues.setdefault(self._provider_for(t).name, collections.deque()).append(t)
             self._counts[TaskStatus.QUEUED] += 1

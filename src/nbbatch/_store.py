@@ -762,6 +762,25 @@ class Workspace:
             for t in tasks:
                 self._update(c, t)
 
+    def claim(self, tasks: Sequence[Task]) -> set[str]:
+        """Mark ``tasks`` queued in one transaction; return the ids that were free.
+
+        A task already queued or running (by another run or process) or succeeded is
+        not claimed, so two runs never send the same task at once.
+        """
+        claimed: set[str] = set()
+        with self._tx() as c:
+            for t in tasks:
+                cur = c.execute(
+                    "UPDATE tasks SET status='queued', error=NULL, error_kind=NULL, "
+                    "finished_at=NULL WHERE id=? AND status IN "
+                    "('idle', 'failed', 'cancelled', 'interrupted')",
+                    (t.id,),
+                )
+                if cur.rowcount == 1:
+                    claimed.add(t.id)
+        return claimed
+
     def save_status(self, task: Task) -> None:
         """Journal only the lifecycle fields (the runner's hot path: no JSON to encode)."""
         with self._tx() as c:
