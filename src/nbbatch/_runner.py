@@ -155,6 +155,7 @@ class Runner:
         self._front: dict[str, collections.deque[Task]] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_provider: collections.Counter[str] = collections.Counter()
+        self._slots: dict[str, str] = {}  # task id -> provider name, while requesting
         self._user_cancelled: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
@@ -176,7 +177,7 @@ class Runner:
 
     @property
     def in_flight(self) -> int:
-        """How many requests are running right now."""
+        """How many tasks are running right now (requesting or saving their images)."""
         return len(self._in_flight)
 
     @property
@@ -370,7 +371,13 @@ class Runner:
             while True:
                 if self._stopping:
                     break
-                if not self._paused and len(self._in_flight) < self.concurrency:
+                # ``concurrency`` bounds provider requests; tasks saving their images no
+                # longer hold a slot, but at most ``concurrency`` of them may be saving.
+                if (
+                    not self._paused
+                    and len(self._slots) < self.concurrency
+                    and len(self._in_flight) < 2 * self.concurrency
+                ):
                     ready = self._next_ready()
                     if ready is not None:
                         self._launch(*ready)
@@ -413,17 +420,27 @@ class Runner:
 
     def _launch(self, task: Task, provider: Provider) -> None:
         loop = asyncio.get_running_loop()
+        # The request slot is taken now (not when the coroutine first runs) so that the
+        # dispatcher, which launches several tasks without yielding, never overshoots.
+        self._slots[task.id] = provider.name
+        self._per_provider[provider.name] += 1
+        self.max_in_flight = max(self.max_in_flight, len(self._slots))
         job = loop.create_task(self._execute(task, provider), name=f"nbbatch-task-{task.id}")
         self._in_flight[task.id] = job
-        self._per_provider[provider.name] += 1
-        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
 
         def finished(_: asyncio.Task[None]) -> None:
             self._in_flight.pop(task.id, None)
-            self._per_provider[provider.name] -= 1
+            self._release_slot(task.id)
             self._poke()
 
         job.add_done_callback(finished)
+
+    def _release_slot(self, task_id: str) -> None:
+        """Free a task's request slot (idempotent): its provider call has ended."""
+        name = self._slots.pop(task_id, None)
+        if name is not None:
+            self._per_provider[name] -= 1
+            self._poke()
 
     def _request(self, task: Task, *, with_images: bool = True) -> GenerationRequest:
         images: tuple[InputImage, ...] = ()
@@ -491,6 +508,16 @@ class Runner:
             self._emit_progress()
 
     async def _attempt(self, task: Task, provider: Provider) -> list[StoredImage]:
+        if task.id not in self._slots:
+            # A retry after the slot was given back (only possible if a saving error is
+            # ever made retryable): wait for a free slot like a new task would.
+            while len(self._slots) >= self.concurrency or (
+                provider.max_concurrency is not None
+                and self._per_provider[provider.name] >= provider.max_concurrency
+            ):
+                await asyncio.sleep(0.01)
+            self._slots[task.id] = provider.name
+            self._per_provider[provider.name] += 1
         request = self._request(task)
         try:
             if self.attempt_timeout is None:
@@ -509,6 +536,9 @@ class Runner:
                 provider=provider.name,
                 task_id=task.id,
             ) from None
+        # The provider is done with this task: let the next request start while the
+        # images are checked and written (that is disk work, not a provider request).
+        self._release_slot(task.id)
         if not images:
             from ._errors import MalformedResponseError
 
