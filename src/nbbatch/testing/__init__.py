@@ -6,5 +6,11 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 """
 
 from ._server import FakeServer, Fault, RecordedRequest
+from ._stability import FakeStability
 
-__all__ = ["FakeServer", "Fault", "RecordedRequest"]
+__all__ = [
+    "FakeServer",
+    "FakeStability",
+    "Fault",
+    "RecordedRequest",
+]
