@@ -6,9 +6,11 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 """
 
 from ._server import FakeServer, Fault, RecordedRequest
+from ._replicate import FakeReplicate
 from ._stability import FakeStability
 
 __all__ = [
+    "FakeReplicate",
     "FakeServer",
     "FakeStability",
     "Fault",
