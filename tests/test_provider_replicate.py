@@ -17,7 +17,6 @@ from nbbatch import (
     BadRequestError,
     Batch,
     ConfigError,
-    ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
     Params,
@@ -253,7 +252,7 @@ async def test_truncated_download_is_retryable(server: FakeReplicate) -> None:
 
 async def test_download_byte_cap(server: FakeReplicate) -> None:
     p = provider(server, max_download_bytes=100)
-    with pytest.raises(MalformedResponseError, match="limit is 100|exceeded 100"):
+    with pytest.raises(MalformedResponseError, match=r"limit is 100|exceeded 100"):
         await p.generate(GenerationRequest("x"))
     await p.aclose()
 

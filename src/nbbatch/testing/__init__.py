@@ -5,8 +5,8 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
-from ._server import FakeServer, Fault, RecordedRequest
 from ._replicate import FakeReplicate
+from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
 
 __all__ = [
