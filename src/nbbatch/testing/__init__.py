@@ -5,11 +5,13 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
+from ._gemini import FakeGemini
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
 
 __all__ = [
+    "FakeGemini",
     "FakeReplicate",
     "FakeServer",
     "FakeStability",
