@@ -6,12 +6,14 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 """
 
 from ._gemini import FakeGemini
+from ._huggingface import FakeHuggingFace
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
 
 __all__ = [
     "FakeGemini",
+    "FakeHuggingFace",
     "FakeReplicate",
     "FakeServer",
     "FakeStability",
