@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from nbbatch import (
     MalformedResponseError,
     NotSupportedError,
     Params,
+    ProviderConnectionError,
+    ProviderTimeoutError,
     RateLimitedError,
     RetryPolicy,
     TaskStatus,
@@ -25,6 +28,7 @@ from nbbatch import (
 )
 from nbbatch.providers import GenerationRequest, InputImage
 from nbbatch.providers._gemini import GeminiProvider
+from nbbatch.providers._http import Timeouts
 from nbbatch.testing import FakeGemini, Fault
 from nbbatch.testing._render import render_png
 
@@ -236,3 +240,23 @@ async def test_check_reads_model(server: FakeGemini) -> None:
     await p.check()
     await p.aclose()
     assert server.calls("/v1beta/models/gemini-2.5-flash-image", "GET")
+
+
+async def test_hung_server_times_out_and_is_retryable(server: FakeGemini) -> None:
+    server.add_fault(Fault.hang(0.6))
+    p = provider(server, timeouts=Timeouts(read=0.15))
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError) as info:
+        await p.generate(GenerationRequest("x"))
+    await p.aclose()
+    assert info.value.retryable
+    assert time.monotonic() - started < 0.5
+
+
+async def test_truncated_answer_is_retryable(server: FakeGemini) -> None:
+    server.add_fault(Fault.truncate())
+    p = provider(server)
+    with pytest.raises(ProviderConnectionError) as info:
+        await p.generate(GenerationRequest("x"))
+    await p.aclose()
+    assert info.value.retryable

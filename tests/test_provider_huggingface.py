@@ -201,3 +201,12 @@ async def test_self_hosted_endpoint_without_token(
     finally:
         server.api_key = KEY
     assert images and "authorization" not in server.requests[0].headers
+
+
+async def test_truncated_body_then_success(server: FakeHuggingFace, ws: Workspace) -> None:
+    server.add_fault(Fault.truncate())
+    batch = Batch.create(["x"], workspace=ws)
+    p = provider(server)
+    await batch.run(p, concurrency=1, retry=FAST)
+    await p.aclose()
+    assert batch.tasks[0].status is TaskStatus.SUCCEEDED and batch.tasks[0].attempts == 2

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,3 +269,39 @@ async def test_server_error_exhausts_retries_with_exact_count(
     assert batch.tasks[0].status is TaskStatus.FAILED
     assert batch.tasks[0].error_kind == "server"
     assert len(server.calls("/v2beta/*")) == 3  # 1 + max_retries(2)
+
+
+async def test_truncated_image_body_is_retryable(server: FakeStability, ws: Workspace) -> None:
+    server.add_fault(Fault.truncate(), path="/v2beta/*")
+    batch = Batch.create(["a quiet harbour"], workspace=ws)
+    await run(batch, provider(server))
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 2
+    assert not list(ws.path.rglob(".tmp-*"))  # nothing partial was kept
+
+
+async def test_cancel_mid_request_closes_it_promptly(server: FakeStability) -> None:
+    # Stability has no cancel endpoint: cancelling means dropping the connection.
+    server.add_fault(Fault.delay(2.0), path="/v2beta/*")
+    p = provider(server)
+    job = asyncio.create_task(p.generate(GenerationRequest("slow")))
+    while not server.calls("/v2beta/*"):
+        await asyncio.sleep(0.005)
+    started = time.monotonic()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert time.monotonic() - started < 0.5
+    await p.aclose()
+
+
+async def test_image_that_does_not_decode_fails_the_task(
+    server: FakeStability, ws: Workspace
+) -> None:
+    garbage = base64.b64encode(b"\x89PNG\r\n\x1a\n but the rest is not an image").decode()
+    server.add_fault(Fault.malformed(json.dumps({"image": garbage, "seed": 1}).encode()))
+    batch = Batch.create(["x"], workspace=ws)
+    await run(batch, provider(server, accept="json"))
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.FAILED and task.error_kind == "bad_image"
+    assert task.attempts == 1
