@@ -13,16 +13,29 @@ from ._base import (
     Provider,
 )
 from ._demo import DemoProvider, render_demo_image
+from ._fal import FalProvider
+from ._gemini import GeminiProvider
+from ._huggingface import HuggingFaceProvider
+from ._pool import Endpoint, PoolProvider
 from ._registry import available_providers, get_provider, register_provider
+from ._replicate import ReplicateProvider
+from ._stability import StabilityProvider
 
 __all__ = [
     "Capabilities",
     "DemoProvider",
+    "Endpoint",
+    "FalProvider",
+    "GeminiProvider",
     "GenerationRequest",
+    "HuggingFaceProvider",
     "ImageData",
     "InputImage",
+    "PoolProvider",
     "ProgressCallback",
     "Provider",
+    "ReplicateProvider",
+    "StabilityProvider",
     "available_providers",
     "get_provider",
     "register_provider",

@@ -5,6 +5,20 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
+from ._fal import FakeFal
+from ._gemini import FakeGemini
+from ._huggingface import FakeHuggingFace
+from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
+from ._stability import FakeStability
 
-__all__ = ["FakeServer", "Fault", "RecordedRequest"]
+__all__ = [
+    "FakeFal",
+    "FakeGemini",
+    "FakeHuggingFace",
+    "FakeReplicate",
+    "FakeServer",
+    "FakeStability",
+    "Fault",
+    "RecordedRequest",
+]
