@@ -12,6 +12,15 @@ kernel crash loses nothing: ``nbbatch.Workspace().batches()`` lists what is ther
 import contextlib as _contextlib
 
 from ._batch import Batch
+from ._config import (
+    ConnectionResult,
+    ProviderConfig,
+    Settings,
+    load_settings,
+    save_secret,
+    save_settings,
+    test_connection,
+)
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -53,6 +62,7 @@ __all__ = [
     "Batch",
     "BatchSummary",
     "ConfigError",
+    "ConnectionResult",
     "ContentRefusedError",
     "GeneratedImage",
     "ImageError",
@@ -67,6 +77,7 @@ __all__ = [
     "Params",
     "PlannerError",
     "Provider",
+    "ProviderConfig",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -77,6 +88,7 @@ __all__ = [
     "Runner",
     "SchemaVersionError",
     "ServerError",
+    "Settings",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -88,7 +100,11 @@ __all__ = [
     "__version__",
     "available_providers",
     "get_provider",
+    "load_settings",
     "register_provider",
+    "save_secret",
+    "save_settings",
+    "test_connection",
 ]
 
 # Show public objects as nbbatch.X in reprs and tracebacks, not nbbatch._module.X.

@@ -23,6 +23,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ._errors import (
     ConfigError,
@@ -63,6 +64,7 @@ _DEFAULT_CAP = 10
 DEFAULT_ATTEMPT_TIMEOUT = 900.0
 
 Subscriber = Callable[[Event], None]
+_timeout: Any = getattr(asyncio, "timeout", None)
 
 
 def concurrency_cap() -> int:
@@ -154,6 +156,7 @@ class Runner:
         self._front: dict[str, collections.deque[Task]] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_provider: collections.Counter[str] = collections.Counter()
+        self._slots: dict[str, str] = {}  # task id -> provider name, while requesting
         self._user_cancelled: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
@@ -176,6 +179,11 @@ class Runner:
                 self._subscribers.remove(fn)
 
         return unsubscribe
+
+    @property
+    def in_flight(self) -> int:
+        """How many tasks are running right now (requesting or saving their images)."""
+        return len(self._in_flight)
 
     @property
     def done(self) -> bool:
@@ -211,7 +219,7 @@ class Runner:
         task = self._find(task_id)
         if task.status is TaskStatus.QUEUED:
             task.transition(TaskStatus.CANCELLED)
-            self.workspace.save_task(task)
+            self.workspace.save_status(task)
             self._count(TaskStatus.QUEUED, TaskStatus.CANCELLED)
             self._emit(TaskCancelled(task))
             self._emit_progress()
@@ -226,7 +234,7 @@ class Runner:
         for t in pending:
             t.transition(TaskStatus.CANCELLED)
         if pending:
-            self.workspace.save_tasks(pending)
+            self.workspace.save_statuses(pending)
             self._counts[TaskStatus.QUEUED] -= len(pending)
             self._counts[TaskStatus.CANCELLED] += len(pending)
             for t in pending:
@@ -282,10 +290,26 @@ class Runner:
         self._wake = asyncio.Event()
         for task in self._tasks:
             self._provider_for(task).validate(self._request(task, with_images=False))
-        to_queue = [t for t in self._tasks if t.status is not TaskStatus.QUEUED]
-        for t in to_queue:
-            t.transition(TaskStatus.QUEUED)
-        self.workspace.save_tasks(to_queue)
+        for t in self._tasks:
+            if t.status is TaskStatus.SUCCEEDED:
+                raise ConfigError(
+                    f"task {t.id} already succeeded; add a new task to generate it again",
+                    task_id=t.id,
+                )
+        # Claim in the journal: a task another runner (or process) has queued or running
+        # is left to it, so no request is ever sent twice by two runs at once.
+        claimed = self.workspace.claim(self._tasks)
+        skipped = [t for t in self._tasks if t.id not in claimed]
+        if skipped:
+            log.warning(
+                "%d task(s) are already queued or running in another run; leaving them to it: %s",
+                len(skipped),
+                ", ".join(t.id for t in skipped[:10]),
+            )
+        self._tasks = [t for t in self._tasks if t.id in claimed]
+        for t in self._tasks:
+            if t.status is not TaskStatus.QUEUED:
+                t.transition(TaskStatus.QUEUED)
         for t in self._tasks:
             self._queues.setdefault(self._provider_for(t).name, collections.deque()).append(t)
             self._counts[TaskStatus.QUEUED] += 1
@@ -352,7 +376,13 @@ class Runner:
             while True:
                 if self._stopping:
                     break
-                if not self._paused and len(self._in_flight) < self.concurrency:
+                # ``concurrency`` bounds provider requests; tasks saving their images no
+                # longer hold a slot, but at most ``concurrency`` of them may be saving.
+                if (
+                    not self._paused
+                    and len(self._slots) < self.concurrency
+                    and len(self._in_flight) < 2 * self.concurrency
+                ):
                     ready = self._next_ready()
                     if ready is not None:
                         self._launch(*ready)
@@ -382,7 +412,7 @@ class Runner:
                 t.transition(TaskStatus.IDLE)
             if back:
                 with contextlib.suppress(NbbatchError):
-                    self.workspace.save_tasks(back)
+                    self.workspace.save_statuses(back)
             self._counts[TaskStatus.QUEUED] -= len(back)
             self._counts[TaskStatus.IDLE] += len(back)
             self._set_state(RunState.STOPPED)
@@ -398,17 +428,27 @@ class Runner:
 
     def _launch(self, task: Task, provider: Provider) -> None:
         loop = asyncio.get_running_loop()
+        # The request slot is taken now (not when the coroutine first runs) so that the
+        # dispatcher, which launches several tasks without yielding, never overshoots.
+        self._slots[task.id] = provider.name
+        self._per_provider[provider.name] += 1
+        self.max_in_flight = max(self.max_in_flight, len(self._slots))
         job = loop.create_task(self._execute(task, provider), name=f"nbbatch-task-{task.id}")
         self._in_flight[task.id] = job
-        self._per_provider[provider.name] += 1
-        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
 
         def finished(_: asyncio.Task[None]) -> None:
             self._in_flight.pop(task.id, None)
-            self._per_provider[provider.name] -= 1
+            self._release_slot(task.id)
             self._poke()
 
         job.add_done_callback(finished)
+
+    def _release_slot(self, task_id: str) -> None:
+        """Free a task's request slot (idempotent): its provider call has ended."""
+        name = self._slots.pop(task_id, None)
+        if name is not None:
+            self._per_provider[name] -= 1
+            self._poke()
 
     def _request(self, task: Task, *, with_images: bool = True) -> GenerationRequest:
         images: tuple[InputImage, ...] = ()
@@ -448,7 +488,7 @@ class Runner:
             self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
             while True:
                 task.attempts += 1
-                self.workspace.save_task(task)  # journaled before the request is sent
+                self.workspace.save_status(task)  # journaled before the request is sent
                 self._emit(TaskStarted(task, task.attempts))
                 try:
                     results = await self._attempt(task, provider)
@@ -476,11 +516,25 @@ class Runner:
             self._emit_progress()
 
     async def _attempt(self, task: Task, provider: Provider) -> list[StoredImage]:
+        if task.id not in self._slots:
+            # A retry after the slot was given back (only possible if a saving error is
+            # ever made retryable): wait for a free slot like a new task would.
+            while len(self._slots) >= self.concurrency or (
+                provider.max_concurrency is not None
+                and self._per_provider[provider.name] >= provider.max_concurrency
+            ):
+                await asyncio.sleep(0.01)
+            self._slots[task.id] = provider.name
+            self._per_provider[provider.name] += 1
         request = self._request(task)
         try:
             if self.attempt_timeout is None:
                 images = await provider.generate(request, self._on_progress(task))
-            else:
+            elif _timeout is not None:
+                # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
+                async with _timeout(self.attempt_timeout):
+                    images = await provider.generate(request, self._on_progress(task))
+            else:  # pragma: no cover - Python 3.10
                 images = await asyncio.wait_for(
                     provider.generate(request, self._on_progress(task)), self.attempt_timeout
                 )
@@ -490,6 +544,9 @@ class Runner:
                 provider=provider.name,
                 task_id=task.id,
             ) from None
+        # The provider is done with this task: let the next request start while the
+        # images are checked and written (that is disk work, not a provider request).
+        self._release_slot(task.id)
         if not images:
             from ._errors import MalformedResponseError
 
@@ -557,7 +614,7 @@ class Runner:
         task.transition(TaskStatus.FAILED)
         task.error = message
         task.error_kind = kind
-        self.workspace.save_task(task)
+        self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
         self._emit(TaskFailed(task, message, kind))
 
@@ -572,6 +629,6 @@ class Runner:
             "cancelled by you" if user else "the run was stopped while this task was running"
         )
         with contextlib.suppress(NbbatchError):
-            self.workspace.save_task(task)
+            self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, new)
         self._emit(TaskCancelled(task) if user else TaskInterrupted(task))

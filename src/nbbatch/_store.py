@@ -762,6 +762,45 @@ class Workspace:
             for t in tasks:
                 self._update(c, t)
 
+    def claim(self, tasks: Sequence[Task]) -> set[str]:
+        """Mark ``tasks`` queued in one transaction; return the ids that were free.
+
+        A task already queued or running (by another run or process) or succeeded is
+        not claimed, so two runs never send the same task at once.
+        """
+        claimed: set[str] = set()
+        with self._tx() as c:
+            for t in tasks:
+                cur = c.execute(
+                    "UPDATE tasks SET status='queued', error=NULL, error_kind=NULL, "
+                    "finished_at=NULL WHERE id=? AND status IN "
+                    "('idle', 'failed', 'cancelled', 'interrupted')",
+                    (t.id,),
+                )
+                if cur.rowcount == 1:
+                    claimed.add(t.id)
+        return claimed
+
+    def save_status(self, task: Task) -> None:
+        """Journal only the lifecycle fields (the runner's hot path: no JSON to encode)."""
+        with self._tx() as c:
+            self._update_status(c, task)
+
+    def save_statuses(self, tasks: Sequence[Task]) -> None:
+        with self._tx() as c:
+            for t in tasks:
+                self._update_status(c, t)
+
+    @staticmethod
+    def _update_status(c: sqlite3.Connection, t: Task) -> None:
+        cur = c.execute(
+            "UPDATE tasks SET status=?, attempts=?, error=?, error_kind=?, started_at=?, "
+            "finished_at=? WHERE id=?",
+            (t.status.value, t.attempts, t.error, t.error_kind, t.started_at, t.finished_at, t.id),
+        )
+        if cur.rowcount != 1:
+            raise NotFoundError(f"task {t.id} is not in this workspace", task_id=t.id)
+
     @staticmethod
     def _update(c: sqlite3.Connection, t: Task) -> None:
         cur = c.execute(
@@ -827,7 +866,7 @@ class Workspace:
                     for im, s in zip(images, stored, strict=True)
                 ],
             )
-            self._update(c, task)
+            self._update_status(c, task)
         return images
 
     def delete_batch(self, batch_id: str) -> None:

@@ -15,21 +15,34 @@ from ._base import (
 )
 from ._comfyui import ComfyUIProvider, WorkflowMapping, detect_mapping
 from ._demo import DemoProvider, render_demo_image
+from ._fal import FalProvider
+from ._gemini import GeminiProvider
 from ._http import Timeouts
+from ._huggingface import HuggingFaceProvider
 from ._openai import OpenAIProvider
+from ._pool import Endpoint, PoolProvider
 from ._registry import available_providers, get_provider, register_provider
+from ._replicate import ReplicateProvider
+from ._stability import StabilityProvider
 
 __all__ = [
     "A1111Provider",
     "Capabilities",
     "ComfyUIProvider",
     "DemoProvider",
+    "Endpoint",
+    "FalProvider",
+    "GeminiProvider",
     "GenerationRequest",
+    "HuggingFaceProvider",
     "ImageData",
     "InputImage",
     "OpenAIProvider",
+    "PoolProvider",
     "ProgressCallback",
     "Provider",
+    "ReplicateProvider",
+    "StabilityProvider",
     "Timeouts",
     "WorkflowMapping",
     "available_providers",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from .._errors import UnknownProviderError
+from .._errors import ConfigError, UnknownProviderError
 from ._base import Provider
 
 __all__ = ["available_providers", "get_provider", "register_provider"]
@@ -68,4 +69,17 @@ def get_provider(name: str | Provider, **options: Any) -> Provider:
         raise UnknownProviderError(
             f"unknown provider {name!r}; available: {', '.join(names) or 'none'}"
         )
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:
+        try:
+            accepted = [p for p in inspect.signature(factory).parameters if not p.startswith("_")]
+        except (TypeError, ValueError):
+            accepted = []
+        raise ConfigError(
+            f"provider {key!r} does not accept these options ({exc}); "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        ) from None
+    except ValueError:  # no signature available (a C callable): let the call decide
+        pass
     return factory(**options)

@@ -7,7 +7,24 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 
 from ._a1111 import FakeA1111
 from ._comfyui import FakeComfyUI
+from ._fal import FakeFal
+from ._gemini import FakeGemini
+from ._huggingface import FakeHuggingFace
 from ._openai import FakeOpenAI
+from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
+from ._stability import FakeStability
 
-__all__ = ["FakeA1111", "FakeComfyUI", "FakeOpenAI", "FakeServer", "Fault", "RecordedRequest"]
+__all__ = [
+    "FakeA1111",
+    "FakeComfyUI",
+    "FakeFal",
+    "FakeGemini",
+    "FakeHuggingFace",
+    "FakeOpenAI",
+    "FakeReplicate",
+    "FakeServer",
+    "FakeStability",
+    "Fault",
+    "RecordedRequest",
+]

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._render import fit_size, render_image
+from ._render import fit_size, render_png
 from ._server import ASGIApp, FakeServer
 
 __all__ = ["FakeA1111"]
@@ -209,8 +209,8 @@ class FakeA1111(FakeServer):
             prompt = str(body.get("prompt", ""))
             strength = float(body.get("denoising_strength", 0.75))
             seeds = [seed + i for i in range(batch)]
-            images = [render_image(prompt, s, size, init=init, strength=strength) for s in seeds]
-            images += [render_image("control map", i, size) for i in range(self.extra_images)]
+            images = [render_png(prompt, s, size, init=init, strength=strength) for s in seeds]
+            images += [render_png("control map", i, size) for i in range(self.extra_images)]
         finally:
             self._state = self._idle_state()
         negative = str(body.get("negative_prompt", ""))
@@ -300,7 +300,7 @@ class FakeA1111(FakeServer):
                 request.query_params.get("skip_current_image") == "false"
                 and body["state"]["job_count"]
             ):
-                preview = render_image("preview", body["state"]["sampling_step"], (32, 32))
+                preview = render_png("preview", body["state"]["sampling_step"], (32, 32))
                 body["current_image"] = base64.b64encode(preview).decode()
             return JSONResponse(body)
 

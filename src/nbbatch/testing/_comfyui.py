@@ -32,8 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ._multipart import parse_form
-from ._render import fit_size, render_image
+from ._render import fit_size, parse_multipart, render_png
 from ._server import ASGIApp, FakeServer
 
 __all__ = ["FakeComfyUI"]
@@ -389,7 +388,7 @@ class FakeComfyUI(FakeServer):
                         },
                     )
                     if self.previews:
-                        preview = render_image("preview", tick, (32, 32), fmt="JPEG")
+                        preview = render_png("preview", tick, (32, 32), fmt="JPEG")
                         await self._send_bytes(cid, b"\0\0\0\1\0\0\0\1" + preview)
             if self._interrupted:
                 data = {
@@ -410,7 +409,7 @@ class FakeComfyUI(FakeServer):
                 images = []
                 for i in range(batch):
                     filename = f"{prefix}_{next(self._file_no):05}_.png"
-                    self.files[(filename, "", kind)] = render_image(
+                    self.files[(filename, "", kind)] = render_png(
                         prompt, seed + i, size, init=init, strength=strength
                     )
                     images.append({"filename": filename, "subfolder": "", "type": kind})
@@ -523,7 +522,9 @@ class FakeComfyUI(FakeServer):
 
         async def upload(request: Request) -> Response:
             try:
-                parts = parse_form(await request.body(), request.headers.get("content-type", ""))
+                parts = parse_multipart(
+                    request.headers.get("content-type", ""), await request.body()
+                )
             except ValueError:
                 return Response(b"400: Bad Request", status_code=400, media_type="text/plain")
             image = next((p for p in parts if p.name == "image" and p.filename), None)

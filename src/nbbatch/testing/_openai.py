@@ -31,8 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._multipart import parse_form
-from ._render import fit_size, render_image, stamp_png
+from ._render import fit_size, parse_multipart, render_png, stamp_png
 from ._server import ASGIApp, FakeServer
 
 __all__ = ["FakeOpenAI"]
@@ -84,6 +83,7 @@ class FakeOpenAI(FakeServer):
         self.generations: list[dict[str, Any]] = []
         self.edits: list[dict[str, Any]] = []
         self._files: dict[str, bytes] = {}
+        self._painted: dict[tuple[int, int], bytes] = {}
         self._ids = itertools.count(1)
 
     @property
@@ -183,9 +183,11 @@ class FakeOpenAI(FakeServer):
         data = []
         for i in range(n):
             if self.render == "fast" and fmt == "png" and init is None:
-                raw = stamp_png(render_image("nbbatch fake", 0, size), f"{prompt} #{base_seed + i}")
+                if size not in self._painted:
+                    self._painted[size] = render_png("nbbatch fake", 0, size)
+                raw = stamp_png(self._painted[size], f"{prompt} #{base_seed + i}")
             else:
-                raw = render_image(prompt, base_seed + i, size, fmt=fmt, init=init)
+                raw = render_png(prompt, base_seed + i, size, fmt=fmt, init=init)
             if as_url:
                 name = f"img-{next(self._ids)}.{fmt}"
                 self._files[name] = raw
@@ -246,7 +248,9 @@ class FakeOpenAI(FakeServer):
             if denied is not None:
                 return denied
             try:
-                parts = parse_form(await request.body(), request.headers.get("content-type", ""))
+                parts = parse_multipart(
+                    request.headers.get("content-type", ""), await request.body()
+                )
             except ValueError as exc:
                 return _error(400, str(exc), "invalid_request_error", None)
             fields: dict[str, Any] = {p.name: p.text for p in parts if p.filename is None}

@@ -1,0 +1,340 @@
+"""The ``nbbatch`` command: run, resume, list and export batches from a shell.
+
+Exit codes: 0 every task succeeded; 1 some task failed or was cancelled; 2 bad usage
+or a typed nbbatch error; 130 stopped by Ctrl-C (the batch can be resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._batch import Batch
+from ._errors import ConfigError, NbbatchError
+from ._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted, TaskSucceeded
+from ._model import Params, TaskStatus
+from ._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
+from ._store import Workspace, default_workspace
+from .providers import Provider, get_provider
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _print(*args: Any) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _read_prompts_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read prompts file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"prompts file {str(path)!r} is not UTF-8 text") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _params(args: argparse.Namespace) -> Params:
+    return Params(
+        size=args.size,
+        n=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        negative_prompt=args.negative_prompt,
+        model=args.model,
+    )
+
+
+async def _drive(
+    batch: Batch, provider: Provider, args: argparse.Namespace, *, retry_failed: bool = False
+) -> int:
+    """Run ``batch`` with a progress bar; Ctrl-C pauses, a second Ctrl-C stops."""
+    try:
+        return await _drive_with(batch, provider, args, retry_failed)
+    finally:
+        await provider.aclose()
+
+
+async def _drive_with(
+    batch: Batch, provider: Provider, args: argparse.Namespace, retry_failed: bool
+) -> int:
+    from tqdm import tqdm
+
+    runner: Runner = batch.start(
+        provider,
+        concurrency=args.concurrency,
+        retry=args.retries,
+        retry_failed=retry_failed,
+    )
+    total = runner.progress().total
+    bar = tqdm(
+        total=total, unit="task", desc=f"batch {batch.id}", file=sys.stderr, disable=args.quiet
+    )
+    failures: list[str] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, (TaskSucceeded, TaskCancelled, TaskInterrupted)):
+            bar.update(1)
+        elif isinstance(event, TaskFailed):
+            bar.update(1)
+            failures.append(f"  task {event.task.id} failed ({event.kind}): {event.error}")
+            bar.set_postfix(failed=len(failures))
+
+    runner.subscribe(on_event)
+    interrupts = 0
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            runner.pause()
+            bar.write(
+                "Pausing: requests in flight will finish and be saved (Ctrl-C again to stop "
+                "them now).",
+                file=sys.stderr,
+            )
+        else:
+            runner.stop()
+
+    with contextlib.suppress(NotImplementedError):  # Windows event loops: no handlers
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    waiter = asyncio.ensure_future(runner.wait())
+    try:
+        while not waiter.done():
+            # After the first Ctrl-C, stop once the in-flight requests have been saved.
+            if interrupts and runner.in_flight == 0 and runner.state is RunState.PAUSED:
+                runner.stop()
+            await asyncio.wait([waiter], timeout=0.1)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        bar.close()
+    for line in failures[:20]:
+        _print(line)
+    if len(failures) > 20:
+        _print(f"  ... and {len(failures) - 20} more failures")
+    counts = batch.counts
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    _print(f"batch {batch.id}: {summary}")
+    _print(f"images: {batch.workspace.images_dir}")
+    if interrupts:
+        _print(
+            f"Stopped. Resume with: nbbatch resume {batch.id} --workspace {batch.workspace.path}"
+        )
+        return EXIT_INTERRUPTED
+    if runner.progress().succeeded == total:
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def _provider_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values parse as JSON when they can (numbers, lists, true)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def _make_provider(args: argparse.Namespace) -> Provider:
+    """Check the options and build the provider before anything is journaled."""
+    check_concurrency(args.concurrency)
+    if args.retries < 0:
+        raise ConfigError("--retries must be 0 or more")
+    return get_provider(args.provider, **_provider_options(args.option))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        prompts += _read_prompts_file(Path(args.prompts_file))
+    if not prompts:
+        raise ConfigError("no prompts: give them as arguments or with --prompts-file FILE")
+    params = _params(args)
+    provider = _make_provider(args)
+    with Workspace(args.workspace) as ws:
+        batch = ws.create_batch(prompts, name=args.name, params=params, provider=provider.name)
+        print(batch.id, flush=True)  # first line on stdout: scripts can capture it
+        _print(
+            f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
+            f"(workspace {ws.path})"
+        )
+        return asyncio.run(_drive(batch, provider, args))
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    with Workspace(args.workspace) as ws:
+        batch = ws.batch(args.batch_id)
+        if args.provider is None:
+            args.provider = batch.provider or "demo"
+        todo = batch.runnable(retry_failed=args.retry_failed)
+        print(batch.id, flush=True)
+        if not todo:
+            _print(f"batch {batch.id}: nothing to resume ({batch.status})")
+            return EXIT_OK if batch.status == "succeeded" else EXIT_FAILED
+        provider = _make_provider(args)
+        _print(f"batch {batch.id}: resuming {len(todo)} task(s) on provider {args.provider!r}")
+        return asyncio.run(_drive(batch, provider, args, retry_failed=args.retry_failed))
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    with Workspace(args.workspace) as ws:
+        summaries = ws.batches()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return EXIT_OK
+    if not summaries:
+        _print(f"no batches in {ws.path}")
+        return EXIT_OK
+    for s in summaries:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
+        print(f"{s.id}  {s.status:<11}  {s.total:>5} tasks  {s.name}  ({counts})")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with Workspace(args.workspace) as ws:
+        batch = ws.batch(args.batch_id)
+    if args.json:
+        print(json.dumps([t.to_record() for t in batch.tasks], indent=2))
+        return EXIT_OK
+    print(f"batch {batch.id} {batch.name!r}: {batch.status}")
+    for t in batch.tasks:
+        line = f"{t.order + 1:>5}  {t.id}  {t.status.value:<11} {t.prompt[:60]}"
+        if t.status is TaskStatus.FAILED and t.error:
+            line += f"  [{t.error[:80]}]"
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    with Workspace(args.workspace) as ws:
+        batch = ws.batch(args.batch_id)
+        out = batch.export_zip(args.output)
+    _print(f"wrote {out} ({len(batch.images)} images + manifest.json)")
+    return EXIT_OK
+
+
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from .providers import available_providers
+
+    for name in available_providers():
+        print(name)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nbbatch", description="Batch AI image generation (headless).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def workspace(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--workspace",
+            "-w",
+            default=None,
+            help=f"workspace folder (default: $NBBATCH_WORKSPACE or {default_workspace()})",
+        )
+
+    def running(sp: argparse.ArgumentParser, provider_default: str | None) -> None:
+        sp.add_argument(
+            "--provider",
+            "-p",
+            default=provider_default,
+            help="provider name (see `nbbatch providers`)",
+        )
+        sp.add_argument(
+            "--concurrency",
+            "-c",
+            type=int,
+            default=DEFAULT_CONCURRENCY,
+            help="tasks at once (1-10, default 3)",
+        )
+        sp.add_argument(
+            "--retries", type=int, default=2, help="automatic retries per task (default 2)"
+        )
+        sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        sp.add_argument(
+            "--option",
+            "-o",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="provider option, e.g. -o base_url=http://127.0.0.1:7860 -o latency=0.5",
+        )
+
+    run = sub.add_parser("run", help="create a batch from prompts and run it")
+    run.add_argument("prompts", nargs="*", help="prompts (one task each)")
+    run.add_argument("--prompts-file", "-f", help="text file, one prompt per line")
+    run.add_argument("--name", help="batch name")
+    run.add_argument("--n", type=int, default=1, help="images per task")
+    run.add_argument("--size", help="WIDTHxHEIGHT, e.g. 512x512")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--steps", type=int)
+    run.add_argument("--negative-prompt")
+    run.add_argument("--model")
+    workspace(run)
+    running(run, "demo")
+    run.set_defaults(func=_cmd_run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted or incomplete batch")
+    resume.add_argument("batch_id")
+    resume.add_argument(
+        "--retry-failed", action="store_true", help="also re-run failed and cancelled tasks"
+    )
+    workspace(resume)
+    running(resume, None)
+    resume.set_defaults(func=_cmd_resume)
+
+    history = sub.add_parser("history", help="list the batches in a workspace")
+    history.add_argument("--json", action="store_true")
+    workspace(history)
+    history.set_defaults(func=_cmd_history)
+
+    show = sub.add_parser("show", help="list the tasks of a batch")
+    show.add_argument("batch_id")
+    show.add_argument("--json", action="store_true")
+    workspace(show)
+    show.set_defaults(func=_cmd_show)
+
+    export = sub.add_parser("export", help="write a batch's images and manifest to a ZIP")
+    export.add_argument("batch_id")
+    export.add_argument("output", help="path of the .zip to write")
+    workspace(export)
+    export.set_defaults(func=_cmd_export)
+
+    providers = sub.add_parser("providers", help="list the available providers")
+    providers.set_defaults(func=_cmd_providers)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except NbbatchError as exc:
+        _print(f"nbbatch: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _print("nbbatch: interrupted")
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

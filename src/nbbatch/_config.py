@@ -1,0 +1,507 @@
+"""Provider settings shared by the CLI, the headless API and the settings panel.
+
+A :class:`ProviderConfig` says which provider to use and how (base URL, model, default
+parameters, concurrency, timeouts, extra options); ``config.build()`` makes the
+provider. :class:`Settings` is a named collection of them, saved as JSON in the user's
+config folder (``platformdirs.user_config_dir("nbbatch")``, or ``$NBBATCH_CONFIG_DIR``).
+
+Keys are never written to that file. A provider's key is found, in this order:
+
+1. the explicit ``api_key`` (argument or ``ProviderConfig.api_key``, held as a
+   :class:`~nbbatch._secrets.Secret`, masked in every repr);
+2. the provider's standard environment variable (``OPENAI_API_KEY``,
+   ``STABILITY_API_KEY``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` /
+   ``GOOGLE_API_KEY``, ``HF_TOKEN``, ``FAL_KEY``);
+3. the optional secrets file ``secrets.json`` next to the config, which
+   :func:`save_secret` creates with mode 0600 (``O_CREAT | O_EXCL`` on a temporary
+   name, then an atomic rename); reading one that others can read warns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError, NbbatchError
+from ._model import Params
+from ._secrets import Secret, resolve_key, scrub
+from .providers._base import Provider
+from .providers._http import Timeouts
+
+__all__ = [
+    "KEY_ENV_VARS",
+    "ConnectionResult",
+    "ProviderConfig",
+    "Settings",
+    "config_dir",
+    "delete_secret",
+    "load_secrets",
+    "load_settings",
+    "save_secret",
+    "save_settings",
+    "test_connection",
+]
+
+log = logging.getLogger("nbbatch")
+
+CONFIG_FILE = "config.json"
+SECRETS_FILE = "secrets.json"
+_VERSION = 1
+
+#: the standard environment variables each provider's key is read from
+KEY_ENV_VARS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "stability": ("STABILITY_API_KEY",),
+    "replicate": ("REPLICATE_API_TOKEN",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "huggingface": ("HF_TOKEN",),
+    "fal": ("FAL_KEY",),
+}
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
+_TIMEOUT_FIELDS = {f.name for f in dataclasses.fields(Timeouts)}
+
+
+def config_dir() -> Path:
+    """Where settings live: ``$NBBATCH_CONFIG_DIR`` or the platform's user config folder."""
+    override = os.environ.get("NBBATCH_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("nbbatch"))
+
+
+def _looks_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+@dataclass
+class ProviderConfig:
+    """How to reach one provider. Everything but ``api_key`` may be saved to disk.
+
+    ``provider`` is a registered provider name (``"stability"``, ``"comfyui"``, ...);
+    ``name`` labels this configuration (default: the provider name), so two servers of
+    one kind can sit side by side. ``params`` are default generation parameters (the
+    fields of :class:`~nbbatch.Params`), ``concurrency`` the provider's own cap,
+    ``timeouts`` per-phase seconds (``connect``, ``read``, ``write``, ``pool``),
+    ``options`` any other constructor argument, and ``endpoints`` the members of a
+    ``"pool"``.
+    """
+
+    provider: str
+    name: str = ""
+    base_url: str | None = None
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    concurrency: int | None = None
+    timeouts: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    endpoints: list[ProviderConfig] = field(default_factory=list)
+    api_key: Secret | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provider, str) or not self.provider.strip():
+            raise ConfigError("ProviderConfig needs a provider name, e.g. 'stability'")
+        self.provider = self.provider.strip().lower()
+        self.name = (self.name or self.provider).strip()
+        if isinstance(self.api_key, str):
+            self.api_key = Secret(self.api_key) if self.api_key.strip() else None
+        Params.from_dict(self.params)  # raises ConfigError on unknown or bad fields
+        if self.concurrency is not None and (
+            not isinstance(self.concurrency, int) or self.concurrency < 1
+        ):
+            raise ConfigError(f"{self.name}: concurrency must be a whole number >= 1")
+        unknown = set(self.timeouts) - _TIMEOUT_FIELDS
+        if unknown:
+            raise ConfigError(
+                f"{self.name}: unknown timeout(s) {sorted(unknown)}; use {sorted(_TIMEOUT_FIELDS)}"
+            )
+        for option in self.options:
+            if _looks_secret(option):
+                raise ConfigError(
+                    f"{self.name}: option {option!r} looks like a credential; keys are never "
+                    "kept in the settings. Pass api_key=..., set the environment variable "
+                    f"{' or '.join(self.key_env) or '(none)'} or use save_secret()."
+                )
+        self.endpoints = [
+            e if isinstance(e, ProviderConfig) else ProviderConfig.from_dict(e)
+            for e in self.endpoints
+        ]
+        if self.endpoints and self.provider != "pool":
+            raise ConfigError(f"{self.name}: only a 'pool' has endpoints")
+
+    # ------------------------------------------------------------------ keys
+    @property
+    def key_env(self) -> tuple[str, ...]:
+        """The environment variables this provider's key is read from."""
+        return KEY_ENV_VARS.get(self.provider, ())
+
+    def resolve_key(
+        self, api_key: str | Secret | None = None, *, secrets_path: Path | None = None
+    ) -> Secret | None:
+        """The key to use: ``api_key``, ``self.api_key``, the env var, the secrets file."""
+        key = resolve_key(api_key or self.api_key, self.key_env)
+        if key is not None:
+            return key
+        return load_secrets(secrets_path).get(self.name)
+
+    # ------------------------------------------------------------------ building
+    def default_params(self) -> Params:
+        return Params.from_dict(self.params)
+
+    def build(
+        self, *, api_key: str | Secret | None = None, secrets_path: Path | None = None
+    ) -> Provider:
+        """Make the provider this configuration describes."""
+        from .providers._pool import Endpoint
+        from .providers._registry import _REGISTRY, available_providers
+
+        names = available_providers()
+        factory = _REGISTRY.get(self.provider)
+        if factory is None:
+            raise ConfigError(
+                f"{self.name}: unknown provider {self.provider!r}; available: {', '.join(names)}"
+            )
+        kwargs: dict[str, Any] = {}
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+        if self.model:
+            kwargs["model"] = self.model
+        if self.concurrency is not None:
+            kwargs["max_concurrency"] = self.concurrency
+        if self.timeouts:
+            kwargs["timeouts"] = Timeouts(**{k: float(v) for k, v in self.timeouts.items()})
+        if self.provider == "pool":
+            if not self.endpoints:
+                raise ConfigError(f"{self.name}: a pool needs at least one endpoint")
+            kwargs["endpoints"] = [
+                Endpoint(e.build(secrets_path=secrets_path), e.concurrency, e.name)
+                for e in self.endpoints
+            ]
+            kwargs.pop("max_concurrency", None)  # a pool's cap is the sum of its endpoints'
+        kwargs.update(self.options)
+        accepted = _accepted(factory)
+        if accepted is not None:
+            wants_key = "api_key" in accepted
+            extra = sorted(set(kwargs) - accepted)
+            if extra:
+                raise ConfigError(
+                    f"{self.name}: provider {self.provider!r} does not take {', '.join(extra)}"
+                )
+        else:
+            wants_key = bool(self.key_env)
+        if wants_key:
+            key = self.resolve_key(api_key, secrets_path=secrets_path)
+            if key is not None:
+                kwargs["api_key"] = key
+        return factory(**kwargs)
+
+    # ------------------------------------------------------------------ (de)serialising
+    def to_dict(self) -> dict[str, Any]:
+        """The non-secret fields, JSON-ready (the key is never included)."""
+        out: dict[str, Any] = {"provider": self.provider, "name": self.name}
+        for key in ("base_url", "model", "concurrency"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        for key in ("params", "timeouts", "options"):
+            value = getattr(self, key)
+            if value:
+                out[key] = dict(value)
+        if self.endpoints:
+            out["endpoints"] = [e.to_dict() for e in self.endpoints]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a provider configuration must be an object, got {data!r}")
+        allowed = {f.name for f in dataclasses.fields(cls)} - {"api_key"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ConfigError(
+                f"unknown provider setting(s) {sorted(unknown)}; known: {sorted(allowed)}"
+            )
+        return cls(**dict(data))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        key = "set" if self.api_key is not None else "not set"
+        return f"ProviderConfig({fields}, api_key=<{key}>)"
+
+
+def _accepted(factory: Any) -> set[str] | None:
+    """Keyword names ``factory`` accepts, or ``None`` when it takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return {
+        name
+        for name, p in sig.parameters.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+@dataclass
+class Settings:
+    """Named provider configurations plus which one is the default."""
+
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    default: str | None = None
+
+    def add(self, config: ProviderConfig, *, replace: bool = False) -> ProviderConfig:
+        if config.name in self.providers and not replace:
+            raise ConfigError(
+                f"a provider configuration named {config.name!r} exists (pass replace=True)"
+            )
+        self.providers[config.name] = config
+        if self.default is None:
+            self.default = config.name
+        return config
+
+    def get(self, name: str | None = None) -> ProviderConfig:
+        """The configuration ``name`` (default: the default one)."""
+        key = name or self.default
+        if key is None or key not in self.providers:
+            known = ", ".join(sorted(self.providers)) or "none yet"
+            raise ConfigError(f"no provider configuration named {key!r}; configured: {known}")
+        return self.providers[key]
+
+    def remove(self, name: str) -> None:
+        self.get(name)
+        del self.providers[name]
+        if self.default == name:
+            self.default = next(iter(self.providers), None)
+
+    def __iter__(self) -> Iterator[ProviderConfig]:
+        return iter(self.providers.values())
+
+    def __len__(self) -> int:
+        return len(self.providers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": _VERSION,
+            "default": self.default,
+            "providers": [c.to_dict() for c in self.providers.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        if not isinstance(data, Mapping):
+            raise ConfigError("the settings file must hold a JSON object")
+        version = data.get("version", _VERSION)
+        if not isinstance(version, int) or version > _VERSION:
+            raise ConfigError(
+                f"the settings file has version {version!r}; this nbbatch reads up to "
+                f"{_VERSION}. Upgrade nbbatch."
+            )
+        settings = cls()
+        for item in data.get("providers") or []:
+            settings.add(ProviderConfig.from_dict(item))
+        default = data.get("default")
+        if default is not None and default not in settings.providers:
+            raise ConfigError(f"the default provider {default!r} is not configured")
+        settings.default = default if default is not None else settings.default
+        return settings
+
+
+# ---------------------------------------------------------------------- files
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` through a new private temp file and a rename.
+
+    The temp file is created with ``O_CREAT | O_EXCL`` and ``mode`` so the bytes are
+    never readable by others, not even for an instant.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _settings_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path) if path is not None else config_dir() / CONFIG_FILE
+
+
+def _secrets_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path) if path is not None else config_dir() / SECRETS_FILE
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the settings file (an empty :class:`Settings` when there is none yet)."""
+    target = _settings_path(path)
+    try:
+        raw = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the settings file {target}: {exc}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"the settings file {target} is not valid JSON ({exc}); fix or delete it"
+        ) from None
+    return Settings.from_dict(data)
+
+
+def save_settings(settings: Settings, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``settings`` (never any key) atomically; returns the file's path."""
+    target = _settings_path(path)
+    text = json.dumps(settings.to_dict(), indent=2, sort_keys=False) + "\n"
+    _atomic_write(target, text.encode("utf-8"), 0o644)
+    return target
+
+
+def _warn_if_exposed(path: Path) -> None:
+    if os.name == "nt":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        warnings.warn(
+            f"the nbbatch secrets file {path} can be read by other users (mode {mode:o}); "
+            f"run: chmod 600 {path}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def load_secrets(path: str | os.PathLike[str] | None = None) -> dict[str, Secret]:
+    """Keys saved with :func:`save_secret`, by configuration name (masked)."""
+    target = _secrets_path(path)
+    _warn_if_exposed(target)
+    try:
+        raw = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(raw)
+        keys = data["keys"]
+        if not isinstance(keys, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"the secrets file {target} is damaged; delete it and save the keys again"
+        ) from None
+    return {str(k): Secret(v) for k, v in keys.items() if isinstance(v, str) and v.strip()}
+
+
+def _write_secrets(target: Path, keys: Mapping[str, Secret]) -> None:
+    payload = {"version": _VERSION, "keys": {k: v.reveal() for k, v in keys.items()}}
+    _atomic_write(target, json.dumps(payload, indent=2).encode("utf-8"), 0o600)
+
+
+def save_secret(name: str, value: str | Secret, path: str | os.PathLike[str] | None = None) -> Path:
+    """Keep a key for the configuration ``name`` in the 0600 secrets file."""
+    if not name or not name.strip():
+        raise ConfigError("save_secret needs the provider configuration's name")
+    target = _secrets_path(path)
+    keys = load_secrets(target)
+    keys[name.strip()] = value if isinstance(value, Secret) else Secret(value)
+    _write_secrets(target, keys)
+    return target
+
+
+def delete_secret(name: str, path: str | os.PathLike[str] | None = None) -> bool:
+    """Forget the saved key of ``name``; True when there was one."""
+    target = _secrets_path(path)
+    keys = load_secrets(target)
+    if keys.pop(name, None) is None:
+        return False
+    _write_secrets(target, keys)
+    return True
+
+
+# ---------------------------------------------------------------------- test connection
+@dataclass(frozen=True)
+class ConnectionResult:
+    """What :func:`test_connection` found, in words a person can act on."""
+
+    name: str
+    provider: str
+    ok: bool
+    message: str
+    seconds: float
+    #: True when the service was actually asked (False: no probe exists for it)
+    verified: bool = True
+    error_kind: str | None = None
+
+    def __str__(self) -> str:
+        mark = "OK" if self.ok else "FAILED"
+        return f"{self.name} ({self.provider}): {mark} - {self.message}"
+
+
+async def test_connection(
+    config: ProviderConfig,
+    *,
+    api_key: str | Secret | None = None,
+    timeout: float = 30.0,
+    secrets_path: Path | None = None,
+) -> ConnectionResult:
+    """Build the provider and call its ``check()``; never raises for a failed check."""
+    start = time.monotonic()
+
+    def result(ok: bool, message: str, **kw: Any) -> ConnectionResult:
+        return ConnectionResult(
+            config.name,
+            config.provider,
+            ok,
+            scrub(message),
+            round(time.monotonic() - start, 3),
+            **kw,
+        )
+
+    try:
+        provider = config.build(api_key=api_key, secrets_path=secrets_path)
+    except NbbatchError as exc:
+        return result(False, f"not usable: {exc}", error_kind="config")
+    try:
+        if type(provider).check is Provider.check:
+            return result(
+                True,
+                "settings are valid; this provider has no connection probe, so the key is "
+                "first tried by a real generation",
+                verified=False,
+            )
+        await asyncio.wait_for(provider.check(), timeout)
+    except asyncio.TimeoutError:
+        return result(False, f"no answer within {timeout:g} s", error_kind="timeout")
+    except NbbatchError as exc:
+        return result(False, str(exc), error_kind=getattr(exc, "kind", "error"))
+    finally:
+        await provider.aclose()
+    return result(True, f"connected in {time.monotonic() - start:.2f} s")
+
+
+# pytest would otherwise collect this imported coroutine as a test
+test_connection.__test__ = False  # type: ignore[attr-defined]

@@ -1,0 +1,275 @@
+"""fal.ai queue API: submit, poll the status, fetch the result, download the images.
+
+Protocol notes (provider-protocols.md §9): ``POST /{model_id}`` answers with a
+``request_id`` and the ``status_url`` / ``response_url`` / ``cancel_url`` to use (they
+live under the model's *app root*, without any sub-path, so we prefer the URLs given).
+The status goes ``IN_QUEUE`` (with ``queue_position``) → ``IN_PROGRESS`` (with
+``logs``) → ``COMPLETED``; the result holds ``images[].url``. Cancelling the attempt
+sends ``PUT …/requests/{id}/cancel`` before re-raising.
+
+Inputs differ per model; the common fields (``prompt``, ``negative_prompt``,
+``image_size``, ``num_images``, ``seed``, ``num_inference_steps``, ``guidance_scale``,
+``image_url`` + ``strength`` for image-to-image models) are filled from the task,
+``input_names`` renames or drops them and ``Params.extras`` adds the model's own fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from .._errors import (
+    ConfigError,
+    ContentRefusedError,
+    MalformedResponseError,
+    ProviderError,
+    ServerError,
+)
+from .._secrets import Secret, resolve_key, scrub
+from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._http import HttpClient, Timeouts
+from ._support import DEFAULT_MAX_DOWNLOAD, data_url, decode_data_url, guess_mime, same_origin
+
+__all__ = ["FalProvider"]
+
+DEFAULT_BASE_URL = "https://queue.fal.run"
+KEY_ENV = ("FAL_KEY",)
+_MODEL = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
+_STEP = re.compile(r"(\d+)\s*/\s*(\d+)")
+_PERCENT = re.compile(r"(\d{1,3})\s*%")
+
+
+def _app_root(model: str) -> str:
+    """``owner/app`` of ``owner/app/sub/path`` (where status/result/cancel live)."""
+    return "/".join(model.split("/")[:2])
+
+
+def _fraction(logs: object) -> float | None:
+    """Progress from the newest log line that has ``k/n`` or ``NN%`` in it."""
+    if not isinstance(logs, list):
+        return None
+    for entry in reversed(logs):
+        message = entry.get("message") if isinstance(entry, Mapping) else None
+        if not isinstance(message, str):
+            continue
+        m = _PERCENT.search(message)
+        if m:
+            return min(100, int(m.group(1))) / 100.0
+        m = _STEP.search(message)
+        if m and int(m.group(2)) > 0:
+            return min(1.0, int(m.group(1)) / int(m.group(2)))
+    return None
+
+
+class FalProvider(Provider):
+    """fal.ai queue API (key: ``FAL_KEY``)."""
+
+    name: ClassVar[str] = "fal"
+    label: ClassVar[str] = "fal.ai"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        txt2img=True,
+        img2img=True,
+        max_references=1,
+        max_n=4,
+        seed=True,
+        negative_prompt=True,
+        progress=True,
+        cancel=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret | None = None,
+        model: str = "fal-ai/flux/schnell",
+        base_url: str = DEFAULT_BASE_URL,
+        poll_interval: float = 0.5,
+        input_names: Mapping[str, str | None] | None = None,
+        timeouts: Timeouts | None = None,
+        max_concurrency: int | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = resolve_key(api_key, KEY_ENV)
+        if key is None:
+            raise ConfigError("fal needs an API key: set FAL_KEY or pass api_key=...")
+        self._check_model(model)
+        if poll_interval <= 0:
+            raise ConfigError("poll_interval must be positive")
+        self.model = model.strip("/")
+        self.poll_interval = poll_interval
+        self.input_names = dict(input_names or {})
+        self.max_concurrency = max_concurrency
+        self.max_download_bytes = max_download_bytes
+        self.base_url = base_url.rstrip("/")
+        self._http = HttpClient(
+            self.name,
+            base_url,
+            headers={"Authorization": f"Key {key.reveal()}"},
+            timeouts=timeouts,
+            transport=transport,
+        )
+        # result images live on fal's CDN and are fetched without the key
+        self._files = HttpClient(self.name, base_url, timeouts=timeouts, transport=transport)
+
+    @staticmethod
+    def _check_model(model: str) -> None:
+        if not _MODEL.match(model.strip("/")):
+            raise ConfigError(f"fal model should look like 'fal-ai/flux/schnell', got {model!r}")
+
+    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+        p = request.params
+        values: dict[str, Any] = {"prompt": request.prompt}
+        if p.negative_prompt:
+            values["negative_prompt"] = p.negative_prompt
+        if p.dimensions:
+            values["image_size"] = {"width": p.dimensions[0], "height": p.dimensions[1]}
+        if p.n > 1:
+            values["num_images"] = p.n
+        if p.seed is not None and p.seed >= 0:
+            values["seed"] = p.seed
+        if p.steps is not None:
+            values["num_inference_steps"] = p.steps
+        if p.cfg_scale is not None:
+            values["guidance_scale"] = p.cfg_scale
+        if request.images:
+            values["image_url"] = data_url(request.images[0].data, request.images[0].mime)
+            if p.strength is not None:
+                values["strength"] = p.strength
+        out = {}
+        for key, value in values.items():
+            target = self.input_names.get(key, key)
+            if target:
+                out[target] = value
+        out.update(p.extras)
+        return out
+
+    def _url(self, given: object, fallback: str) -> str:
+        # the key goes only to the configured origin
+        if isinstance(given, str) and same_origin(given, self.base_url):
+            return given
+        return fallback
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> list[ImageData]:
+        self.validate(request)
+        model = (request.params.model or self.model).strip("/")
+        self._check_model(model)
+        tid = request.task_id
+        submitted = await self._http.json(
+            "POST", f"/{model}", json=self._input(request), task_id=tid
+        )
+        if not isinstance(submitted, Mapping) or not isinstance(submitted.get("request_id"), str):
+            raise MalformedResponseError(
+                "fal: the submit answer has no request_id", provider=self.name, task_id=tid
+            )
+        rid = submitted["request_id"]
+        root = f"/{_app_root(model)}/requests/{rid}"
+        status_url = self._url(submitted.get("status_url"), f"{root}/status")
+        result_url = self._url(submitted.get("response_url"), root)
+        cancel_url = self._url(submitted.get("cancel_url"), f"{root}/cancel")
+        try:
+            status = await self._wait(status_url, request, on_progress)
+            error = status.get("error")
+            if error:
+                # the run failed on fal's side (and was billed); the same input usually
+                # fails the same way, so it is not retried
+                raise ServerError(
+                    f"fal: request {rid} failed: {scrub(str(error))[:300]}",
+                    provider=self.name,
+                    task_id=tid,
+                    retryable=False,
+                )
+            result = await self._http.json("GET", result_url, task_id=tid)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProviderError, asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._http.request("PUT", cancel_url)), 10)
+            raise
+        return await self._images(result, rid, request, on_progress)
+
+    async def _wait(
+        self, url: str, request: GenerationRequest, on_progress: ProgressCallback | None
+    ) -> Mapping[str, Any]:
+        last: tuple[str, float | None] | None = None
+        while True:
+            status = await self._http.json("GET", url, params={"logs": 1}, task_id=request.task_id)
+            state = status.get("status") if isinstance(status, Mapping) else None
+            if state not in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
+                raise MalformedResponseError(
+                    f"fal: unexpected request status {state!r}",
+                    provider=self.name,
+                    task_id=request.task_id,
+                )
+            assert isinstance(status, Mapping)
+            if state == "COMPLETED":
+                return status
+            fraction = _fraction(status.get("logs")) if state == "IN_PROGRESS" else None
+            if on_progress is not None and (state, fraction) != last:
+                on_progress(fraction, None)
+            last = (state, fraction)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _images(
+        self,
+        result: object,
+        rid: str,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+    ) -> list[ImageData]:
+        tid = request.task_id
+        images = result.get("images") if isinstance(result, Mapping) else None
+        if not isinstance(images, list) or not images:
+            raise MalformedResponseError(
+                f"fal: the result of request {rid} has no images", provider=self.name, task_id=tid
+            )
+        assert isinstance(result, Mapping)
+        flags = result.get("has_nsfw_concepts")
+        flagged = [bool(f) for f in flags] if isinstance(flags, list) else []
+        seed = result.get("seed") if isinstance(result.get("seed"), int) else request.params.seed
+        out: list[ImageData] = []
+        for i, image in enumerate(images):
+            if i < len(flagged) and flagged[i]:
+                continue  # fal blanks flagged images; keeping them would store a black square
+            url = image.get("url") if isinstance(image, Mapping) else None
+            if not isinstance(url, str) or not url:
+                raise MalformedResponseError(
+                    f"fal: image {i} of request {rid} has no url", provider=self.name, task_id=tid
+                )
+            if url.startswith("data:"):
+                data, mime = decode_data_url(url, self.name, task_id=tid)
+            else:
+                data, ctype = await self._files.download(
+                    url, max_bytes=self.max_download_bytes, task_id=tid
+                )
+                mime = ctype or str(image.get("content_type") or "")
+            info: dict[str, Any] = {"request_id": rid}
+            if isinstance(result.get("timings"), Mapping):
+                info["timings"] = dict(result["timings"])
+            out.append(
+                ImageData(
+                    data=data,
+                    mime=guess_mime(data, mime),
+                    seed=seed,
+                    info=info,
+                )
+            )
+        if not out:
+            raise ContentRefusedError(
+                f"fal: every image of request {rid} was flagged by the safety checker; "
+                "change the prompt",
+                provider=self.name,
+                task_id=tid,
+            )
+        if on_progress is not None:
+            on_progress(1.0, None)
+        return out
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._files.aclose()

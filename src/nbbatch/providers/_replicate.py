@@ -1,0 +1,303 @@
+"""Replicate predictions: create (``Prefer: wait``), poll until terminal, download outputs.
+
+Protocol notes (provider-protocols.md §6): a prediction is created on
+``/v1/models/{owner}/{name}/predictions`` (official models) or ``/v1/predictions`` with a
+``version``; ``Prefer: wait=N`` holds the create call up to N seconds, after which the
+prediction comes back in whatever state it is and we poll ``urls.get``. ``output`` is a
+URL, a list of URLs or ``data:`` URLs; we wait for ``succeeded`` even when ``output`` is
+already set (sync-mode answers fill it while still ``processing``).
+
+Cancelling: when the runner cancels the attempt we call ``POST
+/v1/predictions/{id}/cancel`` before re-raising, so a cancelled task stops billing. A
+cancel that arrives while the create call itself is still waiting cannot be forwarded
+(the id is not known yet), which is why ``wait`` defaults to a few seconds rather than
+the service's 60.
+
+Inputs differ per model. The common names (``prompt``, ``negative_prompt``, ``seed``,
+``width``/``height``, ``num_outputs``, ``num_inference_steps``, ``guidance_scale``,
+``image``, ``prompt_strength``) are filled from the task; ``input_names`` renames or drops
+them (``{"num_outputs": None}``) and ``Params.extras`` adds model-specific fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from .._errors import (
+    ConfigError,
+    ContentRefusedError,
+    MalformedResponseError,
+    ProviderError,
+    ServerError,
+)
+from .._secrets import Secret, resolve_key
+from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._http import HttpClient, Timeouts
+from ._support import DEFAULT_MAX_DOWNLOAD, data_url, decode_data_url, guess_mime, same_origin
+
+__all__ = ["ReplicateProvider"]
+
+DEFAULT_BASE_URL = "https://api.replicate.com"
+KEY_ENV = ("REPLICATE_API_TOKEN",)
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
+_PERCENT = re.compile(r"(\d{1,3})%\|")
+_SEED_LOG = re.compile(r"\bseed\b\s*[:=]?\s*(\d+)", re.IGNORECASE)
+_REFUSAL_WORDS = ("nsfw", "safety", "sensitive", "flagged")
+
+
+def _route(model: str) -> tuple[str, dict[str, str]]:
+    """(path, extra body fields) for ``owner/name``, ``owner/name:version`` or a version id."""
+    model = model.strip()
+    if _VERSION_ID.match(model):
+        return "/v1/predictions", {"version": model}
+    if ":" in model:
+        ref, _, version = model.partition(":")
+        if _MODEL.match(ref) and version:
+            return "/v1/predictions", {"version": version}
+    elif _MODEL.match(model):
+        owner, name = model.split("/")
+        return f"/v1/models/{owner}/{name}/predictions", {}
+    raise ConfigError(
+        f"Replicate model must be 'owner/name', 'owner/name:version' or a 64-hex version "
+        f"id; got {model!r}"
+    )
+
+
+class ReplicateProvider(Provider):
+    """Replicate (key: ``REPLICATE_API_TOKEN``)."""
+
+    name: ClassVar[str] = "replicate"
+    label: ClassVar[str] = "Replicate"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        txt2img=True,
+        img2img=True,
+        max_references=1,
+        max_n=4,
+        seed=True,
+        negative_prompt=True,
+        progress=True,
+        cancel=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret | None = None,
+        model: str = "black-forest-labs/flux-schnell",
+        base_url: str = DEFAULT_BASE_URL,
+        wait: int = 5,
+        poll_interval: float = 0.5,
+        input_names: Mapping[str, str | None] | None = None,
+        timeouts: Timeouts | None = None,
+        max_concurrency: int | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = resolve_key(api_key, KEY_ENV)
+        if key is None:
+            raise ConfigError(
+                "Replicate needs an API token: set REPLICATE_API_TOKEN or pass api_key=..."
+            )
+        _route(model)
+        if not 0 <= wait <= 60:
+            raise ConfigError("wait must be between 0 (no sync wait) and 60 seconds")
+        if poll_interval <= 0:
+            raise ConfigError("poll_interval must be positive")
+        self.model = model
+        self.wait = wait
+        self.poll_interval = poll_interval
+        self.input_names = dict(input_names or {})
+        self.max_concurrency = max_concurrency
+        self.max_download_bytes = max_download_bytes
+        self.base_url = base_url.rstrip("/")
+        self._http = HttpClient(
+            self.name,
+            base_url,
+            headers={"Authorization": f"Bearer {key.reveal()}"},
+            timeouts=timeouts,
+            transport=transport,
+        )
+        # Output files live on a CDN; they are fetched without the token.
+        self._files = HttpClient(self.name, base_url, timeouts=timeouts, transport=transport)
+
+    # ------------------------------------------------------------------ request
+    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+        p = request.params
+        values: dict[str, Any] = {"prompt": request.prompt}
+        if p.negative_prompt:
+            values["negative_prompt"] = p.negative_prompt
+        if p.seed is not None and p.seed >= 0:
+            values["seed"] = p.seed
+        if p.dimensions:
+            values["width"], values["height"] = p.dimensions
+        if p.n > 1:
+            values["num_outputs"] = p.n
+        if p.steps is not None:
+            values["num_inference_steps"] = p.steps
+        if p.cfg_scale is not None:
+            values["guidance_scale"] = p.cfg_scale
+        if request.images:
+            image = request.images[0]
+            values["image"] = data_url(image.data, image.mime)
+            if p.strength is not None:
+                values["prompt_strength"] = p.strength
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            target = self.input_names.get(key, key)
+            if target:
+                out[target] = value
+        out.update(p.extras)
+        return out
+
+    def _poll_url(self, prediction: Mapping[str, Any], pid: str) -> str:
+        urls = prediction.get("urls")
+        url = urls.get("get") if isinstance(urls, Mapping) else None
+        # only follow a polling URL on the API's own origin (it receives the token)
+        if isinstance(url, str) and same_origin(url, self.base_url):
+            return url
+        return f"/v1/predictions/{pid}"
+
+    # ------------------------------------------------------------------ generate
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> list[ImageData]:
+        self.validate(request)
+        path, extra = _route(request.params.model or self.model)
+        headers = {"Prefer": f"wait={self.wait}"} if self.wait else {}
+        prediction = await self._prediction(
+            "POST",
+            path,
+            request,
+            json={**extra, "input": self._input(request)},
+            headers=headers,
+        )
+        pid = str(prediction.get("id") or "")
+        if not pid:
+            raise MalformedResponseError(
+                "replicate: the created prediction has no id",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        try:
+            last = -1.0
+            while prediction.get("status") not in TERMINAL:
+                last = self._report(prediction, on_progress, last)
+                await asyncio.sleep(self.poll_interval)
+                prediction = await self._prediction("GET", self._poll_url(prediction, pid), request)
+        except asyncio.CancelledError:
+            await self._cancel(pid)
+            raise
+        return await self._outputs(prediction, request, on_progress)
+
+    async def _prediction(
+        self, method: str, url: str, request: GenerationRequest, **kwargs: Any
+    ) -> Mapping[str, Any]:
+        body = await self._http.json(method, url, task_id=request.task_id, **kwargs)
+        if not isinstance(body, Mapping) or not isinstance(body.get("status"), str):
+            raise MalformedResponseError(
+                "replicate: the answer is not a prediction object (no status)",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        return body
+
+    def _report(
+        self, prediction: Mapping[str, Any], on_progress: ProgressCallback | None, last: float
+    ) -> float:
+        if on_progress is None:
+            return last
+        logs = prediction.get("logs")
+        found = _PERCENT.findall(logs) if isinstance(logs, str) else []
+        if found:
+            fraction = min(100, int(found[-1])) / 100.0
+            if fraction != last:
+                on_progress(fraction, None)
+            return fraction
+        return last
+
+    async def _cancel(self, pid: str) -> None:
+        """Best effort: tell Replicate to stop (and stop billing) this prediction."""
+        with contextlib.suppress(ProviderError, asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(self._http.request("POST", f"/v1/predictions/{pid}/cancel")), 10
+            )
+
+    async def _outputs(
+        self,
+        prediction: Mapping[str, Any],
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+    ) -> list[ImageData]:
+        status = prediction.get("status")
+        pid = prediction.get("id")
+        if status == "failed":
+            error = str(prediction.get("error") or "no reason given")[:300]
+            if any(w in error.lower() for w in _REFUSAL_WORDS):
+                raise ContentRefusedError(
+                    f"replicate: prediction {pid} was refused by the model's safety check: {error}",
+                    provider=self.name,
+                    task_id=request.task_id,
+                )
+            # A failed prediction ran (and was billed); the same input usually fails the
+            # same way, so the runner does not repeat it.
+            raise ServerError(
+                f"replicate: prediction {pid} failed: {error}",
+                provider=self.name,
+                task_id=request.task_id,
+                retryable=False,
+            )
+        if status == "canceled":
+            raise ProviderError(
+                f"replicate: prediction {pid} was canceled on Replicate (not by this run)",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        output = prediction.get("output")
+        urls: list[object] = output if isinstance(output, list) else [output]
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise MalformedResponseError(
+                f"replicate: prediction {pid} succeeded but its output is not image URLs "
+                f"({type(output).__name__})",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        metrics = prediction.get("metrics")
+        info: dict[str, Any] = {"prediction_id": pid}
+        if isinstance(metrics, Mapping) and "predict_time" in metrics:
+            info["predict_time"] = metrics["predict_time"]
+        images = []
+        seed = request.params.seed if request.params.seed is not None else None
+        logs = prediction.get("logs")
+        if seed is None and isinstance(logs, str):
+            # most image models log the random seed they picked ("Using seed: 1234")
+            m = _SEED_LOG.search(logs)
+            seed = int(m.group(1)) if m else None
+        for url in urls:
+            assert isinstance(url, str)
+            if url.startswith("data:"):
+                data, mime = decode_data_url(url, self.name, task_id=request.task_id)
+            else:
+                data, ctype = await self._files.download(
+                    url, max_bytes=self.max_download_bytes, task_id=request.task_id
+                )
+                mime = ctype or ""
+            images.append(ImageData(data=data, mime=guess_mime(data, mime), seed=seed, info=info))
+        if on_progress is not None:
+            on_progress(1.0, None)
+        return images
+
+    async def check(self) -> None:
+        """``GET /v1/account``: proves the token works without running anything."""
+        await self._http.json("GET", "/v1/account")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._files.aclose()

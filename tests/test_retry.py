@@ -1,0 +1,101 @@
+"""Retry policy: the delay table, Retry-After parsing (property-tested), give-up rules."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nbbatch import (
+    AuthenticationError,
+    ProviderConnectionError,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+)
+from nbbatch._retry import parse_duration, parse_retry_after
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"Retry-After-Ms": "250", "retry-after": "9"}, 0.25),  # ms wins
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after": email.utils.formatdate(NOW + 20, usegmt=True)}, 20.0),
+        ({"retry-after": email.utils.formatdate(NOW - 20, usegmt=True)}, 0.0),
+        ({"retry-after": "-4"}, 0.0),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": ""}, None),
+        ({"retry-after": "Fri, 99 Foo 99999 99:99:99 GMT"}, None),
+        ({"retry-after-ms": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_table(headers: dict[str, str], expected: float | None) -> None:
+    got = parse_retry_after(headers, now=NOW)
+    assert got == (pytest.approx(expected, abs=1) if expected else expected)
+
+
+@given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms", "x"]), st.text()))
+def test_retry_after_never_raises_and_is_never_negative(headers: dict[str, str]) -> None:
+    got = parse_retry_after(headers, now=NOW)
+    assert got is None or (got >= 0 and math.isfinite(got))
+
+
+@given(st.text())
+def test_parse_duration_never_raises(text: str) -> None:
+    got = parse_duration(text)
+    assert got is None or got >= 0
+
+
+def test_parse_duration_reads_protobuf_durations() -> None:
+    assert parse_duration("17s") == 17.0
+    assert parse_duration("0.25s") == 0.25
+    assert parse_duration("17") is None
+
+
+@pytest.mark.parametrize(
+    ("retry", "low", "high"),
+    [
+        (1, 0.375, 0.5),
+        (2, 0.75, 1.0),
+        (3, 1.5, 2.0),
+        (4, 3.0, 4.0),
+        (5, 6.0, 8.0),
+        (6, 6.0, 8.0),
+        (2000, 6.0, 8.0),
+    ],
+)
+def test_backoff_doubles_from_half_a_second_up_to_eight(
+    retry: int, low: float, high: float
+) -> None:
+    policy = RetryPolicy(max_retries=10_000)
+    for seed in range(20):
+        assert low <= policy.backoff(retry, random.Random(seed)) <= high
+
+
+def test_which_errors_are_retried_and_for_how_long() -> None:
+    policy = RetryPolicy()
+    assert policy.delay_for(ServerError("x"), 1) is not None
+    assert policy.delay_for(ProviderConnectionError("x"), 2) is not None
+    assert policy.delay_for(ServerError("x"), 3) is None  # only 2 retries
+    assert policy.delay_for(AuthenticationError("x"), 1) is None
+    assert policy.delay_for(ValueError("x"), 1) is None
+    assert policy.delay_for(RateLimitedError("x", retry_after=120), 1) == 120
+    assert policy.delay_for(RateLimitedError("x", retry_after=121), 1) is None
+    assert 0.375 <= (policy.delay_for(RateLimitedError("x", retry_after=0), 1) or 0) <= 0.5
+    assert policy.delay_for(RateLimitedError("x", retry_after=math.inf), 1) is not None
+
+
+def test_negative_retry_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        RetryPolicy(max_retries=-1)
