@@ -12,12 +12,17 @@ Prints ``RESULT efficiency_vs_ideal <x>`` (ideal wall = ceil(tasks/concurrency) 
 latency, divided by nbbatch's wall time; goal ≥ 0.97) and ``RESULT ratio_vs_handwritten
 <x>`` (nbbatch wall / hand-written wall; goal ≤ 1.03), both measured in this run.
 
+A third, diagnostic loop (``RESULT ratio_vs_handwritten_with_store``) also does the
+durable work nbbatch must do per task (decode check, fsynced file, two SQLite writes),
+to tell the cost of durability from the cost of orchestration.
+
 The fake server runs in a separate process by default (``--server process``) so that its
 request handling and PNG rendering do not compete with the measured client for the GIL;
 ``--server thread`` runs it in a thread of this process instead.
 
     python benchmarks/bench_providers.py                      # 2000 tasks, c=32, 100 ms
-    python benchmarks/bench_providers.py --tasks 64 --concurrency 8 --latency 0.02  # CI
+    python benchmarks/bench_providers.py --repeat 3 --workdir /dev/shm  # no disk fsync
+    python benchmarks/bench_providers.py --quick                         # CI smoke run
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import math
 import multiprocessing
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -120,6 +127,65 @@ async def handwritten(base_url: str, tasks: int, concurrency: int, tag: str) -> 
     return wall
 
 
+async def handwritten_with_store(
+    base_url: str, tasks: int, concurrency: int, tag: str, root: Path
+) -> float:
+    """Diagnostic baseline: the bare loop plus the durable work nbbatch must do per task.
+
+    Decode check, sha256, temp file + fsync + rename + folder fsync on a worker thread,
+    and a SQLite row written before the request and updated after (WAL, synchronous
+    NORMAL, as the workspace) — no events, state machine, retries or claims.
+    """
+    from nbbatch._images import inspect_image
+
+    folder = root / f"hand-{tag}"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "db.sqlite3", isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE results(task INTEGER PRIMARY KEY, sha TEXT, status TEXT)")
+
+    def save(data: bytes) -> str:
+        inspect_image(data)
+        sha = hashlib.sha256(data).hexdigest()
+        tmp = folder / f".tmp-{sha}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / f"{sha}.png")
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return sha
+
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+
+        async def one(i: int, prompt: str) -> None:
+            async with sem:
+                db.execute("INSERT INTO results VALUES (?, NULL, 'running')", (i,))
+                r = await client.post(
+                    "/images/generations", json={"model": MODEL, "prompt": prompt, "n": 1}
+                )
+                r.raise_for_status()
+                data = base64.b64decode(r.json()["data"][0]["b64_json"])
+                sha = await asyncio.to_thread(save, data)
+                db.execute("UPDATE results SET sha=?, status='done' WHERE task=?", (sha, i))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts(tasks, tag))))
+        wall = time.perf_counter() - started
+    db.close()
+    return wall
+
+
 async def with_nbbatch(
     base_url: str, tasks: int, concurrency: int, tag: str, root: Path
 ) -> tuple[float, Any]:
@@ -158,25 +224,40 @@ async def main(args: argparse.Namespace) -> int:
         warm = min(args.tasks, 2 * args.concurrency)
         await handwritten(base_url, warm, args.concurrency, "warm-h")
         await with_nbbatch(base_url, warm, args.concurrency, "warm-n", root)
-        hand_walls, nb_walls = [], []
+        hand_walls: list[float] = []
+        nb_walls: list[float] = []
+        store_walls: list[float] = []
+        sides = ["hand", "nb"] + (["store"] if args.store_baseline else [])
         for r in range(args.repeat):
-            # alternate the order so drift (disk cache, CPU boost) hits both sides alike
-            order = ["hand", "nb"] if r % 2 == 0 else ["nb", "hand"]
+            # rotate the order so drift (disk cache, other load) hits every side alike
+            order = sides[r % len(sides) :] + sides[: r % len(sides)]
             for which in order:
                 if which == "hand":
                     wall = await handwritten(base_url, args.tasks, args.concurrency, f"h{r}")
                     hand_walls.append(wall)
-                    print(f"  run {r + 1}: hand-written   {wall:.3f} s")
+                    print(f"  run {r + 1}: hand-written          {wall:.3f} s")
+                elif which == "store":
+                    wall = await handwritten_with_store(
+                        base_url, args.tasks, args.concurrency, f"s{r}", root
+                    )
+                    store_walls.append(wall)
+                    print(f"  run {r + 1}: hand-written + store  {wall:.3f} s")
                 else:
                     wall, peak = await with_nbbatch(
                         base_url, args.tasks, args.concurrency, f"n{r}", root
                     )
                     nb_walls.append(wall)
-                    print(f"  run {r + 1}: nbbatch runner {wall:.3f} s (max in flight {peak})")
+                    print(
+                        f"  run {r + 1}: nbbatch runner        {wall:.3f} s (max in flight {peak})"
+                    )
     nb, hand = statistics.median(nb_walls), statistics.median(hand_walls)
     print(f"median wall: nbbatch {nb:.3f} s, hand-written {hand:.3f} s")
     print(f"RESULT efficiency_vs_ideal {ideal / nb:.4f}")
     print(f"RESULT ratio_vs_handwritten {nb / hand:.4f}")
+    print(f"RESULT handwritten_efficiency_vs_ideal {ideal / hand:.4f}")
+    if store_walls:
+        store = statistics.median(store_walls)
+        print(f"RESULT ratio_vs_handwritten_with_store {nb / store:.4f}")
     return 0
 
 
@@ -189,7 +270,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--server", choices=["process", "thread"], default="process")
     ap.add_argument("--max-side", type=int, default=64, help="rendered image size (px)")
     ap.add_argument("--workdir", default=None, help="where the temporary workspaces go")
+    ap.add_argument(
+        "--no-store-baseline",
+        dest="store_baseline",
+        action="store_false",
+        help="skip the diagnostic hand-written loop that also writes durably",
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny CI smoke run (not a measurement)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.tasks, args.concurrency, args.latency, args.repeat = 64, 8, 0.02, 1
     if args.tasks < 1 or args.concurrency < 1 or args.latency <= 0:
         ap.error("--tasks and --concurrency must be >= 1 and --latency > 0")
     return args

@@ -356,3 +356,16 @@ async def test_batch_of_txt2img_and_img2img_runs_through_the_runner(
     assert batch.tasks[1].images[0].seed == 6
     assert "infotext" in batch.tasks[1].images[0].params["info"]
     assert len(server.calls("/sdapi/v1/img2img")) == 1
+
+
+async def test_provider_model_is_the_default_checkpoint(server: FakeA1111) -> None:
+    p = A1111Provider(base_url=server.url, model="v1-5-pruned-emaonly", poll_interval=None)
+    try:
+        await p.generate(GenerationRequest("a fox"))
+        await p.generate(GenerationRequest("a fox", Params(model="sd_xl_base_1.0")))
+    finally:
+        await p.aclose()
+    assert [j["override_settings"]["sd_model_checkpoint"] for j in server.jobs] == [
+        "v1-5-pruned-emaonly",
+        "sd_xl_base_1.0",
+    ]

@@ -431,3 +431,50 @@ async def test_batch_runs_through_the_runner_with_progress(
     assert [t.images[0].seed for t in batch.tasks[:4]] == [0, 1, 2, 3]
     assert len(server.prompts) == 5
     assert 0.5 in progress and 1.0 in progress
+
+
+async def test_model_default_fills_the_checkpoint_of_both_builtin_graphs(
+    server: FakeComfyUI,
+) -> None:
+    p = ComfyUIProvider(base_url=server.url, model="sd_xl_base_1.0.safetensors")
+    try:
+        await p.generate(GenerationRequest("a fox"))
+        await p.generate(GenerationRequest("a fox", images=[InputImage("s", png())]))
+        await p.generate(GenerationRequest("a fox", Params(model="model.safetensors")))
+    finally:
+        await p.aclose()
+    sent = [body["prompt"]["1"]["inputs"]["ckpt_name"] for body in server.prompts]
+    assert sent == [
+        "sd_xl_base_1.0.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "model.safetensors",
+    ]
+
+
+def test_provider_config_builds_the_comfyui_and_webui_providers(server: FakeComfyUI) -> None:
+    from nbbatch._config import ProviderConfig
+
+    comfy = ProviderConfig("comfyui", base_url=server.url, model="model.safetensors").build()
+    assert isinstance(comfy, ComfyUIProvider) and comfy.model == "model.safetensors"
+    webui = ProviderConfig("a1111", base_url=server.url, model="v1-5", concurrency=2).build()
+    assert webui.max_concurrency == 2
+
+
+async def test_cancel_while_queueing_deletes_the_id_the_client_chose(
+    server: FakeComfyUI, provider: ComfyUIProvider
+) -> None:
+    server.add_fault(Fault.delay(0.3), path="/prompt")
+    job = asyncio.ensure_future(provider.generate(GenerationRequest("a fox")))
+    while not server.calls("/prompt"):
+        await asyncio.sleep(0.005)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    sent = json.loads(server.calls("/prompt")[0].body)
+    assert server.deleted == [sent["prompt_id"]]
+    assert server.interrupts == [sent["prompt_id"]]
+
+
+async def test_check_probes_system_stats(server: FakeComfyUI, provider: ComfyUIProvider) -> None:
+    await provider.check()
+    assert [r.path for r in server.requests] == ["/system_stats"]

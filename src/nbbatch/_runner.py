@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import logging
 import math
@@ -164,10 +163,6 @@ class Runner:
         self._counts: collections.Counter[TaskStatus] = collections.Counter()
         #: highest number of requests in flight at once during this run
         self.max_in_flight = 0
-        # Saving an image fsyncs it (and its folder). Requests that finish together (same
-        # latency, same start) would queue behind asyncio's default pool of cpu+4 threads;
-        # a pool as wide as the run lets their fsyncs overlap. Threads start lazily.
-        self._writers: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------- public handle
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
@@ -403,9 +398,6 @@ class Runner:
             job.cancel()
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
-        if self._writers is not None:
-            self._writers.shutdown(wait=False)  # every save has finished (gathered above)
-            self._writers = None
         if self._stopping:
             back = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
             for t in back:
@@ -555,13 +547,7 @@ class Runner:
                 provider=provider.name,
                 task_id=task.id,
             )
-        if self._writers is None:
-            self._writers = concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(8, self._cap or concurrency_cap()),
-                thread_name_prefix="nbbatch-save",
-            )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writers, self._save_files, task, provider, images)
+        return await asyncio.to_thread(self._save_files, task, provider, images)
 
     def _save_files(
         self, task: Task, provider: Provider, images: Sequence[ImageData]

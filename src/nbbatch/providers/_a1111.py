@@ -109,9 +109,9 @@ class A1111Provider(Provider):
 
     ``username``/``password`` are for ``--api-auth``. ``poll_interval`` is the progress
     polling period in seconds (``None`` turns polling off); ``previews=True`` also asks
-    for the live preview image. ``Params.model`` switches the checkpoint for that request
-    only (``override_settings``); ``Params.extras`` are sent verbatim (e.g. ``scheduler``,
-    ``enable_hr``, ``alwayson_scripts``).
+    for the live preview image. ``Params.model`` (default: ``model``) switches the
+    checkpoint for that request only (``override_settings``); ``Params.extras`` are sent
+    verbatim (e.g. ``scheduler``, ``enable_hr``, ``alwayson_scripts``).
     """
 
     name: ClassVar[str] = "a1111"
@@ -132,6 +132,7 @@ class A1111Provider(Provider):
         self,
         *,
         base_url: str = DEFAULT_BASE_URL,
+        model: str | None = None,
         username: str | None = None,
         password: str | Secret | None = None,
         poll_interval: float | None = 1.0,
@@ -149,6 +150,7 @@ class A1111Provider(Provider):
                 )
             secret = password if isinstance(password, Secret) else Secret(password)
             auth = (username, secret.reveal())
+        self.model = model
         self.poll_interval = poll_interval
         self.previews = previews
         self.max_concurrency = max_concurrency
@@ -191,8 +193,8 @@ class A1111Provider(Provider):
         dims = p.dimensions
         if dims:
             body["width"], body["height"] = dims
-        if p.model:
-            body["override_settings"] = {"sd_model_checkpoint": p.model}
+        if p.model or self.model:
+            body["override_settings"] = {"sd_model_checkpoint": p.model or self.model}
             body["override_settings_restore_afterwards"] = True
         route = "/sdapi/v1/txt2img"
         if request.images:

@@ -333,8 +333,9 @@ class ComfyUIProvider(Provider):
     ``workflow`` is an API-format dict or JSON file path (``None``: the built-in
     txt2img graph, which switches to its img2img variant for tasks with a reference
     image). ``mapping`` (a :class:`WorkflowMapping` or dict) adds to / overrides the
-    detected slots. ``checkpoint`` sets the built-in graph's model file (also
-    ``Params.model``). ``websocket=False`` always polls ``/history`` every
+    detected slots. ``model`` is the default for the mapped model input (the
+    checkpoint file name of a ``CheckpointLoaderSimple``) when a task's ``Params.model``
+    is unset. ``websocket=False`` always polls ``/history`` every
     ``poll_interval`` seconds.
     """
 
@@ -358,7 +359,7 @@ class ComfyUIProvider(Provider):
         base_url: str = DEFAULT_BASE_URL,
         workflow: Mapping[str, Any] | str | os.PathLike[str] | None = None,
         mapping: WorkflowMapping | Mapping[str, Any] | None = None,
-        checkpoint: str | None = None,
+        model: str | None = None,
         websocket: bool = True,
         poll_interval: float = 0.5,
         idle_check: float = 5.0,
@@ -370,10 +371,6 @@ class ComfyUIProvider(Provider):
         self.base_url = base_url.rstrip("/")
         self.builtin = workflow is None
         self.workflow = load_workflow(BUILTIN_TXT2IMG if workflow is None else workflow)
-        if checkpoint is not None:
-            if not self.builtin:
-                raise ConfigError("checkpoint= applies to the built-in workflow only")
-            self.workflow["1"]["inputs"]["ckpt_name"] = checkpoint
         extra = (
             mapping
             if isinstance(mapping, WorkflowMapping) or mapping is None
@@ -383,6 +380,12 @@ class ComfyUIProvider(Provider):
         if extra is not None:
             self.mapping = self.mapping.merged(extra)
         self.mapping.check(self.workflow)
+        self.model = model
+        if model is not None and self.mapping.model is None:
+            raise ConfigError(
+                "model= needs a model input in the workflow; map it, e.g. "
+                "mapping={'model': '4.ckpt_name'}"
+            )
         self._img2img = _builtin_img2img() if self.builtin else None
         self._img2img_mapping = detect_mapping(self._img2img) if self._img2img else None
         self.websocket = websocket
@@ -470,7 +473,7 @@ class ComfyUIProvider(Provider):
         put(mapping.cfg, p.cfg_scale)
         put(mapping.sampler, p.sampler)
         put(mapping.denoise, p.strength)
-        put(mapping.model, p.model)
+        put(mapping.model, p.model or self.model)
         if uploaded:
             put(mapping.image, uploaded[0])
         for key, value in p.extras.items():
@@ -495,12 +498,14 @@ class ComfyUIProvider(Provider):
         graph, seed = self.build_graph(request, uploaded)
         client_id = uuid.uuid4().hex
         ws = await self._connect_ws(client_id) if self.websocket else None
-        prompt_id: str | None = None
+        # Choosing the id ourselves (newer servers accept it; older ones ignore it and
+        # answer their own) lets a cancel during POST /prompt still dequeue the run.
+        prompt_id = str(uuid.uuid4())
         try:
             answer = await self._http.json(
                 "POST",
                 "/prompt",
-                json={"prompt": graph, "client_id": client_id},
+                json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
                 task_id=request.task_id,
             )
             if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
@@ -515,8 +520,7 @@ class ComfyUIProvider(Provider):
             entry = await self._wait_history(prompt_id, request)
             images = await self._collect(entry, prompt_id, seed, request)
         except asyncio.CancelledError:
-            if prompt_id is not None:
-                await self._cancel(prompt_id)
+            await self._cancel(prompt_id)
             raise
         finally:
             if ws is not None:
