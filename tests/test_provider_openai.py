@@ -24,12 +24,12 @@ from nbbatch import (
     ProviderTimeoutError,
     RateLimitedError,
     RetryPolicy,
+    Secret,
     Task,
     TaskStatus,
     Workspace,
 )
 from nbbatch._events import TaskFailed
-from nbbatch._secrets import Secret
 from nbbatch.providers import (
     GenerationRequest,
     InputImage,

@@ -51,6 +51,7 @@ from ._images import ImageLimits
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
 from ._retry import RetryPolicy
 from ._runner import Runner
+from ._secrets import Secret
 from ._store import BatchSummary, RecoveryReport, Workspace
 from .providers import Provider, available_providers, get_provider, register_provider
 
@@ -87,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "SchemaVersionError",
+    "Secret",
     "ServerError",
     "Settings",
     "StorageError",

@@ -129,6 +129,7 @@ class FakeComfyUI(FakeServer):
         self._interrupted = False
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._closing = False
         self._numbers = itertools.count()
         self._file_no = itertools.count(1)
 
@@ -458,7 +459,15 @@ class FakeComfyUI(FakeServer):
                 self._running = None
             await self._event(None, "status", self._queue_status())
 
+    def start(self) -> FakeComfyUI:
+        self._closing = False
+        super().start()
+        return self
+
     def stop(self) -> None:
+        # No new worker after this point: a request still in flight during the graceful
+        # shutdown would otherwise start one that the closing loop then destroys.
+        self._closing = True
         loop, worker = self._loop, self._worker
         if loop is not None and worker is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -491,6 +500,8 @@ class FakeComfyUI(FakeServer):
                 body.get("client_id"),
                 outputs,
             )
+            if self._closing:
+                return Response(b"503: shutting down", status_code=503, media_type="text/plain")
             if self._wake is None:
                 self._wake = asyncio.Event()
             if self._worker is None or self._worker.done():
