@@ -369,3 +369,14 @@ async def test_provider_model_is_the_default_checkpoint(server: FakeA1111) -> No
         "v1-5-pruned-emaonly",
         "sd_xl_base_1.0",
     ]
+
+
+async def test_connection_dropped_mid_answer_is_retried(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    server.add_fault(Fault.truncate(), path="/sdapi/v1/txt2img")
+    batch = Batch.create(["a fox"], workspace=workspace)
+    await batch.run(provider, retry=FAST)
+    assert batch.tasks[0].status is TaskStatus.SUCCEEDED
+    assert batch.tasks[0].attempts == 2
+    assert len(server.calls("/sdapi/v1/txt2img")) == 2
