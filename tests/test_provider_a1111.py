@@ -380,3 +380,29 @@ async def test_connection_dropped_mid_answer_is_retried(
     assert batch.tasks[0].status is TaskStatus.SUCCEEDED
     assert batch.tasks[0].attempts == 2
     assert len(server.calls("/sdapi/v1/txt2img")) == 2
+
+
+async def test_a_pool_of_webuis_spreads_tasks_and_skips_a_dead_one(
+    server: FakeA1111, workspace: Workspace
+) -> None:
+    from nbbatch.providers import PoolProvider
+
+    with FakeA1111() as dead:
+        dead_url = dead.url  # stopped again: connections to it are refused
+    with FakeA1111() as second:
+        server.step_delay = second.step_delay = 0.005
+        members = [
+            A1111Provider(base_url=server.url, poll_interval=None),
+            A1111Provider(base_url=second.url, poll_interval=None),
+            A1111Provider(base_url=dead_url, poll_interval=None),  # nothing listens here
+        ]
+        pool = PoolProvider(members, cooldown=60)
+        batch = Batch.create([f"fox {i}" for i in range(6)], workspace=workspace)
+        try:
+            await batch.run(pool, concurrency=3, retry=FAST)
+        finally:
+            for m in members:
+                await m.aclose()
+        assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 6
+        assert len(server.jobs) >= 1 and len(second.jobs) >= 1
+        assert len(server.jobs) + len(second.jobs) == 6
