@@ -25,7 +25,17 @@ from ._errors import (
     NbbatchError,
     NotFoundError,
     NotSupportedError,
+    PlannerAuthError,
+    PlannerEmptyError,
     PlannerError,
+    PlannerNoJSONError,
+    PlannerOutputError,
+    PlannerRefusedError,
+    PlannerShapeError,
+    PlannerTimeoutError,
+    PlannerTooManyTasksError,
+    PlannerUnavailableError,
+    PromptSourceError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -35,6 +45,8 @@ from ._errors import (
     StorageError,
     StoreBusyError,
     StoreError,
+    TemplateError,
+    TemplateTooLargeError,
     UnknownProviderError,
     WorkspaceNotWritableError,
 )
@@ -43,6 +55,8 @@ from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
 from ._retry import RetryPolicy
 from ._runner import Runner
 from ._store import BatchSummary, RecoveryReport, Workspace
+from ._tasklist import Skipped, TaskList
+from ._templates import count_prompts, expand
 from .providers import Provider, available_providers, get_provider, register_provider
 
 __version__ = "0.1.0"
@@ -65,7 +79,17 @@ __all__ = [
     "NotFoundError",
     "NotSupportedError",
     "Params",
+    "PlannerAuthError",
+    "PlannerEmptyError",
     "PlannerError",
+    "PlannerNoJSONError",
+    "PlannerOutputError",
+    "PlannerRefusedError",
+    "PlannerShapeError",
+    "PlannerTimeoutError",
+    "PlannerTooManyTasksError",
+    "PlannerUnavailableError",
+    "PromptSourceError",
     "Provider",
     "ProviderConnectionError",
     "ProviderError",
@@ -77,16 +101,22 @@ __all__ = [
     "Runner",
     "SchemaVersionError",
     "ServerError",
+    "Skipped",
     "StorageError",
     "StoreBusyError",
     "StoreError",
     "Task",
+    "TaskList",
     "TaskStatus",
+    "TemplateError",
+    "TemplateTooLargeError",
     "UnknownProviderError",
     "Workspace",
     "WorkspaceNotWritableError",
     "__version__",
     "available_providers",
+    "count_prompts",
+    "expand",
     "get_provider",
     "register_provider",
 ]
