@@ -110,7 +110,8 @@ def _generator(
 
 
 def _parse(template: str) -> Command:
-    from dynamicprompts.parser.parse import default_parser_config, parse
+    from dynamicprompts.parser.config import default_parser_config
+    from dynamicprompts.parser.parse import parse
 
     # dynamicprompts builds (and caches) its pyparsing grammar on first use with an API
     # pyparsing 3.2 deprecates; the warning is theirs, not the user's, so keep it quiet.
