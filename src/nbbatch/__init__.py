@@ -54,6 +54,7 @@ from ._images import ImageLimits
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
 from ._retry import RetryPolicy
 from ._runner import Runner
+from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
 from ._store import BatchSummary, RecoveryReport, Workspace
 from ._tasklist import Skipped, TaskList
 from ._templates import count_prompts, expand
@@ -79,6 +80,7 @@ __all__ = [
     "NotFoundError",
     "NotSupportedError",
     "Params",
+    "ParsedLine",
     "PlannerAuthError",
     "PlannerEmptyError",
     "PlannerError",
@@ -118,7 +120,10 @@ __all__ = [
     "count_prompts",
     "expand",
     "get_provider",
+    "parse_prompt_line",
+    "read_prompts",
     "register_provider",
+    "tasks_from_folder",
 ]
 
 # Show public objects as nbbatch.X in reprs and tracebacks, not nbbatch._module.X.
