@@ -52,6 +52,7 @@ from ._errors import (
 )
 from ._images import ImageLimits
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
+from ._planner import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
 from ._retry import RetryPolicy
 from ._runner import Runner
 from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
@@ -75,12 +76,14 @@ __all__ = [
     "ImageRejectedError",
     "InvalidPromptError",
     "InvalidTransitionError",
+    "LLMConfig",
     "MalformedResponseError",
     "NbbatchError",
     "NotFoundError",
     "NotSupportedError",
     "Params",
     "ParsedLine",
+    "Plan",
     "PlannerAuthError",
     "PlannerEmptyError",
     "PlannerError",
@@ -116,11 +119,16 @@ __all__ = [
     "Workspace",
     "WorkspaceNotWritableError",
     "__version__",
+    "aenhance",
+    "aplan",
     "available_providers",
     "count_prompts",
+    "enhance",
     "expand",
+    "extract_json",
     "get_provider",
     "parse_prompt_line",
+    "plan",
     "read_prompts",
     "register_provider",
     "tasks_from_folder",

@@ -5,6 +5,7 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
+from ._chat import FakeChat
 from ._server import FakeServer, Fault, RecordedRequest
 
-__all__ = ["FakeServer", "Fault", "RecordedRequest"]
+__all__ = ["FakeChat", "FakeServer", "Fault", "RecordedRequest"]
