@@ -53,6 +53,7 @@ from ._errors import (
 from ._images import ImageLimits
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
 from ._planner import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
+from ._presets import Preset, Presets
 from ._retry import RetryPolicy
 from ._runner import Runner
 from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
@@ -94,6 +95,8 @@ __all__ = [
     "PlannerTimeoutError",
     "PlannerTooManyTasksError",
     "PlannerUnavailableError",
+    "Preset",
+    "Presets",
     "PromptSourceError",
     "Provider",
     "ProviderConnectionError",
