@@ -215,6 +215,17 @@ def test_vision_sends_downscaled_jpeg_data_urls(refs: list) -> None:
             assert img.format == "JPEG" and max(img.size) == 512
 
 
+def test_text_only_model_gets_the_names_when_images_are_refused(refs: list) -> None:
+    with FakeChat("openai", vision=False) as server:
+        plan = nbbatch.plan("a; b", llm=llm(server), references=refs[:2], vision=True)
+        first, second = _bodies(server)
+    assert isinstance(first["messages"][1]["content"], list)
+    assert isinstance(second["messages"][1]["content"], str)
+    assert plan.mode == "json_schema"
+    assert [t.references[0].name for t in plan.tasks] == ["Cat.PNG", "dog.jpg.png"]
+    assert "does not take images" in plan.warnings[0]
+
+
 # ------------------------------------------------------------------ broken servers
 
 
@@ -290,6 +301,23 @@ def test_429_that_persists_is_unavailable_with_retry_after() -> None:
             nbbatch.plan("a", llm=llm(server))
         assert len(server.calls("*/chat/completions")) == 3  # 1 + max_retries
     assert info.value.retry_after == pytest.approx(0.01)
+
+
+def test_server_errors_are_retried_and_then_reported() -> None:
+    with FakeChat("openai") as server:
+        server.add_fault(Fault.status_code(503))
+        assert len(nbbatch.plan("a", llm=llm(server)).tasks) == 1
+        server.add_fault(Fault.status_code(500, times=3))
+        with pytest.raises(PlannerUnavailableError, match="HTTP 500"):
+            nbbatch.plan("a", llm=llm(server))
+        assert len(server.calls("*/chat/completions")) == 2 + 3
+
+
+def test_unreachable_server_is_unavailable_not_a_crash() -> None:
+    with FakeChat("openai") as server:
+        base = server.base_url
+    with pytest.raises(PlannerUnavailableError, match="could not connect"):
+        nbbatch.plan("a", llm={"base_url": base, "retry": FAST})
 
 
 def test_hung_server_times_out_within_the_budget() -> None:

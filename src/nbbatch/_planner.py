@@ -37,7 +37,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ from ._errors import (
     ProviderTimeoutError,
     RateLimitedError,
 )
-from ._model import Params, Reference, Task, check_prompt
+from ._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
 from ._retry import RetryPolicy
 from ._secrets import Secret, resolve_key, scrub
 from ._tasklist import summarize
@@ -99,7 +99,7 @@ class LLMConfig:
 
     model: str = "gpt-4o-mini"
     base_url: str | None = None
-    api_key: Secret | None = None
+    api_key: Secret | str | None = None
     timeout: float = 120.0
     temperature: float | None = None
     max_tokens: int | None = None
@@ -162,7 +162,7 @@ class Plan:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks)
 
     def __getitem__(self, index: int) -> Task:
@@ -527,7 +527,7 @@ class _Chat:
 
         self.config = config
         headers = {"Content-Type": "application/json", **dict(config.headers)}
-        if config.api_key is not None:
+        if isinstance(config.api_key, Secret):  # __post_init__ wrapped any str
             headers["Authorization"] = f"Bearer {config.api_key.reveal()}"
         read = config.timeout
         self.http = HttpClient(
@@ -648,7 +648,11 @@ async def aplan(
     if count is not None and (not isinstance(count, int) or not 1 <= count <= max_tasks):
         raise ConfigError(f"count must be between 1 and max_tasks ({max_tasks}), got {count!r}")
     base = params if isinstance(params, Params) else Params.from_dict(params)
+    if style is not None and (not isinstance(style, str) or len(style) > MAX_PROMPT_CHARS):
+        raise ConfigError(f"style must be text of at most {MAX_PROMPT_CHARS:,} characters")
     refs = list(references)
+    if not all(isinstance(r, Reference) for r in refs):
+        raise ConfigError("references must be Reference objects (see Workspace.add_reference)")
     text = _user_text(master, refs, count, style, max_tasks)
     content: Any = text
     if vision and refs:
@@ -698,7 +702,9 @@ async def _ask(
     max_tasks: int,
     warnings: list[str],
 ) -> tuple[dict[str, Any], Mode]:
-    for i, mode in enumerate(modes):
+    i = 0
+    while True:
+        mode = modes[i]
         body: dict[str, Any] = {"model": config.model, "messages": messages}
         if config.temperature is not None:
             body["temperature"] = config.temperature
@@ -718,14 +724,43 @@ async def _ask(
         try:
             return await chat.complete(body), mode
         except ProviderError as exc:
-            if i + 1 < len(modes) and _rejects_mode(exc):
+            if not _rejects_mode(exc):
+                raise _translate(exc, config) from None
+            detail = scrub(str(exc))[:160]
+            if _has_images(messages) and "image" in detail.lower():
+                # A text-only model: plan from the reference names alone, same mode.
+                messages = _without_images(messages)
                 warnings.append(
-                    f"the server rejected response_format {mode} ({scrub(str(exc))[:160]}); "
-                    f"fell back to {modes[i + 1]}"
+                    f"the model does not take images ({detail}); planned from the "
+                    "reference names only"
                 )
                 continue
-            raise _translate(exc, config) from None
-    raise AssertionError("unreachable: the last mode either returns or raises")
+            if i + 1 >= len(modes):
+                raise _translate(exc, config) from None
+            warnings.append(
+                f"the server rejected response_format {mode} ({detail}); "
+                f"fell back to {modes[i + 1]}"
+            )
+            i += 1
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    return any(isinstance(m.get("content"), list) for m in messages)
+
+
+def _without_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            text = "".join(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+            m = {**m, "content": text}
+        out.append(m)
+    return out
 
 
 async def aenhance(

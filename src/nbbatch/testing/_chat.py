@@ -19,6 +19,7 @@ What it supports and how its "model" answers is set by ``behaviour``:
 ``"length"``        200 with a cut-off reply and ``finish_reason: "length"``
 ==================  ===============================================================
 
+``vision=False`` makes it a text-only model: requests with image parts get a 400.
 HTTP faults (401, 429, hangs) come from :class:`~nbbatch.testing.Fault` as for every
 fake; with ``api_key=...`` the server also checks ``Authorization: Bearer`` and answers
 401 in OpenAI's error shape when it does not match.
@@ -71,6 +72,7 @@ class FakeChat(FakeServer):
         reply: str | None = None,
         api_key: str | None = None,
         model: str = "fake-planner-1",
+        vision: bool = True,
         latency: float = 0.0,
     ) -> None:
         super().__init__(latency=latency)
@@ -80,6 +82,7 @@ class FakeChat(FakeServer):
         self.reply = reply
         self.api_key = api_key
         self.model = model
+        self.vision = vision
 
     @property
     def base_url(self) -> str:
@@ -197,6 +200,14 @@ class FakeChat(FakeServer):
             for m in body["messages"]:
                 if isinstance(m, dict) and m.get("role") == "user":
                     content = m.get("content")
+                    if (
+                        isinstance(content, list)
+                        and not self.vision
+                        and any(
+                            isinstance(p, dict) and p.get("type") == "image_url" for p in content
+                        )
+                    ):
+                        return error(400, "image input is not supported by this model")
                     if isinstance(content, list):
                         content = "".join(
                             p.get("text", "")
