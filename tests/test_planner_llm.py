@@ -394,6 +394,17 @@ def test_extract_json_finds_the_tasks_object_among_others() -> None:
         nbbatch.extract_json("no json here at all")
 
 
+def test_extract_json_gives_up_quickly_on_hostile_input() -> None:
+    # 200 lists that open and never close: naive scanning re-decodes ~200 MB
+    hostile = ("prose {x} [" + "1," * 4999) * 200
+    started = time.monotonic()
+    with pytest.raises(PlannerNoJSONError):
+        nbbatch.extract_json(hostile)
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(PlannerNoJSONError, match="limit"):
+        nbbatch.extract_json("x" * 2_000_001)
+
+
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
     lambda inner: (

@@ -340,11 +340,18 @@ def _has_tasks(values: Sequence[Any]) -> bool:
 
 
 def _scan(text: str) -> list[Any]:
+    """JSON values found by decoding from each ``{`` / ``[`` in turn.
+
+    Bounded twice: at most ``_MAX_STARTS`` starting points, and at most about four
+    times the text's length decoded in total -- a 2 MB unclosed list with many ``[``
+    would otherwise cost hundreds of MB of re-scanning.
+    """
     decoder = json.JSONDecoder()
     found: list[Any] = []
+    budget = 4 * len(text) + 100_000
     starts = 0
     i = 0
-    while starts < _MAX_STARTS:
+    while starts < _MAX_STARTS and budget > 0:
         brace, bracket = text.find("{", i), text.find("[", i)
         positions = [p for p in (brace, bracket) if p >= 0]
         if not positions:
@@ -353,9 +360,15 @@ def _scan(text: str) -> list[Any]:
         starts += 1
         try:
             value, end = decoder.raw_decode(text, pos)
-        except (ValueError, RecursionError):
+        except json.JSONDecodeError as exc:
+            budget -= max(exc.pos - pos, 1)
             i = pos + 1
             continue
+        except (ValueError, RecursionError):
+            budget -= len(text) - pos
+            i = pos + 1
+            continue
+        budget -= end - pos
         if isinstance(value, (dict, list)):
             found.append(value)
             if _has_tasks([value]):
