@@ -168,6 +168,19 @@ def test_csv_rows_with_images_relative_to_the_file(tmp_path: Path, ws: Workspace
     assert tasks.warnings == ["unknown column(s) ignored: mood"]
 
 
+def test_csv_delimiter_comes_from_the_header(tmp_path: Path) -> None:
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("prompt;seed\na cat, red, 4k;3\n", encoding="utf-8")
+    (task,) = nbbatch.read_prompts(semicolons)
+    assert (task.prompt, task.params.seed) == ("a cat, red, 4k", 3)
+    single = tmp_path / "single.csv"
+    single.write_text('prompt\n"a dog; sitting, by a fire"\nan owl\n', encoding="utf-8")
+    assert [t.prompt for t in nbbatch.read_prompts(single)] == [
+        "a dog; sitting, by a fire",
+        "an owl",
+    ]
+
+
 def test_csv_without_prompt_column_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "x.csv"
     source.write_text("text,seed\nhello,1\n", encoding="utf-8")

@@ -327,13 +327,11 @@ _COLUMNS = {
 
 def _read_csv(text: str, base_dir: Path, base: Params, workspace: Workspace | None) -> TaskList:
     out = TaskList()
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            text[:4096], delimiters=",;\t"
-        )
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    # The delimiter comes from the header line only (the first of , ; tab found there):
+    # csv.Sniffer guesses from prompt text too, and prompts are full of commas.
+    first = text.split("\n", 1)[0]
+    delimiter = next((d for d in (",", ";", "\t") if d in first), ",")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     header = [h.strip().lower() for h in (reader.fieldnames or []) if h is not None]
     if "prompt" not in header:
         raise PromptSourceError(
