@@ -47,6 +47,7 @@ from ._errors import (
     ConfigError,
     InvalidPromptError,
     PlannerAuthError,
+    PlannerEmptyError,
     PlannerError,
     PlannerNoJSONError,
     PlannerRefusedError,
@@ -413,8 +414,6 @@ def _build_tasks(
     warnings: list[str],
     unknown: list[tuple[int, str]],
 ) -> list[Task]:
-    from ._errors import PlannerEmptyError
-
     if isinstance(value, list):
         warnings.append('the reply was a bare JSON list, not {"tasks": [...]}; read as tasks')
         items: Any = value
