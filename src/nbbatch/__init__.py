@@ -34,7 +34,17 @@ from ._errors import (
     NbbatchError,
     NotFoundError,
     NotSupportedError,
+    PlannerAuthError,
+    PlannerEmptyError,
     PlannerError,
+    PlannerNoJSONError,
+    PlannerOutputError,
+    PlannerRefusedError,
+    PlannerShapeError,
+    PlannerTimeoutError,
+    PlannerTooManyTasksError,
+    PlannerUnavailableError,
+    PromptSourceError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -44,14 +54,21 @@ from ._errors import (
     StorageError,
     StoreBusyError,
     StoreError,
+    TemplateError,
+    TemplateTooLargeError,
     UnknownProviderError,
     WorkspaceNotWritableError,
 )
 from ._images import ImageLimits
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
+from ._planner import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
+from ._presets import Preset, Presets
 from ._retry import RetryPolicy
 from ._runner import Runner
+from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
 from ._store import BatchSummary, RecoveryReport, Workspace
+from ._tasklist import Skipped, TaskList
+from ._templates import count_prompts, expand
 from .providers import Provider, available_providers, get_provider, register_provider
 
 __version__ = "0.1.0"
@@ -70,12 +87,27 @@ __all__ = [
     "ImageRejectedError",
     "InvalidPromptError",
     "InvalidTransitionError",
+    "LLMConfig",
     "MalformedResponseError",
     "NbbatchError",
     "NotFoundError",
     "NotSupportedError",
     "Params",
+    "ParsedLine",
+    "Plan",
+    "PlannerAuthError",
+    "PlannerEmptyError",
     "PlannerError",
+    "PlannerNoJSONError",
+    "PlannerOutputError",
+    "PlannerRefusedError",
+    "PlannerShapeError",
+    "PlannerTimeoutError",
+    "PlannerTooManyTasksError",
+    "PlannerUnavailableError",
+    "Preset",
+    "Presets",
+    "PromptSourceError",
     "Provider",
     "ProviderConfig",
     "ProviderConnectionError",
@@ -89,21 +121,35 @@ __all__ = [
     "SchemaVersionError",
     "ServerError",
     "Settings",
+    "Skipped",
     "StorageError",
     "StoreBusyError",
     "StoreError",
     "Task",
+    "TaskList",
     "TaskStatus",
+    "TemplateError",
+    "TemplateTooLargeError",
     "UnknownProviderError",
     "Workspace",
     "WorkspaceNotWritableError",
     "__version__",
+    "aenhance",
+    "aplan",
     "available_providers",
+    "count_prompts",
+    "enhance",
+    "expand",
+    "extract_json",
     "get_provider",
     "load_settings",
+    "parse_prompt_line",
+    "plan",
+    "read_prompts",
     "register_provider",
     "save_secret",
     "save_settings",
+    "tasks_from_folder",
     "test_connection",
 ]
 

@@ -5,6 +5,7 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 (``pip install 'nbbatch[testing]'``: starlette, uvicorn, websockets).
 """
 
+from ._chat import FakeChat
 from ._fal import FakeFal
 from ._gemini import FakeGemini
 from ._huggingface import FakeHuggingFace
@@ -13,6 +14,7 @@ from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
 
 __all__ = [
+    "FakeChat",
     "FakeFal",
     "FakeGemini",
     "FakeHuggingFace",
