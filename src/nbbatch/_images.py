@@ -3,17 +3,25 @@
 Order of checks (cheapest first, see reliability.md §B4): byte cap, format by magic
 bytes against an allow-list, pixel count from the header (before any pixel is decoded),
 then a full decode with only the allowed Pillow plug-ins, with Pillow's own bomb warning
-turned into an error. Callers on the event loop use :func:`inspect_image_async`.
+turned into an error. Callers on the event loop use :func:`inspect_image_async` /
+:func:`decode_image_async`.
+
+:func:`inspect_image` answers "is this a usable image, and what is it?";
+:func:`decode_image` also hands back the decoded pixels, upright (EXIF orientation
+applied), for callers that draw with them (thumbnails, post-processing, contact sheets);
+:func:`sanitize_image` re-encodes them, which drops every metadata chunk a file carried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._errors import ImageRejectedError
 
@@ -22,11 +30,15 @@ __all__ = [
     "UPLOAD_LIMITS",
     "ImageInfo",
     "ImageLimits",
+    "decode_image",
+    "decode_image_async",
     "inspect_image",
     "inspect_image_async",
+    "sanitize_image",
     "sniff_format",
 ]
 
+_ORIENTATION = 0x0112
 _EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -90,12 +102,8 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
-    """Check ``data`` against ``limits`` and decode it fully; return its format and size.
-
-    Raises :class:`ImageRejectedError` with ``reason`` ``too_many_bytes``, ``format``,
-    ``too_many_pixels`` or ``corrupt``.
-    """
+def _check_bytes(data: bytes, limits: ImageLimits) -> str:
+    """Byte cap and magic-byte allow-list; returns the Pillow format name."""
     size = len(data)
     if size > limits.max_bytes:
         raise ImageRejectedError(
@@ -107,40 +115,165 @@ def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInf
     if size == 0:
         raise ImageRejectedError("image is empty (0 bytes)", reason="corrupt")
     fmt = sniff_format(data)
-    if fmt not in limits.formats:
+    if fmt is None or fmt not in limits.formats:
         detected = fmt or "unknown data"
         raise ImageRejectedError(
             f"{detected} is not an accepted image format; accepted: {', '.join(limits.formats)}",
             reason="format",
         )
+    return fmt
+
+
+def _decode(
+    data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None
+) -> tuple[str, Image.Image]:
+    """Run every check, then decode; the caller owns (and closes) the returned image."""
+    fmt = _check_bytes(data, limits)
+    img: Image.Image | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-                width, height = img.size
-                pixels = width * height
-                if pixels > limits.max_pixels:
-                    raise ImageRejectedError(
-                        f"image is {width}x{height} = {pixels:,} pixels; the limit is "
-                        f"{limits.max_pixels:,}",
-                        reason="too_many_pixels",
-                        limit=limits.max_pixels,
-                        actual=pixels,
-                    )
-                img.load()
+            # formats=[fmt]: only the plug-in the magic bytes named may look at the data,
+            # so a polyglot file can never reach a rarely used (and less audited) decoder.
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = img.size
+            pixels = width * height
+            if pixels > limits.max_pixels or width <= 0 or height <= 0:
+                raise ImageRejectedError(
+                    f"image is {width}x{height} = {pixels:,} pixels; the limit is "
+                    f"{limits.max_pixels:,}",
+                    reason="too_many_pixels",
+                    limit=limits.max_pixels,
+                    actual=pixels,
+                )
+            if draft is not None and fmt == "JPEG":
+                # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when
+                # only a thumbnail is wanted.
+                img.draft("RGB", draft)
+            img.load()
     except ImageRejectedError:
+        if img is not None:
+            img.close()
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if img is not None:
+            img.close()
         raise ImageRejectedError(
             f"image refused as a decompression bomb: {exc}", reason="too_many_pixels"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        IndexError,
+        TypeError,
+        KeyError,
+        struct.error,
+        zlib.error,
+    ) as exc:
+        # Plug-ins signal bad data with a zoo of exception types; all mean "corrupt".
+        if img is not None:
+            img.close()
         raise ImageRejectedError(
             f"{fmt} image could not be decoded (truncated or corrupt): {exc}", reason="corrupt"
         ) from None
+    return fmt, img
+
+
+def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
+    """Check ``data`` against ``limits`` and decode it fully; return its format and size.
+
+    Raises :class:`ImageRejectedError` with ``reason`` ``too_many_bytes``, ``format``,
+    ``too_many_pixels`` or ``corrupt``. ``width``/``height`` are as stored in the file
+    (before any EXIF rotation), which is what providers and the store report.
+    """
+    fmt, img = _decode(data, limits)
+    with img:
+        width, height = img.size
     return ImageInfo(format=fmt, width=width, height=height)
+
+
+def decode_image(
+    data: bytes,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    *,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Check ``data`` like :func:`inspect_image` and return the decoded, upright image.
+
+    EXIF orientation is applied, so a phone photo shows the way it was taken. ``draft``
+    lets JPEG decode at a reduced scale no smaller than that size (thumbnails). Blocking:
+    on the event loop use :func:`decode_image_async`.
+    """
+    _, img = _decode(data, limits, draft)
+    try:
+        # Only rotate when the tag asks for it: exif_transpose copies the image even
+        # when there is nothing to do, which doubles memory for no reason.
+        if img.getexif().get(_ORIENTATION, 1) in (1, None):
+            return img
+        upright = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError, struct.error) as exc:
+        img.close()
+        raise ImageRejectedError(
+            f"image has unreadable EXIF orientation data: {exc}", reason="corrupt"
+        ) from None
+    if upright is not img:
+        img.close()
+    return upright
+
+
+def sanitize_image(
+    data: bytes, limits: ImageLimits = DEFAULT_LIMITS, *, format: str | None = None
+) -> tuple[bytes, ImageInfo]:
+    """Decode and re-encode ``data`` (as ``format``, default: its own format).
+
+    Re-encoding keeps only pixels: EXIF, XMP, ICC-less colour quirks and text chunks are
+    gone, and the orientation is baked in. PNG and WebP are written losslessly; JPEG at
+    quality 95.
+    """
+    fmt = (format or _check_bytes(data, limits)).upper()
+    if fmt not in _EXT:
+        raise ImageRejectedError(
+            f"cannot re-encode as {fmt}; choose one of {', '.join(_EXT)}", reason="format"
+        )
+    with decode_image(data, limits) as img:
+        out = io.BytesIO()
+        if fmt == "JPEG":
+            flat = img.convert("RGB") if img.mode not in ("RGB", "L") else img
+            flat.save(out, format="JPEG", quality=95)
+        elif fmt == "WEBP":
+            img.save(out, format="WEBP", lossless=True)
+        else:
+            img.save(out, format=fmt)
+        width, height = img.size
+    return out.getvalue(), ImageInfo(format=fmt, width=width, height=height)
 
 
 async def inspect_image_async(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
     """:func:`inspect_image` in a worker thread, so decoding never blocks the kernel."""
     return await asyncio.to_thread(inspect_image, data, limits)
+
+
+async def decode_image_async(
+    data: bytes,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    *,
+    timeout: float | None = 30.0,
+) -> Image.Image:
+    """:func:`decode_image` in a worker thread, giving up after ``timeout`` seconds.
+
+    The timeout frees the caller; the worker thread itself cannot be interrupted and
+    finishes its decode in the background.
+    """
+    job = asyncio.to_thread(decode_image, data, limits)
+    if timeout is None:
+        return await job
+    try:
+        return await asyncio.wait_for(job, timeout)
+    except asyncio.TimeoutError:
+        raise ImageRejectedError(
+            f"decoding took longer than {timeout:g} s; the image was refused",
+            reason="too_slow",
+        ) from None
