@@ -12,6 +12,7 @@ kernel crash loses nothing: ``nbbatch.Workspace().batches()`` lists what is ther
 import contextlib as _contextlib
 
 from ._batch import Batch
+from ._contact import contact_sheet, varying_parameters, xy_grid
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -38,24 +39,47 @@ from ._errors import (
     UnknownProviderError,
     WorkspaceNotWritableError,
 )
-from ._images import ImageLimits
+from ._export import export_folder, export_zip
+from ._images import ImageInfo, ImageLimits, decode_image, inspect_image
+from ._metadata import GenerationInfo, read_generation_info, task_from_image
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
+from ._postprocess import (
+    Adjust,
+    ConvertFormat,
+    CropToAspect,
+    DerivedImage,
+    PadToAspect,
+    Pipeline,
+    Resize,
+    StripMetadata,
+    Watermark,
+    derived_images,
+    postprocess,
+    postprocess_async,
+)
 from ._retry import RetryPolicy
 from ._runner import Runner
 from ._store import BatchSummary, RecoveryReport, Workspace
+from ._thumbs import ThumbnailCache, thumbnail, thumbnails
 from .providers import Provider, available_providers, get_provider, register_provider
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adjust",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
     "BatchSummary",
     "ConfigError",
     "ContentRefusedError",
+    "ConvertFormat",
+    "CropToAspect",
+    "DerivedImage",
     "GeneratedImage",
+    "GenerationInfo",
     "ImageError",
+    "ImageInfo",
     "ImageLimits",
     "ImageRejectedError",
     "InvalidPromptError",
@@ -64,7 +88,9 @@ __all__ = [
     "NbbatchError",
     "NotFoundError",
     "NotSupportedError",
+    "PadToAspect",
     "Params",
+    "Pipeline",
     "PlannerError",
     "Provider",
     "ProviderConnectionError",
@@ -73,6 +99,7 @@ __all__ = [
     "RateLimitedError",
     "RecoveryReport",
     "Reference",
+    "Resize",
     "RetryPolicy",
     "Runner",
     "SchemaVersionError",
@@ -80,15 +107,32 @@ __all__ = [
     "StorageError",
     "StoreBusyError",
     "StoreError",
+    "StripMetadata",
     "Task",
     "TaskStatus",
+    "ThumbnailCache",
     "UnknownProviderError",
+    "Watermark",
     "Workspace",
     "WorkspaceNotWritableError",
     "__version__",
     "available_providers",
+    "contact_sheet",
+    "decode_image",
+    "derived_images",
+    "export_folder",
+    "export_zip",
     "get_provider",
+    "inspect_image",
+    "postprocess",
+    "postprocess_async",
+    "read_generation_info",
     "register_provider",
+    "task_from_image",
+    "thumbnail",
+    "thumbnails",
+    "varying_parameters",
+    "xy_grid",
 ]
 
 # Show public objects as nbbatch.X in reprs and tracebacks, not nbbatch._module.X.
