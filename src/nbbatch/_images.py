@@ -32,6 +32,7 @@ __all__ = [
     "ImageLimits",
     "decode_image",
     "decode_image_async",
+    "header_size",
     "inspect_image",
     "inspect_image_async",
     "sanitize_image",
@@ -124,11 +125,78 @@ def _check_bytes(data: bytes, limits: ImageLimits) -> str:
     return fmt
 
 
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """Width and height as the file header declares them, read without Pillow.
+
+    ``None`` when the header is too damaged to say (Pillow then gets to refuse it).
+    Reading these few bytes ourselves means a bomb is refused before any plug-in runs.
+    """
+    try:
+        if fmt == "PNG":
+            if data[12:16] == b"IHDR":
+                w, h = struct.unpack(">II", data[16:24])
+                return int(w), int(h)
+        elif fmt == "GIF":
+            w, h = struct.unpack("<HH", data[6:10])
+            return int(w), int(h)
+        elif fmt == "WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                h = int.from_bytes(data[27:30], "little") + 1
+                return w, h
+            if chunk == b"VP8L" and data[20] == 0x2F:
+                (bits,) = struct.unpack("<I", data[21:25])
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+                w, h = struct.unpack("<HH", data[26:30])
+                return int(w) & 0x3FFF, int(h) & 0x3FFF
+        elif fmt == "JPEG":
+            pos = 2
+            while pos + 9 < len(data):
+                if data[pos] != 0xFF:
+                    return None
+                marker = data[pos + 1]
+                if marker == 0xFF:
+                    pos += 1
+                    continue
+                if 0xD0 <= marker <= 0xD9 or marker == 0x01:
+                    pos += 2
+                    continue
+                (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+                if marker in _SOF:
+                    h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                    return int(w), int(h)
+                if marker == 0xDA or length < 2:
+                    return None
+                pos += 2 + length
+    except (struct.error, IndexError):
+        return None
+    return None
+
+
+def _refuse_pixels(width: int, height: int, limits: ImageLimits) -> None:
+    pixels = width * height
+    if pixels > limits.max_pixels or width <= 0 or height <= 0:
+        raise ImageRejectedError(
+            f"image is {width}x{height} = {pixels:,} pixels; the limit is {limits.max_pixels:,}",
+            reason="too_many_pixels",
+            limit=limits.max_pixels,
+            actual=pixels,
+        )
+
+
 def _decode(
     data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None
 ) -> tuple[str, Image.Image]:
     """Run every check, then decode; the caller owns (and closes) the returned image."""
     fmt = _check_bytes(data, limits)
+    declared = header_size(data, fmt)
+    if declared is not None and declared[0] * declared[1] > limits.max_pixels:
+        _refuse_pixels(*declared, limits)
     img: Image.Image | None = None
     try:
         with warnings.catch_warnings():
@@ -136,16 +204,8 @@ def _decode(
             # formats=[fmt]: only the plug-in the magic bytes named may look at the data,
             # so a polyglot file can never reach a rarely used (and less audited) decoder.
             img = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = img.size
-            pixels = width * height
-            if pixels > limits.max_pixels or width <= 0 or height <= 0:
-                raise ImageRejectedError(
-                    f"image is {width}x{height} = {pixels:,} pixels; the limit is "
-                    f"{limits.max_pixels:,}",
-                    reason="too_many_pixels",
-                    limit=limits.max_pixels,
-                    actual=pixels,
-                )
+            # The plug-in's own idea of the size is checked too (GIF frames, odd headers).
+            _refuse_pixels(*img.size, limits)
             if draft is not None and fmt == "JPEG":
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when
                 # only a thumbnail is wanted.
