@@ -200,6 +200,9 @@ def _decode(
     img: Image.Image | None = None
     try:
         with warnings.catch_warnings():
+            # Damaged metadata (EXIF, text chunks) makes Pillow warn, not fail; the
+            # pixels may still be fine, so those warnings are not an error here.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # formats=[fmt]: only the plug-in the magic bytes named may look at the data,
             # so a polyglot file can never reach a rarely used (and less audited) decoder.
@@ -271,9 +274,11 @@ def decode_image(
     try:
         # Only rotate when the tag asks for it: exif_transpose copies the image even
         # when there is nothing to do, which doubles memory for no reason.
-        if img.getexif().get(_ORIENTATION, 1) in (1, None):
-            return img
-        upright = ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: keep as stored
+            if img.getexif().get(_ORIENTATION, 1) in (1, None):
+                return img
+            upright = ImageOps.exif_transpose(img)
     except (OSError, ValueError, SyntaxError, TypeError, KeyError, struct.error) as exc:
         img.close()
         raise ImageRejectedError(

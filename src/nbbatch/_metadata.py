@@ -33,6 +33,7 @@ import os
 import re
 import struct
 import time
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -379,7 +380,10 @@ def _exif_bytes(existing: bytes | None, comment: str) -> bytes:
     exif = Image.Exif()
     if existing:
         try:
-            exif.load(existing)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF
+                exif.load(existing)
+                exif.get_ifd(_EXIF_IFD)
         except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError):
             exif = Image.Exif()  # unreadable: replace rather than fail
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _user_comment(comment)
@@ -593,8 +597,10 @@ def _png_texts(data: bytes) -> dict[str, str]:
 def _exif_comment(exif_payload: bytes) -> str | None:
     exif = Image.Exif()
     try:
-        exif.load(exif_payload)
-        raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF
+            exif.load(exif_payload)
+            raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
     except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError):
         return None
     if isinstance(raw, (bytes, str)) and raw:
