@@ -113,7 +113,7 @@ def test_text_watermark_marks_only_its_corner() -> None:
 def test_watermark_opacity_zero_changes_nothing() -> None:
     base = Image.effect_noise((64, 64), 50).convert("RGB")
     out = run([Watermark(text="x", opacity=0.0)], base)
-    assert list(out.getdata()) == list(base.getdata())
+    assert out.tobytes() == base.tobytes()
 
 
 def test_image_watermark_from_a_file(tmp_path: Path) -> None:
