@@ -512,3 +512,15 @@ def test_remix_from_a_foreign_file_drops_out_of_range_values() -> None:
     assert task.params.strength is None
     assert task.params.seed == 12 and task.params.size == "512x512"
     assert task.parent_id is None
+
+
+def test_a_key_that_leaked_into_provider_info_is_not_embedded() -> None:
+    from nbbatch._secrets import Secret
+
+    sentinel = "sk-SENTINEL-metadata-7f3a9c"
+    Secret(sentinel)  # registers the value as a known secret
+    data = encode(Image.new("RGB", (8, 8)), "PNG")
+    record = a_record(info={"debug_url": f"https://x.invalid/?key={sentinel}"})
+    out = embed_metadata(data, inspect_image(data), record)
+    assert sentinel.encode() not in out
+    assert read_generation_info(out).record["info"]["debug_url"].endswith("***")

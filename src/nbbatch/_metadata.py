@@ -45,6 +45,7 @@ from PIL import Image
 from ._errors import ConfigError, ImageError, ImageRejectedError
 from ._images import DEFAULT_LIMITS, ImageInfo, ImageLimits, sniff_format
 from ._model import Params, Task
+from ._secrets import scrub
 
 if TYPE_CHECKING:
     from ._model import GeneratedImage
@@ -274,8 +275,9 @@ def embed_metadata(data: bytes, info: ImageInfo, record: Mapping[str, Any]) -> b
     A file whose container cannot be parsed is returned unchanged (logged): metadata
     must never cost a generated image.
     """
-    infotext = _record_infotext(record, info)
-    payload = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+    # Files get shared: a key that leaked into a provider's info dict must not travel.
+    infotext = scrub(_record_infotext(record, info))
+    payload = scrub(json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str))
     try:
         if info.format == "PNG":
             return _png_embed(data, {INFOTEXT_KEY: infotext, RECORD_KEY: payload})
@@ -283,7 +285,7 @@ def embed_metadata(data: bytes, info: ImageInfo, record: Mapping[str, Any]) -> b
             return _jpeg_embed(data, infotext, payload)
         if info.format == "WEBP":
             return _webp_embed(data, info, infotext, payload)
-    except _ContainerError as exc:
+    except (_ContainerError, ValueError, struct.error, IndexError, KeyError, TypeError) as exc:
         log.warning("could not embed generation metadata in a %s: %s", info.format, exc)
     return data
 
