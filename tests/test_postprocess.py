@@ -257,3 +257,16 @@ async def test_async_postprocess_leaves_the_event_loop_free(batch: Batch) -> Non
     assert len(results) == 2
     # The loop kept turning while images were processed in threads.
     assert ticks >= max(2, int(elapsed / 0.001 * 0.1))
+
+
+def test_auto_postprocess_follows_a_running_batch(tmp_path: Path) -> None:
+    from nbbatch import auto_postprocess
+
+    with Workspace(tmp_path / "ws") as ws:
+        batch = Batch.create(["one", "two", "three"], workspace=ws, params=Params(n=2))
+        with auto_postprocess(batch, [Resize(64), ConvertFormat("webp")]) as auto:
+            batch.run_sync("demo")
+            results = auto.wait(timeout=30)
+        assert sorted(d.source_sha256 for d in results) == sorted(im.sha256 for im in batch.images)
+        assert all(d.format == "WEBP" and max(d.width, d.height) == 64 for d in results)
+        assert len(results) == 6

@@ -45,6 +45,7 @@ from ._metadata import GenerationInfo, read_generation_info, task_from_image
 from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
 from ._postprocess import (
     Adjust,
+    AutoPostprocess,
     ConvertFormat,
     CropToAspect,
     DerivedImage,
@@ -53,6 +54,7 @@ from ._postprocess import (
     Resize,
     StripMetadata,
     Watermark,
+    auto_postprocess,
     derived_images,
     postprocess,
     postprocess_async,
@@ -68,6 +70,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adjust",
     "AuthenticationError",
+    "AutoPostprocess",
     "BadRequestError",
     "Batch",
     "BatchSummary",
@@ -116,6 +119,7 @@ __all__ = [
     "Workspace",
     "WorkspaceNotWritableError",
     "__version__",
+    "auto_postprocess",
     "available_providers",
     "contact_sheet",
     "decode_image",

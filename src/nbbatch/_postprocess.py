@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Adjust",
+    "AutoPostprocess",
     "ConvertFormat",
     "CropToAspect",
     "DerivedImage",
@@ -75,6 +76,7 @@ __all__ = [
     "Step",
     "StripMetadata",
     "Watermark",
+    "auto_postprocess",
     "derived_images",
     "postprocess",
     "postprocess_async",
@@ -770,3 +772,87 @@ def derived_images(
         except (ValueError, KeyError, TypeError, OSError):
             continue
     return out
+
+
+class AutoPostprocess:
+    """Post-process every image of a batch as soon as its task succeeds.
+
+    Subscribes to the batch's events; each new image goes to a thread pool while the run
+    goes on, so results are ready when the batch is. Use :func:`auto_postprocess`::
+
+        auto = nbbatch.auto_postprocess(batch, [Resize(1024), ConvertFormat("webp")])
+        await batch.run("demo")
+        derived = await auto.wait_async()
+        auto.close()
+    """
+
+    def __init__(
+        self,
+        batch: Batch,
+        steps: Pipeline | Iterable[Step],
+        *,
+        max_workers: int = 2,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.pipeline = _as_pipeline(steps)
+        self.root = batch.workspace.path
+        self.limits = limits
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="nbbatch-auto-post"
+        )
+        self._lock = threading.Lock()
+        self._futures: list[concurrent.futures.Future[DerivedImage]] = []
+        self._closed = False
+        self._unsubscribe = batch.subscribe(self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        from ._events import TaskSucceeded
+
+        if not isinstance(event, TaskSucceeded):
+            return
+        with self._lock:
+            if self._closed:
+                return
+            for im in event.images:
+                src = _Source(im.path, None, im.sha256, im.task_id, im.index)
+                self._futures.append(
+                    self._pool.submit(_process_one, src, self.pipeline, self.root, self.limits)
+                )
+
+    def wait(self, timeout: float | None = None) -> list[DerivedImage]:
+        """Block until every submitted image is done; return the results in order.
+
+        The first failure (e.g. an image the guard refuses) is raised after all finished.
+        """
+        with self._lock:
+            futures = list(self._futures)
+        concurrent.futures.wait(futures, timeout)
+        return [f.result(timeout=0) for f in futures]
+
+    async def wait_async(self, timeout: float | None = None) -> list[DerivedImage]:
+        """:meth:`wait` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait, timeout)
+
+    def close(self) -> None:
+        """Stop following the batch and wait for the work already submitted."""
+        with self._lock:
+            self._closed = True
+        self._unsubscribe()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> AutoPostprocess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def auto_postprocess(
+    batch: Batch,
+    steps: Pipeline | Iterable[Step],
+    *,
+    max_workers: int = 2,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> AutoPostprocess:
+    """Post-process each image of ``batch`` as soon as it is generated (see the class)."""
+    return AutoPostprocess(batch, steps, max_workers=max_workers, limits=limits)
