@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -295,11 +296,11 @@ def export_zip(
                 postprocess=pipeline.recipe() if pipeline else None,
                 **batch_info,
             )
-            zf.writestr(
-                MANIFEST,
-                json.dumps(manifest, ensure_ascii=False, indent=2, default=str),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
+            entry_info = zipfile.ZipInfo(MANIFEST, date_time=time.localtime()[:6])
+            entry_info.compress_type = zipfile.ZIP_DEFLATED
+            # Streamed into the archive: a 10,000-image manifest is never one big string.
+            with zf.open(entry_info, "w") as raw, io.TextIOWrapper(raw, "utf-8") as fh:
+                json.dump(manifest, fh, ensure_ascii=False, indent=2, default=str)
         os.replace(tmp, target)
     except (OSError, _MissingSource) as exc:
         tmp.unlink(missing_ok=True)
@@ -372,7 +373,8 @@ def export_folder(
             **batch_info,
         )
         tmp = target / f".tmp-{uuid.uuid4().hex[:12]}"
-        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str))
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, ensure_ascii=False, indent=2, default=str)
         os.replace(tmp, target / MANIFEST)
     except (OSError, _MissingSource) as exc:
         raise _storage_error(target, exc) from None
