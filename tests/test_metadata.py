@@ -523,3 +523,15 @@ def test_a_key_that_leaked_into_provider_info_is_not_embedded() -> None:
     out = embed_metadata(data, inspect_image(data), record)
     assert sentinel.encode() not in out
     assert read_generation_info(out).record["info"]["debug_url"].endswith("***")
+
+
+def test_comfyui_conditioning_through_a_controlnet_node_keeps_its_side() -> None:
+    graph = json.loads(json.dumps(COMFY_PROMPT))
+    graph["20"] = {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {"positive": ["6", 0], "negative": ["7", 0], "strength": 0.8},
+    }
+    graph["3"]["inputs"]["positive"] = ["20", 0]
+    graph["3"]["inputs"]["negative"] = ["20", 1]
+    info = read_generation_info(png_with_texts({"prompt": json.dumps(graph)}))
+    assert (info.prompt, info.negative_prompt) == ("a castle, at night", "blurry")

@@ -981,9 +981,11 @@ def _comfy_api_graph(graph: dict[str, Any]) -> GenerationInfo | None:
                 return None
         return None
 
-    text_keys = ("text", "text_g", "prompt", "string", "value", "conditioning", "positive")
-    positive = follow(inputs.get("positive"), text_keys)
-    negative = follow(inputs.get("negative"), text_keys)
+    # Conditioning may pass through ControlNet / combine nodes that carry both a
+    # positive and a negative input: follow the side we are looking for.
+    text_keys = ("text", "text_g", "prompt", "string", "value", "conditioning")
+    positive = follow(inputs.get("positive"), (*text_keys, "positive", "conditioning_1"))
+    negative = follow(inputs.get("negative"), (*text_keys, "negative", "conditioning_1"))
     model = follow(inputs.get("model"), ("ckpt_name", "unet_name", "model_name", "model"))
     latent = inputs.get("latent_image")
     width = height = None
