@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import struct
 import time
 import tracemalloc
+import warnings
 import zlib
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nbbatch._images as images_mod
-from nbbatch import ImageRejectedError
+from nbbatch import ConfigError, ImageRejectedError
 from nbbatch._images import (
     DEFAULT_LIMITS,
     UPLOAD_LIMITS,
@@ -148,12 +150,71 @@ def test_decompression_bomb_is_refused_fast_without_memory_growth(bomb: bytes) -
     assert grown < 100 * 1024 * 1024  # whole process, C allocations included
 
 
-def test_pillows_own_bomb_check_still_applies_when_our_cap_is_raised(bomb: bytes) -> None:
+def test_pillows_own_bomb_check_still_applies_behind_ours(
+    bomb: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pretend our header reader could not make sense of the file: the plug-in's size
+    # (and Pillow's own DecompressionBombError) must still stop it before decoding.
+    monkeypatch.setattr(images_mod, "header_size", lambda data, fmt: None)
     started = time.perf_counter()
     with pytest.raises(ImageRejectedError) as err:
-        inspect_image(bomb, ImageLimits(max_pixels=10**12))
+        inspect_image(bomb)
     assert err.value.reason == "too_many_pixels"
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_pixels": Image.MAX_IMAGE_PIXELS + 1},
+        {"max_pixels": 0},
+        {"max_bytes": 0},
+        {"formats": ("PNG", "TIFF")},
+        {"formats": ()},
+    ],
+)
+def test_limits_are_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        ImageLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_alone() -> None:
+    # warnings.catch_warnings() is not thread-safe; the decoder must not rely on it.
+    before = list(warnings.filters)
+    jpeg = jpeg_with_orientation(6)
+    png = encode(Image.new("RGB", (300, 300)), "PNG")
+
+    def work(i: int) -> tuple[int, int]:
+        with decode_image(jpeg if i % 2 else png) as img:
+            return img.size
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        sizes = list(ex.map(work, range(200)))
+    assert set(sizes) == {(20, 40), (300, 300)}
+    assert warnings.filters == before
+
+
+def jpeg_with_truncated_exif() -> bytes:
+    plain = encode(Image.new("RGB", (40, 20)), "JPEG")
+    # IFD0 claims 5 entries but the segment ends inside the first one.
+    payload = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00"
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return plain[:2] + segment + plain[2:]
+
+
+def test_corrupt_exif_does_not_cost_the_image() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a notebook shows Pillow's warning and goes on
+        with decode_image(jpeg_with_truncated_exif()) as img:
+            assert img.size == (40, 20)
+
+
+def test_corrupt_exif_under_warnings_as_errors_is_a_typed_refusal() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the strictest setting an app may have
+        with pytest.raises(ImageRejectedError) as err:
+            decode_image(jpeg_with_truncated_exif())
+    assert err.value.reason == "corrupt"
 
 
 def test_decode_image_refuses_the_bomb_too(bomb: bytes) -> None:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._errors import ImageRejectedError
+from ._errors import ConfigError, ImageRejectedError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -46,11 +45,36 @@ _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": 
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Caps for one image. ``formats`` are Pillow format names."""
+    """Caps for one image. ``formats`` are Pillow format names (a subset of PNG, JPEG,
+    WEBP, GIF). ``max_pixels`` may not exceed Pillow's own bomb threshold
+    (``PIL.Image.MAX_IMAGE_PIXELS``, ~89 MP); raise that first if you really need more.
+    """
 
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 40_000_000
     formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int):
+            raise ConfigError(f"max_bytes must be a whole number, got {self.max_bytes!r}")
+        if self.max_bytes < 1:
+            raise ConfigError(f"max_bytes must be positive, got {self.max_bytes!r}")
+        bomb = Image.MAX_IMAGE_PIXELS
+        if (
+            isinstance(self.max_pixels, bool)
+            or not isinstance(self.max_pixels, int)
+            or self.max_pixels < 1
+            or (bomb is not None and self.max_pixels > bomb)
+        ):
+            raise ConfigError(
+                f"max_pixels must be a whole number from 1 to {bomb:,} (Pillow's "
+                f"decompression-bomb threshold), got {self.max_pixels!r}"
+            )
+        unknown = set(self.formats) - set(_EXT)
+        if unknown or not self.formats:
+            raise ConfigError(
+                f"formats must be a non-empty subset of {sorted(_EXT)}, got {self.formats!r}"
+            )
 
 
 #: For images a provider returns.
@@ -199,21 +223,21 @@ def _decode(
         _refuse_pixels(*declared, limits)
     img: Image.Image | None = None
     try:
-        with warnings.catch_warnings():
-            # Damaged metadata (EXIF, text chunks) makes Pillow warn, not fail; the
-            # pixels may still be fine, so those warnings are not an error here.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # formats=[fmt]: only the plug-in the magic bytes named may look at the data,
-            # so a polyglot file can never reach a rarely used (and less audited) decoder.
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-            # The plug-in's own idea of the size is checked too (GIF frames, odd headers).
-            _refuse_pixels(*img.size, limits)
-            if draft is not None and fmt == "JPEG":
-                # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when
-                # only a thumbnail is wanted.
-                img.draft("RGB", draft)
-            img.load()
+        # No warnings.catch_warnings() here: it swaps the process-wide filter list and
+        # is not thread-safe, and decoding runs in thread pools. It is not needed either:
+        # ImageLimits keeps max_pixels at or below Pillow's bomb threshold, so every
+        # image that could trigger DecompressionBombWarning is refused by our own check
+        # (from the header above, or from img.size below) before any pixel is decoded.
+        # formats=[fmt]: only the plug-in the magic bytes named may look at the data,
+        # so a polyglot file can never reach a rarely used (and less audited) decoder.
+        img = Image.open(io.BytesIO(data), formats=[fmt])
+        # The plug-in's own idea of the size is checked too (GIF frames, odd headers).
+        _refuse_pixels(*img.size, limits)
+        if draft is not None and fmt == "JPEG":
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when only
+            # a thumbnail is wanted.
+            img.draft("RGB", draft)
+        img.load()
     except ImageRejectedError:
         if img is not None:
             img.close()
@@ -235,6 +259,7 @@ def _decode(
         KeyError,
         struct.error,
         zlib.error,
+        UserWarning,  # Pillow's "corrupt EXIF" etc., when the app made warnings errors
     ) as exc:
         # Plug-ins signal bad data with a zoo of exception types; all mean "corrupt".
         if img is not None:
@@ -274,11 +299,11 @@ def decode_image(
     try:
         # Only rotate when the tag asks for it: exif_transpose copies the image even
         # when there is nothing to do, which doubles memory for no reason.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: keep as stored
-            if img.getexif().get(_ORIENTATION, 1) in (1, None):
-                return img
-            upright = ImageOps.exif_transpose(img)
+        if img.getexif().get(_ORIENTATION, 1) in (1, None):
+            return img
+        upright = ImageOps.exif_transpose(img)
+    except UserWarning:
+        return img  # unreadable EXIF (warnings made errors): keep the image as stored
     except (OSError, ValueError, SyntaxError, TypeError, KeyError, struct.error) as exc:
         img.close()
         raise ImageRejectedError(

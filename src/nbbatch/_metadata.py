@@ -33,7 +33,6 @@ import os
 import re
 import struct
 import time
-import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -382,11 +381,9 @@ def _exif_bytes(existing: bytes | None, comment: str) -> bytes:
     exif = Image.Exif()
     if existing:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF
-                exif.load(existing)
-                exif.get_ifd(_EXIF_IFD)
-        except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError):
+            exif.load(existing)
+            exif.get_ifd(_EXIF_IFD)
+        except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError, UserWarning):
             exif = Image.Exif()  # unreadable: replace rather than fail
     exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _user_comment(comment)
     out: bytes = exif.tobytes()
@@ -598,12 +595,12 @@ def _png_texts(data: bytes) -> dict[str, str]:
 
 def _exif_comment(exif_payload: bytes) -> str | None:
     exif = Image.Exif()
+    # Pillow reports corrupt EXIF with a UserWarning; it is an exception only where the
+    # app turned warnings into errors (no catch_warnings: it is not thread-safe).
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF
-            exif.load(exif_payload)
-            raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-    except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError):
+        exif.load(exif_payload)
+        raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError, UserWarning):
         return None
     if isinstance(raw, (bytes, str)) and raw:
         return _decode_user_comment(raw) or None

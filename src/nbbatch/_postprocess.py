@@ -596,8 +596,10 @@ def _sources(items: object) -> list[_Source]:
 
     if isinstance(items, (Batch, Task, GeneratedImage, str, os.PathLike, bytes)):
         items = [items]
+    if not isinstance(items, Iterable):
+        raise ConfigError(f"cannot post-process {type(items).__name__}")
     out: list[_Source] = []
-    for item in items:  # type: ignore[attr-defined]
+    for item in items:
         if isinstance(item, (Batch, Task)):
             out.extend(_sources(item.images))
         elif isinstance(item, GeneratedImage):

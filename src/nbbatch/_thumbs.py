@@ -189,7 +189,12 @@ def _source(image: ThumbSource) -> tuple[str, _Loader]:
     if isinstance(sha, str) and path_attr is not None:
         p = Path(path_attr)
         return sha, p.read_bytes  # workspace files are named by their hash: no re-hash
-    path = Path(image)  # type: ignore[arg-type]
+    if not isinstance(image, (str, os.PathLike)):
+        raise ConfigError(
+            f"cannot make a thumbnail of {type(image).__name__}; give a stored image, a "
+            "path or bytes"
+        )
+    path = Path(image)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
