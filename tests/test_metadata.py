@@ -535,3 +535,18 @@ def test_comfyui_conditioning_through_a_controlnet_node_keeps_its_side() -> None
     graph["3"]["inputs"]["negative"] = ["20", 1]
     info = read_generation_info(png_with_texts({"prompt": json.dumps(graph)}))
     assert (info.prompt, info.negative_prompt) == ("a castle, at night", "blurry")
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_animations_keep_every_frame(fmt: str) -> None:
+    frames = [Image.new("RGBA", (30, 20), (i * 60, 0, 0, 255)) for i in range(4)]
+    buf = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], duration=100, **extra)
+    data = buf.getvalue()
+    out = embed_metadata(data, inspect_image(data), a_record("animated"))
+    with Image.open(io.BytesIO(out)) as img:
+        assert img.n_frames == 4
+        img.seek(3)
+        assert img.convert("RGBA").getpixel((1, 1)) == (180, 0, 0, 255)
+    assert read_generation_info(out).prompt == "animated"
