@@ -1,10 +1,11 @@
 """The guarded decoder: the one way untrusted image bytes get into nbbatch.
 
 Order of checks (cheapest first, see reliability.md §B4): byte cap, format by magic
-bytes against an allow-list, pixel count from the header (before any pixel is decoded),
-then a full decode with only the allowed Pillow plug-ins, with Pillow's own bomb warning
-turned into an error. Callers on the event loop use :func:`inspect_image_async` /
-:func:`decode_image_async`.
+bytes against an allow-list, pixel count read from the header by our own few lines of
+code (before any Pillow plug-in runs), the plug-in's idea of the size, then a full
+decode with only the allowed plug-in. Our pixel cap always sits at or below Pillow's
+bomb threshold, so Pillow's bomb warning can never fire on an image we accept. Callers
+on the event loop use :func:`inspect_image_async` / :func:`decode_image_async`.
 
 :func:`inspect_image` answers "is this a usable image, and what is it?";
 :func:`decode_image` also hands back the decoded pixels, upright (EXIF orientation
