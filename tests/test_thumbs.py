@@ -119,3 +119,24 @@ def test_bytes_and_paths_need_a_workspace(tmp_path: Path) -> None:
 def test_bad_options_are_config_errors(tmp_path: Path, size: int, fmt: str) -> None:
     with pytest.raises(ConfigError):
         thumbnail(png(Image.new("RGB", (8, 8))), size, workspace=tmp_path, format=fmt)
+
+
+def test_prune_removes_cache_entries_of_deleted_images(tmp_path: Path) -> None:
+    from nbbatch import Resize, postprocess, prune_caches
+
+    ws = Workspace(tmp_path / "ws")
+    keep = Batch.create(["keep me"], workspace=ws)
+    drop = Batch.create(["drop me"], workspace=ws)
+    keep.run_sync("demo")
+    drop.run_sync("demo")
+    kept_thumb = thumbnail(keep.images[0], 64)
+    dropped_thumb = thumbnail(drop.images[0], 64)
+    (kept_derived,) = postprocess(keep, [Resize(32)])
+    (dropped_derived,) = postprocess(drop, [Resize(32)])
+    ws.delete_batch(drop.id)
+    ws.close()
+    with Workspace(tmp_path / "ws") as again:  # reconcile removes the image files
+        assert prune_caches(again) == {"thumbs": 1, "derived": 2}  # image + sidecar
+    assert kept_thumb.exists() and kept_derived.path.exists()
+    assert not dropped_thumb.exists() and not dropped_derived.path.exists()
+    assert not dropped_derived.path.parent.exists()

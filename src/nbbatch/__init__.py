@@ -62,7 +62,7 @@ from ._postprocess import (
 from ._retry import RetryPolicy
 from ._runner import Runner
 from ._store import BatchSummary, RecoveryReport, Workspace
-from ._thumbs import ThumbnailCache, thumbnail, thumbnails
+from ._thumbs import ThumbnailCache, prune_caches, thumbnail, thumbnails
 from .providers import Provider, available_providers, get_provider, register_provider
 
 __version__ = "0.1.0"
@@ -130,6 +130,7 @@ __all__ = [
     "inspect_image",
     "postprocess",
     "postprocess_async",
+    "prune_caches",
     "read_generation_info",
     "register_provider",
     "task_from_image",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._model import GeneratedImage, Reference
     from ._store import Workspace
 
-__all__ = ["MAX_THUMB_BYTES", "ThumbnailCache", "thumbnail", "thumbnails"]
+__all__ = ["MAX_THUMB_BYTES", "ThumbnailCache", "prune_caches", "thumbnail", "thumbnails"]
 
 #: Target size of one thumbnail file.
 MAX_THUMB_BYTES = 24 * 1024
@@ -262,3 +262,31 @@ def thumbnails(
     return _cache_for(images[0], workspace).many(
         images, size, format=format, max_workers=max_workers
     )
+
+
+def prune_caches(workspace: Workspace) -> dict[str, int]:
+    """Delete thumbnails and post-processed files whose source image is gone.
+
+    Both caches are keyed by the source's sha256, so after batches are deleted (and the
+    workspace reconciled) their entries are orphans. Returns how many files went from
+    ``thumbs/`` and ``derived/``.
+    """
+    live = {
+        row[0]
+        for row in workspace._query("SELECT sha256 FROM images UNION SELECT sha256 FROM inputs")
+    }
+    removed = {"thumbs": 0, "derived": 0}
+    thumbs = workspace.path / "thumbs"
+    for f in thumbs.glob("*/*") if thumbs.is_dir() else ():
+        if f.is_file() and f.name.split("_")[0] not in live:
+            f.unlink(missing_ok=True)
+            removed["thumbs"] += 1
+    derived = workspace.path / "derived"
+    for folder in derived.glob("*/*") if derived.is_dir() else ():
+        if folder.is_dir() and folder.name not in live:
+            for f in folder.iterdir():
+                f.unlink(missing_ok=True)
+                removed["derived"] += 1
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return removed
