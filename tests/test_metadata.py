@@ -550,3 +550,24 @@ def test_animations_keep_every_frame(fmt: str) -> None:
         img.seek(3)
         assert img.convert("RGBA").getpixel((1, 1)) == (180, 0, 0, 255)
     assert read_generation_info(out).prompt == "animated"
+
+
+def test_reads_invokeai_metadata() -> None:
+    doc = {
+        "positive_prompt": "a koi pond, watercolor",
+        "negative_prompt": "photo",
+        "seed": 77,
+        "steps": 30,
+        "cfg_scale": 7.5,
+        "scheduler": "dpmpp_2m",
+        "width": 768,
+        "height": 512,
+        "model": {"name": "dreamshaper-8", "base": "sd-1"},
+        "generation_mode": "txt2img",
+    }
+    info = read_generation_info(png_with_texts({"invokeai_metadata": json.dumps(doc)}))
+    assert info.source == "invokeai"
+    assert (info.prompt, info.negative_prompt) == ("a koi pond, watercolor", "photo")
+    assert (info.seed, info.steps, info.cfg_scale, info.sampler) == (77, 30, 7.5, "dpmpp_2m")
+    assert (info.model, info.width, info.height) == ("dreamshaper-8", 768, 512)
+    assert info.extras["generation_mode"] == "txt2img"

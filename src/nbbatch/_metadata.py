@@ -16,7 +16,8 @@ Writing (:func:`embed_metadata`, called by the runner for every saved image):
 
 Reading (:func:`read_generation_info`) understands nbbatch's own files, A1111/Forge
 infotext (by the rules A1111's PNG Info applies, see :func:`parse_infotext`), ComfyUI's
-``prompt`` / ``workflow`` JSON chunks and SwarmUI's ``sui_image_params`` JSON. It never
+``prompt`` / ``workflow`` JSON chunks, SwarmUI's ``sui_image_params`` JSON and
+InvokeAI's ``invokeai_metadata`` JSON. It never
 decodes pixels; every length read from the file is bounded. :func:`task_from_image` turns
 a dropped file into a new task ("remix from file").
 """
@@ -87,7 +88,8 @@ class GenerationInfo:
     """Generation parameters found in an image file.
 
     ``source`` says who wrote them: ``"nbbatch"``, ``"a1111"`` (also Forge / SD.Next
-    infotext), ``"comfyui"``, ``"swarmui"`` or ``"none"`` when the file carries none.
+    infotext), ``"comfyui"``, ``"swarmui"``, ``"invokeai"`` or ``"none"`` when the file
+    carries none.
     ``extras`` holds every other key the writer recorded (e.g. ``"Schedule type"``);
     ``record`` is nbbatch's full JSON record when present; ``raw`` maps each metadata
     field found (PNG keyword, ``"UserComment"``, ``"XMP"``) to its text.
@@ -727,6 +729,9 @@ def parse_texts(texts: Mapping[str, str]) -> GenerationInfo:
                 return swarm
             continue
         return dataclasses.replace(parse_infotext(candidate), raw=raw)
+    invoke = _from_invoke(raw)
+    if invoke is not None:
+        return invoke
     if "prompt" in raw or "workflow" in raw:
         comfy = _from_comfy(raw)
         if comfy is not None:
@@ -914,6 +919,36 @@ def _from_swarm(text: str, raw: dict[str, str]) -> GenerationInfo | None:
         height=_as_int(params.get("height")),
         strength=creativity,
         extras={k: v for k, v in params.items() if k not in known},
+        raw=raw,
+    )
+
+
+# InvokeAI ------------------------------------------------------------------------
+def _from_invoke(raw: dict[str, str]) -> GenerationInfo | None:
+    """InvokeAI's ``invokeai_metadata`` PNG chunk: one flat JSON object."""
+    doc = _json_obj(raw.get("invokeai_metadata"))
+    if doc is None:
+        return None
+    model = doc.get("model")
+    if isinstance(model, dict):
+        model_name = model.get("name") or model.get("model_name")
+    else:
+        model_name = model
+    known = {"positive_prompt", "negative_prompt", "seed", "steps", "cfg_scale", "scheduler"}
+    known |= {"width", "height", "model", "strength"}
+    return GenerationInfo(
+        source="invokeai",
+        prompt=_as_str(doc.get("positive_prompt")),
+        negative_prompt=_as_str(doc.get("negative_prompt")),
+        seed=_as_int(doc.get("seed")),
+        steps=_as_int(doc.get("steps")),
+        cfg_scale=_as_float(doc.get("cfg_scale")),
+        sampler=_as_str(doc.get("scheduler")),
+        model=_as_str(model_name),
+        width=_as_int(doc.get("width")),
+        height=_as_int(doc.get("height")),
+        strength=_as_float(doc.get("strength")),
+        extras={k: v for k, v in doc.items() if k not in known},
         raw=raw,
     )
 
