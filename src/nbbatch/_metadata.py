@@ -930,10 +930,9 @@ def _from_invoke(raw: dict[str, str]) -> GenerationInfo | None:
     if doc is None:
         return None
     model = doc.get("model")
-    if isinstance(model, dict):
-        model_name = model.get("name") or model.get("model_name")
-    else:
-        model_name = model
+    model_name = (
+        (model.get("name") or model.get("model_name")) if isinstance(model, dict) else model
+    )
     known = {"positive_prompt", "negative_prompt", "seed", "steps", "cfg_scale", "scheduler"}
     known |= {"width", "height", "model", "strength"}
     return GenerationInfo(
