@@ -151,7 +151,8 @@ class ImageRejectedError(ImageError):
     """An image was refused before or while decoding.
 
     ``reason`` is one of ``"too_many_bytes"``, ``"too_many_pixels"``, ``"format"``,
-    ``"corrupt"``; ``limit`` and ``actual`` give the numbers where they apply.
+    ``"corrupt"``, ``"too_slow"`` (decoding passed its timeout); ``limit`` and ``actual``
+    give the numbers where they apply.
     """
 
     def __init__(
