@@ -308,10 +308,14 @@ class Watermark(Step):
     color: str | tuple[int, ...] = "#ffffff"
     kind: ClassVar[str] = "watermark"
     _logo: list[Image.Image] = field(
-        default_factory=list, repr=False, compare=False, metadata={"recipe": False}
+        default_factory=list, init=False, repr=False, compare=False, metadata={"recipe": False}
     )
     _lock: threading.Lock = field(
-        default_factory=threading.Lock, repr=False, compare=False, metadata={"recipe": False}
+        default_factory=threading.Lock,
+        init=False,
+        repr=False,
+        compare=False,
+        metadata={"recipe": False},
     )
 
     def __post_init__(self) -> None:
