@@ -86,6 +86,7 @@ def test_failures_give_exit_code_1_and_say_why(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["run"], "no prompts"),
+        (["run", "-t", "{a|b|c} {d|e}", "--max-tasks", "5"], "more than"),
         (["run", "   "], "prompt is empty"),
         (["run", "x", "--provider", "nope"], "unknown provider 'nope'"),
         (["run", "x", "--concurrency", "0"], "concurrency must be"),
@@ -178,3 +179,29 @@ def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "2 succeeded" in proc.stderr
     assert len(list((tmp_path / "ws" / "images").rglob("*.png"))) == 2
+
+
+def test_templates_and_a1111_style_prompt_files(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        'a castle --seed 5 --steps 12 --negative_prompt "blurry, low quality"\n'
+        "a tower --colour red\n"
+        "--seed 3\n"
+    )
+    run = nbbatch(
+        "run", "-w", ws, "-q", "-f", str(prompts), "-t", "a {red|blue} car", "--size", "64x64"
+    )
+    assert "skipped" in run.stderr and "line 3" in run.stderr
+    assert "colour" in run.stderr  # the unknown option is reported, not silently dropped
+    batch_id = run.stdout.strip()
+    tasks = json.loads(nbbatch("show", batch_id, "-w", ws, "--json").stdout)
+    by_prompt = {t["prompt"]: t for t in tasks}
+    assert set(by_prompt) == {"a red car", "a blue car", "a castle", "a tower"}
+    assert by_prompt["a castle"]["params"] == {
+        "size": "64x64",
+        "seed": 5,
+        "steps": 12,
+        "negative_prompt": "blurry, low quality",
+    }
+    assert by_prompt["a castle"]["images"][0]["seed"] == 5

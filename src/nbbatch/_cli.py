@@ -13,15 +13,16 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ._batch import Batch
 from ._errors import ConfigError, NbbatchError
 from ._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted, TaskSucceeded
-from ._model import Params, TaskStatus
+from ._model import Params, Task, TaskStatus
 from ._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
+from ._sources import read_prompts
 from ._store import Workspace, default_workspace
+from ._templates import expand
 from .providers import Provider, get_provider
 
 __all__ = ["main"]
@@ -31,16 +32,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _print(*args: Any) -> None:
     print(*args, file=sys.stderr, flush=True)
-
-
-def _read_prompts_file(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read prompts file {str(path)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"prompts file {str(path)!r} is not UTF-8 text") from None
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -161,15 +152,31 @@ def _make_provider(args: argparse.Namespace) -> Provider:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    prompts = list(args.prompts)
-    if args.prompts_file:
-        prompts += _read_prompts_file(Path(args.prompts_file))
-    if not prompts:
-        raise ConfigError("no prompts: give them as arguments or with --prompts-file FILE")
     params = _params(args)
     provider = _make_provider(args)
+    if not (args.prompts or args.prompts_file or args.template):
+        raise ConfigError(
+            "no prompts: give them as arguments, with --prompts-file FILE or --template T"
+        )
     with Workspace(args.workspace) as ws:
-        batch = ws.create_batch(prompts, name=args.name, params=params, provider=provider.name)
+        tasks = [Task(p, params=params) for p in args.prompts]
+        for template in args.template:
+            tasks += expand(template, params=params, cap=args.max_tasks)
+        if args.prompts_file:
+            from_file = read_prompts(args.prompts_file, params=params, workspace=ws)
+            for skipped in from_file.skipped:
+                _print(f"skipped {skipped}")
+            for warning in from_file.warnings:
+                _print(f"warning: {warning}")
+            tasks += from_file
+        if not tasks:
+            raise ConfigError("no prompts: every line of the prompts file was skipped")
+        if len(tasks) > args.max_tasks:
+            raise ConfigError(
+                f"{len(tasks):,} tasks is more than --max-tasks {args.max_tasks:,}; "
+                "raise it if you mean it"
+            )
+        batch = ws.create_batch(tasks, name=args.name, params=params, provider=provider.name)
         print(batch.id, flush=True)  # first line on stdout: scripts can capture it
         _print(
             f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
@@ -280,7 +287,21 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="create a batch from prompts and run it")
     run.add_argument("prompts", nargs="*", help="prompts (one task each)")
-    run.add_argument("--prompts-file", "-f", help="text file, one prompt per line")
+    run.add_argument(
+        "--prompts-file",
+        "-f",
+        help=".txt (one prompt per line, A1111 options like --seed 5 allowed), .csv or .jsonl",
+    )
+    run.add_argument(
+        "--template",
+        "-t",
+        action="append",
+        default=[],
+        help="Dynamic Prompts template, e.g. 'a {red|blue} {car|boat}' (all combinations)",
+    )
+    run.add_argument(
+        "--max-tasks", type=int, default=1000, help="refuse batches larger than this (default 1000)"
+    )
     run.add_argument("--name", help="batch name")
     run.add_argument("--n", type=int, default=1, help="images per task")
     run.add_argument("--size", help="WIDTHxHEIGHT, e.g. 512x512")

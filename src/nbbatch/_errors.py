@@ -28,6 +28,18 @@ an error is built, see ``nbbatch.providers._http``)::
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
     │   └── MalformedResponseError  the service answered something we cannot read
     └── PlannerError                the planner (LLM / template / file) could not make tasks
+        ├── PlannerAuthError        the LLM endpoint refused the key (401/403)
+        ├── PlannerUnavailableError 429 / 5xx / connection failure after the retries
+        ├── PlannerTimeoutError     the LLM did not answer within the timeout
+        ├── PlannerRefusedError     the model refused (``refusal`` / content filter)
+        ├── PlannerOutputError      the reply cannot become tasks (nothing was created)
+        │   ├── PlannerNoJSONError  no JSON in the reply (or it was cut off)
+        │   ├── PlannerShapeError   JSON, but not ``{"tasks": [{"prompt": ...}]}``
+        │   ├── PlannerEmptyError   zero tasks
+        │   └── PlannerTooManyTasksError  more tasks than the configured maximum
+        ├── TemplateError           bad Dynamic Prompts syntax / unknown wildcard
+        ├── TemplateTooLargeError   the template expands to more prompts than the cap
+        └── PromptSourceError       a prompts file / line / folder cannot be used
 
 Errors that belong to a task carry ``task_id``; provider errors carry ``provider`` and,
 where the server sent one, ``status_code``.
@@ -48,7 +60,17 @@ __all__ = [
     "NbbatchError",
     "NotFoundError",
     "NotSupportedError",
+    "PlannerAuthError",
+    "PlannerEmptyError",
     "PlannerError",
+    "PlannerNoJSONError",
+    "PlannerOutputError",
+    "PlannerRefusedError",
+    "PlannerShapeError",
+    "PlannerTimeoutError",
+    "PlannerTooManyTasksError",
+    "PlannerUnavailableError",
+    "PromptSourceError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
@@ -58,6 +80,8 @@ __all__ = [
     "StorageError",
     "StoreBusyError",
     "StoreError",
+    "TemplateError",
+    "TemplateTooLargeError",
     "UnknownProviderError",
     "WorkspaceNotWritableError",
 ]
@@ -127,7 +151,8 @@ class ImageRejectedError(ImageError):
     """An image was refused before or while decoding.
 
     ``reason`` is one of ``"too_many_bytes"``, ``"too_many_pixels"``, ``"format"``,
-    ``"corrupt"``; ``limit`` and ``actual`` give the numbers where they apply.
+    ``"corrupt"``, ``"too_slow"`` (decoding passed its timeout); ``limit`` and ``actual``
+    give the numbers where they apply.
     """
 
     def __init__(
@@ -230,3 +255,90 @@ class MalformedResponseError(ProviderError):
 
 class PlannerError(NbbatchError):
     """The planner could not turn the input into tasks; no task was created."""
+
+
+class PlannerAuthError(PlannerError):
+    """The LLM endpoint refused the API key (HTTP 401/403)."""
+
+
+class PlannerUnavailableError(PlannerError):
+    """The LLM endpoint kept failing (429, 5xx, connection) after the retries.
+
+    ``retry_after`` is the server's requested wait in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PlannerTimeoutError(PlannerError):
+    """The LLM did not answer within the planner's timeout."""
+
+
+class PlannerRefusedError(PlannerError):
+    """The model refused the request (a ``refusal`` or a content-filter stop)."""
+
+
+class PlannerOutputError(PlannerError):
+    """The model answered, but the answer cannot become tasks; no task was created.
+
+    ``reply`` holds the start of the model's text (for showing to the person).
+    """
+
+    def __init__(self, message: str, *, reply: str | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class PlannerNoJSONError(PlannerOutputError):
+    """No JSON could be found in the reply (or the reply was cut off)."""
+
+
+class PlannerShapeError(PlannerOutputError):
+    """The reply is JSON but not ``{"tasks": [{"prompt": ...}, ...]}``; ``problems`` lists why."""
+
+    def __init__(
+        self, message: str, *, problems: list[str] | None = None, reply: str | None = None
+    ) -> None:
+        super().__init__(message, reply=reply)
+        self.problems = list(problems or [])
+
+
+class PlannerEmptyError(PlannerOutputError):
+    """The reply held zero tasks."""
+
+
+class PlannerTooManyTasksError(PlannerOutputError):
+    """The reply held more tasks than allowed; ``count`` and ``limit`` give the numbers."""
+
+    def __init__(self, message: str, *, count: int, limit: int, reply: str | None = None) -> None:
+        super().__init__(message, reply=reply)
+        self.count = count
+        self.limit = limit
+
+
+class TemplateError(PlannerError):
+    """A prompt template has bad syntax or names a wildcard that does not exist."""
+
+
+class TemplateTooLargeError(PlannerError):
+    """A template expands to more prompts than the cap allows.
+
+    ``count`` is the number of prompts (or a lower bound when ``exact`` is false) and
+    ``cap`` the limit in force; raise the cap explicitly to go ahead.
+    """
+
+    def __init__(self, message: str, *, count: int, cap: int, exact: bool) -> None:
+        super().__init__(message)
+        self.count = count
+        self.cap = cap
+        self.exact = exact
+
+
+class PromptSourceError(PlannerError):
+    """A prompts file, line or image folder cannot be used (``where`` says which)."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where

@@ -48,6 +48,7 @@ from ._events import (
     TaskSucceeded,
 )
 from ._images import DEFAULT_LIMITS, ImageLimits, inspect_image
+from ._metadata import embed_metadata, generation_record
 from ._model import Task, TaskStatus
 from ._retry import RetryPolicy
 from ._store import StoredImage, Workspace
@@ -554,7 +555,7 @@ class Runner:
     ) -> list[StoredImage]:
         """Worker thread: decode-check every image, then write it durably to disk."""
         out = []
-        for im in images:
+        for i, im in enumerate(images):
             try:
                 info = inspect_image(im.data, self.image_limits)
             except ImageRejectedError as exc:
@@ -565,7 +566,11 @@ class Runner:
             params["provider"] = provider.name
             if im.info:
                 params["info"] = im.info
-            _, sha = self.workspace.write_blob(im.data, info.ext)
+            record = generation_record(
+                task, provider=provider.name, seed=im.seed, index=len(task.images) + i, info=im.info
+            )
+            data = embed_metadata(im.data, info, record)  # parameters travel with the file
+            _, sha = self.workspace.write_blob(data, info.ext)
             out.append(StoredImage(sha, info, im.seed, params))
         return out
 

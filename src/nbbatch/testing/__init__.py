@@ -6,6 +6,7 @@ and your own pipelines can be tried without keys or network. Needs the ``testing
 """
 
 from ._a1111 import FakeA1111
+from ._chat import FakeChat
 from ._comfyui import FakeComfyUI
 from ._fal import FakeFal
 from ._gemini import FakeGemini
@@ -17,6 +18,7 @@ from ._stability import FakeStability
 
 __all__ = [
     "FakeA1111",
+    "FakeChat",
     "FakeComfyUI",
     "FakeFal",
     "FakeGemini",

@@ -1,0 +1,868 @@
+"""The LLM planner: one master prompt in, a reviewable list of tasks out.
+
+It talks to any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, Ollama
+``/v1``, vLLM, LM Studio, OpenRouter) and asks for::
+
+    {"tasks": [{"prompt": str, "negative_prompt": str|null,
+                "image_references": [str]|null, "params": {...}|null}]}
+
+**Output modes.** First with ``response_format`` ``json_schema`` (strict); when the
+server rejects that request (HTTP 400/422, as servers without structured outputs do)
+with ``json_object``; when that is rejected too, with no ``response_format`` and the
+JSON block is picked out of the reply text (prose, a fenced block). Whatever the mode,
+the reply is read tolerantly and then validated strictly. The mode that worked is
+``Plan.mode``; each fallback leaves a line in ``Plan.warnings``.
+
+**Reference images** are listed to the model by number and name. In the reply a
+reference may be written as the name (case-insensitive, with or without the extension)
+or as its number: **numbers are 1-based**, as in the list the model was shown (``1``,
+``"1"``, ``"#1"``, ``"image 1"``). A reference that matches nothing is left off that
+task and reported in ``Plan.warnings`` and ``Plan.unknown_references`` (or raises
+:class:`PlannerShapeError` with ``strict_references=True``). With ``vision=True`` the
+images themselves go along as downscaled JPEG data URLs (at most 512 px).
+
+**Bounds.** At most ``max_tasks`` tasks (default 50): a longer list is refused, not
+cut. Each prompt goes through the same check as every task (non-empty, at most
+``MAX_PROMPT_CHARS``). The reply is read only up to 2 MB. The whole call is bounded by
+``timeout`` seconds. Any invalid reply raises a :class:`PlannerOutputError`; no task is
+made from a reply that is not valid throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    InvalidPromptError,
+    PlannerAuthError,
+    PlannerEmptyError,
+    PlannerError,
+    PlannerNoJSONError,
+    PlannerRefusedError,
+    PlannerShapeError,
+    PlannerTimeoutError,
+    PlannerTooManyTasksError,
+    PlannerUnavailableError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+)
+from ._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
+from ._retry import RetryPolicy
+from ._secrets import Secret, resolve_key, scrub
+from ._tasklist import summarize
+
+__all__ = [
+    "DEFAULT_MAX_TASKS",
+    "LLMConfig",
+    "Plan",
+    "aenhance",
+    "aplan",
+    "enhance",
+    "extract_json",
+    "plan",
+]
+
+DEFAULT_MAX_TASKS = 50
+#: Replies longer than this are not parsed (a plan of 50 prompts is a few tens of KB).
+MAX_REPLY_CHARS = 2_000_000
+#: Reference images sent with ``vision=True`` are shrunk to fit this many pixels a side.
+VISION_MAX_SIDE = 512
+
+Mode = Literal["json_schema", "json_object", "text"]
+_MODES: tuple[Mode, ...] = ("json_schema", "json_object", "text")
+
+#: Parameters the model may set per task; anything else it sends is dropped with a note.
+_PLAN_PARAMS = ("size", "n", "seed", "steps", "cfg_scale", "strength")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Where the planner LLM lives. ``api_key`` falls back to ``$OPENAI_API_KEY``.
+
+    ``base_url`` is the part before ``/chat/completions`` (e.g.
+    ``http://localhost:11434/v1`` for Ollama); it falls back to ``$OPENAI_BASE_URL`` and
+    then to OpenAI. Local servers usually need no key: then none is sent.
+    ``mode`` forces an output mode instead of starting at ``json_schema``.
+    """
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: Secret | str | None = None
+    timeout: float = 120.0
+    temperature: float | None = None
+    max_tokens: int | None = None
+    mode: Mode | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("LLMConfig.model must name the chat model, e.g. 'gpt-4o-mini'")
+        if isinstance(self.api_key, str):
+            object.__setattr__(self, "api_key", Secret(self.api_key))
+        if self.api_key is None:
+            object.__setattr__(self, "api_key", resolve_key(None, ["OPENAI_API_KEY"]))
+        if self.base_url is None:
+            env = os.environ.get("OPENAI_BASE_URL", "").strip()
+            object.__setattr__(self, "base_url", env or "https://api.openai.com/v1")
+        if not (self.timeout > 0):
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.mode is not None and self.mode not in _MODES:
+            raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
+
+    @classmethod
+    def coerce(cls, value: LLMConfig | Mapping[str, Any] | None) -> LLMConfig:
+        """An :class:`LLMConfig` from itself, a dict of its fields, or ``None`` (defaults)."""
+        if isinstance(value, LLMConfig):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"llm must be an LLMConfig or a dict, got {type(value).__name__}")
+        data = dict(value)
+        if "key" in data and "api_key" not in data:
+            data["api_key"] = data.pop("key")
+        if isinstance(data.get("retry"), int):
+            data["retry"] = RetryPolicy(max_retries=data["retry"])
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown LLM setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        key = "set" if self.api_key is not None else "none"
+        return f"LLMConfig(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
+
+
+@dataclass
+class Plan:
+    """What the planner made: ``tasks`` plus how (``mode``), notes and token usage."""
+
+    tasks: list[Task]
+    mode: Mode
+    warnings: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    unknown_references: list[tuple[int, str]] = field(default_factory=list)
+    reply: str = ""
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.tasks[index]
+
+    def summary(self, *, price_per_image: float | None = None) -> str:
+        text = summarize(self.tasks, price_per_image=price_per_image)
+        text += f" (via {self.mode}"
+        if self.warnings:
+            text += f", {len(self.warnings)} warning(s)"
+        return text + ")"
+
+    def __repr__(self) -> str:
+        return f"<Plan: {self.summary()}>"
+
+
+# ------------------------------------------------------------------ prompts
+
+_SYSTEM = """You plan batches of image generations. The user gives a master prompt, \
+maybe reference images and a target number of images. Split the request into \
+independent image generation tasks: one task per distinct image to make. Each task \
+prompt must stand on its own (repeat the shared subject and style in every prompt; \
+never write 'same as above'). Use image_references to name which reference images a \
+task should be based on, by their exact file name, or null when none apply. Use \
+negative_prompt only for things to avoid, else null. Use params only for size \
+("WIDTHxHEIGHT"), seed, steps, cfg_scale or strength when the user asks for them, else \
+null. Answer with JSON only, exactly this shape: \
+{"tasks": [{"prompt": "...", "negative_prompt": null, "image_references": null, \
+"params": null}]}"""
+
+_ENHANCE_SYSTEM = """You improve prompts for an image generation model. Rewrite the \
+user's prompt into one richer prompt: keep the subject and every explicit \
+instruction, add concrete detail about composition, lighting, medium and style. \
+Answer with the rewritten prompt only: no quotes, no preamble, no explanation."""
+
+
+def _plan_schema() -> dict[str, Any]:
+    # Strict structured outputs: every object closed and every property required;
+    # optional values are nullable (provider-protocols.md §2.1).
+    nullable_str = {"type": ["string", "null"]}
+    params = {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "required": list(_PLAN_PARAMS),
+        "properties": {
+            "size": nullable_str,
+            "n": {"type": ["integer", "null"]},
+            "seed": {"type": ["integer", "null"]},
+            "steps": {"type": ["integer", "null"]},
+            "cfg_scale": {"type": ["number", "null"]},
+            "strength": {"type": ["number", "null"]},
+        },
+    }
+    task = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["prompt", "negative_prompt", "image_references", "params"],
+        "properties": {
+            "prompt": {"type": "string"},
+            "negative_prompt": nullable_str,
+            "image_references": {"type": ["array", "null"], "items": {"type": "string"}},
+            "params": params,
+        },
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tasks"],
+        "properties": {"tasks": {"type": "array", "items": task}},
+    }
+
+
+def _user_text(
+    master: str,
+    references: Sequence[Reference],
+    count: int | None,
+    style: str | None,
+    max_tasks: int,
+) -> str:
+    parts = [f"<master_prompt>\n{master}\n</master_prompt>"]
+    if references:
+        lines = [
+            f"{i}. {r.name} ({r.width}x{r.height} {r.format})" for i, r in enumerate(references, 1)
+        ]
+        parts.append("Reference images:\n" + "\n".join(lines))
+    else:
+        parts.append("Reference images: none")
+    if count is not None:
+        parts.append(f"Number of tasks: exactly {count}")
+    else:
+        parts.append(f"Number of tasks: as many as the request needs, at most {max_tasks}")
+    if style:
+        parts.append(f"Style notes: {style}")
+    parts.append("Reply with the JSON object only.")
+    return "\n\n".join(parts)
+
+
+def _data_url(ref: Reference) -> str:
+    from PIL import Image
+
+    with Image.open(ref.path) as img:
+        img.thumbnail((VISION_MAX_SIDE, VISION_MAX_SIDE))
+        rgb = img.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------ tolerant JSON
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n(.*?)```", re.S)
+#: Starting points tried by the scanner before giving up (bounds work on hostile text).
+_MAX_STARTS = 200
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in a model reply: the whole text, a fenced block, or the first
+    ``{...}`` / ``[...]`` in prose. Objects holding ``"tasks"`` win over other values.
+
+    Raises :class:`PlannerNoJSONError` when there is none; never anything else.
+    """
+    if not isinstance(text, str):
+        raise PlannerNoJSONError(f"expected text, got {type(text).__name__}")
+    if len(text) > MAX_REPLY_CHARS:
+        raise PlannerNoJSONError(
+            f"the reply has {len(text):,} characters; the limit is {MAX_REPLY_CHARS:,}",
+            reply=text[:500],
+        )
+    candidates: list[Any] = []
+    stripped = text.strip().lstrip("\ufeff")
+    whole = _loads(stripped)
+    if whole is not _NOTHING:
+        candidates.append(whole)
+    if not _has_tasks(candidates):
+        for match in _FENCE.finditer(text):
+            value = _loads(match.group(2).strip())
+            if value is not _NOTHING:
+                candidates.append(value)
+                if _has_tasks([value]):
+                    break
+    if not _has_tasks(candidates):
+        candidates.extend(_scan(text))
+    for value in candidates:
+        if _has_tasks([value]):
+            return value
+    for value in candidates:
+        if isinstance(value, (dict, list)):
+            return value
+    raise PlannerNoJSONError(
+        "the model's reply holds no JSON object; it may not follow instructions for "
+        "structured output -- try another model or a lower temperature",
+        reply=text[:500],
+    )
+
+
+class _Nothing:
+    pass
+
+
+_NOTHING: Any = _Nothing()
+
+
+def _loads(text: str) -> Any:
+    if not text or text[0] not in "{[":
+        return _NOTHING
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOTHING
+
+
+def _has_tasks(values: Sequence[Any]) -> bool:
+    return any(isinstance(v, dict) and "tasks" in v for v in values)
+
+
+def _scan(text: str) -> list[Any]:
+    """JSON values found by decoding from each ``{`` / ``[`` in turn.
+
+    Bounded twice: at most ``_MAX_STARTS`` starting points, and at most about four
+    times the text's length decoded in total -- a 2 MB unclosed list with many ``[``
+    would otherwise cost hundreds of MB of re-scanning.
+    """
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    budget = 4 * len(text) + 100_000
+    starts = 0
+    i = 0
+    while starts < _MAX_STARTS and budget > 0:
+        brace, bracket = text.find("{", i), text.find("[", i)
+        positions = [p for p in (brace, bracket) if p >= 0]
+        if not positions:
+            break
+        pos = min(positions)
+        starts += 1
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            budget -= max(exc.pos - pos, 1)
+            i = pos + 1
+            continue
+        except (ValueError, RecursionError):
+            budget -= len(text) - pos
+            i = pos + 1
+            continue
+        budget -= end - pos
+        if isinstance(value, (dict, list)):
+            found.append(value)
+            if _has_tasks([value]):
+                break
+        i = end
+    return found
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _match_reference(token: Any, references: Sequence[Reference]) -> tuple[Reference | None, str]:
+    """The reference ``token`` names (1-based numbers, names with/without extension)."""
+    shown = json.dumps(token) if not isinstance(token, str) else token
+    if isinstance(token, bool) or not isinstance(token, (str, int)):
+        return None, shown
+    if isinstance(token, int):
+        return (references[token - 1] if 1 <= token <= len(references) else None), shown
+    text = token.strip()
+    number = re.fullmatch(r"(?:#|(?:image|img|reference|ref)\s*#?\s*)?(\d{1,6})", text, re.I)
+    if number:
+        index = int(number.group(1))
+        if 1 <= index <= len(references):
+            return references[index - 1], shown
+    lowered = text.lower()
+    for ref in references:
+        name = ref.name.lower()
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        if lowered in (name, stem):
+            return ref, shown
+    return None, shown
+
+
+def _build_tasks(
+    value: Any,
+    *,
+    references: Sequence[Reference],
+    max_tasks: int,
+    base: Params,
+    strict_references: bool,
+    reply: str,
+    warnings: list[str],
+    unknown: list[tuple[int, str]],
+) -> list[Task]:
+    if isinstance(value, list):
+        warnings.append('the reply was a bare JSON list, not {"tasks": [...]}; read as tasks')
+        items: Any = value
+    elif isinstance(value, dict) and "tasks" in value:
+        items = value["tasks"]
+    else:
+        keys = ", ".join(sorted(map(str, value))[:8]) if isinstance(value, dict) else ""
+        raise PlannerShapeError(
+            f'the reply is JSON but has no "tasks" list (keys: {keys or "none"})',
+            problems=['missing "tasks"'],
+            reply=reply[:500],
+        )
+    if not isinstance(items, list):
+        raise PlannerShapeError(
+            f'"tasks" must be a list, got {type(items).__name__}',
+            problems=['"tasks" is not a list'],
+            reply=reply[:500],
+        )
+    if not items:
+        raise PlannerEmptyError(
+            "the model planned zero tasks; rephrase the master prompt", reply=reply[:500]
+        )
+    if len(items) > max_tasks:
+        raise PlannerTooManyTasksError(
+            f"the model planned {len(items)} tasks; the limit is {max_tasks}. Ask for fewer "
+            f"(count=...) or raise max_tasks.",
+            count=len(items),
+            limit=max_tasks,
+            reply=reply[:500],
+        )
+    problems: list[str] = []
+    tasks: list[Task] = []
+    for number, item in enumerate(items, 1):
+        try:
+            tasks.append(
+                _one_task(number, item, references, base, strict_references, warnings, unknown)
+            )
+        except (ValueError, ConfigError) as exc:
+            problems.append(f"task {number}: {exc}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise PlannerShapeError(
+            "the plan is not valid, so no task was created: " + "; ".join(problems[:3]) + more,
+            problems=problems,
+            reply=reply[:500],
+        )
+    return tasks
+
+
+def _one_task(
+    number: int,
+    item: Any,
+    references: Sequence[Reference],
+    base: Params,
+    strict_references: bool,
+    warnings: list[str],
+    unknown: list[tuple[int, str]],
+) -> Task:
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an object with a prompt, got {type(item).__name__}")
+    prompt = item.get("prompt")
+    if not isinstance(prompt, str):
+        raise ValueError('"prompt" must be text')
+    try:
+        prompt = check_prompt(prompt)
+    except InvalidPromptError as exc:
+        raise ValueError(str(exc)) from None
+    changes: dict[str, Any] = {}
+    negative = item.get("negative_prompt")
+    if negative is not None:
+        if not isinstance(negative, str):
+            raise ValueError('"negative_prompt" must be text or null')
+        changes["negative_prompt"] = negative.strip() or None
+    raw_params = item.get("params")
+    if raw_params is not None:
+        if not isinstance(raw_params, dict):
+            raise ValueError('"params" must be an object or null')
+        for key, val in raw_params.items():
+            if key not in _PLAN_PARAMS:
+                warnings.append(f"task {number}: parameter {key!r} ignored")
+            elif val is not None:
+                if key in ("n", "seed", "steps") and (
+                    isinstance(val, bool) or not isinstance(val, int)
+                ):
+                    raise ValueError(f"params.{key} must be a whole number, got {val!r}")
+                if key in ("cfg_scale", "strength") and (
+                    isinstance(val, bool) or not isinstance(val, (int, float))
+                ):
+                    raise ValueError(f"params.{key} must be a number, got {val!r}")
+                if key == "size" and not isinstance(val, str):
+                    raise ValueError(f"params.size must be text like '1024x768', got {val!r}")
+                changes[key] = val
+    params = base.replace(**changes)  # ConfigError on out-of-range values
+    chosen: list[Reference] = []
+    raw_refs = item.get("image_references")
+    if raw_refs is not None:
+        if isinstance(raw_refs, (str, int)) and not isinstance(raw_refs, bool):
+            raw_refs = [raw_refs]
+        if not isinstance(raw_refs, list):
+            raise ValueError('"image_references" must be a list of names or null')
+        for token in raw_refs:
+            ref, shown = _match_reference(token, references)
+            if ref is None:
+                known = ", ".join(r.name for r in references) or "none were given"
+                message = f"task {number}: unknown image reference {shown!r} (known: {known})"
+                if strict_references:
+                    raise ValueError(message.split(": ", 1)[1])
+                warnings.append(message + "; left off")
+                unknown.append((number, shown))
+            elif ref not in chosen:
+                chosen.append(ref)
+    return Task(prompt=prompt, params=params, references=chosen)
+
+
+# ------------------------------------------------------------------ transport
+
+
+class _Chat:
+    """One planner call's HTTP client, retries and error translation."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        from .providers._http import HttpClient, Timeouts
+
+        self.config = config
+        headers = {"Content-Type": "application/json", **dict(config.headers)}
+        if isinstance(config.api_key, Secret):  # __post_init__ wrapped any str
+            headers["Authorization"] = f"Bearer {config.api_key.reveal()}"
+        read = config.timeout
+        self.http = HttpClient(
+            "planner",
+            str(config.base_url),
+            headers=headers,
+            timeouts=Timeouts(connect=min(10.0, read), read=read, write=read, pool=read),
+        )
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        retry = 0
+        while True:
+            try:
+                data = await self.http.json("POST", "/chat/completions", json=body)
+            except ProviderError as exc:
+                retry += 1
+                delay = None
+                if not isinstance(exc, ProviderTimeoutError):  # the timeout bounds the call
+                    delay = self.config.retry.delay_for(exc, retry)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            if not isinstance(data, dict):
+                raise PlannerNoJSONError(
+                    f"the endpoint answered {type(data).__name__}, not a chat completion"
+                )
+            return data
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _translate(exc: ProviderError, config: LLMConfig) -> PlannerError:
+    where = f"planner LLM at {config.base_url}"
+    detail = scrub(str(exc)).removeprefix("planner: ")
+    if isinstance(exc, AuthenticationError):
+        return PlannerAuthError(
+            f"{where} refused the API key ({detail}); set OPENAI_API_KEY or pass "
+            "llm={'api_key': ...}"
+        )
+    if isinstance(exc, ProviderTimeoutError):
+        return PlannerTimeoutError(f"{where} did not answer in time ({detail})")
+    if isinstance(exc, RateLimitedError):
+        return PlannerUnavailableError(
+            f"{where} is rate limiting requests ({detail}); wait and try again",
+            retry_after=exc.retry_after,
+        )
+    if isinstance(exc, BadRequestError):
+        hint = ""
+        if exc.status_code == 404:
+            hint = "; check base_url (it usually ends in /v1) and the model name"
+        return PlannerError(f"{where} rejected the request ({detail}){hint}")
+    return PlannerUnavailableError(f"{where} failed ({detail})")
+
+
+def _message(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(content, finish_reason) of the first choice, raising refusals and bad shapes."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise PlannerNoJSONError("the endpoint's answer has no choices; is it a chat endpoint?")
+    choice = choices[0]
+    raw_message = choice.get("message")
+    message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
+    finish = choice.get("finish_reason")
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal.strip():
+        raise PlannerRefusedError(f"the model refused: {scrub(refusal.strip())[:300]}")
+    if finish == "content_filter":
+        raise PlannerRefusedError(
+            "the model's answer was blocked by a content filter; rephrase the prompt"
+        )
+    content = message.get("content")
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    if finish == "length":
+        raise PlannerNoJSONError(
+            "the model's answer was cut off (finish_reason=length); ask for fewer tasks or "
+            "raise max_tokens",
+            reply=(content or "")[:500] if isinstance(content, str) else None,
+        )
+    if not isinstance(content, str) or not content.strip():
+        raise PlannerNoJSONError("the model answered with no text")
+    return content, finish if isinstance(finish, str) else None
+
+
+def _rejects_mode(exc: ProviderError) -> bool:
+    # Servers without structured outputs answer 400 (OpenAI-shaped invalid_request_error)
+    # or 422 (FastAPI validation); anything else is not about the response format.
+    return isinstance(exc, BadRequestError) and exc.status_code in (400, 422)
+
+
+# ------------------------------------------------------------------ public API
+
+
+async def aplan(
+    master_prompt: str,
+    *,
+    llm: LLMConfig | Mapping[str, Any] | None = None,
+    references: Sequence[Reference] = (),
+    count: int | None = None,
+    style: str | None = None,
+    params: Params | Mapping[str, Any] | None = None,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    vision: bool = False,
+    strict_references: bool = False,
+) -> Plan:
+    """Plan tasks from ``master_prompt`` with an LLM (``await`` it in a notebook cell).
+
+    ``count`` asks for exactly that many tasks (the model may differ; then a warning).
+    ``params`` are defaults for every task; the model's per-task params override them.
+    See the module doc for modes, references, bounds and errors.
+    """
+    config = LLMConfig.coerce(llm)
+    master = check_prompt(master_prompt)
+    if not isinstance(max_tasks, int) or max_tasks < 1:
+        raise ConfigError(f"max_tasks must be a whole number >= 1, got {max_tasks!r}")
+    if count is not None and (not isinstance(count, int) or not 1 <= count <= max_tasks):
+        raise ConfigError(f"count must be between 1 and max_tasks ({max_tasks}), got {count!r}")
+    base = params if isinstance(params, Params) else Params.from_dict(params)
+    if style is not None and (not isinstance(style, str) or len(style) > MAX_PROMPT_CHARS):
+        raise ConfigError(f"style must be text of at most {MAX_PROMPT_CHARS:,} characters")
+    refs = list(references)
+    if not all(isinstance(r, Reference) for r in refs):
+        raise ConfigError("references must be Reference objects (see Workspace.add_reference)")
+    text = _user_text(master, refs, count, style, max_tasks)
+    content: Any = text
+    if vision and refs:
+        image_parts = await asyncio.to_thread(lambda: [_data_url(r) for r in refs])
+        content = [{"type": "text", "text": text}] + [
+            {"type": "image_url", "image_url": {"url": url, "detail": "low"}} for url in image_parts
+        ]
+    messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": content}]
+    modes = _MODES[_MODES.index(config.mode) :] if config.mode else _MODES
+    warnings: list[str] = []
+    chat = _Chat(config)
+    try:
+        data, mode = await asyncio.wait_for(
+            _ask(chat, config, messages, modes, max_tasks, warnings), config.timeout
+        )
+    except asyncio.TimeoutError:
+        raise PlannerTimeoutError(
+            f"planner LLM at {config.base_url} did not answer within {config.timeout:g} s"
+        ) from None
+    finally:
+        await chat.aclose()
+    reply, _finish = _message(data)
+    value = extract_json(reply)
+    unknown: list[tuple[int, str]] = []
+    tasks = _build_tasks(
+        value,
+        references=refs,
+        max_tasks=max_tasks,
+        base=base,
+        strict_references=strict_references,
+        reply=reply,
+        warnings=warnings,
+        unknown=unknown,
+    )
+    if count is not None and len(tasks) != count:
+        warnings.append(f"asked for {count} tasks, the model planned {len(tasks)}")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    model = data.get("model") if isinstance(data.get("model"), str) else config.model
+    return Plan(tasks, mode, warnings, dict(usage or {}), model, unknown, reply)
+
+
+async def _ask(
+    chat: _Chat,
+    config: LLMConfig,
+    messages: list[dict[str, Any]],
+    modes: Sequence[Mode],
+    max_tasks: int,
+    warnings: list[str],
+) -> tuple[dict[str, Any], Mode]:
+    i = 0
+    while True:
+        mode = modes[i]
+        body: dict[str, Any] = {"model": config.model, "messages": messages}
+        if config.temperature is not None:
+            body["temperature"] = config.temperature
+        if config.max_tokens is not None:
+            body["max_tokens"] = config.max_tokens
+        if mode == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "image_tasks",
+                    "strict": True,
+                    "schema": _plan_schema(),
+                },
+            }
+        elif mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        try:
+            return await chat.complete(body), mode
+        except ProviderError as exc:
+            if not _rejects_mode(exc):
+                raise _translate(exc, config) from None
+            detail = scrub(str(exc))[:160]
+            if _has_images(messages) and "image" in detail.lower():
+                # A text-only model: plan from the reference names alone, same mode.
+                messages = _without_images(messages)
+                warnings.append(
+                    f"the model does not take images ({detail}); planned from the "
+                    "reference names only"
+                )
+                continue
+            if i + 1 >= len(modes):
+                raise _translate(exc, config) from None
+            warnings.append(
+                f"the server rejected response_format {mode} ({detail}); "
+                f"fell back to {modes[i + 1]}"
+            )
+            i += 1
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    return any(isinstance(m.get("content"), list) for m in messages)
+
+
+def _without_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            text = "".join(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+            m = {**m, "content": text}
+        out.append(m)
+    return out
+
+
+async def aenhance(
+    prompt: str,
+    *,
+    llm: LLMConfig | Mapping[str, Any] | None = None,
+    style: str | None = None,
+) -> str:
+    """Rewrite one prompt into a richer one via the planner LLM (plain text reply)."""
+    config = LLMConfig.coerce(llm)
+    original = check_prompt(prompt)
+    text = original if not style else f"{original}\n\nStyle notes: {style}"
+    messages = [
+        {"role": "system", "content": _ENHANCE_SYSTEM},
+        {"role": "user", "content": text},
+    ]
+    body: dict[str, Any] = {"model": config.model, "messages": messages}
+    if config.temperature is not None:
+        body["temperature"] = config.temperature
+    chat = _Chat(config)
+    try:
+        data = await asyncio.wait_for(chat.complete(body), config.timeout)
+    except asyncio.TimeoutError:
+        raise PlannerTimeoutError(
+            f"planner LLM at {config.base_url} did not answer within {config.timeout:g} s"
+        ) from None
+    except ProviderError as exc:
+        raise _translate(exc, config) from None
+    finally:
+        await chat.aclose()
+    reply, _ = _message(data)
+    cleaned = reply.strip()
+    fenced = _FENCE.search(cleaned)
+    if fenced:
+        cleaned = fenced.group(2).strip()
+    if len(cleaned) >= 2 and cleaned[0] == cleaned[-1] and cleaned[0] in "\"'":
+        cleaned = cleaned[1:-1].strip()
+    try:
+        return check_prompt(cleaned)
+    except InvalidPromptError as exc:
+        raise PlannerShapeError(
+            f"the enhanced prompt is not usable: {exc}", problems=[str(exc)], reply=reply[:500]
+        ) from None
+
+
+def _run(coro_factory: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    # A notebook cell already runs a loop in this thread: run ours in a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbbatch-plan") as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def plan(
+    master_prompt: str,
+    *,
+    llm: LLMConfig | Mapping[str, Any] | None = None,
+    references: Sequence[Reference] = (),
+    count: int | None = None,
+    style: str | None = None,
+    params: Params | Mapping[str, Any] | None = None,
+    max_tasks: int = DEFAULT_MAX_TASKS,
+    vision: bool = False,
+    strict_references: bool = False,
+) -> Plan:
+    """Blocking :func:`aplan`: works in a script and in a notebook cell alike."""
+    result: Plan = _run(
+        lambda: aplan(
+            master_prompt,
+            llm=llm,
+            references=references,
+            count=count,
+            style=style,
+            params=params,
+            max_tasks=max_tasks,
+            vision=vision,
+            strict_references=strict_references,
+        )
+    )
+    return result
+
+
+def enhance(
+    prompt: str,
+    *,
+    llm: LLMConfig | Mapping[str, Any] | None = None,
+    style: str | None = None,
+) -> str:
+    """Blocking :func:`aenhance`."""
+    result: str = _run(lambda: aenhance(prompt, llm=llm, style=style))
+    return result

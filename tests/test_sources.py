@@ -1,0 +1,302 @@
+"""Tasks from prompt files (.txt with A1111 options, .csv, .jsonl) and image folders."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import nbbatch
+from nbbatch import Params, PromptSourceError, Workspace
+
+
+def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def bomb_png(side: int = 20_000) -> bytes:
+    """A tiny PNG whose header claims side x side pixels (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def ws(tmp_path: Path):
+    with Workspace(tmp_path / "ws") as workspace:
+        yield workspace
+
+
+# ------------------------------------------------------------------ one line
+
+
+def test_a1111_options_become_params() -> None:
+    line = (
+        'a red fox --seed 5 --steps 20 --negative_prompt "blurry, dark" --width 512 '
+        "--height 768 --cfg_scale 6.5 --sampler_name 'DPM++ 2M' --n_iter 2 --batch_size 3 "
+        "--sd_model sdxl"
+    )
+    parsed = nbbatch.parse_prompt_line(line)
+    assert parsed.prompt == "a red fox"
+    assert parsed.params == Params(
+        seed=5,
+        steps=20,
+        negative_prompt="blurry, dark",
+        size="512x768",
+        cfg_scale=6.5,
+        sampler="DPM++ 2M",
+        n=6,
+        model="sdxl",
+    )
+    assert parsed.warnings == ()
+
+
+def test_prompt_option_and_plain_lines() -> None:
+    assert nbbatch.parse_prompt_line('--prompt "a cat, 4k" --seed 1').prompt == "a cat, 4k"
+    plain = nbbatch.parse_prompt_line("a cat's hat -- on a--table")
+    assert plain.prompt == "a cat's hat -- on a--table"  # no option starts there
+    assert plain.changes == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("a cat --seed abc", "whole number"),
+        ("a cat --seed", "needs a value"),
+        ('a cat --negative_prompt "unclosed', "quotes"),
+        ("a cat --width 512", "together"),
+        ("a cat --n_iter 5 --batch_size 4", "limit per task is 16"),
+        ("--seed 5", "empty"),
+        ("a cat --steps 0", "steps"),
+        ("a cat --seed 1 stray", "expected an option"),
+    ],
+)
+def test_bad_lines_raise_a_typed_error_naming_the_line(line: str, message: str) -> None:
+    with pytest.raises(PromptSourceError, match=message) as info:
+        nbbatch.parse_prompt_line(line, where="line 7")
+    assert info.value.where == "line 7"
+    assert str(info.value).startswith("line 7: ")
+
+
+_option_names = st.sampled_from(
+    ["seed", "steps", "width", "height", "cfg_scale", "negative_prompt", "n_iter", "x", "prompt"]
+)
+_values = st.one_of(
+    st.integers(-10, 10**20).map(str), st.text(max_size=8), st.just('"'), st.just("--")
+)
+_lines = st.one_of(
+    st.text(max_size=80),
+    st.tuples(st.text(max_size=20), st.lists(st.tuples(_option_names, _values), max_size=5)).map(
+        lambda t: t[0] + "".join(f" --{k} {v}" for k, v in t[1])
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_lines)
+def test_line_parser_never_raises_anything_but_its_typed_error(line: str) -> None:
+    try:
+        parsed = nbbatch.parse_prompt_line(line)
+    except PromptSourceError as exc:
+        assert str(exc)
+        return
+    assert parsed.prompt == parsed.prompt.strip() and parsed.prompt
+    assert isinstance(parsed.params, Params)
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_txt_file_skips_comments_reports_bad_lines_and_unknown_options(tmp_path: Path) -> None:
+    source = tmp_path / "prompts.txt"
+    source.write_text(
+        "# my prompts\n"
+        "a lighthouse at dusk\n"
+        "\n"
+        "a fox --seed 5 --steps 20 --tiling true\n"
+        "a bad one --seed many\n"
+        "an owl --n_iter 2\n",
+        encoding="utf-8",
+    )
+    tasks = nbbatch.read_prompts(source, params={"size": "1024x1024", "steps": 30})
+    assert [t.prompt for t in tasks] == ["a lighthouse at dusk", "a fox", "an owl"]
+    assert tasks[0].params == Params(size="1024x1024", steps=30)
+    assert tasks[1].params == Params(size="1024x1024", steps=20, seed=5)
+    assert tasks[2].params.n == 2
+    assert [(s.where, "whole number" in s.reason) for s in tasks.skipped] == [("line 5", True)]
+    assert tasks.warnings == ["line 4: unknown option --tiling ignored"]
+    assert tasks.summary() == "3 tasks -> 4 images; 1 skipped; 1 warning(s)"
+
+
+def test_csv_rows_with_images_relative_to_the_file(tmp_path: Path, ws: Workspace) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(png())
+    source = tmp_path / "jobs.csv"
+    source.write_text(
+        "prompt,negative_prompt,seed,width,height,steps,cfg_scale,sampler,model,image,n,mood\n"
+        "a castle,fog,3,640,480,25,7,euler,sdxl,img/a.png,2,happy\n"
+        "a bridge,,,,,,,,,,,\n"
+        "a tower,,notanumber,,,,,,,,,\n"
+        "a boat,,,,,,,,,img/missing.png,,\n",
+        encoding="utf-8",
+    )
+    tasks = nbbatch.read_prompts(source, workspace=ws)
+    assert [t.prompt for t in tasks] == ["a castle", "a bridge"]
+    castle = tasks[0]
+    assert castle.params == Params(
+        negative_prompt="fog",
+        seed=3,
+        size="640x480",
+        steps=25,
+        cfg_scale=7.0,
+        sampler="euler",
+        model="sdxl",
+        n=2,
+    )
+    assert [r.name for r in castle.references] == ["a.png"]
+    assert castle.references[0].path.read_bytes() == png()
+    assert [s.where for s in tasks.skipped] == ["row 3 (line 4)", "row 4 (line 5)"]
+    assert "seed" in tasks.skipped[0].reason
+    assert "not found" in tasks.skipped[1].reason
+    assert tasks.warnings == ["unknown column(s) ignored: mood"]
+
+
+def test_csv_delimiter_comes_from_the_header(tmp_path: Path) -> None:
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("prompt;seed\na cat, red, 4k;3\n", encoding="utf-8")
+    (task,) = nbbatch.read_prompts(semicolons)
+    assert (task.prompt, task.params.seed) == ("a cat, red, 4k", 3)
+    single = tmp_path / "single.csv"
+    single.write_text('prompt\n"a dog; sitting, by a fire"\nan owl\n', encoding="utf-8")
+    assert [t.prompt for t in nbbatch.read_prompts(single)] == [
+        "a dog; sitting, by a fire",
+        "an owl",
+    ]
+
+
+def test_csv_without_prompt_column_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "x.csv"
+    source.write_text("text,seed\nhello,1\n", encoding="utf-8")
+    with pytest.raises(PromptSourceError, match="no 'prompt' column"):
+        nbbatch.read_prompts(source)
+
+
+def test_jsonl_rows_and_per_row_errors(tmp_path: Path) -> None:
+    source = tmp_path / "jobs.jsonl"
+    rows = [
+        {"prompt": "a cat", "size": "512x512", "seed": 9},
+        "a dog",
+        {"prompt": "", "seed": 1},
+        [1, 2],
+        {"prompt": "an eel", "steps": "twenty"},
+        {"prompt": "a yak", "image": "y.png"},
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n", encoding="utf-8")
+    tasks = nbbatch.read_prompts(source)
+    assert [t.prompt for t in tasks] == ["a cat", "a dog"]
+    assert tasks[0].params == Params(size="512x512", seed=9)
+    assert [s.where for s in tasks.skipped] == [
+        "row 3 (line 3)",
+        "row 4 (line 4)",
+        "row 5 (line 5)",
+        "row 6 (line 6)",
+        "row 7 (line 7)",
+    ]
+    assert "workspace=" in tasks.skipped[3].reason
+    assert "not valid JSON" in tasks.skipped[4].reason
+
+
+def test_unreadable_sources_raise_typed_errors(tmp_path: Path) -> None:
+    with pytest.raises(PromptSourceError, match="no such file"):
+        nbbatch.read_prompts(tmp_path / "nope.txt")
+    (tmp_path / "p.docx").write_bytes(b"PK")
+    with pytest.raises(PromptSourceError, match="unknown prompts file type"):
+        nbbatch.read_prompts(tmp_path / "p.docx")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(PromptSourceError, match="UTF-8"):
+        nbbatch.read_prompts(tmp_path / "latin.txt")
+
+
+# ------------------------------------------------------------------ image folders
+
+
+def test_folder_one_prompt_times_every_image_with_caption_override(
+    tmp_path: Path, ws: Workspace
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(color="red"))
+    (folder / "b.PNG").write_bytes(png(color="blue"))
+    (folder / "b.txt").write_text("  a blue\nsquare  ", encoding="utf-8")
+    (folder / "c.jpg").write_bytes(_jpeg())
+    tasks = nbbatch.tasks_from_folder(
+        folder, "make it watercolor", workspace=ws, params={"strength": 0.6}
+    )
+    assert [(t.prompt, t.references[0].name) for t in tasks] == [
+        ("make it watercolor", "a.png"),
+        ("a blue square", "b.PNG"),
+        ("make it watercolor", "c.jpg"),
+    ]
+    assert all(t.params.strength == 0.6 for t in tasks)
+    assert tasks.skipped == []
+    appended = nbbatch.tasks_from_folder(folder, "watercolor", workspace=ws, captions="append")
+    assert appended[1].prompt == "watercolor, a blue square"
+    ignored = nbbatch.tasks_from_folder(folder, "watercolor", workspace=ws, captions="ignore")
+    assert {t.prompt for t in ignored} == {"watercolor"}
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_folder_refusals_are_listed_with_reasons(tmp_path: Path, ws: Workspace) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(png())
+    (folder / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (folder / "fake.png").write_bytes(b"II*\x00" + b"\0" * 100)  # a TIFF named .png
+    (folder / "bomb.png").write_bytes(bomb_png())
+    (folder / "huge.png").write_bytes(png() + b"\0" * (10 * 1024 * 1024))
+    (folder / "sub").mkdir()
+    tasks = nbbatch.tasks_from_folder(folder, "restyle", workspace=ws)
+    assert [t.references[0].name for t in tasks] == ["good.png"]
+    reasons = {s.where: s.reason for s in tasks.skipped}
+    assert set(reasons) == {"notes.pdf", "fake.png", "bomb.png", "huge.png", "sub"}
+    assert "not an accepted image type (.pdf)" in reasons["notes.pdf"]
+    assert "TIFF is not an accepted image format" in reasons["fake.png"]
+    assert "pixels" in reasons["bomb.png"]
+    assert "MB; the limit is" in reasons["huge.png"]
+
+
+def test_folder_takes_at_most_fifty_images_by_default(tmp_path: Path, ws: Workspace) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(53):
+        (folder / f"img{i:03d}.png").write_bytes(png(color=(i, 0, 0)))  # type: ignore[arg-type]
+    tasks = nbbatch.tasks_from_folder(folder, "restyle", workspace=ws)
+    assert len(tasks) == 50
+    assert [s.where for s in tasks.skipped] == ["img050.png", "img051.png", "img052.png"]
+    assert all("limit of 50 images" in s.reason for s in tasks.skipped)
+    assert len(nbbatch.tasks_from_folder(folder, "x", workspace=ws, max_images=60)) == 53
+
+
+def test_folder_without_prompt_needs_captions(tmp_path: Path, ws: Workspace) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png())
+    (folder / "a.txt").write_text("from caption", encoding="utf-8")
+    (folder / "b.png").write_bytes(png(color="blue"))
+    tasks = nbbatch.tasks_from_folder(folder, workspace=ws)
+    assert [t.prompt for t in tasks] == ["from caption"]
+    assert tasks.skipped[0].where == "b.png" and "no prompt" in tasks.skipped[0].reason
+    with pytest.raises(PromptSourceError, match="not a folder"):
+        nbbatch.tasks_from_folder(folder / "a.png", "x", workspace=ws)
