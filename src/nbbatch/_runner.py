@@ -519,7 +519,10 @@ class Runner:
                 await asyncio.sleep(0.01)
             self._slots[task.id] = provider.name
             self._per_provider[provider.name] += 1
-        request = self._request(task)
+        # Reading reference images is disk I/O (up to 10 MB each): keep it off the loop.
+        request = (
+            await asyncio.to_thread(self._request, task) if task.references else self._request(task)
+        )
         try:
             if self.attempt_timeout is None:
                 images = await provider.generate(request, self._on_progress(task))
