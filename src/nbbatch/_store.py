@@ -273,6 +273,7 @@ class Workspace:
         self.images_dir = self.path / "images"
         self.db_path = self.path / DB_NAME
         self._lock = threading.RLock()
+        self._made_dirs: set[str] = set()
         self._lock_file: IO[bytes] | None = None
         self._closed = False
         self.journal_mode = "wal"
@@ -514,11 +515,16 @@ class Workspace:
         """
         sha = hashlib.sha256(data).hexdigest()
         final = self._blob_path(sha, ext)
-        if final.exists() and final.stat().st_size == len(data):
-            return final, sha
+        try:
+            if os.stat(final).st_size == len(data):
+                return final, sha
+        except FileNotFoundError:
+            pass
         tmp = final.parent / f"{_TMP_PREFIX}{new_id()}"
         try:
-            final.parent.mkdir(exist_ok=True)
+            if final.parent.name not in self._made_dirs:  # 256 folders: mkdir once each
+                final.parent.mkdir(exist_ok=True)
+                self._made_dirs.add(final.parent.name)
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
