@@ -29,10 +29,14 @@ KEY_VARS = (
 
 
 @pytest.fixture(autouse=True)
-def _no_host_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A developer's real keys must never reach a test (or a fake server's log).
+def _no_host_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A developer's real keys must never reach a test (or a fake server's log), and
+    # their saved provider settings must not change what a test does.
     for name in KEY_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NBBATCH_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture

@@ -205,3 +205,22 @@ def test_templates_and_a1111_style_prompt_files(tmp_path: Path) -> None:
         "negative_prompt": "blurry, low quality",
     }
     assert by_prompt["a castle"]["images"][0]["seed"] == 5
+
+
+def test_saved_provider_configurations_are_used_by_name(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nbbatch import ProviderConfig, Settings, save_settings
+
+    monkeypatch.setenv("NBBATCH_CONFIG_DIR", str(tmp_path / "config"))
+    settings = Settings()
+    settings.add(
+        ProviderConfig(provider="demo", name="picky-demo", options={"fail_prompts": ["forbidden"]})
+    )
+    save_settings(settings)
+    assert "picky-demo  (saved configuration: demo" in nbbatch("providers").stdout
+    ws = str(tmp_path / "ws")
+    proc = nbbatch("run", "-w", ws, "-q", "-p", "picky-demo", "fine", "forbidden", check=False)
+    assert proc.returncode == 1 and "1 failed, 1 succeeded" in proc.stderr
+    (summary,) = json.loads(nbbatch("history", "-w", ws, "--json").stdout)
+    assert summary["provider"] == "picky-demo"  # resume uses the same configuration
+    resumed = nbbatch("resume", summary["id"], "-w", ws, "-q", "--retry-failed", check=False)
+    assert resumed.returncode == 1 and "refused" in resumed.stderr

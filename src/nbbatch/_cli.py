@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._batch import Batch
+from ._config import load_settings
 from ._errors import ConfigError, NbbatchError
 from ._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted, TaskSucceeded
 from ._model import Params, Task, TaskStatus
@@ -148,7 +150,15 @@ def _make_provider(args: argparse.Namespace) -> Provider:
     check_concurrency(args.concurrency)
     if args.retries < 0:
         raise ConfigError("--retries must be 0 or more")
-    return get_provider(args.provider, **_provider_options(args.option))
+    options = _provider_options(args.option)
+    settings = load_settings()
+    if args.provider in settings.providers:
+        # A saved configuration (nbbatch.save_settings): its base URL, model, options.
+        config = settings.get(args.provider)
+        if options:
+            config = dataclasses.replace(config, options={**config.options, **options})
+        return config.build()
+    return get_provider(args.provider, **options)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -176,7 +186,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"{len(tasks):,} tasks is more than --max-tasks {args.max_tasks:,}; "
                 "raise it if you mean it"
             )
-        batch = ws.create_batch(tasks, name=args.name, params=params, provider=provider.name)
+        # Record the name as typed (a saved configuration or a provider) for `resume`.
+        batch = ws.create_batch(tasks, name=args.name, params=params, provider=args.provider)
         print(batch.id, flush=True)  # first line on stdout: scripts can capture it
         _print(
             f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
@@ -243,6 +254,11 @@ def _cmd_providers(args: argparse.Namespace) -> int:
 
     for name in available_providers():
         print(name)
+    for config in load_settings():
+        print(
+            f"{config.name}  (saved configuration: {config.provider}"
+            f"{', ' + config.base_url if config.base_url else ''})"
+        )
     return EXIT_OK
 
 
