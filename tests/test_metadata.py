@@ -496,7 +496,8 @@ def test_remix_from_file_keeps_the_parameters_and_the_lineage(tmp_path: Path) ->
     assert remix.params.size == "320x200"
     assert remix.params.cfg_scale == 5.0
     assert remix.parent_id == original.id
-    assert remix.provider == "demo"
+    assert remix.provider is None  # not pinned: it runs on the batch's provider
+    assert read_generation_info(original.images[0].path).provider == "demo"
     assert task_from_image(original.images[0].path, keep_seed=False).params.seed is None
     again = Batch.create([remix], workspace=ws)
     again.run_sync("demo")

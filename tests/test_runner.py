@@ -406,3 +406,71 @@ async def test_a_succeeded_task_is_not_rerun_by_accident(workspace: Workspace) -
     await batch.run(ControlledProvider())
     with pytest.raises(ConfigError, match="already succeeded"):
         batch.start(ControlledProvider(), tasks=[batch.tasks[0]])
+
+
+async def test_cancelling_a_task_handed_out_but_not_started_is_clean(
+    workspace: Workspace,
+) -> None:
+    provider = ControlledProvider(delay=0.01)
+    batch = workspace.create_batch(prompts(4))
+    runner = batch.start(provider, concurrency=4)
+    await asyncio.sleep(0)  # the dispatcher has handed out all four; none has started
+    runner.cancel(batch.tasks[1].id)
+    runner.cancel_pending()
+    await runner.wait()
+    assert batch.tasks[1].status is TaskStatus.CANCELLED
+    assert "prompt 1" not in provider.calls
+    assert all(t.status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED) for t in batch.tasks)
+    assert leaked_tasks() == []
+
+
+async def test_a_retry_waits_while_paused(workspace: Workspace) -> None:
+    provider = ControlledProvider()
+    provider.script["flaky"] = [ServerError("boom"), "ok"]
+    batch = workspace.create_batch(["flaky"])
+    starts: list[int] = []
+    batch.subscribe(lambda e: starts.append(e.attempt) if isinstance(e, TaskStarted) else None)
+    runner = batch.start(provider, retry=RetryPolicy(base_delay=0.05, max_delay=0.05))
+    await asyncio.sleep(0.01)
+    runner.pause()
+    await asyncio.sleep(0.15)
+    assert starts == [1] and provider.calls == ["flaky"], "no retry is sent while paused"
+    assert runner.active == 0  # the CLI's Ctrl-C can stop now
+    runner.resume()
+    await runner.wait()
+    assert starts == [1, 2] and batch.tasks[0].status is TaskStatus.SUCCEEDED
+
+
+async def test_stop_while_saving_keeps_the_paid_result(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbbatch._runner import Runner
+
+    original = Runner._save_files
+
+    def slow_save(self, *args):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)
+        return original(self, *args)
+
+    monkeypatch.setattr(Runner, "_save_files", slow_save)
+    batch = workspace.create_batch(["x"])
+    runner = batch.start(ControlledProvider())
+    await asyncio.sleep(0.05)  # the provider answered; the image is being written
+    runner.stop()
+    await runner.wait()
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED and task.images[0].path.exists()
+    assert workspace.task(task.id).status is TaskStatus.SUCCEEDED
+
+
+async def test_a_task_pinned_to_another_provider_is_refused_not_rerouted(
+    workspace: Workspace,
+) -> None:
+    paid = ControlledProvider()
+    batch = workspace.create_batch([Task("pinned", provider="demo"), Task("free")])
+    with pytest.raises(ConfigError, match="asks for provider 'demo'"):
+        batch.start(paid)
+    assert paid.calls == [] and batch.counts == {"idle": 2}
+    await batch.run(paid, providers={"demo": "demo"})
+    assert paid.calls == ["free"] and batch.status == "succeeded"
+    assert batch.tasks[0].images[0].params["provider"] == "demo"

@@ -47,3 +47,24 @@ def test_server_echoing_the_key_does_not_leak_into_the_error() -> None:
     )
     err = error_from_response(response, "openai")
     assert SENTINEL not in str(err) and "Incorrect API key" in str(err)
+
+
+def test_logged_tracebacks_are_scrubbed_too(caplog: pytest.LogCaptureFixture) -> None:
+    Secret(SENTINEL)
+    with caplog.at_level(logging.ERROR, logger="nbbatch"):
+        try:
+            raise RuntimeError(f"upstream said: bad key {SENTINEL}")
+        except RuntimeError:
+            logging.getLogger("nbbatch").exception("request failed")
+    assert "bad key ***" in caplog.text
+    assert SENTINEL not in caplog.text
+
+
+async def test_clients_carrying_a_key_do_not_follow_redirects() -> None:
+    from nbbatch.providers._http import HttpClient
+
+    keyed = HttpClient("x", "http://127.0.0.1:9", headers={"x-goog-api-key": "k" * 8})
+    plain = HttpClient("x", "http://127.0.0.1:9", headers={"accept": "image/*"})
+    assert not keyed._client.follow_redirects and plain._client.follow_redirects
+    await keyed.aclose()
+    await plain.aclose()

@@ -260,3 +260,18 @@ def test_delete_batch_and_reconcile_drops_its_files(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as ws:
         assert ws.batches() == []
         assert ws.recovery.orphan_files_removed == 1
+
+
+def test_retrying_a_task_that_lost_one_of_its_images(tmp_path: Path) -> None:
+    with Workspace(tmp_path / "ws") as ws:
+        batch = ws.create_batch(["pair"], params=Params(n=2, size="32x32"))
+        batch.run_sync("demo")
+        batch.tasks[0].images[0].path.unlink()
+    with Workspace(tmp_path / "ws") as ws:
+        again = ws.batch(batch.id)
+        task = again.tasks[0]
+        assert task.status is TaskStatus.FAILED and [im.index for im in task.images] == [1]
+        again.run_sync("demo", retry_failed=True)
+        assert task.status is TaskStatus.SUCCEEDED
+        assert [im.index for im in ws.task(task.id).images] == [1, 2, 3]
+        assert all(im.path.exists() for im in ws.task(task.id).images)

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ __all__ = ["Batch"]
 
 log = logging.getLogger("nbbatch")
 
+_closing: set[asyncio.Future[None]] = set()  # keeps close() calls alive until they end
 _RUNNABLE = frozenset({TaskStatus.IDLE, TaskStatus.QUEUED, TaskStatus.INTERRUPTED})
 _RETRYABLE = _RUNNABLE | {TaskStatus.FAILED, TaskStatus.CANCELLED}
 
@@ -209,12 +210,14 @@ class Batch:
         retry_failed: bool = False,
         tasks: Sequence[Task | str] | None = None,
         provider_options: dict[str, Any] | None = None,
+        providers: Mapping[str, str | Provider] | None = None,
     ) -> Runner:
         """Start running in the background on the current event loop; return the handle.
 
         The handle has ``pause()``, ``resume()``, ``cancel(task_id)``, ``cancel_pending()``,
         ``stop()``, ``run_next(task_id)``, ``set_concurrency(n)``, ``progress()`` and
         ``await wait()``. Needs a running loop: in a notebook cell there is one.
+        ``providers`` serves tasks whose ``task.provider`` names another provider.
         """
         try:
             asyncio.get_running_loop()
@@ -229,8 +232,15 @@ class Batch:
             chosen = self.runnable(retry_failed=retry_failed)
         else:
             chosen = [self[t] if isinstance(t, str) else t for t in tasks]
-        owned = not isinstance(provider, Provider)
+        owned: list[Provider] = []
         prov = get_provider(provider, **(provider_options or {}))
+        if not isinstance(provider, Provider):
+            owned.append(prov)
+        extra: dict[str, Provider] = {}
+        for name, value in (providers or {}).items():
+            extra[name] = get_provider(value)
+            if not isinstance(value, Provider):
+                owned.append(extra[name])
         policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
         runner = Runner(
             self.workspace,
@@ -242,9 +252,17 @@ class Batch:
             attempt_timeout=attempt_timeout,
             subscribers=self._subscribers,
             batch_id=self.id,
-            close_providers=owned,  # we built it, so we close it when the run ends
+            providers=extra,
+            owned=owned,  # what we built, we close when the run ends
         )
-        runner.start()
+        try:
+            runner.start()
+        except BaseException:
+            for p in owned:  # nothing ran: do not leave their connections open
+                closing = asyncio.ensure_future(p.aclose())
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
+            raise
         self.runner = runner
         return runner
 

@@ -105,7 +105,7 @@ async def _drive_with(
     try:
         while not waiter.done():
             # After the first Ctrl-C, stop once the in-flight requests have been saved.
-            if interrupts and runner.in_flight == 0 and runner.state is RunState.PAUSED:
+            if interrupts and runner.active == 0 and runner.state is RunState.PAUSED:
                 runner.stop()
             await asyncio.wait([waiter], timeout=0.1)
     finally:

@@ -140,7 +140,11 @@ class GenerationInfo:
         )
 
     def to_task(self, *, keep_seed: bool = True, provider: str | None = None) -> Task:
-        """A new (idle) task that regenerates this image; ``keep_seed=False`` re-rolls it."""
+        """A new (idle) task that regenerates this image; ``keep_seed=False`` re-rolls it.
+
+        The task is not pinned to the provider that made the image (``self.provider``)
+        unless ``provider`` is given: it runs on whatever provider the batch runs with.
+        """
         if not self.prompt:
             raise ImageError(
                 f"the image carries no prompt (metadata source: {self.source}); nothing to "
@@ -157,7 +161,7 @@ class GenerationInfo:
         return Task(
             prompt=self.prompt,
             params=params,
-            provider=provider if provider is not None else self.provider,
+            provider=provider,
             parent_id=parent,
             original_prompt=original,
         )

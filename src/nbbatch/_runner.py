@@ -27,6 +27,7 @@ from typing import Any
 from ._errors import (
     ConfigError,
     ImageRejectedError,
+    MalformedResponseError,
     NbbatchError,
     ProviderError,
     ProviderTimeoutError,
@@ -51,6 +52,7 @@ from ._images import DEFAULT_LIMITS, ImageLimits, inspect_image
 from ._metadata import embed_metadata, generation_record
 from ._model import Task, TaskStatus
 from ._retry import RetryPolicy
+from ._secrets import scrub
 from ._store import StoredImage, Workspace
 from .providers._base import GenerationRequest, ImageData, InputImage, Provider
 
@@ -100,7 +102,7 @@ class _Eta:
     def completed(self, now: float) -> None:
         self._stamps.append(now)
 
-    def estimate(self, remaining: int, running: int) -> float | None:
+    def estimate(self, remaining: int) -> float | None:
         if remaining == 0:
             return 0.0
         if len(self._stamps) < 2:
@@ -133,11 +135,11 @@ class Runner:
         image_limits: ImageLimits = DEFAULT_LIMITS,
         subscribers: Iterable[Subscriber] = (),
         batch_id: str | None = None,
-        close_providers: bool = False,
+        owned: Sequence[Provider] = (),
     ) -> None:
         self.workspace = workspace
         self.batch_id = batch_id
-        self._close_providers = close_providers
+        self._owned = list(owned)  # providers built for this run: closed when it ends
         self._cap = max_concurrency
         self.concurrency = check_concurrency(concurrency, max_concurrency)
         self.retry = retry or RetryPolicy()
@@ -157,6 +159,8 @@ class Runner:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_provider: collections.Counter[str] = collections.Counter()
         self._slots: dict[str, str] = {}  # task id -> provider name, while requesting
+        self._parked = 0  # tasks waiting for resume before a retry
+        self._resumed: asyncio.Event | None = None
         self._user_cancelled: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
@@ -182,6 +186,11 @@ class Runner:
         return len(self._in_flight)
 
     @property
+    def active(self) -> int:
+        """Tasks requesting or saving right now (not those held for resume by a pause)."""
+        return len(self._in_flight) - self._parked
+
+    @property
     def done(self) -> bool:
         return self._main is not None and self._main.done()
 
@@ -189,11 +198,15 @@ class Runner:
         """Start nothing new; requests in flight finish and are recorded."""
         if self.state is RunState.RUNNING:
             self._paused = True
+            if self._resumed is not None:
+                self._resumed.clear()
             self._set_state(RunState.PAUSED)
 
     def resume(self) -> None:
         if self.state is RunState.PAUSED:
             self._paused = False
+            if self._resumed is not None:
+                self._resumed.set()
             self._set_state(RunState.RUNNING)
             self._poke()
 
@@ -215,6 +228,8 @@ class Runner:
         task = self._find(task_id)
         if task.status is TaskStatus.QUEUED:
             task.transition(TaskStatus.CANCELLED)
+            if task.id in self._in_flight:  # handed out but not started yet
+                self._in_flight[task.id].cancel()
             self.workspace.save_status(task)
             self._count(TaskStatus.QUEUED, TaskStatus.CANCELLED)
             self._emit(TaskCancelled(task))
@@ -229,6 +244,8 @@ class Runner:
         pending = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
         for t in pending:
             t.transition(TaskStatus.CANCELLED)
+            if t.id in self._in_flight:  # handed out but not started yet
+                self._in_flight[t.id].cancel()
         if pending:
             self.workspace.save_statuses(pending)
             self._counts[TaskStatus.QUEUED] -= len(pending)
@@ -274,7 +291,7 @@ class Runner:
             cancelled=c[TaskStatus.CANCELLED] + c[TaskStatus.INTERRUPTED],
             running=c[TaskStatus.RUNNING],
             queued=c[TaskStatus.QUEUED],
-            eta=self._eta.estimate(remaining, c[TaskStatus.RUNNING]),
+            eta=self._eta.estimate(remaining),
         )
 
     # ----------------------------------------------------------- starting
@@ -284,6 +301,8 @@ class Runner:
             raise RuntimeError("this run was already started")
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         for task in self._tasks:
             self._provider_for(task).validate(self._request(task, with_images=False))
         for t in self._tasks:
@@ -322,9 +341,19 @@ class Runner:
         raise ConfigError(f"task {task_id} is not part of this run")
 
     def _provider_for(self, task: Task) -> Provider:
-        if task.provider and task.provider in self._providers:
-            return self._providers[task.provider]
-        return self.provider
+        if not task.provider or task.provider == self.provider.name:
+            return self.provider
+        pinned = self._providers.get(task.provider)
+        if pinned is None:
+            # Never quietly send a task pinned to one provider (maybe a free one) to
+            # another (maybe a paid one).
+            raise ConfigError(
+                f"task {task.id} asks for provider {task.provider!r} but this run uses "
+                f"{self.provider.name!r}; pass providers={{{task.provider!r}: ...}} or clear "
+                "task.provider",
+                task_id=task.id,
+            )
+        return pinned
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -412,8 +441,8 @@ class Runner:
         else:
             self._set_state(RunState.FINISHED)
         self._emit_progress()
-        if self._close_providers:
-            for p in self._providers.values():
+        if self._owned:
+            for p in self._owned:
                 try:
                     await p.aclose()
                 except Exception:
@@ -475,6 +504,8 @@ class Runner:
         return report
 
     async def _execute(self, task: Task, provider: Provider) -> None:
+        if task.status is not TaskStatus.QUEUED:
+            return  # cancelled between being handed out and starting: nothing was sent
         retry_number = 0
         try:
             task.transition(TaskStatus.RUNNING)
@@ -484,8 +515,8 @@ class Runner:
                 self.workspace.save_status(task)  # journaled before the request is sent
                 self._emit(TaskStarted(task, task.attempts))
                 try:
-                    results = await self._attempt(task, provider)
-                except (ProviderError, ImageRejectedError) as exc:
+                    images = await self._attempt(task, provider)
+                except ProviderError as exc:
                     retry_number += 1
                     delay = self.retry.delay_for(exc, retry_number, self._rng)
                     if delay is None:
@@ -493,8 +524,9 @@ class Runner:
                         return
                     self._emit(TaskRetrying(task, task.attempts + 1, delay, str(exc)))
                     await asyncio.sleep(delay)
+                    await self._wait_while_paused()  # a retry is a new request: pause holds it
                     continue
-                await self._succeed(task, results)
+                await self._finish(task, provider, images)
                 return
         except asyncio.CancelledError:
             self._abort(task)
@@ -505,20 +537,23 @@ class Runner:
             log.exception("unexpected error while running task %s", task.id)
             self._fail(task, exc)
         finally:
-            self._eta.completed(time.monotonic())
+            if task.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
+                self._eta.completed(time.monotonic())  # only real completions set the pace
             self._emit_progress()
 
-    async def _attempt(self, task: Task, provider: Provider) -> list[StoredImage]:
-        if task.id not in self._slots:
-            # A retry after the slot was given back (only possible if a saving error is
-            # ever made retryable): wait for a free slot like a new task would.
-            while len(self._slots) >= self.concurrency or (
-                provider.max_concurrency is not None
-                and self._per_provider[provider.name] >= provider.max_concurrency
-            ):
-                await asyncio.sleep(0.01)
-            self._slots[task.id] = provider.name
-            self._per_provider[provider.name] += 1
+    async def _wait_while_paused(self) -> None:
+        if not self._paused:
+            return
+        self._parked += 1
+        try:
+            while self._paused:
+                assert self._resumed is not None
+                await self._resumed.wait()
+        finally:
+            self._parked -= 1
+
+    async def _attempt(self, task: Task, provider: Provider) -> list[ImageData]:
+        """One provider request; the task holds a request slot throughout."""
         # Reading reference images is disk I/O (up to 10 MB each): keep it off the loop.
         request = (
             await asyncio.to_thread(self._request, task) if task.references else self._request(task)
@@ -540,18 +575,56 @@ class Runner:
                 provider=provider.name,
                 task_id=task.id,
             ) from None
-        # The provider is done with this task: let the next request start while the
-        # images are checked and written (that is disk work, not a provider request).
-        self._release_slot(task.id)
         if not images:
-            from ._errors import MalformedResponseError
-
             raise MalformedResponseError(
                 f"{provider.name} answered without any image",
                 provider=provider.name,
                 task_id=task.id,
             )
-        return await asyncio.to_thread(self._save_files, task, provider, images)
+        return images
+
+    async def _finish(self, task: Task, provider: Provider, images: list[ImageData]) -> None:
+        """Check, write and record the images of a finished request.
+
+        The provider is done (and has billed): its slot goes to the next request while
+        the images are written, and a stop or cancel arriving now waits for the save
+        instead of throwing a paid result away. Nothing here is retried: a bad image
+        or a full disk would only pay for the same failure again.
+        """
+        self._release_slot(task.id)
+        saving = asyncio.ensure_future(self._save_and_record(task, provider, images))
+        try:
+            await asyncio.shield(saving)
+        except asyncio.CancelledError:
+            # Stop cancels twice (stop() and the wind-down): wait out every cancel until
+            # the save has finished, so its outcome is recorded before the task ends.
+            while not saving.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.shield(saving)
+            if not saving.cancelled() and saving.exception() is not None:
+                log.warning(
+                    "saving task %s failed while stopping: %s",
+                    task.id,
+                    scrub(str(saving.exception())),
+                )
+            raise
+
+    async def _save_and_record(
+        self, task: Task, provider: Provider, images: list[ImageData]
+    ) -> None:
+        stored = await asyncio.to_thread(self._save_files, task, provider, images)
+        # The files are durable already; the rows and "succeeded" go in one commit.
+        task.transition(TaskStatus.SUCCEEDED)
+        try:
+            saved = self.workspace.record_success(task, stored)
+        except BaseException:
+            task.status = TaskStatus.RUNNING
+            task.finished_at = None
+            raise
+        task.images.extend(saved)
+        task.progress = 1.0
+        self._count(TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
+        self._emit(TaskSucceeded(task, tuple(saved)))
 
     def _save_files(
         self, task: Task, provider: Provider, images: Sequence[ImageData]
@@ -577,20 +650,6 @@ class Runner:
             out.append(StoredImage(sha, info, im.seed, params))
         return out
 
-    async def _succeed(self, task: Task, stored: list[StoredImage]) -> None:
-        # The files are durable already; the rows and "succeeded" go in one commit.
-        task.transition(TaskStatus.SUCCEEDED)
-        try:
-            images = self.workspace.record_success(task, stored)
-        except BaseException:
-            task.status = TaskStatus.RUNNING
-            task.finished_at = None
-            raise
-        task.images.extend(images)
-        task.progress = 1.0
-        self._count(TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
-        self._emit(TaskSucceeded(task, tuple(images)))
-
     def _fail(self, task: Task, exc: BaseException) -> None:
         if isinstance(exc, NbbatchError):
             kind = getattr(exc, "kind", None) or (
@@ -605,6 +664,7 @@ class Runner:
         else:
             kind = "internal"
             message = f"unexpected {type(exc).__name__}: {exc}"
+        message = scrub(message)  # server and exception text may echo a key
         task.transition(TaskStatus.FAILED)
         task.error = message
         task.error_kind = kind

@@ -23,6 +23,7 @@ workspace can serve the kernel's event loop and a ``run_sync`` worker thread.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -72,6 +73,8 @@ _NETWORK_FS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre", "glusterfs"}
 )
 _TMP_PREFIX = ".tmp-"
+_OPEN: collections.Counter[str] = collections.Counter()  # open handles per workspace path
+_OPEN_LOCK = threading.Lock()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -351,7 +354,14 @@ class Workspace:
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _acquire_and_reconcile(self) -> None:
-        exclusive = True
+        # Within this process, a second handle on an open workspace never reconciles
+        # (it would take a running task for a crashed one); across processes the
+        # advisory lock below tells the same (POSIX only).
+        key = str(self.path.resolve())
+        with _OPEN_LOCK:
+            exclusive = _OPEN[key] == 0
+            _OPEN[key] += 1
+            self._open_key: str | None = key
         if fcntl is not None:
             self._lock_file = open(self.path / "workspace.lock", "a+b")  # noqa: SIM115
             try:
@@ -459,6 +469,11 @@ class Workspace:
                     "check permissions; nothing was marked done."
                 ) from None
             raise StoreError(f"workspace database error: {exc}") from None
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(
+                f"the workspace refused an inconsistent write ({exc}); nothing was changed. "
+                "Reopen the workspace to let it repair itself, then retry."
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"workspace database {str(self.db_path)!r} is damaged or not a database: {exc}"
@@ -493,6 +508,13 @@ class Workspace:
             if self._lock_file is not None:
                 self._lock_file.close()
                 self._lock_file = None
+            key = getattr(self, "_open_key", None)
+            if key is not None:
+                with _OPEN_LOCK:
+                    _OPEN[key] -= 1
+                    if _OPEN[key] <= 0:
+                        del _OPEN[key]
+                self._open_key = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -762,12 +784,6 @@ class Workspace:
         with self._tx() as c:
             self._update(c, task)
 
-    def save_tasks(self, tasks: Sequence[Task]) -> None:
-        """Journal several tasks in one transaction (bulk queue / cancel)."""
-        with self._tx() as c:
-            for t in tasks:
-                self._update(c, t)
-
     def claim(self, tasks: Sequence[Task]) -> set[str]:
         """Mark ``tasks`` queued in one transaction; return the ids that were free.
 
@@ -836,7 +852,11 @@ class Workspace:
         reverts it, and the files become orphans that the next reconcile removes.
         """
         now = time.time()
-        first = len(task.images)
+        with self._lock, self._translate():
+            # After a repair a task may keep some image rows: number new ones after them.
+            first = self._conn.execute(
+                "SELECT COALESCE(MAX(idx), -1) + 1 FROM images WHERE task_id=?", (task.id,)
+            ).fetchone()[0]
         images = [
             GeneratedImage(
                 task.id,

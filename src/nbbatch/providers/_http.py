@@ -188,6 +188,13 @@ def error_from_exception(
 
 Classifier = Callable[[httpx.Response, ProviderError], ProviderError]
 
+_KEY_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie")
+
+
+def _carries_key(header: str) -> bool:
+    name = header.lower()
+    return any(word in name for word in _KEY_HEADER_WORDS)
+
 
 class HttpClient:
     """One provider's connection pool plus error mapping.
@@ -209,11 +216,18 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         classify: Classifier | None = None,
         max_connections: int = 64,
+        follow_redirects: bool | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self._classify = classify
+        if follow_redirects is None:
+            # httpx drops Authorization on a cross-origin redirect but not custom key
+            # headers (x-goog-api-key, x-key...): clients that carry a key never follow.
+            follow_redirects = auth is None and not any(
+                _carries_key(name) for name in (headers or {})
+            )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers or {}),
@@ -223,7 +237,7 @@ class HttpClient:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            follow_redirects=True,
+            follow_redirects=follow_redirects,
         )
 
     @property
