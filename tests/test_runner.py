@@ -41,7 +41,7 @@ def prompts(n: int) -> list[str]:
 
 def leaked_tasks() -> list[asyncio.Task[object]]:
     me = asyncio.current_task()
-    return [t for t in asyncio.all_tasks() if t is not me and t.get_name().startswith("nbbatch")]
+    return [t for t in asyncio.all_tasks() if t is not me and not t.done()]
 
 
 @pytest.mark.parametrize("limit", [1, 3, 7])
