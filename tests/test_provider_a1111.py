@@ -32,6 +32,7 @@ from nbbatch._events import TaskProgress
 from nbbatch.providers import (
     A1111Provider,
     GenerationRequest,
+    ImageData,
     InputImage,
     Timeouts,
     render_demo_image,
@@ -59,7 +60,8 @@ def server(shared_server: FakeA1111) -> FakeA1111:
     s.clear_faults()
     s.requests.clear()
     s.jobs.clear()
-    s.interrupts = 0
+    s.interrupts, s.finished = 0, 0
+    s.interrupted.clear()
     s.auth, s.style, s.step_delay, s.extra_images = None, "a1111", 0.0, 0
     return s
 
@@ -406,3 +408,61 @@ async def test_a_pool_of_webuis_spreads_tasks_and_skips_a_dead_one(
         assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 6
         assert len(server.jobs) >= 1 and len(second.jobs) >= 1
         assert len(server.jobs) + len(second.jobs) == 6
+
+
+# ---------------------------------------------------------------- cancel with concurrency
+async def _two_in_flight(
+    server: FakeA1111, provider: A1111Provider
+) -> tuple[asyncio.Future[list[ImageData]], asyncio.Future[list[ImageData]]]:
+    """Start "first" (running on the WebUI) and "second" (waiting on its lock)."""
+    server.step_delay = 0.02
+    params = Params(steps=10)
+    first = asyncio.ensure_future(provider.generate(GenerationRequest("first", params)))
+    while not server.jobs:
+        await asyncio.sleep(0.005)
+    second = asyncio.ensure_future(provider.generate(GenerationRequest("second", params)))
+    while len(server.jobs) < 2:
+        await asyncio.sleep(0.005)
+    return first, second
+
+
+async def _idle(server: FakeA1111, jobs: int) -> None:
+    # a dropped request still runs on the WebUI: wait for it before the next test
+    for _ in range(500):
+        if server.finished >= jobs:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_cancelling_a_waiting_request_does_not_interrupt_the_running_one(
+    server: FakeA1111,
+) -> None:
+    p = A1111Provider(base_url=server.url, poll_interval=None, max_concurrency=2)
+    try:
+        first, second = await _two_in_flight(server, p)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        images = await first
+    finally:
+        await p.aclose()
+        await _idle(server, 2)
+    assert server.interrupts == 0
+    assert server.interrupted == []  # "first" ran all its steps
+    assert len(images) == 1
+
+
+async def test_cancelling_the_running_request_interrupts_it_only(server: FakeA1111) -> None:
+    p = A1111Provider(base_url=server.url, poll_interval=None, max_concurrency=2)
+    try:
+        first, second = await _two_in_flight(server, p)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        images = await second
+    finally:
+        await p.aclose()
+        await _idle(server, 2)
+    assert server.interrupts == 1
+    assert server.interrupted == ["first"]
+    assert len(images) == 1

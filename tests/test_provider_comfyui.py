@@ -94,12 +94,14 @@ def server(shared_server: FakeComfyUI) -> FakeComfyUI:
     s.interrupts.clear()
     s.step_delay, s.progress_steps, s.fail_class = 0.0, 4, None
     s.websocket, s.previews = True, False
+    s.interrupt_ignores_prompt_id = False
     return s
 
 
 @pytest.fixture
 async def provider(server: FakeComfyUI) -> AsyncIterator[ComfyUIProvider]:
     p = ComfyUIProvider(base_url=server.url, poll_interval=0.01)
+    p.fetch_attempts, p.fetch_retry_delay = 3, 0.001
     yield p
     await p.aclose()
 
@@ -321,7 +323,10 @@ async def test_execution_error_is_also_read_from_history_when_polling(
     [
         (Fault.status_code(500, times=2), "/prompt", 3),
         (Fault.status_code(429, headers={"retry-after": "0.01"}), "/prompt", 2),
-        (Fault.truncate(), "/view", 2),
+        # after the prompt is queued, a passing failure is retried for the same prompt
+        (Fault.truncate(), "/view", 1),
+        (Fault.status_code(503), "/history/*", 1),
+        (Fault.truncate(), "/history/*", 1),
         (Fault.status_code(503), "/upload/image", 2),
     ],
 )
@@ -340,6 +345,9 @@ async def test_transient_faults_are_retried(
     assert batch.tasks[0].status is TaskStatus.SUCCEEDED
     assert batch.tasks[0].attempts == attempts
     assert len(server.calls("/upload/image")) == attempts
+    assert len(server.prompts) == 1  # the graph was queued once
+    # and that run was not cancelled (a failed POST /prompt's own id may be deleted)
+    assert server.prompts[0]["prompt_id"] not in server.deleted
 
 
 async def test_malformed_prompt_answer_is_not_retried(
@@ -472,9 +480,58 @@ async def test_cancel_while_queueing_deletes_the_id_the_client_chose(
         await job
     sent = json.loads(server.calls("/prompt")[0].body)
     assert server.deleted == [sent["prompt_id"]]
-    assert server.interrupts == [sent["prompt_id"]]
+    assert server.interrupts == []  # it was not running: nothing to interrupt
 
 
 async def test_check_probes_system_stats(server: FakeComfyUI, provider: ComfyUIProvider) -> None:
     await provider.check()
     assert [r.path for r in server.requests] == ["/system_stats"]
+
+
+# ---------------------------------------------------------------- cancel / give up safely
+def _prompt_id(server: FakeComfyUI, index: int) -> str:
+    return str(json.loads(server.calls("/prompt", "POST")[index].body)["prompt_id"])
+
+
+async def test_history_that_keeps_failing_dequeues_and_interrupts_the_prompt(
+    server: FakeComfyUI,
+) -> None:
+    server.step_delay, server.progress_steps = 0.05, 20
+    server.add_fault(Fault.status_code(503, times=3), path="/history/*")
+    p = ComfyUIProvider(base_url=server.url, poll_interval=0.01, websocket=False)
+    p.fetch_attempts, p.fetch_retry_delay = 3, 0.03  # long enough for the run to start
+    try:
+        with pytest.raises(ServerError) as info:
+            await p.generate(GenerationRequest("a fox"))
+    finally:
+        await p.aclose()
+    assert info.value.retryable and info.value.status_code == 503
+    assert len(server.calls("/prompt", "POST")) == 1
+    pid = _prompt_id(server, 0)
+    assert server.deleted == [pid]
+    assert server.interrupts == [pid]  # /queue listed it as running
+
+
+async def test_cancelling_a_pending_prompt_never_interrupts_the_running_one(
+    server: FakeComfyUI, provider: ComfyUIProvider
+) -> None:
+    # an older server: /interrupt stops whatever runs, whatever prompt_id it names
+    server.interrupt_ignores_prompt_id = True
+    server.step_delay, server.progress_steps = 0.02, 8
+    started = asyncio.Event()
+    first = asyncio.ensure_future(
+        provider.generate(GenerationRequest("first"), lambda f, _: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 5)
+    second = asyncio.ensure_future(provider.generate(GenerationRequest("second")))
+    while len(server.calls("/prompt", "POST")) < 2:
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.02)  # let the second POST /prompt be answered (queued, pending)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert server.deleted == [_prompt_id(server, 1)]
+    assert server.interrupts == []
+    images = await first  # ran to the end, not cut short
+    assert len(images) == 1
+    assert server.history[_prompt_id(server, 0)]["status"]["status_str"] == "success"

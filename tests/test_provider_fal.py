@@ -22,6 +22,7 @@ from nbbatch import (
     Params,
     ProviderConnectionError,
     RetryPolicy,
+    ServerError,
     TaskStatus,
     Workspace,
 )
@@ -55,7 +56,9 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 
 def provider(server: FakeFal, **kw: object) -> FalProvider:
     kw.setdefault("poll_interval", 0.01)
-    return FalProvider(api_key=KEY, base_url=server.url, **kw)  # type: ignore[arg-type]
+    p = FalProvider(api_key=KEY, base_url=server.url, **kw)  # type: ignore[arg-type]
+    p.fetch_attempts, p.fetch_retry_delay = 3, 0.001
+    return p
 
 
 async def test_submit_status_result_download(server: FakeFal) -> None:
@@ -186,13 +189,15 @@ async def test_unauthorized_and_validation_errors(server: FakeFal) -> None:
 
 async def test_truncated_download_and_malformed_status(server: FakeFal) -> None:
     p = provider(server)
-    server.add_fault(Fault.truncate(), path="/files/*")
+    server.add_fault(Fault.truncate(times=3), path="/files/*")
     with pytest.raises(ProviderConnectionError) as info:
         await p.generate(GenerationRequest("x"))
-    assert info.value.retryable
+    assert info.value.retryable  # after the adapter's own three tries
+    assert len(server.calls("/files/*")) == 3
     server.add_fault(Fault.malformed(b'{"status": "EXPLODED"}'), path="*/status")
     with pytest.raises(MalformedResponseError, match="EXPLODED"):
         await p.generate(GenerationRequest("x"))
+    assert len(server.cancels) == 1  # an unreadable status: the request is stopped
     server.add_fault(Fault.malformed(b"{}"), path="/fal-ai/flux/schnell")
     with pytest.raises(MalformedResponseError, match="request_id"):
         await p.generate(GenerationRequest("x"))
@@ -213,3 +218,37 @@ def test_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         FalProvider()
     with pytest.raises(ConfigError, match="fal-ai/flux/schnell"):
         FalProvider(api_key=KEY, model="flux")
+
+
+# ---------------------------------------------------------------- one request per task
+@pytest.mark.parametrize("where", ["*/status", "/fal-ai/flux/requests/*[0-9a-f]", "/files/*"])
+@pytest.mark.parametrize("dropped", [False, True], ids=["503", "dropped"])
+async def test_passing_failure_after_submit_keeps_the_same_request(
+    server: FakeFal, ws: Workspace, where: str, dropped: bool
+) -> None:
+    fault = Fault.truncate() if dropped else Fault.status_code(503)
+    server.run_seconds = 0.05
+    server.add_fault(fault, path=where)
+    batch = Batch.create(["a heron"], workspace=ws)
+    p = provider(server)
+    await batch.run(p, concurrency=1, retry=FAST)
+    await p.aclose()
+    assert fault.times == 0  # the failure did happen
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 1
+    assert len(server.calls("/fal-ai/flux/schnell", "POST")) == 1  # submitted once
+    assert server.cancels == []
+
+
+async def test_status_polls_that_keep_failing_cancel_the_request(server: FakeFal) -> None:
+    server.run_seconds = 30
+    server.add_fault(Fault.status_code(502, times=3), path="*/status")
+    p = provider(server)
+    with pytest.raises(ServerError) as info:
+        await p.generate(GenerationRequest("x"))
+    await p.aclose()
+    assert info.value.status_code == 502 and info.value.retryable
+    assert len(server.calls("/fal-ai/flux/schnell", "POST")) == 1
+    assert len(server.calls("*/status")) == 3
+    assert len(server.cancels) == 1
+    assert server.calls("*/cancel", "PUT")

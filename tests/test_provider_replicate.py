@@ -58,7 +58,9 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 
 def provider(server: FakeReplicate, **kw: object) -> ReplicateProvider:
     kw.setdefault("poll_interval", 0.01)
-    return ReplicateProvider(api_key=KEY, base_url=server.url, **kw)  # type: ignore[arg-type]
+    p = ReplicateProvider(api_key=KEY, base_url=server.url, **kw)  # type: ignore[arg-type]
+    p.fetch_attempts, p.fetch_retry_delay = 3, 0.001
+    return p
 
 
 def png() -> bytes:
@@ -241,13 +243,14 @@ async def test_422_invalid_input_is_bad_request(server: FakeReplicate) -> None:
     await p.aclose()
 
 
-async def test_truncated_download_is_retryable(server: FakeReplicate) -> None:
-    server.add_fault(Fault.truncate(), path="/files/*")
+async def test_truncated_download_that_keeps_failing_is_retryable(server: FakeReplicate) -> None:
+    server.add_fault(Fault.truncate(times=10), path="/files/*")
     p = provider(server)
     with pytest.raises(ProviderConnectionError) as info:
         await p.generate(GenerationRequest("x"))
     await p.aclose()
     assert info.value.retryable
+    assert len(server.calls("/files/*")) == 3  # the adapter's own tries, then it gave up
 
 
 async def test_download_byte_cap(server: FakeReplicate) -> None:
@@ -299,3 +302,82 @@ async def test_server_error_result_kind(server: FakeReplicate) -> None:
         await p.generate(GenerationRequest("x"))
     await p.aclose()
     assert info.value.retryable and info.value.status_code == 500
+
+
+# ---------------------------------------------------------------- one prediction per task
+POLL = "/v1/predictions/*"
+
+
+@pytest.mark.parametrize("dropped", [False, True], ids=["503", "dropped"])
+async def test_passing_poll_failure_keeps_the_same_prediction(
+    server: FakeReplicate, ws: Workspace, dropped: bool
+) -> None:
+    fault = Fault.truncate() if dropped else Fault.status_code(503)
+    server.run_seconds = 0.1
+    server.add_fault(fault, path=POLL)
+    batch = Batch.create(["a heron"], workspace=ws)
+    p = provider(server, wait=0)
+    await batch.run(p, concurrency=1, retry=FAST)
+    await p.aclose()
+    assert fault.times == 0  # the failure did happen
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 1
+    assert len(server.calls("/v1/models/*", "POST")) == 1  # no second (billed) prediction
+    assert server.cancels == []
+
+
+async def test_polls_that_keep_failing_cancel_the_prediction(server: FakeReplicate) -> None:
+    server.run_seconds = 30
+    # exactly the adapter's three tries fail; the cancel call after them gets through
+    server.add_fault(Fault.status_code(503, times=3), path=POLL)
+    p = provider(server, wait=0)
+    with pytest.raises(ServerError) as info:
+        await p.generate(GenerationRequest("x"))
+    await p.aclose()
+    assert info.value.status_code == 503
+    assert len(server.calls("/v1/models/*", "POST")) == 1
+    assert len(server.calls(POLL, "GET")) == 3
+    (pid,) = server.cancels
+    assert server.predictions[pid].canceled_at is not None
+
+
+async def test_passing_download_failure_keeps_the_same_prediction(
+    server: FakeReplicate, ws: Workspace
+) -> None:
+    server.output_mode = "url"
+    server.add_fault(Fault.status_code(502), path="/files/*")
+    server.add_fault(Fault.truncate(), path="/files/*")
+    batch = Batch.create(["a kite"], workspace=ws)
+    p = provider(server)
+    await batch.run(p, concurrency=1, retry=FAST)
+    await p.aclose()
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 1
+    assert len(server.calls("/v1/models/*", "POST")) == 1
+    assert len(server.calls("/files/*")) == 3
+
+
+async def test_poll_rate_limit_waits_retry_after_then_continues(server: FakeReplicate) -> None:
+    server.run_seconds = 0.05
+    server.add_fault(Fault.status_code(429, headers={"retry-after": "0.05"}), path=POLL)
+    p = provider(server, wait=0)
+    images = await p.generate(GenerationRequest("x"))
+    await p.aclose()
+    assert len(images) == 1
+    polls = server.calls(POLL, "GET")
+    assert polls[1].time - polls[0].time >= 0.04  # waited what the server asked
+    assert len(server.calls("/v1/models/*", "POST")) == 1
+
+
+async def test_prediction_error_text_is_scrubbed(
+    server: FakeReplicate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        server, "fail_words", {"leakme": f"model crashed; env REPLICATE_API_TOKEN={KEY}"}
+    )
+    p = provider(server)
+    with pytest.raises(ServerError) as info:
+        await p.generate(GenerationRequest("leakme"))
+    await p.aclose()
+    assert "model crashed" in str(info.value)
+    assert KEY not in str(info.value)

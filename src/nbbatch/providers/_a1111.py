@@ -8,8 +8,16 @@ the answer (a JSON *string*) gives the seeds really used (``all_seeds``).
 
 The WebUI runs one generation at a time behind a global lock and its progress and
 interrupt are global too, so the provider defaults to one request in flight
-(``max_concurrency=1``): a second request would only wait on the server, and cancelling
-it would interrupt somebody else's image.
+(``max_concurrency=1``): a second request would only wait on the server.
+
+With ``max_concurrency`` above 1, cancelling only sends the interrupt when the request is
+the oldest of this provider's requests still in flight (the only one that can be
+running); a younger one, still waiting on the WebUI's lock, just has its connection
+dropped. Residual risks: the WebUI still runs a dropped request later (its result is
+thrown away); its lock is not strictly first-come-first-served, so the oldest request
+may in rare cases still be waiting while a younger one runs, and that younger one would
+be interrupted (and come back with partial images); and other clients of the same WebUI
+are invisible to this bookkeeping, so their job may be the one interrupted.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from .._errors import ConfigError, MalformedResponseError, ProviderError
 from .._secrets import Secret, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
+from ._support import offload
 
 __all__ = ["A1111Provider"]
 
@@ -154,6 +163,9 @@ class A1111Provider(Provider):
         self.poll_interval = poll_interval
         self.previews = previews
         self.max_concurrency = max_concurrency
+        #: this provider's POSTs in the order they were sent; the WebUI runs one at a
+        #: time, so only the first can be the running one (see ``generate``)
+        self._in_flight: list[object] = []
         self._http = HttpClient(
             self.name,
             self.base_url,
@@ -216,21 +228,42 @@ class A1111Provider(Provider):
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
     ) -> list[ImageData]:
         self.validate(request)
-        route, body = self.payload(request)
+        # multi-MB init images are base64-encoded in a worker thread, not on the loop
+        sent = sum(len(im.data) for im in request.images)
+        sent += len(request.mask.data) if request.mask is not None else 0
+        route, body = await offload(self.payload, request, size=sent)
         poller: asyncio.Task[None] | None = None
         if on_progress is not None and self.poll_interval:
             poller = asyncio.get_running_loop().create_task(self._poll(on_progress))
+        token = object()
+        self._in_flight.append(token)
         try:
             answer = await self._http.json("POST", route, json=body, task_id=request.task_id)
         except asyncio.CancelledError:
-            await self._interrupt()
+            # /sdapi/v1/interrupt stops whatever the WebUI is running. Only the oldest of
+            # this provider's requests can be the one running; a younger one is still
+            # waiting on the WebUI's lock, and interrupting would cut another task's
+            # generation short (it would come back 200 with partial images).
+            if self._in_flight[0] is token:
+                await self._interrupt()
+            else:
+                log.info(
+                    "%s: cancelled a request still waiting for the WebUI; not interrupting "
+                    "the running one (the WebUI may still run this request later)",
+                    self.name,
+                )
             raise
         finally:
+            self._in_flight.remove(token)
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
-        images = self._read(answer, request)
+        returned = answer.get("images") if isinstance(answer, Mapping) else None
+        size = (
+            sum(len(i) for i in returned if isinstance(i, str)) if isinstance(returned, list) else 0
+        )
+        images = await offload(self._read, answer, request, size=size)
         if on_progress is not None:
             on_progress(1.0, None)
         return images

@@ -27,10 +27,11 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -44,6 +45,7 @@ from .._errors import (
 from .._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
+from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch
 
 __all__ = [
     "BUILTIN_TXT2IMG",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("nbbatch")
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8188"
 
@@ -393,6 +396,9 @@ class ComfyUIProvider(Provider):
         self.idle_check = idle_check
         self.max_download_bytes = max_download_bytes
         self.max_concurrency = max_concurrency
+        #: tries (and first pause) for a /history poll or /view download once queued
+        self.fetch_attempts = FETCH_ATTEMPTS
+        self.fetch_retry_delay = FETCH_RETRY_DELAY
         self.timeouts = timeouts or Timeouts()
         self._rng = random.Random()
         self._http = HttpClient(
@@ -502,26 +508,34 @@ class ComfyUIProvider(Provider):
         # answer their own) lets a cancel during POST /prompt still dequeue the run.
         prompt_id = str(uuid.uuid4())
         try:
-            answer = await self._http.json(
-                "POST",
-                "/prompt",
-                json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
-                task_id=request.task_id,
-            )
-            if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
-                raise MalformedResponseError(
-                    f"{self.name}: POST /prompt answered without a prompt_id",
-                    provider=self.name,
+            try:
+                answer = await self._http.json(
+                    "POST",
+                    "/prompt",
+                    json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
                     task_id=request.task_id,
                 )
-            prompt_id = answer["prompt_id"]
-            if ws is not None:
-                await self._follow_ws(ws, prompt_id, request, on_progress)
-            entry = await self._wait_history(prompt_id, request)
+                if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+                    raise MalformedResponseError(
+                        f"{self.name}: POST /prompt answered without a prompt_id",
+                        provider=self.name,
+                        task_id=request.task_id,
+                    )
+                prompt_id = answer["prompt_id"]
+                if ws is not None:
+                    await self._follow_ws(ws, prompt_id, request, on_progress)
+                entry = await self._wait_history(prompt_id, request)
+            except asyncio.CancelledError:
+                await self._cancel(prompt_id)
+                raise
+            except ProviderError as exc:
+                # /history kept failing (retryable): the runner's next attempt queues the
+                # graph again, so this run must not go on using the GPU meanwhile.
+                if exc.retryable:
+                    await self._cancel(prompt_id)
+                raise
+            # finished: the outputs stay on the server, so /view retries are harmless
             images = await self._collect(entry, prompt_id, seed, request)
-        except asyncio.CancelledError:
-            await self._cancel(prompt_id)
-            raise
         finally:
             if ws is not None:
                 with contextlib.suppress(Exception):
@@ -533,7 +547,8 @@ class ComfyUIProvider(Provider):
     async def _upload(self, data: bytes, mime: str, request: GenerationRequest) -> str:
         ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
         # Content-addressed name: re-uploads of one reference reuse the same input file.
-        filename = f"nbbatch-{hashlib.sha256(data).hexdigest()[:20]}.{ext}"
+        digest = await offload(lambda: hashlib.sha256(data).hexdigest(), size=len(data))
+        filename = f"nbbatch-{digest[:20]}.{ext}"
         answer = await self._http.json(
             "POST",
             "/upload/image",
@@ -644,7 +659,11 @@ class ComfyUIProvider(Provider):
     async def _history(
         self, prompt_id: str, request: GenerationRequest
     ) -> Mapping[str, Any] | None:
-        body = await self._http.json("GET", f"/history/{prompt_id}", task_id=request.task_id)
+        # The prompt is queued: a passing failure is retried here, not by the runner
+        # (whose next attempt would queue the graph a second time).
+        body = await self._fetch(
+            partial(self._http.json, "GET", f"/history/{prompt_id}", task_id=request.task_id)
+        )
         if not isinstance(body, Mapping):
             raise MalformedResponseError(
                 f"{self.name}: /history answered {type(body).__name__}, not an object",
@@ -715,15 +734,18 @@ class ComfyUIProvider(Provider):
             )
         images = []
         for index, (node_id, ref) in enumerate(refs):
-            data, mime = await self._http.download(
-                "/view",
-                params={
-                    "filename": str(ref.get("filename", "")),
-                    "subfolder": str(ref.get("subfolder", "")),
-                    "type": str(ref.get("type", "output")),
-                },
-                max_bytes=self.max_download_bytes,
-                task_id=request.task_id,
+            data, mime = await self._fetch(
+                partial(
+                    self._http.download,
+                    "/view",
+                    params={
+                        "filename": str(ref.get("filename", "")),
+                        "subfolder": str(ref.get("subfolder", "")),
+                        "type": str(ref.get("type", "output")),
+                    },
+                    max_bytes=self.max_download_bytes,
+                    task_id=request.task_id,
+                )
             )
             info = {
                 "prompt_id": prompt_id,
@@ -734,14 +756,38 @@ class ComfyUIProvider(Provider):
             images.append(ImageData(data=data, mime=mime, seed=seed, info=info))
         return images
 
-    async def _cancel(self, prompt_id: str) -> None:
-        """Take the prompt off the queue, and stop it if it is running; best effort."""
+    async def _fetch(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await retry_fetch(call, attempts=self.fetch_attempts, delay=self.fetch_retry_delay)
 
-        async def both() -> None:
+    async def _cancel(self, prompt_id: str) -> None:
+        """Take the prompt off the queue, and stop it if it is running; best effort.
+
+        ``POST /interrupt`` stops whatever is running on servers that ignore its
+        ``prompt_id`` (older ComfyUI), which may be someone else's prompt. So it is only
+        sent when ``GET /queue`` lists this prompt as the running one; a pending prompt is
+        just deleted. Residual risk: the prompt may finish, and another one start, between
+        that check and the interrupt (milliseconds); on such an old server that other
+        prompt would be interrupted.
+        """
+
+        async def run() -> None:
+            # delete first: a prompt still pending can then no longer start
             await self._http.request("POST", "/queue", json={"delete": [prompt_id]})
-            await self._http.request("POST", "/interrupt", json={"prompt_id": prompt_id})
+            if await self._is_running(prompt_id):
+                await self._http.request("POST", "/interrupt", json={"prompt_id": prompt_id})
 
         try:
-            await asyncio.wait_for(both(), 5.0)
-        except (ProviderError, asyncio.TimeoutError) as exc:
+            await asyncio.wait_for(asyncio.shield(run()), 5.0)
+        except (ProviderError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
             log.warning("%s: could not cancel prompt %s: %s", self.name, prompt_id, exc)
+
+    async def _is_running(self, prompt_id: str) -> bool:
+        """Whether ``GET /queue`` lists ``prompt_id`` under ``queue_running``."""
+        body = await self._http.json("GET", "/queue")
+        running = body.get("queue_running") if isinstance(body, Mapping) else None
+        if not isinstance(running, list):
+            return False  # cannot tell: do not risk stopping another prompt
+        # rows are [number, prompt_id, graph, extra, outputs]
+        return any(
+            isinstance(row, list) and len(row) > 1 and row[1] == prompt_id for row in running
+        )

@@ -7,6 +7,11 @@ The status goes ``IN_QUEUE`` (with ``queue_position``) → ``IN_PROGRESS`` (with
 ``logs``) → ``COMPLETED``; the result holds ``images[].url``. Cancelling the attempt
 sends ``PUT …/requests/{id}/cancel`` before re-raising.
 
+Once submitted, the request is paid for: a passing failure on a status poll, the result
+fetch or an image download is retried here for the same ``request_id`` (a few times,
+honouring ``Retry-After``) rather than handed to the runner, whose next attempt would
+submit a second request. When the polls give up, the request is cancelled first.
+
 Inputs differ per model; the common fields (``prompt``, ``negative_prompt``,
 ``image_size``, ``num_images``, ``seed``, ``num_inference_steps``, ``guidance_scale``,
 ``image_url`` + ``strength`` for image-to-image models) are filled from the task,
@@ -18,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -33,7 +39,17 @@ from .._errors import (
 from .._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
-from ._support import DEFAULT_MAX_DOWNLOAD, data_url, decode_data_url, guess_mime, same_origin
+from ._support import (
+    DEFAULT_MAX_DOWNLOAD,
+    FETCH_ATTEMPTS,
+    FETCH_RETRY_DELAY,
+    data_url,
+    decode_data_url,
+    guess_mime,
+    offload,
+    retry_fetch,
+    same_origin,
+)
 
 __all__ = ["FalProvider"]
 
@@ -42,6 +58,7 @@ KEY_ENV = ("FAL_KEY",)
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 _STEP = re.compile(r"(\d+)\s*/\s*(\d+)")
 _PERCENT = re.compile(r"(\d{1,3})\s*%")
+T = TypeVar("T")
 
 
 def _app_root(model: str) -> str:
@@ -106,6 +123,9 @@ class FalProvider(Provider):
         self.input_names = dict(input_names or {})
         self.max_concurrency = max_concurrency
         self.max_download_bytes = max_download_bytes
+        #: tries (and first pause) for a poll, result fetch or download once submitted
+        self.fetch_attempts = FETCH_ATTEMPTS
+        self.fetch_retry_delay = FETCH_RETRY_DELAY
         self.base_url = base_url.rstrip("/")
         self._http = HttpClient(
             self.name,
@@ -122,7 +142,15 @@ class FalProvider(Provider):
         if not _MODEL.match(model.strip("/")):
             raise ConfigError(f"fal model should look like 'fal-ai/flux/schnell', got {model!r}")
 
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+    @staticmethod
+    async def _image_url(request: GenerationRequest) -> str | None:
+        """The input image as a data URL (a big one is encoded off the event loop)."""
+        if not request.images:
+            return None
+        image = request.images[0]
+        return await offload(data_url, image.data, image.mime, size=len(image.data))
+
+    def _input(self, request: GenerationRequest, image_url: str | None) -> dict[str, Any]:
         p = request.params
         values: dict[str, Any] = {"prompt": request.prompt}
         if p.negative_prompt:
@@ -138,7 +166,7 @@ class FalProvider(Provider):
         if p.cfg_scale is not None:
             values["guidance_scale"] = p.cfg_scale
         if request.images:
-            values["image_url"] = data_url(request.images[0].data, request.images[0].mime)
+            values["image_url"] = image_url
             if p.strength is not None:
                 values["strength"] = p.strength
         out = {}
@@ -163,7 +191,10 @@ class FalProvider(Provider):
         self._check_model(model)
         tid = request.task_id
         submitted = await self._http.json(
-            "POST", f"/{model}", json=self._input(request), task_id=tid
+            "POST",
+            f"/{model}",
+            json=self._input(request, await self._image_url(request)),
+            task_id=tid,
         )
         if not isinstance(submitted, Mapping) or not isinstance(submitted.get("request_id"), str):
             raise MalformedResponseError(
@@ -176,29 +207,42 @@ class FalProvider(Provider):
         cancel_url = self._url(submitted.get("cancel_url"), f"{root}/cancel")
         try:
             status = await self._wait(status_url, request, on_progress)
-            error = status.get("error")
-            if error:
-                # the run failed on fal's side (and was billed); the same input usually
-                # fails the same way, so it is not retried
-                raise ServerError(
-                    f"fal: request {rid} failed: {scrub(str(error))[:300]}",
-                    provider=self.name,
-                    task_id=tid,
-                    retryable=False,
-                )
-            result = await self._http.json("GET", result_url, task_id=tid)
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProviderError, asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._http.request("PUT", cancel_url)), 10)
+        except (asyncio.CancelledError, Exception):
+            # cancelled by the runner, or the polls gave up: stop the request (and its
+            # billing) before re-raising, since the runner's next attempt submits anew
+            await self._cancel(cancel_url)
             raise
+        error = status.get("error")
+        if error:
+            # the run failed on fal's side (and was billed); the same input usually
+            # fails the same way, so it is not retried
+            raise ServerError(
+                f"fal: request {rid} failed: {scrub(str(error))[:300]}",
+                provider=self.name,
+                task_id=tid,
+                retryable=False,
+            )
+        # COMPLETED: the result is kept by fal, so fetching it again is safe
+        result = await self._fetch(lambda: self._http.json("GET", result_url, task_id=tid))
         return await self._images(result, rid, request, on_progress)
+
+    async def _fetch(self, call: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent GET for an existing request, retried for the same request id."""
+        return await retry_fetch(call, attempts=self.fetch_attempts, delay=self.fetch_retry_delay)
+
+    async def _cancel(self, cancel_url: str) -> None:
+        """Best effort, bounded; shielded so the runner's cancellation cannot cut it."""
+        with contextlib.suppress(ProviderError, asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._http.request("PUT", cancel_url)), 10)
 
     async def _wait(
         self, url: str, request: GenerationRequest, on_progress: ProgressCallback | None
     ) -> Mapping[str, Any]:
         last: tuple[str, float | None] | None = None
         while True:
-            status = await self._http.json("GET", url, params={"logs": 1}, task_id=request.task_id)
+            status = await self._fetch(
+                lambda: self._http.json("GET", url, params={"logs": 1}, task_id=request.task_id)
+            )
             state = status.get("status") if isinstance(status, Mapping) else None
             if state not in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
                 raise MalformedResponseError(
@@ -244,8 +288,10 @@ class FalProvider(Provider):
             if url.startswith("data:"):
                 data, mime = decode_data_url(url, self.name, task_id=tid)
             else:
-                data, ctype = await self._files.download(
-                    url, max_bytes=self.max_download_bytes, task_id=tid
+                data, ctype = await self._fetch(
+                    partial(
+                        self._files.download, url, max_bytes=self.max_download_bytes, task_id=tid
+                    )
                 )
                 mime = ctype or str(image.get("content_type") or "")
             info: dict[str, Any] = {"request_id": rid}

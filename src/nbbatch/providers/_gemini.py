@@ -31,7 +31,7 @@ from .._retry import parse_duration
 from .._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
-from ._support import b64_image, guess_mime, nearest_aspect_ratio
+from ._support import b64_image, guess_mime, nearest_aspect_ratio, offload
 
 __all__ = ["GeminiProvider"]
 
@@ -54,6 +54,24 @@ REFUSALS = frozenset(
 #: Flash image models take up to 3 input images well; Pro image models up to 14.
 _MAX_REFS_FLASH = 3
 _MAX_REFS_PRO = 14
+
+
+def _inline_size(answer: object) -> int:
+    """Characters of base64 image data in an answer (decides where to decode it)."""
+    total = 0
+    candidates = answer.get("candidates") if isinstance(answer, Mapping) else None
+    for cand in candidates if isinstance(candidates, list) else []:
+        content = cand.get("content") if isinstance(cand, Mapping) else None
+        parts = content.get("parts") if isinstance(content, Mapping) else None
+        for part in parts if isinstance(parts, list) else []:
+            inline = (
+                (part.get("inlineData") or part.get("inline_data"))
+                if isinstance(part, Mapping)
+                else None
+            )
+            data = inline.get("data") if isinstance(inline, Mapping) else None
+            total += len(data) if isinstance(data, str) else 0
+    return total
 
 
 def _error_body(response: httpx.Response) -> Mapping[str, Any]:
@@ -206,10 +224,13 @@ class GeminiProvider(Provider):
         answer = await self._http.json(
             "POST",
             f"/v1beta/models/{model}:generateContent",
-            json=self._body(request),
+            # multi-MB references are base64-encoded in a worker thread, not on the loop
+            json=await offload(
+                self._body, request, size=sum(len(im.data) for im in request.images)
+            ),
             task_id=request.task_id,
         )
-        images = self._images(answer, request)
+        images = await offload(self._images, answer, request, size=_inline_size(answer))
         if on_progress is not None:
             on_progress(1.0, None)
         return images

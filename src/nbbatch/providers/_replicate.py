@@ -10,8 +10,14 @@ already set (sync-mode answers fill it while still ``processing``).
 Cancelling: when the runner cancels the attempt we call ``POST
 /v1/predictions/{id}/cancel`` before re-raising, so a cancelled task stops billing. A
 cancel that arrives while the create call itself is still waiting cannot be forwarded
-(the id is not known yet), which is why ``wait`` defaults to a few seconds rather than
-the service's 60.
+(the id is not known yet, so that prediction runs to the end and is billed), which is
+why ``wait`` defaults to a few seconds rather than the service's 60.
+
+Once created, the prediction is paid for: a passing failure on a status poll or an
+output download is retried here for the same id (a few times, honouring
+``Retry-After``) instead of reaching the runner, whose next attempt would create a
+second prediction. When the polls give up, the prediction is cancelled before the
+error is raised.
 
 Inputs differ per model. The common names (``prompt``, ``negative_prompt``, ``seed``,
 ``width``/``height``, ``num_outputs``, ``num_inference_steps``, ``guidance_scale``,
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import httpx
@@ -36,10 +43,20 @@ from .._errors import (
     ProviderError,
     ServerError,
 )
-from .._secrets import Secret, resolve_key
+from .._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
-from ._support import DEFAULT_MAX_DOWNLOAD, data_url, decode_data_url, guess_mime, same_origin
+from ._support import (
+    DEFAULT_MAX_DOWNLOAD,
+    FETCH_ATTEMPTS,
+    FETCH_RETRY_DELAY,
+    data_url,
+    decode_data_url,
+    guess_mime,
+    offload,
+    retry_fetch,
+    same_origin,
+)
 
 __all__ = ["ReplicateProvider"]
 
@@ -72,7 +89,12 @@ def _route(model: str) -> tuple[str, dict[str, str]]:
 
 
 class ReplicateProvider(Provider):
-    """Replicate (key: ``REPLICATE_API_TOKEN``)."""
+    """Replicate (key: ``REPLICATE_API_TOKEN``).
+
+    ``wait`` (seconds, default 5) is the ``Prefer: wait`` hold on the create call. A
+    cancel during that hold cannot reach Replicate (no prediction id yet): that
+    prediction runs to completion and is billed. Keep ``wait`` short.
+    """
 
     name: ClassVar[str] = "replicate"
     label: ClassVar[str] = "Replicate"
@@ -117,6 +139,9 @@ class ReplicateProvider(Provider):
         self.input_names = dict(input_names or {})
         self.max_concurrency = max_concurrency
         self.max_download_bytes = max_download_bytes
+        #: tries (and first pause) for a poll or download once the prediction exists
+        self.fetch_attempts = FETCH_ATTEMPTS
+        self.fetch_retry_delay = FETCH_RETRY_DELAY
         self.base_url = base_url.rstrip("/")
         self._http = HttpClient(
             self.name,
@@ -129,7 +154,15 @@ class ReplicateProvider(Provider):
         self._files = HttpClient(self.name, base_url, timeouts=timeouts, transport=transport)
 
     # ------------------------------------------------------------------ request
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
+    @staticmethod
+    async def _image_url(request: GenerationRequest) -> str | None:
+        """The input image as a data URL (a big one is encoded off the event loop)."""
+        if not request.images:
+            return None
+        image = request.images[0]
+        return await offload(data_url, image.data, image.mime, size=len(image.data))
+
+    def _input(self, request: GenerationRequest, image_url: str | None) -> dict[str, Any]:
         p = request.params
         values: dict[str, Any] = {"prompt": request.prompt}
         if p.negative_prompt:
@@ -145,8 +178,7 @@ class ReplicateProvider(Provider):
         if p.cfg_scale is not None:
             values["guidance_scale"] = p.cfg_scale
         if request.images:
-            image = request.images[0]
-            values["image"] = data_url(image.data, image.mime)
+            values["image"] = image_url
             if p.strength is not None:
                 values["prompt_strength"] = p.strength
         out: dict[str, Any] = {}
@@ -176,7 +208,7 @@ class ReplicateProvider(Provider):
             "POST",
             path,
             request,
-            json={**extra, "input": self._input(request)},
+            json={**extra, "input": self._input(request, await self._image_url(request))},
             headers=headers,
         )
         pid = str(prediction.get("id") or "")
@@ -191,8 +223,16 @@ class ReplicateProvider(Provider):
             while prediction.get("status") not in TERMINAL:
                 last = self._report(prediction, on_progress, last)
                 await asyncio.sleep(self.poll_interval)
-                prediction = await self._prediction("GET", self._poll_url(prediction, pid), request)
-        except asyncio.CancelledError:
+                url = self._poll_url(prediction, pid)
+                # The prediction exists (and bills): a passing error on a poll is retried
+                # here for the same id; it must not make the runner create another one.
+                prediction = await retry_fetch(
+                    partial(self._prediction, "GET", url, request),
+                    attempts=self.fetch_attempts,
+                    delay=self.fetch_retry_delay,
+                )
+        except (asyncio.CancelledError, Exception):
+            # cancelled by the runner, or the polls gave up: stop it before re-raising
             await self._cancel(pid)
             raise
         return await self._outputs(prediction, request, on_progress)
@@ -239,7 +279,7 @@ class ReplicateProvider(Provider):
         status = prediction.get("status")
         pid = prediction.get("id")
         if status == "failed":
-            error = str(prediction.get("error") or "no reason given")[:300]
+            error = scrub(str(prediction.get("error") or "no reason given"))[:300]
             if any(w in error.lower() for w in _REFUSAL_WORDS):
                 raise ContentRefusedError(
                     f"replicate: prediction {pid} was refused by the model's safety check: {error}",
@@ -285,8 +325,15 @@ class ReplicateProvider(Provider):
             if url.startswith("data:"):
                 data, mime = decode_data_url(url, self.name, task_id=request.task_id)
             else:
-                data, ctype = await self._files.download(
-                    url, max_bytes=self.max_download_bytes, task_id=request.task_id
+                data, ctype = await retry_fetch(
+                    partial(
+                        self._files.download,
+                        url,
+                        max_bytes=self.max_download_bytes,
+                        task_id=request.task_id,
+                    ),
+                    attempts=self.fetch_attempts,
+                    delay=self.fetch_retry_delay,
                 )
                 mime = ctype or ""
             images.append(ImageData(data=data, mime=guess_mime(data, mime), seed=seed, info=info))

@@ -1,32 +1,53 @@
 """Small helpers the HTTP adapters share: sizes to aspect ratios, base64 and data URLs.
 
-Everything here is pure (no I/O) so it can be tested with tables.
+Nearly everything here is pure (no I/O) so it can be tested with tables; the two async
+helpers are :func:`offload` (big base64 / hashing off the event loop) and
+:func:`retry_fetch` (repeat an idempotent GET on a remote job that already exists).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import math
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from .._errors import ConfigError, MalformedResponseError
+from .._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
 from .._images import sniff_format
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD",
+    "FETCH_ATTEMPTS",
+    "FETCH_RETRY_DELAY",
+    "OFFLOAD_BYTES",
     "b64_image",
     "data_url",
     "decode_data_url",
     "guess_mime",
     "nearest_aspect_ratio",
+    "offload",
+    "retry_fetch",
     "same_origin",
 ]
 
+T = TypeVar("T")
+
 #: largest image body an adapter downloads (the guarded decoder's own cap is the same)
 DEFAULT_MAX_DOWNLOAD = 50 * 1024 * 1024
+
+#: above this many bytes, base64 coding and hashing run in a worker thread: a multi-MB
+#: image takes tens of milliseconds, long enough to stall every other task's I/O
+OFFLOAD_BYTES = 1024 * 1024
+
+#: how often an idempotent GET on an existing remote job is tried, and the first pause
+FETCH_ATTEMPTS = 4
+FETCH_RETRY_DELAY = 0.5
+#: a Retry-After longer than this is not waited out inside one attempt
+_MAX_FETCH_WAIT = 30.0
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -107,3 +128,42 @@ def same_origin(url: str, base_url: str) -> bool:
     """
     a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base_url)
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+async def offload(func: Callable[..., T], *args: object, size: int) -> T:
+    """``func(*args)``, in a worker thread when ``size`` bytes are involved beyond
+    :data:`OFFLOAD_BYTES`; small data stays inline (a thread hop costs more than it saves)."""
+    if size > OFFLOAD_BYTES:
+        return await asyncio.to_thread(func, *args)
+    return func(*args)
+
+
+async def retry_fetch(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = FETCH_ATTEMPTS,
+    delay: float = FETCH_RETRY_DELAY,
+) -> T:
+    """Await ``call()``, repeating it on retryable provider errors (bounded).
+
+    For the idempotent GETs (status polls, result fetches, output downloads) that follow
+    the creation of a paid remote job. Letting such an error reach the runner would make
+    it repeat the whole attempt and create a *second* job while the first keeps running;
+    retrying here keeps the same remote id. Pauses double from ``delay``; a server's
+    ``Retry-After`` is honoured up to 30 s (a longer one, or the last failure, is raised
+    so the caller can cancel the job). Non-retryable errors are raised at once.
+    """
+    attempts = max(1, attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except ProviderError as exc:
+            if not exc.retryable or attempt >= attempts:
+                raise
+            pause = delay * 2 ** (attempt - 1)
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                if exc.retry_after > _MAX_FETCH_WAIT:
+                    raise
+                pause = max(pause, exc.retry_after)
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover

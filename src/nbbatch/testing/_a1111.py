@@ -73,6 +73,10 @@ class FakeA1111(FakeServer):
         #: parsed bodies of accepted txt2img / img2img requests, in order
         self.jobs: list[dict[str, Any]] = []
         self.interrupts = 0
+        #: prompts of the jobs an interrupt cut short (they still answer 200, as the
+        #: real WebUI does), and the number of jobs that have finished either way
+        self.interrupted: list[str] = []
+        self.finished = 0
         self._state: dict[str, Any] = self._idle_state()
         self._job_lock: asyncio.Lock | None = None
         self._rng = random.Random()
@@ -201,6 +205,7 @@ class FakeA1111(FakeServer):
         try:
             for step in range(simulated):
                 if self._state["interrupted"]:
+                    self.interrupted.append(str(body.get("prompt", "")))
                     break
                 if self.step_delay:
                     await asyncio.sleep(self.step_delay)
@@ -213,6 +218,7 @@ class FakeA1111(FakeServer):
             images += [render_png("control map", i, size) for i in range(self.extra_images)]
         finally:
             self._state = self._idle_state()
+            self.finished += 1
         negative = str(body.get("negative_prompt", ""))
         infotexts = [
             f"{prompt}\nNegative prompt: {negative}\nSteps: {steps}, Sampler: {sampler}, "

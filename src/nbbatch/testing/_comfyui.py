@@ -12,7 +12,9 @@ the prompt's ``client_id`` gets the events in the real order: ``status`` →
 Switches: ``latency`` (every HTTP request), ``step_delay`` and ``progress_steps``
 (sampler ticks), ``fail_class`` + ``fail_message`` (that node class raises → an
 ``execution_error``), ``websocket=False`` (refuse the socket, so clients must poll),
-``previews`` (binary preview frames) and ``max_side`` (rendered images are scaled down).
+``previews`` (binary preview frames), ``max_side`` (rendered images are scaled down) and
+``interrupt_ignores_prompt_id`` (behave like older servers: ``/interrupt`` stops whatever
+is running, whichever ``prompt_id`` it names).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class FakeComfyUI(FakeServer):
         websocket: bool = True,
         previews: bool = False,
         max_side: int = 96,
+        interrupt_ignores_prompt_id: bool = False,
     ) -> None:
         super().__init__(latency=latency)
         self.step_delay = step_delay
@@ -115,6 +118,7 @@ class FakeComfyUI(FakeServer):
         self.websocket = websocket
         self.previews = previews
         self.max_side = max_side
+        self.interrupt_ignores_prompt_id = interrupt_ignores_prompt_id
         #: every event sent over a socket, as (client_id, type, data)
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.history: dict[str, dict[str, Any]] = {}
@@ -584,6 +588,8 @@ class FakeComfyUI(FakeServer):
             body = json.loads(raw) if raw.strip() else {}
             wanted = body.get("prompt_id") if isinstance(body, dict) else None
             self.interrupts.append(wanted)
+            if self.interrupt_ignores_prompt_id:
+                wanted = None
             if self._running is not None and wanted in (None, self._running.prompt_id):
                 self._interrupted = True
             return Response(b"", status_code=200)
