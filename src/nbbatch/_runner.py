@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -160,6 +161,12 @@ class Runner:
         self._per_provider: collections.Counter[str] = collections.Counter()
         self._slots: dict[str, str] = {}  # task id -> provider name, while requesting
         self._parked = 0  # tasks waiting for resume before a retry
+        # Saving is mostly waiting on fsync: a pool as wide as the saves that may be under
+        # way (up to ``concurrency``) keeps a slow disk from queueing them behind the
+        # loop's small default pool, and lets the file system batch the syncs.
+        self._savers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(64, max(4, self.concurrency)), thread_name_prefix="nbbatch-save"
+        )
         self._resumed: asyncio.Event | None = None
         self._user_cancelled: set[str] = set()
         self._wake: asyncio.Event | None = None
@@ -441,6 +448,7 @@ class Runner:
         else:
             self._set_state(RunState.FINISHED)
         self._emit_progress()
+        self._savers.shutdown(wait=False)
         if self._owned:
             for p in self._owned:
                 try:
@@ -612,7 +620,9 @@ class Runner:
     async def _save_and_record(
         self, task: Task, provider: Provider, images: list[ImageData]
     ) -> None:
-        stored = await asyncio.to_thread(self._save_files, task, provider, images)
+        stored = await asyncio.get_running_loop().run_in_executor(
+            self._savers, self._save_files, task, provider, images
+        )
         # The files are durable already; the rows and "succeeded" go in one commit.
         task.transition(TaskStatus.SUCCEEDED)
         try:
