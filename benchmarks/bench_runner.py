@@ -47,7 +47,7 @@ def tiny_pngs(count: int) -> list[bytes]:
 
 class InstantProvider(Provider):
     name: ClassVar[str] = "instant"
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, images: list[bytes], latency: float = 0.0) -> None:
         self.images = images

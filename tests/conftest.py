@@ -62,7 +62,7 @@ class ControlledProvider(Provider):
     """
 
     name: ClassVar[str] = "controlled"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True, img2img=True, max_references=2, max_n=4, seed=True
     )
 

@@ -125,7 +125,7 @@ class A1111Provider(Provider):
 
     name: ClassVar[str] = "a1111"
     label: ClassVar[str] = "Stable Diffusion WebUI (A1111 / Forge)"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,

@@ -87,7 +87,7 @@ class Provider(abc.ABC):
     """Base class for image providers. Subclasses set ``name`` and ``capabilities``."""
 
     name: ClassVar[str] = "provider"
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
     #: a human label for menus and logs (``"Demo (offline)"``)
     label: ClassVar[str] = ""
     #: default per-provider concurrency cap (``None``: only the runner's global limit)

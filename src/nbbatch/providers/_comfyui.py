@@ -344,7 +344,7 @@ class ComfyUIProvider(Provider):
 
     name: ClassVar[str] = "comfyui"
     label: ClassVar[str] = "ComfyUI"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,

@@ -114,7 +114,7 @@ class DemoProvider(Provider):
 
     name: ClassVar[str] = "demo"
     label: ClassVar[str] = "Demo (offline, no key)"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,

@@ -88,7 +88,7 @@ class FalProvider(Provider):
 
     name: ClassVar[str] = "fal"
     label: ClassVar[str] = "fal.ai"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,

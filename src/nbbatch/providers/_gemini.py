@@ -129,7 +129,7 @@ class GeminiProvider(Provider):
 
     name: ClassVar[str] = "gemini"
     label: ClassVar[str] = "Google Gemini (image)"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=_MAX_REFS_PRO,

@@ -57,7 +57,7 @@ class HuggingFaceProvider(Provider):
 
     name: ClassVar[str] = "huggingface"
     label: ClassVar[str] = "Hugging Face Inference"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=False,
         max_n=1,

@@ -107,7 +107,7 @@ class OpenAIProvider(Provider):
 
     name: ClassVar[str] = "openai"
     label: ClassVar[str] = "OpenAI Images"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=16,

@@ -126,15 +126,12 @@ class PoolProvider(Provider):
         self.cooldown = cooldown
         self.check_endpoints = check_endpoints
         self._clock = clock
-        self._caps = _combine(self.endpoints)
+        # Per instance: what a pool can do depends on its endpoints.
+        self.capabilities = _combine(self.endpoints)
         #: the runner's per-provider cap: every endpoint busy at once, no more
         self.max_concurrency = sum(e.cap for e in self.endpoints)
         self._changed = asyncio.Event()
         self._check_lock: asyncio.Lock | None = None
-
-    @property  # instance-specific: depends on the endpoints
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return self._caps
 
     # ------------------------------------------------------------------ health
     def _available(self, ep: Endpoint, now: float) -> bool:

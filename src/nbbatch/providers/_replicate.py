@@ -98,7 +98,7 @@ class ReplicateProvider(Provider):
 
     name: ClassVar[str] = "replicate"
     label: ClassVar[str] = "Replicate"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,

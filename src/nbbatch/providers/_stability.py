@@ -97,7 +97,7 @@ class StabilityProvider(Provider):
     name: ClassVar[str] = "stability"
     label: ClassVar[str] = "Stability AI"
     #: the union over the endpoints; :meth:`validate` applies the per-endpoint limits
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         txt2img=True,
         img2img=True,
         max_references=1,
