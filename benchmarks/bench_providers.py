@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 MODEL = "gpt-image-1"
-KEY = "sk-bench-not-a-real-key"
+KEY = "test-key-bench-not-a-real-key"
 
 
 def _serve(latency: float, max_side: int, conn: Any) -> None:

@@ -28,7 +28,7 @@ from nbbatch.providers._http import Timeouts
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeStability
 
-SENTINEL = "sk-CONFIG-SENTINEL-5f1e2d3c4b5a"
+SENTINEL = "test-key-CONFIG-SENTINEL-5f1e2d3c4b5a"
 KEY_VARS = (
     "OPENAI_API_KEY",
     "STABILITY_API_KEY",
@@ -216,7 +216,7 @@ async def test_connection_ok_and_failure_are_readable(server: FakeStability) -> 
     good = ProviderConfig("stability", base_url=server.url, api_key=SENTINEL)
     result = await check_connection(good)
     assert result.ok and result.verified and "connected" in result.message
-    wrong = "sk-WRONG-CONFIG-SENTINEL-777"
+    wrong = "test-key-WRONG-CONFIG-SENTINEL-777"
     bad = ProviderConfig("stability", base_url=server.url, api_key=wrong)
     result = await check_connection(bad)
     assert not result.ok and result.error_kind == "auth"

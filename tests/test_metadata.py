@@ -517,7 +517,7 @@ def test_remix_from_a_foreign_file_drops_out_of_range_values() -> None:
 def test_a_key_that_leaked_into_provider_info_is_not_embedded() -> None:
     from nbbatch._secrets import Secret
 
-    sentinel = "sk-SENTINEL-metadata-7f3a9c"
+    sentinel = "test-key-SENTINEL-metadata-7f3a9c"
     Secret(sentinel)  # registers the value as a known secret
     data = encode(Image.new("RGB", (8, 8)), "PNG")
     record = a_record(info={"debug_url": f"https://x.invalid/?key={sentinel}"})

@@ -34,7 +34,7 @@ from nbbatch import (
 )
 from nbbatch.testing import FakeChat, Fault
 
-SENTINEL = "sk-SENTINEL-planner-9f8e7d6c"
+SENTINEL = "test-key-SENTINEL-planner-9f8e7d6c"
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)
 
 

@@ -36,7 +36,7 @@ from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeReplicate, FakeStability, Fault
 
-KEY = "sk-pool-SENTINEL-key-123456"
+KEY = "test-key-pool-SENTINEL-key-123456"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 

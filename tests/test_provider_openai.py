@@ -435,7 +435,7 @@ async def test_cancel_mid_request_ends_the_task_cancelled(
 async def test_sentinel_key_never_appears_in_errors_reprs_or_the_workspace(
     workspace: Workspace,
 ) -> None:
-    sentinel = "sk-SENTINEL-4f2a9c71e0b3"
+    sentinel = "test-key-SENTINEL-4f2a9c71e0b3"
     # A hostile server that echoes the whole key back in its 401 message.
     with FakeOpenAI(api_key="sk-the-right-one", echo_key=True) as s:
         p = OpenAIProvider(api_key=Secret(sentinel), base_url=s.base_url)

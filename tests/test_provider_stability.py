@@ -31,7 +31,7 @@ from nbbatch.providers import GenerationRequest, InputImage
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeStability, Fault
 
-KEY = "sk-stability-SENTINEL-0123456789"
+KEY = "test-key-stability-SENTINEL-0123456789"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
@@ -160,7 +160,7 @@ async def test_plain_403_without_moderation_name_is_auth(server: FakeStability) 
 
 
 async def test_wrong_key_is_auth_error_without_the_key(server: FakeStability) -> None:
-    wrong = "sk-WRONG-SENTINEL-987654321"
+    wrong = "test-key-WRONG-SENTINEL-987654321"
     p = StabilityProvider(api_key=wrong, base_url=server.url)
     with pytest.raises(AuthenticationError) as info:
         await p.generate(GenerationRequest("x"))

@@ -11,7 +11,7 @@ import pytest
 from nbbatch._secrets import Secret, resolve_key, scrub
 from nbbatch.providers._http import error_from_response
 
-SENTINEL = "sk-test-SENTINEL-0123456789abcdef"
+SENTINEL = "test-key-test-SENTINEL-0123456789abcdef"
 
 
 def test_secret_never_prints_its_value() -> None:
