@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._aio import run_blocking
 from ._errors import ConfigError
 from ._events import Event
 from ._model import GeneratedImage, Params, Task, TaskStatus
@@ -284,17 +284,14 @@ class Batch:
         When an event loop is already running in this thread (a notebook), the run goes
         to a worker thread with its own loop and this call blocks the cell until it ends.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.run(provider, **options))
-        log.warning(
-            "run_sync() called while an event loop is running: running the batch in a "
-            "worker thread and blocking this cell. Use `await batch.run(...)` or "
-            "`batch.start(...)` to keep the notebook responsive."
+        return run_blocking(
+            lambda: self.run(provider, **options),
+            note_if_loop=(
+                "run_sync() called while an event loop is running: running the batch in a "
+                "worker thread and blocking this cell. Use `await batch.run(...)` or "
+                "`batch.start(...)` to keep the notebook responsive."
+            ),
         )
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbbatch") as pool:
-            return pool.submit(asyncio.run, self.run(provider, **options)).result()
 
 
 def _workspace(ws: Workspace | str | os.PathLike[str] | None) -> Workspace:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import io
 import json
 import os
@@ -41,6 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._aio import run_blocking
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -818,16 +818,6 @@ async def aenhance(
         ) from None
 
 
-def _run(coro_factory: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    # A notebook cell already runs a loop in this thread: run ours in a worker thread.
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbbatch-plan") as pool:
-        return pool.submit(lambda: asyncio.run(coro_factory())).result()
-
-
 def plan(
     master_prompt: str,
     *,
@@ -841,7 +831,7 @@ def plan(
     strict_references: bool = False,
 ) -> Plan:
     """Blocking :func:`aplan`: works in a script and in a notebook cell alike."""
-    result: Plan = _run(
+    result: Plan = run_blocking(
         lambda: aplan(
             master_prompt,
             llm=llm,
@@ -864,5 +854,5 @@ def enhance(
     style: str | None = None,
 ) -> str:
     """Blocking :func:`aenhance`."""
-    result: str = _run(lambda: aenhance(prompt, llm=llm, style=style))
+    result: str = run_blocking(lambda: aenhance(prompt, llm=llm, style=style))
     return result
