@@ -1,0 +1,148 @@
+import { icons } from "./icons.js";
+import { duration, fmt, h, setAttr, setText } from "./util.js";
+
+// Run toolbar + batch progress (studio only). Buttons keep their place; the one that
+// does not apply in the current run state is disabled (Pause/Resume share one slot).
+export class Toolbar {
+  constructor(view) {
+    this.view = view;
+    const s = view.strings;
+    const button = (key, icon, cls, action) =>
+      h("button", {
+        type: "button",
+        class: `nbb-btn ${cls}`,
+        "aria-label": s[key],
+        title: s[key],
+        onclick: () => view.act(action),
+        html: `${icons[icon]}<span>${s[key]}</span>`,
+      });
+    this.runAll = button("run_all", "play", "nbb-primary", "run_all");
+    this.pause = button("pause", "pause", "", "pause");
+    this.resume = button("resume", "play", "", "resume");
+    this.stop = button("stop", "stop", "", "stop");
+    this.retryFailed = button("retry_failed", "retry", "", "retry_failed");
+    this.state = h("span", { class: "nbb-state", role: "status", "aria-live": "polite" });
+
+    this.provider = h("select", {
+      class: "nbb-select",
+      "aria-label": s.provider,
+      onchange: () => view.act("set_provider", { name: this.provider.value }),
+    });
+    this.concurrency = h("input", {
+      class: "nbb-number",
+      type: "number",
+      min: 1,
+      max: 10,
+      step: 1,
+      "aria-label": s.concurrency,
+      onchange: () => {
+        const value = Math.max(1, Math.min(10, parseInt(this.concurrency.value, 10) || 1));
+        this.concurrency.value = String(value);
+        view.act("set_concurrency", { value });
+      },
+    });
+    const settings = h(
+      "div",
+      { class: "nbb-settings" },
+      h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
+      h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency),
+    );
+
+    this.bar = h("div", {
+      class: "nbb-pbar",
+      role: "progressbar",
+      "aria-label": s.progress,
+      "aria-valuemin": 0,
+    });
+    this.barDone = h("i", { class: "nbb-pbar-ok" });
+    this.barFailed = h("i", { class: "nbb-pbar-bad" });
+    this.bar.append(this.barDone, this.barFailed);
+    this.stats = h("div", { class: "nbb-stats" });
+
+    this.el = h(
+      "div",
+      { class: "nbb-top" },
+      h(
+        "div",
+        { class: "nbb-toolbar", role: "toolbar", "aria-label": s.toolbar },
+        h("div", { class: "nbb-group" }, this.runAll, this.pause, this.resume, this.stop),
+        h("div", { class: "nbb-group" }, this.retryFailed),
+        this.state,
+        h("div", { class: "nbb-spring" }),
+        settings,
+      ),
+      h("div", { class: "nbb-progress" }, this.bar, this.stats),
+    );
+    this.summary = null;
+    this.summaryAt = 0;
+    this.ticker = setInterval(() => this.renderStats(), 1000);
+  }
+
+  dispose() {
+    clearInterval(this.ticker);
+  }
+
+  update() {
+    const { model, strings: s } = this.view;
+    const state = model.get("run_state");
+    const live = state === "running" || state === "paused" || state === "stopping";
+    const failed = this.summary ? this.summary.counts.failed : 0;
+    this.runAll.disabled = state === "running" || state === "stopping";
+    this.pause.hidden = state === "paused";
+    this.resume.hidden = state !== "paused";
+    this.pause.disabled = state !== "running";
+    this.stop.disabled = !live || state === "stopping";
+    this.retryFailed.disabled = failed === 0;
+    setText(this.state, s[`state_${state}`] ?? state);
+    this.state.dataset.state = state;
+
+    const names = model.get("providers") || [];
+    const current = model.get("provider_name");
+    if (this.provider.dataset.names !== names.join("\n")) {
+      this.provider.replaceChildren(...names.map((n) => h("option", { value: n, text: n })));
+      this.provider.dataset.names = names.join("\n");
+    }
+    if (this.provider.value !== current) this.provider.value = current;
+    this.provider.disabled = live;
+    const conc = String(model.get("concurrency"));
+    if (document.activeElement !== this.concurrency && this.concurrency.value !== conc) {
+      this.concurrency.value = conc;
+    }
+  }
+
+  setSummary(summary) {
+    this.summary = summary;
+    this.summaryAt = performance.now();
+    this.renderStats();
+    this.update();
+  }
+
+  renderStats() {
+    const sum = this.summary;
+    if (!sum) return;
+    const s = this.view.strings;
+    const total = sum.total || 0;
+    const ok = sum.done - sum.counts.failed;
+    const pct = (n) => (total ? `${(100 * n) / total}%` : "0%");
+    this.barDone.style.width = pct(ok);
+    this.barFailed.style.width = pct(sum.counts.failed);
+    setAttr(this.bar, "aria-valuemax", total);
+    setAttr(this.bar, "aria-valuenow", sum.done);
+    let elapsed = sum.elapsed;
+    if (elapsed !== null && sum.ticking) elapsed += (performance.now() - this.summaryAt) / 1000;
+    const parts = [
+      [fmt(s, "n_done", { n: sum.counts.succeeded }), "nbb-ok"],
+      [fmt(s, "n_failed", { n: sum.counts.failed }), sum.counts.failed ? "nbb-bad" : ""],
+      [fmt(s, "n_total", { n: total }), ""],
+    ];
+    if (elapsed !== null) parts.push([fmt(s, "elapsed", { t: duration(elapsed) }), ""]);
+    if (sum.eta !== null && sum.ticking) parts.push([fmt(s, "eta", { t: duration(sum.eta) }), ""]);
+    if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
+    const key = parts.map((p) => p.join("|")).join("/");
+    if (this.stats.dataset.key === key) return;
+    this.stats.dataset.key = key;
+    this.stats.replaceChildren(
+      ...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })),
+    );
+  }
+}

@@ -1,0 +1,12 @@
+"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid) and ``TaskGrid``.
+
+    >>> from nbbatch.widgets import BatchStudio
+    >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
+
+Python holds the truth: the page asks for the rows and thumbnails it shows, every action
+goes through the batch's public API, and updates are coalesced (≤ 8 messages a second).
+"""
+
+from ._grid import BatchStudio, TaskGrid
+
+__all__ = ["BatchStudio", "TaskGrid"]

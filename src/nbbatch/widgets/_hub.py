@@ -1,0 +1,228 @@
+"""One hub per batch: subscribes to its events once and tells every widget what changed.
+
+The engine delivers events on the loop thread (a run under ``run_sync`` in a worker
+thread is marshalled onto it here too, in case an event arrives from elsewhere). The hub
+does no I/O and sends nothing itself: it only marks, in each attached widget, which rows,
+which structure and which counters are dirty; each widget's coalescer decides when to send.
+Several widgets on one batch (a studio and a ``TaskGrid``, or the same studio displayed
+twice) share the hub, so the batch is subscribed to once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from nbbatch import Batch, Task, ThumbnailCache
+
+from . import _rows
+
+__all__ = ["Hub", "Sink", "hub_for"]
+
+log = logging.getLogger("nbbatch")
+
+#: thumbnail sources remembered for the browser (keys it was sent in rows)
+_MAX_SOURCES = 4096
+
+# Events are told apart by class name, so that this module works against the engine's
+# event set before and after the editing events (TaskAdded, ...) exist.
+_STATUS_ONLY = frozenset({"TaskQueued", "TaskStarted", "TaskProgress", "TaskRetrying"})
+_ROW_FULL = frozenset(
+    {"TaskSucceeded", "TaskFailed", "TaskCancelled", "TaskInterrupted", "TaskChanged"}
+)
+_STRUCTURE = frozenset({"TaskAdded", "TaskRemoved", "TasksReordered"})
+
+
+class Sink(Protocol):
+    """What a widget offers the hub (all called on the loop thread)."""
+
+    def hub_rows(self, ids: Iterable[str], *, full: bool) -> None: ...
+    def hub_structure(self) -> None: ...
+    def hub_all_rows(self) -> None: ...
+    def hub_summary(self) -> None: ...
+    def hub_run_state(self, state: str) -> None: ...
+
+
+class Hub:
+    def __init__(self, batch: Batch, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._batch = weakref.ref(batch)
+        self.batch_id = batch.id
+        self.loop = loop
+        self._thread = threading.get_ident()
+        self._sinks: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.thumbs = ThumbnailCache(batch.workspace)
+        self._sources: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        #: bumped when tasks are added, removed or reordered
+        self.structure_version = 0
+        #: bumped when any status changes / any prompt changes (filtered views depend on them)
+        self.status_version = 0
+        self.content_version = 0
+        self._index: dict[str, int] | None = None
+        self._index_version = -1
+        # run clock (for elapsed and images/min)
+        self._runner: object | None = None
+        self._run_started: float | None = None
+        self._run_ended: float | None = None
+        self._run_images = 0
+        self.clock: Callable[[], float] = time.monotonic
+        self._unsubscribe = batch.subscribe(self._on_event)
+
+    # ----------------------------------------------------------- wiring
+    @property
+    def batch(self) -> Batch:
+        batch = self._batch()
+        if batch is None:  # pragma: no cover - widgets hold the batch while they live
+            raise RuntimeError("the batch of this widget is gone")
+        return batch
+
+    def attach(self, sink: Sink) -> None:
+        self._sinks.add(sink)
+
+    def detach(self, sink: Sink) -> None:
+        self._sinks.discard(sink)
+
+    def _on_event(self, event: object) -> None:
+        if self.loop is not None and threading.get_ident() != self._thread:
+            self.loop.call_soon_threadsafe(self._handle, event)
+        else:
+            self._handle(event)
+
+    def _handle(self, event: object) -> None:
+        try:
+            self._route(event)
+        except Exception:  # an event must never break the run that emitted it
+            log.exception("nbbatch widget: could not apply %s", type(event).__name__)
+
+    def _route(self, event: object) -> None:
+        kind = type(event).__name__
+        sinks = list(self._sinks)
+        task = getattr(event, "task", None)
+        if kind in _STATUS_ONLY or kind in _ROW_FULL:
+            assert isinstance(task, Task)
+            self.status_version += 1
+            if kind == "TaskChanged":
+                self.content_version += 1
+            if kind == "TaskSucceeded":
+                self._run_images += len(getattr(event, "images", ()) or ())
+            full = kind in _ROW_FULL or kind == "TaskStarted"
+            for s in sinks:
+                s.hub_rows((task.id,), full=full)
+        elif kind in _STRUCTURE:
+            self.structure_version += 1
+            for s in sinks:
+                s.hub_structure()
+        elif kind == "RunStateChanged":
+            state = str(getattr(event, "state", ""))
+            self._clock_run(state)
+            # Stopping sends queued tasks back to idle without one event each: repaint
+            # every row on screen from the tasks themselves.
+            self.status_version += 1
+            for s in sinks:
+                s.hub_run_state(state)
+                s.hub_all_rows()
+        for s in sinks:
+            s.hub_summary()
+
+    def _clock_run(self, state: str) -> None:
+        runner = self.batch.runner
+        now = self.clock()
+        if state == "running" and (runner is not self._runner or self._run_started is None):
+            self._runner = runner
+            self._run_started = now
+            self._run_ended = None
+            self._run_images = 0
+        elif state in ("finished", "stopped") and self._run_started is not None:
+            self._run_ended = now
+
+    # ----------------------------------------------------------- queries
+    def live_runner(self) -> Any:
+        runner = self.batch.runner
+        return runner if runner is not None and not runner.done else None
+
+    def run_state(self) -> str:
+        runner = self.live_runner()
+        return str(runner.state) if runner is not None else "idle"
+
+    def index(self) -> dict[str, int]:
+        """Task id -> position in the batch (0-based), rebuilt after structural changes."""
+        if self._index is None or self._index_version != self.structure_version:
+            self._index = {t.id: i for i, t in enumerate(self.batch.tasks)}
+            self._index_version = self.structure_version
+        return self._index
+
+    def task(self, task_id: object) -> Task:
+        if not isinstance(task_id, str):
+            raise KeyError(task_id)
+        pos = self.index().get(task_id)
+        tasks = self.batch.tasks
+        if pos is None or pos >= len(tasks) or tasks[pos].id != task_id:
+            self._index = None  # changed behind our back (e.g. before the events existed)
+            pos = self.index().get(task_id)
+            if pos is None:
+                raise KeyError(task_id)
+        return tasks[pos]
+
+    def remember_sources(self, task: Task) -> None:
+        for key, source in _rows.thumb_sources(task):
+            self._sources[key] = source
+            self._sources.move_to_end(key)
+        while len(self._sources) > _MAX_SOURCES:
+            self._sources.popitem(last=False)
+
+    def source(self, key: str) -> Any:
+        return self._sources.get(key)
+
+    def summary(self) -> dict[str, Any]:
+        tasks = self.batch.tasks
+        counts = dict.fromkeys(_rows.STATUSES, 0)
+        images = 0
+        refs = False
+        for t in tasks:
+            counts[t.status.value] += 1
+            images += len(t.images)
+            refs = refs or bool(t.references)
+        runner = self.live_runner()
+        eta = None
+        if runner is not None:
+            eta = runner.progress().eta
+        elapsed = None
+        ipm = None
+        if self._run_started is not None:
+            end = self._run_ended if self._run_ended is not None else self.clock()
+            elapsed = max(0.0, end - self._run_started)
+            if elapsed >= 3.0 and self._run_images:
+                ipm = round(self._run_images * 60.0 / elapsed, 1)
+        done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+        done += counts["interrupted"]
+        return {
+            "total": len(tasks),
+            "counts": counts,
+            "done": done,
+            "images": images,
+            "refs": refs,
+            "elapsed": None if elapsed is None else round(elapsed, 1),
+            "ticking": runner is not None and self._run_ended is None,
+            "eta": None if eta is None else round(eta, 1),
+            "ipm": ipm,
+        }
+
+
+_HUBS: weakref.WeakKeyDictionary[Batch, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(batch: Batch) -> Hub:
+    """The hub of ``batch`` (made on first use; it lives as long as the batch)."""
+    hub = _HUBS.get(batch)
+    if hub is None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        hub = _HUBS[batch] = Hub(batch, loop)
+    return hub

@@ -1,0 +1,100 @@
+"""What one grid row (and one row patch) looks like on the wire.
+
+Rows go to the browser only when it asks for them (the visible window). Keys are short
+because a 10,000-task batch is scrolled through in thousands of rows; a *patch* — what a
+running task sends several times a second — is a small array, well under 200 bytes::
+
+    row:   {"id", "n", "p", "st", "pc", "at", "er", "ek", "pm", "rf", "im", "ni", "np"}
+    patch: [id, status, percent | null, attempts, images, full]
+
+``full`` is 1 when something besides the status changed (prompt, error, images): the
+browser then fetches that row again if it is on screen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbbatch import Task, TaskStatus
+
+from ._i18n import tr
+from ._words import clip
+
+__all__ = [
+    "EDITABLE",
+    "MAX_REFS",
+    "MAX_RESULTS",
+    "STATUSES",
+    "patch",
+    "percent",
+    "row",
+    "thumb_sources",
+]
+
+#: thumbnails per row (the row shows that many and "+N" for the rest)
+MAX_REFS = 2
+MAX_RESULTS = 3
+
+STATUSES = tuple(s.value for s in TaskStatus)
+EDITABLE = frozenset(
+    {
+        TaskStatus.IDLE,
+        TaskStatus.QUEUED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.INTERRUPTED,
+    }
+)
+
+
+def percent(task: Task) -> int | None:
+    if task.status is not TaskStatus.RUNNING:
+        return None
+    return round(max(0.0, min(1.0, task.progress or 0.0)) * 100)
+
+
+def params_chip(task: Task, lang: str) -> str:
+    """``768×512 · ×2 · seed 5``: what most often differs between tasks."""
+    p = task.params
+    parts = [p.size.replace("x", "×") if p.size else tr(lang, "default_size")]
+    if p.n != 1:
+        parts.append(tr(lang, "images_per_task", n=p.n))
+    parts.append(tr(lang, "seed", n=p.seed) if p.seed is not None else tr(lang, "random_seed"))
+    if p.steps is not None:
+        parts.append(f"{p.steps} steps")
+    return " · ".join(parts)
+
+
+def row(task: Task, number: int, lang: str) -> dict[str, Any]:
+    refs = task.references
+    images = task.images
+    out: dict[str, Any] = {
+        "id": task.id,
+        "n": number,
+        "p": task.prompt,
+        "st": task.status.value,
+        "pc": percent(task),
+        "at": task.attempts,
+        "pm": params_chip(task, lang),
+        "rf": [r.sha256 for r in refs[:MAX_REFS]],
+        "nr": len(refs),
+        "im": [im.sha256 for im in images[:MAX_RESULTS]],
+        "ni": len(images),
+    }
+    if task.params.negative_prompt:
+        out["np"] = clip(task.params.negative_prompt, 500)
+    if task.error:
+        out["er"] = clip(task.error)
+        out["ek"] = task.error_kind
+    return out
+
+
+def patch(task: Task, full: bool) -> list[Any]:
+    return [task.id, task.status.value, percent(task), task.attempts, len(task.images), int(full)]
+
+
+def thumb_sources(task: Task) -> list[tuple[str, Any]]:
+    """The thumbnails a row shows (references and generated images), by their key."""
+    out: list[tuple[str, Any]] = [(r.sha256, r) for r in task.references[:MAX_REFS]]
+    out.extend((im.sha256, im) for im in task.images[:MAX_RESULTS])
+    return out
