@@ -182,8 +182,7 @@ class TaskGrid(anywidget.AnyWidget):
         self._coalescer.poke()
 
     def hub_run_state(self, state: str) -> None:
-        live = self._hub.live_runner()
-        self.run_state = state if live is not None else "idle"
+        self.run_state = state
 
     # ----------------------------------------------------------- sending
     def _post(self, content: dict[str, Any], buffers: Sequence[bytes] | None = None) -> None:

@@ -146,7 +146,8 @@ class Hub:
         return runner if runner is not None and not runner.done else None
 
     def run_state(self) -> str:
-        runner = self.live_runner()
+        """The live run's state, else how the last run ended ("idle" before any run)."""
+        runner = self.batch.runner
         return str(runner.state) if runner is not None else "idle"
 
     def index(self) -> dict[str, int]:
