@@ -340,6 +340,7 @@ export class Grid {
       if (i < from || i >= to) {
         this.nodes.delete(i);
         node.hidden = true;
+        delete node.dataset.taskId; // a parked node must not answer for a task
         this.free.push(node);
       }
     }

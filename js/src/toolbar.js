@@ -67,11 +67,10 @@ export class Toolbar {
         { class: "nbb-toolbar", role: "toolbar", "aria-label": s.toolbar },
         h("div", { class: "nbb-group" }, this.runAll, this.pause, this.resume, this.stop),
         h("div", { class: "nbb-group" }, this.retryFailed),
-        this.state,
         h("div", { class: "nbb-spring" }),
         settings,
       ),
-      h("div", { class: "nbb-progress" }, this.bar, this.stats),
+      h("div", { class: "nbb-progress" }, this.state, this.bar, this.stats),
     );
     this.summary = null;
     this.summaryAt = 0;
@@ -136,7 +135,8 @@ export class Toolbar {
       [fmt(s, "n_total", { n: total }), ""],
     ];
     if (elapsed !== null) parts.push([fmt(s, "elapsed", { t: duration(elapsed) }), ""]);
-    if (sum.eta !== null && sum.ticking) parts.push([fmt(s, "eta", { t: duration(sum.eta) }), ""]);
+    const running = this.view.model.get("run_state") === "running";
+    if (sum.eta !== null && sum.ticking && running) parts.push([fmt(s, "eta", { t: duration(sum.eta) }), ""]);
     if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;

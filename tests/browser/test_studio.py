@@ -1,0 +1,286 @@
+"""BatchStudio in a real JupyterLab / Notebook 7, used as a new user would.
+
+The demo provider runs with a latency and a failing prompt so that every state shows:
+waiting, queued, generating N%, done and failed. Screenshots of each step go to
+test-artifacts/screenshots (gitignored) to be looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+import nbbatch
+import nbbatch.events
+
+EDITING_API = hasattr(nbbatch.Batch, "edit")
+EDIT_EVENTS = hasattr(nbbatch.events, "TaskAdded")
+
+PROMPTS = [
+    "a red fox in snow, watercolour",
+    "a lighthouse at dusk, oil painting with heavy impasto and a stormy sky over the cliffs",
+    "a koi pond, ukiyo-e style",
+    "FAILME a city at night in the rain",
+    "a bowl of ramen, studio photo",
+    "a sailing boat on a calm sea",
+    "a snowy mountain cabin",
+    "a robot reading a book",
+]
+
+
+def setup_cell(*, latency: float = 1.2, lang: str | None = None, prompts=PROMPTS) -> str:
+    return f"""
+import nbbatch, tempfile
+from nbbatch.widgets import BatchStudio
+ws = nbbatch.Workspace(tempfile.mkdtemp())
+batch = ws.create_batch({prompts!r}, params=nbbatch.Params(size="512x384", seed=7))
+provider = nbbatch.get_provider(
+    "demo", latency={latency}, fail_prompts=["FAILME"], progress_steps=6
+)
+studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r})
+studio
+"""
+
+
+def studio_of(page: Page) -> Locator:
+    root = page.locator(".nbb-root").first
+    expect(root.get_by_role("grid", name=re.compile("Tasks|任务"))).to_be_visible()
+    expect(root.locator(".nbb-row[data-task-id]").first).to_be_visible()
+    return root
+
+
+def ids(lab, page: Page) -> list[str]:
+    return json.loads(lab.execute(page, "import json; print(json.dumps([t.id for t in batch]))"))
+
+
+def statuses(lab, page: Page) -> list[str]:
+    out = lab.execute(page, "import json; print(json.dumps([t.status.value for t in batch]))")
+    return json.loads(out)
+
+
+def row(studio: Locator, task_id: str) -> Locator:
+    return studio.locator(f'.nbb-row[data-task-id="{task_id}"]')
+
+
+def button(scope: Locator, name: str) -> Locator:
+    return scope.get_by_role("button", name=name, exact=True)
+
+
+def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
+    page = lab.open_notebook([setup_cell()])
+    studio = studio_of(page)
+    task_ids = ids(lab, page)
+    for tid in task_ids:
+        expect(row(studio, tid).locator(".nbb-badge")).to_have_text("waiting")
+    lab.screenshot(page, "1-shown")
+
+    button(studio, "Run all").click()
+    expect(studio.locator(".nbb-badge", has_text=re.compile(r"^generating \d+%$"))).to_have_count(2)
+    expect(studio.locator(".nbb-badge", has_text="queued").first).to_be_visible()
+    lab.screenshot(page, "2-running")
+
+    # Pause: the two in flight finish, nothing new starts
+    button(studio, "Pause").click()
+    expect(studio.get_by_role("status")).to_have_text(re.compile("Paused"))
+    expect(studio.locator(".nbb-badge", has_text="generating")).to_have_count(0, timeout=15_000)
+    before = statuses(lab, page)
+    page.wait_for_timeout(2500)  # two latencies: long enough for a task to have started
+    assert statuses(lab, page) == before
+    assert before.count("queued") >= 4
+    lab.screenshot(page, "3-paused")
+
+    button(studio, "Resume").click()
+    expect(studio.locator(".nbb-badge", has_text="generating").first).to_be_visible()
+
+    if EDITING_API:
+        # Run next on the last queued task: it is the next to start
+        last = task_ids[-1]
+        expect(row(studio, last).locator(".nbb-badge")).to_have_text("queued")
+        button(row(studio, last), "Run next").click()
+        expect(row(studio, last).locator(".nbb-badge")).to_have_text(
+            re.compile("generating|done"), timeout=15_000
+        )
+
+    button(studio, "Stop").click()
+    expect(studio.get_by_role("status")).to_have_text("Stopped", timeout=15_000)
+    after_stop = statuses(lab, page)
+    assert "queued" not in after_stop and "running" not in after_stop
+    lab.screenshot(page, "4-stopped")
+
+    button(studio, "Run all").click()
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
+    final = statuses(lab, page)
+    assert final.count("succeeded") == 7 and final[3] == "failed"
+    for i, tid in enumerate(task_ids):
+        badge = row(studio, tid).locator(".nbb-badge")
+        if i == 3:
+            expect(badge).to_have_text("failed")
+        else:
+            expect(badge).to_have_text("done")
+            thumb = row(studio, tid).locator(".nbb-c-results img")
+            expect(thumb).to_have_count(1)
+            expect(thumb).to_have_js_property("complete", True)
+            assert thumb.evaluate("img => img.naturalWidth") > 0
+    expect(studio.get_by_text("7 done")).to_be_visible()
+    expect(studio.get_by_text("1 failed")).to_be_visible()
+    lab.screenshot(page, "5-finished")
+
+    failed_row = row(studio, task_ids[3])
+    failed_row.locator(".nbb-err").click()  # the failure reason, in full
+    expect(studio.locator(".nbb-popover")).to_contain_text("simulated refusal")
+    assert lab.execute(page, "print(batch[3].attempts)") == "1\n"
+    button(studio, "Retry failed").click()
+    expect(failed_row.locator(".nbb-attempts")).to_have_text("attempt 2", timeout=30_000)
+    expect(failed_row.locator(".nbb-badge")).to_have_text("failed")
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
+    lab.screenshot(page, "6-retried")
+    assert not [c for c in lab.console if "pageerror" in c]
+
+
+def test_reload_reattaches_and_the_dark_theme_follows(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05)])
+    studio = studio_of(page)
+    button(studio, "Run all").click()
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
+    lab.add_cell(page, "studio.selection = [batch[0].id, batch[1].id]")
+    expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
+
+    light = studio.evaluate("el => getComputedStyle(el).backgroundColor")
+    lab.set_theme(page, "dark")
+    dark = studio.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert dark != light
+    lab.screenshot(page, "dark")
+
+    lab.reload(page)
+    studio = studio_of(page)
+    expect(studio.get_by_role("status")).to_have_text("Finished")
+    expect(studio.locator(".nbb-badge", has_text="done")).to_have_count(7)
+    expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
+    expect(studio.get_by_text("7 done")).to_be_visible()
+    lab.screenshot(page, "reloaded-dark")
+    lab.set_theme(page, "light")
+
+
+@pytest.mark.skipif(not EDIT_EVENTS, reason="events.TaskAdded & co. (issue 8)")
+def test_changes_made_in_python_show_up_and_a_second_display_shares_the_state(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05, prompts=PROMPTS[:3])])
+    studio_of(page)
+    lab.add_cell(page, 'batch.add(["a new task from Python"]); studio')
+    views = page.locator(".nbb-root")
+    expect(views).to_have_count(2)
+    for view in (views.nth(0), views.nth(1)):
+        expect(view.get_by_text("a new task from Python")).to_be_visible()
+    lab.add_cell(page, "await batch.run(provider)")
+    for view in (views.nth(0), views.nth(1)):
+        expect(view.locator(".nbb-badge", has_text="done")).to_have_count(4)
+
+
+def test_the_grid_is_usable_from_the_keyboard(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05)])
+    studio = studio_of(page)
+    task_ids = ids(lab, page)
+    first = row(studio, task_ids[0])
+    first.click(position={"x": 200, "y": 8})
+    expect(first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(row(studio, task_ids[2])).to_be_focused()
+    page.keyboard.press("Space")
+    expect(row(studio, task_ids[2])).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Shift+ArrowDown")
+    expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
+    # the notebook did not take the keys (no cell moved, none was added)
+    assert len(page.locator(".jp-Cell").all()) == 1
+    if EDITING_API:
+        page.keyboard.press("Alt+ArrowUp")  # the 4th row moves up to 3rd
+        page.wait_for_function(
+            "id => document.querySelector(`.nbb-row[data-task-id='${id}'] .nbb-num`)"
+            ".textContent === '3'",
+            arg=task_ids[3],
+        )
+
+
+def test_lang_zh_renders_chinese_labels(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05, lang="zh")])
+    studio = studio_of(page)
+    expect(studio.get_by_role("grid", name="任务")).to_be_visible()
+    expect(button(studio, "全部运行")).to_be_visible()
+    expect(studio.locator(".nbb-badge").first).to_have_text("等待中")
+    button(studio, "全部运行").click()
+    expect(studio.get_by_role("status")).to_have_text("已完成", timeout=30_000)
+    expect(studio.locator(".nbb-badge", has_text="失败")).to_have_count(1)
+    lab.screenshot(page, "zh")
+
+
+def test_the_studio_runs_in_notebook_7(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.3)], app="notebook7")
+    studio = studio_of(page)
+    button(studio, "Run all").click()
+    expect(studio.locator(".nbb-badge", has_text="generating").first).to_be_visible()
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
+    expect(studio.locator(".nbb-badge", has_text="done")).to_have_count(7)
+    lab.screenshot(page, "notebook7")
+
+
+@pytest.mark.skipif(not EDITING_API, reason="batch.edit & co. (issue 8)")
+def test_edit_delete_reorder_and_bulk_delete(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05)])
+    studio = studio_of(page)
+    task_ids = ids(lab, page)
+    fox = row(studio, task_ids[0])
+
+    # edit, then cancel with Esc: nothing changes
+    button(fox, "Edit").click()
+    editor = fox.get_by_role("textbox")
+    expect(editor).to_be_focused()
+    editor.fill("a red fox, changed my mind")
+    page.keyboard.press("Escape")
+    expect(fox.locator(".nbb-ptext")).to_have_text(PROMPTS[0])
+    assert lab.execute(page, "print(batch[0].prompt)").strip() == PROMPTS[0]
+
+    # edit with Shift+Enter for a new line, save with Enter
+    button(fox, "Edit").click()
+    editor.fill("a red fox in deep snow")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("at dawn")
+    page.keyboard.press("Enter")
+    expect(fox.get_by_role("textbox")).to_have_count(0)
+    assert lab.execute(page, "print(repr(batch[0].prompt))").strip() == repr(
+        "a red fox in deep snow\nat dawn"
+    )
+    lab.screenshot(page, "edited")
+
+    # an empty prompt is refused with the validation message; Cancel edit leaves it
+    button(fox, "Edit").click()
+    editor.fill("   ")
+    button(fox, "Save").click()
+    expect(fox.get_by_role("alert")).to_contain_text("empty")
+    lab.screenshot(page, "refused")
+    button(fox, "Cancel edit").click()
+
+    # delete one
+    button(row(studio, task_ids[7]), "Delete").click()
+    expect(row(studio, task_ids[7])).to_have_count(0)
+
+    # reorder two by drag: the lighthouse (2nd) below the koi pond (3rd)
+    grip = row(studio, task_ids[1]).locator(".nbb-grip")
+    grip.drag_to(row(studio, task_ids[2]), target_position={"x": 300, "y": 56})
+    page.wait_for_function(
+        "id => document.querySelector(`.nbb-row[data-task-id='${id}'] .nbb-num`)"
+        ".textContent === '3'",
+        arg=task_ids[1],
+    )
+    assert ids(lab, page)[:3] == [task_ids[0], task_ids[2], task_ids[1]]
+
+    # select two (click, Ctrl+click) and delete them
+    row(studio, task_ids[4]).click(position={"x": 200, "y": 8})
+    row(studio, task_ids[5]).click(position={"x": 200, "y": 8}, modifiers=["Control"])
+    expect(studio.get_by_text("2 selected")).to_be_visible()
+    button(studio, "Delete selected").click()
+    expect(row(studio, task_ids[4])).to_have_count(0)
+    expect(row(studio, task_ids[5])).to_have_count(0)
+    assert len(ids(lab, page)) == 5
+    lab.screenshot(page, "after-deletes")
