@@ -1,4 +1,4 @@
-"""Real-browser fixtures: JupyterLab / Notebook 7 servers and Chromium, once per session.
+"""Real-browser fixtures: JupyterLab / Notebook 7 servers and Chromium, started once.
 
 Usage in a test (every test in tests/browser gets the ``browser`` marker)::
 
@@ -79,10 +79,14 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:120]
 
 
-# -- session-wide: Playwright, Chromium, servers ------------------------------------------
+# -- once for all browser tests: Playwright, Chromium, servers ----------------------------
+# Package scope, not session: Playwright's sync API keeps its own event loop marked as
+# running in this thread while it is alive, and every asyncio test after it would then
+# fail with "Cannot run the event loop while another loop is running". Torn down after
+# the last test in tests/browser, it is still started once per run.
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _playwright() -> Iterator[Any]:
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium fonts-noto-cjk)")
@@ -95,21 +99,21 @@ def _playwright() -> Iterator[Any]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(_playwright: Any) -> Iterator[Browser]:
-    """One Chromium for the whole session (tests get their own context and page)."""
+    """One Chromium for all browser tests (each test gets its own context and page)."""
     browser = _playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield browser
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyter_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[App], JupyterServer]]:
     """``jupyter_server("lab" | "notebook7")``: that server, started on first use.
 
-    Each is started once per session, with its own root dir (``server.root_dir``),
+    Each is started once (for all browser tests), with its own root dir (``server.root_dir``),
     config, data, runtime, settings and workspace dirs, token auth on a free port; its
     log goes to ``test-artifacts/jupyter-<app>.log``. All are stopped at the end.
     """
