@@ -41,11 +41,12 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from nbbatch import Batch, Params, ThumbnailCache, Workspace, export_zip
-from nbbatch._images import inspect_image
-from nbbatch._metadata import embed_metadata, generation_record
-from nbbatch._model import TaskStatus
-from nbbatch._store import StoredImage
+from nbbatch import Batch, Params, Workspace, export_zip
+from nbbatch.core._model import TaskStatus
+from nbbatch.engine._store import StoredImage
+from nbbatch.images import ThumbnailCache
+from nbbatch.images._decode import inspect_image
+from nbbatch.images._metadata import embed_metadata, generation_record
 from nbbatch.providers._demo import render_demo_image
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ Every figure is printed as ``RESULT <name> <value>`` and measured in this run:
 * ``expand_1000_ms`` -- expanding 1,000 prompts into tasks.
 * ``txt_10k_lines_ms`` -- reading a 10,000-line prompts file with A1111 options.
 * ``folder_50_images_ms`` -- checking and storing 50 PNGs (512x512) as references.
-* ``extract_hostile_2mb_ms`` -- :func:`nbbatch.extract_json` on the worst input we know
+* ``extract_hostile_2mb_ms`` -- :func:`nbbatch.planning.extract_json` on the worst input we know
   (2 MB of an unclosed JSON list with braces in prose), which it must refuse.
 * ``plan_50_tasks_ms`` -- median wall time of ``nbbatch.plan`` for 50 tasks against the
   loopback FakeChat (HTTP + parsing + validation; the fake answers at once).
@@ -55,7 +55,7 @@ def main() -> None:
 
     huge = " ".join([ten] * 8)
     start = time.perf_counter()
-    with contextlib.suppress(nbbatch.TemplateTooLargeError):
+    with contextlib.suppress(nbbatch.errors.TemplateTooLargeError):
         nbbatch.expand(huge)
     print(f"RESULT refuse_explosion_ms {(time.perf_counter() - start) * 1000:.1f}")
 
@@ -86,8 +86,8 @@ def main() -> None:
     # many "[" each opening a long list that never closes: every start decodes to the end
     hostile = ("Here {is} some {prose} " + "[" + "1," * 4999) * 200
     start = time.perf_counter()
-    with contextlib.suppress(nbbatch.PlannerNoJSONError):
-        nbbatch.extract_json(hostile[:2_000_000])
+    with contextlib.suppress(nbbatch.errors.PlannerNoJSONError):
+        nbbatch.planning.extract_json(hostile[:2_000_000])
     print(f"RESULT extract_hostile_2mb_ms {(time.perf_counter() - start) * 1000:.0f}")
 
     master = "; ".join(f"scene {i}" for i in range(50))

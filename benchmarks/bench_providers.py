@@ -136,7 +136,7 @@ async def handwritten_with_store(
     and a SQLite row written before the request and updated after (WAL, synchronous
     NORMAL, as the workspace) — no events, state machine, retries or claims.
     """
-    from nbbatch._images import inspect_image
+    from nbbatch.images._decode import inspect_image
 
     folder = root / f"hand-{tag}"
     folder.mkdir()

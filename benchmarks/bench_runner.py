@@ -32,7 +32,7 @@ from typing import ClassVar
 from PIL import Image
 
 from nbbatch import Batch, Workspace
-from nbbatch._images import inspect_image
+from nbbatch.images._decode import inspect_image
 from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
 
 
@@ -65,7 +65,7 @@ async def run_nbbatch(
     root: Path, images: list[bytes], tasks: int, concurrency: int, latency: float
 ) -> tuple[float, float]:
     with Workspace(root / f"ws-{time.monotonic_ns()}") as ws:
-        batch: Batch = ws.create_batch([f"task {i}" for i in range(tasks)])
+        batch: Batch = Batch.create(workspace=ws, tasks=[f"task {i}" for i in range(tasks)])
         provider = InstantProvider(images, latency)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         await batch.run(provider, concurrency=concurrency, max_concurrency=max(concurrency, 10))

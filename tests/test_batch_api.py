@@ -14,7 +14,9 @@ from nbbatch.providers import _registry
 
 
 def test_results_are_python_objects(workspace: Workspace) -> None:
-    batch = workspace.create_batch(["a red fox", "a blue whale"], params=Params(n=2, seed=3))
+    batch = Batch.create(
+        workspace=workspace, tasks=["a red fox", "a blue whale"], params=Params(n=2, seed=3)
+    )
     batch.run_sync("demo", concurrency=2)
     assert len(batch.images) == 4 and len(batch.succeeded) == 2 and batch.failed == []
     first = batch.images[0]
@@ -27,7 +29,9 @@ def test_results_are_python_objects(workspace: Workspace) -> None:
 
 
 def test_dataframe_has_one_row_per_task(workspace: Workspace) -> None:
-    batch = workspace.create_batch(["a", "b", "c"], params=Params(size="64x64", steps=5))
+    batch = Batch.create(
+        workspace=workspace, tasks=["a", "b", "c"], params=Params(size="64x64", steps=5)
+    )
     batch.run_sync("demo")
     df = batch.to_dataframe()
     assert list(df["prompt"]) == ["a", "b", "c"]
@@ -38,7 +42,7 @@ def test_dataframe_has_one_row_per_task(workspace: Workspace) -> None:
 
 def test_export_zip_has_safe_names_and_real_prompts(workspace: Workspace, tmp_path: Path) -> None:
     tricky = ["../../etc/passwd", "CON", "a/b\\c", "ü" * 300]
-    batch = workspace.create_batch(tricky, params=Params(size="32x32"))
+    batch = Batch.create(workspace=workspace, tasks=tricky, params=Params(size="32x32"))
     batch.run_sync("demo")
     out = batch.export_zip(tmp_path / "out.zip")
     with zipfile.ZipFile(out) as zf:
@@ -89,5 +93,5 @@ def test_third_party_providers_come_from_entry_points(monkeypatch: pytest.Monkey
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
-    with pytest.raises(nbbatch.UnknownProviderError, match=r"available: .*demo"):
+    with pytest.raises(nbbatch.errors.UnknownProviderError, match=r"available: .*demo"):
         nbbatch.get_provider("dalle-9000")

@@ -12,17 +12,10 @@ from pathlib import Path
 import pytest
 
 import nbbatch
-from nbbatch import (
-    ConfigError,
-    Params,
-    ProviderConfig,
-    Settings,
-    load_settings,
-    save_secret,
-    save_settings,
-)
+from nbbatch import Params, ProviderConfig, Settings, load_settings, save_secret, save_settings
 from nbbatch import test_connection as check_connection
-from nbbatch._config import config_dir, delete_secret, load_secrets
+from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
+from nbbatch.errors import ConfigError
 from nbbatch.providers import DemoProvider, PoolProvider
 from nbbatch.providers._http import Timeouts
 from nbbatch.providers._stability import StabilityProvider
@@ -160,7 +153,7 @@ def test_key_resolution_order(monkeypatch: pytest.MonkeyPatch, cfg_dir: Path) ->
     assert config.resolve_key().reveal() == "sk-from-file-000111"  # type: ignore[union-attr]
     monkeypatch.setenv("STABILITY_API_KEY", "sk-from-env-222333")
     assert config.resolve_key().reveal() == "sk-from-env-222333"  # type: ignore[union-attr]
-    config.api_key = nbbatch._secrets.Secret("sk-explicit-444555")
+    config.api_key = nbbatch.core._secrets.Secret("sk-explicit-444555")
     assert config.resolve_key().reveal() == "sk-explicit-444555"  # type: ignore[union-attr]
     assert config.resolve_key("sk-argument-666777").reveal() == "sk-argument-666777"  # type: ignore[union-attr]
 

@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from nbbatch import (
-    Batch,
-    ConfigError,
-    Params,
-    Task,
-    Workspace,
-    contact_sheet,
-    varying_parameters,
-    xy_grid,
-)
+from nbbatch import Batch, Params, Task, Workspace, contact_sheet
+from nbbatch.errors import ConfigError
+from nbbatch.images import varying_parameters, xy_grid
 
 BG = (30, 30, 30)
 

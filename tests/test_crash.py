@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from nbbatch import Params, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 
 CHILD = textwrap.dedent(
     """
     import sys
-    from nbbatch import Workspace
+    from nbbatch import Batch, Workspace
     from nbbatch.events import TaskSucceeded
     from nbbatch.providers import DemoProvider
 
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
             return await super().generate(request, on_progress)
 
     ws = Workspace(ws_path)
-    batch = ws.batch(batch_id)
+    batch = Batch.load(batch_id, ws)
 
     def acknowledge(event):
         if isinstance(event, TaskSucceeded):
@@ -91,13 +91,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_resends_nothing(tmp_path: P
     calls.touch()
     with Workspace(ws_path) as ws:
         prompts = [f"crash test image {i}" for i in range(TASKS)]
-        batch_id = ws.create_batch(prompts, params=Params(size="64x64")).id
+        batch_id = Batch.create(workspace=ws, tasks=prompts, params=Params(size="64x64")).id
 
     acknowledged: dict[str, str] = {}
     killed_mid_run = 0
     for _ in range(ROUNDS):
         with Workspace(ws_path) as ws:
-            before = {t.id: t.status for t in ws.batch(batch_id).tasks}
+            before = {t.id: t.status for t in Batch.load(batch_id, ws).tasks}
         done_before = {tid for tid, st in before.items() if st is TaskStatus.SUCCEEDED}
         calls_before = len(calls.read_text().split())
 
@@ -115,7 +115,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_resends_nothing(tmp_path: P
 
         with Workspace(ws_path) as ws:
             assert ws.recovery.reconciled and ws.recovery.integrity == "ok"
-            tasks = {t.id: t for t in ws.batch(batch_id).tasks}
+            tasks = {t.id: t for t in Batch.load(batch_id, ws).tasks}
             # Every acknowledged image is in the journal and on disk, byte for byte.
             for task_id, sha in acknowledged.items():
                 task = tasks[task_id]
@@ -141,7 +141,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_resends_nothing(tmp_path: P
     assert killed_mid_run >= ROUNDS // 2, "the kills should mostly land mid-run"
     # Finally an explicit resume finishes the batch.
     with Workspace(ws_path) as ws:
-        batch = ws.batch(batch_id)
+        batch = Batch.load(batch_id, ws)
         batch.run_sync("demo", concurrency=4)
         assert batch.status == "succeeded"
         assert len(batch.images) == TASKS

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image, ImageChops
 
 from conftest import png_bytes
-from nbbatch import ContentRefusedError, Params, ServerError
+from nbbatch import Params
+from nbbatch.errors import ContentRefusedError, ServerError
 from nbbatch.providers import DemoProvider, GenerationRequest, InputImage, get_provider
 
 

@@ -16,20 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nbbatch import (
-    Batch,
-    ConfigError,
-    ConvertFormat,
-    GeneratedImage,
-    Params,
-    Resize,
-    StorageError,
-    Task,
-    Workspace,
-    export_folder,
-    export_zip,
-)
-from nbbatch._export import safe_name, slugify
+from nbbatch import Batch, GeneratedImage, Params, Task, Workspace, export_zip
+from nbbatch.errors import ConfigError, StorageError
+from nbbatch.images import ConvertFormat, Resize, export_folder
+from nbbatch.images._export import safe_name, slugify
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 RESERVED = (

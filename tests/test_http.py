@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nbbatch import (
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import nbbatch._images as images_mod
-from nbbatch import ConfigError, ImageRejectedError
-from nbbatch._images import (
+import nbbatch.images._decode as images_mod
+from nbbatch.errors import ConfigError, ImageRejectedError
+from nbbatch.images._decode import (
     DEFAULT_LIMITS,
     UPLOAD_LIMITS,
     ImageLimits,

@@ -13,18 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops, PngImagePlugin
 
-from nbbatch import (
-    Batch,
-    ImageError,
-    ImageRejectedError,
-    Params,
-    Task,
-    Workspace,
-    read_generation_info,
-    task_from_image,
-)
-from nbbatch._images import inspect_image
-from nbbatch._metadata import (
+from nbbatch import Batch, Params, Task, Workspace, read_generation_info, task_from_image
+from nbbatch.errors import ImageError, ImageRejectedError
+from nbbatch.images._decode import inspect_image
+from nbbatch.images._metadata import (
     embed_metadata,
     format_infotext,
     generation_record,
@@ -515,7 +507,7 @@ def test_remix_from_a_foreign_file_drops_out_of_range_values() -> None:
 
 
 def test_a_key_that_leaked_into_provider_info_is_not_embedded() -> None:
-    from nbbatch._secrets import Secret
+    from nbbatch.core._secrets import Secret
 
     sentinel = "test-key-SENTINEL-metadata-7f3a9c"
     Secret(sentinel)  # registers the value as a known secret

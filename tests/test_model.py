@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nbbatch import ConfigError, InvalidPromptError, InvalidTransitionError, Params, Task
+from nbbatch import Params, Task
 from nbbatch import TaskStatus as S
-from nbbatch._model import ALLOWED_TRANSITIONS, MAX_PROMPT_CHARS
+from nbbatch.core._model import ALLOWED_TRANSITIONS, MAX_PROMPT_CHARS
+from nbbatch.errors import ConfigError, InvalidPromptError, InvalidTransitionError
 
 
 def test_happy_path_transitions_stamp_times() -> None:

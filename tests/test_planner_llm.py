@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nbbatch
-from nbbatch import (
-    LLMConfig,
+from nbbatch import LLMConfig, RetryPolicy, Task, Workspace
+from nbbatch.errors import (
     PlannerAuthError,
     PlannerEmptyError,
     PlannerError,
@@ -28,9 +28,6 @@ from nbbatch import (
     PlannerTimeoutError,
     PlannerTooManyTasksError,
     PlannerUnavailableError,
-    RetryPolicy,
-    Task,
-    Workspace,
 )
 from nbbatch.testing import FakeChat, Fault
 
@@ -336,11 +333,11 @@ def test_wrong_base_url_says_so() -> None:
 
 
 def test_bad_arguments_are_config_errors() -> None:
-    with pytest.raises(nbbatch.ConfigError, match="unknown LLM setting"):
+    with pytest.raises(nbbatch.errors.ConfigError, match="unknown LLM setting"):
         LLMConfig.coerce({"modle": "x"})
-    with pytest.raises(nbbatch.ConfigError, match="count"):
+    with pytest.raises(nbbatch.errors.ConfigError, match="count"):
         nbbatch.plan("a", llm={"base_url": "http://127.0.0.1:9/v1"}, count=0)
-    with pytest.raises(nbbatch.InvalidPromptError):
+    with pytest.raises(nbbatch.errors.InvalidPromptError):
         nbbatch.plan("   ", llm={"base_url": "http://127.0.0.1:9/v1"})
 
 
@@ -375,7 +372,7 @@ def test_a_planned_list_can_be_journaled_and_run(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as ws:
         batch = nbbatch.Batch.create(plan.tasks, workspace=ws).run_sync("demo")
         assert batch.counts == {"succeeded": 3}
-        assert len(ws.batch(batch.id).tasks) == 3
+        assert len(nbbatch.Batch.load(batch.id, ws).tasks) == 3
     expanded = nbbatch.expand("a {red|blue} car")
     with Workspace(tmp_path / "ws2") as ws:
         batch = nbbatch.Batch.create(expanded, workspace=ws).run_sync("demo")
@@ -387,11 +384,11 @@ def test_a_planned_list_can_be_journaled_and_run(tmp_path: Path) -> None:
 
 def test_extract_json_finds_the_tasks_object_among_others() -> None:
     text = 'Thinking {"note": 1} and [1, 2] then ```json\n{"tasks": [{"prompt": "a"}]}\n```'
-    assert nbbatch.extract_json(text) == {"tasks": [{"prompt": "a"}]}
-    assert nbbatch.extract_json('prefix {"tasks": []} suffix') == {"tasks": []}
-    assert nbbatch.extract_json('  {"a": 1}  ') == {"a": 1}
+    assert nbbatch.planning.extract_json(text) == {"tasks": [{"prompt": "a"}]}
+    assert nbbatch.planning.extract_json('prefix {"tasks": []} suffix') == {"tasks": []}
+    assert nbbatch.planning.extract_json('  {"a": 1}  ') == {"a": 1}
     with pytest.raises(PlannerNoJSONError):
-        nbbatch.extract_json("no json here at all")
+        nbbatch.planning.extract_json("no json here at all")
 
 
 def test_extract_json_gives_up_quickly_on_hostile_input() -> None:
@@ -399,10 +396,10 @@ def test_extract_json_gives_up_quickly_on_hostile_input() -> None:
     hostile = ("prose {x} [" + "1," * 4999) * 200
     started = time.monotonic()
     with pytest.raises(PlannerNoJSONError):
-        nbbatch.extract_json(hostile)
+        nbbatch.planning.extract_json(hostile)
     assert time.monotonic() - started < 1.0
     with pytest.raises(PlannerNoJSONError, match="limit"):
-        nbbatch.extract_json("x" * 2_000_001)
+        nbbatch.planning.extract_json("x" * 2_000_001)
 
 
 _json_values = st.recursive(
@@ -418,7 +415,7 @@ _json_values = st.recursive(
 @given(st.text(max_size=300))
 def test_extract_json_on_any_text_only_raises_its_typed_error(text: str) -> None:
     try:
-        value = nbbatch.extract_json(text)
+        value = nbbatch.planning.extract_json(text)
     except PlannerNoJSONError:
         return
     assert isinstance(value, (dict, list))
@@ -432,14 +429,14 @@ def test_extract_json_recovers_an_embedded_tasks_object(
     payload = {"tasks": [{"prompt": "p", "x": extra}]}
     dumped = json.dumps(payload)
     text = f"{before}\n```json\n{dumped}\n```\n{after}" if fenced else f"{before} {dumped} {after}"
-    assert nbbatch.extract_json(text) == payload
+    assert nbbatch.planning.extract_json(text) == payload
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(_json_values, st.text(max_size=50)))
 def test_any_parsed_reply_becomes_tasks_or_a_typed_error(value: Any) -> None:
     """No reply shape crashes the planner or yields tasks from invalid output."""
-    from nbbatch._planner import _build_tasks
+    from nbbatch.planning._llm import _build_tasks
 
     for candidate in (value, {"tasks": value}, {"tasks": [value]}):
         warnings: list[str] = []

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from nbbatch import (
-    Batch,
+from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch.errors import (
     ConfigError,
     ContentRefusedError,
     NotSupportedError,
-    Params,
     ProviderConnectionError,
-    RetryPolicy,
     ServerError,
-    TaskStatus,
-    Workspace,
 )
 from nbbatch.providers import (
     Capabilities,

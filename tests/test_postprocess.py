@@ -14,24 +14,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, Workspace, postprocess, read_generation_info
+from nbbatch.errors import ConfigError, ImageRejectedError
+from nbbatch.images import (
     Adjust,
-    Batch,
-    ConfigError,
     ConvertFormat,
     CropToAspect,
-    ImageRejectedError,
     PadToAspect,
-    Params,
     Pipeline,
     Resize,
     StripMetadata,
     Watermark,
-    Workspace,
     derived_images,
-    postprocess,
     postprocess_async,
-    read_generation_info,
 )
 
 
@@ -260,7 +255,7 @@ async def test_async_postprocess_leaves_the_event_loop_free(batch: Batch) -> Non
 
 
 def test_auto_postprocess_follows_a_running_batch(tmp_path: Path) -> None:
-    from nbbatch import auto_postprocess
+    from nbbatch.images import auto_postprocess
 
     with Workspace(tmp_path / "ws") as ws:
         batch = Batch.create(["one", "two", "three"], workspace=ws, params=Params(n=2))

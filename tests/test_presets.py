@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import nbbatch
-from nbbatch import ConfigError, Params, Preset, Presets, Task, Workspace
+from nbbatch import Params, Preset, Presets, Task, Workspace
+from nbbatch.errors import ConfigError
 
 
 @pytest.fixture

@@ -13,22 +13,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, RetryPolicy, Task, TaskStatus, Workspace, get_provider
+from nbbatch.core._events import TaskProgress
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
-    Batch,
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
-    Params,
     ProviderTimeoutError,
-    RetryPolicy,
-    Task,
-    TaskStatus,
-    Workspace,
-    get_provider,
 )
-from nbbatch._events import TaskProgress
 from nbbatch.providers import (
     A1111Provider,
     GenerationRequest,

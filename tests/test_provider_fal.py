@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
-    Batch,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
-    Params,
     ProviderConnectionError,
-    RetryPolicy,
     ServerError,
-    TaskStatus,
-    Workspace,
 )
 from nbbatch.providers import GenerationRequest, InputImage
 from nbbatch.providers._fal import FalProvider

@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch.errors import (
     AuthenticationError,
-    Batch,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
-    Params,
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitedError,
-    RetryPolicy,
-    TaskStatus,
-    Workspace,
 )
 from nbbatch.providers import GenerationRequest, InputImage
 from nbbatch.providers._gemini import GeminiProvider

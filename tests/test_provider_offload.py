@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from nbbatch import (
+from nbbatch import Params
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
-    Params,
     ProviderConnectionError,
     RateLimitedError,
     ServerError,

@@ -11,25 +11,19 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, RetryPolicy, Secret, Task, TaskStatus, Workspace
+from nbbatch.core._events import TaskFailed
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
-    Batch,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
-    Params,
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitedError,
-    RetryPolicy,
-    Secret,
-    Task,
-    TaskStatus,
-    Workspace,
 )
-from nbbatch._events import TaskFailed
 from nbbatch.providers import (
     GenerationRequest,
     InputImage,

@@ -15,7 +15,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbbatch import MalformedResponseError, ProviderError
+from nbbatch.errors import MalformedResponseError, ProviderError
 from nbbatch.providers import A1111Provider, ComfyUIProvider, GenerationRequest, OpenAIProvider
 from nbbatch.providers._comfyui import node_errors_message
 

@@ -13,19 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import (
+from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
-    Batch,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
-    Params,
     RateLimitedError,
-    RetryPolicy,
-    TaskStatus,
-    Workspace,
 )
 from nbbatch.providers import GenerationRequest, InputImage
 from nbbatch.providers._stability import StabilityProvider

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbbatch import (
+from nbbatch import RetryPolicy
+from nbbatch.core._retry import parse_duration, parse_retry_after
+from nbbatch.errors import (
     AuthenticationError,
     ProviderConnectionError,
     RateLimitedError,
-    RetryPolicy,
     ServerError,
 )
-from nbbatch._retry import parse_duration, parse_retry_after
 
 NOW = 1_800_000_000.0
 

@@ -8,18 +8,14 @@ import time
 import pytest
 
 from conftest import ControlledProvider
-from nbbatch import (
+from nbbatch import Batch, RetryPolicy, Task, TaskStatus, Workspace
+from nbbatch.errors import (
     AuthenticationError,
-    Batch,
     ConfigError,
     ContentRefusedError,
     NotSupportedError,
     RateLimitedError,
-    RetryPolicy,
     ServerError,
-    Task,
-    TaskStatus,
-    Workspace,
 )
 from nbbatch.events import (
     BatchProgress,
@@ -49,7 +45,7 @@ async def test_concurrency_limit_is_reached_and_never_exceeded(
     workspace: Workspace, limit: int
 ) -> None:
     provider = ControlledProvider(delay=0.01)
-    batch = workspace.create_batch(prompts(limit * 10))
+    batch = Batch.create(workspace=workspace, tasks=prompts(limit * 10))
     runner = batch.start(provider, concurrency=limit)
     await runner.wait()
     assert provider.max_in_flight == limit
@@ -60,7 +56,7 @@ async def test_concurrency_limit_is_reached_and_never_exceeded(
 
 async def test_per_provider_cap_below_global_limit(workspace: Workspace) -> None:
     provider = ControlledProvider(delay=0.005, max_concurrency=2)
-    batch = workspace.create_batch(prompts(12))
+    batch = Batch.create(workspace=workspace, tasks=prompts(12))
     await batch.run(provider, concurrency=6)
     assert provider.max_in_flight == 2
     assert batch.status == "succeeded"
@@ -69,7 +65,7 @@ async def test_per_provider_cap_below_global_limit(workspace: Workspace) -> None
 async def test_pause_starts_nothing_new_and_resume_finishes(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(10))
+    batch = Batch.create(workspace=workspace, tasks=prompts(10))
     runner = batch.start(provider, concurrency=3)
     await asyncio.sleep(0.02)
     assert len(provider.calls) == 3
@@ -88,7 +84,7 @@ async def test_pause_starts_nothing_new_and_resume_finishes(workspace: Workspace
 async def test_cancel_one_queued_and_one_running_task(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(4))
+    batch = Batch.create(workspace=workspace, tasks=prompts(4))
     runner = batch.start(provider, concurrency=1)
     await asyncio.sleep(0.02)
     running, queued = batch.tasks[0], batch.tasks[3]
@@ -110,14 +106,16 @@ async def test_cancel_one_queued_and_one_running_task(workspace: Workspace) -> N
     ]
     assert queued.prompt not in provider.calls
     # journaled: a fresh read of the workspace agrees
-    assert [t.status for t in workspace.batch(batch.id).tasks] == [t.status for t in batch.tasks]
+    assert [t.status for t in Batch.load(batch.id, workspace).tasks] == [
+        t.status for t in batch.tasks
+    ]
     assert leaked_tasks() == []
 
 
 async def test_cancel_pending_lets_in_flight_finish(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(8))
+    batch = Batch.create(workspace=workspace, tasks=prompts(8))
     runner = batch.start(provider, concurrency=2)
     await asyncio.sleep(0.02)
     runner.cancel_pending()
@@ -132,7 +130,7 @@ async def test_stop_interrupts_in_flight_and_requeues_nothing_silently(
 ) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(6))
+    batch = Batch.create(workspace=workspace, tasks=prompts(6))
     runner = batch.start(provider, concurrency=2)
     await asyncio.sleep(0.02)
     runner.stop()
@@ -152,7 +150,7 @@ async def test_retries_are_counted_exactly(workspace: Workspace) -> None:
     provider = ControlledProvider()
     provider.script["flaky"] = [ServerError("boom", retryable=True), ServerError("boom"), "ok"]
     provider.script["hopeless"] = [ServerError("down")] * 5
-    batch = workspace.create_batch(["flaky", "hopeless", "fine"])
+    batch = Batch.create(workspace=workspace, tasks=["flaky", "hopeless", "fine"])
     events: list[object] = []
     batch.subscribe(events.append)
     await batch.run(provider, retry=FAST)
@@ -179,7 +177,7 @@ async def test_non_retryable_errors_fail_after_one_attempt(
 ) -> None:
     provider = ControlledProvider()
     provider.script["p"] = [error, "ok"]
-    batch = workspace.create_batch(["p"])
+    batch = Batch.create(workspace=workspace, tasks=["p"])
     await batch.run(provider, retry=FAST)
     assert batch.tasks[0].status is TaskStatus.FAILED
     assert provider.calls == ["p"]
@@ -189,7 +187,7 @@ async def test_non_retryable_errors_fail_after_one_attempt(
 async def test_retry_after_is_honoured(workspace: Workspace) -> None:
     provider = ControlledProvider()
     provider.script["p"] = [RateLimitedError("slow down", retry_after=0.15), "ok"]
-    batch = workspace.create_batch(["p"])
+    batch = Batch.create(workspace=workspace, tasks=["p"])
     stamps: list[float] = []
     batch.subscribe(
         lambda e: stamps.append(time.monotonic()) if isinstance(e, TaskStarted) else None
@@ -204,7 +202,7 @@ async def test_retry_after_longer_than_cap_fails_at_once_saying_when(
 ) -> None:
     provider = ControlledProvider()
     provider.script["p"] = [RateLimitedError("quota", retry_after=3600), "ok"]
-    batch = workspace.create_batch(["p"])
+    batch = Batch.create(workspace=workspace, tasks=["p"])
     t0 = time.monotonic()
     await batch.run(provider, retry=FAST)
     task = batch.tasks[0]
@@ -216,7 +214,7 @@ async def test_retry_after_longer_than_cap_fails_at_once_saying_when(
 
 async def test_attempt_timeout_is_retried_then_fails(workspace: Workspace) -> None:
     provider = ControlledProvider(delay=5)
-    batch = workspace.create_batch(["slow"])
+    batch = Batch.create(workspace=workspace, tasks=["slow"])
     await batch.run(
         provider, retry=RetryPolicy(max_retries=1, base_delay=0.001), attempt_timeout=0.05
     )
@@ -228,7 +226,7 @@ async def test_unsupported_request_is_refused_before_anything_is_sent(
     workspace: Workspace,
 ) -> None:
     provider = ControlledProvider()
-    batch = workspace.create_batch([Task("too many", params={"n": 9})])
+    batch = Batch.create(workspace=workspace, tasks=[Task("too many", params={"n": 9})])
     with pytest.raises(NotSupportedError, match="at most 4"):
         batch.start(provider)
     assert provider.calls == []
@@ -236,18 +234,18 @@ async def test_unsupported_request_is_refused_before_anything_is_sent(
 
 
 async def test_concurrency_out_of_range_is_a_config_error(workspace: Workspace) -> None:
-    batch = workspace.create_batch(["x"])
+    batch = Batch.create(workspace=workspace, tasks=["x"])
     for bad in (0, 11, -1, 2.5, True):
         with pytest.raises(ConfigError, match="concurrency"):
             batch.start(ControlledProvider(), concurrency=bad)  # type: ignore[arg-type]
-    runner = batch.start(ControlledProvider(), concurrency=32, max_concurrency=64)
+    runner = batch.start(ControlledProvider(), concurrency=32, concurrency_cap=64)
     await runner.wait()
 
 
 async def test_run_next_jumps_the_queue(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(6))
+    batch = Batch.create(workspace=workspace, tasks=prompts(6))
     runner = batch.start(provider, concurrency=1)
     await asyncio.sleep(0.01)
     runner.run_next(batch.tasks[5].id)
@@ -259,7 +257,7 @@ async def test_run_next_jumps_the_queue(workspace: Workspace) -> None:
 async def test_set_concurrency_takes_effect_mid_run(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(10))
+    batch = Batch.create(workspace=workspace, tasks=prompts(10))
     runner = batch.start(provider, concurrency=1)
     await asyncio.sleep(0.01)
     runner.set_concurrency(4)
@@ -271,7 +269,7 @@ async def test_set_concurrency_takes_effect_mid_run(workspace: Workspace) -> Non
 
 async def test_events_follow_the_journal_and_progress_has_eta(workspace: Workspace) -> None:
     provider = ControlledProvider(delay=0.005)
-    batch = workspace.create_batch(prompts(8))
+    batch = Batch.create(workspace=workspace, tasks=prompts(8))
     seen: list[object] = []
 
     def check(event: object) -> None:
@@ -294,7 +292,7 @@ async def test_events_follow_the_journal_and_progress_has_eta(workspace: Workspa
 async def test_a_raising_subscriber_does_not_stop_the_run(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:
-    batch = workspace.create_batch(prompts(3))
+    batch = Batch.create(workspace=workspace, tasks=prompts(3))
 
     def broken(event: object) -> None:
         raise RuntimeError("subscriber bug")
@@ -310,7 +308,7 @@ async def test_unexpected_provider_bug_fails_the_task_not_the_run(
 ) -> None:
     provider = ControlledProvider()
     provider.script["bug"] = [ZeroDivisionError("oops")]
-    batch = workspace.create_batch(["bug", "fine"])
+    batch = Batch.create(workspace=workspace, tasks=["bug", "fine"])
     failed: list[TaskFailed] = []
     batch.subscribe(lambda e: failed.append(e) if isinstance(e, TaskFailed) else None)
     await batch.run(provider)
@@ -325,7 +323,7 @@ async def test_provider_returning_garbage_image_fails_cleanly(workspace: Workspa
         async def generate(self, request, on_progress=None):  # type: ignore[no-untyped-def]
             return [ImageData(b"<html>not an image</html>")]
 
-    batch = workspace.create_batch(["x"])
+    batch = Batch.create(workspace=workspace, tasks=["x"])
     await batch.run(Garbage(), retry=FAST)
     task = batch.tasks[0]
     assert task.status is TaskStatus.FAILED and task.error_kind == "bad_image"
@@ -336,7 +334,7 @@ async def test_provider_returning_garbage_image_fails_cleanly(workspace: Workspa
 async def test_cancelling_the_awaiting_cell_stops_cleanly(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(4))
+    batch = Batch.create(workspace=workspace, tasks=prompts(4))
     cell = asyncio.ensure_future(batch.run(provider, concurrency=2))
     await asyncio.sleep(0.02)
     cell.cancel()  # what Jupyter's "interrupt kernel" does to an awaiting cell
@@ -377,11 +375,11 @@ async def test_owned_provider_is_closed_and_passed_instance_is_not(
         return made[-1]
 
     register_provider("controlled-test", factory, replace=True)
-    batch = workspace.create_batch(prompts(2))
+    batch = Batch.create(workspace=workspace, tasks=prompts(2))
     await batch.run("controlled-test")
     assert made[0].closed == 1
     mine = ControlledProvider()
-    batch2 = workspace.create_batch(prompts(2))
+    batch2 = Batch.create(workspace=workspace, tasks=prompts(2))
     await batch2.run(mine)
     assert mine.closed == 0
 
@@ -389,8 +387,8 @@ async def test_owned_provider_is_closed_and_passed_instance_is_not(
 async def test_two_runs_of_one_batch_never_send_a_task_twice(workspace: Workspace) -> None:
     gate = asyncio.Event()
     provider = ControlledProvider(gate=gate)
-    batch = workspace.create_batch(prompts(4))
-    same_batch_elsewhere = workspace.batch(batch.id)  # e.g. a second notebook
+    batch = Batch.create(workspace=workspace, tasks=prompts(4))
+    same_batch_elsewhere = Batch.load(batch.id, workspace)  # e.g. a second notebook
     first = batch.start(provider, concurrency=1)
     await asyncio.sleep(0.01)
     second = same_batch_elsewhere.start(provider, concurrency=4)
@@ -402,7 +400,7 @@ async def test_two_runs_of_one_batch_never_send_a_task_twice(workspace: Workspac
 
 
 async def test_a_succeeded_task_is_not_rerun_by_accident(workspace: Workspace) -> None:
-    batch = workspace.create_batch(["x"])
+    batch = Batch.create(workspace=workspace, tasks=["x"])
     await batch.run(ControlledProvider())
     with pytest.raises(ConfigError, match="already succeeded"):
         batch.start(ControlledProvider(), tasks=[batch.tasks[0]])
@@ -412,7 +410,7 @@ async def test_cancelling_a_task_handed_out_but_not_started_is_clean(
     workspace: Workspace,
 ) -> None:
     provider = ControlledProvider(delay=0.01)
-    batch = workspace.create_batch(prompts(4))
+    batch = Batch.create(workspace=workspace, tasks=prompts(4))
     runner = batch.start(provider, concurrency=4)
     await asyncio.sleep(0)  # the dispatcher has handed out all four; none has started
     runner.cancel(batch.tasks[1].id)
@@ -427,7 +425,7 @@ async def test_cancelling_a_task_handed_out_but_not_started_is_clean(
 async def test_a_retry_waits_while_paused(workspace: Workspace) -> None:
     provider = ControlledProvider()
     provider.script["flaky"] = [ServerError("boom"), "ok"]
-    batch = workspace.create_batch(["flaky"])
+    batch = Batch.create(workspace=workspace, tasks=["flaky"])
     starts: list[int] = []
     batch.subscribe(lambda e: starts.append(e.attempt) if isinstance(e, TaskStarted) else None)
     runner = batch.start(provider, retry=RetryPolicy(base_delay=0.05, max_delay=0.05))
@@ -444,7 +442,7 @@ async def test_a_retry_waits_while_paused(workspace: Workspace) -> None:
 async def test_stop_while_saving_keeps_the_paid_result(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbbatch._runner import Runner
+    from nbbatch.engine._runner import Runner
 
     original = Runner._save_files
 
@@ -453,7 +451,7 @@ async def test_stop_while_saving_keeps_the_paid_result(
         return original(self, *args)
 
     monkeypatch.setattr(Runner, "_save_files", slow_save)
-    batch = workspace.create_batch(["x"])
+    batch = Batch.create(workspace=workspace, tasks=["x"])
     runner = batch.start(ControlledProvider())
     await asyncio.sleep(0.05)  # the provider answered; the image is being written
     runner.stop()
@@ -467,7 +465,7 @@ async def test_a_task_pinned_to_another_provider_is_refused_not_rerouted(
     workspace: Workspace,
 ) -> None:
     paid = ControlledProvider()
-    batch = workspace.create_batch([Task("pinned", provider="demo"), Task("free")])
+    batch = Batch.create(workspace=workspace, tasks=[Task("pinned", provider="demo"), Task("free")])
     with pytest.raises(ConfigError, match="asks for provider 'demo'"):
         batch.start(paid)
     assert paid.calls == [] and batch.counts == {"idle": 2}

@@ -8,7 +8,7 @@ import pickle
 import httpx
 import pytest
 
-from nbbatch._secrets import Secret, resolve_key, scrub
+from nbbatch.core._secrets import Secret, resolve_key, scrub
 from nbbatch.providers._http import error_from_response
 
 SENTINEL = "test-key-test-SENTINEL-0123456789abcdef"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nbbatch
-from nbbatch import Params, PromptSourceError, Workspace
+from nbbatch import Params, Workspace
+from nbbatch.errors import PromptSourceError
 
 
 def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
@@ -43,7 +44,7 @@ def test_a1111_options_become_params() -> None:
         "--height 768 --cfg_scale 6.5 --sampler_name 'DPM++ 2M' --n_iter 2 --batch_size 3 "
         "--sd_model sdxl"
     )
-    parsed = nbbatch.parse_prompt_line(line)
+    parsed = nbbatch.planning.parse_prompt_line(line)
     assert parsed.prompt == "a red fox"
     assert parsed.params == Params(
         seed=5,
@@ -59,8 +60,8 @@ def test_a1111_options_become_params() -> None:
 
 
 def test_prompt_option_and_plain_lines() -> None:
-    assert nbbatch.parse_prompt_line('--prompt "a cat, 4k" --seed 1').prompt == "a cat, 4k"
-    plain = nbbatch.parse_prompt_line("a cat's hat -- on a--table")
+    assert nbbatch.planning.parse_prompt_line('--prompt "a cat, 4k" --seed 1').prompt == "a cat, 4k"
+    plain = nbbatch.planning.parse_prompt_line("a cat's hat -- on a--table")
     assert plain.prompt == "a cat's hat -- on a--table"  # no option starts there
     assert plain.changes == {}
 
@@ -80,7 +81,7 @@ def test_prompt_option_and_plain_lines() -> None:
 )
 def test_bad_lines_raise_a_typed_error_naming_the_line(line: str, message: str) -> None:
     with pytest.raises(PromptSourceError, match=message) as info:
-        nbbatch.parse_prompt_line(line, where="line 7")
+        nbbatch.planning.parse_prompt_line(line, where="line 7")
     assert info.value.where == "line 7"
     assert str(info.value).startswith("line 7: ")
 
@@ -103,7 +104,7 @@ _lines = st.one_of(
 @given(_lines)
 def test_line_parser_never_raises_anything_but_its_typed_error(line: str) -> None:
     try:
-        parsed = nbbatch.parse_prompt_line(line)
+        parsed = nbbatch.planning.parse_prompt_line(line)
     except PromptSourceError as exc:
         assert str(exc)
         return

@@ -12,22 +12,18 @@ from pathlib import Path
 import pytest
 
 from conftest import ControlledProvider, png_bytes
-from nbbatch import (
-    Batch,
+from nbbatch import Batch, Params, Task, TaskStatus, Workspace
+from nbbatch.engine import _store as store_module
+from nbbatch.errors import (
     ConfigError,
     ImageRejectedError,
     NotFoundError,
-    Params,
     SchemaVersionError,
     StorageError,
     StoreBusyError,
     StoreError,
-    Task,
-    TaskStatus,
-    Workspace,
     WorkspaceNotWritableError,
 )
-from nbbatch import _store as store_module
 
 
 def test_batch_round_trips_through_the_journal(tmp_path: Path) -> None:
@@ -37,7 +33,7 @@ def test_batch_round_trips_through_the_journal(tmp_path: Path) -> None:
             Task("a red car", params=Params(size="512x512", seed=7, steps=20)),
             Task("a blue car", references=[ref], params=Params(strength=0.4, extras={"q": 1})),
         ]
-        batch = ws.create_batch(tasks, name="cars")
+        batch = Batch.create(workspace=ws, tasks=tasks, name="cars")
         batch.run_sync("demo")
         ids = [t.id for t in batch.tasks]
     with Workspace(tmp_path / "ws") as ws:
@@ -61,18 +57,18 @@ def test_batch_round_trips_through_the_journal(tmp_path: Path) -> None:
 
 def test_unknown_batch_is_a_clear_not_found(workspace: Workspace) -> None:
     with pytest.raises(NotFoundError, match="nbbatch history"):
-        workspace.batch("nope")
+        Batch.load("nope", workspace)
 
 
 def test_empty_batch_is_refused(workspace: Workspace) -> None:
     with pytest.raises(ConfigError, match="at least one task"):
-        workspace.create_batch([])
+        Batch.create(workspace=workspace, tasks=[])
 
 
 def test_reconcile_repairs_what_a_crash_leaves(tmp_path: Path) -> None:
     path = tmp_path / "ws"
     with Workspace(path) as ws:
-        batch = ws.create_batch(["one", "two", "three"])
+        batch = Batch.create(workspace=ws, tasks=["one", "two", "three"])
         batch.run_sync("demo")
         one, two, three = batch.tasks
         # simulate the states a SIGKILL can leave behind
@@ -88,7 +84,7 @@ def test_reconcile_repairs_what_a_crash_leaves(tmp_path: Path) -> None:
         assert report.interrupted == [two.id]
         assert (report.temp_files_removed, report.orphan_files_removed) == (1, 1)
         assert report.missing_files == 1
-        again = ws.batch(batch.id)
+        again = Batch.load(batch.id, ws)
         s_one, s_two, s_three = again.tasks
         assert s_one.status is TaskStatus.FAILED and s_one.images == []
         assert "missing" in (s_one.error or "")
@@ -104,11 +100,11 @@ def test_reconcile_repairs_what_a_crash_leaves(tmp_path: Path) -> None:
 
 def test_second_open_does_not_reconcile_a_live_workspace(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as first:
-        batch = first.create_batch(["x"])
+        batch = Batch.create(workspace=first, tasks=["x"])
         first._conn.execute("UPDATE tasks SET status='running'")
         with Workspace(tmp_path / "ws") as second:
             assert not second.recovery.reconciled
-            assert second.batch(batch.id).tasks[0].status is TaskStatus.RUNNING
+            assert Batch.load(batch.id, second).tasks[0].status is TaskStatus.RUNNING
 
 
 def test_newer_schema_is_refused_without_touching_it(tmp_path: Path) -> None:
@@ -150,7 +146,7 @@ def test_corrupt_database_file_is_a_store_error(tmp_path: Path) -> None:
 def test_busy_database_gives_store_busy_after_the_timeout(tmp_path: Path) -> None:
     path = tmp_path / "ws"
     with Workspace(path, busy_timeout=0.2) as ws:
-        batch = ws.create_batch(["x"])
+        batch = Batch.create(workspace=ws, tasks=["x"])
         holder = subprocess.Popen(
             [
                 sys.executable,
@@ -187,7 +183,7 @@ def test_network_filesystem_falls_back_to_rollback_journal(
         ws = Workspace(tmp_path / "ws")
     with ws:
         assert ws.journal_mode == "delete"
-        batch = ws.create_batch(["x"])
+        batch = Batch.create(workspace=ws, tasks=["x"])
         batch.run_sync("demo")
         assert batch.status == "succeeded"
 
@@ -199,7 +195,7 @@ async def test_disk_error_while_saving_marks_nothing_succeeded(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store_module.os, "replace", full)
-    batch = workspace.create_batch(["x"])
+    batch = Batch.create(workspace=workspace, tasks=["x"])
     await batch.run(ControlledProvider(), retry=0)
     task = batch.tasks[0]
     assert task.status is TaskStatus.FAILED and task.error_kind == "storage"
@@ -243,8 +239,8 @@ def test_same_image_twice_is_stored_once(workspace: Workspace) -> None:
 
 
 def test_batches_are_listed_newest_first_with_counts(workspace: Workspace) -> None:
-    first = workspace.create_batch(["a", "b"], name="first")
-    second = workspace.create_batch(["c"], name="second")
+    first = Batch.create(workspace=workspace, tasks=["a", "b"], name="first")
+    second = Batch.create(workspace=workspace, tasks=["c"], name="second")
     second.run_sync("demo")
     listed = workspace.batches()
     assert [b.id for b in listed] == [second.id, first.id]
@@ -254,7 +250,7 @@ def test_batches_are_listed_newest_first_with_counts(workspace: Workspace) -> No
 
 def test_delete_batch_and_reconcile_drops_its_files(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as ws:
-        batch = ws.create_batch(["x"])
+        batch = Batch.create(workspace=ws, tasks=["x"])
         batch.run_sync("demo")
         ws.delete_batch(batch.id)
     with Workspace(tmp_path / "ws") as ws:
@@ -264,11 +260,11 @@ def test_delete_batch_and_reconcile_drops_its_files(tmp_path: Path) -> None:
 
 def test_retrying_a_task_that_lost_one_of_its_images(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as ws:
-        batch = ws.create_batch(["pair"], params=Params(n=2, size="32x32"))
+        batch = Batch.create(workspace=ws, tasks=["pair"], params=Params(n=2, size="32x32"))
         batch.run_sync("demo")
         batch.tasks[0].images[0].path.unlink()
     with Workspace(tmp_path / "ws") as ws:
-        again = ws.batch(batch.id)
+        again = Batch.load(batch.id, ws)
         task = again.tasks[0]
         assert task.status is TaskStatus.FAILED and [im.index for im in task.images] == [1]
         again.run_sync("demo", retry_failed=True)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbbatch
-from nbbatch import Params, Task, TemplateError, TemplateTooLargeError
+from nbbatch import Params, Task
+from nbbatch.errors import TemplateError, TemplateTooLargeError
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +102,7 @@ def test_unknown_wildcard_is_an_error_not_an_endless_stream(tmp_path) -> None:
         nbbatch.expand("a __colors__ car", wildcards=tmp_path)
     with pytest.raises(TemplateError, match="no wildcards= folder"):
         nbbatch.count_prompts("a __colors__ car")
-    with pytest.raises(nbbatch.ConfigError, match="does not exist"):
+    with pytest.raises(nbbatch.errors.ConfigError, match="does not exist"):
         nbbatch.expand("a car", wildcards=tmp_path / "missing")
 
 

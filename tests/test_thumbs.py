@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, ConfigError, Params, ThumbnailCache, Workspace, thumbnail, thumbnails
-from nbbatch._thumbs import MAX_THUMB_BYTES, make_thumbnail
+from nbbatch import Batch, Params, Workspace, thumbnail
+from nbbatch.errors import ConfigError
+from nbbatch.images import ThumbnailCache, thumbnails
+from nbbatch.images._thumbs import MAX_THUMB_BYTES, make_thumbnail
 
 
 def png(img: Image.Image) -> bytes:
@@ -122,7 +124,7 @@ def test_bad_options_are_config_errors(tmp_path: Path, size: int, fmt: str) -> N
 
 
 def test_prune_removes_cache_entries_of_deleted_images(tmp_path: Path) -> None:
-    from nbbatch import Resize, postprocess, prune_caches
+    from nbbatch.images import Resize, postprocess, prune_caches
 
     ws = Workspace(tmp_path / "ws")
     keep = Batch.create(["keep me"], workspace=ws)

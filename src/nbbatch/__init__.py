@@ -7,13 +7,34 @@
 
 Everything is journaled to a workspace folder (``./nbbatch-workspace`` by default), so a
 kernel crash loses nothing: ``nbbatch.Workspace().batches()`` lists what is there.
+
+The flow, one folder a layer (each imports only the ones below it)::
+
+    widgets/  cli         what a person touches
+    planning/             prompts, templates, files, folders, LLM plans -> tasks
+    engine/               Batch (edit, run, subscribe) -> Runner -> Workspace journal
+    providers/  images/   services over HTTP; decode, metadata, thumbnails, exports
+    core/                 plain data: Task, Params, events, errors, retry, secrets
+
+This module is the short list of what most notebooks need; the rest lives in public
+namespaces: ``nbbatch.errors``, ``nbbatch.events``, ``nbbatch.images``,
+``nbbatch.planning``, ``nbbatch.providers``, ``nbbatch.testing``, ``nbbatch.widgets``.
 """
 
-import contextlib as _contextlib
-
-from ._batch import Batch
-from ._config import (
-    ConnectionResult,
+# The public namespaces, reachable as attributes (nbbatch.errors.ConfigError, ...).
+from . import errors as errors
+from . import events as events
+from . import images as images
+from . import planning as planning
+from . import providers as providers
+from .core._errors import NbbatchError
+from .core._model import GeneratedImage, Params, Reference, Task, TaskStatus
+from .core._retry import RetryPolicy
+from .core._secrets import Secret
+from .core._version import __version__
+from .engine._batch import Batch
+from .engine._runner import Runner
+from .engine._settings import (
     ProviderConfig,
     Settings,
     load_settings,
@@ -21,175 +42,60 @@ from ._config import (
     save_settings,
     test_connection,
 )
-from ._contact import contact_sheet, varying_parameters, xy_grid
-from ._errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigError,
-    ContentRefusedError,
-    ImageError,
-    ImageRejectedError,
-    InvalidPromptError,
-    InvalidTransitionError,
-    MalformedResponseError,
-    NbbatchError,
-    NotFoundError,
-    NotSupportedError,
-    PlannerAuthError,
-    PlannerEmptyError,
-    PlannerError,
-    PlannerNoJSONError,
-    PlannerOutputError,
-    PlannerRefusedError,
-    PlannerShapeError,
-    PlannerTimeoutError,
-    PlannerTooManyTasksError,
-    PlannerUnavailableError,
-    PromptSourceError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
-    SchemaVersionError,
-    ServerError,
-    StorageError,
-    StoreBusyError,
-    StoreError,
-    TemplateError,
-    TemplateTooLargeError,
-    UnknownProviderError,
-    WorkspaceNotWritableError,
+from .engine._store import BatchSummary, Workspace
+from .images import contact_sheet, export_zip, postprocess, read_generation_info, thumbnail
+from .images._metadata import task_from_image
+from .planning import (
+    LLMConfig,
+    Plan,
+    Preset,
+    Presets,
+    TaskList,
+    aenhance,
+    aplan,
+    count_prompts,
+    enhance,
+    expand,
+    plan,
+    read_prompts,
+    tasks_from_folder,
 )
-from ._export import export_folder, export_zip
-from ._images import ImageInfo, ImageLimits, decode_image, inspect_image
-from ._metadata import GenerationInfo, read_generation_info, task_from_image
-from ._model import GeneratedImage, Params, Reference, Task, TaskStatus
-from ._planner import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
-from ._postprocess import (
-    Adjust,
-    AutoPostprocess,
-    ConvertFormat,
-    CropToAspect,
-    DerivedImage,
-    PadToAspect,
-    Pipeline,
-    Resize,
-    StripMetadata,
-    Watermark,
-    auto_postprocess,
-    derived_images,
-    postprocess,
-    postprocess_async,
-)
-from ._presets import Preset, Presets
-from ._retry import RetryPolicy
-from ._runner import Runner
-from ._secrets import Secret
-from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
-from ._store import BatchSummary, RecoveryReport, Workspace
-from ._tasklist import Skipped, TaskList
-from ._templates import count_prompts, expand
-from ._thumbs import ThumbnailCache, prune_caches, thumbnail, thumbnails
 from .providers import Provider, available_providers, get_provider, register_provider
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "Adjust",
-    "AuthenticationError",
-    "AutoPostprocess",
-    "BadRequestError",
     "Batch",
     "BatchSummary",
-    "ConfigError",
-    "ConnectionResult",
-    "ContentRefusedError",
-    "ConvertFormat",
-    "CropToAspect",
-    "DerivedImage",
     "GeneratedImage",
-    "GenerationInfo",
-    "ImageError",
-    "ImageInfo",
-    "ImageLimits",
-    "ImageRejectedError",
-    "InvalidPromptError",
-    "InvalidTransitionError",
     "LLMConfig",
-    "MalformedResponseError",
     "NbbatchError",
-    "NotFoundError",
-    "NotSupportedError",
-    "PadToAspect",
     "Params",
-    "ParsedLine",
-    "Pipeline",
     "Plan",
-    "PlannerAuthError",
-    "PlannerEmptyError",
-    "PlannerError",
-    "PlannerNoJSONError",
-    "PlannerOutputError",
-    "PlannerRefusedError",
-    "PlannerShapeError",
-    "PlannerTimeoutError",
-    "PlannerTooManyTasksError",
-    "PlannerUnavailableError",
     "Preset",
     "Presets",
-    "PromptSourceError",
     "Provider",
     "ProviderConfig",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderTimeoutError",
-    "RateLimitedError",
-    "RecoveryReport",
     "Reference",
-    "Resize",
     "RetryPolicy",
     "Runner",
-    "SchemaVersionError",
     "Secret",
-    "ServerError",
     "Settings",
-    "Skipped",
-    "StorageError",
-    "StoreBusyError",
-    "StoreError",
-    "StripMetadata",
     "Task",
     "TaskList",
     "TaskStatus",
-    "TemplateError",
-    "TemplateTooLargeError",
-    "ThumbnailCache",
-    "UnknownProviderError",
-    "Watermark",
     "Workspace",
-    "WorkspaceNotWritableError",
     "__version__",
     "aenhance",
     "aplan",
-    "auto_postprocess",
     "available_providers",
     "contact_sheet",
     "count_prompts",
-    "decode_image",
-    "derived_images",
     "enhance",
     "expand",
-    "export_folder",
     "export_zip",
-    "extract_json",
     "get_provider",
-    "inspect_image",
     "load_settings",
-    "parse_prompt_line",
     "plan",
     "postprocess",
-    "postprocess_async",
-    "prune_caches",
     "read_generation_info",
     "read_prompts",
     "register_provider",
@@ -199,15 +105,4 @@ __all__ = [
     "tasks_from_folder",
     "test_connection",
     "thumbnail",
-    "thumbnails",
-    "varying_parameters",
-    "xy_grid",
 ]
-
-# Show public objects as nbbatch.X in reprs and tracebacks, not nbbatch._module.X.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("nbbatch._"):
-        with _contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = "nbbatch"
-del _name, _obj

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._batch import Batch
-from ._config import load_settings
-from ._errors import ConfigError, NbbatchError
-from ._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted, TaskSucceeded
-from ._model import Params, Task, TaskStatus
-from ._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
-from ._sources import read_prompts
-from ._store import Workspace, default_workspace
-from ._templates import expand
+from .core._errors import ConfigError, NbbatchError
+from .core._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterrupted, TaskSucceeded
+from .core._model import Params, Task, TaskStatus
+from .engine._batch import Batch
+from .engine._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
+from .engine._settings import load_settings
+from .engine._store import Workspace, default_workspace
+from .planning._sources import read_prompts
+from .planning._templates import expand
 from .providers import Provider, get_provider
 
 __all__ = ["main"]
@@ -187,7 +187,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 "raise it if you mean it"
             )
         # Record the name as typed (a saved configuration or a provider) for `resume`.
-        batch = ws.create_batch(tasks, name=args.name, params=params, provider=args.provider)
+        batch = Batch.create(
+            tasks, workspace=ws, name=args.name, params=params, provider=args.provider
+        )
         print(batch.id, flush=True)  # first line on stdout: scripts can capture it
         _print(
             f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
@@ -198,7 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as ws:
-        batch = ws.batch(args.batch_id)
+        batch = Batch.load(args.batch_id, ws)
         if args.provider is None:
             args.provider = batch.provider or "demo"
         todo = batch.runnable(retry_failed=args.retry_failed)
@@ -228,7 +230,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as ws:
-        batch = ws.batch(args.batch_id)
+        batch = Batch.load(args.batch_id, ws)
     if args.json:
         print(json.dumps([t.to_record() for t in batch.tasks], indent=2))
         return EXIT_OK
@@ -243,7 +245,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as ws:
-        batch = ws.batch(args.batch_id)
+        batch = Batch.load(args.batch_id, ws)
         out = batch.export_zip(args.output)
     _print(f"wrote {out} ({len(batch.images)} images + manifest.json)")
     return EXIT_OK

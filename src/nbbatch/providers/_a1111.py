@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._errors import ConfigError, MalformedResponseError, ProviderError
-from .._secrets import Secret, scrub
+from ..core._errors import ConfigError, MalformedResponseError, ProviderError
+from ..core._secrets import Secret, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import offload

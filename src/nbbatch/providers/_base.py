@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._errors import NotSupportedError
-from .._model import Params
+from ..core._errors import NotSupportedError
+from ..core._model import Params
 
 __all__ = [
     "Capabilities",

@@ -35,14 +35,14 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
     ProviderError,
     ServerError,
 )
-from .._secrets import scrub
+from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .._errors import ContentRefusedError, ServerError
+from ..core._errors import ContentRefusedError, ServerError
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 
 __all__ = ["DemoProvider", "render_demo_image"]

@@ -29,14 +29,14 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     ProviderError,
     ServerError,
 )
-from .._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import (

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     AuthenticationError,
     ConfigError,
     ContentRefusedError,
@@ -27,8 +27,8 @@ from .._errors import (
     ProviderError,
     RateLimitedError,
 )
-from .._retry import parse_duration
-from .._secrets import Secret, resolve_key, scrub
+from ..core._retry import parse_duration
+from ..core._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import b64_image, guess_mime, nearest_aspect_ratio, offload

@@ -2,7 +2,7 @@
 
 :class:`HttpClient` wraps one ``httpx.AsyncClient`` (connection reuse) per provider
 instance. Every non-2xx response and every transport failure becomes one of the
-:mod:`nbbatch._errors` provider errors, classified for retries as in reliability.md §B1:
+:mod:`nbbatch.core._errors` provider errors, classified for retries as in reliability.md §B1:
 
 =========================  =========================  =========
 what happened              error                      retried
@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     AuthenticationError,
     BadRequestError,
     MalformedResponseError,
@@ -43,8 +43,8 @@ from .._errors import (
     RateLimitedError,
     ServerError,
 )
-from .._retry import parse_retry_after
-from .._secrets import scrub
+from ..core._retry import parse_retry_after
+from ..core._secrets import scrub
 
 __all__ = [
     "HttpClient",

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
-from .._secrets import Secret, resolve_key
+from ..core._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
+from ..core._secrets import Secret, resolve_key
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import guess_mime

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
@@ -32,7 +32,7 @@ from .._errors import (
     ProviderError,
     RateLimitedError,
 )
-from .._secrets import Secret, resolve_key
+from ..core._secrets import Secret, resolve_key
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts
 from ._support import offload

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._errors import (
+from ..core._errors import (
     AuthenticationError,
     ConfigError,
     NotSupportedError,

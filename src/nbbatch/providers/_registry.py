@@ -7,14 +7,15 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from .._errors import ConfigError, UnknownProviderError
+from ..core._errors import ConfigError, UnknownProviderError
 from ._base import Provider
+from ._builtin import BUILTINS
 
 __all__ = ["available_providers", "get_provider", "register_provider"]
 
 ProviderFactory = Callable[..., Provider]
 
-_REGISTRY: dict[str, ProviderFactory] = {}
+_REGISTRY: dict[str, ProviderFactory] = dict(BUILTINS)
 _entry_points_loaded = False
 
 
@@ -50,8 +51,6 @@ def _load_entry_points() -> None:
 
 def available_providers() -> list[str]:
     """Names accepted by :func:`get_provider`, sorted."""
-    from . import _builtin  # noqa: F401  (registers the built-ins)
-
     _load_entry_points()
     return sorted(_REGISTRY)
 

@@ -20,14 +20,14 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._errors import (
+from ..core._errors import (
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
     ProviderError,
 )
-from .._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, resolve_key, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._http import HttpClient, Timeouts, server_message
 from ._support import b64_image, guess_mime, nearest_aspect_ratio

@@ -16,8 +16,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from .._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
-from .._images import sniff_format
+from ..core._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
+from ..images._decode import sniff_format
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD",

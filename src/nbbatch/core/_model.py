@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigError, InvalidPromptError, InvalidTransitionError
 
@@ -39,6 +39,7 @@ __all__ = [
     "Params",
     "Reference",
     "Task",
+    "TaskOwner",
     "TaskStatus",
     "check_prompt",
     "new_id",
@@ -197,6 +198,27 @@ class Params:
         return cls(**kwargs)
 
 
+class TaskOwner(Protocol):
+    """What a task or image asks of the batch it belongs to (the batch façade does this).
+
+    The model cannot import the engine; a loaded batch attaches itself to its tasks and
+    images so that ``task.parent``, ``task.children`` and ``image.edit(...)`` work.
+    """
+
+    def parent_of(self, task: Task) -> Task | None: ...
+
+    def children_of(self, task: Task) -> list[Task]: ...
+
+    def derive(self, image: GeneratedImage, prompt: str, **params: Any) -> Task: ...
+
+
+def _unattached(what: str) -> ConfigError:
+    return ConfigError(
+        f"this {what} is not attached to a loaded batch; load it with "
+        "nbbatch.Batch.load(batch_id) and use the batch's tasks and images"
+    )
+
+
 def _open_pil(path: Path) -> Image.Image:
     from PIL import Image
 
@@ -250,6 +272,7 @@ class GeneratedImage:
     seed: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    _owner: TaskOwner | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def pil(self) -> Image.Image:
@@ -257,6 +280,17 @@ class GeneratedImage:
 
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
+
+    def edit(self, prompt: str, **params: Any) -> Task:
+        """A new child task that reworks this image with ``prompt`` (img2img / edit).
+
+        Same as ``batch.derive(image, prompt, **params)``: the image becomes the new
+        task's reference, its ``parent_id`` is this image's task, and it joins the batch
+        (and a live run of it).
+        """
+        if self._owner is None:
+            raise _unattached("image")
+        return self._owner.derive(self, prompt, **params)
 
     def _repr_png_(self) -> bytes | None:
         if self.format.upper() != "PNG":
@@ -310,6 +344,7 @@ class Task:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    _owner: TaskOwner | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.prompt = check_prompt(self.prompt, task_id=self.id)
@@ -339,6 +374,22 @@ class Task:
             self.progress = None
             self.error = None
             self.error_kind = None
+
+    @property
+    def parent(self) -> Task | None:
+        """The task this one was derived from (``parent_id``), when it is in the batch."""
+        if self.parent_id is None:
+            return None
+        if self._owner is None:
+            raise _unattached("task")
+        return self._owner.parent_of(self)
+
+    @property
+    def children(self) -> list[Task]:
+        """Tasks derived from this one (their ``parent_id`` is this task), in batch order."""
+        if self._owner is None:
+            return []
+        return self._owner.children_of(self)
 
     @property
     def duration(self) -> float | None:

@@ -8,7 +8,7 @@ config folder (``platformdirs.user_config_dir("nbbatch")``, or ``$NBBATCH_CONFIG
 Keys are never written to that file. A provider's key is found, in this order:
 
 1. the explicit ``api_key`` (argument or ``ProviderConfig.api_key``, held as a
-   :class:`~nbbatch._secrets.Secret`, masked in every repr);
+   :class:`~nbbatch.core._secrets.Secret`, masked in every repr);
 2. the provider's standard environment variable (``OPENAI_API_KEY``,
    ``STABILITY_API_KEY``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` /
    ``GOOGLE_API_KEY``, ``HF_TOKEN``, ``FAL_KEY``);
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError, NbbatchError
-from ._model import Params
-from ._secrets import Secret, resolve_key, scrub
-from .providers._base import Provider
-from .providers._http import Timeouts
+from ..core._errors import ConfigError, NbbatchError
+from ..core._model import Params
+from ..core._secrets import Secret, resolve_key, scrub
+from ..providers._base import Provider
+from ..providers._http import Timeouts
 
 __all__ = [
     "KEY_ENV_VARS",
@@ -168,8 +168,8 @@ class ProviderConfig:
         self, *, api_key: str | Secret | None = None, secrets_path: Path | None = None
     ) -> Provider:
         """Make the provider this configuration describes."""
-        from .providers._pool import Endpoint
-        from .providers._registry import _REGISTRY, available_providers
+        from ..providers._pool import Endpoint
+        from ..providers._registry import _REGISTRY, available_providers
 
         names = available_providers()
         factory = _REGISTRY.get(self.provider)

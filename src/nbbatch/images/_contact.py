@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ._errors import ConfigError, ImageError
-from ._images import DEFAULT_LIMITS, ImageLimits, decode_image
+from ..core._errors import ConfigError, ImageError
+from ..core._protocols import TaskSource
+from ._decode import DEFAULT_LIMITS, ImageLimits, decode_image
 
 if TYPE_CHECKING:
-    from ._batch import Batch
-    from ._model import GeneratedImage, Task
+    from ..core._model import GeneratedImage, Task
 
 __all__ = ["contact_sheet", "varying_parameters", "xy_grid"]
 
@@ -67,16 +67,15 @@ def _caption_for(task: Task | None, image: GeneratedImage | None) -> str:
 
 
 def _cells(items: object) -> list[_Cell]:
-    from ._batch import Batch
-    from ._model import GeneratedImage, Task
+    from ..core._model import GeneratedImage, Task
 
-    if isinstance(items, (Batch, Task, GeneratedImage, Image.Image, str, os.PathLike, bytes)):
+    if isinstance(items, (TaskSource, Task, GeneratedImage, Image.Image, str, os.PathLike, bytes)):
         items = [items]
     if not isinstance(items, Iterable):
         raise ConfigError(f"cannot make a contact sheet of {type(items).__name__}")
     out: list[_Cell] = []
     for item in items:
-        if isinstance(item, Batch):
+        if isinstance(item, TaskSource):
             out.extend(_cells(item.tasks))
         elif isinstance(item, Task):
             out.extend(_Cell(im.read_bytes, None, _caption_for(item, im)) for im in item.images)
@@ -177,7 +176,7 @@ def _paste_centered(sheet: Image.Image, tile: Image.Image | None, x: int, y: int
 
 
 def contact_sheet(
-    images: Batch | Task | GeneratedImage | Iterable[Any],
+    images: TaskSource | Task | GeneratedImage | Iterable[Any],
     *,
     columns: int | None = None,
     cell: int = 256,
@@ -261,11 +260,10 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _rows(items: Batch | Iterable[Task]) -> list[tuple[Task, GeneratedImage, dict[str, Any]]]:
-    from ._batch import Batch
-    from ._model import Task
+def _rows(items: TaskSource | Iterable[Task]) -> list[tuple[Task, GeneratedImage, dict[str, Any]]]:
+    from ..core._model import Task
 
-    tasks = items.tasks if isinstance(items, Batch) else list(items)
+    tasks = items.tasks if isinstance(items, TaskSource) else list(items)
     rows = []
     for t in tasks:
         if not isinstance(t, Task):
@@ -275,7 +273,7 @@ def _rows(items: Batch | Iterable[Task]) -> list[tuple[Task, GeneratedImage, dic
     return rows
 
 
-def varying_parameters(items: Batch | Iterable[Task]) -> dict[str, list[Any]]:
+def varying_parameters(items: TaskSource | Iterable[Task]) -> dict[str, list[Any]]:
     """Parameters whose value differs between the images of ``items``, with the values.
 
     Keys are ``prompt``, ``seed``, ``provider`` and :class:`~nbbatch.Params` field names
@@ -305,7 +303,7 @@ def _label(axis: str, value: Any) -> str:
 
 
 def xy_grid(
-    items: Batch | Iterable[Task],
+    items: TaskSource | Iterable[Task],
     x: str | None = None,
     y: str | None = None,
     *,

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError, StorageError
-from ._images import DEFAULT_LIMITS, ImageLimits
-from ._model import GeneratedImage, Task
+from ..core._errors import ConfigError, StorageError
+from ..core._model import GeneratedImage, Task
+from ._decode import DEFAULT_LIMITS, ImageLimits
 
 if TYPE_CHECKING:
     from ._postprocess import Pipeline, Step

@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from ._errors import ConfigError, ImageError, ImageRejectedError
-from ._images import DEFAULT_LIMITS, ImageInfo, ImageLimits, sniff_format
-from ._model import Params, Task
-from ._secrets import scrub
+from ..core._errors import ConfigError, ImageError, ImageRejectedError
+from ..core._model import Params, Task
+from ..core._secrets import scrub
+from ._decode import DEFAULT_LIMITS, ImageInfo, ImageLimits, sniff_format
 
 if TYPE_CHECKING:
-    from ._model import GeneratedImage
+    from ..core._model import GeneratedImage
 
 __all__ = [
     "GenerationInfo",
@@ -251,7 +251,7 @@ def format_infotext(
 
 def _record_infotext(record: Mapping[str, Any], info: ImageInfo) -> str:
     params = record.get("params") or {}
-    from . import __version__
+    from ..core._version import __version__
 
     fields: dict[str, object] = {
         "Steps": params.get("steps"),

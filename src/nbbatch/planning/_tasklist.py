@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._model import Task
+from ..core._model import Task
 
 __all__ = ["Skipped", "TaskList", "summarize"]
 

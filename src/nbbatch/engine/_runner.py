@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._errors import (
+from ..core._errors import (
     ConfigError,
     ImageRejectedError,
     MalformedResponseError,
@@ -35,7 +35,7 @@ from ._errors import (
     RateLimitedError,
     StorageError,
 )
-from ._events import (
+from ..core._events import (
     BatchProgress,
     Event,
     RunState,
@@ -49,19 +49,21 @@ from ._events import (
     TaskStarted,
     TaskSucceeded,
 )
-from ._images import DEFAULT_LIMITS, ImageLimits, inspect_image
-from ._metadata import embed_metadata, generation_record
-from ._model import Task, TaskStatus
-from ._retry import RetryPolicy
-from ._secrets import scrub
+from ..core._model import Task, TaskStatus
+from ..core._retry import RetryPolicy
+from ..core._secrets import scrub
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, inspect_image
+from ..images._metadata import embed_metadata, generation_record
+from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import StoredImage, Workspace
-from .providers._base import GenerationRequest, ImageData, InputImage, Provider
 
 __all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
 
 log = logging.getLogger("nbbatch")
 
 DEFAULT_CONCURRENCY = 3
+#: at most 4 progress events per second per task reach subscribers
+_PROGRESS_INTERVAL = 0.25
 _DEFAULT_CAP = 10
 #: generous outer guard; providers set tighter per-phase HTTP timeouts themselves
 DEFAULT_ATTEMPT_TIMEOUT = 900.0
@@ -88,7 +90,7 @@ def check_concurrency(value: object, cap: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
         raise ConfigError(
             f"concurrency must be a whole number from 1 to {limit}, got {value!r}. "
-            "Raise the cap with max_concurrency=... or NBBATCH_MAX_CONCURRENCY if your "
+            "Raise the cap with concurrency_cap=... or NBBATCH_MAX_CONCURRENCY if your "
             "service allows more parallel requests."
         )
     return value
@@ -130,20 +132,25 @@ class Runner:
         *,
         providers: dict[str, Provider] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
-        max_concurrency: int | None = None,
+        concurrency_cap: int | None = None,
         retry: RetryPolicy | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
         image_limits: ImageLimits = DEFAULT_LIMITS,
         subscribers: Iterable[Subscriber] = (),
         batch_id: str | None = None,
         owned: Sequence[Provider] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.workspace = workspace
         self.batch_id = batch_id
         self._owned = list(owned)  # providers built for this run: closed when it ends
-        self._cap = max_concurrency
-        self.concurrency = check_concurrency(concurrency, max_concurrency)
-        self.retry = retry or RetryPolicy()
+        self._cap = concurrency_cap
+        self.concurrency = check_concurrency(concurrency, concurrency_cap)
+        self._clock = clock
+        self._last_progress: dict[str, float] = {}  # task id -> when its progress was last told
+        self._closing = False  # the dispatcher has ended: nothing can join any more
+        self._removed: set[str] = set()
+        self.retry_policy = retry or RetryPolicy()
         self.attempt_timeout = attempt_timeout
         self.image_limits = image_limits
         self.provider = provider
@@ -222,13 +229,106 @@ class Runner:
         self.concurrency = check_concurrency(value, self._cap)
         self._poke()
 
-    def run_next(self, task_id: str) -> None:
+    def run_next(self, task_id: str | Task) -> None:
         """Move a queued task to the front of its queue."""
-        task = self._find(task_id)
+        task = self._find(task_id if isinstance(task_id, str) else task_id.id)
         if task.status is not TaskStatus.QUEUED:
             raise ConfigError(f"task {task_id} is {task.status.value}, not queued")
         self._front.setdefault(self._provider_for(task).name, collections.deque()).append(task)
         self._poke()
+
+    @property
+    def accepting(self) -> bool:
+        """True while the run can still take tasks (added, retried) without a restart."""
+        return self._main is not None and not self._closing and not self._stopping
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The tasks this run has taken on, in the order they joined it."""
+        return list(self._tasks)
+
+    def validate(self, task: Task) -> None:
+        """Raise if this run's provider for ``task`` could not serve it (nothing is sent)."""
+        self._provider_for(task).validate(self._request(task, with_images=False))
+
+    def add(self, tasks: Sequence[Task]) -> list[Task]:
+        """Let tasks (already journaled) join the live run; returns the ones that joined.
+
+        Each is claimed in the journal first, so a task another run has queued is left
+        to it. After the run has ended (or while it stops) nothing joins: start again.
+        """
+        if not self.accepting:
+            return []
+        for t in tasks:
+            self.validate(t)
+        claimed = self.workspace.claim(tasks)
+        joined: list[Task] = []
+        known = {t.id for t in self._tasks}
+        for t in tasks:
+            if t.id not in claimed:
+                continue
+            old = t.status
+            t.transition(TaskStatus.QUEUED)
+            if t.id in known:
+                self._counts[old] -= 1
+            else:
+                self._tasks.append(t)
+                known.add(t.id)
+            self._removed.discard(t.id)
+            self._counts[TaskStatus.QUEUED] += 1
+            self._queue_for(t).append(t)
+            joined.append(t)
+        self._sort_queues()
+        for t in joined:
+            self._emit(TaskQueued(t, batch_id=self.batch_id))
+        if joined:
+            self._emit_progress()
+            self._poke()
+        return joined
+
+    def retry(self, task: Task | str) -> Task:
+        """Run a failed, cancelled or interrupted task again within this run."""
+        t = self._find(task) if isinstance(task, str) else task
+        if t.status not in (
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.INTERRUPTED,
+            TaskStatus.IDLE,
+        ):
+            raise ConfigError(
+                f"task {t.id} is {t.status.value}; only failed, cancelled, interrupted or "
+                "waiting tasks can be retried",
+                task_id=t.id,
+            )
+        if not self.add([t]):
+            raise ConfigError(
+                f"task {t.id} could not join the run (the run has ended or another run "
+                "holds the task); start a new run",
+                task_id=t.id,
+            )
+        return t
+
+    def discard(self, task_ids: Iterable[str]) -> None:
+        """Drop queued tasks from the run (they are being removed): they are never sent."""
+        drop = set(task_ids)
+        for t in [t for t in self._tasks if t.id in drop]:
+            if t.status is TaskStatus.RUNNING:
+                raise ConfigError(f"task {t.id} is running; cancel it first", task_id=t.id)
+            self._removed.add(t.id)
+            self._tasks.remove(t)
+            self._counts[t.status] -= 1
+            job = self._in_flight.get(t.id)
+            if job is not None:  # handed out but not started: it must not start
+                job.cancel()
+        for queue in (*self._queues.values(), *self._front.values()):
+            for t in [t for t in queue if t.id in drop]:
+                queue.remove(t)
+        self._emit_progress()
+        self._poke()
+
+    def reorder(self) -> None:
+        """Dispatch queued tasks in their (changed) batch order from now on."""
+        self._sort_queues()
 
     def cancel(self, task_id: str) -> None:
         """Cancel one task: queued ones never start, a running one is aborted."""
@@ -239,7 +339,7 @@ class Runner:
                 self._in_flight[task.id].cancel()
             self.workspace.save_status(task)
             self._count(TaskStatus.QUEUED, TaskStatus.CANCELLED)
-            self._emit(TaskCancelled(task))
+            self._emit(TaskCancelled(task, batch_id=self.batch_id))
             self._emit_progress()
             self._poke()
         elif task.status is TaskStatus.RUNNING and task.id in self._in_flight:
@@ -258,7 +358,7 @@ class Runner:
             self._counts[TaskStatus.QUEUED] -= len(pending)
             self._counts[TaskStatus.CANCELLED] += len(pending)
             for t in pending:
-                self._emit(TaskCancelled(t))
+                self._emit(TaskCancelled(t, batch_id=self.batch_id))
             self._emit_progress()
         self._poke()
 
@@ -291,6 +391,7 @@ class Runner:
         )
         remaining = c[TaskStatus.QUEUED] + c[TaskStatus.RUNNING]
         return BatchProgress(
+            batch_id=self.batch_id,
             total=len(self._tasks),
             done=done,
             succeeded=c[TaskStatus.SUCCEEDED],
@@ -333,10 +434,10 @@ class Runner:
             if t.status is not TaskStatus.QUEUED:
                 t.transition(TaskStatus.QUEUED)
         for t in self._tasks:
-            self._queues.setdefault(self._provider_for(t).name, collections.deque()).append(t)
+            self._queue_for(t).append(t)
             self._counts[TaskStatus.QUEUED] += 1
-            self._emit(TaskQueued(t))
-        self._emit(RunStateChanged(RunState.RUNNING))
+            self._emit(TaskQueued(t, batch_id=self.batch_id))
+        self._emit(RunStateChanged(RunState.RUNNING, batch_id=self.batch_id))
         self._main = loop.create_task(self._dispatch(), name=f"nbbatch-run-{self.batch_id}")
         return self._main
 
@@ -362,13 +463,20 @@ class Runner:
             )
         return pinned
 
+    def _queue_for(self, task: Task) -> collections.deque[Task]:
+        return self._queues.setdefault(self._provider_for(task).name, collections.deque())
+
+    def _sort_queues(self) -> None:
+        for name, queue in self._queues.items():
+            self._queues[name] = collections.deque(sorted(queue, key=lambda t: t.order))
+
     def _poke(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
     def _set_state(self, state: RunState) -> None:
         self.state = state
-        self._emit(RunStateChanged(state))
+        self._emit(RunStateChanged(state, batch_id=self.batch_id))
 
     def _emit(self, event: Event) -> None:
         for fn in tuple(self._subscribers):
@@ -395,7 +503,11 @@ class Runner:
             for source in (front, queue):
                 while source:
                     task = source.popleft()
-                    if task.status is TaskStatus.QUEUED and task.id not in self._in_flight:
+                    if (
+                        task.status is TaskStatus.QUEUED
+                        and task.id not in self._in_flight
+                        and task.id not in self._removed
+                    ):
                         return task, provider
         return None
 
@@ -428,6 +540,7 @@ class Runner:
             self._stopping = True
             raise
         finally:
+            self._closing = True
             await self._wind_down()
 
     async def _wind_down(self) -> None:
@@ -507,13 +620,18 @@ class Runner:
                 fraction = min(1.0, max(0.0, fraction))
             if task.status is TaskStatus.RUNNING:
                 task.progress = fraction
-                self._emit(TaskProgress(task, fraction, preview))
+                now = self._clock()
+                last = self._last_progress.get(task.id)
+                if last is not None and now - last < _PROGRESS_INTERVAL and fraction != 1.0:
+                    return  # a UI cannot show more; previews are large
+                self._last_progress[task.id] = now
+                self._emit(TaskProgress(task, fraction, preview, batch_id=self.batch_id))
 
         return report
 
     async def _execute(self, task: Task, provider: Provider) -> None:
-        if task.status is not TaskStatus.QUEUED:
-            return  # cancelled between being handed out and starting: nothing was sent
+        if task.status is not TaskStatus.QUEUED or task.id in self._removed:
+            return  # cancelled or removed between being handed out and starting: nothing sent
         retry_number = 0
         try:
             task.transition(TaskStatus.RUNNING)
@@ -521,16 +639,20 @@ class Runner:
             while True:
                 task.attempts += 1
                 self.workspace.save_status(task)  # journaled before the request is sent
-                self._emit(TaskStarted(task, task.attempts))
+                self._emit(TaskStarted(task, task.attempts, batch_id=self.batch_id))
                 try:
                     images = await self._attempt(task, provider)
                 except ProviderError as exc:
                     retry_number += 1
-                    delay = self.retry.delay_for(exc, retry_number, self._rng)
+                    delay = self.retry_policy.delay_for(exc, retry_number, self._rng)
                     if delay is None:
                         self._fail(task, exc)
                         return
-                    self._emit(TaskRetrying(task, task.attempts + 1, delay, str(exc)))
+                    self._emit(
+                        TaskRetrying(
+                            task, task.attempts + 1, delay, str(exc), batch_id=self.batch_id
+                        )
+                    )
                     await asyncio.sleep(delay)
                     await self._wait_while_paused()  # a retry is a new request: pause holds it
                     continue
@@ -634,7 +756,7 @@ class Runner:
         task.images.extend(saved)
         task.progress = 1.0
         self._count(TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
-        self._emit(TaskSucceeded(task, tuple(saved)))
+        self._emit(TaskSucceeded(task, tuple(saved), batch_id=self.batch_id))
 
     def _save_files(
         self, task: Task, provider: Provider, images: Sequence[ImageData]
@@ -680,7 +802,7 @@ class Runner:
         task.error_kind = kind
         self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
-        self._emit(TaskFailed(task, message, kind))
+        self._emit(TaskFailed(task, message, kind, batch_id=self.batch_id))
 
     def _abort(self, task: Task) -> None:
         if task.status is not TaskStatus.RUNNING:
@@ -695,4 +817,8 @@ class Runner:
         with contextlib.suppress(NbbatchError):
             self.workspace.save_status(task)
         self._count(TaskStatus.RUNNING, new)
-        self._emit(TaskCancelled(task) if user else TaskInterrupted(task))
+        self._emit(
+            TaskCancelled(task, batch_id=self.batch_id)
+            if user
+            else TaskInterrupted(task, batch_id=self.batch_id)
+        )

@@ -31,11 +31,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError
-from ._model import Task, check_prompt, new_id
+from ..core._errors import ConfigError
+from ..core._model import Task, check_prompt, new_id
 
 if TYPE_CHECKING:
-    from ._store import Workspace
+    from ..engine._store import Workspace
 
 __all__ = ["PRESETS_FILE", "Preset", "Presets"]
 
@@ -120,7 +120,11 @@ class Presets:
     @classmethod
     def defaults(cls) -> Presets:
         """The default set shipped with nbbatch (not bound to any file)."""
-        raw = resources.files("nbbatch").joinpath("_data/default_presets.json").read_text("utf-8")
+        raw = (
+            resources.files("nbbatch.planning")
+            .joinpath("_data/default_presets.json")
+            .read_text("utf-8")
+        )
         return cls(_parse_document(json.loads(raw), "the built-in presets"))
 
     @classmethod
@@ -363,7 +367,7 @@ class Presets:
 
 
 def _presets_path(where: Workspace | str | os.PathLike[str]) -> Path:
-    from ._store import Workspace
+    from ..engine._store import Workspace
 
     if isinstance(where, Workspace):
         return where.path / PRESETS_FILE

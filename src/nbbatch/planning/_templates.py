@@ -27,8 +27,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import ConfigError, InvalidPromptError, TemplateError, TemplateTooLargeError
-from ._model import Params, Task
+from ..core._errors import ConfigError, InvalidPromptError, TemplateError, TemplateTooLargeError
+from ..core._model import Params, Task
 from ._tasklist import Skipped, TaskList
 
 if TYPE_CHECKING:

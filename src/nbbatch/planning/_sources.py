@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import ConfigError, ImageRejectedError, PromptSourceError
-from ._images import UPLOAD_LIMITS, ImageLimits
-from ._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
+from ..core._errors import ConfigError, ImageRejectedError, PromptSourceError
+from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
+from ..images._decode import UPLOAD_LIMITS, ImageLimits
 from ._tasklist import Skipped, TaskList
 
 if TYPE_CHECKING:
-    from ._store import Workspace
+    from ..engine._store import Workspace
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -48,8 +48,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
-from ._errors import ConfigError, ImageRejectedError, StorageError
-from ._images import (
+from ..core._errors import ConfigError, ImageRejectedError, StorageError
+from ..core._events import TaskSucceeded
+from ..core._protocols import BatchLike, TaskSource, WorkspaceLike
+from ._decode import (
     DEFAULT_LIMITS,
     UPLOAD_LIMITS,
     ImageInfo,
@@ -60,9 +62,7 @@ from ._images import (
 from ._metadata import RECORD_FORMAT, embed_metadata, read_generation_info
 
 if TYPE_CHECKING:
-    from ._batch import Batch
-    from ._model import GeneratedImage, Task
-    from ._store import Workspace
+    from ..core._model import GeneratedImage, Task
 
 __all__ = [
     "Adjust",
@@ -595,17 +595,18 @@ class _Source:
 
 
 def _sources(items: object) -> list[_Source]:
-    from ._batch import Batch
-    from ._model import GeneratedImage, Task
+    from ..core._model import GeneratedImage, Task
 
-    if isinstance(items, (Batch, Task, GeneratedImage, str, os.PathLike, bytes)):
+    if isinstance(items, (TaskSource, Task, GeneratedImage, str, os.PathLike, bytes)):
         items = [items]
     if not isinstance(items, Iterable):
         raise ConfigError(f"cannot post-process {type(items).__name__}")
     out: list[_Source] = []
     for item in items:
-        if isinstance(item, (Batch, Task)):
+        if isinstance(item, Task):
             out.extend(_sources(item.images))
+        elif isinstance(item, TaskSource):
+            out.extend(_sources(item.tasks))
         elif isinstance(item, GeneratedImage):
             out.append(_Source(item.path, None, item.sha256, item.task_id, item.index))
         elif isinstance(item, (bytes, bytearray)):
@@ -623,11 +624,9 @@ def _sources(items: object) -> list[_Source]:
 
 
 def _workspace_root(
-    workspace: Workspace | str | os.PathLike[str] | None, sources: Sequence[_Source]
+    workspace: WorkspaceLike | str | os.PathLike[str] | None, sources: Sequence[_Source]
 ) -> Path:
-    from ._store import Workspace
-
-    if isinstance(workspace, Workspace):
+    if isinstance(workspace, WorkspaceLike):
         return workspace.path
     if workspace is not None:
         return Path(workspace)
@@ -709,10 +708,10 @@ def _as_pipeline(steps: Pipeline | Iterable[Step]) -> Pipeline:
 
 
 def postprocess(
-    images: Batch | Task | GeneratedImage | Iterable[Any] | str | os.PathLike[str] | bytes,
+    images: TaskSource | Task | GeneratedImage | Iterable[Any] | str | os.PathLike[str] | bytes,
     steps: Pipeline | Iterable[Step],
     *,
-    workspace: Workspace | str | os.PathLike[str] | None = None,
+    workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     max_workers: int | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> list[DerivedImage]:
@@ -736,10 +735,10 @@ def postprocess(
 
 
 async def postprocess_async(
-    images: Batch | Task | GeneratedImage | Iterable[Any] | str | os.PathLike[str] | bytes,
+    images: TaskSource | Task | GeneratedImage | Iterable[Any] | str | os.PathLike[str] | bytes,
     steps: Pipeline | Iterable[Step],
     *,
-    workspace: Workspace | str | os.PathLike[str] | None = None,
+    workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     max_workers: int | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
 ) -> list[DerivedImage]:
@@ -757,10 +756,10 @@ async def postprocess_async(
 def derived_images(
     source: GeneratedImage | str,
     *,
-    workspace: Workspace | str | os.PathLike[str] | None = None,
+    workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
 ) -> list[DerivedImage]:
     """Every post-processed copy made so far of ``source`` (a stored image or its sha256)."""
-    from ._model import GeneratedImage
+    from ..core._model import GeneratedImage
 
     if isinstance(source, GeneratedImage):
         sha = source.sha256
@@ -794,7 +793,7 @@ class AutoPostprocess:
 
     def __init__(
         self,
-        batch: Batch,
+        batch: BatchLike,
         steps: Pipeline | Iterable[Step],
         *,
         max_workers: int = 2,
@@ -812,8 +811,6 @@ class AutoPostprocess:
         self._unsubscribe = batch.subscribe(self._on_event)
 
     def _on_event(self, event: object) -> None:
-        from ._events import TaskSucceeded
-
         if not isinstance(event, TaskSucceeded):
             return
         with self._lock:
@@ -854,7 +851,7 @@ class AutoPostprocess:
 
 
 def auto_postprocess(
-    batch: Batch,
+    batch: BatchLike,
     steps: Pipeline | Iterable[Step],
     *,
     max_workers: int = 2,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._errors import ConfigError, ImageRejectedError
+from ..core._errors import ConfigError, ImageRejectedError
 
 __all__ = [
     "DEFAULT_LIMITS",

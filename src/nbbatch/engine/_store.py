@@ -23,6 +23,7 @@ workspace can serve the kernel's event loop and a ``run_sync`` worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import hashlib
@@ -32,12 +33,12 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
-from ._errors import (
+from ..core._errors import (
     ConfigError,
     ImageRejectedError,
     NotFoundError,
@@ -47,11 +48,8 @@ from ._errors import (
     StoreError,
     WorkspaceNotWritableError,
 )
-from ._images import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
-from ._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
-
-if TYPE_CHECKING:
-    from ._batch import Batch
+from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
+from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -60,6 +58,7 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BatchRecord",
     "BatchSummary",
     "RecoveryReport",
     "StoredImage",
@@ -198,6 +197,17 @@ class BatchSummary:
             "total": self.total,
             "counts": dict(self.counts),
         }
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch as the journal holds it: its head row and its tasks in order."""
+
+    id: str
+    name: str
+    created_at: float
+    provider: str | None
+    tasks: list[Task]
 
 
 def batch_status(counts: dict[str, int]) -> str:
@@ -526,6 +536,9 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace('{self.path}')"
 
+    def __fspath__(self) -> str:
+        return str(self.path)
+
     # ----------------------------------------------------------- files
     def _blob_path(self, sha: str, ext: str) -> Path:
         return self.images_dir / sha[:2] / f"{sha}.{ext}"
@@ -607,29 +620,32 @@ class Workspace:
             )
         return Reference(label, path, sha, info.width, info.height, info.format)
 
-    # ----------------------------------------------------------- batches
-    def create_batch(
+    async def aadd_reference(
         self,
-        tasks: Iterable[Task | str],
+        source: bytes | str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        limits: ImageLimits = UPLOAD_LIMITS,
+    ) -> Reference:
+        """:meth:`add_reference` in a worker thread (decode, hash and fsync stay off the loop)."""
+        return await asyncio.to_thread(self.add_reference, source, name, limits=limits)
+
+    # ----------------------------------------------------------- batches
+    def insert_batch(
+        self,
+        tasks: Sequence[Task],
         *,
         name: str | None = None,
         params: Params | None = None,
         provider: str | None = None,
-    ) -> Batch:
-        """Journal a new batch of tasks (prompts become tasks with ``params``)."""
-        from ._batch import Batch
-
-        base = params or Params()
-        made: list[Task] = []
-        for t in tasks:
-            task = t if isinstance(t, Task) else Task(prompt=t, params=base)
-            made.append(task)
-        if not made:
+    ) -> BatchRecord:
+        """Journal a new batch of tasks (numbered in the order given); return its record."""
+        if not tasks:
             raise ConfigError("a batch needs at least one task (no prompts were given)")
         batch_id = new_id()
         now = time.time()
         label = name or time.strftime("batch %Y-%m-%d %H:%M:%S", time.localtime(now))
-        for i, task in enumerate(made):
+        for i, task in enumerate(tasks):
             if task.batch_id not in (None, batch_id):
                 raise ConfigError(f"task {task.id} already belongs to batch {task.batch_id}")
             task.batch_id = batch_id
@@ -637,10 +653,10 @@ class Workspace:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO batches(id, name, created_at, provider, params) VALUES (?,?,?,?,?)",
-                (batch_id, label, now, provider, json.dumps(base.to_dict())),
+                (batch_id, label, now, provider, json.dumps((params or Params()).to_dict())),
             )
-            self._insert_tasks(c, made)
-        return Batch(self, batch_id, label, made, provider=provider, created_at=now)
+            self._insert_tasks(c, tasks)
+        return BatchRecord(batch_id, label, now, provider, list(tasks))
 
     def _insert_tasks(self, c: sqlite3.Connection, tasks: Sequence[Task]) -> None:
         c.executemany(
@@ -675,11 +691,55 @@ class Workspace:
             )
 
     def add_tasks(self, batch_id: str, tasks: Sequence[Task]) -> None:
-        """Journal extra tasks for an existing batch (their ``order`` is kept)."""
+        """Journal extra tasks for an existing batch (their ``order`` is kept).
+
+        Tasks whose order is already taken push the ones at and after it down, in the
+        same transaction, so a task inserted in the middle keeps the journal's order.
+        """
         for t in tasks:
             t.batch_id = batch_id
         with self._tx() as c:
+            for t in tasks:
+                c.execute(
+                    "UPDATE tasks SET ord = ord + 1 WHERE batch_id=? AND ord >= ?",
+                    (batch_id, t.order),
+                )
             self._insert_tasks(c, tasks)
+
+    def remove_tasks(self, task_ids: Sequence[str]) -> None:
+        """Delete tasks with their image and reference rows, in one transaction.
+
+        The files stay until the next reconcile finds that no row uses them any more
+        (another task may use the same image as a reference).
+        """
+        with self._tx() as c:
+            c.executemany("DELETE FROM tasks WHERE id=?", [(i,) for i in task_ids])
+
+    def set_orders(self, orders: Sequence[tuple[str, int]]) -> None:
+        """Journal new positions, ``(task_id, order)`` pairs, in one transaction."""
+        with self._tx() as c:
+            c.executemany("UPDATE tasks SET ord=? WHERE id=?", [(o, i) for i, o in orders])
+
+    def known_digests(self) -> set[str]:
+        """The sha256 of every image a row still uses (results and inputs)."""
+        rows = self._query("SELECT sha256 FROM images UNION SELECT sha256 FROM inputs")
+        return {r[0] for r in rows}
+
+    def has_input(self, sha256: str) -> bool:
+        """Whether an input image with this digest is kept in the workspace."""
+        return bool(self._query("SELECT 1 FROM inputs WHERE sha256=?", (sha256,)))
+
+    def reference_from_image(self, image: GeneratedImage, name: str | None = None) -> Reference:
+        """Use a generated image as an input of another task (no bytes are copied)."""
+        ext = image.path.suffix.lstrip(".")
+        label = name or f"{image.task_id}-{image.index}.{ext}"
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO inputs(sha256, ext, name, width, height, format, "
+                "created_at) VALUES (?,?,?,?,?,?,?)",
+                (image.sha256, ext, label, image.width, image.height, image.format, time.time()),
+            )
+        return Reference(label, image.path, image.sha256, image.width, image.height, image.format)
 
     def batches(self) -> list[BatchSummary]:
         """Every batch in the workspace, newest first, with per-status task counts."""
@@ -697,10 +757,11 @@ class Workspace:
                 summary.counts[status] = count
         return list(out.values())
 
-    def batch(self, batch_id: str) -> Batch:
-        """Load a batch (tasks, references and images) from the journal."""
-        from ._batch import Batch
+    def load_batch(self, batch_id: str) -> BatchRecord:
+        """Read a batch (tasks, references and images) from the journal.
 
+        A unique prefix of the id is enough.
+        """
         head = self._query(
             "SELECT id, name, created_at, provider FROM batches WHERE id=?", (batch_id,)
         )
@@ -709,14 +770,14 @@ class Workspace:
                 "SELECT id FROM batches WHERE id LIKE ? LIMIT 2", (batch_id + "%",)
             )
             if len(matches) == 1:
-                return self.batch(matches[0][0])
+                return self.load_batch(matches[0][0])
             raise NotFoundError(
                 f"no batch {batch_id!r} in workspace {str(self.path)!r}; "
                 "`nbbatch history` lists the batches"
             )
         bid, name, created, provider = head[0]
         tasks = self._load_tasks("t.batch_id=?", (bid,))
-        return Batch(self, bid, name, tasks, provider=provider, created_at=created)
+        return BatchRecord(bid, name, created, provider, tasks)
 
     def _load_tasks(self, where: str, args: Sequence[Any]) -> list[Task]:
         rows = self._query(
@@ -786,9 +847,16 @@ class Workspace:
 
     # ----------------------------------------------------------- journaling
     def save_task(self, task: Task) -> None:
-        """Journal a task's mutable fields (status, attempts, error, prompt, params...)."""
+        """Journal a task's mutable fields: status, attempts, error, prompt, params,
+        provider, order and its references."""
         with self._tx() as c:
             self._update(c, task)
+            c.execute("DELETE FROM task_refs WHERE task_id=?", (task.id,))
+            if task.references:
+                c.executemany(
+                    "INSERT INTO task_refs(task_id, idx, sha256, name) VALUES (?,?,?,?)",
+                    [(task.id, i, r.sha256, r.name) for i, r in enumerate(task.references)],
+                )
 
     def claim(self, tasks: Sequence[Task]) -> set[str]:
         """Mark ``tasks`` queued in one transaction; return the ids that were free.

@@ -40,8 +40,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._aio import run_blocking
-from ._errors import (
+from ..core._aio import run_blocking
+from ..core._errors import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
@@ -59,9 +59,9 @@ from ._errors import (
     ProviderTimeoutError,
     RateLimitedError,
 )
-from ._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
-from ._retry import RetryPolicy
-from ._secrets import Secret, resolve_key, scrub
+from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
+from ..core._retry import RetryPolicy
+from ..core._secrets import Secret, resolve_key, scrub
 from ._tasklist import summarize
 
 __all__ = [
@@ -535,7 +535,7 @@ class _Chat:
     """One planner call's HTTP client, retries and error translation."""
 
     def __init__(self, config: LLMConfig) -> None:
-        from .providers._http import HttpClient, Timeouts
+        from ..providers._http import HttpClient, Timeouts
 
         self.config = config
         headers = {"Content-Type": "application/json", **dict(config.headers)}

@@ -24,16 +24,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 from PIL import Image
 
-from ._errors import ConfigError
-from ._images import DEFAULT_LIMITS, ImageLimits, decode_image
-
-if TYPE_CHECKING:
-    from ._model import GeneratedImage, Reference
-    from ._store import Workspace
+from ..core._errors import ConfigError
+from ..core._model import GeneratedImage, Reference
+from ..core._protocols import WorkspaceLike
+from ._decode import DEFAULT_LIMITS, ImageLimits, decode_image
 
 __all__ = ["MAX_THUMB_BYTES", "ThumbnailCache", "prune_caches", "thumbnail", "thumbnails"]
 
@@ -112,14 +110,12 @@ class ThumbnailCache:
 
     def __init__(
         self,
-        root: Workspace | str | os.PathLike[str],
+        root: WorkspaceLike | str | os.PathLike[str],
         *,
         max_bytes: int = MAX_THUMB_BYTES,
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> None:
-        from ._store import Workspace
-
-        self.root = root.path / "thumbs" if isinstance(root, Workspace) else Path(root)
+        self.root = root.path / "thumbs" if isinstance(root, WorkspaceLike) else Path(root)
         self.max_bytes = max_bytes
         self.limits = limits
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
@@ -207,10 +203,8 @@ _caches_lock = threading.Lock()
 
 
 def _cache_for(
-    image: ThumbSource, workspace: Workspace | str | os.PathLike[str] | None
+    image: ThumbSource, workspace: WorkspaceLike | str | os.PathLike[str] | None
 ) -> ThumbnailCache:
-    from ._store import Workspace
-
     if workspace is None:
         path_attr = getattr(image, "path", None)
         p = Path(path_attr) if path_attr is not None else None
@@ -223,7 +217,7 @@ def _cache_for(
     else:
         root = (
             workspace.path / "thumbs"
-            if isinstance(workspace, Workspace)
+            if isinstance(workspace, WorkspaceLike)
             else Path(workspace) / "thumbs"
         )
     with _caches_lock:
@@ -237,7 +231,7 @@ def thumbnail(
     image: ThumbSource,
     size: int = 256,
     *,
-    workspace: Workspace | str | os.PathLike[str] | None = None,
+    workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     format: str = "webp",
 ) -> Path:
     """Path of a cached thumbnail of ``image`` (a stored image, a path or bytes).
@@ -252,7 +246,7 @@ def thumbnails(
     images: Sequence[ThumbSource],
     size: int = 256,
     *,
-    workspace: Workspace | str | os.PathLike[str] | None = None,
+    workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     format: str = "webp",
     max_workers: int | None = None,
 ) -> list[Path]:
@@ -264,17 +258,14 @@ def thumbnails(
     )
 
 
-def prune_caches(workspace: Workspace) -> dict[str, int]:
+def prune_caches(workspace: WorkspaceLike) -> dict[str, int]:
     """Delete thumbnails and post-processed files whose source image is gone.
 
     Both caches are keyed by the source's sha256, so after batches are deleted (and the
     workspace reconciled) their entries are orphans. Returns how many files went from
     ``thumbs/`` and ``derived/``.
     """
-    live = {
-        row[0]
-        for row in workspace._query("SELECT sha256 FROM images UNION SELECT sha256 FROM inputs")
-    }
+    live = workspace.known_digests()
     removed = {"thumbs": 0, "derived": 0}
     thumbs = workspace.path / "thumbs"
     for f in thumbs.glob("*/*") if thumbs.is_dir() else ():

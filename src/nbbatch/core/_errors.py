@@ -10,6 +10,7 @@ an error is built, see ``nbbatch.providers._http``)::
     │   ├── UnknownProviderError    no provider registered under that name
     │   └── NotSupportedError       the provider cannot do what the task asks (before any request)
     ├── InvalidTransitionError      a task status change that the lifecycle forbids
+    │   └── TaskStateError          an edit the task's state forbids (running / succeeded)
     ├── StoreError                  the workspace on disk
     │   ├── WorkspaceNotWritableError
     │   ├── StoreBusyError          another process holds the database longer than the timeout
@@ -80,6 +81,7 @@ __all__ = [
     "StorageError",
     "StoreBusyError",
     "StoreError",
+    "TaskStateError",
     "TemplateError",
     "TemplateTooLargeError",
     "UnknownProviderError",
@@ -117,6 +119,14 @@ class NotSupportedError(ConfigError):
 
 class InvalidTransitionError(NbbatchError):
     """A task status change the lifecycle does not allow."""
+
+
+class TaskStateError(InvalidTransitionError):
+    """A batch edit (edit, remove, retry…) that the task's current state does not allow.
+
+    The message says what to do instead: cancel a running task first, or make a new task
+    from a succeeded one (``batch.duplicate(task)`` / ``image.edit(...)``).
+    """
 
 
 class StoreError(NbbatchError):

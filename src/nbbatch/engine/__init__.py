@@ -1,0 +1,36 @@
+"""The engine: the workspace journal, the runner and the batch façade, plus settings.
+
+Flow: ``_store`` (SQLite journal + image files; returns plain records) ← ``_runner``
+(asyncio, N at a time, retries) ← ``_batch`` (the object a notebook holds: edit, run,
+subscribe). ``_settings`` keeps provider configurations and tests connections. The engine
+uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``widgets`` or
+the CLI.
+"""
+
+from ._batch import Batch
+from ._runner import Runner
+from ._settings import (
+    ConnectionResult,
+    ProviderConfig,
+    Settings,
+    load_settings,
+    save_secret,
+    save_settings,
+    test_connection,
+)
+from ._store import BatchSummary, RecoveryReport, Workspace
+
+__all__ = [
+    "Batch",
+    "BatchSummary",
+    "ConnectionResult",
+    "ProviderConfig",
+    "RecoveryReport",
+    "Runner",
+    "Settings",
+    "Workspace",
+    "load_settings",
+    "save_secret",
+    "save_settings",
+    "test_connection",
+]

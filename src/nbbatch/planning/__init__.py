@@ -1,0 +1,33 @@
+"""Planning: turning what a person wrote into tasks before anything runs.
+
+``_llm`` (an OpenAI-compatible chat model splits a master prompt), ``_templates``
+(Dynamic Prompts expansion), ``_sources`` (prompt files and image folders), ``_presets``
+(named prompt snippets kept in a workspace), ``_tasklist`` (what every planner returns).
+The public names are re-exported at the top level (``nbbatch.plan``, ``nbbatch.expand``…).
+"""
+
+from ._llm import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
+from ._presets import Preset, Presets
+from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
+from ._tasklist import Skipped, TaskList
+from ._templates import count_prompts, expand
+
+__all__ = [
+    "LLMConfig",
+    "ParsedLine",
+    "Plan",
+    "Preset",
+    "Presets",
+    "Skipped",
+    "TaskList",
+    "aenhance",
+    "aplan",
+    "count_prompts",
+    "enhance",
+    "expand",
+    "extract_json",
+    "parse_prompt_line",
+    "plan",
+    "read_prompts",
+    "tasks_from_folder",
+]

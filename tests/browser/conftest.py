@@ -1,0 +1,326 @@
+"""Real-browser fixtures: JupyterLab / Notebook 7 servers and Chromium, started once.
+
+Usage in a test (every test in tests/browser gets the ``browser`` marker)::
+
+    def test_counter(lab):
+        page = lab.open_notebook(["import nbbatch", "w = MyWidget(); w"])  # app="notebook7"
+        page.get_by_role("button", name="Add").click()
+        expect(page.get_by_text("count: 1")).to_be_visible()
+        assert lab.execute(page, "print(w.count)") == "1\\n"
+        lab.set_theme(page, "dark"); lab.reload(page); lab.screenshot(page, "after")
+
+Without /usr/bin/chromium or the playwright package the tests skip with the reason;
+with ``CI=true`` they fail instead, so CI can never go green without having run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ._jupyter import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXECUTE_TIMEOUT_MS,
+    JS_ALL_EXECUTED,
+    JS_APPEND_CELL,
+    JS_CELL_DONE,
+    JS_CELLS,
+    JS_COMMAND_RESULT,
+    JS_EXECUTE,
+    JS_LAYOUT_COLOR0,
+    JS_READY,
+    JS_START_COMMAND,
+    PAGE_TIMEOUT_MS,
+    App,
+    JupyterServer,
+    KernelError,
+    error_outputs,
+    strip_ansi,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("NBBATCH_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # keep each phase's report on the item so fixtures can tell a failed test in teardown
+    report = yield
+    setattr(item, f"_report_{report.when}", report)
+    return report
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:120]
+
+
+# -- once for all browser tests: Playwright, Chromium, servers ----------------------------
+# Package scope, not session: Playwright's sync API keeps its own event loop marked as
+# running in this thread while it is alive, and every asyncio test after it would then
+# fail with "Cannot run the event loop while another loop is running". Torn down after
+# the last test in tests/browser, it is still started once per run.
+
+
+@pytest.fixture(scope="package")
+def _playwright() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium fonts-noto-cjk)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    # Playwright's own browsers are never downloaded (no network): Debian's is used.
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="package")
+def browser(_playwright: Any) -> Iterator[Browser]:
+    """One Chromium for all browser tests (each test gets its own context and page)."""
+    browser = _playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="package")
+def jupyter_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[App], JupyterServer]]:
+    """``jupyter_server("lab" | "notebook7")``: that server, started on first use.
+
+    Each is started once (for all browser tests), with its own root dir (``server.root_dir``),
+    config, data, runtime, settings and workspace dirs, token auth on a free port; its
+    log goes to ``test-artifacts/jupyter-<app>.log``. All are stopped at the end.
+    """
+    servers: dict[App, JupyterServer] = {}
+
+    def get(app: App) -> JupyterServer:
+        if app not in servers:
+            server = JupyterServer(
+                app=app,
+                base=tmp_path_factory.mktemp(f"jupyter-{app}"),
+                log_path=ARTIFACTS / f"jupyter-{app}.log",
+            )
+            server.start()
+            servers[app] = server
+        return servers[app]
+
+    try:
+        yield get
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+# -- per test: a context and page, the notebook helper ------------------------------------
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    """A blank page in this test's own browser context."""
+    return context.new_page()
+
+
+class Lab:
+    """Opens notebooks in a real front end and drives them; see the module docstring."""
+
+    def __init__(
+        self, servers: Callable[[App], JupyterServer], context: BrowserContext, test_name: str
+    ) -> None:
+        self._servers = servers
+        self._context = context
+        self._test = _safe_name(test_name)
+        self._opened: dict[App, set[str]] = {}
+        self._pages: list[tuple[Page, App, str]] = []
+        self.console: list[str] = []  # console messages and page errors of every page
+
+    def server(self, app: App = "lab") -> JupyterServer:
+        return self._servers(app)
+
+    # -- opening and running ---------------------------------------------------------
+
+    def open_notebook(
+        self,
+        cells: list[str],
+        *,
+        name: str | None = None,
+        app: App = "lab",
+        run: bool = True,
+        raise_on_error: bool = True,
+    ) -> Page:
+        """Write a notebook of these code cells, open it, wait for the kernel, run all.
+
+        Returns when every cell has executed and the kernel is idle (widgets are then in
+        the DOM or about to be: wait for their own elements). A cell that raised fails
+        the test with its traceback unless ``raise_on_error=False``.
+        """
+        server = self.server(app)
+        opened = self._opened.setdefault(app, set())
+        name = name or f"{self._test}-{len(opened) + 1}.ipynb"
+        server.write_notebook(name, cells)
+        opened.add(name)
+        page = self._context.new_page()
+        page.on("console", lambda msg: self.console.append(f"[{msg.type}] {msg.text}"))
+        page.on("pageerror", lambda exc: self.console.append(f"[pageerror] {exc}"))
+        self._pages.append((page, app, name))
+        page.goto(server.notebook_url(name))
+        self.wait_ready(page)
+        if run:
+            self.run_all(page, raise_on_error=raise_on_error)
+        return page
+
+    def _path(self, page: Page) -> str:
+        for known, _, name in self._pages:
+            if known is page:
+                return name
+        raise ValueError("this page was not opened by lab.open_notebook")
+
+    def wait_ready(self, page: Page) -> None:
+        """Wait until the notebook is open with its kernel idle and connected."""
+        page.wait_for_function(JS_READY, arg=self._path(page), timeout=PAGE_TIMEOUT_MS)
+        self._wait_no_splash(page)
+
+    @staticmethod
+    def _wait_no_splash(page: Page) -> None:
+        # JupyterLab covers the page with its splash while it starts and while a theme
+        # loads; clicks and screenshots must wait for it to go.
+        page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=PAGE_TIMEOUT_MS)
+
+    def command(self, page: Page, command_id: str, args: dict[str, Any] | None = None) -> None:
+        """Run a front-end command (``app.commands.execute``) and wait for it to finish."""
+        key = f"cmd{len(self.console)}-{command_id}"
+        page.evaluate(JS_START_COMMAND, [key, command_id, args])
+        handle = page.wait_for_function(JS_COMMAND_RESULT, arg=key, timeout=EXECUTE_TIMEOUT_MS)
+        result = handle.json_value()
+        if result["error"]:
+            raise AssertionError(f"command {command_id} failed: {result['error']}")
+
+    def run_all(self, page: Page, *, raise_on_error: bool = True) -> None:
+        self.command(page, "notebook:run-all-cells")
+        page.wait_for_function(JS_ALL_EXECUTED, timeout=EXECUTE_TIMEOUT_MS)
+        if raise_on_error:
+            errors = error_outputs(page.evaluate(JS_CELLS))
+            if errors:
+                raise KernelError("a notebook cell raised:\n" + "\n\n".join(errors))
+
+    def add_cell(self, page: Page, source: str) -> None:
+        """Append a code cell to the open notebook, run it and wait until it finished."""
+        index = page.evaluate(JS_APPEND_CELL, source)
+        self.command(page, "notebook:run-cell")
+        page.wait_for_function(JS_CELL_DONE, arg=index, timeout=EXECUTE_TIMEOUT_MS)
+        cells = page.evaluate(JS_CELLS)
+        errors = error_outputs(cells[-1:])
+        if errors:
+            raise KernelError("the added cell raised:\n" + "\n\n".join(errors))
+
+    def execute(self, page: Page, code: str) -> str:
+        """Run code in the notebook's kernel (no cell) and return its text output.
+
+        Stream output plus the ``text/plain`` of results and displays; raises
+        :class:`KernelError` with the traceback when the code raised.
+        """
+        result = page.evaluate(JS_EXECUTE, [code, EXECUTE_TIMEOUT_MS])
+        if result["error"]:
+            raise KernelError(strip_ansi(result["error"]))
+        return str(result["out"])
+
+    # -- look and lifecycle ----------------------------------------------------------
+
+    def set_theme(self, page: Page, theme: str) -> None:
+        """Switch to ``"dark"`` or ``"light"`` and wait until its colours apply."""
+        wanted = THEMES[theme]
+        before = page.evaluate(JS_LAYOUT_COLOR0)
+        if page.evaluate("() => document.body.dataset.jpThemeName") == wanted:
+            return
+        self.command(page, "apputils:change-theme", {"theme": wanted})
+        page.wait_for_function(
+            """([name, before]) => document.body.dataset.jpThemeName === name
+                && getComputedStyle(document.body).getPropertyValue('--jp-layout-color0')
+                   .trim() !== before""",
+            arg=[wanted, before],
+        )
+        self._wait_no_splash(page)
+
+    def reload(self, page: Page, *, save: bool = True) -> None:
+        """Save (so widget outputs are in the file), reload, wait for the kernel again.
+
+        The kernel and its widget models live on; widget views re-render from them once
+        the page is back: wait for the widget's own DOM after this.
+        """
+        if save:
+            self.command(page, "docmanager:save")
+        page.reload()
+        self.wait_ready(page)
+
+    def screenshot(self, page: Page, name: str, **kwargs: Any) -> Path:
+        """Write ``test-artifacts/screenshots/<test>-<name>.png`` and return its path."""
+        path = ARTIFACTS / "screenshots" / f"{self._test}-{_safe_name(name)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), **kwargs)
+        return path
+
+    # -- teardown --------------------------------------------------------------------
+
+    def _finish(self, failed: bool) -> None:
+        if failed:
+            for index, (page, _, _) in enumerate(self._pages):
+                if not page.is_closed():
+                    # a crashed page must not hide the real failure
+                    with contextlib.suppress(Exception):
+                        self.screenshot(page, f"failure-{index + 1}")
+            if self.console:
+                log = ARTIFACTS / "screenshots" / f"{self._test}-console.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text("\n".join(self.console))
+        self._context.close()
+        for app, names in self._opened.items():
+            server = self._servers(app)
+            server.shutdown_sessions(names)
+            # theme and other settings a test changed must not leak into the next test
+            server.write_baseline_settings()
+
+
+@pytest.fixture
+def lab(
+    request: pytest.FixtureRequest,
+    jupyter_server: Callable[[App], JupyterServer],
+    context: BrowserContext,
+) -> Iterator[Lab]:
+    """Notebook helper for one test: ``lab.open_notebook(cells, app="lab"|"notebook7")``."""
+    helper = Lab(jupyter_server, context, request.node.name)
+    yield helper
+    report = getattr(request.node, "_report_call", None)
+    helper._finish(failed=bool(report is not None and report.failed))

@@ -1,0 +1,177 @@
+"""The package's folders show the flow: layers point down, no module imports in a circle.
+
+The graph is read from the source (every ``import`` statement, also those inside
+functions; only ``if TYPE_CHECKING:`` blocks are left out, as they never run), so a cycle
+hidden in a function body fails here too.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PKG = SRC / "nbbatch"
+
+# Lower number = lower layer. A module may import its own layer or lower ones only.
+LAYERS = {
+    "core": 0,
+    "images": 1,
+    "providers": 1,
+    "engine": 2,
+    "testing": 2,
+    "planning": 3,
+    "widgets": 4,
+    "_cli": 4,
+    "__main__": 5,
+}
+PUBLIC_NAMESPACES = ("errors", "events")  # thin re-export modules of the core layer
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("nbbatch"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            if target.startswith("nbbatch"):
+                found.add(target)
+                for a in node.names:  # ``from . import x`` may name a submodule
+                    if (SRC / Path(*target.split("."), a.name)).exists() or (
+                        SRC / Path(*target.split("."), a.name + ".py")
+                    ).exists():
+                        found.add(f"{target}.{a.name}")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    found.discard(me)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        own = name.split(".")
+        ancestors = {".".join(own[:i]) for i in range(1, len(own))}
+        for target in _imports(path):
+            if target == "nbbatch":
+                deps.add(target)  # an explicit import of the root façade
+                continue
+            # importing a.b.c runs a/b/__init__ too, unless we are inside a.b already
+            # (the root always runs first and is left out: it is the façade on top)
+            parts = target.split(".")
+            for i in range(2, len(parts) + 1):
+                candidate = ".".join(parts[:i])
+                if candidate in modules and candidate != name and candidate not in ancestors:
+                    deps.add(candidate)
+        graph[name] = deps
+    return graph
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None  # the package root is the façade over everything
+    head = parts[1]
+    if head in PUBLIC_NAMESPACES:
+        return 0
+    return LAYERS.get(head)
+
+
+def test_no_module_imports_in_a_circle() -> None:
+    graph = _graph()
+    # the root façade imports everything; nothing below may import it back
+    importers_of_root = sorted(m for m, deps in graph.items() if "nbbatch" in deps)
+    assert importers_of_root == [], "modules importing the package root: " + ", ".join(
+        importers_of_root
+    )
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if dep == "nbbatch":
+                continue
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                walk(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+    assert cycles == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_layers_point_down() -> None:
+    wrong = []
+    for module, deps in _graph().items():
+        mine = _layer(module)
+        if mine is None:
+            continue
+        for dep in deps:
+            theirs = _layer(dep)
+            if theirs is not None and theirs > mine:
+                wrong.append(f"{module} -> {dep}")
+    assert wrong == [], "a lower layer imports a higher one:\n" + "\n".join(sorted(wrong))
+
+
+def test_each_module_imports_alone() -> None:
+    # One interpreter; before each import every nbbatch module is forgotten, so an import
+    # that works only because another module happened to be imported first fails here.
+    modules = sorted(_module_name(p) for p in PKG.rglob("*.py") if p.name != "__main__.py")
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'nbbatch']:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_public_namespaces_are_importable() -> None:
+    for name in ("errors", "events", "images", "planning", "providers", "testing"):
+        assert importlib.import_module(f"nbbatch.{name}").__all__
