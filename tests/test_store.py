@@ -65,6 +65,13 @@ def test_empty_batch_is_refused(workspace: Workspace) -> None:
         Batch.create(workspace=workspace, tasks=[])
 
 
+def test_an_empty_batch_can_be_asked_for_and_filled_later(workspace: Workspace) -> None:
+    batch = Batch.create([], workspace=workspace, allow_empty=True)
+    assert len(batch) == 0
+    batch.add(["a red fox"])
+    assert [t.prompt for t in Batch.load(batch.id, workspace).tasks] == ["a red fox"]
+
+
 def test_reconcile_repairs_what_a_crash_leaves(tmp_path: Path) -> None:
     path = tmp_path / "ws"
     with Workspace(path) as ws:

@@ -134,17 +134,21 @@ class Batch:
         params: Params | None = None,
         name: str | None = None,
         provider: str | None = None,
+        allow_empty: bool = False,
     ) -> Batch:
         """Journal a new batch in ``workspace`` (default: ``./nbbatch-workspace``).
 
         Prompts become tasks with ``params``; ``provider`` is remembered for ``resume``.
+        No tasks is a mistake unless ``allow_empty`` (a studio that fills it later).
         """
         ws = _workspace(workspace)
         base = params or Params()
         made = [t if isinstance(t, Task) else Task(prompt=t, params=base) for t in tasks]
         for t in made:
             _check_references(ws, t.references, task_id=t.id)
-        record = ws.insert_batch(made, name=name, params=base, provider=provider)
+        record = ws.insert_batch(
+            made, name=name, params=base, provider=provider, allow_empty=allow_empty
+        )
         return cls._from_record(ws, record)
 
     @classmethod

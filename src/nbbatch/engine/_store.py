@@ -638,9 +638,10 @@ class Workspace:
         name: str | None = None,
         params: Params | None = None,
         provider: str | None = None,
+        allow_empty: bool = False,
     ) -> BatchRecord:
         """Journal a new batch of tasks (numbered in the order given); return its record."""
-        if not tasks:
+        if not tasks and not allow_empty:
             raise ConfigError("a batch needs at least one task (no prompts were given)")
         batch_id = new_id()
         now = time.time()
