@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import nbbatch
 from nbbatch.widgets import BatchStudio
 from nbbatch.widgets._i18n import LANGS, catalogue, resolve_lang, tr
 
@@ -87,7 +88,7 @@ def test_a_studio_takes_its_language_from_nbbatch_lang(
     monkeypatch: pytest.MonkeyPatch, workspace
 ) -> None:
     monkeypatch.setenv("NBBATCH_LANG", "zh")
-    assert BatchStudio(workspace.create_batch(["x"])).lang == "zh"
+    assert BatchStudio(nbbatch.Batch.create(workspace=workspace, tasks=["x"])).lang == "zh"
 
 
 def test_the_front_end_holds_no_text_of_its_own() -> None:

@@ -20,8 +20,9 @@ needs_editing_api = pytest.mark.skipif(not EDITING_API, reason="batch.edit & co.
 
 @pytest.fixture
 def batch(workspace: Workspace) -> Batch:
-    return workspace.create_batch(
-        ["a red fox in snow", "a lighthouse at dusk", "a koi pond", "FAILME a storm"],
+    return nbbatch.Batch.create(
+        workspace=workspace,
+        tasks=["a red fox in snow", "a lighthouse at dusk", "a koi pond", "FAILME a storm"],
         params=Params(size="512x384", seed=7),
     )
 
@@ -44,7 +45,9 @@ def test_hello_answers_with_the_strings_of_the_language_and_the_counts(batch: Ba
 
 
 def test_rows_are_sent_for_the_window_asked_for_only(workspace: Workspace) -> None:
-    big = workspace.create_batch([f"prompt number {i}" for i in range(1000)])
+    big = nbbatch.Batch.create(
+        workspace=workspace, tasks=[f"prompt number {i}" for i in range(1000)]
+    )
     page = Page(TaskGrid(big))
     reply = page.ok("rows", start=100, end=130)
     assert reply["total"] == 1000
@@ -176,7 +179,7 @@ async def test_thumbnails_come_as_binary_webp_buffers_for_keys_the_page_was_sent
 
 
 async def test_a_run_sends_few_small_patches_for_the_rows_on_screen(workspace: Workspace) -> None:
-    batch = workspace.create_batch([f"task {i}" for i in range(200)])
+    batch = nbbatch.Batch.create(workspace=workspace, tasks=[f"task {i}" for i in range(200)])
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     grid = TaskGrid(batch, _clock=clock, _scheduler=scheduler)

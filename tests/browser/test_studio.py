@@ -36,7 +36,9 @@ def setup_cell(*, latency: float = 1.2, lang: str | None = None, prompts=PROMPTS
 import nbbatch, tempfile
 from nbbatch.widgets import BatchStudio
 ws = nbbatch.Workspace(tempfile.mkdtemp())
-batch = ws.create_batch({prompts!r}, params=nbbatch.Params(size="512x384", seed=7))
+batch = nbbatch.Batch.create(
+    {prompts!r}, workspace=ws, params=nbbatch.Params(size="512x384", seed=7)
+)
 provider = nbbatch.get_provider(
     "demo", latency={latency}, fail_prompts=["FAILME"], progress_steps=6
 )

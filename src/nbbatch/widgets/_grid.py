@@ -40,6 +40,7 @@ import traitlets
 
 import nbbatch
 from nbbatch import Batch, GeneratedImage, Task, TaskStatus, Workspace
+from nbbatch.errors import ConfigError, NbbatchError
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
@@ -520,12 +521,11 @@ class BatchStudio(TaskGrid):
         **kwargs: Any,
     ) -> None:
         if batch is None:
-            ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-            batch = ws.create_batch([])
+            batch = Batch.create([], workspace=workspace, allow_empty=True)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError("concurrency must be a whole number from 1 to 10")
         if not 1 <= concurrency <= 10:
-            raise nbbatch.ConfigError(f"concurrency must be from 1 to 10, got {concurrency}")
+            raise ConfigError(f"concurrency must be from 1 to 10, got {concurrency}")
         self._provider: Any = provider
         self._provider_obj: Any = None if isinstance(provider, str) else provider
         #: the planner's LLM settings (used by the prompt panel)
@@ -631,7 +631,7 @@ class BatchStudio(TaskGrid):
             return p, []
         try:
             settings = nbbatch.load_settings()
-        except nbbatch.NbbatchError:
+        except NbbatchError:
             return p, []
         if p in settings.providers and p not in nbbatch.available_providers():
             built = settings.get(p).build()
@@ -643,7 +643,7 @@ def _provider_names(current: str) -> list[str]:
     names = list(nbbatch.available_providers())
     try:
         names.extend(c.name for c in nbbatch.load_settings())
-    except nbbatch.NbbatchError as exc:
+    except NbbatchError as exc:
         log.warning("nbbatch studio: saved provider settings unreadable: %s", exc)
     if current not in names:
         names.insert(0, current)

@@ -19,7 +19,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from nbbatch import Batch, Task, ThumbnailCache
+from nbbatch import Batch, Task, events
+from nbbatch.images import ThumbnailCache
 
 from . import _rows
 
@@ -30,13 +31,18 @@ log = logging.getLogger("nbbatch")
 #: thumbnail sources remembered for the browser (keys it was sent in rows)
 _MAX_SOURCES = 4096
 
-# Events are told apart by class name, so that this module works against the engine's
-# event set before and after the editing events (TaskAdded, ...) exist.
-_STATUS_ONLY = frozenset({"TaskQueued", "TaskStarted", "TaskProgress", "TaskRetrying"})
-_ROW_FULL = frozenset(
-    {"TaskSucceeded", "TaskFailed", "TaskCancelled", "TaskInterrupted", "TaskChanged"}
+# Only the status and percent of a row change: a patch carries all of it.
+_STATUS_ONLY = (events.TaskQueued, events.TaskProgress, events.TaskRetrying)
+# More changed (attempts, error text, images, prompt): the page re-reads the row.
+_ROW_FULL = (
+    events.TaskStarted,
+    events.TaskSucceeded,
+    events.TaskFailed,
+    events.TaskCancelled,
+    events.TaskInterrupted,
+    events.TaskChanged,
 )
-_STRUCTURE = frozenset({"TaskAdded", "TaskRemoved", "TasksReordered"})
+_STRUCTURE = (events.TaskAdded, events.TaskRemoved, events.TasksReordered)
 
 
 class Sink(Protocol):
@@ -87,38 +93,37 @@ class Hub:
     def detach(self, sink: Sink) -> None:
         self._sinks.discard(sink)
 
-    def _on_event(self, event: object) -> None:
+    def _on_event(self, event: events.Event) -> None:
+        # The batch delivers on the loop thread it was subscribed from; this guard only
+        # matters for a hub made outside a loop and fed from elsewhere.
         if self.loop is not None and threading.get_ident() != self._thread:
             self.loop.call_soon_threadsafe(self._handle, event)
         else:
             self._handle(event)
 
-    def _handle(self, event: object) -> None:
+    def _handle(self, event: events.Event) -> None:
         try:
             self._route(event)
         except Exception:  # an event must never break the run that emitted it
             log.exception("nbbatch widget: could not apply %s", type(event).__name__)
 
-    def _route(self, event: object) -> None:
-        kind = type(event).__name__
+    def _route(self, event: events.Event) -> None:
         sinks = list(self._sinks)
-        task = getattr(event, "task", None)
-        if kind in _STATUS_ONLY or kind in _ROW_FULL:
-            assert isinstance(task, Task)
+        if isinstance(event, (*_STATUS_ONLY, *_ROW_FULL)):
             self.status_version += 1
-            if kind == "TaskChanged":
+            if isinstance(event, events.TaskChanged):
                 self.content_version += 1
-            if kind == "TaskSucceeded":
-                self._run_images += len(getattr(event, "images", ()) or ())
-            full = kind in _ROW_FULL or kind == "TaskStarted"
+            if isinstance(event, events.TaskSucceeded):
+                self._run_images += len(event.images)
+            full = isinstance(event, _ROW_FULL)
             for s in sinks:
-                s.hub_rows((task.id,), full=full)
-        elif kind in _STRUCTURE:
+                s.hub_rows((event.task.id,), full=full)
+        elif isinstance(event, _STRUCTURE):
             self.structure_version += 1
             for s in sinks:
                 s.hub_structure()
-        elif kind == "RunStateChanged":
-            state = str(getattr(event, "state", ""))
+        elif isinstance(event, events.RunStateChanged):
+            state = str(event.state)
             self._clock_run(state)
             # Stopping sends queued tasks back to idle without one event each: repaint
             # every row on screen from the tasks themselves.
@@ -158,6 +163,7 @@ class Hub:
         return self._index
 
     def task(self, task_id: object) -> Task:
+        """The task with this id (a KeyError when it is gone: the page shows "deleted")."""
         if not isinstance(task_id, str):
             raise KeyError(task_id)
         pos = self.index().get(task_id)

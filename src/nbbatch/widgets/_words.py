@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-import nbbatch
+from nbbatch.errors import NbbatchError
 
 from ._i18n import tr
 
@@ -35,7 +35,7 @@ def describe(exc: BaseException, lang: str, action: str = "doing_request") -> st
     """What to show for ``exc`` raised while doing ``action`` (a catalogue key)."""
     if isinstance(exc, UserFacingError):
         return tr(lang, exc.key, **exc.values)
-    if isinstance(exc, nbbatch.NbbatchError):
+    if isinstance(exc, NbbatchError):
         return clip(exc.message)
     if isinstance(exc, KeyError):
         # batch[task_id] of a task that was deleted meanwhile (another view, or Python).
