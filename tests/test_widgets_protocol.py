@@ -197,7 +197,7 @@ async def test_a_run_sends_few_small_patches_for_the_rows_on_screen(workspace: W
         assert len(json.dumps(r, separators=(",", ":"))) < 200
 
 
-async def test_patches_carry_status_percent_attempts_and_images(batch: Batch) -> None:
+async def test_tasks_that_finish_on_screen_come_whole_in_the_patch(batch: Batch) -> None:
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     page = Page(TaskGrid(batch, _clock=clock, _scheduler=scheduler))
@@ -205,11 +205,30 @@ async def test_patches_carry_status_percent_attempts_and_images(batch: Batch) ->
     await batch.run(quick_demo())
     scheduler.advance(1)
     (patch,) = page.of_type("patch")
-    by_id = {r[0]: r for r in patch["rows"]}
+    by_id = {r["id"]: r for r in patch["full"]}  # no round trip to show a result
     fox = by_id[batch.tasks[0].id]
-    assert fox[1:] == ["succeeded", None, 1, 1, 1]
+    assert fox["st"] == "succeeded" and fox["im"] == [batch.tasks[0].images[0].sha256]
     storm = by_id[batch.tasks[3].id]
-    assert storm[1] == "failed" and storm[5] == 1  # full: the error text is new
+    assert storm["st"] == "failed" and "refuses" in storm["er"]
+
+
+async def test_rows_off_screen_get_only_a_compact_patch(workspace: Workspace) -> None:
+    batch = nbbatch.Batch.create(workspace=workspace, tasks=[f"t{i}" for i in range(300)])
+    clock = FakeClock()
+    scheduler = FakeScheduler(clock)
+    page = Page(TaskGrid(batch, _clock=clock, _scheduler=scheduler))
+    page.rows(0, 300)  # sent long ago: the most recent 150 count as on screen
+    page.rows(150, 300)
+    await batch.run(quick_demo(), tasks=batch.tasks[:10])
+    scheduler.advance(1)
+    (patch,) = page.of_type("patch")
+    assert "full" not in patch
+    by_id = {r[0]: r for r in patch["rows"]}
+    # the run's start and end repaint every row the page holds (a stop resets queued
+    # tasks without one event each), compactly
+    assert len(by_id) == 300
+    assert by_id[batch.tasks[0].id][1:5] == ["succeeded", None, 1, 1]
+    assert by_id[batch.tasks[20].id][1:5] == ["idle", None, 0, 0]
 
 
 async def test_a_studio_runs_the_batch_from_run_all(batch: Batch) -> None:

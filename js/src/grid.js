@@ -10,6 +10,7 @@ export const ROW_H = 64;
 const OVERSCAN = 6;
 const FETCH_EXTRA = 20;
 const THUMB_CACHE = 800;
+const KEEP_ROWS = 800;
 const STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
 const EDITABLE = new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
 const RETRYABLE = new Set(["failed", "cancelled", "interrupted"]);
@@ -217,8 +218,15 @@ export class Grid {
     this.requestWindow();
   }
 
-  applyPatch(rows) {
+  applyPatch(rows, whole) {
     let refetch = false;
+    for (const row of whole) {
+      const old = this.byId.get(row.id);
+      if (!old || old._i === undefined) continue;
+      row._i = old._i;
+      this.byId.set(row.id, row);
+      if (this.rows.get(row._i) === old) this.rows.set(row._i, row);
+    }
     for (const [id, st, pc, at, ni, full] of rows) {
       const row = this.byId.get(id);
       if (!row) continue;
@@ -226,7 +234,10 @@ export class Grid {
       row.pc = pc;
       row.at = at;
       row.ni = ni;
-      if (full) refetch = true;
+      if (full) {
+        row._stale = true;
+        refetch = true;
+      }
     }
     if (refetch) this.requestWindow(true);
     this.schedule();
@@ -273,8 +284,28 @@ export class Grid {
     this.fetching = true;
     const generation = this.generation;
     const [from, to] = this.windowRange();
-    const start = Math.max(0, from - FETCH_EXTRA);
-    const end = Math.max(to + FETCH_EXTRA, start + 40);
+    let start = Math.max(0, from - FETCH_EXTRA);
+    let end = Math.max(to + FETCH_EXTRA, start + 40);
+    // Rows on screen that only went stale (a task finished): fetch just their span.
+    let missing = this.total === null || this.stale.size > 0;
+    let lo = Infinity;
+    let hi = -1;
+    for (let i = from; i < to && !missing; i++) {
+      const row = this.rows.get(i);
+      if (!row) missing = true;
+      else if (row._stale) {
+        lo = Math.min(lo, i);
+        hi = Math.max(hi, i);
+      }
+    }
+    if (!missing) {
+      if (hi < 0) {
+        this.fetching = false;
+        return;
+      }
+      start = lo;
+      end = hi + 1;
+    }
     try {
       const { msg } = await this.view.channel.request("rows", {
         start,
@@ -291,7 +322,7 @@ export class Grid {
           this.rows.set(row._i, row);
           this.byId.set(row.id, row);
         });
-        if (this.byId.size > 4000) this.pruneById();
+        this.pruneRows(msg.start, msg.start + msg.rows.length);
         this.stale.clear();
         this.layout();
       }
@@ -306,9 +337,16 @@ export class Grid {
     }
   }
 
-  pruneById() {
-    const keep = new Set([...this.rows.values()].map((r) => r.id));
-    for (const id of this.byId.keys()) if (!keep.has(id)) this.byId.delete(id);
+  // Keep only rows near the screen: the kernel sends status patches for the rows it
+  // sent recently (about 1,200), so older cached rows could show a stale status.
+  pruneRows(from, to) {
+    if (this.rows.size <= KEEP_ROWS) return;
+    for (const [i, row] of this.rows) {
+      if (i < from - KEEP_ROWS / 2 || i > to + KEEP_ROWS / 2) {
+        this.rows.delete(i);
+        if (this.byId.get(row.id) === row) this.byId.delete(row.id);
+      }
+    }
   }
 
   layout() {

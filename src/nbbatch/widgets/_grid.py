@@ -14,9 +14,11 @@ page → kernel
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
     ``set_concurrency {value}``
-kernel → page (unsolicited, coalesced to ≤ 8 a second)
-    ``patch {summary, rows?, invalidate?}``  rows are ``[id, status, pct, attempts,
-    images, full]``; ``invalidate`` means "ask for your window again"
+kernel → page (unsolicited, coalesced to ≤ 5 a second)
+    ``patch {summary, rows?, full?, invalidate?}``  ``rows`` are ``[id, status, pct,
+    attempts, images, full]`` for rows the page was sent; ``full`` are whole rows (as in
+    a ``rows`` reply) of tasks on screen that got a result or an error;
+    ``invalidate`` means "ask for your window again"
     ``notice {level, text}``        an error or hint in words
 
 Synced traits are only small state: ``lang``, ``studio``, ``count``, ``selection`` (ids),
@@ -56,6 +58,7 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 _MAX_ROWS = 400  # per request: a tall screen shows ~30; the page asks with overscan
 _MAX_THUMBS = 64  # per request
 _WINDOW = 1200  # row ids remembered as "on some screen" for patches
+_SCREEN = 150  # the most recently sent rows: finished ones among them are sent whole
 THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 _FILTERS = frozenset({"all", *_rows.STATUSES})
 _RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED})
@@ -107,6 +110,7 @@ class TaskGrid(anywidget.AnyWidget):
         self._dirty_structure = False
         self._dirty_all = False
         self._window: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._screen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._filtered = False
         self._view_key: tuple[Any, ...] | None = None
         self._view: Sequence[Task] = ()
@@ -212,6 +216,8 @@ class TaskGrid(anywidget.AnyWidget):
         elif rows_dirty:
             ids = list(self._window) if self._dirty_all else self._dirty_rows
             rows = []
+            whole = []
+            index = self._hub.index()
             for task_id in ids:
                 if task_id not in self._window:
                     continue  # not on any screen: the page asks when it scrolls there
@@ -219,10 +225,18 @@ class TaskGrid(anywidget.AnyWidget):
                     task = self._hub.task(task_id)
                 except KeyError:
                     continue
-                full = self._dirty_all or self._dirty_rows.get(task_id, False)
-                rows.append(_rows.patch(task, full))
+                full = self._dirty_rows.get(task_id, False)
+                if full and task_id in self._screen:
+                    # on screen and more than the status changed (a result, an error):
+                    # send the row itself rather than make the page ask for it
+                    whole.append(_rows.row(task, index.get(task_id, 0) + 1, self.lang))
+                    self._hub.remember_sources(task)
+                else:
+                    rows.append(_rows.patch(task, full))
             if rows:
                 msg["rows"] = rows
+            if whole:
+                msg["full"] = whole
         self._dirty_rows = {}
         self._dirty_structure = False
         self._dirty_all = False
@@ -314,10 +328,13 @@ class TaskGrid(anywidget.AnyWidget):
         for task in view[start:end]:
             rows.append(_rows.row(task, index.get(task.id, 0) + 1, self.lang))
             self._hub.remember_sources(task)
-            self._window[task.id] = None
-            self._window.move_to_end(task.id)
+            for seen in (self._window, self._screen):
+                seen[task.id] = None
+                seen.move_to_end(task.id)
         while len(self._window) > _WINDOW:
             self._window.popitem(last=False)
+        while len(self._screen) > _SCREEN:
+            self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
