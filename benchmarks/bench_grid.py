@@ -88,17 +88,17 @@ WATCH_FIRST_PAINT = """
 """
 
 SCROLL_TO_THUMBS = """
-async (row) => {
+async ([row, rowH]) => {
   const vp = document.querySelector('.nbb-viewport');
   const t0 = performance.now();
-  vp.scrollTop = row * %d;
+  vp.scrollTop = row * rowH;
   const deadline = t0 + 30000;
   for (;;) {
     await new Promise((r) => requestAnimationFrame(r));
     const top = vp.scrollTop, bottom = top + vp.clientHeight;
     const nodes = [...vp.querySelectorAll('.nbb-row[data-task-id]')].filter((n) => {
       const y = new DOMMatrixReadOnly(getComputedStyle(n).transform).m42;
-      return y >= top && y + %d <= bottom;
+      return y >= top && y + rowH <= bottom;
     });
     const imgs = nodes.flatMap((n) => [...n.querySelectorAll('.nbb-c-results img')]);
     const ready = nodes.length > 0 && imgs.length >= nodes.length
@@ -107,7 +107,7 @@ async (row) => {
     if (performance.now() > deadline) return {seconds: null, rows: nodes.length};
   }
 }
-""" % (ROW_H, ROW_H)
+"""
 
 COUNT_TRAFFIC = """
 import json as _json
@@ -121,7 +121,8 @@ def _counting(data=None, metadata=None, buffers=None):
     if (data or {}).get("method") == "update":
         kind = "state"
     elif kind == "reply":
-        kind = "reply-" + ("thumbs" if "keys" in content else "rows" if "rows" in content else "other")
+        what = "thumbs" if "keys" in content else "rows" if "rows" in content else "other"
+        kind = "reply-" + what
     _traffic["kinds"][kind] = _traffic["kinds"].get(kind, 0) + 1
     if isinstance(content, dict) and content.get("type") == "patch":
         _traffic["patch_rows"] += [len(_json.dumps(r, separators=(",", ":")))
@@ -209,20 +210,21 @@ def main() -> int:
                 print(f"RESULT grid_rows_in_dom {dom_rows}")
 
                 # (b) scroll to thumbnails
-                cold = page.evaluate(SCROLL_TO_THUMBS, cold_row)
-                warm = page.evaluate(SCROLL_TO_THUMBS, warm_row)
+                cold = page.evaluate(SCROLL_TO_THUMBS, [cold_row, ROW_H])
+                warm = page.evaluate(SCROLL_TO_THUMBS, [warm_row, ROW_H])
                 for name, res in (("cold", cold), ("warm", warm)):
                     value = "nan" if res["seconds"] is None else f"{res['seconds']:.3f}"
                     print(f"RESULT grid_scroll_to_thumbs_{name}_s {value}")
                 print(f"RESULT grid_rows_visible {warm['rows']}")
 
                 # (c) traffic while many tasks run, with their rows on screen
-                page.evaluate(f"() => {{ document.querySelector('.nbb-viewport').scrollTop = {done * ROW_H}; }}")
+                page.evaluate(
+                    "([top]) => { document.querySelector('.nbb-viewport').scrollTop = top; }",
+                    [done * ROW_H],
+                )
                 page.wait_for_timeout(500)
                 execute(page, COUNT_TRAFFIC)
-                out = execute(
-                    page, RUN_MANY.format(latency=latency, start=done, running=running)
-                )
+                out = execute(page, RUN_MANY.format(latency=latency, start=done, running=running))
                 t = json.loads(out.strip().splitlines()[-1])
                 msgs_per_s = t["messages"] / t["seconds"]
                 events_per_s = t["events"] / t["seconds"]
