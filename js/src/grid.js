@@ -430,6 +430,7 @@ export class Grid {
       save: btn("save", "save", "save", "nbb-accent"),
       cancel: btn("cancel_edit", "cancel", "cancel_edit"),
       retry: btn("retry", "retry", "retry"),
+      stopTask: btn("cancel_task", "stop", "cancel", "nbb-danger"),
       next: btn("run_next", "next", "run_next"),
       duplicate: btn("duplicate", "duplicate", "duplicate"),
       remove: btn("delete", "trash", "delete", "nbb-danger"),
@@ -448,7 +449,7 @@ export class Grid {
         h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-actions" },
-        parts.edit, parts.save, parts.cancel, parts.retry, parts.next, parts.duplicate, parts.remove),
+        parts.edit, parts.save, parts.cancel, parts.retry, parts.stopTask, parts.next, parts.duplicate, parts.remove),
     );
     node._parts = parts;
     this.spacer.append(node);
@@ -520,10 +521,14 @@ export class Grid {
     p.cancel.hidden = !editing;
     p.edit.disabled = !EDITABLE.has(row.st);
     p.retry.disabled = !RETRYABLE.has(row.st);
+    // while the run holds a task, its Retry slot offers to cancel it instead
+    const cancellable = live && (row.st === "running" || row.st === "queued");
+    p.stopTask.hidden = !cancellable;
+    p.retry.hidden = cancellable;
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
 
   paintThumbs(box, keys, count, label) {
@@ -696,7 +701,8 @@ export class Grid {
         this.view.act(action, { ids: [row.id] });
         break;
       case "duplicate":
-        this.view.act("duplicate", { id: row.id });
+      case "cancel":
+        this.view.act(action, { id: row.id });
         break;
     }
   }

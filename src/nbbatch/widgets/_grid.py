@@ -35,20 +35,25 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-import nbbatch
-from nbbatch import Batch, GeneratedImage, Task, TaskStatus, Workspace
+# The widgets sit on top: they use the engine's and the core's public faces, never the
+# package root (which imports everything, the widgets included).
+from nbbatch.engine import Batch, Workspace, load_settings
 from nbbatch.errors import ConfigError, NbbatchError
+from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
 from ._words import UserFacingError, describe
+
+if TYPE_CHECKING:
+    from nbbatch import GeneratedImage, Task
 
 __all__ = ["BatchStudio", "TaskGrid"]
 
@@ -61,7 +66,6 @@ _WINDOW = 1200  # row ids remembered as "on some screen" for patches
 _SCREEN = 150  # the most recently sent rows: finished ones among them are sent whole
 THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 _FILTERS = frozenset({"all", *_rows.STATUSES})
-_RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED})
 _DEFERRED: dict[str, Any] = {"__deferred__": True}  # the handler replies later itself
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -466,10 +470,10 @@ class TaskGrid(anywidget.AnyWidget):
         self._retry(self._ids(content))
 
     def _on_retry_selected(self, content: dict[str, Any]) -> None:
-        self._retry([t for t in self._selected_tasks() if t.status in _RETRYABLE])
+        self._retry([t for t in self._selected_tasks() if t.status.value in _rows.RETRYABLE])
 
     def _retry(self, tasks: list[Task]) -> None:
-        tasks = [t for t in tasks if t.status in _RETRYABLE]
+        tasks = [t for t in tasks if t.status.value in _rows.RETRYABLE]
         if not tasks:
             raise UserFacingError("nothing_failed")
         if self._hub.live_runner() is not None:
@@ -487,7 +491,7 @@ class TaskGrid(anywidget.AnyWidget):
 
     def _run_next(self, tasks: list[Task]) -> None:
         for t in tasks:  # the run serves its "next" list first come, first served
-            if t.status is TaskStatus.QUEUED:
+            if t.status.value == "queued":
                 self._batch.run_next(t)
 
     def _start(self, tasks: list[Task] | None = None) -> Any:
@@ -600,7 +604,7 @@ class BatchStudio(TaskGrid):
             runner.stop()
 
     def _on_retry_failed(self, content: dict[str, Any]) -> None:
-        failed = [t for t in self._batch.tasks if t.status is TaskStatus.FAILED]
+        failed = [t for t in self._batch.tasks if t.status.value == "failed"]
         if not failed:
             raise UserFacingError("nothing_failed")
         self._retry(failed)
@@ -647,19 +651,19 @@ class BatchStudio(TaskGrid):
         if not isinstance(p, str):
             return p, []
         try:
-            settings = nbbatch.load_settings()
+            settings = load_settings()
         except NbbatchError:
             return p, []
-        if p in settings.providers and p not in nbbatch.available_providers():
+        if p in settings.providers and p not in available_providers():
             built = settings.get(p).build()
             return built, [built]
         return p, []
 
 
 def _provider_names(current: str) -> list[str]:
-    names = list(nbbatch.available_providers())
+    names = list(available_providers())
     try:
-        names.extend(c.name for c in nbbatch.load_settings())
+        names.extend(c.name for c in load_settings())
     except NbbatchError as exc:
         log.warning("nbbatch studio: saved provider settings unreadable: %s", exc)
     if current not in names:

@@ -17,12 +17,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nbbatch import Batch, Task, events
+import nbbatch.events as events
 from nbbatch.images import ThumbnailCache
 
 from . import _rows
+
+if TYPE_CHECKING:
+    from nbbatch import Batch, Task
 
 __all__ = ["Hub", "Sink", "hub_for"]
 

@@ -512,6 +512,7 @@ var Grid = class {
       save: btn("save", "save", "save", "nbb-accent"),
       cancel: btn("cancel_edit", "cancel", "cancel_edit"),
       retry: btn("retry", "retry", "retry"),
+      stopTask: btn("cancel_task", "stop", "cancel", "nbb-danger"),
       next: btn("run_next", "next", "run_next"),
       duplicate: btn("duplicate", "duplicate", "duplicate"),
       remove: btn("delete", "trash", "delete", "nbb-danger")
@@ -545,6 +546,7 @@ var Grid = class {
         parts.save,
         parts.cancel,
         parts.retry,
+        parts.stopTask,
         parts.next,
         parts.duplicate,
         parts.remove
@@ -614,10 +616,13 @@ var Grid = class {
     p.cancel.hidden = !editing;
     p.edit.disabled = !EDITABLE.has(row.st);
     p.retry.disabled = !RETRYABLE.has(row.st);
+    const cancellable = live && (row.st === "running" || row.st === "queued");
+    p.stopTask.hidden = !cancellable;
+    p.retry.hidden = cancellable;
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
   paintThumbs(box, keys, count, label) {
     const want = keys.join(",") + `|${count}`;
@@ -781,7 +786,8 @@ var Grid = class {
         this.view.act(action, { ids: [row.id] });
         break;
       case "duplicate":
-        this.view.act("duplicate", { id: row.id });
+      case "cancel":
+        this.view.act(action, { id: row.id });
         break;
     }
   }
