@@ -14,9 +14,6 @@ from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.widgets import BatchStudio, TaskGrid
 from widget_page import FakeClock, FakeScheduler, Page
 
-EDITING_API = hasattr(Batch, "edit")
-needs_editing_api = pytest.mark.skipif(not EDITING_API, reason="batch.edit & co. (issue 8)")
-
 
 @pytest.fixture
 def batch(workspace: Workspace) -> Batch:
@@ -311,7 +308,6 @@ def test_run_all_outside_an_event_loop_explains_what_to_do(batch: Batch) -> None
 # -- editing (issue 8's API) -----------------------------------------------------------------
 
 
-@needs_editing_api
 def test_an_edit_is_saved_through_the_batch(batch: Batch) -> None:
     page = Page(TaskGrid(batch))
     fox = batch.tasks[0]
@@ -320,7 +316,6 @@ def test_an_edit_is_saved_through_the_batch(batch: Batch) -> None:
     assert page.rows()[0]["p"] == "a red fox in deep snow"
 
 
-@needs_editing_api
 def test_an_empty_prompt_is_refused_with_the_validation_message(batch: Batch) -> None:
     page = Page(TaskGrid(batch))
     error = page.refused("edit", id=batch.tasks[0].id, prompt="   ")
@@ -328,7 +323,6 @@ def test_an_empty_prompt_is_refused_with_the_validation_message(batch: Batch) ->
     assert batch.tasks[0].prompt == "a red fox in snow"
 
 
-@needs_editing_api
 def test_delete_move_and_duplicate_change_the_rows(batch: Batch) -> None:
     grid = TaskGrid(batch)
     page = Page(grid)
@@ -344,7 +338,6 @@ def test_delete_move_and_duplicate_change_the_rows(batch: Batch) -> None:
     assert grid.count == 3
 
 
-@needs_editing_api
 def test_delete_selected_needs_a_selection(batch: Batch) -> None:
     grid = TaskGrid(batch)
     page = Page(grid)
