@@ -300,6 +300,28 @@ def test_the_provider_picker_offers_registered_names_and_keeps_a_provider_object
     assert "incomplete" in page.refused("set_provider", name="no-such-thing")
 
 
+async def test_an_exception_that_ends_the_run_is_shown_in_the_widget(
+    batch: Batch, caplog: pytest.LogCaptureFixture
+) -> None:
+    studio = BatchStudio(batch, provider=quick_demo())
+    page = Page(studio)
+
+    class Broken:
+        state = "running"
+
+        async def wait(self) -> None:
+            raise RuntimeError("secret-ish details https://x.invalid/?key=test-key-1")
+
+    with caplog.at_level(logging.ERROR, logger="nbbatch"):
+        studio._watch(Broken())
+        for _ in range(5):
+            await asyncio.sleep(0)
+    (notice,) = page.of_type("notice")
+    assert notice["text"].startswith("The run ended with an unexpected error (RuntimeError)")
+    assert "test-key" not in notice["text"]
+    assert any("test-key" in r.exc_text for r in caplog.records if r.exc_text)
+
+
 def test_run_all_outside_an_event_loop_explains_what_to_do(batch: Batch) -> None:
     page = Page(BatchStudio(batch))
     assert "event loop" in page.refused("run_all")

@@ -209,7 +209,11 @@ def test_the_quickstart_notebook_opens_on_the_studio(lab) -> None:
     button(studio, "Run all").click()
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
     expect(studio.locator(ROW_BADGE, has_text="done")).to_have_count(3)
-    expect(studio.locator(".nbb-c-results img")).to_have_count(6)  # n=2 per task
+    expect(studio.locator(".nbb-row[data-task-id] .nbb-c-results img")).to_have_count(6)  # n=2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.nbb-row[data-task-id] .nbb-c-results img')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
     lab.screenshot(page, "quickstart")
 
 

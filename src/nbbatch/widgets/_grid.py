@@ -514,9 +514,13 @@ class TaskGrid(anywidget.AnyWidget):
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None:
-                log.error("nbbatch studio: the run ended with an error", exc_info=exc)
+            if exc is None:
+                return
+            log.error("nbbatch studio: the run ended with an error", exc_info=exc)
+            if isinstance(exc, NbbatchError):
                 self.notify(tr(self.lang, "run_error", message=describe(exc, self.lang)))
+            else:  # its text may hold anything (URLs, payloads): the type, and the log
+                self.notify(tr(self.lang, "run_crashed", kind=type(exc).__name__))
 
         job.add_done_callback(done)
 
