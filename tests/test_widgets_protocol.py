@@ -176,7 +176,9 @@ async def test_thumbnails_come_as_binary_webp_buffers_for_keys_the_page_was_sent
 
 
 async def test_a_run_sends_few_small_patches_for_the_rows_on_screen(workspace: Workspace) -> None:
-    batch = nbbatch.Batch.create(workspace=workspace, tasks=[f"task {i}" for i in range(200)])
+    batch = nbbatch.Batch.create(
+        workspace=workspace, tasks=[f"task {i}" for i in range(200)], params=Params(size="32x32")
+    )
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     grid = TaskGrid(batch, _clock=clock, _scheduler=scheduler)
