@@ -21,6 +21,9 @@ namespaces: ``nbbatch.errors``, ``nbbatch.events``, ``nbbatch.images``,
 ``nbbatch.planning``, ``nbbatch.providers``, ``nbbatch.testing``, ``nbbatch.widgets``.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 # The public namespaces, reachable as attributes (nbbatch.errors.ConfigError, ...).
 from . import errors as errors
 from . import events as events
@@ -62,8 +65,23 @@ from .planning import (
 )
 from .providers import Provider, available_providers, get_provider, register_provider
 
+if _TYPE_CHECKING:
+    from .widgets import BatchStudio
+
+
+def __getattr__(name: str) -> _Any:
+    # The studio loads ipywidgets and anywidget: only when asked for, so that the CLI and
+    # scripts start fast. ``nbbatch.widgets`` imports the layers below, never this module.
+    if name == "BatchStudio":
+        from .widgets import BatchStudio
+
+        return BatchStudio
+    raise AttributeError(f"module 'nbbatch' has no attribute {name!r}")
+
+
 __all__ = [
     "Batch",
+    "BatchStudio",
     "BatchSummary",
     "GeneratedImage",
     "LLMConfig",
