@@ -1,4 +1,4 @@
-"""ComfyUI: run an API-format workflow per task (provider-protocols.md §4).
+"""ComfyUI: run an API-format workflow per task.
 
 The person gives a workflow exported with "Save (API format)" — a dict or a path to the
 JSON file — or uses the built-in minimal txt2img graph, plus a small mapping saying which
@@ -44,6 +44,7 @@ from ..core._errors import (
 )
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 from ._http import HttpClient, Timeouts
 from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch
 
@@ -59,7 +60,8 @@ __all__ = [
 log = logging.getLogger("nbbatch")
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8188"
+INFO = provider_info("comfyui")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
 #: The minimal txt2img graph from ComfyUI's own examples (input names are the real ones).
 BUILTIN_TXT2IMG: dict[str, Any] = {
@@ -342,19 +344,9 @@ class ComfyUIProvider(Provider):
     ``poll_interval`` seconds.
     """
 
-    name: ClassVar[str] = "comfyui"
-    label: ClassVar[str] = "ComfyUI"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        mask=False,
-        max_n=16,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,

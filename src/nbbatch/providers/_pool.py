@@ -40,8 +40,11 @@ from ..core._errors import (
     ProviderError,
 )
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 
 __all__ = ["Endpoint", "PoolProvider"]
+
+INFO = provider_info("pool")
 
 
 @dataclass
@@ -91,8 +94,8 @@ def _combine(endpoints: Sequence[Endpoint]) -> Capabilities:
 class PoolProvider(Provider):
     """Spread tasks over several endpoint providers (see the module docstring)."""
 
-    name: ClassVar[str] = "pool"
-    label: ClassVar[str] = "Pool of endpoints"
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
 
     def __init__(
         self,
