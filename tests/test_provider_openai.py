@@ -187,7 +187,7 @@ def test_key_comes_from_the_environment(monkeypatch) -> None:  # type: ignore[no
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-1234")
     p = OpenAIProvider()
     assert "sk-from-env" not in repr(p)
-    assert p._http._client.headers["authorization"] == "Bearer sk-from-env-1234"
+    assert p._http.headers["Authorization"] == "Bearer sk-from-env-1234"
 
 
 async def test_check_probes_models_and_reports_a_bad_key(server: FakeOpenAI) -> None:
