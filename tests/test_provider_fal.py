@@ -22,7 +22,7 @@ from nbbatch.errors import (
     ProviderConnectionError,
     ServerError,
 )
-from nbbatch.providers import GenerationRequest, InputImage
+from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._fal import FalProvider
 from nbbatch.testing import FakeFal, Fault
 
@@ -210,7 +210,7 @@ async def test_unsupported_refused_before_request(server: FakeFal) -> None:
 
 def test_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FAL_KEY", raising=False)
-    with pytest.raises(ConfigError, match="FAL_KEY"):
+    with pytest.raises(ConfigError, match=provider_info("fal").key_env[0]):
         FalProvider()
     with pytest.raises(ConfigError, match="fal-ai/flux/schnell"):
         FalProvider(api_key=KEY, model="flux")

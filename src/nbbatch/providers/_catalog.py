@@ -291,7 +291,12 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
                 ("core", "ultra", "sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium"),
             ),
             SettingField(
-                "output_format", "Image format", "choice", "png", choices=("png", "jpeg", "webp")
+                "output_format",
+                "Image format",
+                "choice",
+                "png",
+                help="The format the service encodes the image in.",
+                choices=("png", "jpeg", "webp"),
             ),
             _concurrency(),
         ),
