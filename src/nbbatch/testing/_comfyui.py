@@ -1,4 +1,4 @@
-"""A loopback fake of the ComfyUI server (provider-protocols.md §4): HTTP + WebSocket.
+"""A loopback fake of the ComfyUI server: HTTP + WebSocket.
 
 Routes (also under ``/api``): ``POST /prompt`` (validates the graph and answers the real
 400 ``node_errors`` shape), ``GET /prompt``, ``GET /history/{id}`` (``{}`` until done),

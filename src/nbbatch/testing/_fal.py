@@ -1,4 +1,4 @@
-"""A loopback fake of the fal.ai queue API (provider-protocols.md §9)."""
+"""A loopback fake of the fal.ai queue API (submit, status, result, cancel, files)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,9 @@ class FakeFal(FakeServer):
         if state == "IN_QUEUE":
             left = self.queue_seconds - elapsed
             body["queue_position"] = max(0, int(left / max(self.queue_seconds, 1e-9) * 5))
+        # the real service always has the field (null unless logs were asked for):
+        # fal_client reads data["logs"] for every IN_PROGRESS / COMPLETED status
+        body["logs"] = None
         if with_logs:
             logs = []
             if state != "IN_QUEUE":
@@ -187,7 +190,9 @@ class FakeFal(FakeServer):
             job = find(request)
             if isinstance(job, Response):
                 return job
-            return JSONResponse(self._status(job, request.query_params.get("logs") == "1"))
+            # fal_client sends logs=true/false, the HTTP docs show logs=1
+            wanted = request.query_params.get("logs", "").strip().lower() in ("1", "true")
+            return JSONResponse(self._status(job, wanted))
 
         async def result(request: Request) -> Response:
             job = find(request)
