@@ -20,7 +20,15 @@ from nbbatch._cli import main as cli_main
 from nbbatch.core._errors import ProviderConnectionError, ServerError
 from nbbatch.core._retry import RetryPolicy
 from nbbatch.core._secrets import redact_url, split_url_credentials
-from nbbatch.providers import A1111Provider, Endpoint, OpenAIProvider, PoolProvider
+from nbbatch.providers import (
+    A1111Provider,
+    Endpoint,
+    OpenAIProvider,
+    PoolProvider,
+    ProviderInfo,
+    get_provider,
+    provider_catalog,
+)
 from nbbatch.providers._base import GenerationRequest
 from nbbatch.providers._http import HttpClient, redact_headers
 from nbbatch.providers._support import retry_fetch
@@ -184,3 +192,13 @@ def test_llm_headers_values_are_secrets() -> None:
 
     _Chat(LLMConfig(base_url="http://127.0.0.1:9/v1", headers={"api-key": SENTINEL}))
     assert SENTINEL not in scrub(f"server said: {SENTINEL}")
+
+
+@pytest.mark.parametrize(
+    "info", [i for i in provider_catalog() if i.default_base_url], ids=lambda i: i.name
+)
+def test_no_provider_keeps_url_credentials_where_they_show(info: ProviderInfo) -> None:
+    options = {"api_key": "test-key-other-0002"} if info.key_rule != "never" else {}
+    provider = get_provider(info.name, base_url=f"http://me:{SENTINEL}@127.0.0.1:9", **options)
+    assert SENTINEL not in str(getattr(provider, "base_url", ""))
+    assert SENTINEL not in repr(provider)

@@ -396,6 +396,10 @@ class ComfyUIProvider(Provider):
         self._http = HttpClient(
             self.name, self.base_url, timeouts=timeouts, transport=transport, classify=_classify
         )
+        # The WebSocket client sends a URL's user:password as Basic auth itself, so its
+        # URL keeps them; the public attribute (shown, logged) does not.
+        self._ws_base = self.base_url
+        self.base_url = self._http.base_url
 
     # ------------------------------------------------------------------ checks
     def _graph_for(self, request: GenerationRequest) -> tuple[dict[str, Any], WorkflowMapping]:
@@ -558,7 +562,7 @@ class ComfyUIProvider(Provider):
         return f"{sub}/{answer['name']}" if sub else str(answer["name"])
 
     def _ws_url(self, client_id: str) -> str:
-        url = httpx.URL(self.base_url)
+        url = httpx.URL(self._ws_base)
         scheme = "wss" if url.scheme == "https" else "ws"
         return str(
             url.copy_with(
