@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -124,6 +125,9 @@ def test_a_key_in_base_url_is_never_saved_printed_or_shown(
 ) -> None:
     config = ProviderConfig("a1111", name="gpu1", base_url=f"http://me:{SENTINEL}@127.0.0.1:9")
     assert config.base_url == "http://127.0.0.1:9"
+    # the CLI's -o options copy a saved configuration: the credentials go along, hidden
+    copied = dataclasses.replace(config, options={"poll_interval": 0.5})
+    assert copied.base_url_for_build() == config.base_url_for_build() != config.base_url
     assert SENTINEL not in repr(config) and SENTINEL not in str(config)
     assert SENTINEL not in json.dumps(config.to_dict())
     settings = Settings()

@@ -127,9 +127,8 @@ class ProviderConfig:
     endpoints: list[ProviderConfig] = field(default_factory=list)
     api_key: Secret | None = field(default=None, repr=False, compare=False)
     #: (user, password) taken out of ``base_url``; never saved (see the module docstring)
-    url_credentials: tuple[str, Secret] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    # an init field so that dataclasses.replace() carries it over
+    url_credentials: tuple[str, Secret] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str) or not self.provider.strip():
@@ -265,7 +264,7 @@ class ProviderConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a provider configuration must be an object, got {data!r}")
-        allowed = {f.name for f in dataclasses.fields(cls)} - {"api_key"}
+        allowed = {f.name for f in dataclasses.fields(cls)} - {"api_key", "url_credentials"}
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError(
