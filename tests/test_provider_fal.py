@@ -42,6 +42,7 @@ def _reset(server: FakeFal) -> None:
     server.requests.clear()
     server.cancels.clear()
     server.queue_seconds, server.run_seconds, server.output_mode = 0.0, 0.03, "url"
+    server.queue_polls = server.run_polls = None
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def provider(server: FakeFal, **kw: object) -> FalProvider:
 
 
 async def test_submit_status_result_download(server: FakeFal) -> None:
-    server.queue_seconds, server.run_seconds = 0.05, 0.1
+    server.queue_polls, server.run_polls = 1, 3  # counted in polls: no race with the clock
     p = provider(server)
     seen: list[float | None] = []
     images = await p.generate(
