@@ -12,17 +12,12 @@ import pytest
 from PIL import Image
 
 from nbbatch import Workspace
-from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
+from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider, provider_catalog
 from nbbatch.providers._base import ProgressCallback
 
+#: every provider's key variables (the catalogue's) plus nbbatch's own settings
 KEY_VARS = (
-    "OPENAI_API_KEY",
-    "STABILITY_API_KEY",
-    "REPLICATE_API_TOKEN",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "HF_TOKEN",
-    "FAL_KEY",
+    *(var for info in provider_catalog() for var in info.key_env),
     "NBBATCH_WORKSPACE",
     "NBBATCH_MAX_CONCURRENCY",
 )

@@ -16,21 +16,13 @@ from nbbatch import Params, ProviderConfig, Settings, load_settings, save_secret
 from nbbatch import test_connection as check_connection
 from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
 from nbbatch.errors import ConfigError
-from nbbatch.providers import DemoProvider, PoolProvider
+from nbbatch.providers import DemoProvider, PoolProvider, provider_catalog
 from nbbatch.providers._http import Timeouts
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeStability
 
 SENTINEL = "test-key-CONFIG-SENTINEL-5f1e2d3c4b5a"
-KEY_VARS = (
-    "OPENAI_API_KEY",
-    "STABILITY_API_KEY",
-    "REPLICATE_API_TOKEN",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "HF_TOKEN",
-    "FAL_KEY",
-)
+KEY_VARS = tuple(var for info in provider_catalog() for var in info.key_env)
 
 
 @pytest.fixture(autouse=True)

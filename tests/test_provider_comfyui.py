@@ -82,6 +82,7 @@ def shared_server() -> Iterator[FakeComfyUI]:
 def server(shared_server: FakeComfyUI) -> FakeComfyUI:
     s = shared_server
     s.clear_faults()
+    s.wait_idle()  # an earlier test's prompt must not be what this one waits behind
     s.requests.clear()
     s.events.clear()
     s.prompts.clear()
@@ -478,6 +479,12 @@ async def test_cancel_while_queueing_deletes_the_id_the_client_chose(
     sent = json.loads(server.calls("/prompt")[0].body)
     assert server.deleted == [sent["prompt_id"]]
     assert server.interrupts == []  # it was not running: nothing to interrupt
+    # the delayed POST still reaches the fake after the cancel: let it queue, so that
+    # the next test's fixture waits for it to end instead of running behind it
+    for _ in range(500):
+        if server.prompts:
+            break
+        await asyncio.sleep(0.01)
 
 
 async def test_check_probes_system_stats(server: FakeComfyUI, provider: ComfyUIProvider) -> None:

@@ -22,7 +22,7 @@ from nbbatch.errors import (
     ProviderTimeoutError,
     RateLimitedError,
 )
-from nbbatch.providers import GenerationRequest, InputImage
+from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._gemini import GeminiProvider
 from nbbatch.providers._http import Timeouts
 from nbbatch.testing import FakeGemini, Fault
@@ -225,7 +225,7 @@ async def test_malformed_and_bad_base64(server: FakeGemini) -> None:
 def test_key_from_google_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
+    with pytest.raises(ConfigError, match=provider_info("gemini").key_env[0]):
         GeminiProvider()
     monkeypatch.setenv("GOOGLE_API_KEY", KEY)
     assert GeminiProvider().model == "gemini-2.5-flash-image"

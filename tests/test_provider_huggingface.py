@@ -18,7 +18,7 @@ from nbbatch.errors import (
     NotSupportedError,
     RateLimitedError,
 )
-from nbbatch.providers import GenerationRequest, InputImage
+from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.testing import FakeHuggingFace, Fault
 
@@ -181,7 +181,7 @@ async def test_img2img_and_n_refused_before_request(server: FakeHuggingFace) -> 
 
 def test_token_required_for_public_router(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="HF_TOKEN"):
+    with pytest.raises(ConfigError, match=provider_info("huggingface").key_env[0]):
         HuggingFaceProvider()
 
 

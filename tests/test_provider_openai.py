@@ -29,6 +29,7 @@ from nbbatch.providers import (
     InputImage,
     OpenAIProvider,
     Timeouts,
+    provider_info,
     render_demo_image,
 )
 from nbbatch.testing import FakeOpenAI, Fault
@@ -179,7 +180,7 @@ async def test_openai_compatible_server_without_key(server: FakeOpenAI) -> None:
 
 def test_official_endpoint_without_key_is_a_config_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+    with pytest.raises(ConfigError, match=provider_info("openai").key_env[0]):
         OpenAIProvider()
 
 
@@ -187,7 +188,7 @@ def test_key_comes_from_the_environment(monkeypatch) -> None:  # type: ignore[no
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-1234")
     p = OpenAIProvider()
     assert "sk-from-env" not in repr(p)
-    assert p._http._client.headers["authorization"] == "Bearer sk-from-env-1234"
+    assert p._http.headers["Authorization"] == "Bearer sk-from-env-1234"
 
 
 async def test_check_probes_models_and_reports_a_bad_key(server: FakeOpenAI) -> None:

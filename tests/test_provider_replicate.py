@@ -23,7 +23,7 @@ from nbbatch.errors import (
     RateLimitedError,
     ServerError,
 )
-from nbbatch.providers import GenerationRequest, InputImage
+from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.testing import FakeReplicate, Fault
 
@@ -280,7 +280,7 @@ def test_bad_model_names_and_missing_token(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError, match="owner/name"):
         ReplicateProvider(api_key=KEY, model="just-a-name")
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="REPLICATE_API_TOKEN"):
+    with pytest.raises(ConfigError, match=provider_info("replicate").key_env[0]):
         ReplicateProvider()
 
 

@@ -23,7 +23,7 @@ from nbbatch.errors import (
     NotSupportedError,
     RateLimitedError,
 )
-from nbbatch.providers import GenerationRequest, InputImage
+from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeStability, Fault
 
@@ -169,7 +169,7 @@ async def test_wrong_key_is_auth_error_without_the_key(server: FakeStability) ->
 
 async def test_missing_key_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STABILITY_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="STABILITY_API_KEY"):
+    with pytest.raises(ConfigError, match=provider_info("stability").key_env[0]):
         StabilityProvider()
 
 

@@ -65,6 +65,6 @@ async def test_clients_carrying_a_key_do_not_follow_redirects() -> None:
 
     keyed = HttpClient("x", "http://127.0.0.1:9", headers={"x-goog-api-key": "k" * 8})
     plain = HttpClient("x", "http://127.0.0.1:9", headers={"accept": "image/*"})
-    assert not keyed._client.follow_redirects and plain._client.follow_redirects
+    assert not keyed.follow_redirects and plain.follow_redirects
     await keyed.aclose()
     await plain.aclose()

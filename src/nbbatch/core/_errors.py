@@ -185,6 +185,8 @@ class ProviderError(NbbatchError):
 
     ``retryable`` tells the runner whether another attempt may succeed; ``kind`` is a
     short stable word for the UI and the store (``"auth"``, ``"rate_limited"``, ...).
+    ``retry_after`` is the wait in seconds the server asked for (``Retry-After``), on
+    any status that sent one (a 503 may, not only a 429).
     """
 
     kind = "provider"
@@ -198,10 +200,12 @@ class ProviderError(NbbatchError):
         status_code: int | None = None,
         task_id: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, task_id=task_id)
         self.provider = provider
         self.status_code = status_code
+        self.retry_after = retry_after
         if retryable is not None:
             self.retryable = retryable
 
@@ -232,8 +236,8 @@ class RateLimitedError(ProviderError):
             status_code=status_code,
             task_id=task_id,
             retryable=retryable,
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 class ContentRefusedError(ProviderError):

@@ -1,9 +1,10 @@
 """Retry policy: which failures to try again, and how long to wait first.
 
-The policy follows the official OpenAI client (reliability.md §B1): up to 2 retries,
+The policy follows the official OpenAI Python client's defaults: up to 2 retries,
 exponential backoff from 0.5 s doubling to at most 8 s with jitter in [0.75, 1], and the
 server's own wait (``retry-after-ms``, ``Retry-After`` in seconds or as an HTTP date,
-Gemini's ``RetryInfo.retryDelay``) honoured when it is finite and at most 120 s. A server
+Gemini's ``RetryInfo.retryDelay``) honoured on every retried status (429, 503, ...)
+when it is finite and at most 120 s. A server
 asking for longer than that gets no retry: the task fails at once with a message saying
 when the service will take requests again.
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._errors import ProviderError, RateLimitedError
+from ._errors import ProviderError
 
 __all__ = ["RetryPolicy", "parse_duration", "parse_retry_after"]
 
@@ -107,7 +108,7 @@ class RetryPolicy:
             return None
         if not isinstance(error, ProviderError) or not error.retryable:
             return None
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        if error.retry_after is not None:
             wait = error.retry_after
             if math.isfinite(wait) and 0 < wait <= self.max_retry_after:
                 return wait

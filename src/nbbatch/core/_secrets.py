@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterable
 
-__all__ = ["Secret", "resolve_key", "scrub"]
+__all__ = ["Secret", "redact_url", "resolve_key", "scrub", "split_url_credentials"]
 
 _MASK = "***"
 _known: set[str] = set()
@@ -80,6 +81,40 @@ def resolve_key(
     return None
 
 
+def split_url_credentials(url: str) -> tuple[str, tuple[str, Secret] | None]:
+    """``url`` without its ``user:password@`` part, and (user, password) when it had one.
+
+    The password becomes a :class:`Secret` (so :func:`scrub` masks it from then on). A
+    URL with a user name but no password keeps nothing: there is no secret to protect.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url, None
+    if parts.password is None and parts.username is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    password = urllib.parse.unquote(parts.password or "")
+    if not password.strip():
+        return clean, None
+    user = urllib.parse.unquote(parts.username or "")
+    return clean, (user, Secret(password))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in it replaced by ``***`` (for messages and listings)."""
+    clean, credentials = split_url_credentials(url)
+    if credentials is None:
+        return url if clean == url else clean
+    parts = urllib.parse.urlsplit(clean)
+    user = urllib.parse.quote(credentials[0], safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{_MASK}@{parts.netloc}"))
+
+
 class _RedactingFilter(logging.Filter):
     """Masks known secrets in every record of the ``nbbatch`` logger tree."""
 
@@ -103,6 +138,17 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-_logger = logging.getLogger("nbbatch")
-if not any(isinstance(f, _RedactingFilter) for f in _logger.filters):
-    _logger.addFilter(_RedactingFilter())
+# httpx logs every request's URL at INFO, and its records do not pass through the
+# "nbbatch" logger: its loggers get the same filter (a logger's filters see only the
+# records logged on it, so httpcore's per-module loggers are listed one by one).
+for _name in (
+    "nbbatch",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactingFilter) for f in _logger.filters):
+        _logger.addFilter(_RedactingFilter())

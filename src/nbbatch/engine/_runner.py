@@ -6,7 +6,7 @@ dispatcher coroutine hands queued tasks to providers while fewer than ``concurre
 (and each provider's own cap) are in flight; pausing only stops the hand-out, so
 in-flight requests finish and are recorded.
 
-Cancelling has two meanings (reliability.md §B2): a person cancelling a task ends it
+Cancelling has two meanings: a person cancelling a task ends it
 ``cancelled``; stopping the run, or the process going away, ends in-flight tasks
 ``interrupted`` — resumable, never silently re-sent.
 """

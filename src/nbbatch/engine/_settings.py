@@ -9,12 +9,17 @@ Keys are never written to that file. A provider's key is found, in this order:
 
 1. the explicit ``api_key`` (argument or ``ProviderConfig.api_key``, held as a
    :class:`~nbbatch.core._secrets.Secret`, masked in every repr);
-2. the provider's standard environment variable (``OPENAI_API_KEY``,
-   ``STABILITY_API_KEY``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` /
-   ``GOOGLE_API_KEY``, ``HF_TOKEN``, ``FAL_KEY``);
+2. the provider's standard environment variables, as the provider catalogue lists them
+   (:func:`nbbatch.providers.provider_info` ``(name).key_env``: ``OPENAI_API_KEY``,
+   ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, ...);
 3. the optional secrets file ``secrets.json`` next to the config, which
    :func:`save_secret` creates with mode 0600 (``O_CREAT | O_EXCL`` on a temporary
    name, then an atomic rename); reading one that others can read warns.
+
+A password inside ``base_url`` (``http://user:KEY@host``) is a key too: the
+configuration keeps it apart, as a masked :class:`Secret`, and ``base_url`` holds the URL
+without it, so it is never saved, printed or shown in a repr. It is put back only when
+the provider is built (which turns it into HTTP Basic auth).
 """
 
 from __future__ import annotations
@@ -28,17 +33,20 @@ import logging
 import os
 import stat
 import time
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..core._errors import ConfigError, NbbatchError
+from ..core._errors import ConfigError, NbbatchError, UnknownProviderError
 from ..core._model import Params
-from ..core._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, resolve_key, scrub, split_url_credentials
 from ..providers._base import Provider
+from ..providers._catalog import ProviderInfo, provider_catalog, provider_info
 from ..providers._http import Timeouts
 
 __all__ = [
@@ -61,15 +69,20 @@ CONFIG_FILE = "config.json"
 SECRETS_FILE = "secrets.json"
 _VERSION = 1
 
-#: the standard environment variables each provider's key is read from
+#: the standard environment variables each provider's key is read from (a view of the
+#: provider catalogue, kept for callers that want a mapping)
 KEY_ENV_VARS: Mapping[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "stability": ("STABILITY_API_KEY",),
-    "replicate": ("REPLICATE_API_TOKEN",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "huggingface": ("HF_TOKEN",),
-    "fal": ("FAL_KEY",),
+    name: info.key_env for info in provider_catalog() if info.key_env for name in info.names
 }
+
+
+def _info(provider: str) -> ProviderInfo | None:
+    """The catalogue entry of a built-in provider; ``None`` for a plug-in."""
+    try:
+        return provider_info(provider)
+    except UnknownProviderError:
+        return None
+
 
 _SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential")
 _TIMEOUT_FIELDS = {f.name for f in dataclasses.fields(Timeouts)}
@@ -113,6 +126,9 @@ class ProviderConfig:
     options: dict[str, Any] = field(default_factory=dict)
     endpoints: list[ProviderConfig] = field(default_factory=list)
     api_key: Secret | None = field(default=None, repr=False, compare=False)
+    #: (user, password) taken out of ``base_url``; never saved (see the module docstring)
+    # an init field so that dataclasses.replace() carries it over
+    url_credentials: tuple[str, Secret] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str) or not self.provider.strip():
@@ -121,6 +137,9 @@ class ProviderConfig:
         self.name = (self.name or self.provider).strip()
         if isinstance(self.api_key, str):
             self.api_key = Secret(self.api_key) if self.api_key.strip() else None
+        if isinstance(self.base_url, str):
+            self.base_url, found = split_url_credentials(self.base_url)
+            self.url_credentials = found or self.url_credentials
         Params.from_dict(self.params)  # raises ConfigError on unknown or bad fields
         if self.concurrency is not None and (
             not isinstance(self.concurrency, int) or self.concurrency < 1
@@ -148,8 +167,19 @@ class ProviderConfig:
     # ------------------------------------------------------------------ keys
     @property
     def key_env(self) -> tuple[str, ...]:
-        """The environment variables this provider's key is read from."""
-        return KEY_ENV_VARS.get(self.provider, ())
+        """The environment variables this provider's key is read from (the catalogue's)."""
+        info = _info(self.provider)
+        return info.key_env if info is not None else ()
+
+    def base_url_for_build(self) -> str | None:
+        """``base_url`` with its credentials put back: only for handing to the provider."""
+        if self.base_url is None or self.url_credentials is None:
+            return self.base_url
+        user, password = self.url_credentials
+        parts = urllib.parse.urlsplit(self.base_url)
+        quote = partial(urllib.parse.quote, safe="")
+        auth = f"{quote(user)}:{quote(password.reveal())}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
 
     def resolve_key(
         self, api_key: str | Secret | None = None, *, secrets_path: Path | None = None
@@ -179,7 +209,7 @@ class ProviderConfig:
             )
         kwargs: dict[str, Any] = {}
         if self.base_url:
-            kwargs["base_url"] = self.base_url
+            kwargs["base_url"] = self.base_url_for_build()
         if self.model:
             kwargs["model"] = self.model
         if self.concurrency is not None:
@@ -195,9 +225,12 @@ class ProviderConfig:
             ]
             kwargs.pop("max_concurrency", None)  # a pool's cap is the sum of its endpoints'
         kwargs.update(self.options)
+        info = _info(self.provider)
+        # the keyword that receives the key: "api_key", or "password" for HTTP Basic
+        key_param = info.key_param if info is not None else "api_key"
         accepted = _accepted(factory)
         if accepted is not None:
-            wants_key = "api_key" in accepted
+            wants_key = key_param in accepted
             extra = sorted(set(kwargs) - accepted)
             if extra:
                 raise ConfigError(
@@ -208,7 +241,7 @@ class ProviderConfig:
         if wants_key:
             key = self.resolve_key(api_key, secrets_path=secrets_path)
             if key is not None:
-                kwargs["api_key"] = key
+                kwargs[key_param] = key
         return factory(**kwargs)
 
     # ------------------------------------------------------------------ (de)serialising
@@ -231,7 +264,7 @@ class ProviderConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a provider configuration must be an object, got {data!r}")
-        allowed = {f.name for f in dataclasses.fields(cls)} - {"api_key"}
+        allowed = {f.name for f in dataclasses.fields(cls)} - {"api_key", "url_credentials"}
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError(

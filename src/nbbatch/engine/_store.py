@@ -6,7 +6,7 @@ Layout::
     <workspace>/images/ab/ab12….png  every input and output image, named by sha256
     <workspace>/workspace.lock       advisory lock: who else has this workspace open
 
-Durability rules (reliability.md §B2–B3):
+Durability rules (what survives a crash or a kill at any moment):
 
 * every status change is committed before the runner announces it;
 * ``running`` (with the attempt number) is committed *before* the request is sent;

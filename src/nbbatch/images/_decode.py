@@ -1,6 +1,6 @@
 """The guarded decoder: the one way untrusted image bytes get into nbbatch.
 
-Order of checks (cheapest first, see reliability.md §B4): byte cap, format by magic
+Order of checks (cheapest first, so a hostile file costs little): byte cap, format by magic
 bytes against an allow-list, pixel count read from the header by our own few lines of
 code (before any Pillow plug-in runs), the plug-in's idea of the size, then a full
 decode with only the allowed plug-in. Our pixel cap always sits at or below Pillow's

@@ -4,7 +4,7 @@ Names inside the export never contain text as typed: they are built as
 ``0007_red-car_3fa2c1.png`` (task order, a slug of the prompt, a short hash), match
 ``^[A-Za-z0-9._-]{1,100}$``, are never a reserved Windows name and are unique (even on
 case-insensitive file systems). The prompts, parameters, seeds, lineage and source file
-names go, exactly as they were, into ``manifest.json`` (reliability.md §B6).
+names go, exactly as they were, into ``manifest.json``.
 
 Exports stream: a ZIP is written to a temp file beside the target and renamed into place
 (a crash leaves no half archive under the real name), image files are copied from disk

@@ -202,7 +202,7 @@ Answer with the rewritten prompt only: no quotes, no preamble, no explanation.""
 
 def _plan_schema() -> dict[str, Any]:
     # Strict structured outputs: every object closed and every property required;
-    # optional values are nullable (provider-protocols.md §2.1).
+    # optional values are nullable (OpenAI's rules for ``strict: true`` schemas).
     nullable_str = {"type": ["string", "null"]}
     params = {
         "type": ["object", "null"],

@@ -1,5 +1,7 @@
 """Image providers: the interface, the registry and the built-in providers.
 
+What each built-in provider is (names, class, key variables, capabilities, default URL,
+settings form fields) is in one table: :func:`provider_catalog` / :func:`provider_info`.
 Third-party packages add providers through the ``nbbatch.providers`` entry-point group
 (name = provider name, value = a factory returning a :class:`Provider`).
 """
@@ -13,6 +15,7 @@ from ._base import (
     ProgressCallback,
     Provider,
 )
+from ._catalog import ProviderInfo, SettingField, provider_catalog, provider_info
 from ._comfyui import ComfyUIProvider, WorkflowMapping, detect_mapping
 from ._demo import DemoProvider, render_demo_image
 from ._fal import FalProvider
@@ -41,13 +44,17 @@ __all__ = [
     "PoolProvider",
     "ProgressCallback",
     "Provider",
+    "ProviderInfo",
     "ReplicateProvider",
+    "SettingField",
     "StabilityProvider",
     "Timeouts",
     "WorkflowMapping",
     "available_providers",
     "detect_mapping",
     "get_provider",
+    "provider_catalog",
+    "provider_info",
     "register_provider",
     "render_demo_image",
 ]

@@ -1,4 +1,4 @@
-"""Stable Diffusion WebUI: AUTOMATIC1111 and Forge (``/sdapi/v1``, provider-protocols.md §3).
+"""Stable Diffusion WebUI: AUTOMATIC1111 and Forge (the ``/sdapi/v1`` API).
 
 ``POST /sdapi/v1/txt2img`` (or ``img2img`` with the task's reference as ``init_images``)
 blocks until the images are done. While it runs, a second connection polls
@@ -36,6 +36,7 @@ import httpx
 from ..core._errors import ConfigError, MalformedResponseError, ProviderError
 from ..core._secrets import Secret, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 from ._http import HttpClient, Timeouts
 from ._support import offload
 
@@ -43,7 +44,8 @@ __all__ = ["A1111Provider"]
 
 log = logging.getLogger("nbbatch")
 
-DEFAULT_BASE_URL = "http://127.0.0.1:7860"
+INFO = provider_info("a1111")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 _EXCERPT = 300
 
 
@@ -123,19 +125,9 @@ class A1111Provider(Provider):
     verbatim (e.g. ``scheduler``, ``enable_hr``, ``alwayson_scripts``).
     """
 
-    name: ClassVar[str] = "a1111"
-    label: ClassVar[str] = "Stable Diffusion WebUI (A1111 / Forge)"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        mask=True,
-        max_n=16,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -175,6 +167,8 @@ class A1111Provider(Provider):
             classify=_classify,
             max_connections=8,
         )
+        # a user:password in the URL became Basic auth; the attribute keeps none of it
+        self.base_url = self._http.base_url
 
     async def check(self) -> None:
         """Probe the API (and the Basic auth): ``GET /sdapi/v1/sd-models``."""

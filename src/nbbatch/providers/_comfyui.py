@@ -1,4 +1,4 @@
-"""ComfyUI: run an API-format workflow per task (provider-protocols.md §4).
+"""ComfyUI: run an API-format workflow per task.
 
 The person gives a workflow exported with "Save (API format)" — a dict or a path to the
 JSON file — or uses the built-in minimal txt2img graph, plus a small mapping saying which
@@ -44,6 +44,7 @@ from ..core._errors import (
 )
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 from ._http import HttpClient, Timeouts
 from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch
 
@@ -59,7 +60,8 @@ __all__ = [
 log = logging.getLogger("nbbatch")
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8188"
+INFO = provider_info("comfyui")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
 #: The minimal txt2img graph from ComfyUI's own examples (input names are the real ones).
 BUILTIN_TXT2IMG: dict[str, Any] = {
@@ -342,19 +344,9 @@ class ComfyUIProvider(Provider):
     ``poll_interval`` seconds.
     """
 
-    name: ClassVar[str] = "comfyui"
-    label: ClassVar[str] = "ComfyUI"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        mask=False,
-        max_n=16,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -404,6 +396,10 @@ class ComfyUIProvider(Provider):
         self._http = HttpClient(
             self.name, self.base_url, timeouts=timeouts, transport=transport, classify=_classify
         )
+        # The WebSocket client sends a URL's user:password as Basic auth itself, so its
+        # URL keeps them; the public attribute (shown, logged) does not.
+        self._ws_base = self.base_url
+        self.base_url = self._http.base_url
 
     # ------------------------------------------------------------------ checks
     def _graph_for(self, request: GenerationRequest) -> tuple[dict[str, Any], WorkflowMapping]:
@@ -566,7 +562,7 @@ class ComfyUIProvider(Provider):
         return f"{sub}/{answer['name']}" if sub else str(answer["name"])
 
     def _ws_url(self, client_id: str) -> str:
-        url = httpx.URL(self.base_url)
+        url = httpx.URL(self._ws_base)
         scheme = "wss" if url.scheme == "https" else "ws"
         return str(
             url.copy_with(

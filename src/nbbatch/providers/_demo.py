@@ -26,9 +26,11 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ..core._errors import ContentRefusedError, ServerError
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 
 __all__ = ["DemoProvider", "render_demo_image"]
 
+INFO = provider_info("demo")
 _DEFAULT_SIZE = (512, 512)
 _MAX_SIDE = 2048
 
@@ -112,18 +114,9 @@ def render_demo_image(
 class DemoProvider(Provider):
     """Offline demo provider (labelled ``DEMO`` on every image)."""
 
-    name: ClassVar[str] = "demo"
-    label: ClassVar[str] = "Demo (offline, no key)"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        max_n=8,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,

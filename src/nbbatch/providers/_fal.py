@@ -1,6 +1,6 @@
 """fal.ai queue API: submit, poll the status, fetch the result, download the images.
 
-Protocol notes (provider-protocols.md §9): ``POST /{model_id}`` answers with a
+Protocol: ``POST /{model_id}`` answers with a
 ``request_id`` and the ``status_url`` / ``response_url`` / ``cancel_url`` to use (they
 live under the model's *app root*, without any sub-path, so we prefer the URLs given).
 The status goes ``IN_QUEUE`` (with ``queue_position``) → ``IN_PROGRESS`` (with
@@ -36,9 +36,11 @@ from ..core._errors import (
     ProviderError,
     ServerError,
 )
-from ..core._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, scrub
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts
+from ._catalog import provider_info
+from ._http import Timeouts
 from ._support import (
     DEFAULT_MAX_DOWNLOAD,
     FETCH_ATTEMPTS,
@@ -48,13 +50,12 @@ from ._support import (
     guess_mime,
     offload,
     retry_fetch,
-    same_origin,
 )
 
 __all__ = ["FalProvider"]
 
-DEFAULT_BASE_URL = "https://queue.fal.run"
-KEY_ENV = ("FAL_KEY",)
+INFO = provider_info("fal")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 _STEP = re.compile(r"(\d+)\s*/\s*(\d+)")
 _PERCENT = re.compile(r"(\d{1,3})\s*%")
@@ -86,18 +87,9 @@ def _fraction(logs: object) -> float | None:
 class FalProvider(Provider):
     """fal.ai queue API (key: ``FAL_KEY``)."""
 
-    name: ClassVar[str] = "fal"
-    label: ClassVar[str] = "fal.ai"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        max_n=4,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -112,9 +104,6 @@ class FalProvider(Provider):
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = resolve_key(api_key, KEY_ENV)
-        if key is None:
-            raise ConfigError("fal needs an API key: set FAL_KEY or pass api_key=...")
         self._check_model(model)
         if poll_interval <= 0:
             raise ConfigError("poll_interval must be positive")
@@ -126,16 +115,19 @@ class FalProvider(Provider):
         #: tries (and first pause) for a poll, result fetch or download once submitted
         self.fetch_attempts = FETCH_ATTEMPTS
         self.fetch_retry_delay = FETCH_RETRY_DELAY
-        self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(
-            self.name,
-            base_url,
-            headers={"Authorization": f"Key {key.reveal()}"},
+        # result images live on fal's CDN and are fetched without the key
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
+            key_headers=lambda key: {"Authorization": f"Key {key.reveal()}"},
             timeouts=timeouts,
             transport=transport,
+            files_max_connections=64,
         )
-        # result images live on fal's CDN and are fetched without the key
-        self._files = HttpClient(self.name, base_url, timeouts=timeouts, transport=transport)
+        self.base_url = self._access.base_url
+        self._http = self._access.api
+        self._files = self._access.files
 
     @staticmethod
     def _check_model(model: str) -> None:
@@ -179,7 +171,7 @@ class FalProvider(Provider):
 
     def _url(self, given: object, fallback: str) -> str:
         # the key goes only to the configured origin
-        if isinstance(given, str) and same_origin(given, self.base_url):
+        if isinstance(given, str) and self._access.is_own(given):
             return given
         return fallback
 
@@ -317,5 +309,4 @@ class FalProvider(Provider):
         return out
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._files.aclose()
+        await self._access.aclose()

@@ -1,6 +1,6 @@
 """Gemini image models (``generateContent`` with the IMAGE response modality).
 
-Protocol notes (provider-protocols.md §7): the prompt and any reference images go in one
+Protocol: the prompt and any reference images go in one
 user turn as ``text`` and ``inlineData`` parts; the answer's image parts are base64
 ``inlineData``. Parts flagged ``thought`` are the model's interim sketches and are
 skipped. A safety block arrives as a 200 (``promptFeedback.blockReason`` or a safety
@@ -28,15 +28,17 @@ from ..core._errors import (
     RateLimitedError,
 )
 from ..core._retry import parse_duration
-from ..core._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, scrub
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts
+from ._catalog import provider_info
+from ._http import Timeouts
 from ._support import b64_image, guess_mime, nearest_aspect_ratio, offload
 
 __all__ = ["GeminiProvider"]
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-KEY_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+INFO = provider_info("gemini")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 #: finish / block reasons that mean "refused on safety or policy grounds"
 REFUSALS = frozenset(
@@ -127,16 +129,10 @@ def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
 class GeminiProvider(Provider):
     """Gemini image generation (key: ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``)."""
 
-    name: ClassVar[str] = "gemini"
-    label: ClassVar[str] = "Google Gemini (image)"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=_MAX_REFS_PRO,
-        max_n=1,
-        seed=True,
-        negative_prompt=False,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    #: ``max_references`` is the Pro models' limit; :meth:`validate` applies Flash's
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -149,12 +145,6 @@ class GeminiProvider(Provider):
         max_concurrency: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = resolve_key(api_key, KEY_ENV)
-        if key is None:
-            raise ConfigError(
-                "Gemini needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass "
-                "api_key=..."
-            )
         if "IMAGE" not in [m.upper() for m in response_modalities]:
             raise ConfigError("response_modalities must include 'IMAGE'")
         if not model.strip() or "/" in model:
@@ -164,15 +154,17 @@ class GeminiProvider(Provider):
         self.model = model.strip()
         self.response_modalities = [m.upper() for m in response_modalities]
         self.max_concurrency = max_concurrency
-        self._http = HttpClient(
-            self.name,
-            base_url,
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
             # the key goes in a header, never the ?key= query (URLs end up in logs)
-            headers={"x-goog-api-key": key.reveal()},
+            key_headers=lambda key: {"x-goog-api-key": key.reveal()},
             timeouts=timeouts,
             transport=transport,
             classify=_classify,
         )
+        self._http = self._access.api
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
@@ -315,4 +307,4 @@ class GeminiProvider(Provider):
         await self._http.json("GET", f"/v1beta/models/{self.model}")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._access.aclose()

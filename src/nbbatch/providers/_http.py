@@ -2,7 +2,8 @@
 
 :class:`HttpClient` wraps one ``httpx.AsyncClient`` (connection reuse) per provider
 instance. Every non-2xx response and every transport failure becomes one of the
-:mod:`nbbatch.core._errors` provider errors, classified for retries as in reliability.md §B1:
+:mod:`nbbatch.core._errors` provider errors, classified for retries (the runner's
+:class:`~nbbatch.core._retry.RetryPolicy` then decides how long to wait):
 
 =========================  =========================  =========
 what happened              error                      retried
@@ -10,24 +11,38 @@ what happened              error                      retried
 connect / read failure     ProviderConnectionError    yes
 timeout, HTTP 408          ProviderTimeoutError       yes
 HTTP 409                   ServerError (conflict)     yes
-HTTP 429                   RateLimitedError           yes (waits ``Retry-After``)
+HTTP 429                   RateLimitedError           yes
 HTTP >= 500                ServerError                yes
 HTTP 401 / 403             AuthenticationError        no
 HTTP 400 / 404 / 422 ...   BadRequestError            no
 unreadable body            MalformedResponseError     no
 =========================  =========================  =========
 
-A server's ``x-should-retry: true|false`` header overrides the decision. Providers whose
+Every retried status keeps the server's ``Retry-After`` / ``retry-after-ms`` in the
+error's ``retry_after`` (a 503 asking for 2 s gets 2 s, as a 429 does). A server's
+``x-should-retry: true|false`` header overrides the decision. Providers whose
 service signals refusals or rate limits differently pass ``classify`` to refine it.
 Messages quote the server's own error text (trimmed) and never contain the key: known
 secrets are scrubbed from everything that goes into an error.
+
+Credentials are secrets wherever they come from: the value of every header that carries
+one (``Authorization``, ``x-goog-api-key``, ``x-api-key``, any ``*token*`` / ``*key*`` /
+``*auth*`` header) and a password inside the base URL (``http://user:KEY@host``) are
+registered with :func:`~nbbatch.core._secrets.scrub`. The URL's credentials are moved
+into HTTP Basic auth, so the URL httpx logs and puts into errors carries none.
+
+The ``httpx.AsyncClient`` is made per event loop, on first use: an httpx client's
+connections belong to the loop that opened them, and a provider object may outlive its
+loop (two ``run_sync`` calls with one provider each run their own loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +59,14 @@ from ..core._errors import (
     ServerError,
 )
 from ..core._retry import parse_retry_after
-from ..core._secrets import scrub
+from ..core._secrets import Secret, scrub, split_url_credentials
 
 __all__ = [
     "HttpClient",
     "Timeouts",
     "error_from_exception",
     "error_from_response",
+    "redact_headers",
     "server_message",
 ]
 
@@ -123,7 +139,6 @@ def error_from_response(
     elif status == 429:
         err = RateLimitedError(
             f"{message}. The service is rate limiting requests.",
-            retry_after=parse_retry_after(response.headers),
             provider=provider,
             status_code=status,
             task_id=task_id,
@@ -134,6 +149,8 @@ def error_from_response(
         err = ServerError(message, provider=provider, status_code=status, task_id=task_id)
     else:
         err = BadRequestError(message, provider=provider, status_code=status, task_id=task_id)
+    # any status may say how long to wait (503 + Retry-After is common during overload)
+    err.retry_after = parse_retry_after(response.headers)
     override = response.headers.get("x-should-retry", "").strip().lower()
     if override in ("true", "false"):
         err.retryable = override == "true"
@@ -188,12 +205,63 @@ def error_from_exception(
 
 Classifier = Callable[[httpx.Response, ProviderError], ProviderError]
 
-_KEY_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie")
+
+class _LoopClient:
+    """One loop's ``httpx.AsyncClient``, closed when that loop shuts down.
+
+    A provider is usually not closed by whoever ends the loop (``asyncio.run`` in
+    ``run_sync``), so its sockets would leak with the dead loop. An async generator
+    started on the loop is finalised by the loop's ``shutdown_asyncgens()`` (which
+    ``asyncio.run`` and ``asyncio.Runner`` call): its ``finally`` closes the client
+    there, on the right loop, while it still runs.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._guard = self._close_at_shutdown()
+        # the first __anext__ registers the generator with the running loop; the task
+        # runs it to its yield so that finalising it executes the finally block
+        self._started = asyncio.ensure_future(self._guard.__anext__())
+
+    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await self.client.aclose()
+
+    async def aclose(self) -> None:
+        if not self._started.done():
+            await self._started
+        await self._guard.aclose()
+
+
+_KEY_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "credential")
+_REDACTED = "***"
 
 
 def _carries_key(header: str) -> bool:
     name = header.lower()
     return any(word in name for word in _KEY_HEADER_WORDS)
+
+
+def _register_header_secrets(headers: Mapping[str, str]) -> None:
+    """Make :func:`scrub` mask the credential headers' values (and a scheme's token)."""
+    for name, value in headers.items():
+        if not _carries_key(name) or not isinstance(value, str) or not value.strip():
+            continue
+        Secret(value)
+        scheme, _, token = value.strip().partition(" ")
+        if token.strip() and scheme.isalpha():  # "Bearer <token>", "Key <token>"
+            Secret(token)
+
+
+def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]:
+    """``headers`` as a dict safe to log: every credential header's value is ``***``.
+
+    httpx's own ``Headers`` repr masks only ``Authorization`` and
+    ``Proxy-Authorization``; ``x-goog-api-key`` or ``x-api-key`` would print in clear.
+    """
+    return {k: (_REDACTED if _carries_key(k) else scrub(v)) for k, v in headers.items()}
 
 
 class HttpClient:
@@ -219,30 +287,65 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> None:
         self.provider = provider
-        self.base_url = base_url.rstrip("/")
+        clean_url, credentials = split_url_credentials(base_url)
+        self.base_url = clean_url.rstrip("/")
+        if credentials is not None and auth is None:
+            # httpx would send them as Basic auth anyway; moving them out of the URL keeps
+            # the password out of httpx's request log, response.url and error messages
+            auth = httpx.BasicAuth(credentials[0], credentials[1].reveal())
         self.timeouts = timeouts or Timeouts()
         self._classify = classify
+        self.headers: dict[str, str] = dict(headers or {})
+        _register_header_secrets(self.headers)
+        if isinstance(auth, tuple) and len(auth) == 2 and auth[1]:
+            Secret(auth[1])
         if follow_redirects is None:
             # httpx drops Authorization on a cross-origin redirect but not custom key
             # headers (x-goog-api-key, x-key...): clients that carry a key never follow.
-            follow_redirects = auth is None and not any(
-                _carries_key(name) for name in (headers or {})
-            )
-        self._client = httpx.AsyncClient(
+            follow_redirects = auth is None and not any(_carries_key(n) for n in self.headers)
+        self.follow_redirects = follow_redirects
+        self._auth = auth
+        self._transport = transport
+        self._max_connections = max_connections
+        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._clients_lock = threading.Lock()
+        self._closed = False
+        with contextlib.suppress(RuntimeError):  # made inside a loop: ready for it now
+            loop = asyncio.get_running_loop()
+            self._clients[loop] = _LoopClient(self._new_client())
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             base_url=self.base_url,
-            headers=dict(headers or {}),
-            auth=auth,
+            headers=self.headers,
+            auth=self._auth,
             timeout=self.timeouts.to_httpx(),
-            transport=transport,
+            transport=self._transport,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
             ),
-            follow_redirects=follow_redirects,
+            follow_redirects=self.follow_redirects,
         )
 
     @property
+    def _client(self) -> httpx.AsyncClient:
+        """The client of the running event loop, made on first use there."""
+        if self._closed:
+            raise RuntimeError(f"{self.provider}: this HTTP client has been closed")
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            entry = self._clients.get(loop)
+            if entry is None:
+                # the client of a loop that has ended was closed by that loop's shutdown
+                for old in [lp for lp in self._clients if lp.is_closed()]:
+                    del self._clients[old]
+                entry = self._clients[loop] = _LoopClient(self._new_client())
+            return entry.client
+
+    @property
     def closed(self) -> bool:
-        return self._client.is_closed
+        return self._closed
 
     async def request(
         self, method: str, url: str, *, task_id: str | None = None, **kwargs: Any
@@ -322,4 +425,16 @@ class HttpClient:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close every loop's client; this one's properly, others' as far as they allow."""
+        self._closed = True
+        with self._clients_lock:
+            clients, self._clients = self._clients, {}
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, entry in clients.items():
+            if loop is here:
+                await entry.aclose()
+            # another loop's client cannot be awaited from here: that loop's shutdown
+            # closes it (see _LoopClient)

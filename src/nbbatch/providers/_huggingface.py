@@ -1,6 +1,6 @@
 """Hugging Face Inference text-to-image (the ``hf-inference`` route: raw image bytes).
 
-Protocol notes (provider-protocols.md §8): ``POST {base}/{model_id}`` with
+Protocol: ``POST {base}/{model_id}`` with
 ``{"inputs": prompt, "parameters": {...}}`` answers 200 with the image bytes. Errors are
 ``{"error": "..."}``; a model still loading answers 503 with ``estimated_time`` (seconds),
 which we report as a rate-limit-like wait so the runner retries after exactly that long
@@ -19,15 +19,17 @@ from typing import Any, ClassVar
 import httpx
 
 from ..core._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
-from ..core._secrets import Secret, resolve_key
+from ..core._secrets import Secret
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts
+from ._catalog import provider_info
+from ._http import Timeouts
 from ._support import guess_mime
 
 __all__ = ["HuggingFaceProvider"]
 
-DEFAULT_BASE_URL = "https://router.huggingface.co/hf-inference/models"
-KEY_ENV = ("HF_TOKEN",)
+INFO = provider_info("huggingface")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
 
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
@@ -55,15 +57,9 @@ def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
 class HuggingFaceProvider(Provider):
     """Hugging Face Inference text-to-image (token: ``HF_TOKEN``)."""
 
-    name: ClassVar[str] = "huggingface"
-    label: ClassVar[str] = "Hugging Face Inference"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=False,
-        max_n=1,
-        seed=True,
-        negative_prompt=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -75,27 +71,21 @@ class HuggingFaceProvider(Provider):
         max_concurrency: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = resolve_key(api_key, KEY_ENV)
-        if key is None and base_url is None:
-            raise ConfigError(
-                "Hugging Face Inference needs a token: set HF_TOKEN or pass api_key=... "
-                "(a self-hosted endpoint given with base_url= may run without one)"
-            )
         if not model.strip() or model.startswith("/") or ".." in model:
             raise ConfigError(f"model should be a Hub id like 'owner/name', got {model!r}")
         self.model = model.strip()
         self.max_concurrency = max_concurrency
-        headers = {"Accept": "image/png, image/jpeg, image/webp, */*;q=0.1"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key.reveal()}"
-        self._http = HttpClient(
-            self.name,
-            base_url or DEFAULT_BASE_URL,
-            headers=headers,
+        # the token is needed for the public router; a self-hosted endpoint may need none
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
+            headers={"Accept": "image/png, image/jpeg, image/webp, */*;q=0.1"},
             timeouts=timeouts,
             transport=transport,
             classify=_classify,
         )
+        self._http = self._access.api
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         p = request.params
@@ -147,4 +137,4 @@ class HuggingFaceProvider(Provider):
         ]
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._access.aclose()

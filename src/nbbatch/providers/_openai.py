@@ -8,7 +8,7 @@ service has no seed, negative prompt, steps or sampler: such tasks are refused b
 any request (an OpenAI-compatible server that does take them gets them via ``extras``,
 which are sent verbatim).
 
-Errors (provider-protocols.md §1.6): a moderation refusal (400 ``moderation_blocked`` /
+Errors: a moderation refusal (400 ``moderation_blocked`` /
 ``content_policy_violation``) is a :class:`~nbbatch.ContentRefusedError` and never
 retried; a 429 ``insufficient_quota`` is an empty account, not a rate limit, so it is
 not retried either.
@@ -25,21 +25,23 @@ from typing import Any, ClassVar
 import httpx
 
 from ..core._errors import (
-    ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
     ProviderError,
     RateLimitedError,
 )
-from ..core._secrets import Secret, resolve_key
+from ..core._secrets import Secret
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts
+from ._catalog import provider_info
+from ._http import Timeouts
 from ._support import offload
 
 __all__ = ["OpenAIProvider"]
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+INFO = provider_info("openai")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 DEFAULT_MODEL = "gpt-image-1"
 _REFUSAL_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -105,19 +107,9 @@ class OpenAIProvider(Provider):
     ``response_format`` and other service fields go in ``Params.extras``.
     """
 
-    name: ClassVar[str] = "openai"
-    label: ClassVar[str] = "OpenAI Images"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=16,
-        mask=True,
-        max_n=10,
-        seed=False,
-        negative_prompt=False,
-        progress=False,
-        cancel=False,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -132,34 +124,26 @@ class OpenAIProvider(Provider):
         max_concurrency: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._key = resolve_key(api_key, ["OPENAI_API_KEY"], required=False)
-        self.base_url = base_url.rstrip("/")
-        if self._key is None and httpx.URL(self.base_url).host == "api.openai.com":
-            raise ConfigError(
-                "OpenAI needs an API key: set OPENAI_API_KEY or pass api_key=... "
-                "(nbbatch.Secret keeps it out of notebooks and logs)"
-            )
         self.model = model
         self.max_download_bytes = max_download_bytes
         self.max_concurrency = max_concurrency
         headers = {"Accept": "application/json"}
-        if self._key is not None:
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
         if organization:
             headers["OpenAI-Organization"] = organization
         if project:
             headers["OpenAI-Project"] = project
-        self._http = HttpClient(
-            self.name,
-            self.base_url,
+        # the key is needed for api.openai.com, optional for compatible servers
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
             headers=headers,
             timeouts=timeouts,
             transport=transport,
             classify=_classify,
         )
-        self._downloads = HttpClient(
-            self.name, self.base_url, timeouts=timeouts, transport=transport, max_connections=16
-        )
+        self.base_url = self._access.base_url
+        self._http = self._access.api
 
     # ------------------------------------------------------------------ checks
     def validate(self, request: GenerationRequest) -> None:
@@ -183,8 +167,7 @@ class OpenAIProvider(Provider):
         await self._http.request("GET", "/models")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._downloads.aclose()
+        await self._access.aclose()
 
     # ------------------------------------------------------------------ generate
     async def generate(
@@ -284,9 +267,7 @@ class OpenAIProvider(Provider):
                 raise self._malformed("a data: URL image is not valid base64", request) from None
         if not url.startswith(("http://", "https://")):
             raise self._malformed("an image URL is neither http(s) nor data:", request)
-        # Image URLs usually point at a CDN: the key goes only to the API's own host.
-        same_host = httpx.URL(url).host == httpx.URL(self.base_url).host
-        client = self._http if same_host else self._downloads
-        return await client.download(
+        # Image URLs usually point at a CDN: the key goes only to the API's own origin.
+        return await self._access.client_for(url).download(
             url, max_bytes=self.max_download_bytes, task_id=request.task_id
         )

@@ -40,8 +40,11 @@ from ..core._errors import (
     ProviderError,
 )
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._catalog import provider_info
 
 __all__ = ["Endpoint", "PoolProvider"]
+
+INFO = provider_info("pool")
 
 
 @dataclass
@@ -91,8 +94,8 @@ def _combine(endpoints: Sequence[Endpoint]) -> Capabilities:
 class PoolProvider(Provider):
     """Spread tasks over several endpoint providers (see the module docstring)."""
 
-    name: ClassVar[str] = "pool"
-    label: ClassVar[str] = "Pool of endpoints"
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
 
     def __init__(
         self,
@@ -132,6 +135,7 @@ class PoolProvider(Provider):
         self.max_concurrency = sum(e.cap for e in self.endpoints)
         self._changed = asyncio.Event()
         self._check_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ health
     def _available(self, ep: Endpoint, now: float) -> bool:
@@ -172,6 +176,7 @@ class PoolProvider(Provider):
 
     async def check(self) -> None:
         """Check every endpoint now; raise when none of them is usable."""
+        self._bind_to_running_loop()
         for ep in self.endpoints:
             ep.checked = False
         await self._ensure_checked()
@@ -255,10 +260,20 @@ class PoolProvider(Provider):
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _bind_to_running_loop(self) -> None:
+        # asyncio's Event and Lock belong to the first loop that waits on them; a pool
+        # used again from another loop (a second run_sync) gets fresh ones
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._changed = asyncio.Event()
+            self._check_lock = None
+
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
     ) -> list[ImageData]:
         self.validate(request)
+        self._bind_to_running_loop()
         await self._ensure_checked()
         candidates = self._capable(request)
         tried: set[str] = set()

@@ -1,6 +1,6 @@
 """Replicate predictions: create (``Prefer: wait``), poll until terminal, download outputs.
 
-Protocol notes (provider-protocols.md §6): a prediction is created on
+Protocol: a prediction is created on
 ``/v1/models/{owner}/{name}/predictions`` (official models) or ``/v1/predictions`` with a
 ``version``; ``Prefer: wait=N`` holds the create call up to N seconds, after which the
 prediction comes back in whatever state it is and we poll ``urls.get``. ``output`` is a
@@ -43,9 +43,11 @@ from ..core._errors import (
     ProviderError,
     ServerError,
 )
-from ..core._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, scrub
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts
+from ._catalog import provider_info
+from ._http import Timeouts
 from ._support import (
     DEFAULT_MAX_DOWNLOAD,
     FETCH_ATTEMPTS,
@@ -55,13 +57,12 @@ from ._support import (
     guess_mime,
     offload,
     retry_fetch,
-    same_origin,
 )
 
 __all__ = ["ReplicateProvider"]
 
-DEFAULT_BASE_URL = "https://api.replicate.com"
-KEY_ENV = ("REPLICATE_API_TOKEN",)
+INFO = provider_info("replicate")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -96,18 +97,9 @@ class ReplicateProvider(Provider):
     prediction runs to completion and is billed. Keep ``wait`` short.
     """
 
-    name: ClassVar[str] = "replicate"
-    label: ClassVar[str] = "Replicate"
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        max_n=4,
-        seed=True,
-        negative_prompt=True,
-        progress=True,
-        cancel=True,
-    )
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -123,11 +115,6 @@ class ReplicateProvider(Provider):
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = resolve_key(api_key, KEY_ENV)
-        if key is None:
-            raise ConfigError(
-                "Replicate needs an API token: set REPLICATE_API_TOKEN or pass api_key=..."
-            )
         _route(model)
         if not 0 <= wait <= 60:
             raise ConfigError("wait must be between 0 (no sync wait) and 60 seconds")
@@ -142,16 +129,18 @@ class ReplicateProvider(Provider):
         #: tries (and first pause) for a poll or download once the prediction exists
         self.fetch_attempts = FETCH_ATTEMPTS
         self.fetch_retry_delay = FETCH_RETRY_DELAY
-        self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(
-            self.name,
-            base_url,
-            headers={"Authorization": f"Bearer {key.reveal()}"},
+        # Output files live on a CDN; they are fetched without the token.
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
             timeouts=timeouts,
             transport=transport,
+            files_max_connections=64,
         )
-        # Output files live on a CDN; they are fetched without the token.
-        self._files = HttpClient(self.name, base_url, timeouts=timeouts, transport=transport)
+        self.base_url = self._access.base_url
+        self._http = self._access.api
+        self._files = self._access.files
 
     # ------------------------------------------------------------------ request
     @staticmethod
@@ -193,7 +182,7 @@ class ReplicateProvider(Provider):
         urls = prediction.get("urls")
         url = urls.get("get") if isinstance(urls, Mapping) else None
         # only follow a polling URL on the API's own origin (it receives the token)
-        if isinstance(url, str) and same_origin(url, self.base_url):
+        if isinstance(url, str) and self._access.is_own(url):
             return url
         return f"/v1/predictions/{pid}"
 
@@ -346,5 +335,4 @@ class ReplicateProvider(Provider):
         await self._http.json("GET", "/v1/account")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._files.aclose()
+        await self._access.aclose()

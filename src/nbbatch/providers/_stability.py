@@ -1,6 +1,6 @@
 """Stability AI REST v2beta "Stable Image" (core / ultra / sd3), multipart in, image out.
 
-Protocol notes (provider-protocols.md §5): every request is ``multipart/form-data``;
+Protocol: every request is ``multipart/form-data``;
 ``Accept: image/*`` returns the raw image with ``seed`` / ``finish-reason`` headers,
 ``Accept: application/json`` returns ``{"image": b64, "seed", "finish_reason"}``. Sizes
 are aspect ratios, so the task's ``size`` maps to the nearest accepted ratio. A 403 with
@@ -27,15 +27,17 @@ from ..core._errors import (
     NotSupportedError,
     ProviderError,
 )
-from ..core._secrets import Secret, resolve_key, scrub
+from ..core._secrets import Secret, scrub
+from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
-from ._http import HttpClient, Timeouts, server_message
+from ._catalog import provider_info
+from ._http import Timeouts, server_message
 from ._support import b64_image, guess_mime, nearest_aspect_ratio
 
 __all__ = ["StabilityProvider"]
 
-DEFAULT_BASE_URL = "https://api.stability.ai"
-KEY_ENV = ("STABILITY_API_KEY",)
+INFO = provider_info("stability")
+DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 #: the service accepts seeds 0..4294967294 where 0 means "random"
@@ -94,17 +96,10 @@ def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
 class StabilityProvider(Provider):
     """Stability AI v2beta Stable Image (key: ``STABILITY_API_KEY``)."""
 
-    name: ClassVar[str] = "stability"
-    label: ClassVar[str] = "Stability AI"
+    name: ClassVar[str] = INFO.name
+    label: ClassVar[str] = INFO.label
     #: the union over the endpoints; :meth:`validate` applies the per-endpoint limits
-    capabilities: Capabilities = Capabilities(
-        txt2img=True,
-        img2img=True,
-        max_references=1,
-        max_n=1,
-        seed=True,
-        negative_prompt=True,
-    )
+    capabilities: Capabilities = INFO.capabilities
 
     def __init__(
         self,
@@ -119,11 +114,6 @@ class StabilityProvider(Provider):
         client_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = resolve_key(api_key, KEY_ENV)
-        if key is None:
-            raise ConfigError(
-                "Stability AI needs an API key: set STABILITY_API_KEY or pass api_key=..."
-            )
         _endpoint(model)  # fail early on a bad name
         if output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"output_format must be one of {OUTPUT_FORMATS}")
@@ -133,20 +123,19 @@ class StabilityProvider(Provider):
         self.output_format = output_format
         self.accept = accept
         self.max_concurrency = max_concurrency
-        headers = {
-            "Authorization": f"Bearer {key.reveal()}",
-            "Accept": "image/*" if accept == "image" else "application/json",
-        }
+        headers = {"Accept": "image/*" if accept == "image" else "application/json"}
         if client_id:
             headers["stability-client-id"] = client_id[:256]
-        self._http = HttpClient(
-            self.name,
-            base_url,
+        self._access = open_service(
+            INFO,
+            api_key=api_key,
+            base_url=base_url,
             headers=headers,
             timeouts=timeouts,
             transport=transport,
             classify=_classify,
         )
+        self._http = self._access.api
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
@@ -250,4 +239,4 @@ class StabilityProvider(Provider):
         await self._http.json("GET", "/v1/user/balance")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._access.aclose()

@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from ..core._errors import ConfigError, MalformedResponseError, ProviderError, RateLimitedError
+from ..core._errors import ConfigError, MalformedResponseError, ProviderError
 from ..images._decode import sniff_format
 
 __all__ = [
@@ -143,6 +143,7 @@ async def retry_fetch(
     *,
     attempts: int = FETCH_ATTEMPTS,
     delay: float = FETCH_RETRY_DELAY,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> T:
     """Await ``call()``, repeating it on retryable provider errors (bounded).
 
@@ -150,8 +151,8 @@ async def retry_fetch(
     the creation of a paid remote job. Letting such an error reach the runner would make
     it repeat the whole attempt and create a *second* job while the first keeps running;
     retrying here keeps the same remote id. Pauses double from ``delay``; a server's
-    ``Retry-After`` is honoured up to 30 s (a longer one, or the last failure, is raised
-    so the caller can cancel the job). Non-retryable errors are raised at once.
+    ``Retry-After`` (on any status) is honoured up to 30 s (a longer one, or the last
+    failure, is raised so the caller can cancel the job). Non-retryable errors are raised at once.
     """
     attempts = max(1, attempts)
     for attempt in range(1, attempts + 1):
@@ -161,9 +162,9 @@ async def retry_fetch(
             if not exc.retryable or attempt >= attempts:
                 raise
             pause = delay * 2 ** (attempt - 1)
-            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            if exc.retry_after is not None:
                 if exc.retry_after > _MAX_FETCH_WAIT:
                     raise
                 pause = max(pause, exc.retry_after)
-            await asyncio.sleep(pause)
+            await sleep(pause)
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover

@@ -1,10 +1,11 @@
 """A fake OpenAI-compatible chat completions server, for the LLM planner.
 
-``POST /v1/chat/completions`` answers in the OpenAI shape (provider-protocols.md §2.2).
+``POST /v1/chat/completions`` answers in the OpenAI chat completions shape.
 What it supports and how its "model" answers is set by ``behaviour``:
 
 ==================  ===============================================================
 ``"openai"``        json_schema, json_object and plain text all accepted; JSON reply
+                    (with ``json_schema``: shaped to the schema, see below)
 ``"no_json_schema"`` 400 for ``json_schema`` (like servers without structured
                     outputs); ``json_object`` and text work
 ``"text_only"``     400 for any ``response_format``; the reply is prose with a fenced
@@ -18,6 +19,14 @@ What it supports and how its "model" answers is set by ``behaviour``:
 ``"content_filter"`` 200 with ``finish_reason: "content_filter"``
 ``"length"``        200 with a cut-off reply and ``finish_reason: "length"``
 ==================  ===============================================================
+
+With ``response_format: json_schema`` the fake behaves like structured outputs: a
+``strict`` schema whose objects are not closed (``additionalProperties: false``) or do
+not list every property in ``required`` is refused with a 400, as the real API does;
+otherwise the reply is the planned object reshaped to the schema (unknown keys dropped
+where the schema closes an object, every property present, ``null`` where allowed, an
+empty value of the right type where not, enums kept to their values). The deliberately
+misbehaving modes below ignore the schema: they stand for servers that do.
 
 ``vision=False`` makes it a text-only model: requests with image parts get a 400.
 HTTP faults (401, 429, hangs) come from :class:`~nbbatch.testing.Fault` as for every
@@ -39,7 +48,7 @@ from typing import Any
 
 from ._server import ASGIApp, FakeServer
 
-__all__ = ["BEHAVIOURS", "FakeChat"]
+__all__ = ["BEHAVIOURS", "FakeChat", "conform", "strict_schema_errors"]
 
 BEHAVIOURS = (
     "openai",
@@ -54,6 +63,77 @@ BEHAVIOURS = (
     "content_filter",
     "length",
 )
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return [str(k) for k in kind]
+    return [str(kind)] if kind else []
+
+
+def strict_schema_errors(schema: Any, where: str = "root") -> list[str]:
+    """What the real API says is wrong with ``schema`` for ``strict: true`` (empty: ok)."""
+    if not isinstance(schema, dict):
+        return [f"In context=({where}), schema must be a JSON object"]
+    errors: list[str] = []
+    for branch in schema.get("anyOf") or []:
+        errors += strict_schema_errors(branch, where)
+    if "object" in _types(schema):
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            errors.append(
+                f"In context=({where}), 'additionalProperties' is required to be supplied "
+                "and to be false"
+            )
+        missing = sorted(set(props) - set(schema.get("required") or []))
+        if missing:
+            errors.append(
+                f"In context=({where}), 'required' is required to be supplied and to be an "
+                f"array including every key in properties. Missing {missing!r}"
+            )
+        for name, sub in props.items():
+            errors += strict_schema_errors(sub, f"{where}, 'properties', '{name}'")
+    if "array" in _types(schema) and "items" in schema:
+        errors += strict_schema_errors(schema["items"], f"{where}, 'items'")
+    return errors
+
+
+def conform(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` reshaped so that it validates against ``schema`` (a JSON Schema subset)."""
+    if schema.get("anyOf"):
+        branches = schema["anyOf"]
+        if value is None and any("null" in _types(b) for b in branches):
+            return None
+        pick = next((b for b in branches if "null" not in _types(b)), branches[0])
+        return conform(value, pick)
+    types = _types(schema)
+    if value is None and "null" in types:
+        return None
+    if "enum" in schema:
+        options = list(schema["enum"])
+        return value if value in options else (options[0] if options else None)
+    kind = next((t for t in types if t != "null"), None)
+    if kind == "object":
+        props: dict[str, Any] = schema.get("properties") or {}
+        given = value if isinstance(value, dict) else {}
+        out = {name: conform(given.get(name), sub) for name, sub in props.items()}
+        if schema.get("additionalProperties") is not False:
+            out.update({k: v for k, v in given.items() if k not in props})
+        return out
+    if kind == "array":
+        items = schema.get("items") or {}
+        return [conform(v, items) for v in value] if isinstance(value, list) else []
+    if kind == "string":
+        return value if isinstance(value, str) else ("" if value is None else str(value))
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return 0
+        return int(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return bool(value)
+    return value
+
 
 _MASTER = re.compile(r"<master_prompt>\s*(.*?)\s*</master_prompt>", re.S)
 _COUNT = re.compile(r"Number of tasks: exactly (\d+)")
@@ -131,7 +211,9 @@ class FakeChat(FakeServer):
             )
         return {"tasks": tasks}
 
-    def _content(self, user_text: str) -> tuple[str | None, str, str | None]:
+    def _content(
+        self, user_text: str, schema: dict[str, Any] | None = None
+    ) -> tuple[str | None, str, str | None]:
         """(content, finish_reason, refusal) for the configured behaviour."""
         b = self.behaviour
         if b == "refusal":
@@ -152,6 +234,8 @@ class FakeChat(FakeServer):
         if b == "too_many":
             many = [{"prompt": f"image {i}"} for i in range(300)]
             return json.dumps({"tasks": many}), "stop", None
+        if schema is not None and b == "openai":
+            return json.dumps(conform(plan, schema), indent=2), "stop", None
         text = json.dumps(plan, indent=2)
         if b in ("chatty", "text_only"):
             return (
@@ -188,6 +272,20 @@ class FakeChat(FakeServer):
             kind = fmt.get("type") if isinstance(fmt, dict) else None
             if kind == "json_schema" and self.behaviour in ("no_json_schema", "text_only"):
                 return error(400, "response_format type 'json_schema' is not supported")
+            schema: dict[str, Any] | None = None
+            if kind == "json_schema":
+                spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+                if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                    return error(400, "Missing required parameter: 'response_format.json_schema'.")
+                schema = spec["schema"]
+                if spec.get("strict"):
+                    problems = strict_schema_errors(schema)
+                    if problems:
+                        name = spec.get("name", "response")
+                        return error(
+                            400,
+                            f"Invalid schema for response_format '{name}': {problems[0]}.",
+                        )
             if kind == "json_object" and self.behaviour == "text_only":
                 return error(400, "response_format is not supported by this model")
             if kind == "json_object" and not any(
@@ -215,7 +313,7 @@ class FakeChat(FakeServer):
                             if isinstance(p, dict) and p.get("type") == "text"
                         )
                     user_text = str(content or "")
-            content, finish, refusal = self._content(user_text)
+            content, finish, refusal = self._content(user_text, schema)
             return JSONResponse(
                 {
                     "id": f"chatcmpl-{len(self.requests)}",

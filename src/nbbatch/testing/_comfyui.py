@@ -1,4 +1,4 @@
-"""A loopback fake of the ComfyUI server (provider-protocols.md §4): HTTP + WebSocket.
+"""A loopback fake of the ComfyUI server: HTTP + WebSocket.
 
 Routes (also under ``/api``): ``POST /prompt`` (validates the graph and answers the real
 400 ``node_errors`` shape), ``GET /prompt``, ``GET /history/{id}`` (``{}`` until done),
@@ -462,6 +462,18 @@ class FakeComfyUI(FakeServer):
             finally:
                 self._running = None
             await self._event(None, "status", self._queue_status())
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Block until no prompt is queued or running (a shared fake between tests).
+
+        A prompt whose POST was delayed by a fault can be queued after its test ended;
+        without this it would still be running when the next test starts.
+        """
+        deadline = time.monotonic() + timeout
+        while self._pending or self._running is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{type(self).__name__} still busy after {timeout} s")
+            time.sleep(0.01)
 
     def start(self) -> FakeComfyUI:
         self._closing = False

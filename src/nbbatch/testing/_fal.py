@@ -1,4 +1,4 @@
-"""A loopback fake of the fal.ai queue API (provider-protocols.md §9)."""
+"""A loopback fake of the fal.ai queue API (submit, status, result, cancel, files)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,17 @@ class _Job:
     seed: int
     cancelled: bool = False
     outputs: list[bytes] = field(default_factory=list)
+    #: status requests answered so far (the clock when the fake counts polls)
+    polls: int = 0
 
 
 class FakeFal(FakeServer):
     """fal's queue on 127.0.0.1: submit → status → result, plus cancel.
 
     A request is ``IN_QUEUE`` for ``queue_seconds`` (``queue_position`` counting down),
-    ``IN_PROGRESS`` for ``run_seconds`` (logs ``step k/n``), then ``COMPLETED``.
+    ``IN_PROGRESS`` for ``run_seconds`` (logs ``step k/n``), then ``COMPLETED``. With
+    ``queue_polls`` / ``run_polls`` set, the clock is the number of status polls
+    instead (so many polls queued, so many running): tests then do not race time.
     Prompt words: ``nsfw`` → every image flagged in ``has_nsfw_concepts``; ``failme`` →
     the status carries an ``error`` and the result answers 500. ``output_mode="data"``
     returns ``data:`` URIs instead of file URLs. ``cancels`` lists cancelled ids.
@@ -53,6 +57,8 @@ class FakeFal(FakeServer):
         api_key: str | None = None,
         queue_seconds: float = 0.0,
         run_seconds: float = 0.03,
+        queue_polls: int | None = None,
+        run_polls: int | None = None,
         output_mode: str = "url",
         image_side: int = 64,
     ) -> None:
@@ -60,6 +66,8 @@ class FakeFal(FakeServer):
         self.api_key = api_key
         self.queue_seconds = queue_seconds
         self.run_seconds = run_seconds
+        self.queue_polls = queue_polls
+        self.run_polls = run_polls
         self.output_mode = output_mode
         self.image_side = image_side
         self.jobs: dict[str, _Job] = {}
@@ -78,14 +86,25 @@ class FakeFal(FakeServer):
         return None
 
     def _state(self, job: _Job) -> str:
+        return self._progress(job)[0]
+
+    def _progress(self, job: _Job) -> tuple[str, float, float]:
+        """(state, share of the run done, share of the queue still ahead)."""
         if job.cancelled:
-            return "COMPLETED"
+            return "COMPLETED", 1.0, 0.0
+        if self.queue_polls is not None or self.run_polls is not None:
+            queued, running, now = self.queue_polls or 0, self.run_polls or 0, job.polls
+            if now < queued:
+                return "IN_QUEUE", 0.0, (queued - now) / queued
+            if now < queued + running:
+                return "IN_PROGRESS", (now - queued + 1) / (running + 1), 0.0
+            return "COMPLETED", 1.0, 0.0
         elapsed = time.monotonic() - job.created
         if elapsed < self.queue_seconds:
-            return "IN_QUEUE"
+            return "IN_QUEUE", 0.0, (self.queue_seconds - elapsed) / self.queue_seconds
         if elapsed < self.queue_seconds + self.run_seconds:
-            return "IN_PROGRESS"
-        return "COMPLETED"
+            return "IN_PROGRESS", (elapsed - self.queue_seconds) / self.run_seconds, 0.0
+        return "COMPLETED", 1.0, 0.0
 
     def _urls(self, job: _Job) -> dict[str, str]:
         root = f"{self.url}/{'/'.join(job.model.split('/')[:2])}/requests/{job.id}"
@@ -96,17 +115,17 @@ class FakeFal(FakeServer):
         }
 
     def _status(self, job: _Job, with_logs: bool) -> dict[str, Any]:
-        state = self._state(job)
+        state, done, ahead = self._progress(job)
         body: dict[str, Any] = {"status": state, "request_id": job.id, **self._urls(job)}
-        elapsed = time.monotonic() - job.created
         if state == "IN_QUEUE":
-            left = self.queue_seconds - elapsed
-            body["queue_position"] = max(0, int(left / max(self.queue_seconds, 1e-9) * 5))
+            body["queue_position"] = max(0, int(ahead * 5))
+        # the real service always has the field (null unless logs were asked for):
+        # fal_client reads data["logs"] for every IN_PROGRESS / COMPLETED status
+        body["logs"] = None
         if with_logs:
             logs = []
             if state != "IN_QUEUE":
                 steps = 8
-                done = min(1.0, (elapsed - self.queue_seconds) / self.run_seconds)
                 logs = [
                     {"message": f"step {k}/{steps}", "level": "INFO", "timestamp": "2026"}
                     for k in range(1, int(done * steps) + 1)
@@ -187,7 +206,11 @@ class FakeFal(FakeServer):
             job = find(request)
             if isinstance(job, Response):
                 return job
-            return JSONResponse(self._status(job, request.query_params.get("logs") == "1"))
+            # fal_client sends logs=true/false, the HTTP docs show logs=1
+            wanted = request.query_params.get("logs", "").strip().lower() in ("1", "true")
+            body = self._status(job, wanted)
+            job.polls += 1
+            return JSONResponse(body)
 
         async def result(request: Request) -> Response:
             job = find(request)

@@ -1,4 +1,4 @@
-"""A loopback fake of the Gemini API's image generation (provider-protocols.md §7)."""
+"""A loopback fake of the Gemini API's image generation (``generateContent``, image out)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ _STATUS = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+
+def _b64decode(text: str) -> bytes:
+    """Protobuf JSON bytes: standard or URL-safe base64, padded or not (all are valid)."""
+    if not isinstance(text, str):
+        raise TypeError("bytes fields are base64 strings")
+    text = text.strip().replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 class FakeGemini(FakeServer):
@@ -147,8 +155,8 @@ class FakeGemini(FakeServer):
                     inline = part.get("inlineData") or part.get("inline_data")
                     if inline:
                         try:
-                            inits.append(base64.b64decode(inline["data"], validate=True))
-                        except (binascii.Error, KeyError, TypeError):
+                            inits.append(_b64decode(inline["data"]))
+                        except (binascii.Error, KeyError, TypeError, ValueError):
                             return self._error(
                                 400, "Invalid value at 'contents[0].parts': bad base64"
                             )
@@ -203,9 +211,12 @@ class FakeGemini(FakeServer):
                 }
             )
 
-        return Starlette(
-            routes=[
-                Route("/v1beta/models/{model}:generateContent", generate, methods=["POST"]),
-                Route("/v1beta/models/{model}", model_info, methods=["GET"]),
+        # google-genai talks to /v1beta by default and to /v1 when asked; the REST
+        # docs use both: serve the same API under each version
+        routes = []
+        for version in ("v1beta", "v1"):
+            routes += [
+                Route(f"/{version}/models/{{model}}:generateContent", generate, methods=["POST"]),
+                Route(f"/{version}/models/{{model}}", model_info, methods=["GET"]),
             ]
-        )
+        return Starlette(routes=routes)

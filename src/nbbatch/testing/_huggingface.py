@@ -1,4 +1,4 @@
-"""A loopback fake of Hugging Face Inference text-to-image (provider-protocols.md §8)."""
+"""A loopback fake of Hugging Face Inference text-to-image (the hf-inference route)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A loopback fake of the OpenAI Images API (provider-protocols.md §1).
+"""A loopback fake of the OpenAI Images API.
 
 Routes (all under ``/v1``): ``POST /images/generations`` (JSON), ``POST /images/edits``
 (multipart: ``image`` or repeated ``image[]``, optional ``mask``), ``GET /models``, and
@@ -7,7 +7,8 @@ Routes (all under ``/v1``): ``POST /images/generations`` (JSON), ``POST /images/
 
 Switches: ``latency`` (every request), ``api_key`` (require this bearer key, 401
 otherwise), ``response`` (``"b64"`` like GPT image models, or ``"url"`` like DALL·E;
-``response_format="url"`` in a request also gives URLs), ``refuse_words`` (prompts
+``response_format="url"`` in a request gives URLs and ``"b64_json"`` base64, whatever
+``response`` says), ``refuse_words`` (prompts
 containing one get the 400 ``moderation_blocked`` refusal), ``max_side`` (rendered
 images are scaled down to this, to stay small and fast), ``render="fast"`` (paint one
 picture per size and make each answer distinct with a PNG text chunk: for benchmarks,
@@ -176,8 +177,18 @@ class FakeOpenAI(FakeServer):
         fmt = str(fields.get("output_format") or "png").lower()
         if fmt not in ("png", "jpeg", "webp"):
             fmt = "png"
-        as_url = fields.get("response_format") == "url" or (
-            self.response == "url" and not model.startswith("gpt-image")
+        asked = fields.get("response_format")
+        if asked not in (None, "", "url", "b64_json"):
+            return _error(
+                400,
+                f"Invalid value: '{asked}'. Supported values are: 'url' and 'b64_json'.",
+                "invalid_request_error",
+                "invalid_value",
+                "response_format",
+            )
+        # a request's own response_format wins over the server's default style
+        as_url = asked == "url" or (
+            asked != "b64_json" and self.response == "url" and not model.startswith("gpt-image")
         )
         base_seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
         data = []

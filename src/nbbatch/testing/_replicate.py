@@ -1,4 +1,4 @@
-"""A loopback fake of Replicate's predictions API (provider-protocols.md §6)."""
+"""A loopback fake of Replicate's predictions API."""
 
 from __future__ import annotations
 

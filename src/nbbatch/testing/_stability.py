@@ -1,4 +1,4 @@
-"""A loopback fake of Stability AI's v2beta Stable Image API (provider-protocols.md §5)."""
+"""A loopback fake of Stability AI's v2beta Stable Image API."""
 
 from __future__ import annotations
 
