@@ -123,6 +123,10 @@ def test_openai_structured_outputs_against_the_chat_fake(no_proxy: None) -> None
 
 
 # ---------------------------------------------------------------------- replicate
+# replicate.Client keeps a connection of its own open until the garbage collector takes
+# it (it has no close()); that socket is the client's, not one of ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_replicate_run_and_predictions(no_proxy: None) -> None:
     replicate = pytest.importorskip("replicate")
     with FakeReplicate(api_key=KEY, run_seconds=0.05) as server:
