@@ -56,7 +56,7 @@ from ..core._errors import (
     WorkspaceNotWritableError,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
-from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
+from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -803,8 +803,8 @@ class Workspace:
             size = p.stat().st_size
             if size > limits.max_bytes:  # refuse before reading a huge file into memory
                 raise ImageRejectedError(
-                    f"{p.name}: file is {size / 1e6:.1f} MB; the limit is "
-                    f"{limits.max_bytes / 1e6:.1f} MB",
+                    f"{p.name}: file is {format_bytes(size)}; the limit is "
+                    f"{format_bytes(limits.max_bytes)}",
                     reason="too_many_bytes",
                     limit=limits.max_bytes,
                     actual=size,
