@@ -6,7 +6,7 @@ speaks that service's wire protocol, and shapes error bodies the way that servic
 thread on a free port, records every request, and applies the faults a test scripts::
 
     with FakeOpenAI() as server:                       # a subclass
-        server.add_fault(Fault.status(429, headers={"retry-after": "0.05"}))
+        server.add_fault(Fault.status_code(429, headers={"retry-after": "0.05"}))
         server.add_fault(Fault.hang(), path="/v1/images/generations")
         ...  # point a provider at server.url
 
