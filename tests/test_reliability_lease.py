@@ -198,12 +198,15 @@ def test_a_lease_is_alive_while_held_in_this_process_and_released_at_the_end(
         ws.release_lease(lease)  # idempotent after the fact
 
 
-def test_tasks_queued_without_any_lease_belong_to_no_live_run(ws_path: Path) -> None:
+def test_tasks_claimed_without_a_lease_wait_for_the_full_reconcile(ws_path: Path) -> None:
     batch_id = _batch(ws_path, n=1)
     with Workspace(ws_path) as ws:
         (task,) = Batch.load(batch_id, ws).tasks
-        ws.claim([task])  # an old-style claim, no run lease
-        assert ws.repair_dead_runs().requeued == [task.id]
+        ws.claim([task])  # as an older nbbatch claims: no run lease, owner unknown
+        assert ws.repair_dead_runs().requeued == []  # it may be alive: left alone
+    with Workspace(ws_path) as ws:  # opened by nobody else: the full reconcile
+        assert ws.recovery.requeued == [task.id]
+        assert ws.task(task.id).status is TaskStatus.IDLE
 
 
 def test_a_finished_run_leaves_no_lease_behind(ws_path: Path) -> None:

@@ -191,7 +191,7 @@ async def test_b8_row03_429_with_retry_after_waits_exactly_that_long_then_succee
     (retrying,) = [e for e in events if isinstance(e, TaskRetrying)]
     assert retrying.delay == 0.15  # the header's value, no jitter
     first, second = server.calls("/v1/images/generations")
-    assert second.time - first.time >= 0.15
+    assert second.time - first.time >= 0.15 - 0.01  # the loop may wake a hair early
 
 
 # ------------------------------------------------------------------ row 4: 429 beyond cap

@@ -554,25 +554,23 @@ class Workspace:
     def open_lease(self) -> RunLease:
         """Start a run's lease: a lock file this process holds until :meth:`release_lease`.
 
-        The file is locked under a temporary name and then renamed into place, so a
-        checker never sees it in ``runs/`` unlocked while its run is alive.
+        The file is locked right after it is made. A checker that comes in between finds
+        it unlocked, but no task row names this run yet (claims come after), so there is
+        nothing it could take for a dead run's.
         """
         run_id = new_id()
         runs = self.path / _RUNS_DIR
         final = runs / f"{run_id}.lock"
         try:
             runs.mkdir(exist_ok=True)
-            tmp = runs / f"{_TMP_PREFIX}{run_id}"
-            handle = open(tmp, "wb")  # noqa: SIM115 - held open for the run's lifetime
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            handle = os.fdopen(fd, "wb")
             try:
                 if fcntl is not None:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                handle.write(f"{os.getpid()} {socket.gethostname()}\n".encode())
-                handle.flush()
-                os.replace(tmp, final)
             except BaseException:
                 handle.close()
-                tmp.unlink(missing_ok=True)
+                final.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise WorkspaceNotWritableError(
@@ -612,9 +610,10 @@ class Workspace:
 
         A dead run's ``running`` tasks become ``interrupted`` (the provider may have
         billed them: never re-sent until someone resumes) and its ``queued`` ones go
-        back to ``idle`` (never sent). Tasks left queued or running with no lease at all
-        belong to no live run either and are repaired the same way. Safe to call at any
-        time, from any process; opening the workspace and starting a run call it.
+        back to ``idle`` (never sent). Tasks queued or running with no lease (claimed by
+        an older nbbatch) are left to the full reconcile, which runs when the workspace
+        is opened by nobody else. Safe to call at any time, from any process; opening
+        the workspace and starting a run call it.
         """
         report = RecoveryReport()
         rows = self._query(
@@ -626,12 +625,14 @@ class Workspace:
         verdicts: dict[str, bool] = {}
         dead: list[tuple[str, str]] = []
         for task_id, status, run_id, pid, host in rows:
-            if run_id is not None:
-                if run_id not in verdicts:
-                    verdicts[run_id] = self._run_alive(run_id, pid, host)
-                if verdicts[run_id]:
-                    continue
-            dead.append((task_id, status))
+            if run_id is None:
+                # Claimed without a lease (an older nbbatch, perhaps still running):
+                # the owner cannot be told, so only the full reconcile touches it.
+                continue
+            if run_id not in verdicts:
+                verdicts[run_id] = self._run_alive(run_id, pid, host)
+            if not verdicts[run_id]:
+                dead.append((task_id, status))
         if not dead:
             return report
         now = time.time()
