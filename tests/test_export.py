@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nbbatch import Batch, GeneratedImage, Params, Task, Workspace, export_zip
+from nbbatch.core._model import clean_text
 from nbbatch.errors import ConfigError, StorageError
 from nbbatch.images import ConvertFormat, Resize, export_folder
 from nbbatch.images._export import safe_name, slugify
@@ -125,7 +126,7 @@ def assert_extracts_inside(archive: Path, target: Path) -> list[Path]:
 
 prompt_text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=120
-).filter(lambda s: bool(s.strip()))
+).filter(lambda s: bool(clean_text(s).strip()))  # control characters alone are no prompt
 
 
 @settings(

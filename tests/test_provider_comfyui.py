@@ -500,10 +500,23 @@ def _prompt_id(server: FakeComfyUI, index: int) -> str:
 async def test_history_that_keeps_failing_dequeues_and_interrupts_the_prompt(
     server: FakeComfyUI,
 ) -> None:
-    server.step_delay, server.progress_steps = 0.05, 20
+    # The prompt runs for up to 10 s unless interrupted; the provider's history fetches
+    # only start once the fake reports it running, so giving up always finds it running
+    # (no race between the fake's worker and the provider's retries on a busy machine).
+    server.step_delay, server.progress_steps = 0.05, 200
     server.add_fault(Fault.status_code(503, times=3), path="/history/*")
     p = ComfyUIProvider(base_url=server.url, poll_interval=0.01, websocket=False)
-    p.fetch_attempts, p.fetch_retry_delay = 3, 0.03  # long enough for the run to start
+    p.fetch_attempts, p.fetch_retry_delay = 3, 0.0
+    fetch = p._fetch
+
+    async def fetch_once_running(call: Any) -> Any:
+        for _ in range(1000):  # bounded: at most ~10 s
+            if server._running is not None:
+                break
+            await asyncio.sleep(0.01)
+        return await fetch(call)
+
+    p._fetch = fetch_once_running  # type: ignore[method-assign]
     try:
         with pytest.raises(ServerError) as info:
             await p.generate(GenerationRequest("a fox"))

@@ -67,11 +67,14 @@ async def test_pause_starts_nothing_new_and_resume_finishes(workspace: Workspace
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(10))
     runner = batch.start(provider, concurrency=3)
-    await asyncio.sleep(0.02)
-    assert len(provider.calls) == 3
+    while len(provider.calls) < 3:  # event-driven: no real sleep racing the runner
+        await asyncio.sleep(0)
     runner.pause()
     gate.set()  # the three in flight may now finish
-    await asyncio.sleep(0.05)
+    while runner.active:
+        await asyncio.sleep(0.001)
+    for _ in range(20):  # give a wrongly woken dispatcher every chance to start one
+        await asyncio.sleep(0)
     assert len(provider.calls) == 3, "nothing may start while paused"
     assert len(batch.succeeded) == 3
     assert runner.state is RunState.PAUSED

@@ -275,7 +275,7 @@ def test_folder_refusals_are_listed_with_reasons(tmp_path: Path, ws: Workspace) 
     assert "not an accepted image type (.pdf)" in reasons["notes.pdf"]
     assert "TIFF is not an accepted image format" in reasons["fake.png"]
     assert "pixels" in reasons["bomb.png"]
-    assert "MB; the limit is" in reasons["huge.png"]
+    assert "MiB; the limit is 10 MiB" in reasons["huge.png"]
 
 
 def test_folder_takes_at_most_fifty_images_by_default(tmp_path: Path, ws: Workspace) -> None:

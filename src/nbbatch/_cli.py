@@ -1,7 +1,11 @@
 """The ``nbbatch`` command: run, resume, list and export batches from a shell.
 
-Exit codes: 0 every task succeeded; 1 some task failed or was cancelled; 2 bad usage
-or a typed nbbatch error; 130 stopped by Ctrl-C (the batch can be resumed).
+Exit codes: 0 every task asked for succeeded; 1 some task failed, was cancelled or was
+left undone (e.g. another live process is running it); 2 bad usage or a typed nbbatch
+error; 130 stopped by Ctrl-C (the batch can be resumed).
+
+Text that came from prompts, files or servers is escaped before it reaches the terminal
+(:func:`_safe`): a prompt holding ESC must not be able to drive the terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -30,6 +35,22 @@ from .providers import Provider, get_provider
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: above this many tasks from a prompts file the CLI warns (it never refuses what a file lists)
+LARGE_FILE_TASKS = 10_000
+
+# C0/C1 controls, DEL, and the bidirectional embeddings, overrides and isolates that can
+# make a terminal line read differently from its bytes.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _safe(text: object) -> str:
+    """``text`` with terminal-unsafe characters shown as escapes (``\\x1b``, ``\\u202e``)."""
+
+    def escape(m: re.Match[str]) -> str:
+        code = ord(m.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNSAFE.sub(escape, str(text))
 
 
 def _print(*args: Any) -> None:
@@ -79,7 +100,9 @@ async def _drive_with(
             bar.update(1)
         elif isinstance(event, TaskFailed):
             bar.update(1)
-            failures.append(f"  task {event.task.id} failed ({event.kind}): {event.error}")
+            failures.append(
+                f"  task {event.task.id} failed ({_safe(event.kind)}): {_safe(event.error)}"
+            )
             bar.set_postfix(failed=len(failures))
 
     runner.subscribe(on_event)
@@ -125,7 +148,16 @@ async def _drive_with(
             f"Stopped. Resume with: nbbatch resume {batch.id} --workspace {batch.workspace.path}"
         )
         return EXIT_INTERRUPTED
-    if runner.progress().succeeded == total:
+    if runner.left_to_others:
+        pids = sorted({pid for pid in runner.left_to_others.values() if pid})
+        who = f" (process {', '.join(map(str, pids))})" if pids else ""
+        _print(
+            f"{len(runner.left_to_others)} task(s) were not run here: another live run"
+            f"{who} is running them. Wait for it to finish (or stop it), then run "
+            f"`nbbatch resume {batch.id} --workspace {batch.workspace.path}` again."
+        )
+        return EXIT_FAILED
+    if total and runner.progress().succeeded == total:
         return EXIT_OK
     return EXIT_FAILED
 
@@ -170,29 +202,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     with Workspace(args.workspace) as ws:
         tasks = [Task(p, params=params) for p in args.prompts]
+        # --max-tasks guards against template explosions ("{a|b} x 12 slots"); it is not
+        # a limit on what a prompts file lists line by line, which is what was asked for.
+        expanded = 0
         for template in args.template:
-            tasks += expand(template, params=params, cap=args.max_tasks)
+            made = expand(template, params=params, cap=args.max_tasks)
+            expanded += len(made)
+            tasks += made
+        if expanded > args.max_tasks:
+            raise ConfigError(
+                f"the templates expand to {expanded:,} tasks, more than --max-tasks "
+                f"{args.max_tasks:,}; raise it if you mean it"
+            )
         if args.prompts_file:
             from_file = read_prompts(args.prompts_file, params=params, workspace=ws)
             for skipped in from_file.skipped:
-                _print(f"skipped {skipped}")
+                _print(_safe(f"skipped {skipped}"))
             for warning in from_file.warnings:
-                _print(f"warning: {warning}")
+                _print(_safe(f"warning: {warning}"))
+            if len(from_file) > LARGE_FILE_TASKS:
+                _print(
+                    f"warning: {args.prompts_file} lists {len(from_file):,} tasks; they are all "
+                    "queued. Stop with Ctrl-C at any time and continue later with "
+                    "`nbbatch resume`; split the file to run it in parts."
+                )
             tasks += from_file
         if not tasks:
             raise ConfigError("no prompts: every line of the prompts file was skipped")
-        if len(tasks) > args.max_tasks:
-            raise ConfigError(
-                f"{len(tasks):,} tasks is more than --max-tasks {args.max_tasks:,}; "
-                "raise it if you mean it"
-            )
         # Record the name as typed (a saved configuration or a provider) for `resume`.
         batch = Batch.create(
             tasks, workspace=ws, name=args.name, params=params, provider=args.provider
         )
         print(batch.id, flush=True)  # first line on stdout: scripts can capture it
         _print(
-            f"batch {batch.id}: {len(batch)} tasks on provider {args.provider!r} "
+            f"batch {batch.id}: {len(batch)} tasks on provider {_safe(repr(args.provider))} "
             f"(workspace {ws.path})"
         )
         return asyncio.run(_drive(batch, provider, args))
@@ -206,6 +249,18 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         todo = batch.runnable(retry_failed=args.retry_failed)
         print(batch.id, flush=True)
         if not todo:
+            busy = [
+                t.id for t in batch.tasks if t.status in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+            ]
+            if busy:
+                # Opening the workspace repaired every dead run's tasks: these are live.
+                pids = sorted(set(ws.claimed_elsewhere(busy).values()))
+                who = f" (process {', '.join(map(str, pids))})" if pids else ""
+                _print(
+                    f"batch {batch.id}: {len(busy)} task(s) are being run by another live "
+                    f"run{who}; nothing to resume here until it ends"
+                )
+                return EXIT_FAILED
             _print(f"batch {batch.id}: nothing to resume ({batch.status})")
             return EXIT_OK if batch.status == "succeeded" else EXIT_FAILED
         provider = _make_provider(args)
@@ -224,7 +279,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in summaries:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
-        print(f"{s.id}  {s.status:<11}  {s.total:>5} tasks  {s.name}  ({counts})")
+        print(f"{s.id}  {s.status:<11}  {s.total:>5} tasks  {_safe(s.name)}  ({counts})")
     return EXIT_OK
 
 
@@ -234,11 +289,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([t.to_record() for t in batch.tasks], indent=2))
         return EXIT_OK
-    print(f"batch {batch.id} {batch.name!r}: {batch.status}")
+    print(f"batch {batch.id} {_safe(repr(batch.name))}: {batch.status}")
     for t in batch.tasks:
-        line = f"{t.order + 1:>5}  {t.id}  {t.status.value:<11} {t.prompt[:60]}"
-        if t.status is TaskStatus.FAILED and t.error:
-            line += f"  [{t.error[:80]}]"
+        line = f"{t.order + 1:>5}  {t.id}  {t.status.value:<11} {_safe(t.prompt[:60])}"
+        if t.status in (TaskStatus.FAILED, TaskStatus.INTERRUPTED) and t.error:
+            line += f"  [{_safe(t.error[:80])}]"
         print(line)
     return EXIT_OK
 
@@ -318,7 +373,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Dynamic Prompts template, e.g. 'a {red|blue} {car|boat}' (all combinations)",
     )
     run.add_argument(
-        "--max-tasks", type=int, default=1000, help="refuse batches larger than this (default 1000)"
+        "--max-tasks",
+        type=int,
+        default=1000,
+        help="refuse templates expanding to more tasks than this (default 1000); prompts "
+        "given as arguments or listed in a file are never refused",
     )
     run.add_argument("--name", help="batch name")
     run.add_argument("--n", type=int, default=1, help="images per task")
@@ -367,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except NbbatchError as exc:
-        _print(f"nbbatch: error: {exc}")
+        _print(f"nbbatch: error: {_safe(exc)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _print("nbbatch: interrupted")

@@ -48,6 +48,8 @@ where the server sent one, ``status_code``.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -89,13 +91,37 @@ __all__ = [
 ]
 
 
+# Control characters (but tab and newline) and bidi overrides: messages quote server
+# bodies, file contents and model replies, and end up in terminals, logs and the UI.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 class NbbatchError(Exception):
-    """Base class of every error nbbatch raises on purpose."""
+    """Base class of every error nbbatch raises on purpose.
+
+    ``message`` is kept printable: control characters in it (from a server's body, a
+    file, a model's reply) are shown as escapes such as ``\\x1b``.
+    """
 
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.task_id = task_id
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        text = str(value)
+        self._message = _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+        self.args = (self._message,)
 
     def __str__(self) -> str:
         return self.message

@@ -42,6 +42,7 @@ __all__ = [
     "TaskOwner",
     "TaskStatus",
     "check_prompt",
+    "clean_text",
     "new_id",
 ]
 
@@ -55,13 +56,32 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional embeddings,
+# overrides and isolates. None of them means anything to an image model; in a terminal
+# they can rewrite what is shown (ESC sequences, CR, "Trojan Source" reordering), and PNG
+# text chunks may not hold NUL at all.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with line ends made ``\\n`` and control and bidi-override characters removed.
+
+    Applied to every prompt and negative prompt at the model boundary, whatever wrote
+    them (a person, a file, an LLM, the API), so nothing downstream ever sees them.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text)
+
+
 def check_prompt(prompt: object, *, task_id: str | None = None) -> str:
-    """Return the prompt stripped of outer white space, or raise :class:`InvalidPromptError`."""
+    """Return the prompt cleaned (:func:`clean_text`) and stripped of outer white space,
+    or raise :class:`InvalidPromptError`."""
     if not isinstance(prompt, str):
         raise InvalidPromptError(
             f"a prompt must be text, got {type(prompt).__name__}", task_id=task_id
         )
-    text = prompt.strip()
+    text = clean_text(prompt).strip()
     if not text:
         raise InvalidPromptError("the prompt is empty: write what to generate", task_id=task_id)
     if len(text) > MAX_PROMPT_CHARS:
@@ -144,6 +164,14 @@ class Params:
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("negative_prompt", "sampler", "model"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ConfigError(f"{name} must be text, got {type(value).__name__}")
+                cleaned = clean_text(value)
+                if cleaned != value:  # frozen: the one place it may still be set
+                    object.__setattr__(self, name, cleaned)
         if self.size is not None and self.size != "auto" and not _SIZE_RE.match(self.size):
             raise ConfigError(f"size must look like '1024x768' or 'auto', got {self.size!r}")
         if not isinstance(self.n, int) or not 1 <= self.n <= 16:
@@ -350,6 +378,8 @@ class Task:
         self.prompt = check_prompt(self.prompt, task_id=self.id)
         if self.original_prompt is None:
             self.original_prompt = self.prompt
+        elif isinstance(self.original_prompt, str):
+            self.original_prompt = clean_text(self.original_prompt)
         if isinstance(self.params, Mapping):
             self.params = Params.from_dict(self.params)
         self.status = TaskStatus(self.status)

@@ -55,7 +55,7 @@ from ..core._secrets import scrub
 from ..images._decode import DEFAULT_LIMITS, ImageLimits, inspect_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
-from ._store import StoredImage, Workspace
+from ._store import RunLease, StoredImage, Workspace
 
 __all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
 
@@ -182,6 +182,9 @@ class Runner:
         self._counts: collections.Counter[TaskStatus] = collections.Counter()
         #: highest number of requests in flight at once during this run
         self.max_in_flight = 0
+        #: tasks asked for that another live run holds: task id -> its process id
+        self.left_to_others: dict[str, int] = {}
+        self._lease: RunLease | None = None
 
     # ----------------------------------------------------------- public handle
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
@@ -261,7 +264,7 @@ class Runner:
             return []
         for t in tasks:
             self.validate(t)
-        claimed = self.workspace.claim(tasks)
+        claimed = self.workspace.claim(tasks, self._lease)
         joined: list[Task] = []
         known = {t.id for t in self._tasks}
         for t in tasks:
@@ -419,13 +422,24 @@ class Runner:
                     f"task {t.id} already succeeded; add a new task to generate it again",
                     task_id=t.id,
                 )
-        # Claim in the journal: a task another runner (or process) has queued or running
-        # is left to it, so no request is ever sent twice by two runs at once.
-        claimed = self.workspace.claim(self._tasks)
+        # Claim in the journal under this run's lease: a task a live run (here or in
+        # another process) has queued or running is left to it, so no request is ever
+        # sent twice by two runs at once; one a dead run left behind is repaired first
+        # (interrupted or idle), and so claimed again only because it was asked for.
+        self.workspace.repair_dead_runs()
+        self._lease = self.workspace.open_lease()
+        try:
+            claimed = self.workspace.claim(self._tasks, self._lease)
+        except BaseException:
+            self.workspace.release_lease(self._lease)
+            raise
         skipped = [t for t in self._tasks if t.id not in claimed]
         if skipped:
+            owners = self.workspace.claimed_elsewhere([t.id for t in skipped])
+            self.left_to_others = {t.id: owners.get(t.id, 0) for t in skipped}
             log.warning(
-                "%d task(s) are already queued or running in another run; leaving them to it: %s",
+                "%d task(s) are already queued or running in another live run; leaving "
+                "them to it: %s",
                 len(skipped),
                 ", ".join(t.id for t in skipped[:10]),
             )
@@ -561,6 +575,9 @@ class Runner:
         else:
             self._set_state(RunState.FINISHED)
         self._emit_progress()
+        if self._lease is not None:
+            # Every task of this run is settled now: nothing is left for a repair to find.
+            self.workspace.release_lease(self._lease)
         self._savers.shutdown(wait=False)
         if self._owned:
             for p in self._owned:

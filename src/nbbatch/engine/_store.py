@@ -5,6 +5,7 @@ Layout::
     <workspace>/nbbatch.sqlite3      tasks, batches, images (WAL journal)
     <workspace>/images/ab/ab12….png  every input and output image, named by sha256
     <workspace>/workspace.lock       advisory lock: who else has this workspace open
+    <workspace>/runs/<run id>.lock   one per live run, locked by the process running it
 
 Durability rules (what survives a crash or a kill at any moment):
 
@@ -15,7 +16,12 @@ Durability rules (what survives a crash or a kill at any moment):
 * on open, when no other process has the workspace open, the store reconciles: temp
   files and files no row points at are removed, rows whose file vanished are dropped
   (their task becomes ``failed`` and can be retried), tasks left ``running`` become
-  ``interrupted`` and are never re-sent until someone resumes them.
+  ``interrupted`` and are never re-sent until someone resumes them;
+* every run holds a lease: a lock file its process keeps locked while it runs, and one
+  row per task it claimed. When other processes have the workspace open (so the full
+  reconcile above cannot run), opening it still repairs the tasks of every run whose
+  lease lock is free -- its process died -- the same way. A live run elsewhere keeps
+  its tasks.
 
 The connection is used from one thread at a time (a lock guards it) so the same
 workspace can serve the kernel's event loop and a ``run_sync`` worker thread.
@@ -29,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -49,7 +56,7 @@ from ..core._errors import (
     WorkspaceNotWritableError,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
-from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
+from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -61,6 +68,7 @@ __all__ = [
     "BatchRecord",
     "BatchSummary",
     "RecoveryReport",
+    "RunLease",
     "StoredImage",
     "Workspace",
     "default_workspace",
@@ -135,6 +143,20 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
 """
 
+# Which run claimed which task. Kept apart from the versioned schema (created when
+# missing, whatever the schema version): older versions never read it, so adding it
+# changes nothing for them.
+_LEASE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS leases ("
+    "task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE, "
+    "run_id TEXT NOT NULL, "
+    "pid INTEGER NOT NULL, "
+    "host TEXT NOT NULL, "
+    "claimed_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS leases_run ON leases(run_id)",
+)
+_RUNS_DIR = "runs"
+
 
 def default_workspace() -> Path:
     """``$NBBATCH_WORKSPACE`` or ``./nbbatch-workspace`` (next to the notebook)."""
@@ -157,6 +179,10 @@ class RecoveryReport:
 
     reconciled: bool = False
     interrupted: list[str] = field(default_factory=list)
+    #: queued tasks of a dead run put back to idle (they were never sent)
+    requeued: list[str] = field(default_factory=list)
+    #: runs found dead (their process is gone) whose tasks were repaired
+    dead_runs: list[str] = field(default_factory=list)
     temp_files_removed: int = 0
     orphan_files_removed: int = 0
     missing_files: int = 0
@@ -165,6 +191,7 @@ class RecoveryReport:
     def __bool__(self) -> bool:
         return bool(
             self.interrupted
+            or self.requeued
             or self.temp_files_removed
             or self.orphan_files_removed
             or self.missing_files
@@ -257,6 +284,48 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class RunLease:
+    """A run's claim on its tasks, alive exactly as long as the process holding it.
+
+    The lease is a lock file under ``<workspace>/runs/`` that the running process keeps
+    locked (``flock``); the operating system drops the lock when the process dies, even
+    on SIGKILL, so another process can tell a dead run from a live one without clocks or
+    heartbeats. The tasks the run claimed are listed in the ``leases`` table.
+    """
+
+    def __init__(self, run_id: str, path: Path, handle: IO[bytes] | None) -> None:
+        self.id = run_id
+        self.path = path
+        self._handle = handle
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def _release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        # Unlink before unlocking: a checker that finds the lock free then also finds the
+        # file gone, and either way concludes the run is over.
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        handle.close()
+
+    def __repr__(self) -> str:
+        return f"RunLease({self.id!r}, held={self.held})"
+
+
+def _pid_alive(pid: int) -> bool:  # pragma: no cover - only where flock is missing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class Workspace:
@@ -363,6 +432,14 @@ class Workspace:
                     if statement.strip():
                         c.execute(statement)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with self._translate():
+            has_leases = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='leases'"
+            ).fetchone()
+        if not has_leases:
+            with self._tx() as c:
+                for statement in _LEASE_SCHEMA:
+                    c.execute(statement)
 
     def _acquire_and_reconcile(self) -> None:
         # Within this process, a second handle on an open workspace never reconciles
@@ -381,6 +458,10 @@ class Workspace:
                 exclusive = False
         if exclusive:
             self.recovery = self._reconcile()
+        else:
+            # Someone else has the workspace open; a run that died meanwhile still must
+            # not leave its tasks queued or running for ever.
+            self.recovery = self.repair_dead_runs()
         if self._lock_file is not None and fcntl is not None:
             # Stay visible to later openers as "in use" without blocking them.
             deadline = time.monotonic() + self.busy_timeout
@@ -458,7 +539,132 @@ class Workspace:
                 ),
             )
             # Nothing is queued once no runner is alive; queued tasks were never sent.
+            report.requeued = [
+                r[0] for r in c.execute("SELECT id FROM tasks WHERE status='queued'")
+            ]
             c.execute("UPDATE tasks SET status='idle' WHERE status='queued'")
+            report.dead_runs = [r[0] for r in c.execute("SELECT DISTINCT run_id FROM leases")]
+            c.execute("DELETE FROM leases")
+        runs = self.path / _RUNS_DIR
+        for f in runs.iterdir() if runs.is_dir() else ():
+            f.unlink(missing_ok=True)  # no run is alive: every lock file is stale
+        return report
+
+    # ----------------------------------------------------------- run leases
+    def open_lease(self) -> RunLease:
+        """Start a run's lease: a lock file this process holds until :meth:`release_lease`.
+
+        The file is locked right after it is made. A checker that comes in between finds
+        it unlocked, but no task row names this run yet (claims come after), so there is
+        nothing it could take for a dead run's.
+        """
+        run_id = new_id()
+        runs = self.path / _RUNS_DIR
+        final = runs / f"{run_id}.lock"
+        try:
+            runs.mkdir(exist_ok=True)
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            handle = os.fdopen(fd, "wb")
+            try:
+                if fcntl is not None:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BaseException:
+                handle.close()
+                final.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise WorkspaceNotWritableError(
+                f"cannot start a run in {str(runs)!r} ({exc.strerror or exc}); check the "
+                "workspace folder's permissions"
+            ) from None
+        return RunLease(run_id, final, handle)
+
+    def release_lease(self, lease: RunLease) -> None:
+        """End a run's lease: its task rows go, then its lock file (idempotent)."""
+        if not lease.held:
+            return
+        with contextlib.suppress(StoreError), self._tx() as c:
+            c.execute("DELETE FROM leases WHERE run_id=?", (lease.id,))
+        lease._release()
+
+    def _run_alive(self, run_id: str, pid: int, host: str) -> bool:
+        path = self.path / _RUNS_DIR / f"{run_id}.lock"
+        if fcntl is None:  # pragma: no cover - Windows: judge by the process id
+            return host == socket.gethostname() and _pid_alive(pid) and path.exists()
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False  # released, or never got so far as to claim anything
+        except OSError:
+            return True  # cannot tell: assume alive, never repair a live run's tasks
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # its process still holds the lock
+        finally:
+            os.close(fd)  # also drops our lock, if we got it
+        return False
+
+    def repair_dead_runs(self) -> RecoveryReport:
+        """Repair the tasks of runs whose process has died; leave live runs alone.
+
+        A dead run's ``running`` tasks become ``interrupted`` (the provider may have
+        billed them: never re-sent until someone resumes) and its ``queued`` ones go
+        back to ``idle`` (never sent). Tasks queued or running with no lease (claimed by
+        an older nbbatch) are left to the full reconcile, which runs when the workspace
+        is opened by nobody else. Safe to call at any time, from any process; opening
+        the workspace and starting a run call it.
+        """
+        report = RecoveryReport()
+        rows = self._query(
+            "SELECT t.id, t.status, l.run_id, l.pid, l.host FROM tasks t "
+            "LEFT JOIN leases l ON l.task_id = t.id WHERE t.status IN ('queued', 'running')"
+        )
+        if not rows:
+            return report
+        verdicts: dict[str, bool] = {}
+        dead: list[tuple[str, str]] = []
+        for task_id, status, run_id, pid, host in rows:
+            if run_id is None:
+                # Claimed without a lease (an older nbbatch, perhaps still running):
+                # the owner cannot be told, so only the full reconcile touches it.
+                continue
+            if run_id not in verdicts:
+                verdicts[run_id] = self._run_alive(run_id, pid, host)
+            if not verdicts[run_id]:
+                dead.append((task_id, status))
+        if not dead:
+            return report
+        now = time.time()
+        with self._tx() as c:
+            for task_id, status in dead:
+                if status == "running":
+                    cur = c.execute(
+                        "UPDATE tasks SET status='interrupted', error_kind='interrupted', "
+                        "error=?, finished_at=? WHERE id=? AND status='running'",
+                        (
+                            "the process running this task stopped (it was killed or "
+                            "crashed); the provider may or may not have finished (and "
+                            "billed) it. Resume to run it again.",
+                            now,
+                            task_id,
+                        ),
+                    )
+                    if cur.rowcount:
+                        report.interrupted.append(task_id)
+                else:
+                    cur = c.execute(
+                        "UPDATE tasks SET status='idle' WHERE id=? AND status='queued'",
+                        (task_id,),
+                    )
+                    if cur.rowcount:
+                        report.requeued.append(task_id)
+            report.dead_runs = sorted(r for r, alive in verdicts.items() if not alive)
+            c.executemany("DELETE FROM leases WHERE run_id=?", [(r,) for r in report.dead_runs])
+        for run_id in report.dead_runs:
+            (self.path / _RUNS_DIR / f"{run_id}.lock").unlink(missing_ok=True)
+        if report.interrupted or report.requeued:
+            report.reconciled = True
         return report
 
     # ----------------------------------------------------------- plumbing
@@ -598,8 +804,8 @@ class Workspace:
             size = p.stat().st_size
             if size > limits.max_bytes:  # refuse before reading a huge file into memory
                 raise ImageRejectedError(
-                    f"{p.name}: file is {size / 1e6:.1f} MB; the limit is "
-                    f"{limits.max_bytes / 1e6:.1f} MB",
+                    f"{p.name}: file is {format_bytes(size)}; the limit is "
+                    f"{format_bytes(limits.max_bytes)}",
                     reason="too_many_bytes",
                     limit=limits.max_bytes,
                     actual=size,
@@ -859,11 +1065,13 @@ class Workspace:
                     [(task.id, i, r.sha256, r.name) for i, r in enumerate(task.references)],
                 )
 
-    def claim(self, tasks: Sequence[Task]) -> set[str]:
+    def claim(self, tasks: Sequence[Task], lease: RunLease | None = None) -> set[str]:
         """Mark ``tasks`` queued in one transaction; return the ids that were free.
 
         A task already queued or running (by another run or process) or succeeded is
-        not claimed, so two runs never send the same task at once.
+        not claimed, so two runs never send the same task at once. With ``lease`` the
+        claimed tasks are recorded as that run's in the same transaction, so that if its
+        process dies they are repaired by whoever opens the workspace next.
         """
         claimed: set[str] = set()
         with self._tx() as c:
@@ -876,7 +1084,26 @@ class Workspace:
                 )
                 if cur.rowcount == 1:
                     claimed.add(t.id)
+            if lease is not None and claimed:
+                pid, host, now = os.getpid(), socket.gethostname(), time.time()
+                c.executemany(
+                    "INSERT OR REPLACE INTO leases(task_id, run_id, pid, host, claimed_at) "
+                    "VALUES (?,?,?,?,?)",
+                    [(tid, lease.id, pid, host, now) for tid in claimed],
+                )
         return claimed
+
+    def claimed_elsewhere(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """For tasks held by a live run: task id -> the process id running it."""
+        out: dict[str, int] = {}
+        for chunk_start in range(0, len(task_ids), 500):
+            chunk = list(task_ids[chunk_start : chunk_start + 500])
+            marks = ",".join("?" * len(chunk))
+            for task_id, pid in self._query(
+                f"SELECT task_id, pid FROM leases WHERE task_id IN ({marks})", chunk
+            ):
+                out[task_id] = pid
+        return out
 
     def save_status(self, task: Task) -> None:
         """Journal only the lifecycle fields (the runner's hot path: no JSON to encode)."""

@@ -32,6 +32,7 @@ __all__ = [
     "ImageLimits",
     "decode_image",
     "decode_image_async",
+    "format_bytes",
     "header_size",
     "inspect_image",
     "inspect_image_async",
@@ -80,8 +81,21 @@ class ImageLimits:
 
 #: For images a provider returns.
 DEFAULT_LIMITS = ImageLimits()
-#: For images a person drops in (seed 001: at most 10 MB each).
+#: For images a person drops in (at most 10 MiB each).
 UPLOAD_LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024)
+
+
+def format_bytes(size: int) -> str:
+    """A byte count for messages, in binary units: ``10 MiB``, ``10.5 MiB``, ``512 KiB``.
+
+    Limits are powers of two (10 MiB = 10,485,760 bytes); decimal megabytes would show
+    that limit as "10.5 MB" and disagree with the documentation.
+    """
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if size % scale == 0 else f"{value:.1f} {unit}"
+    return f"{size} bytes"
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,7 @@ def _check_bytes(data: bytes, limits: ImageLimits) -> str:
     size = len(data)
     if size > limits.max_bytes:
         raise ImageRejectedError(
-            f"image is {size / 1e6:.1f} MB; the limit is {limits.max_bytes / 1e6:.1f} MB",
+            f"image is {format_bytes(size)}; the limit is {format_bytes(limits.max_bytes)}",
             reason="too_many_bytes",
             limit=limits.max_bytes,
             actual=size,

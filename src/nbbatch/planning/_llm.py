@@ -278,13 +278,42 @@ def _data_url(ref: Reference) -> str:
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n(.*?)```", re.S)
 #: Starting points tried by the scanner before giving up (bounds work on hostile text).
 _MAX_STARTS = 200
+#: longest piece of model-written text quoted in an error or warning
+_QUOTE_CHARS = 120
+
+
+def _clip(text: str, limit: int = _QUOTE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def _quote(value: Any) -> str:
+    """A bounded ``repr`` of a value the model wrote (a 1 MB value stays one line)."""
+    if isinstance(value, str) and len(value) > _QUOTE_CHARS:
+        return _clip(repr(value[: _QUOTE_CHARS + 2])) + f" ({len(value):,} characters)"
+    try:
+        shown = repr(value)
+    except RecursionError:
+        shown = f"<deeply nested {type(value).__name__}>"
+    return _clip(shown)
+
+
+class _TooDeep:
+    pass
+
+
+#: JSON that is valid but nests deeper than the decoder can follow
+_TOO_DEEP: Any = _TooDeep()
 
 
 def extract_json(text: str) -> Any:
     """The JSON value in a model reply: the whole text, a fenced block, or the first
     ``{...}`` / ``[...]`` in prose. Objects holding ``"tasks"`` win over other values.
 
-    Raises :class:`PlannerNoJSONError` when there is none; never anything else.
+    Raises :class:`PlannerNoJSONError` when there is none and :class:`PlannerShapeError`
+    when the JSON is nested too deeply to decode; never anything else.
     """
     if not isinstance(text, str):
         raise PlannerNoJSONError(f"expected text, got {type(text).__name__}")
@@ -296,20 +325,42 @@ def extract_json(text: str) -> Any:
     candidates: list[Any] = []
     stripped = text.strip().lstrip("\ufeff")
     whole = _loads(stripped)
+    if whole is _TOO_DEEP:
+        raise PlannerShapeError(
+            "the reply is JSON nested too deeply to read (thousands of levels; a plan "
+            "needs four); ask the model again or try another model",
+            problems=["nested too deeply"],
+            reply=text[:500],
+        )
     if whole is not _NOTHING:
         candidates.append(whole)
     if not _has_tasks(candidates):
         for match in _FENCE.finditer(text):
             value = _loads(match.group(2).strip())
+            if value is _TOO_DEEP:
+                raise PlannerShapeError(
+                    "the reply's JSON block is nested too deeply to read (thousands of "
+                    "levels; a plan needs four); ask the model again or try another model",
+                    problems=["nested too deeply"],
+                    reply=text[:500],
+                )
             if value is not _NOTHING:
                 candidates.append(value)
                 if _has_tasks([value]):
                     break
+    deep: list[int] = []
     if not _has_tasks(candidates):
-        candidates.extend(_scan(text))
+        candidates.extend(_scan(text, deep))
     for value in candidates:
         if _has_tasks([value]):
             return value
+    if deep:
+        raise PlannerShapeError(
+            "the reply holds JSON nested too deeply to read (thousands of levels; a plan "
+            "needs four); ask the model again or try another model",
+            problems=["nested too deeply"],
+            reply=text[:500],
+        )
     for value in candidates:
         if isinstance(value, (dict, list)):
             return value
@@ -332,7 +383,9 @@ def _loads(text: str) -> Any:
         return _NOTHING
     try:
         return json.loads(text)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return _TOO_DEEP
+    except ValueError:
         return _NOTHING
 
 
@@ -340,7 +393,7 @@ def _has_tasks(values: Sequence[Any]) -> bool:
     return any(isinstance(v, dict) and "tasks" in v for v in values)
 
 
-def _scan(text: str) -> list[Any]:
+def _scan(text: str, deep: list[int] | None = None) -> list[Any]:
     """JSON values found by decoding from each ``{`` / ``[`` in turn.
 
     Bounded twice: at most ``_MAX_STARTS`` starting points, and at most about four
@@ -349,6 +402,7 @@ def _scan(text: str) -> list[Any]:
     """
     decoder = json.JSONDecoder()
     found: list[Any] = []
+    deep = [] if deep is None else deep  # where a value nested too deeply to decode starts
     budget = 4 * len(text) + 100_000
     starts = 0
     i = 0
@@ -365,7 +419,12 @@ def _scan(text: str) -> list[Any]:
             budget -= max(exc.pos - pos, 1)
             i = pos + 1
             continue
-        except (ValueError, RecursionError):
+        except RecursionError:
+            deep.append(pos)
+            budget -= len(text) - pos
+            i = pos + 1
+            continue
+        except ValueError:
             budget -= len(text) - pos
             i = pos + 1
             continue
@@ -420,7 +479,11 @@ def _build_tasks(
     elif isinstance(value, dict) and "tasks" in value:
         items = value["tasks"]
     else:
-        keys = ", ".join(sorted(map(str, value))[:8]) if isinstance(value, dict) else ""
+        keys = (
+            ", ".join(_clip(k, 40) for k in sorted(map(str, value))[:8])
+            if isinstance(value, dict)
+            else ""
+        )
         raise PlannerShapeError(
             f'the reply is JSON but has no "tasks" list (keys: {keys or "none"})',
             problems=['missing "tasks"'],
@@ -452,7 +515,8 @@ def _build_tasks(
                 _one_task(number, item, references, base, strict_references, warnings, unknown)
             )
         except (ValueError, ConfigError) as exc:
-            problems.append(f"task {number}: {exc}")
+            # Messages may quote what the model wrote: keep each readable.
+            problems.append(f"task {number}: {_clip(str(exc), 300)}")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise PlannerShapeError(
@@ -493,18 +557,18 @@ def _one_task(
             raise ValueError('"params" must be an object or null')
         for key, val in raw_params.items():
             if key not in _PLAN_PARAMS:
-                warnings.append(f"task {number}: parameter {key!r} ignored")
+                warnings.append(f"task {number}: parameter {_quote(key)} ignored")
             elif val is not None:
                 if key in ("n", "seed", "steps") and (
                     isinstance(val, bool) or not isinstance(val, int)
                 ):
-                    raise ValueError(f"params.{key} must be a whole number, got {val!r}")
+                    raise ValueError(f"params.{key} must be a whole number, got {_quote(val)}")
                 if key in ("cfg_scale", "strength") and (
                     isinstance(val, bool) or not isinstance(val, (int, float))
                 ):
-                    raise ValueError(f"params.{key} must be a number, got {val!r}")
+                    raise ValueError(f"params.{key} must be a number, got {_quote(val)}")
                 if key == "size" and not isinstance(val, str):
-                    raise ValueError(f"params.size must be text like '1024x768', got {val!r}")
+                    raise ValueError(f"params.size must be text like '1024x768', got {_quote(val)}")
                 changes[key] = val
     params = base.replace(**changes)  # ConfigError on out-of-range values
     chosen: list[Reference] = []
@@ -518,7 +582,10 @@ def _one_task(
             ref, shown = _match_reference(token, references)
             if ref is None:
                 known = ", ".join(r.name for r in references) or "none were given"
-                message = f"task {number}: unknown image reference {shown!r} (known: {known})"
+                message = (
+                    f"task {number}: unknown image reference {_quote(shown)} "
+                    f"(known: {_clip(known, 300)})"
+                )
                 if strict_references:
                     raise ValueError(message.split(": ", 1)[1])
                 warnings.append(message + "; left off")

@@ -15,12 +15,17 @@ prompt.
 **.csv / .jsonl** -- one task per row; columns ``prompt`` (required), ``negative_prompt``,
 ``seed``, ``size`` (``"1024x768"``) or ``width`` + ``height``, ``steps``, ``cfg_scale``,
 ``sampler``, ``model``, ``strength``, ``n``, and ``image`` (a path relative to the file;
-in JSONL also a list of paths) which becomes a reference (needs ``workspace=``). A row
-with a bad value is skipped and reported with its row and line number; unknown columns
-are reported once.
+in JSONL also a list of paths) which becomes a reference (needs ``workspace=``). Image
+paths must stay inside the file's folder (or ``image_root=``): absolute paths, ``..``
+and links leading out are refused. A row with a bad value is skipped and reported with
+its row and line number; unknown columns are reported once.
+
+Only regular files are read, and never more than a byte cap: a FIFO, a device or a link
+to ``/dev/zero`` named like a prompts file, image or caption is refused, not waited on
+or read until memory runs out.
 
 **Folder of images** -- :func:`tasks_from_folder`: one unified prompt x every image
-(JPG/PNG/GIF/WebP, at most 50 per batch, at most 10 MB each by default), with a per-image
+(JPG/PNG/GIF/WebP, at most 50 per batch, at most 10 MiB each by default), with a per-image
 override from a sidecar caption file of the same name (``cat.png`` + ``cat.txt``). Every
 refused file is listed in ``skipped`` with its reason; nothing is raised for one bad file.
 """
@@ -33,6 +38,7 @@ import json
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..core._errors import ConfigError, ImageRejectedError, PromptSourceError
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
-from ..images._decode import UPLOAD_LIMITS, ImageLimits
+from ..images._decode import UPLOAD_LIMITS, ImageLimits, format_bytes
 from ._tasklist import Skipped, TaskList
 
 if TYPE_CHECKING:
@@ -61,6 +67,51 @@ MAX_FOLDER_IMAGES = 50
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 #: A prompts file larger than this is refused before reading (a prompt list, not a dump).
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
+#: A caption file is one prompt: anything longer than this is not a caption.
+MAX_CAPTION_BYTES = 4 * MAX_PROMPT_CHARS
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+class _NotAFile(OSError):
+    """A path that is not a regular file, or is larger than allowed."""
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``cap`` bytes.
+
+    Opened without blocking (a FIFO with no writer would otherwise hang the open) and
+    checked with ``fstat`` on the open descriptor, so a link swapped between check and
+    read cannot slip a device in. Raises :class:`_NotAFile` with a readable reason.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+            raise _NotAFile(f"{kind}, not a regular file; only regular files are read")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                size = max(total, os.fstat(fd).st_size)
+                raise _NotAFile(f"file is {format_bytes(size)}; the limit is {format_bytes(cap)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
 
 # ------------------------------------------------------------------ one .txt line
 
@@ -234,10 +285,13 @@ def read_prompts(
     params: Params | Mapping[str, Any] | None = None,
     workspace: Workspace | None = None,
     encoding: str = "utf-8",
+    image_root: str | os.PathLike[str] | None = None,
 ) -> TaskList:
     """Tasks from a ``.txt``, ``.csv`` or ``.jsonl`` prompts file (see the module doc).
 
     ``params`` are the defaults; a line's options or a row's columns override them.
+    ``image`` paths are read relative to, and only from inside, ``image_root`` (default:
+    the file's folder).
     Returns a :class:`TaskList`; ``skipped`` lists the lines/rows that were refused and
     why, ``warnings`` the options/columns that were ignored.
     """
@@ -257,25 +311,27 @@ def read_prompts(
             where=str(p),
         )
     try:
-        size = p.stat().st_size
-        if size > MAX_SOURCE_BYTES:
-            raise PromptSourceError(
-                f"{p.name}: {size / 1e6:.0f} MB is too big for a prompts file "
-                f"(limit {MAX_SOURCE_BYTES / 1e6:.0f} MB)",
-                where=str(p),
-            )
-        text = p.read_text(encoding=encoding)
+        data = _read_capped(p, MAX_SOURCE_BYTES)
     except FileNotFoundError:
         raise PromptSourceError(f"{p}: no such file", where=str(p)) from None
+    except _NotAFile as exc:
+        raise PromptSourceError(
+            f"{p.name}: {exc} (too big or not a plain prompts file)", where=str(p)
+        ) from None
+    except OSError as exc:
+        raise PromptSourceError(f"{p}: cannot read ({exc.strerror or exc})", where=str(p)) from None
+    try:
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise PromptSourceError(
             f"{p.name}: not {encoding} text ({exc.reason} at byte {exc.start}); save it as "
             "UTF-8 or pass encoding=",
             where=str(p),
         ) from None
-    except OSError as exc:
-        raise PromptSourceError(f"{p}: cannot read ({exc.strerror or exc})", where=str(p)) from None
-    tasks = reader(text.lstrip("\ufeff"), p.parent, base, workspace)
+    except LookupError:
+        raise ConfigError(f"unknown text encoding {encoding!r}") from None
+    root = Path(image_root) if image_root is not None else p.parent
+    tasks = reader(text.lstrip("\ufeff"), root, base, workspace)
     tasks.source = str(p)
     return tasks
 
@@ -433,6 +489,11 @@ def _field_float(name: str, value: Any) -> float:
     return number
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """A quoted, bounded form of a value from the file, for messages."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _field_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, got {type(value).__name__}")
@@ -474,14 +535,33 @@ def _row_task(
         paths = value if isinstance(value, list) else [value]
         if workspace is None:
             raise ValueError("this row names an image; pass workspace= to store references")
+        root = base_dir.resolve()
         for item in paths:
             rel = _field_str("image", item)
             if not rel:
                 continue
+            # Paths are relative to the file's folder and must stay inside it: a shared
+            # prompts file must not be able to pull in ~/.ssh/id_rsa.png or /etc/...
+            if os.path.isabs(rel) or "\x00" in rel:
+                raise ValueError(
+                    f"image {_shown(rel)} is an absolute path; give it relative to "
+                    f"{str(base_dir)!r} (or pass image_root=)"
+                )
             image_path = (base_dir / rel).resolve()
-            if not image_path.is_file():
-                raise ValueError(f"image {rel!r} not found (looked in {str(base_dir)!r})")
-            references.append(workspace.add_reference(image_path, name=image_path.name))
+            if not image_path.is_relative_to(root):
+                raise ValueError(
+                    f"image {_shown(rel)} points outside {str(base_dir)!r}; only images "
+                    "inside the prompts file's folder (or image_root=) are read"
+                )
+            try:
+                data = _read_capped(image_path, UPLOAD_LIMITS.max_bytes)
+            except FileNotFoundError:
+                raise ValueError(
+                    f"image {_shown(rel)} not found (looked in {str(base_dir)!r})"
+                ) from None
+            except OSError as exc:  # _NotAFile included
+                raise ValueError(f"image {_shown(rel)}: {exc}") from None
+            references.append(workspace.add_reference(data, name=image_path.name))
     return Task(prompt=prompt, params=params, references=references)
 
 
@@ -558,10 +638,14 @@ def tasks_from_folder(
             out.skipped.append(Skipped(name, str(exc)))
             continue
         try:
-            ref = workspace.add_reference(entry, name=name, limits=limits)
+            data = _read_capped(entry, limits.max_bytes)
+            ref = workspace.add_reference(data, name=name, limits=limits)
         except ImageRejectedError as exc:
             reason = str(exc)
             out.skipped.append(Skipped(name, reason.removeprefix(f"{name}: ")))
+            continue
+        except _NotAFile as exc:
+            out.skipped.append(Skipped(name, str(exc)))
             continue
         except OSError as exc:
             out.skipped.append(Skipped(name, f"cannot read ({exc.strerror or exc})"))
@@ -572,9 +656,10 @@ def tasks_from_folder(
 
 def _prompt_for(sidecar: Path | None, unified: str | None, mode: CaptionMode, out: TaskList) -> str:
     caption: str | None = None
-    if sidecar is not None and sidecar.is_file():
+    if sidecar is not None:
         try:
-            caption = " ".join(sidecar.read_text(encoding="utf-8").split()) or None
+            raw = _read_capped(sidecar, MAX_CAPTION_BYTES).decode("utf-8")
+            caption = " ".join(raw.split()) or None
         except (OSError, UnicodeDecodeError) as exc:
             out.warnings.append(f"{sidecar.name}: caption not read ({exc}); prompt used")
     if caption is not None and len(caption) > MAX_PROMPT_CHARS:
