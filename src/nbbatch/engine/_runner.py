@@ -52,7 +52,7 @@ from ..core._events import (
 from ..core._model import Task, TaskStatus
 from ..core._retry import RetryPolicy
 from ..core._secrets import scrub
-from ..images._decode import DEFAULT_LIMITS, ImageLimits, inspect_image
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import StoredImage, Workspace
@@ -765,7 +765,7 @@ class Runner:
         out = []
         for i, im in enumerate(images):
             try:
-                info = inspect_image(im.data, self.image_limits)
+                info = verify_image(im.data, self.image_limits)
             except ImageRejectedError as exc:
                 exc.message = f"{provider.name} returned an unusable image: {exc.message}"
                 exc.task_id = task.id
