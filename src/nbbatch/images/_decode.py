@@ -218,16 +218,24 @@ def _refuse_pixels(width: int, height: int, limits: ImageLimits) -> None:
 
 
 def _decode(
+    data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None
+) -> tuple[str, Image.Image]:
+    """Run every check, then decode; the caller owns (and closes) the returned image."""
+    fmt, img, _ = _checked(data, limits, draft)
+    return fmt, img
+
+
+def _checked(
     data: bytes,
     limits: ImageLimits,
     draft: tuple[int, int] | None = None,
     *,
     cheap: bool = False,
-) -> tuple[str, Image.Image]:
-    """Run every check, then decode; the caller owns (and closes) the returned image.
+) -> tuple[str, Image.Image, tuple[int, int]]:
+    """:func:`_decode`, also returning the size as stored in the file.
 
     ``cheap`` checks the data without decoding every pixel (see :func:`verify_image`);
-    the image returned then only tells its size.
+    the image returned is then only to be closed.
     """
     fmt = _check_bytes(data, limits)
     declared = header_size(data, fmt)
@@ -245,6 +253,7 @@ def _decode(
         img = Image.open(io.BytesIO(data), formats=[fmt])
         # The plug-in's own idea of the size is checked too (GIF frames, odd headers).
         _refuse_pixels(*img.size, limits)
+        size = img.size
         if draft is not None and fmt == "JPEG":
             # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when only
             # a thumbnail is wanted.
@@ -282,7 +291,7 @@ def _decode(
         raise ImageRejectedError(
             f"{fmt} image could not be decoded (truncated or corrupt): {exc}", reason="corrupt"
         ) from None
-    return fmt, img
+    return fmt, img, size
 
 
 def _verify(img: Image.Image, fmt: str) -> None:
@@ -325,8 +334,7 @@ def verify_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo
     before storing an answer; pixels are decoded later where they are needed
     (thumbnails, post-processing), with :func:`decode_image`.
     """
-    fmt, img = _decode(data, limits, cheap=True)
-    width, height = img.size
+    fmt, img, (width, height) = _checked(data, limits, cheap=True)
     img.close()
     return ImageInfo(format=fmt, width=width, height=height)
 
