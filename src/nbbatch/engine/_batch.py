@@ -37,7 +37,7 @@ from ..images._metadata import task_from_image
 from ..providers._base import Provider
 from ..providers._registry import get_provider
 from ._runner import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONCURRENCY, Runner
-from ._store import BatchRecord, Workspace, batch_status
+from ._store import BatchRecord, Workspace, batch_status, bulk_objects, new_ids
 
 if TYPE_CHECKING:
     import pandas
@@ -144,13 +144,19 @@ class Batch:
         """
         ws = _workspace(workspace)
         base = params or Params()
-        made = [t if isinstance(t, Task) else Task(prompt=t, params=base) for t in tasks]
-        for t in made:
-            _check_references(ws, t.references, task_id=t.id)
-        record = ws.insert_batch(
-            made, name=name, params=base, provider=provider, allow_empty=allow_empty
-        )
-        return cls._from_record(ws, record)
+        items = list(tasks)
+        with bulk_objects():
+            ids = new_ids(sum(1 for t in items if not isinstance(t, Task)))
+            made = [
+                t if isinstance(t, Task) else Task(prompt=t, params=base, id=ids.pop())
+                for t in items
+            ]
+            for t in made:
+                _check_references(ws, t.references, task_id=t.id)
+            record = ws.insert_batch(
+                made, name=name, params=base, provider=provider, allow_empty=allow_empty
+            )
+            return cls._from_record(ws, record)
 
     @classmethod
     def load(
@@ -158,7 +164,9 @@ class Batch:
     ) -> Batch:
         """Reopen a batch (a unique id prefix is enough)."""
         ws = _workspace(workspace)
-        return cls._from_record(ws, ws.load_batch(batch_id))
+        record = ws.load_batch(batch_id)
+        with bulk_objects():  # attaching touches every task and image
+            return cls._from_record(ws, record)
 
     def refresh(self) -> Batch:
         """Re-read the tasks from the workspace (e.g. after another process ran them)."""

@@ -7,7 +7,9 @@ decode with only the allowed plug-in. Our pixel cap always sits at or below Pill
 bomb threshold, so Pillow's bomb warning can never fire on an image we accept. Callers
 on the event loop use :func:`inspect_image_async` / :func:`decode_image_async`.
 
-:func:`inspect_image` answers "is this a usable image, and what is it?";
+:func:`inspect_image` answers "is this a usable image, and what is it?" by decoding it;
+:func:`verify_image` answers the same more cheaply (structure and checksums, no full
+decode), for answers that are stored and only decoded later where pixels are needed;
 :func:`decode_image` also hands back the decoded pixels, upright (EXIF orientation
 applied), for callers that draw with them (thumbnails, post-processing, contact sheets);
 :func:`sanitize_image` re-encodes them, which drops every metadata chunk a file carried.
@@ -38,6 +40,7 @@ __all__ = [
     "inspect_image_async",
     "sanitize_image",
     "sniff_format",
+    "verify_image",
 ]
 
 _ORIENTATION = 0x0112
@@ -232,6 +235,22 @@ def _decode(
     data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None
 ) -> tuple[str, Image.Image]:
     """Run every check, then decode; the caller owns (and closes) the returned image."""
+    fmt, img, _ = _checked(data, limits, draft)
+    return fmt, img
+
+
+def _checked(
+    data: bytes,
+    limits: ImageLimits,
+    draft: tuple[int, int] | None = None,
+    *,
+    cheap: bool = False,
+) -> tuple[str, Image.Image, tuple[int, int]]:
+    """:func:`_decode`, also returning the size as stored in the file.
+
+    ``cheap`` checks the data without decoding every pixel (see :func:`verify_image`);
+    the image returned is then only to be closed.
+    """
     fmt = _check_bytes(data, limits)
     declared = header_size(data, fmt)
     if declared is not None and declared[0] * declared[1] > limits.max_pixels:
@@ -248,11 +267,15 @@ def _decode(
         img = Image.open(io.BytesIO(data), formats=[fmt])
         # The plug-in's own idea of the size is checked too (GIF frames, odd headers).
         _refuse_pixels(*img.size, limits)
+        size = img.size
         if draft is not None and fmt == "JPEG":
             # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: far cheaper when only
             # a thumbnail is wanted.
             img.draft("RGB", draft)
-        img.load()
+        if cheap:
+            _verify(img, fmt)
+        else:
+            img.load()
     except ImageRejectedError:
         if img is not None:
             img.close()
@@ -282,7 +305,24 @@ def _decode(
         raise ImageRejectedError(
             f"{fmt} image could not be decoded (truncated or corrupt): {exc}", reason="corrupt"
         ) from None
-    return fmt, img
+    return fmt, img, size
+
+
+def _verify(img: Image.Image, fmt: str) -> None:
+    """Prove the data is a whole, well-formed file of its format, cheaply."""
+    if fmt == "PNG":
+        # Walks every chunk to IEND checking each CRC (a cut or damaged transfer fails)
+        # without inflating the pixels: ~0.4 ms for a 1024x1024 answer where a full
+        # decode costs ~15 ms.
+        img.verify()
+    elif fmt == "JPEG":
+        # JPEG has no checksums; decoding at 1/8 scale still reads every entropy-coded
+        # block (so truncation and bad Huffman data fail) but skips most of the IDCT.
+        img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
+        img.load()
+    else:
+        # WebP and GIF have no cheaper whole-file check in Pillow: decode them.
+        img.load()
 
 
 def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
@@ -295,6 +335,21 @@ def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInf
     fmt, img = _decode(data, limits)
     with img:
         width, height = img.size
+    return ImageInfo(format=fmt, width=width, height=height)
+
+
+def verify_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
+    """Check ``data`` like :func:`inspect_image` without decoding every pixel.
+
+    The same caps and allow-list apply (byte cap, magic bytes, pixel cap from our own
+    header reading and from the plug-in, only the plug-in the magic bytes name); then
+    the plug-in proves the file whole: PNG checks every chunk's CRC through ``IEND``,
+    JPEG decodes at 1/8 scale, WebP and GIF decode fully. This is what the runner uses
+    before storing an answer; pixels are decoded later where they are needed
+    (thumbnails, post-processing), with :func:`decode_image`.
+    """
+    fmt, img, (width, height) = _checked(data, limits, cheap=True)
+    img.close()
     return ImageInfo(format=fmt, width=width, height=height)
 
 

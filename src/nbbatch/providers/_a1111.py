@@ -37,6 +37,7 @@ from ..core._errors import ConfigError, MalformedResponseError, ProviderError
 from ..core._secrets import Secret, scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._codec import b64decode
 from ._http import HttpClient, Timeouts
 from ._support import offload
 
@@ -332,7 +333,7 @@ class A1111Provider(Provider):
                 raise bad(f"images[{first + i}] is not a base64 string")
             payload = item.split(",", 1)[1] if item.startswith("data:") else item
             try:
-                data = base64.b64decode(payload, validate=True)
+                data = b64decode(payload)
             except (binascii.Error, ValueError):
                 raise bad(f"images[{first + i}] is not valid base64") from None
             seed = seeds[i] if i < len(seeds) and isinstance(seeds[i], int) else None

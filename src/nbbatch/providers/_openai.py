@@ -16,7 +16,6 @@ not retried either.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from ..core._secrets import Secret
 from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._codec import FAST_BASE64, b64decode
 from ._http import Timeouts
 from ._support import offload
 
@@ -85,7 +85,13 @@ def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
 
 
 def _strict_b64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
+    return b64decode(text)
+
+
+def _b64_size(text: str) -> int:
+    """How much work :func:`offload` is told a decode is: none for the SIMD decoder,
+    whose ~0.1 ms per 1024x1024 image costs less than a thread hop."""
+    return 0 if FAST_BASE64 else len(text)
 
 
 def _form_value(value: Any) -> str:
@@ -237,7 +243,7 @@ class OpenAIProvider(Provider):
                 text = item["b64_json"]
                 try:
                     # a 4 MB image is ~5.5 MB of base64: decode that off the event loop
-                    data = await offload(_strict_b64, text, size=len(text))
+                    data = await offload(_strict_b64, text, size=_b64_size(text))
                 except (binascii.Error, ValueError):
                     raise self._malformed(
                         f"data[{index}].b64_json is not valid base64", request
@@ -261,7 +267,7 @@ class OpenAIProvider(Provider):
             if not head.endswith(";base64"):
                 raise self._malformed("a data: URL image is not base64-encoded", request)
             try:
-                data = await offload(_strict_b64, payload, size=len(payload))
+                data = await offload(_strict_b64, payload, size=_b64_size(payload))
                 return data, head[5:].split(";")[0] or None
             except (binascii.Error, ValueError):
                 raise self._malformed("a data: URL image is not valid base64", request) from None

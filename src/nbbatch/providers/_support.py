@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from ..core._errors import ConfigError, MalformedResponseError, ProviderError
 from ..images._decode import sniff_format
+from ._codec import b64decode
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD",
@@ -92,7 +93,7 @@ def b64_image(text: object, provider: str, *, task_id: str | None = None) -> byt
             task_id=task_id,
         )
     try:
-        return base64.b64decode(text, validate=True)
+        return b64decode(text)
     except (binascii.Error, ValueError):
         raise MalformedResponseError(
             f"{provider}: the image field is not valid base64 ({len(text):,} characters)",
@@ -130,12 +131,12 @@ def same_origin(url: str, base_url: str) -> bool:
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
-async def offload(func: Callable[..., T], *args: object, size: int) -> T:
+async def offload(func: Callable[..., T], *args: object, size: int, **kwargs: object) -> T:
     """``func(*args)``, in a worker thread when ``size`` bytes are involved beyond
     :data:`OFFLOAD_BYTES`; small data stays inline (a thread hop costs more than it saves)."""
     if size > OFFLOAD_BYTES:
-        return await asyncio.to_thread(func, *args)
-    return func(*args)
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return func(*args, **kwargs)
 
 
 async def retry_fetch(

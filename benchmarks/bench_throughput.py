@@ -1,0 +1,544 @@
+"""Throughput benchmark: client CPU per task for realistic answers, against fair baselines.
+
+A minimal asyncio HTTP/1.1 server in its own process (pinned to one core where the OS
+allows) answers ``POST /images/generations`` like the OpenAI Images API after
+``--latency`` seconds. Its payload is encoded once per size; each answer is made distinct
+by a small PNG text chunk placed so that only its first 84 base64 characters change, so
+the server spends next to no CPU per answer and cannot slow the measured client.
+
+Per payload size (a 1024x1024 PNG of ~1.3 MB, and a 64x64 PNG) three clients send the
+same requests, interleaved in every round so that drift hits them alike:
+
+* **nbbatch** — ``Batch.create`` + ``await batch.run(OpenAIProvider(...))``: the real
+  runner, journal, provider, guarded check, metadata, durable files;
+* **hand-written** — ``asyncio.gather`` + ``Semaphore`` + one ``httpx.AsyncClient`` doing
+  the same durable work with the same decoders: a journal row committed before the
+  request, the JSON parsed and the base64 decoded, the image checked (magic bytes, header
+  pixel cap, the PNG plug-in's ``verify()``), sha256, temp file + fsync + rename, and the
+  image row committed with the status;
+* **bare** — the same httpx loop that only parses and decodes (nothing stored).
+
+The *physical limit* is measured in the same run: base64 decode, sha256, one
+write + fsync + rename and one commit per image, in a plain loop without any HTTP.
+
+CPU time is the whole client process's (``getrusage``: every thread, user + system);
+the event-loop thread's own CPU is printed too. Loop lag is sampled by a 10 ms ticker
+while the 1024² answers arrive (32 at a time by default). RSS growth is taken around each
+nbbatch run of 1024² images: the first run's growth is the allocator's high-water mark
+for the answers in flight; the last run's, scaled to 1,000 images, is what stays.
+Workspaces are removed only at the end, so one run's clean-up never slows the next.
+
+    python benchmarks/bench_throughput.py                 # 3 rounds, 1,000 + 2,000 tasks
+    python benchmarks/bench_throughput.py --rounds 1      # one round
+    python benchmarks/bench_throughput.py --quick         # CI smoke run (not a measurement)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import socket
+import sqlite3
+import statistics
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MODEL = "gpt-image-1"
+KEY = "test-key-bench-not-a-real-key"
+PNG_SIG = b"\x89PNG\r\n\x1a\n"
+DIGITS = 16  # 8 + 25 (IHDR) + 14 + 16 = 63 bytes: a whole number of base64 groups
+
+
+# ----------------------------------------------------------------- payloads
+def make_png(side: int) -> bytes:
+    """A picture that compresses like a real generation (~1.3 MB at 1024²)."""
+    from PIL import Image, ImageFilter
+
+    grad = Image.linear_gradient("L").resize((side, side))
+    noise = Image.effect_noise((side, side), 32).filter(ImageFilter.GaussianBlur(0.8))
+    red = Image.blend(grad, noise, 0.25)
+    green = Image.blend(grad.rotate(90), noise.rotate(180), 0.25)
+    blue = Image.blend(grad.rotate(45), noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 0.25)
+    img = Image.merge("RGB", (red, green, blue))
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=6)
+    return out.getvalue()
+
+
+def text_chunk(n: int) -> bytes:
+    payload = b"n\x00" + str(n).zfill(DIGITS).encode()
+    crc = zlib.crc32(b"tEXt" + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + b"tEXt" + payload + struct.pack(">I", crc)
+
+
+@dataclass
+class Payload:
+    """One answer body, split so that only the first base64 group run changes."""
+
+    head: bytes  # PNG signature + IHDR
+    b64_rest: bytes  # base64 of everything after IHDR, encoded once
+
+    @classmethod
+    def of(cls, png: bytes) -> Payload:
+        import base64
+
+        assert png[12:16] == b"IHDR"
+        head, rest = png[:33], png[33:]
+        assert (len(head) + len(text_chunk(0))) % 3 == 0
+        return cls(head, base64.b64encode(rest))
+
+    def parts(self, n: int) -> list[bytes]:
+        import base64
+
+        first = base64.b64encode(self.head + text_chunk(n))
+        return [b'{"created":1700000000,"data":[{"b64_json":"', first, self.b64_rest, b'"}]}']
+
+    def png(self, n: int) -> bytes:
+        import base64
+
+        return base64.b64decode(self.b64(n))
+
+    def b64(self, n: int) -> bytes:
+        return b"".join(self.parts(n)[1:3])
+
+
+# ----------------------------------------------------------------- the server
+def _serve(conn: Any, latency: float, sides: list[int], cpu: int | None) -> None:
+    """Child process: a keep-alive HTTP/1.1 server until the parent closes the pipe."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
+    payloads = {s: Payload.of(make_png(s)) for s in sides}
+    counter = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = json.loads(await reader.readexactly(length)) if length else {}
+                side = int(str(body.get("size", "64x64")).split("x")[0])
+                payload = payloads.get(side) or payloads[min(payloads)]
+                await asyncio.sleep(latency)
+                counter[0] += 1
+                parts = payload.parts(counter[0])
+                size = sum(len(p) for p in parts)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n" % size
+                )
+                writer.writelines(parts)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port = server.sockets[0].getsockname()[1]
+        conn.send(f"http://127.0.0.1:{port}/v1")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, _wait_for_parent, conn)
+        server.close()
+
+    asyncio.run(main())
+
+
+def _wait_for_parent(conn: Any) -> None:
+    with contextlib.suppress(EOFError):
+        conn.recv()
+
+
+class Server:
+    def __init__(self, latency: float, sides: list[int], cpu: int | None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, latency, sides, cpu), daemon=True)
+
+    def __enter__(self) -> str:
+        self._proc.start()
+        if not self._conn.poll(60):
+            raise RuntimeError("the fake server process did not start")
+        return str(self._conn.recv())
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send("stop")
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+
+# ----------------------------------------------------------------- measuring
+def process_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@dataclass
+class Sample:
+    cpu_ms: float  # process CPU per task
+    loop_ms: float  # event-loop thread CPU per task
+    wall: float
+    lag: list[float] = field(default_factory=list)
+    rss_growth: float = 0.0
+
+
+async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool = False) -> Sample:
+    gc.collect()
+    samples: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            samples.append((time.perf_counter() - t0 - 0.01) * 1000)
+
+    tick = asyncio.ensure_future(ticker()) if lag else None
+    rss0, cpu0, loop0, wall0 = rss_mb(), process_cpu(), time.thread_time(), time.perf_counter()
+    await work()
+    wall = time.perf_counter() - wall0
+    cpu, loop_cpu = process_cpu() - cpu0, time.thread_time() - loop0
+    stop.set()
+    if tick is not None:
+        await tick
+    gc.collect()
+    return Sample(cpu * 1000 / tasks, loop_cpu * 1000 / tasks, wall, samples, rss_mb() - rss0)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# ----------------------------------------------------------------- the clients
+def decoders() -> tuple[Callable[[str], bytes], Callable[[bytes], Any]]:
+    """The decoders nbbatch uses, so the baselines pay the same for the same work."""
+    from nbbatch.providers._codec import b64decode, loads
+
+    return b64decode, loads
+
+
+def prompts(n: int, tag: str) -> list[str]:
+    return [f"benchmark {tag} image {i}: a lighthouse at dusk" for i in range(n)]
+
+
+def check_png(data: bytes, max_pixels: int = 40_000_000) -> None:
+    """The cheap check: magic bytes, header pixel cap, the PNG plug-in's verify()."""
+    from PIL import Image
+
+    if not data.startswith(PNG_SIG) or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    w, h = struct.unpack(">II", data[16:24])
+    if w * h > max_pixels:
+        raise ValueError("too many pixels")
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+        im.verify()
+
+
+class Durable:
+    """The journal and image folder of the hand-written loop (same pragmas as nbbatch)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.db = sqlite3.connect(
+            folder / "db.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE tasks(id INTEGER PRIMARY KEY, prompt TEXT, status TEXT, attempts INT)"
+        )
+        self.db.execute("CREATE TABLE images(task INTEGER, sha TEXT, w INT, h INT)")
+        self.made: set[str] = set()
+
+    def write(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        sub = self.folder / sha[:2]
+        if sha[:2] not in self.made:
+            sub.mkdir(exist_ok=True)
+            self.made.add(sha[:2])
+        tmp = sub / f".tmp-{sha}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, sub / f"{sha}.png")
+        return sha
+
+    def commit(self, sql: str, *rows: tuple[Any, ...]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        for row in rows:
+            self.db.execute(sql, row)
+        self.db.execute("COMMIT")
+
+
+def client(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {KEY}", "Accept": "application/json"},
+        limits=limits,
+        timeout=120,
+    )
+
+
+async def run_handwritten(base_url: str, n: int, side: int, concurrency: int, folder: Path) -> None:
+    b64decode, loads = decoders()
+    store = Durable(folder)
+    names = prompts(n, folder.name)
+    store.commit("INSERT INTO tasks VALUES (?,?,'idle',0)", *enumerate(names))
+    sem = asyncio.Semaphore(concurrency)
+    size = f"{side}x{side}"
+
+    def save(i: int, data: bytes) -> str:
+        check_png(data)
+        return store.write(data)
+
+    async with client(base_url, concurrency) as http:
+
+        async def one(i: int, prompt: str) -> None:
+            async with sem:
+                store.commit("UPDATE tasks SET status='running', attempts=1 WHERE id=?", (i,))
+                r = await http.post(
+                    "/images/generations",
+                    json={"model": MODEL, "prompt": prompt, "n": 1, "size": size},
+                )
+                r.raise_for_status()
+                data = b64decode(loads(r.content)["data"][0]["b64_json"])
+            sha = await asyncio.to_thread(save, i, data)
+            store.db.execute("BEGIN IMMEDIATE")
+            store.db.execute("INSERT INTO images VALUES (?,?,?,?)", (i, sha, side, side))
+            store.db.execute("UPDATE tasks SET status='succeeded' WHERE id=?", (i,))
+            store.db.execute("COMMIT")
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(names)))
+    store.db.close()
+
+
+async def run_bare(base_url: str, n: int, side: int, concurrency: int, tag: str) -> None:
+    b64decode, loads = decoders()
+    sem = asyncio.Semaphore(concurrency)
+    size = f"{side}x{side}"
+    async with client(base_url, concurrency) as http:
+
+        async def one(prompt: str) -> int:
+            async with sem:
+                r = await http.post(
+                    "/images/generations",
+                    json={"model": MODEL, "prompt": prompt, "n": 1, "size": size},
+                )
+                r.raise_for_status()
+                return len(b64decode(loads(r.content)["data"][0]["b64_json"]))
+
+        sizes = await asyncio.gather(*(one(p) for p in prompts(n, tag)))
+    assert all(sizes)
+
+
+async def run_nbbatch(base_url: str, n: int, side: int, concurrency: int, folder: Path) -> None:
+    from nbbatch import Batch, Params, TaskStatus, Workspace
+    from nbbatch.providers import OpenAIProvider
+
+    ws = Workspace(folder)
+    provider = OpenAIProvider(api_key=KEY, base_url=base_url, model=MODEL)
+    try:
+        batch = Batch.create(
+            prompts(n, folder.name), workspace=ws, params=Params(size=f"{side}x{side}")
+        )
+        await batch.run(provider, concurrency=concurrency, concurrency_cap=max(10, concurrency))
+        bad = [t for t in batch.tasks if t.status is not TaskStatus.SUCCEEDED]
+        if bad:
+            raise RuntimeError(f"{len(bad)} tasks did not succeed, e.g. {bad[0].error}")
+    finally:
+        await provider.aclose()
+        ws.close()
+
+
+def physical_limit(payload: Payload, n: int, folder: Path) -> float:
+    """CPU per image of the unavoidable work, no HTTP: decode, hash, durable file, commit."""
+    b64decode, _ = decoders()
+    texts = [payload.b64(i).decode() for i in range(n)]
+    store = Durable(folder)
+    cpu0 = process_cpu()
+    for i, text in enumerate(texts):
+        data = b64decode(text)
+        sha = store.write(data)
+        store.commit("INSERT INTO images VALUES (?,?,?,?)", (i, sha, 0, 0))
+    cpu = process_cpu() - cpu0
+    store.db.close()
+    return cpu * 1000 / n
+
+
+# ----------------------------------------------------------------- main
+async def main(args: argparse.Namespace) -> int:
+    from nbbatch.providers import _codec
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cpu = cpus[-1] if len(cpus) > 1 else None
+    if server_cpu is not None:
+        # The client keeps the other cores; the server has its own.
+        os.sched_setaffinity(0, set(cpus) - {server_cpu})
+    sizes = {1024: args.tasks_1024, 64: args.tasks_64}
+    print(
+        f"rounds={args.rounds} tasks={sizes} concurrency={args.concurrency} "
+        f"latency={args.latency}s server_cpu={server_cpu} python={sys.version.split()[0]} "
+        f"fast_base64={_codec.FAST_BASE64} fast_json={_codec.FAST_JSON}"
+    )
+    root = Path(tempfile.mkdtemp(prefix="nbbatch-throughput-", dir=args.workdir))
+    results: dict[tuple[str, int], list[Sample]] = {}
+    limits: list[float] = []
+    try:
+        with Server(args.latency, list(sizes), server_cpu) as base_url:
+            payload = Payload.of(make_png(1024))
+            print(f"1024² payload: {len(payload.png(0)) / 1e6:.2f} MB PNG")
+            # warm-up: imports, connections, page cache
+            await run_nbbatch(base_url, 8, 64, 4, root / "warm-n")
+            await run_handwritten(base_url, 8, 64, 4, root / "warm-h")
+            for r in range(args.rounds):
+                limits.append(physical_limit(payload, args.limit_tasks, root / f"limit-{r}"))
+                print(f"round {r + 1}: physical limit 1024²: {limits[-1]:.2f} ms CPU per image")
+                for side, n in sizes.items():
+                    modes = ["nbbatch", "handwritten", "bare"]
+                    modes = modes[r % 3 :] + modes[: r % 3]
+                    for mode in modes:
+                        tag = f"{mode}-{side}-{r}"
+                        job: Callable[[], Awaitable[None]]
+                        if mode == "nbbatch":
+
+                            def job(tag: str = tag, side: int = side, n: int = n) -> Any:
+                                return run_nbbatch(base_url, n, side, args.concurrency, root / tag)
+                        elif mode == "handwritten":
+
+                            def job(tag: str = tag, side: int = side, n: int = n) -> Any:
+                                return run_handwritten(
+                                    base_url, n, side, args.concurrency, root / tag
+                                )
+                        else:
+
+                            def job(tag: str = tag, side: int = side, n: int = n) -> Any:
+                                return run_bare(base_url, n, side, args.concurrency, tag)
+
+                        s = await measured(job, n, lag=side == 1024)
+                        results.setdefault((mode, side), []).append(s)
+                        extra = (
+                            f", lag p50/p99/max {pct(s.lag, 0.5):.0f}/{pct(s.lag, 0.99):.0f}/"
+                            f"{max(s.lag, default=0):.0f} ms"
+                            if s.lag
+                            else ""
+                        )
+                        print(
+                            f"round {r + 1}: {mode:11} {side:4}px  {s.cpu_ms:6.2f} ms CPU/task "
+                            f"(loop thread {s.loop_ms:5.2f}), wall {s.wall:6.2f} s{extra}"
+                        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    def med(mode: str, side: int, attr: str = "cpu_ms") -> float:
+        return statistics.median(getattr(s, attr) for s in results[(mode, side)])
+
+    def ratios(side: int) -> list[float]:
+        return [
+            a.cpu_ms / b.cpu_ms
+            for a, b in zip(results[("nbbatch", side)], results[("handwritten", side)], strict=True)
+        ]
+
+    limit = statistics.median(limits)
+    for side in sizes:
+        for mode in ("nbbatch", "handwritten", "bare"):
+            cpus_ = [s.cpu_ms for s in results[(mode, side)]]
+            print(
+                f"{mode:11} {side:4}px: CPU/task median {med(mode, side):.2f} ms "
+                f"(range {min(cpus_):.2f}-{max(cpus_):.2f}), loop thread "
+                f"{med(mode, side, 'loop_ms'):.2f} ms, wall {med(mode, side, 'wall'):.2f} s"
+            )
+        rs = ratios(side)
+        print(f"ratio nbbatch/hand-written {side}px per round: {', '.join(f'{x:.2f}' for x in rs)}")
+    nb_lag = [x for s in results[("nbbatch", 1024)] for x in s.lag]
+    for mode in ("handwritten", "bare"):
+        lag = [x for s in results[(mode, 1024)] for x in s.lag]
+        print(
+            f"loop lag {mode} 1024²: p50 {pct(lag, 0.5):.1f} ms, p99 {pct(lag, 0.99):.1f} ms, "
+            f"max {max(lag, default=0):.1f} ms"
+        )
+    # The first run grows RSS to the allocator's high-water mark for `concurrency` answers
+    # in flight (each ~8 MB between body, JSON text, decoded and embedded bytes); later
+    # runs show what stays per image. With one round only the first run is there, and
+    # a run of fewer than 1,000 images is not scaled up (its growth is high-water, not
+    # per image).
+    runs = results[("nbbatch", 1024)]
+    first_growth = runs[0].rss_growth
+    growth = runs[-1].rss_growth * 1000 / max(1000, sizes[1024])
+    print(f"RESULT cpu_ms_per_task_1024 {med('nbbatch', 1024):.3f}")
+    print(f"RESULT loop_cpu_ms_per_task_1024 {med('nbbatch', 1024, 'loop_ms'):.3f}")
+    print(f"RESULT handwritten_cpu_ms_per_task_1024 {med('handwritten', 1024):.3f}")
+    print(f"RESULT bare_cpu_ms_per_task_1024 {med('bare', 1024):.3f}")
+    print(f"RESULT limit_cpu_ms_per_task_1024 {limit:.3f}")
+    print(f"RESULT ratio_vs_handwritten_1024 {statistics.median(ratios(1024)):.3f}")
+    print(f"RESULT ratio_vs_limit_1024 {med('nbbatch', 1024) / limit:.3f}")
+    print(f"RESULT cpu_ms_per_task_64 {med('nbbatch', 64):.3f}")
+    print(f"RESULT handwritten_cpu_ms_per_task_64 {med('handwritten', 64):.3f}")
+    print(f"RESULT ratio_vs_handwritten_64 {statistics.median(ratios(64)):.3f}")
+    print(f"RESULT loop_lag_p50_ms {pct(nb_lag, 0.5):.1f}")
+    print(f"RESULT loop_lag_p99_ms {pct(nb_lag, 0.99):.1f}")
+    print(f"RESULT loop_lag_max_ms {max(nb_lag, default=0):.1f}")
+    print(f"RESULT rss_mb_first_run_1024 {first_growth:.1f}")
+    print(f"RESULT rss_mb_per_1000_images {growth:.1f}")
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tasks-1024", type=int, default=1000)
+    ap.add_argument("--tasks-64", type=int, default=2000)
+    ap.add_argument("--limit-tasks", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--latency", type=float, default=0.1, help="server latency per request (s)")
+    ap.add_argument("--workdir", default=None, help="where the temporary workspaces go")
+    ap.add_argument("--quick", action="store_true", help="tiny CI smoke run (not a measurement)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.tasks_1024, args.tasks_64, args.limit_tasks = 1, 32, 64, 8
+        args.latency = 0.02
+    if min(args.rounds, args.tasks_1024, args.tasks_64, args.limit_tasks, args.concurrency) < 1:
+        ap.error("counts must be >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse())))
