@@ -137,7 +137,7 @@ async def test_shard_slots_come_back_when_responses_close() -> None:
     port = server.sockets[0].getsockname()[1]
     client = HttpClient("test", f"http://127.0.0.1:{port}", max_connections=8)
     try:
-        transport = client._client._transport
+        transport = client._new_client()._transport
         assert isinstance(transport, _ShardedTransport)
         answers = await asyncio.gather(*(client.json("GET", "/") for _ in range(20)))
         assert answers == [{"ok": True}] * 20
@@ -170,8 +170,8 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 def test_a_proxy_keeps_the_httpx_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     client = HttpClient("test", "https://example.invalid")
-    assert not isinstance(client._client._transport, _ShardedTransport)
-    assert isinstance(client._client._transport, httpx.AsyncHTTPTransport)
+    assert not isinstance(client._new_client()._transport, _ShardedTransport)
+    assert isinstance(client._new_client()._transport, httpx.AsyncHTTPTransport)
 
 
 # ----------------------------------------------------------------- store

@@ -504,6 +504,7 @@ class Workspace:
             with self._tx() as c:
                 for statement in _LEASE_SCHEMA:
                     c.execute(statement)
+        with self._translate():
             unused = [
                 r[0]
                 for r in self._conn.execute(

@@ -277,6 +277,8 @@ def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]
     ``Proxy-Authorization``; ``x-goog-api-key`` or ``x-api-key`` would print in clear.
     """
     return {k: (_REDACTED if _carries_key(k) else scrub(v)) for k, v in headers.items()}
+
+
 #: connections per shard of a provider's pool (see _ShardedTransport)
 _SHARD_CONNECTIONS = 4
 
