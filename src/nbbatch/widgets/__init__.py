@@ -8,5 +8,6 @@ goes through the batch's public API, and updates are coalesced (≤ 8 messages a
 """
 
 from ._grid import BatchStudio, TaskGrid
+from ._upload import Upload
 
-__all__ = ["BatchStudio", "TaskGrid"]
+__all__ = ["BatchStudio", "TaskGrid", "Upload"]

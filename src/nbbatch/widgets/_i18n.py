@@ -246,6 +246,70 @@ _ZH: dict[str, str] = {
     "doing_request": "处理请求",
 }
 
+# -- inputs: Upload, PromptPanel, SettingsPanel (kept apart from the grid's messages) ------
+_EN.update(
+    {
+        "upload": "Reference images",
+        "drop_here": "Drop images or a folder here",
+        "drop_hint": "{formats} · up to {n} files · {size} each",
+        "add_images": "Add images",
+        "add_folder": "Add folder",
+        "clear": "Clear",
+        "remove": "Remove",
+        "remove_named": "Remove {name}",
+        "image_n": "Image {n} of {total}: {name}",
+        "move_hint": "Drag to reorder, or Alt+← / Alt+→",
+        "n_images": "{n} images",
+        "uploading": "Uploading {name}: {pct}%",
+        "checking": "Checking {name}…",
+        "refused_title": "{n} files not added",
+        "too_big": "too big: {size}; the limit is {limit}",
+        "empty_file": "the file is empty (0 bytes)",
+        "wrong_type": "not an accepted image: it is {kind}; accepted: {formats}",
+        "unknown_data": "unknown data",
+        "too_many_files": "left out: the limit is {n} files",
+        "duplicate_image": "the same image is already added (as {other})",
+        "upload_broken": "the transfer of {name} broke off; add it again",
+        "upload_gone": "That upload is no longer expected (the list was cleared?). Add the file again.",
+        "busy_upload": "Too many files at once; the page retries.",
+        "image_gone": "That image is no longer in the list.",
+        "doing_upload": "receiving a file",
+        "doing_remove": "removing images",
+        "doing_move_image": "moving the image",
+    }
+)
+_ZH.update(
+    {
+        "upload": "参考图",
+        "drop_here": "将图片或文件夹拖放到这里",
+        "drop_hint": "{formats} · 最多 {n} 个文件 · 每个不超过 {size}",
+        "add_images": "添加图片",
+        "add_folder": "添加文件夹",
+        "clear": "清空",
+        "remove": "移除",
+        "remove_named": "移除 {name}",
+        "image_n": "第 {n} 张，共 {total} 张：{name}",
+        "move_hint": "拖动调整顺序，或 Alt+← / Alt+→",
+        "n_images": "{n} 张图片",
+        "uploading": "正在上传 {name}：{pct}%",
+        "checking": "正在检查 {name}…",
+        "refused_title": "{n} 个文件未添加",
+        "too_big": "文件过大：{size}；上限为 {limit}",
+        "empty_file": "文件为空（0 字节）",
+        "wrong_type": "不是可接受的图片：实际为 {kind}；可接受：{formats}",
+        "unknown_data": "未知数据",
+        "too_many_files": "未添加：最多 {n} 个文件",
+        "duplicate_image": "相同的图片已添加（名为 {other}）",
+        "upload_broken": "{name} 传输中断，请重新添加",
+        "upload_gone": "该上传已失效（列表可能已清空）。请重新添加文件。",
+        "busy_upload": "同时上传的文件过多；页面会自动重试。",
+        "image_gone": "该图片已不在列表中。",
+        "doing_upload": "接收文件",
+        "doing_remove": "移除图片",
+        "doing_move_image": "移动图片",
+    }
+)
+
 LANGS: Mapping[str, Mapping[str, str]] = {"en": _EN, "zh": _ZH}
 
 _ALIASES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "zh-sg": "zh", "cn": "zh", "en-us": "en"}
