@@ -115,7 +115,7 @@ def test_chunks_may_arrive_in_any_order(page: UploadPage) -> None:
 
 def test_a_file_too_big_is_refused_before_any_byte_is_sent(page: UploadPage) -> None:
     reply = page.ok("begin", fid="x", name="huge.png", size=12_000_000)
-    assert reply["refused"] == "too big: 12.0 MB; the limit is 10.5 MB"
+    assert reply["refused"] == "too big: 11 MB; the limit is 10 MB"
     assert page.widget.refused == [{"name": "huge.png", "reason": reply["refused"]}]
 
 

@@ -441,7 +441,8 @@ function hidden(name) {
 }
 
 function mb(n) {
-  return `${(n / 1e6).toFixed(1)} MB`;
+  const v = n / (1024 * 1024); // binary, as the kernel's limits are set
+  return `${v >= 10 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} MB`;
 }
 
 export default {

@@ -262,7 +262,7 @@ _EN.update(
         "n_images": "{n} images",
         "uploading": "Uploading {name}: {pct}%",
         "checking": "Checking {name}…",
-        "refused_title": "{n} files not added",
+        "refused_title": "Not added ({n})",
         "too_big": "too big: {size}; the limit is {limit}",
         "empty_file": "the file is empty (0 bytes)",
         "wrong_type": "not an accepted image: it is {kind}; accepted: {formats}",
@@ -270,7 +270,9 @@ _EN.update(
         "too_many_files": "left out: the limit is {n} files",
         "duplicate_image": "the same image is already added (as {other})",
         "upload_broken": "the transfer of {name} broke off; add it again",
-        "upload_gone": "That upload is no longer expected (the list was cleared?). Add the file again.",
+        "upload_gone": (
+            "That upload is no longer expected (the list was cleared?). Add the file again."
+        ),
         "busy_upload": "Too many files at once; the page retries.",
         "image_gone": "That image is no longer in the list.",
         "doing_upload": "receiving a file",
@@ -293,7 +295,7 @@ _ZH.update(
         "n_images": "{n} 张图片",
         "uploading": "正在上传 {name}：{pct}%",
         "checking": "正在检查 {name}…",
-        "refused_title": "{n} 个文件未添加",
+        "refused_title": "未添加（{n} 个）",
         "too_big": "文件过大：{size}；上限为 {limit}",
         "empty_file": "文件为空（0 字节）",
         "wrong_type": "不是可接受的图片：实际为 {kind}；可接受：{formats}",

@@ -65,6 +65,7 @@ class _Pending:
     size: int
     data: bytearray
     chunks: int
+    seq: int  # order of announcement: files land in the order they were dropped
     seen: set[int] = dataclasses.field(default_factory=set)
 
 
@@ -106,6 +107,8 @@ class Upload(anywidget.AnyWidget):
         self._sizes: dict[str, int] = {}
         self._refused: list[dict[str, str]] = []
         self._pending: dict[str, _Pending] = {}
+        self._seq: dict[str, int] = {}  # sha256 -> when its file was announced
+        self._next_seq = 0
         self._jobs: set[asyncio.Future[Any]] = set()
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -173,12 +176,21 @@ class Upload(anywidget.AnyWidget):
         self.count = len(self._refs)
         self.version += 1
 
-    def _accept(self, ref: Reference, size: int) -> None:
+    def _accept(self, ref: Reference, size: int, seq: int | None = None) -> None:
         if any(r.sha256 == ref.sha256 for r in self._refs):
             first = next(r for r in self._refs if r.sha256 == ref.sha256)
             self._refuse(ref.name, tr(self.lang, "duplicate_image", other=first.name))
             return
-        self._refs.append(ref)
+        if seq is None:
+            self._next_seq += 1
+            seq = self._next_seq
+        # Files finish out of order (several travel at once): place this one after the
+        # last image announced before it, so the set keeps the order of the drop.
+        at = len(self._refs)
+        while at > 0 and self._seq.get(self._refs[at - 1].sha256, 0) > seq:
+            at -= 1
+        self._seq[ref.sha256] = seq
+        self._refs.insert(at, ref)
         self._sizes[ref.sha256] = size
         self._changed()
 
@@ -259,7 +271,8 @@ class Upload(anywidget.AnyWidget):
             self._refuse(name, reason)
             return {"refused": reason}
         chunks = -(-size // CHUNK_BYTES)
-        self._pending[fid] = _Pending(name, size, bytearray(size), chunks)
+        self._next_seq += 1
+        self._pending[fid] = _Pending(name, size, bytearray(size), chunks, self._next_seq)
         return {"chunks": chunks}
 
     def _pending_of(self, content: dict[str, Any], kind: str) -> tuple[str, _Pending]:
@@ -326,7 +339,7 @@ class Upload(anywidget.AnyWidget):
                     self._reply(uid, True, {"refused": reason})
                     return
                 before = len(self._refs)
-                self._accept(ref, p.size)
+                self._accept(ref, p.size, p.seq)
                 if len(self._refs) == before:
                     self._reply(uid, True, {"refused": self._refused[-1]["reason"]})
                 else:
@@ -428,7 +441,9 @@ def _text(value: object, kind: str) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    # binary megabytes, as the limits are set (10 MB = 10 × 1024 × 1024 bytes)
+    value = n / (1024 * 1024)
+    return f"{value:.0f} MB" if value >= 10 or value.is_integer() else f"{value:.1f} MB"
 
 
 def _size_of(source: bytes | str | os.PathLike[str]) -> int:

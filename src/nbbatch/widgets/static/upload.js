@@ -561,7 +561,8 @@ function hidden(name) {
   return name.split("/").some((part) => part.startsWith("."));
 }
 function mb(n) {
-  return `${(n / 1e6).toFixed(1)} MB`;
+  const v = n / (1024 * 1024);
+  return `${v >= 10 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} MB`;
 }
 var index_default = {
   render({ model, el }) {

@@ -1,0 +1,124 @@
+"""The studio's inputs in a real JupyterLab, used as a new user would: drop images and a
+folder, reorder, remove; write a prompt, pick a preset, plan with an LLM (the bundled
+fake chat server, no key), templates, one prompt per image, a prompts file.
+
+Screenshots of each step go to test-artifacts/screenshots (gitignored) to be looked at.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
+    out = io.BytesIO()
+    img = Image.new("RGB", size, colour)
+    for x in range(0, size[0], 16):  # some structure, so thumbnails are not flat
+        for y in range(size[1] // 3, size[1] // 3 + 12):
+            img.putpixel((x, y), (255, 255, 255))
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+DROP_FILES = """
+async ([selector, files]) => {
+  const zone = document.querySelector(selector);
+  const dt = new DataTransfer();
+  for (const [name, type, b64] of files) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    dt.items.add(new File([bytes], name, {type}));
+  }
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    zone.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+  }
+}
+"""
+
+
+def drop(page: Page, files: dict[str, bytes]) -> None:
+    """Drop files on the zone as the OS would (a real drag cannot be simulated)."""
+    payload = [[name, "image/png", base64.b64encode(data).decode()] for name, data in files.items()]
+    page.evaluate(DROP_FILES, [".nbb-up-zone", payload])
+
+
+def names(lab, page: Page, expr: str = "up.references") -> list[str]:
+    return json.loads(
+        lab.execute(page, f"import json; print(json.dumps([r.name for r in {expr}]))")
+    )
+
+
+def tiles(scope: Locator) -> Locator:
+    return scope.locator(".nbb-up-tile[data-id]")
+
+
+def upload_cell(lang: str | None = None) -> str:
+    return f"""
+import nbbatch, tempfile
+from nbbatch.widgets import Upload
+ws = nbbatch.Workspace(tempfile.mkdtemp())
+up = Upload(ws, lang={lang!r})
+up
+"""
+
+
+def test_drop_images_and_a_folder_reorder_remove_and_reload(lab, tmp_path: Path) -> None:
+    page = lab.open_notebook([upload_cell()])
+    up = page.locator(".nbb-up").first
+    expect(up.get_by_role("button", name="Drop images or a folder here")).to_be_visible()
+    lab.screenshot(page, "1-empty")
+
+    drop(
+        page,
+        {
+            "red.png": png((200, 40, 40)),
+            "green.png": png((40, 160, 60)),
+            "blue.png": png((40, 70, 200)),
+        },
+    )
+    expect(tiles(up)).to_have_count(3)
+
+    folder = tmp_path / "pets"
+    folder.mkdir()
+    (folder / "cat.png").write_bytes(png((230, 180, 60)))
+    (folder / "notes.png").write_bytes(b"%PDF-1.4 this is a document, not a picture")
+    with page.expect_file_chooser() as chooser:
+        up.get_by_role("button", name="Add folder").click()
+    chooser.value.set_files(str(folder))
+    expect(tiles(up)).to_have_count(4)
+    refused = up.locator(".nbb-up-refused")
+    expect(refused).to_contain_text("pets/notes.png")
+    expect(refused).to_contain_text("not an accepted image: it is PDF")
+    # the browser's own rendering is replaced by the kernel's thumbnail
+    expect(up.locator('.nbb-up-tile[data-id] img[data-source="kernel"]')).to_have_count(4)
+    assert names(lab, page) == ["red.png", "green.png", "blue.png", "pets/cat.png"]
+    lab.screenshot(page, "2-dropped")
+
+    # keyboard: Alt+→ moves the focused image one place on
+    tiles(up).nth(0).focus()
+    page.keyboard.press("Alt+ArrowRight")
+    expect(tiles(up).nth(1)).to_have_attribute("aria-label", "Image 2 of 4: red.png")
+    # drag: blue onto the first place
+    tiles(up).nth(2).drag_to(tiles(up).nth(0))
+    expect(tiles(up).nth(0)).to_have_attribute("aria-label", "Image 1 of 4: blue.png")
+    assert names(lab, page) == ["blue.png", "green.png", "red.png", "pets/cat.png"]
+
+    tiles(up).nth(1).hover()
+    up.get_by_role("button", name="Remove green.png").click()
+    expect(tiles(up)).to_have_count(3)
+    assert names(lab, page) == ["blue.png", "red.png", "pets/cat.png"]
+
+    lab.reload(page)
+    up = page.locator(".nbb-up").first
+    expect(tiles(up)).to_have_count(3)
+    expect(up.locator(".nbb-up-refused")).to_contain_text("pets/notes.png")
+    lab.screenshot(page, "3-after-reload")
+
+    up.get_by_role("button", name="Clear").click()
+    expect(tiles(up)).to_have_count(0)
+    assert names(lab, page) == []
