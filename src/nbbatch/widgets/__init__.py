@@ -8,6 +8,7 @@ goes through the batch's public API, and updates are coalesced (≤ 8 messages a
 """
 
 from ._grid import BatchStudio, TaskGrid
+from ._prompt import PromptPanel
 from ._upload import Upload
 
-__all__ = ["BatchStudio", "TaskGrid", "Upload"]
+__all__ = ["BatchStudio", "PromptPanel", "TaskGrid", "Upload"]
