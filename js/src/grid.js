@@ -192,7 +192,9 @@ export class Grid {
     for (const [i, row] of this.rows) this.stale.set(i, row);
     this.rows = new Map();
     this.generation += 1;
-    this.requestWindow();
+    // forced: with the old total (0 for a batch that starts empty) the window is empty
+    // and a plain request would find nothing missing, so new rows would never come
+    this.requestWindow(true);
   }
 
   setFilter(st) {

@@ -122,3 +122,126 @@ def test_drop_images_and_a_folder_reorder_remove_and_reload(lab, tmp_path: Path)
     up.get_by_role("button", name="Clear").click()
     expect(tiles(up)).to_have_count(0)
     assert names(lab, page) == []
+
+
+def studio_cell(lang: str | None = None) -> str:
+    return f"""
+import nbbatch, tempfile
+from nbbatch.testing import FakeChat, Fault
+from nbbatch.widgets import BatchStudio
+chat = FakeChat().start()  # the bundled loopback LLM: no key, no network
+ws = nbbatch.Workspace(tempfile.mkdtemp())
+studio = BatchStudio(
+    workspace=ws,
+    provider="demo",
+    llm=dict(base_url=chat.base_url, model="fake-planner-1"),
+    inputs=True,
+    lang={lang!r},
+)
+studio
+"""
+
+
+def prompts_of(lab, page: Page) -> list[dict]:
+    out = lab.execute(
+        page,
+        "import json; print(json.dumps([{'p': t.prompt, 'refs': [r.name for r in t.references]}"
+        " for t in studio.batch]))",
+    )
+    return json.loads(out)
+
+
+def create(panel: Locator) -> None:
+    """Create tasks, look at what will be created, add it to the batch."""
+    panel.get_by_role("button", name="Create tasks").click()
+    panel.get_by_role("button", name="Add to batch").click()
+    expect(panel.get_by_role("alert")).to_contain_text("tasks added to the batch")
+
+
+def test_from_dropped_images_to_tasks_in_the_grid_in_every_mode(lab, tmp_path: Path) -> None:
+    page = lab.open_notebook([studio_cell()])
+    up = page.locator(".nbb-up").first
+    panel = page.locator(".nbb-pp").first
+    grid = page.locator(".nbb-root").first
+    expect(panel.get_by_role("textbox", name="Master prompt")).to_be_visible()
+    expect(grid.get_by_role("grid", name="Tasks")).to_be_visible()
+    drop(
+        page,
+        {
+            "mug.png": png((200, 60, 40)),
+            "cup.png": png((40, 140, 90)),
+            "jar.png": png((60, 80, 200)),
+        },
+    )
+    expect(tiles(up)).to_have_count(3)
+    expect(panel.locator(".nbb-pp-count")).to_have_text(
+        "The LLM sees the names of 3 reference images"
+    )
+
+    # master prompt + a preset, then the LLM splits it and assigns the references
+    prompt = panel.get_by_role("textbox", name="Master prompt")
+    prompt.fill("a mug on marble; a cup in a cafe; a jar outdoors")
+    panel.get_by_role("combobox", name="Presets").select_option(index=1)
+    panel.get_by_role("button", name="Insert", exact=True).click()
+    expect(prompt).not_to_have_value("a mug on marble; a cup in a cafe; a jar outdoors")
+    assert prompt.input_value().startswith("a mug on marble; a cup in a cafe; a jar outdoors, ")
+    prompt.fill("a mug on marble; a cup in a cafe; a jar outdoors")
+    panel.get_by_role("button", name="Create tasks").click()
+    proposal = panel.get_by_role("region", name="Tasks to create")
+    expect(proposal).to_contain_text("3 tasks will be created")
+    expect(proposal.locator(".nbb-pp-ref")).to_have_count(3)
+    lab.screenshot(page, "1-llm-proposal")
+    panel.get_by_role("button", name="Add to batch").click()
+    expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(3)
+    tasks = prompts_of(lab, page)
+    assert [t["refs"] for t in tasks] == [["mug.png"], ["cup.png"], ["jar.png"]]
+    expect(grid.locator(".nbb-row[data-task-id] img").first).to_be_visible()  # ref thumbs
+    lab.screenshot(page, "2-llm-tasks-in-grid")
+
+    # Template: the count follows the typing
+    panel.get_by_role("radio", name="Template").check()
+    prompt.fill("a {red|blue} car")
+    expect(panel.locator(".nbb-pp-count")).to_have_text("2 prompts")
+    prompt.press_sequentially(" at {dawn|noon|dusk}")
+    expect(panel.locator(".nbb-pp-count")).to_have_text("6 prompts")
+    create(panel)
+    expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(9)
+
+    # Same prompt for every image: one task per uploaded image
+    panel.get_by_role("radio", name="Same prompt for every image").check()
+    expect(panel.locator(".nbb-pp-count")).to_have_text("3 tasks: one per image")
+    prompt.fill("the same object as a watercolour")
+    create(panel)
+    tasks = prompts_of(lab, page)
+    assert [t["refs"] for t in tasks[-3:]] == [["mug.png"], ["cup.png"], ["jar.png"]]
+
+    # a prompts file, its broken line listed with the reason
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a koi pond\n--seed=oops a broken line\na ramen bowl\n")
+    panel.get_by_role("radio", name="From file").check()
+    with page.expect_file_chooser() as chooser:
+        panel.get_by_role("button", name="Choose prompts file").click()
+    chooser.value.set_files(str(prompts))
+    expect(panel.locator(".nbb-pp-file-name")).to_contain_text(
+        "prompts.txt · 2 prompts · 1 lines skipped"
+    )
+    panel.get_by_role("button", name="Create tasks").click()
+    expect(panel.get_by_role("region", name="Tasks to create")).to_contain_text("line 2")
+    panel.get_by_role("button", name="Add to batch").click()
+    expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(14)
+    assert [t["p"] for t in prompts_of(lab, page)[-2:]] == ["a koi pond", "a ramen bowl"]
+
+    # an LLM failure is shown in the panel, with the next step
+    lab.execute(page, "chat.add_fault(Fault.status_code(401, times=3))")
+    panel.get_by_role("radio", name="Split with LLM").check()
+    prompt.fill("three more mugs")
+    panel.get_by_role("button", name="Create tasks").click()
+    expect(panel.get_by_role("alert")).to_contain_text("Next: check the LLM key")
+    lab.screenshot(page, "3-llm-failure")
+    assert len(prompts_of(lab, page)) == 14
+
+    # the inputs survive a reload
+    lab.reload(page)
+    panel = page.locator(".nbb-pp").first
+    expect(panel.get_by_role("textbox", name="Master prompt")).to_have_value("three more mugs")
+    expect(tiles(page.locator(".nbb-up").first)).to_have_count(3)

@@ -56,8 +56,9 @@ class PromptView {
     // modes: real radio buttons, so screen readers and keyboards know them
     this.modeInputs = {};
     const modes = h("div", { class: "nbb-pp-modes", role: "radiogroup", "aria-label": s.mode });
+    const group = `nbb-mode-${uid()}`; // one name per view: a radio group, arrow keys move in it
     for (const m of MODES) {
-      const input = h("input", { type: "radio", name: `nbb-mode-${uid()}`, value: m, onchange: () => this.setMode(m) });
+      const input = h("input", { type: "radio", name: group, value: m, onchange: () => this.setMode(m) });
       this.modeInputs[m] = input;
       modes.append(h("label", { class: "nbb-pp-mode" }, input, h("span", { text: s[`mode_${m}`] })));
     }

@@ -167,8 +167,9 @@ var PromptView = class {
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
     this.modeInputs = {};
     const modes = h("div", { class: "nbb-pp-modes", role: "radiogroup", "aria-label": s.mode });
+    const group = `nbb-mode-${uid2()}`;
     for (const m of MODES) {
-      const input = h("input", { type: "radio", name: `nbb-mode-${uid2()}`, value: m, onchange: () => this.setMode(m) });
+      const input = h("input", { type: "radio", name: group, value: m, onchange: () => this.setMode(m) });
       this.modeInputs[m] = input;
       modes.append(h("label", { class: "nbb-pp-mode" }, input, h("span", { text: s[`mode_${m}`] })));
     }
@@ -185,9 +186,9 @@ var PromptView = class {
     this.llmCount = h("input", { type: "number", min: 1, max: info.max_tasks, class: "nbb-pp-num", "aria-label": s.n_tasks, placeholder: s.auto, oninput: () => this.changed() });
     this.llmCount.value = d.count || "";
     this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" }, h("option", { value: "", text: s.pick_preset }));
-    for (const group of info.presets) {
-      const og = h("optgroup", { label: s[`cat_${group.category}`] || group.category });
-      for (const p of group.presets) og.append(h("option", { value: p.name, text: p.name, title: p.text }));
+    for (const group2 of info.presets) {
+      const og = h("optgroup", { label: s[`cat_${group2.category}`] || group2.category });
+      for (const p of group2.presets) og.append(h("option", { value: p.name, text: p.name, title: p.text }));
       this.presetSelect.append(og);
     }
     const presetBtn = (op) => h("button", { type: "button", class: "nbb-btn nbb-small", text: s[`preset_${op}`], "aria-label": s[`preset_${op}`], onclick: () => this.applyPreset(op) });

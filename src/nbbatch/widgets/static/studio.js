@@ -289,7 +289,7 @@ var Grid = class {
     for (const [i, row] of this.rows) this.stale.set(i, row);
     this.rows = /* @__PURE__ */ new Map();
     this.generation += 1;
-    this.requestWindow();
+    this.requestWindow(true);
   }
   setFilter(st) {
     if (this.filter === st) return;
