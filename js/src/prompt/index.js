@@ -293,7 +293,7 @@ class PromptView {
     }
     const more = msg.count > msg.sample.length ? h("div", { class: "nbb-pp-more-n", text: fmt(s, "and_more", { n: msg.count - msg.sample.length }) }) : null;
     const notes = [...(msg.skipped || []).map((x) => `${s.skipped}: ${x}`), ...(msg.warnings || [])];
-    box.replaceChildren(
+    const parts = [
       h("div", { class: "nbb-pp-prop-head", text: head }),
       list,
       more,
@@ -304,7 +304,8 @@ class PromptView {
         h("button", { type: "button", class: "nbb-btn nbb-primary", text: fmt(s, "add_n", { n: msg.count }), "aria-label": s.add_to_batch, onclick: () => this.create(false), disabled: msg.count === 0 }),
         h("button", { type: "button", class: "nbb-btn", text: s.back, "aria-label": s.back, onclick: () => this.hideProposal() }),
       ),
-    );
+    ];
+    box.replaceChildren(...parts.filter(Boolean)); // replaceChildren would print "null"
     box.hidden = false;
     box.querySelector(".nbb-primary").focus();
   }

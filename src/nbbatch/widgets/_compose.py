@@ -35,7 +35,8 @@ class StudioInputs:
         top = ipywidgets.GridBox(
             [self.upload, self.prompt],
             layout=ipywidgets.Layout(
-                grid_template_columns="repeat(auto-fit, minmax(360px, 1fr))",
+                grid_template_columns="repeat(auto-fit, minmax(340px, 1fr))",
+                align_items="start",
                 grid_gap="8px",
                 width="100%",
             ),
