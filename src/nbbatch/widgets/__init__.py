@@ -9,6 +9,7 @@ goes through the batch's public API, and updates are coalesced (≤ 8 messages a
 
 from ._grid import BatchStudio, TaskGrid
 from ._prompt import PromptPanel
+from ._settings import SettingsPanel
 from ._upload import Upload
 
-__all__ = ["BatchStudio", "PromptPanel", "TaskGrid", "Upload"]
+__all__ = ["BatchStudio", "PromptPanel", "SettingsPanel", "TaskGrid", "Upload"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets
+import ipywidgets  # type: ignore[import-untyped]  # (no stubs; only Box layout used)
 
 from ._prompt import PromptPanel
+from ._settings import SettingsPanel
 from ._upload import Upload
 
 if TYPE_CHECKING:
@@ -21,14 +22,16 @@ __all__ = ["StudioInputs", "attach_inputs"]
 
 
 class StudioInputs:
-    """What a studio with ``inputs=True`` holds: ``upload``, ``prompt`` and the layout."""
+    """What a studio with ``inputs=True`` holds: ``upload``, ``prompt``, ``settings``."""
 
     def __init__(self, studio: BatchStudio) -> None:
         self.upload = Upload(studio.batch.workspace, lang=studio.lang)
+        self.settings = SettingsPanel(lang=studio.lang, on_change=self._settings_changed)
+        self._own_llm = studio.llm is not None  # an llm given in code wins over settings
         self.prompt = PromptPanel(
             studio.batch,
             upload=self.upload,
-            llm=studio.llm,
+            llm=studio.llm if self._own_llm else self.settings.llm_config(),
             provider=studio.provider,
             lang=studio.lang,
         )
@@ -42,7 +45,7 @@ class StudioInputs:
             ),
         )
         self.layout = ipywidgets.VBox(
-            [top, studio], layout=ipywidgets.Layout(width="100%", grid_gap="8px")
+            [self.settings, top, studio], layout=ipywidgets.Layout(width="100%", grid_gap="8px")
         )
         self.layout.add_class("nbb-studio-inputs")
 
@@ -50,6 +53,11 @@ class StudioInputs:
             self.prompt.set_provider(studio.provider)
 
         studio.observe(follow, names=["provider_name"])
+
+    def _settings_changed(self, settings: SettingsPanel) -> None:
+        prompt = getattr(self, "prompt", None)
+        if prompt is not None and not self._own_llm:
+            prompt.llm = settings.llm_config()
 
 
 def attach_inputs(studio: BatchStudio) -> StudioInputs:

@@ -503,6 +503,90 @@ _ZH.update(
     }
 )
 
+_EN.update(
+    {
+        "settings": "Settings",
+        "close": "Close",
+        "set_llm": "LLM (plans and enhances prompts)",
+        "set_llm_base_url": "LLM base URL",
+        "set_llm_model": "LLM model",
+        "set_llm_key": "LLM key",
+        "set_image_provider": "Image provider",
+        "set_provider": "Provider",
+        "set_base_url": "Base URL",
+        "set_model": "Model",
+        "set_key": "Provider key",
+        "set_runner": "Runner defaults",
+        "set_concurrency": "Concurrency",
+        "set_retries": "Retries",
+        "key_from_env": "from {name}",
+        "key_not_needed": "not needed for this provider",
+        "key_paste": "paste the key",
+        "key_is_set": "key set",
+        "remember_key": "Remember on this computer",
+        "set_key_btn": "Use key",
+        "set_key_for": "Use {what}",
+        "forget_key": "Forget key",
+        "key_saved": "The key is held by the kernel (never shown again).",
+        "test_connection": "Test connection",
+        "testing": "Testing…",
+        "save_settings": "Save settings",
+        "settings_saved": "Saved to {path}.",
+        "config_broken": "The settings file could not be read ({message}); defaults are shown. "
+        "It is left as it is until you press Save settings.",
+        "bad_key": "Paste a key first.",
+        "key_not_forgotten": "The key could not be removed: {message}",
+        "unknown_provider": "No provider named {name} is installed.",
+        "bad_number": "{name} must be a whole number from {low} to {high}.",
+        "bad_llm_model": "Name the LLM model (e.g. gpt-4o-mini).",
+        "doing_key": "storing the key",
+        "doing_save": "saving the settings",
+        "doing_test": "testing the connection",
+    }
+)
+_ZH.update(
+    {
+        "settings": "设置",
+        "close": "关闭",
+        "set_llm": "LLM（规划与优化提示词）",
+        "set_llm_base_url": "LLM 地址",
+        "set_llm_model": "LLM 模型",
+        "set_llm_key": "LLM 密钥",
+        "set_image_provider": "图像服务",
+        "set_provider": "服务",
+        "set_base_url": "地址",
+        "set_model": "模型",
+        "set_key": "服务密钥",
+        "set_runner": "运行默认值",
+        "set_concurrency": "并发数",
+        "set_retries": "重试次数",
+        "key_from_env": "来自 {name}",
+        "key_not_needed": "此服务无需密钥",
+        "key_paste": "粘贴密钥",
+        "key_is_set": "已设置密钥",
+        "remember_key": "在此电脑上记住",
+        "set_key_btn": "使用密钥",
+        "set_key_for": "使用{what}",
+        "forget_key": "删除密钥",
+        "key_saved": "密钥由内核保存（不会再次显示）。",
+        "test_connection": "测试连接",
+        "testing": "测试中…",
+        "save_settings": "保存设置",
+        "settings_saved": "已保存到 {path}。",
+        "config_broken": (
+            "无法读取设置文件（{message}）；当前显示默认值。点击“保存设置”前不会改动该文件。"
+        ),
+        "bad_key": "请先粘贴密钥。",
+        "key_not_forgotten": "无法删除密钥：{message}",
+        "unknown_provider": "未安装名为 {name} 的服务。",
+        "bad_number": "{name} 须为 {low} 到 {high} 的整数。",
+        "bad_llm_model": "请填写 LLM 模型名称（如 gpt-4o-mini）。",
+        "doing_key": "保存密钥",
+        "doing_save": "保存设置",
+        "doing_test": "测试连接",
+    }
+)
+
 LANGS: Mapping[str, Mapping[str, str]] = {"en": _EN, "zh": _ZH}
 
 _ALIASES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "zh-sg": "zh", "cn": "zh", "en-us": "en"}
