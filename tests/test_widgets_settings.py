@@ -95,3 +95,18 @@ async def test_test_connection_answers_in_words(cfg: Path) -> None:
     reply = page.reply(uid)
     assert reply is not None and reply["ok"] and reply["passed"] is True
     assert reply["message"]
+
+
+def test_the_comm_debug_log_of_a_typed_key_is_redacted(
+    cfg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    SettingsPanel(config_dir=cfg)
+    custom = {"type": "set_key", "which": "llm", "key": SENTINEL}
+    msg = {"content": {"comm_id": "abc", "data": {"method": "custom", "content": custom}}}
+    with caplog.at_level(logging.DEBUG, logger="Comm"):
+        logging.getLogger("Comm").debug("handle_msg[%s](%s)", "abc", msg)
+    assert "handle_msg[abc]" in caplog.text
+    assert SENTINEL not in caplog.text and "'key': '***'" in caplog.text
+    assert custom["key"] == SENTINEL  # the message itself is untouched

@@ -245,3 +245,81 @@ def test_from_dropped_images_to_tasks_in_the_grid_in_every_mode(lab, tmp_path: P
     panel = page.locator(".nbb-pp").first
     expect(panel.get_by_role("textbox", name="Master prompt")).to_have_value("three more mugs")
     expect(tiles(page.locator(".nbb-up").first)).to_have_count(3)
+
+
+SENTINEL = "test-key-SENTINEL-93c1e7d2"
+
+SECRET_CELL = f"""
+import logging, os, tempfile, nbbatch
+from nbbatch.testing import FakeChat
+from nbbatch.widgets import BatchStudio
+config = tempfile.mkdtemp()
+os.environ["NBBATCH_CONFIG_DIR"] = config
+os.environ.pop("OPENAI_API_KEY", None)
+debug_log = tempfile.mktemp(suffix=".log")
+handler = logging.FileHandler(debug_log)
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.DEBUG)
+# in two halves: the notebook file must not hold the whole key, even in its source
+chat = FakeChat(api_key={SENTINEL[:12]!r} + {SENTINEL[12:]!r}).start()  # 401 without it
+ws = nbbatch.Workspace(tempfile.mkdtemp())
+provider = nbbatch.get_provider("demo", fail_prompts=["FAILME"])
+studio = BatchStudio(workspace=ws, provider=provider, inputs=True)
+studio
+"""
+
+FIND_SENTINEL = f"""
+import json, pathlib, ipywidgets
+places = {{
+    "widget state": json.dumps(ipywidgets.Widget.get_manager_state(), default=str),
+    "debug log": pathlib.Path(debug_log).read_text(errors="replace"),
+}}
+for root in (pathlib.Path(ws.path), pathlib.Path(config)):
+    for f in root.rglob("*"):
+        if f.is_file() and f.name != "secrets.json":
+            places[str(f)] = f.read_bytes().decode("latin-1")
+print(json.dumps(sorted(k for k, v in places.items() if {SENTINEL!r} in v)))
+print(json.dumps(len(places)))
+"""
+
+
+def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> None:
+    page = lab.open_notebook([SECRET_CELL])
+    settings = page.locator(".nbb-set").first
+    settings.get_by_role("button", name="Settings").click()
+    dialog = page.get_by_role("dialog", name="Settings")
+    expect(dialog).to_be_visible()
+    base_url = lab.execute(page, "print(chat.base_url)").strip()
+    dialog.get_by_role("textbox", name="LLM base URL").fill(base_url)
+    dialog.get_by_role("textbox", name="LLM model").fill("fake-planner-1")
+    key = dialog.get_by_role("textbox", name="LLM key", exact=True)
+    key.fill(SENTINEL)
+    key.press("Enter")
+    expect(dialog.get_by_role("status")).to_contain_text("held by the kernel")
+    expect(dialog.get_by_role("textbox", name="LLM key", exact=True)).to_have_value(
+        ""
+    )  # the field cleared itself
+    lab.screenshot(page, "1-settings")
+    dialog.get_by_role("button", name="Save settings").click()
+    expect(dialog.get_by_role("status")).to_contain_text("Saved to")
+    dialog.get_by_role("button", name="Close").last.click()
+    assert lab.execute(page, "print(studio.inputs.settings.llm_key_set)").strip() == "True"
+
+    # the key works: the fake LLM refuses any request without it
+    panel = page.locator(".nbb-pp").first
+    panel.get_by_role("textbox", name="Master prompt").fill("a red fox; FAILME a storm")
+    panel.get_by_role("button", name="Create tasks").click()
+    panel.get_by_role("button", name="Add to batch").click()
+    grid = page.locator(".nbb-root").first
+    expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(2)
+    grid.get_by_role("button", name="Run all").click()
+    expect(grid.locator(".nbb-badge", has_text="done")).to_have_count(1)
+    expect(grid.locator(".nbb-badge", has_text="failed")).to_have_count(1)
+
+    lab.command(page, "docmanager:save")
+    saved = (lab.server().root_dir / lab._path(page)).read_text()
+    assert SENTINEL not in saved
+    found, searched = lab.execute(page, FIND_SENTINEL).strip().splitlines()
+    assert json.loads(found) == []
+    assert json.loads(searched) > 5  # widget state, log, journal, images, config files
+    assert SENTINEL not in lab.server().log_path.read_text(errors="replace")

@@ -39,7 +39,7 @@ class StudioInputs:
             [self.upload, self.prompt],
             layout=ipywidgets.Layout(
                 grid_template_columns="repeat(auto-fit, minmax(340px, 1fr))",
-                align_items="start",
+                align_items="flex-start",
                 grid_gap="8px",
                 width="100%",
             ),

@@ -64,6 +64,50 @@ def provider_fields(provider: str) -> dict[str, Any]:
     return {"key_env": env, "needs_key": provider not in _NO_KEY, "base_url": True, "model": True}
 
 
+class _RedactKeys(logging.Filter):
+    """Takes typed keys out of the ``comm`` package's DEBUG log of every comm message.
+
+    ``comm`` logs each incoming message whole (``handle_msg[id]({msg})``) before any
+    widget sees it, so a key sent by the dialog would land in a DEBUG log file.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(_carries_key(a) for a in args):
+            record.args = tuple(_without_key(a) if _carries_key(a) else a for a in args)
+        return True
+
+
+def _custom(value: object) -> dict[str, Any] | None:
+    """The widget's own message inside a comm message (``data.content`` of "custom")."""
+    if not isinstance(value, dict):
+        return None
+    content = value.get("content")
+    data = content.get("data") if isinstance(content, dict) else None
+    inner = data.get("content") if isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else None
+
+
+def _carries_key(value: object) -> bool:
+    inner = _custom(value)
+    return inner is not None and inner.get("type") == "set_key" and "key" in inner
+
+
+def _without_key(msg: Any) -> Any:
+    data = msg["content"]["data"]
+    inner = {**data["content"], "key": "***"}
+    return {**msg, "content": {**msg["content"], "data": {**data, "content": inner}}}
+
+
+_REDACT = _RedactKeys()
+
+
+def _install_redaction() -> None:
+    comm_log = logging.getLogger("Comm")
+    if _REDACT not in comm_log.filters:
+        comm_log.addFilter(_REDACT)
+
+
 def _env_source(names: Sequence[str]) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -92,6 +136,7 @@ class SettingsPanel(anywidget.AnyWidget):
         on_change: Callable[[SettingsPanel], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        _install_redaction()
         super().__init__(lang=resolve_lang(lang), **kwargs)
         self._dir = pathlib.Path(config_dir) if config_dir else None
         self._keys: dict[str, Secret] = {}
