@@ -323,3 +323,100 @@ def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> No
     assert json.loads(found) == []
     assert json.loads(searched) > 5  # widget state, log, journal, images, config files
     assert SENTINEL not in lab.server().log_path.read_text(errors="replace")
+
+
+def noise_png(path: Path, target_bytes: int, seed: int) -> None:
+    """A PNG of about ``target_bytes`` (noise does not compress)."""
+    import random
+
+    side = int((target_bytes / 3) ** 0.5)
+    rng = random.Random(seed)
+    Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3)).save(
+        path, "PNG", compress_level=0
+    )
+
+
+TICKER_CELL = """
+import asyncio, time
+lags = []
+async def ticker():  # how late the kernel's loop wakes a 10 ms sleep while files arrive
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(time.perf_counter() - t - 0.01)
+tick = asyncio.ensure_future(ticker())
+"""
+
+LAG_P99 = """
+import json, statistics
+done = sorted(lags)
+p99 = done[int(0.99 * (len(done) - 1))] if done else None
+print(json.dumps({"samples": len(done), "p99_ms": p99 and round(p99 * 1000, 1),
+                  "max_ms": done and round(done[-1] * 1000, 1)}))
+lags.clear()
+"""
+
+
+def test_upload_time_and_kernel_loop_lag(lab, tmp_path: Path) -> None:
+    import time
+
+    one = tmp_path / "one"
+    many = tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    noise_png(one / "big.png", 9_000_000, seed=1)
+    for i in range(30):
+        noise_png(many / f"img{i:02d}.png", 40_000_000 // 30, seed=100 + i)
+    page = lab.open_notebook(
+        [upload_cell().replace("Upload(ws", "Upload(ws, max_bytes=12_000_000"), TICKER_CELL]
+    )
+    up = page.locator(".nbb-up").first
+    expect(up.get_by_role("button", name="Add images")).to_be_visible()
+    results = {}
+    for label, files, count in (
+        ("9 MB image", [str(one / "big.png")], 1),
+        ("30 files / 40 MB", sorted(str(p) for p in many.iterdir()), 31),
+    ):
+        lab.execute(page, "lags.clear()")
+        with page.expect_file_chooser() as chooser:
+            up.get_by_role("button", name="Add images").click()
+        start = time.perf_counter()
+        chooser.value.set_files(files)
+        expect(tiles(up)).to_have_count(count, timeout=240_000)
+        seconds = time.perf_counter() - start
+        lag = json.loads(lab.execute(page, LAG_P99))
+        size = sum(Path(f).stat().st_size for f in files)
+        results[label] = {"seconds": round(seconds, 2), "MB": round(size / 1e6, 1), **lag}
+        print(
+            f"RESULT upload {label}: {seconds:.2f} s, loop lag p99 {lag['p99_ms']} ms, "
+            f"max {lag['max_ms']} ms ({lag['samples']} ticks)"
+        )
+    out = Path(lab.server().log_path).parent / "upload-bench.json"
+    out.write_text(json.dumps(results, indent=2))
+    assert names(lab, page)[0] == "big.png"
+    # generous bounds (2 shared cores); the measured numbers are in the report
+    for r in results.values():
+        assert r["p99_ms"] is not None and r["p99_ms"] < 250, results
+
+
+def test_the_inputs_follow_the_dark_theme_and_speak_chinese(lab) -> None:
+    page = lab.open_notebook([studio_cell(lang="zh")])
+    up = page.locator(".nbb-up").first
+    panel = page.locator(".nbb-pp").first
+    expect(panel.get_by_role("radio", name="用 LLM 拆分")).to_be_checked()
+    expect(up.get_by_role("button", name="添加文件夹")).to_be_visible()
+    drop(page, {"杯子.png": png((200, 60, 40)), "罐子.png": png((60, 80, 200))})
+    expect(tiles(up)).to_have_count(2)
+    panel.get_by_role("textbox", name="主提示词").fill("为这些杯子拍产品图：大理石上；咖啡馆里")
+    panel.get_by_role("button", name="创建任务").click()
+    expect(panel.get_by_role("region", name="将创建的任务")).to_contain_text("将创建 2 个任务")
+    lab.screenshot(page, "1-zh-light")
+    lab.set_theme(page, "dark")
+    bg = up.evaluate("(el) => getComputedStyle(el).backgroundColor")
+    assert bg not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), bg
+    lab.screenshot(page, "2-zh-dark")
+    page.locator(".nbb-set").first.get_by_role("button", name="设置").click()
+    expect(page.get_by_role("dialog", name="设置")).to_be_visible()
+    lab.screenshot(page, "3-zh-dark-settings")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog", name="设置")).to_be_hidden()
