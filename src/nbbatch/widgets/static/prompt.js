@@ -240,11 +240,9 @@ var PromptView = class {
         { class: "nbb-pp-row nbb-pp-tools" },
         this.countLine,
         h("span", { class: "nbb-pp-spring" }),
-        this.presetSelect,
-        presetBtn("insert"),
-        presetBtn("replace"),
-        this.enhanceBtn,
-        this.undoBtn
+        // groups wrap as wholes: a picker never ends up apart from its buttons
+        h("span", { class: "nbb-pp-group" }, this.presetSelect, presetBtn("insert"), presetBtn("replace")),
+        h("span", { class: "nbb-pp-group" }, this.enhanceBtn, this.undoBtn)
       ),
       this.fileRow,
       h("div", { class: "nbb-pp-row" }, this.negRow, this.llmRow),
