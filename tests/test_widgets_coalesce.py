@@ -8,7 +8,7 @@ from nbbatch.widgets._coalesce import Coalescer
 from widget_page import FakeClock, FakeScheduler
 
 
-def make(interval: float = 0.125) -> tuple[Coalescer, FakeScheduler, list[float]]:
+def make(interval: float = 0.2) -> tuple[Coalescer, FakeScheduler, list[float]]:
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     flushed: list[float] = []
@@ -27,7 +27,7 @@ def test_a_burst_of_changes_is_sent_once() -> None:
 
 
 def test_a_steady_stream_is_sent_at_most_eight_times_a_second() -> None:
-    coalescer, scheduler, flushed = make(0.125)
+    coalescer, scheduler, flushed = make(0.125)  # the interval is a parameter
     for _ in range(2000):  # one event every millisecond for two seconds
         coalescer.poke()
         scheduler.advance(0.001)

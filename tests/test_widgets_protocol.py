@@ -14,9 +14,6 @@ from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.widgets import BatchStudio, TaskGrid
 from widget_page import FakeClock, FakeScheduler, Page
 
-EDITING_API = hasattr(Batch, "edit")
-needs_editing_api = pytest.mark.skipif(not EDITING_API, reason="batch.edit & co. (issue 8)")
-
 
 @pytest.fixture
 def batch(workspace: Workspace) -> Batch:
@@ -197,7 +194,7 @@ async def test_a_run_sends_few_small_patches_for_the_rows_on_screen(workspace: W
         assert len(json.dumps(r, separators=(",", ":"))) < 200
 
 
-async def test_patches_carry_status_percent_attempts_and_images(batch: Batch) -> None:
+async def test_tasks_that_finish_on_screen_come_whole_in_the_patch(batch: Batch) -> None:
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     page = Page(TaskGrid(batch, _clock=clock, _scheduler=scheduler))
@@ -205,11 +202,30 @@ async def test_patches_carry_status_percent_attempts_and_images(batch: Batch) ->
     await batch.run(quick_demo())
     scheduler.advance(1)
     (patch,) = page.of_type("patch")
-    by_id = {r[0]: r for r in patch["rows"]}
+    by_id = {r["id"]: r for r in patch["full"]}  # no round trip to show a result
     fox = by_id[batch.tasks[0].id]
-    assert fox[1:] == ["succeeded", None, 1, 1, 1]
+    assert fox["st"] == "succeeded" and fox["im"] == [batch.tasks[0].images[0].sha256]
     storm = by_id[batch.tasks[3].id]
-    assert storm[1] == "failed" and storm[5] == 1  # full: the error text is new
+    assert storm["st"] == "failed" and "refuses" in storm["er"]
+
+
+async def test_rows_off_screen_get_only_a_compact_patch(workspace: Workspace) -> None:
+    batch = nbbatch.Batch.create(workspace=workspace, tasks=[f"t{i}" for i in range(300)])
+    clock = FakeClock()
+    scheduler = FakeScheduler(clock)
+    page = Page(TaskGrid(batch, _clock=clock, _scheduler=scheduler))
+    page.rows(0, 300)  # sent long ago: the most recent 150 count as on screen
+    page.rows(150, 300)
+    await batch.run(quick_demo(), tasks=batch.tasks[:10])
+    scheduler.advance(1)
+    (patch,) = page.of_type("patch")
+    assert "full" not in patch
+    by_id = {r[0]: r for r in patch["rows"]}
+    # the run's start and end repaint every row the page holds (a stop resets queued
+    # tasks without one event each), compactly
+    assert len(by_id) == 300
+    assert by_id[batch.tasks[0].id][1:5] == ["succeeded", None, 1, 1]
+    assert by_id[batch.tasks[20].id][1:5] == ["idle", None, 0, 0]
 
 
 async def test_a_studio_runs_the_batch_from_run_all(batch: Batch) -> None:
@@ -284,6 +300,28 @@ def test_the_provider_picker_offers_registered_names_and_keeps_a_provider_object
     assert "incomplete" in page.refused("set_provider", name="no-such-thing")
 
 
+async def test_an_exception_that_ends_the_run_is_shown_in_the_widget(
+    batch: Batch, caplog: pytest.LogCaptureFixture
+) -> None:
+    studio = BatchStudio(batch, provider=quick_demo())
+    page = Page(studio)
+
+    class Broken:
+        state = "running"
+
+        async def wait(self) -> None:
+            raise RuntimeError("secret-ish details https://x.invalid/?key=test-key-1")
+
+    with caplog.at_level(logging.ERROR, logger="nbbatch"):
+        studio._watch(Broken())
+        for _ in range(5):
+            await asyncio.sleep(0)
+    (notice,) = page.of_type("notice")
+    assert notice["text"].startswith("The run ended with an unexpected error (RuntimeError)")
+    assert "test-key" not in notice["text"]
+    assert any("test-key" in r.exc_text for r in caplog.records if r.exc_text)
+
+
 def test_run_all_outside_an_event_loop_explains_what_to_do(batch: Batch) -> None:
     page = Page(BatchStudio(batch))
     assert "event loop" in page.refused("run_all")
@@ -292,7 +330,6 @@ def test_run_all_outside_an_event_loop_explains_what_to_do(batch: Batch) -> None
 # -- editing (issue 8's API) -----------------------------------------------------------------
 
 
-@needs_editing_api
 def test_an_edit_is_saved_through_the_batch(batch: Batch) -> None:
     page = Page(TaskGrid(batch))
     fox = batch.tasks[0]
@@ -301,7 +338,6 @@ def test_an_edit_is_saved_through_the_batch(batch: Batch) -> None:
     assert page.rows()[0]["p"] == "a red fox in deep snow"
 
 
-@needs_editing_api
 def test_an_empty_prompt_is_refused_with_the_validation_message(batch: Batch) -> None:
     page = Page(TaskGrid(batch))
     error = page.refused("edit", id=batch.tasks[0].id, prompt="   ")
@@ -309,7 +345,6 @@ def test_an_empty_prompt_is_refused_with_the_validation_message(batch: Batch) ->
     assert batch.tasks[0].prompt == "a red fox in snow"
 
 
-@needs_editing_api
 def test_delete_move_and_duplicate_change_the_rows(batch: Batch) -> None:
     grid = TaskGrid(batch)
     page = Page(grid)
@@ -325,7 +360,6 @@ def test_delete_move_and_duplicate_change_the_rows(batch: Batch) -> None:
     assert grid.count == 3
 
 
-@needs_editing_api
 def test_delete_selected_needs_a_selection(batch: Batch) -> None:
     grid = TaskGrid(batch)
     page = Page(grid)

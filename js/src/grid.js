@@ -10,6 +10,7 @@ export const ROW_H = 64;
 const OVERSCAN = 6;
 const FETCH_EXTRA = 20;
 const THUMB_CACHE = 800;
+const KEEP_ROWS = 800;
 const STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
 const EDITABLE = new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
 const RETRYABLE = new Set(["failed", "cancelled", "interrupted"]);
@@ -219,8 +220,15 @@ export class Grid {
     this.requestWindow();
   }
 
-  applyPatch(rows) {
+  applyPatch(rows, whole) {
     let refetch = false;
+    for (const row of whole) {
+      const old = this.byId.get(row.id);
+      if (!old || old._i === undefined) continue;
+      row._i = old._i;
+      this.byId.set(row.id, row);
+      if (this.rows.get(row._i) === old) this.rows.set(row._i, row);
+    }
     for (const [id, st, pc, at, ni, full] of rows) {
       const row = this.byId.get(id);
       if (!row) continue;
@@ -228,7 +236,10 @@ export class Grid {
       row.pc = pc;
       row.at = at;
       row.ni = ni;
-      if (full) refetch = true;
+      if (full) {
+        row._stale = true;
+        refetch = true;
+      }
     }
     if (refetch) this.requestWindow(true);
     this.schedule();
@@ -275,8 +286,28 @@ export class Grid {
     this.fetching = true;
     const generation = this.generation;
     const [from, to] = this.windowRange();
-    const start = Math.max(0, from - FETCH_EXTRA);
-    const end = Math.max(to + FETCH_EXTRA, start + 40);
+    let start = Math.max(0, from - FETCH_EXTRA);
+    let end = Math.max(to + FETCH_EXTRA, start + 40);
+    // Rows on screen that only went stale (a task finished): fetch just their span.
+    let missing = this.total === null || this.stale.size > 0;
+    let lo = Infinity;
+    let hi = -1;
+    for (let i = from; i < to && !missing; i++) {
+      const row = this.rows.get(i);
+      if (!row) missing = true;
+      else if (row._stale) {
+        lo = Math.min(lo, i);
+        hi = Math.max(hi, i);
+      }
+    }
+    if (!missing) {
+      if (hi < 0) {
+        this.fetching = false;
+        return;
+      }
+      start = lo;
+      end = hi + 1;
+    }
     try {
       const { msg } = await this.view.channel.request("rows", {
         start,
@@ -293,7 +324,7 @@ export class Grid {
           this.rows.set(row._i, row);
           this.byId.set(row.id, row);
         });
-        if (this.byId.size > 4000) this.pruneById();
+        this.pruneRows(msg.start, msg.start + msg.rows.length);
         this.stale.clear();
         this.layout();
       }
@@ -308,9 +339,16 @@ export class Grid {
     }
   }
 
-  pruneById() {
-    const keep = new Set([...this.rows.values()].map((r) => r.id));
-    for (const id of this.byId.keys()) if (!keep.has(id)) this.byId.delete(id);
+  // Keep only rows near the screen: the kernel sends status patches for the rows it
+  // sent recently (about 1,200), so older cached rows could show a stale status.
+  pruneRows(from, to) {
+    if (this.rows.size <= KEEP_ROWS) return;
+    for (const [i, row] of this.rows) {
+      if (i < from - KEEP_ROWS / 2 || i > to + KEEP_ROWS / 2) {
+        this.rows.delete(i);
+        if (this.byId.get(row.id) === row) this.byId.delete(row.id);
+      }
+    }
   }
 
   layout() {
@@ -394,6 +432,7 @@ export class Grid {
       save: btn("save", "save", "save", "nbb-accent"),
       cancel: btn("cancel_edit", "cancel", "cancel_edit"),
       retry: btn("retry", "retry", "retry"),
+      stopTask: btn("cancel_task", "stop", "cancel", "nbb-danger"),
       next: btn("run_next", "next", "run_next"),
       duplicate: btn("duplicate", "duplicate", "duplicate"),
       remove: btn("delete", "trash", "delete", "nbb-danger"),
@@ -412,7 +451,7 @@ export class Grid {
         h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-actions" },
-        parts.edit, parts.save, parts.cancel, parts.retry, parts.next, parts.duplicate, parts.remove),
+        parts.edit, parts.save, parts.cancel, parts.retry, parts.stopTask, parts.next, parts.duplicate, parts.remove),
     );
     node._parts = parts;
     this.spacer.append(node);
@@ -484,10 +523,14 @@ export class Grid {
     p.cancel.hidden = !editing;
     p.edit.disabled = !EDITABLE.has(row.st);
     p.retry.disabled = !RETRYABLE.has(row.st);
+    // while the run holds a task, its Retry slot offers to cancel it instead
+    const cancellable = live && (row.st === "running" || row.st === "queued");
+    p.stopTask.hidden = !cancellable;
+    p.retry.hidden = cancellable;
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
 
   paintThumbs(box, keys, count, label) {
@@ -660,7 +703,8 @@ export class Grid {
         this.view.act(action, { ids: [row.id] });
         break;
       case "duplicate":
-        this.view.act("duplicate", { id: row.id });
+      case "cancel":
+        this.view.act(action, { id: row.id });
         break;
     }
   }

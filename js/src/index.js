@@ -69,7 +69,7 @@ class View {
     if (!this.grid) return;
     if (msg.summary) this.setSummary(msg.summary);
     if (msg.invalidate) this.grid.invalidate();
-    else if (msg.rows) this.grid.applyPatch(msg.rows);
+    else if (msg.rows || msg.full) this.grid.applyPatch(msg.rows || [], msg.full || []);
   }
 
   setSummary(summary) {

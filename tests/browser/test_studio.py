@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-import pytest
+import nbformat
 from playwright.sync_api import Locator, Page, expect
 
-import nbbatch
-import nbbatch.events
-
-EDITING_API = hasattr(nbbatch.Batch, "edit")
-EDIT_EVENTS = hasattr(nbbatch.events, "TaskAdded")
+# rows showing a task (parked row nodes keep their last content, hidden)
+ROW_BADGE = ".nbb-row[data-task-id] .nbb-badge"
 
 PROMPTS = [
     "a red fox in snow, watercolour",
@@ -80,14 +78,14 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     lab.screenshot(page, "1-shown")
 
     button(studio, "Run all").click()
-    expect(studio.locator(".nbb-badge", has_text=re.compile(r"^generating \d+%$"))).to_have_count(2)
-    expect(studio.locator(".nbb-badge", has_text="queued").first).to_be_visible()
+    expect(studio.locator(ROW_BADGE, has_text=re.compile(r"^generating \d+%$"))).to_have_count(2)
+    expect(studio.locator(ROW_BADGE, has_text="queued").first).to_be_visible()
     lab.screenshot(page, "2-running")
 
     # Pause: the two in flight finish, nothing new starts
     button(studio, "Pause").click()
     expect(studio.get_by_role("status")).to_have_text(re.compile("Paused"))
-    expect(studio.locator(".nbb-badge", has_text="generating")).to_have_count(0, timeout=15_000)
+    expect(studio.locator(ROW_BADGE, has_text="generating")).to_have_count(0, timeout=15_000)
     before = statuses(lab, page)
     page.wait_for_timeout(2500)  # two latencies: long enough for a task to have started
     assert statuses(lab, page) == before
@@ -95,16 +93,15 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     lab.screenshot(page, "3-paused")
 
     button(studio, "Resume").click()
-    expect(studio.locator(".nbb-badge", has_text="generating").first).to_be_visible()
+    expect(studio.locator(ROW_BADGE, has_text="generating").first).to_be_visible()
 
-    if EDITING_API:
-        # Run next on the last queued task: it is the next to start
-        last = task_ids[-1]
-        expect(row(studio, last).locator(".nbb-badge")).to_have_text("queued")
-        button(row(studio, last), "Run next").click()
-        expect(row(studio, last).locator(".nbb-badge")).to_have_text(
-            re.compile("generating|done"), timeout=15_000
-        )
+    # Run next on the last queued task: it is the next to start
+    last = task_ids[-1]
+    expect(row(studio, last).locator(".nbb-badge")).to_have_text("queued")
+    button(row(studio, last), "Run next").click()
+    expect(row(studio, last).locator(".nbb-badge")).to_have_text(
+        re.compile("generating|done"), timeout=15_000
+    )
 
     button(studio, "Stop").click()
     expect(studio.get_by_role("status")).to_have_text("Stopped", timeout=15_000)
@@ -159,25 +156,65 @@ def test_reload_reattaches_and_the_dark_theme_follows(lab) -> None:
     lab.reload(page)
     studio = studio_of(page)
     expect(studio.get_by_role("status")).to_have_text("Finished")
-    expect(studio.locator(".nbb-badge", has_text="done")).to_have_count(7)
+    expect(studio.locator(ROW_BADGE, has_text="done")).to_have_count(7)
     expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
     expect(studio.get_by_text("7 done")).to_be_visible()
     lab.screenshot(page, "reloaded-dark")
     lab.set_theme(page, "light")
 
 
-@pytest.mark.skipif(not EDIT_EVENTS, reason="events.TaskAdded & co. (issue 8)")
 def test_changes_made_in_python_show_up_and_a_second_display_shares_the_state(lab) -> None:
     page = lab.open_notebook([setup_cell(latency=0.05, prompts=PROMPTS[:3])])
     studio_of(page)
     lab.add_cell(page, 'batch.add(["a new task from Python"]); studio')
+    lab.add_cell(page, "from nbbatch.widgets import TaskGrid; TaskGrid(batch)")
     views = page.locator(".nbb-root")
-    expect(views).to_have_count(2)
-    for view in (views.nth(0), views.nth(1)):
+    expect(views).to_have_count(3)
+    for view in (views.nth(0), views.nth(1), views.nth(2)):
         expect(view.get_by_text("a new task from Python")).to_be_visible()
+    expect(button(views.nth(2), "Run all")).to_have_count(0)  # the grid alone: no toolbar
     lab.add_cell(page, "await batch.run(provider)")
-    for view in (views.nth(0), views.nth(1)):
-        expect(view.locator(".nbb-badge", has_text="done")).to_have_count(4)
+    for view in (views.nth(0), views.nth(1), views.nth(2)):
+        expect(view.locator(ROW_BADGE, has_text="done")).to_have_count(4)
+
+
+def test_filter_search_and_select_all(lab) -> None:
+    page = lab.open_notebook([setup_cell(latency=0.05)])
+    studio = studio_of(page)
+    button(studio, "Run all").click()
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
+    studio.locator(".nbb-fchip", has_text="failed").click()
+    # list form: waits for exactly these rows (a transient state never passes it)
+    expect(studio.locator(ROW_BADGE)).to_have_text(["failed"])
+    studio.locator(".nbb-fchip", has_text="All").click()
+    expect(studio.locator(ROW_BADGE)).to_have_count(8)
+    studio.get_by_role("searchbox", name="Search prompts").fill("ramen")
+    shown = studio.locator(".nbb-row[data-task-id] .nbb-ptext")
+    expect(shown).to_have_text(["a bowl of ramen, studio photo"])
+    studio.get_by_role("searchbox", name="Search prompts").fill("")
+    expect(studio.locator(".nbb-row[data-task-id]")).to_have_count(8)
+    studio.get_by_role("checkbox", name="Select all").click()
+    expect(studio.get_by_text("8 selected")).to_be_visible()
+    assert lab.execute(page, "print(len(studio.selected))") == "8\n"
+    lab.screenshot(page, "all-selected")
+
+
+def test_the_quickstart_notebook_opens_on_the_studio(lab) -> None:
+    quickstart = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+    nb = nbformat.read(quickstart, as_version=4)
+    first = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert "BatchStudio(" in first
+    page = lab.open_notebook([first])
+    studio = studio_of(page)
+    button(studio, "Run all").click()
+    expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
+    expect(studio.locator(ROW_BADGE, has_text="done")).to_have_count(3)
+    expect(studio.locator(".nbb-row[data-task-id] .nbb-c-results img")).to_have_count(6)  # n=2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.nbb-row[data-task-id] .nbb-c-results img')]"
+        ".every((i) => i.complete && i.naturalWidth > 0)"
+    )
+    lab.screenshot(page, "quickstart")
 
 
 def test_the_grid_is_usable_from_the_keyboard(lab) -> None:
@@ -196,13 +233,12 @@ def test_the_grid_is_usable_from_the_keyboard(lab) -> None:
     expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
     # the notebook did not take the keys (no cell moved, none was added)
     assert len(page.locator(".jp-Cell").all()) == 1
-    if EDITING_API:
-        page.keyboard.press("Alt+ArrowUp")  # the 4th row moves up to 3rd
-        page.wait_for_function(
-            "id => document.querySelector(`.nbb-row[data-task-id='${id}'] .nbb-num`)"
-            ".textContent === '3'",
-            arg=task_ids[3],
-        )
+    page.keyboard.press("Alt+ArrowUp")  # the 4th row moves up to 3rd
+    page.wait_for_function(
+        "id => document.querySelector(`.nbb-row[data-task-id='${id}'] .nbb-num`)"
+        ".textContent === '3'",
+        arg=task_ids[3],
+    )
 
 
 def test_lang_zh_renders_chinese_labels(lab) -> None:
@@ -210,10 +246,10 @@ def test_lang_zh_renders_chinese_labels(lab) -> None:
     studio = studio_of(page)
     expect(studio.get_by_role("grid", name="任务")).to_be_visible()
     expect(button(studio, "全部运行")).to_be_visible()
-    expect(studio.locator(".nbb-badge").first).to_have_text("等待中")
+    expect(studio.locator(ROW_BADGE).first).to_have_text("等待中")
     button(studio, "全部运行").click()
     expect(studio.get_by_role("status")).to_have_text("已完成", timeout=30_000)
-    expect(studio.locator(".nbb-badge", has_text="失败")).to_have_count(1)
+    expect(studio.locator(ROW_BADGE, has_text="失败")).to_have_count(1)
     lab.screenshot(page, "zh")
 
 
@@ -221,13 +257,12 @@ def test_the_studio_runs_in_notebook_7(lab) -> None:
     page = lab.open_notebook([setup_cell(latency=0.3)], app="notebook7")
     studio = studio_of(page)
     button(studio, "Run all").click()
-    expect(studio.locator(".nbb-badge", has_text="generating").first).to_be_visible()
+    expect(studio.locator(ROW_BADGE, has_text="generating").first).to_be_visible()
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
-    expect(studio.locator(".nbb-badge", has_text="done")).to_have_count(7)
+    expect(studio.locator(ROW_BADGE, has_text="done")).to_have_count(7)
     lab.screenshot(page, "notebook7")
 
 
-@pytest.mark.skipif(not EDITING_API, reason="batch.edit & co. (issue 8)")
 def test_edit_delete_reorder_and_bulk_delete(lab) -> None:
     page = lab.open_notebook([setup_cell(latency=0.05)])
     studio = studio_of(page)

@@ -28,6 +28,7 @@ from ..core._events import (
     TaskChanged,
     TaskRemoved,
     TasksReordered,
+    TaskSucceeded,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, check_prompt
 from ..core._retry import RetryPolicy
@@ -499,6 +500,9 @@ class Batch:
         return unsubscribe
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, TaskSucceeded):
+            for im in event.images:  # made by the runner: let image.edit(...) find us
+                im._owner = self
         here = _running_loop()
         for sub in tuple(self._subscriptions):
             loop = sub.loop

@@ -15,6 +15,7 @@ cache too.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
@@ -152,6 +153,16 @@ class ThumbnailCache:
 
     def get_bytes(self, image: ThumbSource, size: int = 256, *, format: str = "webp") -> bytes:
         return self.get(image, size, format=format).read_bytes()
+
+    async def aget(self, image: ThumbSource, size: int = 256, *, format: str = "webp") -> Path:
+        """:meth:`get` in a worker thread: decoding and encoding stay off the event loop."""
+        return await asyncio.to_thread(self.get, image, size, format=format)
+
+    async def aget_bytes(
+        self, image: ThumbSource, size: int = 256, *, format: str = "webp"
+    ) -> bytes:
+        """:meth:`get_bytes` in a worker thread."""
+        return await asyncio.to_thread(self.get_bytes, image, size, format=format)
 
     def many(
         self,

@@ -4,7 +4,7 @@
     >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
 
 Python holds the truth: the page asks for the rows and thumbnails it shows, every action
-goes through the batch's public API, and updates are coalesced (≤ 8 messages a second).
+goes through the batch's public API, and updates are coalesced (≤ 5 patches a second).
 """
 
 from ._grid import BatchStudio, TaskGrid

@@ -5,7 +5,8 @@ batch progress). Sending one message per event would flood the kernel's IOPub ch
 (capped at 1000 messages/s for *all* output) and make the page repaint constantly; the
 issue asks for at most 10 messages a second per widget. So events only mark what is
 dirty, and a flush scheduled no sooner than ``interval`` after the previous one sends
-everything at once.
+everything at once. 0.2 s leaves half of the budget to the replies the page asks for
+(rows and thumbnails of tasks that just finished on screen).
 
 The clock and the scheduler are injectable so that tests drive time by hand instead of
 racing real sleeps.
@@ -48,7 +49,7 @@ class Coalescer:
         self,
         flush: Callable[[], None],
         *,
-        interval: float = 0.125,
+        interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         scheduler: Scheduler | None = None,
     ) -> None:

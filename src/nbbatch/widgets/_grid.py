@@ -14,9 +14,11 @@ page → kernel
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
     ``set_concurrency {value}``
-kernel → page (unsolicited, coalesced to ≤ 8 a second)
-    ``patch {summary, rows?, invalidate?}``  rows are ``[id, status, pct, attempts,
-    images, full]``; ``invalidate`` means "ask for your window again"
+kernel → page (unsolicited, coalesced to ≤ 5 a second)
+    ``patch {summary, rows?, full?, invalidate?}``  ``rows`` are ``[id, status, pct,
+    attempts, images, full]`` for rows the page was sent; ``full`` are whole rows (as in
+    a ``rows`` reply) of tasks on screen that got a result or an error;
+    ``invalidate`` means "ask for your window again"
     ``notice {level, text}``        an error or hint in words
 
 Synced traits are only small state: ``lang``, ``studio``, ``count``, ``selection`` (ids),
@@ -33,20 +35,25 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-import nbbatch
-from nbbatch import Batch, GeneratedImage, Task, TaskStatus, Workspace
+# The widgets sit on top: they use the engine's and the core's public faces, never the
+# package root (which imports everything, the widgets included).
+from nbbatch.engine import Batch, Workspace, load_settings
 from nbbatch.errors import ConfigError, NbbatchError
+from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
 from ._words import UserFacingError, describe
+
+if TYPE_CHECKING:
+    from nbbatch import GeneratedImage, Task
 
 __all__ = ["BatchStudio", "TaskGrid"]
 
@@ -56,9 +63,9 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 _MAX_ROWS = 400  # per request: a tall screen shows ~30; the page asks with overscan
 _MAX_THUMBS = 64  # per request
 _WINDOW = 1200  # row ids remembered as "on some screen" for patches
+_SCREEN = 150  # the most recently sent rows: finished ones among them are sent whole
 THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 _FILTERS = frozenset({"all", *_rows.STATUSES})
-_RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED})
 _DEFERRED: dict[str, Any] = {"__deferred__": True}  # the handler replies later itself
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -107,6 +114,7 @@ class TaskGrid(anywidget.AnyWidget):
         self._dirty_structure = False
         self._dirty_all = False
         self._window: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._screen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._filtered = False
         self._view_key: tuple[Any, ...] | None = None
         self._view: Sequence[Task] = ()
@@ -212,6 +220,8 @@ class TaskGrid(anywidget.AnyWidget):
         elif rows_dirty:
             ids = list(self._window) if self._dirty_all else self._dirty_rows
             rows = []
+            whole = []
+            index = self._hub.index()
             for task_id in ids:
                 if task_id not in self._window:
                     continue  # not on any screen: the page asks when it scrolls there
@@ -219,10 +229,18 @@ class TaskGrid(anywidget.AnyWidget):
                     task = self._hub.task(task_id)
                 except KeyError:
                     continue
-                full = self._dirty_all or self._dirty_rows.get(task_id, False)
-                rows.append(_rows.patch(task, full))
+                full = self._dirty_rows.get(task_id, False)
+                if full and task_id in self._screen:
+                    # on screen and more than the status changed (a result, an error):
+                    # send the row itself rather than make the page ask for it
+                    whole.append(_rows.row(task, index.get(task_id, 0) + 1, self.lang))
+                    self._hub.remember_sources(task)
+                else:
+                    rows.append(_rows.patch(task, full))
             if rows:
                 msg["rows"] = rows
+            if whole:
+                msg["full"] = whole
         self._dirty_rows = {}
         self._dirty_structure = False
         self._dirty_all = False
@@ -314,10 +332,13 @@ class TaskGrid(anywidget.AnyWidget):
         for task in view[start:end]:
             rows.append(_rows.row(task, index.get(task.id, 0) + 1, self.lang))
             self._hub.remember_sources(task)
-            self._window[task.id] = None
-            self._window.move_to_end(task.id)
+            for seen in (self._window, self._screen):
+                seen[task.id] = None
+                seen.move_to_end(task.id)
         while len(self._window) > _WINDOW:
             self._window.popitem(last=False)
+        while len(self._screen) > _SCREEN:
+            self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -449,10 +470,10 @@ class TaskGrid(anywidget.AnyWidget):
         self._retry(self._ids(content))
 
     def _on_retry_selected(self, content: dict[str, Any]) -> None:
-        self._retry([t for t in self._selected_tasks() if t.status in _RETRYABLE])
+        self._retry([t for t in self._selected_tasks() if t.status.value in _rows.RETRYABLE])
 
     def _retry(self, tasks: list[Task]) -> None:
-        tasks = [t for t in tasks if t.status in _RETRYABLE]
+        tasks = [t for t in tasks if t.status.value in _rows.RETRYABLE]
         if not tasks:
             raise UserFacingError("nothing_failed")
         if self._hub.live_runner() is not None:
@@ -470,7 +491,7 @@ class TaskGrid(anywidget.AnyWidget):
 
     def _run_next(self, tasks: list[Task]) -> None:
         for t in tasks:  # the run serves its "next" list first come, first served
-            if t.status is TaskStatus.QUEUED:
+            if t.status.value == "queued":
                 self._batch.run_next(t)
 
     def _start(self, tasks: list[Task] | None = None) -> Any:
@@ -493,9 +514,13 @@ class TaskGrid(anywidget.AnyWidget):
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None:
-                log.error("nbbatch studio: the run ended with an error", exc_info=exc)
+            if exc is None:
+                return
+            log.error("nbbatch studio: the run ended with an error", exc_info=exc)
+            if isinstance(exc, NbbatchError):
                 self.notify(tr(self.lang, "run_error", message=describe(exc, self.lang)))
+            else:  # its text may hold anything (URLs, payloads): the type, and the log
+                self.notify(tr(self.lang, "run_crashed", kind=type(exc).__name__))
 
         job.add_done_callback(done)
 
@@ -596,7 +621,7 @@ class BatchStudio(TaskGrid):
             runner.stop()
 
     def _on_retry_failed(self, content: dict[str, Any]) -> None:
-        failed = [t for t in self._batch.tasks if t.status is TaskStatus.FAILED]
+        failed = [t for t in self._batch.tasks if t.status.value == "failed"]
         if not failed:
             raise UserFacingError("nothing_failed")
         self._retry(failed)
@@ -643,19 +668,19 @@ class BatchStudio(TaskGrid):
         if not isinstance(p, str):
             return p, []
         try:
-            settings = nbbatch.load_settings()
+            settings = load_settings()
         except NbbatchError:
             return p, []
-        if p in settings.providers and p not in nbbatch.available_providers():
+        if p in settings.providers and p not in available_providers():
             built = settings.get(p).build()
             return built, [built]
         return p, []
 
 
 def _provider_names(current: str) -> list[str]:
-    names = list(nbbatch.available_providers())
+    names = list(available_providers())
     try:
-        names.extend(c.name for c in nbbatch.load_settings())
+        names.extend(c.name for c in load_settings())
     except NbbatchError as exc:
         log.warning("nbbatch studio: saved provider settings unreadable: %s", exc)
     if current not in names:

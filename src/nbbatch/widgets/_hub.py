@@ -17,12 +17,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nbbatch import Batch, Task, events
+import nbbatch.events as events
 from nbbatch.images import ThumbnailCache
 
 from . import _rows
+
+if TYPE_CHECKING:
+    from nbbatch import Batch, Task
 
 __all__ = ["Hub", "Sink", "hub_for"]
 
@@ -31,11 +34,10 @@ log = logging.getLogger("nbbatch")
 #: thumbnail sources remembered for the browser (keys it was sent in rows)
 _MAX_SOURCES = 4096
 
-# Only the status and percent of a row change: a patch carries all of it.
-_STATUS_ONLY = (events.TaskQueued, events.TaskProgress, events.TaskRetrying)
-# More changed (attempts, error text, images, prompt): the page re-reads the row.
+# Only status, percent and attempts change: a patch carries all of it.
+_STATUS_ONLY = (events.TaskQueued, events.TaskStarted, events.TaskProgress, events.TaskRetrying)
+# More changed (error text, images, prompt): the page re-reads the row if it shows it.
 _ROW_FULL = (
-    events.TaskStarted,
     events.TaskSucceeded,
     events.TaskFailed,
     events.TaskCancelled,

@@ -111,6 +111,10 @@ _EN: dict[str, str] = {
         "Details are in the kernel log (logger 'nbbatch')."
     ),
     "run_error": "The run ended with an error: {message}",
+    "run_crashed": (
+        "The run ended with an unexpected error ({kind}). "
+        "Details are in the kernel log (logger 'nbbatch'); finished results are saved."
+    ),
     "needs_loop": (
         "Runs need the notebook's event loop; start the studio from a notebook cell, "
         "or call `await batch.run(...)` in a script."
@@ -221,6 +225,9 @@ _ZH: dict[str, str] = {
     "bad_request": "页面发送的请求不完整（{type}）。请刷新页面。",
     "internal": "{action}时出错（{kind}）。详细信息见内核日志（logger 'nbbatch'）。",
     "run_error": "运行因错误结束：{message}",
+    "run_crashed": (
+        "运行因意外错误结束（{kind}）。详细信息见内核日志（logger 'nbbatch'）；已完成的结果已保存。"
+    ),
     "needs_loop": (
         "运行需要笔记本的事件循环；请在笔记本单元格中启动工作台，"
         "或在脚本中使用 `await batch.run(...)`。"

@@ -13,17 +13,19 @@ browser then fetches that row again if it is on screen.
 
 from __future__ import annotations
 
-from typing import Any
-
-from nbbatch import Task, TaskStatus
+from typing import TYPE_CHECKING, Any
 
 from ._i18n import tr
 from ._words import clip
+
+if TYPE_CHECKING:
+    from nbbatch import Task
 
 __all__ = [
     "EDITABLE",
     "MAX_REFS",
     "MAX_RESULTS",
+    "RETRYABLE",
     "STATUSES",
     "patch",
     "percent",
@@ -35,20 +37,14 @@ __all__ = [
 MAX_REFS = 2
 MAX_RESULTS = 3
 
-STATUSES = tuple(s.value for s in TaskStatus)
-EDITABLE = frozenset(
-    {
-        TaskStatus.IDLE,
-        TaskStatus.QUEUED,
-        TaskStatus.FAILED,
-        TaskStatus.CANCELLED,
-        TaskStatus.INTERRUPTED,
-    }
-)
+# status values as the wire (and TaskStatus.value) spells them
+STATUSES = ("idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+EDITABLE = frozenset({"idle", "queued", "failed", "cancelled", "interrupted"})
+RETRYABLE = frozenset({"failed", "cancelled", "interrupted"})
 
 
 def percent(task: Task) -> int | None:
-    if task.status is not TaskStatus.RUNNING:
+    if task.status.value != "running":
         return None
     return round(max(0.0, min(1.0, task.progress or 0.0)) * 100)
 

@@ -117,6 +117,7 @@ var ROW_H = 64;
 var OVERSCAN = 6;
 var FETCH_EXTRA = 20;
 var THUMB_CACHE = 800;
+var KEEP_ROWS = 800;
 var STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
 var EDITABLE = /* @__PURE__ */ new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
 var RETRYABLE = /* @__PURE__ */ new Set(["failed", "cancelled", "interrupted"]);
@@ -310,8 +311,15 @@ var Grid = class {
     this.focusIndex = 0;
     this.requestWindow();
   }
-  applyPatch(rows) {
+  applyPatch(rows, whole) {
     let refetch = false;
+    for (const row of whole) {
+      const old = this.byId.get(row.id);
+      if (!old || old._i === void 0) continue;
+      row._i = old._i;
+      this.byId.set(row.id, row);
+      if (this.rows.get(row._i) === old) this.rows.set(row._i, row);
+    }
     for (const [id, st, pc, at, ni, full] of rows) {
       const row = this.byId.get(id);
       if (!row) continue;
@@ -319,7 +327,10 @@ var Grid = class {
       row.pc = pc;
       row.at = at;
       row.ni = ni;
-      if (full) refetch = true;
+      if (full) {
+        row._stale = true;
+        refetch = true;
+      }
     }
     if (refetch) this.requestWindow(true);
     this.schedule();
@@ -361,8 +372,27 @@ var Grid = class {
     this.fetching = true;
     const generation = this.generation;
     const [from, to] = this.windowRange();
-    const start = Math.max(0, from - FETCH_EXTRA);
-    const end = Math.max(to + FETCH_EXTRA, start + 40);
+    let start = Math.max(0, from - FETCH_EXTRA);
+    let end = Math.max(to + FETCH_EXTRA, start + 40);
+    let missing = this.total === null || this.stale.size > 0;
+    let lo = Infinity;
+    let hi = -1;
+    for (let i = from; i < to && !missing; i++) {
+      const row = this.rows.get(i);
+      if (!row) missing = true;
+      else if (row._stale) {
+        lo = Math.min(lo, i);
+        hi = Math.max(hi, i);
+      }
+    }
+    if (!missing) {
+      if (hi < 0) {
+        this.fetching = false;
+        return;
+      }
+      start = lo;
+      end = hi + 1;
+    }
     try {
       const { msg } = await this.view.channel.request("rows", {
         start,
@@ -379,7 +409,7 @@ var Grid = class {
           this.rows.set(row._i, row);
           this.byId.set(row.id, row);
         });
-        if (this.byId.size > 4e3) this.pruneById();
+        this.pruneRows(msg.start, msg.start + msg.rows.length);
         this.stale.clear();
         this.layout();
       }
@@ -393,9 +423,16 @@ var Grid = class {
       }
     }
   }
-  pruneById() {
-    const keep = new Set([...this.rows.values()].map((r) => r.id));
-    for (const id of this.byId.keys()) if (!keep.has(id)) this.byId.delete(id);
+  // Keep only rows near the screen: the kernel sends status patches for the rows it
+  // sent recently (about 1,200), so older cached rows could show a stale status.
+  pruneRows(from, to) {
+    if (this.rows.size <= KEEP_ROWS) return;
+    for (const [i, row] of this.rows) {
+      if (i < from - KEEP_ROWS / 2 || i > to + KEEP_ROWS / 2) {
+        this.rows.delete(i);
+        if (this.byId.get(row.id) === row) this.byId.delete(row.id);
+      }
+    }
   }
   layout() {
     const total = this.total ?? 0;
@@ -475,6 +512,7 @@ var Grid = class {
       save: btn("save", "save", "save", "nbb-accent"),
       cancel: btn("cancel_edit", "cancel", "cancel_edit"),
       retry: btn("retry", "retry", "retry"),
+      stopTask: btn("cancel_task", "stop", "cancel", "nbb-danger"),
       next: btn("run_next", "next", "run_next"),
       duplicate: btn("duplicate", "duplicate", "duplicate"),
       remove: btn("delete", "trash", "delete", "nbb-danger")
@@ -508,6 +546,7 @@ var Grid = class {
         parts.save,
         parts.cancel,
         parts.retry,
+        parts.stopTask,
         parts.next,
         parts.duplicate,
         parts.remove
@@ -577,10 +616,13 @@ var Grid = class {
     p.cancel.hidden = !editing;
     p.edit.disabled = !EDITABLE.has(row.st);
     p.retry.disabled = !RETRYABLE.has(row.st);
+    const cancellable = live && (row.st === "running" || row.st === "queued");
+    p.stopTask.hidden = !cancellable;
+    p.retry.hidden = cancellable;
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
   paintThumbs(box, keys, count, label) {
     const want = keys.join(",") + `|${count}`;
@@ -744,7 +786,8 @@ var Grid = class {
         this.view.act(action, { ids: [row.id] });
         break;
       case "duplicate":
-        this.view.act("duplicate", { id: row.id });
+      case "cancel":
+        this.view.act(action, { id: row.id });
         break;
     }
   }
@@ -1100,7 +1143,7 @@ var View = class {
     if (!this.grid) return;
     if (msg.summary) this.setSummary(msg.summary);
     if (msg.invalidate) this.grid.invalidate();
-    else if (msg.rows) this.grid.applyPatch(msg.rows);
+    else if (msg.rows || msg.full) this.grid.applyPatch(msg.rows || [], msg.full || []);
   }
   setSummary(summary) {
     if (this.toolbar) this.toolbar.setSummary(summary);
