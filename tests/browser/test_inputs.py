@@ -407,7 +407,7 @@ def test_the_inputs_follow_the_dark_theme_and_speak_chinese(lab) -> None:
     expect(up.get_by_role("button", name="添加文件夹")).to_be_visible()
     drop(page, {"杯子.png": png((200, 60, 40)), "罐子.png": png((60, 80, 200))})
     expect(tiles(up)).to_have_count(2)
-    panel.get_by_role("textbox", name="主提示词").fill("为这些杯子拍产品图：大理石上；咖啡馆里")
+    panel.get_by_role("textbox", name="主提示词").fill("杯子在大理石上; 罐子在咖啡馆里")
     panel.get_by_role("button", name="创建任务").click()
     expect(panel.get_by_role("region", name="将创建的任务")).to_contain_text("将创建 2 个任务")
     lab.screenshot(page, "1-zh-light")
