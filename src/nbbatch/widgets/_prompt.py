@@ -37,9 +37,21 @@ from typing import Any
 import anywidget
 import traitlets
 
-import nbbatch
-from nbbatch import Batch, LLMConfig, Params, Presets, Task, Workspace
-from nbbatch import errors as E
+import nbbatch.errors as E
+import nbbatch.providers as providers
+from nbbatch.core._model import Params, Reference, Task
+from nbbatch.engine import Batch, Workspace
+from nbbatch.errors import NbbatchError
+from nbbatch.planning import (
+    LLMConfig,
+    Plan,
+    Presets,
+    aenhance,
+    aplan,
+    count_prompts,
+    expand,
+    read_prompts,
+)
 
 # the template caps (not re-exported at the top level): one place decides them
 from nbbatch.planning._templates import COUNT_LIMIT, DEFAULT_CAP
@@ -86,14 +98,14 @@ def _capabilities(provider: Any) -> Any:
     if caps is not None:
         return caps
     if isinstance(provider, str):
-        for value in vars(nbbatch.providers).values():
+        for value in vars(providers).values():
             if (
                 isinstance(value, type)
-                and issubclass(value, nbbatch.Provider)
+                and issubclass(value, providers.Provider)
                 and getattr(value, "name", None) == provider
             ):
                 return value.capabilities
-    return nbbatch.providers.Capabilities()
+    return providers.Capabilities()
 
 
 #: Parameters only some services take and that Capabilities does not describe yet: the
@@ -188,7 +200,7 @@ class PromptPanel(anywidget.AnyWidget):
 
     # ----------------------------------------------------------- public API
     @property
-    def references(self) -> list[nbbatch.Reference]:
+    def references(self) -> list[Reference]:
         return self.upload.references if self.upload is not None else []
 
     def set_provider(self, provider: Any) -> None:
@@ -261,7 +273,7 @@ class PromptPanel(anywidget.AnyWidget):
         if not template.strip():
             return {"count": 0, "exact": True}
         try:
-            return {"count": nbbatch.count_prompts(template, limit=self.cap), "exact": True}
+            return {"count": count_prompts(template, limit=self.cap), "exact": True}
         except E.TemplateTooLargeError as exc:
             return {"count": exc.count, "exact": False, "over": True}
         except E.TemplateError as exc:
@@ -312,7 +324,7 @@ class PromptPanel(anywidget.AnyWidget):
             return self._propose([Task(prompt=prompt, params=params, references=[r]) for r in refs])
         if mode == "template":
             try:
-                listed = nbbatch.expand(prompt, params=params, cap=self.cap)
+                listed = expand(prompt, params=params, cap=self.cap)
             except E.TemplateTooLargeError as exc:
                 return self._over(prompt, params, exc)
             return self._propose(list(listed), extra={"skipped": [str(s) for s in listed.skipped]})
@@ -355,7 +367,7 @@ class PromptPanel(anywidget.AnyWidget):
         llm = self.llm
         self.busy = "plan"
         self._proposal = None
-        coro = nbbatch.aplan(
+        coro = aplan(
             prompt,
             llm=llm,
             references=refs,
@@ -367,7 +379,7 @@ class PromptPanel(anywidget.AnyWidget):
         self._start(uid, coro, self._planned, "doing_propose")
         return _DEFERRED
 
-    def _planned(self, uid: object, plan: nbbatch.Plan) -> None:
+    def _planned(self, uid: object, plan: Plan) -> None:
         body = self._propose(list(plan.tasks), extra={"warnings": list(plan.warnings)[:20]})
         self._reply(uid, True, body)
 
@@ -396,7 +408,7 @@ class PromptPanel(anywidget.AnyWidget):
                 return
             exc = f.exception()
             if exc is not None:
-                if not isinstance(exc, nbbatch.NbbatchError):
+                if not isinstance(exc, NbbatchError):
                     log.error("nbbatch prompt panel: %s failed", action, exc_info=exc)
                 self._reply(uid, False, {"error": self._words(exc, action)})
                 return
@@ -416,7 +428,7 @@ class PromptPanel(anywidget.AnyWidget):
             if content.get("confirm") is not True:
                 raise UserFacingError("over_cap", cap=self.cap)
             prompt, params = self._over_source
-            listed = nbbatch.expand(prompt, params=params, cap=COUNT_LIMIT)
+            listed = expand(prompt, params=params, cap=COUNT_LIMIT)
             self._proposal = list(listed)
             self._over_cap = False
         tasks = self._proposal
@@ -438,7 +450,7 @@ class PromptPanel(anywidget.AnyWidget):
         self.busy = "enhance"
         self._start(
             content.get("uuid"),
-            nbbatch.aenhance(prompt, llm=self.llm),
+            aenhance(prompt, llm=self.llm),
             lambda uid, text: self._reply(uid, True, {"prompt": text}),
             "doing_enhance",
         )
@@ -476,7 +488,7 @@ class PromptPanel(anywidget.AnyWidget):
         with tempfile.TemporaryDirectory(prefix="nbbatch-prompts-") as tmp:
             path = pathlib.Path(tmp) / f"prompts{suffix}"
             path.write_text(text, encoding="utf-8")
-            listed = nbbatch.read_prompts(
+            listed = read_prompts(
                 path, params=self._params(self.draft), workspace=self.batch.workspace
             )
         skipped = [str(s) for s in listed.skipped][:50]

@@ -33,11 +33,21 @@ from typing import Any
 import anywidget
 import traitlets
 
-import nbbatch
-from nbbatch import LLMConfig, ProviderConfig, Secret
+from nbbatch.core._secrets import Secret
+from nbbatch.engine import (
+    ProviderConfig,
+    Settings,
+    load_settings,
+    save_secret,
+    save_settings,
+    test_connection,
+)
 
 # where the files are and the secrets file's own helpers (not re-exported at the top)
 from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
+from nbbatch.errors import NbbatchError
+from nbbatch.planning import LLMConfig
+from nbbatch.providers import available_providers
 
 from ._i18n import catalogue, resolve_lang
 from ._words import UserFacingError, clip, describe
@@ -179,12 +189,12 @@ class SettingsPanel(anywidget.AnyWidget):
         }
         problems = []
         try:
-            settings = nbbatch.load_settings(self._settings_path())
+            settings = load_settings(self._settings_path())
             if settings.default is not None:
                 cfg = settings.get()
                 values.update(provider=cfg.provider, base_url=cfg.base_url or "")
                 values.update(model=cfg.model or "")
-        except nbbatch.NbbatchError as exc:
+        except NbbatchError as exc:
             problems.append(exc.message)
         studio = self._config_dir() / STUDIO_FILE
         if studio.exists():
@@ -208,7 +218,7 @@ class SettingsPanel(anywidget.AnyWidget):
         name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
         try:
             return load_secrets(self._secrets_path()).get(name)
-        except nbbatch.NbbatchError:
+        except NbbatchError:
             return None
 
     def _key_env(self, which: str) -> list[str]:
@@ -273,7 +283,7 @@ class SettingsPanel(anywidget.AnyWidget):
         return {
             "strings": catalogue(self.lang),
             "values": self.values,
-            "providers": list(nbbatch.available_providers()),
+            "providers": list(available_providers()),
             "keys": self._keys_info(),
             "problem": self.problem,
         }
@@ -294,7 +304,7 @@ class SettingsPanel(anywidget.AnyWidget):
         self._keys[which] = secret
         if content.get("remember") is True:
             name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
-            nbbatch.save_secret(name, secret, self._secrets_path())
+            save_secret(name, secret, self._secrets_path())
         self._refresh_flags()
         self._changed()
         return {"keys": self._keys_info()}
@@ -305,7 +315,7 @@ class SettingsPanel(anywidget.AnyWidget):
         name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
         try:
             delete_secret(name, self._secrets_path())
-        except nbbatch.NbbatchError as exc:
+        except NbbatchError as exc:
             raise UserFacingError("key_not_forgotten", message=clip(exc.message, 300)) from None
         self._refresh_flags()
         self._changed()
@@ -321,7 +331,7 @@ class SettingsPanel(anywidget.AnyWidget):
             if not isinstance(value, str) or len(value) > 2000:
                 raise UserFacingError("bad_request", type=key)
             v[key] = value.strip()
-        if v["provider"] not in nbbatch.available_providers():
+        if v["provider"] not in available_providers():
             raise UserFacingError("unknown_provider", name=v["provider"][:60])
         for key, low, high in (("concurrency", 1, 10), ("retries", 0, 10)):
             try:
@@ -342,14 +352,14 @@ class SettingsPanel(anywidget.AnyWidget):
         if provider_changed:
             self._keys.pop("provider", None)
         cfg = self.provider_config()
-        settings = nbbatch.Settings()
+        settings = Settings()
         # keep the other configurations of a readable file; a broken one is replaced
         # only now, because the person pressed Save
-        with contextlib.suppress(nbbatch.NbbatchError):
-            settings = nbbatch.load_settings(self._settings_path())
+        with contextlib.suppress(NbbatchError):
+            settings = load_settings(self._settings_path())
         settings.add(cfg, replace=True)
         settings.default = cfg.name
-        path = nbbatch.save_settings(settings, self._settings_path())
+        path = save_settings(settings, self._settings_path())
         studio = {k: values[k] for k in ("llm_base_url", "llm_model", "concurrency", "retries")}
         target = self._config_dir() / STUDIO_FILE
         tmp = target.with_suffix(".tmp")
@@ -370,7 +380,7 @@ class SettingsPanel(anywidget.AnyWidget):
         key = self._keys.get("provider")
         uid = content.get("uuid")
         job = asyncio.ensure_future(
-            nbbatch.test_connection(cfg, api_key=key, secrets_path=self._secrets_path())
+            test_connection(cfg, api_key=key, secrets_path=self._secrets_path())
         )
         self._jobs.add(job)
 

@@ -33,7 +33,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from nbbatch import Reference, Workspace
+from nbbatch.core._model import Reference
+from nbbatch.engine import Workspace
 from nbbatch.errors import ImageRejectedError
 from nbbatch.images import ImageLimits, ThumbnailCache, sniff_format
 
