@@ -193,7 +193,10 @@ export class Grid {
     for (const [i, row] of this.rows) this.stale.set(i, row);
     this.rows = new Map();
     this.generation += 1;
-    this.requestWindow();
+    // With the old total (0 for a batch that starts empty) the window is empty, so
+    // nothing would look missing and the new rows would never be asked for.
+    this.invalid = true;
+    this.requestWindow(true);
   }
 
   setFilter(st) {
@@ -287,7 +290,7 @@ export class Grid {
     let start = Math.max(0, from - FETCH_EXTRA);
     let end = Math.max(to + FETCH_EXTRA, start + 40);
     // Rows on screen that only went stale (a task finished): fetch just their span.
-    let missing = this.total === null || this.stale.size > 0;
+    let missing = this.total === null || this.stale.size > 0 || this.invalid;
     let lo = Infinity;
     let hi = -1;
     for (let i = from; i < to && !missing; i++) {
@@ -324,6 +327,7 @@ export class Grid {
         });
         this.pruneRows(msg.start, msg.start + msg.rows.length);
         this.stale.clear();
+        this.invalid = false;
         this.layout();
       }
     } catch (err) {

@@ -25,6 +25,7 @@ from ._decode import (
     ImageLimits,
     decode_image,
     inspect_image,
+    sniff_format,
 )
 from ._export import export_folder, export_zip
 from ._metadata import GenerationInfo, read_generation_info
@@ -74,6 +75,7 @@ __all__ = [
     "postprocess_async",
     "prune_caches",
     "read_generation_info",
+    "sniff_format",
     "thumbnail",
     "thumbnails",
     "varying_parameters",

@@ -8,5 +8,8 @@ goes through the batch's public API, and updates are coalesced (≤ 5 patches a 
 """
 
 from ._grid import BatchStudio, TaskGrid
+from ._prompt import PromptPanel
+from ._settings import SettingsPanel
+from ._upload import Upload
 
-__all__ = ["BatchStudio", "TaskGrid"]
+__all__ = ["BatchStudio", "PromptPanel", "SettingsPanel", "TaskGrid", "Upload"]

@@ -543,6 +543,7 @@ class BatchStudio(TaskGrid):
         workspace: Workspace | str | os.PathLike[str] | None = None,
         concurrency: int = 3,
         lang: str | None = None,
+        inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         if batch is None:
@@ -569,6 +570,18 @@ class BatchStudio(TaskGrid):
                 "set_concurrency": ("doing_concurrency", self._on_set_concurrency),
             }
         )
+
+        #: with ``inputs=True``: ``.upload`` and ``.prompt`` shown above the grid
+        self.inputs: Any = None
+        if inputs:
+            from ._compose import attach_inputs
+
+            self.inputs = attach_inputs(self)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if self.inputs is not None:
+            return self.inputs.layout._repr_mimebundle_(**kwargs)
+        return super()._repr_mimebundle_(**kwargs)
 
     @property
     def provider(self) -> Any:

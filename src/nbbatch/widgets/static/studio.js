@@ -290,7 +290,8 @@ var Grid = class {
     for (const [i, row] of this.rows) this.stale.set(i, row);
     this.rows = /* @__PURE__ */ new Map();
     this.generation += 1;
-    this.requestWindow();
+    this.invalid = true;
+    this.requestWindow(true);
   }
   setFilter(st) {
     if (this.filter === st) return;
@@ -374,7 +375,7 @@ var Grid = class {
     const [from, to] = this.windowRange();
     let start = Math.max(0, from - FETCH_EXTRA);
     let end = Math.max(to + FETCH_EXTRA, start + 40);
-    let missing = this.total === null || this.stale.size > 0;
+    let missing = this.total === null || this.stale.size > 0 || this.invalid;
     let lo = Infinity;
     let hi = -1;
     for (let i = from; i < to && !missing; i++) {
@@ -411,6 +412,7 @@ var Grid = class {
         });
         this.pruneRows(msg.start, msg.start + msg.rows.length);
         this.stale.clear();
+        this.invalid = false;
         this.layout();
       }
     } catch (err) {

@@ -1,0 +1,190 @@
+import { ReplyError, TimeoutError } from "../channel.js";
+import { BufferChannel } from "../inputs/channel.js";
+import { icons } from "../inputs/icons.js";
+import { fmt, h, setText } from "../util.js";
+
+// The Settings button and its dialog. Keys go to the kernel once, by message, and the
+// password field empties itself at once; the page never receives a key back.
+
+class SettingsView {
+  constructor(model, el) {
+    this.model = model;
+    this.channel = new BufferChannel(model);
+    this.strings = {};
+    this.root = h("div", { class: "nbb-in nbb-set", "data-lm-suppress-shortcuts": "true" });
+    el.append(this.root);
+    this.onLang = () => this.start();
+    model.on("change:lang", this.onLang);
+    this.start();
+  }
+
+  async start() {
+    try {
+      const { msg } = await this.channel.request("hello");
+      this.strings = msg.strings;
+      this.build(msg);
+    } catch (err) {
+      this.root.replaceChildren(h("div", { class: "nbb-alert", role: "alert", text: this.words(err) }));
+    }
+  }
+
+  words(err) {
+    if (err instanceof ReplyError) return err.message;
+    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
+    console.error("nbbatch settings", err);
+    return String((err && err.message) || err);
+  }
+
+  build(info) {
+    const s = this.strings;
+    const v = info.values;
+    this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
+    const openBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.settings, html: `${icons.gear}<span>${s.settings}</span>`, onclick: () => this.open() });
+    this.problem = h("span", { class: "nbb-set-problem", role: "alert", hidden: !info.problem, text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : "" });
+    this.fields = {};
+    const text = (name, type = "text", attrs = {}) => {
+      const input = h("input", { type, "aria-label": s[`set_${name}`], ...attrs });
+      input.value = v[name] ?? "";
+      this.fields[name] = input;
+      return h("label", { class: "nbb-set-field" }, h("span", { text: s[`set_${name}`] }), input);
+    };
+    const provider = h("select", { "aria-label": s.set_provider }, ...info.providers.map((p) => h("option", { value: p, text: p })));
+    provider.value = v.provider;
+    this.fields.provider = provider;
+    this.keyRows = { llm: h("div", { class: "nbb-set-key" }), provider: h("div", { class: "nbb-set-key" }) };
+    this.result = h("div", { class: "nbb-set-result", role: "status", "aria-live": "polite" });
+    this.dialog = h(
+      "dialog",
+      { class: "nbb-in nbb-set-dialog", "aria-label": s.settings, "data-lm-suppress-shortcuts": "true" },
+      h("div", { class: "nbb-set-head" }, h("strong", { text: s.settings }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => this.dialog.close() })),
+      this.problem,
+      h("fieldset", {}, h("legend", { text: s.set_llm }), text("llm_base_url", "url", { placeholder: "https://api.openai.com/v1" }), text("llm_model"), this.keyRows.llm),
+      h(
+        "fieldset",
+        {},
+        h("legend", { text: s.set_image_provider }),
+        h("label", { class: "nbb-set-field" }, h("span", { text: s.set_provider }), provider),
+        text("base_url", "url", { placeholder: s.default_value }),
+        text("model", "text", { placeholder: s.default_value }),
+        this.keyRows.provider,
+        h("div", { class: "nbb-set-row" }, h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() })),
+      ),
+      h("fieldset", {}, h("legend", { text: s.set_runner }), text("concurrency", "number", { min: 1, max: 10 }), text("retries", "number", { min: 0, max: 10 })),
+      this.result,
+      h(
+        "div",
+        { class: "nbb-set-actions" },
+        h("button", { type: "button", class: "nbb-btn nbb-primary", text: s.save_settings, "aria-label": s.save_settings, onclick: () => this.save() }),
+        h("button", { type: "button", class: "nbb-btn", text: s.close, onclick: () => this.dialog.close() }),
+      ),
+    );
+    this.paintKeys(info.keys);
+    this.root.replaceChildren(openBtn, this.problem.cloneNode(true), this.dialog);
+  }
+
+  open() {
+    setText(this.result, "");
+    this.dialog.showModal(); // every key goes to the dialog; Escape closes it
+  }
+
+  paintKeys(keys) {
+    const s = this.strings;
+    for (const which of ["llm", "provider"]) {
+      const k = keys[which];
+      const row = this.keyRows[which];
+      const label = which === "llm" ? s.set_llm_key : s.set_key;
+      if (k.env) {
+        row.replaceChildren(h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) })));
+        continue;
+      }
+      if (!k.needs) {
+        row.replaceChildren(h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: s.key_not_needed })));
+        continue;
+      }
+      const input = h("input", { type: "password", autocomplete: "off", "aria-label": label, placeholder: k.set ? s.key_is_set : s.key_paste });
+      const remember = h("input", { type: "checkbox", "aria-label": s.remember_key });
+      const send = () => this.setKey(which, input, remember);
+      input.addEventListener("keydown", (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          send();
+        }
+      });
+      row.replaceChildren(
+        h("label", { class: "nbb-set-field" }, h("span", { text: label }), input),
+        h(
+          "div",
+          { class: "nbb-set-row" },
+          h("label", { class: "nbb-set-check" }, remember, h("span", { text: s.remember_key })),
+          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.set_key_btn, "aria-label": fmt(s, "set_key_for", { what: label }), onclick: send }),
+          k.set ? h("span", { class: "nbb-set-ok", text: s.key_is_set }) : null,
+          k.set ? h("button", { type: "button", class: "nbb-link", text: s.forget_key, onclick: () => this.forget(which) }) : null,
+        ),
+      );
+    }
+  }
+
+  async setKey(which, input, remember) {
+    const key = input.value;
+    input.value = ""; // the page keeps no copy, whatever the kernel answers
+    if (!key.trim()) return;
+    try {
+      const { msg } = await this.channel.request("set_key", { which, key, remember: remember.checked });
+      this.paintKeys(msg.keys);
+      setText(this.result, this.strings.key_saved);
+    } catch (err) {
+      setText(this.result, this.words(err));
+    }
+  }
+
+  async forget(which) {
+    try {
+      const { msg } = await this.channel.request("forget_key", { which });
+      this.paintKeys(msg.keys);
+    } catch (err) {
+      setText(this.result, this.words(err));
+    }
+  }
+
+  values() {
+    const out = {};
+    for (const [name, input] of Object.entries(this.fields)) out[name] = input.value;
+    return out;
+  }
+
+  async save() {
+    try {
+      const { msg } = await this.channel.request("save", { values: this.values() });
+      this.paintKeys(msg.keys);
+      this.problem.hidden = true;
+      const outside = this.root.querySelector(":scope > .nbb-set-problem");
+      if (outside) outside.hidden = true;
+      setText(this.result, fmt(this.strings, "settings_saved", { path: msg.path }));
+    } catch (err) {
+      setText(this.result, this.words(err));
+    }
+  }
+
+  async test() {
+    setText(this.result, this.strings.testing);
+    try {
+      const { msg } = await this.channel.request("test", { values: this.values() }, 60000);
+      setText(this.result, `${msg.passed ? "✓" : "✗"} ${msg.message}`);
+    } catch (err) {
+      setText(this.result, this.words(err));
+    }
+  }
+
+  dispose() {
+    this.model.off("change:lang", this.onLang);
+    this.channel.dispose();
+    this.root.remove();
+  }
+}
+
+export default {
+  render({ model, el }) {
+    const view = new SettingsView(model, el);
+    return () => view.dispose();
+  },
+};

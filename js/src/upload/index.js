@@ -1,0 +1,453 @@
+import { ReplyError, TimeoutError } from "../channel.js";
+import { BufferChannel } from "../inputs/channel.js";
+import { icons } from "../inputs/icons.js";
+import { fmt, h, setText } from "../util.js";
+import { filesFromDrop } from "./drop.js";
+
+// The Upload drop zone. The kernel holds the set (upload.references); this view shows it,
+// sends new files in chunks (the server drops any message over 10 MiB) and asks for
+// the kernel's thumbnails, showing the browser's own rendering of a file until they come.
+
+const FILE_WORKERS = 2; // files sent at once
+const WINDOW = 2; // chunks of one file in flight: 2 workers × 2 × 4 MiB buffered at most
+const SLOW_MS = 180000; // a chunk or a decode may wait behind a busy cell
+
+let counter = 0;
+const newFid = () => `f${Date.now().toString(36)}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
+
+class UploadView {
+  constructor(model, el) {
+    this.model = model;
+    this.channel = new BufferChannel(model);
+    this.strings = {};
+    this.limits = { chunk: 4 * 1024 * 1024, max_files: 50, max_bytes: 10485760, formats: [] };
+    this.items = []; // the kernel's set: {id, name, width, height, format, size}
+    this.refused = [];
+    this.pending = []; // files of this view on their way: {fid, name, size, file, url, sent, state}
+    this.queue = [];
+    this.workers = 0;
+    this.thumbs = new Map(); // id -> {url, kernel: bool}
+    this.asked = new Set();
+    this.focusId = null;
+    this.root = h("div", { class: "nbb-in nbb-up", "data-lm-suppress-shortcuts": "true" });
+    el.append(this.root);
+    this.onVersion = () => this.refresh();
+    this.onLang = () => this.start();
+    model.on("change:version", this.onVersion);
+    model.on("change:lang", this.onLang);
+    this.start();
+  }
+
+  async start() {
+    this.root.replaceChildren(h("div", { class: "nbb-up-boot", text: "…" }));
+    try {
+      const { msg } = await this.channel.request("hello");
+      this.strings = msg.strings;
+      this.limits = msg.limits;
+      this.items = msg.items;
+      this.refused = msg.refused;
+      this.build();
+      this.paint();
+    } catch (err) {
+      this.root.replaceChildren(h("div", { class: "nbb-up-error", role: "alert", text: this.words(err) }));
+    }
+  }
+
+  async refresh() {
+    if (!this.list) return;
+    try {
+      const { msg } = await this.channel.request("list");
+      this.items = msg.items;
+      this.refused = msg.refused;
+      this.paint();
+    } catch (err) {
+      this.showError(err);
+    }
+  }
+
+  words(err) {
+    if (err instanceof ReplyError) return err.message;
+    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
+    console.error("nbbatch upload", err);
+    return String((err && err.message) || err);
+  }
+
+  showError(err) {
+    if (!this.errorBox) return;
+    setText(this.errorText, this.words(err));
+    this.errorBox.hidden = false;
+  }
+
+  // ------------------------------------------------------------------ layout
+  build() {
+    const s = this.strings;
+    this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
+    const picker = (folder) => {
+      const input = h("input", { type: "file", multiple: true, hidden: true, accept: folder ? undefined : "image/*" });
+      if (folder) input.setAttribute("webkitdirectory", "");
+      input.addEventListener("change", () => {
+        const files = Array.from(input.files || []).map((f) => ({ file: f, name: f.webkitRelativePath || f.name }));
+        input.value = "";
+        this.enqueue(files.filter((f) => !hidden(f.name)));
+      });
+      return input;
+    };
+    this.fileInput = picker(false);
+    this.folderInput = picker(true);
+    const button = (key, icon, onclick, cls = "") =>
+      h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, "aria-label": s[key], onclick, html: `${icons[icon]}<span>${s[key]}</span>` });
+    this.addBtn = button("add_images", "image", () => this.fileInput.click());
+    this.folderBtn = button("add_folder", "folder", () => this.folderInput.click());
+    this.clearBtn = button("clear", "trash", () => this.act("clear"), "nbb-danger");
+    this.countText = h("span", { class: "nbb-up-count", role: "status", "aria-live": "polite" });
+    const head = h(
+      "div",
+      { class: "nbb-up-head" },
+      h("span", { class: "nbb-up-title", text: s.upload }),
+      this.countText,
+      h("span", { class: "nbb-up-spring" }),
+      this.addBtn,
+      this.folderBtn,
+      this.clearBtn,
+    );
+    const formats = (this.limits.formats || []).join(" / ");
+    this.zone = h(
+      "div",
+      {
+        class: "nbb-up-zone",
+        role: "button",
+        tabindex: 0,
+        "aria-label": s.drop_here,
+        onclick: (e) => {
+          if (e.target === this.zone || e.target.closest(".nbb-up-zone-text")) this.fileInput.click();
+        },
+        onkeydown: (e) => {
+          if ((e.key === "Enter" || e.key === " ") && e.target === this.zone) {
+            e.preventDefault();
+            this.fileInput.click();
+          }
+        },
+      },
+      h(
+        "div",
+        { class: "nbb-up-zone-text" },
+        h("span", { class: "nbb-up-zone-icon", html: icons.upload }),
+        h("strong", { text: s.drop_here }),
+        h("span", { class: "nbb-up-hint", text: fmt(s, "drop_hint", { formats, n: this.limits.max_files, size: mb(this.limits.max_bytes) }) }),
+      ),
+    );
+    this.list = h("div", { class: "nbb-up-list", role: "list", "aria-label": s.upload });
+    this.zone.append(this.list);
+    for (const type of ["dragenter", "dragover"]) {
+      this.zone.addEventListener(type, (e) => {
+        if (!hasFiles(e)) return;
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "copy";
+        this.zone.classList.add("nbb-up-over");
+      });
+    }
+    this.zone.addEventListener("dragleave", (e) => {
+      if (!this.zone.contains(e.relatedTarget)) this.zone.classList.remove("nbb-up-over");
+    });
+    this.zone.addEventListener("drop", (e) => {
+      this.zone.classList.remove("nbb-up-over");
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      filesFromDrop(e.dataTransfer).then(
+        (files) => this.enqueue(files.filter((f) => !hidden(f.name))),
+        (err) => this.showError(err),
+      );
+    });
+    this.errorText = h("span", { class: "nbb-up-error-text" });
+    this.errorBox = h(
+      "div",
+      { class: "nbb-up-error", role: "alert", hidden: true },
+      this.errorText,
+      h("button", { type: "button", class: "nbb-link", text: s.dismiss, onclick: () => (this.errorBox.hidden = true) }),
+    );
+    this.refusedBox = h("div", { class: "nbb-up-refused", role: "alert", hidden: true });
+    this.root.replaceChildren(head, this.errorBox, this.zone, this.refusedBox, this.fileInput, this.folderInput);
+  }
+
+  paint() {
+    const s = this.strings;
+    const total = this.items.length;
+    setText(this.countText, total ? fmt(s, "n_images", { n: total }) : "");
+    this.clearBtn.disabled = total === 0 && this.refused.length === 0;
+    this.zone.classList.toggle("nbb-up-has", total + this.pending.length > 0);
+    const tiles = this.items.map((item, i) => this.tile(item, i, total));
+    for (const p of this.pending) tiles.push(this.pendingTile(p));
+    this.list.replaceChildren(...tiles);
+    if (this.focusId) {
+      const t = this.list.querySelector(`[data-id="${CSS.escape(this.focusId)}"]`);
+      if (t) t.focus();
+      this.focusId = null;
+    }
+    this.paintRefused();
+    this.askThumbs();
+  }
+
+  tile(item, index, total) {
+    const s = this.strings;
+    const thumb = this.thumbs.get(item.id);
+    const img = thumb
+      ? h("img", { src: thumb.url, alt: "", draggable: "false", "data-source": thumb.kernel ? "kernel" : "browser" })
+      : h("span", { class: "nbb-up-ph", html: icons.image });
+    const label = fmt(s, "image_n", { n: index + 1, total, name: item.name });
+    const tile = h(
+      "div",
+      {
+        class: "nbb-up-tile",
+        role: "listitem",
+        tabindex: 0,
+        draggable: "true",
+        "data-id": item.id,
+        "aria-label": label,
+        title: `${item.name}\n${item.width}×${item.height} ${item.format} · ${mb(item.size)}\n${s.move_hint}`,
+      },
+      h("div", { class: "nbb-up-img" }, img, h("span", { class: "nbb-up-num", text: String(index + 1) })),
+      h("div", { class: "nbb-up-name", text: item.name }),
+      h("div", { class: "nbb-up-meta", text: `${item.width}×${item.height} · ${item.format}` }),
+      h("button", {
+        type: "button",
+        class: "nbb-icon nbb-danger nbb-up-remove",
+        "aria-label": fmt(s, "remove_named", { name: item.name }),
+        title: s.remove,
+        html: icons.cancel,
+        onclick: (e) => {
+          e.stopPropagation();
+          this.act("remove", { id: item.id });
+        },
+      }),
+    );
+    tile.addEventListener("keydown", (e) => this.onTileKey(e, item, index));
+    tile.addEventListener("dragstart", (e) => {
+      e.dataTransfer.setData("application/x-nbb-ref", item.id);
+      e.dataTransfer.effectAllowed = "move";
+      tile.classList.add("nbb-up-dragging");
+    });
+    tile.addEventListener("dragend", () => tile.classList.remove("nbb-up-dragging"));
+    tile.addEventListener("dragover", (e) => {
+      if (!e.dataTransfer.types.includes("application/x-nbb-ref")) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "move";
+      tile.classList.add("nbb-up-target");
+    });
+    tile.addEventListener("dragleave", () => tile.classList.remove("nbb-up-target"));
+    tile.addEventListener("drop", (e) => {
+      const id = e.dataTransfer.getData("application/x-nbb-ref");
+      if (!id) return;
+      e.preventDefault();
+      e.stopPropagation();
+      tile.classList.remove("nbb-up-target");
+      if (id !== item.id) {
+        this.focusId = id;
+        this.act("move", { id, index });
+      }
+    });
+    return tile;
+  }
+
+  onTileKey(e, item, index) {
+    if (e.target !== e.currentTarget) return; // keys of the Remove button are its own
+    const last = this.items.length - 1;
+    let to = null;
+    if (e.altKey && (e.key === "ArrowLeft" || e.key === "ArrowUp")) to = Math.max(0, index - 1);
+    else if (e.altKey && (e.key === "ArrowRight" || e.key === "ArrowDown")) to = Math.min(last, index + 1);
+    else if (e.key === "Delete" || e.key === "Backspace") {
+      e.preventDefault();
+      const next = this.items[index + 1] || this.items[index - 1];
+      this.focusId = next ? next.id : null;
+      this.act("remove", { id: item.id });
+      return;
+    } else if (!e.altKey && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
+      const sib = this.list.children[index + (e.key === "ArrowLeft" ? -1 : 1)];
+      if (sib) sib.focus();
+      e.preventDefault();
+      return;
+    }
+    if (to === null) return;
+    e.preventDefault();
+    if (to === index) return;
+    this.focusId = item.id;
+    this.act("move", { id: item.id, index: to });
+  }
+
+  pendingTile(p) {
+    const s = this.strings;
+    const pct = p.size ? Math.floor((100 * p.sent) / p.size) : 0;
+    const text = p.state === "checking" ? fmt(s, "checking", { name: p.name }) : fmt(s, "uploading", { name: p.name, pct });
+    p.bar = h("i", { style: `width:${pct}%` });
+    p.label = h("div", { class: "nbb-up-meta", text: p.state === "checking" ? "…" : `${pct}%` });
+    return h(
+      "div",
+      { class: "nbb-up-tile nbb-up-pending", role: "listitem", "aria-label": text, "aria-busy": "true" },
+      h("div", { class: "nbb-up-img" }, p.url ? h("img", { src: p.url, alt: "", draggable: "false", "data-source": "browser" }) : h("span", { class: "nbb-up-ph", html: icons.image })),
+      h("div", { class: "nbb-up-name", text: p.name }),
+      p.label,
+      h("div", { class: "nbb-up-bar", role: "progressbar", "aria-label": text, "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 }, p.bar),
+    );
+  }
+
+  progress(p) {
+    if (!p.bar) return;
+    const pct = p.size ? Math.floor((100 * p.sent) / p.size) : 0;
+    p.bar.style.width = `${pct}%`;
+    p.bar.parentElement.setAttribute("aria-valuenow", String(pct));
+    const text = p.state === "checking" ? fmt(this.strings, "checking", { name: p.name }) : fmt(this.strings, "uploading", { name: p.name, pct });
+    p.bar.parentElement.setAttribute("aria-label", text);
+    setText(p.label, p.state === "checking" ? "…" : `${pct}%`);
+  }
+
+  paintRefused() {
+    const s = this.strings;
+    const box = this.refusedBox;
+    if (!this.refused.length) {
+      box.hidden = true;
+      box.replaceChildren();
+      return;
+    }
+    box.hidden = false;
+    box.replaceChildren(
+      h(
+        "div",
+        { class: "nbb-up-refused-head" },
+        h("strong", { text: fmt(s, "refused_title", { n: this.refused.length }) }),
+        h("button", { type: "button", class: "nbb-link", text: s.dismiss, "aria-label": s.dismiss, onclick: () => this.act("dismiss") }),
+      ),
+      h(
+        "ul",
+        {},
+        ...this.refused.map((r) => h("li", {}, h("span", { class: "nbb-up-refused-name", text: r.name }), h("span", { text: ` — ${r.reason}` }))),
+      ),
+    );
+  }
+
+  // ------------------------------------------------------------------ thumbnails
+  async askThumbs() {
+    const want = this.items.filter((i) => !(this.thumbs.get(i.id) || {}).kernel && !this.asked.has(i.id)).map((i) => i.id);
+    if (!want.length) return;
+    for (const id of want) this.asked.add(id);
+    try {
+      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, SLOW_MS);
+      msg.ids.forEach((id, i) => {
+        const b = buffers[i];
+        const blob = new Blob([new Uint8Array(b.buffer, b.byteOffset, b.byteLength)], { type: "image/webp" });
+        const old = this.thumbs.get(id);
+        if (old && old.own) URL.revokeObjectURL(old.url);
+        this.thumbs.set(id, { url: URL.createObjectURL(blob), kernel: true, own: true });
+        const img = this.list.querySelector(`[data-id="${CSS.escape(id)}"] img`);
+        if (img) {
+          img.src = this.thumbs.get(id).url;
+          img.dataset.source = "kernel";
+        } else {
+          const ph = this.list.querySelector(`[data-id="${CSS.escape(id)}"] .nbb-up-ph`);
+          if (ph) ph.replaceWith(h("img", { src: this.thumbs.get(id).url, alt: "", draggable: "false", "data-source": "kernel" }));
+        }
+      });
+    } catch (err) {
+      for (const id of want) this.asked.delete(id);
+      this.showError(err);
+    }
+  }
+
+  // ------------------------------------------------------------------ sending
+  enqueue(files) {
+    for (const { file, name } of files) {
+      const p = { fid: newFid(), name, size: file.size, file, sent: 0, state: "waiting", url: null };
+      if (/^image\//.test(file.type)) p.url = URL.createObjectURL(file); // shown at once
+      this.pending.push(p);
+      this.queue.push(p);
+    }
+    this.paint();
+    while (this.workers < FILE_WORKERS && this.queue.length) {
+      this.workers += 1;
+      this.work().finally(() => (this.workers -= 1));
+    }
+  }
+
+  async work() {
+    while (this.queue.length) {
+      const p = this.queue.shift();
+      let id = null;
+      try {
+        id = await this.send(p);
+      } catch (err) {
+        this.showError(err);
+        this.channel.request("abort", { fid: p.fid }).catch(() => {});
+      }
+      this.pending = this.pending.filter((x) => x !== p);
+      if (id && p.url && !this.thumbs.has(id)) this.thumbs.set(id, { url: p.url, kernel: false, own: false });
+      else if (p.url && !id) URL.revokeObjectURL(p.url);
+      this.paint();
+    }
+  }
+
+  // One file: begin, chunks (WINDOW in flight), end. Resolves to its id, or null when
+  // the kernel refused it (the reason is then in the refused list).
+  async send(p) {
+    const chunk = this.limits.chunk;
+    const { msg: begun } = await this.channel.request("begin", { fid: p.fid, name: p.name, size: p.size });
+    if (begun.refused) return null;
+    const count = begun.chunks;
+    let next = 0;
+    let refused = false;
+    const one = async () => {
+      while (next < count && !refused) {
+        const index = next++;
+        const start = index * chunk;
+        const data = await p.file.slice(start, Math.min(p.size, start + chunk)).arrayBuffer();
+        const { msg } = await this.channel.request("chunk", { fid: p.fid, index }, SLOW_MS, [data]);
+        if (msg.refused) {
+          refused = true;
+          return;
+        }
+        p.sent += data.byteLength;
+        this.progress(p);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WINDOW, count) }, one));
+    if (refused) return null;
+    p.state = "checking";
+    this.progress(p);
+    const { msg: ended } = await this.channel.request("end", { fid: p.fid }, SLOW_MS);
+    return ended.refused ? null : ended.id;
+  }
+
+  async act(type, body = {}) {
+    try {
+      await this.channel.request(type, body);
+    } catch (err) {
+      this.showError(err);
+    }
+  }
+
+  dispose() {
+    this.model.off("change:version", this.onVersion);
+    this.model.off("change:lang", this.onLang);
+    this.channel.dispose();
+    this.queue = [];
+    for (const t of this.thumbs.values()) if (t.own) URL.revokeObjectURL(t.url);
+    this.root.remove();
+  }
+}
+
+function hasFiles(e) {
+  return !!e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+}
+
+function hidden(name) {
+  return name.split("/").some((part) => part.startsWith(".")); // .DS_Store, .git/…
+}
+
+function mb(n) {
+  const v = n / (1024 * 1024); // binary, as the kernel's limits are set
+  return `${v >= 10 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} MB`;
+}
+
+export default {
+  render({ model, el }) {
+    const view = new UploadView(model, el);
+    return () => view.dispose();
+  },
+};

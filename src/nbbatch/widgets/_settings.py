@@ -1,0 +1,404 @@
+"""``SettingsPanel``: LLM, image provider and runner settings, in a dialog.
+
+Keys never become traits and never go back to the page: a key typed into the dialog
+travels once by message, the field clears itself, and the key lives in the kernel as a
+``Secret`` (``Remember on this computer`` also writes it to the 0600 secrets file). When
+the standard environment variable holds a key the dialog says so and shows no field.
+
+Wire protocol (request → one reply, as in the grid):
+
+page → kernel
+    ``hello``                        strings, the values, where each key comes from, the
+                                     problem with the config file (if any)
+    ``set_key {which, key, remember}``  which: ``llm`` | ``provider``
+    ``forget_key {which}``
+    ``save {values}``                write the config file (``save_settings``) and the
+                                     studio's own small file (LLM, runner defaults)
+    ``test {values}``                ``test_connection`` of the image provider, in words
+
+Synced traits: ``lang``, ``key_set`` and ``llm_key_set`` (booleans, never the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from nbbatch.core._secrets import Secret
+from nbbatch.engine import (
+    ProviderConfig,
+    Settings,
+    load_settings,
+    save_secret,
+    save_settings,
+    test_connection,
+)
+
+# where the files are and the secrets file's own helpers (not re-exported at the top)
+from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
+from nbbatch.errors import NbbatchError
+from nbbatch.planning import LLMConfig
+from nbbatch.providers import available_providers
+
+from ._i18n import catalogue, resolve_lang
+from ._words import UserFacingError, clip, describe
+
+__all__ = ["SettingsPanel", "provider_fields"]
+
+log = logging.getLogger("nbbatch")
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only knows providers
+_LLM_SECRET = "llm"
+_DEFERRED: dict[str, Any] = {"__deferred__": True}
+_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+_NO_KEY = frozenset({"demo", "a1111", "comfyui", "pool"})  # local or keyless services
+
+
+def provider_fields(provider: str) -> dict[str, Any]:
+    """What the settings of ``provider`` are: env vars of its key, whether it needs one.
+
+    One small place on purpose: the provider catalogue (nbbatch.providers facts) will
+    answer this for every provider.
+    """
+    env = list(ProviderConfig(provider=provider).key_env)
+    return {"key_env": env, "needs_key": provider not in _NO_KEY, "base_url": True, "model": True}
+
+
+class _RedactKeys(logging.Filter):
+    """Takes typed keys out of the ``comm`` package's DEBUG log of every comm message.
+
+    ``comm`` logs each incoming message whole (``handle_msg[id]({msg})``) before any
+    widget sees it, so a key sent by the dialog would land in a DEBUG log file.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(_carries_key(a) for a in args):
+            record.args = tuple(_without_key(a) if _carries_key(a) else a for a in args)
+        return True
+
+
+def _custom(value: object) -> dict[str, Any] | None:
+    """The widget's own message inside a comm message (``data.content`` of "custom")."""
+    if not isinstance(value, dict):
+        return None
+    content = value.get("content")
+    data = content.get("data") if isinstance(content, dict) else None
+    inner = data.get("content") if isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else None
+
+
+def _carries_key(value: object) -> bool:
+    inner = _custom(value)
+    return inner is not None and inner.get("type") == "set_key" and "key" in inner
+
+
+def _without_key(msg: Any) -> Any:
+    data = msg["content"]["data"]
+    inner = {**data["content"], "key": "***"}
+    return {**msg, "content": {**msg["content"], "data": {**data, "content": inner}}}
+
+
+_REDACT = _RedactKeys()
+
+
+def _install_redaction() -> None:
+    comm_log = logging.getLogger("Comm")
+    if _REDACT not in comm_log.filters:
+        comm_log.addFilter(_REDACT)
+
+
+def _env_source(names: Sequence[str]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.strip():
+            return name
+    return None
+
+
+class SettingsPanel(anywidget.AnyWidget):
+    """A ``Settings`` button and its dialog. ``panel.llm_config()`` and
+    ``panel.provider_config()`` give what was set (keys included, as ``Secret``).
+    """
+
+    _esm = _STATIC / "settings.js"
+    _css = _STATIC / "settings.css"
+
+    lang = traitlets.Unicode("en").tag(sync=True)
+    key_set = traitlets.Bool(False).tag(sync=True)
+    llm_key_set = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(
+        self,
+        *,
+        config_dir: str | os.PathLike[str] | None = None,
+        lang: str | None = None,
+        on_change: Callable[[SettingsPanel], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _install_redaction()
+        super().__init__(lang=resolve_lang(lang), **kwargs)
+        self._dir = pathlib.Path(config_dir) if config_dir else None
+        self._keys: dict[str, Secret] = {}
+        self._on_change = on_change
+        self._jobs: set[asyncio.Future[Any]] = set()
+        self.problem: str | None = None
+        self.values = self._load()
+        self._refresh_flags()
+        self._handlers: dict[str, tuple[str, _Handler]] = {
+            "hello": ("doing_request", self._on_hello),
+            "set_key": ("doing_key", self._on_set_key),
+            "forget_key": ("doing_key", self._on_forget_key),
+            "save": ("doing_save", self._on_save),
+            "test": ("doing_test", self._on_test),
+        }
+        self.on_msg(self._on_msg)
+
+    # ----------------------------------------------------------- paths and loading
+    def _config_dir(self) -> pathlib.Path:
+        if self._dir is not None:
+            return self._dir
+        return config_dir()
+
+    def _settings_path(self) -> pathlib.Path:
+        return self._config_dir() / "config.json"
+
+    def _secrets_path(self) -> pathlib.Path:
+        return self._config_dir() / "secrets.json"
+
+    def _load(self) -> dict[str, Any]:
+        """The saved values, or the defaults with ``problem`` set (the file stays as is)."""
+        values: dict[str, Any] = {
+            "llm_base_url": "",
+            "llm_model": "gpt-4o-mini",
+            "provider": "demo",
+            "base_url": "",
+            "model": "",
+            "concurrency": 3,
+            "retries": 2,
+        }
+        problems = []
+        try:
+            settings = load_settings(self._settings_path())
+            if settings.default is not None:
+                cfg = settings.get()
+                values.update(provider=cfg.provider, base_url=cfg.base_url or "")
+                values.update(model=cfg.model or "")
+        except NbbatchError as exc:
+            problems.append(exc.message)
+        studio = self._config_dir() / STUDIO_FILE
+        if studio.exists():
+            try:
+                data = json.loads(studio.read_text("utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                for key in ("llm_base_url", "llm_model", "concurrency", "retries"):
+                    if key in data:
+                        values[key] = data[key]
+            except (OSError, ValueError) as exc:
+                problems.append(f"cannot read {studio}: {exc}")
+        if problems:
+            self.problem = " ".join(problems)
+            log.warning("nbbatch settings: %s; using the defaults", self.problem)
+        return values
+
+    def _stored_key(self, which: str) -> Secret | None:
+        if which in self._keys:
+            return self._keys[which]
+        name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
+        try:
+            return load_secrets(self._secrets_path()).get(name)
+        except NbbatchError:
+            return None
+
+    def _key_env(self, which: str) -> list[str]:
+        if which == "llm":
+            return ["OPENAI_API_KEY"]
+        return list(provider_fields(str(self.values["provider"]))["key_env"])
+
+    def _refresh_flags(self) -> None:
+        self.llm_key_set = bool(_env_source(self._key_env("llm")) or self._stored_key("llm"))
+        self.key_set = bool(_env_source(self._key_env("provider")) or self._stored_key("provider"))
+
+    # ----------------------------------------------------------- public API
+    def llm_config(self) -> LLMConfig:
+        base = str(self.values.get("llm_base_url") or "") or None
+        key = None if _env_source(self._key_env("llm")) else self._stored_key("llm")
+        return LLMConfig(model=str(self.values["llm_model"]), base_url=base, api_key=key)
+
+    def provider_config(self) -> ProviderConfig:
+        v = self.values
+        return ProviderConfig(
+            provider=str(v["provider"]),
+            base_url=str(v["base_url"]) or None,
+            model=str(v["model"]) or None,
+            api_key=self._stored_key("provider"),
+        )
+
+    # ----------------------------------------------------------- receiving
+    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
+        uid = content.get("uuid") if isinstance(content, dict) else None
+        kind = content.get("type") if isinstance(content, dict) else None
+        action = "doing_request"
+        try:
+            if not isinstance(content, dict) or not isinstance(kind, str):
+                raise UserFacingError("bad_request", type=repr(kind)[:40])
+            entry = self._handlers.get(kind)
+            if entry is None:
+                raise UserFacingError("unknown_request", type=kind[:40])
+            action, handler = entry
+            result = handler(content)
+            if result is _DEFERRED:
+                return
+            self.send({"type": "reply", "uuid": uid, "ok": True, **(result or {})})
+        except Exception as exc:
+            # never the message itself in the log: it may carry a key
+            text = describe(exc, self.lang, action)
+            self.send({"type": "reply", "uuid": uid, "ok": False, "error": text})
+
+    def _keys_info(self) -> dict[str, Any]:
+        out = {}
+        for which in ("llm", "provider"):
+            env = _env_source(self._key_env(which))
+            out[which] = {
+                "env": env,
+                "set": bool(env or self._stored_key(which)),
+                "env_names": self._key_env(which),
+                "needs": which == "llm"
+                or bool(provider_fields(str(self.values["provider"]))["needs_key"]),
+            }
+        return out
+
+    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "strings": catalogue(self.lang),
+            "values": self.values,
+            "providers": list(available_providers()),
+            "keys": self._keys_info(),
+            "problem": self.problem,
+        }
+
+    def _which(self, content: dict[str, Any]) -> str:
+        which = content.get("which")
+        if which not in ("llm", "provider"):
+            raise UserFacingError("bad_request", type="which")
+        return str(which)
+
+    def _on_set_key(self, content: dict[str, Any]) -> dict[str, Any]:
+        which = self._which(content)
+        raw = content.get("key")
+        if not isinstance(raw, str) or not raw.strip() or len(raw) > 4096:
+            raise UserFacingError("bad_key")
+        secret = Secret(raw)
+        del raw, content["key"]  # nothing keeps the plain text longer than this call
+        self._keys[which] = secret
+        if content.get("remember") is True:
+            name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
+            save_secret(name, secret, self._secrets_path())
+        self._refresh_flags()
+        self._changed()
+        return {"keys": self._keys_info()}
+
+    def _on_forget_key(self, content: dict[str, Any]) -> dict[str, Any]:
+        which = self._which(content)
+        self._keys.pop(which, None)
+        name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
+        try:
+            delete_secret(name, self._secrets_path())
+        except NbbatchError as exc:
+            raise UserFacingError("key_not_forgotten", message=clip(exc.message, 300)) from None
+        self._refresh_flags()
+        self._changed()
+        return {"keys": self._keys_info()}
+
+    def _values_from(self, content: dict[str, Any]) -> dict[str, Any]:
+        raw = content.get("values")
+        if not isinstance(raw, dict):
+            raise UserFacingError("bad_request", type="values")
+        v = dict(self.values)
+        for key in ("llm_base_url", "llm_model", "provider", "base_url", "model"):
+            value = raw.get(key, v[key])
+            if not isinstance(value, str) or len(value) > 2000:
+                raise UserFacingError("bad_request", type=key)
+            v[key] = value.strip()
+        if v["provider"] not in available_providers():
+            raise UserFacingError("unknown_provider", name=v["provider"][:60])
+        for key, low, high in (("concurrency", 1, 10), ("retries", 0, 10)):
+            try:
+                number = int(raw.get(key, v[key]))
+            except (TypeError, ValueError):
+                raise UserFacingError("bad_number", name=key, low=low, high=high) from None
+            if not low <= number <= high:
+                raise UserFacingError("bad_number", name=key, low=low, high=high)
+            v[key] = number
+        if not v["llm_model"]:
+            raise UserFacingError("bad_llm_model")
+        return v
+
+    def _on_save(self, content: dict[str, Any]) -> dict[str, Any]:
+        values = self._values_from(content)
+        provider_changed = values["provider"] != self.values["provider"]
+        self.values = values
+        if provider_changed:
+            self._keys.pop("provider", None)
+        cfg = self.provider_config()
+        settings = Settings()
+        # keep the other configurations of a readable file; a broken one is replaced
+        # only now, because the person pressed Save
+        with contextlib.suppress(NbbatchError):
+            settings = load_settings(self._settings_path())
+        settings.add(cfg, replace=True)
+        settings.default = cfg.name
+        path = save_settings(settings, self._settings_path())
+        studio = {k: values[k] for k in ("llm_base_url", "llm_model", "concurrency", "retries")}
+        target = self._config_dir() / STUDIO_FILE
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(studio, indent=2), "utf-8")
+        os.replace(tmp, target)
+        self.problem = None
+        self._refresh_flags()
+        self._changed()
+        return {"path": str(path), "keys": self._keys_info()}
+
+    def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
+        values = self._values_from(content)
+        cfg = ProviderConfig(
+            provider=values["provider"],
+            base_url=values["base_url"] or None,
+            model=values["model"] or None,
+        )
+        key = self._keys.get("provider")
+        uid = content.get("uuid")
+        job = asyncio.ensure_future(
+            test_connection(cfg, api_key=key, secrets_path=self._secrets_path())
+        )
+        self._jobs.add(job)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._jobs.discard(f)
+            try:
+                result = f.result()
+                body = {"ok": True, "passed": bool(result.ok), "message": str(result.message)}
+            except Exception as exc:
+                body = {"ok": False, "error": describe(exc, self.lang, "doing_test")}
+            self.send({"type": "reply", "uuid": uid, **body})
+
+        job.add_done_callback(done)
+        return _DEFERRED
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(self)
+            except Exception:
+                log.exception("nbbatch settings: a change listener failed")

@@ -1,0 +1,463 @@
+"""``Upload``: a drop zone for reference images (its own anywidget, works alone).
+
+Files travel from the page in chunks, because the Jupyter server drops any websocket
+message over 10 MiB without a word. Wire protocol (custom messages; each request carries a
+``uuid`` and gets exactly one ``{"type": "reply", "uuid", "ok", ...}``, ``error`` in words
+when ``ok`` is false):
+
+page → kernel
+    ``hello``                        strings, limits (incl. ``chunk`` bytes), items, refused
+    ``list``                         items and refused (after ``version`` changed)
+    ``begin {fid, name, size}``      announce a file; refused at once when too big / too many
+    ``chunk {fid, index}`` + 1 buffer   bytes ``[index*chunk, …)``; any order, each once
+    ``end {fid}``                    all chunks sent: decode (guarded), store, reply the item
+    ``abort {fid}``                  forget a file part-way (the page gave up on it)
+    ``remove {id}``, ``move {id, index}``, ``clear``, ``dismiss``   (``id`` is the sha256)
+    ``thumbs {ids}``                 kernel thumbnails (WebP) as buffers, in ``ids`` order
+
+Synced traits are small: ``lang``, ``count`` and ``version`` (bumped whenever the set or
+the refusals change, so every view asks ``list`` again). Image bytes never become traits:
+widget state may be saved into the notebook file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from nbbatch.core._model import Reference
+from nbbatch.engine import Workspace
+from nbbatch.errors import ImageRejectedError
+from nbbatch.images import ImageLimits, ThumbnailCache, sniff_format
+
+from ._i18n import catalogue, resolve_lang, tr
+from ._words import UserFacingError, clip, describe
+
+__all__ = ["CHUNK_BYTES", "Upload"]
+
+log = logging.getLogger("nbbatch")
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+#: Bytes per chunk message: well under the server's 10 MiB cap, large enough to be fast.
+CHUNK_BYTES = 4 * 1024 * 1024
+#: Files being received at once (each holds at most ``max_bytes`` in memory).
+_MAX_PENDING = 8
+_MAX_NAME = 255
+THUMB_SIZE = 192  # px on the longer side: 96 css px tiles at 2x density
+_FORMAT_LABELS = {"JPEG": "JPG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP"}
+_DEFERRED: dict[str, Any] = {"__deferred__": True}
+
+_Handler = Callable[[dict[str, Any], Sequence[Any]], dict[str, Any] | None]
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A file on its way: bytes land at their offset, in whatever order they come."""
+
+    name: str
+    size: int
+    data: bytearray
+    chunks: int
+    seq: int  # order of announcement: files land in the order they were dropped
+    seen: set[int] = dataclasses.field(default_factory=set)
+
+
+class Upload(anywidget.AnyWidget):
+    """Reference images for a batch: drop files or a folder, reorder, remove.
+
+    ``Upload()`` stores into the default workspace (``Upload(workspace=ws)`` into
+    another); ``upload.references`` is the current set in its order, ``upload.clear()``
+    empties it. Limits: ``max_files`` (50), ``max_bytes`` per file (10 MiB), ``formats``
+    (Pillow names, default JPEG, PNG, GIF, WEBP). Every refused file is listed in the
+    widget with its name and the reason (``upload.refused`` in Python).
+    """
+
+    _esm = _STATIC / "upload.js"
+    _css = _STATIC / "upload.css"
+
+    lang = traitlets.Unicode("en").tag(sync=True)
+    count = traitlets.Int(0).tag(sync=True)
+    version = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        workspace: Workspace | str | os.PathLike[str] | None = None,
+        *,
+        max_files: int = 50,
+        max_bytes: int = 10 * 1024 * 1024,
+        formats: Sequence[str] = ("JPEG", "PNG", "GIF", "WEBP"),
+        lang: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1:
+            raise TypeError("max_files must be a whole number >= 1")
+        self.limits = ImageLimits(max_bytes=max_bytes, formats=tuple(f.upper() for f in formats))
+        self.max_files = max_files
+        super().__init__(lang=resolve_lang(lang), **kwargs)
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        self._thumbs = ThumbnailCache(self.workspace)
+        self._refs: list[Reference] = []
+        self._sizes: dict[str, int] = {}
+        self._refused: list[dict[str, str]] = []
+        self._pending: dict[str, _Pending] = {}
+        self._seq: dict[str, int] = {}  # sha256 -> when its file was announced
+        self._next_seq = 0
+        self._jobs: set[asyncio.Future[Any]] = set()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._handlers: dict[str, tuple[str, _Handler]] = {
+            "hello": ("doing_request", self._on_hello),
+            "list": ("doing_request", self._on_list),
+            "begin": ("doing_upload", self._on_begin),
+            "chunk": ("doing_upload", self._on_chunk),
+            "end": ("doing_upload", self._on_end),
+            "abort": ("doing_upload", self._on_abort),
+            "remove": ("doing_remove", self._on_remove),
+            "move": ("doing_move_image", self._on_move),
+            "clear": ("doing_remove", self._on_clear),
+            "dismiss": ("doing_request", self._on_dismiss),
+            "thumbs": ("doing_thumbs", self._on_thumbs),
+        }
+        self.on_msg(self._on_msg)
+
+    # ----------------------------------------------------------- public API
+    @property
+    def references(self) -> list[Reference]:
+        """The uploaded images, in the order shown."""
+        return list(self._refs)
+
+    @property
+    def refused(self) -> list[dict[str, str]]:
+        """Files refused since the last ``clear()``: ``{"name", "reason"}`` each."""
+        return [dict(r) for r in self._refused]
+
+    def add(self, source: bytes | str | os.PathLike[str], name: str | None = None) -> Reference:
+        """Add an image from Python (a path or bytes), through the same checks as a drop."""
+        if len(self._refs) >= self.max_files:
+            label = name or pathlib.Path(str(source)).name if not isinstance(source, bytes) else ""
+            raise UserFacingError("too_many_files", name=label or "image", n=self.max_files)
+        ref = self.workspace.add_reference(source, name, limits=self.limits)
+        self._accept(ref, _size_of(source))
+        return ref
+
+    def remove(self, ref: Reference | str) -> None:
+        sha = ref.sha256 if isinstance(ref, Reference) else ref
+        self._refs = [r for r in self._refs if r.sha256 != sha]
+        self._changed()
+
+    def move(self, ref: Reference | str, index: int) -> None:
+        sha = ref.sha256 if isinstance(ref, Reference) else ref
+        found = [r for r in self._refs if r.sha256 == sha]
+        if not found:
+            raise UserFacingError("image_gone")
+        rest = [r for r in self._refs if r.sha256 != sha]
+        rest.insert(max(0, min(index, len(rest))), found[0])
+        self._refs = rest
+        self._changed()
+
+    def clear(self) -> None:
+        """Empty the set (the files stay in the workspace, deduplicated by content)."""
+        self._refs = []
+        self._refused = []
+        self._pending.clear()
+        self._changed()
+
+    # ----------------------------------------------------------- state
+    def _changed(self) -> None:
+        self.count = len(self._refs)
+        self.version += 1
+
+    def _accept(self, ref: Reference, size: int, seq: int | None = None) -> None:
+        if any(r.sha256 == ref.sha256 for r in self._refs):
+            first = next(r for r in self._refs if r.sha256 == ref.sha256)
+            self._refuse(ref.name, tr(self.lang, "duplicate_image", other=first.name))
+            return
+        if seq is None:
+            self._next_seq += 1
+            seq = self._next_seq
+        # Files finish out of order (several travel at once): place this one after the
+        # last image announced before it, so the set keeps the order of the drop.
+        at = len(self._refs)
+        while at > 0 and self._seq.get(self._refs[at - 1].sha256, 0) > seq:
+            at -= 1
+        self._seq[ref.sha256] = seq
+        self._refs.insert(at, ref)
+        self._sizes[ref.sha256] = size
+        self._changed()
+
+    def _refuse(self, name: str, reason: str) -> None:
+        self._refused.append({"name": name, "reason": reason})
+        del self._refused[:-200]  # a hostile page cannot grow this without bound
+        self._changed()
+
+    def _items(self) -> dict[str, Any]:
+        return {
+            "items": [
+                {
+                    "id": r.sha256,
+                    "name": r.name,
+                    "width": r.width,
+                    "height": r.height,
+                    "format": _FORMAT_LABELS.get(r.format, r.format),
+                    "size": self._sizes.get(r.sha256, 0),
+                }
+                for r in self._refs
+            ],
+            "refused": self._refused,
+        }
+
+    # ----------------------------------------------------------- receiving
+    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
+        uid = content.get("uuid") if isinstance(content, dict) else None
+        kind = content.get("type") if isinstance(content, dict) else None
+        action = "doing_request"
+        try:
+            if not isinstance(content, dict) or not isinstance(kind, str):
+                raise UserFacingError("bad_request", type=repr(kind)[:40])
+            entry = self._handlers.get(kind)
+            if entry is None:
+                raise UserFacingError("unknown_request", type=kind[:40])
+            action, handler = entry
+            result = handler(content, buffers or ())
+            if result is _DEFERRED:
+                return
+            self._reply(uid, True, result or {})
+        except Exception as exc:
+            self._reply(uid, False, {"error": describe(exc, self.lang, action)})
+
+    def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
+        self.send({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers=buffers)
+
+    def _on_hello(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "strings": catalogue(self.lang),
+            "limits": {
+                "max_files": self.max_files,
+                "max_bytes": self.limits.max_bytes,
+                "formats": [_FORMAT_LABELS.get(f, f) for f in self.limits.formats],
+                "chunk": CHUNK_BYTES,
+            },
+            **self._items(),
+        }
+
+    def _on_list(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        return self._items()
+
+    def _on_begin(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        fid = _text(content.get("fid"), "begin")
+        name = _text(content.get("name"), "begin")[:_MAX_NAME] or "image"
+        size = content.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise UserFacingError("bad_request", type="begin")
+        reason = None
+        if size > self.limits.max_bytes:
+            reason = tr(self.lang, "too_big", size=_mb(size), limit=_mb(self.limits.max_bytes))
+        elif size == 0:
+            reason = tr(self.lang, "empty_file")
+        elif len(self._refs) + len(self._pending) >= self.max_files:
+            reason = tr(self.lang, "too_many_files", name=name, n=self.max_files)
+        elif len(self._pending) >= _MAX_PENDING:
+            raise UserFacingError("busy_upload")
+        if reason is not None:
+            self._refuse(name, reason)
+            return {"refused": reason}
+        chunks = -(-size // CHUNK_BYTES)
+        self._next_seq += 1
+        self._pending[fid] = _Pending(name, size, bytearray(size), chunks, self._next_seq)
+        return {"chunks": chunks}
+
+    def _pending_of(self, content: dict[str, Any], kind: str) -> tuple[str, _Pending]:
+        fid = _text(content.get("fid"), kind)
+        pending = self._pending.get(fid)
+        if pending is None:
+            raise UserFacingError("upload_gone")
+        return fid, pending
+
+    def _on_chunk(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        fid, p = self._pending_of(content, "chunk")
+        index = content.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < p.chunks:
+            self._drop(fid, tr(self.lang, "upload_broken", name=p.name))
+            raise UserFacingError("bad_request", type="chunk index")
+        if len(buffers) != 1:
+            self._drop(fid, tr(self.lang, "upload_broken", name=p.name))
+            raise UserFacingError("bad_request", type="chunk buffers")
+        view = memoryview(buffers[0]).cast("B")
+        start = index * CHUNK_BYTES
+        expected = min(CHUNK_BYTES, p.size - start)
+        if view.nbytes != expected or index in p.seen:
+            self._drop(fid, tr(self.lang, "upload_broken", name=p.name))
+            raise UserFacingError("bad_request", type="chunk size")
+        if index == 0:
+            # The first bytes say what the file really is: refuse early, not after 10 MB.
+            fmt = sniff_format(bytes(view[:16]))
+            if fmt not in self.limits.formats:
+                reason = tr(
+                    self.lang,
+                    "wrong_type",
+                    kind=fmt or tr(self.lang, "unknown_data"),
+                    formats=", ".join(_FORMAT_LABELS.get(f, f) for f in self.limits.formats),
+                )
+                self._drop(fid, reason)
+                return {"refused": reason}
+        p.data[start : start + expected] = view
+        p.seen.add(index)
+        return {"received": len(p.seen)}
+
+    def _on_abort(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        self._pending.pop(_text(content.get("fid"), "abort"), None)
+
+    def _drop(self, fid: str, reason: str) -> None:
+        p = self._pending.pop(fid, None)
+        if p is not None:
+            self._refuse(p.name, reason)
+
+    def _on_end(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        fid, p = self._pending_of(content, "end")
+        uid = content.get("uuid")
+        if len(p.seen) != p.chunks:
+            self._drop(fid, tr(self.lang, "upload_broken", name=p.name))
+            raise UserFacingError("bad_request", type="end before every chunk")
+        del self._pending[fid]
+        data = bytes(p.data)
+        p.data = bytearray()
+
+        def finish(ref: Reference | None, error: BaseException | None) -> None:
+            if error is None and ref is not None:
+                if len(self._refs) >= self.max_files:
+                    reason = tr(self.lang, "too_many_files", name=p.name, n=self.max_files)
+                    self._refuse(p.name, reason)
+                    self._reply(uid, True, {"refused": reason})
+                    return
+                before = len(self._refs)
+                self._accept(ref, p.size, p.seq)
+                if len(self._refs) == before:
+                    self._reply(uid, True, {"refused": self._refused[-1]["reason"]})
+                else:
+                    self._reply(uid, True, {"id": ref.sha256})
+                return
+            if isinstance(error, ImageRejectedError):
+                reason = _rejection(error, p.name)
+                self._refuse(p.name, reason)
+                self._reply(uid, True, {"refused": reason})
+                return
+            assert error is not None
+            text = describe(error, self.lang, "doing_upload")
+            self._refuse(p.name, text)
+            self._reply(uid, False, {"error": text})
+
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            try:
+                ref = self.workspace.add_reference(data, p.name, limits=self.limits)
+            except Exception as exc:
+                finish(None, exc)
+            else:
+                finish(ref, None)
+            return _DEFERRED
+        # Decoding, hashing and fsync take tens of ms per MB: off the loop, so the kernel
+        # keeps answering the page (and a run keeps going) while a 40 MB drop lands.
+        job = asyncio.ensure_future(self.workspace.aadd_reference(data, p.name, limits=self.limits))
+        self._jobs.add(job)
+
+        def done(f: asyncio.Future[Reference]) -> None:
+            self._jobs.discard(f)
+            if f.cancelled():
+                return
+            exc = f.exception()
+            finish(None if exc else f.result(), exc)
+
+        job.add_done_callback(done)
+        return _DEFERRED
+
+    def _on_remove(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        self.remove(_text(content.get("id"), "remove"))
+
+    def _on_move(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        index = content.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise UserFacingError("bad_request", type="move")
+        self.move(_text(content.get("id"), "move"), index)
+
+    def _on_clear(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        self.clear()
+
+    def _on_dismiss(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        self._refused = []
+        self._changed()
+
+    def _on_thumbs(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        raw = content.get("ids")
+        ids = [i for i in raw if isinstance(i, str)][:64] if isinstance(raw, list) else []
+        by_id = {r.sha256: r for r in self._refs}
+        uid = content.get("uuid")
+
+        def work() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            for i in ids:
+                ref = by_id.get(i)
+                try:
+                    out.append(None if ref is None else self._thumbs.get_bytes(ref, THUMB_SIZE))
+                except Exception as exc:  # a broken file: show the others
+                    log.warning("nbbatch upload: no thumbnail for %s: %s", ref, exc)
+                    out.append(None)
+            return out
+
+        def reply(found: list[bytes | None]) -> None:
+            sent = [i for i, b in zip(ids, found, strict=True) if b is not None]
+            self._reply(uid, True, {"ids": sent}, [b for b in found if b is not None])
+
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            reply(work())
+            return _DEFERRED
+        future = loop.run_in_executor(None, work)
+        self._jobs.add(future)
+
+        def done(f: asyncio.Future[list[bytes | None]]) -> None:
+            self._jobs.discard(f)
+            try:
+                reply(f.result())
+            except Exception as exc:
+                self._reply(uid, False, {"error": describe(exc, self.lang, "doing_thumbs")})
+
+        future.add_done_callback(done)
+        return _DEFERRED
+
+
+def _text(value: object, kind: str) -> str:
+    if not isinstance(value, str) or len(value) > 1000:
+        raise UserFacingError("bad_request", type=kind)
+    return value
+
+
+def _mb(n: int) -> str:
+    # binary megabytes, as the limits are set (10 MB = 10 × 1024 × 1024 bytes)
+    value = n / (1024 * 1024)
+    return f"{value:.0f} MB" if value >= 10 or value.is_integer() else f"{value:.1f} MB"
+
+
+def _size_of(source: bytes | str | os.PathLike[str]) -> int:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source)
+    try:
+        return os.stat(source).st_size
+    except OSError:
+        return 0
+
+
+def _rejection(exc: ImageRejectedError, name: str) -> str:
+    """The decoder's own words, without the file name the list already shows."""
+    text = exc.message
+    prefix = f"{name}: "
+    return clip(text[len(prefix) :] if text.startswith(prefix) else text, 300)
