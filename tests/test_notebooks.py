@@ -154,6 +154,25 @@ def test_every_notebook_is_covered_and_committed_clean() -> None:
     assert {p.name for p in NOTEBOOKS} >= set(PROBES), "a probed notebook is missing"
 
 
+def test_the_notebooks_run_on_the_kernel_asked_for(tmp_path: Path) -> None:
+    """scripts/test-notebooks names the Binder venv's python: the kernel must be it."""
+    _skip_in_ci_main_run()
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import sys, nbbatch\nprint(sys.executable)")]
+    )
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    executable = nb.cells[0].outputs[0].text.strip()
+    expected = os.environ.get("NBBATCH_NOTEBOOK_PYTHON")
+    if expected is not None:
+        assert Path(executable) == Path(expected), "the notebooks ran on another python"
+
+
 @pytest.mark.parametrize(
     "path",
     [
