@@ -129,6 +129,12 @@ def _outputs(name: str) -> list[Any]:
     return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
+def _repo_listing() -> list[str]:
+    return sorted(p.name for p in ROOT.iterdir()) + sorted(
+        p.name for p in (ROOT / "notebooks").iterdir()
+    )
+
+
 def _skip_in_ci_main_run() -> None:
     if os.environ.get("CI") == "true" and "NBBATCH_NOTEBOOK_KERNEL" not in os.environ:
         pytest.skip("with CI=true the notebooks run on the Binder venv's kernel: see scripts/test")
@@ -186,13 +192,12 @@ def test_the_notebooks_run_on_the_kernel_asked_for(tmp_path: Path) -> None:
 )
 def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     _skip_in_ci_main_run()
-    before = sorted(p.name for p in (ROOT / "notebooks").iterdir())
+    before = _repo_listing()
     facts = _execute(path.name, tmp_path)
     check = CHECKS.get(path.name)
     if check is not None:
         check(facts)
-    after = sorted(p.name for p in (ROOT / "notebooks").iterdir())
-    assert after == before, "the notebook wrote into the repository"
+    assert _repo_listing() == before, "the notebook wrote into the repository"
 
 
 @pytest.mark.timeout(DEFAULT_NOTEBOOK_TIMEOUT)
