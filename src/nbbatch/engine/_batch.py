@@ -234,7 +234,8 @@ class Batch:
         return f"<Batch {self.id} {self.name!r}: {len(self.tasks)} tasks ({counts})>"
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """One row per task: prompt, status, params, seed and path of the first image."""
+        """One row per task: prompt, status, attempts, error (and its kind), duration, params,
+        seed and path of the first image."""
         try:
             import pandas as pd
         except ImportError:
@@ -249,6 +250,7 @@ class Batch:
                 "status": t.status.value,
                 "attempts": t.attempts,
                 "error": t.error,
+                "error_kind": t.error_kind,
                 "n_images": len(t.images),
                 "seed": first.seed if first else t.params.seed,
                 "image_path": str(first.path) if first else None,

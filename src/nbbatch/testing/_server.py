@@ -11,7 +11,9 @@ thread on a free port, records every request, and applies the faults a test scri
         ...  # point a provider at server.url
 
 Faults are consumed in order, each for ``times`` matching requests. Latency applies to
-every request. Everything is bounded: a hang lasts at most ``Fault.seconds``.
+every request. Everything is bounded: a hang lasts at most ``Fault.seconds``. A fake
+listens on a free port unless ``port`` is set before :meth:`FakeServer.start` (to stand
+in for a service at its usual address, e.g. Ollama's 11434).
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ class FakeServer:
         # and body go out in two writes waits ~40 ms for a delayed ACK (Nagle).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self.port))  # 0 (the default): any free port
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._asgi,
