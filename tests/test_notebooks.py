@@ -46,6 +46,15 @@ PROBES: dict[str, str] = {
         "zip": path.name,
         "zip_exists": path.exists(),
     }""",
+    "01-quickstart.ipynb": """{
+        "counts": batch.counts,
+        "tasks": len(studio.tasks),
+        "results": len(studio.results),
+        "planned": [t.prompt for t in plan.tasks],
+        "boats": len(boats),
+        "studio_batch": studio.batch is batch,
+        "run_done": run.done,
+    }""",
     "02-img2img-folder.ipynb": """{
         "tasks": len(tasks),
         "skipped": [s.where for s in tasks.skipped],
@@ -225,6 +234,15 @@ def _check_00(facts: dict[str, Any]) -> None:
     assert any("image/png" in o.get("data", {}) for o in _outputs("00-headless-quickstart.ipynb"))
 
 
+def _check_01(facts: dict[str, Any]) -> None:
+    # 3 prompts in the first cell, 4 from the template, 3 scenes from the LLM stand-in
+    assert facts["boats"] == 4 and len(facts["planned"]) == 3
+    assert facts["tasks"] == 10 and facts["studio_batch"] and facts["run_done"]
+    assert facts["counts"] == {"succeeded": 10}
+    assert facts["results"] == 3 * 2 + 7, "n=2 for the first three, 1 for the added ones"
+    assert any("image/png" in o.get("data", {}) for o in _outputs("01-quickstart.ipynb"))
+
+
 def _check_02(facts: dict[str, Any]) -> None:
     assert facts["tasks"] == 4 and facts["skipped"] == ["notes.md"]
     assert facts["counts"] == {"succeeded": 4}
@@ -286,6 +304,7 @@ def _check_05(facts: dict[str, Any]) -> None:
 
 CHECKS = {
     "00-headless-quickstart.ipynb": _check_00,
+    "01-quickstart.ipynb": _check_01,
     "02-img2img-folder.ipynb": _check_02,
     "03-analyze-results.ipynb": _check_03,
     "04-providers.ipynb": _check_04,

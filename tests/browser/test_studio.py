@@ -200,7 +200,7 @@ def test_filter_search_and_select_all(lab) -> None:
 
 
 def test_the_quickstart_notebook_opens_on_the_studio(lab) -> None:
-    quickstart = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
+    quickstart = Path(__file__).resolve().parents[2] / "notebooks" / "01-quickstart.ipynb"
     nb = nbformat.read(quickstart, as_version=4)
     first = next(c.source for c in nb.cells if c.cell_type == "code")
     assert "BatchStudio(" in first
