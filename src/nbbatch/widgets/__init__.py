@@ -1,4 +1,5 @@
-"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid) and ``TaskGrid``.
+"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid + gallery),
+``TaskGrid`` and ``Gallery`` (the lightbox of the results).
 
     >>> from nbbatch.widgets import BatchStudio
     >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
@@ -7,6 +8,7 @@ Python holds the truth: the page asks for the rows and thumbnails it shows, ever
 goes through the batch's public API, and updates are coalesced (≤ 8 messages a second).
 """
 
+from ._gallery import Gallery
 from ._grid import BatchStudio, TaskGrid
 
-__all__ = ["BatchStudio", "TaskGrid"]
+__all__ = ["BatchStudio", "Gallery", "TaskGrid"]
