@@ -129,9 +129,19 @@ class GalleryView {
       onclick: () => this.toggleStar(),
     });
     this.dlImage = btn("download_image", "download", () => this.downloadImage(), "nbb-primary");
-    this.dlTask = btn("download_task_zip", "zip", () => this.downloadZip("task"));
-    this.dlBatch = btn("download_batch_zip", "zip", () => this.downloadZip("batch"));
-    this.dlStarred = btn("download_starred_zip", "zip", () => this.downloadZip("starred"));
+    // visible labels are short ("Task ZIP"); the accessible name says the whole action
+    const zipBtn = (key, short, scope) =>
+      h("button", {
+        type: "button",
+        class: "nbb-gbtn nbb-g-zipbtn",
+        "aria-label": s[key],
+        title: s[key],
+        onclick: () => this.downloadZip(scope),
+        html: `${gicons.zip}<span>${s[short]}</span>`,
+      });
+    this.dlTask = zipBtn("download_task_zip", "zip_task", "task");
+    this.dlBatch = zipBtn("download_batch_zip", "zip_batch", "batch");
+    this.dlStarred = zipBtn("download_starred_zip", "zip_starred", "starred");
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
     const actions = h(
@@ -139,7 +149,7 @@ class GalleryView {
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
-      h("div", { class: "nbb-g-row" }, this.dlTask, this.dlBatch, this.dlStarred),
+      h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
       h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn),
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
@@ -375,10 +385,12 @@ class GalleryView {
     this.channel.request("hello").then(({ msg }) => this.setDone(msg.done), () => {});
     if (!this.dialog.open || !this.task) return;
     if (!ids.includes("*") && !ids.includes(this.task.id)) return;
-    const keep = this.task.images[this.index] ? this.task.images[this.index].index : 0;
-    this.ask("task", { id: this.task.id, step: 0 }, true).then((msg) => {
-      if (!msg || !msg.task) return;
-      const i = msg.task.images.findIndex((im) => im.index === keep);
+    const asked = this.task.id;
+    this.ask("task", { id: asked, step: 0 }, true).then((msg) => {
+      // the person may have moved on while this was asked: keep what is shown now
+      if (!msg || !msg.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
+      const shown = this.task.images[this.index];
+      const i = msg.task.images.findIndex((im) => shown && im.index === shown.index);
       this.setTask(msg, Math.max(0, i));
     });
   }
@@ -491,7 +503,10 @@ class GalleryView {
     const s = this.strings;
     const t = this.task;
     const rows = [];
-    const add = (label, ...value) => rows.push(h("dt", { text: label }), h("dd", {}, ...value));
+    const add = (label, ...value) =>
+      rows.push(h("div", { class: "nbb-g-irow" }, h("dt", { text: label }), h("dd", {}, ...value)));
+    const wide = (label, value) =>
+      rows.push(h("div", { class: "nbb-g-irow nbb-g-wide" }, h("dt", { text: label }), h("dd", {}, value)));
     add(s.i_prompt, h("p", { class: "nbb-g-prompt", text: t.prompt }));
     if (t.negative) add(s.i_negative, h("p", { class: "nbb-g-neg", text: t.negative }));
     const params = Object.entries(t.params).filter(([k]) => k !== "seed");
@@ -528,7 +543,7 @@ class GalleryView {
     if (t.children.length) for (const c of t.children) lineage.append(link(c));
     else lineage.append(h("span", { class: "nbb-g-none", text: s.i_none }));
     if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
-    add(s.i_lineage, lineage);
+    wide(s.i_lineage, lineage);
     this.info.replaceChildren(...rows);
     this.paintImageInfo(im);
   }
