@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-import nbbatch
-from nbbatch import Batch, GeneratedImage, Task, TaskStatus, Workspace
+from nbbatch.core._model import GeneratedImage, Task, TaskStatus
+from nbbatch.engine import Batch, Workspace, load_settings
 from nbbatch.errors import ConfigError, NbbatchError
+from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
@@ -671,19 +672,19 @@ class BatchStudio(TaskGrid):
         if not isinstance(p, str):
             return p, []
         try:
-            settings = nbbatch.load_settings()
+            settings = load_settings()
         except NbbatchError:
             return p, []
-        if p in settings.providers and p not in nbbatch.available_providers():
+        if p in settings.providers and p not in available_providers():
             built = settings.get(p).build()
             return built, [built]
         return p, []
 
 
 def _provider_names(current: str) -> list[str]:
-    names = list(nbbatch.available_providers())
+    names = list(available_providers())
     try:
-        names.extend(c.name for c in nbbatch.load_settings())
+        names.extend(c.name for c in load_settings())
     except NbbatchError as exc:
         log.warning("nbbatch studio: saved provider settings unreadable: %s", exc)
     if current not in names:

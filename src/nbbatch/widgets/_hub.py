@@ -19,7 +19,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from nbbatch import Batch, Task, events
+import nbbatch.events as events
+from nbbatch.core._model import Task
+from nbbatch.engine import Batch
 from nbbatch.images import ThumbnailCache
 
 from . import _rows

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbbatch import Task, TaskStatus
+from nbbatch.core._model import Task, TaskStatus
 
 from ._i18n import tr
 from ._words import clip
