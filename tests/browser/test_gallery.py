@@ -268,3 +268,97 @@ def test_the_gallery_speaks_chinese(lab) -> None:
     expect(button(dialog, "标星")).to_be_visible()
     expect_image_shown(dialog)
     lab.screenshot(page, "zh")
+
+
+COUNT_OBJECT_URLS = """
+(() => {
+  // Which object URLs are alive, by the type of their Blob: the gallery must revoke
+  // what it no longer shows.
+  const create = URL.createObjectURL.bind(URL);
+  const revoke = URL.revokeObjectURL.bind(URL);
+  const live = new Map();
+  window.__nbbLiveUrls = (prefix) => [...live.values()].filter((t) => t.startsWith(prefix)).length;
+  URL.createObjectURL = (blob) => {
+    const url = create(blob);
+    live.set(url, (blob && blob.type) || "");
+    return url;
+  };
+  URL.revokeObjectURL = (url) => {
+    live.delete(url);
+    revoke(url);
+  };
+})();
+"""
+
+MEMORY_SETUP = """
+import nbbatch, tempfile, os
+ws = nbbatch.Workspace(tempfile.mkdtemp())
+batch = nbbatch.Batch.create(
+    [f"memory check scene {i}" for i in range(16)], workspace=ws,
+    params=nbbatch.Params(size="1024x1024", n=3),
+)
+batch.run_sync(nbbatch.get_provider("demo"), concurrency=4)
+from nbbatch.widgets import Gallery
+gallery = Gallery(batch)
+
+def rss_mb():
+    with open("/proc/self/status") as fh:
+        line = next(l for l in fh if l.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+gallery
+"""
+
+
+def test_browsing_200_full_size_images_keeps_memory_bounded(lab, context) -> None:
+    context.add_init_script(COUNT_OBJECT_URLS)
+    page = lab.open_notebook([MEMORY_SETUP])
+    cdp = context.new_cdp_session(page)
+
+    def js_heap_mb() -> float:
+        cdp.send("HeapProfiler.collectGarbage")
+        return float(cdp.send("Runtime.getHeapUsage")["usedSize"]) / 2**20
+
+    def rss() -> float:
+        return float(lab.execute(page, "print(rss_mb())"))
+
+    button(page, "Open gallery").click()
+    dialog = page.get_by_role("dialog", name="Gallery")
+    expect_at(dialog, "1 / 3", "task 1 of 16")
+    expect_image_shown(dialog, 1024)
+    heap_start, rss_start = js_heap_mb(), rss()
+    live_max = 0
+    for step in range(1, 200):
+        # three images a task, then the next task: 200 full-size images, 48 distinct
+        # files visited four times over, none of them still cached when shown again
+        if step % 3 == 0:
+            page.keyboard.press("ArrowDown")
+        else:
+            page.keyboard.press("ArrowRight")
+        expect_at(dialog, f"{step % 3 + 1} / 3", f"task {step // 3 % 16 + 1} of 16")
+        expect_image_shown(dialog, 1024)
+        live_max = max(live_max, page.evaluate("() => window.__nbbLiveUrls('image/png')"))
+    heap_end, rss_end = js_heap_mb(), rss()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    page.wait_for_function("() => window.__nbbLiveUrls('image/png') === 0")
+    heap_closed = js_heap_mb()
+
+    report = (
+        f"gallery memory, 200 full-size 1024x1024 PNG views: JS heap {heap_start:.1f} MiB -> "
+        f"{heap_end:.1f} MiB after 200 (closed: {heap_closed:.1f} MiB); live full-size "
+        f"object URLs at most {live_max}, 0 after closing; kernel RSS {rss_start:.0f} MiB -> "
+        f"{rss_end:.0f} MiB"
+    )
+    out = Path(lab_artifacts()) / "gallery-memory.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report + "\n")
+    print(report)
+    assert live_max <= 6  # the one shown, its two neighbours and a little slack
+    assert heap_end - heap_start < 20
+    assert rss_end - rss_start < 150
+
+
+def lab_artifacts() -> Path:
+    from .conftest import ARTIFACTS
+
+    return ARTIFACTS
