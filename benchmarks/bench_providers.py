@@ -198,7 +198,7 @@ async def with_nbbatch(
     try:
         batch = Batch.create(prompts(tasks, tag), workspace=ws)
         started = time.perf_counter()
-        await batch.run(provider, concurrency=concurrency, max_concurrency=concurrency)
+        await batch.run(provider, concurrency=concurrency, concurrency_cap=concurrency)
         wall = time.perf_counter() - started
         bad = [t for t in batch.tasks if t.status is not TaskStatus.SUCCEEDED]
         if bad:

@@ -68,7 +68,7 @@ async def run_nbbatch(
         batch: Batch = Batch.create(workspace=ws, tasks=[f"task {i}" for i in range(tasks)])
         provider = InstantProvider(images, latency)
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        await batch.run(provider, concurrency=concurrency, max_concurrency=max(concurrency, 10))
+        await batch.run(provider, concurrency=concurrency, concurrency_cap=max(concurrency, 10))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         assert batch.status == "succeeded", batch
     return wall, cpu
