@@ -219,3 +219,27 @@ def test_a_grid_without_a_gallery_says_how_to_get_one(batch: Batch) -> None:
     gallery.connect(grid)
     Page(grid).ok("open_gallery", id=batch.tasks[0].id, index=0)
     assert gallery.shown
+
+
+def test_a_contact_sheet_of_the_task_is_one_png(batch: Batch) -> None:
+    from PIL import Image
+
+    reply = Page(Gallery(batch)).ok("contact_sheet", scope="task", id=batch.tasks[0].id)
+    (data,) = reply["_buffers"]
+    sheet = Image.open(io.BytesIO(data))
+    assert sheet.format == "PNG" and (sheet.width, sheet.height) == (reply["w"], reply["h"])
+    assert reply["name"] == "gallery-test_task-0001_a-red-fox-in-snow_contact-sheet.png"
+
+
+def test_a_zip_nobody_fetched_is_dropped_an_hour_later(
+    batch: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gallery = Gallery(batch)
+    page = Page(gallery)
+    first = page.ok("zip", scope="task", id=batch.tasks[0].id)
+    folder = gallery._jobs[first["job"]].folder
+    gallery._jobs[first["job"]].created -= 2 * _gallery._JOB_TTL
+    page.ok("zip", scope="task", id=batch.tasks[1].id)
+    assert first["job"] not in gallery._jobs and not folder.exists()
+    gallery.close()  # and closing the widget drops the rest
+    assert all(not job.folder.exists() for job in gallery._jobs.values())

@@ -15,6 +15,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
 import nbbatch
@@ -85,6 +86,8 @@ def download(page: Page, control: Locator) -> bytes:
     return Path(path).read_bytes()
 
 
+# a long walk through the product: more than the default 120 s on a loaded 2-core machine
+@pytest.mark.timeout(900)
 def test_browse_star_download_edit_and_remix_from_the_gallery(lab) -> None:
     page = lab.open_notebook([setup_cell()])
     studio = run_all(page)
@@ -237,6 +240,16 @@ def test_browse_star_download_edit_and_remix_from_the_gallery(lab) -> None:
         "768x512",
         "idle",
     ]
+
+    # a contact sheet of the task, shown on the stage and downloadable
+    button(dialog, "Contact sheet").click()
+    expect(dialog.locator(".nbb-g-imagepos")).to_have_text("contact sheet of task 2")
+    sheet = download(page, button(dialog, "Download contact sheet"))
+    assert sheet[:8] == b"\x89PNG\r\n\x1a\n"
+    lab.screenshot(page, "7-contact-sheet")
+    page.keyboard.press("ArrowRight")  # stepping leaves the sheet for the images
+    expect_at(dialog, "2 / 3", "task 2 of 5")
+    expect(button(dialog, "Download contact sheet")).to_be_hidden()
     page.keyboard.press("Escape")
     expect(studio.locator(".nbb-row[data-task-id]")).to_have_count(6)
     assert py(lab, page, "studio.gallery.shown") is False
@@ -309,6 +322,7 @@ gallery
 """
 
 
+@pytest.mark.timeout(900)
 def test_browsing_200_full_size_images_keeps_memory_bounded(lab, context) -> None:
     context.add_init_script(COUNT_OBJECT_URLS)
     page = lab.open_notebook([MEMORY_SETUP])

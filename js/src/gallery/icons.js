@@ -19,5 +19,6 @@ export const gicons = {
   edit: wrap('<path d="M10.8 2.7l2.5 2.5L6 12.5 3 13l.5-3z"/><path d="M9.3 4.2l2.5 2.5"/>'),
   remix: wrap('<path d="M2 4.5h2.5c2.5 0 3.5 7 6 7H14"/><path d="M2 11.5h2.5c1 0 1.7-1 2.3-2.2M9 6.7c.6-1.2 1.3-2.2 2.5-2.2H14"/><path d="M12.2 2.7L14 4.5l-1.8 1.8M12.2 9.7l1.8 1.8-1.8 1.8"/>'),
   keys: wrap('<rect x="1.5" y="4" width="13" height="8" rx="1.5"/><path d="M4 6.5h.01M6.5 6.5h.01M9 6.5h.01M11.5 6.5h.01M5 9.5h6"/>'),
+  sheet: wrap('<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/><rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1"/>'),
   gallery: wrap('<rect x="2" y="2.5" width="12" height="9" rx="1.5"/><circle cx="5.8" cy="5.8" r="1.1"/><path d="M2.5 10.5l3.2-3 2.4 2.2 1.7-1.5 3.7 3.3"/><path d="M4 14h8"/>'),
 };

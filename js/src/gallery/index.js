@@ -48,7 +48,10 @@ class GalleryView {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
-    watch("opened", () => this.openAt(model.get("task_id"), model.get("image_index")));
+    watch("opened", () => {
+      if (this.dialog) this.openAt(model.get("task_id"), model.get("image_index"));
+      else this.pendingOpen = true; // asked before this view was built: open once it is
+    });
     watch("shown", () => {
       if (!model.get("shown") && this.dialog && this.dialog.open) this.dialog.close();
     });
@@ -64,6 +67,10 @@ class GalleryView {
       this.batchName = msg.batch;
       this.build();
       this.setDone(msg.done);
+      if (this.pendingOpen) {
+        this.pendingOpen = false;
+        this.openAt(this.model.get("task_id"), this.model.get("image_index"));
+      }
     } catch (err) {
       this.root.replaceChildren(h("div", { class: "nbb-gal-bar nbb-gal-error", role: "alert", text: this.words(err) }));
     }
@@ -113,7 +120,9 @@ class GalleryView {
     this.prevImage = btn("prev_image", "left", () => this.step(-1), "nbb-g-nav nbb-g-prev", false);
     this.nextImage = btn("next_image", "right", () => this.step(1), "nbb-g-nav nbb-g-next", false);
     this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
-    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos);
+    this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
+    this.dlSheet.hidden = true;
+    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
 
     // info + actions
@@ -144,13 +153,14 @@ class GalleryView {
     this.dlStarred = zipBtn("download_starred_zip", "zip_starred", "starred");
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
+    this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
     const actions = h(
       "div",
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
       h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
-      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn),
+      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn),
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
     this.editArea.addEventListener("keydown", (e) => {
@@ -256,6 +266,7 @@ class GalleryView {
     this.toggleEdit(false);
     // nothing full-size stays in memory while the gallery is closed
     this.img.removeAttribute("src");
+    this.dropSheet();
     for (const url of this.full.values()) URL.revokeObjectURL(url);
     this.full.clear();
     this.clearThumbs();
@@ -290,6 +301,7 @@ class GalleryView {
   show(index) {
     const images = this.task ? this.task.images : [];
     if (!images.length) return;
+    this.dropSheet();
     const n = images.length;
     this.index = ((index % n) + n) % n;
     const im = images[this.index];
@@ -317,7 +329,8 @@ class GalleryView {
       this.stageMsg.hidden = false;
       const wanted = im.key;
       this.load(this.task.id, im).then((url) => {
-        if (url && this.task && this.task.images[this.index] && this.task.images[this.index].key === wanted) this.paintImage(url);
+        const current = this.task && this.task.images[this.index];
+        if (url && current && current.key === wanted && !this.sheet) this.paintImage(url);
       });
     }
     this.prefetch();
@@ -630,6 +643,38 @@ class GalleryView {
     } finally {
       for (const b of buttons) b.disabled = false;
     }
+  }
+
+  // ---------------------------------------------------------------- contact sheet
+  async contactSheet() {
+    if (!this.task) return;
+    const s = this.strings;
+    this.sheetBtn.disabled = true;
+    this.say(s.sheet_making, "busy");
+    try {
+      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
+      const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
+      this.dropSheet();
+      this.sheet = { blob, name: msg.name, url: URL.createObjectURL(blob) };
+      this.img.width = msg.w;
+      this.img.height = msg.h;
+      this.img.alt = fmt(s, "sheet_of", { n: this.task.n });
+      this.paintImage(this.sheet.url);
+      setText(this.imagePos, fmt(s, "sheet_of", { n: this.task.n }));
+      this.dlSheet.hidden = false;
+      this.say("");
+    } catch (err) {
+      this.say(this.words(err), "error");
+    } finally {
+      this.sheetBtn.disabled = false;
+    }
+  }
+
+  dropSheet() {
+    if (!this.sheet) return;
+    URL.revokeObjectURL(this.sheet.url);
+    this.sheet = null;
+    this.dlSheet.hidden = true;
   }
 
   // ---------------------------------------------------------------- rework

@@ -21,6 +21,8 @@ page → kernel
                                       is dropped after its last piece or ``zip_done {job}``
     ``derive {id, index, prompt}``    ``batch.derive(image, prompt)``; answers the child id
     ``remix {id, index}``             ``batch.remix(image)``; answers the new task's id
+    ``contact_sheet {scope, id?}``    a PNG grid of the task's (batch's, starred) images,
+                                      made off the loop (1 binary buffer)
 kernel → page (unsolicited)
     ``changed {ids}``                 these tasks changed (stars, status, children): the
                                       page asks again for the one it shows
@@ -34,6 +36,7 @@ for what is already shown). Images and prompts only travel as messages.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import pathlib
@@ -50,7 +53,7 @@ import traitlets
 from nbbatch.core._model import GeneratedImage, Task, TaskStatus
 from nbbatch.engine import Batch
 from nbbatch.errors import ConfigError
-from nbbatch.images import export_zip
+from nbbatch.images import contact_sheet, export_zip
 from nbbatch.images._export import safe_name, slugify
 
 from ._hub import Hub, hub_for
@@ -68,6 +71,8 @@ CHUNK_BYTES = 4 * 1024 * 1024
 ZIP_LIMIT = 1_000_000_000
 _THUMB_SIZE = 160  # px on the longer side: 80 css px at 2x density
 _MAX_LINKS = 50  # children listed in the info panel
+_JOB_TTL = 3600.0  # seconds a ZIP waits on disk for its pieces to be fetched
+_SHEET_CELL = 384  # px per image on a contact sheet
 _DEFERRED: dict[str, Any] = {"__deferred__": True}
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
@@ -149,6 +154,7 @@ class Gallery(anywidget.AnyWidget):
             "zip_done": ("doing_zip", self._on_zip_done),
             "derive": ("doing_derive", self._on_derive),
             "remix": ("doing_remix", self._on_remix),
+            "contact_sheet": ("doing_sheet", self._on_contact_sheet),
         }
         self.on_msg(self._on_msg)
 
@@ -472,6 +478,7 @@ class Gallery(anywidget.AnyWidget):
         target_dir = self.save_dir or pathlib.Path.cwd()
 
         def work() -> dict[str, Any]:
+            self._drop_stale_jobs()
             if too_big:
                 # Too big for browser memory: next to the notebook, under a new name.
                 target = _free_name(target_dir, file_name)
@@ -513,6 +520,14 @@ class Gallery(anywidget.AnyWidget):
         if isinstance(key, str):
             self._drop_job(key)
 
+    def _drop_stale_jobs(self) -> None:
+        # a page closed halfway through a download never says so: its ZIP goes later
+        cutoff = time.monotonic() - _JOB_TTL
+        with self._jobs_lock:
+            stale = [k for k, job in self._jobs.items() if job.created < cutoff]
+        for key in stale:
+            self._drop_job(key)
+
     def _drop_job(self, key: str) -> None:
         with self._jobs_lock:
             job = self._jobs.pop(key, None)
@@ -535,6 +550,28 @@ class Gallery(anywidget.AnyWidget):
         task = self._batch.remix(image)
         n = self._hub.index().get(task.id, len(self._batch.tasks) - 1) + 1
         return {"id": task.id, "n": n, "text": tr(self.lang, "remixed", n=n)}
+
+    def _on_contact_sheet(self, content: dict[str, Any]) -> dict[str, Any]:
+        tasks, stem = self._zip_tasks(content)
+        images = [im for t in tasks for im in t.images]
+        if not images:
+            raise UserFacingError("nothing_to_zip")
+        uid = content.get("uuid")
+        name = safe_name(f"{stem}_contact-sheet", "png", set())
+        title = tasks[0].prompt if len(tasks) == 1 else self._batch.name
+
+        def work() -> tuple[bytes, int, int]:
+            sheet = contact_sheet(tasks, cell=_SHEET_CELL, title=title)
+            buf = io.BytesIO()
+            sheet.save(buf, "PNG", optimize=False)
+            return buf.getvalue(), sheet.width, sheet.height
+
+        def reply(made: tuple[bytes, int, int]) -> None:
+            data, w, h = made
+            body = {"name": name, "mime": "image/png", "w": w, "h": h}
+            self._reply(uid, True, body, [data])
+
+        return self._off_loop(uid, "doing_sheet", work, reply)
 
 
 def image_file_name(task: Task, image: GeneratedImage) -> str:

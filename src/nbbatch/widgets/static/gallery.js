@@ -102,6 +102,7 @@ var gicons = {
   edit: wrap('<path d="M10.8 2.7l2.5 2.5L6 12.5 3 13l.5-3z"/><path d="M9.3 4.2l2.5 2.5"/>'),
   remix: wrap('<path d="M2 4.5h2.5c2.5 0 3.5 7 6 7H14"/><path d="M2 11.5h2.5c1 0 1.7-1 2.3-2.2M9 6.7c.6-1.2 1.3-2.2 2.5-2.2H14"/><path d="M12.2 2.7L14 4.5l-1.8 1.8M12.2 9.7l1.8 1.8-1.8 1.8"/>'),
   keys: wrap('<rect x="1.5" y="4" width="13" height="8" rx="1.5"/><path d="M4 6.5h.01M6.5 6.5h.01M9 6.5h.01M11.5 6.5h.01M5 9.5h6"/>'),
+  sheet: wrap('<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/><rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1"/>'),
   gallery: wrap('<rect x="2" y="2.5" width="12" height="9" rx="1.5"/><circle cx="5.8" cy="5.8" r="1.1"/><path d="M2.5 10.5l3.2-3 2.4 2.2 1.7-1.5 3.7 3.3"/><path d="M4 14h8"/>')
 };
 
@@ -141,7 +142,10 @@ var GalleryView = class {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
-    watch("opened", () => this.openAt(model.get("task_id"), model.get("image_index")));
+    watch("opened", () => {
+      if (this.dialog) this.openAt(model.get("task_id"), model.get("image_index"));
+      else this.pendingOpen = true;
+    });
     watch("shown", () => {
       if (!model.get("shown") && this.dialog && this.dialog.open) this.dialog.close();
     });
@@ -156,6 +160,10 @@ var GalleryView = class {
       this.batchName = msg.batch;
       this.build();
       this.setDone(msg.done);
+      if (this.pendingOpen) {
+        this.pendingOpen = false;
+        this.openAt(this.model.get("task_id"), this.model.get("image_index"));
+      }
     } catch (err) {
       this.root.replaceChildren(h("div", { class: "nbb-gal-bar nbb-gal-error", role: "alert", text: this.words(err) }));
     }
@@ -199,7 +207,9 @@ var GalleryView = class {
     this.prevImage = btn("prev_image", "left", () => this.step(-1), "nbb-g-nav nbb-g-prev", false);
     this.nextImage = btn("next_image", "right", () => this.step(1), "nbb-g-nav nbb-g-next", false);
     this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
-    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos);
+    this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
+    this.dlSheet.hidden = true;
+    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
     this.fitBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "true", text: s.zoom_fit, onclick: () => this.setZoom("fit") });
     this.fullBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "false", text: s.zoom_100, onclick: () => this.setZoom("100") });
@@ -226,13 +236,14 @@ var GalleryView = class {
     this.dlStarred = zipBtn("download_starred_zip", "zip_starred", "starred");
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
+    this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
     const actions = h(
       "div",
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
       h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
-      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn)
+      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn)
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
     this.editArea.addEventListener("keydown", (e) => {
@@ -330,6 +341,7 @@ var GalleryView = class {
     this.toggleKeys(false);
     this.toggleEdit(false);
     this.img.removeAttribute("src");
+    this.dropSheet();
     for (const url of this.full.values()) URL.revokeObjectURL(url);
     this.full.clear();
     this.clearThumbs();
@@ -362,6 +374,7 @@ var GalleryView = class {
   show(index) {
     const images = this.task ? this.task.images : [];
     if (!images.length) return;
+    this.dropSheet();
     const n = images.length;
     this.index = (index % n + n) % n;
     const im = images[this.index];
@@ -389,7 +402,8 @@ var GalleryView = class {
       this.stageMsg.hidden = false;
       const wanted = im.key;
       this.load(this.task.id, im).then((url) => {
-        if (url && this.task && this.task.images[this.index] && this.task.images[this.index].key === wanted) this.paintImage(url);
+        const current = this.task && this.task.images[this.index];
+        if (url && current && current.key === wanted && !this.sheet) this.paintImage(url);
       });
     }
     this.prefetch();
@@ -671,6 +685,36 @@ var GalleryView = class {
     } finally {
       for (const b of buttons) b.disabled = false;
     }
+  }
+  // ---------------------------------------------------------------- contact sheet
+  async contactSheet() {
+    if (!this.task) return;
+    const s = this.strings;
+    this.sheetBtn.disabled = true;
+    this.say(s.sheet_making, "busy");
+    try {
+      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
+      const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
+      this.dropSheet();
+      this.sheet = { blob, name: msg.name, url: URL.createObjectURL(blob) };
+      this.img.width = msg.w;
+      this.img.height = msg.h;
+      this.img.alt = fmt(s, "sheet_of", { n: this.task.n });
+      this.paintImage(this.sheet.url);
+      setText(this.imagePos, fmt(s, "sheet_of", { n: this.task.n }));
+      this.dlSheet.hidden = false;
+      this.say("");
+    } catch (err) {
+      this.say(this.words(err), "error");
+    } finally {
+      this.sheetBtn.disabled = false;
+    }
+  }
+  dropSheet() {
+    if (!this.sheet) return;
+    URL.revokeObjectURL(this.sheet.url);
+    this.sheet = null;
+    this.dlSheet.hidden = true;
   }
   // ---------------------------------------------------------------- rework
   toggleEdit(show) {
