@@ -661,6 +661,14 @@ export class Grid {
       return;
     }
     if (e.target.closest("textarea, .nbb-editor")) return;
+    const thumb = e.target.closest(".nbb-c-results img");
+    if (thumb && row.st === "succeeded" && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
+      // a result thumbnail opens that image in the gallery
+      const index = [...node._parts.results.querySelectorAll("img")].indexOf(thumb);
+      this.focusIndex = node._index;
+      this.view.act("open_gallery", { id: row.id, index: Math.max(0, index) });
+      return;
+    }
     this.focusIndex = node._index;
     if (e.target.classList.contains("nbb-check")) {
       e.preventDefault();
@@ -803,6 +811,9 @@ export class Grid {
       e.preventDefault();
       this.view.select("toggle", { id: row.id });
       this.anchorId = row.id;
+    } else if (key === "Enter" && row.st === "succeeded") {
+      e.preventDefault(); // a done task cannot be edited: Enter shows its results
+      this.view.act("open_gallery", { id: row.id, index: 0 });
     } else if (key === "Enter" || key === "F2") {
       e.preventDefault();
       this.startEdit(row);

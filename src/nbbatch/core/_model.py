@@ -300,6 +300,8 @@ class GeneratedImage:
     seed: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    #: marked as a keeper by the person (``batch.star(image)``); journaled
+    starred: bool = False
     _owner: TaskOwner | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -422,6 +424,11 @@ class Task:
         return self._owner.children_of(self)
 
     @property
+    def starred(self) -> bool:
+        """True when any of its images is starred (``batch.star(image)``)."""
+        return any(im.starred for im in self.images)
+
+    @property
     def duration(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
@@ -444,7 +451,13 @@ class Task:
             "error": self.error,
             "error_kind": self.error_kind,
             "images": [
-                {"index": im.index, "sha256": im.sha256, "seed": im.seed, "format": im.format}
+                {
+                    "index": im.index,
+                    "sha256": im.sha256,
+                    "seed": im.seed,
+                    "format": im.format,
+                    "starred": im.starred,
+                }
                 for im in self.images
             ],
             "created_at": self.created_at,

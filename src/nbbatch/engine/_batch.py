@@ -2,9 +2,9 @@
 
 Every change goes the same way — checked, journaled, then announced — whether a notebook
 cell, the CLI or the studio makes it: ``add``, ``edit``, ``remove``, ``move``,
-``duplicate``, ``retry``, ``derive`` and ``remix`` write the journal first and then emit
-one event (``TaskAdded``, ``TaskChanged``, ``TaskRemoved``, ``TasksReordered``). While a run
-is active it takes those changes as they come: added and retried tasks join it, an
+``duplicate``, ``retry``, ``derive``, ``remix`` and ``star`` write the journal first and
+then emit one event (``TaskAdded``, ``TaskChanged``, ``TaskRemoved``, ``TasksReordered``).
+While a run is active it takes those changes as they come: added and retried tasks join it, an
 edited queued task keeps its place and is sent as edited, a removed one is never sent.
 """
 
@@ -485,6 +485,30 @@ class Batch:
             self.workspace.save_status(t)
         self._emit(TaskChanged(t, ("status", "error"), batch_id=self.id))
         return t
+
+    def star(self, image: GeneratedImage, starred: bool = True) -> GeneratedImage:
+        """Mark ``image`` as a keeper (``starred=False`` unmarks it); journaled.
+
+        ``task.starred`` is true while any of its images is; announced as
+        ``TaskChanged(fields=("starred",))``. Returns the batch's own image object.
+        """
+        with self._lock:
+            task = self._task(image.task_id)
+            mine = next((im for im in task.images if im.index == image.index), None)
+            if mine is None:
+                raise NotFoundError(
+                    f"image {image.index} of task {task.id} is not in batch {self.id}",
+                    task_id=task.id,
+                )
+            starred = bool(starred)
+            if mine.starred == starred:
+                return mine
+            self.workspace.set_starred(task.id, mine.index, starred)
+            mine.starred = starred
+            if image is not mine:
+                image.starred = starred
+        self._emit(TaskChanged(task, ("starred",), batch_id=self.id))
+        return mine
 
     def run_next(self, task: TaskRef) -> None:
         """Send ``task`` before the other queued ones of the live run."""

@@ -76,7 +76,8 @@ __all__ = [
     "default_workspace",
 ]
 
-SCHEMA_VERSION = 1
+#: 1: the first journal; 2: ``images.starred`` (see ``_COLUMNS_ADDED``)
+SCHEMA_VERSION = 2
 DB_NAME = "nbbatch.sqlite3"
 _NETWORK_FS = frozenset(
     {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "9p", "afs", "lustre", "glusterfs"}
@@ -139,6 +140,7 @@ CREATE TABLE IF NOT EXISTS images (
     seed INTEGER,
     params TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
+    starred INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (task_id, idx)
 );
 """
@@ -220,6 +222,14 @@ _LEASE_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS leases_run ON leases(run_id)",
 )
 _RUNS_DIR = "runs"
+
+# Columns added after schema 1, as (table, column, definition). Older workspaces get them
+# with ALTER TABLE on open; a column already there (a fresh workspace, made from _SCHEMA)
+# is left alone, so the upgrade is idempotent and never rewrites a table.
+_COLUMNS_ADDED: tuple[tuple[str, str, str], ...] = (
+    # schema 2: Batch.star(image); images of older workspaces are not starred
+    ("images", "starred", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def default_workspace() -> Path:
@@ -495,6 +505,10 @@ class Workspace:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                for table, column, definition in _COLUMNS_ADDED:
+                    have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         with self._translate():
             has_leases = self._conn.execute(
@@ -1112,9 +1126,9 @@ class Workspace:
             tasks[task.id] = task
         if not tasks:
             return []
-        for task_id, idx, sha, ext, w, h, fmt, seed, params, created in self._query(
+        for task_id, idx, sha, ext, w, h, fmt, seed, params, created, starred in self._query(
             "SELECT i.task_id, i.idx, i.sha256, i.ext, i.width, i.height, i.format, i.seed, "
-            f"i.params, i.created_at FROM images i JOIN tasks t ON t.id = i.task_id "
+            f"i.params, i.created_at, i.starred FROM images i JOIN tasks t ON t.id = i.task_id "
             f"WHERE {where} ORDER BY i.task_id, i.idx",
             args,
         ):
@@ -1130,6 +1144,7 @@ class Workspace:
                     seed,
                     json.loads(params),
                     created,
+                    starred=bool(starred),
                 )
             )
         for task_id, _idx, sha, name, ext, w, h, fmt in self._query(
@@ -1243,6 +1258,18 @@ class Workspace:
         )
         if cur.rowcount != 1:
             raise NotFoundError(f"task {t.id} is not in this workspace", task_id=t.id)
+
+    def set_starred(self, task_id: str, index: int, starred: bool) -> None:
+        """Journal the ``starred`` flag of one generated image."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE images SET starred=? WHERE task_id=? AND idx=?",
+                (int(starred), task_id, index),
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(
+                    f"image {index} of task {task_id} is not in this workspace", task_id=task_id
+                )
 
     def record_success(self, task: Task, stored: Sequence[StoredImage]) -> list[GeneratedImage]:
         """Commit the images (already written with :meth:`write_blob`) and the task at once.

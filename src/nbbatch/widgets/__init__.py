@@ -1,4 +1,5 @@
-"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid) and ``TaskGrid``.
+"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid + gallery),
+``TaskGrid`` and ``Gallery`` (the lightbox of the results).
 
     >>> from nbbatch.widgets import BatchStudio
     >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
@@ -7,9 +8,10 @@ Python holds the truth: the page asks for the rows and thumbnails it shows, ever
 goes through the batch's public API, and updates are coalesced (≤ 5 patches a second).
 """
 
+from ._gallery import Gallery
 from ._grid import BatchStudio, TaskGrid
 from ._prompt import PromptPanel
 from ._settings import SettingsPanel
 from ._upload import Upload
 
-__all__ = ["BatchStudio", "PromptPanel", "SettingsPanel", "TaskGrid", "Upload"]
+__all__ = ["BatchStudio", "Gallery", "PromptPanel", "SettingsPanel", "TaskGrid", "Upload"]

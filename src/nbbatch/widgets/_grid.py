@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-# The widgets sit on top: they use the engine's and the core's public faces, never the
-# package root (which imports everything, the widgets included).
+# The widgets sit on top: they use the engine's and the core's faces, never the package
+# root (which imports everything, the widgets included).
+from nbbatch.core._model import GeneratedImage, Task
 from nbbatch.engine import Batch, Workspace, load_settings
 from nbbatch.errors import ConfigError, NbbatchError
 from nbbatch.providers import available_providers
@@ -53,7 +54,7 @@ from ._i18n import catalogue, resolve_lang, tr
 from ._words import UserFacingError, describe
 
 if TYPE_CHECKING:
-    from nbbatch import GeneratedImage, Task
+    from ._gallery import Gallery
 
 __all__ = ["BatchStudio", "TaskGrid"]
 
@@ -139,7 +140,11 @@ class TaskGrid(anywidget.AnyWidget):
             "run_next": ("doing_run_next", self._on_run_next),
             "run_next_selected": ("doing_run_next", self._on_run_next_selected),
             "cancel": ("doing_cancel", self._on_cancel),
+            "open_gallery": ("doing_open_gallery", self._on_open_gallery),
         }
+        #: called with (task, image index) when the page asks to open a result in a
+        #: gallery (a click on a done row's thumbnail, Enter on a done row)
+        self.gallery_hooks: list[Callable[[Task, int], None]] = []
         self._hub.attach(self)
         self.on_msg(self._on_msg)
 
@@ -465,6 +470,14 @@ class TaskGrid(anywidget.AnyWidget):
         if runner is not None:
             runner.cancel(self._hub.task(content.get("id")).id)
 
+    def _on_open_gallery(self, content: dict[str, Any]) -> None:
+        task = self._hub.task(content.get("id"))
+        if not self.gallery_hooks:
+            raise UserFacingError("no_gallery")
+        index = _int(content.get("index"), 0)
+        for hook in self.gallery_hooks:
+            hook(task, index)
+
     # ----------------------------------------------------------- running
     def _on_retry(self, content: dict[str, Any]) -> None:
         self._retry(self._ids(content))
@@ -556,6 +569,8 @@ class BatchStudio(TaskGrid):
         self._provider_obj: Any = None if isinstance(provider, str) else provider
         #: the planner's LLM settings (used by the prompt panel)
         self.llm = llm
+        self._gallery: Gallery | None = None
+        self._box: Any = None
         super().__init__(batch, lang=lang, studio=True, concurrency=concurrency, **kwargs)
         self.provider_name = provider if isinstance(provider, str) else str(provider.name)
         self.providers = _provider_names(self.provider_name)
@@ -578,10 +593,31 @@ class BatchStudio(TaskGrid):
 
             self.inputs = attach_inputs(self)
 
+    @property
+    def gallery(self) -> Gallery:
+        """The studio's lightbox (``studio.gallery.open(task, image=0)``), shown with it."""
+        if self._gallery is None:
+            from ._gallery import Gallery
+
+            self._gallery = Gallery(self._batch, lang=self.lang)
+            self._gallery.connect(self)
+        return self._gallery
+
+    def _on_open_gallery(self, content: dict[str, Any]) -> None:
+        self.gallery  # noqa: B018 - composed on first use (displaying the studio does it too)
+        super()._on_open_gallery(content)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        if self.inputs is not None:
-            return self.inputs.layout._repr_mimebundle_(**kwargs)
-        return super()._repr_mimebundle_(**kwargs)
+        # The gallery is its own widget: it is displayed in the same output, under the
+        # studio (its dialog opens over the page, wherever its output sits); with
+        # ``inputs=True`` the settings bar, upload and prompt panels sit above the grid.
+        if self._box is None:
+            import ipywidgets  # type: ignore[import-untyped]
+
+            top = self.inputs.layout if self.inputs is not None else self
+            self._box = ipywidgets.VBox([top, self.gallery])
+            self._box.add_class("nbb-studio-box")
+        return self._box._repr_mimebundle_(**kwargs)
 
     @property
     def provider(self) -> Any:

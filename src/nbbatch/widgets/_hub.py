@@ -17,15 +17,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import nbbatch.events as events
+from nbbatch.core._model import Task
+from nbbatch.engine import Batch
 from nbbatch.images import ThumbnailCache
 
 from . import _rows
-
-if TYPE_CHECKING:
-    from nbbatch import Batch, Task
 
 __all__ = ["Hub", "Sink", "hub_for"]
 

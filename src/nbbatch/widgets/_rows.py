@@ -13,13 +13,12 @@ browser then fetches that row again if it is on screen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from nbbatch.core._model import Task
 
 from ._i18n import tr
 from ._words import clip
-
-if TYPE_CHECKING:
-    from nbbatch import Task
 
 __all__ = [
     "EDITABLE",

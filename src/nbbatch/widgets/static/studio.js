@@ -746,6 +746,13 @@ var Grid = class {
       return;
     }
     if (e.target.closest("textarea, .nbb-editor")) return;
+    const thumb = e.target.closest(".nbb-c-results img");
+    if (thumb && row.st === "succeeded" && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
+      const index = [...node._parts.results.querySelectorAll("img")].indexOf(thumb);
+      this.focusIndex = node._index;
+      this.view.act("open_gallery", { id: row.id, index: Math.max(0, index) });
+      return;
+    }
     this.focusIndex = node._index;
     if (e.target.classList.contains("nbb-check")) {
       e.preventDefault();
@@ -880,6 +887,9 @@ var Grid = class {
       e.preventDefault();
       this.view.select("toggle", { id: row.id });
       this.anchorId = row.id;
+    } else if (key === "Enter" && row.st === "succeeded") {
+      e.preventDefault();
+      this.view.act("open_gallery", { id: row.id, index: 0 });
     } else if (key === "Enter" || key === "F2") {
       e.preventDefault();
       this.startEdit(row);

@@ -1,0 +1,753 @@
+import { Channel, ReplyError, TimeoutError } from "../channel.js";
+import { fmt, h, setAttr, setText } from "../util.js";
+import { gicons } from "./icons.js";
+
+// The gallery lightbox: one anywidget whose output is a slim launcher bar and whose
+// <dialog> opens modal over the page (showModal: every key reaches it, Escape closes
+// it, the notebook's active cell does not change). Python holds the truth: the page
+// asks for the task it shows, the full-size image it shows (and its neighbours) and the
+// thumbnails of the strip. Full-size images are object URLs kept in a small cache and
+// revoked when they leave it or when the dialog closes, so browsing hundreds of images
+// keeps the page's memory flat.
+
+const FULL_CACHE = 5; // full-size images kept: the one shown and its neighbours
+const ZIP_TIMEOUT = 15 * 60 * 1000;
+const IMAGE_TIMEOUT = 120 * 1000;
+
+function bytesOf(view) {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function size(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+
+class GalleryView {
+  constructor(model, el) {
+    this.model = model;
+    this.channel = new Channel(model);
+    this.strings = {};
+    this.task = null; // the described task shown
+    this.pos = null; // its place among the done tasks
+    this.count = 0;
+    this.index = 0; // position in task.images
+    this.zoom = "fit";
+    this.full = new Map(); // key -> object URL (LRU order)
+    this.loading = new Map(); // key -> promise of an object URL
+    this.thumbs = new Map(); // key -> object URL (the strip of the task shown)
+    this.downloads = new Set();
+    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
+    el.append(this.root);
+    this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
+    this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
+    this.listeners = [];
+    const watch = (name, fn) => {
+      model.on(`change:${name}`, fn);
+      this.listeners.push([`change:${name}`, fn]);
+    };
+    watch("opened", () => {
+      if (this.dialog) this.openAt(model.get("task_id"), model.get("image_index"));
+      else this.pendingOpen = true; // asked before this view was built: open once it is
+    });
+    watch("shown", () => {
+      if (!model.get("shown") && this.dialog && this.dialog.open) this.dialog.close();
+    });
+    watch("lang", () => this.start());
+    this.start();
+  }
+
+  async start() {
+    this.root.replaceChildren(h("div", { class: "nbb-gal-bar", text: "…" }));
+    try {
+      const { msg } = await this.channel.request("hello");
+      this.strings = msg.strings;
+      this.batchName = msg.batch;
+      this.build();
+      this.setDone(msg.done);
+      if (this.pendingOpen) {
+        this.pendingOpen = false;
+        this.openAt(this.model.get("task_id"), this.model.get("image_index"));
+      }
+    } catch (err) {
+      this.root.replaceChildren(h("div", { class: "nbb-gal-bar nbb-gal-error", role: "alert", text: this.words(err) }));
+    }
+  }
+
+  // ---------------------------------------------------------------- building
+  build() {
+    const s = this.strings;
+    this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
+    const btn = (key, icon, onclick, cls = "", label = true) =>
+      h("button", {
+        type: "button",
+        class: `nbb-gbtn ${cls}`,
+        "aria-label": s[key],
+        title: s[key],
+        onclick,
+        html: `${gicons[icon]}${label ? `<span>${s[key]}</span>` : ""}`,
+      });
+    // launcher: what the output shows inline
+    this.doneText = h("span", { class: "nbb-gal-count" });
+    this.openBtn = btn("open_gallery", "gallery", () => this.openAt(null, 0), "nbb-gal-open");
+    this.bar = h("div", { class: "nbb-gal-bar" }, h("span", { class: "nbb-gal-name", text: s.gallery }), this.doneText, this.openBtn);
+
+    // the dialog
+    this.title = h("h2", { class: "nbb-g-title", text: s.gallery });
+    this.taskPos = h("span", { class: "nbb-g-taskpos", "aria-live": "polite" });
+    this.prevTask = btn("prev_task", "up", () => this.stepTask(-1), "nbb-g-icon", false);
+    this.nextTask = btn("next_task", "down", () => this.stepTask(1), "nbb-g-icon", false);
+    this.keysBtn = btn("keys", "keys", () => this.toggleKeys(), "nbb-g-icon", false);
+    this.closeBtn = btn("close", "close", () => this.dialog.close(), "nbb-g-icon", false);
+    const head = h(
+      "header",
+      { class: "nbb-g-head" },
+      this.title,
+      this.taskPos,
+      h("span", { class: "nbb-g-spring" }),
+      this.prevTask,
+      this.nextTask,
+      this.keysBtn,
+      this.closeBtn,
+    );
+
+    this.img = h("img", { class: "nbb-g-img", alt: "", draggable: "false" });
+    this.img.addEventListener("dblclick", () => this.setZoom(this.zoom === "fit" ? "100" : "fit"));
+    this.stageMsg = h("div", { class: "nbb-g-stagemsg", role: "status" });
+    this.canvas = h("div", { class: "nbb-g-canvas" }, this.img);
+    this.prevImage = btn("prev_image", "left", () => this.step(-1), "nbb-g-nav nbb-g-prev", false);
+    this.nextImage = btn("next_image", "right", () => this.step(1), "nbb-g-nav nbb-g-next", false);
+    this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
+    this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
+    this.dlSheet.hidden = true;
+    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
+    this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
+
+    // info + actions
+    this.fitBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "true", text: s.zoom_fit, onclick: () => this.setZoom("fit") });
+    this.fullBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "false", text: s.zoom_100, onclick: () => this.setZoom("100") });
+    const zoom = h("div", { class: "nbb-g-zoom", role: "group", "aria-label": s.zoom }, this.fitBtn, this.fullBtn);
+    this.starBtn = h("button", {
+      type: "button",
+      class: "nbb-gbtn nbb-g-star",
+      "aria-label": s.star,
+      "aria-pressed": "false",
+      title: s.star,
+      onclick: () => this.toggleStar(),
+    });
+    this.dlImage = btn("download_image", "download", () => this.downloadImage(), "nbb-primary");
+    // visible labels are short ("Task ZIP"); the accessible name says the whole action
+    const zipBtn = (key, short, scope) =>
+      h("button", {
+        type: "button",
+        class: "nbb-gbtn nbb-g-zipbtn",
+        "aria-label": s[key],
+        title: s[key],
+        onclick: () => this.downloadZip(scope),
+        html: `${gicons.zip}<span>${s[short]}</span>`,
+      });
+    this.dlTask = zipBtn("download_task_zip", "zip_task", "task");
+    this.dlBatch = zipBtn("download_batch_zip", "zip_batch", "batch");
+    this.dlStarred = zipBtn("download_starred_zip", "zip_starred", "starred");
+    this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
+    this.remixBtn = btn("remix", "remix", () => this.remix());
+    this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
+    const actions = h(
+      "div",
+      { class: "nbb-g-actions" },
+      h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
+      h("div", { class: "nbb-g-row" }, this.dlImage),
+      h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
+      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn),
+    );
+    this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
+    this.editArea.addEventListener("keydown", (e) => {
+      e.stopPropagation(); // the gallery's keys stay out of the text
+      if (e.isComposing || e.keyCode === 229) return;
+      if (e.key === "Enter" && !e.shiftKey) {
+        e.preventDefault();
+        this.derive();
+      } else if (e.key === "Escape") {
+        e.preventDefault(); // closes the box, not the dialog
+        this.toggleEdit(false);
+      }
+    });
+    this.editBox = h(
+      "div",
+      { class: "nbb-g-edit", hidden: true },
+      h("label", { class: "nbb-g-label", text: s.edit_prompt }),
+      this.editArea,
+      h(
+        "div",
+        { class: "nbb-g-row" },
+        h("button", { type: "button", class: "nbb-gbtn nbb-primary", text: s.edit_submit, onclick: () => this.derive() }),
+        h("button", { type: "button", class: "nbb-gbtn", text: s.edit_cancel, onclick: () => this.toggleEdit(false) }),
+      ),
+    );
+    this.info = h("dl", { class: "nbb-g-info" });
+    this.status = h("div", { class: "nbb-g-status", role: "status", "aria-live": "polite" });
+    const side = h("aside", { class: "nbb-g-side", "aria-label": s.info }, actions, this.editBox, this.status, this.info);
+
+    this.keysPanel = h("div", { class: "nbb-g-keys", hidden: true, role: "note", "aria-label": s.keys });
+    const keyRows = [
+      ["← →", s.key_images],
+      ["↑ ↓ · PgUp PgDn", s.key_tasks],
+      ["Home End", s.key_home_end],
+      ["Z", s.key_zoom],
+      ["S", s.key_star],
+      ["D", s.key_download],
+      ["Esc", s.key_escape],
+      ["?", s.key_help],
+    ];
+    this.keysPanel.append(
+      h("h3", { text: s.keys }),
+      h("dl", {}, ...keyRows.flatMap(([k, t]) => [h("dt", {}, h("kbd", { text: k })), h("dd", { text: t })])),
+      h("button", { type: "button", class: "nbb-gbtn", text: s.keys_close, onclick: () => this.toggleKeys(false) }),
+    );
+
+    const main = h("div", { class: "nbb-g-main" }, h("div", { class: "nbb-g-left" }, this.stage, this.strip), side);
+    this.dialog = h(
+      "dialog",
+      { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" },
+      head,
+      main,
+      this.keysPanel,
+    );
+    this.dialog.addEventListener("keydown", (e) => this.onKey(e));
+    this.dialog.addEventListener("close", () => this.onClose());
+    // a click on the backdrop (outside the dialog's box) closes it
+    this.dialog.addEventListener("click", (e) => {
+      if (e.target === this.dialog) this.dialog.close();
+    });
+    this.root.replaceChildren(this.bar, this.dialog);
+  }
+
+  setDone(n) {
+    setText(this.doneText, fmt(this.strings, "gallery_summary", { n }));
+    this.openBtn.disabled = !n;
+  }
+
+  // ---------------------------------------------------------------- opening
+  async openAt(taskId, imageIndex) {
+    if (!this.dialog) return;
+    if (!this.dialog.open) {
+      this.dialog.showModal();
+      this.model.set("shown", true);
+      this.model.save_changes();
+    }
+    this.say("");
+    const msg = await this.ask("task", taskId ? { id: taskId, step: 0 } : { step: "first" });
+    if (!msg) return;
+    if (!msg.task) {
+      this.showEmpty();
+      return;
+    }
+    const i = msg.task.images.findIndex((im) => im.index === imageIndex);
+    this.setTask(msg, Math.max(0, i));
+  }
+
+  showEmpty() {
+    this.task = null;
+    this.img.removeAttribute("src");
+    setText(this.stageMsg, this.strings.no_done);
+    this.stageMsg.hidden = false;
+    this.info.replaceChildren();
+    this.strip.replaceChildren();
+    setText(this.imagePos, "");
+    setText(this.taskPos, "");
+  }
+
+  onClose() {
+    this.model.set("shown", false);
+    this.model.save_changes();
+    this.toggleKeys(false);
+    this.toggleEdit(false);
+    // nothing full-size stays in memory while the gallery is closed
+    this.img.removeAttribute("src");
+    this.dropSheet();
+    for (const url of this.full.values()) URL.revokeObjectURL(url);
+    this.full.clear();
+    this.clearThumbs();
+  }
+
+  // ---------------------------------------------------------------- navigation
+  setTask(msg, index) {
+    const changedTask = !this.task || this.task.id !== msg.task.id;
+    this.task = msg.task;
+    this.pos = msg.pos;
+    this.count = msg.count;
+    this.setDone(msg.count);
+    const s = this.strings;
+    setText(this.title, `${s.gallery} · ${this.batchName}`);
+    setText(
+      this.taskPos,
+      msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }),
+    );
+    const multi = msg.count > 1;
+    this.prevTask.disabled = !multi;
+    this.nextTask.disabled = !multi;
+    if (changedTask) {
+      this.clearThumbs();
+      this.toggleEdit(false);
+    }
+    this.paintStrip();
+    this.paintInfo();
+    if (changedTask) this.fetchThumbs();
+    this.show(index);
+  }
+
+  show(index) {
+    const images = this.task ? this.task.images : [];
+    if (!images.length) return;
+    this.dropSheet();
+    const n = images.length;
+    this.index = ((index % n) + n) % n;
+    const im = images[this.index];
+    this.model.set("task_id", this.task.id);
+    this.model.set("image_index", im.index);
+    this.model.save_changes();
+    setText(this.imagePos, fmt(this.strings, "image_pos", { i: this.index + 1, n }));
+    this.prevImage.disabled = n < 2;
+    this.nextImage.disabled = n < 2;
+    this.paintStar();
+    for (const [k, b] of this.stripButtons.entries()) setAttr(b, "aria-current", k === this.index ? "true" : null);
+    const shown = this.stripButtons[this.index];
+    if (shown) shown.scrollIntoView({ block: "nearest", inline: "nearest" });
+    this.img.alt = `${fmt(this.strings, "image_pos", { i: this.index + 1, n })} · ${this.task.prompt}`;
+    this.img.width = im.w;
+    this.img.height = im.h;
+    const cached = this.full.get(im.key);
+    if (cached) {
+      this.touch(im.key);
+      this.paintImage(cached);
+    } else {
+      this.img.removeAttribute("src");
+      this.img.classList.add("nbb-g-pending");
+      setText(this.stageMsg, this.strings.loading_image);
+      this.stageMsg.hidden = false;
+      const wanted = im.key;
+      this.load(this.task.id, im).then((url) => {
+        const current = this.task && this.task.images[this.index];
+        if (url && current && current.key === wanted && !this.sheet) this.paintImage(url);
+      });
+    }
+    this.prefetch();
+  }
+
+  paintImage(url) {
+    if (this.img.getAttribute("src") !== url) this.img.src = url;
+    this.img.classList.remove("nbb-g-pending");
+    this.stageMsg.hidden = true;
+  }
+
+  step(delta) {
+    if (this.task) this.show(this.index + delta);
+  }
+
+  async stepTask(delta) {
+    if (!this.task) return;
+    const msg = await this.ask("task", { id: this.task.id, step: delta });
+    if (msg && msg.task) this.setTask(msg, 0);
+  }
+
+  setZoom(mode) {
+    this.zoom = mode;
+    this.stage.classList.toggle("nbb-g-actual", mode === "100");
+    setAttr(this.fitBtn, "aria-pressed", String(mode === "fit"));
+    setAttr(this.fullBtn, "aria-pressed", String(mode === "100"));
+  }
+
+  onKey(e) {
+    if (e.target.closest("textarea, input")) return;
+    const key = e.key;
+    const moves = {
+      ArrowLeft: () => this.step(-1),
+      ArrowRight: () => this.step(1),
+      ArrowUp: () => this.stepTask(-1),
+      ArrowDown: () => this.stepTask(1),
+      PageUp: () => this.stepTask(-1),
+      PageDown: () => this.stepTask(1),
+      Home: () => this.show(0),
+      End: () => this.task && this.show(this.task.images.length - 1),
+      "?": () => this.toggleKeys(),
+      z: () => this.setZoom(this.zoom === "fit" ? "100" : "fit"),
+      s: () => this.toggleStar(),
+      d: () => this.downloadImage(),
+    };
+    const fn = moves[key.length === 1 ? key.toLowerCase() : key];
+    if (!fn || e.altKey || e.ctrlKey || e.metaKey) return;
+    // arrows inside the 100 % view scroll the image when it is larger than the stage
+    if (this.zoom === "100" && key.startsWith("Arrow") && e.target === this.canvas) return;
+    if (key === "Escape") return;
+    e.preventDefault();
+    fn();
+  }
+
+  toggleKeys(force) {
+    if (!this.keysPanel) return;
+    const show = force === undefined ? this.keysPanel.hidden : force;
+    this.keysPanel.hidden = !show;
+    setAttr(this.keysBtn, "aria-expanded", String(show));
+  }
+
+  onChanged(ids) {
+    if (!this.dialog) return;
+    // the count of done tasks in the launcher, and the task on screen if it changed
+    this.channel.request("hello").then(({ msg }) => this.setDone(msg.done), () => {});
+    if (!this.dialog.open || !this.task) return;
+    if (!ids.includes("*") && !ids.includes(this.task.id)) return;
+    const asked = this.task.id;
+    this.ask("task", { id: asked, step: 0 }, true).then((msg) => {
+      // the person may have moved on while this was asked: keep what is shown now
+      if (!msg || !msg.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
+      const shown = this.task.images[this.index];
+      const i = msg.task.images.findIndex((im) => shown && im.index === shown.index);
+      this.setTask(msg, Math.max(0, i));
+    });
+  }
+
+  // ---------------------------------------------------------------- images
+  load(taskId, im) {
+    if (this.full.has(im.key)) return Promise.resolve(this.full.get(im.key));
+    if (this.loading.has(im.key)) return this.loading.get(im.key);
+    const promise = this.channel
+      .request("image", { id: taskId, index: im.index }, IMAGE_TIMEOUT)
+      .then(({ msg, buffers }) => {
+        const url = URL.createObjectURL(new Blob([bytesOf(buffers[0])], { type: msg.mime }));
+        if (!this.dialog.open) {
+          URL.revokeObjectURL(url); // closed meanwhile: keep nothing
+          return null;
+        }
+        this.full.set(im.key, url);
+        this.evict();
+        return url;
+      })
+      .catch((err) => {
+        this.say(this.words(err), "error");
+        setText(this.stageMsg, this.words(err));
+        return null;
+      })
+      .finally(() => this.loading.delete(im.key));
+    this.loading.set(im.key, promise);
+    return promise;
+  }
+
+  touch(key) {
+    const url = this.full.get(key);
+    this.full.delete(key);
+    this.full.set(key, url);
+  }
+
+  evict() {
+    const shown = this.img.getAttribute("src");
+    for (const [key, url] of this.full) {
+      if (this.full.size <= FULL_CACHE) break;
+      if (url === shown) continue;
+      URL.revokeObjectURL(url);
+      this.full.delete(key);
+    }
+  }
+
+  prefetch() {
+    const images = this.task.images;
+    if (images.length < 2) return;
+    const n = images.length;
+    const taskId = this.task.id;
+    for (const d of [1, -1]) {
+      const im = images[(this.index + d + n) % n];
+      if (!this.full.has(im.key)) this.load(taskId, im);
+    }
+  }
+
+  paintStrip() {
+    const s = this.strings;
+    const images = this.task.images;
+    this.stripButtons = images.map((im, k) => {
+      const img = h("img", { alt: "", draggable: "false" });
+      const url = this.thumbs.get(im.key);
+      if (url) img.src = url;
+      const b = h(
+        "button",
+        {
+          type: "button",
+          class: "nbb-g-thumb",
+          "aria-label": fmt(s, "thumb_of", { i: k + 1 }) + (im.starred ? ` · ${s.starred}` : ""),
+          onclick: () => this.show(k),
+        },
+        img,
+        im.starred ? h("span", { class: "nbb-g-thumbstar", html: gicons.starOn }) : null,
+      );
+      b._img = img;
+      b._key = im.key;
+      return b;
+    });
+    this.strip.replaceChildren(...this.stripButtons);
+    this.strip.hidden = images.length < 2;
+  }
+
+  async fetchThumbs() {
+    const task = this.task;
+    try {
+      const { msg, buffers } = await this.channel.request("thumbs", { id: task.id });
+      if (this.task !== task && (!this.task || this.task.id !== task.id)) return;
+      msg.indexes.forEach((index, k) => {
+        const im = task.images.find((x) => x.index === index);
+        if (!im || this.thumbs.has(im.key)) return;
+        this.thumbs.set(im.key, URL.createObjectURL(new Blob([bytesOf(buffers[k])], { type: "image/webp" })));
+      });
+      for (const b of this.stripButtons) {
+        const url = this.thumbs.get(b._key);
+        if (url && b._img.getAttribute("src") !== url) b._img.src = url;
+      }
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+
+  clearThumbs() {
+    for (const url of this.thumbs.values()) URL.revokeObjectURL(url);
+    this.thumbs.clear();
+  }
+
+  // ---------------------------------------------------------------- info
+  paintInfo() {
+    const s = this.strings;
+    const t = this.task;
+    const rows = [];
+    const add = (label, ...value) =>
+      rows.push(h("div", { class: "nbb-g-irow" }, h("dt", { text: label }), h("dd", {}, ...value)));
+    const wide = (label, value) =>
+      rows.push(h("div", { class: "nbb-g-irow nbb-g-wide" }, h("dt", { text: label }), h("dd", {}, value)));
+    add(s.i_prompt, h("p", { class: "nbb-g-prompt", text: t.prompt }));
+    if (t.negative) add(s.i_negative, h("p", { class: "nbb-g-neg", text: t.negative }));
+    const params = Object.entries(t.params).filter(([k]) => k !== "seed");
+    const im = t.images[this.index] || t.images[0];
+    if (params.length)
+      add(
+        s.i_params,
+        h("span", { class: "nbb-g-chips" }, ...params.map(([k, v]) => h("span", { class: "nbb-g-chip", text: `${k} ${typeof v === "object" ? JSON.stringify(v) : v}` }))),
+      );
+    this.seedCell = h("span", { class: "nbb-g-mono" });
+    this.sizeCell = h("span", { class: "nbb-g-mono" });
+    add(s.i_seed, this.seedCell);
+    add(s.i_size, this.sizeCell);
+    add(s.i_provider, h("span", { text: t.provider || "–" }));
+    add(s.i_duration, h("span", { text: t.duration === null ? "–" : fmt(s, "seconds", { t: t.duration.toFixed(1) }) }));
+    add(s.i_attempts, h("span", { text: String(t.attempts) }));
+    const link = (l) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "nbb-g-link",
+          "aria-label": fmt(s, "go_task", { n: l.n, prompt: l.p }),
+          title: l.p,
+          onclick: () => this.openAt(l.id, 0),
+        },
+        h("b", { text: `#${l.n}` }),
+        h("span", { text: l.p }),
+        h("i", { class: `nbb-g-st nbb-g-st-${l.st}`, text: fmt(s, `st_${l.st}`, { pct: "" }).replace(/\s*%$/, "") }),
+      );
+    const lineage = h("div", { class: "nbb-g-lineage" });
+    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_parent }), t.parent ? link(t.parent) : h("span", { class: "nbb-g-none", text: s.i_none }));
+    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_children }));
+    if (t.children.length) for (const c of t.children) lineage.append(link(c));
+    else lineage.append(h("span", { class: "nbb-g-none", text: s.i_none }));
+    if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
+    wide(s.i_lineage, lineage);
+    this.info.replaceChildren(...rows);
+    this.paintImageInfo(im);
+  }
+
+  paintImageInfo(im) {
+    if (!im || !this.seedCell) return;
+    setText(this.seedCell, im.seed === null || im.seed === undefined ? "–" : String(im.seed));
+    setText(this.sizeCell, `${im.w} × ${im.h} · ${im.format}`);
+  }
+
+  paintStar() {
+    const s = this.strings;
+    const im = this.task.images[this.index];
+    const on = !!im.starred;
+    setAttr(this.starBtn, "aria-pressed", String(on));
+    this.starBtn.innerHTML = `${on ? gicons.starOn : gicons.star}<span>${on ? s.starred : s.star}</span>`;
+    this.starBtn.classList.toggle("nbb-on", on);
+    this.paintImageInfo(im);
+  }
+
+  async toggleStar() {
+    if (!this.task) return;
+    const im = this.task.images[this.index];
+    const msg = await this.ask("star", { id: this.task.id, index: im.index, starred: !im.starred });
+    if (!msg) return;
+    im.starred = msg.starred;
+    if (this.task.images[this.index] === im) this.paintStar();
+    const b = this.stripButtons[this.task.images.indexOf(im)];
+    if (b) {
+      const badge = b.querySelector(".nbb-g-thumbstar");
+      if (im.starred && !badge) b.append(h("span", { class: "nbb-g-thumbstar", html: gicons.starOn }));
+      if (!im.starred && badge) badge.remove();
+    }
+  }
+
+  // ---------------------------------------------------------------- downloads
+  save(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: name, hidden: true });
+    this.dialog.append(a);
+    a.click();
+    a.remove();
+    // the browser has the bytes once the download started; let it go a little later
+    const timer = setTimeout(() => {
+      URL.revokeObjectURL(url);
+      this.downloads.delete(timer);
+    }, 20000);
+    this.downloads.add(timer);
+  }
+
+  async downloadImage() {
+    if (!this.task) return;
+    const im = this.task.images[this.index];
+    try {
+      const { msg, buffers } = await this.channel.request("download_image", { id: this.task.id, index: im.index }, IMAGE_TIMEOUT);
+      this.save(new Blob([bytesOf(buffers[0])], { type: msg.mime }), msg.name);
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+
+  async downloadZip(scope) {
+    if (!this.task && scope === "task") return;
+    const s = this.strings;
+    const buttons = [this.dlTask, this.dlBatch, this.dlStarred];
+    for (const b of buttons) b.disabled = true;
+    this.say(s.zip_building, "busy");
+    try {
+      const { msg } = await this.channel.request("zip", { scope, id: this.task ? this.task.id : undefined }, ZIP_TIMEOUT);
+      if (msg.path) {
+        this.say(fmt(s, "zip_saved", { size: size(msg.size), path: msg.path }), "info");
+        return;
+      }
+      const parts = [];
+      for (let i = 0; i < msg.chunks; i++) {
+        const { buffers } = await this.channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+        parts.push(bytesOf(buffers[0]));
+        this.say(fmt(s, "zip_receiving", { pct: Math.round(((i + 1) * 100) / msg.chunks) }), "busy");
+      }
+      this.save(new Blob(parts, { type: "application/zip" }), msg.name);
+      this.say(fmt(s, "zip_ready", { name: msg.name, size: size(msg.size) }), "info");
+    } catch (err) {
+      this.say(this.words(err), "error");
+    } finally {
+      for (const b of buttons) b.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- contact sheet
+  async contactSheet() {
+    if (!this.task) return;
+    const s = this.strings;
+    this.sheetBtn.disabled = true;
+    this.say(s.sheet_making, "busy");
+    try {
+      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
+      const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
+      this.dropSheet();
+      this.sheet = { blob, name: msg.name, url: URL.createObjectURL(blob) };
+      this.img.width = msg.w;
+      this.img.height = msg.h;
+      this.img.alt = fmt(s, "sheet_of", { n: this.task.n });
+      this.paintImage(this.sheet.url);
+      setText(this.imagePos, fmt(s, "sheet_of", { n: this.task.n }));
+      this.dlSheet.hidden = false;
+      this.say("");
+    } catch (err) {
+      this.say(this.words(err), "error");
+    } finally {
+      this.sheetBtn.disabled = false;
+    }
+  }
+
+  dropSheet() {
+    if (!this.sheet) return;
+    URL.revokeObjectURL(this.sheet.url);
+    this.sheet = null;
+    this.dlSheet.hidden = true;
+  }
+
+  // ---------------------------------------------------------------- rework
+  toggleEdit(show) {
+    if (!this.editBox) return;
+    this.editBox.hidden = !show;
+    setAttr(this.editBtn, "aria-expanded", String(!!show));
+    if (show) {
+      this.editArea.value = "";
+      this.editArea.focus();
+    }
+  }
+
+  async derive() {
+    if (!this.task) return;
+    const im = this.task.images[this.index];
+    const msg = await this.ask("derive", { id: this.task.id, index: im.index, prompt: this.editArea.value });
+    if (!msg) {
+      this.editArea.focus();
+      return;
+    }
+    this.toggleEdit(false);
+    this.say(msg.text, "info");
+    this.editBtn.focus();
+  }
+
+  async remix() {
+    if (!this.task) return;
+    const im = this.task.images[this.index];
+    const msg = await this.ask("remix", { id: this.task.id, index: im.index });
+    if (msg) this.say(msg.text, "info");
+  }
+
+  // ---------------------------------------------------------------- words
+  async ask(type, body, quiet = false) {
+    try {
+      const { msg } = await this.channel.request(type, body);
+      return msg;
+    } catch (err) {
+      if (!quiet) this.say(this.words(err), "error");
+      return null;
+    }
+  }
+
+  words(err) {
+    if (err instanceof ReplyError) return err.message;
+    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
+    console.error("nbbatch gallery", err); // details for a developer; the person gets words
+    return String((err && err.message) || err);
+  }
+
+  say(text, level = "info") {
+    if (!this.status) return;
+    setText(this.status, text);
+    this.status.dataset.level = level;
+    this.status.hidden = !text;
+  }
+
+  dispose() {
+    for (const [event, fn] of this.listeners) this.model.off(event, fn);
+    this.channel.dispose();
+    if (this.dialog && this.dialog.open) this.dialog.close();
+    for (const url of this.full.values()) URL.revokeObjectURL(url);
+    this.full.clear();
+    this.clearThumbs();
+    for (const t of this.downloads) clearTimeout(t);
+    this.root.remove();
+  }
+}
+
+export default {
+  render({ model, el }) {
+    const view = new GalleryView(model, el);
+    return () => view.dispose();
+  },
+};

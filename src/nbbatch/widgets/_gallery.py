@@ -1,0 +1,598 @@
+"""``Gallery``: the lightbox of a batch's results (one anywidget, a modal ``<dialog>``).
+
+Wire protocol (custom messages, the same request/reply rules as the grid: every request
+carries a ``uuid`` and gets exactly one ``{"type": "reply", "uuid", "ok", ...}``, with
+``error`` in words when ``ok`` is false):
+
+page → kernel
+    ``hello``                         strings, the batch name, the count of done tasks
+    ``task {id?, step}``              a done task and where it is among the done tasks;
+                                      ``step`` is 0 (this one), ±1 (wrapping) or
+                                      ``"first"``; no ``id``: the first done task
+    ``image {id, index}``             the original file (1 binary buffer) and its mime type
+    ``thumbs {id}``                   WebP thumbnails of the task's images, in order
+    ``star {id, index, starred}``     ``batch.star(image, starred)``
+    ``download_image {id, index}``    the original file (buffer) and a safe file name
+    ``zip {scope, id?, ids?}``        scope ``task`` | ``batch`` | ``starred`` | ``tasks``:
+                                      built off the loop; answers ``{job, name, size,
+                                      chunks}`` or, above ``zip_limit``, ``{path}`` of the
+                                      file written next to the notebook
+    ``chunk {job, index}``            one ≤ 4 MiB piece of that ZIP (binary buffer); the job
+                                      is dropped after its last piece or ``zip_done {job}``
+    ``derive {id, index, prompt}``    ``batch.derive(image, prompt)``; answers the child id
+    ``remix {id, index}``             ``batch.remix(image)``; answers the new task's id
+    ``contact_sheet {scope, id?}``    a PNG grid of the task's (batch's, starred) images,
+                                      made off the loop (1 binary buffer)
+kernel → page (unsolicited)
+    ``changed {ids}``                 these tasks changed (stars, status, children): the
+                                      page asks again for the one it shows
+    ``notice {level, text}``          an error in words
+
+Synced traits are small: ``lang``, ``task_id`` / ``image_index`` (what is shown), ``shown``
+and ``opened`` (a counter Python bumps so ``open()`` reaches the page even when it asks
+for what is already shown). Images and prompts only travel as messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from nbbatch.core._model import GeneratedImage, Task, TaskStatus
+from nbbatch.engine import Batch
+from nbbatch.errors import ConfigError
+from nbbatch.images import contact_sheet, export_zip
+from nbbatch.images._export import safe_name, slugify
+
+from ._hub import Hub, hub_for
+from ._i18n import catalogue, resolve_lang, tr
+from ._words import UserFacingError, clip, describe
+
+__all__ = ["CHUNK_BYTES", "ZIP_LIMIT", "Gallery"]
+
+log = logging.getLogger("nbbatch")
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+#: one binary message to the browser; the server drops messages of 10 MiB and more
+CHUNK_BYTES = 4 * 1024 * 1024
+#: a ZIP above this is written next to the notebook instead of into browser memory
+ZIP_LIMIT = 1_000_000_000
+_THUMB_SIZE = 160  # px on the longer side: 80 css px at 2x density
+_MAX_LINKS = 50  # children listed in the info panel
+_JOB_TTL = 3600.0  # seconds a ZIP waits on disk for its pieces to be fetched
+_SHEET_CELL = 384  # px per image on a contact sheet
+_DEFERRED: dict[str, Any] = {"__deferred__": True}
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
+
+_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class _Job:
+    """A ZIP waiting on disk to be fetched in pieces."""
+
+    def __init__(self, path: pathlib.Path, folder: pathlib.Path) -> None:
+        self.path = path
+        self.folder = folder
+        self.size = path.stat().st_size
+        self.chunks = max(1, -(-self.size // CHUNK_BYTES))
+        self.created = time.monotonic()
+
+    def read(self, index: int) -> bytes:
+        with self.path.open("rb") as fh:
+            fh.seek(index * CHUNK_BYTES)
+            return fh.read(CHUNK_BYTES)
+
+    def drop(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Gallery(anywidget.AnyWidget):
+    """A lightbox over the done tasks of ``batch``: look, step, star, download, rework.
+
+    Display it (or use ``studio.gallery``), then click a result in the grid or call
+    ``gallery.open(task, image=0)``. ``zip_limit`` (bytes) is the largest ZIP handed to
+    the browser; bigger ones are written to ``save_dir`` (default: the notebook's folder,
+    the kernel's working directory) and their path is shown.
+    """
+
+    _esm = _STATIC / "gallery.js"
+    _css = _STATIC / "gallery.css"
+
+    lang = traitlets.Unicode("en").tag(sync=True)
+    task_id = traitlets.Unicode("").tag(sync=True)
+    image_index = traitlets.Int(0).tag(sync=True)
+    shown = traitlets.Bool(False).tag(sync=True)
+    opened = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        batch: Batch,
+        *,
+        lang: str | None = None,
+        zip_limit: int = ZIP_LIMIT,
+        save_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(batch, Batch):
+            raise TypeError(f"Gallery needs an nbbatch.Batch, got {type(batch).__name__}")
+        super().__init__(lang=resolve_lang(lang), **kwargs)
+        self._batch = batch
+        self._hub: Hub = hub_for(batch)
+        self.zip_limit = int(zip_limit)
+        self.save_dir = pathlib.Path(save_dir) if save_dir is not None else None
+        self._jobs: dict[str, _Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._futures: set[asyncio.Future[Any]] = set()
+        self._changed: set[str] = set()
+        self._flush_pending = False
+        self._unsubscribe = batch.subscribe(self._on_event)
+        #: messages and bytes sent to the page (tests and the memory check read them)
+        self.sent_messages = 0
+        self.sent_bytes = 0
+        self._handlers: dict[str, tuple[str, _Handler]] = {
+            "hello": ("doing_request", self._on_hello),
+            "task": ("doing_gallery_task", self._on_task),
+            "image": ("doing_gallery_image", self._on_image),
+            "thumbs": ("doing_thumbs", self._on_thumbs),
+            "star": ("doing_star", self._on_star),
+            "download_image": ("doing_download", self._on_download_image),
+            "zip": ("doing_zip", self._on_zip),
+            "chunk": ("doing_zip", self._on_chunk),
+            "zip_done": ("doing_zip", self._on_zip_done),
+            "derive": ("doing_derive", self._on_derive),
+            "remix": ("doing_remix", self._on_remix),
+            "contact_sheet": ("doing_sheet", self._on_contact_sheet),
+        }
+        self.on_msg(self._on_msg)
+
+    # ----------------------------------------------------------- public API
+    @property
+    def batch(self) -> Batch:
+        return self._batch
+
+    def open(self, task: Task | str | int | None = None, image: int = 0) -> None:
+        """Show ``task``'s image number ``image`` (0-based) in the lightbox."""
+        if task is None:
+            # ipywidgets' own Widget.open() (no arguments) opens the comm to the page;
+            # its constructor calls it. The lightbox always names a task.
+            super().open()
+            return
+        t = self._resolve(task)
+        if not t.images:
+            raise ConfigError(f"task {t.id} has no images yet ({t.status.value}); open a done task")
+        if not 0 <= image < len(t.images):
+            raise ConfigError(
+                f"task {t.id} has {len(t.images)} image(s); image={image} is not one of them"
+            )
+        self.task_id = t.id
+        self.image_index = image
+        self.shown = True
+        self.opened += 1
+
+    def close_dialog(self) -> None:
+        """Close the lightbox (the page also closes it with Escape)."""
+        self.shown = False
+
+    @property
+    def current(self) -> GeneratedImage | None:
+        """The image the lightbox shows (or showed last), or None."""
+        try:
+            t = self._hub.task(self.task_id)
+        except KeyError:
+            return None
+        return t.images[self.image_index] if 0 <= self.image_index < len(t.images) else None
+
+    def connect(self, grid: Any) -> None:
+        """Let ``grid`` (a TaskGrid / BatchStudio of the same batch) open this gallery."""
+        if grid.batch is not self._batch:
+            raise ConfigError("the grid shows another batch than this gallery")
+        grid.gallery_hooks.append(self.open)
+
+    def close(self) -> None:
+        unsubscribe = getattr(self, "_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
+        for job in list(getattr(self, "_jobs", {}).values()):
+            job.drop()
+        super().close()
+
+    # ----------------------------------------------------------- events
+    def _on_event(self, event: object) -> None:
+        # A task the page may show changed (stars, a child added, a run finishing): tell
+        # it once per loop turn, by id; it asks again for what it shows.
+        task = getattr(event, "task", None)
+        ids: Iterable[str] = ()
+        if isinstance(task, Task):
+            ids = [task.id] + ([task.parent_id] if task.parent_id else [])
+        elif type(event).__name__ in ("TaskRemoved", "TasksReordered"):
+            ids = ["*"]
+        if not ids:
+            return
+        self._changed.update(ids)
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        loop = self._hub.loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._flush_changed)
+        else:
+            self._flush_changed()
+
+    def _flush_changed(self) -> None:
+        self._flush_pending = False
+        ids, self._changed = sorted(self._changed), set()
+        if ids:
+            try:
+                self._post({"type": "changed", "ids": ids})
+            except Exception:
+                log.exception("nbbatch gallery: could not tell the page about changes")
+
+    # ----------------------------------------------------------- plumbing
+    def _post(self, content: dict[str, Any], buffers: Sequence[bytes] | None = None) -> None:
+        self.sent_messages += 1
+        self.sent_bytes += sum(len(b) for b in buffers or ())
+        self.send(content, buffers=list(buffers) if buffers else None)
+
+    def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
+        self._post({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers)
+
+    def notify(self, text: str, level: str = "error") -> None:
+        self._post({"type": "notice", "level": level, "text": text})
+
+    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
+        uid = content.get("uuid") if isinstance(content, dict) else None
+        kind = content.get("type") if isinstance(content, dict) else None
+        action = "doing_request"
+        try:
+            if not isinstance(content, dict) or not isinstance(kind, str):
+                raise UserFacingError("bad_request", type=repr(kind))
+            entry = self._handlers.get(kind)
+            if entry is None:
+                raise UserFacingError("unknown_request", type=kind[:40])
+            action, handler = entry
+            result = handler(content)
+            if result is _DEFERRED:
+                return
+            self._reply(uid, True, result or {})
+        except Exception as exc:
+            text = describe(exc, self.lang, action)
+            if uid is None:
+                self.notify(text)
+            else:
+                self._reply(uid, False, {"error": text})
+
+    def _off_loop(
+        self,
+        uid: object,
+        action: str,
+        work: Callable[[], Any],
+        reply: Callable[[Any], None],
+    ) -> dict[str, Any]:
+        """Run blocking ``work`` in a thread (file reads, ZIPs); ``reply`` with its result."""
+        loop = self._hub.loop
+        if loop is None or not loop.is_running():
+            reply(work())  # no loop (a script or a unit test): do it here
+            return _DEFERRED
+        future = loop.run_in_executor(None, work)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._futures.discard(f)
+            try:
+                reply(f.result())
+            except Exception as exc:
+                self._reply(uid, False, {"error": describe(exc, self.lang, action)})
+
+        self._futures.add(future)
+        future.add_done_callback(done)
+        return _DEFERRED
+
+    def _resolve(self, task: Task | str | int) -> Task:
+        if isinstance(task, Task):
+            return self._hub.task(task.id)
+        if isinstance(task, int) and not isinstance(task, bool):
+            return self._batch.tasks[task]
+        return self._hub.task(task)
+
+    def _image(self, content: dict[str, Any]) -> tuple[Task, GeneratedImage]:
+        task = self._hub.task(content.get("id"))
+        index = content.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise UserFacingError("bad_request", type=str(content.get("type")))
+        for im in task.images:
+            if im.index == index:
+                return task, im
+        raise UserFacingError("image_gone")
+
+    def _done(self) -> list[Task]:
+        return [t for t in self._batch.tasks if t.status is TaskStatus.SUCCEEDED and t.images]
+
+    # ----------------------------------------------------------- handlers
+    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "strings": catalogue(self.lang),
+            "batch": self._batch.name,
+            "done": len(self._done()),
+        }
+
+    def _on_task(self, content: dict[str, Any]) -> dict[str, Any]:
+        done = self._done()
+        if not done:
+            return {"task": None, "pos": 0, "count": 0}
+        wanted = content.get("id")
+        step = content.get("step", 0)
+        ids = [t.id for t in done]
+        if step == "first" or not wanted:
+            pos = 0
+        elif wanted in ids:
+            pos = ids.index(str(wanted))
+            if step in (1, -1):
+                pos = (pos + int(step)) % len(done)
+        else:
+            # Not (or no longer) done, e.g. a lineage link to a waiting child: show it
+            # when it has images, else say so.
+            task = self._hub.task(wanted)
+            if not task.images:
+                raise UserFacingError("not_done_yet", n=self._hub.index().get(task.id, 0) + 1)
+            return {"task": self._describe(task), "pos": None, "count": len(done)}
+        return {"task": self._describe(done[pos]), "pos": pos, "count": len(done)}
+
+    def _describe(self, task: Task) -> dict[str, Any]:
+        index = self._hub.index()
+
+        def link(t: Task) -> dict[str, Any]:
+            return {
+                "id": t.id,
+                "n": index.get(t.id, 0) + 1,
+                "p": clip(t.prompt, 120),
+                "st": t.status.value,
+                "ni": len(t.images),
+            }
+
+        parent = self._batch.parent_of(task)
+        children = self._batch.children_of(task)
+        params = task.params.to_dict()
+        params.pop("negative_prompt", None)
+        first = task.images[0] if task.images else None
+        provider = task.provider or (first.params.get("provider") if first else None)
+        return {
+            "id": task.id,
+            "n": index.get(task.id, 0) + 1,
+            "total": len(self._batch.tasks),
+            "prompt": task.prompt,
+            "negative": task.params.negative_prompt,
+            "params": params,
+            "provider": provider,
+            "duration": None if task.duration is None else round(task.duration, 2),
+            "attempts": task.attempts,
+            "status": task.status.value,
+            "parent": link(parent) if parent is not None else None,
+            "children": [link(c) for c in children[:_MAX_LINKS]],
+            "more_children": max(0, len(children) - _MAX_LINKS),
+            "images": [
+                {
+                    "index": im.index,
+                    "w": im.width,
+                    "h": im.height,
+                    "format": im.format,
+                    "seed": im.seed,
+                    "starred": im.starred,
+                    "key": im.sha256,
+                }
+                for im in task.images
+            ],
+        }
+
+    def _on_image(self, content: dict[str, Any]) -> dict[str, Any]:
+        _, image = self._image(content)
+        uid = content.get("uuid")
+        mime = _MIME.get(image.format.upper(), "application/octet-stream")
+        return self._off_loop(
+            uid,
+            "doing_gallery_image",
+            image.read_bytes,
+            lambda data: self._reply(uid, True, {"mime": mime, "size": len(data)}, [data]),
+        )
+
+    def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
+        task = self._hub.task(content.get("id"))
+        images = list(task.images)
+        uid = content.get("uuid")
+        thumbs = self._hub.thumbs
+
+        def work() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            for im in images:
+                try:
+                    out.append(thumbs.get_bytes(im, _THUMB_SIZE))
+                except Exception as exc:  # a missing or broken file: show the others
+                    log.warning("nbbatch gallery: no thumbnail for %s: %s", im.sha256[:12], exc)
+                    out.append(None)
+            return out
+
+        def reply(found: list[bytes | None]) -> None:
+            sent = [im.index for im, b in zip(images, found, strict=True) if b is not None]
+            self._reply(uid, True, {"indexes": sent}, [b for b in found if b is not None])
+
+        return self._off_loop(uid, "doing_thumbs", work, reply)
+
+    def _on_star(self, content: dict[str, Any]) -> dict[str, Any]:
+        _, image = self._image(content)
+        starred = content.get("starred")
+        if not isinstance(starred, bool):
+            raise UserFacingError("bad_request", type="star")
+        return {"starred": self._batch.star(image, starred).starred}
+
+    def _on_download_image(self, content: dict[str, Any]) -> dict[str, Any]:
+        task, image = self._image(content)
+        uid = content.get("uuid")
+        name = image_file_name(task, image)
+        mime = _MIME.get(image.format.upper(), "application/octet-stream")
+        return self._off_loop(
+            uid,
+            "doing_download",
+            image.read_bytes,
+            lambda data: self._reply(uid, True, {"name": name, "mime": mime}, [data]),
+        )
+
+    def _zip_tasks(self, content: dict[str, Any]) -> tuple[list[Task], str]:
+        scope = content.get("scope")
+        name = slugify(self._batch.name) or "batch"
+        if scope == "task":
+            task = self._hub.task(content.get("id"))
+            n = self._hub.index().get(task.id, 0) + 1
+            return [task], f"{name}_task-{n:04d}_{slugify(task.prompt, 30) or 'images'}"
+        if scope == "batch":
+            return [t for t in self._batch.tasks if t.images], name
+        if scope == "starred":
+            return [t for t in self._batch.tasks if t.starred], f"{name}_starred"
+        if scope == "tasks":
+            raw = content.get("ids")
+            if not isinstance(raw, list) or not raw:
+                raise UserFacingError("nothing_selected")
+            return [self._hub.task(i) for i in raw], f"{name}_selection"
+        raise UserFacingError("bad_request", type=f"zip {scope!r}")
+
+    def _on_zip(self, content: dict[str, Any]) -> dict[str, Any]:
+        tasks, stem = self._zip_tasks(content)
+        if not any(t.images for t in tasks):
+            raise UserFacingError("nothing_to_zip")
+        uid = content.get("uuid")
+        used: set[str] = set()
+        file_name = safe_name(stem, "zip", used)
+        estimate = sum(_size(im.path) for t in tasks for im in t.images)
+        batch_info = {"id": self._batch.id, "name": self._batch.name}
+        too_big = estimate > self.zip_limit
+        target_dir = self.save_dir or pathlib.Path.cwd()
+
+        def work() -> dict[str, Any]:
+            self._drop_stale_jobs()
+            if too_big:
+                # Too big for browser memory: next to the notebook, under a new name.
+                target = _free_name(target_dir, file_name)
+                export_zip(tasks, target, batch=batch_info)
+                return {"path": str(target.resolve()), "size": target.stat().st_size}
+            folder = pathlib.Path(tempfile.mkdtemp(prefix="nbbatch-zip-"))
+            try:
+                path = export_zip(tasks, folder / file_name, batch=batch_info)
+                job = _Job(path, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            key = f"z{id(job):x}{int(job.created * 1000) % 100000}"
+            with self._jobs_lock:
+                self._jobs[key] = job
+            return {"job": key, "name": file_name, "size": job.size, "chunks": job.chunks}
+
+        return self._off_loop(uid, "doing_zip", work, lambda body: self._reply(uid, True, body))
+
+    def _on_chunk(self, content: dict[str, Any]) -> dict[str, Any]:
+        key = content.get("job")
+        index = content.get("index")
+        with self._jobs_lock:
+            job = self._jobs.get(key) if isinstance(key, str) else None
+        if job is None or not isinstance(index, int) or not 0 <= index < job.chunks:
+            raise UserFacingError("zip_gone")
+        uid = content.get("uuid")
+
+        def reply(data: bytes) -> None:
+            last = index == job.chunks - 1
+            if last:
+                self._drop_job(str(key))
+            self._reply(uid, True, {"index": index, "last": last}, [data])
+
+        return self._off_loop(uid, "doing_zip", lambda: job.read(index), reply)
+
+    def _on_zip_done(self, content: dict[str, Any]) -> None:
+        key = content.get("job")
+        if isinstance(key, str):
+            self._drop_job(key)
+
+    def _drop_stale_jobs(self) -> None:
+        # a page closed halfway through a download never says so: its ZIP goes later
+        cutoff = time.monotonic() - _JOB_TTL
+        with self._jobs_lock:
+            stale = [k for k, job in self._jobs.items() if job.created < cutoff]
+        for key in stale:
+            self._drop_job(key)
+
+    def _drop_job(self, key: str) -> None:
+        with self._jobs_lock:
+            job = self._jobs.pop(key, None)
+        if job is not None:
+            job.drop()
+
+    def _on_derive(self, content: dict[str, Any]) -> dict[str, Any]:
+        _, image = self._image(content)
+        prompt = content.get("prompt")
+        if not isinstance(prompt, str):
+            raise UserFacingError("bad_request", type="derive")
+        child = self._batch.derive(image, prompt)
+        live = self._batch.live_run is not None
+        n = self._hub.index().get(child.id, len(self._batch.tasks) - 1) + 1
+        key = "derived_running" if live else "derived_waiting"
+        return {"id": child.id, "n": n, "text": tr(self.lang, key, n=n)}
+
+    def _on_remix(self, content: dict[str, Any]) -> dict[str, Any]:
+        _, image = self._image(content)
+        task = self._batch.remix(image)
+        n = self._hub.index().get(task.id, len(self._batch.tasks) - 1) + 1
+        return {"id": task.id, "n": n, "text": tr(self.lang, "remixed", n=n)}
+
+    def _on_contact_sheet(self, content: dict[str, Any]) -> dict[str, Any]:
+        tasks, stem = self._zip_tasks(content)
+        images = [im for t in tasks for im in t.images]
+        if not images:
+            raise UserFacingError("nothing_to_zip")
+        uid = content.get("uuid")
+        name = safe_name(f"{stem}_contact-sheet", "png", set())
+        title = tasks[0].prompt if len(tasks) == 1 else self._batch.name
+
+        def work() -> tuple[bytes, int, int]:
+            sheet = contact_sheet(tasks, cell=_SHEET_CELL, title=title)
+            buf = io.BytesIO()
+            sheet.save(buf, "PNG", optimize=False)
+            return buf.getvalue(), sheet.width, sheet.height
+
+        def reply(made: tuple[bytes, int, int]) -> None:
+            data, w, h = made
+            body = {"name": name, "mime": "image/png", "w": w, "h": h}
+            self._reply(uid, True, body, [data])
+
+        return self._off_loop(uid, "doing_sheet", work, reply)
+
+
+def image_file_name(task: Task, image: GeneratedImage) -> str:
+    """``0004-2_a-red-fox-in-snow_3fa2c1.png``: order, image number, prompt slug, hash."""
+    ext = _EXT.get(image.format.upper()) or image.path.suffix.lstrip(".") or "png"
+    stem = f"{task.order + 1:04d}-{image.index + 1}_{slugify(task.prompt) or 'image'}"
+    return safe_name(f"{stem}_{image.sha256[:6]}", ext, set())
+
+
+def _size(path: pathlib.Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _free_name(folder: pathlib.Path, name: str) -> pathlib.Path:
+    target = folder / name
+    stem, dot, ext = name.rpartition(".")
+    n = 2
+    while target.exists():
+        target = folder / f"{stem}-{n}{dot}{ext}"
+        n += 1
+    return target
