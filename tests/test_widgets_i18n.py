@@ -107,3 +107,38 @@ def test_the_bundle_is_one_self_contained_module() -> None:
     css = (STATIC / "studio.css").read_text()
     assert "--jp-layout-color1" in css
     assert not re.search(r"(^|[\s,}])\.(?!nbb-)[a-z][\w-]*\s*[{,]", css)  # nbb- prefix only
+
+
+def test_no_message_key_is_defined_twice() -> None:
+    # The catalogue is built from one block per widget; a key two widgets both define
+    # would silently take the later widget's words.
+    import ast
+    from pathlib import Path
+
+    import nbbatch.widgets._i18n as catalogue
+
+    tree = ast.parse(Path(catalogue.__file__).read_text())
+    seen: dict[str, list[int]] = {"en": [], "zh": []}
+    keys: dict[str, set[str]] = {"en": set(), "zh": set()}
+    twice: list[str] = []
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            target, value = node.target.id, node.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "update"
+            and isinstance(node.func.value, ast.Name)
+        ):
+            target, value = node.func.value.id, node.args[0] if node.args else None
+        if target not in ("_EN", "_ZH") or not isinstance(value, ast.Dict):
+            continue
+        lang = "en" if target == "_EN" else "zh"
+        for key in value.keys:
+            if isinstance(key, ast.Constant):
+                if key.value in keys[lang]:
+                    twice.append(f"{lang}:{key.value}")
+                keys[lang].add(key.value)
+                seen[lang].append(key.lineno)
+    assert twice == []

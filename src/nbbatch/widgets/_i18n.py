@@ -463,7 +463,7 @@ _EN.update(
             "That upload is no longer expected (the list was cleared?). Add the file again."
         ),
         "busy_upload": "Too many files at once; the page retries.",
-        "image_gone": "That image is no longer in the list.",
+        "upload_image_gone": "That image is no longer in the list.",
         "doing_upload": "receiving a file",
         "doing_remove": "removing images",
         "doing_move_image": "moving the image",
@@ -494,7 +494,7 @@ _ZH.update(
         "upload_broken": "{name} 传输中断，请重新添加",
         "upload_gone": "该上传已失效（列表可能已清空）。请重新添加文件。",
         "busy_upload": "同时上传的文件过多；页面会自动重试。",
-        "image_gone": "该图片已不在列表中。",
+        "upload_image_gone": "该图片已不在列表中。",
         "doing_upload": "接收文件",
         "doing_remove": "移除图片",
         "doing_move_image": "移动图片",
@@ -695,7 +695,6 @@ _ZH.update(
 _EN.update(
     {
         "settings": "Settings",
-        "close": "Close",
         "set_llm": "LLM (plans and enhances prompts)",
         "set_llm_base_url": "LLM base URL",
         "set_llm_model": "LLM model",
@@ -736,7 +735,6 @@ _EN.update(
 _ZH.update(
     {
         "settings": "设置",
-        "close": "关闭",
         "set_llm": "LLM（规划与优化提示词）",
         "set_llm_base_url": "LLM 地址",
         "set_llm_model": "LLM 模型",

@@ -159,7 +159,7 @@ class Upload(anywidget.AnyWidget):
         sha = ref.sha256 if isinstance(ref, Reference) else ref
         found = [r for r in self._refs if r.sha256 == sha]
         if not found:
-            raise UserFacingError("image_gone")
+            raise UserFacingError("upload_image_gone")
         rest = [r for r in self._refs if r.sha256 != sha]
         rest.insert(max(0, min(index, len(rest))), found[0])
         self._refs = rest
