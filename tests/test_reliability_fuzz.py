@@ -246,11 +246,6 @@ settings_shapes = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="engine/_settings.py (providers branch): a settings file whose 'default' is not "
-    "text raises an untyped TypeError from Settings.from_dict",
-)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=settings_shapes)
 def test_any_settings_file_loads_or_is_refused_with_a_config_error(text: str) -> None:

@@ -351,6 +351,10 @@ class Settings:
         for item in data.get("providers") or []:
             settings.add(ProviderConfig.from_dict(item))
         default = data.get("default")
+        if default is not None and not isinstance(default, str):
+            raise ConfigError(
+                f"'default' must name a configured provider, got {type(default).__name__}"
+            )
         if default is not None and default not in settings.providers:
             raise ConfigError(f"the default provider {default!r} is not configured")
         settings.default = default if default is not None else settings.default
