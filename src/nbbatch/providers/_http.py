@@ -145,8 +145,12 @@ def error_from_response(
     message = f"{where}: {detail}" if detail else where
     err: ProviderError
     if status in (401, 403):
+        # the words a person looks for first, then the server's own reason
+        denied = f"{provider}: authentication failed (HTTP {status})"
         err = AuthenticationError(
-            f"{message}. Check the API key (and that it may use this model).",
+            f"{denied}: {detail}. Check the API key (and that it may use this model)."
+            if detail
+            else f"{denied}. Check the API key (and that it may use this model).",
             provider=provider,
             status_code=status,
             task_id=task_id,

@@ -312,7 +312,7 @@ class TaskGrid(anywidget.AnyWidget):
     def _filter_args(self, content: dict[str, Any]) -> tuple[str, str]:
         filt = content.get("filter") or "all"
         query = content.get("query") or ""
-        if filt not in _FILTERS or not isinstance(query, str):
+        if not isinstance(filt, str) or filt not in _FILTERS or not isinstance(query, str):
             raise UserFacingError("bad_request", type=str(content.get("type")))
         return filt, query.strip()[:200]
 
