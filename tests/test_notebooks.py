@@ -54,6 +54,9 @@ PROBES: dict[str, str] = {
         "boats": len(boats),
         "studio_batch": studio.batch is batch,
         "run_done": run.done,
+        "gallery_shows": [
+            studio.gallery.shown, studio.gallery.current == batch.succeeded[0].images[1]
+        ],
     }""",
     "02-img2img-folder.ipynb": """{
         "tasks": len(tasks),
@@ -239,6 +242,7 @@ def _check_01(facts: dict[str, Any]) -> None:
     assert facts["boats"] == 4 and len(facts["planned"]) == 3
     assert facts["tasks"] == 10 and facts["studio_batch"] and facts["run_done"]
     assert facts["counts"] == {"succeeded": 10}
+    assert facts["gallery_shows"] == [True, True], "the gallery opened at the second image"
     assert facts["results"] == 3 * 2 + 7, "n=2 for the first three, 1 for the added ones"
     assert any("image/png" in o.get("data", {}) for o in _outputs("01-quickstart.ipynb"))
 
