@@ -774,6 +774,44 @@ _ZH.update(
     }
 )
 
+# settings fields from the provider catalogue, presets management, server folders, remix
+_EN.update(
+    {
+        "setf_base_url": "Base URL",
+        "setf_model": "Model",
+        "setf_organization": "Organization",
+        "setf_project": "Project",
+        "setf_username": "User name",
+        "setf_workflow": "Workflow (API format)",
+        "setf_output_format": "Image format",
+        "setf_wait": "Sync wait (s)",
+        "setf_concurrency": "Requests at once",
+        "setf_password": "Password",
+        "set_defaults": "Defaults for new tasks",
+        "set_defaults_help": "Used when a task leaves a parameter empty.",
+        "bad_setting": "{name}: {value} is not a valid value.",
+        "bad_defaults": "A default parameter is not valid: {message}",
+    }
+)
+_ZH.update(
+    {
+        "setf_base_url": "地址",
+        "setf_model": "模型",
+        "setf_organization": "组织",
+        "setf_project": "项目",
+        "setf_username": "用户名",
+        "setf_workflow": "工作流（API 格式）",
+        "setf_output_format": "图片格式",
+        "setf_wait": "同步等待（秒）",
+        "setf_concurrency": "同时请求数",
+        "setf_password": "密码",
+        "set_defaults": "新任务的默认参数",
+        "set_defaults_help": "任务未填写某参数时使用。",
+        "bad_setting": "{name}：{value} 不是有效的值。",
+        "bad_defaults": "默认参数无效：{message}",
+    }
+)
+
 LANGS: Mapping[str, Mapping[str, str]] = {"en": _EN, "zh": _ZH}
 
 _ALIASES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "zh-sg": "zh", "cn": "zh", "en-us": "en"}

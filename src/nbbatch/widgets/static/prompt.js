@@ -141,6 +141,7 @@ var PromptView = class {
     watch("lang", () => this.start());
     watch("busy", () => this.paintBusy());
     watch("refs", () => this.paintCount());
+    watch("params_version", () => this.refreshParams());
     this.start();
   }
   async start() {
@@ -200,29 +201,9 @@ var PromptView = class {
     this.fileText = h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet });
     this.fileRow = h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput);
     this.paramInputs = {};
-    const params = h("div", { class: "nbb-pp-params" });
-    for (const f of info.params) {
-      const label = s[`param_${f.name}`] || f.name;
-      let input;
-      if (f.kind === "size") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: s.default_value }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
-      } else {
-        input = h("input", {
-          type: f.kind === "text" ? "text" : "number",
-          "aria-label": label,
-          placeholder: s.default_value,
-          min: f.min,
-          max: f.max,
-          step: f.kind === "float" ? "any" : 1
-        });
-      }
-      input.value = d[f.name] || "";
-      input.addEventListener("input", () => this.changed());
-      input.addEventListener("change", () => this.changed());
-      this.paramInputs[f.name] = input;
-      params.append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
-    }
-    this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), params);
+    this.paramsGrid = h("div", { class: "nbb-pp-params" });
+    this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), this.paramsGrid);
+    this.paintParams(info, d);
     this.alert = h("div", { class: "nbb-alert", role: "alert", hidden: true });
     this.createBtn = h("button", { type: "button", class: "nbb-btn nbb-primary", "aria-label": s.create_tasks, html: `${icons2.play}<span>${s.create_tasks}</span>`, onclick: () => this.propose() });
     this.spinner = h("span", { class: "nbb-pp-spin", role: "status", hidden: true }, h("i"), h("span", { text: s.planning }));
@@ -230,6 +211,7 @@ var PromptView = class {
     this.proposal = h("div", { class: "nbb-pp-proposal", hidden: true, role: "region", "aria-label": s.proposal });
     this.negRow = h("label", { class: "nbb-pp-field" }, h("span", { text: s.negative_prompt }), this.negative);
     this.negRow.hidden = !info.negative;
+    this.paramsBox.hidden = !info.params.length;
     this.llmRow = h("label", { class: "nbb-pp-field nbb-pp-short" }, h("span", { text: s.n_tasks }), this.llmCount);
     this.root.replaceChildren(
       h("div", { class: "nbb-pp-head" }, h("span", { class: "nbb-pp-title", text: s.prompt_title }), modes),
@@ -254,6 +236,48 @@ var PromptView = class {
     this.help = this.root.querySelector(".nbb-pp-help");
     this.setMode(d.mode || "llm", false);
     this.paintBusy();
+  }
+  paintParams(info, values) {
+    const s = this.strings;
+    const defaults = info.defaults || {};
+    this.paramInputs = {};
+    this.paramsGrid.replaceChildren();
+    for (const f of info.params) {
+      const label = s[`param_${f.name}`] || f.name;
+      const byDefault = defaults[f.name] ? `${s.default_value}: ${defaults[f.name]}` : s.default_value;
+      let input;
+      if (f.kind === "size") {
+        input = h("select", { "aria-label": label }, h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
+      } else {
+        input = h("input", {
+          type: f.kind === "text" ? "text" : "number",
+          "aria-label": label,
+          placeholder: byDefault,
+          min: f.min,
+          max: f.max,
+          step: f.kind === "float" ? "any" : 1
+        });
+      }
+      input.value = values[f.name] || "";
+      input.addEventListener("input", () => this.changed());
+      input.addEventListener("change", () => this.changed());
+      this.paramInputs[f.name] = input;
+      this.paramsGrid.append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
+    }
+  }
+  // Another provider (from the settings or the studio's picker): offer its params.
+  async refreshParams() {
+    if (!this.paramsGrid) return;
+    try {
+      const { msg } = await this.channel.request("params");
+      const kept = {};
+      for (const [name, input] of Object.entries(this.paramInputs)) kept[name] = input.value;
+      this.paintParams(msg, kept);
+      this.paramsBox.hidden = !msg.params.length;
+      this.negRow.hidden = !msg.negative;
+    } catch (err) {
+      this.showAlert(this.words(err));
+    }
   }
   draft() {
     const out = { mode: this.mode, prompt: this.prompt.value, negative: this.negative.value, count: this.llmCount.value };
