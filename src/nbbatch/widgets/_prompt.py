@@ -19,6 +19,10 @@ page → kernel
     ``enhance {prompt}``          the prompt rewritten by the planner LLM
     ``preset {name, op, prompt, negative}``  op ``insert`` | ``replace``: the new texts
     ``file {name, text}``         a prompts file chosen in the browser (≤ 4 MiB of text)
+    ``preset_save {name, category, prompt, negative}``   the prompt as a new preset
+    ``preset_edit {old, name, category, text, negative}``, ``preset_move {name, index}``,
+    ``preset_delete {name, confirm}``   manage the workspace's presets (``Presets``);
+                                  each replies with the updated lists
 
 Synced traits: ``lang``, ``busy`` (a plan or an enhance runs), ``refs`` (how many
 reference images the linked ``Upload`` holds), ``created`` (tasks added so far),
@@ -197,6 +201,10 @@ class PromptPanel(anywidget.AnyWidget):
             "cancel": ("doing_request", self._on_cancel),
             "enhance": ("doing_enhance", self._on_enhance),
             "preset": ("doing_preset", self._on_preset),
+            "preset_save": ("doing_preset_save", self._on_preset_save),
+            "preset_edit": ("doing_preset_save", self._on_preset_edit),
+            "preset_move": ("doing_preset_move", self._on_preset_move),
+            "preset_delete": ("doing_preset_delete", self._on_preset_delete),
             "file": ("doing_file", self._on_file),
         }
         self.on_msg(self._on_msg)
@@ -257,14 +265,24 @@ class PromptPanel(anywidget.AnyWidget):
         return text
 
     # ----------------------------------------------------------- handlers
-    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+    def _preset_lists(self) -> dict[str, Any]:
+        """The picker's groups (by category, first use first) and the list in order."""
         groups: dict[str, list[dict[str, str]]] = {}
         for p in self.presets:
             groups.setdefault(p.category, []).append({"name": p.name, "text": p.text})
         return {
+            "presets": [{"category": c, "presets": ps} for c, ps in groups.items()],
+            "preset_list": [
+                {"name": p.name, "category": p.category, "text": p.text, "negative": p.negative}
+                for p in self.presets
+            ],
+        }
+
+    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {
             "strings": catalogue(self.lang),
             "draft": self.draft,
-            "presets": [{"category": c, "presets": ps} for c, ps in groups.items()],
+            **self._preset_lists(),
             **self._on_params(content),
             "cap": self.cap,
             "max_tasks": self.max_tasks,
@@ -490,6 +508,60 @@ class PromptPanel(anywidget.AnyWidget):
         if preset.negative:
             negative = f"{negative}, {preset.negative}" if negative.strip() else preset.negative
         return {"prompt": new, "negative": negative}
+
+    # ----------------------------------------------------------- managing presets
+    def _preset_text(self, content: dict[str, Any], key: str, limit: int) -> str:
+        value = content.get(key, "")
+        if not isinstance(value, str) or len(value) > limit:
+            raise UserFacingError("bad_request", type=f"preset {key}")
+        return value.strip()
+
+    def _on_preset_save(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Save the current prompt (and negative prompt) as a new preset."""
+        name = self._preset_text(content, "name", 200)
+        category = self._preset_text(content, "category", 200) or "style"
+        text = self._preset_text(content, "prompt", 20_000)
+        negative = self._preset_text(content, "negative", 20_000)
+        if not name:
+            raise UserFacingError("preset_needs_title")
+        if not text and not negative:
+            raise UserFacingError("preset_needs_text")
+        self.presets.add(name, text, category=category, negative=negative)
+        return {"saved": name, **self._preset_lists()}
+
+    def _on_preset_edit(self, content: dict[str, Any]) -> dict[str, Any]:
+        old = self._preset_text(content, "old", 200)
+        changes = {
+            "name": self._preset_text(content, "name", 200),
+            "category": self._preset_text(content, "category", 200) or "style",
+            "text": self._preset_text(content, "text", 20_000),
+            "negative": self._preset_text(content, "negative", 20_000),
+        }
+        if not changes["name"]:
+            raise UserFacingError("preset_needs_title")
+        if old not in self.presets:
+            raise UserFacingError("preset_gone", name=old[:60])
+        self.presets.edit(old, **changes)
+        return {"saved": changes["name"], **self._preset_lists()}
+
+    def _on_preset_move(self, content: dict[str, Any]) -> dict[str, Any]:
+        name = self._preset_text(content, "name", 200)
+        index = content.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise UserFacingError("bad_request", type="preset_move")
+        if name not in self.presets:
+            raise UserFacingError("preset_gone", name=name[:60])
+        self.presets.move(name, max(0, min(index, len(self.presets) - 1)))
+        return self._preset_lists()
+
+    def _on_preset_delete(self, content: dict[str, Any]) -> dict[str, Any]:
+        name = self._preset_text(content, "name", 200)
+        if content.get("confirm") is not True:  # the page asks first; so does the kernel
+            raise UserFacingError("preset_confirm_delete", name=name[:60])
+        if name not in self.presets:
+            raise UserFacingError("preset_gone", name=name[:60])
+        self.presets.remove(name)
+        return {"deleted": name, **self._preset_lists()}
 
     def _on_file(self, content: dict[str, Any]) -> dict[str, Any]:
         name, text = content.get("name"), content.get("text")
