@@ -34,7 +34,8 @@ class StudioInputs:
 
     def __init__(self, studio: BatchStudio, *, config_dir: Any = None) -> None:
         self.studio = studio
-        self.upload = Upload(studio.batch.workspace, lang=studio.lang)
+        # a dropped image with embedded parameters can become a task of this batch
+        self.upload = Upload(studio.batch.workspace, remix_into=studio.batch, lang=studio.lang)
         self.settings = SettingsPanel(
             config_dir=config_dir, lang=studio.lang, on_change=self._settings_changed
         )
@@ -47,7 +48,7 @@ class StudioInputs:
             lang=studio.lang,
         )
         top = ipywidgets.GridBox(
-            [self.upload, self.prompt],
+            [self.upload.view, self.prompt],
             layout=ipywidgets.Layout(
                 grid_template_columns="repeat(auto-fit, minmax(340px, 1fr))",
                 align_items="flex-start",
