@@ -204,7 +204,7 @@ class UploadView {
         return h(
           "div",
           { class: "nbb-up-offer", "data-id": item.id },
-          h("div", { class: "nbb-up-offer-text" }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
+          h("div", { class: "nbb-up-offer-text", title: e.prompt }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
           e.remix
             ? h("button", { type: "button", class: "nbb-btn nbb-small nbb-primary", text: s.remix, "aria-label": fmt(s, "remix_named", { name: item.name }), onclick: () => this.remix(item) })
             : null,

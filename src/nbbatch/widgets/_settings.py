@@ -115,7 +115,10 @@ def provider_fields(provider: str) -> dict[str, Any]:
         },
         "key_env": list(info.key_env),
         "needs_key": secret is not None,
-        "params": list(providers.offered_params(info.name, info.capabilities)),
+        # the model has its own field above; n, seed and the rest are defaults here
+        "params": [
+            p for p in providers.offered_params(info.name, info.capabilities) if p != "model"
+        ],
     }
 
 

@@ -368,6 +368,8 @@ var PromptView = class {
       this.paintPresets();
       setText(this.presetAlert, fmt(this.strings, "preset_saved", { name: msg.saved }));
       this.presetSelect.value = msg.saved;
+      const row = this.presetDialog.querySelector(`li[data-name="${CSS.escape(msg.saved)}"]`);
+      if (row) row.scrollIntoView({ block: "nearest" });
     });
   }
   editPreset(old, v) {

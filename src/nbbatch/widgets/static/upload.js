@@ -335,7 +335,7 @@ var UploadView = class {
         return h(
           "div",
           { class: "nbb-up-offer", "data-id": item.id },
-          h("div", { class: "nbb-up-offer-text" }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
+          h("div", { class: "nbb-up-offer-text", title: e.prompt }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
           e.remix ? h("button", { type: "button", class: "nbb-btn nbb-small nbb-primary", text: s.remix, "aria-label": fmt(s, "remix_named", { name: item.name }), onclick: () => this.remix(item) }) : null,
           h("button", { type: "button", class: "nbb-btn nbb-small", text: s.use_as_reference, "aria-label": fmt(s, "use_as_reference_named", { name: item.name }), onclick: () => this.act("keep", { id: item.id }) })
         );
