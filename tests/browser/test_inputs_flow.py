@@ -97,7 +97,12 @@ async ([selector, tree]) => {
     isFile: false, isDirectory: true, name: path.split("/").pop(), fullPath: "/" + path,
     createReader() {
       let left = children.slice();
-      return {readEntries: (ok) => { const batch = left.slice(0, 2); left = left.slice(2); ok(batch); }};
+      const readEntries = (ok) => {
+        const batch = left.slice(0, 2);
+        left = left.slice(2);
+        ok(batch);
+      };
+      return {readEntries};
     },
   });
   const build = (path, node) => typeof node === "string" ? file(path, node)
@@ -310,3 +315,42 @@ def test_the_new_controls_speak_chinese_in_the_dark_theme(lab) -> None:
     settings.get_by_role("combobox", name="服务").select_option("openai")
     expect(settings.get_by_role("textbox", name="组织")).to_be_visible()
     lab.screenshot(page, "3-zh-dark-settings-openai")
+
+
+SERVER_CELL = """
+import nbbatch, pathlib, tempfile
+from nbbatch.widgets import Upload
+root = pathlib.Path(tempfile.mkdtemp())
+(root / "pets").mkdir()
+(root / "pets" / "cat.png").write_bytes(CAT)
+(root / "pets" / "notes.txt").write_text("a note")
+(root / "pets" / "elsewhere.png").symlink_to("/etc/hostname")
+up = Upload(nbbatch.Workspace(tempfile.mkdtemp()), server_root=root)
+up
+"""
+
+
+def test_choose_folder_on_server_adds_its_images(lab) -> None:
+    cell = f"CAT = {png((230, 180, 60))!r}\n" + SERVER_CELL
+    page = lab.open_notebook([cell])
+    up = upload_of(page)
+    up.get_by_role("button", name="Choose folder on server").click()
+    chooser = page.locator(".nbb-server-folder")
+    expect(chooser).to_contain_text("Folders next to the kernel")
+    chooser.locator("select[multiple], select[size]").last.select_option(label="pets/")
+    lab.screenshot(page, "1-server-folder-picker")
+    chooser.get_by_role("button", name="Add its images").click()
+    expect(tiles(up)).to_have_count(1)
+    refused = up.locator(".nbb-up-refused")
+    expect(refused).to_contain_text("pets/elsewhere.png")
+    expect(refused).to_contain_text("symbolic link")
+    expect(refused).to_contain_text("pets/notes.txt")
+    expect(chooser).to_be_hidden()
+    assert names(lab, page) == ["pets/cat.png"]
+    expect(up.locator('.nbb-up-tile[data-id] img[data-source="kernel"]')).to_have_count(1)
+    lab.screenshot(page, "2-server-folder-added")
+    # Cancel closes the picker; the button opens it again
+    up.get_by_role("button", name="Choose folder on server").click()
+    expect(chooser).to_be_visible()
+    chooser.get_by_role("button", name="Cancel").click()
+    expect(chooser).to_be_hidden()

@@ -127,17 +127,19 @@ class ServerFolderPicker:
                 select_desc=tr(self.lang, "folder_use"),
                 change_desc=tr(self.lang, "folder_other"),
                 show_only_dirs=True,
+                # "pets/" rather than its emoji icon, which many fonts lack
+                dir_icon="/",
+                dir_icon_append=True,
                 sandbox_path=str(self.root),
                 layout=ipywidgets.Layout(width="100%"),
             )
             self._chooser.register_callback(self._picked)
-            close = ipywidgets.Button(
-                description=tr(self.lang, "close"),
-                tooltip=tr(self.lang, "close"),
-                layout=ipywidgets.Layout(width="auto"),
-            )
-            close.on_click(lambda _b: self.close())
-            self.box.children = [self._chooser, close]
+            for button in _buttons(self._chooser):
+                button.layout.width = "auto"  # its fixed widths cut "Add its images"
+                if button.description == "Cancel":
+                    button.description = tr(self.lang, "cancel")
+                    button.on_click(lambda _b: self.close())
+            self.box.children = [self._chooser]
         else:
             self._chooser.reset(path=str(self.root))
         # open on the folder list at once, not on a second "Select" press (its own
@@ -155,3 +157,13 @@ class ServerFolderPicker:
         if path:
             self.close()
             self._on_pick(Path(path))
+
+
+def _buttons(widget: Any) -> list[Any]:
+    """Every button inside ``widget`` (the chooser's are not public attributes)."""
+    if isinstance(widget, ipywidgets.Button):
+        return [widget]
+    found = []
+    for child in getattr(widget, "children", ()):
+        found.extend(_buttons(child))
+    return found
