@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 
 import pytest
 
@@ -11,15 +12,18 @@ from nbbatch import ProviderConfig
 from nbbatch.engine._settings import KEY_ENV_VARS
 from nbbatch.errors import ConfigError, UnknownProviderError
 from nbbatch.providers import (
+    Capabilities,
     ProviderInfo,
     SettingField,
     available_providers,
     get_provider,
+    offered_params,
     provider_catalog,
     provider_info,
 )
 from nbbatch.providers._access import open_service
 from nbbatch.providers._builtin import BUILTINS
+from nbbatch.providers._catalog import PARAM_NAMES
 
 CATALOG = provider_catalog()
 KEYED = [i for i in CATALOG if i.key_rule != "never" and i.key_env]
@@ -141,3 +145,43 @@ def test_the_keyed_client_only_serves_its_own_origin() -> None:
     for foreign in ("http://127.0.0.1:6/x", "https://127.0.0.1:5/x", "http://cdn.example/x"):
         assert access.client_for(foreign) is access.files
     assert "Authorization" in access.api.headers and not access.files.headers
+
+
+@pytest.mark.parametrize("info", CATALOG, ids=lambda i: i.name)
+def test_offered_parameters_are_ones_the_adapter_sends(info: ProviderInfo) -> None:
+    """A form field the adapter never reads would be silently ignored: none is listed."""
+    source = inspect.getsource(inspect.getmodule(BUILTINS[info.name]))  # type: ignore[arg-type]
+    for name in info.params:
+        assert name in PARAM_NAMES
+        if info.name == "pool":
+            continue  # the endpoints send them; the pool only passes the request on
+        read = r"\.(size|dimensions)\b" if name == "size" else rf"\.{name}\b"
+        assert re.search(read, source), f"{info.name} lists {name!r} but never reads it"
+
+
+def test_what_a_provider_cannot_do_is_not_offered() -> None:
+    assert offered_params("a1111") == (
+        "size", "n", "seed", "steps", "cfg_scale", "sampler", "strength", "model",
+    )  # fmt: skip
+    # OpenAI Images has no seed, steps, CFG or sampler
+    assert offered_params("openai") == ("size", "n", "model")
+    # one image per request, text only: no 'images per task', no 'strength'
+    assert offered_params("huggingface") == (
+        "size",
+        "seed",
+        "steps",
+        "cfg_scale",
+        "sampler",
+        "model",
+    )
+    assert offered_params("forge") == offered_params("a1111")  # aliases too
+
+
+def test_a_built_providers_own_capabilities_rule_fields_out() -> None:
+    text_only = Capabilities(txt2img=True, max_n=1)
+    assert offered_params("a1111", text_only) == ("size", "steps", "cfg_scale", "sampler", "model")
+    # a plug-in the table does not know: what every adapter understands, gated alike
+    assert offered_params("my-plugin", text_only) == ("size", "model")
+    assert offered_params("my-plugin", Capabilities(max_n=4, seed=True)) == (
+        "size", "n", "seed", "model",
+    )  # fmt: skip

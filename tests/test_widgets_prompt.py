@@ -11,6 +11,7 @@ import pytest
 
 from conftest import png_bytes
 from nbbatch import Batch, Workspace
+from nbbatch.planning import Presets
 from nbbatch.testing import FakeChat
 from nbbatch.widgets import PromptPanel, Upload
 from nbbatch.widgets._prompt import offered_params
@@ -182,3 +183,38 @@ async def test_cancel_stops_the_llm(batch: Batch) -> None:
             await asyncio.sleep(0.02)
         assert page.reply(uid) == {"type": "reply", "uuid": uid, "ok": True, "cancelled": True}
         assert panel.busy == ""
+
+
+def test_presets_are_managed_where_they_are_picked(batch: Batch) -> None:
+    panel = PromptPanel(batch)
+    page = PanelPage(panel)
+    saved = page.ok(
+        "preset_save", name="Harbour", category="Places", prompt="a harbour at dawn", negative="fog"
+    )
+    assert saved["saved"] == "Harbour" and saved["preset_list"][-1]["category"] == "places"
+    assert any(g["category"] == "places" for g in saved["presets"])
+    stored = Presets.load(batch.workspace)  # in the workspace, for the next panel too
+    assert stored["Harbour"].text == "a harbour at dawn" and stored["Harbour"].negative == "fog"
+
+    page.ok("preset_edit", old="Harbour", name="Harbour dawn", category="places",
+            text="a harbour at first light", negative="")  # fmt: skip
+    page.ok("preset_move", name="Harbour dawn", index=0)
+    assert Presets.load(batch.workspace).names[0] == "Harbour dawn"
+
+    # delete asks first, and the kernel holds to that too
+    assert "Confirm" in page.refused("preset_delete", name="Harbour dawn")
+    gone = page.ok("preset_delete", name="Harbour dawn", confirm=True)
+    assert "Harbour dawn" not in [p["name"] for p in gone["preset_list"]]
+    assert "Harbour dawn" not in Presets.load(batch.workspace)
+
+
+def test_preset_mistakes_are_refused_in_words(batch: Batch) -> None:
+    page = PanelPage(PromptPanel(batch))
+    first = Presets.load(batch.workspace).names[0]
+    assert "title" in page.refused("preset_save", name=" ", prompt="x")
+    assert "needs text" in page.refused("preset_save", name="Empty", prompt="", negative="")
+    assert "already exists" in page.refused("preset_save", name=first.upper(), prompt="x")
+    assert "no longer exists" in page.refused("preset_move", name="nope", index=0)
+    assert "no longer exists" in page.refused(
+        "preset_edit", old="nope", name="x", text="x", category="", negative=""
+    )

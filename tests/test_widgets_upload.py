@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +243,105 @@ def test_chinese_reasons(workspace: Workspace) -> None:
     page = UploadPage(Upload(workspace, lang="zh"))
     reply = page.ok("begin", fid="z", name="大.png", size=20_000_000)
     assert reply["refused"].startswith("文件过大")
+
+
+# -- a folder on the server ----------------------------------------------------------------
+
+
+def a1111_png(prompt: str = "a lighthouse at dusk, oil painting") -> bytes:
+    """A PNG as AUTOMATIC1111 saves it: its parameters in a 'parameters' text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(
+        "parameters",
+        f"{prompt}\nNegative prompt: blurry, text\n"
+        "Steps: 24, Sampler: DPM++ 2M, CFG scale: 6.5, Seed: 1234, Size: 64x48, Model: dreamy",
+    )
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_a_server_folder_is_read_through_the_guarded_path(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "b.png").write_bytes(png_bytes(colour=(1, 2, 3)))
+    (folder / "a.png").write_bytes(png_bytes(colour=(4, 5, 6)))
+    (folder / "big.png").write_bytes(big_png(300_000))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.png").write_bytes(b"%PDF-1.4 a document")
+    os.mkfifo(folder / "pipe.png")  # reading it would wait forever for a writer
+    (folder / "outside.png").symlink_to(tmp_path / "elsewhere.png")
+    (folder / "sub").mkdir()
+    up = Upload(workspace, max_bytes=200_000, server_root=tmp_path)
+    added = up.add_folder(folder)
+    assert [r.name for r in added] == ["shots/a.png", "shots/b.png"]
+    reasons = {r["name"]: r["reason"] for r in up.refused}
+    assert "200 KB" in reasons["shots/big.png"] or "limit" in reasons["shots/big.png"]
+    assert "not an image file name" in reasons["shots/notes.txt"]
+    assert "PDF" in reasons["shots/fake.png"]
+    assert "named pipe" in reasons["shots/pipe.png"]
+    assert "symbolic link" in reasons["shots/outside.png"]
+    assert "sub-folders" in reasons["shots/sub"]
+
+
+def test_choose_folder_on_server_opens_a_picker_confined_to_its_root(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    (tmp_path / "pets").mkdir()
+    (tmp_path / "pets" / "cat.png").write_bytes(png_bytes())
+    up = Upload(workspace, server_root=tmp_path, max_files=5)
+    page = UploadPage(up)
+    assert up.view.children[1].layout.display == "none"  # nothing shown until asked
+    assert page.ok("server_folder")["root"] == str(tmp_path.resolve())
+    picker = up._server
+    assert picker.is_open and picker._chooser.sandbox_path == str(tmp_path.resolve())
+    picker._picked(type("Chosen", (), {"selected_path": str(tmp_path / "pets")})())
+    assert not picker.is_open
+    assert [r.name for r in up.references] == ["pets/cat.png"]
+
+
+def test_a_dropped_a1111_image_offers_remix_or_use_as_reference(
+    workspace: Workspace,
+) -> None:
+    from nbbatch import Batch
+
+    batch = Batch.create([], workspace=workspace, allow_empty=True)
+    up = Upload(workspace, remix_into=batch)
+    page = UploadPage(up)
+    made = page.upload("lighthouse.png", a1111_png())
+    page.upload("plain.png", png_bytes())
+    items = {i["name"]: i for i in page.ok("list")["items"]}
+    offer = items["lighthouse.png"]["embedded"]
+    assert offer == {
+        "source": "a1111",
+        "label": "AUTOMATIC1111 / Forge",
+        "prompt": "a lighthouse at dusk, oil painting",
+        "remix": True,
+    }
+    assert "embedded" not in items["plain.png"]
+
+    page.ok("remix", id=made["id"])
+    (task,) = batch.tasks
+    assert task.prompt == "a lighthouse at dusk, oil painting"
+    p = task.params
+    assert (p.negative_prompt, p.steps, p.sampler, p.cfg_scale, p.seed, p.size, p.model) == (
+        "blurry, text", 24, "DPM++ 2M", 6.5, 1234, "64x48", "dreamy",
+    )  # fmt: skip
+    assert [r.name for r in up.references] == ["plain.png"]  # a result to redo, not an input
+    assert "no generation parameters" in page.refused("remix", id=made["id"])
+
+
+def test_use_as_reference_keeps_the_image_and_drops_the_offer(workspace: Workspace) -> None:
+    up = Upload(workspace)  # alone: no batch to remix into, so Remix is not offered
+    page = UploadPage(up)
+    made = page.upload("lighthouse.png", a1111_png())
+    assert page.ok("list")["items"][0]["embedded"]["remix"] is False
+    assert "needs a batch" in page.refused("remix", id=made["id"])
+    page.ok("keep", id=made["id"])
+    assert "embedded" not in page.ok("list")["items"][0]
+    assert [r.name for r in up.references] == ["lighthouse.png"]

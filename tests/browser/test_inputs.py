@@ -44,6 +44,8 @@ async ([selector, files]) => {
 def drop(page: Page, files: dict[str, bytes]) -> None:
     """Drop files on the zone as the OS would (a real drag cannot be simulated)."""
     payload = [[name, "image/png", base64.b64encode(data).decode()] for name, data in files.items()]
+    # the zone must be on the page first: a drop dispatched before it renders is lost
+    expect(page.locator(".nbb-up-zone").first).to_be_visible()
     page.evaluate(DROP_FILES, [".nbb-up-zone", payload])
 
 

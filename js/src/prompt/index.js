@@ -26,6 +26,7 @@ class PromptView {
     watch("lang", () => this.start());
     watch("busy", () => this.paintBusy());
     watch("refs", () => this.paintCount());
+    watch("params_version", () => this.refreshParams());
     this.start();
   }
 
@@ -75,13 +76,11 @@ class PromptView {
     this.llmCount = h("input", { type: "number", min: 1, max: info.max_tasks, class: "nbb-pp-num", "aria-label": s.n_tasks, placeholder: s.auto, oninput: () => this.changed() });
     this.llmCount.value = d.count || "";
 
-    // presets: one picker grouped by category, then insert or replace
-    this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" }, h("option", { value: "", text: s.pick_preset }));
-    for (const group of info.presets) {
-      const og = h("optgroup", { label: s[`cat_${group.category}`] || group.category });
-      for (const p of group.presets) og.append(h("option", { value: p.name, text: p.name, title: p.text }));
-      this.presetSelect.append(og);
-    }
+    // presets: one picker grouped by category, then insert or replace; managed in a dialog
+    this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" });
+    this.fillPresets(info);
+    this.manageBtn = h("button", { type: "button", class: "nbb-btn nbb-small", text: s.manage_presets, "aria-label": s.manage_presets, onclick: () => this.openPresets() });
+    this.presetDialog = h("dialog", { class: "nbb-in nbb-pp-presets", "aria-label": s.manage_presets, "data-lm-suppress-shortcuts": "true" });
     const presetBtn = (op) =>
       h("button", { type: "button", class: "nbb-btn nbb-small", text: s[`preset_${op}`], "aria-label": s[`preset_${op}`], onclick: () => this.applyPreset(op) });
     this.enhanceBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.enhance, html: `${icons.sparkle}<span>${s.enhance}</span>`, onclick: () => this.enhance() });
@@ -94,31 +93,11 @@ class PromptView {
     this.fileText = h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet });
     this.fileRow = h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput);
 
-    // generation params: only what the provider can do
+    // generation params: only what the provider can do (redrawn when it changes)
     this.paramInputs = {};
-    const params = h("div", { class: "nbb-pp-params" });
-    for (const f of info.params) {
-      const label = s[`param_${f.name}`] || f.name;
-      let input;
-      if (f.kind === "size") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: s.default_value }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
-      } else {
-        input = h("input", {
-          type: f.kind === "text" ? "text" : "number",
-          "aria-label": label,
-          placeholder: s.default_value,
-          min: f.min,
-          max: f.max,
-          step: f.kind === "float" ? "any" : 1,
-        });
-      }
-      input.value = d[f.name] || "";
-      input.addEventListener("input", () => this.changed());
-      input.addEventListener("change", () => this.changed());
-      this.paramInputs[f.name] = input;
-      params.append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
-    }
-    this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), params);
+    this.paramsGrid = h("div", { class: "nbb-pp-params" });
+    this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), this.paramsGrid);
+    this.paintParams(info, d);
 
     this.alert = h("div", { class: "nbb-alert", role: "alert", hidden: true });
     this.createBtn = h("button", { type: "button", class: "nbb-btn nbb-primary", "aria-label": s.create_tasks, html: `${icons.play}<span>${s.create_tasks}</span>`, onclick: () => this.propose() });
@@ -128,6 +107,7 @@ class PromptView {
 
     this.negRow = h("label", { class: "nbb-pp-field" }, h("span", { text: s.negative_prompt }), this.negative);
     this.negRow.hidden = !info.negative;
+    this.paramsBox.hidden = !info.params.length;
     this.llmRow = h("label", { class: "nbb-pp-field nbb-pp-short" }, h("span", { text: s.n_tasks }), this.llmCount);
 
     this.root.replaceChildren(
@@ -140,7 +120,7 @@ class PromptView {
         this.countLine,
         h("span", { class: "nbb-pp-spring" }),
         // groups wrap as wholes: a picker never ends up apart from its buttons
-        h("span", { class: "nbb-pp-group" }, this.presetSelect, presetBtn("insert"), presetBtn("replace")),
+        h("span", { class: "nbb-pp-group" }, this.presetSelect, presetBtn("insert"), presetBtn("replace"), this.manageBtn),
         h("span", { class: "nbb-pp-group" }, this.enhanceBtn, this.undoBtn),
       ),
       this.fileRow,
@@ -149,10 +129,225 @@ class PromptView {
       this.alert,
       h("div", { class: "nbb-pp-row nbb-pp-actions" }, this.createBtn, this.spinner, this.cancelBtn),
       this.proposal,
+      this.presetDialog,
     );
     this.help = this.root.querySelector(".nbb-pp-help");
     this.setMode(d.mode || "llm", false);
     this.paintBusy();
+  }
+
+  fillPresets(info) {
+    const s = this.strings;
+    const chosen = this.presetSelect.value;
+    this.presetList = info.preset_list || [];
+    this.presetSelect.replaceChildren(h("option", { value: "", text: s.pick_preset }));
+    for (const group of info.presets) {
+      const og = h("optgroup", { label: s[`cat_${group.category}`] || group.category });
+      for (const p of group.presets) og.append(h("option", { value: p.name, text: p.name, title: p.text }));
+      this.presetSelect.append(og);
+    }
+    if (this.presetList.some((p) => p.name === chosen)) this.presetSelect.value = chosen;
+  }
+
+  // ------------------------------------------------------------------ managing presets
+  // One dialog: save the current prompt as a preset, then the list with Edit, Move up,
+  // Move down and Delete (which asks first) on every row.
+  openPresets() {
+    this.editing = null;
+    this.confirming = null;
+    this.paintPresets();
+    this.presetDialog.showModal();
+    this.presetDialog.querySelector("input").focus();
+  }
+
+  presetForm(values, onSave, saveLabel, withText) {
+    const s = this.strings;
+    const field = (name, label, value, tag = "input") => {
+      const input = h(tag, { "aria-label": label, class: `nbb-pp-pf-${name}`, ...(tag === "input" ? { type: "text" } : { rows: 2 }) });
+      input.value = value || "";
+      return [input, h("label", { class: "nbb-pp-field" }, h("span", { text: label }), input)];
+    };
+    const [title, titleRow] = field("title", s.preset_title, values.name);
+    const [category, catRow] = field("category", s.preset_category, values.category);
+    const list = `nbb-cats-${uid()}`;
+    category.setAttribute("list", list);
+    const cats = h("datalist", { id: list }, ...[...new Set(this.presetList.map((p) => p.category))].map((c) => h("option", { value: c })));
+    const parts = [titleRow, catRow, cats];
+    let text = null;
+    let negative = null;
+    if (withText) {
+      let row;
+      [text, row] = field("text", s.preset_text, values.text, "textarea");
+      parts.push(row);
+      [negative, row] = field("negative", s.preset_negative, values.negative);
+      parts.push(row);
+    }
+    const save = () => onSave({ name: title.value, category: category.value, text: text && text.value, negative: negative && negative.value });
+    for (const input of [title, category, negative].filter(Boolean)) {
+      input.addEventListener("keydown", (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          save();
+        }
+      });
+    }
+    parts.push(h("button", { type: "button", class: "nbb-btn nbb-primary nbb-small", text: saveLabel, "aria-label": saveLabel, onclick: save }));
+    return parts;
+  }
+
+  paintPresets(focus) {
+    const s = this.strings;
+    const d = this.presetDialog;
+    this.presetAlert = h("div", { class: "nbb-pp-preset-msg", role: "status", "aria-live": "polite" });
+    const saveNew = h(
+      "section",
+      { class: "nbb-pp-preset-new", "aria-label": s.preset_save_as },
+      h("strong", { text: s.preset_save_as }),
+      h("div", { class: "nbb-pp-help", text: s.preset_save_help }),
+      h("div", { class: "nbb-pp-row" }, ...this.presetForm({ category: "style" }, (v) => this.savePreset(v), s.preset_save, false)),
+    );
+    const list = h("ul", { class: "nbb-pp-preset-list", "aria-label": s.presets });
+    this.presetList.forEach((p, i) => list.append(this.presetRow(p, i)));
+    d.replaceChildren(
+      h("div", { class: "nbb-pp-dhead" }, h("strong", { text: s.manage_presets }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() })),
+      saveNew,
+      this.presetAlert,
+      list,
+    );
+    if (focus) {
+      const target = d.querySelector(focus);
+      if (target) target.focus();
+    }
+  }
+
+  presetRow(p, i) {
+    const s = this.strings;
+    const n = this.presetList.length;
+    const row = h("li", { class: "nbb-pp-preset-row", "data-name": p.name });
+    const key = CSS.escape(p.name);
+    if (this.editing === p.name) {
+      row.append(
+        h("div", { class: "nbb-pp-preset-edit" }, ...this.presetForm(p, (v) => this.editPreset(p.name, v), s.preset_save_changes, true)),
+        h("button", { type: "button", class: "nbb-btn nbb-small", text: s.cancel, onclick: () => ((this.editing = null), this.paintPresets(`li[data-name="${key}"] .nbb-pp-pe`)) }),
+      );
+      return row;
+    }
+    if (this.confirming === p.name) {
+      row.append(
+        h("span", { class: "nbb-pp-warn", role: "alert", text: fmt(s, "preset_delete_q", { name: p.name }) }),
+        h("button", { type: "button", class: "nbb-btn nbb-danger nbb-small", text: s.preset_delete_yes, "aria-label": fmt(s, "preset_delete_yes_for", { name: p.name }), onclick: () => this.deletePreset(p.name) }),
+        h("button", { type: "button", class: "nbb-btn nbb-small nbb-pp-keep", text: s.preset_keep, onclick: () => ((this.confirming = null), this.paintPresets(`li[data-name="${key}"] .nbb-pp-pd`)) }),
+      );
+      return row;
+    }
+    // visible text short (Edit, ↑, ↓, Delete), accessible name whole ("Move Cinematic up")
+    const act = (cls, text, label, onclick, disabled = false) => h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, text, "aria-label": label, title: label, disabled, onclick });
+    row.append(
+      h("span", { class: "nbb-pp-preset-name", text: p.name }),
+      h("span", { class: "nbb-pp-ref", text: s[`cat_${p.category}`] || p.category }),
+      h("span", { class: "nbb-pp-preset-text", text: p.text || p.negative }),
+      h(
+        "span",
+        { class: "nbb-pp-preset-acts" },
+        act("nbb-pp-pe", s.edit, fmt(s, "preset_edit", { name: p.name }), () => ((this.editing = p.name), this.paintPresets(`li[data-name="${key}"] input`))),
+        act("nbb-pp-pu", "↑", fmt(s, "preset_up", { name: p.name }), () => this.movePreset(p.name, i - 1, ".nbb-pp-pu"), i === 0),
+        act("nbb-pp-pdn", "↓", fmt(s, "preset_down", { name: p.name }), () => this.movePreset(p.name, i + 1, ".nbb-pp-pdn"), i === n - 1),
+        act("nbb-pp-pd", s.delete, fmt(s, "preset_delete", { name: p.name }), () => ((this.confirming = p.name), this.paintPresets(`li[data-name="${key}"] .nbb-pp-keep`))),
+      ),
+    );
+    return row;
+  }
+
+  async presetAct(type, body, after) {
+    try {
+      const { msg } = await this.channel.request(type, body);
+      this.fillPresets(msg);
+      after(msg);
+    } catch (err) {
+      this.paintPresets();
+      setText(this.presetAlert, this.words(err));
+      this.presetAlert.classList.add("nbb-pp-warn");
+    }
+  }
+
+  savePreset(v) {
+    this.presetAct("preset_save", { name: v.name, category: v.category, prompt: this.prompt.value, negative: this.negative.value }, (msg) => {
+      this.paintPresets();
+      setText(this.presetAlert, fmt(this.strings, "preset_saved", { name: msg.saved }));
+      this.presetSelect.value = msg.saved;
+      const row = this.presetDialog.querySelector(`li[data-name="${CSS.escape(msg.saved)}"]`);
+      if (row) row.scrollIntoView({ block: "nearest" }); // the new one is at the end
+    });
+  }
+
+  editPreset(old, v) {
+    this.presetAct("preset_edit", { old, ...v }, (msg) => {
+      this.editing = null;
+      this.paintPresets(`li[data-name="${CSS.escape(msg.saved)}"] .nbb-pp-pe`);
+      setText(this.presetAlert, fmt(this.strings, "preset_saved", { name: msg.saved }));
+    });
+  }
+
+  movePreset(name, index, button) {
+    this.presetAct("preset_move", { name, index }, () => {
+      const key = CSS.escape(name);
+      this.paintPresets(`li[data-name="${key}"] ${button}:not([disabled])`);
+      const row = this.presetDialog.querySelector(`li[data-name="${key}"]`);
+      if (row && !row.contains(document.activeElement)) row.querySelector("button:not([disabled])").focus();
+      setText(this.presetAlert, fmt(this.strings, "preset_moved", { name, n: index + 1 }));
+    });
+  }
+
+  deletePreset(name) {
+    this.presetAct("preset_delete", { name, confirm: true }, (msg) => {
+      this.confirming = null;
+      this.paintPresets("input");
+      setText(this.presetAlert, fmt(this.strings, "preset_deleted", { name: msg.deleted }));
+    });
+  }
+
+  paintParams(info, values) {
+    const s = this.strings;
+    const defaults = info.defaults || {};
+    this.paramInputs = {};
+    this.paramsGrid.replaceChildren();
+    for (const f of info.params) {
+      const label = s[`param_${f.name}`] || f.name;
+      const byDefault = defaults[f.name] ? `${s.default_value}: ${defaults[f.name]}` : s.default_value;
+      let input;
+      if (f.kind === "size") {
+        input = h("select", { "aria-label": label }, h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
+      } else {
+        input = h("input", {
+          type: f.kind === "text" ? "text" : "number",
+          "aria-label": label,
+          placeholder: byDefault,
+          min: f.min,
+          max: f.max,
+          step: f.kind === "float" ? "any" : 1,
+        });
+      }
+      input.value = values[f.name] || "";
+      input.addEventListener("input", () => this.changed());
+      input.addEventListener("change", () => this.changed());
+      this.paramInputs[f.name] = input;
+      this.paramsGrid.append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
+    }
+  }
+
+  // Another provider (from the settings or the studio's picker): offer its params.
+  async refreshParams() {
+    if (!this.paramsGrid) return;
+    try {
+      const { msg } = await this.channel.request("params");
+      const kept = {};
+      for (const [name, input] of Object.entries(this.paramInputs)) kept[name] = input.value;
+      this.paintParams(msg, kept);
+      this.paramsBox.hidden = !msg.params.length;
+      this.negRow.hidden = !msg.negative;
+    } catch (err) {
+      this.showAlert(this.words(err));
+    }
   }
 
   draft() {

@@ -38,6 +38,7 @@ class SettingsView {
   build(info) {
     const s = this.strings;
     const v = info.values;
+    this.info = info;
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
     const openBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.settings, html: `${icons.gear}<span>${s.settings}</span>`, onclick: () => this.open() });
     this.problem = h("span", { class: "nbb-set-problem", role: "alert", hidden: !info.problem, text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : "" });
@@ -48,9 +49,11 @@ class SettingsView {
       this.fields[name] = input;
       return h("label", { class: "nbb-set-field" }, h("span", { text: s[`set_${name}`] }), input);
     };
-    const provider = h("select", { "aria-label": s.set_provider }, ...info.providers.map((p) => h("option", { value: p, text: p })));
+    const provider = h("select", { "aria-label": s.set_provider }, ...info.providers.map((p) => h("option", { value: p.name, text: p.label })));
     provider.value = v.provider;
+    provider.addEventListener("change", () => this.showProvider(provider.value));
     this.fields.provider = provider;
+    this.providerBox = h("div", { class: "nbb-set-provider" });
     this.keyRows = { llm: h("div", { class: "nbb-set-key" }), provider: h("div", { class: "nbb-set-key" }) };
     this.result = h("div", { class: "nbb-set-result", role: "status", "aria-live": "polite" });
     this.dialog = h(
@@ -64,8 +67,7 @@ class SettingsView {
         {},
         h("legend", { text: s.set_image_provider }),
         h("label", { class: "nbb-set-field" }, h("span", { text: s.set_provider }), provider),
-        text("base_url", "url", { placeholder: s.default_value }),
-        text("model", "text", { placeholder: s.default_value }),
+        this.providerBox,
         this.keyRows.provider,
         h("div", { class: "nbb-set-row" }, h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() })),
       ),
@@ -78,8 +80,56 @@ class SettingsView {
         h("button", { type: "button", class: "nbb-btn", text: s.close, onclick: () => this.dialog.close() }),
       ),
     );
+    this.renderProvider(v.provider);
     this.paintKeys(info.keys);
     this.root.replaceChildren(openBtn, this.problem.cloneNode(true), this.dialog);
+  }
+
+  // The fields of one provider, as the provider catalogue describes them; the saved
+  // values when it is the saved provider, its defaults as placeholders otherwise.
+  renderProvider(name) {
+    const s = this.strings;
+    const form = this.info.forms[name] || { fields: [], params: [] };
+    const saved = this.info.values;
+    const same = name === saved.provider;
+    this.optFields = {};
+    this.defFields = {};
+    const rows = [];
+    for (const f of form.fields) {
+      const label = s[`setf_${f.name}`] || f.label;
+      const value = !same ? "" : f.name === "base_url" || f.name === "model" ? saved[f.name] : (saved.options || {})[f.name];
+      let input;
+      if (f.kind === "choice") {
+        input = h("select", { "aria-label": label }, h("option", { value: "", text: f.default ? `${s.default_value} (${f.default})` : s.default_value }), ...f.choices.map((c) => h("option", { value: c, text: c })));
+      } else {
+        input = h("input", { type: f.kind === "int" ? "number" : f.kind === "url" ? "url" : "text", "aria-label": label, min: f.kind === "int" ? 0 : undefined, placeholder: f.default != null ? String(f.default) : s.default_value });
+      }
+      input.value = value ?? "";
+      if (f.help) input.title = f.help;
+      this.optFields[f.name] = input;
+      rows.push(h("label", { class: "nbb-set-field" }, h("span", { text: label }), input));
+    }
+    const defaults = h("div", { class: "nbb-set-defaults" });
+    for (const p of form.params) {
+      const label = s[`param_${p}`] || p;
+      const input = h("input", { type: p === "size" || p === "sampler" || p === "model" ? "text" : "number", step: "any", "aria-label": `${s.set_defaults}: ${label}`, placeholder: p === "size" ? "1024x1024" : s.default_value });
+      input.value = same ? (saved.defaults || {})[p] ?? "" : "";
+      this.defFields[p] = input;
+      defaults.append(h("label", { class: "nbb-set-field" }, h("span", { text: label }), input));
+    }
+    const box = h("details", { class: "nbb-set-more" }, h("summary", { text: s.set_defaults }), h("div", { class: "nbb-set-help", text: s.set_defaults_help }), defaults);
+    if (same && Object.keys(saved.defaults || {}).length) box.open = true;
+    this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
+  }
+
+  async showProvider(name) {
+    this.renderProvider(name);
+    try {
+      const { msg } = await this.channel.request("keys", { provider: name });
+      this.paintKeys(msg.keys);
+    } catch (err) {
+      setText(this.result, this.words(err));
+    }
   }
 
   open() {
@@ -92,7 +142,7 @@ class SettingsView {
     for (const which of ["llm", "provider"]) {
       const k = keys[which];
       const row = this.keyRows[which];
-      const label = which === "llm" ? s.set_llm_key : s.set_key;
+      const label = which === "llm" ? s.set_llm_key : !k.field || k.field === "api_key" ? s.set_key : s[`setf_${k.field}`] || k.label;
       if (k.env) {
         row.replaceChildren(h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) })));
         continue;
@@ -129,7 +179,7 @@ class SettingsView {
     input.value = ""; // the page keeps no copy, whatever the kernel answers
     if (!key.trim()) return;
     try {
-      const { msg } = await this.channel.request("set_key", { which, key, remember: remember.checked });
+      const { msg } = await this.channel.request("set_key", { which, key, remember: remember.checked, provider: this.fields.provider.value });
       this.paintKeys(msg.keys);
       setText(this.result, this.strings.key_saved);
     } catch (err) {
@@ -139,7 +189,7 @@ class SettingsView {
 
   async forget(which) {
     try {
-      const { msg } = await this.channel.request("forget_key", { which });
+      const { msg } = await this.channel.request("forget_key", { which, provider: this.fields.provider.value });
       this.paintKeys(msg.keys);
     } catch (err) {
       setText(this.result, this.words(err));
@@ -147,14 +197,20 @@ class SettingsView {
   }
 
   values() {
-    const out = {};
+    const out = { base_url: "", model: "", options: {}, defaults: {} };
     for (const [name, input] of Object.entries(this.fields)) out[name] = input.value;
+    for (const [name, input] of Object.entries(this.optFields)) {
+      if (name === "base_url" || name === "model") out[name] = input.value;
+      else out.options[name] = input.value;
+    }
+    for (const [name, input] of Object.entries(this.defFields)) out.defaults[name] = input.value;
     return out;
   }
 
   async save() {
     try {
       const { msg } = await this.channel.request("save", { values: this.values() });
+      this.info.values = msg.values;
       this.paintKeys(msg.keys);
       this.problem.hidden = true;
       const outside = this.root.querySelector(":scope > .nbb-set-problem");

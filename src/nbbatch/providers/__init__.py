@@ -15,7 +15,13 @@ from ._base import (
     ProgressCallback,
     Provider,
 )
-from ._catalog import ProviderInfo, SettingField, provider_catalog, provider_info
+from ._catalog import (
+    ProviderInfo,
+    SettingField,
+    offered_params,
+    provider_catalog,
+    provider_info,
+)
 from ._comfyui import ComfyUIProvider, WorkflowMapping, detect_mapping
 from ._demo import DemoProvider, render_demo_image
 from ._fal import FalProvider
@@ -53,6 +59,7 @@ __all__ = [
     "available_providers",
     "detect_mapping",
     "get_provider",
+    "offered_params",
     "provider_catalog",
     "provider_info",
     "register_provider",

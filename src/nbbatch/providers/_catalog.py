@@ -23,10 +23,12 @@ from ..core._errors import UnknownProviderError
 from ._base import Capabilities
 
 __all__ = [
+    "PARAM_NAMES",
     "FieldKind",
     "KeyRule",
     "ProviderInfo",
     "SettingField",
+    "offered_params",
     "provider_catalog",
     "provider_info",
 ]
@@ -41,6 +43,10 @@ FieldKind = Literal["url", "text", "secret", "int", "choice"]
 KeyRule = Literal["always", "default_url", "never"]
 
 Value = str | int | None
+
+#: the generation parameters (``Params`` fields) a settings or prompt form may offer,
+#: in the order forms show them; the negative prompt has its own capability flag
+PARAM_NAMES = ("size", "n", "seed", "steps", "cfg_scale", "sampler", "strength", "model")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class ProviderInfo:
     settings: tuple[SettingField, ...] = ()
     #: why a key is needed, for the "no key" message (``"an API key"``, ``"a token"``)
     key_noun: str = "an API key"
+    #: the generation parameters (of :data:`PARAM_NAMES`) the adapter sends to the
+    #: service; a field not listed would be silently ignored, so forms do not offer it
+    params: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -110,6 +119,17 @@ class ProviderInfo:
             else ""
         )
         return f"{self.label} needs {self.key_noun}: {how}{extra}"
+
+    def offered_params(self, capabilities: Capabilities | None = None) -> tuple[str, ...]:
+        """The parameters a form offers: those the adapter sends, less what the
+        capabilities (this entry's, or a built provider's own) rule out."""
+        caps = capabilities or self.capabilities
+        ruled_out = {
+            "n": caps.max_n <= 1,
+            "seed": not caps.seed,
+            "strength": not (caps.img2img or caps.max_references),
+        }
+        return tuple(p for p in self.params if not ruled_out.get(p, False))
 
     def field(self, name: str) -> SettingField:
         for f in self.settings:
@@ -159,6 +179,10 @@ def _concurrency(default: int | None = None) -> SettingField:
     )
 
 
+#: what a form offers for a provider the table does not describe (a plug-in, a pool):
+#: the parameters every adapter understands, still gated by the capabilities
+_GENERIC_PARAMS = ("size", "n", "seed", "strength", "model")
+
 _OPENAI_ENV = ("OPENAI_API_KEY",)
 _STABILITY_ENV = ("STABILITY_API_KEY",)
 _REPLICATE_ENV = ("REPLICATE_API_TOKEN",)
@@ -181,6 +205,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
             progress=True,
             cancel=True,
         ),
+        params=("size", "n", "seed", "strength"),
         settings=(_concurrency(),),
     ),
     ProviderInfo(
@@ -197,6 +222,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_env=_OPENAI_ENV,
         key_rule="default_url",
         default_base_url="https://api.openai.com/v1",
+        params=("size", "n", "model"),
         settings=(
             _key(_OPENAI_ENV),
             _url(
@@ -228,6 +254,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         ),
         key_param="password",
         default_base_url="http://127.0.0.1:7860",
+        params=("size", "n", "seed", "steps", "cfg_scale", "sampler", "strength", "model"),
         settings=(
             _url("http://127.0.0.1:7860", "The WebUI, started with --api."),
             _model(None, "Checkpoint to switch to per request (empty: the loaded one)."),
@@ -254,6 +281,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
             cancel=True,
         ),
         default_base_url="http://127.0.0.1:8188",
+        params=("size", "n", "seed", "steps", "cfg_scale", "sampler", "strength", "model"),
         settings=(
             _url("http://127.0.0.1:8188", "The ComfyUI server."),
             SettingField(
@@ -282,6 +310,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_env=_STABILITY_ENV,
         key_rule="always",
         default_base_url="https://api.stability.ai",
+        params=("size", "seed", "cfg_scale", "strength", "model"),
         settings=(
             _key(_STABILITY_ENV),
             _url("https://api.stability.ai"),
@@ -319,6 +348,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_rule="always",
         key_noun="an API token",
         default_base_url="https://api.replicate.com",
+        params=("size", "n", "seed", "steps", "cfg_scale", "strength", "model"),
         settings=(
             _key(_REPLICATE_ENV, "API token"),
             _url("https://api.replicate.com"),
@@ -350,6 +380,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_env=_GEMINI_ENV,
         key_rule="always",
         default_base_url="https://generativelanguage.googleapis.com",
+        params=("size", "seed", "model"),
         settings=(
             _key(_GEMINI_ENV),
             _url("https://generativelanguage.googleapis.com"),
@@ -371,6 +402,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_rule="default_url",
         key_noun="a token",
         default_base_url="https://router.huggingface.co/hf-inference/models",
+        params=("size", "seed", "steps", "cfg_scale", "sampler", "model"),
         settings=(
             _key(_HF_ENV, "Token"),
             _url(
@@ -398,6 +430,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         key_env=_FAL_ENV,
         key_rule="always",
         default_base_url="https://queue.fal.run",
+        params=("size", "n", "seed", "steps", "cfg_scale", "strength", "model"),
         settings=(
             _key(_FAL_ENV),
             _url("https://queue.fal.run"),
@@ -411,6 +444,7 @@ _ENTRIES: tuple[ProviderInfo, ...] = (
         class_path="nbbatch.providers._pool:PoolProvider",
         # a pool's real capabilities are computed from its endpoints when it is built
         capabilities=Capabilities(),
+        params=_GENERIC_PARAMS,
     ),
 )
 
@@ -434,3 +468,23 @@ def provider_info(name: str) -> ProviderInfo:
         raise UnknownProviderError(
             f"no built-in provider named {name!r}; built-ins: {known}"
         ) from None
+
+
+def offered_params(name: str, capabilities: Capabilities | None = None) -> tuple[str, ...]:
+    """The generation parameters a form offers for provider ``name``.
+
+    A built-in offers what its adapter sends (:meth:`ProviderInfo.offered_params`); a
+    plug-in, which the table does not describe, the parameters every adapter
+    understands. ``capabilities`` (a built provider's own) rule fields out either way.
+    """
+    try:
+        info = provider_info(name)
+    except UnknownProviderError:
+        info = ProviderInfo(
+            name=str(name),
+            label=str(name),
+            class_path="",
+            capabilities=capabilities or Capabilities(),
+            params=_GENERIC_PARAMS,
+        )
+    return info.offered_params(capabilities)

@@ -43,7 +43,7 @@ import traitlets
 # The widgets sit on top: they use the engine's and the core's faces, never the package
 # root (which imports everything, the widgets included).
 from nbbatch.core._model import GeneratedImage, Task
-from nbbatch.engine import Batch, Workspace, load_settings
+from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
 from nbbatch.errors import ConfigError, NbbatchError
 from nbbatch.providers import available_providers
 
@@ -551,16 +551,23 @@ class BatchStudio(TaskGrid):
         self,
         batch: Batch | None = None,
         *,
-        provider: Any = "demo",
+        provider: Any = None,
         llm: Any = None,
         workspace: Workspace | str | os.PathLike[str] | None = None,
-        concurrency: int = 3,
+        concurrency: int | None = None,
         lang: str | None = None,
         inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         if batch is None:
             batch = Batch.create([], workspace=workspace, allow_empty=True)
+        #: what was given in code wins over the settings panel (``inputs=True``)
+        self.provider_given = provider is not None
+        self.concurrency_given = concurrency is not None
+        provider = "demo" if provider is None else provider
+        concurrency = 3 if concurrency is None else concurrency
+        #: retries per task for "Run all" (None: the engine's default policy)
+        self.retries: int | None = None
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError("concurrency must be a whole number from 1 to 10")
         if not 1 <= concurrency <= 10:
@@ -621,8 +628,18 @@ class BatchStudio(TaskGrid):
 
     @property
     def provider(self) -> Any:
-        """What "Run all" runs on: a provider name, a configuration name or a Provider."""
+        """What "Run all" runs on: a provider name, a configuration name, a
+        ``ProviderConfig`` (built for each run) or a Provider."""
         return self._provider
+
+    def use_provider(self, provider: Any) -> None:
+        """Run on ``provider`` from the next "Run all" (the settings panel's Save calls
+        this with the saved ``ProviderConfig``); the picker offers it from now on."""
+        name = provider if isinstance(provider, str) else str(provider.name)
+        self._provider = provider
+        self._provider_obj = None if isinstance(provider, str) else provider
+        self.providers = list(dict.fromkeys([name, *_provider_names(name)]))
+        self.provider_name = name
 
     def start(self) -> Any:
         """Run every runnable task in the background, as "Run all" does; returns the run."""
@@ -687,7 +704,9 @@ class BatchStudio(TaskGrid):
             raise UserFacingError("needs_loop") from None
         provider, owned = self._build_provider()
         try:
-            runner = self._batch.start(provider, concurrency=self.concurrency, tasks=tasks)
+            runner = self._batch.start(
+                provider, concurrency=self.concurrency, retry=self.retries, tasks=tasks
+            )
         except BaseException:
             for p in owned:
                 closing = asyncio.ensure_future(p.aclose())
@@ -701,6 +720,9 @@ class BatchStudio(TaskGrid):
     def _build_provider(self) -> tuple[Any, list[Any]]:
         """A saved configuration is built here (and closed after the run); names go as is."""
         p = self._provider
+        if isinstance(p, ProviderConfig):  # from the settings panel: its key included
+            built = p.build()
+            return built, [built]
         if not isinstance(p, str):
             return p, []
         try:

@@ -9,6 +9,7 @@ Wire protocol (custom messages, request → one reply as in the grid):
 
 page → kernel
     ``hello``                     strings, draft, presets, offered params, modes, cap
+    ``params``                    the offered params, the negative flag, their defaults
     ``draft {draft}``             the page's inputs, kept in the kernel (reload, re-display)
     ``count {template}``          live count of a template (``count`` or ``error``)
     ``propose {draft}``           what ``create`` would add; the LLM mode replies when the
@@ -18,9 +19,14 @@ page → kernel
     ``enhance {prompt}``          the prompt rewritten by the planner LLM
     ``preset {name, op, prompt, negative}``  op ``insert`` | ``replace``: the new texts
     ``file {name, text}``         a prompts file chosen in the browser (≤ 4 MiB of text)
+    ``preset_save {name, category, prompt, negative}``   the prompt as a new preset
+    ``preset_edit {old, name, category, text, negative}``, ``preset_move {name, index}``,
+    ``preset_delete {name, confirm}``   manage the workspace's presets (``Presets``);
+                                  each replies with the updated lists
 
 Synced traits: ``lang``, ``busy`` (a plan or an enhance runs), ``refs`` (how many
-reference images the linked ``Upload`` holds), ``created`` (tasks added so far). Prompts
+reference images the linked ``Upload`` holds), ``created`` (tasks added so far),
+``params_version`` (the offered params changed: ask ``params``). Prompts
 and drafts are not traits: widget state may be saved into the notebook file.
 """
 
@@ -88,47 +94,44 @@ _DEFERRED: dict[str, Any] = {"__deferred__": True}
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
-def _capabilities(provider: Any) -> Any:
-    """The provider's capabilities, from an instance or from the class registered by name.
-
-    One small place on purpose: the provider catalogue (nbbatch.providers facts) will
-    answer this for every provider, configuration names included.
-    """
-    caps = getattr(provider, "capabilities", None)
-    if caps is not None:
-        return caps
-    if isinstance(provider, str):
-        for value in vars(providers).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, providers.Provider)
-                and getattr(value, "name", None) == provider
-            ):
-                return value.capabilities
-    return providers.Capabilities()
+def _provider_facts(provider: Any) -> tuple[str, providers.Capabilities]:
+    """The registered name and the capabilities of what runs: a name, a saved
+    configuration (``ProviderConfig``) or a built ``Provider``."""
+    if isinstance(provider, providers.Provider):
+        return str(provider.name), provider.capabilities
+    name = str(getattr(provider, "provider", provider))  # a ProviderConfig names its kind
+    try:
+        return name, providers.provider_info(name).capabilities
+    except E.UnknownProviderError:
+        return name, providers.Capabilities()
 
 
-#: Parameters only some services take and that Capabilities does not describe yet: the
-#: adapters that read them (steps, cfg_scale, sampler go to the Stable Diffusion family).
-_SD_FAMILY = frozenset({"a1111", "comfyui", "stability", "huggingface", "demo"})
+#: how the prompt panel shows each parameter the catalogue may offer
+_FIELD_SHAPES: dict[str, dict[str, Any]] = {
+    "size": {"kind": "size", "choices": list(_SIZES)},
+    "n": {"kind": "int", "min": 1},
+    "seed": {"kind": "int", "min": 0},
+    "steps": {"kind": "int", "min": 1, "max": 1000},
+    "cfg_scale": {"kind": "float", "min": 0, "max": 30},
+    "sampler": {"kind": "text"},
+    "strength": {"kind": "float", "min": 0, "max": 1},
+    "model": {"kind": "text"},
+}
 
 
 def offered_params(provider: Any) -> list[dict[str, Any]]:
-    """The generation parameters to offer for ``provider``: what it cannot do is not shown."""
-    caps = _capabilities(provider)
-    name = provider if isinstance(provider, str) else str(getattr(provider, "name", ""))
-    fields: list[dict[str, Any]] = [{"name": "size", "kind": "size", "choices": list(_SIZES)}]
-    if caps.max_n > 1:
-        fields.append({"name": "n", "kind": "int", "min": 1, "max": min(16, caps.max_n)})
-    if caps.seed:
-        fields.append({"name": "seed", "kind": "int", "min": 0})
-    if name in _SD_FAMILY:
-        fields.append({"name": "steps", "kind": "int", "min": 1, "max": 1000})
-        fields.append({"name": "cfg_scale", "kind": "float", "min": 0, "max": 30})
-        fields.append({"name": "sampler", "kind": "text"})
-    if caps.img2img:
-        fields.append({"name": "strength", "kind": "float", "min": 0, "max": 1})
-    fields.append({"name": "model", "kind": "text"})
+    """The generation parameters to offer for ``provider``: what it cannot do is not shown.
+
+    Which ones is the provider catalogue's answer (``nbbatch.providers.offered_params``);
+    this only says how each is shown.
+    """
+    name, caps = _provider_facts(provider)
+    fields = []
+    for param in providers.offered_params(name, caps):
+        field = {"name": param, **_FIELD_SHAPES[param]}
+        if param == "n":
+            field["max"] = min(16, caps.max_n)
+        fields.append(field)
     return fields
 
 
@@ -146,6 +149,8 @@ class PromptPanel(anywidget.AnyWidget):
     busy = traitlets.Unicode("").tag(sync=True)  # "", "plan" or "enhance"
     refs = traitlets.Int(0).tag(sync=True)
     created = traitlets.Int(0).tag(sync=True)
+    #: bumped when the offered params change (another provider): views ask ``params``
+    params_version = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -169,6 +174,7 @@ class PromptPanel(anywidget.AnyWidget):
         self.upload = upload
         self.llm = llm
         self.provider = provider
+        self.defaults: dict[str, Any] = {}
         self.cap = cap
         self.max_tasks = max_tasks
         self.vision = vision
@@ -187,6 +193,7 @@ class PromptPanel(anywidget.AnyWidget):
             upload.observe(self._on_refs, names=["count"])
         self._handlers: dict[str, tuple[str, _Handler]] = {
             "hello": ("doing_request", self._on_hello),
+            "params": ("doing_request", self._on_params),
             "draft": ("doing_request", self._on_draft),
             "count": ("doing_count", self._on_count),
             "propose": ("doing_propose", self._on_propose),
@@ -194,6 +201,10 @@ class PromptPanel(anywidget.AnyWidget):
             "cancel": ("doing_request", self._on_cancel),
             "enhance": ("doing_enhance", self._on_enhance),
             "preset": ("doing_preset", self._on_preset),
+            "preset_save": ("doing_preset_save", self._on_preset_save),
+            "preset_edit": ("doing_preset_save", self._on_preset_edit),
+            "preset_move": ("doing_preset_move", self._on_preset_move),
+            "preset_delete": ("doing_preset_delete", self._on_preset_delete),
             "file": ("doing_file", self._on_file),
         }
         self.on_msg(self._on_msg)
@@ -203,9 +214,15 @@ class PromptPanel(anywidget.AnyWidget):
     def references(self) -> list[Reference]:
         return self.upload.references if self.upload is not None else []
 
-    def set_provider(self, provider: Any) -> None:
-        """Offer the params of another provider (views ask again on their next hello)."""
+    def set_provider(self, provider: Any, *, defaults: Mapping[str, Any] | None = None) -> None:
+        """Offer the params of another provider; open views redraw their param fields.
+
+        ``defaults`` (``Params`` fields) fill what a draft leaves empty and show as the
+        fields' placeholders (the settings panel's "Defaults for new tasks").
+        """
         self.provider = provider
+        self.defaults = dict(defaults or {})
+        self.params_version += 1
 
     def _on_refs(self, change: Mapping[str, Any]) -> None:
         self.refs = int(change["new"])
@@ -248,19 +265,37 @@ class PromptPanel(anywidget.AnyWidget):
         return text
 
     # ----------------------------------------------------------- handlers
-    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+    def _preset_lists(self) -> dict[str, Any]:
+        """The picker's groups (by category, first use first) and the list in order."""
         groups: dict[str, list[dict[str, str]]] = {}
         for p in self.presets:
             groups.setdefault(p.category, []).append({"name": p.name, "text": p.text})
         return {
+            "presets": [{"category": c, "presets": ps} for c, ps in groups.items()],
+            "preset_list": [
+                {"name": p.name, "category": p.category, "text": p.text, "negative": p.negative}
+                for p in self.presets
+            ],
+        }
+
+    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {
             "strings": catalogue(self.lang),
             "draft": self.draft,
-            "presets": [{"category": c, "presets": ps} for c, ps in groups.items()],
-            "params": offered_params(self.provider),
-            "negative": bool(_capabilities(self.provider).negative_prompt),
+            **self._preset_lists(),
+            **self._on_params(content),
             "cap": self.cap,
             "max_tasks": self.max_tasks,
             "busy": self.busy,
+        }
+
+    def _on_params(self, content: dict[str, Any]) -> dict[str, Any]:
+        offered = offered_params(self.provider)
+        names = {f["name"] for f in offered}
+        return {
+            "params": offered,
+            "negative": bool(_provider_facts(self.provider)[1].negative_prompt),
+            "defaults": {k: str(v) for k, v in self.defaults.items() if k in names},
         }
 
     def _on_draft(self, content: dict[str, Any]) -> None:
@@ -283,7 +318,7 @@ class PromptPanel(anywidget.AnyWidget):
         values: dict[str, Any] = {}
         kinds = {f["name"]: f["kind"] for f in offered_params(self.provider)}
         for name, kind in kinds.items():
-            raw = (draft.get(name) or "").strip()
+            raw = (draft.get(name) or "").strip() or str(self.defaults.get(name, ""))
             if not raw:
                 continue
             try:
@@ -473,6 +508,60 @@ class PromptPanel(anywidget.AnyWidget):
         if preset.negative:
             negative = f"{negative}, {preset.negative}" if negative.strip() else preset.negative
         return {"prompt": new, "negative": negative}
+
+    # ----------------------------------------------------------- managing presets
+    def _preset_text(self, content: dict[str, Any], key: str, limit: int) -> str:
+        value = content.get(key, "")
+        if not isinstance(value, str) or len(value) > limit:
+            raise UserFacingError("bad_request", type=f"preset {key}")
+        return value.strip()
+
+    def _on_preset_save(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Save the current prompt (and negative prompt) as a new preset."""
+        name = self._preset_text(content, "name", 200)
+        category = self._preset_text(content, "category", 200) or "style"
+        text = self._preset_text(content, "prompt", 20_000)
+        negative = self._preset_text(content, "negative", 20_000)
+        if not name:
+            raise UserFacingError("preset_needs_title")
+        if not text and not negative:
+            raise UserFacingError("preset_needs_text")
+        self.presets.add(name, text, category=category, negative=negative)
+        return {"saved": name, **self._preset_lists()}
+
+    def _on_preset_edit(self, content: dict[str, Any]) -> dict[str, Any]:
+        old = self._preset_text(content, "old", 200)
+        changes = {
+            "name": self._preset_text(content, "name", 200),
+            "category": self._preset_text(content, "category", 200) or "style",
+            "text": self._preset_text(content, "text", 20_000),
+            "negative": self._preset_text(content, "negative", 20_000),
+        }
+        if not changes["name"]:
+            raise UserFacingError("preset_needs_title")
+        if old not in self.presets:
+            raise UserFacingError("preset_gone", name=old[:60])
+        self.presets.edit(old, **changes)
+        return {"saved": changes["name"], **self._preset_lists()}
+
+    def _on_preset_move(self, content: dict[str, Any]) -> dict[str, Any]:
+        name = self._preset_text(content, "name", 200)
+        index = content.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise UserFacingError("bad_request", type="preset_move")
+        if name not in self.presets:
+            raise UserFacingError("preset_gone", name=name[:60])
+        self.presets.move(name, max(0, min(index, len(self.presets) - 1)))
+        return self._preset_lists()
+
+    def _on_preset_delete(self, content: dict[str, Any]) -> dict[str, Any]:
+        name = self._preset_text(content, "name", 200)
+        if content.get("confirm") is not True:  # the page asks first; so does the kernel
+            raise UserFacingError("preset_confirm_delete", name=name[:60])
+        if name not in self.presets:
+            raise UserFacingError("preset_gone", name=name[:60])
+        self.presets.remove(name)
+        return {"deleted": name, **self._preset_lists()}
 
     def _on_file(self, content: dict[str, Any]) -> dict[str, Any]:
         name, text = content.get("name"), content.get("text")

@@ -27,12 +27,14 @@ import json
 import logging
 import os
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anywidget
 import traitlets
 
+import nbbatch.providers as providers
+from nbbatch.core._model import Params
 from nbbatch.core._secrets import Secret
 from nbbatch.engine import (
     ProviderConfig,
@@ -45,7 +47,7 @@ from nbbatch.engine import (
 
 # where the files are and the secrets file's own helpers (not re-exported at the top)
 from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
-from nbbatch.errors import NbbatchError
+from nbbatch.errors import ConfigError, NbbatchError, UnknownProviderError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
@@ -61,17 +63,63 @@ STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only kno
 _LLM_SECRET = "llm"
 _DEFERRED: dict[str, Any] = {"__deferred__": True}
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
-_NO_KEY = frozenset({"demo", "a1111", "comfyui", "pool"})  # local or keyless services
+_TOP = ("base_url", "model")  # catalogue fields that are values of their own
+_INT_PARAMS = frozenset({"n", "seed", "steps"})
+_FLOAT_PARAMS = frozenset({"cfg_scale", "strength"})
 
 
 def provider_fields(provider: str) -> dict[str, Any]:
-    """What the settings of ``provider`` are: env vars of its key, whether it needs one.
+    """What the settings form shows for ``provider``, from the provider catalogue.
 
-    One small place on purpose: the provider catalogue (nbbatch.providers facts) will
-    answer this for every provider.
+    ``fields``: the catalogue's non-secret settings fields (name, label, kind, default,
+    help, choices); ``key``: the label of its secret field and the variables it is read
+    from (``None`` when it takes no secret); ``params``: the generation parameters whose
+    defaults may be set (what the provider cannot do is left out). A plug-in the
+    catalogue does not describe gets a base URL and a model.
     """
-    env = list(ProviderConfig(provider=provider).key_env)
-    return {"key_env": env, "needs_key": provider not in _NO_KEY, "base_url": True, "model": True}
+    try:
+        info = providers.provider_info(provider)
+    except UnknownProviderError:
+        info = providers.ProviderInfo(
+            name=provider,
+            label=provider,
+            class_path="",
+            capabilities=providers.Capabilities(),
+            settings=(
+                providers.SettingField("base_url", "Base URL", "url"),
+                providers.SettingField("model", "Model", "text"),
+            ),
+        )
+    secret = next((f for f in info.settings if f.kind == "secret"), None)
+    return {
+        "label": info.label,
+        "fields": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "kind": f.kind,
+                "default": f.default,
+                "help": f.help,
+                "choices": list(f.choices),
+            }
+            for f in info.settings
+            if f.kind != "secret"
+        ],
+        "key": None
+        if secret is None
+        else {
+            "field": secret.name,
+            "label": secret.label,
+            "env": list(info.key_env),
+            "required": info.takes_key,
+        },
+        "key_env": list(info.key_env),
+        "needs_key": secret is not None,
+        # the model has its own field above; n, seed and the rest are defaults here
+        "params": [
+            p for p in providers.offered_params(info.name, info.capabilities) if p != "model"
+        ],
+    }
 
 
 class _RedactKeys(logging.Filter):
@@ -157,6 +205,7 @@ class SettingsPanel(anywidget.AnyWidget):
         self._refresh_flags()
         self._handlers: dict[str, tuple[str, _Handler]] = {
             "hello": ("doing_request", self._on_hello),
+            "keys": ("doing_request", self._on_keys),
             "set_key": ("doing_key", self._on_set_key),
             "forget_key": ("doing_key", self._on_forget_key),
             "save": ("doing_save", self._on_save),
@@ -177,13 +226,20 @@ class SettingsPanel(anywidget.AnyWidget):
         return self._config_dir() / "secrets.json"
 
     def _load(self) -> dict[str, Any]:
-        """The saved values, or the defaults with ``problem`` set (the file stays as is)."""
+        """The saved values, or the defaults with ``problem`` set (the file stays as is).
+
+        ``options`` are the provider's other catalogue fields (its own ``concurrency``
+        among them), ``defaults`` its default generation parameters, both as the text the
+        form shows.
+        """
         values: dict[str, Any] = {
             "llm_base_url": "",
             "llm_model": "gpt-4o-mini",
             "provider": "demo",
             "base_url": "",
             "model": "",
+            "options": {},
+            "defaults": {},
             "concurrency": 3,
             "retries": 2,
         }
@@ -194,6 +250,11 @@ class SettingsPanel(anywidget.AnyWidget):
                 cfg = settings.get()
                 values.update(provider=cfg.provider, base_url=cfg.base_url or "")
                 values.update(model=cfg.model or "")
+                options = {k: str(v) for k, v in cfg.options.items()}
+                if cfg.concurrency is not None:
+                    options["concurrency"] = str(cfg.concurrency)
+                values["options"] = options
+                values["defaults"] = {k: str(v) for k, v in cfg.params.items()}
         except NbbatchError as exc:
             problems.append(exc.message)
         studio = self._config_dir() / STUDIO_FILE
@@ -212,19 +273,23 @@ class SettingsPanel(anywidget.AnyWidget):
             log.warning("nbbatch settings: %s; using the defaults", self.problem)
         return values
 
-    def _stored_key(self, which: str) -> Secret | None:
-        if which in self._keys:
-            return self._keys[which]
-        name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
+    def _secret_name(self, which: str, provider: str | None = None) -> str:
+        """Where a key is kept: the LLM's under ``llm``, a provider's under its name."""
+        return _LLM_SECRET if which == "llm" else provider or str(self.values["provider"])
+
+    def _stored_key(self, which: str, provider: str | None = None) -> Secret | None:
+        name = self._secret_name(which, provider)
+        if name in self._keys:
+            return self._keys[name]
         try:
             return load_secrets(self._secrets_path()).get(name)
         except NbbatchError:
             return None
 
-    def _key_env(self, which: str) -> list[str]:
+    def _key_env(self, which: str, provider: str | None = None) -> list[str]:
         if which == "llm":
             return ["OPENAI_API_KEY"]
-        return list(provider_fields(str(self.values["provider"]))["key_env"])
+        return list(provider_fields(provider or str(self.values["provider"]))["key_env"])
 
     def _refresh_flags(self) -> None:
         self.llm_key_set = bool(_env_source(self._key_env("llm")) or self._stored_key("llm"))
@@ -237,13 +302,32 @@ class SettingsPanel(anywidget.AnyWidget):
         return LLMConfig(model=str(self.values["llm_model"]), base_url=base, api_key=key)
 
     def provider_config(self) -> ProviderConfig:
+        """The image provider as saved: what the studio's "Run all" builds and runs on."""
         v = self.values
+        options: dict[str, Any] = {}
+        concurrency = None
+        kinds = {f["name"]: f["kind"] for f in provider_fields(str(v["provider"]))["fields"]}
+        for name, raw in dict(v.get("options") or {}).items():
+            if not str(raw).strip() or name not in kinds:
+                continue
+            value: Any = int(raw) if kinds[name] == "int" else str(raw)
+            if name == "concurrency":
+                concurrency = value
+            else:
+                options[name] = value
         return ProviderConfig(
             provider=str(v["provider"]),
             base_url=str(v["base_url"]) or None,
             model=str(v["model"]) or None,
+            concurrency=concurrency,
+            options=options,
+            params=_params_of(dict(v.get("defaults") or {})),
             api_key=self._stored_key("provider"),
         )
+
+    def default_params(self) -> dict[str, Any]:
+        """The saved default generation parameters (``Params`` fields, typed)."""
+        return _params_of(dict(self.values.get("defaults") or {}))
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
@@ -266,27 +350,41 @@ class SettingsPanel(anywidget.AnyWidget):
             text = describe(exc, self.lang, action)
             self.send({"type": "reply", "uuid": uid, "ok": False, "error": text})
 
-    def _keys_info(self) -> dict[str, Any]:
+    def _keys_info(self, provider: str | None = None) -> dict[str, Any]:
         out = {}
         for which in ("llm", "provider"):
-            env = _env_source(self._key_env(which))
+            env = _env_source(self._key_env(which, provider))
+            key = provider_fields(provider or str(self.values["provider"]))["key"]
             out[which] = {
                 "env": env,
-                "set": bool(env or self._stored_key(which)),
-                "env_names": self._key_env(which),
-                "needs": which == "llm"
-                or bool(provider_fields(str(self.values["provider"]))["needs_key"]),
+                "set": bool(env or self._stored_key(which, provider)),
+                "env_names": self._key_env(which, provider),
+                "needs": which == "llm" or key is not None,
+                "label": None if which == "llm" or key is None else key["label"],
+                "field": None if which == "llm" or key is None else key["field"],
             }
         return out
 
+    def _provider_of(self, content: dict[str, Any]) -> str:
+        """The provider the form shows (it may differ from the saved one until Save)."""
+        name = content.get("provider", self.values["provider"])
+        if not isinstance(name, str) or name not in available_providers():
+            raise UserFacingError("unknown_provider", name=str(name)[:60])
+        return name
+
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        names = list(available_providers())
         return {
             "strings": catalogue(self.lang),
             "values": self.values,
-            "providers": list(available_providers()),
+            "providers": [{"name": n, "label": provider_fields(n)["label"]} for n in names],
+            "forms": {n: provider_fields(n) for n in names},
             "keys": self._keys_info(),
             "problem": self.problem,
         }
+
+    def _on_keys(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {"keys": self._keys_info(self._provider_of(content))}
 
     def _which(self, content: dict[str, Any]) -> str:
         which = content.get("which")
@@ -296,30 +394,32 @@ class SettingsPanel(anywidget.AnyWidget):
 
     def _on_set_key(self, content: dict[str, Any]) -> dict[str, Any]:
         which = self._which(content)
+        provider = self._provider_of(content)
         raw = content.get("key")
         if not isinstance(raw, str) or not raw.strip() or len(raw) > 4096:
             raise UserFacingError("bad_key")
         secret = Secret(raw)
         del raw, content["key"]  # nothing keeps the plain text longer than this call
-        self._keys[which] = secret
+        name = self._secret_name(which, provider)
+        self._keys[name] = secret
         if content.get("remember") is True:
-            name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
             save_secret(name, secret, self._secrets_path())
         self._refresh_flags()
         self._changed()
-        return {"keys": self._keys_info()}
+        return {"keys": self._keys_info(provider)}
 
     def _on_forget_key(self, content: dict[str, Any]) -> dict[str, Any]:
         which = self._which(content)
-        self._keys.pop(which, None)
-        name = _LLM_SECRET if which == "llm" else str(self.values["provider"])
+        provider = self._provider_of(content)
+        name = self._secret_name(which, provider)
+        self._keys.pop(name, None)
         try:
             delete_secret(name, self._secrets_path())
         except NbbatchError as exc:
             raise UserFacingError("key_not_forgotten", message=clip(exc.message, 300)) from None
         self._refresh_flags()
         self._changed()
-        return {"keys": self._keys_info()}
+        return {"keys": self._keys_info(provider)}
 
     def _values_from(self, content: dict[str, Any]) -> dict[str, Any]:
         raw = content.get("values")
@@ -343,14 +443,19 @@ class SettingsPanel(anywidget.AnyWidget):
             v[key] = number
         if not v["llm_model"]:
             raise UserFacingError("bad_llm_model")
+        form = provider_fields(v["provider"])
+        same = v["provider"] == self.values["provider"]
+        v["options"] = _options_from(
+            raw.get("options", v["options"] if same else {}), form["fields"]
+        )
+        v["defaults"] = _defaults_from(
+            raw.get("defaults", v["defaults"] if same else {}), form["params"]
+        )
         return v
 
     def _on_save(self, content: dict[str, Any]) -> dict[str, Any]:
         values = self._values_from(content)
-        provider_changed = values["provider"] != self.values["provider"]
         self.values = values
-        if provider_changed:
-            self._keys.pop("provider", None)
         cfg = self.provider_config()
         settings = Settings()
         # keep the other configurations of a readable file; a broken one is replaced
@@ -368,7 +473,7 @@ class SettingsPanel(anywidget.AnyWidget):
         self.problem = None
         self._refresh_flags()
         self._changed()
-        return {"path": str(path), "keys": self._keys_info()}
+        return {"path": str(path), "keys": self._keys_info(), "values": self.values}
 
     def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
         values = self._values_from(content)
@@ -376,8 +481,9 @@ class SettingsPanel(anywidget.AnyWidget):
             provider=values["provider"],
             base_url=values["base_url"] or None,
             model=values["model"] or None,
+            options={k: v for k, v in _typed_options(values).items() if k != "concurrency"},
         )
-        key = self._keys.get("provider")
+        key = self._keys.get(values["provider"])
         uid = content.get("uuid")
         job = asyncio.ensure_future(
             test_connection(cfg, api_key=key, secrets_path=self._secrets_path())
@@ -402,3 +508,64 @@ class SettingsPanel(anywidget.AnyWidget):
                 self._on_change(self)
             except Exception:
                 log.exception("nbbatch settings: a change listener failed")
+
+
+def _options_from(raw: object, fields: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The provider's other fields as the form sent them, checked against the catalogue."""
+    if not isinstance(raw, dict):
+        raise UserFacingError("bad_request", type="options")
+    out: dict[str, str] = {}
+    for f in fields:
+        name = f["name"]
+        if name in _TOP or name not in raw:
+            continue
+        value = raw[name]
+        value = str(value).strip() if isinstance(value, (str, int)) else None
+        if value is None or len(value) > 2000:
+            raise UserFacingError("bad_request", type=name)
+        if not value:
+            continue
+        if f["kind"] == "int" and not value.isdigit():
+            raise UserFacingError("bad_setting", name=f["label"], value=clip(value, 40))
+        if f["kind"] == "choice" and value not in f["choices"]:
+            raise UserFacingError("bad_setting", name=f["label"], value=clip(value, 40))
+        out[name] = value
+    return out
+
+
+def _typed_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    kinds = {f["name"]: f["kind"] for f in provider_fields(str(values["provider"]))["fields"]}
+    return {k: int(v) if kinds.get(k) == "int" else v for k, v in dict(values["options"]).items()}
+
+
+def _defaults_from(raw: object, offered: Sequence[str]) -> dict[str, str]:
+    """Default generation parameters: only those offered, each one a valid value."""
+    if not isinstance(raw, dict):
+        raise UserFacingError("bad_request", type="defaults")
+    out = {
+        name: str(raw[name]).strip()[:200]
+        for name in offered
+        if isinstance(raw.get(name), (str, int, float)) and str(raw[name]).strip()
+    }
+    try:
+        _params_of(out)
+    except (ConfigError, ValueError) as exc:
+        raise UserFacingError("bad_defaults", message=clip(str(exc), 200)) from None
+    return out
+
+
+def _params_of(texts: Mapping[str, Any]) -> dict[str, Any]:
+    """``Params`` fields from the form's text (``"20"`` → 20), checked by ``Params``."""
+    out: dict[str, Any] = {}
+    for name, raw in texts.items():
+        text = str(raw).strip()
+        if not text:
+            continue
+        if name in _INT_PARAMS:
+            out[name] = int(text)
+        elif name in _FLOAT_PARAMS:
+            out[name] = float(text)
+        else:
+            out[name] = text
+    Params.from_dict(out)
+    return out

@@ -14,6 +14,12 @@ page → kernel
     ``abort {fid}``                  forget a file part-way (the page gave up on it)
     ``remove {id}``, ``move {id, index}``, ``clear``, ``dismiss``   (``id`` is the sha256)
     ``thumbs {ids}``                 kernel thumbnails (WebP) as buffers, in ``ids`` order
+    ``server_folder``                open the ``Choose folder on server`` picker (an
+                                     ipywidget under the drop zone, see _serverfolder)
+    ``remix {id}``                   an image made by nbbatch, A1111/Forge, ComfyUI or
+                                     SwarmUI becomes a task in ``remix_into`` (from its
+                                     embedded parameters) and leaves the references
+    ``keep {id}``                    "Use as reference": keep it, drop the Remix offer
 
 Synced traits are small: ``lang``, ``count`` and ``version`` (bumped whenever the set or
 the refusals change, so every view asks ``list`` again). Image bytes never become traits:
@@ -33,12 +39,19 @@ from typing import Any
 import anywidget
 import traitlets
 
-from nbbatch.core._model import Reference
-from nbbatch.engine import Workspace
-from nbbatch.errors import ImageRejectedError
-from nbbatch.images import ImageLimits, ThumbnailCache, sniff_format
+from nbbatch.core._model import Reference, Task
+from nbbatch.engine import Batch, Workspace
+from nbbatch.errors import ImageRejectedError, NbbatchError
+from nbbatch.images import (
+    GenerationInfo,
+    ImageLimits,
+    ThumbnailCache,
+    read_generation_info,
+    sniff_format,
+)
 
 from ._i18n import catalogue, resolve_lang, tr
+from ._serverfolder import FolderRead, ServerFolderPicker, read_image_folder
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["CHUNK_BYTES", "Upload"]
@@ -53,6 +66,14 @@ _MAX_PENDING = 8
 _MAX_NAME = 255
 THUMB_SIZE = 192  # px on the longer side: 96 css px tiles at 2x density
 _FORMAT_LABELS = {"JPEG": "JPG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP"}
+#: who wrote an image's parameters (``GenerationInfo.source``): names, alike in every language
+_SOURCE_LABELS = {
+    "nbbatch": "nbbatch",
+    "a1111": "AUTOMATIC1111 / Forge",
+    "comfyui": "ComfyUI",
+    "swarmui": "SwarmUI",
+    "invokeai": "InvokeAI",
+}
 _DEFERRED: dict[str, Any] = {"__deferred__": True}
 
 _Handler = Callable[[dict[str, Any], Sequence[Any]], dict[str, Any] | None]
@@ -94,6 +115,8 @@ class Upload(anywidget.AnyWidget):
         max_files: int = 50,
         max_bytes: int = 10 * 1024 * 1024,
         formats: Sequence[str] = ("JPEG", "PNG", "GIF", "WEBP"),
+        server_root: str | os.PathLike[str] | None = None,
+        remix_into: Batch | None = None,
         lang: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +134,13 @@ class Upload(anywidget.AnyWidget):
         self._seq: dict[str, int] = {}  # sha256 -> when its file was announced
         self._next_seq = 0
         self._jobs: set[asyncio.Future[Any]] = set()
+        #: where ``Remix`` puts the task made from a dropped image's embedded parameters
+        #: (the studio sets its batch); without one, Remix is not offered
+        self.remix_into = remix_into
+        self._embedded: dict[str, GenerationInfo] = {}  # sha256 -> parameters found
+        root = pathlib.Path(server_root) if server_root is not None else pathlib.Path.cwd()
+        self._server = ServerFolderPicker(root.resolve(), self._server_picked, self.lang)
+        self._view: Any = None
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -127,6 +157,9 @@ class Upload(anywidget.AnyWidget):
             "clear": ("doing_remove", self._on_clear),
             "dismiss": ("doing_request", self._on_dismiss),
             "thumbs": ("doing_thumbs", self._on_thumbs),
+            "server_folder": ("doing_server_folder", self._on_server_folder),
+            "remix": ("doing_remix", self._on_remix),
+            "keep": ("doing_request", self._on_keep),
         }
         self.on_msg(self._on_msg)
 
@@ -150,6 +183,28 @@ class Upload(anywidget.AnyWidget):
         self._accept(ref, _size_of(source))
         return ref
 
+    def add_folder(self, folder: str | os.PathLike[str]) -> list[Reference]:
+        """Add the images directly in a folder next to the kernel (as the server folder
+        picker does); refusals go to ``refused`` with their reasons. Blocking."""
+        read = read_image_folder(
+            pathlib.Path(folder), self.workspace, self.limits, self._room(), self.lang
+        )
+        return self._take(read)
+
+    def remix(self, ref: Reference | str) -> Task:
+        """The task an image's embedded parameters describe, added to ``remix_into``;
+        the image leaves the references (it was a result to redo, not an input)."""
+        sha = ref.sha256 if isinstance(ref, Reference) else ref
+        info = self._embedded.get(sha)
+        if info is None:
+            raise UserFacingError("remix_nothing")
+        if self.remix_into is None:
+            raise UserFacingError("remix_no_batch")
+        (task,) = self.remix_into.add([info.to_task()])
+        self._embedded.pop(sha, None)
+        self.remove(sha)
+        return task
+
     def remove(self, ref: Reference | str) -> None:
         sha = ref.sha256 if isinstance(ref, Reference) else ref
         self._refs = [r for r in self._refs if r.sha256 != sha]
@@ -168,6 +223,7 @@ class Upload(anywidget.AnyWidget):
     def clear(self) -> None:
         """Empty the set (the files stay in the workspace, deduplicated by content)."""
         self._refs = []
+        self._embedded.clear()
         self._refused = []
         self._pending.clear()
         self._changed()
@@ -210,11 +266,63 @@ class Upload(anywidget.AnyWidget):
                     "height": r.height,
                     "format": _FORMAT_LABELS.get(r.format, r.format),
                     "size": self._sizes.get(r.sha256, 0),
+                    **self._offer(r.sha256),
                 }
                 for r in self._refs
             ],
             "refused": self._refused,
         }
+
+    def _offer(self, sha: str) -> dict[str, Any]:
+        info = self._embedded.get(sha)
+        if info is None:
+            return {}
+        return {
+            "embedded": {
+                "source": info.source,
+                "label": _SOURCE_LABELS.get(info.source, info.source),
+                "prompt": clip(info.prompt or "", 160),
+                "remix": self.remix_into is not None,
+            }
+        }
+
+    def _room(self) -> int:
+        return max(0, self.max_files - len(self._refs) - len(self._pending))
+
+    def _take(self, read: FolderRead) -> list[Reference]:
+        taken = []
+        for ref, size in read.images:
+            before = len(self._refs)
+            self._accept(ref, size)
+            if len(self._refs) > before:
+                taken.append(ref)
+        for name, reason in read.refused:
+            self._refuse(name, reason)
+        return taken
+
+    def _store(self, data: bytes, name: str) -> tuple[Reference, GenerationInfo | None]:
+        """Decode and store (guarded), then look for embedded generation parameters:
+        metadata is read from the bytes already checked, without decoding pixels."""
+        ref = self.workspace.add_reference(data, name, limits=self.limits)
+        try:
+            info: GenerationInfo | None = read_generation_info(data, limits=self.limits)
+        except NbbatchError:
+            info = None
+        return ref, info if info else None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.view._repr_mimebundle_(**kwargs)
+
+    @property
+    def view(self) -> Any:
+        """The drop zone with the server folder picker under it (what is displayed)."""
+        if self._view is None:
+            import ipywidgets  # type: ignore[import-untyped]
+
+            self._view = ipywidgets.VBox(
+                [self, self._server.box], layout=ipywidgets.Layout(width="100%")
+            )
+        return self._view
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
@@ -332,8 +440,13 @@ class Upload(anywidget.AnyWidget):
         data = bytes(p.data)
         p.data = bytearray()
 
-        def finish(ref: Reference | None, error: BaseException | None) -> None:
-            if error is None and ref is not None:
+        def finish(
+            stored: tuple[Reference, GenerationInfo | None] | None, error: BaseException | None
+        ) -> None:
+            ref = stored[0] if stored is not None else None
+            if error is None and stored is not None and ref is not None:
+                if stored[1] is not None:
+                    self._embedded[ref.sha256] = stored[1]
                 if len(self._refs) >= self.max_files:
                     reason = tr(self.lang, "too_many_files", name=p.name, n=self.max_files)
                     self._refuse(p.name, reason)
@@ -359,18 +472,18 @@ class Upload(anywidget.AnyWidget):
         loop = self._loop
         if loop is None or not loop.is_running():
             try:
-                ref = self.workspace.add_reference(data, p.name, limits=self.limits)
+                stored = self._store(data, p.name)
             except Exception as exc:
                 finish(None, exc)
             else:
-                finish(ref, None)
+                finish(stored, None)
             return _DEFERRED
         # Decoding, hashing and fsync take tens of ms per MB: off the loop, so the kernel
         # keeps answering the page (and a run keeps going) while a 40 MB drop lands.
-        job = asyncio.ensure_future(self.workspace.aadd_reference(data, p.name, limits=self.limits))
+        job = asyncio.ensure_future(asyncio.to_thread(self._store, data, p.name))
         self._jobs.add(job)
 
-        def done(f: asyncio.Future[Reference]) -> None:
+        def done(f: asyncio.Future[tuple[Reference, GenerationInfo | None]]) -> None:
             self._jobs.discard(f)
             if f.cancelled():
                 return
@@ -394,6 +507,39 @@ class Upload(anywidget.AnyWidget):
 
     def _on_dismiss(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
         self._refused = []
+        self._changed()
+
+    def _on_server_folder(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        self._server.open()
+        return {"root": str(self._server.root)}
+
+    def _server_picked(self, folder: pathlib.Path) -> None:
+        """A folder chosen in the picker: read it off the loop, then show the result."""
+        room = self._room()
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            self._take(read_image_folder(folder, self.workspace, self.limits, room, self.lang))
+            return
+        job = loop.run_in_executor(
+            None, read_image_folder, folder, self.workspace, self.limits, room, self.lang
+        )
+        self._jobs.add(job)
+
+        def done(f: asyncio.Future[FolderRead]) -> None:
+            self._jobs.discard(f)
+            try:
+                self._take(f.result())
+            except Exception as exc:
+                self._refuse(folder.name, describe(exc, self.lang, "doing_server_folder"))
+
+        job.add_done_callback(done)
+
+    def _on_remix(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
+        task = self.remix(_text(content.get("id"), "remix"))
+        return {"task": task.id}
+
+    def _on_keep(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
+        self._embedded.pop(_text(content.get("id"), "keep"), None)
         self._changed()
 
     def _on_thumbs(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:

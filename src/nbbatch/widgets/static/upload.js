@@ -232,6 +232,7 @@ var UploadView = class {
     const button = (key, icon, onclick, cls = "") => h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, "aria-label": s[key], onclick, html: `${icons2[icon]}<span>${s[key]}</span>` });
     this.addBtn = button("add_images", "image", () => this.fileInput.click());
     this.folderBtn = button("add_folder", "folder", () => this.folderInput.click());
+    this.serverBtn = button("choose_server_folder", "folder", () => this.act("server_folder"));
     this.clearBtn = button("clear", "trash", () => this.act("clear"), "nbb-danger");
     this.countText = h("span", { class: "nbb-up-count", role: "status", "aria-live": "polite" });
     const head = h(
@@ -242,6 +243,7 @@ var UploadView = class {
       h("span", { class: "nbb-up-spring" }),
       this.addBtn,
       this.folderBtn,
+      this.serverBtn,
       this.clearBtn
     );
     const formats = (this.limits.formats || []).join(" / ");
@@ -300,7 +302,9 @@ var UploadView = class {
       h("button", { type: "button", class: "nbb-link", text: s.dismiss, onclick: () => this.errorBox.hidden = true })
     );
     this.refusedBox = h("div", { class: "nbb-up-refused", role: "alert", hidden: true });
-    this.root.replaceChildren(head, this.errorBox, this.zone, this.refusedBox, this.fileInput, this.folderInput);
+    this.offersBox = h("div", { class: "nbb-up-offers", role: "region", "aria-label": s.remix, hidden: true });
+    this.noteBox = h("div", { class: "nbb-up-note", role: "status", "aria-live": "polite" });
+    this.root.replaceChildren(head, this.errorBox, this.zone, this.offersBox, this.noteBox, this.refusedBox, this.fileInput, this.folderInput);
   }
   paint() {
     const s = this.strings;
@@ -317,7 +321,34 @@ var UploadView = class {
       this.focusId = null;
     }
     this.paintRefused();
+    this.paintOffers();
     this.askThumbs();
+  }
+  paintOffers() {
+    const s = this.strings;
+    const offers = this.items.filter((i) => i.embedded);
+    this.offersBox.hidden = !offers.length;
+    this.offersBox.replaceChildren(
+      ...offers.map((item) => {
+        const e = item.embedded;
+        const source = e.label;
+        return h(
+          "div",
+          { class: "nbb-up-offer", "data-id": item.id },
+          h("div", { class: "nbb-up-offer-text", title: e.prompt }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
+          e.remix ? h("button", { type: "button", class: "nbb-btn nbb-small nbb-primary", text: s.remix, "aria-label": fmt(s, "remix_named", { name: item.name }), onclick: () => this.remix(item) }) : null,
+          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.use_as_reference, "aria-label": fmt(s, "use_as_reference_named", { name: item.name }), onclick: () => this.act("keep", { id: item.id }) })
+        );
+      })
+    );
+  }
+  async remix(item) {
+    try {
+      await this.channel.request("remix", { id: item.id });
+      setText(this.noteBox, fmt(this.strings, "upload_remixed", { name: item.name }));
+    } catch (err) {
+      this.showError(err);
+    }
   }
   tile(item, index, total) {
     const s = this.strings;
