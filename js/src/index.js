@@ -19,6 +19,7 @@ class View {
     el.append(this.root);
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
+    this.channel.on("reset", () => this.start()); // the studio now shows another batch
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);

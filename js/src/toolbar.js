@@ -21,6 +21,7 @@ export class Toolbar {
     this.resume = button("resume", "play", "", "resume");
     this.stop = button("stop", "stop", "", "stop");
     this.retryFailed = button("retry_failed", "retry", "", "retry_failed");
+    this.history = button("hist_button", "history", "", "open_history");
     this.state = h("span", { class: "nbb-state", role: "status", "aria-live": "polite" });
 
     this.provider = h("select", {
@@ -67,6 +68,7 @@ export class Toolbar {
         { class: "nbb-toolbar", role: "toolbar", "aria-label": s.toolbar },
         h("div", { class: "nbb-group" }, this.runAll, this.pause, this.resume, this.stop),
         h("div", { class: "nbb-group" }, this.retryFailed),
+        h("div", { class: "nbb-group" }, this.history),
         h("div", { class: "nbb-spring" }),
         settings,
       ),
