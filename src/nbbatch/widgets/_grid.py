@@ -345,7 +345,15 @@ class TaskGrid(anywidget.AnyWidget):
             "strings": catalogue(self.lang),
             "summary": self._hub.summary(),
             "notice": self._notice,
+            "batch": self._batch_head(),
         }
+
+    def _batch_head(self) -> dict[str, str]:
+        return {"id": self._batch.id, "name": self._batch.name}
+
+    def _batch_renamed(self) -> None:
+        """The batch shown got a new name (History's Rename): the toolbar shows it."""
+        self._post({"type": "batch", "batch": self._batch_head()})
 
     def _on_rows(self, content: dict[str, Any]) -> dict[str, Any]:
         filt, query = self._filter_args(content)

@@ -55,7 +55,7 @@ __all__ = ["History"]
 log = logging.getLogger("nbbatch")
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-_THUMBS = 6  # per batch in the strip
+_THUMBS = 4  # per batch in the strip (the row says how many more)
 _THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 _DEFERRED: dict[str, Any] = {"__deferred__": True}
 
@@ -217,12 +217,18 @@ class History(anywidget.AnyWidget):
         def reply(rows: list[dict[str, Any]]) -> None:
             self._reply(content.get("uuid"), True, {"rows": rows})
 
-        return self._off_loop(
-            content.get("uuid"),
-            "doing_hist_list",
-            lambda: [dict(r.to_dict(), resumable=r.resumable) for r in self.workspace.history()],
-            reply,
-        )
+        current = self.current
+
+        def work() -> list[dict[str, Any]]:
+            # Every studio starts an empty batch to fill: those left empty are noise here
+            # (they hold nothing to open or resume), except the one the studio shows.
+            return [
+                dict(r.to_dict(), resumable=r.resumable)
+                for r in self.workspace.history()
+                if r.total or r.id == current
+            ]
+
+        return self._off_loop(content.get("uuid"), "doing_hist_list", work, reply)
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
         bid = self._id(content)
@@ -291,6 +297,8 @@ class History(anywidget.AnyWidget):
         studio = self._studio() if self._studio is not None else None
         batch = studio._known_batch(bid) if studio is not None else None
         clean = batch.rename(name) if batch is not None else self.workspace.rename_batch(bid, name)
+        if studio is not None and studio.batch.id == bid:
+            studio._batch_renamed()
         return {"id": bid, "name": clean}
 
     def _on_delete(self, content: dict[str, Any]) -> dict[str, Any]:

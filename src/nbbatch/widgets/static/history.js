@@ -102,6 +102,7 @@ function pct(rate) {
 }
 function seconds(value) {
   if (value === null || value === void 0) return "–";
+  if (value < 0.1) return "< 0.1 s";
   if (value < 10) return `${value.toFixed(1)} s`;
   if (value < 60) return `${Math.round(value)} s`;
   return duration(value);
@@ -304,12 +305,17 @@ var HistoryView = class {
     retry.hidden = !failed;
     const studioOnly = [open, resume, retry];
     if (!this.inStudio) for (const b of studioOnly) b.hidden = true;
-    const actions = h("td", { class: "nbb-h-actions" }, h("div", { class: "nbb-h-btns" }, open, resume, retry, rename, del));
+    const actions = h(
+      "td",
+      { class: "nbb-h-actions" },
+      h("div", { class: "nbb-h-btns" }, open, resume, retry),
+      h("div", { class: "nbb-h-btns nbb-h-minor" }, rename, del)
+    );
     const tr = h(
       "tr",
       { "data-id": row.id, "data-status": row.status },
       nameCell,
-      h("td", { class: "nbb-h-date" }, h("time", { datetime: created.toISOString(), text: created.toLocaleString(this.locale()) })),
+      h("td", { class: "nbb-h-date" }, h("time", { datetime: created.toISOString(), title: created.toLocaleString(this.locale()), text: this.when(created) })),
       h("td", { class: "nbb-h-prov", text: row.provider || "–" }),
       h("td", { class: "nbb-h-num" }, ...tasks.map((t, i) => h("div", { class: i ? "nbb-h-sub" : "", text: t }))),
       h("td", { class: "nbb-h-num", text: pct(row.success_rate) }),
@@ -342,6 +348,12 @@ var HistoryView = class {
   }
   locale() {
     return this.model.get("lang") === "zh" ? "zh-CN" : void 0;
+  }
+  // Short: "Dec 2, 14:05" this year, with the year otherwise (the full stamp is its title).
+  when(date) {
+    const options = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    if (date.getFullYear() !== (/* @__PURE__ */ new Date()).getFullYear()) options.year = "numeric";
+    return date.toLocaleString(this.locale(), options);
   }
   // ---------------------------------------------------------------- thumbnails
   onVisible(entries) {

@@ -978,6 +978,7 @@ var Toolbar = class {
     this.retryFailed = button("retry_failed", "retry", "", "retry_failed");
     this.history = button("hist_button", "history", "", "open_history");
     this.state = h("span", { class: "nbb-state", role: "status", "aria-live": "polite" });
+    this.batchName = h("span", { class: "nbb-batchname" });
     this.provider = h("select", {
       class: "nbb-select",
       "aria-label": s.provider,
@@ -1024,7 +1025,7 @@ var Toolbar = class {
         h("div", { class: "nbb-spring" }),
         settings
       ),
-      h("div", { class: "nbb-progress" }, this.state, this.bar, this.stats)
+      h("div", { class: "nbb-progress" }, this.batchName, this.state, this.bar, this.stats)
     );
     this.summary = null;
     this.summaryAt = 0;
@@ -1032,6 +1033,12 @@ var Toolbar = class {
   }
   dispose() {
     clearInterval(this.ticker);
+  }
+  // The batch shown (History can switch it): its name, with the id for the curious.
+  setBatch(batch) {
+    if (!batch) return;
+    setText(this.batchName, batch.name);
+    setAttr(this.batchName, "title", `${batch.name} · ${batch.id}`);
   }
   update() {
     const { model, strings: s } = this.view;
@@ -1112,6 +1119,7 @@ var View = class {
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
     this.channel.on("reset", () => this.start());
+    this.channel.on("batch", (msg) => this.toolbar && this.toolbar.setBatch(msg.batch));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
@@ -1133,6 +1141,7 @@ var View = class {
       this.strings = msg.strings;
       this.build();
       this.setSummary(msg.summary);
+      if (this.toolbar) this.toolbar.setBatch(msg.batch);
       if (msg.notice) this.notice(msg.notice.text, msg.notice.level);
       this.grid.requestWindow(true);
     } catch (err) {
