@@ -24,7 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HistoryRow", "ProviderStats", "batch_status", "history_rows", "provider_stats"]
+__all__ = [
+    "BatchSummary",
+    "HistoryRow",
+    "ProviderStats",
+    "batch_status",
+    "history_rows",
+    "provider_stats",
+]
 
 _Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -58,17 +65,14 @@ def _rate(succeeded: int, failed: int) -> float | None:
 
 
 @dataclass(frozen=True)
-class HistoryRow:
-    """One past batch as the History panel lists it."""
+class BatchSummary:
+    """A batch with its per-status task counts (``Workspace.batches()``)."""
 
     id: str
     name: str
     created_at: float
     provider: str | None
     counts: dict[str, int]
-    images: int
-    #: mean duration of its succeeded tasks in seconds (None: none succeeded with times)
-    mean_duration: float | None
 
     @property
     def total(self) -> int:
@@ -77,6 +81,26 @@ class HistoryRow:
     @property
     def status(self) -> str:
         return batch_status(self.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "provider": self.provider,
+            "status": self.status,
+            "total": self.total,
+            "counts": dict(self.counts),
+        }
+
+
+@dataclass(frozen=True)
+class HistoryRow(BatchSummary):
+    """One past batch as the History panel lists it: a summary and what it made."""
+
+    images: int
+    #: mean duration of its succeeded tasks in seconds (None: none succeeded with times)
+    mean_duration: float | None
 
     @property
     def success_rate(self) -> float | None:
@@ -89,13 +113,7 @@ class HistoryRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "name": self.name,
-            "created_at": self.created_at,
-            "provider": self.provider,
-            "status": self.status,
-            "total": self.total,
-            "counts": dict(self.counts),
+            **super().to_dict(),
             "images": self.images,
             "success_rate": self.success_rate,
             "mean_duration": self.mean_duration,

@@ -62,7 +62,7 @@ from ..core._errors import (
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
 from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
 from . import _history
-from ._history import HistoryRow, ProviderStats, batch_status
+from ._history import BatchSummary, HistoryRow, ProviderStats
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -274,34 +274,6 @@ class RecoveryReport:
             or self.orphan_files_removed
             or self.missing_files
         )
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    id: str
-    name: str
-    created_at: float
-    provider: str | None
-    counts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def status(self) -> str:
-        return batch_status(self.counts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created_at": self.created_at,
-            "provider": self.provider,
-            "status": self.status,
-            "total": self.total,
-            "counts": dict(self.counts),
-        }
 
 
 @dataclass(frozen=True)
