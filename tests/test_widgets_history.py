@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -213,3 +214,30 @@ def test_the_toolbar_button_opens_the_dialog_and_bad_requests_get_words(older: B
     page = Page(studio.history)
     assert page.refused("no_such_thing")
     assert page.refused("thumbs", id=42)
+
+
+async def test_the_list_is_marked_stale_when_a_run_of_the_studio_ends(older: Batch) -> None:
+    current = Batch.create(["quick"], workspace=older.workspace)
+    studio = BatchStudio(current, provider=ControlledProvider())
+    history = Page(studio.history)
+    Page(studio).ok("run_all")
+    await settle(studio)
+    assert history.of_type("changed")  # the page asks for the list again if it shows it
+    rows = (await answer(history, type="list"))["rows"]
+    assert rows[0]["id"] == current.id and rows[0]["status"] == "succeeded"
+
+
+def test_a_thousand_batches_list_in_one_reply_of_modest_size(workspace: Workspace) -> None:
+    for i in range(1000):
+        workspace.insert_batch([], name=f"b{i}", allow_empty=True)
+    Batch.create(["the one with a task"], workspace=workspace)
+    page = Page(History(workspace))
+    rows = page.ok("list")["rows"]
+    assert len(rows) == 1  # batches left empty are not listed
+    for b in workspace.history()[1:]:
+        workspace.add_tasks(b.id, [nbbatch.Task(prompt="p")])
+    page.sent.clear()
+    rows = page.ok("list")["rows"]
+    assert len(rows) == 1001
+    size = len(json.dumps(page.sent[-1][0]))
+    assert size < 400_000, size  # ~0.3 KB a row: no thumbnails, no prompts

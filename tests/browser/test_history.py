@@ -80,8 +80,13 @@ def py(lab, page: Page, code: str) -> object:
     return json.loads(lab.execute(page, f"import json; print(json.dumps({code}))"))
 
 
-def open_history(page: Page, label: str = "History") -> Locator:
-    button(page.locator(".nbb-toolbar"), label).click()
+def open_history(page: Page, label: str = "History", *, keyboard: bool = False) -> Locator:
+    trigger = button(page.locator(".nbb-toolbar"), label)
+    if keyboard:
+        trigger.focus()
+        page.keyboard.press("Enter")
+    else:
+        trigger.click()
     dialog = page.get_by_role("dialog", name="History" if label == "History" else "历史记录")
     expect(dialog).to_be_visible()
     expect(dialog.locator("tbody tr").first).to_be_visible()
@@ -132,7 +137,8 @@ def test_history_lists_opens_and_resumes_a_batch_killed_mid_run(lab, tmp_path: P
     lab.screenshot(page, "3-opened-older")
 
     lab.set_theme(page, "dark")
-    dialog = open_history(page)
+    dialog = open_history(page, keyboard=True)
+    expect(dialog.get_by_role("tab", name="Batches")).to_be_focused()  # keys go to the dialog
     expect(dialog.locator("tr.nbb-h-current .nbb-h-name")).to_have_text("Older batch")
     lab.screenshot(page, "4-list-dark")
 
@@ -154,6 +160,7 @@ def test_history_lists_opens_and_resumes_a_batch_killed_mid_run(lab, tmp_path: P
     expect(dialog.get_by_role("status")).to_contain_text("Deleted “Sunset set” (2 image files")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+    expect(button(page.locator(".nbb-toolbar"), "History")).to_be_focused()  # back where it was
     lab.set_theme(page, "light")
 
     # a run killed with its kernel
@@ -189,3 +196,8 @@ def test_history_lists_opens_and_resumes_a_batch_killed_mid_run(lab, tmp_path: P
     expect(killed.locator(".nbb-h-badge")).to_have_text("完成")
     expect(killed.locator(".nbb-h-strip img")).to_have_count(3)
     lab.screenshot(again, "7-resumed-zh")
+    dialog.get_by_role("tab", name="统计").click()
+    stats = dialog.locator(".nbb-h-stats")
+    expect(stats.locator("tbody tr")).to_have_count(2)  # demo and the provider killed
+    expect(stats.locator("tbody tr", has_text="hang")).to_contain_text("1 / 1 完成")
+    lab.screenshot(again, "8-stats-zh")
