@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,11 +112,16 @@ def test_open_switches_the_studio_grid_gallery_and_progress(older: Batch) -> Non
     assert studio.batch is current
 
 
-def test_open_batch_in_python_takes_an_id_or_a_batch(older: Batch) -> None:
+def test_open_batch_in_python_takes_an_id_or_a_batch(older: Batch, tmp_path: Path) -> None:
     studio = BatchStudio(workspace=older.workspace)
     assert studio.open_batch(older.id[:6]).id == older.id
     other = Batch.create(["y"], workspace=older.workspace)
     assert studio.open_batch(other) is other and studio.batch is other
+    with Workspace(tmp_path / "elsewhere") as ws:
+        stranger = Batch.create(["z"], workspace=ws)
+        with pytest.raises(nbbatch.errors.ConfigError, match="make a BatchStudio"):
+            studio.open_batch(stranger)
+    assert studio.batch is other
 
 
 async def test_open_is_refused_in_words_while_the_studio_runs(older: Batch) -> None:
@@ -241,3 +247,15 @@ def test_a_thousand_batches_list_in_one_reply_of_modest_size(workspace: Workspac
     assert len(rows) == 1001
     size = len(json.dumps(page.sent[-1][0]))
     assert size < 400_000, size  # ~0.3 KB a row: no thumbnails, no prompts
+
+
+def test_a_panel_given_a_path_opens_that_workspace_and_closes_it_with_itself(
+    tmp_path: Path,
+) -> None:
+    with Workspace(tmp_path / "ws") as ws:
+        Batch.create(["a"], workspace=ws, name="From a path")
+    panel = History(tmp_path / "ws")
+    assert [r["name"] for r in Page(panel).ok("list")["rows"]] == ["From a path"]
+    panel.close()
+    with pytest.raises(nbbatch.errors.StoreError, match="closed"):
+        panel.workspace.history()

@@ -675,6 +675,11 @@ class BatchStudio(TaskGrid):
             )
         if not isinstance(batch, Batch):
             batch = self._known_batch(batch) or Batch.load(batch, self._batch.workspace)
+        elif batch.workspace.path.resolve() != self._batch.workspace.path.resolve():
+            raise ConfigError(
+                f"batch {batch.id} is in workspace {str(batch.workspace.path)!r}; this "
+                f"studio shows {str(self._batch.workspace.path)!r} (make a BatchStudio for it)"
+            )
         self._show(batch)
         return batch
 

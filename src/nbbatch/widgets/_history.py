@@ -95,9 +95,11 @@ class History(anywidget.AnyWidget):
     ) -> None:
         if studio is not None:
             workspace = studio.batch.workspace
+        owned = not isinstance(workspace, Workspace)
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         super().__init__(lang=resolve_lang(lang), studio=studio is not None, **kwargs)
         self.workspace = ws
+        self._owns_workspace = owned  # opened here from a path: closed with the widget
         self._studio = weakref.ref(studio) if studio is not None else None
         self.thumbs = ThumbnailCache(ws)
         try:
@@ -129,6 +131,11 @@ class History(anywidget.AnyWidget):
             super().open()  # ipywidgets' own open() (the constructor calls it)
             return
         self.opened += 1
+
+    def close(self) -> None:
+        if getattr(self, "_owns_workspace", False):
+            self.workspace.close()
+        super().close()
 
     def changed(self) -> None:
         """Tell the page the list is out of date (it asks again when it shows it)."""
