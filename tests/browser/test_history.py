@@ -116,6 +116,13 @@ def test_history_lists_opens_and_resumes_a_batch_killed_mid_run(lab, tmp_path: P
     expect(rows.nth(0).locator(".nbb-h-here")).to_be_visible()  # the one the studio shows
     expect(button(rows.nth(0), "Open · Newer batch")).to_be_disabled()
     lab.screenshot(page, "1-list-light")
+    search = dialog.get_by_role("searchbox", name="Search batches")
+    search.fill("older")
+    expect(rows.filter(visible=True)).to_have_count(1)
+    expect(dialog.locator(".nbb-h-count")).to_have_text("1 of 2 batches")
+    search.press("Escape")  # clears the search, the dialog stays
+    expect(rows.filter(visible=True)).to_have_count(2)
+    expect(dialog).to_be_visible()
 
     # the stats tab
     dialog.get_by_role("tab", name="Stats").click()

@@ -179,6 +179,21 @@ var HistoryView = class {
     this.tabStats = tabBtn("hist_tab_stats", "stats");
     this.title = h("h2", { class: "nbb-h-title", text: s.history });
     this.count = h("span", { class: "nbb-h-count" });
+    this.search = h("input", {
+      type: "search",
+      class: "nbb-h-search",
+      placeholder: s.hist_search,
+      "aria-label": s.hist_search,
+      oninput: () => this.applyFilter()
+    });
+    this.search.addEventListener("keydown", (e) => {
+      e.stopPropagation();
+      if (e.key === "Escape" && this.search.value) {
+        e.preventDefault();
+        this.search.value = "";
+        this.applyFilter();
+      }
+    });
     this.refreshBtn = h("button", { type: "button", class: "nbb-hbtn", text: s.hist_refresh, onclick: () => this.refresh() });
     this.closeBtn = h("button", { type: "button", class: "nbb-hbtn", text: s.hist_close, "aria-label": s.hist_close, onclick: () => this.dialog.close() });
     const head = h(
@@ -188,6 +203,7 @@ var HistoryView = class {
       this.count,
       h("div", { class: "nbb-h-tabs", role: "tablist", "aria-label": s.history }, this.tabBatches, this.tabStats),
       h("span", { class: "nbb-h-spring" }),
+      this.search,
       this.refreshBtn,
       this.inStudio ? this.closeBtn : null
     );
@@ -268,12 +284,31 @@ var HistoryView = class {
   }
   renderRows() {
     const s = this.strings;
-    setText(this.count, fmt(s, "hist_summary", { n: this.rows.length }));
-    this.empty.hidden = this.rows.length > 0;
     this.table.hidden = this.rows.length === 0;
     this.rowEls = /* @__PURE__ */ new Map();
     this.tbody.replaceChildren(...this.rows.map((row) => this.rowEl(row)));
     this.paintRows();
+    this.applyFilter();
+  }
+  // Name, id or provider containing what was typed (the list itself is all in the page).
+  applyFilter() {
+    if (!this.rowEls) return;
+    const needle = this.search.value.trim().toLocaleLowerCase();
+    let shown = 0;
+    for (const row of this.rows) {
+      const el = this.rowEls.get(row.id);
+      if (!el) continue;
+      const hay = `${row.name}
+${row.id}
+${row.provider || ""}`.toLocaleLowerCase();
+      el.tr.hidden = Boolean(needle) && !hay.includes(needle);
+      if (!el.tr.hidden) shown += 1;
+    }
+    const s = this.strings;
+    const n = this.rows.length;
+    setText(this.count, needle ? fmt(s, "hist_found", { shown, n }) : fmt(s, "hist_summary", { n }));
+    this.empty.hidden = shown > 0;
+    setText(this.empty, n ? s.hist_no_match : s.hist_empty);
   }
   rowEl(row) {
     const s = this.strings;
