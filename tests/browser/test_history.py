@@ -208,3 +208,30 @@ def test_history_lists_opens_and_resumes_a_batch_killed_mid_run(lab, tmp_path: P
     expect(stats.locator("tbody tr")).to_have_count(2)  # demo and the provider killed
     expect(stats.locator("tbody tr", has_text="hang")).to_contain_text("1 / 1 完成")
     lab.screenshot(again, "8-stats-zh")
+
+
+ALONE = """
+import nbbatch
+from nbbatch.widgets import History
+ws = nbbatch.Workspace({path!r})
+done = nbbatch.Batch.create(["a fox", "a koi"], workspace=ws, name="Made earlier")
+await done.run("demo")
+History(ws)
+"""
+
+
+def test_history_alone_in_a_cell_lists_and_renames_without_opening(lab, tmp_path: Path) -> None:
+    page = lab.open_notebook([ALONE.format(path=str(tmp_path / "ws"))])
+    panel = page.locator(".nbb-h-inline")
+    row = panel.locator("tbody tr", has_text="Made earlier")
+    expect(row).to_contain_text("2 of 2 done")
+    expect(row.locator(".nbb-h-strip img")).to_have_count(2)
+    expect(button(row, "Open · Made earlier")).to_be_hidden()  # no studio to open it in
+    button(row, "Rename · Made earlier").click()
+    field = panel.get_by_role("textbox", name="New name for Made earlier")
+    field.fill("Kept")
+    field.press("Enter")
+    expect(panel.locator(".nbb-h-name")).to_have_text("Kept")
+    fits = "(el) => el.scrollWidth <= el.clientWidth"  # every column in a notebook's width
+    assert panel.locator(".nbb-h-scroll").first.evaluate(fits)
+    lab.screenshot(page, "alone-light")

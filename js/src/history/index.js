@@ -148,7 +148,7 @@ class HistoryView {
           "tr",
           {},
           th("hist_col_name"),
-          th("hist_col_created"),
+          th("hist_col_created", "nbb-h-date"),
           th("hist_col_provider"),
           th("hist_col_tasks", "nbb-h-num"),
           th("hist_col_success", "nbb-h-num"),

@@ -220,7 +220,7 @@ var HistoryView = class {
           "tr",
           {},
           th("hist_col_name"),
-          th("hist_col_created"),
+          th("hist_col_created", "nbb-h-date"),
           th("hist_col_provider"),
           th("hist_col_tasks", "nbb-h-num"),
           th("hist_col_success", "nbb-h-num"),
