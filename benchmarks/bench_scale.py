@@ -4,11 +4,14 @@
   in one transaction;
 * **reopen** — a fresh ``Workspace(path)`` (with its reconcile on open) followed by
   ``Batch.load(batch_id)``, as after a kernel restart;
-* **list** — ``Workspace.batches()`` over N batches of 20 tasks each (the history view).
+* **list** — ``Workspace.batches()`` over N batches of 20 tasks each, and
+  ``Workspace.history()`` (what the History panel lists: also images, success rate and
+  mean duration) over the same batches, the first two tasks of each run on "demo".
 
 Each is measured at several sizes to show how it grows (best of ``--repeat`` wall times;
-the machine is shared). Prints ``RESULT create_100k_s``, ``RESULT reopen_100k_s`` and
-``RESULT list_1000_batches_s`` for the largest sizes (goals: ≤ 2 s, ≤ 1.5 s, ≤ 0.2 s).
+the machine is shared). Prints ``RESULT create_100k_s``, ``RESULT reopen_100k_s``,
+``RESULT list_1000_batches_s`` and ``RESULT history_1000_batches_s`` for the largest
+sizes (goals: ≤ 2 s, ≤ 1.5 s, ≤ 0.2 s, ≤ 0.2 s).
 
     python benchmarks/bench_scale.py              # 10k / 30k / 100k tasks, 100 / 300 / 1000
     python benchmarks/bench_scale.py --quick      # CI smoke run (not a measurement)
@@ -78,21 +81,27 @@ def create_and_reopen(root: Path, n: int, repeat: int) -> tuple[float, float, fl
     return best(creates), best(opens), best(loads)
 
 
-def listing(root: Path, batches: int, repeat: int) -> float:
+def listing(root: Path, batches: int, repeat: int) -> tuple[float, float]:
     from nbbatch import Batch, Workspace
 
     path = root / f"batches-{batches}"
     with Workspace(path) as ws:
         for b in range(batches):
-            Batch.create([f"batch {b} prompt {i}" for i in range(20)], workspace=ws)
+            batch = Batch.create([f"batch {b} prompt {i}" for i in range(20)], workspace=ws)
+            batch.run_sync("demo", tasks=batch.tasks[:2])
     times: list[float] = []
+    history: list[float] = []
     with Workspace(path) as ws:
         for _ in range(repeat):
             t0 = time.perf_counter()
             found = ws.batches()
             times.append(time.perf_counter() - t0)
             assert len(found) == batches
-    return best(times)
+            t0 = time.perf_counter()
+            rows = ws.history()
+            history.append(time.perf_counter() - t0)
+            assert len(rows) == batches and rows[0].images == 2
+    return best(times), best(history)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -108,16 +117,20 @@ def main(args: argparse.Namespace) -> int:
                 f"open workspace {open_:.3f} s, reopen (open + load) {reopen:.3f} s "
                 f"({reopen / n * 1e6:.1f} µs/task)"
             )
-        listed = 0.0
+        listed = history = 0.0
         for b in args.batches:
-            listed = listing(root, b, args.repeat)
+            listed, history = listing(root, b, args.repeat)
             each = listed / b * 1e6
-            print(f"{b:>7,} batches listed: {listed * 1000:.1f} ms ({each:.0f} µs each)")
+            print(
+                f"{b:>7,} batches listed: {listed * 1000:.1f} ms ({each:.0f} µs each), "
+                f"history {history * 1000:.1f} ms"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"RESULT create_100k_s {result[0]:.3f}")
     print(f"RESULT reopen_100k_s {result[2]:.3f}")
     print(f"RESULT list_1000_batches_s {listed:.4f}")
+    print(f"RESULT history_1000_batches_s {history:.4f}")
     return 0
 
 

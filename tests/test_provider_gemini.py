@@ -256,3 +256,16 @@ async def test_truncated_answer_is_retryable(server: FakeGemini) -> None:
         await p.generate(GenerationRequest("x"))
     await p.aclose()
     assert info.value.retryable
+
+
+def test_usage_of_an_answer_with_two_images_is_on_the_first_only() -> None:
+    # Workspace.stats() sums the usage of images: one answer must count once.
+    part = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png()).decode()}}
+    answer = {
+        "candidates": [{"content": {"parts": [part, part]}, "finishReason": "STOP"}],
+        "usageMetadata": {"totalTokenCount": 1300},
+        "modelVersion": "gemini-2.5-flash-image",
+    }
+    first, second = GeminiProvider(api_key=KEY)._images(answer, GenerationRequest("two"))
+    assert first.info["usage"] == {"totalTokenCount": 1300}
+    assert "usage" not in second.info and second.info["modelVersion"] == "gemini-2.5-flash-image"

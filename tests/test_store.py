@@ -255,11 +255,11 @@ def test_batches_are_listed_newest_first_with_counts(workspace: Workspace) -> No
     assert listed[1].counts == {"idle": 2} and listed[1].status == "new"
 
 
-def test_delete_batch_and_reconcile_drops_its_files(tmp_path: Path) -> None:
+def test_delete_batch_keeping_files_leaves_them_to_reconcile(tmp_path: Path) -> None:
     with Workspace(tmp_path / "ws") as ws:
         batch = Batch.create(workspace=ws, tasks=["x"])
         batch.run_sync("demo")
-        ws.delete_batch(batch.id)
+        ws.delete_batch(batch.id, files=False)
     with Workspace(tmp_path / "ws") as ws:
         assert ws.batches() == []
         assert ws.recovery.orphan_files_removed == 1

@@ -19,6 +19,8 @@ class View {
     el.append(this.root);
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
+    this.channel.on("reset", () => this.start()); // the studio now shows another batch
+    this.channel.on("batch", (msg) => this.toolbar && this.toolbar.setBatch(msg.batch));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
@@ -41,6 +43,7 @@ class View {
       this.strings = msg.strings;
       this.build();
       this.setSummary(msg.summary);
+      if (this.toolbar) this.toolbar.setBatch(msg.batch);
       if (msg.notice) this.notice(msg.notice.text, msg.notice.level);
       this.grid.requestWindow(true);
     } catch (err) {

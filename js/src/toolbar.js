@@ -21,7 +21,9 @@ export class Toolbar {
     this.resume = button("resume", "play", "", "resume");
     this.stop = button("stop", "stop", "", "stop");
     this.retryFailed = button("retry_failed", "retry", "", "retry_failed");
+    this.history = button("hist_button", "history", "", "open_history");
     this.state = h("span", { class: "nbb-state", role: "status", "aria-live": "polite" });
+    this.batchName = h("span", { class: "nbb-batchname" });
 
     this.provider = h("select", {
       class: "nbb-select",
@@ -67,10 +69,11 @@ export class Toolbar {
         { class: "nbb-toolbar", role: "toolbar", "aria-label": s.toolbar },
         h("div", { class: "nbb-group" }, this.runAll, this.pause, this.resume, this.stop),
         h("div", { class: "nbb-group" }, this.retryFailed),
+        h("div", { class: "nbb-group" }, this.history),
         h("div", { class: "nbb-spring" }),
         settings,
       ),
-      h("div", { class: "nbb-progress" }, this.state, this.bar, this.stats),
+      h("div", { class: "nbb-progress" }, this.batchName, this.state, this.bar, this.stats),
     );
     this.summary = null;
     this.summaryAt = 0;
@@ -79,6 +82,13 @@ export class Toolbar {
 
   dispose() {
     clearInterval(this.ticker);
+  }
+
+  // The batch shown (History can switch it): its name, with the id for the curious.
+  setBatch(batch) {
+    if (!batch) return;
+    setText(this.batchName, batch.name);
+    setAttr(this.batchName, "title", `${batch.name} · ${batch.id}`);
   }
 
   update() {

@@ -270,7 +270,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_history(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as ws:
-        summaries = ws.batches()
+        summaries = ws.history()
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
         return EXIT_OK
@@ -279,7 +279,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in summaries:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
-        print(f"{s.id}  {s.status:<11}  {s.total:>5} tasks  {_safe(s.name)}  ({counts})")
+        print(
+            f"{s.id}  {s.status:<11}  {s.total:>5} tasks  {s.images:>5} images  "
+            f"{_safe(s.name)}  ({counts})"
+        )
     return EXIT_OK
 
 

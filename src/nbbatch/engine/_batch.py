@@ -36,8 +36,9 @@ from ..images._export import export_zip
 from ..images._metadata import task_from_image
 from ..providers._base import Provider
 from ..providers._registry import get_provider
+from ._history import batch_status
 from ._runner import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONCURRENCY, Runner
-from ._store import BatchRecord, Workspace, batch_status, bulk_objects, new_ids
+from ._store import BatchRecord, Workspace, bulk_objects, new_ids
 
 if TYPE_CHECKING:
     import pandas
@@ -510,6 +511,12 @@ class Batch:
         self._emit(TaskChanged(task, ("starred",), batch_id=self.id))
         return mine
 
+    def rename(self, name: str) -> str:
+        """Give the batch a new name (journaled; what History and exports show)."""
+        with self._lock:
+            self.name = self.workspace.rename_batch(self.id, name)
+        return self.name
+
     def run_next(self, task: TaskRef) -> None:
         """Send ``task`` before the other queued ones of the live run."""
         runner = self.live_run
@@ -622,6 +629,10 @@ class Batch:
                 closing.add_done_callback(_closing.discard)
             raise
         self.runner = runner
+        if self.provider is None:
+            # A batch made without a provider (a studio's) remembers what first ran it:
+            # History shows it, stats count its failures there, `nbbatch resume` uses it.
+            self.provider = self.workspace.remember_provider(self.id, prov.name)
         return runner
 
     async def run(

@@ -299,6 +299,13 @@ class Settings:
 
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     default: str | None = None
+    #: price of one image, keyed ``"<provider>"`` or ``"<provider>/<model>"`` (the model
+    #: wins); ``Workspace.stats()`` turns images into spend with it. Any currency, as long
+    #: as it is one.
+    prices: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prices = _check_prices(self.prices)
 
     def add(self, config: ProviderConfig, *, replace: bool = False) -> ProviderConfig:
         if config.name in self.providers and not replace:
@@ -335,6 +342,7 @@ class Settings:
             "version": _VERSION,
             "default": self.default,
             "providers": [c.to_dict() for c in self.providers.values()],
+            **({"prices": dict(self.prices)} if self.prices else {}),
         }
 
     @classmethod
@@ -358,7 +366,24 @@ class Settings:
         if default is not None and default not in settings.providers:
             raise ConfigError(f"the default provider {default!r} is not configured")
         settings.default = default if default is not None else settings.default
+        settings.prices = _check_prices(data.get("prices") or {})
         return settings
+
+
+def _check_prices(prices: object) -> dict[str, float]:
+    """A price table as given, checked: text keys, finite prices of zero or more."""
+    if not isinstance(prices, Mapping):
+        raise ConfigError(f"'prices' must map names to prices, got {type(prices).__name__}")
+    out: dict[str, float] = {}
+    for key, value in prices.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"a price needs a provider name (or provider/model), got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"the price of {key!r} must be a number, got {value!r}")
+        if not 0 <= float(value) < float("inf"):
+            raise ConfigError(f"the price of {key!r} must be zero or more, got {value!r}")
+        out[key.strip()] = float(value)
+    return out
 
 
 # ---------------------------------------------------------------------- files

@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
@@ -50,15 +50,19 @@ from typing import IO, Any, Literal, NamedTuple
 from ..core._errors import (
     ConfigError,
     ImageRejectedError,
+    NbbatchError,
     NotFoundError,
     SchemaVersionError,
     StorageError,
     StoreBusyError,
     StoreError,
+    TaskStateError,
     WorkspaceNotWritableError,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
 from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
+from . import _history
+from ._history import BatchSummary, HistoryRow, ProviderStats
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -273,34 +277,6 @@ class RecoveryReport:
 
 
 @dataclass(frozen=True)
-class BatchSummary:
-    id: str
-    name: str
-    created_at: float
-    provider: str | None
-    counts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def status(self) -> str:
-        return batch_status(self.counts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created_at": self.created_at,
-            "provider": self.provider,
-            "status": self.status,
-            "total": self.total,
-            "counts": dict(self.counts),
-        }
-
-
-@dataclass(frozen=True)
 class BatchRecord:
     """A batch as the journal holds it: its head row and its tasks in order."""
 
@@ -309,26 +285,6 @@ class BatchRecord:
     created_at: float
     provider: str | None
     tasks: list[Task]
-
-
-def batch_status(counts: dict[str, int]) -> str:
-    """One word for a batch from its per-status task counts."""
-    live = {k: v for k, v in counts.items() if v}
-    if not live:
-        return "empty"
-    if live.get("running") or live.get("queued"):
-        return "running"
-    if live.get("interrupted"):
-        return "interrupted"
-    if set(live) == {"succeeded"}:
-        return "succeeded"
-    if set(live) == {"idle"}:
-        return "new"
-    if live.get("idle"):
-        return "incomplete"
-    if live.get("failed"):
-        return "failed"
-    return "cancelled"
 
 
 def _filesystem_type(path: Path) -> str | None:
@@ -1322,7 +1278,118 @@ class Workspace:
             self._update_status(c, task)
         return images
 
-    def delete_batch(self, batch_id: str) -> None:
-        """Remove a batch and its tasks; image files go at the next reconcile."""
+    def delete_batch(self, batch_id: str, *, files: bool = True) -> int:
+        """Remove a batch, its tasks and (with ``files``) the image files only it used.
+
+        A file another row still uses (an image of another batch with the same bytes, an
+        input kept in the workspace) stays. Refused while any of its tasks is queued or
+        running (a live run, here or in another process). Returns the files removed.
+        Blocking (file I/O): from the event loop, call it in a worker thread.
+        """
+        removed = 0
         with self._tx() as c:
-            c.execute("DELETE FROM batches WHERE id=?", (batch_id,))
+            busy = c.execute(
+                "SELECT count(*) FROM tasks WHERE batch_id=? AND status IN ('queued', 'running')",
+                (batch_id,),
+            ).fetchone()[0]
+            if busy:
+                raise TaskStateError(
+                    f"batch {batch_id} is running ({busy} task(s) queued or running); "
+                    "stop the run before deleting it"
+                )
+            blobs = c.execute(
+                "SELECT DISTINCT i.sha256, i.ext FROM images i JOIN tasks t ON t.id = i.task_id "
+                "WHERE t.batch_id=?",
+                (batch_id,),
+            ).fetchall()
+            cur = c.execute("DELETE FROM batches WHERE id=?", (batch_id,))
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no batch {batch_id!r} in workspace {str(self.path)!r}")
+            if not files:
+                return 0
+            # Inside the write transaction: no other writer can commit a row for one of
+            # these digests between the check and the unlink. ``images`` has no index on
+            # sha256 (the runner's commits would pay for it): one scan per 500 digests.
+            for start in range(0, len(blobs), 500):
+                chunk = blobs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                digests = [sha for sha, _ in chunk]
+                used = {
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT sha256 FROM images WHERE sha256 IN ({marks}) UNION "
+                        f"SELECT sha256 FROM inputs WHERE sha256 IN ({marks})",
+                        digests + digests,
+                    )
+                }
+                for sha, ext in chunk:
+                    if sha in used:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        self._blob_path(sha, ext).unlink()
+                        removed += 1
+        return removed
+
+    # ----------------------------------------------------------- history
+    def history(self) -> list[HistoryRow]:
+        """Every batch, newest first, with counts, images, success rate, mean duration."""
+        return _history.history_rows(self._query)
+
+    def batch_thumbnails(self, batch_id: str, limit: int = 6) -> list[Path]:
+        """The files of the first ``limit`` images of a batch, in task order."""
+        sources = _history.thumbnail_sources(self._query, batch_id, limit)
+        return [self._blob_path(sha, ext) for sha, ext in sources]
+
+    def rename_batch(self, batch_id: str, name: str) -> str:
+        """Give a batch a new name (stripped, 1-200 characters); returns it."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("a batch name cannot be empty")
+        clean = " ".join(name.split())
+        if len(clean) > 200:
+            raise ConfigError(f"a batch name has at most 200 characters, got {len(clean)}")
+        with self._tx() as c:
+            cur = c.execute("UPDATE batches SET name=? WHERE id=?", (clean, batch_id))
+            if cur.rowcount != 1:
+                raise NotFoundError(f"no batch {batch_id!r} in workspace {str(self.path)!r}")
+        return clean
+
+    def remember_provider(self, batch_id: str, provider: str) -> str:
+        """Record the provider of a batch made without one; returns the batch's provider."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE batches SET provider=? WHERE id=? AND provider IS NULL",
+                (provider, batch_id),
+            )
+            row = c.execute("SELECT provider FROM batches WHERE id=?", (batch_id,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else provider
+
+    def provider_stats(self, prices: Mapping[str, float] | None = None) -> list[ProviderStats]:
+        """Per-provider numbers (see :meth:`stats`) as objects."""
+        if prices is None:
+            prices = _saved_prices()
+        return _history.provider_stats(self._query, prices)
+
+    def stats(self, prices: Mapping[str, float] | None = None) -> Any:
+        """Per provider: batches, tasks, success rate, mean and p90 duration (seconds, of
+        succeeded tasks), images, images per batch, tokens the provider reported, spend.
+
+        A pandas DataFrame when pandas is installed, else a list of dicts. ``prices``
+        (per image, keyed ``"provider"`` or ``"provider/model"``) default to the saved
+        ``Settings.prices``; spend is ``None`` for a provider with no known price.
+        """
+        rows = [s.to_dict() for s in self.provider_stats(prices)]
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows, columns=list(ProviderStats("").to_dict()))
+
+
+def _saved_prices() -> dict[str, float]:
+    """The price table of the saved settings; none when they cannot be read."""
+    from ._settings import load_settings
+
+    try:
+        return dict(load_settings().prices)
+    except NbbatchError:
+        return {}

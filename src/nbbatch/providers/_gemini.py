@@ -274,12 +274,17 @@ class GeminiProvider(Provider):
                 if isinstance(mime, str) and not mime.startswith("image/"):
                     continue
                 data = b64_image(inline.get("data"), self.name, task_id=tid)
+                facts = dict(info)
+                if out:
+                    # usage covers the whole answer: on its first image only, so sums
+                    # over images (Workspace.stats) count it once, as OpenAI's does
+                    facts.pop("usage", None)
                 out.append(
                     ImageData(
                         data=data,
                         mime=guess_mime(data, mime if isinstance(mime, str) else None),
                         seed=request.params.seed,
-                        info=dict(info),
+                        info=facts,
                     )
                 )
         if out:

@@ -1,5 +1,6 @@
 """Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid + gallery),
-``TaskGrid`` and ``Gallery`` (the lightbox of the results).
+``TaskGrid``, ``Gallery`` (the lightbox of the results) and ``History`` (past batches
+and stats).
 
     >>> from nbbatch.widgets import BatchStudio
     >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
@@ -10,8 +11,17 @@ goes through the batch's public API, and updates are coalesced (≤ 5 patches a 
 
 from ._gallery import Gallery
 from ._grid import BatchStudio, TaskGrid
+from ._history import History
 from ._prompt import PromptPanel
 from ._settings import SettingsPanel
 from ._upload import Upload
 
-__all__ = ["BatchStudio", "Gallery", "PromptPanel", "SettingsPanel", "TaskGrid", "Upload"]
+__all__ = [
+    "BatchStudio",
+    "Gallery",
+    "History",
+    "PromptPanel",
+    "SettingsPanel",
+    "TaskGrid",
+    "Upload",
+]

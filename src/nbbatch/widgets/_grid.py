@@ -34,6 +34,7 @@ import logging
 import os
 import pathlib
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,7 @@ from ._words import UserFacingError, describe
 
 if TYPE_CHECKING:
     from ._gallery import Gallery
+    from ._history import History
 
 __all__ = ["BatchStudio", "TaskGrid"]
 
@@ -177,6 +179,25 @@ class TaskGrid(anywidget.AnyWidget):
         if hub is not None:
             hub.detach(self)
         super().close()
+
+    def _rebind(self, batch: Batch) -> None:
+        """Show ``batch`` instead: its hub, fresh views, no selection; the page restarts."""
+        self._hub.detach(self)
+        self._batch = batch
+        self._hub = hub_for(batch)
+        self._dirty_rows = {}
+        self._dirty_structure = self._dirty_all = False
+        self._window.clear()
+        self._screen.clear()
+        self._filtered = False
+        self._view_key = None
+        self._view = ()
+        self._notice = None
+        self.selection = []
+        self.count = len(batch.tasks)
+        self.run_state = self._hub.run_state()
+        self._hub.attach(self)
+        self._post({"type": "reset"})
 
     # ----------------------------------------------------------- hub sink
     def hub_rows(self, ids: Iterable[str], *, full: bool) -> None:
@@ -324,7 +345,15 @@ class TaskGrid(anywidget.AnyWidget):
             "strings": catalogue(self.lang),
             "summary": self._hub.summary(),
             "notice": self._notice,
+            "batch": self._batch_head(),
         }
+
+    def _batch_head(self) -> dict[str, str]:
+        return {"id": self._batch.id, "name": self._batch.name}
+
+    def _batch_renamed(self) -> None:
+        """The batch shown got a new name (History's Rename): the toolbar shows it."""
+        self._post({"type": "batch", "batch": self._batch_head()})
 
     def _on_rows(self, content: dict[str, Any]) -> dict[str, Any]:
         filt, query = self._filter_args(content)
@@ -507,6 +536,9 @@ class TaskGrid(anywidget.AnyWidget):
             if t.status.value == "queued":
                 self._batch.run_next(t)
 
+    def _run_ended(self) -> None:
+        """A watched run ended (the studio's History lists it anew)."""
+
     def _start(self, tasks: list[Task] | None = None) -> Any:
         """Start a run (of ``tasks``, default every runnable one) and watch it."""
         raise UserFacingError("nothing_to_run")  # only a studio knows the provider
@@ -524,6 +556,7 @@ class TaskGrid(anywidget.AnyWidget):
                 self._jobs.add(closing)
                 closing.add_done_callback(self._jobs.discard)
             self.run_state = self._hub.run_state()
+            self._run_ended()
             if f.cancelled():
                 return
             exc = f.exception()
@@ -577,6 +610,9 @@ class BatchStudio(TaskGrid):
         #: the planner's LLM settings (used by the prompt panel)
         self.llm = llm
         self._gallery: Gallery | None = None
+        self._history: History | None = None
+        #: batches this studio has shown, by id (opening one again reuses its object)
+        self._batches: weakref.WeakValueDictionary[str, Batch] = weakref.WeakValueDictionary()
         self._box: Any = None
         super().__init__(batch, lang=lang, studio=True, concurrency=concurrency, **kwargs)
         self.provider_name = provider if isinstance(provider, str) else str(provider.name)
@@ -590,8 +626,10 @@ class BatchStudio(TaskGrid):
                 "retry_failed": ("doing_retry", self._on_retry_failed),
                 "set_provider": ("doing_provider", self._on_set_provider),
                 "set_concurrency": ("doing_concurrency", self._on_set_concurrency),
+                "open_history": ("doing_hist_open", self._on_open_history),
             }
         )
+        self._batches[batch.id] = batch
 
         #: with ``inputs=True``: ``.upload`` and ``.prompt`` shown above the grid
         self.inputs: Any = None
@@ -614,6 +652,129 @@ class BatchStudio(TaskGrid):
         self.gallery  # noqa: B018 - composed on first use (displaying the studio does it too)
         super()._on_open_gallery(content)
 
+    # ----------------------------------------------------------- history
+    @property
+    def history(self) -> History:
+        """The studio's History dialog (``studio.history.open()``), shown with it."""
+        if self._history is None:
+            from ._history import History
+
+            self._history = History(studio=self, lang=self.lang)
+        return self._history
+
+    def _on_open_history(self, content: dict[str, Any]) -> None:
+        self.history.open()
+
+    def _run_ended(self) -> None:
+        if self._history is not None:
+            self._history.changed()
+
+    def open_batch(self, batch: Batch | str) -> Batch:
+        """Show another batch of the workspace (an id, a unique id prefix, or a Batch).
+
+        The grid, progress, gallery and prompt panel all switch to it; refused while a run
+        of the batch shown is live (pause is not enough: stop it, or wait for it to end).
+        """
+        if self._hub.live_runner() is not None:
+            raise ConfigError(
+                f"batch {self._batch.id} is running; stop it or let it finish before "
+                "opening another batch"
+            )
+        if not isinstance(batch, Batch):
+            batch = self._known_batch(batch) or Batch.load(batch, self._batch.workspace)
+        elif batch.workspace.path.resolve() != self._batch.workspace.path.resolve():
+            raise ConfigError(
+                f"batch {batch.id} is in workspace {str(batch.workspace.path)!r}; this "
+                f"studio shows {str(self._batch.workspace.path)!r} (make a BatchStudio for it)"
+            )
+        self._show(batch)
+        return batch
+
+    def _known_batch(self, batch_id: str) -> Batch | None:
+        return self._batches.get(batch_id)
+
+    def _forget_batch(self, batch_id: str) -> None:
+        self._batches.pop(batch_id, None)
+
+    def _show(self, batch: Batch) -> None:
+        if batch is self._batch:
+            return
+        self._batches[batch.id] = batch
+        recorded = batch.provider
+        if recorded and recorded in self.providers and recorded != self.provider_name:
+            # Resume goes on with what the batch ran on, when this studio offers it (as
+            # the provider picker would choose it).
+            obj = self._provider_obj
+            self._provider = obj if obj is not None and recorded == str(obj.name) else recorded
+            self.provider_name = recorded
+        self._rebind(batch)
+        if self._gallery is not None:
+            from ._gallery import Gallery
+
+            old = self._gallery
+            if old.open in self.gallery_hooks:
+                self.gallery_hooks.remove(old.open)
+            self._gallery = Gallery(batch, lang=self.lang)
+            self._gallery.connect(self)
+            if self._box is not None:
+                self._box.children = [
+                    self._gallery if child is old else child for child in self._box.children
+                ]
+            old.close()
+        if self.inputs is not None:
+            self.inputs.prompt.batch = batch
+            self.inputs.upload.remix_into = batch  # a remixed drop lands in the batch shown
+        if self._history is not None:
+            self._history.current = batch.id
+
+    def _open_from_history(
+        self, batch_id: str, what: str, done: Callable[[BaseException | None], None]
+    ) -> None:
+        """History's Open / Resume / Retry failed: load off the loop, then switch and run."""
+        if self._hub.live_runner() is not None and batch_id != self._batch.id:
+            done(UserFacingError("hist_busy"))
+            return
+
+        def switch(batch: Batch) -> None:
+            try:
+                if self._hub.live_runner() is not None and batch is not self._batch:
+                    raise UserFacingError("hist_busy")
+                self._show(batch)
+                if what == "resume":
+                    if self._hub.live_runner() is None:
+                        self._start()
+                elif what == "retry_failed":
+                    self._on_retry_failed({})
+            except Exception as exc:
+                done(exc)
+                return
+            done(None)
+
+        known = self._known_batch(batch_id)
+        loop = self._hub.loop
+        if known is not None or loop is None or not loop.is_running():
+            try:
+                batch = known or Batch.load(batch_id, self._batch.workspace)
+            except Exception as exc:
+                done(exc)
+                return
+            switch(batch)
+            return
+        # Reading a large batch takes a while: off the loop, so runs elsewhere go on.
+        future = loop.run_in_executor(None, Batch.load, batch_id, self._batch.workspace)
+
+        def loaded(f: asyncio.Future[Batch]) -> None:
+            self._jobs.discard(f)
+            try:
+                batch = f.result()
+            except Exception as exc:
+                done(exc)
+                return
+            switch(self._known_batch(batch_id) or batch)
+
+        self._jobs.add(future)
+        future.add_done_callback(loaded)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         # The gallery is its own widget: it is displayed in the same output, under the
         # studio (its dialog opens over the page, wherever its output sits); with
@@ -622,7 +783,7 @@ class BatchStudio(TaskGrid):
             import ipywidgets  # type: ignore[import-untyped]
 
             top = self.inputs.layout if self.inputs is not None else self
-            self._box = ipywidgets.VBox([top, self.gallery])
+            self._box = ipywidgets.VBox([top, self.gallery, self.history])
             self._box.add_class("nbb-studio-box")
         return self._box._repr_mimebundle_(**kwargs)
 

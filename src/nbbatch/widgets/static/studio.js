@@ -57,6 +57,7 @@ var Channel = class {
 // js/src/icons.js
 var wrap = (body, fill = false) => `<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false" fill="${fill ? "currentColor" : "none"}" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">${body}</svg>`;
 var icons = {
+  history: wrap('<path d="M2.6 8a5.4 5.4 0 1 0 1.6-3.8"/><path d="M2.4 2.6v2.6H5"/><path d="M8 5v3.2l2.2 1.4"/>'),
   edit: wrap('<path d="M10.8 2.7l2.5 2.5L6 12.5 3 13l.5-3z"/><path d="M9.3 4.2l2.5 2.5"/>'),
   save: wrap('<path d="M3 8.5l3.2 3.2L13 4.8"/>'),
   cancel: wrap('<path d="M4.5 4.5l7 7M11.5 4.5l-7 7"/>'),
@@ -975,7 +976,9 @@ var Toolbar = class {
     this.resume = button("resume", "play", "", "resume");
     this.stop = button("stop", "stop", "", "stop");
     this.retryFailed = button("retry_failed", "retry", "", "retry_failed");
+    this.history = button("hist_button", "history", "", "open_history");
     this.state = h("span", { class: "nbb-state", role: "status", "aria-live": "polite" });
+    this.batchName = h("span", { class: "nbb-batchname" });
     this.provider = h("select", {
       class: "nbb-select",
       "aria-label": s.provider,
@@ -1018,10 +1021,11 @@ var Toolbar = class {
         { class: "nbb-toolbar", role: "toolbar", "aria-label": s.toolbar },
         h("div", { class: "nbb-group" }, this.runAll, this.pause, this.resume, this.stop),
         h("div", { class: "nbb-group" }, this.retryFailed),
+        h("div", { class: "nbb-group" }, this.history),
         h("div", { class: "nbb-spring" }),
         settings
       ),
-      h("div", { class: "nbb-progress" }, this.state, this.bar, this.stats)
+      h("div", { class: "nbb-progress" }, this.batchName, this.state, this.bar, this.stats)
     );
     this.summary = null;
     this.summaryAt = 0;
@@ -1029,6 +1033,12 @@ var Toolbar = class {
   }
   dispose() {
     clearInterval(this.ticker);
+  }
+  // The batch shown (History can switch it): its name, with the id for the curious.
+  setBatch(batch) {
+    if (!batch) return;
+    setText(this.batchName, batch.name);
+    setAttr(this.batchName, "title", `${batch.name} · ${batch.id}`);
   }
   update() {
     const { model, strings: s } = this.view;
@@ -1108,6 +1118,8 @@ var View = class {
     el.append(this.root);
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
+    this.channel.on("reset", () => this.start());
+    this.channel.on("batch", (msg) => this.toolbar && this.toolbar.setBatch(msg.batch));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
@@ -1129,6 +1141,7 @@ var View = class {
       this.strings = msg.strings;
       this.build();
       this.setSummary(msg.summary);
+      if (this.toolbar) this.toolbar.setBatch(msg.batch);
       if (msg.notice) this.notice(msg.notice.text, msg.notice.level);
       this.grid.requestWindow(true);
     } catch (err) {
