@@ -265,3 +265,12 @@ def test_auto_postprocess_follows_a_running_batch(tmp_path: Path) -> None:
         assert sorted(d.source_sha256 for d in results) == sorted(im.sha256 for im in batch.images)
         assert all(d.format == "WEBP" and max(d.width, d.height) == 64 for d in results)
         assert len(results) == 6
+
+
+def test_progress_counts_every_image_once_up_to_the_total(batch: Batch) -> None:
+    seen: list[tuple[int, int]] = []
+    made = postprocess(
+        batch, [Resize(64)], max_workers=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert len(made) == 2
+    assert sorted(seen) == [(1, 2), (2, 2)]
