@@ -229,7 +229,9 @@ export class Grid {
     this.generation += 1;
     this.viewport.scrollTop = 0;
     this.focusIndex = 0;
-    this.requestWindow();
+    // the old view's total may be 0 (an empty filter): ask even though nothing looks missing
+    this.invalid = true;
+    this.requestWindow(true);
   }
 
   applyPatch(rows, whole) {

@@ -353,7 +353,8 @@ var Grid = class {
     this.generation += 1;
     this.viewport.scrollTop = 0;
     this.focusIndex = 0;
-    this.requestWindow();
+    this.invalid = true;
+    this.requestWindow(true);
   }
   applyPatch(rows, whole) {
     let refetch = false;
