@@ -90,7 +90,7 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     form.get_by_label("Watermark text").fill("© nbbatch")
     lab.screenshot(page, "1-postprocess-form-light")
     button(form, "Apply").click()
-    expect(form.get_by_role("status")).to_contain_text("1 new image(s) made")
+    expect(form.get_by_role("status")).to_contain_text("New files made: 1 (")
     expect(width).not_to_have_attribute("aria-invalid", "true")
     data = download(page, button(form, "Download result"))
     with Image.open(io.BytesIO(data)) as img:
@@ -112,7 +112,7 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     form.get_by_role("checkbox", name="Watermark").uncheck()
     form.get_by_role("checkbox", name=re.compile("^Strip metadata")).check()
     button(form, "Apply").click()
-    expect(form.get_by_role("status")).to_contain_text("6 new image(s) made")
+    expect(form.get_by_role("status")).to_contain_text("New files made: 6 (")
     with zipfile.ZipFile(io.BytesIO(download(page, button(form, "Download results ZIP")))) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         files = [m["file"] for m in manifest["images"]]

@@ -955,8 +955,12 @@ var GalleryView = class {
       (c) => h(
         "li",
         { class: "nbb-g-copy" },
-        h("span", { class: "nbb-g-copylabel", text: c.label }),
-        h("span", { class: "nbb-g-mono", text: `${c.w} × ${c.h} · ${c.format}` }),
+        h(
+          "span",
+          { class: "nbb-g-copytext" },
+          h("span", { class: "nbb-g-copylabel", text: c.label, title: c.label }),
+          h("span", { class: "nbb-g-mono nbb-g-copydims", text: `${c.w} × ${c.h} · ${c.format}` })
+        ),
         h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_show_copy", { label: c.label }), title: fmt(s, "pp_show_copy", { label: c.label }), html: gicons.gallery, onclick: () => this.showCopy(taskId, im.index, c) }),
         h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_download_copy", { label: c.label }), title: fmt(s, "pp_download_copy", { label: c.label }), html: gicons.download, onclick: () => this.downloadCopy(taskId, im.index, c.key) })
       )
