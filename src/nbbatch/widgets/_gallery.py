@@ -23,14 +23,26 @@ page → kernel
     ``remix {id, index}``             ``batch.remix(image)``; answers the new task's id
     ``contact_sheet {scope, id?}``    a PNG grid of the task's (batch's, starred) images,
                                       made off the loop (1 binary buffer)
+    ``pp_scopes {id}``                image counts of the post-process scopes
+    ``postprocess {scope, id, index?, form, job}``  scope ``image`` | ``task`` |
+                                      ``selection`` (the connected grids' selection) |
+                                      ``batch``: new files in the workspace's derived/
+                                      (never over the originals), made off the loop;
+                                      answers ``{count, label, text, first}`` or, for a
+                                      field it refuses, ``{invalid: field, error}``
+    ``derived {id, index, key}``      a post-processed copy's file (buffer), a safe name
+    ``zip {scope, ..., form}``        with ``form``: a ZIP of those copies + manifest
 kernel → page (unsolicited)
-    ``changed {ids}``                 these tasks changed (stars, status, children): the
-                                      page asks again for the one it shows
+    ``changed {ids}``                 these tasks changed (stars, status, children,
+                                      copies): the page asks again for the one it shows
+    ``pp_progress {job, done, total}``  how far a post-process got
     ``notice {level, text}``          an error in words
 
-Synced traits are small: ``lang``, ``task_id`` / ``image_index`` (what is shown), ``shown``
-and ``opened`` (a counter Python bumps so ``open()`` reaches the page even when it asks
-for what is already shown). Images and prompts only travel as messages.
+Every request carries the page view's ``view`` id. Synced traits are small: ``lang``,
+``task_id`` / ``image_index`` (what is shown), ``shown``, ``opened`` (a counter Python
+bumps so ``open()`` reaches the page even when it asks for what is already shown) and
+``opened_view`` (the one view that opens: a studio displayed twice has two). Images and
+prompts only travel as messages.
 """
 
 from __future__ import annotations
@@ -408,11 +420,7 @@ class Gallery(anywidget.AnyWidget):
         reply: Callable[[Any], None],
     ) -> dict[str, Any]:
         """Run blocking ``work`` in a thread (file reads, ZIPs); ``reply`` with its result."""
-
-        def failed(exc: BaseException) -> None:
-            self._reply(uid, False, {"error": describe(exc, self.lang, action)})
-
-        self._hub.off_loop(work, reply, failed)
+        run_off_loop(self, uid, action, work, reply)
         return _DEFERRED
 
     def _resolve(self, task: Task | str | int) -> Task:
@@ -764,6 +772,17 @@ class Gallery(anywidget.AnyWidget):
             copy.read_bytes,
             lambda data: self._reply(uid, True, body, [data]),
         )
+
+
+def run_off_loop(
+    widget: Any, uid: object, action: str, work: Callable[[], Any], reply: Callable[[Any], None]
+) -> None:
+    """``work`` in a thread, then ``reply(result)``; a failure is answered in words."""
+
+    def failed(exc: BaseException) -> None:
+        widget._reply(uid, False, {"error": describe(exc, widget.lang, action)})
+
+    widget._hub.off_loop(work, reply, failed)
 
 
 def image_file_name(task: Task, image: GeneratedImage) -> str:

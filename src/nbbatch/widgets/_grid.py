@@ -14,6 +14,10 @@ page → kernel
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
     ``set_concurrency {value}``
+    ``open_gallery {id, index, view?}``  ``view``: the gallery view beside this grid view
+    ``zip_selected``, ``chunk {job, index}``, ``zip_done {job}``  the selected tasks'
+    images and manifest.json as a ZIP, fetched in pieces (as the gallery's ZIPs)
+    (``filter`` is ``all``, ``starred`` or a status)
 kernel → page (unsolicited, coalesced to ≤ 5 a second)
     ``patch {summary, rows?, full?, invalidate?}``  ``rows`` are ``[id, status, pct,
     attempts, images, full]`` for rows the page was sent; ``full`` are whole rows (as in
@@ -49,7 +53,7 @@ from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
-from ._gallery import ZIP_LIMIT, ZipJobs
+from ._gallery import ZIP_LIMIT, ZipJobs, run_off_loop
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
 from ._words import UserFacingError, describe
@@ -501,17 +505,8 @@ class TaskGrid(anywidget.AnyWidget):
         stem = f"{slugify(self._batch.name) or 'batch'}_selection"
         return self._zips.start(content.get("uuid"), self._selected_tasks(), stem)
 
-    def _off_loop(
-        self,
-        uid: object,
-        action: str,
-        work: Callable[[], Any],
-        reply: Callable[[Any], None],
-    ) -> dict[str, Any]:
-        def failed(exc: BaseException) -> None:
-            self._reply(uid, False, {"error": describe(exc, self.lang, action)})
-
-        self._hub.off_loop(work, reply, failed)
+    def _off_loop(self, uid: object, action: str, work: Any, reply: Any) -> dict[str, Any]:
+        run_off_loop(self, uid, action, work, reply)  # ZipJobs' work, answered later
         return _DEFERRED
 
     def _on_open_gallery(self, content: dict[str, Any]) -> None:
