@@ -215,3 +215,19 @@ def test_a_studio_shown_twice_opens_its_gallery_only_where_it_was_clicked(lab) -
     expect(dialogs.nth(0)).to_be_visible()
     expect(dialogs.nth(0).locator(".nbb-g-taskpos")).to_have_text("task 3 of 3")
     expect(page.locator("dialog.nbb-g-dialog[open]")).to_have_count(1)
+
+
+def test_the_post_process_form_speaks_chinese(lab) -> None:
+    page = lab.open_notebook([SETUP.replace("concurrency=2)", "concurrency=2, lang='zh')")])
+    studio = page.locator(".nbb-root").first
+    button(studio, "全部运行").click()
+    expect(studio.get_by_role("status")).to_have_text("已完成", timeout=60_000)
+    open_from_row(studio, str(py(lab, page, "batch[0].id")))
+    dialog = page.get_by_role("dialog", name="图库")
+    button(dialog, "后期处理").click()
+    form = dialog.get_by_role("form", name="后期处理")
+    expect(form.get_by_label("应用于")).to_contain_text("整个批次（6 张）")
+    form.get_by_label("宽度（像素）").fill("99999")
+    button(form, "应用").click()
+    expect(form.get_by_role("alert")).to_have_text("请输入 1 到 16384 之间的整数。")
+    lab.screenshot(page, "zh-postprocess")

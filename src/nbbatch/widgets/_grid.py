@@ -151,7 +151,8 @@ class TaskGrid(anywidget.AnyWidget):
             "zip_done": ("doing_zip", lambda c: self._zips.done(c)),
         }
         #: called with (task, image index) when the page asks to open a result in a
-        #: gallery (a click on a done row's thumbnail, Enter on a done row)
+        #: gallery (a click on a done row's thumbnail, Enter on a done row), and with
+        #: ``view=`` (the gallery view beside the clicked grid) when the page names one
         self.gallery_hooks: list[Callable[..., None]] = []
         #: a ZIP of the selected tasks' images ("Download selected"), fetched in pieces
         self.zip_limit = ZIP_LIMIT
