@@ -78,6 +78,16 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     form = dialog.get_by_role("form", name="Post-process")
     expect(form).to_be_visible()
     expect(form.get_by_label("Apply to")).to_be_focused()
+    scope_options = form.get_by_label("Apply to").locator("option")
+    expect(scope_options).to_have_text(
+        [
+            "This image",
+            "This task (2 images)",
+            "Tasks selected in the grid (0)",
+            "Whole batch (6 images)",
+        ]
+    )
+    expect(scope_options.nth(2)).to_be_disabled()  # nothing is selected in the grid yet
     width = form.get_by_label("Width (px)")
     width.fill("0")
     button(form, "Apply").click()
@@ -136,6 +146,7 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     expect(studio.locator(".nbb-row[data-task-id]")).to_have_count(1)
     expect(studio.locator(".nbb-row[data-task-id]").first).to_contain_text(PROMPTS[1])
     open_from_row(studio, ids[1])
+    expect(dialog.locator(".nbb-g-taskpos")).to_have_text("task 2 of 3")
     star.click()  # unstar from the gallery: the filtered grid empties
     expect(star).to_have_attribute("aria-pressed", "false")
     page.keyboard.press("Escape")
@@ -157,8 +168,23 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     assert all(n.endswith(".png") for n in names if n != "manifest.json")
     expect(studio.locator(".nbb-notice")).to_contain_text("downloaded")
 
+    # the gallery post-processes the grid's selection too
+    open_from_row(studio, ids[1])
+    expect(dialog.locator(".nbb-g-taskpos")).to_have_text("task 2 of 3")
+    button(dialog, "Post-process").click()
+    form.get_by_label("Apply to").select_option("selection")
+    expect(scope_options.nth(2)).to_have_text("Tasks selected in the grid (2)")
+    button(form, "Apply").click()
+    expect(form.get_by_role("status")).to_contain_text("New files made: 4 (")
+    page.keyboard.press("Escape")  # the form first, then the gallery
+    expect(form).to_be_hidden()
+    expect(button(dialog, "Post-process")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
     # edit image 2 of task 3 into a child: its row shows that image, which opens it
     open_from_row(studio, ids[2], 1)
+    expect(dialog.locator(".nbb-g-taskpos")).to_have_text("task 3 of 3")  # not the last one
     button(dialog, "Edit image").click()
     dialog.get_by_role("textbox", name="What should change in this image?").fill("at night")
     page.keyboard.press("Enter")
@@ -178,6 +204,7 @@ def test_post_process_starred_filter_selection_zip_and_parent_thumbnail(lab) -> 
     lab.set_theme(page, "dark")
     lab.screenshot(page, "4-parent-thumbnail-dark")
     open_from_row(studio, ids[0], 1)
+    expect(dialog.locator(".nbb-g-taskpos")).to_have_text("task 1 of 3")
     button(dialog, "Post-process").click()
     expect(dialog.get_by_role("list", name="Post-processed copies")).to_be_visible()
     lab.screenshot(page, "5-postprocess-dark")

@@ -670,7 +670,9 @@ class GalleryView {
     if (!this.post) return;
     const show = force === undefined ? this.post.el.hidden : force;
     if (show && !this.task) return;
+    const hadFocus = this.post.el.contains(document.activeElement);
     this.post.el.hidden = !show;
+    if (!show && hadFocus) this.postBtn.focus(); // Escape in the form: back where it opened
     setAttr(this.postBtn, "aria-expanded", String(show));
     if (show) {
       this.toggleEdit(false);

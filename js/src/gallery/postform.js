@@ -118,8 +118,11 @@ export class PostForm {
       ["selection", fmt(s, "pp_scope_selection", { n: msg.selection })],
       ["batch", fmt(s, "pp_scope_batch", { n: msg.batch })],
     ];
-    this.scope.replaceChildren(...options.map(([v, t]) => h("option", { value: v, text: t })));
+    // nothing selected in the grid: that scope cannot be chosen (the kernel says so too)
+    const empty = { selection: !msg.selection, task: !msg.task, batch: !msg.batch };
+    this.scope.replaceChildren(...options.map(([v, t]) => h("option", { value: v, text: t, disabled: empty[v] })));
     this.scope.value = keep;
+    if (this.scope.selectedOptions[0]?.disabled) this.scope.value = "image";
     if (!this.aspect.options.length) {
       this.aspect.replaceChildren(...msg.aspects.map((a) => h("option", { value: a, text: a })));
       this.position.replaceChildren(...msg.positions.map((p) => h("option", { value: p, text: s[`pp_pos_${p}`] || p })));
@@ -177,7 +180,9 @@ export class PostForm {
       const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, ZIP_TIMEOUT);
       if (msg.invalid !== undefined) {
         setText(this.note, "");
+        this.applyBtn.disabled = false;
         this.mark(msg.invalid, msg.error);
+        if (!msg.invalid) this.fields["resize.on"].focus(); // no step ticked: the first one
         return;
       }
       this.bar.hidden = true;
@@ -192,6 +197,10 @@ export class PostForm {
     } finally {
       this.applyBtn.disabled = false;
       this.job = null;
+    }
+    // the disabled Apply button lost the focus: give it to what comes next
+    if (!this.el.contains(document.activeElement) && !this.el.hidden) {
+      (this.resultBtn.hidden ? this.applyBtn : this.resultBtn).focus();
     }
   }
 

@@ -247,8 +247,10 @@ var PostForm = class {
       ["selection", fmt(s, "pp_scope_selection", { n: msg.selection })],
       ["batch", fmt(s, "pp_scope_batch", { n: msg.batch })]
     ];
-    this.scope.replaceChildren(...options.map(([v, t]) => h("option", { value: v, text: t })));
+    const empty = { selection: !msg.selection, task: !msg.task, batch: !msg.batch };
+    this.scope.replaceChildren(...options.map(([v, t]) => h("option", { value: v, text: t, disabled: empty[v] })));
     this.scope.value = keep;
+    if (this.scope.selectedOptions[0]?.disabled) this.scope.value = "image";
     if (!this.aspect.options.length) {
       this.aspect.replaceChildren(...msg.aspects.map((a) => h("option", { value: a, text: a })));
       this.position.replaceChildren(...msg.positions.map((p) => h("option", { value: p, text: s[`pp_pos_${p}`] || p })));
@@ -302,7 +304,9 @@ var PostForm = class {
       const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, ZIP_TIMEOUT);
       if (msg.invalid !== void 0) {
         setText(this.note, "");
+        this.applyBtn.disabled = false;
         this.mark(msg.invalid, msg.error);
+        if (!msg.invalid) this.fields["resize.on"].focus();
         return;
       }
       this.bar.hidden = true;
@@ -317,6 +321,9 @@ var PostForm = class {
     } finally {
       this.applyBtn.disabled = false;
       this.job = null;
+    }
+    if (!this.el.contains(document.activeElement) && !this.el.hidden) {
+      (this.resultBtn.hidden ? this.applyBtn : this.resultBtn).focus();
     }
   }
   async downloadResult() {
@@ -932,7 +939,9 @@ var GalleryView = class {
     if (!this.post) return;
     const show = force === void 0 ? this.post.el.hidden : force;
     if (show && !this.task) return;
+    const hadFocus = this.post.el.contains(document.activeElement);
     this.post.el.hidden = !show;
+    if (!show && hadFocus) this.postBtn.focus();
     setAttr(this.postBtn, "aria-expanded", String(show));
     if (show) {
       this.toggleEdit(false);
