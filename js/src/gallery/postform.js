@@ -78,7 +78,7 @@ export class PostForm {
         "div",
         { class: "nbb-g-row" },
         this.applyBtn,
-        h("button", { type: "button", class: "nbb-gbtn", text: s.edit_cancel, "aria-label": s.pp_close, onclick: () => this.g.togglePost(false) }),
+        h("button", { type: "button", class: "nbb-gbtn", text: s.close, "aria-label": s.pp_close, onclick: () => this.g.togglePost(false) }),
       ),
       this.note,
       this.resultBtn,
