@@ -19,7 +19,7 @@ from PIL import Image
 from nbbatch import Batch, GeneratedImage, Params, Task, Workspace, export_zip
 from nbbatch.core._model import clean_text
 from nbbatch.errors import ConfigError, StorageError
-from nbbatch.images import ConvertFormat, Resize, export_folder
+from nbbatch.images import ConvertFormat, Resize, derived_images, export_folder, postprocess
 from nbbatch.images._export import safe_name, slugify
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -254,6 +254,20 @@ def test_export_with_post_processing(batch: Batch, tmp_path: Path) -> None:
     # The workspace originals are untouched.
     for im in batch.images:
         assert hashlib.sha256(im.read_bytes()).hexdigest() == im.sha256
+
+
+def test_a_cached_export_holds_the_workspaces_derived_copies(batch: Batch, tmp_path: Path) -> None:
+    steps = [Resize(96), ConvertFormat("webp", quality=80)]
+    made = {d.sha256 for d in postprocess(batch.tasks[2], steps)}  # the task's 2 copies
+    archive = export_zip(batch.tasks, tmp_path / "c.zip", steps=steps, cache=True)
+    with zipfile.ZipFile(archive) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        hashes = {m["file_sha256"] for m in manifest["images"]}
+    assert made <= hashes and len(hashes) == 6
+    # the copies the export made are in the workspace now, one per image
+    for im in batch.images:
+        assert [d.sha256 for d in derived_images(im)] != []
+        assert {d.sha256 for d in derived_images(im)} <= hashes
 
 
 def test_export_to_a_folder(batch: Batch, tmp_path: Path) -> None:

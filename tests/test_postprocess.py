@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import struct
-import time
+import threading
 import zlib
 from pathlib import Path
 
@@ -232,26 +232,28 @@ def test_paths_and_bytes_need_a_workspace(tmp_path: Path) -> None:
 
 
 async def test_async_postprocess_leaves_the_event_loop_free(batch: Batch) -> None:
-    ticks = 0
-    stop = False
+    # Each image waits, in its worker thread, for the loop to have run a coroutine of
+    # ours: a blocked loop could never run it, so this would fail, not pass slowly.
+    loop_ran = threading.Event()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop:
-            ticks += 1
-            await asyncio.sleep(0.001)
+    def progress(done: int, total: int) -> None:
+        if not loop_ran.wait(timeout=60):
+            raise AssertionError("the event loop did not turn while images were processed")
 
-    tick_task = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    results = await postprocess_async(
-        batch, [Resize(480, 480, mode="exact", upscale=True), Adjust(contrast=1.2)]
+    async def mark() -> None:
+        loop_ran.set()
+
+    work = asyncio.ensure_future(
+        postprocess_async(
+            batch,
+            [Resize(480, 480, mode="exact", upscale=True), Adjust(contrast=1.2)],
+            max_workers=1,
+            progress=progress,
+        )
     )
-    elapsed = time.perf_counter() - started
-    stop = True
-    await tick_task
+    await asyncio.create_task(mark())
+    results = await work
     assert len(results) == 2
-    # The loop kept turning while images were processed in threads.
-    assert ticks >= max(2, int(elapsed / 0.001 * 0.1))
 
 
 def test_auto_postprocess_follows_a_running_batch(tmp_path: Path) -> None:
@@ -265,3 +267,12 @@ def test_auto_postprocess_follows_a_running_batch(tmp_path: Path) -> None:
         assert sorted(d.source_sha256 for d in results) == sorted(im.sha256 for im in batch.images)
         assert all(d.format == "WEBP" and max(d.width, d.height) == 64 for d in results)
         assert len(results) == 6
+
+
+def test_progress_counts_every_image_once_up_to_the_total(batch: Batch) -> None:
+    seen: list[tuple[int, int]] = []
+    made = postprocess(
+        batch, [Resize(64)], max_workers=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert len(made) == 2
+    assert sorted(seen) == [(1, 2), (2, 2)]

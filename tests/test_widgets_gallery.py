@@ -123,7 +123,7 @@ def test_a_task_zip_streams_in_chunks_and_holds_its_images_and_manifest(
         assert zf.read(images[0]) == batch.tasks[1].images[0].path.read_bytes()
     assert {im["prompt"] for im in manifest["images"]} == {"a lighthouse at dusk"}
     # the job is gone after its last piece: its temp folder too
-    assert gallery._jobs == {}
+    assert gallery._zips._jobs == {}
     assert "expired" in page.refused("chunk", job=start["job"], index=0)
 
 
@@ -237,9 +237,9 @@ def test_a_zip_nobody_fetched_is_dropped_an_hour_later(
     gallery = Gallery(batch)
     page = Page(gallery)
     first = page.ok("zip", scope="task", id=batch.tasks[0].id)
-    folder = gallery._jobs[first["job"]].folder
-    gallery._jobs[first["job"]].created -= 2 * _gallery._JOB_TTL
+    folder = gallery._zips._jobs[first["job"]].folder
+    gallery._zips._jobs[first["job"]].created -= 2 * _gallery._JOB_TTL
     page.ok("zip", scope="task", id=batch.tasks[1].id)
-    assert first["job"] not in gallery._jobs and not folder.exists()
+    assert first["job"] not in gallery._zips._jobs and not folder.exists()
     gallery.close()  # and closing the widget drops the rest
-    assert all(not job.folder.exists() for job in gallery._jobs.values())
+    assert all(not job.folder.exists() for job in gallery._zips._jobs.values())

@@ -1,3 +1,4 @@
+import { fetchZip, saveBlob, size } from "./download.js";
 import { icons } from "./icons.js";
 import { fmt, h, setAttr, setText } from "./util.js";
 
@@ -46,8 +47,10 @@ export class Grid {
     const s = this.view.strings;
     this.chips = new Map();
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
-    for (const st of ["all", ...STATUSES]) {
-      const label = st === "all" ? s.filter_all : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
+    // "starred": tasks with a starred image (starring in the gallery keeps it live)
+    for (const st of ["all", "starred", ...STATUSES]) {
+      const label =
+        st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
         "button",
@@ -88,13 +91,21 @@ export class Grid {
     this.bulkRetry = bulk("retry_selected", "retry", "retry_selected");
     this.bulkNext = bulk("run_next_selected", "next", "run_next_selected");
     this.bulkDelete = bulk("delete_selected", "trash", "delete_selected", "nbb-danger");
+    this.bulkZip = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.download_selected_zip,
+      title: s.download_selected_zip,
+      onclick: () => this.downloadSelected(),
+      html: `${icons.download}<span>${s.download_selected}</span>`,
+    });
     this.clearSel = h("button", {
       type: "button",
       class: "nbb-link",
       text: s.clear_selection,
       onclick: () => this.view.select("none"),
     });
-    this.bulk = h("div", { class: "nbb-bulk", hidden: true }, this.selInfo, this.clearSel, this.bulkRetry, this.bulkNext, this.bulkDelete);
+    this.bulk = h("div", { class: "nbb-bulk", hidden: true }, this.selInfo, this.clearSel, this.bulkZip, this.bulkRetry, this.bulkNext, this.bulkDelete);
     const filters = h(
       "div",
       { class: "nbb-filterbar" },
@@ -218,7 +229,9 @@ export class Grid {
     this.generation += 1;
     this.viewport.scrollTop = 0;
     this.focusIndex = 0;
-    this.requestWindow();
+    // the old view's total may be 0 (an empty filter): ask even though nothing looks missing
+    this.invalid = true;
+    this.requestWindow(true);
   }
 
   applyPatch(rows, whole) {
@@ -251,7 +264,7 @@ export class Grid {
     // The reference column only takes room in batches that have reference images.
     this.view.root.classList.toggle("nbb-norefs", !summary.refs);
     for (const [st, chip] of this.chips) {
-      const n = st === "all" ? summary.total : summary.counts[st] || 0;
+      const n = st === "all" ? summary.total : st === "starred" ? summary.starred || 0 : summary.counts[st] || 0;
       setText(chip._count, String(n));
       chip.hidden = st !== "all" && n === 0 && this.filter !== st;
     }
@@ -422,6 +435,7 @@ export class Grid {
       grip: h("span", { class: "nbb-grip", title: s.drag, "aria-hidden": "true", html: icons.grip }),
       num: h("span", { class: "nbb-num" }),
       refs: h("div", { class: "nbb-thumbs" }),
+      parent: h("button", { type: "button", class: "nbb-parent", tabindex: -1, hidden: true }),
       text: h("div", { class: "nbb-ptext" }),
       chip: h("span", { class: "nbb-chip" }),
       neg: h("span", { class: "nbb-neg" }),
@@ -440,6 +454,7 @@ export class Grid {
       remove: btn("delete", "trash", "delete", "nbb-danger"),
     };
     parts.error.dataset.action = "expand";
+    parts.parent.dataset.action = "open_parent";
     parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" },
       parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
     const node = h(
@@ -447,7 +462,7 @@ export class Grid {
       { role: "row", class: "nbb-row", tabindex: -1 },
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-sel" }, parts.check),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.refs),
+      h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" },
         h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
@@ -516,7 +531,19 @@ export class Grid {
     setAttr(p.error, "aria-label", err ? `${s.show_error}: ${err.slice(0, 200)}` : null);
     setAttr(p.error, "aria-expanded", err ? String(this.expanded === row.id) : null);
     // thumbnails
-    this.paintThumbs(p.refs, row.rf || [], row.nr || 0, s.reference);
+    // a task made from an image (Edit image) shows that image as a link to its parent
+    const pa = row.pa;
+    p.parent.hidden = !pa;
+    if (pa) {
+      const label = fmt(s, "parent_thumb", { i: pa.i + 1, n: pa.n });
+      setAttr(p.parent, "aria-label", label);
+      setAttr(p.parent, "title", label);
+      this.paintThumbs(p.parent, [pa.k], 1, label);
+      if (!p.parent.querySelector(".nbb-parent-n")) p.parent.append(h("span", { class: "nbb-parent-n" }));
+      setText(p.parent.querySelector(".nbb-parent-n"), `↰ #${pa.n}`);
+    }
+    const refs = pa ? (row.rf || []).filter((k) => k !== pa.k) : row.rf || [];
+    this.paintThumbs(p.refs, refs, Math.max(refs.length, (row.nr || 0) - (pa ? 1 : 0)), s.reference);
     this.paintThumbs(p.results, row.im || [], row.ni || 0, s.result);
     // actions
     const live = ["running", "paused", "stopping"].includes(this.view.model.get("run_state"));
@@ -532,7 +559,7 @@ export class Grid {
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.parent, p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
 
   paintThumbs(box, keys, count, label) {
@@ -606,7 +633,7 @@ export class Grid {
     for (let i = from; i < to; i++) {
       const row = this.rowAt(i);
       if (!row) continue;
-      for (const key of [...(row.rf || []), ...(row.im || [])]) {
+      for (const key of [...(row.rf || []), ...(row.im || []), ...(row.pa ? [row.pa.k] : [])]) {
         if (!this.thumbs.has(key) && !this.thumbWanted.has(key)) keys.push(key);
       }
     }
@@ -666,7 +693,7 @@ export class Grid {
       // a result thumbnail opens that image in the gallery
       const index = [...node._parts.results.querySelectorAll("img")].indexOf(thumb);
       this.focusIndex = node._index;
-      this.view.act("open_gallery", { id: row.id, index: Math.max(0, index) });
+      this.openGallery(row.id, Math.max(0, index));
       return;
     }
     this.focusIndex = node._index;
@@ -691,9 +718,40 @@ export class Grid {
     if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
   }
 
+  // The gallery view shown with this grid view (a studio displayed twice has two): the
+  // kernel opens the dialog in that one only.
+  openGallery(id, index) {
+    const box = this.el.closest(".nbb-studio-box, .jp-OutputArea, .jp-Cell") || document;
+    const gallery = box.querySelector("[data-nbb-gallery-view]");
+    const view = gallery ? gallery.getAttribute("data-nbb-gallery-view") : undefined;
+    return this.view.act("open_gallery", { id, index, view });
+  }
+
+  async downloadSelected() {
+    const s = this.view.strings;
+    this.bulkZip.disabled = true;
+    this.view.notice(s.zip_building, "info");
+    try {
+      const got = await fetchZip(this.view.channel, "zip_selected", {}, (pct) => this.view.notice(fmt(s, "zip_receiving", { pct }), "info"));
+      if (got.path) {
+        this.view.notice(fmt(s, "zip_saved", { size: size(got.size), path: got.path }), "info");
+        return;
+      }
+      saveBlob(this.el, got.blob, got.name);
+      this.view.notice(fmt(s, "zip_ready", { name: got.name, size: size(got.size) }), "info");
+    } catch (err) {
+      this.view.showError(err);
+    } finally {
+      this.bulkZip.disabled = false;
+    }
+  }
+
   rowAction(action, row, index) {
     this.focusIndex = index;
     switch (action) {
+      case "open_parent":
+        if (row.pa) this.openGallery(row.pa.id, row.pa.i);
+        break;
       case "edit":
         this.startEdit(row);
         break;
@@ -813,7 +871,7 @@ export class Grid {
       this.anchorId = row.id;
     } else if (key === "Enter" && row.st === "succeeded") {
       e.preventDefault(); // a done task cannot be edited: Enter shows its results
-      this.view.act("open_gallery", { id: row.id, index: 0 });
+      this.openGallery(row.id, 0);
     } else if (key === "Enter" || key === "F2") {
       e.preventDefault();
       this.startEdit(row);

@@ -1,6 +1,8 @@
 import { Channel, ReplyError, TimeoutError } from "../channel.js";
+import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../download.js";
 import { fmt, h, setAttr, setText } from "../util.js";
 import { gicons } from "./icons.js";
+import { PostForm } from "./postform.js";
 
 // The gallery lightbox: one anywidget whose output is a slim launcher bar and whose
 // <dialog> opens modal over the page (showModal: every key reaches it, Escape closes
@@ -11,24 +13,16 @@ import { gicons } from "./icons.js";
 // keeps the page's memory flat.
 
 const FULL_CACHE = 5; // full-size images kept: the one shown and its neighbours
-const ZIP_TIMEOUT = 15 * 60 * 1000;
 const IMAGE_TIMEOUT = 120 * 1000;
-
-function bytesOf(view) {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-}
-
-function size(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
-}
+let views = 0;
 
 class GalleryView {
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    // every request says which view sent it: the kernel opens the last one used
+    const request = this.channel.request.bind(this.channel);
+    this.channel.request = (type, body = {}, timeout = undefined) => request(type, { view: this.viewId, ...body }, timeout);
     this.strings = {};
     this.task = null; // the described task shown
     this.pos = null; // its place among the done tasks
@@ -39,16 +33,23 @@ class GalleryView {
     this.loading = new Map(); // key -> promise of an object URL
     this.thumbs = new Map(); // key -> object URL (the strip of the task shown)
     this.downloads = new Set();
-    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
+    views += 1;
+    // names this view: a studio shown twice has two gallery views of one model, and an
+    // open request names the view that asked (the grid beside it finds this attribute)
+    this.viewId = `g${views}-${Math.random().toString(36).slice(2, 8)}`;
+    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true", "data-nbb-gallery-view": this.viewId });
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
     this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
+    this.channel.on("pp_progress", (msg) => this.post && this.post.progress(msg));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
     watch("opened", () => {
+      const asker = model.get("opened_view");
+      if (asker && asker !== this.viewId) return; // another view of this gallery asked
       if (this.dialog) this.openAt(model.get("task_id"), model.get("image_index"));
       else this.pendingOpen = true; // asked before this view was built: open once it is
     });
@@ -154,13 +155,16 @@ class GalleryView {
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
     this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
+    this.postBtn = btn("postprocess", "tune", () => this.togglePost());
+    setAttr(this.postBtn, "aria-expanded", "false");
+    this.post = new PostForm(this);
     const actions = h(
       "div",
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
       h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
-      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn),
+      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn, this.postBtn),
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
     this.editArea.addEventListener("keydown", (e) => {
@@ -188,7 +192,8 @@ class GalleryView {
     );
     this.info = h("dl", { class: "nbb-g-info" });
     this.status = h("div", { class: "nbb-g-status", role: "status", "aria-live": "polite" });
-    const side = h("aside", { class: "nbb-g-side", "aria-label": s.info }, actions, this.editBox, this.status, this.info);
+    this.copies = h("div", { class: "nbb-g-copies", hidden: true });
+    const side = h("aside", { class: "nbb-g-side", "aria-label": s.info }, actions, this.editBox, this.post.el, this.status, this.copies, this.info);
 
     this.keysPanel = h("div", { class: "nbb-g-keys", hidden: true, role: "note", "aria-label": s.keys });
     const keyRows = [
@@ -264,6 +269,7 @@ class GalleryView {
     this.model.save_changes();
     this.toggleKeys(false);
     this.toggleEdit(false);
+    this.togglePost(false);
     // nothing full-size stays in memory while the gallery is closed
     this.img.removeAttribute("src");
     this.dropSheet();
@@ -563,6 +569,7 @@ class GalleryView {
 
   paintImageInfo(im) {
     if (!im || !this.seedCell) return;
+    this.paintCopies(im);
     setText(this.seedCell, im.seed === null || im.seed === undefined ? "–" : String(im.seed));
     setText(this.sizeCell, `${im.w} × ${im.h} · ${im.format}`);
   }
@@ -594,17 +601,9 @@ class GalleryView {
 
   // ---------------------------------------------------------------- downloads
   save(blob, name) {
-    const url = URL.createObjectURL(blob);
-    const a = h("a", { href: url, download: name, hidden: true });
-    this.dialog.append(a);
-    a.click();
-    a.remove();
-    // the browser has the bytes once the download started; let it go a little later
-    const timer = setTimeout(() => {
-      URL.revokeObjectURL(url);
-      this.downloads.delete(timer);
-    }, 20000);
+    const timer = saveBlob(this.dialog, blob, name);
     this.downloads.add(timer);
+    setTimeout(() => this.downloads.delete(timer), 20001);
   }
 
   async downloadImage() {
@@ -618,26 +617,21 @@ class GalleryView {
     }
   }
 
-  async downloadZip(scope) {
+  async downloadZip(scope, extra = {}) {
     if (!this.task && scope === "task") return;
     const s = this.strings;
     const buttons = [this.dlTask, this.dlBatch, this.dlStarred];
     for (const b of buttons) b.disabled = true;
     this.say(s.zip_building, "busy");
     try {
-      const { msg } = await this.channel.request("zip", { scope, id: this.task ? this.task.id : undefined }, ZIP_TIMEOUT);
-      if (msg.path) {
-        this.say(fmt(s, "zip_saved", { size: size(msg.size), path: msg.path }), "info");
+      const body = { scope, id: this.task ? this.task.id : undefined, ...extra };
+      const got = await fetchZip(this.channel, "zip", body, (pct) => this.say(fmt(s, "zip_receiving", { pct }), "busy"));
+      if (got.path) {
+        this.say(fmt(s, "zip_saved", { size: size(got.size), path: got.path }), "info");
         return;
       }
-      const parts = [];
-      for (let i = 0; i < msg.chunks; i++) {
-        const { buffers } = await this.channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
-        parts.push(bytesOf(buffers[0]));
-        this.say(fmt(s, "zip_receiving", { pct: Math.round(((i + 1) * 100) / msg.chunks) }), "busy");
-      }
-      this.save(new Blob(parts, { type: "application/zip" }), msg.name);
-      this.say(fmt(s, "zip_ready", { name: msg.name, size: size(msg.size) }), "info");
+      this.save(got.blob, got.name);
+      this.say(fmt(s, "zip_ready", { name: got.name, size: size(got.size) }), "info");
     } catch (err) {
       this.say(this.words(err), "error");
     } finally {
@@ -654,14 +648,8 @@ class GalleryView {
     try {
       const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
       const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
-      this.dropSheet();
-      this.sheet = { blob, name: msg.name, url: URL.createObjectURL(blob) };
-      this.img.width = msg.w;
-      this.img.height = msg.h;
-      this.img.alt = fmt(s, "sheet_of", { n: this.task.n });
-      this.paintImage(this.sheet.url);
-      setText(this.imagePos, fmt(s, "sheet_of", { n: this.task.n }));
-      this.dlSheet.hidden = false;
+      const label = fmt(s, "sheet_of", { n: this.task.n });
+      this.showExtra(blob, msg.name, msg.w, msg.h, label, s.download_sheet);
       this.say("");
     } catch (err) {
       this.say(this.words(err), "error");
@@ -677,12 +665,98 @@ class GalleryView {
     this.dlSheet.hidden = true;
   }
 
+  // ---------------------------------------------------------------- post-processed copies
+  togglePost(force) {
+    if (!this.post) return;
+    const show = force === undefined ? this.post.el.hidden : force;
+    if (show && !this.task) return;
+    const hadFocus = this.post.el.contains(document.activeElement);
+    this.post.el.hidden = !show;
+    if (!show && hadFocus) this.postBtn.focus(); // Escape in the form: back where it opened
+    setAttr(this.postBtn, "aria-expanded", String(show));
+    if (show) {
+      this.toggleEdit(false);
+      this.post.open();
+    }
+  }
+
+  paintCopies(im) {
+    const s = this.strings;
+    const copies = im.copies || [];
+    const key = `${im.key}|${copies.map((c) => c.key).join(",")}`;
+    if (this.copies.dataset.key === key) return;
+    this.copies.dataset.key = key;
+    this.copies.hidden = !copies.length;
+    if (!copies.length) {
+      this.copies.replaceChildren();
+      return;
+    }
+    const taskId = this.task.id;
+    const items = copies.map((c) =>
+      h(
+        "li",
+        { class: "nbb-g-copy" },
+        h(
+          "span",
+          { class: "nbb-g-copytext" },
+          h("span", { class: "nbb-g-copylabel", text: c.label, title: c.label }),
+          h("span", { class: "nbb-g-mono nbb-g-copydims", text: `${c.w} × ${c.h} · ${c.format}` }),
+        ),
+        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_show_copy", { label: c.label }), title: fmt(s, "pp_show_copy", { label: c.label }), html: gicons.gallery, onclick: () => this.showCopy(taskId, im.index, c) }),
+        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_download_copy", { label: c.label }), title: fmt(s, "pp_download_copy", { label: c.label }), html: gicons.download, onclick: () => this.downloadCopy(taskId, im.index, c.key) }),
+      ),
+    );
+    this.copies.replaceChildren(h("div", { class: "nbb-g-sub", text: s.pp_copies }), h("ul", { class: "nbb-g-copylist", "aria-label": s.pp_copies }, ...items));
+  }
+
+  async copyBytes(taskId, index, key) {
+    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, IMAGE_TIMEOUT);
+    return { msg, blob: new Blob([bytesOf(buffers[0])], { type: msg.mime }) };
+  }
+
+  async downloadCopy(taskId, index, key) {
+    try {
+      const { msg, blob } = await this.copyBytes(taskId, index, key);
+      this.save(blob, msg.name);
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+
+  async showCopy(taskId, index, copy) {
+    const s = this.strings;
+    try {
+      const { msg, blob } = await this.copyBytes(taskId, index, copy.key);
+      if (!this.dialog.open || !this.task || this.task.id !== taskId) return;
+      this.showExtra(blob, msg.name, msg.w, msg.h, fmt(s, "pp_copy_of", { label: msg.label }), s.pp_download_shown);
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+
+  // Something other than the original on the stage (a contact sheet, a post-processed
+  // copy) until the person steps to another image; its own download button shows.
+  showExtra(blob, name, w, h_, label, dlLabel) {
+    this.dropSheet();
+    this.sheet = { blob, name, url: URL.createObjectURL(blob) };
+    this.img.width = w;
+    this.img.height = h_;
+    this.img.alt = label;
+    this.paintImage(this.sheet.url);
+    setText(this.imagePos, label);
+    setAttr(this.dlSheet, "aria-label", dlLabel);
+    setAttr(this.dlSheet, "title", dlLabel);
+    this.dlSheet.querySelector("span").textContent = dlLabel;
+    this.dlSheet.hidden = false;
+  }
+
   // ---------------------------------------------------------------- rework
   toggleEdit(show) {
     if (!this.editBox) return;
     this.editBox.hidden = !show;
     setAttr(this.editBtn, "aria-expanded", String(!!show));
     if (show) {
+      if (this.post) this.togglePost(false);
       this.editArea.value = "";
       this.editArea.focus();
     }

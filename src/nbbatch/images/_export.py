@@ -197,11 +197,13 @@ def _produce(
     pipeline: Pipeline | None,
     limits: ImageLimits,
     max_workers: int | None,
+    cache: bool = False,
 ) -> Iterator[tuple[_Entry, bytes | None]]:
     """Yield each entry with its processed bytes (``None``: copy the stored file as is).
 
     Post-processing runs ahead in a thread pool, but never more than ``2 × workers``
-    results wait in memory.
+    results wait in memory. With ``cache`` each result is the workspace's derived copy
+    (made by :func:`postprocess` when it is not there yet).
     """
     if pipeline is None:
         for entry in plan:
@@ -210,6 +212,10 @@ def _produce(
     workers = max_workers or min(4, os.cpu_count() or 2)
 
     def work(entry: _Entry) -> bytes:
+        if cache:
+            from ._postprocess import postprocess
+
+            return postprocess(entry.image, pipeline, limits=limits)[0].read_bytes()
         data = entry.image.read_bytes()
         out, _ = pipeline.run(data, limits=limits, source_sha256=entry.image.sha256)
         return out
@@ -258,12 +264,15 @@ def export_zip(
     steps: Pipeline | Iterable[Step] | None = None,
     max_workers: int | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
+    cache: bool = False,
     **batch_info: Any,
 ) -> Path:
     """Write the images of ``tasks`` and ``manifest.json`` to the ZIP at ``path``.
 
     ``steps`` post-processes each image on the way out (e.g. ``[Resize(1024),
     ConvertFormat("jpeg", quality=90)]``); the workspace copies are not touched.
+    ``cache=True`` takes the post-processed copies from the workspace's ``derived/``
+    folder (as :func:`postprocess` stores them) and keeps the ones it makes there.
     ``batch_info`` keywords are copied into the manifest.
     """
     target = Path(path)
@@ -278,7 +287,7 @@ def export_zip(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for entry, data in _produce(plan, pipeline, limits, max_workers):
+            for entry, data in _produce(plan, pipeline, limits, max_workers, cache):
                 key = (entry.task.id, entry.image.index)
                 # PNG/JPEG/WebP are compressed already: storing them is faster and barely
                 # larger. zf.write streams the file in blocks.

@@ -41,7 +41,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
@@ -714,13 +714,15 @@ def postprocess(
     workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     max_workers: int | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[DerivedImage]:
     """Apply ``steps`` to every image; return the new files, in input order.
 
     ``images`` is a batch, tasks, stored images, paths or bytes. Results go to
     ``<workspace>/derived/`` (see the module docstring); stored images find their
     workspace themselves. Blocking but parallel (thread pool); from a notebook cell
-    prefer ``await postprocess_async(...)``.
+    prefer ``await postprocess_async(...)``. ``progress(done, total)`` is called after
+    each image (from a worker thread).
     """
     pipeline = _as_pipeline(steps)
     sources = _sources(images)
@@ -728,10 +730,23 @@ def postprocess(
         return []
     root = _workspace_root(workspace, sources)
     workers = max_workers or min(4, os.cpu_count() or 2)
-    if workers == 1 or len(sources) == 1:
-        return [_process_one(s, pipeline, root, limits) for s in sources]
+    total = len(sources)
+    counted = [0]
+    lock = threading.Lock()
+
+    def one(src: _Source) -> DerivedImage:
+        made = _process_one(src, pipeline, root, limits)
+        if progress is not None:
+            with lock:
+                counted[0] += 1
+                done = counted[0]
+            progress(done, total)
+        return made
+
+    if workers == 1 or total == 1:
+        return [one(s) for s in sources]
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="nbbatch-post") as ex:
-        return list(ex.map(lambda s: _process_one(s, pipeline, root, limits), sources))
+        return list(ex.map(one, sources))
 
 
 async def postprocess_async(
@@ -741,6 +756,7 @@ async def postprocess_async(
     workspace: WorkspaceLike | str | os.PathLike[str] | None = None,
     max_workers: int | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[DerivedImage]:
     """:func:`postprocess` without blocking the event loop (for notebook cells)."""
     return await asyncio.to_thread(
@@ -750,6 +766,7 @@ async def postprocess_async(
         workspace=workspace,
         max_workers=max_workers,
         limits=limits,
+        progress=progress,
     )
 
 

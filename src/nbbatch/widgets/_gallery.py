@@ -23,19 +23,30 @@ page → kernel
     ``remix {id, index}``             ``batch.remix(image)``; answers the new task's id
     ``contact_sheet {scope, id?}``    a PNG grid of the task's (batch's, starred) images,
                                       made off the loop (1 binary buffer)
+    ``pp_scopes {id}``                image counts of the post-process scopes
+    ``postprocess {scope, id, index?, form, job}``  scope ``image`` | ``task`` |
+                                      ``selection`` (the connected grids' selection) |
+                                      ``batch``: new files in the workspace's derived/
+                                      (never over the originals), made off the loop;
+                                      answers ``{count, label, text, first}`` or, for a
+                                      field it refuses, ``{invalid: field, error}``
+    ``derived {id, index, key}``      a post-processed copy's file (buffer), a safe name
+    ``zip {scope, ..., form}``        with ``form``: a ZIP of those copies + manifest
 kernel → page (unsolicited)
-    ``changed {ids}``                 these tasks changed (stars, status, children): the
-                                      page asks again for the one it shows
+    ``changed {ids}``                 these tasks changed (stars, status, children,
+                                      copies): the page asks again for the one it shows
+    ``pp_progress {job, done, total}``  how far a post-process got
     ``notice {level, text}``          an error in words
 
-Synced traits are small: ``lang``, ``task_id`` / ``image_index`` (what is shown), ``shown``
-and ``opened`` (a counter Python bumps so ``open()`` reaches the page even when it asks
-for what is already shown). Images and prompts only travel as messages.
+Every request carries the page view's ``view`` id. Synced traits are small: ``lang``,
+``task_id`` / ``image_index`` (what is shown), ``shown``, ``opened`` (a counter Python
+bumps so ``open()`` reaches the page even when it asks for what is already shown) and
+``opened_view`` (the one view that opens: a studio displayed twice has two). Images and
+prompts only travel as messages.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -44,6 +55,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -53,11 +65,12 @@ import traitlets
 from nbbatch.core._model import GeneratedImage, Task, TaskStatus
 from nbbatch.engine import Batch
 from nbbatch.errors import ConfigError
-from nbbatch.images import contact_sheet, export_zip
+from nbbatch.images import Pipeline, contact_sheet, derived_images, export_zip, postprocess
 from nbbatch.images._export import safe_name, slugify
 
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
+from ._postform import ASPECTS, POSITIONS, FormError, pipeline_from, recipe_label
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["CHUNK_BYTES", "ZIP_LIMIT", "Gallery"]
@@ -99,6 +112,113 @@ class _Job:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class ZipJobs:
+    """ZIPs built off the loop for one widget and handed to its page in pieces.
+
+    The gallery and the grid (its "Download ZIP" of the selection) both use one: ``start``
+    answers ``{job, name, size, chunks}`` (or ``{path}`` of a file written next to the
+    notebook when it is above ``owner.zip_limit``), ``chunk`` one piece, ``done`` drops it.
+    """
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+
+    def start(
+        self,
+        uid: object,
+        tasks: Sequence[Task],
+        stem: str,
+        *,
+        steps: Pipeline | None = None,
+    ) -> dict[str, Any]:
+        if not any(t.images for t in tasks):
+            raise UserFacingError("nothing_to_zip")
+        owner = self._owner
+        batch: Batch = owner.batch
+        file_name = safe_name(stem, "zip", set())
+        estimate = sum(_size(im.path) for t in tasks for im in t.images)
+        info = {"id": batch.id, "name": batch.name}
+        too_big = estimate > owner.zip_limit
+        target_dir = owner.save_dir or pathlib.Path.cwd()
+        # post-processed copies come from (and stay in) the workspace's derived/ folder
+        options: dict[str, Any] = {"steps": steps, "cache": True} if steps else {}
+
+        def work() -> dict[str, Any]:
+            self._drop_stale()
+            if too_big:
+                # Too big for browser memory: next to the notebook, under a new name.
+                target = _free_name(target_dir, file_name)
+                export_zip(tasks, target, batch=info, **options)
+                return {"path": str(target.resolve()), "size": target.stat().st_size}
+            folder = pathlib.Path(tempfile.mkdtemp(prefix="nbbatch-zip-"))
+            try:
+                path = export_zip(tasks, folder / file_name, batch=info, **options)
+                job = _Job(path, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            key = f"z{id(job):x}{int(job.created * 1000) % 100000}"
+            with self._lock:
+                self._jobs[key] = job
+            return {"job": key, "name": file_name, "size": job.size, "chunks": job.chunks}
+
+        reply = owner._reply
+        deferred: dict[str, Any] = owner._off_loop(
+            uid, "doing_zip", work, lambda body: reply(uid, True, body)
+        )
+        return deferred
+
+    def chunk(self, content: dict[str, Any]) -> dict[str, Any]:
+        key = content.get("job")
+        index = content.get("index")
+        with self._lock:
+            job = self._jobs.get(key) if isinstance(key, str) else None
+        if job is None or not isinstance(index, int) or not 0 <= index < job.chunks:
+            raise UserFacingError("zip_gone")
+        uid = content.get("uuid")
+        owner = self._owner
+
+        def reply(data: bytes) -> None:
+            last = index == job.chunks - 1
+            if last:
+                self._drop(str(key))
+            owner._reply(uid, True, {"index": index, "last": last}, [data])
+
+        deferred: dict[str, Any] = owner._off_loop(uid, "doing_zip", lambda: job.read(index), reply)
+        return deferred
+
+    def done(self, content: dict[str, Any]) -> None:
+        key = content.get("job")
+        if isinstance(key, str):
+            self._drop(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            jobs, self._jobs = list(self._jobs.values()), {}
+        for job in jobs:
+            job.drop()
+
+    def _drop_stale(self) -> None:
+        # a page closed halfway through a download never says so: its ZIP goes later
+        cutoff = time.monotonic() - _JOB_TTL
+        with self._lock:
+            stale = [k for k, job in self._jobs.items() if job.created < cutoff]
+        for key in stale:
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        with self._lock:
+            job = self._jobs.pop(key, None)
+        if job is not None:
+            job.drop()
+
+
 class Gallery(anywidget.AnyWidget):
     """A lightbox over the done tasks of ``batch``: look, step, star, download, rework.
 
@@ -116,6 +236,8 @@ class Gallery(anywidget.AnyWidget):
     image_index = traitlets.Int(0).tag(sync=True)
     shown = traitlets.Bool(False).tag(sync=True)
     opened = traitlets.Int(0).tag(sync=True)
+    #: the page view that asked to open (a studio shown twice has two); "" = any view
+    opened_view = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
@@ -133,9 +255,9 @@ class Gallery(anywidget.AnyWidget):
         self._hub: Hub = hub_for(batch)
         self.zip_limit = int(zip_limit)
         self.save_dir = pathlib.Path(save_dir) if save_dir is not None else None
-        self._jobs: dict[str, _Job] = {}
-        self._jobs_lock = threading.Lock()
-        self._futures: set[asyncio.Future[Any]] = set()
+        self._zips = ZipJobs(self)
+        self._grids: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._last_view = ""
         self._changed: set[str] = set()
         self._flush_pending = False
         self._unsubscribe = batch.subscribe(self._on_event)
@@ -155,6 +277,9 @@ class Gallery(anywidget.AnyWidget):
             "derive": ("doing_derive", self._on_derive),
             "remix": ("doing_remix", self._on_remix),
             "contact_sheet": ("doing_sheet", self._on_contact_sheet),
+            "pp_scopes": ("doing_postprocess", self._on_pp_scopes),
+            "postprocess": ("doing_postprocess", self._on_postprocess),
+            "derived": ("doing_download", self._on_derived),
         }
         self.on_msg(self._on_msg)
 
@@ -163,8 +288,14 @@ class Gallery(anywidget.AnyWidget):
     def batch(self) -> Batch:
         return self._batch
 
-    def open(self, task: Task | str | int | None = None, image: int = 0) -> None:
-        """Show ``task``'s image number ``image`` (0-based) in the lightbox."""
+    def open(
+        self, task: Task | str | int | None = None, image: int = 0, *, view: str | None = None
+    ) -> None:
+        """Show ``task``'s image number ``image`` (0-based) in the lightbox.
+
+        ``view`` names the page view that asked (the grid's click sends it); from code,
+        the view used last opens, so a studio shown twice opens one dialog, not two.
+        """
         if task is None:
             # ipywidgets' own Widget.open() (no arguments) opens the comm to the page;
             # its constructor calls it. The lightbox always names a task.
@@ -177,10 +308,12 @@ class Gallery(anywidget.AnyWidget):
             raise ConfigError(
                 f"task {t.id} has {len(t.images)} image(s); image={image} is not one of them"
             )
-        self.task_id = t.id
-        self.image_index = image
-        self.shown = True
-        self.opened += 1
+        with self.hold_sync():
+            self.opened_view = view if view is not None else self._last_view
+            self.task_id = t.id
+            self.image_index = image
+            self.shown = True
+            self.opened += 1
 
     def close_dialog(self) -> None:
         """Close the lightbox (the page also closes it with Escape)."""
@@ -200,13 +333,15 @@ class Gallery(anywidget.AnyWidget):
         if grid.batch is not self._batch:
             raise ConfigError("the grid shows another batch than this gallery")
         grid.gallery_hooks.append(self.open)
+        self._grids.add(grid)
 
     def close(self) -> None:
         unsubscribe = getattr(self, "_unsubscribe", None)
         if unsubscribe is not None:
             unsubscribe()
-        for job in list(getattr(self, "_jobs", {}).values()):
-            job.drop()
+        zips = getattr(self, "_zips", None)
+        if zips is not None:
+            zips.drop_all()
         super().close()
 
     # ----------------------------------------------------------- events
@@ -263,6 +398,9 @@ class Gallery(anywidget.AnyWidget):
             if entry is None:
                 raise UserFacingError("unknown_request", type=kind[:40])
             action, handler = entry
+            view = content.get("view")
+            if isinstance(view, str) and kind != "hello":  # hello: every view, on start
+                self._last_view = view[:40]
             result = handler(content)
             if result is _DEFERRED:
                 return
@@ -282,21 +420,7 @@ class Gallery(anywidget.AnyWidget):
         reply: Callable[[Any], None],
     ) -> dict[str, Any]:
         """Run blocking ``work`` in a thread (file reads, ZIPs); ``reply`` with its result."""
-        loop = self._hub.loop
-        if loop is None or not loop.is_running():
-            reply(work())  # no loop (a script or a unit test): do it here
-            return _DEFERRED
-        future = loop.run_in_executor(None, work)
-
-        def done(f: asyncio.Future[Any]) -> None:
-            self._futures.discard(f)
-            try:
-                reply(f.result())
-            except Exception as exc:
-                self._reply(uid, False, {"error": describe(exc, self.lang, action)})
-
-        self._futures.add(future)
-        future.add_done_callback(done)
+        run_off_loop(self, uid, action, work, reply)
         return _DEFERRED
 
     def _resolve(self, task: Task | str | int) -> Task:
@@ -390,10 +514,29 @@ class Gallery(anywidget.AnyWidget):
                     "seed": im.seed,
                     "starred": im.starred,
                     "key": im.sha256,
+                    "copies": self._copies(im),
                 }
                 for im in task.images
             ],
         }
+
+    def _copies(self, image: GeneratedImage) -> list[dict[str, Any]]:
+        # a few small sidecar files per image (the derived/ folder of its hash)
+        try:
+            found = derived_images(image)
+        except Exception as exc:  # an unreadable folder: the image shows without them
+            log.warning("nbbatch gallery: derived copies of %s: %s", image.sha256[:12], exc)
+            return []
+        return [
+            {
+                "key": d.sha256,
+                "label": recipe_label(d.recipe, self.lang),
+                "w": d.width,
+                "h": d.height,
+                "format": d.format,
+            }
+            for d in found
+        ]
 
     def _on_image(self, content: dict[str, Any]) -> dict[str, Any]:
         _, image = self._image(content)
@@ -466,73 +609,24 @@ class Gallery(anywidget.AnyWidget):
         raise UserFacingError("bad_request", type=f"zip {scope!r}")
 
     def _on_zip(self, content: dict[str, Any]) -> dict[str, Any]:
-        tasks, stem = self._zip_tasks(content)
-        if not any(t.images for t in tasks):
-            raise UserFacingError("nothing_to_zip")
-        uid = content.get("uuid")
-        used: set[str] = set()
-        file_name = safe_name(stem, "zip", used)
-        estimate = sum(_size(im.path) for t in tasks for im in t.images)
-        batch_info = {"id": self._batch.id, "name": self._batch.name}
-        too_big = estimate > self.zip_limit
-        target_dir = self.save_dir or pathlib.Path.cwd()
-
-        def work() -> dict[str, Any]:
-            self._drop_stale_jobs()
-            if too_big:
-                # Too big for browser memory: next to the notebook, under a new name.
-                target = _free_name(target_dir, file_name)
-                export_zip(tasks, target, batch=batch_info)
-                return {"path": str(target.resolve()), "size": target.stat().st_size}
-            folder = pathlib.Path(tempfile.mkdtemp(prefix="nbbatch-zip-"))
-            try:
-                path = export_zip(tasks, folder / file_name, batch=batch_info)
-                job = _Job(path, folder)
-            except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-            key = f"z{id(job):x}{int(job.created * 1000) % 100000}"
-            with self._jobs_lock:
-                self._jobs[key] = job
-            return {"job": key, "name": file_name, "size": job.size, "chunks": job.chunks}
-
-        return self._off_loop(uid, "doing_zip", work, lambda body: self._reply(uid, True, body))
+        form = content.get("form")
+        if form is None:
+            tasks, stem = self._zip_tasks(content)
+            return self._zips.start(content.get("uuid"), tasks, stem)
+        # the results of a post-process: the same recipe, taken from derived/
+        try:
+            pipeline = pipeline_from(form, self.lang)
+        except FormError as exc:
+            raise UserFacingError("pp_no_step") from exc
+        tasks, _, stem = self._pp_sources(content)
+        label = slugify(recipe_label(pipeline.recipe(), "en"), 30)
+        return self._zips.start(content.get("uuid"), tasks, f"{stem}_{label}", steps=pipeline)
 
     def _on_chunk(self, content: dict[str, Any]) -> dict[str, Any]:
-        key = content.get("job")
-        index = content.get("index")
-        with self._jobs_lock:
-            job = self._jobs.get(key) if isinstance(key, str) else None
-        if job is None or not isinstance(index, int) or not 0 <= index < job.chunks:
-            raise UserFacingError("zip_gone")
-        uid = content.get("uuid")
-
-        def reply(data: bytes) -> None:
-            last = index == job.chunks - 1
-            if last:
-                self._drop_job(str(key))
-            self._reply(uid, True, {"index": index, "last": last}, [data])
-
-        return self._off_loop(uid, "doing_zip", lambda: job.read(index), reply)
+        return self._zips.chunk(content)
 
     def _on_zip_done(self, content: dict[str, Any]) -> None:
-        key = content.get("job")
-        if isinstance(key, str):
-            self._drop_job(key)
-
-    def _drop_stale_jobs(self) -> None:
-        # a page closed halfway through a download never says so: its ZIP goes later
-        cutoff = time.monotonic() - _JOB_TTL
-        with self._jobs_lock:
-            stale = [k for k, job in self._jobs.items() if job.created < cutoff]
-        for key in stale:
-            self._drop_job(key)
-
-    def _drop_job(self, key: str) -> None:
-        with self._jobs_lock:
-            job = self._jobs.pop(key, None)
-        if job is not None:
-            job.drop()
+        self._zips.done(content)
 
     def _on_derive(self, content: dict[str, Any]) -> dict[str, Any]:
         _, image = self._image(content)
@@ -572,6 +666,123 @@ class Gallery(anywidget.AnyWidget):
             self._reply(uid, True, body, [data])
 
         return self._off_loop(uid, "doing_sheet", work, reply)
+
+    # ----------------------------------------------------------- post-processing
+    def _selected(self) -> list[Task]:
+        chosen: set[str] = set()
+        for grid in list(self._grids):
+            chosen.update(grid.selection)
+        return [t for t in self._batch.tasks if t.id in chosen]
+
+    def _on_pp_scopes(self, content: dict[str, Any]) -> dict[str, Any]:
+        """How many images each scope of the form holds (the form shows them)."""
+        task = self._hub.task(content.get("id"))
+        selected = self._selected()
+        return {
+            "task": len(task.images),
+            "selection": len(selected),
+            "selection_images": sum(len(t.images) for t in selected),
+            "batch": sum(len(t.images) for t in self._batch.tasks),
+            "aspects": list(ASPECTS),
+            "positions": list(POSITIONS),
+        }
+
+    def _pp_sources(self, content: dict[str, Any]) -> tuple[list[Task], list[GeneratedImage], str]:
+        scope = content.get("scope")
+        name = slugify(self._batch.name) or "batch"
+        if scope == "image":
+            task, image = self._image(content)
+            return [task], [image], image_file_name(task, image).rsplit(".", 1)[0]
+        if scope == "task":
+            tasks, stem = self._zip_tasks({"scope": "task", "id": content.get("id")})
+        elif scope == "selection":
+            tasks, stem = self._selected(), f"{name}_selection"
+            if not tasks:
+                raise UserFacingError("pp_no_selection")
+        elif scope == "batch":
+            tasks, stem = [t for t in self._batch.tasks if t.images], name
+        else:
+            raise UserFacingError("bad_request", type=f"postprocess {scope!r}")
+        images = [im for t in tasks for im in t.images]
+        if not images:
+            raise UserFacingError("pp_nothing")
+        return tasks, images, stem
+
+    def _on_postprocess(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Make the derived copies (off the loop), telling the page how far it got."""
+        try:
+            pipeline = pipeline_from(content.get("form"), self.lang)
+        except FormError as exc:
+            return {"invalid": exc.field, "error": exc.text}
+        tasks, images, _ = self._pp_sources(content)
+        uid = content.get("uuid")
+        job = str(content.get("job") or "")[:40]
+        loop = self._hub.loop
+        step = max(1, len(images) // 50)  # at most ~50 progress messages
+
+        def progress(done: int, total: int) -> None:
+            if done % step and done != total:
+                return
+            msg = {"type": "pp_progress", "job": job, "done": done, "total": total}
+            if loop is not None and loop.is_running():
+                loop.call_soon_threadsafe(self._post, msg)
+            else:
+                self._post(msg)
+
+        def work() -> list[Any]:
+            return postprocess(images, pipeline, progress=progress)
+
+        def reply(made: list[Any]) -> None:
+            label = recipe_label(pipeline.recipe(), self.lang)
+            body = {
+                "count": len(made),
+                "label": label,
+                "text": tr(self.lang, "pp_done", n=len(made), label=label),
+                "form": content.get("form"),
+                "first": {"id": images[0].task_id, "index": images[0].index, "key": made[0].sha256},
+            }
+            self._reply(uid, True, body)
+            # the copies are listed with their images: the page asks again for its task
+            self._changed.update(t.id for t in tasks)
+            self._flush_changed()
+
+        return self._off_loop(uid, "doing_postprocess", work, reply)
+
+    def _derived_copy(self, content: dict[str, Any]) -> tuple[Task, GeneratedImage, Any]:
+        task, image = self._image(content)
+        key = content.get("key")
+        for d in derived_images(image):
+            if d.sha256 == key:
+                return task, image, d
+        raise UserFacingError("pp_gone")
+
+    def _on_derived(self, content: dict[str, Any]) -> dict[str, Any]:
+        """A derived copy's file (to show, or to download under a safe name)."""
+        task, image, copy = self._derived_copy(content)
+        uid = content.get("uuid")
+        stem = image_file_name(task, image).rsplit(".", 1)[0]
+        ext = _EXT.get(copy.format, "png")
+        name = safe_name(f"{stem}_{slugify(recipe_label(copy.recipe, 'en'), 40)}", ext, set())
+        mime = _MIME.get(copy.format, "application/octet-stream")
+        body = {"name": name, "mime": mime, "w": copy.width, "h": copy.height}
+        body["label"] = recipe_label(copy.recipe, self.lang)
+        return self._off_loop(
+            uid,
+            "doing_download",
+            copy.read_bytes,
+            lambda data: self._reply(uid, True, body, [data]),
+        )
+
+
+def run_off_loop(
+    widget: Any, uid: object, action: str, work: Callable[[], Any], reply: Callable[[Any], None]
+) -> None:
+    """``work`` in a thread, then ``reply(result)``; a failure is answered in words."""
+
+    def failed(exc: BaseException) -> None:
+        widget._reply(uid, False, {"error": describe(exc, widget.lang, action)})
+
+    widget._hub.off_loop(work, reply, failed)
 
 
 def image_file_name(task: Task, image: GeneratedImage) -> str:

@@ -14,6 +14,10 @@ page → kernel
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
     ``set_concurrency {value}``
+    ``open_gallery {id, index, view?}``  ``view``: the gallery view beside this grid view
+    ``zip_selected``, ``chunk {job, index}``, ``zip_done {job}``  the selected tasks'
+    images and manifest.json as a ZIP, fetched in pieces (as the gallery's ZIPs)
+    (``filter`` is ``all``, ``starred`` or a status)
 kernel → page (unsolicited, coalesced to ≤ 5 a second)
     ``patch {summary, rows?, full?, invalidate?}``  ``rows`` are ``[id, status, pct,
     attempts, images, full]`` for rows the page was sent; ``full`` are whole rows (as in
@@ -50,6 +54,7 @@ from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
+from ._gallery import ZIP_LIMIT, ZipJobs, run_off_loop
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
 from ._words import UserFacingError, describe
@@ -68,7 +73,7 @@ _MAX_THUMBS = 64  # per request
 _WINDOW = 1200  # row ids remembered as "on some screen" for patches
 _SCREEN = 150  # the most recently sent rows: finished ones among them are sent whole
 THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
-_FILTERS = frozenset({"all", *_rows.STATUSES})
+_FILTERS = frozenset({"all", "starred", *_rows.STATUSES})
 _DEFERRED: dict[str, Any] = {"__deferred__": True}  # the handler replies later itself
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -143,10 +148,18 @@ class TaskGrid(anywidget.AnyWidget):
             "run_next_selected": ("doing_run_next", self._on_run_next_selected),
             "cancel": ("doing_cancel", self._on_cancel),
             "open_gallery": ("doing_open_gallery", self._on_open_gallery),
+            "zip_selected": ("doing_zip", self._on_zip_selected),
+            "chunk": ("doing_zip", lambda c: self._zips.chunk(c)),
+            "zip_done": ("doing_zip", lambda c: self._zips.done(c)),
         }
         #: called with (task, image index) when the page asks to open a result in a
-        #: gallery (a click on a done row's thumbnail, Enter on a done row)
-        self.gallery_hooks: list[Callable[[Task, int], None]] = []
+        #: gallery (a click on a done row's thumbnail, Enter on a done row), and with
+        #: ``view=`` (the gallery view beside the clicked grid) when the page names one
+        self.gallery_hooks: list[Callable[..., None]] = []
+        #: a ZIP of the selected tasks' images ("Download selected"), fetched in pieces
+        self.zip_limit = ZIP_LIMIT
+        self.save_dir: pathlib.Path | None = None
+        self._zips = ZipJobs(self)
         self._hub.attach(self)
         self.on_msg(self._on_msg)
 
@@ -178,6 +191,9 @@ class TaskGrid(anywidget.AnyWidget):
         hub = getattr(self, "_hub", None)  # close() also runs from __del__ of a failed init
         if hub is not None:
             hub.detach(self)
+        zips = getattr(self, "_zips", None)
+        if zips is not None:
+            zips.drop_all()
         super().close()
 
     def _rebind(self, batch: Batch) -> None:
@@ -259,7 +275,7 @@ class TaskGrid(anywidget.AnyWidget):
                 if full and task_id in self._screen:
                     # on screen and more than the status changed (a result, an error):
                     # send the row itself rather than make the page ask for it
-                    whole.append(_rows.row(task, index.get(task_id, 0) + 1, self.lang))
+                    whole.append(self._row(task, index))
                     self._hub.remember_sources(task)
                 else:
                     rows.append(_rows.patch(task, full))
@@ -324,7 +340,9 @@ class TaskGrid(anywidget.AnyWidget):
                 self._view = [
                     t
                     for t in tasks
-                    if (filt == "all" or t.status.value == filt)
+                    if (
+                        filt == "all" or t.status.value == filt or (filt == "starred" and t.starred)
+                    )
                     and (not needle or needle in t.prompt.casefold())
                 ]
             self._view_key = key
@@ -364,7 +382,7 @@ class TaskGrid(anywidget.AnyWidget):
         index = self._hub.index()
         rows = []
         for task in view[start:end]:
-            rows.append(_rows.row(task, index.get(task.id, 0) + 1, self.lang))
+            rows.append(self._row(task, index))
             self._hub.remember_sources(task)
             for seen in (self._window, self._screen):
                 seen[task.id] = None
@@ -374,6 +392,18 @@ class TaskGrid(anywidget.AnyWidget):
         while len(self._screen) > _SCREEN:
             self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
+
+    def _row(self, task: Task, index: dict[str, int]) -> dict[str, Any]:
+        parent = None
+        if task.parent_id is not None:
+            try:
+                parent = self._hub.task(task.parent_id)
+            except KeyError:
+                parent = None  # deleted: the row shows its reference as any other
+        row = _rows.row(task, index.get(task.id, 0) + 1, self.lang, parent=parent)
+        if "pa" in row:
+            row["pa"]["n"] = index.get(row["pa"]["id"], 0) + 1
+        return row
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
         raw = content.get("keys")
@@ -499,13 +529,29 @@ class TaskGrid(anywidget.AnyWidget):
         if runner is not None:
             runner.cancel(self._hub.task(content.get("id")).id)
 
+    def _on_zip_selected(self, content: dict[str, Any]) -> dict[str, Any]:
+        from nbbatch.images._export import slugify
+
+        stem = f"{slugify(self._batch.name) or 'batch'}_selection"
+        return self._zips.start(content.get("uuid"), self._selected_tasks(), stem)
+
+    def _off_loop(self, uid: object, action: str, work: Any, reply: Any) -> dict[str, Any]:
+        run_off_loop(self, uid, action, work, reply)  # ZipJobs' work, answered later
+        return _DEFERRED
+
     def _on_open_gallery(self, content: dict[str, Any]) -> None:
         task = self._hub.task(content.get("id"))
         if not self.gallery_hooks:
             raise UserFacingError("no_gallery")
         index = _int(content.get("index"), 0)
+        view = content.get("view")
         for hook in self.gallery_hooks:
-            hook(task, index)
+            if isinstance(view, str) and view:
+                # the gallery view beside the grid view that was clicked (a studio shown
+                # twice has two of each): only that one opens its dialog
+                hook(task, index, view=view[:40])
+            else:
+                hook(task, index)
 
     # ----------------------------------------------------------- running
     def _on_retry(self, content: dict[str, Any]) -> None:

@@ -78,6 +78,7 @@ class Hub:
         self._run_ended: float | None = None
         self._run_images = 0
         self.clock: Callable[[], float] = time.monotonic
+        self._work: set[asyncio.Future[Any]] = set()
         self._unsubscribe = batch.subscribe(self._on_event)
 
     # ----------------------------------------------------------- wiring
@@ -146,6 +147,34 @@ class Hub:
         elif state in ("finished", "stopped") and self._run_started is not None:
             self._run_ended = now
 
+    def off_loop(
+        self,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        """Run blocking ``work`` (file reads, ZIPs, image processing) in a thread, then
+        ``done(result)`` or ``failed(error)`` on the loop; without a running loop (a
+        script, a unit test) it runs here and now."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            try:
+                done(work())
+            except Exception as exc:
+                failed(exc)
+            return
+        future = loop.run_in_executor(None, work)
+
+        def finished(f: asyncio.Future[Any]) -> None:
+            self._work.discard(f)
+            try:
+                done(f.result())
+            except Exception as exc:
+                failed(exc)
+
+        self._work.add(future)
+        future.add_done_callback(finished)
+
     # ----------------------------------------------------------- queries
     def live_runner(self) -> Any:
         runner = self.batch.runner
@@ -191,10 +220,12 @@ class Hub:
         counts = dict.fromkeys(_rows.STATUSES, 0)
         images = 0
         refs = False
+        starred = 0
         for t in tasks:
             counts[t.status.value] += 1
             images += len(t.images)
             refs = refs or bool(t.references)
+            starred += t.starred
         runner = self.live_runner()
         eta = None
         if runner is not None:
@@ -214,6 +245,7 @@ class Hub:
             "done": done,
             "images": images,
             "refs": refs,
+            "starred": starred,
             "elapsed": None if elapsed is None else round(elapsed, 1),
             "ticking": runner is not None and self._run_ended is None,
             "eta": None if eta is None else round(eta, 1),

@@ -4,7 +4,7 @@ Rows go to the browser only when it asks for them (the visible window). Keys are
 because a 10,000-task batch is scrolled through in thousands of rows; a *patch* — what a
 running task sends several times a second — is a small array, well under 200 bytes::
 
-    row:   {"id", "n", "p", "st", "pc", "at", "er", "ek", "pm", "rf", "im", "ni", "np"}
+    row:   {"id", "n", "p", "st", "pc", "at", "er", "ek", "pm", "rf", "im", "ni", "np", "pa"}
     patch: [id, status, percent | null, attempts, images, full]
 
 ``full`` is 1 when something besides the status changed (prompt, error, images): the
@@ -60,7 +60,9 @@ def params_chip(task: Task, lang: str) -> str:
     return " · ".join(parts)
 
 
-def row(task: Task, number: int, lang: str) -> dict[str, Any]:
+def row(task: Task, number: int, lang: str, *, parent: Task | None = None) -> dict[str, Any]:
+    """One row; ``parent`` (the task it was derived from) adds ``pa``: which of the
+    parent's images is this task's reference, so the row can show it and open it."""
     refs = task.references
     images = task.images
     out: dict[str, Any] = {
@@ -76,6 +78,13 @@ def row(task: Task, number: int, lang: str) -> dict[str, Any]:
         "im": [im.sha256 for im in images[:MAX_RESULTS]],
         "ni": len(images),
     }
+    if parent is not None and refs:
+        first = refs[0].sha256
+        for pos, im in enumerate(parent.images):
+            if im.sha256 == first:
+                # the parent image is the first reference: same bytes, same thumbnail key
+                out["pa"] = {"id": parent.id, "i": pos, "k": first}
+                break
     if task.params.negative_prompt:
         out["np"] = clip(task.params.negative_prompt, 500)
     if task.error:

@@ -54,6 +54,40 @@ var Channel = class {
   }
 };
 
+// js/src/download.js
+var ZIP_TIMEOUT = 15 * 60 * 1e3;
+function bytesOf(view) {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+function size(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+function saveBlob(host, blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  host.append(a);
+  a.click();
+  a.remove();
+  return setTimeout(() => URL.revokeObjectURL(url), 2e4);
+}
+async function fetchZip(channel, type, body, progress) {
+  const { msg } = await channel.request(type, body, ZIP_TIMEOUT);
+  if (msg.path) return { path: msg.path, size: msg.size };
+  const parts = [];
+  for (let i = 0; i < msg.chunks; i++) {
+    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+    parts.push(bytesOf(buffers[0]));
+    if (progress) progress(Math.round((i + 1) * 100 / msg.chunks));
+  }
+  return { blob: new Blob(parts, { type: "application/zip" }), name: msg.name, size: msg.size };
+}
+
 // js/src/util.js
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -103,26 +137,217 @@ var gicons = {
   remix: wrap('<path d="M2 4.5h2.5c2.5 0 3.5 7 6 7H14"/><path d="M2 11.5h2.5c1 0 1.7-1 2.3-2.2M9 6.7c.6-1.2 1.3-2.2 2.5-2.2H14"/><path d="M12.2 2.7L14 4.5l-1.8 1.8M12.2 9.7l1.8 1.8-1.8 1.8"/>'),
   keys: wrap('<rect x="1.5" y="4" width="13" height="8" rx="1.5"/><path d="M4 6.5h.01M6.5 6.5h.01M9 6.5h.01M11.5 6.5h.01M5 9.5h6"/>'),
   sheet: wrap('<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/><rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1"/>'),
+  tune: wrap('<path d="M2 4h7M12 4h2M2 8h2M7 8h7M2 12h8M13 12h1"/><circle cx="10.5" cy="4" r="1.5"/><circle cx="5.5" cy="8" r="1.5"/><circle cx="11.5" cy="12" r="1.5"/>'),
   gallery: wrap('<rect x="2" y="2.5" width="12" height="9" rx="1.5"/><circle cx="5.8" cy="5.8" r="1.1"/><path d="M2.5 10.5l3.2-3 2.4 2.2 1.7-1.5 3.7 3.3"/><path d="M4 14h8"/>')
+};
+
+// js/src/gallery/postform.js
+var jobs = 0;
+var PostForm = class {
+  constructor(gallery) {
+    this.g = gallery;
+    this.job = null;
+    const s = gallery.strings;
+    const id = (name) => `${gallery.viewId}-pp-${name}`;
+    const labelled = (name, text2, control) => {
+      control.id = id(name);
+      return h("div", { class: "nbb-g-ppfield" }, h("label", { for: control.id, text: text2 }), control);
+    };
+    const number = (name, value, min, max) => h("input", { type: "number", class: "nbb-g-ppin", name, value, min, max, step: 1, inputmode: "numeric" });
+    const select = (name, options) => h("select", { class: "nbb-g-ppin", name }, ...options.map(([v, t]) => h("option", { value: v, text: t })));
+    this.fields = {};
+    const section = (key, title, on, ...controls) => {
+      const box = h("input", { type: "checkbox", class: "nbb-g-ppcheck", name: `${key}.on` });
+      box.checked = on;
+      box.addEventListener("change", () => this.sync());
+      const fs = h("fieldset", { class: "nbb-g-ppset" }, h("legend", {}, h("label", { class: "nbb-g-ppon" }, box, h("span", { text: title }))), ...controls);
+      this.fields[`${key}.on`] = box;
+      fs._box = box;
+      return fs;
+    };
+    this.scope = select("scope", []);
+    const w = number("resize.width", 1024, 1, 16384);
+    const hgt = number("resize.height", "", 1, 16384);
+    const mode = select("resize.mode", ["fit", "fill", "exact"].map((m) => [m, s[`pp_mode_${m}`]]));
+    this.aspect = select("crop.aspect", []);
+    const format = select("format.format", [["webp", "WebP"], ["jpeg", "JPEG"], ["png", "PNG"]]);
+    const quality = number("format.quality", 90, 1, 100);
+    const text = h("input", { type: "text", class: "nbb-g-ppin", name: "watermark.text", maxlength: 200, autocomplete: "off" });
+    this.position = select("watermark.position", []);
+    const opacity = number("watermark.opacity", 50, 1, 100);
+    Object.assign(this.fields, {
+      "resize.width": w,
+      "resize.height": hgt,
+      "resize.mode": mode,
+      "crop.aspect": this.aspect,
+      "format.format": format,
+      "format.quality": quality,
+      "watermark.text": text,
+      "watermark.position": this.position,
+      "watermark.opacity": opacity
+    });
+    this.sets = [
+      section("resize", s.pp_resize, true, labelled("w", s.pp_width, w), labelled("h", s.pp_height, hgt), labelled("mode", s.pp_mode, mode)),
+      section("crop", s.pp_crop, false, labelled("aspect", s.pp_aspect, this.aspect)),
+      section("format", s.pp_format, true, labelled("format", s.pp_format_name, format), labelled("quality", s.pp_quality, quality)),
+      section("watermark", s.pp_watermark, false, labelled("text", s.pp_wm_text, text), labelled("pos", s.pp_wm_position, this.position), labelled("opacity", s.pp_wm_opacity, opacity)),
+      section("strip", s.pp_strip, false)
+    ];
+    this.error = h("div", { class: "nbb-g-pperror", role: "alert" });
+    this.bar = h("div", { class: "nbb-g-ppbar", role: "progressbar", "aria-label": s.pp_progress, "aria-valuemin": 0, hidden: true }, h("i"));
+    this.note = h("div", { class: "nbb-g-ppnote", role: "status", "aria-live": "polite" });
+    this.applyBtn = h("button", { type: "submit", class: "nbb-gbtn nbb-primary", text: s.pp_apply });
+    this.resultBtn = h("button", { type: "button", class: "nbb-gbtn", hidden: true, onclick: () => this.downloadResult() });
+    this.el = h(
+      "form",
+      { class: "nbb-g-pp", hidden: true, "aria-label": s.postprocess, novalidate: true },
+      h("div", { class: "nbb-g-label", text: s.pp_title }),
+      labelled("scope", s.pp_scope, this.scope),
+      ...this.sets,
+      this.error,
+      this.bar,
+      h(
+        "div",
+        { class: "nbb-g-row" },
+        this.applyBtn,
+        h("button", { type: "button", class: "nbb-gbtn", text: s.close, "aria-label": s.pp_close, onclick: () => this.g.togglePost(false) })
+      ),
+      this.note,
+      this.resultBtn
+    );
+    this.el.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.apply();
+    });
+    this.el.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        this.g.togglePost(false);
+      }
+      e.stopPropagation();
+    });
+    this.sync();
+  }
+  sync() {
+    for (const fs of this.sets) {
+      for (const el of fs.querySelectorAll(".nbb-g-ppin")) el.disabled = !fs._box.checked;
+    }
+  }
+  async open() {
+    const g = this.g;
+    const s = g.strings;
+    const im = g.task.images[g.index];
+    this.mark(null, "");
+    const msg = await g.ask("pp_scopes", { id: g.task.id, index: im.index });
+    if (!msg) return;
+    const keep = this.scope.value || "image";
+    const options = [
+      ["image", s.pp_scope_image],
+      ["task", fmt(s, "pp_scope_task", { n: msg.task })],
+      ["selection", fmt(s, "pp_scope_selection", { n: msg.selection })],
+      ["batch", fmt(s, "pp_scope_batch", { n: msg.batch })]
+    ];
+    const empty = { selection: !msg.selection, task: !msg.task, batch: !msg.batch };
+    this.scope.replaceChildren(...options.map(([v, t]) => h("option", { value: v, text: t, disabled: empty[v] })));
+    this.scope.value = keep;
+    if (this.scope.selectedOptions[0]?.disabled) this.scope.value = "image";
+    if (!this.aspect.options.length) {
+      this.aspect.replaceChildren(...msg.aspects.map((a) => h("option", { value: a, text: a })));
+      this.position.replaceChildren(...msg.positions.map((p) => h("option", { value: p, text: s[`pp_pos_${p}`] || p })));
+    }
+    this.scope.focus();
+  }
+  values() {
+    const form = {};
+    for (const [name, el] of Object.entries(this.fields)) {
+      const [part, key] = name.split(".");
+      form[part] = form[part] || {};
+      form[part][key] = el.type === "checkbox" ? el.checked : el.value;
+    }
+    for (const part of ["resize", "crop", "format", "watermark", "strip"]) form[part] = form[part] || { on: false };
+    return form;
+  }
+  mark(field, text) {
+    for (const [name, el2] of Object.entries(this.fields)) setAttr(el2, "aria-invalid", name === field ? "true" : null);
+    setText(this.error, text);
+    this.error.hidden = !text;
+    const el = field && this.fields[field];
+    if (el) {
+      setAttr(el, "aria-describedby", this.error.id || (this.error.id = `${this.g.viewId}-pp-error`));
+      el.focus();
+    }
+  }
+  progress(msg) {
+    if (!this.job || msg.job !== this.job) return;
+    this.bar.hidden = msg.total < 2;
+    setAttr(this.bar, "aria-valuemax", msg.total);
+    setAttr(this.bar, "aria-valuenow", msg.done);
+    this.bar.firstChild.style.width = `${100 * msg.done / msg.total}%`;
+    setText(this.note, fmt(this.g.strings, "pp_working", { done: msg.done, total: msg.total }));
+  }
+  async apply() {
+    const g = this.g;
+    if (!g.task) return;
+    const s = g.strings;
+    const im = g.task.images[g.index];
+    const form = this.values();
+    const scope = this.scope.value;
+    jobs += 1;
+    this.job = `${g.viewId}-${jobs}`;
+    this.mark(null, "");
+    this.resultBtn.hidden = true;
+    this.applyBtn.disabled = true;
+    this.bar.hidden = true;
+    this.bar.firstChild.style.width = "0";
+    setText(this.note, fmt(s, "pp_working", { done: 0, total: "…" }));
+    try {
+      const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, ZIP_TIMEOUT);
+      if (msg.invalid !== void 0) {
+        setText(this.note, "");
+        this.applyBtn.disabled = false;
+        this.mark(msg.invalid, msg.error);
+        if (!msg.invalid) this.fields["resize.on"].focus();
+        return;
+      }
+      this.bar.hidden = true;
+      setText(this.note, msg.text);
+      this.result = { scope, form, first: msg.first, count: msg.count, id: g.task.id, index: im.index };
+      const one = msg.count === 1 && scope === "image";
+      this.resultBtn.textContent = one ? s.pp_download_one : s.pp_download_zip;
+      this.resultBtn.hidden = false;
+    } catch (err) {
+      setText(this.note, "");
+      this.mark(null, g.words(err));
+    } finally {
+      this.applyBtn.disabled = false;
+      this.job = null;
+    }
+    if (!this.el.contains(document.activeElement) && !this.el.hidden) {
+      (this.resultBtn.hidden ? this.applyBtn : this.resultBtn).focus();
+    }
+  }
+  async downloadResult() {
+    const r = this.result;
+    if (!r) return;
+    const g = this.g;
+    if (r.scope === "image") {
+      await g.downloadCopy(r.first.id, r.first.index, r.first.key);
+      return;
+    }
+    await g.downloadZip(r.scope, { form: r.form, index: r.index, id: r.id });
+  }
 };
 
 // js/src/gallery/index.js
 var FULL_CACHE = 5;
-var ZIP_TIMEOUT = 15 * 60 * 1e3;
 var IMAGE_TIMEOUT = 120 * 1e3;
-function bytesOf(view) {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-}
-function size(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GB`;
-}
+var views = 0;
 var GalleryView = class {
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    const request = this.channel.request.bind(this.channel);
+    this.channel.request = (type, body = {}, timeout = void 0) => request(type, { view: this.viewId, ...body }, timeout);
     this.strings = {};
     this.task = null;
     this.pos = null;
@@ -133,16 +358,21 @@ var GalleryView = class {
     this.loading = /* @__PURE__ */ new Map();
     this.thumbs = /* @__PURE__ */ new Map();
     this.downloads = /* @__PURE__ */ new Set();
-    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
+    views += 1;
+    this.viewId = `g${views}-${Math.random().toString(36).slice(2, 8)}`;
+    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true", "data-nbb-gallery-view": this.viewId });
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
     this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
+    this.channel.on("pp_progress", (msg) => this.post && this.post.progress(msg));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
     watch("opened", () => {
+      const asker = model.get("opened_view");
+      if (asker && asker !== this.viewId) return;
       if (this.dialog) this.openAt(model.get("task_id"), model.get("image_index"));
       else this.pendingOpen = true;
     });
@@ -237,13 +467,16 @@ var GalleryView = class {
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
     this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
+    this.postBtn = btn("postprocess", "tune", () => this.togglePost());
+    setAttr(this.postBtn, "aria-expanded", "false");
+    this.post = new PostForm(this);
     const actions = h(
       "div",
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
       h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
-      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn)
+      h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn, this.postBtn)
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
     this.editArea.addEventListener("keydown", (e) => {
@@ -271,7 +504,8 @@ var GalleryView = class {
     );
     this.info = h("dl", { class: "nbb-g-info" });
     this.status = h("div", { class: "nbb-g-status", role: "status", "aria-live": "polite" });
-    const side = h("aside", { class: "nbb-g-side", "aria-label": s.info }, actions, this.editBox, this.status, this.info);
+    this.copies = h("div", { class: "nbb-g-copies", hidden: true });
+    const side = h("aside", { class: "nbb-g-side", "aria-label": s.info }, actions, this.editBox, this.post.el, this.status, this.copies, this.info);
     this.keysPanel = h("div", { class: "nbb-g-keys", hidden: true, role: "note", "aria-label": s.keys });
     const keyRows = [
       ["← →", s.key_images],
@@ -340,6 +574,7 @@ var GalleryView = class {
     this.model.save_changes();
     this.toggleKeys(false);
     this.toggleEdit(false);
+    this.togglePost(false);
     this.img.removeAttribute("src");
     this.dropSheet();
     for (const url of this.full.values()) URL.revokeObjectURL(url);
@@ -611,6 +846,7 @@ var GalleryView = class {
   }
   paintImageInfo(im) {
     if (!im || !this.seedCell) return;
+    this.paintCopies(im);
     setText(this.seedCell, im.seed === null || im.seed === void 0 ? "–" : String(im.seed));
     setText(this.sizeCell, `${im.w} × ${im.h} · ${im.format}`);
   }
@@ -639,16 +875,9 @@ var GalleryView = class {
   }
   // ---------------------------------------------------------------- downloads
   save(blob, name) {
-    const url = URL.createObjectURL(blob);
-    const a = h("a", { href: url, download: name, hidden: true });
-    this.dialog.append(a);
-    a.click();
-    a.remove();
-    const timer = setTimeout(() => {
-      URL.revokeObjectURL(url);
-      this.downloads.delete(timer);
-    }, 2e4);
+    const timer = saveBlob(this.dialog, blob, name);
     this.downloads.add(timer);
+    setTimeout(() => this.downloads.delete(timer), 20001);
   }
   async downloadImage() {
     if (!this.task) return;
@@ -660,26 +889,21 @@ var GalleryView = class {
       this.say(this.words(err), "error");
     }
   }
-  async downloadZip(scope) {
+  async downloadZip(scope, extra = {}) {
     if (!this.task && scope === "task") return;
     const s = this.strings;
     const buttons = [this.dlTask, this.dlBatch, this.dlStarred];
     for (const b of buttons) b.disabled = true;
     this.say(s.zip_building, "busy");
     try {
-      const { msg } = await this.channel.request("zip", { scope, id: this.task ? this.task.id : void 0 }, ZIP_TIMEOUT);
-      if (msg.path) {
-        this.say(fmt(s, "zip_saved", { size: size(msg.size), path: msg.path }), "info");
+      const body = { scope, id: this.task ? this.task.id : void 0, ...extra };
+      const got = await fetchZip(this.channel, "zip", body, (pct) => this.say(fmt(s, "zip_receiving", { pct }), "busy"));
+      if (got.path) {
+        this.say(fmt(s, "zip_saved", { size: size(got.size), path: got.path }), "info");
         return;
       }
-      const parts = [];
-      for (let i = 0; i < msg.chunks; i++) {
-        const { buffers } = await this.channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
-        parts.push(bytesOf(buffers[0]));
-        this.say(fmt(s, "zip_receiving", { pct: Math.round((i + 1) * 100 / msg.chunks) }), "busy");
-      }
-      this.save(new Blob(parts, { type: "application/zip" }), msg.name);
-      this.say(fmt(s, "zip_ready", { name: msg.name, size: size(msg.size) }), "info");
+      this.save(got.blob, got.name);
+      this.say(fmt(s, "zip_ready", { name: got.name, size: size(got.size) }), "info");
     } catch (err) {
       this.say(this.words(err), "error");
     } finally {
@@ -695,14 +919,8 @@ var GalleryView = class {
     try {
       const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
       const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
-      this.dropSheet();
-      this.sheet = { blob, name: msg.name, url: URL.createObjectURL(blob) };
-      this.img.width = msg.w;
-      this.img.height = msg.h;
-      this.img.alt = fmt(s, "sheet_of", { n: this.task.n });
-      this.paintImage(this.sheet.url);
-      setText(this.imagePos, fmt(s, "sheet_of", { n: this.task.n }));
-      this.dlSheet.hidden = false;
+      const label = fmt(s, "sheet_of", { n: this.task.n });
+      this.showExtra(blob, msg.name, msg.w, msg.h, label, s.download_sheet);
       this.say("");
     } catch (err) {
       this.say(this.words(err), "error");
@@ -716,12 +934,92 @@ var GalleryView = class {
     this.sheet = null;
     this.dlSheet.hidden = true;
   }
+  // ---------------------------------------------------------------- post-processed copies
+  togglePost(force) {
+    if (!this.post) return;
+    const show = force === void 0 ? this.post.el.hidden : force;
+    if (show && !this.task) return;
+    const hadFocus = this.post.el.contains(document.activeElement);
+    this.post.el.hidden = !show;
+    if (!show && hadFocus) this.postBtn.focus();
+    setAttr(this.postBtn, "aria-expanded", String(show));
+    if (show) {
+      this.toggleEdit(false);
+      this.post.open();
+    }
+  }
+  paintCopies(im) {
+    const s = this.strings;
+    const copies = im.copies || [];
+    const key = `${im.key}|${copies.map((c) => c.key).join(",")}`;
+    if (this.copies.dataset.key === key) return;
+    this.copies.dataset.key = key;
+    this.copies.hidden = !copies.length;
+    if (!copies.length) {
+      this.copies.replaceChildren();
+      return;
+    }
+    const taskId = this.task.id;
+    const items = copies.map(
+      (c) => h(
+        "li",
+        { class: "nbb-g-copy" },
+        h(
+          "span",
+          { class: "nbb-g-copytext" },
+          h("span", { class: "nbb-g-copylabel", text: c.label, title: c.label }),
+          h("span", { class: "nbb-g-mono nbb-g-copydims", text: `${c.w} × ${c.h} · ${c.format}` })
+        ),
+        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_show_copy", { label: c.label }), title: fmt(s, "pp_show_copy", { label: c.label }), html: gicons.gallery, onclick: () => this.showCopy(taskId, im.index, c) }),
+        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_download_copy", { label: c.label }), title: fmt(s, "pp_download_copy", { label: c.label }), html: gicons.download, onclick: () => this.downloadCopy(taskId, im.index, c.key) })
+      )
+    );
+    this.copies.replaceChildren(h("div", { class: "nbb-g-sub", text: s.pp_copies }), h("ul", { class: "nbb-g-copylist", "aria-label": s.pp_copies }, ...items));
+  }
+  async copyBytes(taskId, index, key) {
+    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, IMAGE_TIMEOUT);
+    return { msg, blob: new Blob([bytesOf(buffers[0])], { type: msg.mime }) };
+  }
+  async downloadCopy(taskId, index, key) {
+    try {
+      const { msg, blob } = await this.copyBytes(taskId, index, key);
+      this.save(blob, msg.name);
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+  async showCopy(taskId, index, copy) {
+    const s = this.strings;
+    try {
+      const { msg, blob } = await this.copyBytes(taskId, index, copy.key);
+      if (!this.dialog.open || !this.task || this.task.id !== taskId) return;
+      this.showExtra(blob, msg.name, msg.w, msg.h, fmt(s, "pp_copy_of", { label: msg.label }), s.pp_download_shown);
+    } catch (err) {
+      this.say(this.words(err), "error");
+    }
+  }
+  // Something other than the original on the stage (a contact sheet, a post-processed
+  // copy) until the person steps to another image; its own download button shows.
+  showExtra(blob, name, w, h_, label, dlLabel) {
+    this.dropSheet();
+    this.sheet = { blob, name, url: URL.createObjectURL(blob) };
+    this.img.width = w;
+    this.img.height = h_;
+    this.img.alt = label;
+    this.paintImage(this.sheet.url);
+    setText(this.imagePos, label);
+    setAttr(this.dlSheet, "aria-label", dlLabel);
+    setAttr(this.dlSheet, "title", dlLabel);
+    this.dlSheet.querySelector("span").textContent = dlLabel;
+    this.dlSheet.hidden = false;
+  }
   // ---------------------------------------------------------------- rework
   toggleEdit(show) {
     if (!this.editBox) return;
     this.editBox.hidden = !show;
     setAttr(this.editBtn, "aria-expanded", String(!!show));
     if (show) {
+      if (this.post) this.togglePost(false);
       this.editArea.value = "";
       this.editArea.focus();
     }

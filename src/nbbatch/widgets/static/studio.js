@@ -54,10 +54,45 @@ var Channel = class {
   }
 };
 
+// js/src/download.js
+var ZIP_TIMEOUT = 15 * 60 * 1e3;
+function bytesOf(view) {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+function size(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+function saveBlob(host, blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  host.append(a);
+  a.click();
+  a.remove();
+  return setTimeout(() => URL.revokeObjectURL(url), 2e4);
+}
+async function fetchZip(channel, type, body, progress) {
+  const { msg } = await channel.request(type, body, ZIP_TIMEOUT);
+  if (msg.path) return { path: msg.path, size: msg.size };
+  const parts = [];
+  for (let i = 0; i < msg.chunks; i++) {
+    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+    parts.push(bytesOf(buffers[0]));
+    if (progress) progress(Math.round((i + 1) * 100 / msg.chunks));
+  }
+  return { blob: new Blob(parts, { type: "application/zip" }), name: msg.name, size: msg.size };
+}
+
 // js/src/icons.js
 var wrap = (body, fill = false) => `<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false" fill="${fill ? "currentColor" : "none"}" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">${body}</svg>`;
 var icons = {
   history: wrap('<path d="M2.6 8a5.4 5.4 0 1 0 1.6-3.8"/><path d="M2.4 2.6v2.6H5"/><path d="M8 5v3.2l2.2 1.4"/>'),
+  download: wrap('<path d="M8 2.5v8"/><path d="M4.8 7.6L8 10.8l3.2-3.2"/><path d="M3 13.5h10"/>'),
   edit: wrap('<path d="M10.8 2.7l2.5 2.5L6 12.5 3 13l.5-3z"/><path d="M9.3 4.2l2.5 2.5"/>'),
   save: wrap('<path d="M3 8.5l3.2 3.2L13 4.8"/>'),
   cancel: wrap('<path d="M4.5 4.5l7 7M11.5 4.5l-7 7"/>'),
@@ -152,8 +187,8 @@ var Grid = class {
     const s = this.view.strings;
     this.chips = /* @__PURE__ */ new Map();
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
-    for (const st of ["all", ...STATUSES]) {
-      const label = st === "all" ? s.filter_all : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
+    for (const st of ["all", "starred", ...STATUSES]) {
+      const label = st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
         "button",
@@ -193,13 +228,21 @@ var Grid = class {
     this.bulkRetry = bulk("retry_selected", "retry", "retry_selected");
     this.bulkNext = bulk("run_next_selected", "next", "run_next_selected");
     this.bulkDelete = bulk("delete_selected", "trash", "delete_selected", "nbb-danger");
+    this.bulkZip = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.download_selected_zip,
+      title: s.download_selected_zip,
+      onclick: () => this.downloadSelected(),
+      html: `${icons.download}<span>${s.download_selected}</span>`
+    });
     this.clearSel = h("button", {
       type: "button",
       class: "nbb-link",
       text: s.clear_selection,
       onclick: () => this.view.select("none")
     });
-    this.bulk = h("div", { class: "nbb-bulk", hidden: true }, this.selInfo, this.clearSel, this.bulkRetry, this.bulkNext, this.bulkDelete);
+    this.bulk = h("div", { class: "nbb-bulk", hidden: true }, this.selInfo, this.clearSel, this.bulkZip, this.bulkRetry, this.bulkNext, this.bulkDelete);
     const filters = h(
       "div",
       { class: "nbb-filterbar" },
@@ -311,7 +354,8 @@ var Grid = class {
     this.generation += 1;
     this.viewport.scrollTop = 0;
     this.focusIndex = 0;
-    this.requestWindow();
+    this.invalid = true;
+    this.requestWindow(true);
   }
   applyPatch(rows, whole) {
     let refetch = false;
@@ -341,7 +385,7 @@ var Grid = class {
     this.summary = summary;
     this.view.root.classList.toggle("nbb-norefs", !summary.refs);
     for (const [st, chip] of this.chips) {
-      const n = st === "all" ? summary.total : summary.counts[st] || 0;
+      const n = st === "all" ? summary.total : st === "starred" ? summary.starred || 0 : summary.counts[st] || 0;
       setText(chip._count, String(n));
       chip.hidden = st !== "all" && n === 0 && this.filter !== st;
     }
@@ -503,6 +547,7 @@ var Grid = class {
       grip: h("span", { class: "nbb-grip", title: s.drag, "aria-hidden": "true", html: icons.grip }),
       num: h("span", { class: "nbb-num" }),
       refs: h("div", { class: "nbb-thumbs" }),
+      parent: h("button", { type: "button", class: "nbb-parent", tabindex: -1, hidden: true }),
       text: h("div", { class: "nbb-ptext" }),
       chip: h("span", { class: "nbb-chip" }),
       neg: h("span", { class: "nbb-neg" }),
@@ -521,6 +566,7 @@ var Grid = class {
       remove: btn("delete", "trash", "delete", "nbb-danger")
     };
     parts.error.dataset.action = "expand";
+    parts.parent.dataset.action = "open_parent";
     parts.prompt = h(
       "div",
       { role: "gridcell", class: "nbb-cell nbb-c-prompt" },
@@ -532,7 +578,7 @@ var Grid = class {
       { role: "row", class: "nbb-row", tabindex: -1 },
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-sel" }, parts.check),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.refs),
+      h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
       h(
         "div",
@@ -611,7 +657,18 @@ var Grid = class {
     setText(p.error, err);
     setAttr(p.error, "aria-label", err ? `${s.show_error}: ${err.slice(0, 200)}` : null);
     setAttr(p.error, "aria-expanded", err ? String(this.expanded === row.id) : null);
-    this.paintThumbs(p.refs, row.rf || [], row.nr || 0, s.reference);
+    const pa = row.pa;
+    p.parent.hidden = !pa;
+    if (pa) {
+      const label = fmt(s, "parent_thumb", { i: pa.i + 1, n: pa.n });
+      setAttr(p.parent, "aria-label", label);
+      setAttr(p.parent, "title", label);
+      this.paintThumbs(p.parent, [pa.k], 1, label);
+      if (!p.parent.querySelector(".nbb-parent-n")) p.parent.append(h("span", { class: "nbb-parent-n" }));
+      setText(p.parent.querySelector(".nbb-parent-n"), `↰ #${pa.n}`);
+    }
+    const refs = pa ? (row.rf || []).filter((k) => k !== pa.k) : row.rf || [];
+    this.paintThumbs(p.refs, refs, Math.max(refs.length, (row.nr || 0) - (pa ? 1 : 0)), s.reference);
     this.paintThumbs(p.results, row.im || [], row.ni || 0, s.result);
     const live = ["running", "paused", "stopping"].includes(this.view.model.get("run_state"));
     p.edit.hidden = !!editing;
@@ -625,7 +682,7 @@ var Grid = class {
     p.next.disabled = !(row.st === "queued" && live);
     p.remove.disabled = row.st === "running";
     const inRow = focused ? 0 : -1;
-    for (const b of [p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
+    for (const b of [p.parent, p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
   paintThumbs(box, keys, count, label) {
     const want = keys.join(",") + `|${count}`;
@@ -696,7 +753,7 @@ var Grid = class {
     for (let i = from; i < to; i++) {
       const row = this.rowAt(i);
       if (!row) continue;
-      for (const key of [...row.rf || [], ...row.im || []]) {
+      for (const key of [...row.rf || [], ...row.im || [], ...row.pa ? [row.pa.k] : []]) {
         if (!this.thumbs.has(key) && !this.thumbWanted.has(key)) keys.push(key);
       }
     }
@@ -751,7 +808,7 @@ var Grid = class {
     if (thumb && row.st === "succeeded" && !e.shiftKey && !e.ctrlKey && !e.metaKey) {
       const index = [...node._parts.results.querySelectorAll("img")].indexOf(thumb);
       this.focusIndex = node._index;
-      this.view.act("open_gallery", { id: row.id, index: Math.max(0, index) });
+      this.openGallery(row.id, Math.max(0, index));
       return;
     }
     this.focusIndex = node._index;
@@ -774,9 +831,38 @@ var Grid = class {
     const node = this.nodeOf(e.target);
     if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
   }
+  // The gallery view shown with this grid view (a studio displayed twice has two): the
+  // kernel opens the dialog in that one only.
+  openGallery(id, index) {
+    const box = this.el.closest(".nbb-studio-box, .jp-OutputArea, .jp-Cell") || document;
+    const gallery = box.querySelector("[data-nbb-gallery-view]");
+    const view = gallery ? gallery.getAttribute("data-nbb-gallery-view") : void 0;
+    return this.view.act("open_gallery", { id, index, view });
+  }
+  async downloadSelected() {
+    const s = this.view.strings;
+    this.bulkZip.disabled = true;
+    this.view.notice(s.zip_building, "info");
+    try {
+      const got = await fetchZip(this.view.channel, "zip_selected", {}, (pct) => this.view.notice(fmt(s, "zip_receiving", { pct }), "info"));
+      if (got.path) {
+        this.view.notice(fmt(s, "zip_saved", { size: size(got.size), path: got.path }), "info");
+        return;
+      }
+      saveBlob(this.el, got.blob, got.name);
+      this.view.notice(fmt(s, "zip_ready", { name: got.name, size: size(got.size) }), "info");
+    } catch (err) {
+      this.view.showError(err);
+    } finally {
+      this.bulkZip.disabled = false;
+    }
+  }
   rowAction(action, row, index) {
     this.focusIndex = index;
     switch (action) {
+      case "open_parent":
+        if (row.pa) this.openGallery(row.pa.id, row.pa.i);
+        break;
       case "edit":
         this.startEdit(row);
         break;
@@ -890,7 +976,7 @@ var Grid = class {
       this.anchorId = row.id;
     } else if (key === "Enter" && row.st === "succeeded") {
       e.preventDefault();
-      this.view.act("open_gallery", { id: row.id, index: 0 });
+      this.openGallery(row.id, 0);
     } else if (key === "Enter" || key === "F2") {
       e.preventDefault();
       this.startEdit(row);

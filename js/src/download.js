@@ -1,0 +1,45 @@
+// Downloads shared by the gallery and the grid: a ZIP the kernel built off its loop is
+// fetched in ≤ 4 MiB pieces (one message each, under the server's size limit) and handed
+// to the browser as one Blob; the object URL is revoked once the download has started.
+
+export const ZIP_TIMEOUT = 15 * 60 * 1000;
+
+export function bytesOf(view) {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+export function size(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+
+// Save `blob` as `name` from within `host` (an element in the page); returns the timer
+// that revokes its URL, so a view can clear it when it goes away.
+export function saveBlob(host, blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  host.append(a);
+  a.click();
+  a.remove();
+  // the browser has the bytes once the download started; let them go a little later
+  return setTimeout(() => URL.revokeObjectURL(url), 20000);
+}
+
+// Ask for a ZIP (`type` + `body`), then its pieces; `progress(pct)` after each piece.
+// Resolves {blob, name, size} or {path, size} (saved next to the notebook: too big).
+export async function fetchZip(channel, type, body, progress) {
+  const { msg } = await channel.request(type, body, ZIP_TIMEOUT);
+  if (msg.path) return { path: msg.path, size: msg.size };
+  const parts = [];
+  for (let i = 0; i < msg.chunks; i++) {
+    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+    parts.push(bytesOf(buffers[0]));
+    if (progress) progress(Math.round(((i + 1) * 100) / msg.chunks));
+  }
+  return { blob: new Blob(parts, { type: "application/zip" }), name: msg.name, size: msg.size };
+}
