@@ -58,7 +58,8 @@ from ..core._errors import (
     WorkspaceNotWritableError,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
-from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
+from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
+from ..images._files import NotAFileError, read_capped
 
 try:  # POSIX advisory locks; on Windows every open reconciles (single-user desktops)
     import fcntl
@@ -892,16 +893,17 @@ class Workspace:
             label = name or "image"
         else:
             p = Path(source)
-            size = p.stat().st_size
-            if size > limits.max_bytes:  # refuse before reading a huge file into memory
+            try:
+                # A FIFO would block the open forever and /dev/zero never ends: only a
+                # regular file is read, and never past the byte cap.
+                data = read_capped(p, limits.max_bytes)
+            except NotAFileError as exc:
                 raise ImageRejectedError(
-                    f"{p.name}: file is {format_bytes(size)}; the limit is "
-                    f"{format_bytes(limits.max_bytes)}",
-                    reason="too_many_bytes",
-                    limit=limits.max_bytes,
-                    actual=size,
-                )
-            data = p.read_bytes()
+                    f"{p.name}: {exc}",
+                    reason="too_many_bytes" if exc.too_large else "not_a_file",
+                    limit=limits.max_bytes if exc.too_large else None,
+                    actual=exc.size if exc.too_large else None,
+                ) from None
             label = name or p.name
         try:
             info = inspect_image(data, limits)
