@@ -213,6 +213,36 @@ class Sample:
     wall: float
     lag: list[float] = field(default_factory=list)
     rss_growth: float = 0.0
+    busy: list[float] = field(default_factory=list)  # loop-thread CPU per loop pass (ms)
+
+
+class BusyProbe:
+    """The event-loop thread's own CPU time per pass of the loop (ms).
+
+    The ticker's lag is wall time: on a shared machine it includes the time the thread
+    waited for a core. CPU time per pass is what the loop's own callbacks cost, the
+    part of the lag the code under test decides (a pass runs every ready callback
+    before any timer, so a long pass delays every timer behind it).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.samples: list[float] = []
+        self._loop: Any = loop
+        self._orig = loop._run_once  # type: ignore[attr-defined]
+
+    def __enter__(self) -> BusyProbe:
+        orig, samples, clock = self._orig, self.samples, time.thread_time
+
+        def run_once() -> None:
+            t0 = clock()
+            orig()
+            samples.append((clock() - t0) * 1000)
+
+        self._loop._run_once = run_once
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self._loop._run_once  # back to the class's method
 
 
 async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool = False) -> Sample:
@@ -227,15 +257,22 @@ async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool
             samples.append((time.perf_counter() - t0 - 0.01) * 1000)
 
     tick = asyncio.ensure_future(ticker()) if lag else None
+    probe = BusyProbe(asyncio.get_running_loop())
     rss0, cpu0, loop0, wall0 = rss_mb(), process_cpu(), time.thread_time(), time.perf_counter()
-    await work()
+    if lag:
+        with probe:
+            await work()
+    else:
+        await work()
     wall = time.perf_counter() - wall0
     cpu, loop_cpu = process_cpu() - cpu0, time.thread_time() - loop0
     stop.set()
     if tick is not None:
         await tick
     gc.collect()
-    return Sample(cpu * 1000 / tasks, loop_cpu * 1000 / tasks, wall, samples, rss_mb() - rss0)
+    return Sample(
+        cpu * 1000 / tasks, loop_cpu * 1000 / tasks, wall, samples, rss_mb() - rss0, probe.samples
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -370,20 +407,43 @@ async def run_bare(base_url: str, n: int, side: int, concurrency: int, tag: str)
     assert all(sizes)
 
 
-async def run_nbbatch(base_url: str, n: int, side: int, concurrency: int, folder: Path) -> None:
+async def run_nbbatch(
+    base_url: str, n: int, side: int, concurrency: int, folder: Path, *, thumbs: bool = False
+) -> None:
+    """One nbbatch run; with ``thumbs``, also a 256 px thumbnail per finished image.
+
+    The thumbnails are asked for the way the studio asks for them: from an event
+    subscriber on the loop, through ``ThumbnailCache.aget`` (rendered on its small
+    pool), while the run goes on; the run counts as done when they are all made.
+    """
     from nbbatch import Batch, Params, TaskStatus, Workspace
+    from nbbatch.events import TaskSucceeded
+    from nbbatch.images import ThumbnailCache
     from nbbatch.providers import OpenAIProvider
 
     ws = Workspace(folder)
     provider = OpenAIProvider(api_key=KEY, base_url=base_url, model=MODEL)
+    made: list[asyncio.Future[Path]] = []
     try:
         batch = Batch.create(
             prompts(n, folder.name), workspace=ws, params=Params(size=f"{side}x{side}")
         )
+        if thumbs:
+            cache = ThumbnailCache(ws)
+
+            def on_event(event: object) -> None:
+                if isinstance(event, TaskSucceeded):
+                    made.extend(asyncio.ensure_future(cache.aget(im, 256)) for im in event.images)
+
+            batch.subscribe(on_event)
         await batch.run(provider, concurrency=concurrency, concurrency_cap=max(10, concurrency))
         bad = [t for t in batch.tasks if t.status is not TaskStatus.SUCCEEDED]
         if bad:
             raise RuntimeError(f"{len(bad)} tasks did not succeed, e.g. {bad[0].error}")
+        if thumbs:
+            paths = await asyncio.gather(*made)
+            if len(paths) != n or not all(p.stat().st_size > 0 for p in paths):
+                raise RuntimeError(f"{len(paths)} thumbnails made for {n} images")
     finally:
         await provider.aclose()
         ws.close()
@@ -432,16 +492,28 @@ async def main(args: argparse.Namespace) -> int:
             for r in range(args.rounds):
                 limits.append(physical_limit(payload, args.limit_tasks, root / f"limit-{r}"))
                 print(f"round {r + 1}: physical limit 1024²: {limits[-1]:.2f} ms CPU per image")
-                for side, n in sizes.items():
+                for side, per_size in sizes.items():
                     modes = ["nbbatch", "handwritten", "bare"]
-                    modes = modes[r % 3 :] + modes[: r % 3]
+                    if side == 1024 and args.tasks_thumbs:
+                        modes.append("thumbs")
+                    modes = modes[r % len(modes) :] + modes[: r % len(modes)]
                     for mode in modes:
                         tag = f"{mode}-{side}-{r}"
                         job: Callable[[], Awaitable[None]]
-                        if mode == "nbbatch":
+                        n = args.tasks_thumbs if mode == "thumbs" else per_size
+                        if mode in ("nbbatch", "thumbs"):
 
-                            def job(tag: str = tag, side: int = side, n: int = n) -> Any:
-                                return run_nbbatch(base_url, n, side, args.concurrency, root / tag)
+                            def job(
+                                tag: str = tag, side: int = side, n: int = n, mode: str = mode
+                            ) -> Any:
+                                return run_nbbatch(
+                                    base_url,
+                                    n,
+                                    side,
+                                    args.concurrency,
+                                    root / tag,
+                                    thumbs=mode == "thumbs",
+                                )
                         elif mode == "handwritten":
 
                             def job(tag: str = tag, side: int = side, n: int = n) -> Any:
@@ -457,7 +529,8 @@ async def main(args: argparse.Namespace) -> int:
                         results.setdefault((mode, side), []).append(s)
                         extra = (
                             f", lag p50/p99/max {pct(s.lag, 0.5):.0f}/{pct(s.lag, 0.99):.0f}/"
-                            f"{max(s.lag, default=0):.0f} ms"
+                            f"{max(s.lag, default=0):.0f} ms, loop CPU per pass p99/max "
+                            f"{pct(s.busy, 0.99):.1f}/{max(s.busy, default=0):.1f} ms"
                             if s.lag
                             else ""
                         )
@@ -465,6 +538,7 @@ async def main(args: argparse.Namespace) -> int:
                             f"round {r + 1}: {mode:11} {side:4}px  {s.cpu_ms:6.2f} ms CPU/task "
                             f"(loop thread {s.loop_ms:5.2f}), wall {s.wall:6.2f} s{extra}"
                         )
+            rss = await rss_slope(base_url, args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -479,7 +553,9 @@ async def main(args: argparse.Namespace) -> int:
 
     limit = statistics.median(limits)
     for side in sizes:
-        for mode in ("nbbatch", "handwritten", "bare"):
+        for mode in ("nbbatch", "handwritten", "bare", "thumbs"):
+            if (mode, side) not in results:
+                continue
             cpus_ = [s.cpu_ms for s in results[(mode, side)]]
             print(
                 f"{mode:11} {side:4}px: CPU/task median {med(mode, side):.2f} ms "
@@ -489,20 +565,20 @@ async def main(args: argparse.Namespace) -> int:
         rs = ratios(side)
         print(f"ratio nbbatch/hand-written {side}px per round: {', '.join(f'{x:.2f}' for x in rs)}")
     nb_lag = [x for s in results[("nbbatch", 1024)] for x in s.lag]
-    for mode in ("handwritten", "bare"):
+    for mode in ("handwritten", "bare", "thumbs"):
+        if (mode, 1024) not in results:
+            continue
         lag = [x for s in results[(mode, 1024)] for x in s.lag]
+        busy = [x for s in results[(mode, 1024)] for x in s.busy]
         print(
             f"loop lag {mode} 1024²: p50 {pct(lag, 0.5):.1f} ms, p99 {pct(lag, 0.99):.1f} ms, "
-            f"max {max(lag, default=0):.1f} ms"
+            f"max {max(lag, default=0):.1f} ms; loop CPU per pass p99 {pct(busy, 0.99):.1f} "
+            f"ms, max {max(busy, default=0):.1f} ms"
         )
-    # The first run grows RSS to the allocator's high-water mark for `concurrency` answers
-    # in flight (each ~8 MB between body, JSON text, decoded and embedded bytes); later
-    # runs show what stays per image. With one round only the first run is there, and
-    # a run of fewer than 1,000 images is not scaled up (its growth is high-water, not
-    # per image).
-    runs = results[("nbbatch", 1024)]
-    first_growth = runs[0].rss_growth
-    growth = runs[-1].rss_growth * 1000 / max(1000, sizes[1024])
+    nb_busy = [x for s in results[("nbbatch", 1024)] for x in s.busy]
+    # The first run grows RSS to the allocator's high-water mark for the answers in
+    # flight; what stays per image is the slope measured after a warm-up (rss_slope).
+    first_growth = results[("nbbatch", 1024)][0].rss_growth
     print(f"RESULT cpu_ms_per_task_1024 {med('nbbatch', 1024):.3f}")
     print(f"RESULT loop_cpu_ms_per_task_1024 {med('nbbatch', 1024, 'loop_ms'):.3f}")
     print(f"RESULT handwritten_cpu_ms_per_task_1024 {med('handwritten', 1024):.3f}")
@@ -516,9 +592,47 @@ async def main(args: argparse.Namespace) -> int:
     print(f"RESULT loop_lag_p50_ms {pct(nb_lag, 0.5):.1f}")
     print(f"RESULT loop_lag_p99_ms {pct(nb_lag, 0.99):.1f}")
     print(f"RESULT loop_lag_max_ms {max(nb_lag, default=0):.1f}")
+    print(f"RESULT loop_pass_cpu_p99_ms {pct(nb_busy, 0.99):.1f}")
+    print(f"RESULT loop_pass_cpu_max_ms {max(nb_busy, default=0):.1f}")
+    if ("thumbs", 1024) in results:
+        th_lag = [x for s in results[("thumbs", 1024)] for x in s.lag]
+        th_busy = [x for s in results[("thumbs", 1024)] for x in s.busy]
+        print(f"RESULT cpu_ms_per_task_1024_thumbs {med('thumbs', 1024):.3f}")
+        print(f"RESULT loop_lag_p99_ms_thumbs {pct(th_lag, 0.99):.1f}")
+        print(f"RESULT loop_lag_max_ms_thumbs {max(th_lag, default=0):.1f}")
+        print(f"RESULT loop_pass_cpu_max_ms_thumbs {max(th_busy, default=0):.1f}")
     print(f"RESULT rss_mb_first_run_1024 {first_growth:.1f}")
-    print(f"RESULT rss_mb_per_1000_images {growth:.1f}")
+    print(f"RESULT rss_mb_per_1000_images {rss:.1f}")
     return 0
+
+
+async def rss_slope(base_url: str, args: argparse.Namespace, root: Path) -> float:
+    """RSS growth per 1,000 1024² images, after a warm-up run, as a least-squares slope.
+
+    The warm-up brings the allocator to its high-water mark for the answers in flight;
+    then ``--rss-runs`` runs of nbbatch (fresh workspaces, kept to the end like every
+    other run) add ``--rss-images`` images in all, RSS is read after each (after a
+    collection) and the slope over the images made is what stays per image.
+    """
+    await run_nbbatch(base_url, args.rss_warmup, 1024, args.concurrency, root / "rss-warm")
+    per_run = max(1, args.rss_images // args.rss_runs)
+    gc.collect()
+    points = [(0, rss_mb())]
+    for i in range(args.rss_runs):
+        await run_nbbatch(base_url, per_run, 1024, args.concurrency, root / f"rss-{i}")
+        gc.collect()
+        points.append(((i + 1) * per_run, rss_mb()))
+    xs, ys = [float(x) for x, _ in points], [y for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    print(
+        f"RSS after a {args.rss_warmup}-image warm-up, then every {per_run} images: "
+        + ", ".join(f"{y:.0f}" for y in ys)
+        + f" MB -> {slope * 1000:.1f} MB per 1,000 images"
+    )
+    return slope * 1000
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -530,12 +644,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--latency", type=float, default=0.1, help="server latency per request (s)")
     ap.add_argument("--workdir", default=None, help="where the temporary workspaces go")
+    ap.add_argument(
+        "--tasks-thumbs",
+        type=int,
+        default=300,
+        help="1024² tasks of the run that also makes a thumbnail per image (0: skip it)",
+    )
+    ap.add_argument("--rss-warmup", type=int, default=200, help="images before RSS is read")
+    ap.add_argument("--rss-images", type=int, default=1000, help="images the RSS slope spans")
+    ap.add_argument("--rss-runs", type=int, default=4, help="RSS readings after the warm-up")
     ap.add_argument("--quick", action="store_true", help="tiny CI smoke run (not a measurement)")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.tasks_1024, args.tasks_64, args.limit_tasks = 1, 32, 64, 8
+        args.rss_warmup, args.rss_images, args.rss_runs, args.tasks_thumbs = 16, 32, 2, 32
         args.latency = 0.02
-    if min(args.rounds, args.tasks_1024, args.tasks_64, args.limit_tasks, args.concurrency) < 1:
+    counts = (args.rounds, args.tasks_1024, args.tasks_64, args.limit_tasks, args.concurrency)
+    if min(*counts, args.rss_warmup, args.rss_images, args.rss_runs) < 1:
         ap.error("counts must be >= 1")
     return args
 

@@ -82,7 +82,7 @@ async def test_status_codes_map_to_the_error_tree(
         await client.json("GET", "/echo")
     assert info.value.retryable is retryable
     assert info.value.status_code == status
-    assert f"HTTP {status}: nope from server" in str(info.value)
+    assert f"HTTP {status}" in str(info.value) and "nope from server" in str(info.value)
 
 
 async def test_rate_limit_carries_the_servers_wait(server: EchoServer, client: HttpClient) -> None:
@@ -152,3 +152,20 @@ async def test_requests_are_recorded(server: EchoServer, client: HttpClient) -> 
     await client.json("POST", "/echo", content=b"x", headers={"x-test": "1"})
     calls = server.calls("/echo", "POST")
     assert len(calls) == before + 1 and calls[-1].headers["x-test"] == "1"
+
+
+async def test_a_read_response_is_freed_with_its_body_without_waiting_for_the_collector(
+    client: HttpClient,
+) -> None:
+    import gc
+    import weakref
+
+    gc.disable()  # only reference counting may free it
+    try:
+        response = await client.request("POST", "/echo", content=b"x" * 100_000)
+        assert response.json()["body"] == "x" * 100_000  # still readable as before
+        gone = weakref.ref(response)
+        del response
+        assert gone() is None, "the response (and its body) waited for a collection"
+    finally:
+        gc.enable()

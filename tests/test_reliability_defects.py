@@ -22,7 +22,8 @@ import nbbatch
 from nbbatch import Batch, Params, Task, Workspace
 from nbbatch import _cli as cli
 from nbbatch.core._model import check_prompt, clean_text
-from nbbatch.errors import PlannerShapeError, PromptSourceError
+from nbbatch.errors import ImageRejectedError, PlannerShapeError, PromptSourceError
+from nbbatch.images import ImageLimits
 from nbbatch.testing import FakeChat
 
 HOSTILE = "a\x00b \x1b[31mred\x1b[0m \u202efox\u202c\r\nnext\rline\x7f\x85"
@@ -101,6 +102,57 @@ def test_an_oversized_caption_is_not_read_into_memory(tmp_path: Path, workspace:
     tasks = nbbatch.tasks_from_folder(folder, "ink", workspace=workspace)
     assert [t.prompt for t in tasks] == ["ink"]
     assert any("limit" in w for w in tasks.warnings)
+
+
+@needs_fifo
+def test_a_fifo_given_to_add_reference_is_refused_at_once_not_waited_on(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageRejectedError, match="named pipe") as caught:
+        _with_timeout(lambda: workspace.add_reference(fifo))
+    assert caught.value.reason == "not_a_file"
+    assert workspace.known_digests() == set()
+
+
+def test_a_link_to_dev_zero_given_to_add_reference_is_refused_unread(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    link = tmp_path / "photo.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageRejectedError, match="character device") as caught:
+        _with_timeout(lambda: workspace.add_reference(link))
+    assert caught.value.reason == "not_a_file"
+
+
+@needs_fifo
+def test_the_async_add_reference_refuses_a_fifo_too(tmp_path: Path, workspace: Workspace) -> None:
+    import asyncio
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageRejectedError, match="named pipe"):
+        _with_timeout(lambda: asyncio.run(workspace.aadd_reference(fifo)))
+
+
+def test_a_reference_file_over_the_byte_cap_is_refused_with_its_size(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png() + b"\0" * 5000)
+    limits = ImageLimits(max_bytes=1000)
+    with pytest.raises(ImageRejectedError, match="limit") as caught:
+        workspace.add_reference(big, limits=limits)
+    assert caught.value.reason == "too_many_bytes"
+    assert caught.value.limit == 1000
+    ref = workspace.add_reference(_write(tmp_path / "ok.png", png()))  # a regular file still works
+    assert ref.width == 8
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 # ------------------------------------------------------------------ defect 5: confined images

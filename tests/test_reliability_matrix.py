@@ -484,7 +484,7 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
     from nbbatch import Batch, Workspace
     from nbbatch.engine._store import Workspace as W
 
-    def die(self, task, stored):  # the image file is durable, its row never commits
+    def die(self, task, stored, **_):  # the image file is durable, its row never commits
         os.kill(os.getpid(), signal.SIGKILL)
 
     W.record_success = die

@@ -187,7 +187,8 @@ class ImageRejectedError(ImageError):
     """An image was refused before or while decoding.
 
     ``reason`` is one of ``"too_many_bytes"``, ``"too_many_pixels"``, ``"format"``,
-    ``"corrupt"``, ``"too_slow"`` (decoding passed its timeout); ``limit`` and ``actual``
+    ``"corrupt"``, ``"too_slow"`` (decoding passed its timeout), ``"not_a_file"`` (a path
+    that names a FIFO, a device or a folder); ``limit`` and ``actual``
     give the numbers where they apply.
     """
 

@@ -60,7 +60,8 @@ from ..core._errors import (
     WorkspaceNotWritableError,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, new_id
-from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, format_bytes, inspect_image
+from ..images._decode import UPLOAD_LIMITS, ImageInfo, ImageLimits, inspect_image
+from ..images._files import NotAFileError, read_capped
 from . import _history
 from ._history import BatchSummary, HistoryRow, ProviderStats
 
@@ -848,16 +849,17 @@ class Workspace:
             label = name or "image"
         else:
             p = Path(source)
-            size = p.stat().st_size
-            if size > limits.max_bytes:  # refuse before reading a huge file into memory
+            try:
+                # A FIFO would block the open forever and /dev/zero never ends: only a
+                # regular file is read, and never past the byte cap.
+                data = read_capped(p, limits.max_bytes)
+            except NotAFileError as exc:
                 raise ImageRejectedError(
-                    f"{p.name}: file is {format_bytes(size)}; the limit is "
-                    f"{format_bytes(limits.max_bytes)}",
-                    reason="too_many_bytes",
-                    limit=limits.max_bytes,
-                    actual=size,
-                )
-            data = p.read_bytes()
+                    f"{p.name}: {exc}",
+                    reason="too_many_bytes" if exc.too_large else "not_a_file",
+                    limit=limits.max_bytes if exc.too_large else None,
+                    actual=exc.size if exc.too_large else None,
+                ) from None
             label = name or p.name
         try:
             info = inspect_image(data, limits)
@@ -1178,20 +1180,49 @@ class Workspace:
         with self._tx() as c:
             self._update_status(c, task)
 
+    @staticmethod
+    def status_row(
+        t: Task, status: TaskStatus | None = None, finished_at: float | None = None
+    ) -> tuple[Any, ...]:
+        """The lifecycle fields of ``t`` as :meth:`save_status_row` journals them.
+
+        Taken on the thread that owns the task, so that a writer thread journals one
+        consistent moment of it; ``status`` and ``finished_at`` journal a transition
+        before it is made in memory.
+        """
+        return (
+            (status or t.status).value,
+            t.attempts,
+            t.error,
+            t.error_kind,
+            t.started_at,
+            t.finished_at if finished_at is None else finished_at,
+            t.id,
+        )
+
+    def save_status_row(self, row: tuple[Any, ...]) -> None:
+        """Journal a :meth:`status_row` (safe to call from a writer thread)."""
+        with self._tx() as c:
+            self._write_status_row(c, row)
+
     def save_statuses(self, tasks: Sequence[Task]) -> None:
         with self._tx() as c:
             for t in tasks:
                 self._update_status(c, t)
 
+    @classmethod
+    def _update_status(cls, c: sqlite3.Connection, t: Task) -> None:
+        cls._write_status_row(c, cls.status_row(t))
+
     @staticmethod
-    def _update_status(c: sqlite3.Connection, t: Task) -> None:
+    def _write_status_row(c: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         cur = c.execute(
             "UPDATE tasks SET status=?, attempts=?, error=?, error_kind=?, started_at=?, "
             "finished_at=? WHERE id=?",
-            (t.status.value, t.attempts, t.error, t.error_kind, t.started_at, t.finished_at, t.id),
+            row,
         )
         if cur.rowcount != 1:
-            raise NotFoundError(f"task {t.id} is not in this workspace", task_id=t.id)
+            raise NotFoundError(f"task {row[-1]} is not in this workspace", task_id=row[-1])
 
     @staticmethod
     def _update(c: sqlite3.Connection, t: Task) -> None:
@@ -1227,11 +1258,19 @@ class Workspace:
                     f"image {index} of task {task_id} is not in this workspace", task_id=task_id
                 )
 
-    def record_success(self, task: Task, stored: Sequence[StoredImage]) -> list[GeneratedImage]:
+    def record_success(
+        self,
+        task: Task,
+        stored: Sequence[StoredImage],
+        *,
+        row: tuple[Any, ...] | None = None,
+    ) -> list[GeneratedImage]:
         """Commit the images (already written with :meth:`write_blob`) and the task at once.
 
-        ``task`` is already ``succeeded`` in memory; if the commit fails the caller
-        reverts it, and the files become orphans that the next reconcile removes.
+        ``task`` is already ``succeeded`` in memory, or ``row`` (a :meth:`status_row`)
+        journals it as such while memory is changed only after the commit (the runner
+        commits from a writer thread). If the commit fails the files become orphans
+        that the next reconcile removes.
         """
         now = time.time()
         # One transaction for the numbering and the rows: the hot path pays one lock and
@@ -1275,7 +1314,7 @@ class Workspace:
                     for im, s in zip(images, stored, strict=True)
                 ],
             )
-            self._update_status(c, task)
+            self._write_status_row(c, self.status_row(task) if row is None else row)
         return images
 
     def delete_batch(self, batch_id: str, *, files: bool = True) -> int:

@@ -29,6 +29,7 @@ from typing import Union
 
 from PIL import Image
 
+from ..core._aio import lower_thread_priority
 from ..core._errors import ConfigError
 from ..core._model import GeneratedImage, Reference
 from ..core._protocols import WorkspaceLike
@@ -53,7 +54,9 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
     with _async_pool_lock:
         if _async_pool is None:
             _async_pool = concurrent.futures.ThreadPoolExecutor(
-                _ASYNC_WORKERS, thread_name_prefix="nbbatch-thumb-async"
+                _ASYNC_WORKERS,
+                thread_name_prefix="nbbatch-thumb-async",
+                initializer=lower_thread_priority,  # a decode must not delay the loop
             )
         return _async_pool
 

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shlex
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..core._errors import ConfigError, ImageRejectedError, PromptSourceError
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
-from ..images._decode import UPLOAD_LIMITS, ImageLimits, format_bytes
+from ..images._decode import UPLOAD_LIMITS, ImageLimits
+from ..images._files import NotAFileError as _NotAFile
+from ..images._files import read_capped as _read_capped
 from ._tasklist import Skipped, TaskList
 
 if TYPE_CHECKING:
@@ -69,49 +70,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
 #: A caption file is one prompt: anything longer than this is not a caption.
 MAX_CAPTION_BYTES = 4 * MAX_PROMPT_CHARS
-
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-class _NotAFile(OSError):
-    """A path that is not a regular file, or is larger than allowed."""
-
-
-def _read_capped(path: Path, cap: int) -> bytes:
-    """The bytes of ``path`` when it is a regular file of at most ``cap`` bytes.
-
-    Opened without blocking (a FIFO with no writer would otherwise hang the open) and
-    checked with ``fstat`` on the open descriptor, so a link swapped between check and
-    read cannot slip a device in. Raises :class:`_NotAFile` with a readable reason.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
-            raise _NotAFile(f"{kind}, not a regular file; only regular files are read")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > cap:
-                size = max(total, os.fstat(fd).st_size)
-                raise _NotAFile(f"file is {format_bytes(size)}; the limit is {format_bytes(cap)}")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
 
 # ------------------------------------------------------------------ one .txt line
 

@@ -355,6 +355,20 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
+def _unbind(response: httpx.Response) -> None:
+    """Break the reference cycle between a read response and its body stream.
+
+    httpx binds a response's stream back to the response, so every response is cyclic
+    garbage: its body (1.8 MB for a 1024x1024 PNG in JSON) stayed in memory until the
+    garbage collector's next pass. Measured over 64 such answers: 114 MB of bodies held
+    at once, and the pass that finally freed them stalled the event loop for 20-40 ms.
+    Once the body is read and the connection is back in its pool, the stream is only
+    a copy of the content: with no cycle, the body goes when the response does.
+    """
+    with contextlib.suppress(httpx.ResponseNotRead):  # not read: leave it as httpx made it
+        response.stream = httpx.ByteStream(response.content)
+
+
 class HttpClient:
     """One provider's connection pool plus error mapping.
 
@@ -451,6 +465,7 @@ class HttpClient:
             response = await self._client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
+        _unbind(response)
         if response.is_success:
             return response
         err = error_from_response(response, self.provider, task_id=task_id)

@@ -28,8 +28,9 @@ from nbbatch.engine import Workspace
 from nbbatch.errors import ImageRejectedError
 from nbbatch.images import ImageLimits
 
-# the guarded reader of the folder source: one place knows how to read a file safely
-from nbbatch.planning._sources import IMAGE_EXTENSIONS, _NotAFile, _read_capped
+# the guarded reader the folder source and the workspace use: one place reads files safely
+from nbbatch.images._files import NotAFileError, read_capped
+from nbbatch.planning._sources import IMAGE_EXTENSIONS
 
 from ._i18n import tr
 
@@ -83,12 +84,12 @@ def read_image_folder(
             out.refused.append((name, tr(lang, "too_many_files", name=name, n=room)))
             continue
         try:
-            data = _read_capped(Path(entry.path), limits.max_bytes)
+            data = read_capped(Path(entry.path), limits.max_bytes)
             ref = workspace.add_reference(data, name, limits=limits)
         except ImageRejectedError as exc:
             out.refused.append((name, exc.message.removeprefix(f"{name}: ")))
             continue
-        except _NotAFile as exc:
+        except NotAFileError as exc:
             out.refused.append((name, str(exc)))
             continue
         except OSError as exc:
