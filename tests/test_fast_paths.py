@@ -132,6 +132,23 @@ def test_shards_add_up_to_the_pool_size(total: int) -> None:
     assert max(transport._free) <= 4
 
 
+def test_building_providers_loads_the_ca_bundle_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each "Run all" of a saved configuration builds a provider on the kernel's loop
+    from nbbatch.providers import _http
+
+    _http.default_tls.cache_clear()
+    loads: list[int] = []
+    real = httpx.create_ssl_context
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda: loads.append(1) or real())
+    first = _ShardedTransport(8)
+    for _ in range(5):
+        _ShardedTransport(32)
+    assert len(loads) == 1
+    assert first._shards[0]._pool._ssl_context is _http.default_tls()
+
+
 async def test_shard_slots_come_back_when_responses_close() -> None:
     server = await asyncio.start_server(_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import ssl
 import threading
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -287,6 +289,18 @@ def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]
 _SHARD_CONNECTIONS = 4
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The process's one TLS context (certificate checks on, the system's CA bundle).
+
+    Loading the CA bundle takes 20 ms on a quiet machine and has taken over a second on a
+    busy one; a provider is built on the kernel's event loop (each "Run all" of a saved
+    configuration builds one), so it is loaded once and shared: an ``SSLContext`` may
+    serve any number of connections, threads and loops.
+    """
+    return httpx.create_ssl_context()
+
+
 class _CountedStream(httpx.AsyncByteStream):
     """A response body that tells its shard when it is closed (the connection is free)."""
 
@@ -322,8 +336,7 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
         total = max(1, max_connections)
         count = -(-total // _SHARD_CONNECTIONS)
         sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]
-        # One TLS context for all shards: loading the CA bundle takes 20-150 ms.
-        tls = httpx.create_ssl_context()
+        tls = default_tls()
         self._shards = [
             httpx.AsyncHTTPTransport(
                 verify=tls, limits=httpx.Limits(max_connections=n, max_keepalive_connections=n)
