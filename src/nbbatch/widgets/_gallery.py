@@ -68,6 +68,8 @@ from nbbatch.errors import ConfigError
 from nbbatch.images import Pipeline, contact_sheet, derived_images, export_zip, postprocess
 from nbbatch.images._export import safe_name, slugify
 
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
 from ._postform import ASPECTS, POSITIONS, FormError, pipeline_from, recipe_label
@@ -86,7 +88,6 @@ _THUMB_SIZE = 160  # px on the longer side: 80 css px at 2x density
 _MAX_LINKS = 50  # children listed in the info panel
 _JOB_TTL = 3600.0  # seconds a ZIP waits on disk for its pieces to be fetched
 _SHEET_CELL = 384  # px per image on a contact sheet
-_DEFERRED: dict[str, Any] = {"__deferred__": True}
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
 
@@ -388,29 +389,12 @@ class Gallery(anywidget.AnyWidget):
         self._post({"type": "notice", "level": level, "text": text})
 
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind))
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            view = content.get("view")
-            if isinstance(view, str) and kind != "hello":  # hello: every view, on start
+        if isinstance(content, dict):
+            view, kind = content.get("view"), content.get("type")
+            # the view the person used last opens the dialog (hello: every view, on start)
+            if isinstance(view, str) and kind in self._handlers and kind != "hello":
                 self._last_view = view[:40]
-            result = handler(content)
-            if result is _DEFERRED:
-                return
-            self._reply(uid, True, result or {})
-        except Exception as exc:
-            text = describe(exc, self.lang, action)
-            if uid is None:
-                self.notify(text)
-            else:
-                self._reply(uid, False, {"error": text})
+        answer(content, self._handlers, lang=self.lang, reply=self._reply, notify=self.notify)
 
     def _off_loop(
         self,

@@ -54,6 +54,8 @@ from nbbatch.providers import available_providers
 
 from . import _rows
 from ._coalesce import Coalescer, LoopScheduler, Scheduler
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._gallery import ZIP_LIMIT, ZipJobs, run_off_loop
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
@@ -74,7 +76,6 @@ _WINDOW = 1200  # row ids remembered as "on some screen" for patches
 _SCREEN = 150  # the most recently sent rows: finished ones among them are sent whole
 THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 _FILTERS = frozenset({"all", "starred", *_rows.STATUSES})
-_DEFERRED: dict[str, Any] = {"__deferred__": True}  # the handler replies later itself
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -296,26 +297,7 @@ class TaskGrid(anywidget.AnyWidget):
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind))
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            result = handler(content)
-            if result is _DEFERRED:
-                return
-            self._reply(uid, True, result or {})
-        except Exception as exc:
-            text = describe(exc, self.lang, action)
-            if uid is None:
-                self.notify(text)
-            else:
-                self._reply(uid, False, {"error": text})
+        answer(content, self._handlers, lang=self.lang, reply=self._reply, notify=self.notify)
 
     def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
         self._post({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers)

@@ -44,6 +44,8 @@ from nbbatch.engine import Workspace, load_settings, save_settings
 from nbbatch.errors import NbbatchError
 from nbbatch.images import ThumbnailCache
 
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._i18n import catalogue, resolve_lang
 from ._words import UserFacingError, describe
 
@@ -57,7 +59,6 @@ log = logging.getLogger("nbbatch")
 _STATIC = pathlib.Path(__file__).parent / "static"
 _THUMBS = 4  # per batch in the strip (the row says how many more)
 _THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
-_DEFERRED: dict[str, Any] = {"__deferred__": True}
 
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -152,22 +153,7 @@ class History(anywidget.AnyWidget):
         self._post({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers)
 
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind))
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            result = handler(content)
-            if result is _DEFERRED:
-                return
-            self._reply(uid, True, result or {})
-        except Exception as exc:
-            self._reply(uid, False, {"error": describe(exc, self.lang, action)})
+        answer(content, self._handlers, lang=self.lang, reply=self._reply)
 
     def _off_loop(
         self,

@@ -62,6 +62,8 @@ from nbbatch.planning import (
 # the template caps (not re-exported at the top level): one place decides them
 from nbbatch.planning._templates import COUNT_LIMIT, DEFAULT_CAP
 
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._i18n import catalogue, resolve_lang, tr
 from ._upload import Upload
 from ._words import UserFacingError, clip, describe
@@ -90,7 +92,6 @@ _DRAFT_FIELDS = {
     "model": 120,
 }
 _SIZES = ("512x512", "768x768", "1024x1024", "1024x768", "768x1024", "1536x1024", "1024x1536")
-_DEFERRED: dict[str, Any] = {"__deferred__": True}
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
@@ -229,22 +230,7 @@ class PromptPanel(anywidget.AnyWidget):
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind)[:40])
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            result = handler(content)
-            if result is _DEFERRED:
-                return
-            self._reply(uid, True, result or {})
-        except Exception as exc:
-            self._reply(uid, False, {"error": self._words(exc, action)})
+        answer(content, self._handlers, lang=self.lang, reply=self._reply, words=self._words)
 
     def _reply(self, uid: object, ok: bool, body: dict[str, Any]) -> None:
         self.send({"type": "reply", "uuid": uid, "ok": ok, **body})

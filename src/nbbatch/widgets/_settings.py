@@ -51,6 +51,8 @@ from nbbatch.errors import ConfigError, NbbatchError, UnknownProviderError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._i18n import catalogue, resolve_lang
 from ._words import UserFacingError, clip, describe
 
@@ -61,7 +63,6 @@ log = logging.getLogger("nbbatch")
 _STATIC = pathlib.Path(__file__).parent / "static"
 STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only knows providers
 _LLM_SECRET = "llm"
-_DEFERRED: dict[str, Any] = {"__deferred__": True}
 _Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 _TOP = ("base_url", "model")  # catalogue fields that are values of their own
 _INT_PARAMS = frozenset({"n", "seed", "steps"})
@@ -331,24 +332,11 @@ class SettingsPanel(anywidget.AnyWidget):
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind)[:40])
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            result = handler(content)
-            if result is _DEFERRED:
-                return
-            self.send({"type": "reply", "uuid": uid, "ok": True, **(result or {})})
-        except Exception as exc:
-            # never the message itself in the log: it may carry a key
-            text = describe(exc, self.lang, action)
-            self.send({"type": "reply", "uuid": uid, "ok": False, "error": text})
+        # errors are put in words without the message itself: it may carry a key
+        answer(content, self._handlers, lang=self.lang, reply=self._reply)
+
+    def _reply(self, uid: object, ok: bool, body: dict[str, Any]) -> None:
+        self.send({"type": "reply", "uuid": uid, "ok": ok, **body})
 
     def _keys_info(self, provider: str | None = None) -> dict[str, Any]:
         out = {}

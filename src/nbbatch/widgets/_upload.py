@@ -50,6 +50,8 @@ from nbbatch.images import (
     sniff_format,
 )
 
+from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import answer
 from ._i18n import catalogue, resolve_lang, tr
 from ._serverfolder import FolderRead, ServerFolderPicker, read_image_folder
 from ._words import UserFacingError, clip, describe
@@ -74,7 +76,6 @@ _SOURCE_LABELS = {
     "swarmui": "SwarmUI",
     "invokeai": "InvokeAI",
 }
-_DEFERRED: dict[str, Any] = {"__deferred__": True}
 
 _Handler = Callable[[dict[str, Any], Sequence[Any]], dict[str, Any] | None]
 
@@ -326,22 +327,7 @@ class Upload(anywidget.AnyWidget):
 
     # ----------------------------------------------------------- receiving
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        uid = content.get("uuid") if isinstance(content, dict) else None
-        kind = content.get("type") if isinstance(content, dict) else None
-        action = "doing_request"
-        try:
-            if not isinstance(content, dict) or not isinstance(kind, str):
-                raise UserFacingError("bad_request", type=repr(kind)[:40])
-            entry = self._handlers.get(kind)
-            if entry is None:
-                raise UserFacingError("unknown_request", type=kind[:40])
-            action, handler = entry
-            result = handler(content, buffers or ())
-            if result is _DEFERRED:
-                return
-            self._reply(uid, True, result or {})
-        except Exception as exc:
-            self._reply(uid, False, {"error": describe(exc, self.lang, action)})
+        answer(content, self._handlers, lang=self.lang, reply=self._reply, buffers=buffers or ())
 
     def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
         self.send({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers=buffers)
