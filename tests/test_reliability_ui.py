@@ -212,6 +212,16 @@ def fuzz(make: Callable[[], Any], caplog: pytest.LogCaptureFixture) -> None:
     finally:
         widget.close()
         loop.run_until_complete(_drain(loop))
+        # as asyncio.run ends: what is still running (a run "run_all" started) is
+        # cancelled and allowed to wind down, so nothing outlives its loop
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+
+        async def wound_down() -> None:
+            await asyncio.gather(*left, return_exceptions=True)
+
+        loop.run_until_complete(wound_down())
         loop.close()
 
 

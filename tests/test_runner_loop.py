@@ -9,6 +9,7 @@ that do the heavy work give the loop the CPU first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sqlite3
@@ -178,6 +179,29 @@ async def test_objects_older_than_a_run_are_set_aside_by_the_collector_until_it_
     assert gc.get_freeze_count() > 0, "still frozen while the other run goes on"
     gate.set()
     await one.wait()
+    assert gc.get_freeze_count() == 0
+
+
+# the abandoned run's lease file is closed by the collector, as in a dying process
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_run_whose_loop_is_closed_under_it_does_not_leave_the_collector_frozen(
+    workspace: Workspace,
+) -> None:
+    loop = asyncio.new_event_loop()
+
+    async def start() -> Any:
+        return Batch.create(workspace=workspace, tasks=["a"]).start(
+            ControlledProvider(gate=asyncio.Event())
+        )
+
+    loop.run_until_complete(start())
+    loop.run_until_complete(asyncio.sleep(0.01))  # the run is waiting on its provider
+    assert gc.get_freeze_count() > 0
+    running = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    loop.close()  # closed without cancelling what runs on it
+    for task in running:  # what the collector does to a dropped coroutine
+        with contextlib.suppress(RuntimeError):
+            task.get_coro().close()
     assert gc.get_freeze_count() == 0
 
 

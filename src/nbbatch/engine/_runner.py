@@ -605,7 +605,15 @@ class Runner:
             raise
         finally:
             self._closing = True
+            # Before anything is awaited: a run whose loop is closed under it gets here by
+            # GeneratorExit and cannot await; the collector must not stay frozen then.
+            self._release_gc()
             await self._wind_down()
+
+    def _release_gc(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            _gc_hold.release()
 
     async def _wind_down(self) -> None:
         for job in list(self._in_flight.values()):
@@ -630,9 +638,7 @@ class Runner:
             self.workspace.release_lease(self._lease)
         self._savers.shutdown(wait=False)
         self._journal_thread.shutdown(wait=False)
-        if self._gc_held:
-            self._gc_held = False
-            _gc_hold.release()
+        self._release_gc()
         if self._owned:
             for p in self._owned:
                 try:
