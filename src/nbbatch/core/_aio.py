@@ -1,4 +1,5 @@
-"""Run a coroutine to completion from synchronous code, in a script or a notebook."""
+"""Event-loop plumbing: run a coroutine from synchronous code (a script or a notebook),
+share the loop's passes between heavy inline steps, lower background threads' priority."""
 
 from __future__ import annotations
 
@@ -8,14 +9,27 @@ import contextlib
 import logging
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BACKGROUND_NICE", "lower_thread_priority", "run_blocking"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "PASS_BUDGET",
+    "PassBudget",
+    "lower_thread_priority",
+    "pass_turn",
+    "run_blocking",
+]
 
 #: how much lower than the event loop's the CPU priority of background work threads is
 #: (image saves of a run, thumbnails): Linux nice, which weighs each thread's CPU share
 BACKGROUND_NICE = 10
+
+#: how long (s) the heavy inline steps of one pass of the event loop may run before the
+#: next waits for a later pass (see :class:`PassBudget`)
+PASS_BUDGET = 0.008
 
 T = TypeVar("T")
 log = logging.getLogger("nbbatch")
@@ -53,3 +67,72 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+class PassBudget:
+    """Shares the passes of one event loop between heavy steps that run inline.
+
+    A pass of an asyncio loop runs every callback that was ready when it began before
+    it looks at a timer or a socket again. Some steps are cheap enough per call to stay
+    on the loop (a thread hop would cost more CPU) but not when many fall in one pass:
+    the answers of a wave of concurrent requests arrive together, and parsing and
+    decoding ten 1024x1024 images in base64 JSON in one pass held the loop for
+    60-120 ms. :meth:`turn` bounds that: once the heavy steps of the current pass have
+    run for ``budget`` seconds (wall time since the first of them began), the next one
+    waits for a later pass, behind whatever became ready meanwhile (timers, other
+    sockets, the kernel's messages). Work is only reordered, never dropped, and a step
+    that waits comes first among the heavy steps of the next pass.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        budget: float = PASS_BUDGET,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._loop = loop
+        self._budget = budget
+        self._clock = clock
+        self._began: float | None = None  # when this pass's first heavy step began
+        self._waiting = 0  # steps deferred to a later pass, not yet run
+
+    def _new_pass(self) -> None:
+        self._began = None
+
+    async def turn(self) -> None:
+        """Return when the caller may run its heavy step in this pass of the loop."""
+        deferred = False
+        try:
+            while True:
+                now = self._clock()
+                if deferred or not self._waiting:  # steps deferred earlier go first
+                    if self._began is None:
+                        # First heavy step of this pass. A callback queued now runs at
+                        # the start of the next pass, before any step deferred after it.
+                        self._began = now
+                        self._loop.call_soon(self._new_pass)
+                        return
+                    if now - self._began < self._budget:
+                        return
+                if not deferred:
+                    deferred = True
+                    self._waiting += 1
+                await asyncio.sleep(0)
+        finally:
+            if deferred:
+                self._waiting -= 1
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PassBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def pass_turn() -> None:
+    """:meth:`PassBudget.turn` of the running loop's budget (made on first use)."""
+    loop = asyncio.get_running_loop()
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = PassBudget(loop)
+    await budget.turn()

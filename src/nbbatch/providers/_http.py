@@ -51,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from ..core._aio import pass_turn
 from ..core._errors import (
     AuthenticationError,
     BadRequestError,
@@ -78,6 +79,10 @@ _EXCERPT = 300
 #: JSON bodies above this size are parsed in a worker thread when only the standard
 #: library's parser is there: a 1024x1024 PNG in base64 is ~1.8 MB and ~1.2 ms to parse
 _OFFLOAD_JSON_BYTES = 256 * 1024
+#: JSON bodies above this size, parsed on the loop, take turns with the other heavy
+#: steps of a pass of the event loop (``pass_turn``): one such parse costs little, the
+#: answers of a wave of requests parsed in one pass do not
+_TURN_JSON_BYTES = 64 * 1024
 
 
 def _parse_json(response: httpx.Response) -> Any:
@@ -492,8 +497,11 @@ class HttpClient:
         """:meth:`request` and parse a JSON body (MalformedResponseError when it is not)."""
         response = await self.request(method, url, task_id=task_id, **kwargs)
         try:
-            if not FAST_JSON and len(response.content) > _OFFLOAD_JSON_BYTES:
+            size = len(response.content)
+            if not FAST_JSON and size > _OFFLOAD_JSON_BYTES:
                 return await asyncio.to_thread(_parse_json, response)
+            if size > _TURN_JSON_BYTES:
+                await pass_turn()
             return _parse_json(response)
         except (ValueError, UnicodeDecodeError):
             raise MalformedResponseError(

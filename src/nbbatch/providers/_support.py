@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from ..core._aio import pass_turn
 from ..core._errors import ConfigError, MalformedResponseError, ProviderError
 from ..images._decode import sniff_format
 from ._codec import b64decode
@@ -43,6 +44,8 @@ DEFAULT_MAX_DOWNLOAD = 50 * 1024 * 1024
 #: above this many bytes, base64 coding and hashing run in a worker thread: a multi-MB
 #: image takes tens of milliseconds, long enough to stall every other task's I/O
 OFFLOAD_BYTES = 1024 * 1024
+#: inline work on more bytes than this waits its turn in a busy pass of the event loop
+_TURN_BYTES = 64 * 1024
 
 #: how often an idempotent GET on an existing remote job is tried, and the first pause
 FETCH_ATTEMPTS = 4
@@ -133,9 +136,12 @@ def same_origin(url: str, base_url: str) -> bool:
 
 async def offload(func: Callable[..., T], *args: object, size: int, **kwargs: object) -> T:
     """``func(*args)``, in a worker thread when ``size`` bytes are involved beyond
-    :data:`OFFLOAD_BYTES`; small data stays inline (a thread hop costs more than it saves)."""
+    :data:`OFFLOAD_BYTES`; small data stays inline (a thread hop costs more than it saves),
+    taking its turn among a pass's heavy steps when it is not tiny (``pass_turn``)."""
     if size > OFFLOAD_BYTES:
         return await asyncio.to_thread(func, *args, **kwargs)
+    if size > _TURN_BYTES:
+        await pass_turn()
     return func(*args, **kwargs)
 
 
