@@ -117,7 +117,9 @@ def _kill_child(ws: Path, batch_id: str, log: Path, delay: float) -> tuple[list[
             time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        lines = proc.stdout.read().splitlines()
+        # The kill may land in the middle of a line (seen: "DONE <id>" without its
+        # hash): only whole lines were ever acknowledged, the cut-off tail was not.
+        lines = proc.stdout.read().split("\n")[:-1]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -74,7 +74,9 @@ def _run_child_and_kill(ws: Path, batch_id: str, calls: Path, rng: random.Random
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         os.set_blocking(proc.stdout.fileno(), True)
-        lines = proc.stdout.read().splitlines()
+        # the kill may cut the last line short ("DONE <id>" without its hash): only
+        # whole lines were ever acknowledged
+        lines = proc.stdout.read().split("\n")[:-1]
     finally:
         if proc.poll() is None:
             proc.kill()
