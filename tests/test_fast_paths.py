@@ -21,7 +21,7 @@ from nbbatch.errors import ImageRejectedError
 from nbbatch.images._decode import ImageLimits, inspect_image, verify_image
 from nbbatch.images._thumbs import ThumbnailCache
 from nbbatch.providers import ImageData, _codec
-from nbbatch.providers._http import HttpClient, _ShardedTransport
+from nbbatch.providers._http import HttpClient, _ShardedTransport, _WholeReads, _WholeReadsBackend
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
@@ -182,6 +182,52 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         pass
     finally:
         writer.close()
+
+
+class _Recorded:
+    """A connection that records how much each read asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self.asked.append(max_bytes)
+        return b"x"
+
+
+async def test_a_read_asks_for_whatever_has_arrived_not_for_64_kb() -> None:
+    inner = _Recorded()
+    stream = _WholeReads(inner)  # type: ignore[arg-type]
+    await stream.read(65536)
+    await stream.read(4 << 20)
+    assert inner.asked == [1 << 20, 4 << 20]
+
+
+def test_every_shard_reads_through_the_whole_reads_backend() -> None:
+    # httpx has no setting for this: the pin notices an httpx that builds its pool otherwise
+    transport = _ShardedTransport(10)
+    assert all(isinstance(s._pool._network_backend, _WholeReadsBackend) for s in transport._shards)
+
+
+async def test_a_body_of_several_megabytes_arrives_whole_over_loopback() -> None:
+    body = b'{"data": [{"b64_json": "' + base64.b64encode(bytes(range(256)) * 12_000) + b'"}]}'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient("test", f"http://127.0.0.1:{port}")
+    try:
+        got = await client.json("GET", "/")
+        assert base64.b64decode(got["data"][0]["b64_json"]) == bytes(range(256)) * 12_000
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 def test_a_proxy_keeps_the_httpx_pool(monkeypatch: pytest.MonkeyPatch) -> None:
