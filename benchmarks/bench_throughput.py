@@ -197,23 +197,8 @@ class Server:
 
 # ----------------------------------------------------------------- measuring
 def process_cpu() -> float:
-    """CPU seconds of the client: this process and nbbatch's thumbnail worker processes
-    (the studio's thumbnails render there; their work is the client's as much as any)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime + thumbnail_workers_cpu()
-
-
-def thumbnail_workers_cpu() -> float:
-    from nbbatch.images import _thumbs
-
-    pool = _thumbs._processes
-    total = 0.0
-    for pid in list(getattr(pool, "_processes", None) or ()):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return ru.ru_utime + ru.ru_stime
 
 
 def rss_mb() -> float:
@@ -428,8 +413,8 @@ async def run_nbbatch(
     """One nbbatch run; with ``thumbs``, also a 256 px thumbnail per finished image.
 
     The thumbnails are asked for the way the studio asks for them: from an event
-    subscriber on the loop, through ``ThumbnailCache.aget`` (rendered in its worker
-    processes), while the run goes on; the run counts as done when they are all made.
+    subscriber on the loop, through ``ThumbnailCache.aget`` (rendered on its small
+    pool), while the run goes on; the run counts as done when they are all made.
     """
     from nbbatch import Batch, Params, TaskStatus, Workspace
     from nbbatch.events import TaskSucceeded

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import threading
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nbbatch import Batch, Params, Workspace, thumbnail
-from nbbatch.errors import ConfigError, ImageRejectedError
+from nbbatch.errors import ConfigError
 from nbbatch.images import ThumbnailCache, thumbnails
 from nbbatch.images._thumbs import MAX_THUMB_BYTES, make_thumbnail
 
@@ -143,62 +142,3 @@ def test_prune_removes_cache_entries_of_deleted_images(tmp_path: Path) -> None:
     assert kept_thumb.exists() and kept_derived.path.exists()
     assert not dropped_thumb.exists() and not dropped_derived.path.exists()
     assert not dropped_derived.path.parent.exists()
-
-
-# ------------------------------------------------- rendering from the event loop
-async def test_the_loop_hands_new_thumbnails_of_stored_images_to_worker_processes(
-    batch: Batch,
-) -> None:
-    from nbbatch.images import _thumbs
-
-    cache = ThumbnailCache(batch.workspace)
-    paths = [await cache.aget(im, 96) for im in batch.images]
-    assert cache.rendered == 3 and all(p.exists() for p in paths)
-    pool = _thumbs._processes
-    assert pool is not None, "rendered in threads, not in the worker processes"
-    workers = set(pool._processes)  # type: ignore[attr-defined]
-    assert workers and os.getpid() not in workers
-    with Image.open(paths[0]) as img:
-        assert img.format == "WEBP" and max(img.size) == 96
-
-
-async def test_an_image_a_worker_refuses_comes_back_as_the_same_error(batch: Batch) -> None:
-    image = batch.images[0]
-    image.path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 100)
-    with pytest.raises(ImageRejectedError) as caught:
-        await ThumbnailCache(batch.workspace).aget(image, 80)
-    assert caught.value.reason == "corrupt"
-    assert "PNG" in caught.value.message or "image" in caught.value.message
-
-
-async def test_when_the_worker_processes_break_thumbnails_render_in_threads(
-    batch: Batch, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from nbbatch.images import _thumbs
-
-    class DeadPool:
-        def submit(self, *args: object) -> None:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-
-        def shutdown(self, **kwargs: object) -> None:
-            pass
-
-    monkeypatch.setattr(_thumbs, "_processes", DeadPool())
-    monkeypatch.setattr(_thumbs, "_processes_off", False)
-    cache = ThumbnailCache(batch.workspace)
-    path = await cache.aget(batch.images[1], 72)
-    assert path.exists() and cache.rendered == 1
-    assert _thumbs._processes is None and _thumbs._processes_off  # threads from now on
-    assert "rendering in threads" in caplog.text
-
-
-async def test_no_worker_processes_when_the_environment_says_0(
-    batch: Batch, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from nbbatch.images import _thumbs
-
-    monkeypatch.setenv("NBBATCH_THUMBNAIL_PROCESSES", "0")
-    monkeypatch.setattr(_thumbs, "_processes", None)
-    monkeypatch.setattr(_thumbs, "_processes_off", False)
-    path = await ThumbnailCache(batch.workspace).aget(batch.images[2], 64)
-    assert path.exists() and _thumbs._processes is None

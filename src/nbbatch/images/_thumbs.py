@@ -20,20 +20,17 @@ import concurrent.futures
 import contextlib
 import hashlib
 import io
-import logging
-import multiprocessing
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Union
 
 from PIL import Image
 
-from ..core._aio import BACKGROUND_NICE, lower_thread_priority
-from ..core._errors import ConfigError, ImageRejectedError
+from ..core._aio import lower_thread_priority
+from ..core._errors import ConfigError
 from ..core._model import GeneratedImage, Reference
 from ..core._protocols import WorkspaceLike
 from ._decode import DEFAULT_LIMITS, ImageLimits, decode_image
@@ -50,14 +47,6 @@ _STRIPES = 64
 _ASYNC_WORKERS = 2
 _async_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _async_pool_lock = threading.Lock()
-#: Stored images asked for from the event loop render in worker processes instead:
-#: decoding a 1024x1024 PNG costs ~45 ms of CPU (three times a whole task of a run), and
-#: in threads that work shared the kernel's GIL with its event loop. The environment
-#: variable ``NBBATCH_THUMBNAIL_PROCESSES`` sets how many (0: threads only).
-_PROCESS_WORKERS = 2
-_processes: concurrent.futures.ProcessPoolExecutor | None = None
-_processes_off = False  # they could not start here, or broke: threads from now on
-log = logging.getLogger("nbbatch")
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -70,85 +59,6 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
                 initializer=lower_thread_priority,  # a decode must not delay the loop
             )
         return _async_pool
-
-
-def _process_workers() -> int:
-    raw = os.environ.get("NBBATCH_THUMBNAIL_PROCESSES", "").strip()
-    try:
-        return max(0, int(raw)) if raw else _PROCESS_WORKERS
-    except ValueError:
-        return _PROCESS_WORKERS
-
-
-def _process_pool() -> concurrent.futures.ProcessPoolExecutor | None:
-    """The shared worker processes (started on first use), or None for threads."""
-    global _processes, _processes_off
-    with _async_pool_lock:
-        if _processes is None and not _processes_off:
-            workers = _process_workers()
-            if workers == 0:
-                return None
-            # never fork: the kernel has threads (a fork copies their locks as they are)
-            methods = multiprocessing.get_all_start_methods()
-            method = "forkserver" if "forkserver" in methods else "spawn"
-            try:
-                _processes = concurrent.futures.ProcessPoolExecutor(
-                    workers,
-                    mp_context=multiprocessing.get_context(method),
-                    initializer=_lower_process_priority,
-                )
-            except (OSError, ValueError, NotImplementedError) as exc:
-                _processes_off = True
-                log.info("thumbnails render in threads (no worker processes: %s)", exc)
-        return _processes
-
-
-def _processes_broke(exc: BaseException) -> None:
-    """Worker processes failed to start or died: say so once, use threads from now on."""
-    global _processes, _processes_off
-    with _async_pool_lock:
-        pool, _processes = _processes, None
-        if not _processes_off:
-            log.warning("thumbnail worker processes stopped (%s); rendering in threads", exc)
-        _processes_off = True
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _lower_process_priority() -> None:
-    with contextlib.suppress(AttributeError, OSError):
-        os.nice(BACKGROUND_NICE)
-
-
-#: what a worker process sends back for an image it refused: (reason, message, limit,
-#: actual). nbbatch's errors take keyword arguments and do not survive pickling.
-_Refusal = tuple[str, str, "int | None", "int | None"]
-
-
-def _render_file(
-    source: str, dest: str, size: int, format: str, max_bytes: int, limits: ImageLimits
-) -> _Refusal | None:
-    """In a worker process: the thumbnail of the image file ``source``, written to ``dest``."""
-    try:
-        data = Path(source).read_bytes()
-        _write_atomic(
-            Path(dest),
-            make_thumbnail(data, size, format=format, max_bytes=max_bytes, limits=limits),
-        )
-    except ImageRejectedError as exc:
-        return (exc.reason, exc.message, exc.limit, exc.actual)
-    return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 _Loader = Callable[[], bytes]
@@ -229,8 +139,6 @@ class ThumbnailCache:
         self.max_bytes = max_bytes
         self.limits = limits
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        # renders in worker processes under way, so that one thumbnail is made once
-        self._rendering: dict[Path, asyncio.Future[Path]] = {}
         #: thumbnails this object actually rendered (cache misses), for tests and stats
         self.rendered = 0
 
@@ -251,7 +159,14 @@ class ThumbnailCache:
             data = make_thumbnail(
                 load(), size, format=format, max_bytes=self.max_bytes, limits=self.limits
             )
-            _write_atomic(path, data)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}"
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
             self.rendered += 1
         return path
 
@@ -259,60 +174,14 @@ class ThumbnailCache:
         return self.get(image, size, format=format).read_bytes()
 
     async def aget(self, image: ThumbSource, size: int = 256, *, format: str = "webp") -> Path:
-        """:meth:`get` for the event loop: a cached thumbnail is a stat on the loop; a new
-        one of a stored image renders in a worker process (decoding a 1024x1024 PNG
-        costs ~45 ms of CPU), any other on a small shared thread pool."""
+        """:meth:`get` for the event loop: a cached thumbnail is a stat on the loop, a new
+        one renders on a small shared pool (decoding a 1024x1024 PNG takes ~20 ms)."""
         if isinstance(image, (GeneratedImage, Reference)):  # named by hash: no read here
             path = self.path_for(image.sha256, size, format)
             if path.exists():
                 return path
-            if _process_pool() is not None:
-                try:
-                    return await self._in_process(image, path, size, format)
-                except BrokenProcessPool as exc:
-                    _processes_broke(exc)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_pool(), lambda: self.get(image, size, format=format))
-
-    async def _in_process(
-        self, image: GeneratedImage | Reference, path: Path, size: int, format: str
-    ) -> Path:
-        loop = asyncio.get_running_loop()
-        running = self._rendering.get(path)
-        if running is None or running.get_loop() is not loop:
-            running = loop.create_task(self._render_in_process(image, path, size, format))
-            self._rendering[path] = running
-
-            def forget(done: asyncio.Future[Path]) -> None:
-                if self._rendering.get(path) is done:
-                    del self._rendering[path]
-
-            running.add_done_callback(forget)
-        # one caller giving up must not cancel the render the others wait for
-        return await asyncio.shield(running)
-
-    async def _render_in_process(
-        self, image: GeneratedImage | Reference, path: Path, size: int, format: str
-    ) -> Path:
-        pool = _process_pool()
-        if pool is None:
-            raise BrokenProcessPool("no worker processes")
-        source, limits, max_bytes = str(image.path), self.limits, self.max_bytes
-
-        def submit() -> concurrent.futures.Future[_Refusal | None]:
-            return pool.submit(_render_file, source, str(path), size, format, max_bytes, limits)
-
-        try:
-            # the first submit starts the workers (a new interpreter each): off the loop
-            job = await asyncio.to_thread(submit)
-        except (OSError, RuntimeError) as exc:  # could not start them, or shut down
-            raise BrokenProcessPool(str(exc)) from exc
-        refused = await asyncio.wrap_future(job)
-        if refused is not None:
-            reason, message, limit, actual = refused
-            raise ImageRejectedError(message, reason=reason, limit=limit, actual=actual)
-        self.rendered += 1
-        return path
 
     async def aget_bytes(
         self, image: ThumbSource, size: int = 256, *, format: str = "webp"
