@@ -182,6 +182,29 @@ def test_csv_delimiter_comes_from_the_header(tmp_path: Path) -> None:
     ]
 
 
+def test_csv_with_any_line_ends_reads_the_same_rows(tmp_path: Path) -> None:
+    # Excel on Windows writes CRLF, old Mac tools a lone CR; a quoted prompt may span lines
+    for name, end in (("crlf", "\r\n"), ("cr", "\r"), ("lf", "\n")):
+        source = tmp_path / f"{name}.csv"
+        text = f'prompt,seed{end}a red fox,1{end}"a tall{end}lighthouse",2{end}'
+        source.write_bytes(text.encode())
+        tasks = nbbatch.read_prompts(source)
+        assert [(t.prompt, t.params.seed) for t in tasks] == [
+            ("a red fox", 1),
+            ("a tall\nlighthouse", 2),
+        ], name
+
+
+def test_a_csv_whose_first_line_is_only_a_carriage_return_is_refused_in_words(
+    tmp_path: Path,
+) -> None:
+    # found by the fuzz: it used to escape as the csv module's own, untyped error
+    source = tmp_path / "odd.csv"
+    source.write_bytes(b"\r0")
+    with pytest.raises(PromptSourceError, match="no 'prompt' column"):
+        nbbatch.read_prompts(source)
+
+
 def test_csv_without_prompt_column_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "x.csv"
     source.write_text("text,seed\nhello,1\n", encoding="utf-8")

@@ -343,10 +343,16 @@ def _read_csv(text: str, base_dir: Path, base: Params, workspace: Workspace | No
     out = TaskList()
     # The delimiter comes from the header line only (the first of , ; tab found there):
     # csv.Sniffer guesses from prompt text too, and prompts are full of commas.
-    first = text.split("\n", 1)[0]
+    first = next(iter(text.splitlines()), "")
     delimiter = next((d for d in (",", ";", "\t") if d in first), ",")
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().lower() for h in (reader.fieldnames or []) if h is not None]
+    # newline="": the csv module finds the line ends itself (\r\n, \n or a lone \r,
+    # which a plain StringIO handed it inside a field: "new-line character seen")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        names = reader.fieldnames or []
+    except csv.Error as exc:
+        raise PromptSourceError(f"the CSV header is malformed: {exc}", where="line 1") from None
+    header = [h.strip().lower() for h in names if h is not None]
     if "prompt" not in header:
         raise PromptSourceError(
             f"the CSV has no 'prompt' column (columns: {', '.join(header) or 'none'})",
