@@ -69,6 +69,8 @@ def clean_text(text: str) -> str:
     Applied to every prompt and negative prompt at the model boundary, whatever wrote
     them (a person, a file, an LLM, the API), so nothing downstream ever sees them.
     """
+    if text.isascii() and text.isprintable():
+        return text  # the common case, and none of those characters is ASCII-printable
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", text)
@@ -384,7 +386,8 @@ class Task:
             self.original_prompt = clean_text(self.original_prompt)
         if isinstance(self.params, Mapping):
             self.params = Params.from_dict(self.params)
-        self.status = TaskStatus(self.status)
+        if type(self.status) is not TaskStatus:  # a text from a file or a row
+            self.status = TaskStatus(self.status)
 
     def transition(self, new: TaskStatus, *, now: float | None = None) -> None:
         """Move to ``new`` or raise :class:`InvalidTransitionError`; stamps the times."""
