@@ -16,7 +16,7 @@ import pytest
 
 from nbbatch.core import _aio
 from nbbatch.core._aio import PassBudget
-from nbbatch.providers import _http, _support
+from nbbatch.providers import _support
 from nbbatch.providers._http import HttpClient
 
 
@@ -106,13 +106,13 @@ async def test_a_cancelled_waiting_step_does_not_block_the_others() -> None:
 
 
 async def test_each_loop_has_its_own_budget() -> None:
-    await _aio.pass_turn()
+    await _aio.pass_turn(_aio.HEAVY_INLINE_BYTES + 1)
     loop = asyncio.get_running_loop()
     mine = _aio._budgets[loop]
 
     def other_loop() -> PassBudget:
         async def ask() -> PassBudget:
-            await _aio.pass_turn()
+            await _aio.pass_turn(_aio.HEAVY_INLINE_BYTES + 1)
             return _aio._budgets[asyncio.get_running_loop()]
 
         return asyncio.run(ask())
@@ -126,10 +126,13 @@ async def test_big_json_answers_take_turns_and_small_ones_do_not(
 ) -> None:
     turns: list[str] = []
 
-    async def counted() -> None:
-        turns.append("turn")
+    class Counted(PassBudget):
+        async def turn(self) -> None:
+            turns.append("turn")
 
-    monkeypatch.setattr(_http, "pass_turn", counted)
+    monkeypatch.setitem(
+        _aio._budgets, asyncio.get_running_loop(), Counted(asyncio.get_running_loop())
+    )
     big = json.dumps({"data": [{"b64_json": "QUJD" * 50_000}]}).encode()  # ~200 KB
     small = json.dumps({"data": []}).encode()
 
@@ -148,10 +151,13 @@ async def test_big_json_answers_take_turns_and_small_ones_do_not(
 async def test_inline_work_on_big_data_takes_a_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     turns: list[int] = []
 
-    async def counted() -> None:
-        turns.append(1)
+    class Counted(PassBudget):
+        async def turn(self) -> None:
+            turns.append(1)
 
-    monkeypatch.setattr(_support, "pass_turn", counted)
+    monkeypatch.setitem(
+        _aio._budgets, asyncio.get_running_loop(), Counted(asyncio.get_running_loop())
+    )
     assert await _support.offload(len, b"x" * 200_000, size=200_000) == 200_000
     assert await _support.offload(len, b"x" * 100, size=100) == 100
     assert turns == [1]

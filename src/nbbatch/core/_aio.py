@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "BACKGROUND_NICE",
+    "HEAVY_INLINE_BYTES",
     "PASS_BUDGET",
     "PassBudget",
     "lower_thread_priority",
@@ -30,6 +31,9 @@ BACKGROUND_NICE = 10
 #: how long (s) the heavy inline steps of one pass of the event loop may run before the
 #: next waits for a later pass (see :class:`PassBudget`)
 PASS_BUDGET = 0.008
+#: inline work on more bytes than this (parsing a JSON answer, decoding base64) is a
+#: heavy step: one costs little, the answers of a wave of requests in one pass do not
+HEAVY_INLINE_BYTES = 64 * 1024
 
 T = TypeVar("T")
 log = logging.getLogger("nbbatch")
@@ -129,8 +133,11 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PassBudget] = (
 )
 
 
-async def pass_turn() -> None:
-    """:meth:`PassBudget.turn` of the running loop's budget (made on first use)."""
+async def pass_turn(size: int) -> None:
+    """For inline work on ``size`` bytes: :meth:`PassBudget.turn` of the running loop's
+    budget (made on first use) when it is heavy (over :data:`HEAVY_INLINE_BYTES`)."""
+    if size <= HEAVY_INLINE_BYTES:
+        return
     loop = asyncio.get_running_loop()
     budget = _budgets.get(loop)
     if budget is None:

@@ -80,10 +80,6 @@ _EXCERPT = 300
 #: JSON bodies above this size are parsed in a worker thread when only the standard
 #: library's parser is there: a 1024x1024 PNG in base64 is ~1.8 MB and ~1.2 ms to parse
 _OFFLOAD_JSON_BYTES = 256 * 1024
-#: JSON bodies above this size, parsed on the loop, take turns with the other heavy
-#: steps of a pass of the event loop (``pass_turn``): one such parse costs little, the
-#: answers of a wave of requests parsed in one pass do not
-_TURN_JSON_BYTES = 64 * 1024
 
 
 def _parse_json(response: httpx.Response) -> Any:
@@ -587,8 +583,7 @@ class HttpClient:
             size = len(response.content)
             if not FAST_JSON and size > _OFFLOAD_JSON_BYTES:
                 return await asyncio.to_thread(_parse_json, response)
-            if size > _TURN_JSON_BYTES:
-                await pass_turn()
+            await pass_turn(size)  # a big body waits its turn in a busy pass of the loop
             return _parse_json(response)
         except (ValueError, UnicodeDecodeError):
             raise MalformedResponseError(

@@ -44,8 +44,6 @@ DEFAULT_MAX_DOWNLOAD = 50 * 1024 * 1024
 #: above this many bytes, base64 coding and hashing run in a worker thread: a multi-MB
 #: image takes tens of milliseconds, long enough to stall every other task's I/O
 OFFLOAD_BYTES = 1024 * 1024
-#: inline work on more bytes than this waits its turn in a busy pass of the event loop
-_TURN_BYTES = 64 * 1024
 
 #: how often an idempotent GET on an existing remote job is tried, and the first pause
 FETCH_ATTEMPTS = 4
@@ -140,8 +138,7 @@ async def offload(func: Callable[..., T], *args: object, size: int, **kwargs: ob
     taking its turn among a pass's heavy steps when it is not tiny (``pass_turn``)."""
     if size > OFFLOAD_BYTES:
         return await asyncio.to_thread(func, *args, **kwargs)
-    if size > _TURN_BYTES:
-        await pass_turn()
+    await pass_turn(size)
     return func(*args, **kwargs)
 
 
