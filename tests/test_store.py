@@ -278,3 +278,20 @@ def test_retrying_a_task_that_lost_one_of_its_images(tmp_path: Path) -> None:
         assert task.status is TaskStatus.SUCCEEDED
         assert [im.index for im in ws.task(task.id).images] == [1, 2, 3]
         assert all(im.path.exists() for im in ws.task(task.id).images)
+
+
+def test_claim_takes_exactly_the_free_tasks_across_chunks_of_ids(tmp_path: Path) -> None:
+    # 1,200 tasks span three chunks of ids; the ones already queued, running or
+    # succeeded stay as they are and are not returned, a repeated id counts once.
+    with Workspace(tmp_path / "ws") as ws:
+        batch = Batch.create([f"prompt {i}" for i in range(1200)], workspace=ws)
+        tasks = batch.tasks
+        held = {0: "queued", 499: "running", 500: "succeeded", 1199: "running"}
+        again = {7: "failed", 900: "cancelled", 1000: "interrupted"}
+        for i, status in {**held, **again}.items():
+            ws._conn.execute("UPDATE tasks SET status=? WHERE id=?", (status, tasks[i].id))
+        claimed = ws.claim([*tasks, tasks[3]])
+        assert claimed == {t.id for i, t in enumerate(tasks) if i not in held}
+        statuses = dict(ws._conn.execute("SELECT id, status FROM tasks").fetchall())
+        assert {i: statuses[tasks[i].id] for i in held} == held
+        assert {statuses[t.id] for i, t in enumerate(tasks) if i not in held} == {"queued"}

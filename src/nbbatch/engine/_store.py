@@ -1144,16 +1144,28 @@ class Workspace:
         process dies they are repaired by whoever opens the workspace next.
         """
         claimed: set[str] = set()
+        ids = list(dict.fromkeys(t.id for t in tasks))
+        free = "status IN ('idle', 'failed', 'cancelled', 'interrupted')"
         with self._tx() as c:
-            for t in tasks:
-                cur = c.execute(
-                    "UPDATE tasks SET status='queued', error=NULL, error_kind=NULL, "
-                    "finished_at=NULL WHERE id=? AND status IN "
-                    "('idle', 'failed', 'cancelled', 'interrupted')",
-                    (t.id,),
+            # Two statements per chunk instead of one UPDATE per task (a run of 1,000
+            # tasks starts on the event loop: ~8 ms of it went to 1,000 statements).
+            # Inside the one IMMEDIATE transaction nothing can change in between, so
+            # the rows selected are exactly the rows updated. 500 ids per chunk stays
+            # under the 999 variables older SQLite builds allow.
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                claimed.update(
+                    row[0]
+                    for row in c.execute(
+                        f"SELECT id FROM tasks WHERE id IN ({marks}) AND {free}", chunk
+                    )
                 )
-                if cur.rowcount == 1:
-                    claimed.add(t.id)
+                c.execute(
+                    "UPDATE tasks SET status='queued', error=NULL, error_kind=NULL, "
+                    f"finished_at=NULL WHERE id IN ({marks}) AND {free}",
+                    chunk,
+                )
             if lease is not None and claimed:
                 pid, host, now = os.getpid(), socket.gethostname(), time.time()
                 c.executemany(
