@@ -45,7 +45,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, TypeVar
 
 from ..core._errors import (
     ConfigError,
@@ -181,6 +181,21 @@ def new_ids(count: int) -> list[str]:
     """
     raw = os.urandom(6 * count).hex()
     return [raw[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
+_IN_CHUNK = 500
+_T = TypeVar("_T")
+
+
+def _in_chunks(items: Sequence[_T]) -> Iterator[tuple[list[_T], str]]:
+    """``items`` in slices of at most 500, each with its ``?,?,…`` placeholder list.
+
+    One ``IN (…)`` statement per slice instead of one statement per item; 500 stays under
+    the 999 bound variables older SQLite builds allow in one statement.
+    """
+    for start in range(0, len(items), _IN_CHUNK):
+        chunk = list(items[start : start + _IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 _STATUSES = {s.value: s for s in TaskStatus}
@@ -1147,14 +1162,11 @@ class Workspace:
         ids = list(dict.fromkeys(t.id for t in tasks))
         free = "status IN ('idle', 'failed', 'cancelled', 'interrupted')"
         with self._tx() as c:
-            # Two statements per chunk instead of one UPDATE per task (a run of 1,000
-            # tasks starts on the event loop: ~8 ms of it went to 1,000 statements).
-            # Inside the one IMMEDIATE transaction nothing can change in between, so
-            # the rows selected are exactly the rows updated. 500 ids per chunk stays
-            # under the 999 variables older SQLite builds allow.
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            # Two statements per chunk instead of one UPDATE per task (a run starts on
+            # the event loop; for 1,000 tasks this took the claim from 6.7 to 4.3 ms of
+            # CPU). Inside the one IMMEDIATE transaction nothing can change in between,
+            # so the rows selected are exactly the rows updated.
+            for chunk, marks in _in_chunks(ids):
                 claimed.update(
                     row[0]
                     for row in c.execute(
@@ -1178,9 +1190,7 @@ class Workspace:
     def claimed_elsewhere(self, task_ids: Sequence[str]) -> dict[str, int]:
         """For tasks held by a live run: task id -> the process id running it."""
         out: dict[str, int] = {}
-        for chunk_start in range(0, len(task_ids), 500):
-            chunk = list(task_ids[chunk_start : chunk_start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(task_ids):
             for task_id, pid in self._query(
                 f"SELECT task_id, pid FROM leases WHERE task_id IN ({marks})", chunk
             ):
@@ -1361,9 +1371,7 @@ class Workspace:
             # Inside the write transaction: no other writer can commit a row for one of
             # these digests between the check and the unlink. ``images`` has no index on
             # sha256 (the runner's commits would pay for it): one scan per 500 digests.
-            for start in range(0, len(blobs), 500):
-                chunk = blobs[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(blobs):
                 digests = [sha for sha, _ in chunk]
                 used = {
                     r[0]
