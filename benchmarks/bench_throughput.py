@@ -23,9 +23,11 @@ write + fsync + rename and one commit per image, in a plain loop without any HTT
 
 CPU time is the whole client process's (``getrusage``: every thread, user + system);
 the event-loop thread's own CPU is printed too. Loop lag is sampled by a 10 ms ticker
-while the 1024² answers arrive (32 at a time by default). RSS growth is taken around each
-nbbatch run of 1024² images: the first run's growth is the allocator's high-water mark
-for the answers in flight; the last run's, scaled to 1,000 images, is what stays.
+while the 1024² answers arrive (32 at a time by default), with every garbage
+collection in that time, so a late tick can be told apart from a collection. RSS
+growth is taken around each nbbatch run of 1024² images: the first run's growth is the
+allocator's high-water mark for the answers in flight; the last run's, scaled to 1,000
+images, is what stays.
 Workspaces are removed only at the end, so one run's clean-up never slows the next.
 
     python benchmarks/bench_throughput.py                 # 3 rounds, 1,000 + 2,000 tasks
@@ -216,6 +218,47 @@ class Sample:
     lag: list[float] = field(default_factory=list)
     rss_growth: float = 0.0
     busy: list[float] = field(default_factory=list)  # loop-thread CPU per loop pass (ms)
+    gc_pauses: list[tuple[float, float, int]] = field(default_factory=list)  # see GcProbe
+    lag_at: list[float] = field(default_factory=list)  # when each lag sample ended
+
+    def spikes_in_gc(self, over_ms: float = 50.0) -> tuple[int, int]:
+        """(ticks late by more than ``over_ms``, how many of them a collection overlapped)."""
+        late = [
+            (end - lag / 1000, end)
+            for lag, end in zip(self.lag, self.lag_at, strict=True)
+            if lag > over_ms
+        ]
+        hit = sum(
+            any(g0 < t1 and g0 + ms / 1000 > t0 for g0, ms, _ in self.gc_pauses) for t0, t1 in late
+        )
+        return len(late), hit
+
+
+class GcProbe:
+    """Every garbage collection while it is active: (start, wall ms, generation).
+
+    A collection runs on whichever thread allocated past the threshold and holds the GIL
+    throughout, so a long one stalls the event loop even when it runs on a worker
+    thread. Recording them lets a lag spike be told apart from a slow callback.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            now = time.perf_counter()
+            self.pauses.append((self._t0, (now - self._t0) * 1000, info["generation"]))
+
+    def __enter__(self) -> GcProbe:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 class BusyProbe:
@@ -250,19 +293,22 @@ class BusyProbe:
 async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool = False) -> Sample:
     gc.collect()
     samples: list[float] = []
+    ends: list[float] = []
     stop = asyncio.Event()
 
     async def ticker() -> None:
         while not stop.is_set():
             t0 = time.perf_counter()
             await asyncio.sleep(0.01)
-            samples.append((time.perf_counter() - t0 - 0.01) * 1000)
+            ends.append(time.perf_counter())
+            samples.append((ends[-1] - t0 - 0.01) * 1000)
 
     tick = asyncio.ensure_future(ticker()) if lag else None
     probe = BusyProbe(asyncio.get_running_loop())
     rss0, cpu0, loop0, wall0 = rss_mb(), process_cpu(), time.thread_time(), time.perf_counter()
+    gcs = GcProbe()
     if lag:
-        with probe:
+        with probe, gcs:
             await work()
     else:
         await work()
@@ -273,7 +319,23 @@ async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool
         await tick
     gc.collect()
     return Sample(
-        cpu * 1000 / tasks, loop_cpu * 1000 / tasks, wall, samples, rss_mb() - rss0, probe.samples
+        cpu * 1000 / tasks,
+        loop_cpu * 1000 / tasks,
+        wall,
+        samples,
+        rss_mb() - rss0,
+        probe.samples,
+        gcs.pauses,
+        ends,
+    )
+
+
+def gc_line(s: Sample) -> str:
+    late, in_gc = s.spikes_in_gc()
+    worst = max(s.gc_pauses, key=lambda p: p[1], default=(0.0, 0.0, 0))
+    return (
+        f"{len(s.gc_pauses)} collections (longest {worst[1]:.0f} ms, generation {worst[2]}), "
+        f"{late} ticks late > 50 ms of which {in_gc} overlapped a collection"
     )
 
 
@@ -540,7 +602,8 @@ async def main(args: argparse.Namespace) -> int:
                         extra = (
                             f", lag p50/p99/max {pct(s.lag, 0.5):.0f}/{pct(s.lag, 0.99):.0f}/"
                             f"{max(s.lag, default=0):.0f} ms, loop CPU per pass p99/max "
-                            f"{pct(s.busy, 0.99):.1f}/{max(s.busy, default=0):.1f} ms"
+                            f"{pct(s.busy, 0.99):.1f}/{max(s.busy, default=0):.1f} ms, "
+                            f"{gc_line(s)}"
                             if s.lag
                             else ""
                         )
