@@ -54,31 +54,36 @@ def openai_server() -> Iterator[FakeOpenAI]:
 
 def test_openai_images_in_both_response_formats(openai_server: FakeOpenAI, no_proxy: None) -> None:
     openai = pytest.importorskip("openai")
-    client = openai.OpenAI(api_key=KEY, base_url=openai_server.base_url, max_retries=0)
-    b64 = client.images.generate(model="dall-e-3", prompt="a fox", response_format="b64_json")
+    with openai.OpenAI(api_key=KEY, base_url=openai_server.base_url, max_retries=0) as client:
+        b64 = client.images.generate(model="dall-e-3", prompt="a fox", response_format="b64_json")
+        url = client.images.generate(model="dall-e-3", prompt="a fox", response_format="url")
+        gpt = client.images.generate(model="gpt-image-1", prompt="a fox", size="1024x1024", n=2)
     assert b64.data and _is_image(base64.b64decode(b64.data[0].b64_json or ""))
-    url = client.images.generate(model="dall-e-3", prompt="a fox", response_format="url")
     assert url.data and (url.data[0].url or "").startswith(openai_server.url)
-    gpt = client.images.generate(model="gpt-image-1", prompt="a fox", size="1024x1024", n=2)
     assert len(gpt.data or []) == 2 and gpt.usage is not None
 
 
 def test_openai_image_edit_with_several_images(openai_server: FakeOpenAI, no_proxy: None) -> None:
     openai = pytest.importorskip("openai")
-    client = openai.OpenAI(api_key=KEY, base_url=openai_server.base_url, max_retries=0)
     images = [("a.png", png_bytes(), "image/png"), ("b.png", png_bytes(), "image/png")]
-    edited = client.images.edit(model="gpt-image-1", image=images, prompt="merge them")
+    with openai.OpenAI(api_key=KEY, base_url=openai_server.base_url, max_retries=0) as client:
+        edited = client.images.edit(model="gpt-image-1", image=images, prompt="merge them")
     assert edited.data and _is_image(base64.b64decode(edited.data[0].b64_json or ""))
     assert openai_server.edits[-1]["image_fields"] == ["image[]", "image[]"]
 
 
 def test_openai_errors_reach_the_client_typed(openai_server: FakeOpenAI, no_proxy: None) -> None:
     openai = pytest.importorskip("openai")
-    client = openai.OpenAI(api_key="test-key-wrong", base_url=openai_server.base_url, max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    url = openai_server.base_url
+    with (
+        openai.OpenAI(api_key="test-key-wrong", base_url=url, max_retries=0) as client,
+        pytest.raises(openai.AuthenticationError),
+    ):
         client.images.generate(model="gpt-image-1", prompt="a fox")
-    good = openai.OpenAI(api_key=KEY, base_url=openai_server.base_url, max_retries=0)
-    with pytest.raises(openai.BadRequestError, match=r"moderation_blocked|safety"):
+    with (
+        openai.OpenAI(api_key=KEY, base_url=url, max_retries=0) as good,
+        pytest.raises(openai.BadRequestError, match=r"moderation_blocked|safety"),
+    ):
         good.images.generate(model="gpt-image-1", prompt="something forbidden")
 
 
@@ -103,8 +108,10 @@ def test_openai_structured_outputs_against_the_chat_fake(no_proxy: None) -> None
             }
         },
     }
-    with FakeChat() as server:
-        client = openai.OpenAI(api_key=KEY, base_url=server.base_url, max_retries=0)
+    with (
+        FakeChat() as server,
+        openai.OpenAI(api_key=KEY, base_url=server.base_url, max_retries=0) as client,
+    ):
         reply = client.chat.completions.create(
             model="fake-planner-1",
             messages=[{"role": "user", "content": "<master_prompt>a fox; an owl</master_prompt>"}],
@@ -198,14 +205,22 @@ def test_fal_client_subscribe_with_and_without_logs(
         # is plain HTTP on loopback
         monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", server.url + "/")
         client = fal_client.SyncClient(key=KEY)
-        for with_logs in (True, False):
-            result = client.subscribe(
-                "fal-ai/flux/schnell",
-                arguments={"prompt": "a fox"},
-                with_logs=with_logs,
-                client_timeout=30,
-            )
-            assert result["images"] and result["images"][0]["url"].startswith(server.url)
+        try:
+            for with_logs in (True, False):
+                result = client.subscribe(
+                    "fal-ai/flux/schnell",
+                    arguments={"prompt": "a fox"},
+                    with_logs=with_logs,
+                    client_timeout=30,
+                )
+                assert result["images"] and result["images"][0]["url"].startswith(server.url)
+        finally:
+            # SyncClient has no close(); its httpx client is a cached property, and left
+            # open its pooled sockets surface as ResourceWarnings in whichever later test
+            # the garbage collector happens to run
+            http = client.__dict__.get("_client")
+            if http is not None:
+                http.close()
 
 
 # ---------------------------------------------------------------------- webuiapi
