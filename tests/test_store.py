@@ -283,6 +283,8 @@ def test_retrying_a_task_that_lost_one_of_its_images(tmp_path: Path) -> None:
 def test_claim_takes_exactly_the_free_tasks_across_chunks_of_ids(tmp_path: Path) -> None:
     # 1,200 tasks span three chunks of ids; the ones already queued, running or
     # succeeded stay as they are and are not returned, a repeated id counts once.
+    # The claimed ones, and only they, are leased to the run; a task another run
+    # holds keeps that run's lease.
     with Workspace(tmp_path / "ws") as ws:
         batch = Batch.create([f"prompt {i}" for i in range(1200)], workspace=ws)
         tasks = batch.tasks
@@ -290,8 +292,17 @@ def test_claim_takes_exactly_the_free_tasks_across_chunks_of_ids(tmp_path: Path)
         again = {7: "failed", 900: "cancelled", 1000: "interrupted"}
         for i, status in {**held, **again}.items():
             ws._conn.execute("UPDATE tasks SET status=? WHERE id=?", (status, tasks[i].id))
-        claimed = ws.claim([*tasks, tasks[3]])
+        ws._conn.execute(
+            "INSERT INTO leases VALUES (?, 'another-run', 1, 'elsewhere', 0)", (tasks[499].id,)
+        )
+        lease = ws.open_lease()
+        try:
+            claimed = ws.claim([*tasks, tasks[3]], lease)
+            leases = dict(ws._conn.execute("SELECT task_id, run_id FROM leases").fetchall())
+        finally:
+            ws.release_lease(lease)
         assert claimed == {t.id for i, t in enumerate(tasks) if i not in held}
         statuses = dict(ws._conn.execute("SELECT id, status FROM tasks").fetchall())
         assert {i: statuses[tasks[i].id] for i in held} == held
         assert {statuses[t.id] for i, t in enumerate(tasks) if i not in held} == {"queued"}
+        assert leases == {tasks[499].id: "another-run"} | dict.fromkeys(claimed, lease.id)
