@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
 import hashlib
@@ -200,9 +201,74 @@ class Server:
 
 
 # ----------------------------------------------------------------- measuring
+@dataclass(frozen=True)
+class LateTick:
+    """Where one late tick's time went, from the kernel's per-thread accounting (ms).
+
+    Over the tick's window (10 ms asleep + the lag) the loop thread was on a core
+    (``cpu``), runnable but waiting for one (``queued``: another thread or process had
+    it), or neither (``off``): asleep in the loop's select as it should be, or blocked,
+    most likely on the GIL held by a worker thread. ``steal`` is the machine's steal
+    time over the window (a hypervisor running something else; 10 ms resolution).
+    """
+
+    lag: float
+    cpu: float
+    queued: float
+    steal: float
+
+    @property
+    def window(self) -> float:
+        return self.lag + 10.0
+
+    @property
+    def off(self) -> float:
+        return max(0.0, self.window - self.cpu - self.queued)
+
+
+def sched_times() -> tuple[float, float, float] | None:
+    """(loop-thread CPU, its run-queue wait, machine steal), in ms; None off Linux."""
+    try:
+        with open("/proc/thread-self/schedstat") as fh:
+            cpu, queued = fh.read().split()[:2]
+        with open("/proc/stat") as fh:
+            steal = fh.readline().split()[8]
+    except (OSError, IndexError, ValueError):
+        return None
+    return int(cpu) / 1e6, int(queued) / 1e6, int(steal) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def late_line(s: Sample) -> str:
+    if not s.late:
+        return "no tick late by more than 50 ms"
+
+    def total(attr: str) -> str:
+        return f"{sum(getattr(t, attr) for t in s.late):.0f}"
+
+    return (
+        f"{len(s.late)} ticks late > 50 ms, {total('window')} ms of windows: loop CPU "
+        f"{total('cpu')}, waiting for a core {total('queued')}, off-core (asleep, GIL or "
+        f"blocked) {total('off')}, machine steal {total('steal')}"
+    )
+
+
 def process_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def live_rss_mb() -> float:
+    """RSS after a collection and after glibc hands its free heap pages back to the OS.
+
+    Without the trim, RSS follows the allocator's high-water marks: each worker thread
+    has its own malloc arena, and whether the 1-2 MB buffers of the answers in flight
+    were freed back or kept varied the readings by 30-50 MB from one run to the next,
+    far more than any leak the slope is there to find.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)  # glibc only; elsewhere RSS as it is
+    return rss_mb()
 
 
 def rss_mb() -> float:
@@ -220,6 +286,7 @@ class Sample:
     busy: list[float] = field(default_factory=list)  # loop-thread CPU per loop pass (ms)
     gc_pauses: list[tuple[float, float, int]] = field(default_factory=list)  # see GcProbe
     lag_at: list[float] = field(default_factory=list)  # when each lag sample ended
+    late: list[LateTick] = field(default_factory=list)  # ticks late by more than 50 ms
 
     def spikes_in_gc(self, over_ms: float = 50.0) -> tuple[int, int]:
         """(ticks late by more than ``over_ms``, how many of them a collection overlapped)."""
@@ -296,12 +363,18 @@ async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool
     ends: list[float] = []
     stop = asyncio.Event()
 
+    late: list[LateTick] = []
+
     async def ticker() -> None:
         while not stop.is_set():
-            t0 = time.perf_counter()
+            t0, before = time.perf_counter(), sched_times()
             await asyncio.sleep(0.01)
             ends.append(time.perf_counter())
             samples.append((ends[-1] - t0 - 0.01) * 1000)
+            after = sched_times() if samples[-1] > 50 else None
+            if before is not None and after is not None:
+                cpu, queued, steal = (b - a for a, b in zip(before, after, strict=True))
+                late.append(LateTick(samples[-1], cpu, queued, steal))
 
     tick = asyncio.ensure_future(ticker()) if lag else None
     probe = BusyProbe(asyncio.get_running_loop())
@@ -327,6 +400,7 @@ async def measured(work: Callable[[], Awaitable[None]], tasks: int, *, lag: bool
         probe.samples,
         gcs.pauses,
         ends,
+        late,
     )
 
 
@@ -603,7 +677,7 @@ async def main(args: argparse.Namespace) -> int:
                             f", lag p50/p99/max {pct(s.lag, 0.5):.0f}/{pct(s.lag, 0.99):.0f}/"
                             f"{max(s.lag, default=0):.0f} ms, loop CPU per pass p99/max "
                             f"{pct(s.busy, 0.99):.1f}/{max(s.busy, default=0):.1f} ms, "
-                            f"{gc_line(s)}"
+                            f"{gc_line(s)}; {late_line(s)}"
                             if s.lag
                             else ""
                         )
@@ -616,7 +690,7 @@ async def main(args: argparse.Namespace) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     def med(mode: str, side: int, attr: str = "cpu_ms") -> float:
-        return statistics.median(getattr(s, attr) for s in results[(mode, side)])
+        return float(statistics.median(getattr(s, attr) for s in results[(mode, side)]))
 
     def ratios(side: int) -> list[float]:
         return [
@@ -648,6 +722,10 @@ async def main(args: argparse.Namespace) -> int:
             f"max {max(lag, default=0):.1f} ms; loop CPU per pass p99 {pct(busy, 0.99):.1f} "
             f"ms, max {max(busy, default=0):.1f} ms"
         )
+    for mode in ("nbbatch", "handwritten", "bare", "thumbs"):
+        if (mode, 1024) in results:
+            every = Sample(0, 0, 0, late=[t for s in results[(mode, 1024)] for t in s.late])
+            print(f"late ticks {mode} 1024²: {late_line(every)}")
     nb_busy = [x for s in results[("nbbatch", 1024)] for x in s.busy]
     # The first run grows RSS to the allocator's high-water mark for the answers in
     # flight; what stays per image is the slope measured after a warm-up (rss_slope).
@@ -684,17 +762,15 @@ async def rss_slope(base_url: str, args: argparse.Namespace, root: Path) -> floa
 
     The warm-up brings the allocator to its high-water mark for the answers in flight;
     then ``--rss-runs`` runs of nbbatch (fresh workspaces, kept to the end like every
-    other run) add ``--rss-images`` images in all, RSS is read after each (after a
-    collection) and the slope over the images made is what stays per image.
+    other run) add ``--rss-images`` images in all, RSS is read after each (see
+    :func:`live_rss_mb`) and the slope over the images made is what stays per image.
     """
     await run_nbbatch(base_url, args.rss_warmup, 1024, args.concurrency, root / "rss-warm")
     per_run = max(1, args.rss_images // args.rss_runs)
-    gc.collect()
-    points = [(0, rss_mb())]
+    points = [(0, live_rss_mb())]
     for i in range(args.rss_runs):
         await run_nbbatch(base_url, per_run, 1024, args.concurrency, root / f"rss-{i}")
-        gc.collect()
-        points.append(((i + 1) * per_run, rss_mb()))
+        points.append(((i + 1) * per_run, live_rss_mb()))
     xs, ys = [float(x) for x, _ in points], [y for _, y in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
