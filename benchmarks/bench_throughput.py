@@ -24,10 +24,11 @@ write + fsync + rename and one commit per image, in a plain loop without any HTT
 CPU time is the whole client process's (``getrusage``: every thread, user + system);
 the event-loop thread's own CPU is printed too. Loop lag is sampled by a 10 ms ticker
 while the 1024² answers arrive (32 at a time by default), with every garbage
-collection in that time, so a late tick can be told apart from a collection. RSS
-growth is taken around each nbbatch run of 1024² images: the first run's growth is the
-allocator's high-water mark for the answers in flight; the last run's, scaled to 1,000
-images, is what stays.
+collection in that time, so a late tick can be told apart from a collection, and the
+kernel's account of each late tick (the loop thread's CPU, its wait for a core, the
+rest). RSS growth over the first nbbatch run of 1024² images is the allocator's
+high-water mark for the answers in flight; what stays is the slope over later runs,
+read after a collection and a ``malloc_trim`` (see :func:`rss_slope`).
 Workspaces are removed only at the end, so one run's clean-up never slows the next.
 
     python benchmarks/bench_throughput.py                 # 3 rounds, 1,000 + 2,000 tasks
