@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ControlledProvider, png_bytes
 from nbbatch import Batch, TaskStatus, Workspace
-from nbbatch.core._aio import BACKGROUND_NICE
+from nbbatch.core._aio import BACKGROUND_NICE, lower_thread_priority
 from nbbatch.events import TaskStarted, TaskSucceeded
 from nbbatch.images import ThumbnailCache
 from nbbatch.providers._base import GenerationRequest, ImageData, ProgressCallback
@@ -242,3 +242,23 @@ async def test_thumbnails_for_the_loop_render_at_a_lower_cpu_priority(tmp_path: 
         pool, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     )
     assert priority == min(19, base + BACKGROUND_NICE)
+
+
+@linux_only
+def test_a_background_thread_is_lowered_from_its_own_nice_not_set_to_a_fixed_one() -> None:
+    # A thread already at nice 5 (as every thread of a niced kernel is) asked to go 3
+    # lower ends at 8: never back up to 3, above the loop that started it.
+    seen: list[int] = []
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, 5)
+        lower_thread_priority(3)
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+        lower_thread_priority(30)
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [8, 19]
