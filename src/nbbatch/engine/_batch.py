@@ -31,7 +31,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, check_prompt
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, RetryPolicy
 from ..images._export import export_zip
 from ..images._metadata import task_from_image
 from ..providers._base import Provider
@@ -613,7 +613,9 @@ class Batch:
             defaults = _run_defaults()
             concurrency = defaults.concurrency if concurrency is None else concurrency
             retry = defaults.retries if retry is None else retry
-        policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
+        policy = (
+            dataclasses.replace(TASK_RETRY, max_retries=retry) if isinstance(retry, int) else retry
+        )
         runner = Runner(
             self.workspace,
             chosen,

@@ -53,7 +53,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task, TaskStatus
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
 from ..images._metadata import embed_metadata, generation_record
@@ -186,7 +186,7 @@ class Runner:
         self._last_progress: dict[str, float] = {}  # task id -> when its progress was last told
         self._closing = False  # the dispatcher has ended: nothing can join any more
         self._removed: set[str] = set()
-        self.retry_policy = retry or RetryPolicy()
+        self.retry_policy = retry or TASK_RETRY
         self.attempt_timeout = attempt_timeout
         self.image_limits = image_limits
         self.provider = provider
@@ -709,33 +709,42 @@ class Runner:
     async def _execute(self, task: Task, provider: Provider) -> None:
         if task.status is not TaskStatus.QUEUED or task.id in self._removed:
             return  # cancelled or removed between being handed out and starting: nothing sent
-        retry_number = 0
         try:
             task.transition(TaskStatus.RUNNING)
             self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
-            while True:
+
+            tries = 0
+
+            async def attempt() -> list[ImageData]:
+                nonlocal tries
+                tries += 1
+                if tries > 1:
+                    await self._wait_while_paused()  # a retry is a new request: pause holds it
                 task.attempts += 1
                 # journaled before the request is sent
                 await self._journal(self.workspace.save_status_row, Workspace.status_row(task))
                 self._emit(TaskStarted(task, task.attempts, batch_id=self.batch_id))
-                try:
-                    images = await self._attempt(task, provider)
-                except ProviderError as exc:
-                    retry_number += 1
-                    delay = self.retry_policy.delay_for(exc, retry_number, self._rng)
-                    if delay is None:
-                        self._fail(task, exc)
-                        return
-                    self._emit(
-                        TaskRetrying(
-                            task, task.attempts + 1, delay, str(exc), batch_id=self.batch_id
-                        )
+                return await self._attempt(task, provider)
+
+            def on_retry(retry: Retry) -> None:
+                self._emit(
+                    TaskRetrying(
+                        task,
+                        task.attempts + 1,
+                        retry.delay,
+                        str(retry.error),
+                        batch_id=self.batch_id,
                     )
-                    await asyncio.sleep(delay)
-                    await self._wait_while_paused()  # a retry is a new request: pause holds it
-                    continue
-                await self._finish(task, provider, images)
+                )
+
+            try:
+                images = await retrying(
+                    attempt, self.retry_policy, on_retry=on_retry, rng=self._rng
+                )
+            except ProviderError as exc:
+                self._fail(task, exc)
                 return
+            await self._finish(task, provider, images)
         except asyncio.CancelledError:
             self._abort(task)
             raise

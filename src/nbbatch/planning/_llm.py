@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -61,7 +62,7 @@ from ..core._errors import (
     RateLimitedError,
 )
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
-from ..core._retry import RetryPolicy
+from ..core._retry import PLANNER_RETRY, RetryPolicy, retrying
 from ..core._secrets import Secret, resolve_key, scrub
 from ..engine._settings import LLMSettings, Settings, load_settings
 from ._tasklist import summarize
@@ -107,7 +108,8 @@ class LLMConfig:
     temperature: float | None = None
     max_tokens: int | None = None
     mode: Mode | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: a RetryPolicy, or a whole number of retries (``retry=0`` sends once)
+    retry: RetryPolicy | int = PLANNER_RETRY
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +126,16 @@ class LLMConfig:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.mode is not None and self.mode not in _MODES:
             raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        retry: object = self.retry
+        if isinstance(retry, int) and not isinstance(retry, bool):
+            # LLMConfig(retry=0): a number of retries (issue 26: it used to fail later
+            # with an AttributeError inside the first call)
+            object.__setattr__(self, "retry", dataclasses.replace(PLANNER_RETRY, max_retries=retry))
+        elif not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                "retry must be a number of retries (e.g. retry=0) or a RetryPolicy, "
+                f"got {type(retry).__name__}"
+            )
 
     @classmethod
     def from_settings(
@@ -161,8 +173,6 @@ class LLMConfig:
         data = dict(value)
         if "key" in data and "api_key" not in data:
             data["api_key"] = data.pop("key")
-        if isinstance(data.get("retry"), int):
-            data["retry"] = RetryPolicy(max_retries=data["retry"])
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -643,24 +653,18 @@ class _Chat:
         )
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        retry = 0
-        while True:
-            try:
-                data = await self.http.json("POST", "/chat/completions", json=body)
-            except ProviderError as exc:
-                retry += 1
-                delay = None
-                if not isinstance(exc, ProviderTimeoutError):  # the timeout bounds the call
-                    delay = self.config.retry.delay_for(exc, retry)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-                continue
-            if not isinstance(data, dict):
-                raise PlannerNoJSONError(
-                    f"the endpoint answered {type(data).__name__}, not a chat completion"
-                )
-            return data
+        # the planner's own timeout bounds the whole call: a timed-out request is not retried
+        retry = self.config.retry
+        assert isinstance(retry, RetryPolicy)  # __post_init__ made any number one
+        policy = dataclasses.replace(retry, retry_timeouts=False)
+        data = await retrying(
+            lambda: self.http.json("POST", "/chat/completions", json=body), policy
+        )
+        if not isinstance(data, dict):
+            raise PlannerNoJSONError(
+                f"the endpoint answered {type(data).__name__}, not a chat completion"
+            )
+        return data
 
     async def aclose(self) -> None:
         await self.http.aclose()
