@@ -13,8 +13,12 @@ from typing import ClassVar
 
 from PIL import Image
 
+from nbbatch import RetryPolicy
 from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
 from nbbatch.providers._base import ProgressCallback
+
+#: retries without waiting: provider and runner tests count attempts, not seconds
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 async def until(condition: Callable[[], object], *, timeout: float = 30.0) -> None:
