@@ -456,7 +456,7 @@ async def test_b8_row11_cancel_all_leaves_no_asyncio_task_behind(workspace: Work
 # ------------------------------------------------------------------ row 12: SIGKILL
 
 
-@pytest.mark.slow
+@pytest.mark.kill
 def test_b8_row12_sigkill_at_random_moments_loses_nothing_and_resends_nothing(
     tmp_path: Path,
 ) -> None:
