@@ -18,6 +18,7 @@ The tree (keys are scrubbed from every message before an error is built, see
     │   └── NotSupportedError       the provider cannot do what the task asks (before any request)
     ├── InvalidTransitionError      a task status change that the lifecycle forbids
     │   └── TaskStateError          an edit the task's state forbids (running / succeeded)
+    │       └── HeldElsewhereError  the tasks are being run by another kernel (``holders``)
     ├── StoreError                  the workspace on disk
     │   ├── WorkspaceNotWritableError
     │   ├── StoreBusyError          another process holds the database longer than the timeout
@@ -25,7 +26,8 @@ The tree (keys are scrubbed from every message before an error is built, see
     │   ├── StorageError            disk full / permission denied while saving a result
     │   └── NotFoundError           no batch / task with that id
     ├── ImageError
-    │   └── ImageRejectedError      refused input or output image (reason says which limit)
+    │   ├── ImageRejectedError      refused input or output image (reason says which limit)
+    │   └── ImageMissingError       a stored image's file is gone from the workspace
     ├── ProviderError               a request failed (``retryable``: may another attempt help?)
     │   │                           image providers and the planner's LLM alike: the
     │   │                           planner's have ``provider="planner"``
@@ -63,7 +65,9 @@ from .core._errors import (
     BadRequestError,
     ConfigError,
     ContentRefusedError,
+    HeldElsewhereError,
     ImageError,
+    ImageMissingError,
     ImageRejectedError,
     InvalidPromptError,
     InvalidTransitionError,
@@ -100,7 +104,9 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ContentRefusedError",
+    "HeldElsewhereError",
     "ImageError",
+    "ImageMissingError",
     "ImageRejectedError",
     "InvalidPromptError",
     "InvalidTransitionError",

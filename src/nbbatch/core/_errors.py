@@ -13,7 +13,9 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ContentRefusedError",
+    "HeldElsewhereError",
     "ImageError",
+    "ImageMissingError",
     "ImageRejectedError",
     "InvalidPromptError",
     "InvalidTransitionError",
@@ -109,6 +111,22 @@ class TaskStateError(InvalidTransitionError):
     """
 
 
+class HeldElsewhereError(TaskStateError):
+    """The tasks are queued or running in a live run of another process (another kernel).
+
+    ``holders`` lists those runs (``RunHolder``: ``pid``, ``host``, ``task_ids``) and
+    ``task_ids`` every task concerned. Wait for that run, stop it there, or follow it with
+    ``batch.follow()``; nothing was changed or sent here.
+    """
+
+    def __init__(
+        self, message: str, *, holders: tuple[object, ...] = (), task_ids: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, task_id=task_ids[0] if len(task_ids) == 1 else None)
+        self.holders = holders
+        self.task_ids = task_ids
+
+
 class StoreError(NbbatchError):
     """A problem with the workspace on disk."""
 
@@ -159,6 +177,18 @@ class ImageRejectedError(ImageError):
         self.reason = reason
         self.limit = limit
         self.actual = actual
+
+
+class ImageMissingError(ImageError, FileNotFoundError):
+    """A stored image's file is no longer in the workspace's ``images/`` folder.
+
+    Also a ``FileNotFoundError``, so code that caught that keeps working.
+    """
+
+    def __init__(self, message: str, *, path: str, task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.path = path
+        self.filename = path
 
 
 class ProviderError(NbbatchError):
