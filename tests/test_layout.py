@@ -201,6 +201,11 @@ JOBS = {
         "nbbatch.engine._recovery",
         "nbbatch.engine._history",
     },
+    "nbbatch.engine._salvage": {
+        "nbbatch.engine._journal",
+        "nbbatch.engine._blobs",
+        "nbbatch.engine._recovery",
+    },
     "nbbatch.images._containers": {"nbbatch.images._decode"},
     "nbbatch.images._metadata": {"nbbatch.images._containers", "nbbatch.images._decode"},
 }
