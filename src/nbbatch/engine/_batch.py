@@ -37,7 +37,8 @@ from ..images._metadata import task_from_image
 from ..providers._base import Provider
 from ..providers._registry import get_provider
 from ._history import batch_status
-from ._runner import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONCURRENCY, Runner
+from ._runner import DEFAULT_ATTEMPT_TIMEOUT, Runner
+from ._settings import RunDefaults, load_settings
 from ._store import BatchRecord, RunHolder, Workspace, bulk_objects, new_ids
 
 if TYPE_CHECKING:
@@ -618,7 +619,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -635,7 +636,9 @@ class Batch:
         one). ``concurrency_cap`` raises the highest allowed concurrency (default 10 or
         ``$NBBATCH_MAX_CONCURRENCY``); ``providers`` serves tasks whose
         ``task.provider`` names another provider. The run goes on until no runnable task
-        is left, including tasks added or retried while it runs.
+        is left, including tasks added or retried while it runs. ``concurrency`` and
+        ``retry`` default to the saved run defaults (``Settings.run``: 3 and 2 unless
+        changed).
         """
         try:
             asyncio.get_running_loop()
@@ -660,6 +663,10 @@ class Batch:
             extra[name] = get_provider(value)
             if not isinstance(value, Provider):
                 owned.append(extra[name])
+        if concurrency is None or retry is None:
+            defaults = _run_defaults()
+            concurrency = defaults.concurrency if concurrency is None else concurrency
+            retry = defaults.retries if retry is None else retry
         policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
         runner = Runner(
             self.workspace,
@@ -693,7 +700,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -727,7 +734,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -808,6 +815,15 @@ class Batch:
         if runner is not None:
             runner.add(made)
         return made
+
+
+def _run_defaults() -> RunDefaults:
+    """The saved run defaults; the built-in ones when the settings file cannot be read."""
+    try:
+        return load_settings().run
+    except ConfigError as exc:
+        log.warning("nbbatch: the saved run defaults cannot be read (%s); using 3 and 2", exc)
+        return RunDefaults()
 
 
 def _params_with(base: Params, changes: Mapping[str, Any]) -> Params:
