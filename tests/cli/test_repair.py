@@ -98,3 +98,20 @@ def test_repair_refuses_while_the_workspace_is_open(damaged: tuple[Path, str, st
     finally:
         holder.close()
     assert not list(path.glob(f"{DB_NAME}.damaged-*"))  # nothing was moved
+
+
+def test_a_journal_whose_first_page_is_gone_still_repairs_and_keeps_the_images(
+    damaged: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _, _ = damaged
+    images = sorted(p.name for p in (path / "images").rglob("*.png"))
+    assert images
+    with open(path / DB_NAME, "r+b") as fh:  # the header and the schema: nothing readable
+        fh.write(b"\x00" * 4096)
+    assert main(["repair", "-w", str(path)]) == 0
+    said = capsys.readouterr().err
+    assert "rows saved: none" in said and "moved to recovered-files/" in said
+    assert sorted(p.name for p in (path / "recovered-files").iterdir()) == images
+    with Workspace(path) as ws:  # a new, empty journal; the files were not deleted
+        assert ws.batches() == [] and ws.recovery.integrity == "ok"
+    assert sorted(p.name for p in (path / "recovered-files").iterdir()) == images

@@ -131,8 +131,12 @@ def test_run_in_a_second_kernel_says_another_kernel_runs_the_tasks_then_follows_
     assert kernel_a.stdin is not None
     kernel_a.stdin.write("go\n")
     kernel_a.stdin.flush()
-    batch.follow(interval=0.02, timeout=60)  # returns when A's run has ended
+    changed: list[str] = []
+    batch.follow(  # returns when A's run has ended
+        interval=0.02, timeout=60, on_change=lambda ts: changed.extend(t.id for t in ts)
+    )
     assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 3
+    assert sorted(set(changed)) == sorted(t.id for t in batch.tasks)  # each one told
     assert all(t.images for t in batch.tasks)
     assert batch.held_elsewhere() == []
 
