@@ -88,3 +88,9 @@ __all__ = [
     "UnknownProviderError",
     "WorkspaceNotWritableError",
 ]
+
+# Tracebacks and reprs name the module people catch from (``nbbatch.errors.ConfigError``),
+# not the private module that defines the classes; pickling finds them here too.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
