@@ -1,6 +1,9 @@
 """The engine: the workspace journal, the runner and the batch façade, plus settings.
 
-Flow: ``_store`` (SQLite journal + image files; returns plain records) ← ``_runner``
+Flow: ``_store`` (the ``Workspace`` façade over ``_journal`` — SQLite schema,
+connection, transactions —, ``_recovery`` — run leases, reconcile, dead runs —,
+``_blobs`` — content-addressed files, ``derived/`` —, ``_tasks`` — task and batch rows —
+and ``_history``; returns plain records) ← ``_runner``
 (asyncio, N at a time, retries) ← ``_batch`` (the object a notebook holds: edit, run,
 subscribe). ``_settings`` is the one settings home (providers, the planner LLM, run
 defaults, prices) and tests connections. The engine
