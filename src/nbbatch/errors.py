@@ -137,6 +137,12 @@ __all__ = [
     "WorkspaceNotWritableError",
 ]
 
+# Tracebacks and reprs name the module people catch from (``nbbatch.errors.ConfigError``),
+# not the private module that defines the classes; pickling finds them here too.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
+
 
 def __getattr__(name: str) -> type[ProviderError]:
     # PlannerAuthError & co., the planner's old copies of the provider errors

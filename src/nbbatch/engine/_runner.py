@@ -235,6 +235,17 @@ class Runner:
         self._lease: RunLease | None = None
 
     # ----------------------------------------------------------- public handle
+    def __repr__(self) -> str:
+        p = self.progress()
+        outcome = f"{p.succeeded} succeeded, {p.failed} failed"
+        if p.cancelled:
+            outcome += f", {p.cancelled} cancelled or interrupted"
+        return (
+            f"<Runner of batch {self.batch_id}: {self.state.value}, {p.done} of {p.total} "
+            f"done ({outcome}), {p.running} running, {p.queued} queued, "
+            f"concurrency {self.concurrency}>"
+        )
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn(event)`` for every event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
