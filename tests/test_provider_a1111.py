@@ -51,11 +51,7 @@ def shared_server() -> Iterator[FakeA1111]:
 @pytest.fixture
 def server(shared_server: FakeA1111) -> FakeA1111:
     s = shared_server
-    s.clear_faults()
-    s.requests.clear()
-    s.jobs.clear()
-    s.interrupts, s.finished = 0, 0
-    s.interrupted.clear()
+    s.reset()
     s.auth, s.style, s.step_delay, s.extra_images = None, "a1111", 0.0, 0
     return s
 
@@ -197,8 +193,11 @@ async def test_both_error_body_styles_read_cleanly(
     server: FakeA1111, provider: A1111Provider, style: str
 ) -> None:
     server.style = style
+    # what A1111 before 1.10 answered to an unknown sampler
+    body = server.error_body(400, "Sampler not found")
+    server.add_fault(Fault.status_code(400, body), path="/sdapi/v1/txt2img")
     with pytest.raises(BadRequestError) as info:
-        await provider.generate(GenerationRequest("x", Params(sampler="No Such Sampler")))
+        await provider.generate(GenerationRequest("x"))
     assert str(info.value) == "a1111: HTTP 400: Sampler not found"
     assert len(server.calls("/sdapi/v1/txt2img")) == 1
 
