@@ -428,21 +428,31 @@ async def _idle(server: FakeA1111, jobs: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_cancelling_a_waiting_request_does_not_interrupt_the_running_one(
+async def test_cancelling_a_waiting_request_lets_the_running_one_finish(
     server: FakeA1111,
 ) -> None:
+    # The WebUI still runs a request whose connection was dropped: the cancelled one is
+    # interrupted once its own job has started, not the one running now.
     p = A1111Provider(base_url=server.url, poll_interval=None, max_concurrency=2)
+    server.hold()
     try:
         first, second = await _two_in_flight(server, p)
         second.cancel()
+        server.release(1 + 10)  # "first" loads and runs its ten steps; "second" starts
+        images = await first
+        for _ in range(1000):  # the poller sees "second" start (every 0.5 s here)
+            if server.interrupts:
+                break
+            await asyncio.sleep(0.01)
+        server.release()
         with pytest.raises(asyncio.CancelledError):
             await second
-        images = await first
     finally:
+        server.release()
         await p.aclose()
         await _idle(server, 2)
-    assert server.interrupts == 0
-    assert server.interrupted == []  # "first" ran all its steps
+    assert server.interrupted == ["second"]  # "first" ran all its steps
+    assert (server.runs[0].prompt, server.runs[0].steps_done) == ("first", 10)
     assert len(images) == 1
 
 
