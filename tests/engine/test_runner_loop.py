@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from conftest import ControlledProvider, png_bytes
 from nbbatch import Batch, TaskStatus, Workspace
 from nbbatch.core._aio import BACKGROUND_NICE, lower_thread_priority
 from nbbatch.events import TaskStarted, TaskSucceeded
 from nbbatch.images import ThumbnailCache
 from nbbatch.providers._base import GenerationRequest, ImageData, ProgressCallback
+from tests.support import ControlledProvider, png_bytes
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice per thread")
 

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import pytest
 
-from conftest import ControlledProvider
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.engine import Settings, load_settings, save_settings
 from nbbatch.engine._store import StoredImage
@@ -15,6 +14,7 @@ from nbbatch.errors import BadRequestError, ConfigError, NotFoundError, TaskStat
 from nbbatch.images._decode import inspect_image
 from nbbatch.providers import GenerationRequest, ImageData
 from nbbatch.providers._base import ProgressCallback
+from tests.support import ControlledProvider
 
 
 class MeteredProvider(ControlledProvider):

@@ -16,7 +16,7 @@ import nbbatch
 from nbbatch import Batch, Params, Workspace
 from nbbatch.images import derived_images
 from nbbatch.widgets import BatchStudio, Gallery, TaskGrid
-from widget_page import Page
+from tests.widgets.page import Page
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nbbatch
-from conftest import ControlledProvider
 from nbbatch import Batch, Params, RetryPolicy, Task, TaskStatus, Workspace
 from nbbatch.core._events import TaskRetrying
 from nbbatch.engine import _store
@@ -54,10 +53,11 @@ from nbbatch.images._decode import DEFAULT_LIMITS, inspect_image
 from nbbatch.images._export import SAFE_NAME, _is_reserved, safe_name
 from nbbatch.providers import GenerationRequest, OpenAIProvider, Timeouts
 from nbbatch.testing import FakeChat, FakeOpenAI, Fault
+from tests.support import ControlledProvider
 
 KEY = "test-key-matrix-0001"
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

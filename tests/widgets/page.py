@@ -81,3 +81,36 @@ class Page:
 
     def rows(self, start: int = 0, end: int = 50, **filters: Any) -> list[dict[str, Any]]:
         return list(self.ok("rows", start=start, end=end, **filters)["rows"])
+
+
+class PanelPage:
+    """Drives a panel's request/reply messages (``uuid`` in, one reply out) as the page does."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+        self.sent: list[dict[str, Any]] = []
+        widget.send = self._capture
+
+    def _capture(self, content: dict[str, Any], buffers: Any = None) -> None:
+        json.dumps(content)
+        self.sent.append(content)
+
+    def request(self, type: str, **body: Any) -> str:
+        uid = f"p{next(self._ids)}"
+        self.widget._on_msg(self.widget, {"type": type, "uuid": uid, **body}, [])
+        return uid
+
+    def reply(self, uid: str) -> dict[str, Any] | None:
+        return next((c for c in self.sent if c.get("uuid") == uid), None)
+
+    def ok(self, type: str, **body: Any) -> dict[str, Any]:
+        reply = self.reply(self.request(type, **body))
+        assert reply is not None and reply["ok"], reply
+        return reply
+
+    def refused(self, type: str, **body: Any) -> str:
+        reply = self.reply(self.request(type, **body))
+        assert reply is not None and not reply["ok"], reply
+        return str(reply["error"])

@@ -349,5 +349,5 @@ def test_the_folder_size_limit_reads_the_same_in_messages_and_readme(
     (folder / "huge.png").write_bytes(png() + b"\0" * (10 * 1024 * 1024))
     reason = nbbatch.tasks_from_folder(folder, "x", workspace=workspace).skipped[0].reason
     assert "the limit is 10 MiB" in reason and "10.5" not in reason
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "≤ 10 MiB" in readme and "≤ 10 MB" not in readme

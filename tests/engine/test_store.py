@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ControlledProvider, png_bytes
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.engine import _store as store_module
 from nbbatch.errors import (
@@ -24,6 +23,7 @@ from nbbatch.errors import (
     StoreError,
     WorkspaceNotWritableError,
 )
+from tests.support import ControlledProvider, png_bytes
 
 
 def test_batch_round_trips_through_the_journal(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import nbbatch
 from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.widgets import BatchStudio, TaskGrid
-from widget_page import FakeClock, FakeScheduler, Page
+from tests.widgets.page import FakeClock, FakeScheduler, Page
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import time
 import httpx
 import pytest
 
-from conftest import png_bytes
 from nbbatch.testing import FakeChat, FakeFal, FakeGemini, FakeOpenAI
 from nbbatch.testing._chat import conform, strict_schema_errors
+from tests.support import png_bytes
 
 KEY = "test-key-fidelity-0001"
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from conftest import ControlledProvider
 from nbbatch import Batch, RetryPolicy, Task, TaskStatus, Workspace
 from nbbatch.errors import (
     AuthenticationError,
@@ -27,6 +26,7 @@ from nbbatch.events import (
     TaskStarted,
     TaskSucceeded,
 )
+from tests.support import ControlledProvider
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import ControlledProvider
 from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
 from nbbatch.errors import ImageRejectedError
 from nbbatch.images._decode import ImageLimits, inspect_image, verify_image
 from nbbatch.images._thumbs import ThumbnailCache
 from nbbatch.providers import ImageData, _codec
 from nbbatch.providers._http import HttpClient, _ShardedTransport, _WholeReads, _WholeReadsBackend
+from tests.support import ControlledProvider
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 

@@ -149,7 +149,7 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
 def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [

@@ -11,7 +11,7 @@ import nbbatch
 from nbbatch.widgets import BatchStudio
 from nbbatch.widgets._i18n import LANGS, catalogue, resolve_lang, tr
 
-STATIC = Path(__file__).resolve().parents[1] / "src" / "nbbatch" / "widgets" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "src" / "nbbatch" / "widgets" / "static"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

@@ -11,7 +11,7 @@ import pytest
 from nbbatch import Batch, ProviderConfig, Workspace
 from nbbatch.errors import ConfigError
 from nbbatch.widgets import BatchStudio
-from test_widgets_prompt import PanelPage
+from tests.widgets.page import PanelPage
 
 SENTINEL = "test-key-SENTINEL-77c1d2"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nbbatch.widgets import SettingsPanel
-from test_widgets_prompt import PanelPage
+from tests.widgets.page import PanelPage
 
 SENTINEL = "test-key-SENTINEL-5b1f0c"
 

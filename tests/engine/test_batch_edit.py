@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ControlledProvider, png_bytes
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.errors import (
     ConfigError,
@@ -28,6 +27,7 @@ from nbbatch.events import (
 )
 from nbbatch.images import read_generation_info
 from nbbatch.providers import DemoProvider
+from tests.support import ControlledProvider, png_bytes
 
 
 def fresh(batch: Batch) -> Batch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from nbbatch.widgets._coalesce import Coalescer
-from widget_page import FakeClock, FakeScheduler
+from tests.widgets.page import FakeClock, FakeScheduler
 
 
 def make(interval: float = 0.2) -> tuple[Coalescer, FakeScheduler, list[float]]:

@@ -12,7 +12,7 @@ import pytest
 import nbbatch
 from nbbatch import Batch, Params, Workspace
 from nbbatch.widgets import BatchStudio, Gallery, TaskGrid, _gallery
-from widget_page import Page
+from tests.widgets.page import Page
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import png_bytes
 from nbbatch import Batch, Params, Task, Workspace
 from nbbatch.testing import FakeOpenAI
 from nbbatch.widgets import BatchStudio, Gallery, PromptPanel, SettingsPanel, TaskGrid, Upload
 from nbbatch.widgets._upload import CHUNK_BYTES
-from test_reliability_secrets import SENTINEL, WRONG, hits
+from tests.support import SENTINEL, WRONG, hits, png_bytes
 
 # -- a page that can send anything ---------------------------------------------------------
 

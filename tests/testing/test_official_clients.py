@@ -17,7 +17,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
 from nbbatch.testing import (
     FakeA1111,
     FakeChat,
@@ -27,6 +26,7 @@ from nbbatch.testing import (
     FakeOpenAI,
     FakeReplicate,
 )
+from tests.support import png_bytes
 
 KEY = "test-key-official-client-0001"
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
 from nbbatch import Workspace
 from nbbatch.widgets import Upload
 from nbbatch.widgets._upload import CHUNK_BYTES
+from tests.support import png_bytes
 
 
 class UploadPage:

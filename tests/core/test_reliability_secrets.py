@@ -23,28 +23,7 @@ from nbbatch.images._export import export_folder
 from nbbatch.providers import GeminiProvider, OpenAIProvider
 from nbbatch.providers._http import redact_headers
 from nbbatch.testing import FakeOpenAI
-
-SENTINEL = "test-key-SENTINEL-reliability-7f3a9c2e"
-WRONG = "test-key-wrong-but-echoed-5d1b"
-
-
-def hits(*artefacts: object) -> list[str]:
-    """The artefacts (text, bytes, files, folders) that contain a sentinel."""
-    found = []
-    for item in artefacts:
-        blobs: list[tuple[str, bytes]] = []
-        if isinstance(item, Path):
-            paths = [p for p in item.rglob("*") if p.is_file()] if item.is_dir() else [item]
-            blobs = [(str(p), p.read_bytes()) for p in paths if p.exists()]
-        elif isinstance(item, bytes):
-            blobs = [("bytes", item)]
-        else:
-            blobs = [(repr(item)[:60], str(item).encode())]
-        for where, data in blobs:
-            for key in (SENTINEL, WRONG):
-                if key.encode() in data:
-                    found.append(f"{key[:14]}... in {where}")
-    return found
+from tests.support import SENTINEL, WRONG, hits
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import io
 import pytest
 from PIL import Image, ImageChops
 
-from conftest import png_bytes
 from nbbatch import Params
 from nbbatch.errors import ContentRefusedError, ServerError
 from nbbatch.providers import DemoProvider, GenerationRequest, InputImage, get_provider
+from tests.support import png_bytes
 
 
 def image(data: bytes) -> Image.Image:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 import nbbatch
-from conftest import ControlledProvider
 from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.engine import load_settings
 from nbbatch.widgets import BatchStudio, History
-from widget_page import Page
+from tests.support import ControlledProvider
+from tests.widgets.page import Page
 
 
 def quick_demo() -> nbbatch.Provider:
