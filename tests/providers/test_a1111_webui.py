@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -50,13 +49,6 @@ async def provider(server: FakeA1111) -> AsyncIterator[A1111Provider]:
     p = A1111Provider(base_url=server.url, poll_interval=0.01)
     yield p
     await p.aclose()
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    ws = Workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 def png(size: tuple[int, int]) -> bytes:
