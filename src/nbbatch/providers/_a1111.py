@@ -400,13 +400,14 @@ class A1111Provider(Provider):
 
     # ------------------------------------------------------------------ names
     async def _server_names(self, *, fresh: bool = False) -> _Names | None:
-        """Samplers and checkpoints of the WebUI, fetched once (again when ``fresh``)."""
+        """Samplers and checkpoints of the WebUI, fetched once (again when ``fresh``, at most
+        every 30 s: a name missing from a list fetched a while ago may have been added)."""
         loop = asyncio.get_running_loop()
         if self._names_lock is None or self._names_lock[0] is not loop:
             self._names_lock = (loop, asyncio.Lock())  # a lock serves one event loop
         async with self._names_lock[1]:
             now = time.monotonic()
-            if self._names is not None and not (fresh and now - self._names.fetched > 2.0):
+            if self._names is not None and not (fresh and now - self._names.fetched > 30.0):
                 return self._names
             try:
                 samplers = await self._http.json("GET", "/sdapi/v1/samplers")
