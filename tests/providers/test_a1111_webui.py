@@ -131,6 +131,26 @@ async def test_a_cancel_that_the_webui_never_answers_gives_up_after_cancel_timeo
     assert server.interrupts == 1
 
 
+async def test_a_cancel_still_interrupts_when_progress_cannot_be_read(
+    server: FakeA1111,
+) -> None:
+    server.hold()
+    server.add_fault(Fault.status_code(500, times=10_000), path="/sdapi/v1/progress")
+    p = A1111Provider(base_url=server.url, poll_interval=0.01)
+    try:
+        job = asyncio.ensure_future(p.generate(GenerationRequest("blind")))
+        await until(lambda: server.active == 1, "the job")
+        job.cancel()
+        await until(lambda: server.interrupts == 1, "the interrupt")
+        server.release()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    finally:
+        server.release()
+        await p.aclose()
+    assert server.runs[0].interrupted
+
+
 async def test_a_request_that_timed_out_has_its_job_interrupted(server: FakeA1111) -> None:
     # The WebUI keeps running a job whose client stopped waiting; the retry would queue
     # behind all of it.

@@ -498,7 +498,12 @@ class A1111Provider(Provider):
         job.abandoned = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cancel_timeout
-        await self._poll()  # a fresh look: interrupts at once when the job runs
+        # a fresh look: interrupts at once when the job runs
+        if not await self._poll() and self._jobs and self._jobs[0] is job:
+            # /progress cannot be read: as the oldest request of ours, this one is the
+            # likeliest to run; interrupt it blindly rather than let it run on
+            job.interrupted_epoch = self._epoch
+            await self._interrupt()
         self._watch()  # then the poller follows it (and interrupts a job started later)
         while not post.done():
             left = deadline - loop.time()
@@ -552,8 +557,11 @@ class A1111Provider(Provider):
             if not self._wanted():
                 return
 
-    async def _poll(self) -> None:
-        """Read ``/sdapi/v1/progress`` once; report progress, interrupt abandoned jobs."""
+    async def _poll(self) -> bool:
+        """Read ``/sdapi/v1/progress`` once; report progress, interrupt abandoned jobs.
+
+        False when the state could not be read (or was stale).
+        """
         skip = "false" if self.previews else "true"
         answers = self._answers
         try:
@@ -562,12 +570,12 @@ class A1111Provider(Provider):
             )
         except ProviderError as exc:
             log.debug("%s: progress poll failed: %s", self.name, exc)
-            return
+            return False
         if answers != self._answers or not isinstance(answer, Mapping):
-            return  # a request of ours was answered meanwhile: this state may be old
+            return False  # a request of ours was answered meanwhile: this may be old
         state = answer.get("state")
         if not isinstance(state, Mapping):
-            return
+            return False
         count = state.get("job_count")
         busy = isinstance(count, int) and not isinstance(count, bool) and count != 0
         stamp = state.get("job_timestamp")
@@ -590,6 +598,7 @@ class A1111Provider(Provider):
             elif job.shown is not None:
                 job.shown = None  # not started (or loading its checkpoint): waiting
                 self._call(job.on_progress, None, None)
+        return True
 
     def _report(self, job: _Job, answer: Mapping[str, Any]) -> None:
         assert job.on_progress is not None
