@@ -342,14 +342,12 @@ class A1111Provider(Provider):
         await self._http.aclose()
 
     # ------------------------------------------------------------------ request body
-    def payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
-        """(route, JSON body) for ``request``."""
-        route, body, _ = self._payload(request)
-        return route, body
-
-    def _payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any], list[str]]:
+    def payload(
+        self, request: GenerationRequest, notes: list[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(route, JSON body) for ``request``; what differs from the request goes in ``notes``."""
         p = request.params
-        notes: list[str] = []
+        notes = [] if notes is None else notes
         body: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": p.negative_prompt or "",
@@ -396,7 +394,7 @@ class A1111Provider(Provider):
                 body.setdefault("override_settings", {}).update(value)
             else:
                 body[key] = value
-        return route, body, notes
+        return route, body
 
     # ------------------------------------------------------------------ names
     async def _server_names(self, *, fresh: bool = False) -> _Names | None:
@@ -461,7 +459,8 @@ class A1111Provider(Provider):
         # multi-MB init images are base64-encoded in a worker thread, not on the loop
         sent = sum(len(im.data) for im in request.images)
         sent += len(request.mask.data) if request.mask is not None else 0
-        route, body, notes = await offload(self._payload, request, size=sent)
+        notes: list[str] = []
+        route, body = await offload(self.payload, request, notes, size=sent)
         for note in notes:
             log.info("%s: %s", self.name, note)
         job = _Job(on_progress, self._epoch)
