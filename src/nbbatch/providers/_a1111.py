@@ -55,7 +55,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, ClassVar
@@ -630,7 +630,9 @@ class A1111Provider(Provider):
             log.warning("%s: could not interrupt the running job: %s", self.name, exc)
 
     # ------------------------------------------------------------------ the answer
-    def _read(self, answer: Any, request: GenerationRequest, notes: list[str]) -> list[ImageData]:
+    def _read(
+        self, answer: Any, request: GenerationRequest, notes: Sequence[str] = ()
+    ) -> list[ImageData]:
         def bad(what: str) -> MalformedResponseError:
             return MalformedResponseError(
                 f"{self.name}: {what}", provider=self.name, task_id=request.task_id
@@ -656,7 +658,7 @@ class A1111Provider(Provider):
             for k in ("sd_model_name", "sd_model_hash", "sampler_name", "steps", "cfg_scale")
             if k in info
         }
-        notes = notes + self._differences(request, info)
+        notes = [*notes, *self._differences(request, info)]
         out: list[ImageData] = []
         for i, item in enumerate(wanted):
             if not isinstance(item, str):
