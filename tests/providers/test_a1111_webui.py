@@ -200,6 +200,30 @@ async def test_a_waiting_task_never_shows_another_jobs_progress(server: FakeA111
     assert seen["first"][-1] == seen["second"][-1] == 1.0
 
 
+async def test_a_task_whose_checkpoint_loads_shows_waiting_not_one_percent(
+    server: FakeA1111, provider: A1111Provider
+) -> None:
+    # While the model loads, 1.10 reports progress 0.01 with a huge eta_relative.
+    server.hold()
+    seen: list[float | None] = []
+    try:
+        job = asyncio.ensure_future(
+            provider.generate(
+                GenerationRequest("x", Params(model="sd_xl_base_1.0")),
+                lambda fraction, _preview: seen.append(fraction),
+            )
+        )
+        await until(lambda: server.state["job_count"] == -1, "the checkpoint to load")
+        polls = len(server.calls("/sdapi/v1/progress"))
+        await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 3, "more polls")
+        assert seen == [None]
+        server.release()
+        await job
+    finally:
+        server.release()
+    assert seen[-1] == 1.0
+
+
 # ---------------------------------------------------------------- the server's own record
 async def test_the_saved_image_keeps_the_servers_infotext_beside_nbbatchs_record(
     server: FakeA1111, provider: A1111Provider, workspace: Workspace
