@@ -27,6 +27,7 @@ an error is built, see ``nbbatch.providers._http``)::
     │   ├── ServerError             5xx: retried
     │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
+    │   │   └── ServerUnavailableError  a (local) server stayed unreachable past a bounded wait
     │   └── MalformedResponseError  the service answered something we cannot read
     └── PlannerError                the planner (LLM / template / file) could not make tasks
         ├── PlannerAuthError        the LLM endpoint refused the key (401/403)
@@ -80,6 +81,7 @@ __all__ = [
     "RateLimitedError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -288,6 +290,17 @@ class ProviderTimeoutError(ProviderError):
 class ProviderConnectionError(ProviderError):
     kind = "connection"
     retryable = True
+
+
+class ServerUnavailableError(ProviderConnectionError):
+    """The server stayed unreachable for longer than the provider waits for it.
+
+    Raised by providers of a server the person runs (ComfyUI) after a bounded wait for
+    it to come back (a restart): every other task would meet the same, so a runner can
+    pause the run on it instead of spending each queued task's attempts. Retryable.
+    """
+
+    kind = "unavailable"
 
 
 class MalformedResponseError(ProviderError):

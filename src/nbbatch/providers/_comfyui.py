@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -39,8 +40,11 @@ from ..core._errors import (
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
+    ProviderConnectionError,
     ProviderError,
+    ProviderTimeoutError,
     ServerError,
+    ServerUnavailableError,
 )
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
@@ -61,6 +65,14 @@ log = logging.getLogger("nbbatch")
 T = TypeVar("T")
 
 INFO = provider_info("comfyui")
+#: how often one step (upload, queueing, waiting) goes through "server down, back up"
+#: before its error is final: a server that answers probes yet fails the real calls
+_OUTAGES = 3
+#: drawn seeds stay below this (exact in JSON and JavaScript numbers), and below the
+#: mapped input's own maximum; when /object_info cannot tell, below 2**31-1, the
+#: smallest maximum common among seed inputs (API nodes, many custom nodes)
+_SEED_DRAW_MAX = 2**48 - 1
+_SEED_FALLBACK_MAX = 2**31 - 1
 DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
 #: The minimal txt2img graph from ComfyUI's own examples (input names are the real ones).
@@ -318,6 +330,28 @@ def node_errors_message(body: Any) -> str:
     return scrub("; ".join(parts))
 
 
+@dataclass
+class _Run:
+    """One prompt on the server, as :meth:`ComfyUIProvider.generate` follows it."""
+
+    prompt_id: str
+    graph: Mapping[str, Any]
+    #: when the server accepted it, and when it started running it (``None``: queued)
+    queued_at: float
+    started_at: float | None = None
+    #: POST /prompt was sent (the server may hold it) / it ended or is known gone
+    sent: bool = False
+    settled: bool = False
+    ws: Any = None
+    #: the last progress fraction reported, and one held for the preview that follows
+    fraction: float | None = None
+    pending: float | None = None
+    #: a sampler reports steps (then node-level ``progress_state`` is not used)
+    steps_seen: bool = False
+    #: nodes the server answered from its cache (``execution_cached``)
+    cached: set[str] = field(default_factory=set)
+
+
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
     # A 400 from /prompt stays a BadRequestError (never retried), with a readable message.
     if response.status_code != 400:
@@ -347,6 +381,7 @@ class ComfyUIProvider(Provider):
     name: ClassVar[str] = INFO.name
     label: ClassVar[str] = INFO.label
     capabilities: Capabilities = INFO.capabilities
+    own_timeout: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -358,6 +393,9 @@ class ComfyUIProvider(Provider):
         websocket: bool = True,
         poll_interval: float = 0.5,
         idle_check: float = 5.0,
+        queue_timeout: float | None = 3600.0,
+        run_timeout: float | None = None,
+        server_wait: float = 90.0,
         timeouts: Timeouts | None = None,
         max_download_bytes: int = 100 * 1024 * 1024,
         max_concurrency: int | None = None,
@@ -386,6 +424,21 @@ class ComfyUIProvider(Provider):
         self.websocket = websocket
         self.poll_interval = poll_interval
         self.idle_check = idle_check
+        self.queue_timeout = queue_timeout
+        self.run_timeout = run_timeout
+        self.server_wait = server_wait
+        #: seconds between ``/queue`` looks when polling, and at least between two looks
+        #: prompted by ``status`` broadcasts (a busy server sends many)
+        self.queue_check = 2.0
+        self.status_check = 1.0
+        #: first pause between probes of a server that does not answer (doubles to 5 s)
+        self.server_probe_interval = 0.5
+        #: attempts now waiting for the server to answer again
+        self.waiting_for_server = 0
+        self._down_since: float | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        #: seed input maxima read from /object_info, per node class (once per server)
+        self._seed_limits: dict[str, tuple[int, int] | None] = {}
         self.max_download_bytes = max_download_bytes
         self.max_concurrency = max_concurrency
         #: tries (and first pause) for a /history poll or /view download once queued
@@ -448,9 +501,17 @@ class ComfyUIProvider(Provider):
 
     # ------------------------------------------------------------------ graph
     def build_graph(
-        self, request: GenerationRequest, uploaded: list[str] | None = None
-    ) -> tuple[dict[str, Any], int]:
-        """The graph for ``request`` with its fields filled in, and the seed used."""
+        self,
+        request: GenerationRequest,
+        uploaded: list[str] | None = None,
+        *,
+        seed_range: tuple[int, int] | None = None,
+    ) -> tuple[dict[str, Any], int | None]:
+        """The graph for ``request`` with its fields filled in, and the seed used.
+
+        ``seed_range`` is the mapped seed input's (min, max) from ``/object_info``; a
+        drawn seed stays inside it. No seed is drawn (``None``) when none is mapped.
+        """
         base, mapping = self._graph_for(request)
         graph = copy.deepcopy(base)
         p = request.params
@@ -461,7 +522,14 @@ class ComfyUIProvider(Provider):
 
         # A workflow's own fixed seed would give every task the same picture: a task
         # without a seed gets a fresh random one, recorded with its images.
-        seed = p.seed if p.seed is not None and p.seed >= 0 else self._rng.randrange(2**48)
+        seed: int | None = None
+        if mapping.seed is not None:
+            low, high = seed_range or (0, _SEED_FALLBACK_MAX)
+            high = min(high, _SEED_DRAW_MAX)
+            if p.seed is not None and p.seed >= 0:
+                seed = p.seed
+            else:
+                seed = self._rng.randint(max(0, low), max(0, low, high))
         put(mapping.prompt, request.prompt)
         put(mapping.negative, p.negative_prompt or ("" if self.builtin else None))
         put(mapping.seed, seed)
@@ -496,49 +564,112 @@ class ComfyUIProvider(Provider):
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
     ) -> list[ImageData]:
         self.validate(request)
-        uploaded = [await self._upload(im.data, im.mime, request) for im in request.images]
-        graph, seed = self.build_graph(request, uploaded)
+        uploaded = [
+            await self._while_up(partial(self._upload, im.data, im.mime, request), request)
+            for im in request.images
+        ]
+        seed_range = await self._while_up(partial(self._seed_range, request), request)
+        graph, seed = self.build_graph(request, uploaded, seed_range=seed_range)
         client_id = uuid.uuid4().hex
-        ws = await self._connect_ws(client_id) if self.websocket else None
         # Choosing the id ourselves (newer servers accept it; older ones ignore it and
-        # answer their own) lets a cancel during POST /prompt still dequeue the run.
-        prompt_id = str(uuid.uuid4())
+        # answer their own) lets a cancel during POST /prompt still dequeue the run, and
+        # tells after a lost connection whether the server got the prompt.
+        run = _Run(str(uuid.uuid4()), graph, queued_at=self._clock())
+        run.ws = await self._connect_ws(client_id) if self.websocket else None
         try:
             try:
-                answer = await self._http.json(
-                    "POST",
-                    "/prompt",
-                    json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
-                    task_id=request.task_id,
-                )
-                if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
-                    raise MalformedResponseError(
-                        f"{self.name}: POST /prompt answered without a prompt_id",
-                        provider=self.name,
-                        task_id=request.task_id,
-                    )
-                prompt_id = answer["prompt_id"]
-                if ws is not None:
-                    await self._follow_ws(ws, prompt_id, request, on_progress)
-                entry = await self._wait_history(prompt_id, request)
+                await self._submit(run, client_id, request)
+                entry = await self._await_result(run, client_id, request, on_progress)
             except asyncio.CancelledError:
-                await self._cancel(prompt_id)
+                if run.sent and not run.settled:
+                    await self._cancel(run.prompt_id)
                 raise
+            except ServerUnavailableError:
+                raise  # nothing answers: no cancel can reach it (a restart lost it anyway)
             except ProviderError as exc:
-                # /history kept failing (retryable): the runner's next attempt queues the
-                # graph again, so this run must not go on using the GPU meanwhile.
-                if exc.retryable:
-                    await self._cancel(prompt_id)
+                # The runner's next attempt queues the graph again, so this run must not
+                # go on using the GPU meanwhile (a prompt never accepted needs nothing).
+                if exc.retryable and run.sent and not run.settled:
+                    await self._cancel(run.prompt_id)
                 raise
             # finished: the outputs stay on the server, so /view retries are harmless
-            images = await self._collect(entry, prompt_id, seed, request)
+            images = await self._collect(entry, run, seed, request)
         finally:
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 2.0)
+            if run.ws is not None:
+                await self._close_ws(run.ws)
         if on_progress is not None:
             on_progress(1.0, None)
         return images
+
+    async def _seed_range(self, request: GenerationRequest) -> tuple[int, int] | None:
+        """(min, max) of the mapped seed input, from ``/object_info`` (once per class)."""
+        graph, mapping = self._graph_for(request)
+        if mapping.seed is None or (request.params.seed is not None and request.params.seed >= 0):
+            return None
+        node_id, input_name = mapping.seed
+        cls = str(graph[node_id].get("class_type"))
+        key = f"{cls}.{input_name}"
+        if key not in self._seed_limits:
+            self._seed_limits[key] = await self._input_range(cls, input_name, request)
+        return self._seed_limits[key]
+
+    async def _input_range(
+        self, cls: str, input_name: str, request: GenerationRequest
+    ) -> tuple[int, int] | None:
+        try:
+            body = await self._http.json("GET", f"/object_info/{cls}", task_id=request.task_id)
+        except ProviderConnectionError:
+            raise  # the server is down: the attempt's own wait handles it
+        except ProviderError as exc:
+            log.info("%s: /object_info/%s unavailable (%s)", self.name, cls, exc)
+            return None
+        schema = body.get(cls) if isinstance(body, Mapping) else None
+        inputs = schema.get("input") if isinstance(schema, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            return None
+        for group in ("required", "optional"):
+            spec = inputs.get(group)
+            entry = spec.get(input_name) if isinstance(spec, Mapping) else None
+            if isinstance(entry, list) and len(entry) > 1 and isinstance(entry[1], Mapping):
+                low, high = entry[1].get("min", 0), entry[1].get("max")
+                if isinstance(high, int) and isinstance(low, int) and high >= max(low, 0):
+                    return low, high
+        return None
+
+    async def _submit(self, run: _Run, client_id: str, request: GenerationRequest) -> None:
+        """``POST /prompt``; through a restart, queue it once the server answers again."""
+        body = {"prompt": run.graph, "client_id": client_id, "prompt_id": run.prompt_id}
+        outages = 0
+        while True:
+            run.sent = True
+            try:
+                answer = await self._http.json(
+                    "POST", "/prompt", json=body, task_id=request.task_id
+                )
+            except ProviderConnectionError as exc:
+                outages += 1
+                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
+                    raise
+                await self._wait_for_server(exc, request)
+                # the POST may have reached the server before the connection broke
+                state, _ = await self._whereabouts(run.prompt_id, request)
+                if state is not None:
+                    break
+                run.sent = False
+                continue
+            except ProviderError as exc:
+                if exc.status_code is not None:
+                    run.sent = False  # the server answered an error: nothing was queued
+                raise
+            if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+                raise MalformedResponseError(
+                    f"{self.name}: POST /prompt answered without a prompt_id",
+                    provider=self.name,
+                    task_id=request.task_id,
+                )
+            run.prompt_id = answer["prompt_id"]
+            break
+        run.queued_at = self._clock()
 
     async def _upload(self, data: bytes, mime: str, request: GenerationRequest) -> str:
         ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
@@ -572,6 +703,15 @@ class ComfyUIProvider(Provider):
             )
         )
 
+    @staticmethod
+    async def _close_ws(ws: Any) -> None:
+        """Close the socket; one whose closing handshake stalls is cut (never leaked)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 2.0)
+        transport = getattr(ws, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
     async def _connect_ws(self, client_id: str) -> Any:
         from websockets.asyncio.client import connect
 
@@ -587,57 +727,291 @@ class ComfyUIProvider(Provider):
             log.info("%s: WebSocket unavailable (%s); polling /history instead", self.name, exc)
             return None
 
-    async def _follow_ws(
+    async def _await_result(
         self,
-        ws: Any,
-        prompt_id: str,
+        run: _Run,
+        client_id: str,
         request: GenerationRequest,
         on_progress: ProgressCallback | None,
-    ) -> None:
-        """Read events until this prompt finishes; return early if the socket drops."""
+    ) -> Mapping[str, Any]:
+        """Follow the prompt until its history entry is there; raise if it cannot be.
+
+        Events for this prompt come over the socket. When none came for ``idle_check``
+        seconds (queued behind other work, or an event was missed) — however chatty the
+        server's ``status`` broadcasts — ``/history`` and ``/queue`` say where it is; a
+        ``status`` broadcast while it waits (the queue changed: cleared, say) makes that
+        check at once. Without a socket, ``/history`` is polled and ``/queue`` looked at
+        every ``queue_check`` seconds. A prompt that is neither running nor pending and
+        has no history was removed from the queue: a retryable failure.
+        """
+        run_limit = self.run_timeout if self.run_timeout is not None else request.timeout
+        last_own = last_check = self._clock()
+        check_now = False
+        reconnects = outages = 0
         while True:
+            now = self._clock()
+            self._check_deadlines(run, run_limit, now, request)
             try:
-                raw = await asyncio.wait_for(ws.recv(), self.idle_check)
-            except asyncio.TimeoutError:
-                # Quiet for a while (queued behind other work, or an event was missed):
-                # the history says whether it is done.
-                if await self._history(prompt_id, request):
-                    return
+                if run.ws is None:
+                    entry = await self._history(run.prompt_id, request)
+                    if entry is None and (check_now or now - last_check >= self.queue_check):
+                        check_now, last_check = False, now
+                        entry = await self._look(run, request)
+                    if entry is not None:
+                        return entry
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                due = last_check + self.status_check if check_now else last_own + self.idle_check
+                try:
+                    raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
+                except asyncio.TimeoutError:
+                    self._flush(run, on_progress)
+                    now = self._clock()
+                    if now < due:
+                        continue  # an injected clock that has not moved
+                    check_now, last_check, last_own = False, now, now
+                    entry = await self._history(run.prompt_id, request)
+                    if entry is None:
+                        entry = await self._look(run, request)
+                    if entry is not None:
+                        return entry
+                    continue
+                except Exception as exc:  # connection dropped: reconnect, or poll
+                    log.info("%s: WebSocket closed (%s)", self.name, exc)
+                    await self._close_ws(run.ws)
+                    run.ws = None
+                    reconnects += 1
+                    if reconnects <= 3:
+                        run.ws = await self._connect_ws(client_id)
+                    check_now = True  # events may have been missed meanwhile
+                    continue
+                outcome = self._on_frame(run, raw, request, on_progress)
+                if outcome == "own":
+                    last_own = self._clock()
+                elif outcome == "queue" and run.started_at is None:
+                    check_now = True
+                elif outcome == "done":
+                    run.settled = True
+                    # the history entry is stored before the final "executing" event
+                    return await self._wait_history(run.prompt_id, request)
+            except ProviderConnectionError as exc:
+                outages += 1
+                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
+                    raise
+                await self._wait_for_server(exc, request)
+                if run.ws is None and self.websocket:
+                    run.ws = await self._connect_ws(client_id)
+                check_now, last_check = True, 0.0
+
+    def _on_frame(
+        self,
+        run: _Run,
+        raw: str | bytes,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+    ) -> str | None:
+        """Handle one socket frame: ``"own"`` (about this prompt), ``"queue"`` (a queue
+        status broadcast), ``"done"`` (this prompt finished) or ``None``."""
+        if isinstance(raw, bytes):
+            # binary frames: 4-byte event type; 1 = preview (4-byte format + image). A
+            # preview follows the progress frame of its step: they are reported together,
+            # so the preview neither resets the fraction nor is thinned away after it.
+            if len(raw) > 8 and raw[:4] == b"\0\0\0\1":
+                if on_progress is not None:
+                    fraction = run.pending if run.pending is not None else run.fraction
+                    run.pending = None
+                    if fraction is not None:
+                        run.fraction = fraction
+                    on_progress(fraction, raw[8:])
+                return "own"
+            return None
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(message, Mapping):
+            return None
+        kind, data = message.get("type"), message.get("data")
+        if not isinstance(data, Mapping):
+            return None
+        if kind == "status":
+            return "queue"
+        if data.get("prompt_id") != run.prompt_id:
+            return None
+        if kind != "progress" and kind != "progress_state":
+            self._flush(run, on_progress)
+        if kind in ("execution_start", "execution_cached", "executing"):
+            if run.started_at is None:
+                run.started_at = self._clock()
+            if kind == "execution_cached" and isinstance(data.get("nodes"), list):
+                run.cached.update(str(n) for n in data["nodes"])
+        if kind == "progress":
+            value, top = data.get("value"), data.get("max")
+            if isinstance(value, (int, float)) and isinstance(top, (int, float)) and top > 0:
+                run.steps_seen = True
+                self._flush(run, on_progress)
+                run.pending = min(0.99, value / top)
+        elif kind == "progress_state":
+            fraction = self._node_progress(run, data.get("nodes"))
+            if fraction is not None and not run.steps_seen:
+                self._flush(run, on_progress)
+                run.pending = fraction
+        elif kind == "execution_error":
+            run.settled = True
+            raise self._execution_error(data, request)
+        elif kind == "execution_interrupted":
+            run.settled = True
+            raise ServerError(
+                f"{self.name}: the run was interrupted on the server (node "
+                f"{data.get('node_id')}); someone pressed Cancel in ComfyUI?",
+                provider=self.name,
+                task_id=request.task_id,
+                retryable=False,
+            )
+        elif kind == "executing" and data.get("node") is None:
+            return "done"  # sent after the history entry is stored
+        return "own"
+
+    @staticmethod
+    def _node_progress(run: _Run, nodes: object) -> float | None:
+        """The share of the graph's nodes done, from a ``progress_state`` event."""
+        if not isinstance(nodes, Mapping) or not run.graph:
+            return None
+        done = {n: 1.0 for n in run.cached}
+        for node_id, state in nodes.items():
+            if not isinstance(state, Mapping):
                 continue
-            except Exception as exc:  # connection dropped: the history poll takes over
-                log.info("%s: WebSocket closed (%s); polling /history", self.name, exc)
-                return
-            if isinstance(raw, bytes):
-                # binary frames: 4-byte event type; 1 = preview (4-byte format + image)
-                if on_progress is not None and len(raw) > 8 and raw[:4] == b"\0\0\0\1":
-                    on_progress(None, raw[8:])
-                continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(message, Mapping):
-                continue
-            kind, data = message.get("type"), message.get("data")
-            if not isinstance(data, Mapping) or data.get("prompt_id") != prompt_id:
-                continue
-            if kind == "progress" and on_progress is not None:
-                value, top = data.get("value"), data.get("max")
+            if state.get("state") == "finished":
+                done[str(node_id)] = 1.0
+            else:
+                value, top = state.get("value"), state.get("max")
                 if isinstance(value, (int, float)) and isinstance(top, (int, float)) and top > 0:
-                    on_progress(min(0.99, value / top), None)
-            elif kind == "execution_error":
-                raise self._execution_error(data, request)
-            elif kind == "execution_interrupted":
-                raise ServerError(
-                    f"{self.name}: the run was interrupted on the server (node "
-                    f"{data.get('node_id')}); someone pressed Cancel in ComfyUI?",
+                    done[str(node_id)] = max(0.0, min(1.0, value / top))
+        return min(0.99, sum(done.values()) / len(run.graph))
+
+    @staticmethod
+    def _flush(run: _Run, on_progress: ProgressCallback | None) -> None:
+        """Report a progress value held back for a preview that did not come."""
+        if run.pending is not None and on_progress is not None:
+            run.fraction, run.pending = run.pending, None
+            on_progress(run.fraction, None)
+
+    def _check_deadlines(
+        self, run: _Run, run_limit: float | None, now: float, request: GenerationRequest
+    ) -> None:
+        if run.started_at is None:
+            if self.queue_timeout is not None and now - run.queued_at > self.queue_timeout:
+                raise ProviderTimeoutError(
+                    f"{self.name}: the prompt waited {self.queue_timeout:g} s in ComfyUI's "
+                    "queue without starting (other work ahead of it); it is taken off the "
+                    "queue. Raise queue_timeout= to wait longer on a busy server",
                     provider=self.name,
                     task_id=request.task_id,
-                    retryable=False,
                 )
-            elif kind == "executing" and data.get("node") is None:
-                # Sent after the history entry is stored (execution_success comes before).
-                return
+        elif run_limit is not None and now - run.started_at > run_limit:
+            raise ProviderTimeoutError(
+                f"{self.name}: no result {run_limit:g} s after ComfyUI started the prompt; "
+                "it is stopped",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+
+    async def _look(self, run: _Run, request: GenerationRequest) -> Mapping[str, Any] | None:
+        """Where the prompt is: its history entry if done; raise if it left the queue."""
+        state, entry = await self._whereabouts(run.prompt_id, request)
+        if state == "running" and run.started_at is None:
+            run.started_at = self._clock()
+        if state is None:
+            run.settled = True
+            raise ServerError(
+                f"{self.name}: the prompt was removed from ComfyUI's queue before it finished "
+                "(someone cleared the queue, or the server restarted); the next attempt "
+                "queues it again",
+                provider=self.name,
+                task_id=request.task_id,
+                retryable=True,
+            )
+        return entry
+
+    async def _whereabouts(
+        self, prompt_id: str, request: GenerationRequest
+    ) -> tuple[str | None, Mapping[str, Any] | None]:
+        """``("running" | "pending" | "unknown", None)``, ``("done", entry)`` or
+        ``(None, None)`` when the server has never heard of it (or lost it)."""
+        state = await self._queue_state(prompt_id, request.task_id, retry=True)
+        if state in ("running", "pending"):
+            return state, None
+        # ComfyUI stores the history entry before it takes a prompt off "running", so a
+        # prompt absent from the queue above is in the history if it finished.
+        entry = await self._history(prompt_id, request)
+        if entry is not None:
+            return "done", entry
+        return (None, None) if state == "absent" else ("unknown", None)
+
+    async def _queue_state(self, prompt_id: str, task_id: str | None, *, retry: bool) -> str:
+        """``"running"``, ``"pending"``, ``"absent"`` or ``"unknown"``, from ``GET /queue``."""
+        call = partial(self._http.json, "GET", "/queue", task_id=task_id)
+        body = await (self._fetch(call) if retry else call())
+        if not isinstance(body, Mapping):
+            return "unknown"
+        for key, name in (("queue_running", "running"), ("queue_pending", "pending")):
+            rows = body.get(key)
+            if not isinstance(rows, list):
+                return "unknown"  # cannot tell: never conclude it is gone
+            # rows are [number, prompt_id, graph, extra, outputs]
+            if any(isinstance(r, list) and len(r) > 1 and r[1] == prompt_id for r in rows):
+                return name
+        return "absent"
+
+    async def _wait_for_server(self, error: ProviderError, request: GenerationRequest) -> None:
+        """Wait (at most ``server_wait`` s) until the server answers again, or raise."""
+        started = self._clock()
+        if self._down_since is None:
+            self._down_since = started
+            log.warning(
+                "%s: the server at %s does not answer (%s); waiting up to %g s for it",
+                self.name,
+                self.base_url,
+                error,
+                self.server_wait,
+            )
+        self.waiting_for_server += 1
+        delay = self.server_probe_interval
+        try:
+            while True:
+                if self._clock() - started >= self.server_wait:
+                    raise ServerUnavailableError(
+                        f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
+                        f"for {self.server_wait:g} s (last error: {error}); start it again (or "
+                        "check the address), then retry the task or resume the run",
+                        provider=self.name,
+                        task_id=request.task_id,
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    await self._http.request("GET", "/system_stats", task_id=request.task_id)
+                except (ProviderConnectionError, ProviderTimeoutError):
+                    continue
+                except ProviderError:
+                    pass  # it answers (even an error page): it is up
+                break
+        finally:
+            self.waiting_for_server -= 1
+        if self._down_since is not None:
+            log.warning("%s: the server at %s answers again", self.name, self.base_url)
+            self._down_since = None
+
+    async def _while_up(self, call: Callable[[], Awaitable[T]], request: GenerationRequest) -> T:
+        """``call()``, through a restart of the server (an idempotent request)."""
+        for _ in range(_OUTAGES):
+            try:
+                return await call()
+            except ServerUnavailableError:
+                raise
+            except ProviderConnectionError as exc:
+                await self._wait_for_server(exc, request)
+        return await call()  # it answers probes yet this call keeps failing: say so
 
     def _execution_error(self, data: Mapping[str, Any], request: GenerationRequest) -> ServerError:
         node = data.get("node_id")
@@ -686,8 +1060,9 @@ class ComfyUIProvider(Provider):
             await asyncio.sleep(self.poll_interval)
 
     async def _collect(
-        self, entry: Mapping[str, Any], prompt_id: str, seed: int, request: GenerationRequest
+        self, entry: Mapping[str, Any], run: _Run, seed: int | None, request: GenerationRequest
     ) -> list[ImageData]:
+        prompt_id = run.prompt_id
         status = entry.get("status")
         if isinstance(status, Mapping) and status.get("status_str") == "error":
             for message in status.get("messages") or []:
@@ -769,21 +1144,10 @@ class ComfyUIProvider(Provider):
         async def run() -> None:
             # delete first: a prompt still pending can then no longer start
             await self._http.request("POST", "/queue", json={"delete": [prompt_id]})
-            if await self._is_running(prompt_id):
+            if await self._queue_state(prompt_id, None, retry=False) == "running":
                 await self._http.request("POST", "/interrupt", json={"prompt_id": prompt_id})
 
         try:
             await asyncio.wait_for(asyncio.shield(run()), 5.0)
         except (ProviderError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
             log.warning("%s: could not cancel prompt %s: %s", self.name, prompt_id, exc)
-
-    async def _is_running(self, prompt_id: str) -> bool:
-        """Whether ``GET /queue`` lists ``prompt_id`` under ``queue_running``."""
-        body = await self._http.json("GET", "/queue")
-        running = body.get("queue_running") if isinstance(body, Mapping) else None
-        if not isinstance(running, list):
-            return False  # cannot tell: do not risk stopping another prompt
-        # rows are [number, prompt_id, graph, extra, outputs]
-        return any(
-            isinstance(row, list) and len(row) > 1 and row[1] == prompt_id for row in running
-        )
