@@ -350,6 +350,8 @@ class _Run:
     steps_seen: bool = False
     #: nodes the server answered from its cache (``execution_cached``)
     cached: set[str] = field(default_factory=set)
+    #: how far each node is (0..1), from ``progress_state``
+    nodes: dict[str, float] = field(default_factory=dict)
 
 
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
@@ -877,7 +879,8 @@ class ComfyUIProvider(Provider):
         """The share of the graph's nodes done, from a ``progress_state`` event."""
         if not isinstance(nodes, Mapping) or not run.graph:
             return None
-        done = {n: 1.0 for n in run.cached}
+        done = run.nodes  # kept across events: a server may send only the nodes that moved
+        done.update({n: 1.0 for n in run.cached})
         for node_id, state in nodes.items():
             if not isinstance(state, Mapping):
                 continue

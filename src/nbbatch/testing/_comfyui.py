@@ -144,6 +144,7 @@ class FakeComfyUI(FakeServer):
         self._last_graph: str | None = None
         self._last_outputs: dict[str, Any] = {}
         self._chatter: asyncio.Task[None] | None = None
+        self._states: dict[str, dict[str, Any]] = {}
         self.step_delay = step_delay
         self.progress_steps = progress_steps
         self.fail_class = fail_class
@@ -407,7 +408,9 @@ class FakeComfyUI(FakeServer):
             "parent_node_id": None,
             "real_node_id": node_id,
         }
-        await self._event(cid, "progress_state", {"prompt_id": pid, "nodes": {node_id: entry}})
+        # ComfyUI sends the state of every node of the prompt seen so far
+        self._states.setdefault(pid, {})[node_id] = entry
+        await self._event(cid, "progress_state", {"prompt_id": pid, "nodes": self._states[pid]})
 
     async def _execute(self, job: _Job) -> None:
         pid, cid, graph = job.prompt_id, job.client_id, job.graph
