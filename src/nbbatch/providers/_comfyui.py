@@ -196,11 +196,55 @@ class WorkflowMapping:
                     f"mapping {f.name}: node {node_id} ({node.get('class_type')}) has no "
                     f"input {input_name!r} (inputs: {', '.join(sorted(inputs))})"
                 )
+            link = inputs[input_name]
+            if isinstance(link, list):
+                source = str(link[0]) if link else "?"
+                raise ConfigError(
+                    f"mapping {f.name}: input {input_name!r} of node {node_id} "
+                    f"({node.get('class_type')}) is linked to the output of node {source} "
+                    f"({_class(graph, source) or '?'}), so a value put there would cut the "
+                    "link; map an input that holds a value, e.g. the text of the node that "
+                    "makes it"
+                )
 
 
-_SAMPLERS = {
+#: sampler class -> (seed, steps, cfg, sampler name, denoise) inputs on the node itself
+_SAMPLERS: dict[str, tuple[str | None, ...]] = {
     "KSampler": ("seed", "steps", "cfg", "sampler_name", "denoise"),
     "KSamplerAdvanced": ("noise_seed", "steps", "cfg", "sampler_name", None),
+    "SamplerCustom": ("noise_seed", None, "cfg", None, None),
+    "SamplerCustomAdvanced": (None, None, None, None, None),
+}
+#: inputs holding an encoder's prompt text, most specific first
+_TEXT_INPUTS = ("text", "prompt", "user_prompt", "t5xxl", "text_g", "clip_l", "llama", "value")
+#: conditioning inputs a pass-through node (FluxGuidance, ReferenceLatent...) is fed by
+_CONDITIONING_INPUTS = ("conditioning", "conditioning_to", "cond", "conditioning_1")
+#: words a node title may be (case-insensitive) to mark the slot it holds
+_TITLES = {
+    "prompt": "prompt",
+    "positive": "prompt",
+    "positive prompt": "prompt",
+    "negative": "negative",
+    "negative prompt": "negative",
+    "seed": "seed",
+    "width": "width",
+    "height": "height",
+    "steps": "steps",
+    "cfg": "cfg",
+    "image": "image",
+    "batch_size": "batch_size",
+    "batch size": "batch_size",
+}
+_TITLE_INPUTS = {
+    "prompt": _TEXT_INPUTS,
+    "negative": _TEXT_INPUTS,
+    "seed": ("seed", "noise_seed", "value"),
+    "width": ("width", "value"),
+    "height": ("height", "value"),
+    "steps": ("steps", "value"),
+    "cfg": ("cfg", "value"),
+    "image": ("image",),
+    "batch_size": ("batch_size", "value"),
 }
 
 
@@ -211,64 +255,203 @@ def _nodes_of(graph: Mapping[str, Any], *classes: str) -> list[str]:
     )
 
 
+def _inputs(graph: Mapping[str, Any], node_id: str) -> Mapping[str, Any]:
+    node = graph.get(node_id)
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    return inputs if isinstance(inputs, Mapping) else {}
+
+
+def _class(graph: Mapping[str, Any], node_id: str) -> str:
+    node = graph.get(node_id)
+    return str(node.get("class_type", "")) if isinstance(node, Mapping) else ""
+
+
 def _linked(graph: Mapping[str, Any], node_id: str, input_name: str) -> str | None:
-    link = graph.get(node_id, {}).get("inputs", {}).get(input_name)
+    link = _inputs(graph, node_id).get(input_name)
     if isinstance(link, list) and link and str(link[0]) in graph:
         return str(link[0])
     return None
 
 
-def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
-    """Find the usual slots in a graph of standard nodes; ambiguous ones stay ``None``."""
-    found: dict[str, Slot | None] = {}
+def _literal(graph: Mapping[str, Any], node_id: str, names: tuple[str, ...]) -> Slot | None:
+    """The first of ``names`` that ``node_id`` holds as a value, or that a primitive node
+    linked there holds (a ``PrimitiveInt`` feeding ``width``, say)."""
+    inputs = _inputs(graph, node_id)
+    for name in names:
+        if name not in inputs:
+            continue
+        if not isinstance(inputs[name], list):
+            return node_id, name
+        source = _linked(graph, node_id, name)
+        value = _inputs(graph, source).get("value", []) if source is not None else []
+        if source is not None and not isinstance(value, list):
+            return source, "value"
+    return None
+
+
+def _encoder_text(graph: Mapping[str, Any], start: str | None, side: str) -> Slot | None:
+    """Follow conditioning back from a sampler (or guider) input to the prompt's text."""
+    node_id: str | None = start
+    seen: set[str] = set()
+    while node_id is not None and node_id not in seen and len(seen) < 30:
+        seen.add(node_id)
+        inputs = _inputs(graph, node_id)
+        # an encoder: holds its text (or takes it from a text primitive)
+        if "clip" in inputs or _class(graph, node_id).startswith(("CLIPTextEncode", "TextEncode")):
+            slot = _literal(graph, node_id, _TEXT_INPUTS)
+            if slot is not None and isinstance(_inputs(graph, slot[0])[slot[1]], str):
+                return slot
+        # a pass-through: the same side (ControlNetApplyAdvanced), else its conditioning
+        following = _linked(graph, node_id, side)
+        if following is None:
+            for name in _CONDITIONING_INPUTS:
+                following = _linked(graph, node_id, name)
+                if following is not None:
+                    break
+        node_id = following
+    return None
+
+
+def _latent_source(graph: Mapping[str, Any], start: str | None) -> str | None:
+    """The node making a sampler's starting latent (through single-input nodes)."""
+    node_id: str | None = start
+    seen: set[str] = set()
+    while node_id is not None and node_id not in seen and len(seen) < 30:
+        seen.add(node_id)
+        inputs = _inputs(graph, node_id)
+        if _class(graph, node_id) in _SAMPLERS:
+            return node_id
+        if "width" in inputs and "height" in inputs and _class(graph, node_id).startswith("Empty"):
+            return node_id
+        node_id = _linked(graph, node_id, "samples") or _linked(graph, node_id, "latent")
+    return node_id
+
+
+def _base_sampler(graph: Mapping[str, Any]) -> str | None:
+    """The sampler that starts the picture: not fed by another sampler (base, not refiner
+    or hires pass); among several, the one whose latent comes from an empty latent."""
     samplers = _nodes_of(graph, *_SAMPLERS)
-    sampler = samplers[0] if len(samplers) == 1 else None
+    starting = [
+        s
+        for s in samplers
+        if _class(graph, _latent_source(graph, _linked(graph, s, "latent_image")) or "")
+        not in _SAMPLERS
+    ]
+    if len(starting) > 1:
+        empty = [
+            s
+            for s in starting
+            if _class(
+                graph, _latent_source(graph, _linked(graph, s, "latent_image")) or ""
+            ).startswith("Empty")
+        ]
+        starting = empty if len(empty) == 1 else starting
+    return starting[0] if len(starting) == 1 else None
+
+
+def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
+    """Find the usual slots in a graph of standard nodes; ambiguous ones stay ``None``.
+
+    The prompt and negative are traced back from the sampler through single-input nodes
+    (``FluxGuidance``, ``ControlNetApplyAdvanced``, ``ReferenceLatent``...) to a text
+    encoder of any kind; ``SamplerCustomAdvanced`` is read through its guider, noise
+    (``RandomNoise.noise_seed``) and scheduler; with two samplers (base + refiner, a hires
+    pass) the one that starts the picture counts; the size comes from any
+    ``Empty*LatentImage``. A node titled ``prompt``, ``negative``, ``seed``, ``width``...
+    (``_meta.title``) marks that slot, over what was detected. Only inputs holding a value
+    (not a link) are mapped.
+    """
+    found: dict[str, Slot | None] = {}
+    sampler = _base_sampler(graph)
     if sampler is not None:
-        seed, steps, cfg, sampler_name, denoise = _SAMPLERS[graph[sampler]["class_type"]]
-        found.update(
-            seed=(sampler, seed),
-            steps=(sampler, steps),
-            cfg=(sampler, cfg),
-            sampler=(sampler, sampler_name),
-            denoise=(sampler, denoise) if denoise else None,
+        seed, steps, cfg, sampler_name, denoise = _SAMPLERS[_class(graph, sampler)]
+        positive, negative = (
+            _linked(graph, sampler, "positive"),
+            _linked(graph, sampler, "negative"),
         )
-        for field, side in (("prompt", "positive"), ("negative", "negative")):
-            source = _linked(graph, sampler, side)
-            taken = found.get("prompt")
-            if (
-                source is not None
-                and graph[source].get("class_type") == "CLIPTextEncode"
-                and (taken is None or taken[0] != source)  # one node feeding both sides
+        steps_node, cfg_node = sampler, sampler
+        if _class(graph, sampler) == "SamplerCustomAdvanced":
+            noise = _linked(graph, sampler, "noise")
+            if noise is not None and "noise_seed" in _inputs(graph, noise):
+                found["seed"] = _literal(graph, noise, ("noise_seed",))
+            guider = _linked(graph, sampler, "guider")
+            if guider is not None:
+                cfg_node = guider
+                positive = (
+                    _linked(graph, guider, "positive")
+                    or _linked(graph, guider, "cond1")
+                    or _linked(graph, guider, "conditioning")
+                )
+                negative = _linked(graph, guider, "negative")
+            sigmas = _linked(graph, sampler, "sigmas")
+            if sigmas is not None:
+                steps_node = sigmas
+                found["steps"] = _literal(graph, sigmas, ("steps",))
+                found["denoise"] = _literal(graph, sigmas, ("denoise",))
+            chooser = _linked(graph, sampler, "sampler")
+            if chooser is not None:
+                found["sampler"] = _literal(graph, chooser, ("sampler_name",))
+            found["cfg"] = _literal(graph, cfg_node, ("cfg",))
+        else:
+            for field, name, node in (
+                ("seed", seed, sampler),
+                ("steps", steps, steps_node),
+                ("cfg", cfg, cfg_node),
+                ("sampler", sampler_name, sampler),
+                ("denoise", denoise, sampler),
             ):
-                found[field] = (source, "text")
-        latent = _linked(graph, sampler, "latent_image")
-        if latent is not None and graph[latent].get("class_type") == "EmptyLatentImage":
+                if name is not None:
+                    found[field] = _literal(graph, node, (name,))
+        found["prompt"] = _encoder_text(graph, positive, "positive")
+        negative_slot = _encoder_text(graph, negative, "negative")
+        if negative_slot is not None and negative_slot != found["prompt"]:
+            found["negative"] = negative_slot  # not one node feeding both sides
+        latent = _latent_source(graph, _linked(graph, sampler, "latent_image"))
+        if latent is not None and _class(graph, latent).startswith("Empty"):
             found.update(
-                width=(latent, "width"),
-                height=(latent, "height"),
-                batch_size=(latent, "batch_size"),
+                width=_literal(graph, latent, ("width",)),
+                height=_literal(graph, latent, ("height",)),
+                batch_size=_literal(graph, latent, ("batch_size",)),
             )
-    if "width" not in found:
-        latents = _nodes_of(graph, "EmptyLatentImage")
+    if found.get("width") is None:
+        latents = [
+            k
+            for k in _nodes_of(graph, *{_class(graph, n) for n in graph})
+            if _class(graph, k).startswith("Empty")
+            and "Latent" in _class(graph, k)
+            and {"width", "height"} <= set(_inputs(graph, k))
+        ]
         if len(latents) == 1:
             found.update(
-                width=(latents[0], "width"),
-                height=(latents[0], "height"),
-                batch_size=(latents[0], "batch_size"),
+                width=_literal(graph, latents[0], ("width",)),
+                height=_literal(graph, latents[0], ("height",)),
+                batch_size=_literal(graph, latents[0], ("batch_size",)),
             )
     loaders = _nodes_of(graph, "LoadImage")
     if len(loaders) == 1:
-        found["image"] = (loaders[0], "image")
+        found["image"] = _literal(graph, loaders[0], ("image",))
     checkpoints = _nodes_of(graph, "CheckpointLoaderSimple")
     if len(checkpoints) == 1:
-        found["model"] = (checkpoints[0], "ckpt_name")
-    # Only keep slots whose input really exists (a custom node may differ).
-    keep: dict[str, Any] = {
-        name: slot
-        for name, slot in found.items()
-        if slot is not None and slot[1] in graph.get(slot[0], {}).get("inputs", {})
-    }
+        found["model"] = _literal(graph, checkpoints[0], ("ckpt_name",))
+    found.update(_titled(graph))
+    keep: dict[str, Any] = {name: slot for name, slot in found.items() if slot is not None}
     return WorkflowMapping(**keep)
+
+
+def _titled(graph: Mapping[str, Any]) -> dict[str, Slot]:
+    """Slots marked by node title (``_meta.title``), e.g. a node titled "prompt"."""
+    marked: dict[str, Slot] = {}
+    for node_id in sorted(graph, key=lambda k: (len(k), k)):
+        node = graph[node_id]
+        meta = node.get("_meta") if isinstance(node, Mapping) else None
+        title = meta.get("title") if isinstance(meta, Mapping) else None
+        field = _TITLES.get(str(title).strip().lower()) if isinstance(title, str) else None
+        if field is None or field in marked:
+            continue
+        slot = _literal(graph, node_id, _TITLE_INPUTS[field])
+        if slot is not None:
+            marked[field] = slot
+    return marked
 
 
 def load_workflow(workflow: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
