@@ -37,6 +37,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from ..core._errors import (
+    BadRequestError,
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
@@ -72,6 +73,7 @@ _OUTAGES = 3
 #: mapped input's own maximum; when /object_info cannot tell, below 2**31-1, the
 #: smallest maximum common among seed inputs (API nodes, many custom nodes)
 _SEED_DRAW_MAX = 2**48 - 1
+_VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 _SEED_FALLBACK_MAX = 2**31 - 1
 DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
@@ -492,7 +494,10 @@ def node_errors_message(body: Any) -> str:
     parts: list[str] = []
     error = body.get("error")
     if isinstance(error, Mapping):
-        parts.append(str(error.get("message") or error.get("type") or "invalid prompt"))
+        text = str(error.get("message") or error.get("type") or "invalid prompt")
+        details = str(error.get("details") or "").strip()
+        # "Cannot execute because node X does not exist." + "Node ID '#50'"
+        parts.append(f"{text} ({details})" if details and details not in text else text)
     elif isinstance(error, str):
         parts.append(error)
     node_errors = body.get("node_errors")
@@ -509,7 +514,9 @@ def node_errors_message(body: Any) -> str:
                 text = str(err.get("message") or err.get("type") or "error")
                 details = str(err.get("details") or "")
                 where = f"node {node_id} ({cls})" + (f" input {name!r}" if name else "")
-                parts.append(f"{where}: {text}" + (f" - {details}" if details else ""))
+                # the details of a range error are just the input's name again
+                extra = details if details and details != name and details != text else ""
+                parts.append(f"{where}: {text}" + (f" ({extra})" if extra else ""))
     return scrub("; ".join(parts))
 
 
@@ -668,6 +675,15 @@ class ComfyUIProvider(Provider):
                 f"this ComfyUI workflow has no input mapped for {', '.join(missing)}; add "
                 "the node input to mapping= (e.g. mapping={'negative': '7.text'}) or clear "
                 "the parameter",
+                task_id=request.task_id,
+            )
+        if mapping.image is not None and not request.images:
+            node_id, _ = mapping.image
+            raise NotSupportedError(
+                f"this ComfyUI workflow loads an input image (node {node_id}, "
+                f"{self._graph_for(request)[0][node_id].get('class_type')}) and the task has "
+                "none; add a reference image to the task (the workflow's own default image "
+                "is not used silently)",
                 task_id=request.task_id,
             )
         if mapping.prompt is None:
@@ -1274,14 +1290,37 @@ class ComfyUIProvider(Provider):
             )
         refs: list[tuple[str, Mapping[str, Any]]] = []
         wanted = self._graph_for(request)[1].output
+        videos: list[str] = []
         for node_id, out in outputs.items():
-            if wanted is not None and node_id != wanted:
+            if (wanted is not None and node_id != wanted) or not isinstance(out, Mapping):
                 continue
-            if isinstance(out, Mapping) and isinstance(out.get("images"), list):
-                refs += [(node_id, im) for im in out["images"] if isinstance(im, Mapping)]
+            animated = out.get("animated")
+            for key in ("images", "gifs", "videos"):
+                for ref in out.get(key) or []:
+                    if not isinstance(ref, Mapping):
+                        continue
+                    name = str(ref.get("filename", ""))
+                    # SaveVideo / SaveWEBM list their file under "images" with
+                    # "animated": [true]; VideoHelperSuite under "gifs"
+                    if (
+                        key != "images"
+                        or name.lower().endswith(_VIDEO_EXTENSIONS)
+                        or (isinstance(animated, list) and any(animated))
+                    ):
+                        videos.append(name)
+                    else:
+                        refs.append((node_id, ref))
         # Saved images are the results; previews only count when nothing was saved.
         saved = [r for r in refs if r[1].get("type", "output") == "output"]
         refs = saved or refs
+        if not refs and videos:
+            raise BadRequestError(
+                f"{self.name}: the workflow's output is a video ({', '.join(videos[:3])}), "
+                "and nbbatch keeps images; end the workflow in a SaveImage node (or map "
+                "output= to a node that saves images)",
+                provider=self.name,
+                task_id=request.task_id,
+            )
         if not refs:
             raise MalformedResponseError(
                 f"{self.name}: the workflow finished without any image output; does it end "
@@ -1310,6 +1349,10 @@ class ComfyUIProvider(Provider):
                 "filename": ref.get("filename"),
                 "batch_index": index,
             }
+            if node_id in run.cached:
+                # ComfyUI answered an identical graph from its cache: the same files as
+                # the earlier run (same inputs and seed, so the same picture)
+                info["cached"] = True
             images.append(ImageData(data=data, mime=mime, seed=seed, info=info))
         return images
 

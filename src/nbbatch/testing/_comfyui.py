@@ -73,8 +73,10 @@ NODE_INPUTS: dict[str, tuple[str, ...]] = {
     "LoadImage": ("image",),
     "SaveImage": ("images", "filename_prefix"),
     "PreviewImage": ("images",),
+    "CreateVideo": ("images", "fps"),
+    "SaveVideo": ("video", "filename_prefix"),
 }
-OUTPUT_NODES = ("SaveImage", "PreviewImage")
+OUTPUT_NODES = ("SaveImage", "PreviewImage", "SaveVideo")
 #: seed inputs per class and their maxima (the real KSampler's is 2**64-1)
 SEED_INPUTS = {"KSampler": "seed"}
 SEED_MAX = {"KSampler": 0xFFFFFFFFFFFFFFFF}
@@ -498,7 +500,22 @@ class FakeComfyUI(FakeServer):
                 messages.append(["execution_interrupted", data])
                 status = "error"
                 break
-            if cls in OUTPUT_NODES:
+            if cls == "SaveVideo":
+                # ComfyUI's SaveVideo: the file is listed under "images", "animated": [true]
+                prefix = str(graph[node_id]["inputs"].get("filename_prefix", "ComfyUI"))
+                filename = f"{prefix}_{next(self._file_no):05}_.mp4"
+                self.files[(filename, "", "output")] = b"\0\0\0\x18ftypmp42" + bytes(64)
+                video = {
+                    "images": [{"filename": filename, "subfolder": "", "type": "output"}],
+                    "animated": [True],
+                }
+                outputs[node_id] = video
+                await self._event(
+                    cid,
+                    "executed",
+                    {"node": node_id, "display_node": node_id, "output": video, "prompt_id": pid},
+                )
+            elif cls in OUTPUT_NODES:
                 prompt, seed, size, batch, init, strength = self._scene(graph, node_id)
                 kind = "output" if cls == "SaveImage" else "temp"
                 prefix = str(graph[node_id]["inputs"].get("filename_prefix", "ComfyUI"))
