@@ -13,7 +13,9 @@ One attempt: upload the inputs (``POST /upload/image``), open the WebSocket
 follow ``progress``/``executing`` events until ``executing`` with ``node: null``, read
 ``GET /history/{id}`` and download each output with ``GET /view``. When the WebSocket
 cannot connect (a proxy that does not pass it, say) the provider polls ``/history``
-instead. Cancelling deletes the prompt from the queue and interrupts it.
+instead. Cancelling deletes the prompt from the queue and interrupts it. A prompt that
+leaves the queue without running (cleared, a restart) fails the attempt (retryable);
+a server that stops answering is waited for (bounded) instead of failing the attempt.
 """
 
 from __future__ import annotations
@@ -568,6 +570,11 @@ class ComfyUIProvider(Provider):
     checkpoint file name of a ``CheckpointLoaderSimple``) when a task's ``Params.model``
     is unset. ``websocket=False`` always polls ``/history`` every
     ``poll_interval`` seconds.
+
+    Time: the attempt timeout (the runner's, or ``run_timeout``) counts from when the
+    server starts the prompt; ``queue_timeout`` bounds the time it waits in ComfyUI's
+    queue. When the server stops answering (a restart) an attempt waits up to
+    ``server_wait`` seconds for it, then raises :class:`ServerUnavailableError`.
     """
 
     name: ClassVar[str] = INFO.name
