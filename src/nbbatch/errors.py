@@ -39,6 +39,7 @@ The tree (keys are scrubbed from every message before an error is built, see
     │   ├── ServerError             5xx: retried
     │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
+    │   │   └── ServerUnavailableError  a (local) server stayed unreachable past a bounded wait
     │   └── MalformedResponseError  the service answered something we cannot read
     └── PlannerError                the planner's own input or output could not make tasks
         ├── PlannerOutputError      the reply cannot become tasks (nothing was created)
@@ -88,6 +89,7 @@ from .core._errors import (
     RateLimitedError,
     SchemaVersionError,
     ServerError,
+    ServerUnavailableError,
     StorageError,
     StoreBusyError,
     StoreError,
@@ -127,6 +129,7 @@ __all__ = [
     "RateLimitedError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",

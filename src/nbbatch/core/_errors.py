@@ -36,6 +36,7 @@ __all__ = [
     "RateLimitedError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -272,6 +273,17 @@ class ProviderTimeoutError(ProviderError):
 class ProviderConnectionError(ProviderError):
     kind = "connection"
     retryable = True
+
+
+class ServerUnavailableError(ProviderConnectionError):
+    """The server stayed unreachable for longer than the provider waits for it.
+
+    Raised by providers of a server the person runs (ComfyUI) after a bounded wait for
+    it to come back (a restart): every other task would meet the same, so a runner can
+    pause the run on it instead of spending each queued task's attempts. Retryable.
+    """
+
+    kind = "unavailable"
 
 
 class MalformedResponseError(ProviderError):

@@ -698,6 +698,7 @@ class Runner:
             images=images,
             task_id=task.id,
             attempt=task.attempts,
+            timeout=self.attempt_timeout,
         )
 
     def _on_progress(self, task: Task) -> Callable[[float | None, bytes | None], None]:
@@ -787,7 +788,7 @@ class Runner:
             await asyncio.to_thread(self._request, task) if task.references else self._request(task)
         )
         try:
-            if self.attempt_timeout is None:
+            if self.attempt_timeout is None or provider.own_timeout:
                 images = await provider.generate(request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
