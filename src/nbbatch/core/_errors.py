@@ -28,6 +28,7 @@ an error is built, see ``nbbatch.providers._http``)::
     │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
     │   └── MalformedResponseError  the service answered something we cannot read
+    │       └── ResponseTooLargeError  the answer went over its body cap (``limit`` bytes)
     └── PlannerError                the planner (LLM / template / file) could not make tasks
         ├── PlannerAuthError        the LLM endpoint refused the key (401/403)
         ├── PlannerUnavailableError 429 / 5xx / connection failure after the retries
@@ -49,6 +50,7 @@ where the server sent one, ``status_code``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -78,6 +80,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
     "StorageError",
@@ -292,6 +295,17 @@ class ProviderConnectionError(ProviderError):
 
 class MalformedResponseError(ProviderError):
     kind = "bad_response"
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer went over its body cap (``limit`` bytes); nbbatch stopped reading it.
+
+    Not retried: the service would most likely send (and bill) the same again.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class PlannerError(NbbatchError):

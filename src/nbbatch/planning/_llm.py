@@ -46,6 +46,7 @@ from ..core._errors import (
     BadRequestError,
     ConfigError,
     InvalidPromptError,
+    MalformedResponseError,
     PlannerAuthError,
     PlannerEmptyError,
     PlannerError,
@@ -655,6 +656,8 @@ def _translate(exc: ProviderError, config: LLMConfig) -> PlannerError:
             f"{where} is rate limiting requests ({detail}); wait and try again",
             retry_after=exc.retry_after,
         )
+    if isinstance(exc, MalformedResponseError):  # too large, not JSON: not worth a retry
+        return PlannerError(f"{where} sent an answer nbbatch cannot use ({detail})")
     if isinstance(exc, BadRequestError):
         hint = ""
         if exc.status_code == 404:
