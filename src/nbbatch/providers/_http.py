@@ -53,6 +53,7 @@ import json
 import re
 import ssl
 import threading
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -372,6 +373,13 @@ def error_from_response(
             status_code=status,
             task_id=task_id,
         )
+    elif 300 <= status < 400:
+        err = BadRequestError(
+            f"{where}: {_redirect_words(response)}",
+            provider=provider,
+            status_code=status,
+            task_id=task_id,
+        )
     elif status == 408:
         err = ProviderTimeoutError(message, provider=provider, status_code=status, task_id=task_id)
     elif status == 409 or status >= 500:
@@ -384,6 +392,33 @@ def error_from_response(
     if override in ("true", "false"):
         err.retryable = override == "true"
     return err
+
+
+def _redirect_words(response: httpx.Response) -> str:
+    """What a redirect that was not followed says: where to, and what to do."""
+    location = response.headers.get("location", "").strip()
+    if not location:
+        return "the server redirects without saying where to; check the base URL"
+    try:
+        target = response.request.url.join(location)
+    except (httpx.InvalidURL, RuntimeError):
+        return "the server redirects to an address that is not a URL; check the base URL"
+    # scheme, host and path only: a query may carry a signed token, userinfo a password
+    shown = urllib.parse.urlunsplit(
+        (
+            target.scheme,
+            target.netloc.decode("ascii", "replace").rpartition("@")[2],
+            target.path,
+            "",
+            "",
+        )
+    )
+    shown = scrub(shown.encode("ascii", "backslashreplace").decode()[:200])
+    return (
+        f"the server redirects to {shown}; nbbatch does not follow redirects with an API "
+        "key (it could go to another host). If that is the service's address, set the base "
+        "URL to it"
+    )
 
 
 def error_from_exception(
