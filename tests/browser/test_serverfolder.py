@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page, expect
+
 from tests.browser.test_inputs import png, tiles
 from tests.browser.test_inputs_flow import upload_of
 
