@@ -91,3 +91,25 @@ async def test_a_body_that_is_not_json_says_so_in_words() -> None:
     assert "could not be read as JSON" in text
     assert "2.9 KiB" in text  # a size in words, not "3006 bytes"
     assert "got 'application/json'" not in text
+
+
+async def test_a_content_coding_nbbatch_did_not_ask_for_is_refused_in_words() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("accept-encoding", ""))
+        return httpx.Response(
+            200,
+            stream=httpx.ByteStream(b"\x1b\x00\x00"),  # not read by the transport
+            headers={"content-type": "application/json", "content-encoding": "br"},
+        )
+
+    client = HttpClient("svc", "http://svc.test", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(MalformedResponseError, match="content coding 'br'") as info:
+            await client.json("GET", "/answer")
+    finally:
+        await client.aclose()
+    assert "did not ask for" in str(info.value) and not info.value.retryable
+    # only the codings nbbatch inflates step by step are asked for
+    assert asked == ["gzip, deflate"]

@@ -732,10 +732,6 @@ class HttpClient:
         self.timeouts = timeouts or Timeouts()
         self._classify = classify
         self.headers: dict[str, str] = dict(headers or {})
-        if not any(name.lower() == "accept-encoding" for name in self.headers):
-            # only the codings _read_body inflates step by step (httpx would add br and
-            # zstd when their packages are installed)
-            self.headers["Accept-Encoding"] = _ACCEPT_ENCODING
         _register_header_secrets(self.headers)
         if isinstance(auth, tuple) and len(auth) == 2 and auth[1]:
             Secret(auth[1])
@@ -760,9 +756,11 @@ class HttpClient:
             # Behind a proxy (environment settings, which httpx honours only for the
             # transport it builds itself) the client keeps httpx's own pool.
             transport = _ShardedTransport(self._max_connections)
+        # only the codings _read_body inflates step by step (httpx would add br and zstd
+        # when their packages are installed); a caller's own Accept-Encoding wins
         return httpx.AsyncClient(
             base_url=self.base_url,
-            headers=self.headers,
+            headers={"Accept-Encoding": _ACCEPT_ENCODING, **self.headers},
             auth=self._auth,
             timeout=self.timeouts.to_httpx(),
             transport=transport,
