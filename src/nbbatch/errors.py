@@ -41,6 +41,7 @@ The tree (keys are scrubbed from every message before an error is built, see
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
     │   │   └── ServerUnavailableError  a (local) server stayed unreachable past a bounded wait
     │   └── MalformedResponseError  the service answered something we cannot read
+    │       └── ResponseTooLargeError  the answer went over its body cap (``limit`` bytes)
     └── PlannerError                the planner's own input or output could not make tasks
         ├── PlannerOutputError      the reply cannot become tasks (nothing was created)
         │   ├── PlannerNoJSONError  no JSON in the reply (or it was cut off)
@@ -87,6 +88,7 @@ from .core._errors import (
     ProviderError,
     ProviderTimeoutError,
     RateLimitedError,
+    ResponseTooLargeError,
     SchemaVersionError,
     ServerError,
     ServerUnavailableError,
@@ -127,6 +129,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
     "ServerUnavailableError",

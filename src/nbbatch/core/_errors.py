@@ -7,6 +7,7 @@ module people import them from (``nbbatch.errors.AuthenticationError``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -34,6 +35,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
     "ServerUnavailableError",
@@ -288,6 +290,17 @@ class ServerUnavailableError(ProviderConnectionError):
 
 class MalformedResponseError(ProviderError):
     kind = "bad_response"
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer went over its body cap (``limit`` bytes); nbbatch stopped reading it.
+
+    Not retried: the service would most likely send (and bill) the same again.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class PlannerError(NbbatchError):

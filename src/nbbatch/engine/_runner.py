@@ -55,7 +55,7 @@ from ..core._events import (
 from ..core._model import Task, TaskStatus
 from ..core._retry import TASK_RETRY, Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
-from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import RunLease, StoredImage, Workspace
@@ -877,8 +877,9 @@ class Runner:
         """Worker thread: decode-check every image, then write it durably to disk."""
         out = []
         for i, im in enumerate(images):
+            raw = trim_to_image(im.data)  # not what may follow the image's end
             try:
-                info = verify_image(im.data, self.image_limits)
+                info = verify_image(raw, self.image_limits)
             except ImageRejectedError as exc:
                 exc.message = f"{provider.name} returned an unusable image: {exc.message}"
                 exc.task_id = task.id
@@ -890,7 +891,7 @@ class Runner:
             record = generation_record(
                 task, provider=provider.name, seed=im.seed, index=len(task.images) + i, info=im.info
             )
-            data = embed_metadata(im.data, info, record)  # parameters travel with the file
+            data = embed_metadata(raw, info, record)  # parameters travel with the file
             _, sha = self.workspace.write_blob(data, info.ext)
             out.append(StoredImage(sha, info, im.seed, params))
         return out
