@@ -1,6 +1,6 @@
-import { fetchZip, saveBlob, size } from "./download.js";
-import { icons } from "./icons.js";
-import { fmt, h, setAttr, setText } from "./util.js";
+import { fetchZip, saveBlob, size } from "./shared/download.js";
+import { icons } from "./shared/icons.js";
+import { fmt, h, setAttr, setText } from "./shared/util.js";
 
 // A virtualised task grid: fixed-height rows over a spacer as tall as all rows, a pool of
 // row nodes reused while scrolling (a node keeps its index while that index is visible,
@@ -718,13 +718,10 @@ export class Grid {
     if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
   }
 
-  // The gallery view shown with this grid view (a studio displayed twice has two): the
-  // kernel opens the dialog in that one only.
+  // The kernel opens the gallery in one of its views (the one used last, else the one
+  // shown last): the dialog is modal over the page, so which view holds it does not show.
   openGallery(id, index) {
-    const box = this.el.closest(".nbb-studio-box, .jp-OutputArea, .jp-Cell") || document;
-    const gallery = box.querySelector("[data-nbb-gallery-view]");
-    const view = gallery ? gallery.getAttribute("data-nbb-gallery-view") : undefined;
-    return this.view.act("open_gallery", { id, index, view });
+    return this.view.act("open_gallery", { id, index });
   }
 
   async downloadSelected() {

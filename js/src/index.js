@@ -1,7 +1,7 @@
-import { Channel, ReplyError, TimeoutError } from "./channel.js";
+import { Channel, ReplyError, TimeoutError } from "./shared/channel.js";
 import { Grid } from "./grid.js";
 import { Toolbar } from "./toolbar.js";
-import { h, setText } from "./util.js";
+import { h, setText } from "./shared/util.js";
 
 // One view of a TaskGrid / BatchStudio. Every view asks the kernel for a snapshot when it
 // renders, so re-displaying the widget or reloading the page re-attaches to the live batch.

@@ -1,5 +1,5 @@
-import { icons } from "./icons.js";
-import { duration, fmt, h, setAttr, setText } from "./util.js";
+import { icons } from "./shared/icons.js";
+import { duration, fmt, h, setAttr, setText } from "./shared/util.js";
 
 // Run toolbar + batch progress (studio only). Buttons keep their place; the one that
 // does not apply in the current run state is disabled (Pause/Resume share one slot).

@@ -1,7 +1,7 @@
-import { Channel, ReplyError, TimeoutError } from "../channel.js";
-import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../download.js";
-import { fmt, h, setAttr, setText } from "../util.js";
-import { gicons } from "./icons.js";
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../shared/download.js";
+import { fmt, h, setAttr, setText } from "../shared/util.js";
+import { gicons } from "../shared/icons.js";
 import { PostForm } from "./postform.js";
 
 // The gallery lightbox: one anywidget whose output is a slim launcher bar and whose
@@ -19,10 +19,6 @@ let views = 0;
 class GalleryView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new Channel(model);
-    // every request says which view sent it: the kernel opens the last one used
-    const request = this.channel.request.bind(this.channel);
-    this.channel.request = (type, body = {}, timeout = undefined) => request(type, { view: this.viewId, ...body }, timeout);
     this.strings = {};
     this.task = null; // the described task shown
     this.pos = null; // its place among the done tasks
@@ -34,10 +30,11 @@ class GalleryView {
     this.thumbs = new Map(); // key -> object URL (the strip of the task shown)
     this.downloads = new Set();
     views += 1;
-    // names this view: a studio shown twice has two gallery views of one model, and an
-    // open request names the view that asked (the grid beside it finds this attribute)
+    // names this view: a studio shown twice has two gallery views of one model; every
+    // request names it, and the kernel opens the dialog in the view used (or shown) last
     this.viewId = `g${views}-${Math.random().toString(36).slice(2, 8)}`;
-    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true", "data-nbb-gallery-view": this.viewId });
+    this.channel = new Channel(model, { fields: { view: this.viewId } });
+    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
     this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
@@ -419,7 +416,7 @@ class GalleryView {
     if (this.full.has(im.key)) return Promise.resolve(this.full.get(im.key));
     if (this.loading.has(im.key)) return this.loading.get(im.key);
     const promise = this.channel
-      .request("image", { id: taskId, index: im.index }, IMAGE_TIMEOUT)
+      .request("image", { id: taskId, index: im.index }, { timeout: IMAGE_TIMEOUT })
       .then(({ msg, buffers }) => {
         const url = URL.createObjectURL(new Blob([bytesOf(buffers[0])], { type: msg.mime }));
         if (!this.dialog.open) {
@@ -610,7 +607,7 @@ class GalleryView {
     if (!this.task) return;
     const im = this.task.images[this.index];
     try {
-      const { msg, buffers } = await this.channel.request("download_image", { id: this.task.id, index: im.index }, IMAGE_TIMEOUT);
+      const { msg, buffers } = await this.channel.request("download_image", { id: this.task.id, index: im.index }, { timeout: IMAGE_TIMEOUT });
       this.save(new Blob([bytesOf(buffers[0])], { type: msg.mime }), msg.name);
     } catch (err) {
       this.say(this.words(err), "error");
@@ -646,7 +643,7 @@ class GalleryView {
     this.sheetBtn.disabled = true;
     this.say(s.sheet_making, "busy");
     try {
-      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
+      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, { timeout: ZIP_TIMEOUT });
       const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
       const label = fmt(s, "sheet_of", { n: this.task.n });
       this.showExtra(blob, msg.name, msg.w, msg.h, label, s.download_sheet);
@@ -710,7 +707,7 @@ class GalleryView {
   }
 
   async copyBytes(taskId, index, key) {
-    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, IMAGE_TIMEOUT);
+    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, { timeout: IMAGE_TIMEOUT });
     return { msg, blob: new Blob([bytesOf(buffers[0])], { type: msg.mime }) };
   }
 
@@ -809,6 +806,7 @@ class GalleryView {
 
   dispose() {
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
+    this.model.send({ type: "bye", view: this.viewId }); // this view no longer opens
     this.channel.dispose();
     if (this.dialog && this.dialog.open) this.dialog.close();
     for (const url of this.full.values()) URL.revokeObjectURL(url);

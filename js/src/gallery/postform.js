@@ -1,5 +1,5 @@
-import { ZIP_TIMEOUT } from "../download.js";
-import { fmt, h, setAttr, setText } from "../util.js";
+import { ZIP_TIMEOUT } from "../shared/download.js";
+import { fmt, h, setAttr, setText } from "../shared/util.js";
 
 // The gallery's post-process form: resize / crop to aspect / convert format / watermark /
 // strip metadata, applied to this image, this task, the grid's selection or the batch.
@@ -177,7 +177,7 @@ export class PostForm {
     this.bar.firstChild.style.width = "0";
     setText(this.note, fmt(s, "pp_working", { done: 0, total: "…" }));
     try {
-      const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, ZIP_TIMEOUT);
+      const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, { timeout: ZIP_TIMEOUT });
       if (msg.invalid !== undefined) {
         setText(this.note, "");
         this.applyBtn.disabled = false;

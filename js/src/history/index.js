@@ -1,5 +1,5 @@
-import { Channel, ReplyError, TimeoutError } from "../channel.js";
-import { duration, fmt, h, setText } from "../util.js";
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { duration, fmt, h, setText } from "../shared/util.js";
 
 // The History panel: the past batches of the workspace and per-provider stats. In a
 // studio it lives in a modal <dialog> (opened by the toolbar's History button); alone it

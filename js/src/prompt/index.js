@@ -1,7 +1,6 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
 
 // The prompt panel. The kernel keeps the draft (so a reload or a second display shows the
 // same inputs), counts templates, plans with the LLM and adds the tasks to the batch.
@@ -12,7 +11,7 @@ const PLAN_MS = 600000; // an LLM may take minutes; Cancel is always there
 class PromptView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.root = h("div", { class: "nbb-in nbb-pp", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
@@ -444,7 +443,7 @@ class PromptView {
   // ------------------------------------------------------------------ actions
   async act(type, body = {}, timeout = 30000) {
     try {
-      const { msg } = await this.channel.request(type, body, timeout);
+      const { msg } = await this.channel.request(type, body, { timeout });
       return msg;
     } catch (err) {
       this.showAlert(this.words(err));

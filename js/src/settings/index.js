@@ -1,7 +1,6 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
 
 // The Settings button and its dialog. Keys go to the kernel once, by message, and the
 // password field empties itself at once; the page never receives a key back.
@@ -9,7 +8,7 @@ import { fmt, h, setText } from "../util.js";
 class SettingsView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.root = h("div", { class: "nbb-in nbb-set", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
@@ -224,7 +223,7 @@ class SettingsView {
   async test() {
     setText(this.result, this.strings.testing);
     try {
-      const { msg } = await this.channel.request("test", { values: this.values() }, 60000);
+      const { msg } = await this.channel.request("test", { values: this.values() }, { timeout: 60000 });
       setText(this.result, `${msg.passed ? "✓" : "✗"} ${msg.message}`);
     } catch (err) {
       setText(this.result, this.words(err));

@@ -1,7 +1,6 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
 import { filesFromDrop } from "./drop.js";
 
 // The Upload drop zone. The kernel holds the set (upload.references); this view shows it,
@@ -18,7 +17,7 @@ const newFid = () => `f${Date.now().toString(36)}-${++counter}-${Math.random().t
 class UploadView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.limits = { chunk: 4 * 1024 * 1024, max_files: 50, max_bytes: 10485760, formats: [] };
     this.items = []; // the kernel's set: {id, name, width, height, format, size}
@@ -365,7 +364,7 @@ class UploadView {
     if (!want.length) return;
     for (const id of want) this.asked.add(id);
     try {
-      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, SLOW_MS);
+      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, { timeout: SLOW_MS });
       msg.ids.forEach((id, i) => {
         const b = buffers[i];
         const blob = new Blob([new Uint8Array(b.buffer, b.byteOffset, b.byteLength)], { type: "image/webp" });
@@ -433,7 +432,7 @@ class UploadView {
         const index = next++;
         const start = index * chunk;
         const data = await p.file.slice(start, Math.min(p.size, start + chunk)).arrayBuffer();
-        const { msg } = await this.channel.request("chunk", { fid: p.fid, index }, SLOW_MS, [data]);
+        const { msg } = await this.channel.request("chunk", { fid: p.fid, index }, { timeout: SLOW_MS, buffers: [data] });
         if (msg.refused) {
           refused = true;
           return;
@@ -446,7 +445,7 @@ class UploadView {
     if (refused) return null;
     p.state = "checking";
     this.progress(p);
-    const { msg: ended } = await this.channel.request("end", { fid: p.fid }, SLOW_MS);
+    const { msg: ended } = await this.channel.request("end", { fid: p.fid }, { timeout: SLOW_MS });
     return ended.refused ? null : ended.id;
   }
 

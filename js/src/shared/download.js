@@ -33,11 +33,11 @@ export function saveBlob(host, blob, name) {
 // Ask for a ZIP (`type` + `body`), then its pieces; `progress(pct)` after each piece.
 // Resolves {blob, name, size} or {path, size} (saved next to the notebook: too big).
 export async function fetchZip(channel, type, body, progress) {
-  const { msg } = await channel.request(type, body, ZIP_TIMEOUT);
+  const { msg } = await channel.request(type, body, { timeout: ZIP_TIMEOUT });
   if (msg.path) return { path: msg.path, size: msg.size };
   const parts = [];
   for (let i = 0; i < msg.chunks; i++) {
-    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, { timeout: ZIP_TIMEOUT });
     parts.push(bytesOf(buffers[0]));
     if (progress) progress(Math.round(((i + 1) * 100) / msg.chunks));
   }
