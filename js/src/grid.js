@@ -1,3 +1,4 @@
+// @ts-check
 import { fetchZip, saveBlob, size } from "./shared/download.js";
 import { icons } from "./shared/icons.js";
 import { fmt, h, setAttr, setText } from "./shared/util.js";
@@ -49,8 +50,7 @@ export class Grid {
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
     // "starred": tasks with a starred image (starring in the gallery keeps it live)
     for (const st of ["all", "starred", ...STATUSES]) {
-      const label =
-        st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
+      const label = st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
         "button",
@@ -124,8 +124,7 @@ export class Grid {
         this.view.select(this.allSelected() ? "none" : "all");
       },
     });
-    const col = (cls, text, child) =>
-      h("div", { role: "columnheader", class: `nbb-cell ${cls}` }, child ?? h("span", { text }));
+    const col = (cls, text, child) => h("div", { role: "columnheader", class: `nbb-cell ${cls}` }, child ?? h("span", { text }));
     this.head = h(
       "div",
       { role: "row", class: "nbb-head", "aria-rowindex": 1 },
@@ -455,8 +454,7 @@ export class Grid {
     };
     parts.error.dataset.action = "expand";
     parts.parent.dataset.action = "open_parent";
-    parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" },
-      parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
+    parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" }, parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
     const node = h(
       "div",
       { role: "row", class: "nbb-row", tabindex: -1 },
@@ -464,11 +462,20 @@ export class Grid {
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" },
-        h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
+      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" }, h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-actions" },
-        parts.edit, parts.save, parts.cancel, parts.retry, parts.stopTask, parts.next, parts.duplicate, parts.remove),
+      h(
+        "div",
+        { role: "gridcell", class: "nbb-cell nbb-c-actions" },
+        parts.edit,
+        parts.save,
+        parts.cancel,
+        parts.retry,
+        parts.stopTask,
+        parts.next,
+        parts.duplicate,
+        parts.remove,
+      ),
     );
     node._parts = parts;
     this.spacer.append(node);
@@ -563,7 +570,7 @@ export class Grid {
   }
 
   paintThumbs(box, keys, count, label) {
-    const want = keys.join(",") + `|${count}`;
+    const want = `${keys.join(",")}|${count}`;
     if (box.dataset.want !== want) {
       box.dataset.want = want;
       box.replaceChildren();
@@ -610,7 +617,7 @@ export class Grid {
   paintPopover() {
     const id = this.expanded;
     const row = id ? this.byId.get(id) : null;
-    if (!row || !row.er || row._i === undefined) {
+    if (!row?.er || row._i === undefined) {
       this.popover.hidden = true;
       return;
     }
@@ -622,7 +629,15 @@ export class Grid {
       this.popover.dataset.text = row.er;
       this.popover.replaceChildren(
         h("pre", { class: "nbb-errtext", text: row.er }),
-        h("button", { type: "button", class: "nbb-link", text: s.hide_error, onclick: () => { this.expanded = null; this.schedule(); } }),
+        h("button", {
+          type: "button",
+          class: "nbb-link",
+          text: s.hide_error,
+          onclick: () => {
+            this.expanded = null;
+            this.schedule();
+          },
+        }),
       );
     }
   }

@@ -1,3 +1,4 @@
+// @ts-check
 import { icons } from "./shared/icons.js";
 import { duration, fmt, h, setAttr, setText } from "./shared/util.js";
 
@@ -151,8 +152,6 @@ export class Toolbar {
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;
-    this.stats.replaceChildren(
-      ...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })),
-    );
+    this.stats.replaceChildren(...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })));
   }
 }

@@ -1,11 +1,13 @@
+// @ts-check
 // Request/reply over anywidget custom messages: every request carries a uuid and the
 // kernel answers each one exactly once ({type: "reply", uuid, ok, ...}). Unsolicited
 // messages (patch, notice) go to the handlers registered with on().
 //
 // A request may carry binary buffers (upload chunks): they go as the third argument of
 // model.send (as the second they are silently dropped). A request given an AbortSignal
-// rejects with an AbortError once it is aborted and tells the kernel {type: "cancel",
-// uuid}, so the kernel stops work nobody waits for any more.
+// rejects with an AbortError once it is aborted and tells the kernel {type:
+// "cancel_request", uuid}, so the kernel stops work nobody waits for any more; disposing
+// the channel (the view went away) does the same for every request still waiting.
 
 let counter = 0;
 function uid() {
@@ -21,6 +23,13 @@ export class ReplyError extends Error {}
 export class TimeoutError extends Error {}
 export class AbortError extends Error {}
 
+/**
+ * A message to or from the kernel: `type` names it (see js/src/types.js).
+ * @typedef {{type: string, [key: string]: any}} Message
+ * @typedef {(msg: any, buffers: DataView[]) => void} Handler
+ * @typedef {{resolve: (answer: {msg: any, buffers: DataView[]}) => void, reject: (err: Error) => void, settle: () => void}} Waiting
+ */
+
 export class Channel {
   /**
    * @param {any} model the anywidget model (on/off/send)
@@ -30,13 +39,17 @@ export class Channel {
   constructor(model, options = {}) {
     this.model = model;
     this.fields = options.fields || {};
+    /** @type {Map<string, Waiting>} */
     this.pending = new Map();
+    /** @type {Map<string, Handler>} */
     this.handlers = new Map();
     this.disposed = false;
+    /** @param {unknown} msg @param {DataView[] | undefined} buffers */
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
 
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -46,12 +59,13 @@ export class Channel {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
-    return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+    return new Promise((/** @type {Waiting["resolve"]} */ resolve, reject) => {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -62,7 +76,7 @@ export class Channel {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -72,11 +86,12 @@ export class Channel {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, undefined, buffers);
+      if (buffers?.length) this.model.send(content, undefined, buffers);
       else this.model.send(content);
     });
   }
 
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -91,10 +106,22 @@ export class Channel {
     if (fn) fn(msg, buffers);
   }
 
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+      // the widget is closed already: there is no kernel work to stop
+    }
+  }
+
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 }

@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,10 +83,20 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
@@ -91,7 +104,10 @@ var Channel = class {
 // js/src/shared/download.js
 var ZIP_TIMEOUT = 15 * 60 * 1e3;
 function bytesOf(view) {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  return (
+    /** @type {Uint8Array<ArrayBuffer>} */
+    new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+  );
 }
 function size(n) {
   if (n < 1024) return `${n} B`;
@@ -129,7 +145,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -169,11 +186,19 @@ var gicons = /* @__PURE__ */ build({
   download: ['<path d="M8 2.5v7.5"/><path d="M4.8 7L8 10.2 11.2 7"/><path d="M2.8 12.8h10.4"/>'],
   zip: ['<rect x="3" y="2" width="10" height="12" rx="1.5"/><path d="M8 2v2M8 5v1.5M8 7.5V9"/><rect x="6.8" y="9.6" width="2.4" height="2" rx=".5"/>'],
   edit: ['<path d="M10.8 2.7l2.5 2.5L6 12.5 3 13l.5-3z"/><path d="M9.3 4.2l2.5 2.5"/>'],
-  remix: ['<path d="M2 4.5h2.5c2.5 0 3.5 7 6 7H14"/><path d="M2 11.5h2.5c1 0 1.7-1 2.3-2.2M9 6.7c.6-1.2 1.3-2.2 2.5-2.2H14"/><path d="M12.2 2.7L14 4.5l-1.8 1.8M12.2 9.7l1.8 1.8-1.8 1.8"/>'],
+  remix: [
+    '<path d="M2 4.5h2.5c2.5 0 3.5 7 6 7H14"/><path d="M2 11.5h2.5c1 0 1.7-1 2.3-2.2M9 6.7c.6-1.2 1.3-2.2 2.5-2.2H14"/><path d="M12.2 2.7L14 4.5l-1.8 1.8M12.2 9.7l1.8 1.8-1.8 1.8"/>'
+  ],
   keys: ['<rect x="1.5" y="4" width="13" height="8" rx="1.5"/><path d="M4 6.5h.01M6.5 6.5h.01M9 6.5h.01M11.5 6.5h.01M5 9.5h6"/>'],
-  sheet: ['<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/><rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1"/>'],
-  tune: ['<path d="M2 4h7M12 4h2M2 8h2M7 8h7M2 12h8M13 12h1"/><circle cx="10.5" cy="4" r="1.5"/><circle cx="5.5" cy="8" r="1.5"/><circle cx="11.5" cy="12" r="1.5"/>'],
-  gallery: ['<rect x="2" y="2.5" width="12" height="9" rx="1.5"/><circle cx="5.8" cy="5.8" r="1.1"/><path d="M2.5 10.5l3.2-3 2.4 2.2 1.7-1.5 3.7 3.3"/><path d="M4 14h8"/>']
+  sheet: [
+    '<rect x="2" y="2" width="5" height="5" rx="1"/><rect x="9" y="2" width="5" height="5" rx="1"/><rect x="2" y="9" width="5" height="5" rx="1"/><rect x="9" y="9" width="5" height="5" rx="1"/>'
+  ],
+  tune: [
+    '<path d="M2 4h7M12 4h2M2 8h2M7 8h7M2 12h8M13 12h1"/><circle cx="10.5" cy="4" r="1.5"/><circle cx="5.5" cy="8" r="1.5"/><circle cx="11.5" cy="12" r="1.5"/>'
+  ],
+  gallery: [
+    '<rect x="2" y="2.5" width="12" height="9" rx="1.5"/><circle cx="5.8" cy="5.8" r="1.1"/><path d="M2.5 10.5l3.2-3 2.4 2.2 1.7-1.5 3.7 3.3"/><path d="M4 14h8"/>'
+  ]
 });
 
 // js/src/gallery/postform.js
@@ -203,9 +228,16 @@ var PostForm = class {
     this.scope = select("scope", []);
     const w = number("resize.width", 1024, 1, 16384);
     const hgt = number("resize.height", "", 1, 16384);
-    const mode = select("resize.mode", ["fit", "fill", "exact"].map((m) => [m, s[`pp_mode_${m}`]]));
+    const mode = select(
+      "resize.mode",
+      ["fit", "fill", "exact"].map((m) => [m, s[`pp_mode_${m}`]])
+    );
     this.aspect = select("crop.aspect", []);
-    const format = select("format.format", [["webp", "WebP"], ["jpeg", "JPEG"], ["png", "PNG"]]);
+    const format = select("format.format", [
+      ["webp", "WebP"],
+      ["jpeg", "JPEG"],
+      ["png", "PNG"]
+    ]);
     const quality = number("format.quality", 90, 1, 100);
     const text = h("input", { type: "text", class: "nbb-g-ppin", name: "watermark.text", maxlength: 200, autocomplete: "off" });
     this.position = select("watermark.position", []);
@@ -225,7 +257,14 @@ var PostForm = class {
       section("resize", s.pp_resize, true, labelled("w", s.pp_width, w), labelled("h", s.pp_height, hgt), labelled("mode", s.pp_mode, mode)),
       section("crop", s.pp_crop, false, labelled("aspect", s.pp_aspect, this.aspect)),
       section("format", s.pp_format, true, labelled("format", s.pp_format_name, format), labelled("quality", s.pp_quality, quality)),
-      section("watermark", s.pp_watermark, false, labelled("text", s.pp_wm_text, text), labelled("pos", s.pp_wm_position, this.position), labelled("opacity", s.pp_wm_opacity, opacity)),
+      section(
+        "watermark",
+        s.pp_watermark,
+        false,
+        labelled("text", s.pp_wm_text, text),
+        labelled("pos", s.pp_wm_position, this.position),
+        labelled("opacity", s.pp_wm_opacity, opacity)
+      ),
       section("strip", s.pp_strip, false)
     ];
     this.error = h("div", { class: "nbb-g-pperror", role: "alert" });
@@ -308,7 +347,8 @@ var PostForm = class {
     this.error.hidden = !text;
     const el = field && this.fields[field];
     if (el) {
-      setAttr(el, "aria-describedby", this.error.id || (this.error.id = `${this.g.viewId}-pp-error`));
+      if (!this.error.id) this.error.id = `${this.g.viewId}-pp-error`;
+      setAttr(el, "aria-describedby", this.error.id);
       el.focus();
     }
   }
@@ -397,7 +437,7 @@ var GalleryView = class {
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
     this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
-    this.channel.on("pp_progress", (msg) => this.post && this.post.progress(msg));
+    this.channel.on("pp_progress", (msg) => this.post?.progress(msg));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
@@ -556,13 +596,7 @@ var GalleryView = class {
       h("button", { type: "button", class: "nbb-gbtn", text: s.keys_close, onclick: () => this.toggleKeys(false) })
     );
     const main = h("div", { class: "nbb-g-main" }, h("div", { class: "nbb-g-left" }, this.stage, this.strip), side);
-    this.dialog = h(
-      "dialog",
-      { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" },
-      head,
-      main,
-      this.keysPanel
-    );
+    this.dialog = h("dialog", { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" }, head, main, this.keysPanel);
     this.dialog.addEventListener("keydown", (e) => this.onKey(e));
     this.dialog.addEventListener("close", () => this.onClose());
     this.dialog.addEventListener("click", (e) => {
@@ -623,10 +657,7 @@ var GalleryView = class {
     this.setDone(msg.count);
     const s = this.strings;
     setText(this.title, `${s.gallery} · ${this.batchName}`);
-    setText(
-      this.taskPos,
-      msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count })
-    );
+    setText(this.taskPos, msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }));
     const multi = msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
@@ -670,7 +701,7 @@ var GalleryView = class {
       this.stageMsg.hidden = false;
       const wanted = im.key;
       this.load(this.task.id, im).then((url) => {
-        const current = this.task && this.task.images[this.index];
+        const current = this.task?.images[this.index];
         if (url && current && current.key === wanted && !this.sheet) this.paintImage(url);
       });
     }
@@ -687,7 +718,7 @@ var GalleryView = class {
   async stepTask(delta) {
     if (!this.task) return;
     const msg = await this.ask("task", { id: this.task.id, step: delta });
-    if (msg && msg.task) this.setTask(msg, 0);
+    if (msg?.task) this.setTask(msg, 0);
   }
   setZoom(mode) {
     this.zoom = mode;
@@ -727,13 +758,16 @@ var GalleryView = class {
   }
   onChanged(ids) {
     if (!this.dialog) return;
-    this.channel.request("hello").then(({ msg }) => this.setDone(msg.done), () => {
-    });
+    this.channel.request("hello").then(
+      ({ msg }) => this.setDone(msg.done),
+      () => {
+      }
+    );
     if (!this.dialog.open || !this.task) return;
     if (!ids.includes("*") && !ids.includes(this.task.id)) return;
     const asked = this.task.id;
     this.ask("task", { id: asked, step: 0 }, true).then((msg) => {
-      if (!msg || !msg.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
+      if (!msg?.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
       const shown = this.task.images[this.index];
       const i = msg.task.images.findIndex((im) => shown && im.index === shown.index);
       this.setTask(msg, Math.max(0, i));
@@ -845,7 +879,11 @@ var GalleryView = class {
     if (params.length)
       add(
         s.i_params,
-        h("span", { class: "nbb-g-chips" }, ...params.map(([k, v]) => h("span", { class: "nbb-g-chip", text: `${k} ${typeof v === "object" ? JSON.stringify(v) : v}` })))
+        h(
+          "span",
+          { class: "nbb-g-chips" },
+          ...params.map(([k, v]) => h("span", { class: "nbb-g-chip", text: `${k} ${typeof v === "object" ? JSON.stringify(v) : v}` }))
+        )
       );
     this.seedCell = h("span", { class: "nbb-g-mono" });
     this.sizeCell = h("span", { class: "nbb-g-mono" });
@@ -1003,8 +1041,22 @@ var GalleryView = class {
           h("span", { class: "nbb-g-copylabel", text: c.label, title: c.label }),
           h("span", { class: "nbb-g-mono nbb-g-copydims", text: `${c.w} × ${c.h} · ${c.format}` })
         ),
-        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_show_copy", { label: c.label }), title: fmt(s, "pp_show_copy", { label: c.label }), html: gicons.gallery, onclick: () => this.showCopy(taskId, im.index, c) }),
-        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_download_copy", { label: c.label }), title: fmt(s, "pp_download_copy", { label: c.label }), html: gicons.download, onclick: () => this.downloadCopy(taskId, im.index, c.key) })
+        h("button", {
+          type: "button",
+          class: "nbb-gbtn nbb-g-small",
+          "aria-label": fmt(s, "pp_show_copy", { label: c.label }),
+          title: fmt(s, "pp_show_copy", { label: c.label }),
+          html: gicons.gallery,
+          onclick: () => this.showCopy(taskId, im.index, c)
+        }),
+        h("button", {
+          type: "button",
+          class: "nbb-gbtn nbb-g-small",
+          "aria-label": fmt(s, "pp_download_copy", { label: c.label }),
+          title: fmt(s, "pp_download_copy", { label: c.label }),
+          html: gicons.download,
+          onclick: () => this.downloadCopy(taskId, im.index, c.key)
+        })
       )
     );
     this.copies.replaceChildren(h("div", { class: "nbb-g-sub", text: s.pp_copies }), h("ul", { class: "nbb-g-copylist", "aria-label": s.pp_copies }, ...items));
@@ -1089,7 +1141,7 @@ var GalleryView = class {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch gallery", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   say(text, level = "info") {
     if (!this.status) return;
@@ -1101,7 +1153,7 @@ var GalleryView = class {
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
     this.model.send({ type: "bye", view: this.viewId });
     this.channel.dispose();
-    if (this.dialog && this.dialog.open) this.dialog.close();
+    if (this.dialog?.open) this.dialog.close();
     for (const url of this.full.values()) URL.revokeObjectURL(url);
     this.full.clear();
     this.clearThumbs();

@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,10 +83,20 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
@@ -95,7 +108,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -109,7 +123,7 @@ function fmt(strings, key, values = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => name in values ? String(values[name]) : `{${name}}`);
 }
 function duration(seconds2) {
-  if (seconds2 === null || seconds2 === void 0 || !isFinite(seconds2)) return "–";
+  if (seconds2 === null || seconds2 === void 0 || !Number.isFinite(seconds2)) return "–";
   const s = Math.max(0, Math.round(seconds2));
   const hh = Math.floor(s / 3600);
   const mm = Math.floor(s % 3600 / 60);
@@ -317,7 +331,7 @@ var HistoryView = class {
     this.renderRows();
   }
   renderRows() {
-    const s = this.strings;
+    const _s = this.strings;
     this.table.hidden = this.rows.length === 0;
     this.rowEls = /* @__PURE__ */ new Map();
     this.tbody.replaceChildren(...this.rows.map((row) => this.rowEl(row)));
@@ -356,7 +370,12 @@ ${row.provider || ""}`.toLocaleLowerCase();
     });
     const nameText = h("span", { class: "nbb-h-name", text: row.name, title: row.name });
     const here = h("span", { class: "nbb-h-here", text: s.hist_current, hidden: true });
-    const nameCell = h("td", { class: "nbb-h-namecell" }, h("div", { class: "nbb-h-nameline" }, nameText, here), h("div", { class: "nbb-h-sub" }, badge, h("span", { class: "nbb-h-id", text: row.id })));
+    const nameCell = h(
+      "td",
+      { class: "nbb-h-namecell" },
+      h("div", { class: "nbb-h-nameline" }, nameText, here),
+      h("div", { class: "nbb-h-sub" }, badge, h("span", { class: "nbb-h-id", text: row.id }))
+    );
     const tasks = [fmt(s, "hist_counts", { done, total: row.total })];
     if (failed) tasks.push(fmt(s, "hist_failed_n", { n: failed }));
     if (interrupted) tasks.push(fmt(s, "hist_interrupted_n", { n: interrupted }));
@@ -457,13 +476,19 @@ ${row.provider || ""}`.toLocaleLowerCase();
     const msg = await this.ask(type, { id: row.id });
     if (!msg) return;
     const key = type === "open" ? "hist_opened" : type === "resume" ? "hist_resumed" : "hist_retrying";
-    if (this.dialog && this.dialog.open) this.dialog.close();
+    if (this.dialog?.open) this.dialog.close();
     this.say(fmt(s, key, { name: row.name }), "info");
   }
   startRename(row, cell) {
     const s = this.strings;
     this.cancelEdits();
-    const input = h("input", { type: "text", class: "nbb-h-input", value: row.name, maxlength: 200, "aria-label": fmt(s, "hist_rename_label", { name: row.name }) });
+    const input = h("input", {
+      type: "text",
+      class: "nbb-h-input",
+      value: row.name,
+      maxlength: 200,
+      "aria-label": fmt(s, "hist_rename_label", { name: row.name })
+    });
     const save = async () => {
       const msg = await this.ask("rename", { id: row.id, name: input.value });
       if (!msg) return;
@@ -643,7 +668,7 @@ ${row.provider || ""}`.toLocaleLowerCase();
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch history", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   dispose() {
     this.dropThumbs();

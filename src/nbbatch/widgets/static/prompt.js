@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,10 +83,20 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
@@ -111,7 +124,9 @@ var icons = /* @__PURE__ */ build({
   folder: ['<path d="M2.5 4.5a1 1 0 0 1 1-1h3l1.5 1.5h4.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1h-9a1 1 0 0 1-1-1z"/>'],
   upload: ['<path d="M8 10.5V2.8"/><path d="M4.8 5.8L8 2.6l3.2 3.2"/><path d="M2.8 10.5v1.7a1 1 0 0 0 1 1h8.4a1 1 0 0 0 1-1v-1.7"/>'],
   sparkle: ['<path d="M8 2.5l1.3 3.2 3.2 1.3-3.2 1.3L8 11.5 6.7 8.3 3.5 7l3.2-1.3z"/><path d="M12.5 11.5l.5 1.2 1.2.5-1.2.5-.5 1.2-.5-1.2-1.2-.5 1.2-.5z"/>'],
-  gear: ['<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'],
+  gear: [
+    '<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'
+  ],
   undo: ['<path d="M5.5 3.5L2.8 6.2l2.7 2.7"/><path d="M3 6.2h6.5a3.5 3.5 0 0 1 0 7H7"/>']
 });
 
@@ -122,7 +137,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -177,7 +193,7 @@ var PromptView = class {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch prompt", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   // ------------------------------------------------------------------ layout
   build(info) {
@@ -200,20 +216,65 @@ var PromptView = class {
     });
     this.prompt.value = d.prompt || "";
     this.countLine = h("div", { class: "nbb-pp-count", role: "status", "aria-live": "polite" });
-    this.negative = h("input", { type: "text", class: "nbb-pp-negative", "aria-label": s.negative_prompt, placeholder: s.negative_hint, oninput: () => this.changed() });
+    this.negative = h("input", {
+      type: "text",
+      class: "nbb-pp-negative",
+      "aria-label": s.negative_prompt,
+      placeholder: s.negative_hint,
+      oninput: () => this.changed()
+    });
     this.negative.value = d.negative || "";
-    this.llmCount = h("input", { type: "number", min: 1, max: info.max_tasks, class: "nbb-pp-num", "aria-label": s.n_tasks, placeholder: s.auto, oninput: () => this.changed() });
+    this.llmCount = h("input", {
+      type: "number",
+      min: 1,
+      max: info.max_tasks,
+      class: "nbb-pp-num",
+      "aria-label": s.n_tasks,
+      placeholder: s.auto,
+      oninput: () => this.changed()
+    });
     this.llmCount.value = d.count || "";
     this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" });
     this.fillPresets(info);
-    this.manageBtn = h("button", { type: "button", class: "nbb-btn nbb-small", text: s.manage_presets, "aria-label": s.manage_presets, onclick: () => this.openPresets() });
+    this.manageBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      text: s.manage_presets,
+      "aria-label": s.manage_presets,
+      onclick: () => this.openPresets()
+    });
     this.presetDialog = h("dialog", { class: "nbb-in nbb-pp-presets", "aria-label": s.manage_presets, "data-lm-suppress-shortcuts": "true" });
-    const presetBtn = (op) => h("button", { type: "button", class: "nbb-btn nbb-small", text: s[`preset_${op}`], "aria-label": s[`preset_${op}`], onclick: () => this.applyPreset(op) });
-    this.enhanceBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.enhance, html: `${icons.sparkle}<span>${s.enhance}</span>`, onclick: () => this.enhance() });
-    this.undoBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.undo_enhance, hidden: true, html: `${icons.undo}<span>${s.undo_enhance}</span>`, onclick: () => this.undoEnhance() });
+    const presetBtn = (op) => h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      text: s[`preset_${op}`],
+      "aria-label": s[`preset_${op}`],
+      onclick: () => this.applyPreset(op)
+    });
+    this.enhanceBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.enhance,
+      html: `${icons.sparkle}<span>${s.enhance}</span>`,
+      onclick: () => this.enhance()
+    });
+    this.undoBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.undo_enhance,
+      hidden: true,
+      html: `${icons.undo}<span>${s.undo_enhance}</span>`,
+      onclick: () => this.undoEnhance()
+    });
     this.fileInput = h("input", { type: "file", hidden: true, accept: ".txt,.csv,.jsonl" });
     this.fileInput.addEventListener("change", () => this.readFile());
-    this.fileBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.choose_file, html: `${icons.upload}<span>${s.choose_file}</span>`, onclick: () => this.fileInput.click() });
+    this.fileBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.choose_file,
+      html: `${icons.upload}<span>${s.choose_file}</span>`,
+      onclick: () => this.fileInput.click()
+    });
     this.fileText = h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet });
     this.fileRow = h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput);
     this.paramInputs = {};
@@ -221,7 +282,13 @@ var PromptView = class {
     this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), this.paramsGrid);
     this.paintParams(info, d);
     this.alert = h("div", { class: "nbb-alert", role: "alert", hidden: true });
-    this.createBtn = h("button", { type: "button", class: "nbb-btn nbb-primary", "aria-label": s.create_tasks, html: `${icons.play}<span>${s.create_tasks}</span>`, onclick: () => this.propose() });
+    this.createBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-primary",
+      "aria-label": s.create_tasks,
+      html: `${icons.play}<span>${s.create_tasks}</span>`,
+      onclick: () => this.propose()
+    });
     this.spinner = h("span", { class: "nbb-pp-spin", role: "status", hidden: true }, h("i"), h("span", { text: s.planning }));
     this.cancelBtn = h("button", { type: "button", class: "nbb-btn", text: s.cancel, "aria-label": s.cancel, hidden: true, onclick: () => this.act("cancel") });
     this.proposal = h("div", { class: "nbb-pp-proposal", hidden: true, role: "region", "aria-label": s.proposal });
@@ -298,7 +365,7 @@ var PromptView = class {
       [negative, row] = field("negative", s.preset_negative, values.negative);
       parts.push(row);
     }
-    const save = () => onSave({ name: title.value, category: category.value, text: text && text.value, negative: negative && negative.value });
+    const save = () => onSave({ name: title.value, category: category.value, text: text?.value, negative: negative?.value });
     for (const input of [title, category, negative].filter(Boolean)) {
       input.addEventListener("keydown", (e) => {
         if (e.key === "Enter") {
@@ -322,9 +389,16 @@ var PromptView = class {
       h("div", { class: "nbb-pp-row" }, ...this.presetForm({ category: "style" }, (v) => this.savePreset(v), s.preset_save, false))
     );
     const list = h("ul", { class: "nbb-pp-preset-list", "aria-label": s.presets });
-    this.presetList.forEach((p, i) => list.append(this.presetRow(p, i)));
+    this.presetList.forEach((p, i) => {
+      list.append(this.presetRow(p, i));
+    });
     d.replaceChildren(
-      h("div", { class: "nbb-pp-dhead" }, h("strong", { text: s.manage_presets }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() })),
+      h(
+        "div",
+        { class: "nbb-pp-dhead" },
+        h("strong", { text: s.manage_presets }),
+        h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() })
+      ),
       saveNew,
       this.presetAlert,
       list
@@ -342,15 +416,37 @@ var PromptView = class {
     if (this.editing === p.name) {
       row.append(
         h("div", { class: "nbb-pp-preset-edit" }, ...this.presetForm(p, (v) => this.editPreset(p.name, v), s.preset_save_changes, true)),
-        h("button", { type: "button", class: "nbb-btn nbb-small", text: s.cancel, onclick: () => (this.editing = null, this.paintPresets(`li[data-name="${key}"] .nbb-pp-pe`)) })
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-small",
+          text: s.cancel,
+          onclick: () => {
+            this.editing = null;
+            this.paintPresets(`li[data-name="${key}"] .nbb-pp-pe`);
+          }
+        })
       );
       return row;
     }
     if (this.confirming === p.name) {
       row.append(
         h("span", { class: "nbb-pp-warn", role: "alert", text: fmt(s, "preset_delete_q", { name: p.name }) }),
-        h("button", { type: "button", class: "nbb-btn nbb-danger nbb-small", text: s.preset_delete_yes, "aria-label": fmt(s, "preset_delete_yes_for", { name: p.name }), onclick: () => this.deletePreset(p.name) }),
-        h("button", { type: "button", class: "nbb-btn nbb-small nbb-pp-keep", text: s.preset_keep, onclick: () => (this.confirming = null, this.paintPresets(`li[data-name="${key}"] .nbb-pp-pd`)) })
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-danger nbb-small",
+          text: s.preset_delete_yes,
+          "aria-label": fmt(s, "preset_delete_yes_for", { name: p.name }),
+          onclick: () => this.deletePreset(p.name)
+        }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-small nbb-pp-keep",
+          text: s.preset_keep,
+          onclick: () => {
+            this.confirming = null;
+            this.paintPresets(`li[data-name="${key}"] .nbb-pp-pd`);
+          }
+        })
       );
       return row;
     }
@@ -362,10 +458,16 @@ var PromptView = class {
       h(
         "span",
         { class: "nbb-pp-preset-acts" },
-        act("nbb-pp-pe", s.edit, fmt(s, "preset_edit", { name: p.name }), () => (this.editing = p.name, this.paintPresets(`li[data-name="${key}"] input`))),
+        act("nbb-pp-pe", s.edit, fmt(s, "preset_edit", { name: p.name }), () => {
+          this.editing = p.name;
+          this.paintPresets(`li[data-name="${key}"] input`);
+        }),
         act("nbb-pp-pu", "↑", fmt(s, "preset_up", { name: p.name }), () => this.movePreset(p.name, i - 1, ".nbb-pp-pu"), i === 0),
         act("nbb-pp-pdn", "↓", fmt(s, "preset_down", { name: p.name }), () => this.movePreset(p.name, i + 1, ".nbb-pp-pdn"), i === n2 - 1),
-        act("nbb-pp-pd", s.delete, fmt(s, "preset_delete", { name: p.name }), () => (this.confirming = p.name, this.paintPresets(`li[data-name="${key}"] .nbb-pp-keep`)))
+        act("nbb-pp-pd", s.delete, fmt(s, "preset_delete", { name: p.name }), () => {
+          this.confirming = p.name;
+          this.paintPresets(`li[data-name="${key}"] .nbb-pp-keep`);
+        })
       )
     );
     return row;
@@ -423,7 +525,12 @@ var PromptView = class {
       const byDefault = defaults[f.name] ? `${s.default_value}: ${defaults[f.name]}` : s.default_value;
       let input;
       if (f.kind === "size") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
+        input = h(
+          "select",
+          { "aria-label": label },
+          h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }),
+          ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") }))
+        );
       } else {
         input = h("input", {
           type: f.kind === "text" ? "text" : "number",
@@ -588,7 +695,14 @@ var PromptView = class {
       h(
         "div",
         { class: "nbb-pp-row" },
-        h("button", { type: "button", class: "nbb-btn nbb-primary", text: fmt(s, "add_n", { n: msg.count }), "aria-label": s.add_to_batch, onclick: () => this.create(false), disabled: msg.count === 0 }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-primary",
+          text: fmt(s, "add_n", { n: msg.count }),
+          "aria-label": s.add_to_batch,
+          onclick: () => this.create(false),
+          disabled: msg.count === 0
+        }),
         h("button", { type: "button", class: "nbb-btn", text: s.back, "aria-label": s.back, onclick: () => this.hideProposal() })
       )
     ];
@@ -632,7 +746,7 @@ var PromptView = class {
     this.changed();
   }
   async readFile() {
-    const file = this.fileInput.files && this.fileInput.files[0];
+    const file = this.fileInput.files?.[0];
     this.fileInput.value = "";
     if (!file) return;
     if (file.size > 4 * 1024 * 1024) {

@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,10 +83,20 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
@@ -111,7 +124,9 @@ var icons = /* @__PURE__ */ build({
   folder: ['<path d="M2.5 4.5a1 1 0 0 1 1-1h3l1.5 1.5h4.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1h-9a1 1 0 0 1-1-1z"/>'],
   upload: ['<path d="M8 10.5V2.8"/><path d="M4.8 5.8L8 2.6l3.2 3.2"/><path d="M2.8 10.5v1.7a1 1 0 0 0 1 1h8.4a1 1 0 0 0 1-1v-1.7"/>'],
   sparkle: ['<path d="M8 2.5l1.3 3.2 3.2 1.3-3.2 1.3L8 11.5 6.7 8.3 3.5 7l3.2-1.3z"/><path d="M12.5 11.5l.5 1.2 1.2.5-1.2.5-.5 1.2-.5-1.2-1.2-.5 1.2-.5z"/>'],
-  gear: ['<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'],
+  gear: [
+    '<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'
+  ],
   undo: ['<path d="M5.5 3.5L2.8 6.2l2.7 2.7"/><path d="M3 6.2h6.5a3.5 3.5 0 0 1 0 7H7"/>']
 });
 
@@ -122,7 +137,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -164,15 +180,26 @@ var SettingsView = class {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch settings", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   build(info) {
     const s = this.strings;
     const v = info.values;
     this.info = info;
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
-    const openBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.settings, html: `${icons.gear}<span>${s.settings}</span>`, onclick: () => this.open() });
-    this.problem = h("span", { class: "nbb-set-problem", role: "alert", hidden: !info.problem, text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : "" });
+    const openBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.settings,
+      html: `${icons.gear}<span>${s.settings}</span>`,
+      onclick: () => this.open()
+    });
+    this.problem = h("span", {
+      class: "nbb-set-problem",
+      role: "alert",
+      hidden: !info.problem,
+      text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : ""
+    });
     this.fields = {};
     const text = (name, type = "text", attrs = {}) => {
       const input = h("input", { type, "aria-label": s[`set_${name}`], ...attrs });
@@ -190,9 +217,21 @@ var SettingsView = class {
     this.dialog = h(
       "dialog",
       { class: "nbb-in nbb-set-dialog", "aria-label": s.settings, "data-lm-suppress-shortcuts": "true" },
-      h("div", { class: "nbb-set-head" }, h("strong", { text: s.settings }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => this.dialog.close() })),
+      h(
+        "div",
+        { class: "nbb-set-head" },
+        h("strong", { text: s.settings }),
+        h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => this.dialog.close() })
+      ),
       this.problem,
-      h("fieldset", {}, h("legend", { text: s.set_llm }), text("llm_base_url", "url", { placeholder: "https://api.openai.com/v1" }), text("llm_model"), this.keyRows.llm),
+      h(
+        "fieldset",
+        {},
+        h("legend", { text: s.set_llm }),
+        text("llm_base_url", "url", { placeholder: "https://api.openai.com/v1" }),
+        text("llm_model"),
+        this.keyRows.llm
+      ),
       h(
         "fieldset",
         {},
@@ -200,9 +239,19 @@ var SettingsView = class {
         h("label", { class: "nbb-set-field" }, h("span", { text: s.set_provider }), provider),
         this.providerBox,
         this.keyRows.provider,
-        h("div", { class: "nbb-set-row" }, h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() }))
+        h(
+          "div",
+          { class: "nbb-set-row" },
+          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() })
+        )
       ),
-      h("fieldset", {}, h("legend", { text: s.set_runner }), text("concurrency", "number", { min: 1, max: 10 }), text("retries", "number", { min: 0, max: 10 })),
+      h(
+        "fieldset",
+        {},
+        h("legend", { text: s.set_runner }),
+        text("concurrency", "number", { min: 1, max: 10 }),
+        text("retries", "number", { min: 0, max: 10 })
+      ),
       this.result,
       h(
         "div",
@@ -227,12 +276,22 @@ var SettingsView = class {
     const rows = [];
     for (const f of form.fields) {
       const label = s[`setf_${f.name}`] || f.label;
-      const value = !same ? "" : f.name === "base_url" || f.name === "model" ? saved[f.name] : (saved.options || {})[f.name];
+      const value = !same ? "" : f.name === "base_url" || f.name === "model" ? saved[f.name] : saved.options?.[f.name];
       let input;
       if (f.kind === "choice") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: f.default ? `${s.default_value} (${f.default})` : s.default_value }), ...f.choices.map((c) => h("option", { value: c, text: c })));
+        input = h(
+          "select",
+          { "aria-label": label },
+          h("option", { value: "", text: f.default ? `${s.default_value} (${f.default})` : s.default_value }),
+          ...f.choices.map((c) => h("option", { value: c, text: c }))
+        );
       } else {
-        input = h("input", { type: f.kind === "int" ? "number" : f.kind === "url" ? "url" : "text", "aria-label": label, min: f.kind === "int" ? 0 : void 0, placeholder: f.default != null ? String(f.default) : s.default_value });
+        input = h("input", {
+          type: f.kind === "int" ? "number" : f.kind === "url" ? "url" : "text",
+          "aria-label": label,
+          min: f.kind === "int" ? 0 : void 0,
+          placeholder: f.default != null ? String(f.default) : s.default_value
+        });
       }
       input.value = value ?? "";
       if (f.help) input.title = f.help;
@@ -242,12 +301,23 @@ var SettingsView = class {
     const defaults = h("div", { class: "nbb-set-defaults" });
     for (const p of form.params) {
       const label = s[`param_${p}`] || p;
-      const input = h("input", { type: p === "size" || p === "sampler" || p === "model" ? "text" : "number", step: "any", "aria-label": `${s.set_defaults}: ${label}`, placeholder: p === "size" ? "1024x1024" : s.default_value });
-      input.value = same ? (saved.defaults || {})[p] ?? "" : "";
+      const input = h("input", {
+        type: p === "size" || p === "sampler" || p === "model" ? "text" : "number",
+        step: "any",
+        "aria-label": `${s.set_defaults}: ${label}`,
+        placeholder: p === "size" ? "1024x1024" : s.default_value
+      });
+      input.value = same ? saved.defaults?.[p] ?? "" : "";
       this.defFields[p] = input;
       defaults.append(h("label", { class: "nbb-set-field" }, h("span", { text: label }), input));
     }
-    const box = h("details", { class: "nbb-set-more" }, h("summary", { text: s.set_defaults }), h("div", { class: "nbb-set-help", text: s.set_defaults_help }), defaults);
+    const box = h(
+      "details",
+      { class: "nbb-set-more" },
+      h("summary", { text: s.set_defaults }),
+      h("div", { class: "nbb-set-help", text: s.set_defaults_help }),
+      defaults
+    );
     if (same && Object.keys(saved.defaults || {}).length) box.open = true;
     this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
   }
@@ -271,7 +341,9 @@ var SettingsView = class {
       const row = this.keyRows[which];
       const label = which === "llm" ? s.set_llm_key : !k.field || k.field === "api_key" ? s.set_key : s[`setf_${k.field}`] || k.label;
       if (k.env) {
-        row.replaceChildren(h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) })));
+        row.replaceChildren(
+          h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) }))
+        );
         continue;
       }
       if (!k.needs) {

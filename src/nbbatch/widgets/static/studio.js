@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,10 +83,20 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
@@ -91,7 +104,10 @@ var Channel = class {
 // js/src/shared/download.js
 var ZIP_TIMEOUT = 15 * 60 * 1e3;
 function bytesOf(view) {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  return (
+    /** @type {Uint8Array<ArrayBuffer>} */
+    new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+  );
 }
 function size(n) {
   if (n < 1024) return `${n} B`;
@@ -145,7 +161,9 @@ var icons = /* @__PURE__ */ build({
   folder: ['<path d="M2.5 4.5a1 1 0 0 1 1-1h3l1.5 1.5h4.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1h-9a1 1 0 0 1-1-1z"/>'],
   upload: ['<path d="M8 10.5V2.8"/><path d="M4.8 5.8L8 2.6l3.2 3.2"/><path d="M2.8 10.5v1.7a1 1 0 0 0 1 1h8.4a1 1 0 0 0 1-1v-1.7"/>'],
   sparkle: ['<path d="M8 2.5l1.3 3.2 3.2 1.3-3.2 1.3L8 11.5 6.7 8.3 3.5 7l3.2-1.3z"/><path d="M12.5 11.5l.5 1.2 1.2.5-1.2.5-.5 1.2-.5-1.2-1.2-.5 1.2-.5z"/>'],
-  gear: ['<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'],
+  gear: [
+    '<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'
+  ],
   undo: ['<path d="M5.5 3.5L2.8 6.2l2.7 2.7"/><path d="M3 6.2h6.5a3.5 3.5 0 0 1 0 7H7"/>']
 });
 
@@ -156,7 +174,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -170,7 +189,7 @@ function fmt(strings, key, values = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => name in values ? String(values[name]) : `{${name}}`);
 }
 function duration(seconds) {
-  if (seconds === null || seconds === void 0 || !isFinite(seconds)) return "–";
+  if (seconds === null || seconds === void 0 || !Number.isFinite(seconds)) return "–";
   const s = Math.max(0, Math.round(seconds));
   const hh = Math.floor(s / 3600);
   const mm = Math.floor(s % 3600 / 60);
@@ -608,12 +627,7 @@ var Grid = class {
     };
     parts.error.dataset.action = "expand";
     parts.parent.dataset.action = "open_parent";
-    parts.prompt = h(
-      "div",
-      { role: "gridcell", class: "nbb-cell nbb-c-prompt" },
-      parts.text,
-      h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg)
-    );
+    parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" }, parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
     const node = h(
       "div",
       { role: "row", class: "nbb-row", tabindex: -1 },
@@ -621,13 +635,7 @@ var Grid = class {
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
-      h(
-        "div",
-        { role: "gridcell", class: "nbb-cell nbb-c-status" },
-        h("div", { class: "nbb-sline" }, parts.badge, parts.attempts),
-        parts.bar,
-        parts.error
-      ),
+      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" }, h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
       h(
         "div",
@@ -726,7 +734,7 @@ var Grid = class {
     for (const b of [p.parent, p.edit, p.save, p.cancel, p.retry, p.stopTask, p.next, p.duplicate, p.remove]) setAttr(b, "tabindex", inRow);
   }
   paintThumbs(box, keys, count, label) {
-    const want = keys.join(",") + `|${count}`;
+    const want = `${keys.join(",")}|${count}`;
     if (box.dataset.want !== want) {
       box.dataset.want = want;
       box.replaceChildren();
@@ -769,7 +777,7 @@ var Grid = class {
   paintPopover() {
     const id = this.expanded;
     const row = id ? this.byId.get(id) : null;
-    if (!row || !row.er || row._i === void 0) {
+    if (!row?.er || row._i === void 0) {
       this.popover.hidden = true;
       return;
     }
@@ -781,10 +789,15 @@ var Grid = class {
       this.popover.dataset.text = row.er;
       this.popover.replaceChildren(
         h("pre", { class: "nbb-errtext", text: row.er }),
-        h("button", { type: "button", class: "nbb-link", text: s.hide_error, onclick: () => {
-          this.expanded = null;
-          this.schedule();
-        } })
+        h("button", {
+          type: "button",
+          class: "nbb-link",
+          text: s.hide_error,
+          onclick: () => {
+            this.expanded = null;
+            this.schedule();
+          }
+        })
       );
     }
   }
@@ -1221,9 +1234,7 @@ var Toolbar = class {
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;
-    this.stats.replaceChildren(
-      ...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text }))
-    );
+    this.stats.replaceChildren(...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })));
   }
 };
 
@@ -1243,19 +1254,19 @@ var View = class {
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
     this.channel.on("reset", () => this.start());
-    this.channel.on("batch", (msg) => this.toolbar && this.toolbar.setBatch(msg.batch));
+    this.channel.on("batch", (msg) => this.toolbar?.setBatch(msg.batch));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
     watch("lang", () => this.start());
-    watch("selection", () => this.grid && this.grid.paintSelection());
+    watch("selection", () => this.grid?.paintSelection());
     watch("run_state", () => {
-      this.toolbar && this.toolbar.update();
-      this.grid && this.grid.schedule();
+      this.toolbar?.update();
+      this.grid?.schedule();
     });
-    for (const name of ["provider_name", "providers", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
+    for (const name of ["provider_name", "providers", "concurrency"]) watch(name, () => this.toolbar?.update());
     this.start();
   }
   async start() {
@@ -1285,7 +1296,7 @@ var View = class {
     );
     this.toolbar = this.model.get("studio") ? new Toolbar(this) : null;
     this.grid = new Grid(this);
-    this.root.replaceChildren(...[this.toolbar && this.toolbar.el, this.noticeBox, this.grid.el].filter(Boolean));
+    this.root.replaceChildren(...[this.toolbar?.el, this.noticeBox, this.grid.el].filter(Boolean));
     if (this.toolbar) this.toolbar.update();
   }
   onPatch(msg) {
@@ -1315,7 +1326,7 @@ var View = class {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch widget", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   showError(err) {
     this.notice(this.words(err), "error");

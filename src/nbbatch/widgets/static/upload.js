@@ -29,6 +29,7 @@ var Channel = class {
     this.listener = (msg, buffers) => this.receive(msg, buffers || []);
     model.on("msg:custom", this.listener);
   }
+  /** Handle the unsolicited messages of `type`. @param {string} type @param {Handler} fn */
   on(type, fn) {
     this.handlers.set(type, fn);
   }
@@ -37,12 +38,13 @@ var Channel = class {
    * @param {string} type
    * @param {Record<string, unknown>} [body]
    * @param {{timeout?: number, buffers?: ArrayBuffer[] | ArrayBufferView[], signal?: AbortSignal}} [options]
+   * @returns {Promise<{msg: any, buffers: DataView[]}>}
    */
   request(type, body = {}, options = {}) {
     const { timeout = DEFAULT_TIMEOUT, buffers, signal } = options;
     const uuid = uid();
     return new Promise((resolve, reject) => {
-      if (signal && signal.aborted) {
+      if (signal?.aborted) {
         reject(new AbortError(type));
         return;
       }
@@ -53,7 +55,7 @@ var Channel = class {
       };
       const onAbort = () => {
         settle();
-        this.model.send({ type: "cancel", uuid });
+        this.cancel(uuid);
         reject(new AbortError(type));
       };
       const timer = setTimeout(() => {
@@ -63,10 +65,11 @@ var Channel = class {
       if (signal) signal.addEventListener("abort", onAbort);
       this.pending.set(uuid, { resolve, reject, settle });
       const content = { ...this.fields, ...body, type, uuid };
-      if (buffers && buffers.length) this.model.send(content, void 0, buffers);
+      if (buffers?.length) this.model.send(content, void 0, buffers);
       else this.model.send(content);
     });
   }
+  /** @param {any} msg @param {DataView[]} buffers */
   receive(msg, buffers) {
     if (this.disposed || !msg || typeof msg !== "object") return;
     if (msg.type === "reply") {
@@ -80,13 +83,32 @@ var Channel = class {
     const fn = this.handlers.get(msg.type);
     if (fn) fn(msg, buffers);
   }
+  /** Tell the kernel nobody waits for request `uuid` any more. @param {string} uuid */
+  cancel(uuid) {
+    try {
+      this.model.send({ type: "cancel_request", uuid });
+    } catch {
+    }
+  }
   dispose() {
     this.disposed = true;
     this.model.off("msg:custom", this.listener);
-    for (const { settle } of [...this.pending.values()]) settle();
+    for (const [uuid, { settle }] of [...this.pending.entries()]) {
+      settle();
+      this.cancel(uuid);
+    }
     this.pending.clear();
   }
 };
+
+// js/src/shared/download.js
+var ZIP_TIMEOUT = 15 * 60 * 1e3;
+function bytesOf(view) {
+  return (
+    /** @type {Uint8Array<ArrayBuffer>} */
+    new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+  );
+}
 
 // js/src/shared/icons.js
 var wrap = (body, fill = false) => `<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false" fill="${fill ? "currentColor" : "none"}" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" stroke-linejoin="round">${body}</svg>`;
@@ -111,7 +133,9 @@ var icons = /* @__PURE__ */ build({
   folder: ['<path d="M2.5 4.5a1 1 0 0 1 1-1h3l1.5 1.5h4.5a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1h-9a1 1 0 0 1-1-1z"/>'],
   upload: ['<path d="M8 10.5V2.8"/><path d="M4.8 5.8L8 2.6l3.2 3.2"/><path d="M2.8 10.5v1.7a1 1 0 0 0 1 1h8.4a1 1 0 0 0 1-1v-1.7"/>'],
   sparkle: ['<path d="M8 2.5l1.3 3.2 3.2 1.3-3.2 1.3L8 11.5 6.7 8.3 3.5 7l3.2-1.3z"/><path d="M12.5 11.5l.5 1.2 1.2.5-1.2.5-.5 1.2-.5-1.2-1.2-.5 1.2-.5z"/>'],
-  gear: ['<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'],
+  gear: [
+    '<circle cx="8" cy="8" r="2.2"/><path d="M8 1.8v1.6M8 12.6v1.6M1.8 8h1.6M12.6 8h1.6M3.6 3.6l1.1 1.1M11.3 11.3l1.1 1.1M3.6 12.4l1.1-1.1M11.3 4.7l1.1-1.1"/>'
+  ],
   undo: ['<path d="M5.5 3.5L2.8 6.2l2.7 2.7"/><path d="M3 6.2h6.5a3.5 3.5 0 0 1 0 7H7"/>']
 });
 
@@ -122,7 +146,8 @@ function h(tag, attrs = {}, ...children) {
     if (value === void 0 || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value;
+    else if (key === "html")
+      el.innerHTML = value;
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -137,6 +162,36 @@ function fmt(strings, key, values = {}) {
 }
 function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
+}
+
+// js/src/upload/chunks.js
+async function sendFile(channel, p, { chunk, window, timeout, progress = () => {
+} }) {
+  const { msg: begun } = await channel.request("begin", { fid: p.fid, name: p.name, size: p.size });
+  if (begun.refused) return null;
+  const count = begun.chunks;
+  let next = 0;
+  let refused = false;
+  const one = async () => {
+    while (next < count && !refused) {
+      const index = next++;
+      const start = index * chunk;
+      const data = await p.file.slice(start, Math.min(p.size, start + chunk)).arrayBuffer();
+      const { msg } = await channel.request("chunk", { fid: p.fid, index }, { timeout, buffers: [data] });
+      if (msg.refused) {
+        refused = true;
+        return;
+      }
+      p.sent += data.byteLength;
+      progress();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(window, count) }, one));
+  if (refused) return null;
+  p.state = "checking";
+  progress();
+  const { msg: ended } = await channel.request("end", { fid: p.fid }, { timeout });
+  return ended.refused ? null : ended.id;
 }
 
 // js/src/upload/drop.js
@@ -224,7 +279,7 @@ var UploadView = class {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch upload", err);
-    return String(err && err.message || err);
+    return String(err?.message || err);
   }
   showError(err) {
     if (!this.errorBox) return;
@@ -353,9 +408,26 @@ var UploadView = class {
         return h(
           "div",
           { class: "nbb-up-offer", "data-id": item.id },
-          h("div", { class: "nbb-up-offer-text", title: e.prompt }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
-          e.remix ? h("button", { type: "button", class: "nbb-btn nbb-small nbb-primary", text: s.remix, "aria-label": fmt(s, "remix_named", { name: item.name }), onclick: () => this.remix(item) }) : null,
-          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.use_as_reference, "aria-label": fmt(s, "use_as_reference_named", { name: item.name }), onclick: () => this.act("keep", { id: item.id }) })
+          h(
+            "div",
+            { class: "nbb-up-offer-text", title: e.prompt },
+            h("strong", { text: item.name }),
+            h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })
+          ),
+          e.remix ? h("button", {
+            type: "button",
+            class: "nbb-btn nbb-small nbb-primary",
+            text: s.remix,
+            "aria-label": fmt(s, "remix_named", { name: item.name }),
+            onclick: () => this.remix(item)
+          }) : null,
+          h("button", {
+            type: "button",
+            class: "nbb-btn nbb-small",
+            text: s.use_as_reference,
+            "aria-label": fmt(s, "use_as_reference_named", { name: item.name }),
+            onclick: () => this.act("keep", { id: item.id })
+          })
         );
       })
     );
@@ -461,7 +533,11 @@ ${s.move_hint}`
     return h(
       "div",
       { class: "nbb-up-tile nbb-up-pending", role: "listitem", "aria-label": text, "aria-busy": "true" },
-      h("div", { class: "nbb-up-img" }, p.url ? h("img", { src: p.url, alt: "", draggable: "false", "data-source": "browser" }) : h("span", { class: "nbb-up-ph", html: icons.image })),
+      h(
+        "div",
+        { class: "nbb-up-img" },
+        p.url ? h("img", { src: p.url, alt: "", draggable: "false", "data-source": "browser" }) : h("span", { class: "nbb-up-ph", html: icons.image })
+      ),
       h("div", { class: "nbb-up-name", text: p.name }),
       p.label,
       h("div", { class: "nbb-up-bar", role: "progressbar", "aria-label": text, "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 }, p.bar)
@@ -492,25 +568,21 @@ ${s.move_hint}`
         h("strong", { text: fmt(s, "refused_title", { n: this.refused.length }) }),
         h("button", { type: "button", class: "nbb-link", text: s.dismiss, "aria-label": s.dismiss, onclick: () => this.act("dismiss") })
       ),
-      h(
-        "ul",
-        {},
-        ...this.refused.map((r) => h("li", {}, h("span", { class: "nbb-up-refused-name", text: r.name }), h("span", { text: ` — ${r.reason}` })))
-      )
+      h("ul", {}, ...this.refused.map((r) => h("li", {}, h("span", { class: "nbb-up-refused-name", text: r.name }), h("span", { text: ` — ${r.reason}` }))))
     );
   }
   // ------------------------------------------------------------------ thumbnails
   async askThumbs() {
-    const want = this.items.filter((i) => !(this.thumbs.get(i.id) || {}).kernel && !this.asked.has(i.id)).map((i) => i.id);
+    const want = this.items.filter((i) => !this.thumbs.get(i.id)?.kernel && !this.asked.has(i.id)).map((i) => i.id);
     if (!want.length) return;
     for (const id of want) this.asked.add(id);
     try {
       const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, { timeout: SLOW_MS });
       msg.ids.forEach((id, i) => {
         const b = buffers[i];
-        const blob = new Blob([new Uint8Array(b.buffer, b.byteOffset, b.byteLength)], { type: "image/webp" });
+        const blob = new Blob([bytesOf(b)], { type: "image/webp" });
         const old = this.thumbs.get(id);
-        if (old && old.own) URL.revokeObjectURL(old.url);
+        if (old?.own) URL.revokeObjectURL(old.url);
         this.thumbs.set(id, { url: URL.createObjectURL(blob), kernel: true, own: true });
         const img = this.list.querySelector(`[data-id="${CSS.escape(id)}"] img`);
         if (img) {
@@ -557,35 +629,10 @@ ${s.move_hint}`
       this.paint();
     }
   }
-  // One file: begin, chunks (WINDOW in flight), end. Resolves to its id, or null when
-  // the kernel refused it (the reason is then in the refused list).
-  async send(p) {
-    const chunk = this.limits.chunk;
-    const { msg: begun } = await this.channel.request("begin", { fid: p.fid, name: p.name, size: p.size });
-    if (begun.refused) return null;
-    const count = begun.chunks;
-    let next = 0;
-    let refused = false;
-    const one = async () => {
-      while (next < count && !refused) {
-        const index = next++;
-        const start = index * chunk;
-        const data = await p.file.slice(start, Math.min(p.size, start + chunk)).arrayBuffer();
-        const { msg } = await this.channel.request("chunk", { fid: p.fid, index }, { timeout: SLOW_MS, buffers: [data] });
-        if (msg.refused) {
-          refused = true;
-          return;
-        }
-        p.sent += data.byteLength;
-        this.progress(p);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WINDOW, count) }, one));
-    if (refused) return null;
-    p.state = "checking";
-    this.progress(p);
-    const { msg: ended } = await this.channel.request("end", { fid: p.fid }, { timeout: SLOW_MS });
-    return ended.refused ? null : ended.id;
+  // One file: begin, chunks, end (see chunks.js). Resolves to its id, or null when the
+  // kernel refused it (the reason is then in the refused list).
+  send(p) {
+    return sendFile(this.channel, p, { chunk: this.limits.chunk, window: WINDOW, timeout: SLOW_MS, progress: () => this.progress(p) });
   }
   async act(type, body = {}) {
     try {
