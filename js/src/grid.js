@@ -13,13 +13,22 @@ const OVERSCAN = 6;
 const FETCH_EXTRA = 20;
 const THUMB_CACHE = 800;
 const KEEP_ROWS = 800;
-const STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
-const EDITABLE = new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
-const RETRYABLE = new Set(["failed", "cancelled", "interrupted"]);
+
+/** @typedef {import("./types.js").Row} Row */
+/** @typedef {Row & {_i?: number, _stale?: boolean}} CachedRow a row and its place in the view */
+/** @typedef {import("./types.js").PatchRow} PatchRow */
+/** @typedef {import("./types.js").RowsReply} RowsReply */
+/** @typedef {import("./types.js").StatusSets} StatusSets */
 
 export class Grid {
+  /** @param {any} view the widget view: strings, statuses (sent by the kernel), channel, model */
   constructor(view) {
     this.view = view;
+    /** @type {StatusSets} */
+    const sets = view.statuses;
+    this.statuses = sets.all;
+    this.editable = new Set(sets.editable);
+    this.retryable = new Set(sets.retryable);
     this.filter = "all";
     this.query = "";
     this.total = null; // rows in the current view; null until the first reply
@@ -49,7 +58,7 @@ export class Grid {
     this.chips = new Map();
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
     // "starred": tasks with a starred image (starring in the gallery keeps it live)
-    for (const st of ["all", "starred", ...STATUSES]) {
+    for (const st of ["all", "starred", ...this.statuses]) {
       const label = st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
@@ -233,6 +242,7 @@ export class Grid {
     this.requestWindow(true);
   }
 
+  /** @param {PatchRow[]} rows status patches @param {CachedRow[]} whole rows sent whole */
   applyPatch(rows, whole) {
     let refetch = false;
     for (const row of whole) {
@@ -557,8 +567,8 @@ export class Grid {
     p.edit.hidden = !!editing;
     p.save.hidden = !editing;
     p.cancel.hidden = !editing;
-    p.edit.disabled = !EDITABLE.has(row.st);
-    p.retry.disabled = !RETRYABLE.has(row.st);
+    p.edit.disabled = !this.editable.has(row.st);
+    p.retry.disabled = !this.retryable.has(row.st);
     // while the run holds a task, its Retry slot offers to cancel it instead
     const cancellable = live && (row.st === "running" || row.st === "queued");
     p.stopTask.hidden = !cancellable;
@@ -730,7 +740,7 @@ export class Grid {
 
   onDblClick(e) {
     const node = this.nodeOf(e.target);
-    if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
+    if (node && e.target.closest(".nbb-ptext") && this.editable.has(node._row.st)) this.startEdit(node._row);
   }
 
   // The kernel opens the gallery in one of its views (the one used last, else the one
@@ -790,7 +800,7 @@ export class Grid {
   }
 
   startEdit(row) {
-    if (!EDITABLE.has(row.st)) return;
+    if (!this.editable.has(row.st)) return;
     this.editing = { id: row.id, draft: row.p };
     setText(this.editor.error, "");
     this.editor.el.remove();

@@ -42,6 +42,7 @@ class View {
     try {
       const { msg } = await this.channel.request("hello");
       this.strings = msg.strings;
+      this.statuses = msg.statuses; // the task status sets, from the kernel
       this.build();
       this.setSummary(msg.summary);
       if (this.toolbar) this.toolbar.setBatch(msg.batch);

@@ -4,9 +4,9 @@ import { Grid, ROW_H } from "../src/grid.js";
 import { Channel } from "../src/shared/channel.js";
 import { FakeModel } from "./fake-model.js";
 
-/** A task row as the kernel sends it (see widgets/_rows.py). @param {number} i */
-function row(i, st = "queued") {
-  return { id: `t${i}`, n: i + 1, p: `prompt ${i}`, pm: "", st, pc: 0, at: 0, ni: 0, rf: [], im: [] };
+/** A task row as the kernel sends it (widgets/_protocol.Row). @param {number} i @returns {import("../src/types.js").Row} */
+function row(i, /** @type {import("../src/types.js").Status} */ st = "queued") {
+  return { id: `t${i}`, n: i + 1, p: `prompt ${i}`, pm: "", st, pc: 0, at: 0, nr: 0, ni: 0, rf: [], im: [] };
 }
 
 /** The kernel side of "rows": answer every request from `all` (a batch of `all.total` tasks). */
@@ -36,7 +36,13 @@ describe("Grid", () => {
     model = new FakeModel({ selection: [], run_state: "idle" });
     const root = document.createElement("div");
     document.body.append(root);
-    view = { model, strings: {}, root, channel: new Channel(model), errors: [], showError: (/** @type {any} */ e) => view.errors.push(e) };
+    // the status sets as the kernel sends them in hello (widgets/_protocol.status_sets)
+    const statuses = {
+      all: ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
+      editable: ["idle", "queued", "failed", "cancelled", "interrupted"],
+      retryable: ["failed", "cancelled", "interrupted"],
+    };
+    view = { model, strings: {}, statuses, root, channel: new Channel(model), errors: [], showError: (/** @type {any} */ e) => view.errors.push(e) };
     const changed = new Map();
     all = { total: 100000, changed, at: (i) => changed.get(i) ?? row(i) };
     grid = new Grid(view);
@@ -98,8 +104,8 @@ describe("Grid", () => {
     // [id, status, percent, attempts, images, whole?]
     grid.applyPatch(
       [
-        ["t1", "running", 40, 1, 0, false],
-        ["t999999", "failed", 0, 1, 0, false],
+        ["t1", "running", 40, 1, 0, 0],
+        ["t999999", "failed", 0, 1, 0, 0],
       ],
       [],
     );
@@ -114,7 +120,7 @@ describe("Grid", () => {
     await settle();
     const asked = model.ofType("rows").length;
     all.changed.set(3, { ...row(3, "succeeded"), ni: 1, im: ["k3"] });
-    grid.applyPatch([["t3", "succeeded", 100, 1, 1, true]], []);
+    grid.applyPatch([["t3", "succeeded", 100, 1, 1, 1]], []);
     await settle();
     const again = model.ofType("rows").slice(asked);
     expect(again.length).toBe(1);

@@ -214,12 +214,14 @@ var OVERSCAN = 6;
 var FETCH_EXTRA = 20;
 var THUMB_CACHE = 800;
 var KEEP_ROWS = 800;
-var STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
-var EDITABLE = /* @__PURE__ */ new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
-var RETRYABLE = /* @__PURE__ */ new Set(["failed", "cancelled", "interrupted"]);
 var Grid = class {
+  /** @param {any} view the widget view: strings, statuses (sent by the kernel), channel, model */
   constructor(view) {
     this.view = view;
+    const sets = view.statuses;
+    this.statuses = sets.all;
+    this.editable = new Set(sets.editable);
+    this.retryable = new Set(sets.retryable);
     this.filter = "all";
     this.query = "";
     this.total = null;
@@ -247,7 +249,7 @@ var Grid = class {
     const s = this.view.strings;
     this.chips = /* @__PURE__ */ new Map();
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
-    for (const st of ["all", "starred", ...STATUSES]) {
+    for (const st of ["all", "starred", ...this.statuses]) {
       const label = st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
@@ -417,6 +419,7 @@ var Grid = class {
     this.invalid = true;
     this.requestWindow(true);
   }
+  /** @param {PatchRow[]} rows status patches @param {CachedRow[]} whole rows sent whole */
   applyPatch(rows, whole) {
     let refetch = false;
     for (const row of whole) {
@@ -723,8 +726,8 @@ var Grid = class {
     p.edit.hidden = !!editing;
     p.save.hidden = !editing;
     p.cancel.hidden = !editing;
-    p.edit.disabled = !EDITABLE.has(row.st);
-    p.retry.disabled = !RETRYABLE.has(row.st);
+    p.edit.disabled = !this.editable.has(row.st);
+    p.retry.disabled = !this.retryable.has(row.st);
     const cancellable = live && (row.st === "running" || row.st === "queued");
     p.stopTask.hidden = !cancellable;
     p.retry.hidden = cancellable;
@@ -883,7 +886,7 @@ var Grid = class {
   }
   onDblClick(e) {
     const node = this.nodeOf(e.target);
-    if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
+    if (node && e.target.closest(".nbb-ptext") && this.editable.has(node._row.st)) this.startEdit(node._row);
   }
   // The kernel opens the gallery in one of its views (the one used last, else the one
   // shown last): the dialog is modal over the page, so which view holds it does not show.
@@ -939,7 +942,7 @@ var Grid = class {
     }
   }
   startEdit(row) {
-    if (!EDITABLE.has(row.st)) return;
+    if (!this.editable.has(row.st)) return;
     this.editing = { id: row.id, draft: row.p };
     setText(this.editor.error, "");
     this.editor.el.remove();
@@ -1274,6 +1277,7 @@ var View = class {
     try {
       const { msg } = await this.channel.request("hello");
       this.strings = msg.strings;
+      this.statuses = msg.statuses;
       this.build();
       this.setSummary(msg.summary);
       if (this.toolbar) this.toolbar.setBatch(msg.batch);
