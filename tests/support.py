@@ -7,13 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from PIL import Image
 
+from nbbatch import RetryPolicy
 from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
 from nbbatch.providers._base import ProgressCallback
+
+#: retries without waiting: provider and runner tests count attempts, not seconds
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+
+
+async def until(condition: Callable[[], object], *, timeout: float = 30.0) -> None:
+    """Wait, yielding to the event loop, until ``condition()`` is true.
+
+    Tests wait on the state they need instead of sleeping a guessed time and asserting:
+    on a loaded machine a guess is a race. ``timeout`` only turns a hang into a failure.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s for {condition}")
+        await asyncio.sleep(0.001)
 
 
 def png_bytes(

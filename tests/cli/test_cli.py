@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from nbbatch import Workspace
+
 CLI = [sys.executable, "-m", "nbbatch"]
 
 
@@ -120,7 +122,7 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
             "2",
             "-q",
             "-o",
-            "latency=0.3",
+            "latency=1.0",
             *[f"slow image {i}" for i in range(12)],
         ],
         stdout=subprocess.PIPE,
@@ -129,7 +131,14 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
     )
     assert proc.stdout is not None
     batch_id = proc.stdout.readline().strip()
-    time.sleep(0.8)
+    # Ctrl-C once the first image is journaled (waiting on the journal, not on a guessed
+    # time): its partner started with it and is in flight, and ten tasks, five seconds of
+    # work at -c 2, are still waiting.
+    with Workspace(ws) as watch:
+        deadline = time.monotonic() + 60
+        while not watch.batches()[0].counts.get("succeeded"):
+            assert time.monotonic() < deadline, "no image in 60 s"
+            time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -146,7 +155,7 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
     assert summary["counts"] == {"succeeded": 12}
 
 
-@pytest.mark.slow
+@pytest.mark.venv
 @pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
 def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]

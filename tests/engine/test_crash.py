@@ -85,7 +85,7 @@ def _run_child_and_kill(ws: Path, batch_id: str, calls: Path, rng: random.Random
     return lines
 
 
-@pytest.mark.slow
+@pytest.mark.kill
 def test_sigkill_at_random_moments_loses_nothing_and_resends_nothing(tmp_path: Path) -> None:
     rng = random.Random(1234)
     ws_path = tmp_path / "ws"

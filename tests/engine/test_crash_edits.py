@@ -110,7 +110,7 @@ def _matches(journal: list[list[object]], picture: list[list[object]]) -> bool:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.kill
 def test_sigkill_during_edits_leaves_the_last_acknowledged_or_the_next_state(
     tmp_path: Path,
 ) -> None:

@@ -38,7 +38,7 @@ from PIL import Image
 import nbbatch
 from nbbatch import Batch, Params, RetryPolicy, Task, TaskStatus, Workspace
 from nbbatch.core._events import TaskRetrying
-from nbbatch.engine import _store
+from nbbatch.engine import _journal, _store
 from nbbatch.engine._settings import load_secrets, save_secret
 from nbbatch.errors import (
     ImageRejectedError,
@@ -456,7 +456,7 @@ async def test_b8_row11_cancel_all_leaves_no_asyncio_task_behind(workspace: Work
 # ------------------------------------------------------------------ row 12: SIGKILL
 
 
-@pytest.mark.slow
+@pytest.mark.kill
 def test_b8_row12_sigkill_at_random_moments_loses_nothing_and_resends_nothing(
     tmp_path: Path,
 ) -> None:
@@ -556,7 +556,7 @@ def test_b8_row14_database_held_by_another_connection_gives_store_busy_in_time(
 def test_b8_row15_network_file_system_falls_back_to_rollback_journal_with_one_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_store, "_filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr(_journal, "_filesystem_type", lambda path: "nfs4")  # the connection
     with pytest.warns(RuntimeWarning, match="network file system") as caught:
         ws = Workspace(tmp_path / "ws")
     try:

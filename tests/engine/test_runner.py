@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -26,7 +27,7 @@ from nbbatch.events import (
     TaskStarted,
     TaskSucceeded,
 )
-from tests.support import ControlledProvider
+from tests.support import ControlledProvider, until
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
@@ -89,13 +90,12 @@ async def test_cancel_one_queued_and_one_running_task(workspace: Workspace) -> N
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(4))
     runner = batch.start(provider, concurrency=1)
-    await asyncio.sleep(0.02)
+    await until(lambda: len(provider.started) == 1)
     running, queued = batch.tasks[0], batch.tasks[3]
-    t0 = time.monotonic()
     runner.cancel(running.id)
     runner.cancel(queued.id)
-    await asyncio.sleep(0.01)
-    assert time.monotonic() - t0 < 1.0
+    # the gate is still shut: the running request is cancelled, not waited for
+    await until(lambda: provider.cancelled == [running.id])
     assert running.status is TaskStatus.CANCELLED
     assert queued.status is TaskStatus.CANCELLED
     assert provider.cancelled == [running.id]
@@ -120,7 +120,7 @@ async def test_cancel_pending_lets_in_flight_finish(workspace: Workspace) -> Non
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(8))
     runner = batch.start(provider, concurrency=2)
-    await asyncio.sleep(0.02)
+    await until(lambda: len(provider.started) == 2)
     runner.cancel_pending()
     gate.set()
     await runner.wait()
@@ -135,7 +135,7 @@ async def test_stop_interrupts_in_flight_and_requeues_nothing_silently(
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(6))
     runner = batch.start(provider, concurrency=2)
-    await asyncio.sleep(0.02)
+    await until(lambda: len(provider.started) == 2)
     runner.stop()
     await runner.wait()
     assert runner.state is RunState.STOPPED
@@ -192,12 +192,15 @@ async def test_retry_after_is_honoured(workspace: Workspace) -> None:
     provider.script["p"] = [RateLimitedError("slow down", retry_after=0.15), "ok"]
     batch = Batch.create(workspace=workspace, tasks=["p"])
     stamps: list[float] = []
+    delays: list[float] = []
     batch.subscribe(
         lambda e: stamps.append(time.monotonic()) if isinstance(e, TaskStarted) else None
     )
+    batch.subscribe(lambda e: delays.append(e.delay) if isinstance(e, TaskRetrying) else None)
     await batch.run(provider, retry=FAST)
     assert batch.tasks[0].status is TaskStatus.SUCCEEDED
-    assert 0.14 <= stamps[1] - stamps[0] < 0.5
+    assert delays == [0.15]  # the server's wait, not FAST's own backoff
+    assert stamps[1] - stamps[0] >= 0.14  # and it was waited out (a sleep never ends early)
 
 
 async def test_retry_after_longer_than_cap_fails_at_once_saying_when(
@@ -206,10 +209,11 @@ async def test_retry_after_longer_than_cap_fails_at_once_saying_when(
     provider = ControlledProvider()
     provider.script["p"] = [RateLimitedError("quota", retry_after=3600), "ok"]
     batch = Batch.create(workspace=workspace, tasks=["p"])
-    t0 = time.monotonic()
+    retrying: list[TaskRetrying] = []
+    batch.subscribe(lambda e: retrying.append(e) if isinstance(e, TaskRetrying) else None)
     await batch.run(provider, retry=FAST)
     task = batch.tasks[0]
-    assert time.monotonic() - t0 < 1
+    assert retrying == []  # no wait was even scheduled
     assert task.status is TaskStatus.FAILED and task.error_kind == "rate_limited"
     assert "3600 s" in (task.error or "")
     assert provider.calls == ["p"]
@@ -250,7 +254,7 @@ async def test_run_next_jumps_the_queue(workspace: Workspace) -> None:
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(6))
     runner = batch.start(provider, concurrency=1)
-    await asyncio.sleep(0.01)
+    await until(lambda: len(provider.started) == 1)
     runner.run_next(batch.tasks[5].id)
     gate.set()
     await runner.wait()
@@ -262,12 +266,12 @@ async def test_set_concurrency_takes_effect_mid_run(workspace: Workspace) -> Non
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(10))
     runner = batch.start(provider, concurrency=1)
-    await asyncio.sleep(0.01)
+    await until(lambda: len(provider.started) == 1)
     runner.set_concurrency(4)
-    await asyncio.sleep(0.01)
-    assert provider.in_flight == 4
+    await until(lambda: provider.in_flight == 4)
     gate.set()
     await runner.wait()
+    assert provider.max_in_flight == 4
 
 
 async def test_events_follow_the_journal_and_progress_has_eta(workspace: Workspace) -> None:
@@ -339,7 +343,7 @@ async def test_cancelling_the_awaiting_cell_stops_cleanly(workspace: Workspace) 
     provider = ControlledProvider(gate=gate)
     batch = Batch.create(workspace=workspace, tasks=prompts(4))
     cell = asyncio.ensure_future(batch.run(provider, concurrency=2))
-    await asyncio.sleep(0.02)
+    await until(lambda: len(provider.started) == 2)
     cell.cancel()  # what Jupyter's "interrupt kernel" does to an awaiting cell
     with pytest.raises(asyncio.CancelledError):
         await cell
@@ -393,7 +397,7 @@ async def test_two_runs_of_one_batch_never_send_a_task_twice(workspace: Workspac
     batch = Batch.create(workspace=workspace, tasks=prompts(4))
     same_batch_elsewhere = Batch.load(batch.id, workspace)  # e.g. a second notebook
     first = batch.start(provider, concurrency=1)
-    await asyncio.sleep(0.01)
+    await until(lambda: len(provider.started) == 1)
     second = same_batch_elsewhere.start(provider, concurrency=4)
     gate.set()
     await first.wait()
@@ -430,11 +434,14 @@ async def test_a_retry_waits_while_paused(workspace: Workspace) -> None:
     provider.script["flaky"] = [ServerError("boom"), "ok"]
     batch = Batch.create(workspace=workspace, tasks=["flaky"])
     starts: list[int] = []
+    retrying: list[TaskRetrying] = []
     batch.subscribe(lambda e: starts.append(e.attempt) if isinstance(e, TaskStarted) else None)
+    batch.subscribe(lambda e: retrying.append(e) if isinstance(e, TaskRetrying) else None)
     runner = batch.start(provider, retry=RetryPolicy(base_delay=0.05, max_delay=0.05))
-    await asyncio.sleep(0.01)
+    await until(lambda: retrying)  # the first attempt failed; the retry waits its delay
     runner.pause()
-    await asyncio.sleep(0.15)
+    # the delay is over and the retry is parked until resume (instead of sleeping a guess)
+    await until(lambda: runner._parked == 1)
     assert starts == [1] and provider.calls == ["flaky"], "no retry is sent while paused"
     assert runner.active == 0  # the CLI's Ctrl-C can stop now
     runner.resume()
@@ -448,16 +455,19 @@ async def test_stop_while_saving_keeps_the_paid_result(
     from nbbatch.engine._runner import Runner
 
     original = Runner._save_files
+    saving, saved_may_go_on = threading.Event(), threading.Event()
 
-    def slow_save(self, *args):  # type: ignore[no-untyped-def]
-        time.sleep(0.2)
+    def held_save(self, *args):  # type: ignore[no-untyped-def]
+        saving.set()
+        saved_may_go_on.wait(30)
         return original(self, *args)
 
-    monkeypatch.setattr(Runner, "_save_files", slow_save)
+    monkeypatch.setattr(Runner, "_save_files", held_save)
     batch = Batch.create(workspace=workspace, tasks=["x"])
     runner = batch.start(ControlledProvider())
-    await asyncio.sleep(0.05)  # the provider answered; the image is being written
+    await until(saving.is_set)  # the provider answered; the image is being written
     runner.stop()
+    saved_may_go_on.set()
     await runner.wait()
     task = batch.tasks[0]
     assert task.status is TaskStatus.SUCCEEDED and task.images[0].path.exists()

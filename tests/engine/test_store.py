@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
+from nbbatch.engine import _journal as journal_module
 from nbbatch.engine import _store as store_module
 from nbbatch.errors import (
     ConfigError,
@@ -185,7 +186,7 @@ def test_busy_database_gives_store_busy_after_the_timeout(tmp_path: Path) -> Non
 def test_network_filesystem_falls_back_to_rollback_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "_filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr(journal_module, "_filesystem_type", lambda path: "nfs4")
     with pytest.warns(RuntimeWarning, match="network file system"):
         ws = Workspace(tmp_path / "ws")
     with ws:

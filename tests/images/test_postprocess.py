@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import struct
 import threading
 import zlib
@@ -187,10 +186,12 @@ def test_results_are_new_files_linked_to_their_source(batch: Batch) -> None:
         assert d.path.is_relative_to(ws / "derived" / im.sha256[:2] / im.sha256)
         assert d.format == "WEBP" and max(d.width, d.height) == 200
         assert d.task_id == im.task_id and d.index == im.index
-        sidecar = json.loads(d.path.with_suffix(".json").read_text())
-        assert sidecar["source_sha256"] == im.sha256
-        assert sidecar["sha256"] == digest(d.path)
-        assert [s["step"] for s in sidecar["recipe"]] == ["resize", "watermark", "format"]
+        # the link back is a journal row now (older versions wrote a JSON file beside it)
+        assert not d.path.with_suffix(".json").exists()
+        (row,) = batch.workspace.derived(im.sha256)
+        assert row["source_sha256"] == im.sha256 and row["path"] == d.path
+        assert row["sha256"] == digest(d.path)
+        assert [s["step"] for s in row["recipe"]] == ["resize", "watermark", "format"]
         assert derived_images(im) == [d]
 
 

@@ -6,12 +6,11 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
@@ -25,9 +24,9 @@ from nbbatch.errors import (
 from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._fal import FalProvider
 from nbbatch.testing import FakeFal, Fault
+from tests.support import FAST
 
 KEY = "fal-SENTINEL-key:0123456789abcdef"
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +42,6 @@ def _reset(server: FakeFal) -> None:
     server.cancels.clear()
     server.queue_seconds, server.run_seconds, server.output_mode = 0.0, 0.03, "url"
     server.queue_polls = server.run_polls = None
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace(tmp_path) as workspace:
-        yield workspace
 
 
 def provider(server: FakeFal, **kw: object) -> FalProvider:
@@ -146,18 +139,6 @@ async def test_all_images_flagged_is_a_refusal(server: FakeFal) -> None:
     with pytest.raises(ContentRefusedError, match="safety checker"):
         await p.generate(GenerationRequest("nsfw thing", Params(n=2)))
     await p.aclose()
-
-
-async def test_retries_in_batch_with_exact_counts(server: FakeFal, ws: Workspace) -> None:
-    server.add_fault(Fault.status_code(429, headers={"retry-after-ms": "10"}), path="/fal-ai/*")
-    server.add_fault(Fault.status_code(500), path="/fal-ai/flux/schnell")
-    batch = Batch.create(["a boat"], workspace=ws)
-    p = provider(server)
-    await batch.run(p, concurrency=1, retry=FAST)
-    await p.aclose()
-    task = batch.tasks[0]
-    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 3
-    assert len(server.calls("/fal-ai/flux/schnell", "POST")) == 3
 
 
 async def test_long_retry_after_not_retried(server: FakeFal, ws: Workspace) -> None:

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import (
-    AuthenticationError,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
     NotSupportedError,
-    ProviderConnectionError,
-    ProviderTimeoutError,
     RateLimitedError,
 )
 from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._gemini import GeminiProvider
-from nbbatch.providers._http import Timeouts
 from nbbatch.testing import FakeGemini, Fault
 from nbbatch.testing._render import render_png
+from tests.support import FAST
 
 KEY = "AIza-SENTINEL-gemini-key-000111"
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +39,6 @@ def _reset(server: FakeGemini) -> None:
     server.bodies.clear()
     server.image_only = False
     server.retry_delay = "0.01s"
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace(tmp_path) as workspace:
-        yield workspace
 
 
 def provider(server: FakeGemini, **kw: object) -> GeminiProvider:
@@ -197,18 +185,6 @@ async def test_batch_gives_up_on_long_retry_delay(server: FakeGemini, ws: Worksp
     assert len(server.calls("*:generateContent")) == 2
 
 
-async def test_invalid_key_is_auth_error_without_key(server: FakeGemini) -> None:
-    wrong = "AIza-WRONG-SENTINEL-77777"
-    p = GeminiProvider(api_key=wrong, base_url=server.url)
-    with pytest.raises(AuthenticationError, match="not valid") as info:
-        await p.generate(GenerationRequest("x"))
-    with pytest.raises(AuthenticationError):
-        await p.check()
-    await p.aclose()
-    assert wrong not in str(info.value)
-    assert len(server.calls("*:generateContent")) == 1
-
-
 async def test_malformed_and_bad_base64(server: FakeGemini) -> None:
     p = provider(server)
     server.add_fault(Fault.malformed())
@@ -236,26 +212,6 @@ async def test_check_reads_model(server: FakeGemini) -> None:
     await p.check()
     await p.aclose()
     assert server.calls("/v1beta/models/gemini-2.5-flash-image", "GET")
-
-
-async def test_hung_server_times_out_and_is_retryable(server: FakeGemini) -> None:
-    server.add_fault(Fault.hang(0.6))
-    p = provider(server, timeouts=Timeouts(read=0.15))
-    started = time.monotonic()
-    with pytest.raises(ProviderTimeoutError) as info:
-        await p.generate(GenerationRequest("x"))
-    await p.aclose()
-    assert info.value.retryable
-    assert time.monotonic() - started < 0.5
-
-
-async def test_truncated_answer_is_retryable(server: FakeGemini) -> None:
-    server.add_fault(Fault.truncate())
-    p = provider(server)
-    with pytest.raises(ProviderConnectionError) as info:
-        await p.generate(GenerationRequest("x"))
-    await p.aclose()
-    assert info.value.retryable
 
 
 def test_usage_of_an_answer_with_two_images_is_on_the_first_only() -> None:

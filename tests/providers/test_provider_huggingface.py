@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import (
-    AuthenticationError,
     BadRequestError,
     ConfigError,
     MalformedResponseError,
@@ -21,10 +19,10 @@ from nbbatch.errors import (
 from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.testing import FakeHuggingFace, Fault
+from tests.support import FAST
 
 KEY = "hf_SENTINEL_token_abcdefgh"
 MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +37,6 @@ def _reset(server: FakeHuggingFace) -> None:
     server.requests.clear()
     server.bodies.clear()
     server.estimated_time = 0.01
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace(tmp_path) as workspace:
-        yield workspace
 
 
 def provider(server: FakeHuggingFace, **kw: object) -> HuggingFaceProvider:
@@ -128,16 +120,6 @@ async def test_batch_gives_up_when_loading_takes_too_long(
     assert len(server.requests) == 1
 
 
-async def test_plain_500_then_200_retried(server: FakeHuggingFace, ws: Workspace) -> None:
-    server.add_fault(Fault.status_code(500, {"error": "CUDA error"}))
-    batch = Batch.create(["x"], workspace=ws)
-    p = provider(server)
-    await batch.run(p, concurrency=1, retry=FAST)
-    await p.aclose()
-    assert batch.tasks[0].status is TaskStatus.SUCCEEDED
-    assert len(server.requests) == 2
-
-
 async def test_unknown_model_404_not_retried(server: FakeHuggingFace, ws: Workspace) -> None:
     batch = Batch.create(["x"], workspace=ws)
     p = provider(server, model="nobody/nothing")
@@ -147,15 +129,6 @@ async def test_unknown_model_404_not_retried(server: FakeHuggingFace, ws: Worksp
     assert task.status is TaskStatus.FAILED and task.error_kind == "bad_request"
     assert "does not exist" in (task.error or "")
     assert len(server.requests) == 1
-
-
-async def test_wrong_token_401(server: FakeHuggingFace) -> None:
-    wrong = "hf_WRONG_SENTINEL_zzzzzz"
-    p = HuggingFaceProvider(api_key=wrong, base_url=server.url, model=MODEL)
-    with pytest.raises(AuthenticationError, match="Invalid credentials") as info:
-        await p.generate(GenerationRequest("x"))
-    await p.aclose()
-    assert wrong not in str(info.value)
 
 
 async def test_json_200_and_empty_prompt_errors(server: FakeHuggingFace) -> None:
@@ -197,12 +170,3 @@ async def test_self_hosted_endpoint_without_token(
     finally:
         server.api_key = KEY
     assert images and "authorization" not in server.requests[0].headers
-
-
-async def test_truncated_body_then_success(server: FakeHuggingFace, ws: Workspace) -> None:
-    server.add_fault(Fault.truncate())
-    batch = Batch.create(["x"], workspace=ws)
-    p = provider(server)
-    await batch.run(p, concurrency=1, retry=FAST)
-    await p.aclose()
-    assert batch.tasks[0].status is TaskStatus.SUCCEEDED and batch.tasks[0].attempts == 2

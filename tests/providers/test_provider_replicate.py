@@ -7,14 +7,12 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import (
-    AuthenticationError,
     BadRequestError,
     ConfigError,
     MalformedResponseError,
@@ -26,9 +24,9 @@ from nbbatch.errors import (
 from nbbatch.providers import GenerationRequest, InputImage, provider_info
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.testing import FakeReplicate, Fault
+from tests.support import FAST
 
 KEY = "r8_SENTINEL_replicate_token_42"
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +42,6 @@ def _reset(server: FakeReplicate) -> Iterator[None]:
     server.cancels.clear()
     server.run_seconds, server.start_seconds, server.output_mode = 0.05, 0.0, "list"
     yield
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace(tmp_path) as workspace:
-        yield workspace
 
 
 def provider(server: FakeReplicate, **kw: object) -> ReplicateProvider:
@@ -189,17 +181,6 @@ async def test_canceled_elsewhere_is_reported(server: FakeReplicate) -> None:
     server.predictions.clear()
 
 
-async def test_401_problem_json_never_retried_and_no_key(server: FakeReplicate) -> None:
-    wrong = "r8_WRONG_SENTINEL_token_99"
-    p = ReplicateProvider(api_key=wrong, base_url=server.url, poll_interval=0.01)
-    with pytest.raises(AuthenticationError) as info:
-        await p.generate(GenerationRequest("x"))
-    await p.aclose()
-    assert "You did not pass a valid authentication token" in str(info.value)
-    assert wrong not in str(info.value)
-    assert len(server.requests) == 1
-
-
 async def test_429_detail_and_retry_after(server: FakeReplicate) -> None:
     server.add_fault(Fault.status_code(429, headers={"retry-after": "3"}))
     p = provider(server)
@@ -207,29 +188,6 @@ async def test_429_detail_and_retry_after(server: FakeReplicate) -> None:
         await p.generate(GenerationRequest("x"))
     await p.aclose()
     assert info.value.retry_after == 3.0
-
-
-async def test_429_then_500_retried_in_batch(server: FakeReplicate, ws: Workspace) -> None:
-    server.add_fault(Fault.status_code(429, headers={"retry-after": "0.01"}), path="/v1/models/*")
-    server.add_fault(Fault.status_code(502), path="/v1/models/*")
-    batch = Batch.create(["a pond"], workspace=ws)
-    p = provider(server)
-    await batch.run(p, concurrency=1, retry=FAST)
-    await p.aclose()
-    task = batch.tasks[0]
-    assert task.status is TaskStatus.SUCCEEDED and task.attempts == 3
-    assert len(server.calls("/v1/models/*")) == 3
-    assert task.images[0].width == 64
-
-
-async def test_too_long_retry_after_not_retried(server: FakeReplicate, ws: Workspace) -> None:
-    server.add_fault(Fault.status_code(429, headers={"retry-after": "600"}))
-    batch = Batch.create(["x"], workspace=ws)
-    p = provider(server)
-    await batch.run(p, concurrency=1, retry=FAST)
-    await p.aclose()
-    assert batch.tasks[0].status is TaskStatus.FAILED
-    assert len(server.calls("/v1/models/*")) == 1
 
 
 async def test_422_invalid_input_is_bad_request(server: FakeReplicate) -> None:

@@ -24,6 +24,7 @@ from nbbatch.core._secrets import redact_url, split_url_credentials
 from nbbatch.providers import (
     A1111Provider,
     Endpoint,
+    ImageData,
     OpenAIProvider,
     PoolProvider,
     ProviderInfo,
@@ -66,12 +67,16 @@ def test_a_pool_works_on_a_second_event_loop() -> None:
         pool = PoolProvider([Endpoint(member, 1)])
         request = GenerationRequest("a pooled fox")
 
-        async def two_at_once() -> None:
+        async def two_at_once() -> list[list[ImageData]]:
             # the second waits for the only slot: that ties the pool's Event to this loop
-            await asyncio.gather(pool.generate(request), pool.generate(request))
+            return list(await asyncio.gather(pool.generate(request), pool.generate(request)))
 
-        asyncio.run(two_at_once())
-        asyncio.run(two_at_once())
+        first, second = asyncio.run(two_at_once()), asyncio.run(two_at_once())
+        # each of the four requests came back with its image (on the second loop too)
+        assert [len(images) for images in (*first, *second)] == [1, 1, 1, 1]
+        assert all(images[0].data.startswith(b"\x89PNG") for images in (*first, *second))
+        assert [r.path for r in server.requests].count("/v1/images/generations") == 4
+        asyncio.run(pool.aclose())
 
 
 # ---------------------------------------------------------------------- defect 3

@@ -29,7 +29,7 @@ studio
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.notebook
 def test_saved_widget_state_is_small_and_holds_nothing_private(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
