@@ -60,6 +60,7 @@ from ..core._errors import (
     ConfigError,
     ContentRefusedError,
     InvalidPromptError,
+    MalformedResponseError,
     PlannerEmptyError,
     PlannerNoJSONError,
     PlannerShapeError,
@@ -724,7 +725,13 @@ def _translate(exc: ProviderError, config: LLMConfig) -> ProviderError:
             f"{where} refused the API key ({detail}); set OPENAI_API_KEY, save one with "
             f"save_secret({LLM_SECRET!r}, ...) or pass llm={{'api_key': ...}}"
         )
-    MalformedResponseError,
+    elif isinstance(exc, ProviderTimeoutError):
+        text = f"{where} did not answer in time ({detail})"
+    elif isinstance(exc, RateLimitedError):
+        text = f"{where} is rate limiting requests ({detail}); wait and try again"
+    elif isinstance(exc, MalformedResponseError):  # too large, not JSON
+        text = f"{where} sent an answer nbbatch cannot use ({detail})"
+    elif isinstance(exc, BadRequestError):
         hint = ""
         if exc.status_code == 404:
             hint = "; check base_url (it usually ends in /v1) and the model name"
