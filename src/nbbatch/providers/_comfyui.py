@@ -286,10 +286,30 @@ def _literal(graph: Mapping[str, Any], node_id: str, names: tuple[str, ...]) -> 
             continue
         if not isinstance(inputs[name], list):
             return node_id, name
-        source = _linked(graph, node_id, name)
-        value = _inputs(graph, source).get("value", []) if source is not None else []
-        if source is not None and not isinstance(value, list):
-            return source, "value"
+        source = _primitive(graph, _linked(graph, node_id, name))
+        if source is not None:
+            return source
+    return None
+
+
+def _primitive(graph: Mapping[str, Any], node_id: str | None, depth: int = 0) -> Slot | None:
+    """The primitive node's ``value`` feeding an input: directly, or through a switch
+    (``ComfySwitchNode``: the branch holding the person's own text, e.g. the raw prompt
+    next to an LLM-enhanced one, is tried first as ``on_false``)."""
+    if node_id is None or depth > 5:
+        return None
+    inputs = _inputs(graph, node_id)
+    if "value" in inputs and not isinstance(inputs["value"], list):
+        return node_id, "value"
+    if "on_true" in inputs or "on_false" in inputs:
+        for branch in ("on_false", "on_true"):
+            found = _primitive(graph, _linked(graph, node_id, branch), depth + 1)
+            if found is not None:
+                return found
+        return None
+    links = [name for name, value in inputs.items() if isinstance(value, list)]
+    if len(links) == 1:  # a pass-through (PreviewAny shows the text and hands it on)
+        return _primitive(graph, _linked(graph, node_id, links[0]), depth + 1)
     return None
 
 
@@ -410,6 +430,10 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
         negative_slot = _encoder_text(graph, negative, "negative")
         if negative_slot is not None and negative_slot != found["prompt"]:
             found["negative"] = negative_slot  # not one node feeding both sides
+        elif negative_slot is not None and negative_slot[0] == (positive or ""):
+            # one encoder making both sides (TextEncodeQwenImage21: prompt and
+            # negative_prompt, outputs 0 and 1)
+            found["negative"] = _literal(graph, negative_slot[0], ("negative_prompt",))
         latent = _latent_source(graph, _linked(graph, sampler, "latent_image"))
         if latent is not None and _class(graph, latent).startswith("Empty"):
             found.update(
