@@ -570,6 +570,21 @@ class _Run:
     nodes: dict[str, float] = field(default_factory=dict)
 
 
+#: an example mapping for each parameter a workflow may lack an input for
+_EXAMPLES = {
+    "an input image": "{'image': '10.image'}",
+    "a negative prompt": "{'negative': '7.text'}",
+    "n > 1": "{'batch_size': '5.batch_size'}",
+    "a size": "{'width': '5.width', 'height': '5.height'}",
+    "steps": "{'steps': '3.steps'}",
+    "cfg_scale": "{'cfg': '3.cfg'}",
+    "a sampler": "{'sampler': '3.sampler_name'}",
+    "strength": "{'denoise': '3.denoise'}",
+    "a model": "{'model': '4.ckpt_name'}",
+    "a seed": "{'seed': '3.seed'}",
+}
+
+
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
     # A 400 from /prompt stays a BadRequestError (never retried), with a readable message.
     if response.status_code != 400:
@@ -702,10 +717,12 @@ class ComfyUIProvider(Provider):
         }
         missing = [what for what, bad in needs.items() if bad]
         if missing:
+            # the example names the first missing field's own mapping key
+            example = _EXAMPLES[missing[0]]
             raise NotSupportedError(
                 f"this ComfyUI workflow has no input mapped for {', '.join(missing)}; add "
-                "the node input to mapping= (e.g. mapping={'negative': '7.text'}) or clear "
-                "the parameter",
+                f"the node input to mapping= (e.g. mapping={example}) or a node titled "
+                "for it, or clear the parameter",
                 task_id=request.task_id,
             )
         if mapping.image is not None and not request.images:
