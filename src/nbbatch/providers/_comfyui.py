@@ -49,6 +49,7 @@ from ..core._errors import (
     ServerError,
     ServerUnavailableError,
 )
+from ..core._retry import Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
@@ -585,6 +586,24 @@ _EXAMPLES = {
 }
 
 
+class _GaveUp(ProviderError):
+    """The server stayed down past ``server_wait``: ends the probing (not retryable)."""
+
+    retryable = False
+
+
+#: a call through a restart: each connection failure waits for the server (in the
+#: retry hook), then the call is made again, with no pause of its own
+_RESTART_RETRY = RetryPolicy(
+    name="server-restart",
+    max_retries=_OUTAGES,
+    base_delay=0.0,
+    max_delay=0.0,
+    jitter=(1.0, 1.0),
+    retry_timeouts=False,
+)
+
+
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
     # A 400 from /prompt stays a BadRequestError (never retried), with a readable message.
     if response.status_code != 400:
@@ -671,8 +690,9 @@ class ComfyUIProvider(Provider):
         self.status_check = 1.0
         #: first pause between probes of a server that does not answer (doubles to 5 s)
         self.server_probe_interval = 0.5
-        #: attempts now waiting for the server to answer again
+        #: attempts now waiting for the server to answer again; outages lived through
         self.waiting_for_server = 0
+        self.outages = 0
         self._down_since: float | None = None
         self._clock: Callable[[], float] = time.monotonic
         #: seed input maxima read from /object_info, per node class (once per server)
@@ -888,36 +908,34 @@ class ComfyUIProvider(Provider):
     async def _submit(self, run: _Run, client_id: str, request: GenerationRequest) -> None:
         """``POST /prompt``; through a restart, queue it once the server answers again."""
         body = {"prompt": run.graph, "client_id": client_id, "prompt_id": run.prompt_id}
-        outages = 0
-        while True:
-            run.sent = True
-            try:
-                answer = await self._http.json(
-                    "POST", "/prompt", json=body, task_id=request.task_id
-                )
-            except ProviderConnectionError as exc:
-                outages += 1
-                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
-                    raise
-                await self._wait_for_server(exc, request)
+        broke = False
+
+        async def post() -> Any:
+            nonlocal broke
+            if broke:
                 # the POST may have reached the server before the connection broke
                 state, _ = await self._whereabouts(run.prompt_id, request)
                 if state is not None:
-                    break
-                run.sent = False
-                continue
+                    return {"prompt_id": run.prompt_id}
+            run.sent = True
+            try:
+                return await self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+            except ProviderConnectionError:
+                broke = True
+                raise
             except ProviderError as exc:
                 if exc.status_code is not None:
                     run.sent = False  # the server answered an error: nothing was queued
                 raise
-            if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
-                raise MalformedResponseError(
-                    f"{self.name}: POST /prompt answered without a prompt_id",
-                    provider=self.name,
-                    task_id=request.task_id,
-                )
-            run.prompt_id = answer["prompt_id"]
-            break
+
+        answer = await self._while_up(post, request)
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+            raise MalformedResponseError(
+                f"{self.name}: POST /prompt answered without a prompt_id",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        run.prompt_id = answer["prompt_id"]
         run.queued_at = self._clock()
 
     async def _upload(self, data: bytes, mime: str, request: GenerationRequest) -> str:
@@ -996,61 +1014,66 @@ class ComfyUIProvider(Provider):
         run_limit = self.run_timeout if self.run_timeout is not None else request.timeout
         last_own = last_check = self._clock()
         check_now = False
-        reconnects = outages = 0
+        reconnects = 0
+        outages = self.outages
         while True:
             now = self._clock()
             self._check_deadlines(run, run_limit, now, request)
-            try:
-                if run.ws is None:
-                    entry = await self._history(run.prompt_id, request)
-                    if entry is None and (check_now or now - last_check >= self.queue_check):
-                        check_now, last_check = False, now
-                        entry = await self._look(run, request)
-                    if entry is not None:
-                        return entry
-                    await asyncio.sleep(self.poll_interval)
-                    continue
-                due = last_check + self.status_check if check_now else last_own + self.idle_check
-                try:
-                    raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
-                except asyncio.TimeoutError:
-                    self._flush(run, on_progress)
-                    now = self._clock()
-                    if now < due:
-                        continue  # an injected clock that has not moved
-                    check_now, last_check, last_own = False, now, now
-                    entry = await self._history(run.prompt_id, request)
-                    if entry is None:
-                        entry = await self._look(run, request)
-                    if entry is not None:
-                        return entry
-                    continue
-                except Exception as exc:  # connection dropped: reconnect, or poll
-                    log.info("%s: WebSocket closed (%s)", self.name, exc)
-                    await self._close_ws(run.ws)
-                    run.ws = None
+            if self.outages != outages:
+                # the server went away and came back meanwhile: events were missed, and
+                # the socket (which the restart closed) may be had again
+                outages, check_now, last_check = self.outages, True, 0.0
+                if run.ws is None and self.websocket and reconnects <= 3:
                     reconnects += 1
-                    if reconnects <= 3:
-                        run.ws = await self._connect_ws(client_id)
-                    check_now = True  # events may have been missed meanwhile
-                    continue
-                outcome = self._on_frame(run, raw, request, on_progress)
-                if outcome == "own":
-                    last_own = self._clock()
-                elif outcome == "queue" and run.started_at is None:
-                    check_now = True
-                elif outcome == "done":
-                    run.settled = True
-                    # the history entry is stored before the final "executing" event
-                    return await self._wait_history(run.prompt_id, request)
-            except ProviderConnectionError as exc:
-                outages += 1
-                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
-                    raise
-                await self._wait_for_server(exc, request)
-                if run.ws is None and self.websocket:
                     run.ws = await self._connect_ws(client_id)
-                check_now, last_check = True, 0.0
+            if run.ws is None:
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None and (check_now or now - last_check >= self.queue_check):
+                    check_now, last_check = False, now
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
+                await asyncio.sleep(self.poll_interval)
+                continue
+            due = last_check + self.status_check if check_now else last_own + self.idle_check
+            try:
+                raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
+            except asyncio.TimeoutError:
+                self._flush(run, on_progress)
+                now = self._clock()
+                if now < due:
+                    continue  # an injected clock that has not moved
+                check_now, last_check, last_own = False, now, now
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None:
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
+                continue
+            except Exception as exc:  # connection dropped: reconnect, or poll
+                log.info("%s: WebSocket closed (%s)", self.name, exc)
+                await self._close_ws(run.ws)
+                run.ws = None
+                reconnects += 1
+                if reconnects <= 3:
+                    run.ws = await self._connect_ws(client_id)
+                check_now = True  # events may have been missed meanwhile
+                continue
+            outcome = self._on_frame(run, raw, request, on_progress)
+            if outcome == "own":
+                last_own = self._clock()
+            elif outcome == "queue" and run.started_at is None:
+                check_now = True
+            elif outcome == "done":
+                run.settled = True
+                # the history entry is stored before the final "executing" event
+                return await self._while_up(
+                    partial(self._wait_history, run.prompt_id, request), request
+                )
 
     def _on_frame(
         self,
@@ -1225,43 +1248,59 @@ class ComfyUIProvider(Provider):
                 error,
                 self.server_wait,
             )
-        self.waiting_for_server += 1
-        delay = self.server_probe_interval
-        try:
-            while True:
+        last = error
+
+        async def probe() -> None:
+            nonlocal last
+            try:
+                await self._http.request("GET", "/system_stats", task_id=request.task_id)
+            except (ProviderConnectionError, ProviderTimeoutError) as exc:
+                last = exc
                 if self._clock() - started >= self.server_wait:
-                    raise ServerUnavailableError(
-                        f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
-                        f"for {self.server_wait:g} s (last error: {error}); start it again (or "
-                        "check the address), then retry the task or resume the run",
-                        provider=self.name,
-                        task_id=request.task_id,
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                try:
-                    await self._http.request("GET", "/system_stats", task_id=request.task_id)
-                except (ProviderConnectionError, ProviderTimeoutError):
-                    continue
-                except ProviderError:
-                    pass  # it answers (even an error page): it is up
-                break
+                    raise _GaveUp(str(exc)) from None
+                raise
+            except ProviderError:
+                pass  # it answers (even an error page): it is up
+
+        policy = RetryPolicy(
+            name="server-wait",
+            max_retries=10**6,  # bounded by server_wait, in probe()
+            base_delay=self.server_probe_interval,
+            max_delay=5.0,
+            jitter=(1.0, 1.0),
+        )
+        self.waiting_for_server += 1
+        try:
+            await retrying(probe, policy)
+        except _GaveUp:
+            raise ServerUnavailableError(
+                f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
+                f"for {self.server_wait:g} s (last error: {last}); start it again (or "
+                "check the address), then retry the task or resume the run",
+                provider=self.name,
+                task_id=request.task_id,
+            ) from None
         finally:
             self.waiting_for_server -= 1
+        self.outages += 1
         if self._down_since is not None:
             log.warning("%s: the server at %s answers again", self.name, self.base_url)
             self._down_since = None
 
     async def _while_up(self, call: Callable[[], Awaitable[T]], request: GenerationRequest) -> T:
-        """``call()``, through a restart of the server (an idempotent request)."""
-        for _ in range(_OUTAGES):
-            try:
-                return await call()
-            except ServerUnavailableError:
-                raise
-            except ProviderConnectionError as exc:
-                await self._wait_for_server(exc, request)
-        return await call()  # it answers probes yet this call keeps failing: say so
+        """``call()``, through a restart of the server: a connection failure waits for
+        the server (:meth:`_wait_for_server`) and calls again, at most ``_OUTAGES``
+        times; any other error is raised as it is (the runner's attempts handle it)."""
+
+        async def on_retry(retry: Retry) -> None:
+            error = retry.error
+            if not isinstance(error, ProviderConnectionError) or isinstance(
+                error, ServerUnavailableError
+            ):
+                raise error
+            await self._wait_for_server(error, request)
+
+        return await retrying(call, _RESTART_RETRY, on_retry=on_retry)
 
     def _execution_error(self, data: Mapping[str, Any], request: GenerationRequest) -> ServerError:
         node = data.get("node_id")
