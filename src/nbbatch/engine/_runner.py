@@ -53,9 +53,9 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task, TaskStatus
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
-from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import RunLease, StoredImage, Workspace
@@ -186,7 +186,7 @@ class Runner:
         self._last_progress: dict[str, float] = {}  # task id -> when its progress was last told
         self._closing = False  # the dispatcher has ended: nothing can join any more
         self._removed: set[str] = set()
-        self.retry_policy = retry or RetryPolicy()
+        self.retry_policy = retry or TASK_RETRY
         self.attempt_timeout = attempt_timeout
         self.image_limits = image_limits
         self.provider = provider
@@ -235,6 +235,17 @@ class Runner:
         self._lease: RunLease | None = None
 
     # ----------------------------------------------------------- public handle
+    def __repr__(self) -> str:
+        p = self.progress()
+        outcome = f"{p.succeeded} succeeded, {p.failed} failed"
+        if p.cancelled:
+            outcome += f", {p.cancelled} cancelled or interrupted"
+        return (
+            f"<Runner of batch {self.batch_id}: {self.state.value}, {p.done} of {p.total} "
+            f"done ({outcome}), {p.running} running, {p.queued} queued, "
+            f"concurrency {self.concurrency}>"
+        )
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn(event)`` for every event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
@@ -687,6 +698,7 @@ class Runner:
             images=images,
             task_id=task.id,
             attempt=task.attempts,
+            timeout=self.attempt_timeout,
         )
 
     def _on_progress(self, task: Task) -> Callable[[float | None, bytes | None], None]:
@@ -709,33 +721,42 @@ class Runner:
     async def _execute(self, task: Task, provider: Provider) -> None:
         if task.status is not TaskStatus.QUEUED or task.id in self._removed:
             return  # cancelled or removed between being handed out and starting: nothing sent
-        retry_number = 0
         try:
             task.transition(TaskStatus.RUNNING)
             self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
-            while True:
+
+            tries = 0
+
+            async def attempt() -> list[ImageData]:
+                nonlocal tries
+                tries += 1
+                if tries > 1:
+                    await self._wait_while_paused()  # a retry is a new request: pause holds it
                 task.attempts += 1
                 # journaled before the request is sent
                 await self._journal(self.workspace.save_status_row, Workspace.status_row(task))
                 self._emit(TaskStarted(task, task.attempts, batch_id=self.batch_id))
-                try:
-                    images = await self._attempt(task, provider)
-                except ProviderError as exc:
-                    retry_number += 1
-                    delay = self.retry_policy.delay_for(exc, retry_number, self._rng)
-                    if delay is None:
-                        self._fail(task, exc)
-                        return
-                    self._emit(
-                        TaskRetrying(
-                            task, task.attempts + 1, delay, str(exc), batch_id=self.batch_id
-                        )
+                return await self._attempt(task, provider)
+
+            def on_retry(retry: Retry) -> None:
+                self._emit(
+                    TaskRetrying(
+                        task,
+                        task.attempts + 1,
+                        retry.delay,
+                        str(retry.error),
+                        batch_id=self.batch_id,
                     )
-                    await asyncio.sleep(delay)
-                    await self._wait_while_paused()  # a retry is a new request: pause holds it
-                    continue
-                await self._finish(task, provider, images)
+                )
+
+            try:
+                images = await retrying(
+                    attempt, self.retry_policy, on_retry=on_retry, rng=self._rng
+                )
+            except ProviderError as exc:
+                self._fail(task, exc)
                 return
+            await self._finish(task, provider, images)
         except asyncio.CancelledError:
             self._abort(task)
             raise
@@ -767,7 +788,7 @@ class Runner:
             await asyncio.to_thread(self._request, task) if task.references else self._request(task)
         )
         try:
-            if self.attempt_timeout is None:
+            if self.attempt_timeout is None or provider.own_timeout:
                 images = await provider.generate(request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
@@ -856,8 +877,9 @@ class Runner:
         """Worker thread: decode-check every image, then write it durably to disk."""
         out = []
         for i, im in enumerate(images):
+            raw = trim_to_image(im.data)  # not what may follow the image's end
             try:
-                info = verify_image(im.data, self.image_limits)
+                info = verify_image(raw, self.image_limits)
             except ImageRejectedError as exc:
                 exc.message = f"{provider.name} returned an unusable image: {exc.message}"
                 exc.task_id = task.id
@@ -869,7 +891,7 @@ class Runner:
             record = generation_record(
                 task, provider=provider.name, seed=im.seed, index=len(task.images) + i, info=im.info
             )
-            data = embed_metadata(im.data, info, record)  # parameters travel with the file
+            data = embed_metadata(raw, info, record)  # parameters travel with the file
             _, sha = self.workspace.write_blob(data, info.ext)
             out.append(StoredImage(sha, info, im.seed, params))
         return out

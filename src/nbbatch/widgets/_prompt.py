@@ -247,10 +247,11 @@ class PromptPanel(anywidget.AnyWidget):
         """What happened (the engine's words) and, for the LLM, what to do next."""
         text = describe(exc, self.lang, action)
         for kind, key in (
-            (E.PlannerAuthError, "next_llm_key"),
-            (E.PlannerUnavailableError, "next_llm_url"),
-            (E.PlannerTimeoutError, "next_llm_timeout"),
-            (E.PlannerRefusedError, "next_llm_refused"),
+            # the planner raises the provider errors (provider="planner")
+            (E.AuthenticationError, "next_llm_key"),
+            (E.ProviderTimeoutError, "next_llm_timeout"),
+            (E.ContentRefusedError, "next_llm_refused"),
+            (E.ProviderError, "next_llm_url"),
             (E.PlannerTooManyTasksError, "next_llm_too_many"),
             (E.PlannerOutputError, "next_llm_output"),
         ):
