@@ -721,6 +721,13 @@ class TaskRows:
             out.append(item)
         return out
 
+    def forget_derived(self, source_digests: Sequence[str]) -> None:
+        """Delete the derived rows of these source images, in one transaction."""
+        with self.journal.tx() as c:
+            c.executemany(
+                "DELETE FROM derived WHERE source_sha256=?", [(sha,) for sha in source_digests]
+            )
+
     def record_derived(self, rows: Sequence[dict[str, Any]]) -> None:
         """Journal post-processed copies (already written with ``Blobs.write_derived``)."""
         with self.journal.tx() as c:
