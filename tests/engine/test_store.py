@@ -329,3 +329,24 @@ def test_claim_takes_the_references_another_kernel_journaled(workspace: Workspac
     workspace.save_task(other)
     assert workspace.claim([mine]) == {mine.id}
     assert mine.references == []
+
+
+def test_a_failed_commit_is_rolled_back_and_the_next_write_works(tmp_path: Path) -> None:
+    # A COMMIT that fails (here a deferred foreign key; a full disk fails there too)
+    # left the transaction open: "nothing was changed" was said, but every later write
+    # of the workspace failed with "cannot start a transaction within a transaction".
+    journal = journal_module.Journal(tmp_path)
+    try:
+        journal.init_schema()
+        with pytest.raises(StoreError, match="nothing was changed"), journal.tx() as c:
+            c.execute("PRAGMA defer_foreign_keys=ON")
+            c.execute("INSERT INTO task_refs(task_id, idx, sha256, name) VALUES ('t', 0, 's', 'n')")
+        assert not journal.conn.in_transaction
+        with journal.tx() as c:
+            c.execute(
+                "INSERT INTO batches(id, name, created_at, params) VALUES ('b', 'b', 0, '{}')"
+            )
+        assert journal.query("SELECT count(*) FROM task_refs") == [(0,)]
+        assert journal.query("SELECT id FROM batches") == [("b",)]
+    finally:
+        journal.close()
