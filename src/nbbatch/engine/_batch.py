@@ -612,8 +612,10 @@ class Batch:
     # ----------------------------------------------------------- running
     def runnable(self, *, retry_failed: bool = False) -> list[Task]:
         """Tasks a start would queue: idle, queued and interrupted (+ failed/cancelled)."""
-        wanted = _RETRYABLE if retry_failed else _RUNNABLE
-        return [t for t in self.tasks if t.status in wanted]
+        # by the members' values: an Enum member hashes through a Python call, and this
+        # runs on the event loop over every task (100,000: ~70 ms -> a few)
+        wanted = {s._value_ for s in (_RETRYABLE if retry_failed else _RUNNABLE)}
+        return [t for t in self.tasks if t.status._value_ in wanted]
 
     def start(
         self,

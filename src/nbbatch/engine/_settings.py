@@ -47,6 +47,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from ..core._errors import ConfigError, NbbatchError, UnknownProviderError
 from ..core._model import Params
 from ..core._secrets import Secret, resolve_key, scrub, split_url_credentials
@@ -113,8 +115,6 @@ def config_dir() -> Path:
     override = os.environ.get("NBBATCH_CONFIG_DIR")
     if override:
         return Path(override).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("nbbatch"))
 
 
