@@ -700,7 +700,7 @@ class Batch:
             self.provider = self.workspace.remember_provider(self.id, prov.name)
         return runner
 
-    async def run(
+    async def run_async(
         self,
         provider: str | Provider = "demo",
         *,
@@ -713,7 +713,10 @@ class Batch:
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
     ) -> Batch:
-        """Run until no runnable task is left (same options as :meth:`start`)."""
+        """Run until no runnable task is left (same options as :meth:`start`).
+
+        ``await batch.run_async(...)`` in a notebook; :meth:`run_sync` blocks instead.
+        """
         runner = self.start(
             provider,
             concurrency=concurrency,
@@ -733,6 +736,15 @@ class Batch:
             await asyncio.shield(runner.wait())
             raise
         return self
+
+    async def run(self, provider: str | Provider = "demo", **options: Any) -> Batch:
+        """``await batch.run(...)``: the same as :meth:`run_async` (same options).
+
+        Under the naming rule (README, "Names") ``run`` will become the blocking call
+        that :meth:`run_sync` is today; until then it stays the coroutine, so that the
+        ``await batch.run(...)`` of existing notebooks keeps working.
+        """
+        return await self.run_async(provider, **options)
 
     def run_sync(
         self,
@@ -754,7 +766,7 @@ class Batch:
         subscribers still receive the events on this thread's loop, after the cell.
         """
         return run_blocking(
-            lambda: self.run(
+            lambda: self.run_async(
                 provider,
                 concurrency=concurrency,
                 concurrency_cap=concurrency_cap,
