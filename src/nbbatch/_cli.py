@@ -26,6 +26,7 @@ from .core._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterr
 from .core._model import Params, Task, TaskStatus
 from .engine._batch import Batch
 from .engine._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
+from .engine._salvage import salvage
 from .engine._settings import load_settings
 from .engine._store import Workspace, default_workspace
 from .planning._sources import read_prompts
@@ -333,6 +334,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    report = salvage(args.workspace if args.workspace is not None else default_workspace())
+    _print(report.summary())
+    return EXIT_OK
+
+
 def _cmd_providers(args: argparse.Namespace) -> int:
     from .providers import available_providers
 
@@ -445,6 +452,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("output", help="path of the .zip to write")
     workspace(export)
     export.set_defaults(func=_cmd_export)
+
+    repair = sub.add_parser(
+        "repair",
+        help="salvage a damaged workspace journal: keep every row that can be read "
+        "(close every notebook using the workspace first)",
+    )
+    workspace(repair)
+    repair.set_defaults(func=_cmd_repair)
 
     providers = sub.add_parser("providers", help="list the available providers")
     providers.set_defaults(func=_cmd_providers)

@@ -39,7 +39,9 @@ The tree (keys are scrubbed from every message before an error is built, see
     │   ├── ServerError             5xx: retried
     │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
     │   ├── ProviderConnectionError connection refused / reset / DNS: retried
+    │   │   └── ServerUnavailableError  a (local) server stayed unreachable past a bounded wait
     │   └── MalformedResponseError  the service answered something we cannot read
+    │       └── ResponseTooLargeError  the answer went over its body cap (``limit`` bytes)
     └── PlannerError                the planner's own input or output could not make tasks
         ├── PlannerOutputError      the reply cannot become tasks (nothing was created)
         │   ├── PlannerNoJSONError  no JSON in the reply (or it was cut off)
@@ -86,8 +88,10 @@ from .core._errors import (
     ProviderError,
     ProviderTimeoutError,
     RateLimitedError,
+    ResponseTooLargeError,
     SchemaVersionError,
     ServerError,
+    ServerUnavailableError,
     StorageError,
     StoreBusyError,
     StoreError,
@@ -125,8 +129,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -136,6 +142,12 @@ __all__ = [
     "UnknownProviderError",
     "WorkspaceNotWritableError",
 ]
+
+# Tracebacks and reprs name the module people catch from (``nbbatch.errors.ConfigError``),
+# not the private module that defines the classes; pickling finds them here too.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
 
 
 def __getattr__(name: str) -> type[ProviderError]:

@@ -457,3 +457,55 @@ def test_any_parsed_reply_becomes_tasks_or_a_typed_error(value: Any) -> None:
         except PlannerError:
             continue
         assert tasks and all(isinstance(t, Task) and t.prompt for t in tasks)
+
+
+# -- hostile input from the LLM ------------------------------------------------
+# Defect 6: control characters in replies; defect 8: a deeply nested reply was reported
+# as holding no JSON, and messages quoted megabytes of a bad value.
+
+
+def test_prompts_from_an_llm_lose_their_control_characters() -> None:
+    reply = json.dumps(
+        {"tasks": [{"prompt": "a fox\x1b]0;owned\x07", "negative_prompt": "x\x00y"}]}
+    )
+    with FakeChat("openai", reply=reply) as server:
+        plan = nbbatch.plan("anything", llm={"base_url": server.base_url, "model": "m"})
+    assert plan.tasks[0].prompt == "a fox]0;owned"
+    assert plan.tasks[0].params.negative_prompt == "xy"
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_a_deeply_nested_plan_is_reported_as_too_deep_not_as_holding_no_json() -> None:
+    reply = '{"tasks": [{"prompt": "a fox", "params": {"extras": ' + _deep(100_000) + "}}]}"
+    with (
+        FakeChat("openai", reply=reply) as server,
+        pytest.raises(PlannerShapeError, match="nested too deeply") as info,
+    ):
+        nbbatch.plan("a fox", llm={"base_url": server.base_url, "model": "m"})
+    assert "holds no JSON" not in str(info.value)
+    with pytest.raises(PlannerShapeError, match="nested too deeply"):
+        nbbatch.planning.extract_json("Here you go: " + _deep(50_000))
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"prompt": "a fox", "params": {"size": "9" * 1_000_000}},
+        {"prompt": "a fox", "params": {"steps": "9" * 1_000_000}},
+        {"prompt": "a fox", "params": {"x" * 1_000_000: 1}, "image_references": 5},
+        {"prompt": "a fox", "image_references": ["r" * 1_000_000]},
+    ],
+)
+def test_planner_messages_quote_at_most_a_little_of_a_huge_bad_value(task: dict) -> None:
+    reply = json.dumps({"tasks": [task]})
+    with FakeChat("openai", reply=reply) as server:
+        llm = {"base_url": server.base_url, "model": "m"}
+        try:
+            plan = nbbatch.plan("a fox", llm=llm, strict_references=True)
+        except PlannerShapeError as exc:
+            assert len(str(exc)) < 2_000 and all(len(p) < 1_000 for p in exc.problems)
+        else:
+            assert all(len(w) < 1_000 for w in plan.warnings)

@@ -7,6 +7,7 @@ module people import them from (``nbbatch.errors.AuthenticationError``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -34,8 +35,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -274,8 +277,30 @@ class ProviderConnectionError(ProviderError):
     retryable = True
 
 
+class ServerUnavailableError(ProviderConnectionError):
+    """The server stayed unreachable for longer than the provider waits for it.
+
+    Raised by providers of a server the person runs (ComfyUI) after a bounded wait for
+    it to come back (a restart): every other task would meet the same, so a runner can
+    pause the run on it instead of spending each queued task's attempts. Retryable.
+    """
+
+    kind = "unavailable"
+
+
 class MalformedResponseError(ProviderError):
     kind = "bad_response"
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer went over its body cap (``limit`` bytes); nbbatch stopped reading it.
+
+    Not retried: the service would most likely send (and bill) the same again.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class PlannerError(NbbatchError):

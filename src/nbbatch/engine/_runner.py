@@ -56,7 +56,7 @@ from ..core._events import (
 from ..core._model import Task, TaskStatus
 from ..core._retry import TASK_RETRY, Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
-from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import RunLease, StoredImage, Workspace
@@ -248,6 +248,17 @@ class Runner:
         self._unjournaled: dict[str, Task] = {}
 
     # ----------------------------------------------------------- public handle
+    def __repr__(self) -> str:
+        p = self.progress()
+        outcome = f"{p.succeeded} succeeded, {p.failed} failed"
+        if p.cancelled:
+            outcome += f", {p.cancelled} cancelled or interrupted"
+        return (
+            f"<Runner of batch {self.batch_id}: {self.state.value}, {p.done} of {p.total} "
+            f"done ({outcome}), {p.running} running, {p.queued} queued, "
+            f"concurrency {self.concurrency}>"
+        )
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn(event)`` for every event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
@@ -765,6 +776,7 @@ class Runner:
             images=images,
             task_id=task.id,
             attempt=task.attempts,
+            timeout=self.attempt_timeout,
         )
 
     def _on_progress(self, task: Task) -> Callable[[float | None, bytes | None], None]:
@@ -866,7 +878,7 @@ class Runner:
             await asyncio.to_thread(self._request, task) if task.references else self._request(task)
         )
         try:
-            if self.attempt_timeout is None:
+            if self.attempt_timeout is None or provider.own_timeout:
                 images = await provider.generate(request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
@@ -955,8 +967,9 @@ class Runner:
         """Worker thread: decode-check every image, then write it durably to disk."""
         out = []
         for i, im in enumerate(images):
+            raw = trim_to_image(im.data)  # not what may follow the image's end
             try:
-                info = verify_image(im.data, self.image_limits)
+                info = verify_image(raw, self.image_limits)
             except ImageRejectedError as exc:
                 exc.message = f"{provider.name} returned an unusable image: {exc.message}"
                 exc.task_id = task.id
@@ -968,7 +981,7 @@ class Runner:
             record = generation_record(
                 task, provider=provider.name, seed=im.seed, index=len(task.images) + i, info=im.info
             )
-            data = embed_metadata(im.data, info, record)  # parameters travel with the file
+            data = embed_metadata(raw, info, record)  # parameters travel with the file
             _, sha = self.workspace.write_blob(data, info.ext)
             out.append(StoredImage(sha, info, im.seed, params))
         return out

@@ -60,6 +60,7 @@ from ..core._errors import (
     ConfigError,
     ContentRefusedError,
     InvalidPromptError,
+    MalformedResponseError,
     PlannerEmptyError,
     PlannerNoJSONError,
     PlannerShapeError,
@@ -729,6 +730,8 @@ def _translate(exc: ProviderError, config: LLMConfig) -> ProviderError:
         text = f"{where} did not answer in time ({detail})"
     elif isinstance(exc, RateLimitedError):
         text = f"{where} is rate limiting requests ({detail}); wait and try again"
+    elif isinstance(exc, MalformedResponseError):  # too large, not JSON
+        text = f"{where} sent an answer nbbatch cannot use ({detail})"
     elif isinstance(exc, BadRequestError):
         hint = ""
         if exc.status_code == 404:

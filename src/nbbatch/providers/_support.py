@@ -22,6 +22,7 @@ from ..core._errors import ConfigError, MalformedResponseError
 from ..core._retry import POLL_RETRY, retrying
 from ..images._decode import sniff_format
 from ._codec import b64decode
+from ._http import BODY_LIMITS
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD",
@@ -40,8 +41,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: largest image body an adapter downloads (the guarded decoder's own cap is the same)
-DEFAULT_MAX_DOWNLOAD = 50 * 1024 * 1024
+#: largest image body an adapter downloads (the HTTP layer's image cap, which is the
+#: guarded decoder's own byte cap)
+DEFAULT_MAX_DOWNLOAD = BODY_LIMITS.image
 
 #: above this many bytes, base64 coding and hashing run in a worker thread: a multi-MB
 #: image takes tens of milliseconds, long enough to stall every other task's I/O
