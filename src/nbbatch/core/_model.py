@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import ConfigError, InvalidPromptError, InvalidTransitionError
+from ._errors import ConfigError, ImageMissingError, InvalidPromptError, InvalidTransitionError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -251,10 +251,29 @@ def _unattached(what: str) -> ConfigError:
     )
 
 
+def _missing(path: Path) -> ImageMissingError:
+    return ImageMissingError(
+        f"the image file {path.name} is missing from the workspace's images folder "
+        f"({str(path.parent.parent)!r}): it was deleted or moved. Retry its task to "
+        "generate it again (reopening the workspace marks the task failed).",
+        path=str(path),
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(path) from None
+
+
 def _open_pil(path: Path) -> Image.Image:
     from PIL import Image
 
-    img = Image.open(path)
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise _missing(path) from None
     img.load()
     return img
 
@@ -275,7 +294,7 @@ class Reference:
         return _open_pil(self.path)
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return _read(self.path)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -313,7 +332,7 @@ class GeneratedImage:
         return _open_pil(self.path)
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return _read(self.path)
 
     def edit(self, prompt: str, **params: Any) -> Task:
         """A new child task that reworks this image with ``prompt`` (img2img / edit).

@@ -31,7 +31,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, check_prompt
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, RetryPolicy
 from ..images._export import export_zip
 from ..images._metadata import task_from_image
 from ..providers._base import Provider
@@ -199,18 +199,32 @@ class Batch:
             task_ids=tuple(sorted(held)),
         )
 
-    async def afollow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+    async def afollow(
+        self,
+        interval: float = 1.0,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[list[Task]], None] | None = None,
+    ) -> Batch:
         """Follow another kernel's run of this batch from the journal until it ends.
 
         Re-reads the batch every ``interval`` seconds while :meth:`held_elsewhere` finds
-        a live run of another process, then once more; returns the batch. ``timeout``
-        (seconds) raises ``TimeoutError`` if that run is still going by then.
+        a live run of another process, then once more; returns the batch. After each
+        read, ``on_change(tasks)`` gets the tasks whose status or images changed (a view
+        redraws them). ``timeout`` (seconds) raises ``TimeoutError`` if that run is still
+        going by then.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        seen = {t.id: (t.status, len(t.images)) for t in self.tasks}
         while True:
             holders = await asyncio.to_thread(self.held_elsewhere)
             await asyncio.to_thread(self.refresh)
+            if on_change is not None:
+                changed = [t for t in self.tasks if seen.get(t.id) != (t.status, len(t.images))]
+                seen = {t.id: (t.status, len(t.images)) for t in self.tasks}
+                if changed:
+                    on_change(changed)
             if not holders:
                 return self
             if deadline is not None and loop.time() >= deadline:
@@ -220,9 +234,15 @@ class Batch:
                 )
             await asyncio.sleep(interval)
 
-    def follow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+    def follow(
+        self,
+        interval: float = 1.0,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[list[Task]], None] | None = None,
+    ) -> Batch:
         """:meth:`afollow` for scripts (blocks until the other kernel's run ends)."""
-        return run_blocking(lambda: self.afollow(interval, timeout=timeout))
+        return run_blocking(lambda: self.afollow(interval, timeout=timeout, on_change=on_change))
 
     def refresh(self) -> Batch:
         """Re-read the tasks from the workspace (e.g. after another process ran them)."""
@@ -686,7 +706,9 @@ class Batch:
             defaults = _run_defaults()
             concurrency = defaults.concurrency if concurrency is None else concurrency
             retry = defaults.retries if retry is None else retry
-        policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
+        policy = (
+            dataclasses.replace(TASK_RETRY, max_retries=retry) if isinstance(retry, int) else retry
+        )
         runner = Runner(
             self.workspace,
             chosen,
