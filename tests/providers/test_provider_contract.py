@@ -54,14 +54,14 @@ def _polling(cls: type[Any]) -> Callable[..., Provider]:
     return build
 
 
-def _gemini_long_wait(server: Any) -> None:
+def _gemini_long_wait(server: Any, path: str) -> None:
     # Gemini says how long to wait in the body (RetryInfo), not in a header
     server.retry_delay = "3600s"
-    server.add_fault(Fault.status_code(429))
+    server.add_fault(Fault.status_code(429), path=path)
 
 
-def _header_long_wait(server: Any) -> None:
-    server.add_fault(Fault.status_code(429, headers={"retry-after": "3600"}))
+def _header_long_wait(server: Any, path: str) -> None:
+    server.add_fault(Fault.status_code(429, headers={"retry-after": "3600"}), path=path)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Service:
     provider: Callable[..., Provider]  # (api_key=, base_url=, **kw)
     submit: str  # the request that asks for the image (glob), POSTed once per attempt
     auth_says: str | None  # the service's words on a bad key (None: no key to check)
-    long_wait: Callable[[Any], None] = _header_long_wait
+    long_wait: Callable[[Any, str], None] = _header_long_wait  # (server, submit path)
     #: where an answer can be cut short, and whether that request is retried inside the
     #: provider (a download: ``fetch_attempts``) rather than by the runner (an attempt)
     truncate: str | None = None
@@ -152,7 +152,15 @@ SERVICES = [
         options={"model": HF_MODEL},
     ),
     Service("a1111", FakeA1111, _keyless(A1111Provider), "/sdapi/v1/txt2img", None),
-    Service("comfyui", FakeComfyUI, _keyless(ComfyUIProvider), "/prompt", None),
+    Service(
+        "comfyui",
+        FakeComfyUI,
+        _keyless(ComfyUIProvider),
+        "/prompt",
+        None,
+        truncate="/view",
+        retried_inside=True,
+    ),
 ]
 KEYED = [s for s in SERVICES if s.auth_says is not None]
 
@@ -243,7 +251,7 @@ async def test_a_429_then_a_500_are_retried_and_the_third_attempt_succeeds(
 async def test_a_retry_after_beyond_the_cap_fails_at_once_saying_how_long(
     case: Case, ws: Workspace
 ) -> None:
-    case.service.long_wait(case.server)
+    case.service.long_wait(case.server, case.service.submit)
     batch = await case.run(ws)
     task = batch.tasks[0]
     assert (task.status, task.error_kind, task.attempts) == (TaskStatus.FAILED, "rate_limited", 1)
