@@ -60,6 +60,7 @@ def server(shared_server: FakeComfyUI) -> Iterator[FakeComfyUI]:
     s.removed.clear()
     s.interrupts.clear()
     s.drop_events.clear()
+    s.clear_faults()
     yield s
     s.release()
 
@@ -254,3 +255,20 @@ async def test_a_chatty_server_does_not_keep_a_finished_task_waiting() -> None:
             await p.aclose()
         assert images
         assert sum(kind == "status" for _, kind, _ in server.events) > 3
+
+
+async def test_a_finished_prompt_whose_history_is_gone_fails_instead_of_waiting_forever(
+    server: FakeComfyUI, provider: ComfyUIProvider
+) -> None:
+    # a restart between the final event and the /history read loses the entry (ComfyUI
+    # keeps its history in memory): /history answers {} from then on
+    from nbbatch.errors import ServerError
+    from nbbatch.testing import Fault
+
+    server.add_fault(Fault.malformed(b"{}", times=1000), path="/history/*")
+    try:
+        with pytest.raises(ServerError, match="removed from ComfyUI's queue") as info:
+            await asyncio.wait_for(provider.generate(GenerationRequest("a fox")), 20)
+    finally:
+        server.clear_faults()
+    assert info.value.retryable

@@ -862,7 +862,7 @@ class ComfyUIProvider(Provider):
                     await self._cancel(run.prompt_id)
                 raise
             # finished: the outputs stay on the server, so /view retries are harmless
-            images = await self._collect(entry, run, seed, request)
+            images = await self._collect(entry, run.prompt_id, seed, request, run.cached)
         finally:
             if run.ws is not None:
                 await self._close_ws(run.ws)
@@ -1069,11 +1069,16 @@ class ComfyUIProvider(Provider):
             elif outcome == "queue" and run.started_at is None:
                 check_now = True
             elif outcome == "done":
-                run.settled = True
-                # the history entry is stored before the final "executing" event
-                return await self._while_up(
-                    partial(self._wait_history, run.prompt_id, request), request
+                # the history entry is stored before the final "executing" event; when
+                # it is not there, a restart lost it: the polling below finds that out
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
                 )
+                if entry is not None:
+                    run.settled = True
+                    return entry
+                await self._close_ws(run.ws)
+                run.ws, reconnects, check_now = None, 4, True
 
     def _on_frame(
         self,
@@ -1341,17 +1346,16 @@ class ComfyUIProvider(Provider):
             return None
         return entry
 
-    async def _wait_history(self, prompt_id: str, request: GenerationRequest) -> Mapping[str, Any]:
-        while True:
-            entry = await self._history(prompt_id, request)
-            if entry is not None:
-                return entry
-            await asyncio.sleep(self.poll_interval)
-
     async def _collect(
-        self, entry: Mapping[str, Any], run: _Run, seed: int | None, request: GenerationRequest
+        self,
+        entry: Mapping[str, Any],
+        prompt_id: str,
+        seed: int | None,
+        request: GenerationRequest,
+        cached: frozenset[str] | set[str] = frozenset(),
     ) -> list[ImageData]:
-        prompt_id = run.prompt_id
+        """The images of a finished history entry (``cached``: nodes the server answered
+        from its cache)."""
         status = entry.get("status")
         if isinstance(status, Mapping) and status.get("status_str") == "error":
             for message in status.get("messages") or []:
@@ -1436,7 +1440,7 @@ class ComfyUIProvider(Provider):
                 "filename": ref.get("filename"),
                 "batch_index": index,
             }
-            if node_id in run.cached:
+            if node_id in cached:
                 # ComfyUI answered an identical graph from its cache: the same files as
                 # the earlier run (same inputs and seed, so the same picture)
                 info["cached"] = True
