@@ -10,6 +10,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -149,6 +150,47 @@ async def test_a_cancel_still_interrupts_when_progress_cannot_be_read(
         server.release()
         await p.aclose()
     assert server.runs[0].interrupted
+
+
+async def test_our_job_starting_in_the_same_second_as_anothers_is_still_ours(
+    server: FakeA1111,
+) -> None:
+    # job_timestamp is to the second: when another client's job hands the lock straight
+    # to ours, only begin() resetting job_count to -1 tells the two apart.
+    server.hold()
+    p = A1111Provider(base_url=server.url, poll_interval=0.01)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
+        try:
+            theirs = asyncio.ensure_future(
+                other.post("/sdapi/v1/txt2img", json={"prompt": "theirs", "steps": 4})
+            )
+            await until(lambda: server.active == 1, "their job")
+            server.release(1 + 2)  # theirs: load and two steps
+            await until(lambda: server.state["sampling_step"] == 2, "two of their steps")
+            seen: list[float | None] = []
+            ours = asyncio.ensure_future(
+                p.generate(GenerationRequest("ours"), lambda f, _p: seen.append(f))
+            )
+            await until(lambda: server.active == 2, "our request")
+            polls = len(server.calls("/sdapi/v1/progress"))
+            await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 2, "polls")
+            server.release(2)  # theirs ends; ours starts and loads its model, held
+            await until(lambda: len(server.runs) == 2 and server.state["job_count"] == -1, "ours")
+            assert server.runs[0].finished
+            ours.cancel()
+            await until(lambda: server.interrupts == 1, "our job's interrupt")
+            server.release()
+            with pytest.raises(asyncio.CancelledError):
+                await ours
+            assert (await theirs).status_code == 200
+        finally:
+            server.release()
+            await p.aclose()
+    assert [(r.prompt, r.interrupted) for r in server.runs] == [
+        ("theirs", False),
+        ("ours", True),
+    ]
+    assert [f for f in seen if f is not None] == []  # their steps never shown as ours
 
 
 async def test_a_request_that_timed_out_has_its_job_interrupted(server: FakeA1111) -> None:

@@ -13,10 +13,12 @@ whose client has gone away still runs (and one waiting on the lock still starts)
 the next job's start clears the interrupt flag. The provider therefore follows the
 server itself, one poller per provider:
 
-* **Whose job runs.** This provider's requests are kept in the order they were sent. A
-  job that the poller sees start (``state.job_timestamp`` changes, or the server goes
-  from idle to busy) after the oldest unanswered request was sent is that request's;
-  anything else is someone else's (another request of ours, or another client).
+* **Whose job runs.** This provider's requests are kept in the order they were sent,
+  and the server's state is read just before each is sent. A job that the poller sees
+  start after the oldest unanswered request was sent is that request's; anything else
+  is someone else's (another request of ours, or another client). A start is the server
+  going from idle to busy, ``state.job_timestamp`` changing, or, within the same second,
+  ``job_count`` back to -1 or ``job_no`` back down (both only happen when a job begins).
 * **Progress** goes only to the task whose job runs; a task whose job has not started
   reports "waiting for the server" (``on_progress(None, None)``), never another job's
   numbers.
@@ -39,11 +41,11 @@ server itself, one poller per provider:
   is not retried.
 
 Residual risks: other clients of the same WebUI (and a second provider object pointing
-at it) are invisible to the bookkeeping, so a job of theirs that starts right after a
-request of ours was sent can be taken for ours; two jobs starting within the same
-second with no idle poll between them look like one; the WebUI's lock is not strictly
-first-come-first-served. ``current_task`` in the progress answer would name the job
-exactly, but 1.10 and Forge always report it as ``null``.
+at it) are invisible to the bookkeeping, so a job of theirs that starts between our
+look at the state and our request reaching the server can be taken for ours; two jobs
+that start within the same second while the poller sees neither begin look like one;
+the WebUI's lock is not strictly first-come-first-served. ``current_task`` in the
+progress answer would name the job exactly, but 1.10 and Forge always report ``null``.
 """
 
 from __future__ import annotations
@@ -308,6 +310,8 @@ class A1111Provider(Provider):
         self._epoch = 0
         self._busy = False
         self._stamp: str | None = None
+        self._count = 0
+        self._number = 0
         #: answers received so far: a poll that raced one is stale and dropped
         self._answers = 0
         self._watcher: asyncio.Task[None] | None = None
@@ -463,6 +467,9 @@ class A1111Provider(Provider):
         route, body = await offload(self.payload, request, notes, size=sent)
         for note in notes:
             log.info("%s: %s", self.name, note)
+        # A fresh look first, so that a job already running (another client's) is not
+        # taken for this request's when the poller sees it.
+        await self._poll()
         job = _Job(on_progress, self._epoch)
         self._jobs.append(job)
         post = asyncio.ensure_future(
@@ -576,12 +583,19 @@ class A1111Provider(Provider):
         if not isinstance(state, Mapping):
             return False
         count = state.get("job_count")
-        busy = isinstance(count, int) and not isinstance(count, bool) and count != 0
+        count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+        number = state.get("job_no")
+        number = number if isinstance(number, int) and not isinstance(number, bool) else 0
+        busy = count != 0
         stamp = state.get("job_timestamp")
         stamp = str(stamp) if stamp is not None else None
-        if busy and (not self._busy or stamp != self._stamp):
-            self._epoch += 1  # a job started since the last look
-        self._busy, self._stamp = busy, stamp
+        # A job started since the last look: the server was idle, or the stamp (to the
+        # second) changed, or, within the same second, begin() was seen again: job_count
+        # back to -1 (the model loads) or job_no back down.
+        restarted = (count < 0 < self._count) or number < self._number
+        if busy and (not self._busy or stamp != self._stamp or restarted):
+            self._epoch += 1
+        self._busy, self._stamp, self._count, self._number = busy, stamp, count, number
         first = self._jobs[0] if self._jobs else None
         running = first if busy and first is not None and self._epoch > first.sent_epoch else None
         if running is not None:
@@ -592,7 +606,7 @@ class A1111Provider(Provider):
         for job in list(self._jobs):
             if job.on_progress is None or job.abandoned or not self.poll_interval:
                 continue
-            if job is running and isinstance(count, int) and count > 0:
+            if job is running and count > 0:
                 self._report(job, answer)
             elif job.shown is not None:
                 job.shown = None  # not started (or loading its checkpoint): waiting
