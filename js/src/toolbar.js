@@ -1,5 +1,6 @@
-import { icons } from "./icons.js";
-import { duration, fmt, h, setAttr, setText } from "./util.js";
+// @ts-check
+import { icons } from "./shared/icons.js";
+import { duration, fmt, h, setAttr, setText } from "./shared/util.js";
 
 // Run toolbar + batch progress (studio only). Buttons keep their place; the one that
 // does not apply in the current run state is disabled (Pause/Resume share one slot).
@@ -151,8 +152,6 @@ export class Toolbar {
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;
-    this.stats.replaceChildren(
-      ...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })),
-    );
+    this.stats.replaceChildren(...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })));
   }
 }

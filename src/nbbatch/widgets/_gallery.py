@@ -259,6 +259,8 @@ class Gallery(anywidget.AnyWidget):
         self._zips = ZipJobs(self)
         self._grids: weakref.WeakSet[Any] = weakref.WeakSet()
         self._last_view = ""
+        #: the page views that said hello and not bye, oldest first
+        self._views: list[str] = []
         self._changed: set[str] = set()
         self._flush_pending = False
         self._unsubscribe = batch.subscribe(self._on_event)
@@ -267,6 +269,7 @@ class Gallery(anywidget.AnyWidget):
         self.sent_bytes = 0
         self._handlers: dict[str, tuple[str, _Handler]] = {
             "hello": ("doing_request", self._on_hello),
+            "bye": ("doing_request", self._on_bye),
             "task": ("doing_gallery_task", self._on_task),
             "image": ("doing_gallery_image", self._on_image),
             "thumbs": ("doing_thumbs", self._on_thumbs),
@@ -294,8 +297,9 @@ class Gallery(anywidget.AnyWidget):
     ) -> None:
         """Show ``task``'s image number ``image`` (0-based) in the lightbox.
 
-        ``view`` names the page view that asked (the grid's click sends it); from code,
-        the view used last opens, so a studio shown twice opens one dialog, not two.
+        ``view`` names the page view that opens; without it (the grid's click, or code)
+        the view used last opens, else the one shown last, so a studio shown twice opens
+        one dialog, not two.
         """
         if task is None:
             # ipywidgets' own Widget.open() (no arguments) opens the comm to the page;
@@ -310,7 +314,7 @@ class Gallery(anywidget.AnyWidget):
                 f"task {t.id} has {len(t.images)} image(s); image={image} is not one of them"
             )
         with self.hold_sync():
-            self.opened_view = view if view is not None else self._last_view
+            self.opened_view = view if view is not None else self._open_in()
             self.task_id = t.id
             self.image_index = image
             self.shown = True
@@ -392,8 +396,13 @@ class Gallery(anywidget.AnyWidget):
         if isinstance(content, dict):
             view, kind = content.get("view"), content.get("type")
             # the view the person used last opens the dialog (hello: every view, on start)
-            if isinstance(view, str) and kind in self._handlers and kind != "hello":
-                self._last_view = view[:40]
+            if isinstance(view, str) and kind in self._handlers:
+                if kind == "hello":
+                    if view[:40] in self._views:
+                        self._views.remove(view[:40])
+                    self._views.append(view[:40])
+                elif kind != "bye":
+                    self._last_view = view[:40]
         answer(content, self._handlers, lang=self.lang, reply=self._reply, notify=self.notify)
 
     def _off_loop(
@@ -428,9 +437,21 @@ class Gallery(anywidget.AnyWidget):
         return [t for t in self._batch.tasks if t.status is TaskStatus.SUCCEEDED and t.images]
 
     # ----------------------------------------------------------- handlers
+    def _open_in(self) -> str:
+        """The view that opens when none is named: the one used last, else shown last."""
+        if self._last_view and (self._last_view in self._views or not self._views):
+            return self._last_view
+        return self._views[-1] if self._views else ""
+
+    def _on_bye(self, content: dict[str, Any]) -> dict[str, Any]:
+        view = content.get("view")
+        if isinstance(view, str) and view[:40] in self._views:
+            self._views.remove(view[:40])
+        return {}
+
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "gallery"),
             "batch": self._batch.name,
             "done": len(self._done()),
         }

@@ -59,6 +59,7 @@ from ._dispatch import answer
 from ._gallery import ZIP_LIMIT, ZipJobs, run_off_loop
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, resolve_lang, tr
+from ._protocol import Row, status_sets
 from ._words import UserFacingError, describe
 
 if TYPE_CHECKING:
@@ -342,10 +343,11 @@ class TaskGrid(anywidget.AnyWidget):
         self.count = len(self._batch.tasks)
         self.run_state = self._hub.run_state()
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "studio"),
             "summary": self._hub.summary(),
             "notice": self._notice,
             "batch": self._batch_head(),
+            "statuses": status_sets(),  # the page's status sets come from here
         }
 
     def _batch_head(self) -> dict[str, str]:
@@ -375,7 +377,7 @@ class TaskGrid(anywidget.AnyWidget):
             self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
-    def _row(self, task: Task, index: dict[str, int]) -> dict[str, Any]:
+    def _row(self, task: Task, index: dict[str, int]) -> Row:
         parent = None
         if task.parent_id is not None:
             try:
