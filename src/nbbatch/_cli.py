@@ -126,10 +126,18 @@ async def _drive_with(
     with contextlib.suppress(NotImplementedError):  # Windows event loops: no handlers
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     waiter = asyncio.ensure_future(runner.wait())
+    storage: str | None = None  # why the run paused by itself (a full disk)
     try:
         while not waiter.done():
             # After the first Ctrl-C, stop once the in-flight requests have been saved.
             if interrupts and runner.active == 0 and runner.state is RunState.PAUSED:
+                runner.stop()
+            # A full disk paused the run: nobody is here to press Resume, so stop once
+            # the requests in flight are settled and say how to go on.
+            if storage is None and runner.paused_reason is not None:
+                storage = runner.paused_reason
+                bar.write(storage, file=sys.stderr)
+            if storage is not None and runner.active == 0 and not runner.done:
                 runner.stop()
             await asyncio.wait([waiter], timeout=0.1)
     finally:
@@ -140,10 +148,13 @@ async def _drive_with(
         _print(line)
     if len(failures) > 20:
         _print(f"  ... and {len(failures) - 20} more failures")
-    counts = batch.counts
+    counts = _journal_counts(batch)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     _print(f"batch {batch.id}: {summary}")
     _print(f"images: {batch.workspace.images_dir}")
+    if storage is not None:
+        _print(f"{storage}: nbbatch resume {batch.id} --workspace {batch.workspace.path}")
+        return EXIT_FAILED
     if interrupts:
         _print(
             f"Stopped. Resume with: nbbatch resume {batch.id} --workspace {batch.workspace.path}"
@@ -161,6 +172,14 @@ async def _drive_with(
     if total and runner.progress().succeeded == total:
         return EXIT_OK
     return EXIT_FAILED
+
+
+def _journal_counts(batch: Batch) -> dict[str, int]:
+    """The batch's counts as the journal holds them (what a later command will see)."""
+    for summary in batch.workspace.batches():
+        if summary.id == batch.id:
+            return dict(summary.counts)
+    return batch.counts
 
 
 def _provider_options(pairs: Sequence[str]) -> dict[str, Any]:

@@ -208,3 +208,36 @@ def test_a_mapping_onto_a_linked_input_is_refused_up_front() -> None:
         ComfyUIProvider(workflow=_flux_custom_advanced(), mapping={"prompt": "9.images"})
     with pytest.raises(ConfigError, match="linked"):
         WorkflowMapping.from_dict({"width": "27.width"}).check(_flux_custom_advanced())
+
+
+def test_the_prompt_primitive_is_found_behind_a_preview_and_a_switch() -> None:
+    # Krea 2 / Ernie templates: the person's text, or an LLM's rewrite of it, chosen by a
+    # ComfySwitchNode and shown by PreviewAny on its way to the encoder
+    graph = _flux_custom_advanced()
+    graph["40"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a cat"}}
+    graph["41"] = {"class_type": "TextGenerate", "inputs": {"prompt": ["40", 0], "clip": ["11", 0]}}
+    graph["42"] = {
+        "class_type": "ComfySwitchNode",
+        "inputs": {"switch": False, "on_false": ["40", 0], "on_true": ["41", 0]},
+    }
+    graph["43"] = {"class_type": "PreviewAny", "inputs": {"source": ["42", 0]}}
+    graph["6"]["inputs"]["text"] = ["43", 0]
+    assert detect_mapping(graph).prompt == ("40", "value")
+
+
+def test_one_encoder_making_both_sides_maps_its_negative_prompt() -> None:
+    graph = _flux_custom_advanced()
+    graph["6"] = {
+        "class_type": "TextEncodeQwenImage21",
+        "inputs": {"clip": ["11", 0], "prompt": "a cat", "negative_prompt": "", "resolution": 1024},
+    }
+    graph["22"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": ["12", 0], "positive": ["6", 0], "negative": ["6", 1], "cfg": 4.0},
+    }
+    m = detect_mapping(graph)
+    assert (m.prompt, m.negative, m.cfg) == (
+        ("6", "prompt"),
+        ("6", "negative_prompt"),
+        ("22", "cfg"),
+    )

@@ -85,3 +85,16 @@ async def test_a_task_without_a_reference_does_not_use_the_workflows_own_image(
     with pytest.raises(NotSupportedError, match=r"loads an input image \(node 4, LoadImage\)"):
         await _run(server, GenerationRequest("a fox"), workflow=graph)
     assert server.requests == []
+
+
+def test_an_unmapped_size_is_refused_with_a_size_mapping_example() -> None:
+    # before, every refusal suggested a 'negative' mapping, whatever was missing
+    graph = copy.deepcopy(BUILTIN_TXT2IMG)
+    graph["4"] = {"class_type": "LoadImage", "inputs": {"image": "example.png"}}
+    graph["5"]["inputs"]["latent_image"] = ["4", 0]
+    p = ComfyUIProvider(workflow=graph)
+    with pytest.raises(NotSupportedError) as info:
+        p.validate(GenerationRequest("a fox", Params(size="512x512")))
+    assert "no input mapped for a size" in str(info.value)
+    assert "mapping={'width': '5.width', 'height': '5.height'}" in str(info.value)
+    assert "negative" not in str(info.value)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 PACKAGE = "comfyui-workflow-templates-json"
 #: measured with comfyui-workflow-templates-json 0.1.123 (docs/providers.md)
-FLOOR = 80
+FLOOR = 95
 
 
 def _templates_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -113,3 +113,20 @@ async def test_a_content_coding_nbbatch_did_not_ask_for_is_refused_in_words() ->
     assert "did not ask for" in str(info.value) and not info.value.retryable
     # only the codings nbbatch inflates step by step are asked for
     assert asked == ["gzip, deflate"]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_corrupt_compressed_body_is_a_typed_error(coding: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            stream=httpx.ByteStream(b"\x1f\x8b\x08\x00" + b"\xff" * 64),
+            headers={"content-type": "application/json", "content-encoding": coding},
+        )
+
+    client = HttpClient("svc", "http://svc.test", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(MalformedResponseError, match=f"the {coding} body is corrupt"):
+            await client.json("GET", "/answer")
+    finally:
+        await client.aclose()

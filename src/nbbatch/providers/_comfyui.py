@@ -49,6 +49,7 @@ from ..core._errors import (
     ServerError,
     ServerUnavailableError,
 )
+from ..core._retry import Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
@@ -286,10 +287,30 @@ def _literal(graph: Mapping[str, Any], node_id: str, names: tuple[str, ...]) -> 
             continue
         if not isinstance(inputs[name], list):
             return node_id, name
-        source = _linked(graph, node_id, name)
-        value = _inputs(graph, source).get("value", []) if source is not None else []
-        if source is not None and not isinstance(value, list):
-            return source, "value"
+        source = _primitive(graph, _linked(graph, node_id, name))
+        if source is not None:
+            return source
+    return None
+
+
+def _primitive(graph: Mapping[str, Any], node_id: str | None, depth: int = 0) -> Slot | None:
+    """The primitive node's ``value`` feeding an input: directly, or through a switch
+    (``ComfySwitchNode``: the branch holding the person's own text, e.g. the raw prompt
+    next to an LLM-enhanced one, is tried first as ``on_false``)."""
+    if node_id is None or depth > 5:
+        return None
+    inputs = _inputs(graph, node_id)
+    if "value" in inputs and not isinstance(inputs["value"], list):
+        return node_id, "value"
+    if "on_true" in inputs or "on_false" in inputs:
+        for branch in ("on_false", "on_true"):
+            found = _primitive(graph, _linked(graph, node_id, branch), depth + 1)
+            if found is not None:
+                return found
+        return None
+    links = [name for name, value in inputs.items() if isinstance(value, list)]
+    if len(links) == 1:  # a pass-through (PreviewAny shows the text and hands it on)
+        return _primitive(graph, _linked(graph, node_id, links[0]), depth + 1)
     return None
 
 
@@ -410,6 +431,10 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
         negative_slot = _encoder_text(graph, negative, "negative")
         if negative_slot is not None and negative_slot != found["prompt"]:
             found["negative"] = negative_slot  # not one node feeding both sides
+        elif negative_slot is not None and negative_slot[0] == (positive or ""):
+            # one encoder making both sides (TextEncodeQwenImage21: prompt and
+            # negative_prompt, outputs 0 and 1)
+            found["negative"] = _literal(graph, negative_slot[0], ("negative_prompt",))
         latent = _latent_source(graph, _linked(graph, sampler, "latent_image"))
         if latent is not None and _class(graph, latent).startswith("Empty"):
             found.update(
@@ -546,6 +571,39 @@ class _Run:
     nodes: dict[str, float] = field(default_factory=dict)
 
 
+#: an example mapping for each parameter a workflow may lack an input for
+_EXAMPLES = {
+    "an input image": "{'image': '10.image'}",
+    "a negative prompt": "{'negative': '7.text'}",
+    "n > 1": "{'batch_size': '5.batch_size'}",
+    "a size": "{'width': '5.width', 'height': '5.height'}",
+    "steps": "{'steps': '3.steps'}",
+    "cfg_scale": "{'cfg': '3.cfg'}",
+    "a sampler": "{'sampler': '3.sampler_name'}",
+    "strength": "{'denoise': '3.denoise'}",
+    "a model": "{'model': '4.ckpt_name'}",
+    "a seed": "{'seed': '3.seed'}",
+}
+
+
+class _GaveUp(ProviderError):
+    """The server stayed down past ``server_wait``: ends the probing (not retryable)."""
+
+    retryable = False
+
+
+#: a call through a restart: each connection failure waits for the server (in the
+#: retry hook), then the call is made again, with no pause of its own
+_RESTART_RETRY = RetryPolicy(
+    name="server-restart",
+    max_retries=_OUTAGES,
+    base_delay=0.0,
+    max_delay=0.0,
+    jitter=(1.0, 1.0),
+    retry_timeouts=False,
+)
+
+
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
     # A 400 from /prompt stays a BadRequestError (never retried), with a readable message.
     if response.status_code != 400:
@@ -632,8 +690,9 @@ class ComfyUIProvider(Provider):
         self.status_check = 1.0
         #: first pause between probes of a server that does not answer (doubles to 5 s)
         self.server_probe_interval = 0.5
-        #: attempts now waiting for the server to answer again
+        #: attempts now waiting for the server to answer again; outages lived through
         self.waiting_for_server = 0
+        self.outages = 0
         self._down_since: float | None = None
         self._clock: Callable[[], float] = time.monotonic
         #: seed input maxima read from /object_info, per node class (once per server)
@@ -678,10 +737,12 @@ class ComfyUIProvider(Provider):
         }
         missing = [what for what, bad in needs.items() if bad]
         if missing:
+            # the example names the first missing field's own mapping key
+            example = _EXAMPLES[missing[0]]
             raise NotSupportedError(
                 f"this ComfyUI workflow has no input mapped for {', '.join(missing)}; add "
-                "the node input to mapping= (e.g. mapping={'negative': '7.text'}) or clear "
-                "the parameter",
+                f"the node input to mapping= (e.g. mapping={example}) or a node titled "
+                "for it, or clear the parameter",
                 task_id=request.task_id,
             )
         if mapping.image is not None and not request.images:
@@ -847,36 +908,34 @@ class ComfyUIProvider(Provider):
     async def _submit(self, run: _Run, client_id: str, request: GenerationRequest) -> None:
         """``POST /prompt``; through a restart, queue it once the server answers again."""
         body = {"prompt": run.graph, "client_id": client_id, "prompt_id": run.prompt_id}
-        outages = 0
-        while True:
-            run.sent = True
-            try:
-                answer = await self._http.json(
-                    "POST", "/prompt", json=body, task_id=request.task_id
-                )
-            except ProviderConnectionError as exc:
-                outages += 1
-                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
-                    raise
-                await self._wait_for_server(exc, request)
+        broke = False
+
+        async def post() -> Any:
+            nonlocal broke
+            if broke:
                 # the POST may have reached the server before the connection broke
                 state, _ = await self._whereabouts(run.prompt_id, request)
                 if state is not None:
-                    break
-                run.sent = False
-                continue
+                    return {"prompt_id": run.prompt_id}
+            run.sent = True
+            try:
+                return await self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+            except ProviderConnectionError:
+                broke = True
+                raise
             except ProviderError as exc:
                 if exc.status_code is not None:
                     run.sent = False  # the server answered an error: nothing was queued
                 raise
-            if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
-                raise MalformedResponseError(
-                    f"{self.name}: POST /prompt answered without a prompt_id",
-                    provider=self.name,
-                    task_id=request.task_id,
-                )
-            run.prompt_id = answer["prompt_id"]
-            break
+
+        answer = await self._while_up(post, request)
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+            raise MalformedResponseError(
+                f"{self.name}: POST /prompt answered without a prompt_id",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        run.prompt_id = answer["prompt_id"]
         run.queued_at = self._clock()
 
     async def _upload(self, data: bytes, mime: str, request: GenerationRequest) -> str:
@@ -955,61 +1014,66 @@ class ComfyUIProvider(Provider):
         run_limit = self.run_timeout if self.run_timeout is not None else request.timeout
         last_own = last_check = self._clock()
         check_now = False
-        reconnects = outages = 0
+        reconnects = 0
+        outages = self.outages
         while True:
             now = self._clock()
             self._check_deadlines(run, run_limit, now, request)
-            try:
-                if run.ws is None:
-                    entry = await self._history(run.prompt_id, request)
-                    if entry is None and (check_now or now - last_check >= self.queue_check):
-                        check_now, last_check = False, now
-                        entry = await self._look(run, request)
-                    if entry is not None:
-                        return entry
-                    await asyncio.sleep(self.poll_interval)
-                    continue
-                due = last_check + self.status_check if check_now else last_own + self.idle_check
-                try:
-                    raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
-                except asyncio.TimeoutError:
-                    self._flush(run, on_progress)
-                    now = self._clock()
-                    if now < due:
-                        continue  # an injected clock that has not moved
-                    check_now, last_check, last_own = False, now, now
-                    entry = await self._history(run.prompt_id, request)
-                    if entry is None:
-                        entry = await self._look(run, request)
-                    if entry is not None:
-                        return entry
-                    continue
-                except Exception as exc:  # connection dropped: reconnect, or poll
-                    log.info("%s: WebSocket closed (%s)", self.name, exc)
-                    await self._close_ws(run.ws)
-                    run.ws = None
+            if self.outages != outages:
+                # the server went away and came back meanwhile: events were missed, and
+                # the socket (which the restart closed) may be had again
+                outages, check_now, last_check = self.outages, True, 0.0
+                if run.ws is None and self.websocket and reconnects <= 3:
                     reconnects += 1
-                    if reconnects <= 3:
-                        run.ws = await self._connect_ws(client_id)
-                    check_now = True  # events may have been missed meanwhile
-                    continue
-                outcome = self._on_frame(run, raw, request, on_progress)
-                if outcome == "own":
-                    last_own = self._clock()
-                elif outcome == "queue" and run.started_at is None:
-                    check_now = True
-                elif outcome == "done":
-                    run.settled = True
-                    # the history entry is stored before the final "executing" event
-                    return await self._wait_history(run.prompt_id, request)
-            except ProviderConnectionError as exc:
-                outages += 1
-                if outages > _OUTAGES or isinstance(exc, ServerUnavailableError):
-                    raise
-                await self._wait_for_server(exc, request)
-                if run.ws is None and self.websocket:
                     run.ws = await self._connect_ws(client_id)
-                check_now, last_check = True, 0.0
+            if run.ws is None:
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None and (check_now or now - last_check >= self.queue_check):
+                    check_now, last_check = False, now
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
+                await asyncio.sleep(self.poll_interval)
+                continue
+            due = last_check + self.status_check if check_now else last_own + self.idle_check
+            try:
+                raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
+            except asyncio.TimeoutError:
+                self._flush(run, on_progress)
+                now = self._clock()
+                if now < due:
+                    continue  # an injected clock that has not moved
+                check_now, last_check, last_own = False, now, now
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None:
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
+                continue
+            except Exception as exc:  # connection dropped: reconnect, or poll
+                log.info("%s: WebSocket closed (%s)", self.name, exc)
+                await self._close_ws(run.ws)
+                run.ws = None
+                reconnects += 1
+                if reconnects <= 3:
+                    run.ws = await self._connect_ws(client_id)
+                check_now = True  # events may have been missed meanwhile
+                continue
+            outcome = self._on_frame(run, raw, request, on_progress)
+            if outcome == "own":
+                last_own = self._clock()
+            elif outcome == "queue" and run.started_at is None:
+                check_now = True
+            elif outcome == "done":
+                run.settled = True
+                # the history entry is stored before the final "executing" event
+                return await self._while_up(
+                    partial(self._wait_history, run.prompt_id, request), request
+                )
 
     def _on_frame(
         self,
@@ -1184,43 +1248,59 @@ class ComfyUIProvider(Provider):
                 error,
                 self.server_wait,
             )
-        self.waiting_for_server += 1
-        delay = self.server_probe_interval
-        try:
-            while True:
+        last = error
+
+        async def probe() -> None:
+            nonlocal last
+            try:
+                await self._http.request("GET", "/system_stats", task_id=request.task_id)
+            except (ProviderConnectionError, ProviderTimeoutError) as exc:
+                last = exc
                 if self._clock() - started >= self.server_wait:
-                    raise ServerUnavailableError(
-                        f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
-                        f"for {self.server_wait:g} s (last error: {error}); start it again (or "
-                        "check the address), then retry the task or resume the run",
-                        provider=self.name,
-                        task_id=request.task_id,
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                try:
-                    await self._http.request("GET", "/system_stats", task_id=request.task_id)
-                except (ProviderConnectionError, ProviderTimeoutError):
-                    continue
-                except ProviderError:
-                    pass  # it answers (even an error page): it is up
-                break
+                    raise _GaveUp(str(exc)) from None
+                raise
+            except ProviderError:
+                pass  # it answers (even an error page): it is up
+
+        policy = RetryPolicy(
+            name="server-wait",
+            max_retries=10**6,  # bounded by server_wait, in probe()
+            base_delay=self.server_probe_interval,
+            max_delay=5.0,
+            jitter=(1.0, 1.0),
+        )
+        self.waiting_for_server += 1
+        try:
+            await retrying(probe, policy)
+        except _GaveUp:
+            raise ServerUnavailableError(
+                f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
+                f"for {self.server_wait:g} s (last error: {last}); start it again (or "
+                "check the address), then retry the task or resume the run",
+                provider=self.name,
+                task_id=request.task_id,
+            ) from None
         finally:
             self.waiting_for_server -= 1
+        self.outages += 1
         if self._down_since is not None:
             log.warning("%s: the server at %s answers again", self.name, self.base_url)
             self._down_since = None
 
     async def _while_up(self, call: Callable[[], Awaitable[T]], request: GenerationRequest) -> T:
-        """``call()``, through a restart of the server (an idempotent request)."""
-        for _ in range(_OUTAGES):
-            try:
-                return await call()
-            except ServerUnavailableError:
-                raise
-            except ProviderConnectionError as exc:
-                await self._wait_for_server(exc, request)
-        return await call()  # it answers probes yet this call keeps failing: say so
+        """``call()``, through a restart of the server: a connection failure waits for
+        the server (:meth:`_wait_for_server`) and calls again, at most ``_OUTAGES``
+        times; any other error is raised as it is (the runner's attempts handle it)."""
+
+        async def on_retry(retry: Retry) -> None:
+            error = retry.error
+            if not isinstance(error, ProviderConnectionError) or isinstance(
+                error, ServerUnavailableError
+            ):
+                raise error
+            await self._wait_for_server(error, request)
+
+        return await retrying(call, _RESTART_RETRY, on_retry=on_retry)
 
     def _execution_error(self, data: Mapping[str, Any], request: GenerationRequest) -> ServerError:
         node = data.get("node_id")

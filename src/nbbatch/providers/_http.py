@@ -164,7 +164,10 @@ class _Inflater:
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         while data and not self._inflate.eof:
-            piece = self._inflate.decompress(data, _INFLATE_STEP)
+            try:
+                piece = self._inflate.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                raise httpx.DecodingError(f"the {self._coding} body is corrupt ({exc})") from None
             rest = self._inflate.unconsumed_tail
             if not piece and len(rest) == len(data):
                 return  # no progress (cannot happen with zlib; never spin)
@@ -173,7 +176,10 @@ class _Inflater:
                 yield piece
 
     def flush(self) -> bytes:
-        return b"" if self._inflate is None else bytes(self._inflate.flush())
+        try:
+            return b"" if self._inflate is None else bytes(self._inflate.flush())
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"the {self._coding} body is corrupt ({exc})") from None
 
 
 async def _read_body(response: httpx.Response, cap: int, *, cut: bool = False) -> bytes:

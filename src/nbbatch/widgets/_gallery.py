@@ -451,7 +451,7 @@ class Gallery(anywidget.AnyWidget):
 
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "gallery"),
             "batch": self._batch.name,
             "done": len(self._done()),
         }

@@ -343,7 +343,7 @@ class TaskGrid(anywidget.AnyWidget):
         self.count = len(self._batch.tasks)
         self.run_state = self._hub.run_state()
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "studio"),
             "summary": self._hub.summary(),
             "notice": self._notice,
             "batch": self._batch_head(),

@@ -196,7 +196,7 @@ class History(anywidget.AnyWidget):
     # ----------------------------------------------------------- handlers
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         self._sync_studio()
-        return {"strings": catalogue(self.lang), "studio": self.studio}
+        return {"strings": catalogue(self.lang, "history"), "studio": self.studio}
 
     def _sync_studio(self) -> None:
         studio = self._studio() if self._studio is not None else None

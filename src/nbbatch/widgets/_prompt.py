@@ -275,7 +275,7 @@ class PromptPanel(anywidget.AnyWidget):
 
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "prompt"),
             "draft": self.draft,
             **self._preset_lists(),
             **self._on_params(content),

@@ -364,7 +364,7 @@ class SettingsPanel(anywidget.AnyWidget):
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         names = list(available_providers())
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "settings"),
             "values": self.values,
             "providers": [{"name": n, "label": provider_fields(n)["label"]} for n in names],
             "forms": {n: provider_fields(n) for n in names},
