@@ -559,6 +559,9 @@ class _Run:
     #: POST /prompt was sent (the server may hold it) / it ended or is known gone
     sent: bool = False
     settled: bool = False
+    #: the POST /prompt in flight: a cancel waits for its answer before deleting, since
+    #: a delete that reaches the server first finds nothing and the prompt runs anyway
+    posting: asyncio.Task[Any] | None = None
     ws: Any = None
     #: the last progress fraction reported, and one held for the preview that follows
     fraction: float | None = None
@@ -863,6 +866,8 @@ class ComfyUIProvider(Provider):
                 await self._submit(run, client_id, request)
                 entry = await self._await_result(run, client_id, request, on_progress)
             except asyncio.CancelledError:
+                if run.posting is not None and not run.posting.done():
+                    await asyncio.wait({run.posting}, timeout=5.0)
                 if run.sent and not run.settled:
                     await self._cancel(run.prompt_id)
                 raise
@@ -931,8 +936,13 @@ class ComfyUIProvider(Provider):
                 if state is not None:
                     return {"prompt_id": run.prompt_id}
             run.sent = True
+            run.posting = asyncio.ensure_future(
+                self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+            )
             try:
-                return await self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+                # shielded: a cancel lets the POST finish, so the server has the prompt
+                # (or said no) before the delete that takes it back
+                return await asyncio.shield(run.posting)
             except ProviderConnectionError:
                 broke = True
                 raise
