@@ -322,11 +322,11 @@ def test_unreachable_server_is_unavailable_not_a_crash() -> None:
 
 def test_hung_server_times_out_within_the_budget() -> None:
     with FakeChat("openai") as server:
-        server.add_fault(Fault.hang(0.5))
-        started = time.monotonic()
+        # a hang that ran out would end in a 504 (a server error, not a timeout): the
+        # timeout error itself shows the 0.2 s budget ended the wait
+        server.add_fault(Fault.hang(3.0))
         with pytest.raises(ProviderTimeoutError):
             nbbatch.plan("a", llm=llm(server, timeout=0.2))
-        assert time.monotonic() - started < 1.0
         assert len(server.calls("*/chat/completions")) == 1  # a timeout is not retried
 
 

@@ -189,7 +189,7 @@ async def test_the_planner_refuses_hostile_answers_at_the_caps(
         }
         exc, peak = await measured(lambda: nbbatch.planning.plan_async("a fox", llm=llm))
     text = in_words(exc)
-    # the planner raises the provider errors, marked as its own (one error family)
+    # the planner raises the provider family's errors, marked as the planner's
     assert isinstance(exc, ProviderError) and exc.provider == "planner", text
     if mode == "error":
         assert "500" in text

@@ -289,6 +289,8 @@ class Runner:
             self._paused = True
             if self._resumed is not None:
                 self._resumed.clear()
+            for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
+                provider.pause_pending()  # ComfyUI takes back prompts still queued there
             self._set_state(RunState.PAUSED)
 
     def resume(self) -> None:
@@ -298,6 +300,8 @@ class Runner:
             self._paused = False
             if self._resumed is not None:
                 self._resumed.set()
+            for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
+                provider.resume_pending()
             self._set_state(RunState.RUNNING)
             self._poke()
 
