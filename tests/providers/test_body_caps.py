@@ -231,7 +231,7 @@ async def test_the_shipped_error_cap_holds_an_oversized_error_body() -> None:
 
 def test_the_caps_are_decided_once() -> None:
     from nbbatch.images import DEFAULT_LIMITS
-    from nbbatch.providers._support import DEFAULT_MAX_DOWNLOAD
+    from nbbatch.providers._fetch import DEFAULT_MAX_DOWNLOAD
 
     assert BODY_LIMITS.image == DEFAULT_LIMITS.max_bytes == DEFAULT_MAX_DOWNLOAD
     assert max(BODY_LIMITS.json, BODY_LIMITS.error, BODY_LIMITS.image) <= BODY_LIMITS.total

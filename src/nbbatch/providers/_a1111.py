@@ -77,7 +77,7 @@ from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback,
 from ._catalog import provider_info
 from ._codec import b64decode
 from ._http import HttpClient, Timeouts
-from ._support import offload
+from ._offload import offload
 
 __all__ = ["A1111Provider"]
 

@@ -53,8 +53,9 @@ from ..core._retry import Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._fetch import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, retry_fetch
 from ._http import HttpClient, Timeouts
-from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch
+from ._offload import offload
 
 __all__ = [
     "BUILTIN_TXT2IMG",
