@@ -360,11 +360,11 @@ def test_enhance_rewrites_one_prompt_via_the_same_endpoint() -> None:
 # ------------------------------------------------------------------ notebook use
 
 
-async def test_plan_works_inside_a_running_loop_and_aplan_awaits() -> None:
+async def test_plan_works_inside_a_running_loop_and_plan_async_awaits() -> None:
     with FakeChat("openai") as server:
         # a notebook cell: a loop is running, yet the blocking call still works
         blocking = nbbatch.plan("a; b", llm=llm(server))
-        awaited = await nbbatch.aplan("c; d", llm=llm(server))
+        awaited = await nbbatch.plan_async("c; d", llm=llm(server))
     assert [t.prompt for t in blocking.tasks] == ["a", "b"]
     assert [t.prompt for t in awaited.tasks] == ["c", "d"]
 
