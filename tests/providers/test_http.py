@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -118,11 +117,11 @@ async def test_malformed_json_and_plain_text_errors(server: EchoServer, client: 
 async def test_hung_server_times_out_within_the_read_timeout(
     server: EchoServer, client: HttpClient
 ) -> None:
+    # A hang that ran its 3 s ends in a 504 (a ServerError): a timeout error means the
+    # 0.3 s read timeout fired first, without timing it against the wall clock.
     server.add_fault(Fault.hang(3))
-    t0 = time.monotonic()
     with pytest.raises(ProviderTimeoutError, match="timed out"):
         await client.json("GET", "/echo")
-    assert time.monotonic() - t0 < 0.3 * 1.5
 
 
 async def test_truncated_download_is_retryable_and_returns_nothing(
