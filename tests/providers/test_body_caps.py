@@ -187,7 +187,7 @@ async def test_the_planner_refuses_hostile_answers_at_the_caps(
             "model": "m",
             "retry": nbbatch.RetryPolicy(max_retries=0),
         }
-        exc, peak = await measured(lambda: nbbatch.planning.aplan("a fox", llm=llm))
+        exc, peak = await measured(lambda: nbbatch.planning.plan_async("a fox", llm=llm))
     text = in_words(exc)
     assert "planner" in text
     if mode == "error":
