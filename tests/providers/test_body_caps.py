@@ -189,13 +189,13 @@ async def test_the_planner_refuses_hostile_answers_at_the_caps(
         }
         exc, peak = await measured(lambda: nbbatch.planning.plan_async("a fox", llm=llm))
     text = in_words(exc)
-    # the planner raises the provider family's errors, marked as the planner's
-    assert isinstance(exc, ProviderError) and exc.provider == "planner", text
+    assert "planner" in text
     if mode == "error":
-        assert "500" in text
+        assert isinstance(exc, ProviderError) and "500" in text, text
         assert peak < 2 * small_caps.error + SLACK, f"{peak / MIB:.1f} MiB held"
     else:
-        assert "answer larger than 2 MiB" in text
+        # the planner raises the provider family's errors, saying where and what
+        too_large(exc, small_caps.json)
         assert peak < 2 * small_caps.json + SLACK, f"{peak / MIB:.1f} MiB held"
 
 
@@ -231,7 +231,7 @@ async def test_the_shipped_error_cap_holds_an_oversized_error_body() -> None:
 
 def test_the_caps_are_decided_once() -> None:
     from nbbatch.images import DEFAULT_LIMITS
-    from nbbatch.providers._fetch import DEFAULT_MAX_DOWNLOAD
+    from nbbatch.providers._support import DEFAULT_MAX_DOWNLOAD
 
     assert BODY_LIMITS.image == DEFAULT_LIMITS.max_bytes == DEFAULT_MAX_DOWNLOAD
     assert max(BODY_LIMITS.json, BODY_LIMITS.error, BODY_LIMITS.image) <= BODY_LIMITS.total
