@@ -139,7 +139,11 @@ def test_a_repair_that_stops_part_way_leaves_the_journal_and_every_image(
     assert not list(path.glob(f"{DB_NAME}.damaged-*"))
     monkeypatch.undo()
 
+    killed = path / ".tmp-repair-0123456789ab"  # what a repair killed part-way leaves
+    killed.mkdir()
+    (killed / DB_NAME).write_bytes(b"partial")
     report = salvage(path)  # the repair runs again from the start
+    assert not killed.exists()
     assert report.damaged_copy is not None
     with Workspace(path) as ws:
         assert all(im.path.exists() for im in Batch.load(small_id, ws).images)

@@ -180,6 +180,8 @@ def salvage(root: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Salva
                 f"the workspace {str(folder)!r} is open in another process; close every "
                 "notebook and program using it, then run the repair again"
             )
+        for left in folder.glob(f"{TMP_PREFIX}repair-*"):  # of a repair that was killed
+            shutil.rmtree(left, ignore_errors=True)
         problem = _check(db)
         if problem == "ok":
             report.intact = True
