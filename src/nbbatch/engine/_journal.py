@@ -370,11 +370,6 @@ class Journal:
                 for name in unused:
                     c.execute(f"DROP INDEX IF EXISTS {name}")
 
-    def has_table(self, name: str) -> bool:
-        return bool(
-            self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
-        )
-
     # ------------------------------------------------------------------ using
     @contextlib.contextmanager
     def translate(self) -> Iterator[None]:
