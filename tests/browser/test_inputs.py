@@ -137,7 +137,6 @@ studio = BatchStudio(
     workspace=ws,
     provider="demo",
     llm=dict(base_url=chat.base_url, model="fake-planner-1"),
-    inputs=True,
     lang={lang!r},
 )
 studio
@@ -266,7 +265,7 @@ logging.getLogger().setLevel(logging.DEBUG)
 chat = FakeChat(api_key={SENTINEL[:12]!r} + {SENTINEL[12:]!r}).start()  # 401 without it
 ws = nbbatch.Workspace(tempfile.mkdtemp())
 provider = nbbatch.get_provider("demo", fail_prompts=["FAILME"])
-studio = BatchStudio(workspace=ws, provider=provider, inputs=True)
+studio = BatchStudio(workspace=ws, provider=provider)
 studio
 """
 
@@ -305,7 +304,7 @@ def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> No
     dialog.get_by_role("button", name="Save settings").click()
     expect(dialog.get_by_role("status")).to_contain_text("Saved to")
     dialog.get_by_role("button", name="Close").last.click()
-    assert lab.execute(page, "print(studio.inputs.settings.llm_key_set)").strip() == "True"
+    assert lab.execute(page, "print(studio.settings.llm_key_set)").strip() == "True"
 
     # the key works: the fake LLM refuses any request without it
     panel = page.locator(".nbb-pp").first

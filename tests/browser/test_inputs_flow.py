@@ -39,7 +39,7 @@ import nbbatch, os, tempfile
 os.environ["NBBATCH_CONFIG_DIR"] = tempfile.mkdtemp()  # a new user: no saved settings
 from nbbatch.widgets import BatchStudio
 ws = nbbatch.Workspace(tempfile.mkdtemp())
-studio = BatchStudio(workspace=ws, {given} inputs=True, lang={lang!r})
+studio = BatchStudio(workspace=ws, {given} lang={lang!r})
 studio
 """
 
@@ -139,7 +139,7 @@ def test_a_dropped_folder_is_walked_in_the_browser(lab) -> None:
     page.evaluate(DROP_FOLDER, [".nbb-up-zone", tree])
     expect(tiles(up)).to_have_count(3)
     expect(up.locator(".nbb-up-refused")).to_contain_text("pets/notes.png")
-    assert names(lab, page, "studio.inputs.upload.references") == [
+    assert names(lab, page, "studio.upload.references") == [
         "pets/cat.png",
         "pets/dog.png",
         "pets/more/fish.png",
@@ -205,7 +205,7 @@ def test_presets_are_saved_edited_reordered_and_deleted(lab) -> None:
     page.keyboard.press("Enter")
     expect(dialog.get_by_role("status")).to_contain_text("Harbour is now number")
     order = json.loads(
-        lab.execute(page, "import json; print(json.dumps(studio.inputs.prompt.presets.names))")
+        lab.execute(page, "import json; print(json.dumps(studio.prompt.presets.names))")
     )
     assert order[-2] == "Harbour"
     expect(dialog.get_by_role("button", name="Move Harbour up")).to_be_focused()

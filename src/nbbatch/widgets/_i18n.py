@@ -955,7 +955,7 @@ _EN.update(
         "use_as_reference_named": "Use {name} as a reference",
         "upload_remixed": "A task from the parameters of {name} is in the batch, ready to edit.",
         "remix_nothing": "This image carries no generation parameters to remix.",
-        "remix_no_batch": "Remix needs a batch: use the upload of BatchStudio(inputs=True).",
+        "remix_no_batch": "Remix needs a batch: use the upload of BatchStudio().",
     }
 )
 
@@ -1106,7 +1106,7 @@ _ZH.update(
         "use_as_reference_named": "将 {name} 用作参考图",
         "upload_remixed": "已按 {name} 的参数在批次中新建任务，可直接编辑。",
         "remix_nothing": "这张图片没有可用于再创作的生成参数。",
-        "remix_no_batch": "再创作需要批次：请使用 BatchStudio(inputs=True) 中的上传区。",
+        "remix_no_batch": "再创作需要批次：请使用 BatchStudio() 中的上传区。",
     }
 )
 _ZH.update(

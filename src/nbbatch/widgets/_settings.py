@@ -30,7 +30,6 @@ import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import anywidget
 import traitlets
 
 import nbbatch.providers as providers
@@ -52,8 +51,8 @@ from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
 from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import answer
-from ._i18n import catalogue, resolve_lang
+from ._i18n import catalogue
+from ._panel import Panel
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["SettingsPanel", "provider_fields"]
@@ -63,7 +62,6 @@ log = logging.getLogger("nbbatch")
 _STATIC = pathlib.Path(__file__).parent / "static"
 STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only knows providers
 _LLM_SECRET = "llm"
-_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 _TOP = ("base_url", "model")  # catalogue fields that are values of their own
 _INT_PARAMS = frozenset({"n", "seed", "steps"})
 _FLOAT_PARAMS = frozenset({"cfg_scale", "strength"})
@@ -175,7 +173,7 @@ def _env_source(names: Sequence[str]) -> str | None:
     return None
 
 
-class SettingsPanel(anywidget.AnyWidget):
+class SettingsPanel(Panel):
     """A ``Settings`` button and its dialog. ``panel.llm_config()`` and
     ``panel.provider_config()`` give what was set (keys included, as ``Secret``).
     """
@@ -183,7 +181,6 @@ class SettingsPanel(anywidget.AnyWidget):
     _esm = _STATIC / "settings.js"
     _css = _STATIC / "settings.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
     key_set = traitlets.Bool(False).tag(sync=True)
     llm_key_set = traitlets.Bool(False).tag(sync=True)
 
@@ -196,23 +193,26 @@ class SettingsPanel(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         _install_redaction()
-        super().__init__(lang=resolve_lang(lang), **kwargs)
+        super().__init__(lang=lang, **kwargs)
         self._dir = pathlib.Path(config_dir) if config_dir else None
         self._keys: dict[str, Secret] = {}
         self._on_change = on_change
-        self._jobs: set[asyncio.Future[Any]] = set()
         self.problem: str | None = None
         self.values = self._load()
         self._refresh_flags()
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "keys": ("doing_request", self._on_keys),
-            "set_key": ("doing_key", self._on_set_key),
-            "forget_key": ("doing_key", self._on_forget_key),
-            "save": ("doing_save", self._on_save),
-            "test": ("doing_test", self._on_test),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "keys": ("doing_request", self._on_keys),
+                "set_key": ("doing_key", self._on_set_key),
+                "forget_key": ("doing_key", self._on_forget_key),
+                "save": ("doing_save", self._on_save),
+                "test": ("doing_test", self._on_test),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        return f"provider {self.values['provider']} · concurrency {self.values['concurrency']}"
 
     # ----------------------------------------------------------- paths and loading
     def _config_dir(self) -> pathlib.Path:
@@ -331,12 +331,7 @@ class SettingsPanel(anywidget.AnyWidget):
         return _params_of(dict(self.values.get("defaults") or {}))
 
     # ----------------------------------------------------------- receiving
-    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        # errors are put in words without the message itself: it may carry a key
-        answer(content, self._handlers, lang=self.lang, reply=self._reply)
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any]) -> None:
-        self.send({"type": "reply", "uuid": uid, "ok": ok, **body})
+    # (errors are put in words without the message itself: it may carry a key)
 
     def _keys_info(self, provider: str | None = None) -> dict[str, Any]:
         out = {}
@@ -485,7 +480,7 @@ class SettingsPanel(anywidget.AnyWidget):
                 body = {"ok": True, "passed": bool(result.ok), "message": str(result.message)}
             except Exception as exc:
                 body = {"ok": False, "error": describe(exc, self.lang, "doing_test")}
-            self.send({"type": "reply", "uuid": uid, **body})
+            self._post({"type": "reply", "uuid": uid, **body})
 
         job.add_done_callback(done)
         return _DEFERRED
