@@ -252,3 +252,44 @@ def test_widgets_import_inside_functions_only_to_save_time() -> None:
         if names:
             lazy[_module_name(path)] = sorted(names)
     assert lazy == {}
+
+
+# The workspace is split by job behind the ``Workspace`` façade (engine/_store.py), and
+# image metadata into byte-level containers and generation-info dialects. Each job may
+# use only the jobs listed for it (inside its package), so no arrow points back up.
+JOBS = {
+    "nbbatch.engine._journal": set(),  # SQLite: schema, connection, transactions, errors
+    "nbbatch.engine._blobs": set(),  # content-addressed files and the derived/ layout
+    "nbbatch.engine._history": set(),  # history rows and statistics, in SQL
+    "nbbatch.engine._recovery": {"nbbatch.engine._journal", "nbbatch.engine._blobs"},
+    "nbbatch.engine._tasks": {
+        "nbbatch.engine._journal",
+        "nbbatch.engine._blobs",
+        "nbbatch.engine._recovery",
+        "nbbatch.engine._history",
+    },
+    "nbbatch.images._containers": {"nbbatch.images._decode"},
+    "nbbatch.images._metadata": {"nbbatch.images._containers", "nbbatch.images._decode"},
+}
+
+
+def test_workspace_and_metadata_jobs_import_only_the_jobs_below_them() -> None:
+    graph = _graph()
+    wrong = []
+    for module, allowed in JOBS.items():
+        assert module in graph, f"{module} is gone: update JOBS"
+        package = module.rpartition(".")[0]
+        siblings = {d for d in graph[module] if d.startswith(package + ".")}
+        wrong += [f"{module} -> {d}" for d in sorted(siblings - allowed)]
+    assert wrong == [], "a job imports one it must not:\n" + "\n".join(wrong)
+
+
+def test_only_the_facade_reads_settings_and_images_never_guess_a_workspace() -> None:
+    graph = _graph()
+    readers = sorted(
+        m for m, deps in graph.items() if m.startswith("nbbatch.engine._") and
+        "nbbatch.engine._settings" in deps and m in JOBS
+    )  # fmt: skip
+    assert readers == [], f"store jobs reading the saved settings: {readers}"
+    source = (PKG / "images" / "_postprocess.py").read_text()
+    assert "_workspace_root" not in source and '.name == "images"' not in source

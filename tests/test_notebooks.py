@@ -25,6 +25,8 @@ import pytest
 
 from nbbatch.testing import FakeA1111
 
+pytestmark = pytest.mark.notebook
+
 nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]

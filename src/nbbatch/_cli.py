@@ -179,11 +179,16 @@ def _provider_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _make_provider(args: argparse.Namespace) -> Provider:
     """Check the options and build the provider before anything is journaled."""
+    settings = load_settings()
+    # the saved run defaults (Settings.run) stand in for options not given
+    if args.concurrency is None:
+        args.concurrency = settings.run.concurrency
+    if args.retries is None:
+        args.retries = settings.run.retries
     check_concurrency(args.concurrency)
     if args.retries < 0:
         raise ConfigError("--retries must be 0 or more")
     options = _provider_options(args.option)
-    settings = load_settings()
     if args.provider in settings.providers:
         # A saved configuration (nbbatch.save_settings): its base URL, model, options.
         config = settings.get(args.provider)
@@ -345,11 +350,14 @@ def _parser() -> argparse.ArgumentParser:
             "--concurrency",
             "-c",
             type=int,
-            default=DEFAULT_CONCURRENCY,
-            help="tasks at once (1-10, default 3)",
+            default=None,
+            help=f"tasks at once (1-10; default: the saved setting, else {DEFAULT_CONCURRENCY})",
         )
         sp.add_argument(
-            "--retries", type=int, default=2, help="automatic retries per task (default 2)"
+            "--retries",
+            type=int,
+            default=None,
+            help="automatic retries per task (default: the saved setting, else 2)",
         )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         sp.add_argument(

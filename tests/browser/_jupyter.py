@@ -32,6 +32,10 @@ import nbformat
 App = Literal["lab", "notebook7"]
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: screenshots, server logs and measurements of the browser tests
+ARTIFACTS = Path(
+    os.environ.get("NBBATCH_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
 CHROMIUM_ARGS = [
     # we run as root in CI containers, where Chromium's sandbox cannot start
     "--no-sandbox",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._jupyter import (
+    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     EXECUTE_TIMEOUT_MS,
@@ -48,8 +49,6 @@ from ._jupyter import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("NBBATCH_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 

@@ -378,6 +378,6 @@ def test_browsing_200_full_size_images_keeps_memory_bounded(lab, context) -> Non
 
 
 def lab_artifacts() -> Path:
-    from .conftest import ARTIFACTS
+    from ._jupyter import ARTIFACTS
 
     return ARTIFACTS

@@ -14,6 +14,7 @@ import json
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from playwright.sync_api import Page, expect
+
 from tests.browser.test_inputs import drop, names, png, tiles
 
 A1111_PROMPT = "a lighthouse at dusk, oil painting"

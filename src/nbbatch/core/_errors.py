@@ -11,6 +11,7 @@ an error is built, see ``nbbatch.providers._http``)::
     │   └── NotSupportedError       the provider cannot do what the task asks (before any request)
     ├── InvalidTransitionError      a task status change that the lifecycle forbids
     │   └── TaskStateError          an edit the task's state forbids (running / succeeded)
+    │       └── HeldElsewhereError  the tasks are being run by another kernel (``holders``)
     ├── StoreError                  the workspace on disk
     │   ├── WorkspaceNotWritableError
     │   ├── StoreBusyError          another process holds the database longer than the timeout
@@ -18,7 +19,8 @@ an error is built, see ``nbbatch.providers._http``)::
     │   ├── StorageError            disk full / permission denied while saving a result
     │   └── NotFoundError           no batch / task with that id
     ├── ImageError
-    │   └── ImageRejectedError      refused input or output image (reason says which limit)
+    │   ├── ImageRejectedError      refused input or output image (reason says which limit)
+    │   └── ImageMissingError       a stored image's file is gone from the workspace
     ├── ProviderError               a request failed (``retryable``: may another attempt help?)
     │   ├── AuthenticationError     401/403 key problems: never retried
     │   ├── RateLimitedError        429: ``retry_after`` seconds when the server said
@@ -55,7 +57,9 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ContentRefusedError",
+    "HeldElsewhereError",
     "ImageError",
+    "ImageMissingError",
     "ImageRejectedError",
     "InvalidPromptError",
     "InvalidTransitionError",
@@ -155,6 +159,22 @@ class TaskStateError(InvalidTransitionError):
     """
 
 
+class HeldElsewhereError(TaskStateError):
+    """The tasks are queued or running in a live run of another process (another kernel).
+
+    ``holders`` lists those runs (``RunHolder``: ``pid``, ``host``, ``task_ids``) and
+    ``task_ids`` every task concerned. Wait for that run, stop it there, or follow it with
+    ``batch.follow()``; nothing was changed or sent here.
+    """
+
+    def __init__(
+        self, message: str, *, holders: tuple[object, ...] = (), task_ids: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, task_id=task_ids[0] if len(task_ids) == 1 else None)
+        self.holders = holders
+        self.task_ids = task_ids
+
+
 class StoreError(NbbatchError):
     """A problem with the workspace on disk."""
 
@@ -205,6 +225,18 @@ class ImageRejectedError(ImageError):
         self.reason = reason
         self.limit = limit
         self.actual = actual
+
+
+class ImageMissingError(ImageError, FileNotFoundError):
+    """A stored image's file is no longer in the workspace's ``images/`` folder.
+
+    Also a ``FileNotFoundError``, so code that caught that keeps working.
+    """
+
+    def __init__(self, message: str, *, path: str, task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.path = path
+        self.filename = path
 
 
 class ProviderError(NbbatchError):

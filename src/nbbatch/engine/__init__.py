@@ -1,8 +1,12 @@
 """The engine: the workspace journal, the runner and the batch façade, plus settings.
 
-Flow: ``_store`` (SQLite journal + image files; returns plain records) ← ``_runner``
+Flow: ``_store`` (the ``Workspace`` façade over ``_journal`` — SQLite schema,
+connection, transactions —, ``_recovery`` — run leases, reconcile, dead runs —,
+``_blobs`` — content-addressed files, ``derived/`` —, ``_tasks`` — task and batch rows —
+and ``_history``; returns plain records) ← ``_runner``
 (asyncio, N at a time, retries) ← ``_batch`` (the object a notebook holds: edit, run,
-subscribe). ``_settings`` keeps provider configurations and tests connections. The engine
+subscribe). ``_settings`` is the one settings home (providers, the planner LLM, run
+defaults, prices) and tests connections. The engine
 uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``widgets`` or
 the CLI.
 """
@@ -11,7 +15,9 @@ from ._batch import Batch
 from ._runner import Runner
 from ._settings import (
     ConnectionResult,
+    LLMSettings,
     ProviderConfig,
+    RunDefaults,
     Settings,
     load_settings,
     save_secret,
@@ -24,8 +30,10 @@ __all__ = [
     "Batch",
     "BatchSummary",
     "ConnectionResult",
+    "LLMSettings",
     "ProviderConfig",
     "RecoveryReport",
+    "RunDefaults",
     "Runner",
     "Settings",
     "Workspace",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._aio import run_blocking
-from ..core._errors import ConfigError, NotFoundError, TaskStateError
+from ..core._errors import ConfigError, HeldElsewhereError, NotFoundError, TaskStateError
 from ..core._events import (
     Event,
     TaskAdded,
@@ -37,8 +37,9 @@ from ..images._metadata import task_from_image
 from ..providers._base import Provider
 from ..providers._registry import get_provider
 from ._history import batch_status
-from ._runner import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONCURRENCY, Runner
-from ._store import BatchRecord, Workspace, bulk_objects, new_ids
+from ._runner import DEFAULT_ATTEMPT_TIMEOUT, Runner
+from ._settings import RunDefaults, load_settings
+from ._store import BatchRecord, RunHolder, Workspace, bulk_objects, new_ids
 
 if TYPE_CHECKING:
     import pandas
@@ -168,6 +169,59 @@ class Batch:
         record = ws.load_batch(batch_id)
         with bulk_objects():  # attaching touches every task and image
             return cls._from_record(ws, record)
+
+    def held_elsewhere(self) -> list[RunHolder]:
+        """Live runs of *other* processes (other kernels) holding tasks of this batch.
+
+        Each ``RunHolder`` has ``pid``, ``host``, ``run_id``, ``claimed_at`` and
+        ``task_ids`` (queued or running there); ``describe()`` names it in words. Empty
+        when no other kernel is running this batch. Cheap enough to poll.
+        """
+        return self.workspace.held_elsewhere(batch_id=self.id)
+
+    def _refuse_if_all_held_elsewhere(self, chosen: Sequence[Task]) -> None:
+        # Another kernel running this batch must not look like "finished" here: when
+        # nothing is left to run but what it holds, say so (issue 26, item 5).
+        holders = self.held_elsewhere()
+        if not holders:
+            return
+        held = {i for h in holders for i in h.task_ids}
+        if any(t.id not in held and t.status is not TaskStatus.QUEUED for t in chosen):
+            return  # some tasks are ours to run; the runner leaves the others alone
+        count = len(held)
+        who = "; ".join(h.describe() for h in holders)
+        raise HeldElsewhereError(
+            f"{count} task(s) of batch {self.id} are being run by another kernel ({who}); "
+            "nothing was started here. batch.follow() shows them here as they finish; "
+            "stop that run there to run them here.",
+            holders=tuple(holders),
+            task_ids=tuple(sorted(held)),
+        )
+
+    async def afollow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+        """Follow another kernel's run of this batch from the journal until it ends.
+
+        Re-reads the batch every ``interval`` seconds while :meth:`held_elsewhere` finds
+        a live run of another process, then once more; returns the batch. ``timeout``
+        (seconds) raises ``TimeoutError`` if that run is still going by then.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            holders = await asyncio.to_thread(self.held_elsewhere)
+            await asyncio.to_thread(self.refresh)
+            if not holders:
+                return self
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(
+                    f"another kernel is still running {sum(len(h.task_ids) for h in holders)} "
+                    f"task(s) of batch {self.id} after {timeout:g} s"
+                )
+            await asyncio.sleep(interval)
+
+    def follow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+        """:meth:`afollow` for scripts (blocks until the other kernel's run ends)."""
+        return run_blocking(lambda: self.afollow(interval, timeout=timeout))
 
     def refresh(self) -> Batch:
         """Re-read the tasks from the workspace (e.g. after another process ran them)."""
@@ -565,7 +619,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -582,7 +636,9 @@ class Batch:
         one). ``concurrency_cap`` raises the highest allowed concurrency (default 10 or
         ``$NBBATCH_MAX_CONCURRENCY``); ``providers`` serves tasks whose
         ``task.provider`` names another provider. The run goes on until no runnable task
-        is left, including tasks added or retried while it runs.
+        is left, including tasks added or retried while it runs. ``concurrency`` and
+        ``retry`` default to the saved run defaults (``Settings.run``: 3 and 2 unless
+        changed).
         """
         try:
             asyncio.get_running_loop()
@@ -597,6 +653,7 @@ class Batch:
             chosen = self.runnable(retry_failed=retry_failed)
         else:
             chosen = [self._task(t) for t in tasks]
+        self._refuse_if_all_held_elsewhere(chosen)
         owned: list[Provider] = []
         prov = get_provider(provider, **dict(provider_options or {}))
         if not isinstance(provider, Provider):
@@ -606,6 +663,10 @@ class Batch:
             extra[name] = get_provider(value)
             if not isinstance(value, Provider):
                 owned.append(extra[name])
+        if concurrency is None or retry is None:
+            defaults = _run_defaults()
+            concurrency = defaults.concurrency if concurrency is None else concurrency
+            retry = defaults.retries if retry is None else retry
         policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
         runner = Runner(
             self.workspace,
@@ -639,7 +700,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -673,7 +734,7 @@ class Batch:
         self,
         provider: str | Provider = "demo",
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         concurrency_cap: int | None = None,
         retry: RetryPolicy | int | None = None,
         attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
@@ -756,6 +817,15 @@ class Batch:
         return made
 
 
+def _run_defaults() -> RunDefaults:
+    """The saved run defaults; the built-in ones when the settings file cannot be read."""
+    try:
+        return load_settings().run
+    except ConfigError as exc:
+        log.warning("nbbatch: the saved run defaults cannot be read (%s); using 3 and 2", exc)
+        return RunDefaults()
+
+
 def _params_with(base: Params, changes: Mapping[str, Any]) -> Params:
     data = base.to_dict()
     for key, value in changes.items():
@@ -814,4 +884,5 @@ def _not_editable(t: Task) -> str:
 def _workspace(ws: Workspace | str | os.PathLike[str] | None) -> Workspace:
     if isinstance(ws, Workspace):
         return ws
-    return Workspace(ws)
+    # One workspace per folder per process: no new connection and lock per batch.
+    return Workspace.shared(ws)

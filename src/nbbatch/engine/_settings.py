@@ -1,9 +1,14 @@
-"""Provider settings shared by the CLI, the headless API and the settings panel.
+"""The one settings home, shared by Python, the CLI and the studio's settings panel.
 
 A :class:`ProviderConfig` says which provider to use and how (base URL, model, default
 parameters, concurrency, timeouts, extra options); ``config.build()`` makes the
-provider. :class:`Settings` is a named collection of them, saved as JSON in the user's
-config folder (``platformdirs.user_config_dir("nbbatch")``, or ``$NBBATCH_CONFIG_DIR``).
+provider. :class:`Settings` holds everything a person sets once: the named provider
+configurations (and which is the default), the planner LLM (:class:`LLMSettings`), the
+run defaults (:class:`RunDefaults`: concurrency and retries) and the price table. It is
+saved as JSON (``config.json``) in the user's config folder
+(``platformdirs.user_config_dir("nbbatch")``, or ``$NBBATCH_CONFIG_DIR``). A
+``studio.json`` that an older studio wrote beside it (LLM base URL and model,
+concurrency, retries) is folded in when the config file predates those sections.
 
 Keys are never written to that file. A provider's key is found, in this order:
 
@@ -51,8 +56,13 @@ from ..providers._http import Timeouts
 
 __all__ = [
     "KEY_ENV_VARS",
+    "LLM_BASE_URL_ENV",
+    "LLM_KEY_ENV",
+    "LLM_SECRET",
     "ConnectionResult",
+    "LLMSettings",
     "ProviderConfig",
+    "RunDefaults",
     "Settings",
     "config_dir",
     "delete_secret",
@@ -67,7 +77,17 @@ log = logging.getLogger("nbbatch")
 
 CONFIG_FILE = "config.json"
 SECRETS_FILE = "secrets.json"
-_VERSION = 1
+#: the file older studios kept the LLM and the run defaults in; read once, folded in
+STUDIO_FILE = "studio.json"
+#: 2 added the "llm" and "run" sections; 1 files are still read
+_VERSION = 2
+#: the name the planner LLM's key is saved under in ``secrets.json``
+LLM_SECRET = "llm"
+#: the environment variables the planner LLM's key and base URL are read from
+LLM_KEY_ENV: tuple[str, ...] = ("OPENAI_API_KEY",)
+LLM_BASE_URL_ENV = "OPENAI_BASE_URL"
+#: bounds of the run defaults (the runner's own cap may be raised per run)
+MAX_RETRIES = 10
 
 #: the standard environment variables each provider's key is read from (a view of the
 #: provider catalogue, kept for callers that want a mapping)
@@ -293,9 +313,145 @@ def _accepted(factory: Any) -> set[str] | None:
     }
 
 
+def _whole(value: object, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as a whole number in ``[low, high]``, or a ConfigError in words."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"{low} or more"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _seconds(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if not 0 < float(value) < float("inf"):
+        raise ConfigError(f"{name} must be more than 0 seconds, got {value!r}")
+    return float(value)
+
+
+def _known(data: Mapping[str, Any], cls: type, what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {sorted(unknown)}; known: {sorted(allowed)}")
+    return dict(data)
+
+
+@dataclass
+class LLMSettings:
+    """The planner LLM as saved: which model, where, how long to wait. Never its key.
+
+    ``base_url`` is the part before ``/chat/completions`` (``None``: ``$OPENAI_BASE_URL``,
+    then OpenAI). The key is found as for providers: the explicit one, then
+    :data:`LLM_KEY_ENV` (``OPENAI_API_KEY``), then the secrets file under
+    :data:`LLM_SECRET` (``"llm"``). The planner turns this into its ``LLMConfig``
+    (``nbbatch.planning.LLMConfig.from_settings``).
+    """
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    timeout: float = 120.0
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("the LLM model must be named, e.g. 'gpt-4o-mini'")
+        self.model = self.model.strip()
+        if self.base_url is not None:
+            if not isinstance(self.base_url, str):
+                raise ConfigError(f"the LLM base URL must be text, got {self.base_url!r}")
+            # a password in the URL is a key: keys are never kept in the settings
+            url, found = split_url_credentials(self.base_url.strip())
+            if found:
+                raise ConfigError(
+                    "the LLM base URL holds a user name and password; keys are never kept "
+                    "in the settings. Give the URL without them and the key through "
+                    f"{LLM_KEY_ENV[0]} or save_secret({LLM_SECRET!r}, ...)."
+                )
+            self.base_url = url or None
+        self.timeout = _seconds(self.timeout, "the LLM timeout")
+        if self.temperature is not None:
+            if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
+                raise ConfigError(f"the LLM temperature must be a number, got {self.temperature!r}")
+            self.temperature = float(self.temperature)
+        if self.max_tokens is not None:
+            self.max_tokens = _whole(self.max_tokens, "the LLM max_tokens", 1)
+
+    def resolve_key(
+        self, api_key: str | Secret | None = None, *, secrets_path: Path | None = None
+    ) -> Secret | None:
+        """The LLM key: ``api_key``, then ``$OPENAI_API_KEY``, then the secrets file."""
+        key = resolve_key(api_key, LLM_KEY_ENV)
+        if key is not None:
+            return key
+        return load_secrets(secrets_path).get(LLM_SECRET)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model}
+        for name in ("base_url", "temperature", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.timeout != 120.0:
+            out["timeout"] = self.timeout
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LLMSettings:
+        return cls(**_known(data, cls, "LLM"))
+
+
+@dataclass
+class RunDefaults:
+    """What a run uses when the call does not say: tasks at once, automatic retries.
+
+    ``concurrency`` is checked against the runner's cap (10, or
+    ``$NBBATCH_MAX_CONCURRENCY``) when a run starts; ``retries`` is 0 to 10.
+    """
+
+    concurrency: int = 3
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        self.concurrency = _whole(self.concurrency, "the run concurrency", 1)
+        self.retries = _whole(self.retries, "the number of retries", 0, MAX_RETRIES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "retries": self.retries}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunDefaults:
+        return cls(**_known(data, cls, "run"))
+
+
 @dataclass
 class Settings:
-    """Named provider configurations plus which one is the default."""
+    """Everything a person sets once, in one place: providers, LLM, run defaults, prices.
+
+    Read with :func:`load_settings` (or ``Settings.load()``), change the fields, write
+    with :func:`save_settings` (or ``settings.save()``). Python, the CLI and the
+    studio's settings panel all read and write this one object, kept in ``config.json``
+    in :func:`config_dir`. Keys are never part of it (see the module docstring).
+
+    - ``providers``: :class:`ProviderConfig` by name; ``default`` names the one used when
+      none is named (``add``, ``get``, ``remove``; iterating gives the configurations).
+    - ``llm``: :class:`LLMSettings` (planner model, base URL, timeout, temperature,
+      max_tokens); the LLM key comes from ``$OPENAI_API_KEY`` or the secrets file under
+      ``"llm"`` (``settings.llm.resolve_key()``).
+    - ``run``: :class:`RunDefaults` (``concurrency``, ``retries``): ``Batch.start`` /
+      ``run`` / ``run_sync`` and the CLI use them when not told otherwise.
+    - ``prices``: price of one image keyed ``"<provider>"`` or ``"<provider>/<model>"``
+      (the model wins); ``Workspace.stats()`` turns images into spend with it.
+
+    ``to_dict()`` / ``from_dict()`` give and take the JSON form (``version`` 2; version 1
+    files, which had no ``llm`` / ``run``, are read, with an older studio's
+    ``studio.json`` folded in by :func:`load_settings`).
+    """
 
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     default: str | None = None
@@ -303,9 +459,28 @@ class Settings:
     #: wins); ``Workspace.stats()`` turns images into spend with it. Any currency, as long
     #: as it is one.
     prices: dict[str, float] = field(default_factory=dict)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    run: RunDefaults = field(default_factory=RunDefaults)
 
     def __post_init__(self) -> None:
         self.prices = _check_prices(self.prices)
+        if isinstance(self.llm, Mapping):
+            self.llm = LLMSettings.from_dict(self.llm)
+        if isinstance(self.run, Mapping):
+            self.run = RunDefaults.from_dict(self.run)
+        if not isinstance(self.llm, LLMSettings):
+            raise ConfigError(f"llm must be LLMSettings or a dict, got {type(self.llm).__name__}")
+        if not isinstance(self.run, RunDefaults):
+            raise ConfigError(f"run must be RunDefaults or a dict, got {type(self.run).__name__}")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
+        """:func:`load_settings`."""
+        return load_settings(path)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """:func:`save_settings`; returns the file's path."""
+        return save_settings(self, path)
 
     def add(self, config: ProviderConfig, *, replace: bool = False) -> ProviderConfig:
         if config.name in self.providers and not replace:
@@ -342,6 +517,8 @@ class Settings:
             "version": _VERSION,
             "default": self.default,
             "providers": [c.to_dict() for c in self.providers.values()],
+            "llm": self.llm.to_dict(),
+            "run": self.run.to_dict(),
             **({"prices": dict(self.prices)} if self.prices else {}),
         }
 
@@ -367,6 +544,10 @@ class Settings:
             raise ConfigError(f"the default provider {default!r} is not configured")
         settings.default = default if default is not None else settings.default
         settings.prices = _check_prices(data.get("prices") or {})
+        if data.get("llm") is not None:
+            settings.llm = LLMSettings.from_dict(data["llm"])
+        if data.get("run") is not None:
+            settings.run = RunDefaults.from_dict(data["run"])
         return settings
 
 
@@ -417,21 +598,62 @@ def _secrets_path(path: str | os.PathLike[str] | None) -> Path:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read the settings file (an empty :class:`Settings` when there is none yet)."""
+    """Read the settings file (an empty :class:`Settings` when there is none yet).
+
+    When the file predates the ``llm`` / ``run`` sections (or does not exist) and an
+    older studio left a ``studio.json`` beside it, that file's LLM base URL and model,
+    concurrency and retries are folded in; the next :func:`save_settings` writes them
+    into ``config.json``, after which ``studio.json`` is no longer read. A
+    ``studio.json`` that cannot be used is skipped with a warning in the log.
+    """
     target = _settings_path(path)
+    data: Any = {}
     try:
         raw = target.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Settings()
+        raw = None
     except OSError as exc:
         raise ConfigError(f"cannot read the settings file {target}: {exc}") from None
+    if raw is not None:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"the settings file {target} is not valid JSON ({exc}); fix or delete it"
+            ) from None
+    settings = Settings.from_dict(data)
+    if isinstance(data, Mapping) and "llm" not in data and "run" not in data:
+        _fold_studio_file(settings, target.with_name(STUDIO_FILE))
+    return settings
+
+
+def _fold_studio_file(settings: Settings, studio: Path) -> None:
+    """Take the LLM and run defaults an older studio kept in ``studio.json``."""
+    try:
+        raw = studio.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("nbbatch settings: cannot read %s (%s); skipped", studio, exc)
+        return
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(
-            f"the settings file {target} is not valid JSON ({exc}); fix or delete it"
-        ) from None
-    return Settings.from_dict(data)
+        if not isinstance(data, dict):
+            raise ConfigError("it does not hold a JSON object")
+        llm = settings.llm.to_dict()
+        if isinstance(data.get("llm_model"), str) and data["llm_model"].strip():
+            llm["model"] = data["llm_model"]
+        if isinstance(data.get("llm_base_url"), str):
+            llm["base_url"] = data["llm_base_url"].strip() or None
+        run = settings.run.to_dict()
+        for key in ("concurrency", "retries"):
+            if key in data:
+                run[key] = data[key]
+        folded_llm, folded_run = LLMSettings.from_dict(llm), RunDefaults.from_dict(run)
+    except (ValueError, ConfigError) as exc:
+        log.warning("nbbatch settings: %s cannot be used (%s); skipped", studio, exc)
+        return
+    settings.llm, settings.run = folded_llm, folded_run
 
 
 def save_settings(settings: Settings, path: str | os.PathLike[str] | None = None) -> Path:

@@ -12,13 +12,18 @@ Where results go (the design): a derived image is a pure function of its source 
 and its recipe, so it is stored content-addressed by *both*::
 
     <workspace>/derived/ab/<source sha256>/<recipe hash>.webp
-    <workspace>/derived/ab/<source sha256>/<recipe hash>.json   (the link back)
 
-The folder name is the lineage (which stored image it came from), the JSON sidecar
-records the task, image index, recipe and result sha256. Nothing in the database
-changes, reconciling ``images/`` never sees these files, running the same recipe twice
-is free (the file is already there), and deleting ``derived/`` loses nothing that cannot
-be recomputed. :func:`derived_images` lists what exists for a source.
+The workspace owns that layout (:class:`DerivedStore`: ``Workspace.derived_path``,
+``write_derived``, ``record_derived``, ``derived``): the folder name is the lineage
+(which stored image it came from) and a journal row (table ``derived``) records the
+task, image index, recipe and result sha256, written after the file. Images of a loaded
+batch find their workspace through their batch; paths and bytes need ``workspace=``.
+Reconciling ``images/`` never sees these files, running the same recipe twice is free
+(the row and file are already there), and deleting ``derived/`` loses nothing that
+cannot be recomputed. :func:`derived_images` lists what exists for a source. Older
+versions kept a JSON file beside each copy instead of a row: those are journaled the
+first time a copy of that source is looked for, then removed. A plain folder given as
+``workspace="…"`` (no workspace) keeps such JSON files, having no journal.
 
 By default results keep the generation metadata of their source (plus a ``derived``
 entry naming the source and the recipe); :class:`StripMetadata` writes none at all.
@@ -44,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Union, runtime_checkable
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
@@ -577,6 +582,8 @@ class _Source:
     sha256: str
     task_id: str | None
     index: int | None
+    #: the workspace of the batch the image belongs to, when it knows one
+    owner: object = None
 
     def read(self, limits: ImageLimits) -> bytes:
         if self.data is not None:
@@ -594,6 +601,11 @@ class _Source:
         return self.data_path.read_bytes()
 
 
+def _owner(image: GeneratedImage) -> object:
+    """The workspace of the batch a stored image belongs to (None when not attached)."""
+    return getattr(image._owner, "workspace", None)
+
+
 def _sources(items: object) -> list[_Source]:
     from ..core._model import GeneratedImage, Task
 
@@ -608,7 +620,9 @@ def _sources(items: object) -> list[_Source]:
         elif isinstance(item, TaskSource):
             out.extend(_sources(item.tasks))
         elif isinstance(item, GeneratedImage):
-            out.append(_Source(item.path, None, item.sha256, item.task_id, item.index))
+            out.append(
+                _Source(item.path, None, item.sha256, item.task_id, item.index, _owner(item))
+            )
         elif isinstance(item, (bytes, bytearray)):
             data = bytes(item)
             out.append(_Source(None, data, hashlib.sha256(data).hexdigest(), None, None))
@@ -623,20 +637,130 @@ def _sources(items: object) -> list[_Source]:
     return out
 
 
-def _workspace_root(
-    workspace: WorkspaceLike | str | os.PathLike[str] | None, sources: Sequence[_Source]
-) -> Path:
-    if isinstance(workspace, WorkspaceLike):
-        return workspace.path
+@runtime_checkable
+class DerivedStore(Protocol):
+    """What post-processing asks of a workspace (``nbbatch.Workspace`` does all of it).
+
+    The workspace decides where a copy goes (its ``derived/`` layout), writes it and
+    journals it; this module never guesses a workspace's folder from an image's path.
+    """
+
+    @property
+    def path(self) -> Path: ...
+
+    def derived_path(self, source_sha256: str, recipe_hash: str, ext: str) -> Path: ...
+
+    def write_derived(
+        self, source_sha256: str, recipe_hash: str, ext: str, data: bytes
+    ) -> tuple[Path, str]: ...
+
+    def record_derived(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    def derived(
+        self, source_sha256: str, recipe_hash: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+class _FolderStore:
+    """Results for a plain folder that is no workspace (paths and bytes given with
+    ``workspace="some/folder"``): the same ``derived/`` layout, a JSON file beside each
+    copy instead of a journal row."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root
+
+    def derived_path(self, source_sha256: str, recipe_hash: str, ext: str) -> Path:
+        return self.path / "derived" / source_sha256[:2] / source_sha256 / f"{recipe_hash}.{ext}"
+
+    def write_derived(
+        self, source_sha256: str, recipe_hash: str, ext: str, data: bytes
+    ) -> tuple[Path, str]:
+        path = self.derived_path(source_sha256, recipe_hash, ext)
+        _write_atomic(path, data)
+        return path, hashlib.sha256(data).hexdigest()
+
+    def record_derived(self, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            path = self.derived_path(row["source_sha256"], row["recipe_hash"], row["ext"])
+            meta = {k: v for k, v in row.items() if k not in ("path", "ext", "recipe_hash")}
+            meta["file"] = path.name
+            _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+
+    def derived(self, source_sha256: str, recipe_hash: str | None = None) -> list[dict[str, Any]]:
+        folder = self.path / "derived" / source_sha256[:2] / source_sha256
+        return [row for row in _sidecars(folder, recipe_hash)]
+
+
+def _sidecars(folder: Path, recipe_hash: str | None = None) -> list[dict[str, Any]]:
+    """The JSON files beside derived copies (a plain folder, or a workspace written by an
+    older nbbatch), as rows; damaged ones and ones whose image is gone are skipped."""
+    pattern = f"{recipe_hash}.json" if recipe_hash else "*.json"
+    out = []
+    for sidecar in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        try:
+            meta = json.loads(sidecar.read_text())
+            path = folder / meta["file"]
+            if not path.exists():
+                continue
+            out.append(
+                {
+                    "source_sha256": meta["source_sha256"],
+                    "recipe_hash": sidecar.stem,
+                    "sha256": meta["sha256"],
+                    "ext": path.suffix.lstrip("."),
+                    "width": meta["width"],
+                    "height": meta["height"],
+                    "format": meta["format"],
+                    "recipe": meta["recipe"],
+                    "task_id": meta.get("task_id"),
+                    "index": meta.get("index"),
+                    "created_at": meta.get("created_at", 0.0),
+                    "path": path,
+                    "sidecar": sidecar,
+                }
+            )
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+    return out
+
+
+def _store_for(
+    workspace: WorkspaceLike | DerivedStore | str | os.PathLike[str] | None,
+    sources: Sequence[_Source],
+) -> DerivedStore:
+    """The store the results go to: the workspace given, else the one the stored images
+    belong to (their batch knows it), else a plain folder given as a path."""
+    if isinstance(workspace, DerivedStore):
+        return workspace
+    if isinstance(workspace, (str, os.PathLike)) and not isinstance(workspace, WorkspaceLike):
+        return _FolderStore(Path(workspace))
     if workspace is not None:
-        return Path(workspace)
+        raise ConfigError(
+            f"workspace={type(workspace).__name__} cannot keep post-processed images; pass "
+            "an nbbatch.Workspace or a folder"
+        )
     for s in sources:
-        if s.data_path is not None and s.data_path.parent.parent.name == "images":
-            return s.data_path.parent.parent.parent
+        if isinstance(s.owner, DerivedStore):
+            return s.owner
     raise ConfigError(
-        "pass workspace=... to say where the results go (only images stored in a "
-        "workspace find it by themselves)"
+        "pass workspace=... to say where the results go (only images of a loaded batch "
+        "find their workspace by themselves)"
     )
+
+
+def _fold_sidecars(store: DerivedStore, source_sha256: str, recipe_hash: str | None) -> None:
+    """Journal the copies an older nbbatch described in JSON files, once, then drop the
+    files (the copies stay where they are)."""
+    if isinstance(store, _FolderStore):
+        return
+    folder = store.derived_path(source_sha256, "x", "x").parent
+    found = _sidecars(folder, recipe_hash)
+    if not found:
+        return
+    store.record_derived(found)
+    for row in found:
+        with contextlib.suppress(OSError):
+            row["sidecar"].unlink()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -655,48 +779,56 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _process_one(src: _Source, pipeline: Pipeline, root: Path, limits: ImageLimits) -> DerivedImage:
-    folder = root / "derived" / src.sha256[:2] / src.sha256
-    sidecar = folder / f"{pipeline.recipe_hash}.json"
-    if sidecar.exists():  # same source + same recipe = same result: already made
-        try:
-            meta = json.loads(sidecar.read_text())
-            path = folder / meta["file"]
-            if path.exists():
-                return _derived_from_meta(folder, meta)
-        except (ValueError, KeyError, TypeError, OSError):
-            pass  # damaged sidecar: make it again
+def _made(store: DerivedStore, src: _Source, recipe_hash: str) -> DerivedImage | None:
+    for row in store.derived(src.sha256, recipe_hash):
+        path = row.get("path") or store.derived_path(src.sha256, recipe_hash, row["ext"])
+        if Path(path).exists():
+            return _derived_from_row(Path(path), row)
+    return None
+
+
+def _process_one(
+    src: _Source, pipeline: Pipeline, store: DerivedStore, limits: ImageLimits
+) -> DerivedImage:
+    recipe_hash = pipeline.recipe_hash
+    made = _made(store, src, recipe_hash)  # same source + same recipe = same result
+    if made is None:
+        _fold_sidecars(store, src.sha256, recipe_hash)
+        made = _made(store, src, recipe_hash)
+    if made is not None:
+        return made
     data, info = pipeline.run(src.read(limits), limits=limits, source_sha256=src.sha256)
-    path = folder / f"{pipeline.recipe_hash}.{_EXTS[info.format]}"
-    _write_atomic(path, data)
-    meta = {
-        "file": path.name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+    ext = _EXTS[info.format]
+    path, sha = store.write_derived(src.sha256, recipe_hash, ext, data)
+    row = {
         "source_sha256": src.sha256,
-        "task_id": src.task_id,
-        "index": src.index,
-        "recipe": pipeline.recipe(),
+        "recipe_hash": recipe_hash,
+        "sha256": sha,
+        "ext": ext,
         "width": info.width,
         "height": info.height,
         "format": info.format,
+        "recipe": pipeline.recipe(),
+        "task_id": src.task_id,
+        "index": src.index,
         "created_at": time.time(),
     }
-    # The sidecar goes last: its presence means the image next to it is complete.
-    _write_atomic(sidecar, json.dumps(meta, indent=1, default=str).encode())
-    return _derived_from_meta(folder, meta)
+    # The row goes last: its presence means the file it names is complete.
+    store.record_derived([row])
+    return _derived_from_row(path, row)
 
 
-def _derived_from_meta(folder: Path, meta: dict[str, Any]) -> DerivedImage:
+def _derived_from_row(path: Path, row: dict[str, Any]) -> DerivedImage:
     return DerivedImage(
-        path=folder / meta["file"],
-        sha256=meta["sha256"],
-        source_sha256=meta["source_sha256"],
-        recipe=tuple(meta["recipe"]),
-        width=meta["width"],
-        height=meta["height"],
-        format=meta["format"],
-        task_id=meta.get("task_id"),
-        index=meta.get("index"),
+        path=path,
+        sha256=row["sha256"],
+        source_sha256=row["source_sha256"],
+        recipe=tuple(row["recipe"]),
+        width=row["width"],
+        height=row["height"],
+        format=row["format"],
+        task_id=row.get("task_id"),
+        index=row.get("index"),
     )
 
 
@@ -728,14 +860,14 @@ def postprocess(
     sources = _sources(images)
     if not sources:
         return []
-    root = _workspace_root(workspace, sources)
+    store = _store_for(workspace, sources)
     workers = max_workers or min(4, os.cpu_count() or 2)
     total = len(sources)
     counted = [0]
     lock = threading.Lock()
 
     def one(src: _Source) -> DerivedImage:
-        made = _process_one(src, pipeline, root, limits)
+        made = _process_one(src, pipeline, store, limits)
         if progress is not None:
             with lock:
                 counted[0] += 1
@@ -780,19 +912,16 @@ def derived_images(
 
     if isinstance(source, GeneratedImage):
         sha = source.sha256
-        root = _workspace_root(workspace, [_Source(source.path, None, sha, None, None)])
+        store = _store_for(workspace, [_Source(source.path, None, sha, None, None, _owner(source))])
     else:
         sha = source
-        root = _workspace_root(workspace, [])
-    folder = root / "derived" / sha[:2] / sha
+        store = _store_for(workspace, [])
+    _fold_sidecars(store, sha, None)
     out = []
-    for sidecar in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            meta = json.loads(sidecar.read_text())
-            if (folder / meta["file"]).exists():
-                out.append(_derived_from_meta(folder, meta))
-        except (ValueError, KeyError, TypeError, OSError):
-            continue
+    for row in store.derived(sha):
+        path = Path(row.get("path") or store.derived_path(sha, row["recipe_hash"], row["ext"]))
+        if path.exists():
+            out.append(_derived_from_row(path, row))
     return out
 
 
@@ -817,7 +946,7 @@ class AutoPostprocess:
         limits: ImageLimits = DEFAULT_LIMITS,
     ) -> None:
         self.pipeline = _as_pipeline(steps)
-        self.root = batch.workspace.path
+        self.store = _store_for(batch.workspace, [])
         self.limits = limits
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers, thread_name_prefix="nbbatch-auto-post"
@@ -836,7 +965,7 @@ class AutoPostprocess:
             for im in event.images:
                 src = _Source(im.path, None, im.sha256, im.task_id, im.index)
                 self._futures.append(
-                    self._pool.submit(_process_one, src, self.pipeline, self.root, self.limits)
+                    self._pool.submit(_process_one, src, self.pipeline, self.store, self.limits)
                 )
 
     def wait(self, timeout: float | None = None) -> list[DerivedImage]:

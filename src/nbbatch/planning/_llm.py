@@ -38,6 +38,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core._aio import run_blocking
@@ -62,6 +63,7 @@ from ..core._errors import (
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
 from ..core._retry import RetryPolicy
 from ..core._secrets import Secret, resolve_key, scrub
+from ..engine._settings import LLMSettings, Settings, load_settings
 from ._tasklist import summarize
 
 __all__ = [
@@ -124,12 +126,36 @@ class LLMConfig:
             raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
 
     @classmethod
-    def coerce(cls, value: LLMConfig | Mapping[str, Any] | None) -> LLMConfig:
-        """An :class:`LLMConfig` from itself, a dict of its fields, or ``None`` (defaults)."""
+    def from_settings(
+        cls,
+        settings: Settings | LLMSettings | None = None,
+        *,
+        api_key: Secret | str | None = None,
+        secrets_path: Path | None = None,
+    ) -> LLMConfig:
+        """The planner as saved in the one :class:`~nbbatch.Settings` (default: the
+        saved file), its key from ``api_key``, ``$OPENAI_API_KEY`` or the secrets file.
+        """
+        if settings is None:
+            settings = load_settings()
+        saved = settings.llm if isinstance(settings, Settings) else settings
+        return cls(
+            model=saved.model,
+            base_url=saved.base_url,
+            api_key=saved.resolve_key(api_key, secrets_path=secrets_path),
+            timeout=saved.timeout,
+            temperature=saved.temperature,
+            max_tokens=saved.max_tokens,
+        )
+
+    @classmethod
+    def coerce(cls, value: LLMConfig | LLMSettings | Mapping[str, Any] | None) -> LLMConfig:
+        """An :class:`LLMConfig` from itself, the saved :class:`LLMSettings`, a dict of
+        its fields, or ``None`` (what the saved settings say; the defaults when none)."""
         if isinstance(value, LLMConfig):
             return value
-        if value is None:
-            return cls()
+        if value is None or isinstance(value, LLMSettings):
+            return cls.from_settings(value)
         if not isinstance(value, Mapping):
             raise ConfigError(f"llm must be an LLMConfig or a dict, got {type(value).__name__}")
         data = dict(value)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ from nbbatch.engine import (
 )
 
 # where the files are and the secrets file's own helpers (not re-exported at the top)
-from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
+from nbbatch.engine._settings import RunDefaults, config_dir, delete_secret, load_secrets
 from nbbatch.errors import ConfigError, NbbatchError, UnknownProviderError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
@@ -447,6 +448,12 @@ class SettingsPanel(Panel):
             settings = load_settings(self._settings_path())
         settings.add(cfg, replace=True)
         settings.default = cfg.name
+        # the engine's one Settings holds the LLM and run defaults too (studio.json is
+        # still written below for older nbbatch versions reading this folder)
+        settings.llm = dataclasses.replace(
+            settings.llm, model=values["llm_model"], base_url=values["llm_base_url"] or None
+        )
+        settings.run = RunDefaults(values["concurrency"], values["retries"])
         path = save_settings(settings, self._settings_path())
         studio = {k: values[k] for k in ("llm_base_url", "llm_model", "concurrency", "retries")}
         target = self._config_dir() / STUDIO_FILE

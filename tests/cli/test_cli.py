@@ -1,0 +1,235 @@
+"""The nbbatch command, run as a user would: real processes, real workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from nbbatch import Workspace
+
+CLI = [sys.executable, "-m", "nbbatch"]
+
+
+def nbbatch(
+    *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_run_history_show_export(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# comment\na lighthouse at dusk\n\na fox in snow\n")
+    run = nbbatch(
+        "run",
+        "--workspace",
+        ws,
+        "--concurrency",
+        "2",
+        "--prompts-file",
+        str(prompts),
+        "--size",
+        "128x128",
+        "a whale",
+        "--quiet",
+    )
+    batch_id = run.stdout.strip()
+    assert len(batch_id) == 12
+    assert f"batch {batch_id}: 3 succeeded" in run.stderr
+
+    history = json.loads(nbbatch("history", "--workspace", ws, "--json").stdout)
+    assert history == [
+        {**history[0], "id": batch_id, "status": "succeeded", "counts": {"succeeded": 3}}
+    ]
+    shown = nbbatch("show", batch_id, "--workspace", ws).stdout
+    assert "a lighthouse at dusk" in shown and shown.count("succeeded") == 4
+
+    out = tmp_path / "out.zip"
+    nbbatch("export", batch_id, str(out), "--workspace", ws)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+    assert len(names) == 4 and "manifest.json" in names
+    assert {im["prompt"] for im in manifest["images"]} == {
+        "a whale",
+        "a lighthouse at dusk",
+        "a fox in snow",
+    }
+
+
+def test_failures_give_exit_code_1_and_say_why(tmp_path: Path) -> None:
+    proc = nbbatch(
+        "run",
+        "-w",
+        str(tmp_path / "ws"),
+        "-q",
+        "fine",
+        "forbidden thing",
+        "-o",
+        'fail_prompts=["forbidden"]',
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "refused" in proc.stderr and "1 failed, 1 succeeded" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "no prompts"),
+        (["run", "-t", "{a|b|c} {d|e}", "--max-tasks", "5"], "more than"),
+        (["run", "   "], "prompt is empty"),
+        (["run", "x", "--provider", "nope"], "unknown provider 'nope'"),
+        (["run", "x", "--concurrency", "0"], "concurrency must be"),
+        (["run", "x", "-o", "colour=blue"], "does not accept these options"),
+        (["run", "x", "--size", "huge"], "size must look like"),
+        (["export", "abc", "out.zip"], "no batch 'abc'"),
+        (["resume", "abc"], "no batch 'abc'"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_not_a_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = nbbatch(*args, "--workspace", str(tmp_path / "ws"), check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # nothing half-made was journaled
+    if (tmp_path / "ws").exists():
+        assert json.loads(nbbatch("history", "-w", str(tmp_path / "ws"), "--json").stdout) == []
+
+
+def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "-w",
+            ws,
+            "-c",
+            "2",
+            "-q",
+            "-o",
+            "latency=1.0",
+            *[f"slow image {i}" for i in range(12)],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    batch_id = proc.stdout.readline().strip()
+    # Ctrl-C once the first image is journaled (waiting on the journal, not on a guessed
+    # time): its partner started with it and is in flight, and ten tasks, five seconds of
+    # work at -c 2, are still waiting.
+    with Workspace(ws) as watch:
+        deadline = time.monotonic() + 60
+        while not watch.batches()[0].counts.get("succeeded"):
+            assert time.monotonic() < deadline, "no image in 60 s"
+            time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"nbbatch resume {batch_id}" in err
+    (summary,) = json.loads(nbbatch("history", "-w", ws, "--json").stdout)
+    counts = summary["counts"]
+    assert counts.get("running", 0) == 0 and counts.get("interrupted", 0) == 0
+    assert 2 <= counts["succeeded"] < 12, "in-flight requests finished and were saved"
+    assert counts["succeeded"] + counts["idle"] == 12
+
+    resumed = nbbatch("resume", batch_id, "-w", ws, "-q", "-c", "4")
+    assert "succeeded" in resumed.stderr
+    (summary,) = json.loads(nbbatch("history", "-w", ws, "--json").stdout)
+    assert summary["counts"] == {"succeeded": 12}
+
+
+@pytest.mark.venv
+@pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
+def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        str(root),
+    ]
+    subprocess.run(pip, check=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "nbbatch"),
+            "run",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "-q",
+            "a red fox in snow",
+            "a lighthouse at dusk",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 succeeded" in proc.stderr
+    assert len(list((tmp_path / "ws" / "images").rglob("*.png"))) == 2
+
+
+def test_templates_and_a1111_style_prompt_files(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        'a castle --seed 5 --steps 12 --negative_prompt "blurry, low quality"\n'
+        "a tower --colour red\n"
+        "--seed 3\n"
+    )
+    run = nbbatch(
+        "run", "-w", ws, "-q", "-f", str(prompts), "-t", "a {red|blue} car", "--size", "64x64"
+    )
+    assert "skipped" in run.stderr and "line 3" in run.stderr
+    assert "colour" in run.stderr  # the unknown option is reported, not silently dropped
+    batch_id = run.stdout.strip()
+    tasks = json.loads(nbbatch("show", batch_id, "-w", ws, "--json").stdout)
+    by_prompt = {t["prompt"]: t for t in tasks}
+    assert set(by_prompt) == {"a red car", "a blue car", "a castle", "a tower"}
+    assert by_prompt["a castle"]["params"] == {
+        "size": "64x64",
+        "seed": 5,
+        "steps": 12,
+        "negative_prompt": "blurry, low quality",
+    }
+    assert by_prompt["a castle"]["images"][0]["seed"] == 5
+
+
+def test_saved_provider_configurations_are_used_by_name(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nbbatch import ProviderConfig, Settings, save_settings
+
+    monkeypatch.setenv("NBBATCH_CONFIG_DIR", str(tmp_path / "config"))
+    settings = Settings()
+    settings.add(
+        ProviderConfig(provider="demo", name="picky-demo", options={"fail_prompts": ["forbidden"]})
+    )
+    save_settings(settings)
+    assert "picky-demo  (saved configuration: demo" in nbbatch("providers").stdout
+    ws = str(tmp_path / "ws")
+    proc = nbbatch("run", "-w", ws, "-q", "-p", "picky-demo", "fine", "forbidden", check=False)
+    assert proc.returncode == 1 and "1 failed, 1 succeeded" in proc.stderr
+    (summary,) = json.loads(nbbatch("history", "-w", ws, "--json").stdout)
+    assert summary["provider"] == "picky-demo"  # resume uses the same configuration
+    resumed = nbbatch("resume", summary["id"], "-w", ws, "-q", "--retry-failed", check=False)
+    assert resumed.returncode == 1 and "refused" in resumed.stderr
