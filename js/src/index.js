@@ -32,7 +32,7 @@ class View {
       this.toolbar && this.toolbar.update();
       this.grid && this.grid.schedule();
     });
-    for (const name of ["provider_name", "providers", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
     this.start();
   }
 

@@ -106,10 +106,14 @@ export class Toolbar {
     this.state.dataset.state = state;
 
     const names = model.get("providers") || [];
+    const labels = model.get("provider_labels") || [];
     const current = model.get("provider_name");
-    if (this.provider.dataset.names !== names.join("\n")) {
-      this.provider.replaceChildren(...names.map((n) => h("option", { value: n, text: n })));
-      this.provider.dataset.names = names.join("\n");
+    const key = names.join("\n") + "\t" + labels.join("\n");
+    if (this.provider.dataset.names !== key) {
+      // the catalogue's label a person reads; a saved configuration keeps its own name
+      const text = (n, i) => (labels[i] && labels[i] !== n ? labels[i] : n);
+      this.provider.replaceChildren(...names.map((n, i) => h("option", { value: n, text: text(n, i) })));
+      this.provider.dataset.names = key;
     }
     if (this.provider.value !== current) this.provider.value = current;
     this.provider.disabled = live;

@@ -52,7 +52,9 @@ def test_saved_settings_become_what_run_all_uses(cfg: Path, batch: Batch) -> Non
     provider = studio.provider
     assert isinstance(provider, ProviderConfig)
     assert (provider.provider, provider.base_url) == ("a1111", "http://127.0.0.1:7861")
-    assert (provider.concurrency, provider.options) == (1, {})  # only the catalogue's fields
+    # only the catalogue's fields, and one concurrency: the WebUI's own cap of 1 is its
+    # limit (built.max_concurrency below), not a second field
+    assert (provider.concurrency, provider.options) == (None, {})
     assert (studio.concurrency, studio.session.retries) == (5, 1)
     assert studio.session.provider_name == "a1111" and "a1111" in studio.session.providers
     # the open prompt panel is told to redraw, and now offers the WebUI's parameters

@@ -828,6 +828,10 @@ _EN.update(
         "set_model": "Model",
         "set_key": "Provider key",
         "set_runner": "Runner defaults",
+        "set_provider_limit": (
+            "This provider takes at most {n} request(s) at once: a run with a higher "
+            "concurrency sends no more than that to it."
+        ),
         "set_concurrency": "Concurrency",
         "set_retries": "Retries",
         "key_from_env": "from {name}",
@@ -868,6 +872,7 @@ _ZH.update(
         "set_model": "模型",
         "set_key": "服务密钥",
         "set_runner": "运行默认值",
+        "set_provider_limit": "此服务商同时最多处理 {n} 个请求：并发数更高时也不会向它发送更多。",
         "set_concurrency": "并发数",
         "set_retries": "重试次数",
         "key_from_env": "来自 {name}",

@@ -35,7 +35,7 @@ from nbbatch.providers import available_providers, provider_info
 from . import _rows
 from ._words import UserFacingError
 
-__all__ = ["MAX_CONCURRENCY", "StudioSession", "provider_label"]
+__all__ = ["MAX_CONCURRENCY", "StudioSession", "provider_choices", "provider_label"]
 
 log = logging.getLogger("nbbatch")
 
@@ -435,8 +435,22 @@ def provider_label(name: str) -> str:
         return name
 
 
+def provider_choices(current: str | None = None) -> list[str]:
+    """The registered providers, each once (an alias such as "forge" is left out unless it
+    is ``current``), in registry order."""
+    names = []
+    for name in available_providers():
+        try:
+            canonical = provider_info(name).name
+        except NbbatchError:
+            canonical = name
+        if canonical == name or name == current:
+            names.append(name)
+    return names
+
+
 def _provider_names(current: str) -> list[str]:
-    names = list(available_providers())
+    names = provider_choices(current)
     try:
         names.extend(c.name for c in load_settings())
     except NbbatchError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -54,6 +53,7 @@ from nbbatch.providers import available_providers
 from ._dispatch import DEFERRED as _DEFERRED
 from ._i18n import catalogue
 from ._panel import Panel
+from ._session import provider_choices
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["SettingsPanel", "provider_fields"]
@@ -61,7 +61,6 @@ __all__ = ["SettingsPanel", "provider_fields"]
 log = logging.getLogger("nbbatch")
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only knows providers
 _LLM_SECRET = "llm"
 _TOP = ("base_url", "model")  # catalogue fields that are values of their own
 _INT_PARAMS = frozenset({"n", "seed", "steps"})
@@ -72,9 +71,11 @@ def provider_fields(provider: str) -> dict[str, Any]:
     """What the settings form shows for ``provider``, from the provider catalogue.
 
     ``fields``: the catalogue's non-secret settings fields (name, label, kind, default,
-    help, choices); ``key``: the label of its secret field and the variables it is read
-    from (``None`` when it takes no secret); ``params``: the generation parameters whose
-    defaults may be set (what the provider cannot do is left out). A plug-in the
+    help, choices) but its own concurrency, which is ``limit`` (how many requests at
+    once it takes at most, or None); ``key``: the label of its secret field and the
+    variables it is read from (``None`` when it takes no secret); ``params``: the
+    generation parameters whose defaults may be set (what the provider cannot do is
+    left out). A plug-in the
     catalogue does not describe gets a base URL and a model.
     """
     try:
@@ -91,8 +92,11 @@ def provider_fields(provider: str) -> dict[str, Any]:
             ),
         )
     secret = next((f for f in info.settings if f.kind == "secret"), None)
+    cap = next((f for f in info.settings if f.name == "concurrency"), None)
     return {
         "label": info.label,
+        # one concurrency the person sets (the run's); the provider's own cap is a limit
+        "limit": cap.default if cap is not None and isinstance(cap.default, int) else None,
         "fields": [
             {
                 "name": f.name,
@@ -103,7 +107,7 @@ def provider_fields(provider: str) -> dict[str, Any]:
                 "choices": list(f.choices),
             }
             for f in info.settings
-            if f.kind != "secret"
+            if f.kind != "secret" and f.name != "concurrency"
         ],
         "key": None
         if secret is None
@@ -230,9 +234,11 @@ class SettingsPanel(Panel):
     def _load(self) -> dict[str, Any]:
         """The saved values, or the defaults with ``problem`` set (the file stays as is).
 
-        ``options`` are the provider's other catalogue fields (its own ``concurrency``
-        among them), ``defaults`` its default generation parameters, both as the text the
-        form shows.
+        Everything comes from the engine's one :class:`~nbbatch.engine.Settings` (the
+        config file; an older ``studio.json`` beside it is folded in by the engine):
+        the default provider configuration, the LLM and the run defaults. ``options``
+        are the provider's other catalogue fields, ``defaults`` its default generation
+        parameters, both as the text the form shows.
         """
         values: dict[str, Any] = {
             "llm_base_url": "",
@@ -244,32 +250,27 @@ class SettingsPanel(Panel):
             "defaults": {},
             "concurrency": 3,
             "retries": 2,
+            "provider_limit": None,
         }
         problems = []
         try:
             settings = load_settings(self._settings_path())
+            values.update(
+                llm_base_url=settings.llm.base_url or "",
+                llm_model=settings.llm.model,
+                concurrency=settings.run.concurrency,
+                retries=settings.run.retries,
+            )
             if settings.default is not None:
                 cfg = settings.get()
                 values.update(provider=cfg.provider, base_url=cfg.base_url or "")
                 values.update(model=cfg.model or "")
-                options = {k: str(v) for k, v in cfg.options.items()}
-                if cfg.concurrency is not None:
-                    options["concurrency"] = str(cfg.concurrency)
-                values["options"] = options
+                values["options"] = {k: str(v) for k, v in cfg.options.items()}
                 values["defaults"] = {k: str(v) for k, v in cfg.params.items()}
+                # the configuration's own cap (set in code): kept, shown as a limit
+                values["provider_limit"] = cfg.concurrency
         except NbbatchError as exc:
             problems.append(exc.message)
-        studio = self._config_dir() / STUDIO_FILE
-        if studio.exists():
-            try:
-                data = json.loads(studio.read_text("utf-8"))
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                for key in ("llm_base_url", "llm_model", "concurrency", "retries"):
-                    if key in data:
-                        values[key] = data[key]
-            except (OSError, ValueError) as exc:
-                problems.append(f"cannot read {studio}: {exc}")
         if problems:
             self.problem = " ".join(problems)
             log.warning("nbbatch settings: %s; using the defaults", self.problem)
@@ -307,7 +308,7 @@ class SettingsPanel(Panel):
         """The image provider as saved: what the studio's "Run all" builds and runs on."""
         v = self.values
         options: dict[str, Any] = {}
-        concurrency = None
+        concurrency = v.get("provider_limit")
         kinds = {f["name"]: f["kind"] for f in provider_fields(str(v["provider"]))["fields"]}
         for name, raw in dict(v.get("options") or {}).items():
             if not str(raw).strip() or name not in kinds:
@@ -357,7 +358,8 @@ class SettingsPanel(Panel):
         return name
 
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
-        names = list(available_providers())
+        # each provider once: "forge" and "sdwebui" are other names of "a1111"
+        names = provider_choices(str(self.values["provider"]))
         return {
             "strings": catalogue(self.lang),
             "values": self.values,
@@ -429,6 +431,8 @@ class SettingsPanel(Panel):
             raise UserFacingError("bad_llm_model")
         form = provider_fields(v["provider"])
         same = v["provider"] == self.values["provider"]
+        if not same:
+            v["provider_limit"] = None
         v["options"] = _options_from(
             raw.get("options", v["options"] if same else {}), form["fields"]
         )
@@ -448,18 +452,12 @@ class SettingsPanel(Panel):
             settings = load_settings(self._settings_path())
         settings.add(cfg, replace=True)
         settings.default = cfg.name
-        # the engine's one Settings holds the LLM and run defaults too (studio.json is
-        # still written below for older nbbatch versions reading this folder)
+        # one home: the engine's Settings holds the LLM and the run defaults too
         settings.llm = dataclasses.replace(
             settings.llm, model=values["llm_model"], base_url=values["llm_base_url"] or None
         )
         settings.run = RunDefaults(values["concurrency"], values["retries"])
         path = save_settings(settings, self._settings_path())
-        studio = {k: values[k] for k in ("llm_base_url", "llm_model", "concurrency", "retries")}
-        target = self._config_dir() / STUDIO_FILE
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(studio, indent=2), "utf-8")
-        os.replace(tmp, target)
         self.problem = None
         self._refresh_flags()
         self._changed()

@@ -1140,10 +1140,13 @@ var Toolbar = class {
     setText(this.state, s[`state_${state}`] ?? state);
     this.state.dataset.state = state;
     const names = model.get("providers") || [];
+    const labels = model.get("provider_labels") || [];
     const current = model.get("provider_name");
-    if (this.provider.dataset.names !== names.join("\n")) {
-      this.provider.replaceChildren(...names.map((n) => h("option", { value: n, text: n })));
-      this.provider.dataset.names = names.join("\n");
+    const key = names.join("\n") + "	" + labels.join("\n");
+    if (this.provider.dataset.names !== key) {
+      const text = (n, i) => labels[i] && labels[i] !== n ? labels[i] : n;
+      this.provider.replaceChildren(...names.map((n, i) => h("option", { value: n, text: text(n, i) })));
+      this.provider.dataset.names = key;
     }
     if (this.provider.value !== current) this.provider.value = current;
     this.provider.disabled = live;
@@ -1217,7 +1220,7 @@ var View = class {
       this.toolbar && this.toolbar.update();
       this.grid && this.grid.schedule();
     });
-    for (const name of ["provider_name", "providers", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
     this.start();
   }
   async start() {
