@@ -556,13 +556,18 @@ class GalleryView {
         h("span", { text: l.p }),
         h("i", { class: `nbb-g-st nbb-g-st-${l.st}`, text: fmt(s, `st_${l.st}`, { pct: "" }).replace(/\s*%$/, "") }),
       );
-    const lineage = h("div", { class: "nbb-g-lineage" });
-    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_parent }), t.parent ? link(t.parent) : h("span", { class: "nbb-g-none", text: s.i_none }));
-    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_children }));
-    if (t.children.length) for (const c of t.children) lineage.append(link(c));
-    else lineage.append(h("span", { class: "nbb-g-none", text: s.i_none }));
-    if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
-    wide(s.i_lineage, lineage);
+    // Lineage only where there is one: a fresh result has no parent and no children
+    // (it said "Made from none / Reworked into none" on every one).
+    if (t.parent || t.children.length) {
+      const lineage = h("div", { class: "nbb-g-lineage" });
+      if (t.parent) lineage.append(h("div", { class: "nbb-g-sub", text: s.i_parent }), link(t.parent));
+      if (t.children.length) {
+        lineage.append(h("div", { class: "nbb-g-sub", text: s.i_children }));
+        for (const c of t.children) lineage.append(link(c));
+        if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
+      }
+      wide(s.i_lineage, lineage);
+    }
     this.info.replaceChildren(...rows);
     this.paintImageInfo(im);
   }

@@ -494,7 +494,7 @@ class PromptView {
       h(
         "div",
         { class: "nbb-pp-row" },
-        h("button", { type: "button", class: "nbb-btn nbb-primary", text: fmt(s, "add_n", { n: msg.count }), "aria-label": s.add_to_batch, onclick: () => this.create(false), disabled: msg.count === 0 }),
+        h("button", { type: "button", class: "nbb-btn nbb-primary", text: fmt(s, msg.count === 1 ? "add_one" : "add_n", { n: msg.count }), onclick: () => this.create(false), disabled: msg.count === 0 }),
         h("button", { type: "button", class: "nbb-btn", text: s.back, "aria-label": s.back, onclick: () => this.hideProposal() }),
       ),
     ];

@@ -169,7 +169,9 @@ class TaskGrid(Panel):
         # gallery (a click on a done row's thumbnail, Enter on a done row), and with
         # ``view=`` (the gallery view beside the clicked grid) when the page names one
         self._gallery_hooks: list[Callable[..., None]] = []
-        #: what the toolbar's History button opens (a studio's History dialog)
+        # what the empty grid says instead of "add some from Python" (a catalogue key)
+        self._empty_key: str | None = None
+        # what the toolbar's History button opens (a studio's History dialog)
         self._history_hook: Callable[[], None] | None = None
         #: a ZIP of the selected tasks' images ("Download selected"), fetched in pieces
         self.zip_limit = ZIP_LIMIT
@@ -289,6 +291,8 @@ class TaskGrid(Panel):
         self._coalescer.poke()
 
     def _hub_run_state(self, state: str) -> None:
+        # the last results first: "Finished" never shows beside tasks still completing
+        self._coalescer.flush_now()
         self.run_state = state
 
     # ----------------------------------------------------------- sending
@@ -379,8 +383,11 @@ class TaskGrid(Panel):
         self._coalescer.flush_now()  # nothing older than the snapshot arrives after it
         self.count = len(self._batch.tasks)
         self.run_state = self._hub.run_state()
+        strings = catalogue(self.lang)
+        if self._empty_key is not None:  # a studio with a prompt panel above the grid
+            strings = {**strings, "empty": strings[self._empty_key]}
         return {
-            "strings": catalogue(self.lang),
+            "strings": strings,
             "summary": self._hub.summary(),
             "notice": self._notice,
             "batch": self._batch_head(),

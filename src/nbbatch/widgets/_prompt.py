@@ -178,7 +178,14 @@ class PromptPanel(Panel):
         self.vision = vision
         self.price_per_image = price_per_image
         self.presets = Presets.load(batch.workspace)
-        self.draft: dict[str, str] = {"mode": "llm", "prompt": "", "negative": ""}
+        # "Split with LLM" only when an LLM is set up: without one it could only fail (or
+        # send the prompt to api.openai.com without a key); a template always works
+        self.draft: dict[str, str] = {
+            "mode": "llm" if llm is not None else "template",
+            "prompt": "",
+            "negative": "",
+        }
+        self._mode_chosen = False  # the person picked a mode: set_llm leaves it
         self._proposal: list[Task] | None = None
         self._over_cap = False
         self._job: asyncio.Future[Any] | None = None
@@ -280,8 +287,21 @@ class PromptPanel(Panel):
             "defaults": {k: str(v) for k, v in self.defaults.items() if k in names},
         }
 
+    def set_llm(self, llm: LLMConfig | Mapping[str, Any] | None, *, ready: bool) -> None:
+        """Plan with ``llm``; ``ready``: it is set up (a key, or a local base URL). Until
+        the person picks a mode, the default follows: "Split with LLM" when ready, else
+        "Template"."""
+        self.llm = llm
+        if not self._mode_chosen and self.draft.get("mode") in ("llm", "template"):
+            self.draft = {**self.draft, "mode": "llm" if ready else "template"}
+
+    def _keep_draft(self, draft: dict[str, str]) -> None:
+        if draft.get("mode", self.draft.get("mode")) != self.draft.get("mode"):
+            self._mode_chosen = True
+        self.draft = draft
+
     def _on_draft(self, content: dict[str, Any]) -> None:
-        self.draft = _clean_draft(content.get("draft"))
+        self._keep_draft(_clean_draft(content.get("draft")))
 
     def _on_count(self, content: dict[str, Any]) -> dict[str, Any]:
         template = content.get("template")
@@ -316,7 +336,7 @@ class PromptPanel(Panel):
         if self._job is not None and not self._job.done():
             raise UserFacingError("still_planning")
         draft = _clean_draft(content.get("draft"))
-        self.draft = draft
+        self._keep_draft(draft)
         mode = draft.get("mode", "llm")
         prompt = draft.get("prompt", "").strip()
         params = self._params(draft)

@@ -304,6 +304,11 @@ class SettingsPanel(Panel):
         key = None if _env_source(self._key_env("llm")) else self._stored_key("llm")
         return LLMConfig(model=str(self.values["llm_model"]), base_url=base, api_key=key)
 
+    def llm_ready(self) -> bool:
+        """An LLM is set up: a key (saved, typed or in the environment) or a base URL of
+        one that needs none (a local server)."""
+        return bool(self.llm_key_set or str(self.values.get("llm_base_url") or "").strip())
+
     def provider_config(self) -> ProviderConfig:
         """The image provider as saved: what the studio's "Run all" builds and runs on."""
         v = self.values

@@ -9,6 +9,7 @@ the gallery and History dialogs beside it.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from nbbatch.errors import ConfigError, NbbatchError
 from ._gallery import Gallery
 from ._grid import TaskGrid
 from ._history import History
-from ._i18n import resolve_lang
+from ._i18n import resolve_lang, tr
 from ._panel import check_keywords
 from ._prompt import PromptPanel
 from ._session import StudioSession
@@ -68,6 +69,10 @@ class BatchStudio:
         check_keywords("BatchStudio", unknown, _KEYWORDS)
         chosen = _choose_panels(panels, inputs)
         self._lang = resolve_lang(lang)
+        if batch is None:  # a new batch to fill, named in the studio's language
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            name = tr(self._lang, "default_batch_name", when=when)
+            batch = Batch.create([], workspace=workspace, allow_empty=True, name=name)
         self._session = StudioSession(
             batch,
             provider=provider,
@@ -99,6 +104,8 @@ class BatchStudio:
         self._grid = TaskGrid(session=session, lang=lang) if "grid" in chosen else None
         self._gallery = self._new_gallery(batch) if "gallery" in chosen else None
         self._history = History(session=session, lang=lang) if "history" in chosen else None
+        if self._grid is not None and self._prompt is not None:
+            self._grid._empty_key = "empty_with_prompt"
         if self._grid is not None and self._history is not None:
             self._grid._history_hook = self._history.show
         self._view: Any = None
@@ -324,7 +331,8 @@ class BatchStudio:
             llm=settings.llm_config(),
         )
         if self._prompt is not None:
-            self._prompt.llm = session.llm
+            ready = session.llm_given or settings.llm_ready()
+            self._prompt.set_llm(session.llm, ready=ready)
         self._offer()
 
 

@@ -1137,7 +1137,10 @@ var Toolbar = class {
     this.pause.disabled = state !== "running";
     this.stop.disabled = !live || state === "stopping";
     this.retryFailed.disabled = failed === 0;
-    setText(this.state, s[`state_${state}`] ?? state);
+    const c = this.summary ? this.summary.counts : null;
+    const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
+    const label = (state === "finished" || state === "stopped") && waiting ? fmt(s, "state_waiting", { n: waiting }) : s[`state_${state}`] ?? state;
+    setText(this.state, label);
     this.state.dataset.state = state;
     const names = model.get("providers") || [];
     const labels = model.get("provider_labels") || [];
@@ -1181,7 +1184,10 @@ var Toolbar = class {
     ];
     if (elapsed !== null) parts.push([fmt(s, "elapsed", { t: duration(elapsed) }), ""]);
     const running = this.view.model.get("run_state") === "running";
-    if (sum.eta !== null && sum.ticking && running) parts.push([fmt(s, "eta", { t: duration(sum.eta) }), ""]);
+    if (sum.eta !== null && sum.ticking && running) {
+      const left = sum.eta - (performance.now() - this.summaryAt) / 1e3;
+      parts.push([left < 5 ? s.eta_soon : fmt(s, "eta", { t: duration(left) }), ""]);
+    }
     if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
