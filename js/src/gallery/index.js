@@ -123,7 +123,10 @@ class GalleryView {
     this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
     this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
     this.dlSheet.hidden = true;
-    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
+    // the stage takes the focus when the dialog opens (autofocus): the keys work at
+    // once, also in Notebook 7, where focus on a control disabled a moment later (one
+    // done task: "Previous task") fell out of the dialog and no key reached it
+    this.stage = h("div", { class: "nbb-g-stage", tabindex: "-1", autofocus: true }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
 
     // info + actions
@@ -220,7 +223,13 @@ class GalleryView {
       main,
       this.keysPanel,
     );
-    this.dialog.addEventListener("keydown", (e) => this.onKey(e));
+    // Keys are taken on the window, capture phase, while the dialog is open: Notebook 7
+    // handles the arrows before they bubble to the dialog (data-lm-suppress-shortcuts
+    // is not enough there), so the lightbox hears them first.
+    this.keyListener = (e) => {
+      if (this.dialog && this.dialog.open && this.dialog.contains(e.target)) this.onKey(e);
+    };
+    window.addEventListener("keydown", this.keyListener, true);
     this.dialog.addEventListener("close", () => this.onClose());
     // a click on the backdrop (outside the dialog's box) closes it
     this.dialog.addEventListener("click", (e) => {
@@ -239,6 +248,7 @@ class GalleryView {
     if (!this.dialog) return;
     if (!this.dialog.open) {
       this.dialog.showModal();
+      this.stage.focus({ preventScroll: true });
       this.model.set("shown", true);
       this.model.save_changes();
     }
@@ -251,6 +261,16 @@ class GalleryView {
     }
     const i = msg.task.images.findIndex((im) => im.index === imageIndex);
     this.setTask(msg, Math.max(0, i));
+  }
+
+  // Focus inside the open dialog, on the stage when it was nowhere (a disabled control
+  // drops it onto the page, where the dialog hears no key).
+  keepFocus() {
+    if (!this.dialog.open) return;
+    const at = document.activeElement;
+    if (!at || at === document.body || !this.dialog.contains(at) || at.disabled) {
+      this.stage.focus({ preventScroll: true });
+    }
   }
 
   showEmpty() {
@@ -294,6 +314,7 @@ class GalleryView {
     const multi = msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
+    this.keepFocus();
     if (changedTask) {
       this.clearThumbs();
       this.toggleEdit(false);
@@ -366,7 +387,7 @@ class GalleryView {
   }
 
   onKey(e) {
-    if (e.target.closest("textarea, input")) return;
+    if (e.target.closest("textarea, input, select")) return;
     const key = e.key;
     const moves = {
       ArrowLeft: () => this.step(-1),
@@ -388,6 +409,7 @@ class GalleryView {
     if (this.zoom === "100" && key.startsWith("Arrow") && e.target === this.canvas) return;
     if (key === "Escape") return;
     e.preventDefault();
+    e.stopPropagation(); // ours: not the notebook's (cell navigation) too
     fn();
   }
 
@@ -813,6 +835,7 @@ class GalleryView {
   }
 
   dispose() {
+    if (this.keyListener) window.removeEventListener("keydown", this.keyListener, true);
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
     this.channel.dispose();
     if (this.dialog && this.dialog.open) this.dialog.close();

@@ -56,8 +56,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import traitlets
 
@@ -229,6 +229,12 @@ class Gallery(Panel):
     _css = _STATIC / "gallery.css"
 
     _shows_notices = True
+    # what the lightbox shows, as the page moves through it (nothing else)
+    _page_writable: ClassVar[Mapping[str, Callable[[Any], bool]]] = {
+        "shown": lambda v: isinstance(v, bool),
+        "task_id": lambda v: isinstance(v, str) and len(v) <= 64,
+        "image_index": lambda v: type(v) is int and 0 <= v < 10_000,
+    }
 
     task_id = traitlets.Unicode("").tag(sync=True)
     image_index = traitlets.Int(0).tag(sync=True)

@@ -836,6 +836,16 @@ _EN.update(
         "set_model": "Model",
         "set_key": "Provider key",
         "set_runner": "Runner defaults",
+        "url_credentials_base_url": (
+            "The provider's base URL holds a user name and password (user:password@…). "
+            "It was not saved: type the URL without them, and the password or token into "
+            "the key field below (Set key)."
+        ),
+        "url_credentials_llm_base_url": (
+            "The LLM's base URL holds a user name and password (user:password@…). It was "
+            "not saved: type the URL without them, and the password or token into the "
+            "LLM key field (Set key)."
+        ),
         "default_batch_name": "batch {when}",
         "set_provider_limit": (
             "This provider takes at most {n} request(s) at once: a run with a higher "
@@ -881,6 +891,14 @@ _ZH.update(
         "set_model": "模型",
         "set_key": "服务密钥",
         "set_runner": "运行默认值",
+        "url_credentials_base_url": (
+            "服务商的基础 URL 中含有用户名和密码（user:password@…），未保存：请输入不含它们的 URL，"
+            "并把密码或令牌填入下方的密钥栏（设置密钥）。"
+        ),
+        "url_credentials_llm_base_url": (
+            "LLM 的基础 URL 中含有用户名和密码（user:password@…），未保存：请输入不含它们的 URL，"
+            "并把密码或令牌填入 LLM 密钥栏（设置密钥）。"
+        ),
         "default_batch_name": "批次 {when}",
         "set_provider_limit": "此服务商同时最多处理 {n} 个请求：并发数更高时也不会向它发送更多。",
         "set_concurrency": "并发数",

@@ -17,7 +17,7 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import anywidget
 import traitlets
@@ -96,6 +96,30 @@ class Panel(anywidget.AnyWidget):
         self._sent_messages = 0
         self._sent_bytes = 0
         self.on_msg(self._on_msg)
+
+    #: synced traits the page may write, each with its check (value -> allowed); every
+    #: other write from the page is refused and the page is sent the kernel's value back
+    _page_writable: ClassVar[Mapping[str, Callable[[Any], bool]]] = {}
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A state update from the page: only what the page may write, checked (a page
+        could otherwise set ``concurrency`` to 1,000,000 or ``count`` to 1e9)."""
+        allowed = {
+            k: v
+            for k, v in sync_data.items()
+            if k in self._page_writable and _fits(self._page_writable[k], v)
+        }
+        refused = [k for k in sync_data if k not in allowed]
+        if refused:
+            log.warning(
+                "nbbatch widget: the page may not set %s; kept the kernel's value",
+                ", ".join(sorted(refused))[:200],
+            )
+        if allowed:
+            super().set_state(allowed)
+        for key in refused:
+            if key in self.keys:
+                self.send_state(key)  # the page shows the kernel's value again
 
     def __repr__(self) -> str:
         detail = self._repr_detail()
@@ -197,6 +221,13 @@ class Panel(anywidget.AnyWidget):
 
         self._jobs.add(future)
         future.add_done_callback(finished)
+
+
+def _fits(check: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(check(value))
+    except Exception:
+        return False
 
 
 def _approx_size(content: dict[str, Any]) -> int:

@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -362,12 +363,19 @@ class SettingsPanel(Panel):
             raise UserFacingError("unknown_provider", name=str(name)[:60])
         return name
 
+    def _page_values(self) -> dict[str, Any]:
+        """The values as the page may see them: a URL's password never goes there."""
+        shown = dict(self.values)
+        for key in ("llm_base_url", "base_url"):
+            shown[key] = _without_credentials(str(shown.get(key) or ""))
+        return shown
+
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         # each provider once: "forge" and "sdwebui" are other names of "a1111"
         names = provider_choices(str(self.values["provider"]))
         return {
             "strings": catalogue(self.lang),
-            "values": self.values,
+            "values": self._page_values(),
             "providers": [{"name": n, "label": provider_fields(n)["label"]} for n in names],
             "forms": {n: provider_fields(n) for n in names},
             "keys": self._keys_info(),
@@ -422,6 +430,11 @@ class SettingsPanel(Panel):
             if not isinstance(value, str) or len(value) > 2000:
                 raise UserFacingError("bad_request", type=key)
             v[key] = value.strip()
+        for key in ("llm_base_url", "base_url"):
+            if _has_credentials(v[key]):
+                # never saved, never sent back: the reply names the field, not the URL
+                v[key] = ""
+                raise UserFacingError(f"url_credentials_{key}")
         if v["provider"] not in available_providers():
             raise UserFacingError("unknown_provider", name=v["provider"][:60])
         for key, low, high in (("concurrency", 1, 10), ("retries", 0, 10)):
@@ -466,7 +479,7 @@ class SettingsPanel(Panel):
         self.problem = None
         self._refresh_flags()
         self._changed()
-        return {"path": str(path), "keys": self._keys_info(), "values": self.values}
+        return {"path": str(path), "keys": self._keys_info(), "values": self._page_values()}
 
     def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
         values = self._values_from(content)
@@ -501,6 +514,26 @@ class SettingsPanel(Panel):
                 self._on_change(self)
             except Exception:
                 log.exception("nbbatch settings: a change listener failed")
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
+
+
+def _without_credentials(url: str) -> str:
+    """``https://user:pw@host/`` → ``https://***@host/`` (what a page may show)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if not (parts.username or parts.password):
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _options_from(raw: object, fields: Sequence[Mapping[str, Any]]) -> dict[str, str]:

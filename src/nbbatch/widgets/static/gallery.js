@@ -439,7 +439,7 @@ var GalleryView = class {
     this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
     this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
     this.dlSheet.hidden = true;
-    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
+    this.stage = h("div", { class: "nbb-g-stage", tabindex: "-1", autofocus: true }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
     this.fitBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "true", text: s.zoom_fit, onclick: () => this.setZoom("fit") });
     this.fullBtn = h("button", { type: "button", class: "nbb-gseg", "aria-pressed": "false", text: s.zoom_100, onclick: () => this.setZoom("100") });
@@ -530,7 +530,10 @@ var GalleryView = class {
       main,
       this.keysPanel
     );
-    this.dialog.addEventListener("keydown", (e) => this.onKey(e));
+    this.keyListener = (e) => {
+      if (this.dialog && this.dialog.open && this.dialog.contains(e.target)) this.onKey(e);
+    };
+    window.addEventListener("keydown", this.keyListener, true);
     this.dialog.addEventListener("close", () => this.onClose());
     this.dialog.addEventListener("click", (e) => {
       if (e.target === this.dialog) this.dialog.close();
@@ -546,6 +549,7 @@ var GalleryView = class {
     if (!this.dialog) return;
     if (!this.dialog.open) {
       this.dialog.showModal();
+      this.stage.focus({ preventScroll: true });
       this.model.set("shown", true);
       this.model.save_changes();
     }
@@ -558,6 +562,15 @@ var GalleryView = class {
     }
     const i = msg.task.images.findIndex((im) => im.index === imageIndex);
     this.setTask(msg, Math.max(0, i));
+  }
+  // Focus inside the open dialog, on the stage when it was nowhere (a disabled control
+  // drops it onto the page, where the dialog hears no key).
+  keepFocus() {
+    if (!this.dialog.open) return;
+    const at = document.activeElement;
+    if (!at || at === document.body || !this.dialog.contains(at) || at.disabled) {
+      this.stage.focus({ preventScroll: true });
+    }
   }
   showEmpty() {
     this.task = null;
@@ -597,6 +610,7 @@ var GalleryView = class {
     const multi = msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
+    this.keepFocus();
     if (changedTask) {
       this.clearThumbs();
       this.toggleEdit(false);
@@ -663,7 +677,7 @@ var GalleryView = class {
     setAttr(this.fullBtn, "aria-pressed", String(mode === "100"));
   }
   onKey(e) {
-    if (e.target.closest("textarea, input")) return;
+    if (e.target.closest("textarea, input, select")) return;
     const key = e.key;
     const moves = {
       ArrowLeft: () => this.step(-1),
@@ -684,6 +698,7 @@ var GalleryView = class {
     if (this.zoom === "100" && key.startsWith("Arrow") && e.target === this.canvas) return;
     if (key === "Escape") return;
     e.preventDefault();
+    e.stopPropagation();
     fn();
   }
   toggleKeys(force) {
@@ -1068,6 +1083,7 @@ var GalleryView = class {
     this.status.hidden = !text;
   }
   dispose() {
+    if (this.keyListener) window.removeEventListener("keydown", this.keyListener, true);
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
     this.channel.dispose();
     if (this.dialog && this.dialog.open) this.dialog.close();
