@@ -40,8 +40,14 @@ def test_the_gallery_keys_work_as_soon_as_it_opens(lab, app) -> None:  # type: i
     page.set_viewport_size({"width": 1400, "height": 1000})
     grid = grid_of(page)
     lab.screenshot(page, f"{app}-studio-light")
+    # no lone Settings bar on top: it sits under the reference images
+    settings_box = page.locator(".nbb-set").first.bounding_box()
+    upload_box = page.locator(".nbb-up").first.bounding_box()
+    assert settings_box and upload_box and settings_box["y"] > upload_box["y"]
     # the grid's first row is on screen under the inputs, without scrolling the page
     row = grid.locator(".nbb-row[data-task-id]").first
+    box = row.bounding_box()
+    assert box is not None and box["y"] < 1000, box
     row.scroll_into_view_if_needed()
     button(grid, "Run all").click()
     expect(grid.get_by_role("status")).to_have_text("Finished", timeout=60_000)
@@ -91,3 +97,28 @@ def test_a_new_users_first_prompt_works_offline(lab, app) -> None:  # type: igno
     picker = grid.locator("select").first
     expect(picker.locator("option", has_text="Demo (offline, no key)")).to_have_count(1)
     lab.screenshot(page, f"{app}-first-prompt")
+    lab.set_theme(page, "dark")
+    lab.screenshot(page, f"{app}-first-prompt-dark")
+
+
+@pytest.mark.timeout(600)
+def test_the_studio_in_chinese_and_dark(lab) -> None:  # type: ignore[no-untyped-def]
+    page = lab.open_notebook(
+        [
+            "import nbbatch, os, tempfile\n"
+            'os.environ["NBBATCH_CONFIG_DIR"] = tempfile.mkdtemp()\n'
+            "from nbbatch.widgets import BatchStudio\n"
+            'studio = BatchStudio(workspace=nbbatch.Workspace(tempfile.mkdtemp()), lang="zh")\n'
+            "studio"
+        ]
+    )
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    grid = page.locator(".nbb-root").first
+    expect(grid.locator(".nbb-batchname")).to_contain_text("批次 ")  # named in Chinese
+    button(grid, "历史").click()
+    history = page.get_by_role("dialog", name="历史记录")
+    expect(history.locator(".nbb-h-count")).to_have_text("1 个批次")  # "1 batches" in English
+    lab.screenshot(page, "zh-history")
+    page.keyboard.press("Escape")
+    lab.set_theme(page, "dark")
+    lab.screenshot(page, "zh-dark")

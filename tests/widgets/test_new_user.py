@@ -85,3 +85,16 @@ def test_finished_reaches_the_page_after_the_last_results(workspace: Workspace) 
     wire.clear()
     grid._hub_run_state(str(events.RunState.FINISHED))
     assert wire[0] == "patch" and any(w.startswith("state:") for w in wire[1:]), wire
+
+
+def test_settings_sit_under_the_reference_images_not_in_a_bar_of_their_own(
+    workspace: Workspace,
+) -> None:
+    studio = BatchStudio(workspace=workspace)
+    first = studio.view.children[0]  # the inputs row, then the grid, gallery, history
+    left, right = first.children
+    assert right is studio.prompt and studio.settings in left.children
+    assert list(studio.view.children[1:]) == [studio.grid, studio.gallery, studio.history]
+    # without an upload panel, Settings keep their own bar on top
+    bare = BatchStudio(workspace=workspace, panels=["settings", "grid"])
+    assert list(bare.view.children) == [bare.settings, bare.grid]

@@ -65,7 +65,7 @@ class PromptView {
     }
     this.prompt = h("textarea", {
       class: "nbb-pp-prompt",
-      rows: 5,
+      rows: 3,
       "aria-label": s.master_prompt,
       oninput: () => this.changed(),
     });

@@ -243,16 +243,31 @@ class BatchStudio:
     # ----------------------------------------------------------- wiring
     def _compose(self) -> Any:
         rows: list[Any] = []
+        # The Settings button sits under the reference images (the shorter column: no
+        # lone bar on top, no blank area under the images), so the grid starts higher.
+        column = self._upload_view()
         if self._settings is not None:
-            rows.append(self._settings)
-        inputs = [w for w in (self._upload_view(), self._prompt) if w is not None]
+            if column is None:
+                rows.append(self._settings)  # no upload panel: a bar of its own
+            else:
+                # the upload panel grows to the prompt panel's height, Settings under it
+                upload = self._upload
+                assert upload is not None
+                upload.add_class("nbb-fill")
+                upload.layout.flex = "1 1 auto"
+                column.layout.flex = "1 1 auto"
+                column = ipywidgets.VBox(
+                    [column, self._settings],
+                    layout=ipywidgets.Layout(grid_gap="8px", width="100%"),
+                )
+        inputs = [w for w in (column, self._prompt) if w is not None]
         if inputs:
             rows.append(
                 ipywidgets.GridBox(
                     inputs,
                     layout=ipywidgets.Layout(
                         grid_template_columns="repeat(auto-fit, minmax(340px, 1fr))",
-                        align_items="flex-start",
+                        align_items="stretch",
                         grid_gap="8px",
                         width="100%",
                     ),

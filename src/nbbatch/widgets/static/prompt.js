@@ -178,7 +178,7 @@ var PromptView = class {
     }
     this.prompt = h("textarea", {
       class: "nbb-pp-prompt",
-      rows: 5,
+      rows: 3,
       "aria-label": s.master_prompt,
       oninput: () => this.changed()
     });
