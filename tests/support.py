@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
 from PIL import Image
 
 from nbbatch import RetryPolicy
@@ -36,7 +39,7 @@ async def until(condition: Callable[[], object], *, timeout: float = 30.0) -> No
 
 
 def png_bytes(
-    size: tuple[int, int] = (8, 8), colour: tuple[int, int, int] = (200, 30, 30)
+    size: tuple[int, int] = (8, 8), colour: tuple[int, int, int] | str = (200, 30, 30)
 ) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "PNG")
@@ -130,3 +133,29 @@ def hits(*artefacts: object) -> list[str]:
                 if key.encode() in data:
                     found.append(f"{key[:14]}... in {where}")
     return found
+
+
+#: text with NUL, ANSI escapes, bidi overrides, CR and C1 controls, and what is left of it
+HOSTILE = "a\x00b \x1b[31mred\x1b[0m \u202efox\u202c\r\nnext\rline\x7f\x85"
+CLEAN = "ab [31mred[0m fox\nnext\nline"
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+
+
+def with_timeout(fn: Callable[[], object], seconds: float = 10.0) -> object:
+    """Run ``fn`` in a thread: a regression to "hangs on a FIFO" fails instead of hanging."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the call hung"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]

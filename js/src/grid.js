@@ -1,6 +1,7 @@
-import { fetchZip, saveBlob, size } from "./download.js";
-import { icons } from "./icons.js";
-import { fmt, h, setAttr, setText } from "./util.js";
+// @ts-check
+import { fetchZip, saveBlob, size } from "./shared/download.js";
+import { icons } from "./shared/icons.js";
+import { fmt, h, setAttr, setText } from "./shared/util.js";
 
 // A virtualised task grid: fixed-height rows over a spacer as tall as all rows, a pool of
 // row nodes reused while scrolling (a node keeps its index while that index is visible,
@@ -12,13 +13,22 @@ const OVERSCAN = 6;
 const FETCH_EXTRA = 20;
 const THUMB_CACHE = 800;
 const KEEP_ROWS = 800;
-const STATUSES = ["idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
-const EDITABLE = new Set(["idle", "queued", "failed", "cancelled", "interrupted"]);
-const RETRYABLE = new Set(["failed", "cancelled", "interrupted"]);
+
+/** @typedef {import("./types.js").Row} Row */
+/** @typedef {Row & {_i?: number, _stale?: boolean}} CachedRow a row and its place in the view */
+/** @typedef {import("./types.js").PatchRow} PatchRow */
+/** @typedef {import("./types.js").RowsReply} RowsReply */
+/** @typedef {import("./types.js").StatusSets} StatusSets */
 
 export class Grid {
+  /** @param {any} view the widget view: strings, statuses (sent by the kernel), channel, model */
   constructor(view) {
     this.view = view;
+    /** @type {StatusSets} */
+    const sets = view.statuses;
+    this.statuses = sets.all;
+    this.editable = new Set(sets.editable);
+    this.retryable = new Set(sets.retryable);
     this.filter = "all";
     this.query = "";
     this.total = null; // rows in the current view; null until the first reply
@@ -48,9 +58,8 @@ export class Grid {
     this.chips = new Map();
     const chipBar = h("div", { class: "nbb-chips", role: "group", "aria-label": s.filters });
     // "starred": tasks with a starred image (starring in the gallery keeps it live)
-    for (const st of ["all", "starred", ...STATUSES]) {
-      const label =
-        st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
+    for (const st of ["all", "starred", ...this.statuses]) {
+      const label = st === "all" ? s.filter_all : st === "starred" ? s.filter_starred : fmt(s, `st_${st}`, { pct: "" }).replace(/\s*%$/, "");
       const count = h("span", { class: "nbb-chip-n" });
       const chip = h(
         "button",
@@ -124,8 +133,7 @@ export class Grid {
         this.view.select(this.allSelected() ? "none" : "all");
       },
     });
-    const col = (cls, text, child) =>
-      h("div", { role: "columnheader", class: `nbb-cell ${cls}` }, child ?? h("span", { text }));
+    const col = (cls, text, child) => h("div", { role: "columnheader", class: `nbb-cell ${cls}` }, child ?? h("span", { text }));
     this.head = h(
       "div",
       { role: "row", class: "nbb-head", "aria-rowindex": 1 },
@@ -234,6 +242,7 @@ export class Grid {
     this.requestWindow(true);
   }
 
+  /** @param {PatchRow[]} rows status patches @param {CachedRow[]} whole rows sent whole */
   applyPatch(rows, whole) {
     let refetch = false;
     for (const row of whole) {
@@ -455,8 +464,7 @@ export class Grid {
     };
     parts.error.dataset.action = "expand";
     parts.parent.dataset.action = "open_parent";
-    parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" },
-      parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
+    parts.prompt = h("div", { role: "gridcell", class: "nbb-cell nbb-c-prompt" }, parts.text, h("div", { class: "nbb-pmeta" }, parts.chip, parts.neg));
     const node = h(
       "div",
       { role: "row", class: "nbb-row", tabindex: -1 },
@@ -464,11 +472,20 @@ export class Grid {
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" },
-        h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
+      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" }, h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-actions" },
-        parts.edit, parts.save, parts.cancel, parts.retry, parts.stopTask, parts.next, parts.duplicate, parts.remove),
+      h(
+        "div",
+        { role: "gridcell", class: "nbb-cell nbb-c-actions" },
+        parts.edit,
+        parts.save,
+        parts.cancel,
+        parts.retry,
+        parts.stopTask,
+        parts.next,
+        parts.duplicate,
+        parts.remove,
+      ),
     );
     node._parts = parts;
     this.spacer.append(node);
@@ -550,8 +567,8 @@ export class Grid {
     p.edit.hidden = !!editing;
     p.save.hidden = !editing;
     p.cancel.hidden = !editing;
-    p.edit.disabled = !EDITABLE.has(row.st);
-    p.retry.disabled = !RETRYABLE.has(row.st);
+    p.edit.disabled = !this.editable.has(row.st);
+    p.retry.disabled = !this.retryable.has(row.st);
     // while the run holds a task, its Retry slot offers to cancel it instead
     const cancellable = live && (row.st === "running" || row.st === "queued");
     p.stopTask.hidden = !cancellable;
@@ -563,7 +580,7 @@ export class Grid {
   }
 
   paintThumbs(box, keys, count, label) {
-    const want = keys.join(",") + `|${count}`;
+    const want = `${keys.join(",")}|${count}`;
     if (box.dataset.want !== want) {
       box.dataset.want = want;
       box.replaceChildren();
@@ -610,7 +627,7 @@ export class Grid {
   paintPopover() {
     const id = this.expanded;
     const row = id ? this.byId.get(id) : null;
-    if (!row || !row.er || row._i === undefined) {
+    if (!row?.er || row._i === undefined) {
       this.popover.hidden = true;
       return;
     }
@@ -622,7 +639,15 @@ export class Grid {
       this.popover.dataset.text = row.er;
       this.popover.replaceChildren(
         h("pre", { class: "nbb-errtext", text: row.er }),
-        h("button", { type: "button", class: "nbb-link", text: s.hide_error, onclick: () => { this.expanded = null; this.schedule(); } }),
+        h("button", {
+          type: "button",
+          class: "nbb-link",
+          text: s.hide_error,
+          onclick: () => {
+            this.expanded = null;
+            this.schedule();
+          },
+        }),
       );
     }
   }
@@ -715,16 +740,13 @@ export class Grid {
 
   onDblClick(e) {
     const node = this.nodeOf(e.target);
-    if (node && e.target.closest(".nbb-ptext") && EDITABLE.has(node._row.st)) this.startEdit(node._row);
+    if (node && e.target.closest(".nbb-ptext") && this.editable.has(node._row.st)) this.startEdit(node._row);
   }
 
-  // The gallery view shown with this grid view (a studio displayed twice has two): the
-  // kernel opens the dialog in that one only.
+  // The kernel opens the gallery in one of its views (the one used last, else the one
+  // shown last): the dialog is modal over the page, so which view holds it does not show.
   openGallery(id, index) {
-    const box = this.el.closest(".nbb-studio-box, .jp-OutputArea, .jp-Cell") || document;
-    const gallery = box.querySelector("[data-nbb-gallery-view]");
-    const view = gallery ? gallery.getAttribute("data-nbb-gallery-view") : undefined;
-    return this.view.act("open_gallery", { id, index, view });
+    return this.view.act("open_gallery", { id, index });
   }
 
   async downloadSelected() {
@@ -778,7 +800,7 @@ export class Grid {
   }
 
   startEdit(row) {
-    if (!EDITABLE.has(row.st)) return;
+    if (!this.editable.has(row.st)) return;
     this.editing = { id: row.id, draft: row.p };
     setText(this.editor.error, "");
     this.editor.el.remove();

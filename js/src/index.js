@@ -1,7 +1,8 @@
-import { Channel, ReplyError, TimeoutError } from "./channel.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "./shared/channel.js";
 import { Grid } from "./grid.js";
 import { Toolbar } from "./toolbar.js";
-import { h, setText } from "./util.js";
+import { h, setText } from "./shared/util.js";
 
 // One view of a TaskGrid / BatchStudio. Every view asks the kernel for a snapshot when it
 // renders, so re-displaying the widget or reloading the page re-attaches to the live batch.
@@ -20,19 +21,19 @@ class View {
     this.channel.on("patch", (msg) => this.onPatch(msg));
     this.channel.on("notice", (msg) => this.notice(msg.text, msg.level));
     this.channel.on("reset", () => this.start()); // the studio now shows another batch
-    this.channel.on("batch", (msg) => this.toolbar && this.toolbar.setBatch(msg.batch));
+    this.channel.on("batch", (msg) => this.toolbar?.setBatch(msg.batch));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
     watch("lang", () => this.start());
-    watch("selection", () => this.grid && this.grid.paintSelection());
+    watch("selection", () => this.grid?.paintSelection());
     watch("run_state", () => {
-      this.toolbar && this.toolbar.update();
-      this.grid && this.grid.schedule();
+      this.toolbar?.update();
+      this.grid?.schedule();
     });
-    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar && this.toolbar.update());
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar?.update());
     this.start();
   }
 
@@ -41,6 +42,7 @@ class View {
     try {
       const { msg } = await this.channel.request("hello");
       this.strings = msg.strings;
+      this.statuses = msg.statuses; // the task status sets, from the kernel
       this.build();
       this.setSummary(msg.summary);
       if (this.toolbar) this.toolbar.setBatch(msg.batch);
@@ -64,7 +66,7 @@ class View {
     );
     this.toolbar = this.model.get("studio") ? new Toolbar(this) : null;
     this.grid = new Grid(this);
-    this.root.replaceChildren(...[this.toolbar && this.toolbar.el, this.noticeBox, this.grid.el].filter(Boolean));
+    this.root.replaceChildren(...[this.toolbar?.el, this.noticeBox, this.grid.el].filter(Boolean));
     if (this.toolbar) this.toolbar.update();
   }
 
@@ -99,7 +101,7 @@ class View {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch widget", err); // details for a developer; the person gets words
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   showError(err) {

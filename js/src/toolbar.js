@@ -1,5 +1,6 @@
-import { icons } from "./icons.js";
-import { duration, fmt, h, setAttr, setText } from "./util.js";
+// @ts-check
+import { icons } from "./shared/icons.js";
+import { duration, fmt, h, setAttr, setText } from "./shared/util.js";
 
 // Run toolbar + batch progress (studio only). Buttons keep their place; the one that
 // does not apply in the current run state is disabled (Pause/Resume share one slot).
@@ -106,7 +107,7 @@ export class Toolbar {
     // after the run waits for the next Run all
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
-    const label = (state === "finished" || state === "stopped") && waiting ? fmt(s, "state_waiting", { n: waiting }) : s[`state_${state}`] ?? state;
+    const label = (state === "finished" || state === "stopped") && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
     setText(this.state, label);
     this.state.dataset.state = state;
 
@@ -164,8 +165,6 @@ export class Toolbar {
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;
-    this.stats.replaceChildren(
-      ...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })),
-    );
+    this.stats.replaceChildren(...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })));
   }
 }

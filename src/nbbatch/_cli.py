@@ -26,6 +26,7 @@ from .core._events import Event, RunState, TaskCancelled, TaskFailed, TaskInterr
 from .core._model import Params, Task, TaskStatus
 from .engine._batch import Batch
 from .engine._runner import DEFAULT_CONCURRENCY, Runner, check_concurrency
+from .engine._salvage import salvage
 from .engine._settings import load_settings
 from .engine._store import Workspace, default_workspace
 from .planning._sources import read_prompts
@@ -125,10 +126,18 @@ async def _drive_with(
     with contextlib.suppress(NotImplementedError):  # Windows event loops: no handlers
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     waiter = asyncio.ensure_future(runner.wait())
+    storage: str | None = None  # why the run paused by itself (a full disk)
     try:
         while not waiter.done():
             # After the first Ctrl-C, stop once the in-flight requests have been saved.
             if interrupts and runner.active == 0 and runner.state is RunState.PAUSED:
+                runner.stop()
+            # A full disk paused the run: nobody is here to press Resume, so stop once
+            # the requests in flight are settled and say how to go on.
+            if storage is None and runner.paused_reason is not None:
+                storage = runner.paused_reason
+                bar.write(storage, file=sys.stderr)
+            if storage is not None and runner.active == 0 and not runner.done:
                 runner.stop()
             await asyncio.wait([waiter], timeout=0.1)
     finally:
@@ -139,10 +148,13 @@ async def _drive_with(
         _print(line)
     if len(failures) > 20:
         _print(f"  ... and {len(failures) - 20} more failures")
-    counts = batch.counts
+    counts = _journal_counts(batch)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     _print(f"batch {batch.id}: {summary}")
     _print(f"images: {batch.workspace.images_dir}")
+    if storage is not None:
+        _print(f"{storage}: nbbatch resume {batch.id} --workspace {batch.workspace.path}")
+        return EXIT_FAILED
     if interrupts:
         _print(
             f"Stopped. Resume with: nbbatch resume {batch.id} --workspace {batch.workspace.path}"
@@ -160,6 +172,14 @@ async def _drive_with(
     if total and runner.progress().succeeded == total:
         return EXIT_OK
     return EXIT_FAILED
+
+
+def _journal_counts(batch: Batch) -> dict[str, int]:
+    """The batch's counts as the journal holds them (what a later command will see)."""
+    for summary in batch.workspace.batches():
+        if summary.id == batch.id:
+            return dict(summary.counts)
+    return batch.counts
 
 
 def _provider_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -314,6 +334,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    report = salvage(args.workspace if args.workspace is not None else default_workspace())
+    _print(report.summary())
+    return EXIT_OK
+
+
 def _cmd_providers(args: argparse.Namespace) -> int:
     from .providers import available_providers
 
@@ -426,6 +452,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("output", help="path of the .zip to write")
     workspace(export)
     export.set_defaults(func=_cmd_export)
+
+    repair = sub.add_parser(
+        "repair",
+        help="salvage a damaged workspace journal: keep every row that can be read "
+        "(close every notebook using the workspace first)",
+    )
+    workspace(repair)
+    repair.set_defaults(func=_cmd_repair)
 
     providers = sub.add_parser("providers", help="list the available providers")
     providers.set_defaults(func=_cmd_providers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nbbatch import Workspace
+from nbbatch import Batch, Workspace
+from nbbatch import _cli as cli
 
 CLI = [sys.executable, "-m", "nbbatch"]
 
@@ -233,3 +235,43 @@ def test_saved_provider_configurations_are_used_by_name(tmp_path: Path, monkeypa
     assert summary["provider"] == "picky-demo"  # resume uses the same configuration
     resumed = nbbatch("resume", summary["id"], "-w", ws, "-q", "--retry-failed", check=False)
     assert resumed.returncode == 1 and "refused" in resumed.stderr
+
+
+# -- hostile input on the terminal ---------------------------------------------
+# Defect 6: `show` wrote control characters from the journal to the terminal. Defect 9:
+# --max-tasks capped the lines of a prompts file too.
+
+
+def test_show_escapes_control_characters_instead_of_writing_them_to_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws_path = tmp_path / "ws"
+    with Workspace(ws_path) as ws:
+        batch = Batch.create(["a fox"], workspace=ws, name="n\x1b[2Jame")
+    with sqlite3.connect(ws_path / "nbbatch.sqlite3") as conn:
+        # An older workspace, or a server's error echoed into the journal.
+        conn.execute(
+            "UPDATE tasks SET status='failed', error=?, prompt=?",
+            ("server said \x1b[31mno\u202e", "raw \x1b[5m prompt"),
+        )
+    assert cli.main(["show", batch.id, "--workspace", str(ws_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "\\x1b[31mno\\u202e" in out and "n\\x1b[2Jame" in out
+    assert cli.main(["history", "--workspace", str(ws_path)]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_max_tasks_caps_templates_but_not_the_lines_of_a_prompts_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"prompt {i} --width 32 --height 32\n" for i in range(12)))
+    monkeypatch.setattr(cli, "LARGE_FILE_TASKS", 10)
+    ws = str(tmp_path / "ws")
+    code = cli.main(["run", "-q", "-f", str(prompts), "--max-tasks", "5", "-w", ws])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "lists 12 tasks" in err and "nbbatch resume" in err  # warned, told how to go on
+    code = cli.main(["run", "-q", "-t", "{a|b|c} {d|e}", "--max-tasks", "5", "-w", ws])
+    assert code == 2 and "more than 5" in capsys.readouterr().err

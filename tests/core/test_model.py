@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nbbatch import Params, Task
 from nbbatch import TaskStatus as S
-from nbbatch.core._model import ALLOWED_TRANSITIONS, MAX_PROMPT_CHARS
-from nbbatch.errors import ConfigError, InvalidPromptError, InvalidTransitionError
+from nbbatch.core._model import ALLOWED_TRANSITIONS, MAX_PROMPT_CHARS, check_prompt, clean_text
+from nbbatch.errors import (
+    ConfigError,
+    InvalidPromptError,
+    InvalidTransitionError,
+)
+from tests.support import CLEAN, HOSTILE
 
 
 def test_happy_path_transitions_stamp_times() -> None:
@@ -76,8 +83,19 @@ def test_params_round_trip_and_reject_unknown_keys() -> None:
 
 
 def test_task_repr_is_short_and_record_is_json_ready() -> None:
-    import json
 
     task = Task("a" * 100, params={"seed": 3})
     assert len(repr(task)) < 120
     assert json.loads(json.dumps(task.to_record()))["params"] == {"seed": 3}
+
+
+# -- hostile input at the model boundary ---------------------------------------
+# Defect 6: control and bidi characters reached prompts, terminals and PNG text chunks.
+
+
+def test_control_and_bidi_characters_are_removed_at_the_model_boundary() -> None:
+    assert check_prompt(HOSTILE) == CLEAN
+    assert clean_text("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    assert Params(negative_prompt="blur\x00ry\x1b").negative_prompt == "blurry"
+    task = Task(HOSTILE, original_prompt="orig\x00inal")
+    assert task.prompt == CLEAN and task.original_prompt == "original"

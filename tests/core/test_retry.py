@@ -10,14 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbbatch import RetryPolicy
-from nbbatch.core._retry import parse_duration, parse_retry_after
+from nbbatch.core._retry import RetryPolicy, parse_duration, parse_retry_after
 from nbbatch.errors import (
     AuthenticationError,
     ProviderConnectionError,
     RateLimitedError,
     ServerError,
 )
+from nbbatch.providers import (
+    OpenAIProvider,
+)
+from nbbatch.providers._base import GenerationRequest
+from nbbatch.testing import FakeOpenAI, Fault
 
 NOW = 1_800_000_000.0
 
@@ -99,3 +103,24 @@ def test_which_errors_are_retried_and_for_how_long() -> None:
 def test_negative_retry_count_is_refused() -> None:
     with pytest.raises(ValueError, match="max_retries"):
         RetryPolicy(max_retries=-1)
+
+
+# -- Retry-After on every retried status -------------------------------------------
+# Defect 3 of the provider review: Retry-After was honoured on 429 only.
+
+
+async def test_a_503_with_retry_after_waits_what_the_server_asked() -> None:
+    with FakeOpenAI() as server:
+        server.add_fault(Fault.status_code(503, headers={"retry-after": "2"}))
+        provider = OpenAIProvider(api_key="test-key-503", base_url=server.base_url)
+        with pytest.raises(ServerError) as info:
+            await provider.generate(GenerationRequest("a fox"))
+        await provider.aclose()
+    assert info.value.retry_after == 2.0
+    # the runner's decision, with jitter that would otherwise give 0.375-0.5 s
+    assert RetryPolicy().delay_for(info.value, 1) == 2.0
+
+
+def test_a_retry_after_above_the_cap_still_fails_at_once() -> None:
+    err = ServerError("busy", status_code=503, retry_after=600.0)
+    assert RetryPolicy().delay_for(err, 1) is None

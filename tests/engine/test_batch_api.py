@@ -21,9 +21,8 @@ def test_results_are_python_objects(workspace: Workspace) -> None:
     assert len(batch.images) == 4 and len(batch.succeeded) == 2 and batch.failed == []
     first = batch.images[0]
     assert first.pil.size == (512, 512)
-    png = first._repr_png_()
-    assert png is not None and png.startswith(b"\x89PNG")
-    assert "<img" in first._repr_html_()
+    png = first._repr_mimebundle_()["image/png"]
+    assert png.startswith(b"\x89PNG")
     assert "seed=3" in repr(first)
     assert batch[0] is batch.tasks[0] and batch[batch.tasks[1].id] is batch.tasks[1]
 

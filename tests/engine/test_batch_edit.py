@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.errors import (
     ConfigError,
+    ImageRejectedError,
     InvalidPromptError,
     NotFoundError,
     ServerError,
@@ -25,9 +27,9 @@ from nbbatch.events import (
     TasksReordered,
     TaskSucceeded,
 )
-from nbbatch.images import read_generation_info
+from nbbatch.images import ImageLimits, read_generation_info
 from nbbatch.providers import DemoProvider
-from tests.support import ControlledProvider, png_bytes
+from tests.support import ControlledProvider, needs_fifo, png_bytes, with_timeout
 
 
 def fresh(batch: Batch) -> Batch:
@@ -496,3 +498,60 @@ async def test_async_twins_keep_blocking_work_off_the_loop(workspace: Workspace)
     assert workspace.has_input(ref.sha256)
     data = await ThumbnailCache(workspace).aget_bytes(ref, 16)
     assert data[:4] == b"RIFF"
+
+
+# -- hostile input to add_reference (found by trying to break nbbatch) ------------
+# Defect 4: a FIFO or a link to /dev/zero given as a reference was waited on or read whole.
+
+
+@needs_fifo
+def test_a_fifo_given_to_add_reference_is_refused_at_once_not_waited_on(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageRejectedError, match="named pipe") as caught:
+        with_timeout(lambda: workspace.add_reference(fifo))
+    assert caught.value.reason == "not_a_file"
+    assert workspace.known_digests() == set()
+
+
+def test_a_link_to_dev_zero_given_to_add_reference_is_refused_unread(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    link = tmp_path / "photo.png"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ImageRejectedError, match="character device") as caught:
+        with_timeout(lambda: workspace.add_reference(link))
+    assert caught.value.reason == "not_a_file"
+
+
+@needs_fifo
+def test_the_async_add_reference_refuses_a_fifo_too(tmp_path: Path, workspace: Workspace) -> None:
+    import asyncio
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageRejectedError, match="named pipe"):
+        with_timeout(lambda: asyncio.run(workspace.aadd_reference(fifo)))
+
+
+def test_a_reference_file_over_the_byte_cap_is_refused_with_its_size(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes() + b"\0" * 5000)
+    limits = ImageLimits(max_bytes=1000)
+    with pytest.raises(ImageRejectedError, match="limit") as caught:
+        workspace.add_reference(big, limits=limits)
+    assert caught.value.reason == "too_many_bytes"
+    assert caught.value.limit == 1000
+    ref = workspace.add_reference(
+        _write(tmp_path / "ok.png", png_bytes())
+    )  # a regular file still works
+    assert ref.width == 8
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -1,9 +1,10 @@
 """Two kernels on one batch (issue 26, items 4 and 5), with two real processes.
 
 Process A runs the batch; this process (B) has it loaded too. The decision: B's edit or
-removal of a task A's live run holds is refused with who holds it (the runner does not
-re-read tasks before sending), and B's ``run`` says the tasks are being run by another
-kernel instead of pretending to finish, then can follow A's run from the journal.
+removal of a task A's live run holds is refused with who holds it, and B's ``run`` says
+the tasks are being run by another kernel instead of pretending to finish, then can
+follow A's run from the journal. An edit B makes *before* A's run claims the task is
+taken by A when it claims it (A sends what the journal says, not its stale copy).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import HeldElsewhereError, TaskStateError
+from nbbatch.images import read_generation_info
 
 # A kernel running the batch with one request at a time; every request waits until the
 # test writes a line to its stdin, so what B sees meanwhile is fixed, not a race.
@@ -45,7 +47,12 @@ RUNNER = textwrap.dedent(
             print("RUNNING", event.task.id, flush=True)
 
     batch.subscribe(tell)
-    batch.run_sync(Gated(), concurrency=1)
+    if sys.argv[3:] == ["loaded"]:      # say the batch is loaded, then wait to run it
+        print("LOADED", flush=True)
+        sys.stdin.readline()
+        batch.run_sync(DemoProvider(), concurrency=1)
+    else:
+        batch.run_sync(Gated(), concurrency=1)
     print("DONE", batch.status, flush=True)
     ws.close()
     """
@@ -124,7 +131,38 @@ def test_run_in_a_second_kernel_says_another_kernel_runs_the_tasks_then_follows_
     assert kernel_a.stdin is not None
     kernel_a.stdin.write("go\n")
     kernel_a.stdin.flush()
-    batch.follow(interval=0.02, timeout=60)  # returns when A's run has ended
+    changed: list[str] = []
+    batch.follow(  # returns when A's run has ended
+        interval=0.02, timeout=60, on_change=lambda ts: changed.extend(t.id for t in ts)
+    )
     assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 3
+    assert sorted(set(changed)) == sorted(t.id for t in batch.tasks)  # each one told
     assert all(t.images for t in batch.tasks)
     assert batch.held_elsewhere() == []
+
+
+def test_an_edit_made_after_another_kernel_loaded_the_batch_is_what_it_sends(
+    shared: tuple[Path, Batch],
+) -> None:
+    path, batch = shared
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(path), batch.id, "loaded"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "LOADED\n"  # A holds the original prompts
+        batch.edit(batch.tasks[1], prompt="a purple car")  # nothing holds it yet
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.read().splitlines()[-1] == "DONE succeeded"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    edited = batch.refresh().tasks[1]
+    assert edited.prompt == "a purple car" and edited.status is TaskStatus.SUCCEEDED
+    # the image carries the prompt A sent: the edited one
+    assert read_generation_info(edited.images[0]).prompt == "a purple car"

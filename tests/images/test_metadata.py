@@ -564,3 +564,19 @@ def test_reads_invokeai_metadata() -> None:
     assert (info.seed, info.steps, info.cfg_scale, info.sampler) == (77, 30, 7.5, "dpmpp_2m")
     assert (info.model, info.width, info.height) == ("dreamshaper-8", 768, 512)
     assert info.extras["generation_mode"] == "txt2img"
+
+
+# -- hostile input in embedded text --------------------------------------------
+# Defect 6: a NUL in a prompt reached the PNG text chunks.
+
+
+def test_no_nul_reaches_the_png_text_chunks(workspace: Workspace) -> None:
+    batch = Batch.create(
+        [Task("a\x00fox", params=Params(size="64x64", negative_prompt="b\x00lur"))],
+        workspace=workspace,
+    )
+    batch.run_sync("demo")
+    with Image.open(batch.images[0].path) as im:
+        chunks = dict(im.text)  # type: ignore[attr-defined]
+    assert chunks and not any("\x00" in v for v in chunks.values())
+    assert "afox" in chunks["parameters"]

@@ -19,15 +19,18 @@ from PIL import Image
 import nbbatch
 from nbbatch import LLMConfig, RetryPolicy, Task, Workspace
 from nbbatch.errors import (
-    PlannerAuthError,
+    AuthenticationError,
+    BadRequestError,
+    ContentRefusedError,
     PlannerEmptyError,
     PlannerError,
     PlannerNoJSONError,
-    PlannerRefusedError,
     PlannerShapeError,
-    PlannerTimeoutError,
     PlannerTooManyTasksError,
-    PlannerUnavailableError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
 )
 from nbbatch.testing import FakeChat, Fault
 
@@ -234,8 +237,8 @@ def test_text_only_model_gets_the_names_when_images_are_refused(refs: list) -> N
         ("wrong_shape", PlannerShapeError, '"tasks"'),
         ("empty", PlannerEmptyError, "zero tasks"),
         ("too_many", PlannerTooManyTasksError, "300 tasks; the limit is 50"),
-        ("refusal", PlannerRefusedError, "refused"),
-        ("content_filter", PlannerRefusedError, "content filter"),
+        ("refusal", ContentRefusedError, "refused"),
+        ("content_filter", ContentRefusedError, "content filter"),
     ],
 )
 def test_broken_replies_raise_typed_errors(behaviour: str, error: type, message: str) -> None:
@@ -265,7 +268,7 @@ def test_one_invalid_task_means_no_tasks_at_all() -> None:
 def test_wrong_key_is_an_auth_error_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeChat("openai", api_key="sk-the-right-one") as server:
-        with pytest.raises(PlannerAuthError) as info:
+        with pytest.raises(AuthenticationError) as info:
             nbbatch.plan("a", llm=llm(server))
         assert len(server.calls("*/chat/completions")) == 1  # 401 is never retried
         sent = server.calls("*/chat/completions")[0].headers["authorization"]
@@ -294,7 +297,7 @@ def test_429_is_retried_then_succeeds() -> None:
 def test_429_that_persists_is_unavailable_with_retry_after() -> None:
     with FakeChat("openai") as server:
         server.add_fault(Fault.status_code(429, headers={"retry-after": "0.01"}, times=5))
-        with pytest.raises(PlannerUnavailableError, match="rate limiting") as info:
+        with pytest.raises(RateLimitedError, match="rate limiting") as info:
             nbbatch.plan("a", llm=llm(server))
         assert len(server.calls("*/chat/completions")) == 3  # 1 + max_retries
     assert info.value.retry_after == pytest.approx(0.01)
@@ -305,7 +308,7 @@ def test_server_errors_are_retried_and_then_reported() -> None:
         server.add_fault(Fault.status_code(503))
         assert len(nbbatch.plan("a", llm=llm(server)).tasks) == 1
         server.add_fault(Fault.status_code(500, times=3))
-        with pytest.raises(PlannerUnavailableError, match="HTTP 500"):
+        with pytest.raises(ServerError, match="HTTP 500"):
             nbbatch.plan("a", llm=llm(server))
         assert len(server.calls("*/chat/completions")) == 2 + 3
 
@@ -313,7 +316,7 @@ def test_server_errors_are_retried_and_then_reported() -> None:
 def test_unreachable_server_is_unavailable_not_a_crash() -> None:
     with FakeChat("openai") as server:
         base = server.base_url
-    with pytest.raises(PlannerUnavailableError, match="could not connect"):
+    with pytest.raises(ProviderConnectionError, match="could not connect"):
         nbbatch.plan("a", llm={"base_url": base, "retry": FAST})
 
 
@@ -321,14 +324,14 @@ def test_hung_server_times_out_within_the_budget() -> None:
     with FakeChat("openai") as server:
         server.add_fault(Fault.hang(0.5))
         started = time.monotonic()
-        with pytest.raises(PlannerTimeoutError):
+        with pytest.raises(ProviderTimeoutError):
             nbbatch.plan("a", llm=llm(server, timeout=0.2))
         assert time.monotonic() - started < 1.0
         assert len(server.calls("*/chat/completions")) == 1  # a timeout is not retried
 
 
 def test_wrong_base_url_says_so() -> None:
-    with FakeChat("openai") as server, pytest.raises(PlannerError, match="base_url"):
+    with FakeChat("openai") as server, pytest.raises(BadRequestError, match="base_url"):
         nbbatch.plan("a", llm=llm(server, base_url=server.url + "/nope"))
 
 
@@ -350,7 +353,7 @@ def test_enhance_rewrites_one_prompt_via_the_same_endpoint() -> None:
         body = _bodies(server)[0]
     assert "response_format" not in body
     assert body["messages"][1]["content"] == "a fox"
-    with FakeChat("refusal") as server, pytest.raises(PlannerRefusedError):
+    with FakeChat("refusal") as server, pytest.raises(ContentRefusedError):
         nbbatch.enhance("a fox", llm=llm(server))
 
 
@@ -454,3 +457,55 @@ def test_any_parsed_reply_becomes_tasks_or_a_typed_error(value: Any) -> None:
         except PlannerError:
             continue
         assert tasks and all(isinstance(t, Task) and t.prompt for t in tasks)
+
+
+# -- hostile input from the LLM ------------------------------------------------
+# Defect 6: control characters in replies; defect 8: a deeply nested reply was reported
+# as holding no JSON, and messages quoted megabytes of a bad value.
+
+
+def test_prompts_from_an_llm_lose_their_control_characters() -> None:
+    reply = json.dumps(
+        {"tasks": [{"prompt": "a fox\x1b]0;owned\x07", "negative_prompt": "x\x00y"}]}
+    )
+    with FakeChat("openai", reply=reply) as server:
+        plan = nbbatch.plan("anything", llm={"base_url": server.base_url, "model": "m"})
+    assert plan.tasks[0].prompt == "a fox]0;owned"
+    assert plan.tasks[0].params.negative_prompt == "xy"
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_a_deeply_nested_plan_is_reported_as_too_deep_not_as_holding_no_json() -> None:
+    reply = '{"tasks": [{"prompt": "a fox", "params": {"extras": ' + _deep(100_000) + "}}]}"
+    with (
+        FakeChat("openai", reply=reply) as server,
+        pytest.raises(PlannerShapeError, match="nested too deeply") as info,
+    ):
+        nbbatch.plan("a fox", llm={"base_url": server.base_url, "model": "m"})
+    assert "holds no JSON" not in str(info.value)
+    with pytest.raises(PlannerShapeError, match="nested too deeply"):
+        nbbatch.planning.extract_json("Here you go: " + _deep(50_000))
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"prompt": "a fox", "params": {"size": "9" * 1_000_000}},
+        {"prompt": "a fox", "params": {"steps": "9" * 1_000_000}},
+        {"prompt": "a fox", "params": {"x" * 1_000_000: 1}, "image_references": 5},
+        {"prompt": "a fox", "image_references": ["r" * 1_000_000]},
+    ],
+)
+def test_planner_messages_quote_at_most_a_little_of_a_huge_bad_value(task: dict) -> None:
+    reply = json.dumps({"tasks": [task]})
+    with FakeChat("openai", reply=reply) as server:
+        llm = {"base_url": server.base_url, "model": "m"}
+        try:
+            plan = nbbatch.plan("a fox", llm=llm, strict_references=True)
+        except PlannerShapeError as exc:
+            assert len(str(exc)) < 2_000 and all(len(p) < 1_000 for p in exc.problems)
+        else:
+            assert all(len(w) < 1_000 for w in plan.warnings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 import nbbatch
 from nbbatch import Params, Workspace
 from nbbatch.errors import PromptSourceError
+from tests.support import needs_fifo, png_bytes, with_timeout
 
 
 def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
@@ -324,3 +326,121 @@ def test_folder_without_prompt_needs_captions(tmp_path: Path, ws: Workspace) -> 
     assert tasks.skipped[0].where == "b.png" and "no prompt" in tasks.skipped[0].reason
     with pytest.raises(PromptSourceError, match="not a folder"):
         nbbatch.tasks_from_folder(folder / "a.png", "x", workspace=ws)
+
+
+# -- hostile input (found by trying to break nbbatch) ----------------------------
+# Defect 4: special files (a FIFO, a link to /dev/zero, huge captions) named as prompt
+# files or found in image folders were waited on or read whole. Defect 5: image paths in
+# .csv/.jsonl files could leave the file's folder. Defect 6: control characters from
+# files. The folder size limit must read the same in messages and README.
+
+
+@needs_fifo
+def test_a_fifo_named_like_a_prompts_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "prompts.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(PromptSourceError, match="named pipe"):
+        with_timeout(lambda: nbbatch.read_prompts(fifo))
+
+
+def test_a_link_to_dev_zero_is_refused_not_read_until_memory_runs_out(tmp_path: Path) -> None:
+    link = tmp_path / "prompts.csv"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(PromptSourceError, match="character device"):
+        with_timeout(lambda: nbbatch.read_prompts(link))
+
+
+@needs_fifo
+def test_special_files_in_an_image_folder_are_skipped_with_their_reason(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(png_bytes())
+    os.mkfifo(folder / "pipe.png")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    os.mkfifo(folder / "good.txt")  # a caption that is a FIFO: warned, prompt used
+    tasks = with_timeout(lambda: nbbatch.tasks_from_folder(folder, "ink", workspace=workspace))
+    assert [t.prompt for t in tasks] == ["ink"]  # type: ignore[attr-defined]
+    reasons = {s.where: s.reason for s in tasks.skipped}  # type: ignore[attr-defined]
+    assert "named pipe" in reasons["pipe.png"]
+    assert "character device" in reasons["zero.png"]
+    assert any("good.txt" in w for w in tasks.warnings)  # type: ignore[attr-defined]
+
+
+def test_an_oversized_caption_is_not_read_into_memory(tmp_path: Path, workspace: Workspace) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.png").write_bytes(png_bytes())
+    (folder / "cat.txt").write_bytes(b"x" * 200_000)
+    tasks = nbbatch.tasks_from_folder(folder, "ink", workspace=workspace)
+    assert [t.prompt for t in tasks] == ["ink"]
+    assert any("limit" in w for w in tasks.warnings)
+
+
+def _csv(folder: Path, image: str) -> Path:
+    path = folder / "prompts.csv"
+    path.write_text(f"prompt,image\na fox,{image}\n")
+    return path
+
+
+def test_csv_image_paths_outside_the_files_folder_are_refused(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    (tmp_path / "secret.png").write_bytes(png_bytes(colour="blue"))
+    inside = tmp_path / "prompts"
+    inside.mkdir()
+    (inside / "ok.png").write_bytes(png_bytes())
+    (inside / "link.png").symlink_to(tmp_path / "secret.png")
+    for image, reason in [
+        (str(tmp_path / "secret.png"), "absolute path"),
+        ("../secret.png", "outside"),
+        ("sub/../../secret.png", "outside"),
+        ("link.png", "outside"),
+    ]:
+        tasks = nbbatch.read_prompts(_csv(inside, image), workspace=workspace)
+        assert len(tasks) == 0, image
+        assert reason in tasks.skipped[0].reason, (image, tasks.skipped)
+    tasks = nbbatch.read_prompts(_csv(inside, "ok.png"), workspace=workspace)
+    assert [r.name for r in tasks[0].references] == ["ok.png"]
+
+
+def test_jsonl_image_lists_are_confined_too_and_image_root_widens_the_allow_list(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    (tmp_path / "shared.png").write_bytes(png_bytes(colour="green"))
+    inside = tmp_path / "prompts"
+    inside.mkdir()
+    path = inside / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "x", "image": ["../shared.png"]}) + "\n")
+    refused = nbbatch.read_prompts(path, workspace=workspace)
+    assert len(refused) == 0 and "outside" in refused.skipped[0].reason
+    allowed = nbbatch.read_prompts(path, workspace=workspace, image_root=inside)
+    assert len(allowed) == 0  # image_root is the root *and* the base: ../ still leaves it
+    widened = nbbatch.read_prompts(path, workspace=workspace, image_root=tmp_path)
+    assert len(widened.skipped) == 1  # relative to the root now: "../shared.png" leaves it
+    path.write_text(json.dumps({"prompt": "x", "image": ["shared.png"]}) + "\n")
+    ok = nbbatch.read_prompts(path, workspace=workspace, image_root=tmp_path)
+    assert [r.name for r in ok[0].references] == ["shared.png"]
+
+
+def test_prompts_from_files_lose_their_control_characters(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text('a \x1b[2Jfox --negative_prompt "no\x07ise"\n')
+    (tmp_path / "p.csv").write_text('prompt\n"a\x00 owl\u202e"\n')
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a\u2066 cat\x9b"}) + "\n")
+    txt = nbbatch.read_prompts(tmp_path / "p.txt")
+    assert txt[0].prompt == "a [2Jfox" and txt[0].params.negative_prompt == "noise"
+    assert nbbatch.read_prompts(tmp_path / "p.csv")[0].prompt == "a owl"
+    assert nbbatch.read_prompts(tmp_path / "p.jsonl")[0].prompt == "a cat"
+
+
+def test_the_folder_size_limit_reads_the_same_in_messages_and_readme(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "huge.png").write_bytes(png_bytes() + b"\0" * (10 * 1024 * 1024))
+    reason = nbbatch.tasks_from_folder(folder, "x", workspace=workspace).skipped[0].reason
+    assert "the limit is 10 MiB" in reason and "10.5" not in reason
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "≤ 10 MiB" in readme and "≤ 10 MB" not in readme

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nbbatch import Batch, Workspace
 from nbbatch.errors import (
     AuthenticationError,
     BadRequestError,
@@ -21,8 +24,12 @@ from nbbatch.errors import (
     RateLimitedError,
     ServerError,
 )
+from nbbatch.providers import (
+    OpenAIProvider,
+)
+from nbbatch.providers._base import GenerationRequest
 from nbbatch.providers._http import HttpClient, Timeouts
-from nbbatch.testing import FakeServer, Fault
+from nbbatch.testing import FakeOpenAI, FakeServer, Fault
 
 
 class EchoServer(FakeServer):
@@ -169,3 +176,29 @@ async def test_a_read_response_is_freed_with_its_body_without_waiting_for_the_co
         assert gone() is None, "the response (and its body) waited for a collection"
     finally:
         gc.enable()
+
+
+# -- one provider on several event loops ------------------------------------------------
+# Defect 2 of the provider review: a provider object used on a second event loop
+# (a second asyncio.run, a second run_sync) failed on the first loop's client.
+
+
+def test_one_provider_instance_works_on_a_second_event_loop() -> None:
+    with FakeOpenAI() as server:
+        provider = OpenAIProvider(api_key="test-key-loops", base_url=server.base_url)
+        request = GenerationRequest("a fox on two loops")
+        # each asyncio.run is a new loop that is closed at the end, as in run_sync
+        first = asyncio.run(provider.generate(request))
+        second = asyncio.run(provider.generate(request))
+        assert first[0].data and second[0].data
+        asyncio.run(provider.aclose())
+
+
+def test_two_run_sync_calls_share_one_provider(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        provider = OpenAIProvider(api_key="test-key-loops", base_url=server.base_url)
+        for i in range(2):
+            with Workspace(tmp_path / f"ws{i}") as ws:
+                batch = Batch.create([f"fox {i}"], workspace=ws)
+                batch.run_sync(provider, retry=0)
+                assert [t.status.value for t in batch.tasks] == ["succeeded"], batch.tasks[0].error

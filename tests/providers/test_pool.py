@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import (
+    Batch,
+    Params,
+    RetryPolicy,
+    TaskStatus,
+    Workspace,
+)
 from nbbatch.errors import (
     ConfigError,
     ContentRefusedError,
@@ -21,16 +27,18 @@ from nbbatch.errors import (
 from nbbatch.providers import (
     Capabilities,
     DemoProvider,
+    Endpoint,
     GenerationRequest,
     ImageData,
     InputImage,
+    OpenAIProvider,
+    PoolProvider,
     ProgressCallback,
 )
 from nbbatch.providers._huggingface import HuggingFaceProvider
-from nbbatch.providers._pool import Endpoint, PoolProvider
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
-from nbbatch.testing import FakeReplicate, FakeStability, Fault
+from nbbatch.testing import FakeOpenAI, FakeReplicate, FakeStability, Fault
 
 KEY = "test-key-pool-SENTINEL-key-123456"
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
@@ -259,3 +267,24 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+# -- a pool on several event loops (defect 2 of the provider review) ----------------
+
+
+def test_a_pool_works_on_a_second_event_loop() -> None:
+    with FakeOpenAI(latency=0.05) as server:
+        member = OpenAIProvider(api_key="test-key-pool", base_url=server.base_url)
+        pool = PoolProvider([Endpoint(member, 1)])
+        request = GenerationRequest("a pooled fox")
+
+        async def two_at_once() -> list[list[ImageData]]:
+            # the second waits for the only slot: that ties the pool's Event to this loop
+            return list(await asyncio.gather(pool.generate(request), pool.generate(request)))
+
+        first, second = asyncio.run(two_at_once()), asyncio.run(two_at_once())
+        # each of the four requests came back with its image (on the second loop too)
+        assert [len(images) for images in (*first, *second)] == [1, 1, 1, 1]
+        assert all(images[0].data.startswith(b"\x89PNG") for images in (*first, *second))
+        assert [r.path for r in server.requests].count("/v1/images/generations") == 4
+        asyncio.run(pool.aclose())

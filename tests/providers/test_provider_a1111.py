@@ -51,11 +51,7 @@ def shared_server() -> Iterator[FakeA1111]:
 @pytest.fixture
 def server(shared_server: FakeA1111) -> FakeA1111:
     s = shared_server
-    s.clear_faults()
-    s.requests.clear()
-    s.jobs.clear()
-    s.interrupts, s.finished = 0, 0
-    s.interrupted.clear()
+    s.reset()
     s.auth, s.style, s.step_delay, s.extra_images = None, "a1111", 0.0, 0
     return s
 
@@ -197,8 +193,11 @@ async def test_both_error_body_styles_read_cleanly(
     server: FakeA1111, provider: A1111Provider, style: str
 ) -> None:
     server.style = style
+    # what A1111 before 1.10 answered to an unknown sampler
+    body = server.error_body(400, "Sampler not found")
+    server.add_fault(Fault.status_code(400, body), path="/sdapi/v1/txt2img")
     with pytest.raises(BadRequestError) as info:
-        await provider.generate(GenerationRequest("x", Params(sampler="No Such Sampler")))
+        await provider.generate(GenerationRequest("x"))
     assert str(info.value) == "a1111: HTTP 400: Sampler not found"
     assert len(server.calls("/sdapi/v1/txt2img")) == 1
 
@@ -429,21 +428,31 @@ async def _idle(server: FakeA1111, jobs: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_cancelling_a_waiting_request_does_not_interrupt_the_running_one(
+async def test_cancelling_a_waiting_request_lets_the_running_one_finish(
     server: FakeA1111,
 ) -> None:
+    # The WebUI still runs a request whose connection was dropped: the cancelled one is
+    # interrupted once its own job has started, not the one running now.
     p = A1111Provider(base_url=server.url, poll_interval=None, max_concurrency=2)
+    server.hold()
     try:
         first, second = await _two_in_flight(server, p)
         second.cancel()
+        server.release(1 + 10)  # "first" loads and runs its ten steps; "second" starts
+        images = await first
+        for _ in range(1000):  # the poller sees "second" start (every 0.5 s here)
+            if server.interrupts:
+                break
+            await asyncio.sleep(0.01)
+        server.release()
         with pytest.raises(asyncio.CancelledError):
             await second
-        images = await first
     finally:
+        server.release()
         await p.aclose()
         await _idle(server, 2)
-    assert server.interrupts == 0
-    assert server.interrupted == []  # "first" ran all its steps
+    assert server.interrupted == ["second"]  # "first" ran all its steps
+    assert (server.runs[0].prompt, server.runs[0].steps_done) == ("first", 10)
     assert len(images) == 1
 
 

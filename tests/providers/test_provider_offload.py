@@ -192,6 +192,8 @@ async def test_webui_encodes_a_big_init_image_off_the_loop(offloaded: list[str])
     png = base64.b64encode(SMALL).decode()
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/progress"):  # the look at the server before sending
+            return httpx.Response(200, json={"progress": 0, "state": {"job_count": 0}})
         sent.append(json.loads(request.content))
         return httpx.Response(200, json={"images": [png], "info": "{}"})
 
@@ -218,3 +220,25 @@ async def test_comfyui_hashes_a_big_upload_off_the_loop(offloaded: list[str]) ->
         await p.aclose()
     assert name == small == "up.png"
     assert len(offloaded) == 1  # only the big one
+
+
+# -- Retry-After on a poll (defect 3 of the provider review) --------------------
+
+
+async def test_retry_after_on_a_poll_503_is_waited_out_for_the_same_job() -> None:
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # an injected clock: nothing really waits
+        pauses.append(seconds)
+
+    calls = 0
+
+    async def poll() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ServerError("busy", status_code=503, retry_after=2.0)
+        return "done"
+
+    assert await retry_fetch(poll, delay=0.5, sleep=sleep) == "done"
+    assert pauses == [2.0]

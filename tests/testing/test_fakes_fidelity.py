@@ -8,12 +8,15 @@ the clients themselves where they are installed.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
+import re
 import time
 
 import httpx
 import pytest
 
+import nbbatch
 from nbbatch.testing import FakeChat, FakeFal, FakeGemini, FakeOpenAI
 from nbbatch.testing._chat import conform, strict_schema_errors
 from tests.support import png_bytes
@@ -139,3 +142,19 @@ def test_chat_refuses_a_strict_schema_that_is_not_closed() -> None:
     assert "additionalProperties" in refused.json()["error"]["message"]
     assert allowed.status_code == 200
     assert strict_schema_errors(MOOD_SCHEMA) == []
+
+
+# -- the fakes' docs (defect 12 of the review: they named fault builders that did not exist)
+
+
+def test_the_testing_docs_only_name_fault_builders_that_exist() -> None:
+    import nbbatch.testing._server as server_module
+
+    docs = "\n".join(
+        inspect.getdoc(obj) or ""
+        for obj in (nbbatch.testing, server_module, *vars(nbbatch.testing).values())
+        if inspect.ismodule(obj) or inspect.isclass(obj)
+    )
+    named = set(re.findall(r"Fault\.(\w+)\(", docs))
+    assert named, "the docs show how to build faults"
+    assert {n for n in named if not hasattr(nbbatch.testing.Fault, n)} == set()

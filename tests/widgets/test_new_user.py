@@ -73,7 +73,8 @@ def test_finished_reaches_the_page_after_the_last_results(workspace: Workspace) 
 
     batch = Batch.create(["a fox", "a koi"], workspace=workspace)
     clock = FakeClock()
-    grid = TaskGrid(batch, _clock=clock, _scheduler=FakeScheduler(clock))
+    scheduler = FakeScheduler(clock)
+    grid = TaskGrid(batch, _clock=clock, _scheduler=scheduler)
     wire: list[str] = []
     grid.send = lambda content, buffers=None: wire.append(content["type"])
     grid.send_state = lambda key=None: wire.append(f"state:{key}")
@@ -84,7 +85,10 @@ def test_finished_reaches_the_page_after_the_last_results(workspace: Workspace) 
     grid._hub_rows([batch.tasks[1].id], full=False)  # held back (≤ 5 patches a second)
     wire.clear()
     grid._hub_run_state(str(events.RunState.FINISHED))
+    assert wire == []  # not before the held-back rows
+    scheduler.advance(1)
     assert wire[0] == "patch" and any(w.startswith("state:") for w in wire[1:]), wire
+    assert grid.run_state == "finished"
 
 
 def test_settings_sit_under_the_reference_images_not_in_a_bar_of_their_own(

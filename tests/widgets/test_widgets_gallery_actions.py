@@ -186,7 +186,23 @@ def test_only_the_view_that_asked_opens_the_dialog(batch: Batch) -> None:
     )
     # from code: the view that was used last (a request names it; hello does not count)
     page = Page(gallery)
+    page.ok("hello", view="g1-xyz")
     page.ok("task", id=batch.tasks[0].id, step=0, view="g1-xyz")
     page.ok("hello", view="g3-new")
     gallery.show(batch.tasks[0])
     assert gallery.opened_view == "g1-xyz"
+    # the view used last is gone (its output cleared): the one shown last opens
+    page.ok("bye", view="g1-xyz")
+    gallery.show(batch.tasks[0])
+    assert gallery.opened_view == "g3-new"
+
+
+def test_a_click_in_the_grid_opens_one_gallery_view_not_every_one(batch: Batch) -> None:
+    # the grid no longer finds its gallery view in the page; the kernel picks one view
+    studio = BatchStudio(batch)
+    gallery = studio.gallery
+    page = Page(gallery)
+    page.ok("hello", view="g1-first")
+    page.ok("hello", view="g2-second")
+    Page(studio.grid).ok("open_gallery", id=batch.tasks[2].id, index=0)
+    assert gallery.opened_view == "g2-second"

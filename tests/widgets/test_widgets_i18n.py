@@ -100,7 +100,7 @@ def test_the_front_end_holds_no_text_of_its_own() -> None:
 
 def test_the_bundle_is_one_self_contained_module() -> None:
     js = (STATIC / "studio.js").read_text()
-    assert "export {" in js or "export default" in js
+    assert re.search(r"export\s*\{|export default", js)  # minified: export{x as default}
     assert not re.search(r"^\s*import\s", js, re.M)  # a Blob-URL module cannot resolve imports
     assert "data-lm-suppress-shortcuts" in js
     assert '"grid"' in js
@@ -110,35 +110,24 @@ def test_the_bundle_is_one_self_contained_module() -> None:
 
 
 def test_no_message_key_is_defined_twice() -> None:
-    # The catalogue is built from one block per widget; a key two widgets both define
-    # would silently take the later widget's words.
-    import ast
-    from pathlib import Path
+    # The catalogue is one JSON file per part (panel); a key two parts both define would
+    # silently take one part's words. JSON objects with a repeated key are refused too.
+    import json
 
-    import nbbatch.widgets._i18n as catalogue
+    folder = Path(nbbatch.widgets.__file__).parent / "locales"
 
-    tree = ast.parse(Path(catalogue.__file__).read_text())
-    seen: dict[str, list[int]] = {"en": [], "zh": []}
-    keys: dict[str, set[str]] = {"en": set(), "zh": set()}
-    twice: list[str] = []
-    for node in ast.walk(tree):
-        target = None
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            target, value = node.target.id, node.value
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "update"
-            and isinstance(node.func.value, ast.Name)
-        ):
-            target, value = node.func.value.id, node.args[0] if node.args else None
-        if target not in ("_EN", "_ZH") or not isinstance(value, ast.Dict):
-            continue
-        lang = "en" if target == "_EN" else "zh"
-        for key in value.keys:
-            if isinstance(key, ast.Constant):
-                if key.value in keys[lang]:
-                    twice.append(f"{lang}:{key.value}")
-                keys[lang].add(key.value)
-                seen[lang].append(key.lineno)
-    assert twice == []
+    def refuse_repeats(pairs: list[tuple[str, str]]) -> dict[str, str]:
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+        return dict(pairs)
+
+    for lang in ("en", "zh"):
+        owner: dict[str, str] = {}
+        twice: list[str] = []
+        for path in sorted((folder / lang).glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=refuse_repeats)
+            for key in data:
+                if key in owner:
+                    twice.append(f"{lang}:{key} in {owner[key]} and {path.stem}")
+                owner[key] = path.stem
+        assert twice == []

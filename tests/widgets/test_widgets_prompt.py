@@ -185,3 +185,18 @@ def test_preset_mistakes_are_refused_in_words(batch: Batch) -> None:
     assert "no longer exists" in page.refused(
         "preset_edit", old="nope", name="x", text="x", category="", negative=""
     )
+
+
+async def test_a_page_that_stops_waiting_stops_the_llm(batch: Batch) -> None:
+    # the page's channel sends cancel_request for the propose it no longer waits for
+    # (its view went away): the LLM call is cancelled, not left running
+    with FakeChat(latency=30) as slow:
+        panel = PromptPanel(batch, llm={"base_url": slow.base_url, "model": "m"})
+        page = PanelPage(panel)
+        uid = page.request("propose", draft=draft("llm", "three mugs"))
+        job = panel._job
+        assert job is not None and not job.done()
+        panel._on_msg(panel, {"type": "cancel_request", "uuid": uid}, [])
+        await asyncio.gather(job, return_exceptions=True)
+        assert job.cancelled()
+        assert panel.busy == ""

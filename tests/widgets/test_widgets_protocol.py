@@ -239,6 +239,7 @@ async def test_a_studio_runs_the_batch_from_run_all(batch: Batch) -> None:
     await run.wait()
     await asyncio.sleep(0)
     assert [t.status.value for t in batch.tasks] == ["succeeded"] * 3 + ["failed"]
+    studio.grid._coalescer.flush_now()  # "Finished" goes out with the last results' patch
     assert studio.run is None and studio.grid.run_state == "finished"
     assert len(studio.results) == 3
     assert "Nothing to run" in page.refused("run_all")
@@ -257,6 +258,7 @@ async def test_pause_resume_and_stop_go_to_the_live_run(batch: Batch) -> None:
     if run is not None:
         await run.wait()
     await asyncio.sleep(0)
+    studio.grid._coalescer.flush_now()  # with the patch of the last rows
     assert studio.grid.run_state == "stopped"
     assert all(t.status in (TaskStatus.IDLE, TaskStatus.INTERRUPTED) for t in batch.tasks)
 

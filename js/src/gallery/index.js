@@ -1,7 +1,8 @@
-import { Channel, ReplyError, TimeoutError } from "../channel.js";
-import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../download.js";
-import { fmt, h, setAttr, setText } from "../util.js";
-import { gicons } from "./icons.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../shared/download.js";
+import { fmt, h, setAttr, setText } from "../shared/util.js";
+import { gicons } from "../shared/icons.js";
 import { PostForm } from "./postform.js";
 
 // The gallery lightbox: one anywidget whose output is a slim launcher bar and whose
@@ -19,10 +20,6 @@ let views = 0;
 class GalleryView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new Channel(model);
-    // every request says which view sent it: the kernel opens the last one used
-    const request = this.channel.request.bind(this.channel);
-    this.channel.request = (type, body = {}, timeout = undefined) => request(type, { view: this.viewId, ...body }, timeout);
     this.strings = {};
     this.task = null; // the described task shown
     this.pos = null; // its place among the done tasks
@@ -34,14 +31,15 @@ class GalleryView {
     this.thumbs = new Map(); // key -> object URL (the strip of the task shown)
     this.downloads = new Set();
     views += 1;
-    // names this view: a studio shown twice has two gallery views of one model, and an
-    // open request names the view that asked (the grid beside it finds this attribute)
+    // names this view: a studio shown twice has two gallery views of one model; every
+    // request names it, and the kernel opens the dialog in the view used (or shown) last
     this.viewId = `g${views}-${Math.random().toString(36).slice(2, 8)}`;
-    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true", "data-nbb-gallery-view": this.viewId });
+    this.channel = new Channel(model, { fields: { view: this.viewId } });
+    this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
     this.channel.on("notice", (msg) => this.say(msg.text, msg.level));
-    this.channel.on("pp_progress", (msg) => this.post && this.post.progress(msg));
+    this.channel.on("pp_progress", (msg) => this.post?.progress(msg));
     this.listeners = [];
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
@@ -126,7 +124,16 @@ class GalleryView {
     // the stage takes the focus when the dialog opens (autofocus): the keys work at
     // once, also in Notebook 7, where focus on a control disabled a moment later (one
     // done task: "Previous task") fell out of the dialog and no key reached it
-    this.stage = h("div", { class: "nbb-g-stage", tabindex: "-1", autofocus: true }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
+    this.stage = h(
+      "div",
+      { class: "nbb-g-stage", tabindex: "-1", autofocus: true },
+      this.canvas,
+      this.stageMsg,
+      this.prevImage,
+      this.nextImage,
+      this.imagePos,
+      this.dlSheet,
+    );
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
 
     // info + actions
@@ -216,13 +223,7 @@ class GalleryView {
     );
 
     const main = h("div", { class: "nbb-g-main" }, h("div", { class: "nbb-g-left" }, this.stage, this.strip), side);
-    this.dialog = h(
-      "dialog",
-      { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" },
-      head,
-      main,
-      this.keysPanel,
-    );
+    this.dialog = h("dialog", { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" }, head, main, this.keysPanel);
     // Keys are taken on the window, capture phase, while the dialog is open: Notebook 7
     // handles the arrows before they bubble to the dialog (data-lm-suppress-shortcuts
     // is not enough there), so the lightbox hears them first.
@@ -268,7 +269,8 @@ class GalleryView {
   keepFocus() {
     if (!this.dialog.open) return;
     const at = document.activeElement;
-    if (!at || at === document.body || !this.dialog.contains(at) || at.disabled) {
+    const disabled = at instanceof HTMLButtonElement && at.disabled;
+    if (!at || at === document.body || !this.dialog.contains(at) || disabled) {
       this.stage.focus({ preventScroll: true });
     }
   }
@@ -307,10 +309,7 @@ class GalleryView {
     this.setDone(msg.count);
     const s = this.strings;
     setText(this.title, `${s.gallery} · ${this.batchName}`);
-    setText(
-      this.taskPos,
-      msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }),
-    );
+    setText(this.taskPos, msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }));
     const multi = msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
@@ -356,7 +355,7 @@ class GalleryView {
       this.stageMsg.hidden = false;
       const wanted = im.key;
       this.load(this.task.id, im).then((url) => {
-        const current = this.task && this.task.images[this.index];
+        const current = this.task?.images[this.index];
         if (url && current && current.key === wanted && !this.sheet) this.paintImage(url);
       });
     }
@@ -376,7 +375,7 @@ class GalleryView {
   async stepTask(delta) {
     if (!this.task) return;
     const msg = await this.ask("task", { id: this.task.id, step: delta });
-    if (msg && msg.task) this.setTask(msg, 0);
+    if (msg?.task) this.setTask(msg, 0);
   }
 
   setZoom(mode) {
@@ -423,13 +422,16 @@ class GalleryView {
   onChanged(ids) {
     if (!this.dialog) return;
     // the count of done tasks in the launcher, and the task on screen if it changed
-    this.channel.request("hello").then(({ msg }) => this.setDone(msg.done), () => {});
+    this.channel.request("hello").then(
+      ({ msg }) => this.setDone(msg.done),
+      () => {},
+    );
     if (!this.dialog.open || !this.task) return;
     if (!ids.includes("*") && !ids.includes(this.task.id)) return;
     const asked = this.task.id;
     this.ask("task", { id: asked, step: 0 }, true).then((msg) => {
       // the person may have moved on while this was asked: keep what is shown now
-      if (!msg || !msg.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
+      if (!msg?.task || !this.task || this.task.id !== asked || !this.dialog.open) return;
       const shown = this.task.images[this.index];
       const i = msg.task.images.findIndex((im) => shown && im.index === shown.index);
       this.setTask(msg, Math.max(0, i));
@@ -441,7 +443,7 @@ class GalleryView {
     if (this.full.has(im.key)) return Promise.resolve(this.full.get(im.key));
     if (this.loading.has(im.key)) return this.loading.get(im.key);
     const promise = this.channel
-      .request("image", { id: taskId, index: im.index }, IMAGE_TIMEOUT)
+      .request("image", { id: taskId, index: im.index }, { timeout: IMAGE_TIMEOUT })
       .then(({ msg, buffers }) => {
         const url = URL.createObjectURL(new Blob([bytesOf(buffers[0])], { type: msg.mime }));
         if (!this.dialog.open) {
@@ -544,10 +546,8 @@ class GalleryView {
     const s = this.strings;
     const t = this.task;
     const rows = [];
-    const add = (label, ...value) =>
-      rows.push(h("div", { class: "nbb-g-irow" }, h("dt", { text: label }), h("dd", {}, ...value)));
-    const wide = (label, value) =>
-      rows.push(h("div", { class: "nbb-g-irow nbb-g-wide" }, h("dt", { text: label }), h("dd", {}, value)));
+    const add = (label, ...value) => rows.push(h("div", { class: "nbb-g-irow" }, h("dt", { text: label }), h("dd", {}, ...value)));
+    const wide = (label, value) => rows.push(h("div", { class: "nbb-g-irow nbb-g-wide" }, h("dt", { text: label }), h("dd", {}, value)));
     add(s.i_prompt, h("p", { class: "nbb-g-prompt", text: t.prompt }));
     if (t.negative) add(s.i_negative, h("p", { class: "nbb-g-neg", text: t.negative }));
     const params = Object.entries(t.params).filter(([k]) => k !== "seed");
@@ -555,7 +555,11 @@ class GalleryView {
     if (params.length)
       add(
         s.i_params,
-        h("span", { class: "nbb-g-chips" }, ...params.map(([k, v]) => h("span", { class: "nbb-g-chip", text: `${k} ${typeof v === "object" ? JSON.stringify(v) : v}` }))),
+        h(
+          "span",
+          { class: "nbb-g-chips" },
+          ...params.map(([k, v]) => h("span", { class: "nbb-g-chip", text: `${k} ${typeof v === "object" ? JSON.stringify(v) : v}` })),
+        ),
       );
     this.seedCell = h("span", { class: "nbb-g-mono" });
     this.sizeCell = h("span", { class: "nbb-g-mono" });
@@ -637,7 +641,7 @@ class GalleryView {
     if (!this.task) return;
     const im = this.task.images[this.index];
     try {
-      const { msg, buffers } = await this.channel.request("download_image", { id: this.task.id, index: im.index }, IMAGE_TIMEOUT);
+      const { msg, buffers } = await this.channel.request("download_image", { id: this.task.id, index: im.index }, { timeout: IMAGE_TIMEOUT });
       this.save(new Blob([bytesOf(buffers[0])], { type: msg.mime }), msg.name);
     } catch (err) {
       this.say(this.words(err), "error");
@@ -673,7 +677,7 @@ class GalleryView {
     this.sheetBtn.disabled = true;
     this.say(s.sheet_making, "busy");
     try {
-      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, ZIP_TIMEOUT);
+      const { msg, buffers } = await this.channel.request("contact_sheet", { scope: "task", id: this.task.id }, { timeout: ZIP_TIMEOUT });
       const blob = new Blob([bytesOf(buffers[0])], { type: msg.mime });
       const label = fmt(s, "sheet_of", { n: this.task.n });
       this.showExtra(blob, msg.name, msg.w, msg.h, label, s.download_sheet);
@@ -729,15 +733,29 @@ class GalleryView {
           h("span", { class: "nbb-g-copylabel", text: c.label, title: c.label }),
           h("span", { class: "nbb-g-mono nbb-g-copydims", text: `${c.w} × ${c.h} · ${c.format}` }),
         ),
-        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_show_copy", { label: c.label }), title: fmt(s, "pp_show_copy", { label: c.label }), html: gicons.gallery, onclick: () => this.showCopy(taskId, im.index, c) }),
-        h("button", { type: "button", class: "nbb-gbtn nbb-g-small", "aria-label": fmt(s, "pp_download_copy", { label: c.label }), title: fmt(s, "pp_download_copy", { label: c.label }), html: gicons.download, onclick: () => this.downloadCopy(taskId, im.index, c.key) }),
+        h("button", {
+          type: "button",
+          class: "nbb-gbtn nbb-g-small",
+          "aria-label": fmt(s, "pp_show_copy", { label: c.label }),
+          title: fmt(s, "pp_show_copy", { label: c.label }),
+          html: gicons.gallery,
+          onclick: () => this.showCopy(taskId, im.index, c),
+        }),
+        h("button", {
+          type: "button",
+          class: "nbb-gbtn nbb-g-small",
+          "aria-label": fmt(s, "pp_download_copy", { label: c.label }),
+          title: fmt(s, "pp_download_copy", { label: c.label }),
+          html: gicons.download,
+          onclick: () => this.downloadCopy(taskId, im.index, c.key),
+        }),
       ),
     );
     this.copies.replaceChildren(h("div", { class: "nbb-g-sub", text: s.pp_copies }), h("ul", { class: "nbb-g-copylist", "aria-label": s.pp_copies }, ...items));
   }
 
   async copyBytes(taskId, index, key) {
-    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, IMAGE_TIMEOUT);
+    const { msg, buffers } = await this.channel.request("derived", { id: taskId, index, key }, { timeout: IMAGE_TIMEOUT });
     return { msg, blob: new Blob([bytesOf(buffers[0])], { type: msg.mime }) };
   }
 
@@ -824,7 +842,7 @@ class GalleryView {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch gallery", err); // details for a developer; the person gets words
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   say(text, level = "info") {
@@ -837,8 +855,9 @@ class GalleryView {
   dispose() {
     if (this.keyListener) window.removeEventListener("keydown", this.keyListener, true);
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
+    this.model.send({ type: "bye", view: this.viewId }); // this view no longer opens
     this.channel.dispose();
-    if (this.dialog && this.dialog.open) this.dialog.close();
+    if (this.dialog?.open) this.dialog.close();
     for (const url of this.full.values()) URL.revokeObjectURL(url);
     this.full.clear();
     this.clearThumbs();

@@ -1,5 +1,6 @@
-import { ZIP_TIMEOUT } from "../download.js";
-import { fmt, h, setAttr, setText } from "../util.js";
+// @ts-check
+import { ZIP_TIMEOUT } from "../shared/download.js";
+import { fmt, h, setAttr, setText } from "../shared/util.js";
 
 // The gallery's post-process form: resize / crop to aspect / convert format / watermark /
 // strip metadata, applied to this image, this task, the grid's selection or the batch.
@@ -19,10 +20,8 @@ export class PostForm {
       control.id = id(name);
       return h("div", { class: "nbb-g-ppfield" }, h("label", { for: control.id, text }), control);
     };
-    const number = (name, value, min, max) =>
-      h("input", { type: "number", class: "nbb-g-ppin", name, value, min, max, step: 1, inputmode: "numeric" });
-    const select = (name, options) =>
-      h("select", { class: "nbb-g-ppin", name }, ...options.map(([v, t]) => h("option", { value: v, text: t })));
+    const number = (name, value, min, max) => h("input", { type: "number", class: "nbb-g-ppin", name, value, min, max, step: 1, inputmode: "numeric" });
+    const select = (name, options) => h("select", { class: "nbb-g-ppin", name }, ...options.map(([v, t]) => h("option", { value: v, text: t })));
     this.fields = {};
     const section = (key, title, on, ...controls) => {
       const box = h("input", { type: "checkbox", class: "nbb-g-ppcheck", name: `${key}.on` });
@@ -36,9 +35,16 @@ export class PostForm {
     this.scope = select("scope", []);
     const w = number("resize.width", 1024, 1, 16384);
     const hgt = number("resize.height", "", 1, 16384);
-    const mode = select("resize.mode", ["fit", "fill", "exact"].map((m) => [m, s[`pp_mode_${m}`]]));
+    const mode = select(
+      "resize.mode",
+      ["fit", "fill", "exact"].map((m) => [m, s[`pp_mode_${m}`]]),
+    );
     this.aspect = select("crop.aspect", []);
-    const format = select("format.format", [["webp", "WebP"], ["jpeg", "JPEG"], ["png", "PNG"]]);
+    const format = select("format.format", [
+      ["webp", "WebP"],
+      ["jpeg", "JPEG"],
+      ["png", "PNG"],
+    ]);
     const quality = number("format.quality", 90, 1, 100);
     const text = h("input", { type: "text", class: "nbb-g-ppin", name: "watermark.text", maxlength: 200, autocomplete: "off" });
     this.position = select("watermark.position", []);
@@ -58,7 +64,14 @@ export class PostForm {
       section("resize", s.pp_resize, true, labelled("w", s.pp_width, w), labelled("h", s.pp_height, hgt), labelled("mode", s.pp_mode, mode)),
       section("crop", s.pp_crop, false, labelled("aspect", s.pp_aspect, this.aspect)),
       section("format", s.pp_format, true, labelled("format", s.pp_format_name, format), labelled("quality", s.pp_quality, quality)),
-      section("watermark", s.pp_watermark, false, labelled("text", s.pp_wm_text, text), labelled("pos", s.pp_wm_position, this.position), labelled("opacity", s.pp_wm_opacity, opacity)),
+      section(
+        "watermark",
+        s.pp_watermark,
+        false,
+        labelled("text", s.pp_wm_text, text),
+        labelled("pos", s.pp_wm_position, this.position),
+        labelled("opacity", s.pp_wm_opacity, opacity),
+      ),
       section("strip", s.pp_strip, false),
     ];
     this.error = h("div", { class: "nbb-g-pperror", role: "alert" });
@@ -147,7 +160,8 @@ export class PostForm {
     this.error.hidden = !text;
     const el = field && this.fields[field];
     if (el) {
-      setAttr(el, "aria-describedby", this.error.id || (this.error.id = `${this.g.viewId}-pp-error`));
+      if (!this.error.id) this.error.id = `${this.g.viewId}-pp-error`;
+      setAttr(el, "aria-describedby", this.error.id);
       el.focus();
     }
   }
@@ -177,7 +191,7 @@ export class PostForm {
     this.bar.firstChild.style.width = "0";
     setText(this.note, fmt(s, "pp_working", { done: 0, total: "…" }));
     try {
-      const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, ZIP_TIMEOUT);
+      const { msg } = await g.channel.request("postprocess", { scope, id: g.task.id, index: im.index, form, job: this.job }, { timeout: ZIP_TIMEOUT });
       if (msg.invalid !== undefined) {
         setText(this.note, "");
         this.applyBtn.disabled = false;

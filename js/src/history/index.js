@@ -1,5 +1,6 @@
-import { Channel, ReplyError, TimeoutError } from "../channel.js";
-import { duration, fmt, h, setText } from "../util.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { duration, fmt, h, setText } from "../shared/util.js";
 
 // The History panel: the past batches of the workspace and per-provider stats. In a
 // studio it lives in a modal <dialog> (opened by the toolbar's History button); alone it
@@ -216,7 +217,7 @@ class HistoryView {
   }
 
   renderRows() {
-    const s = this.strings;
+    const _s = this.strings;
     this.table.hidden = this.rows.length === 0;
     this.rowEls = new Map();
     this.tbody.replaceChildren(...this.rows.map((row) => this.rowEl(row)));
@@ -256,7 +257,12 @@ class HistoryView {
     });
     const nameText = h("span", { class: "nbb-h-name", text: row.name, title: row.name });
     const here = h("span", { class: "nbb-h-here", text: s.hist_current, hidden: true });
-    const nameCell = h("td", { class: "nbb-h-namecell" }, h("div", { class: "nbb-h-nameline" }, nameText, here), h("div", { class: "nbb-h-sub" }, badge, h("span", { class: "nbb-h-id", text: row.id })));
+    const nameCell = h(
+      "td",
+      { class: "nbb-h-namecell" },
+      h("div", { class: "nbb-h-nameline" }, nameText, here),
+      h("div", { class: "nbb-h-sub" }, badge, h("span", { class: "nbb-h-id", text: row.id })),
+    );
     const tasks = [fmt(s, "hist_counts", { done, total: row.total })];
     if (failed) tasks.push(fmt(s, "hist_failed_n", { n: failed }));
     if (interrupted) tasks.push(fmt(s, "hist_interrupted_n", { n: interrupted }));
@@ -366,14 +372,20 @@ class HistoryView {
     const msg = await this.ask(type, { id: row.id });
     if (!msg) return;
     const key = type === "open" ? "hist_opened" : type === "resume" ? "hist_resumed" : "hist_retrying";
-    if (this.dialog && this.dialog.open) this.dialog.close();
+    if (this.dialog?.open) this.dialog.close();
     this.say(fmt(s, key, { name: row.name }), "info");
   }
 
   startRename(row, cell) {
     const s = this.strings;
     this.cancelEdits();
-    const input = h("input", { type: "text", class: "nbb-h-input", value: row.name, maxlength: 200, "aria-label": fmt(s, "hist_rename_label", { name: row.name }) });
+    const input = h("input", {
+      type: "text",
+      class: "nbb-h-input",
+      value: row.name,
+      maxlength: 200,
+      "aria-label": fmt(s, "hist_rename_label", { name: row.name }),
+    });
     const save = async () => {
       const msg = await this.ask("rename", { id: row.id, name: input.value });
       if (!msg) return;
@@ -561,7 +573,7 @@ class HistoryView {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch history", err);
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   dispose() {

@@ -1,7 +1,7 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
 
 // The prompt panel. The kernel keeps the draft (so a reload or a second display shows the
 // same inputs), counts templates, plans with the LLM and adds the tasks to the batch.
@@ -12,7 +12,7 @@ const PLAN_MS = 600000; // an LLM may take minutes; Cancel is always there
 class PromptView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.root = h("div", { class: "nbb-in nbb-pp", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
@@ -46,7 +46,7 @@ class PromptView {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch prompt", err);
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   // ------------------------------------------------------------------ layout
@@ -71,25 +71,70 @@ class PromptView {
     });
     this.prompt.value = d.prompt || "";
     this.countLine = h("div", { class: "nbb-pp-count", role: "status", "aria-live": "polite" });
-    this.negative = h("input", { type: "text", class: "nbb-pp-negative", "aria-label": s.negative_prompt, placeholder: s.negative_hint, oninput: () => this.changed() });
+    this.negative = h("input", {
+      type: "text",
+      class: "nbb-pp-negative",
+      "aria-label": s.negative_prompt,
+      placeholder: s.negative_hint,
+      oninput: () => this.changed(),
+    });
     this.negative.value = d.negative || "";
-    this.llmCount = h("input", { type: "number", min: 1, max: info.max_tasks, class: "nbb-pp-num", "aria-label": s.n_tasks, placeholder: s.auto, oninput: () => this.changed() });
+    this.llmCount = h("input", {
+      type: "number",
+      min: 1,
+      max: info.max_tasks,
+      class: "nbb-pp-num",
+      "aria-label": s.n_tasks,
+      placeholder: s.auto,
+      oninput: () => this.changed(),
+    });
     this.llmCount.value = d.count || "";
 
     // presets: one picker grouped by category, then insert or replace; managed in a dialog
     this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" });
     this.fillPresets(info);
-    this.manageBtn = h("button", { type: "button", class: "nbb-btn nbb-small", text: s.manage_presets, "aria-label": s.manage_presets, onclick: () => this.openPresets() });
+    this.manageBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      text: s.manage_presets,
+      "aria-label": s.manage_presets,
+      onclick: () => this.openPresets(),
+    });
     this.presetDialog = h("dialog", { class: "nbb-in nbb-pp-presets", "aria-label": s.manage_presets, "data-lm-suppress-shortcuts": "true" });
     const presetBtn = (op) =>
-      h("button", { type: "button", class: "nbb-btn nbb-small", text: s[`preset_${op}`], "aria-label": s[`preset_${op}`], onclick: () => this.applyPreset(op) });
-    this.enhanceBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.enhance, html: `${icons.sparkle}<span>${s.enhance}</span>`, onclick: () => this.enhance() });
-    this.undoBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.undo_enhance, hidden: true, html: `${icons.undo}<span>${s.undo_enhance}</span>`, onclick: () => this.undoEnhance() });
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-small",
+        text: s[`preset_${op}`],
+        "aria-label": s[`preset_${op}`],
+        onclick: () => this.applyPreset(op),
+      });
+    this.enhanceBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.enhance,
+      html: `${icons.sparkle}<span>${s.enhance}</span>`,
+      onclick: () => this.enhance(),
+    });
+    this.undoBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.undo_enhance,
+      hidden: true,
+      html: `${icons.undo}<span>${s.undo_enhance}</span>`,
+      onclick: () => this.undoEnhance(),
+    });
 
     // from file
     this.fileInput = h("input", { type: "file", hidden: true, accept: ".txt,.csv,.jsonl" });
     this.fileInput.addEventListener("change", () => this.readFile());
-    this.fileBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.choose_file, html: `${icons.upload}<span>${s.choose_file}</span>`, onclick: () => this.fileInput.click() });
+    this.fileBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.choose_file,
+      html: `${icons.upload}<span>${s.choose_file}</span>`,
+      onclick: () => this.fileInput.click(),
+    });
     this.fileText = h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet });
     this.fileRow = h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput);
 
@@ -100,7 +145,13 @@ class PromptView {
     this.paintParams(info, d);
 
     this.alert = h("div", { class: "nbb-alert", role: "alert", hidden: true });
-    this.createBtn = h("button", { type: "button", class: "nbb-btn nbb-primary", "aria-label": s.create_tasks, html: `${icons.play}<span>${s.create_tasks}</span>`, onclick: () => this.propose() });
+    this.createBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-primary",
+      "aria-label": s.create_tasks,
+      html: `${icons.play}<span>${s.create_tasks}</span>`,
+      onclick: () => this.propose(),
+    });
     this.spinner = h("span", { class: "nbb-pp-spin", role: "status", hidden: true }, h("i"), h("span", { text: s.planning }));
     this.cancelBtn = h("button", { type: "button", class: "nbb-btn", text: s.cancel, "aria-label": s.cancel, hidden: true, onclick: () => this.act("cancel") });
     this.proposal = h("div", { class: "nbb-pp-proposal", hidden: true, role: "region", "aria-label": s.proposal });
@@ -182,7 +233,7 @@ class PromptView {
       [negative, row] = field("negative", s.preset_negative, values.negative);
       parts.push(row);
     }
-    const save = () => onSave({ name: title.value, category: category.value, text: text && text.value, negative: negative && negative.value });
+    const save = () => onSave({ name: title.value, category: category.value, text: text?.value, negative: negative?.value });
     for (const input of [title, category, negative].filter(Boolean)) {
       input.addEventListener("keydown", (e) => {
         if (e.key === "Enter") {
@@ -207,9 +258,16 @@ class PromptView {
       h("div", { class: "nbb-pp-row" }, ...this.presetForm({ category: "style" }, (v) => this.savePreset(v), s.preset_save, false)),
     );
     const list = h("ul", { class: "nbb-pp-preset-list", "aria-label": s.presets });
-    this.presetList.forEach((p, i) => list.append(this.presetRow(p, i)));
+    this.presetList.forEach((p, i) => {
+      list.append(this.presetRow(p, i));
+    });
     d.replaceChildren(
-      h("div", { class: "nbb-pp-dhead" }, h("strong", { text: s.manage_presets }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() })),
+      h(
+        "div",
+        { class: "nbb-pp-dhead" },
+        h("strong", { text: s.manage_presets }),
+        h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() }),
+      ),
       saveNew,
       this.presetAlert,
       list,
@@ -228,20 +286,43 @@ class PromptView {
     if (this.editing === p.name) {
       row.append(
         h("div", { class: "nbb-pp-preset-edit" }, ...this.presetForm(p, (v) => this.editPreset(p.name, v), s.preset_save_changes, true)),
-        h("button", { type: "button", class: "nbb-btn nbb-small", text: s.cancel, onclick: () => ((this.editing = null), this.paintPresets(`li[data-name="${key}"] .nbb-pp-pe`)) }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-small",
+          text: s.cancel,
+          onclick: () => {
+            this.editing = null;
+            this.paintPresets(`li[data-name="${key}"] .nbb-pp-pe`);
+          },
+        }),
       );
       return row;
     }
     if (this.confirming === p.name) {
       row.append(
         h("span", { class: "nbb-pp-warn", role: "alert", text: fmt(s, "preset_delete_q", { name: p.name }) }),
-        h("button", { type: "button", class: "nbb-btn nbb-danger nbb-small", text: s.preset_delete_yes, "aria-label": fmt(s, "preset_delete_yes_for", { name: p.name }), onclick: () => this.deletePreset(p.name) }),
-        h("button", { type: "button", class: "nbb-btn nbb-small nbb-pp-keep", text: s.preset_keep, onclick: () => ((this.confirming = null), this.paintPresets(`li[data-name="${key}"] .nbb-pp-pd`)) }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-danger nbb-small",
+          text: s.preset_delete_yes,
+          "aria-label": fmt(s, "preset_delete_yes_for", { name: p.name }),
+          onclick: () => this.deletePreset(p.name),
+        }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-small nbb-pp-keep",
+          text: s.preset_keep,
+          onclick: () => {
+            this.confirming = null;
+            this.paintPresets(`li[data-name="${key}"] .nbb-pp-pd`);
+          },
+        }),
       );
       return row;
     }
     // visible text short (Edit, ↑, ↓, Delete), accessible name whole ("Move Cinematic up")
-    const act = (cls, text, label, onclick, disabled = false) => h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, text, "aria-label": label, title: label, disabled, onclick });
+    const act = (cls, text, label, onclick, disabled = false) =>
+      h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, text, "aria-label": label, title: label, disabled, onclick });
     row.append(
       h("span", { class: "nbb-pp-preset-name", text: p.name }),
       h("span", { class: "nbb-pp-ref", text: s[`cat_${p.category}`] || p.category }),
@@ -249,10 +330,16 @@ class PromptView {
       h(
         "span",
         { class: "nbb-pp-preset-acts" },
-        act("nbb-pp-pe", s.edit, fmt(s, "preset_edit", { name: p.name }), () => ((this.editing = p.name), this.paintPresets(`li[data-name="${key}"] input`))),
+        act("nbb-pp-pe", s.edit, fmt(s, "preset_edit", { name: p.name }), () => {
+          this.editing = p.name;
+          this.paintPresets(`li[data-name="${key}"] input`);
+        }),
         act("nbb-pp-pu", "↑", fmt(s, "preset_up", { name: p.name }), () => this.movePreset(p.name, i - 1, ".nbb-pp-pu"), i === 0),
         act("nbb-pp-pdn", "↓", fmt(s, "preset_down", { name: p.name }), () => this.movePreset(p.name, i + 1, ".nbb-pp-pdn"), i === n - 1),
-        act("nbb-pp-pd", s.delete, fmt(s, "preset_delete", { name: p.name }), () => ((this.confirming = p.name), this.paintPresets(`li[data-name="${key}"] .nbb-pp-keep`))),
+        act("nbb-pp-pd", s.delete, fmt(s, "preset_delete", { name: p.name }), () => {
+          this.confirming = p.name;
+          this.paintPresets(`li[data-name="${key}"] .nbb-pp-keep`);
+        }),
       ),
     );
     return row;
@@ -316,7 +403,12 @@ class PromptView {
       const byDefault = defaults[f.name] ? `${s.default_value}: ${defaults[f.name]}` : s.default_value;
       let input;
       if (f.kind === "size") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }), ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })));
+        input = h(
+          "select",
+          { "aria-label": label },
+          h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }),
+          ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })),
+        );
       } else {
         input = h("input", {
           type: f.kind === "text" ? "text" : "number",
@@ -444,7 +536,7 @@ class PromptView {
   // ------------------------------------------------------------------ actions
   async act(type, body = {}, timeout = 30000) {
     try {
-      const { msg } = await this.channel.request(type, body, timeout);
+      const { msg } = await this.channel.request(type, body, { timeout });
       return msg;
     } catch (err) {
       this.showAlert(this.words(err));
@@ -494,7 +586,14 @@ class PromptView {
       h(
         "div",
         { class: "nbb-pp-row" },
-        h("button", { type: "button", class: "nbb-btn nbb-primary", text: fmt(s, msg.count === 1 ? "add_one" : "add_n", { n: msg.count }), onclick: () => this.create(false), disabled: msg.count === 0 }),
+        h("button", {
+          type: "button",
+          class: "nbb-btn nbb-primary",
+          // its visible words are its name (it was "Add to batch" for assistive tech)
+          text: fmt(s, msg.count === 1 ? "add_one" : "add_n", { n: msg.count }),
+          onclick: () => this.create(false),
+          disabled: msg.count === 0,
+        }),
         h("button", { type: "button", class: "nbb-btn", text: s.back, "aria-label": s.back, onclick: () => this.hideProposal() }),
       ),
     ];
@@ -543,7 +642,7 @@ class PromptView {
   }
 
   async readFile() {
-    const file = this.fileInput.files && this.fileInput.files[0];
+    const file = this.fileInput.files?.[0];
     this.fileInput.value = "";
     if (!file) return;
     if (file.size > 4 * 1024 * 1024) {

@@ -1,7 +1,7 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
 
 // The Settings button and its dialog. Keys go to the kernel once, by message, and the
 // password field empties itself at once; the page never receives a key back.
@@ -9,7 +9,7 @@ import { fmt, h, setText } from "../util.js";
 class SettingsView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.root = h("div", { class: "nbb-in nbb-set", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
@@ -32,7 +32,7 @@ class SettingsView {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch settings", err);
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   build(info) {
@@ -40,8 +40,19 @@ class SettingsView {
     const v = info.values;
     this.info = info;
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
-    const openBtn = h("button", { type: "button", class: "nbb-btn nbb-small", "aria-label": s.settings, html: `${icons.gear}<span>${s.settings}</span>`, onclick: () => this.open() });
-    this.problem = h("span", { class: "nbb-set-problem", role: "alert", hidden: !info.problem, text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : "" });
+    const openBtn = h("button", {
+      type: "button",
+      class: "nbb-btn nbb-small",
+      "aria-label": s.settings,
+      html: `${icons.gear}<span>${s.settings}</span>`,
+      onclick: () => this.open(),
+    });
+    this.problem = h("span", {
+      class: "nbb-set-problem",
+      role: "alert",
+      hidden: !info.problem,
+      text: info.problem ? fmt(s, "config_broken", { message: info.problem }) : "",
+    });
     this.fields = {};
     const text = (name, type = "text", attrs = {}) => {
       const input = h("input", { type, "aria-label": s[`set_${name}`], ...attrs });
@@ -59,9 +70,21 @@ class SettingsView {
     this.dialog = h(
       "dialog",
       { class: "nbb-in nbb-set-dialog", "aria-label": s.settings, "data-lm-suppress-shortcuts": "true" },
-      h("div", { class: "nbb-set-head" }, h("strong", { text: s.settings }), h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => this.dialog.close() })),
+      h(
+        "div",
+        { class: "nbb-set-head" },
+        h("strong", { text: s.settings }),
+        h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => this.dialog.close() }),
+      ),
       this.problem,
-      h("fieldset", {}, h("legend", { text: s.set_llm }), text("llm_base_url", "url", { placeholder: "https://api.openai.com/v1" }), text("llm_model"), this.keyRows.llm),
+      h(
+        "fieldset",
+        {},
+        h("legend", { text: s.set_llm }),
+        text("llm_base_url", "url", { placeholder: "https://api.openai.com/v1" }),
+        text("llm_model"),
+        this.keyRows.llm,
+      ),
       h(
         "fieldset",
         {},
@@ -69,9 +92,19 @@ class SettingsView {
         h("label", { class: "nbb-set-field" }, h("span", { text: s.set_provider }), provider),
         this.providerBox,
         this.keyRows.provider,
-        h("div", { class: "nbb-set-row" }, h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() })),
+        h(
+          "div",
+          { class: "nbb-set-row" },
+          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() }),
+        ),
       ),
-      h("fieldset", {}, h("legend", { text: s.set_runner }), text("concurrency", "number", { min: 1, max: 10 }), text("retries", "number", { min: 0, max: 10 })),
+      h(
+        "fieldset",
+        {},
+        h("legend", { text: s.set_runner }),
+        text("concurrency", "number", { min: 1, max: 10 }),
+        text("retries", "number", { min: 0, max: 10 }),
+      ),
       this.result,
       h(
         "div",
@@ -97,12 +130,22 @@ class SettingsView {
     const rows = [];
     for (const f of form.fields) {
       const label = s[`setf_${f.name}`] || f.label;
-      const value = !same ? "" : f.name === "base_url" || f.name === "model" ? saved[f.name] : (saved.options || {})[f.name];
+      const value = !same ? "" : f.name === "base_url" || f.name === "model" ? saved[f.name] : saved.options?.[f.name];
       let input;
       if (f.kind === "choice") {
-        input = h("select", { "aria-label": label }, h("option", { value: "", text: f.default ? `${s.default_value} (${f.default})` : s.default_value }), ...f.choices.map((c) => h("option", { value: c, text: c })));
+        input = h(
+          "select",
+          { "aria-label": label },
+          h("option", { value: "", text: f.default ? `${s.default_value} (${f.default})` : s.default_value }),
+          ...f.choices.map((c) => h("option", { value: c, text: c })),
+        );
       } else {
-        input = h("input", { type: f.kind === "int" ? "number" : f.kind === "url" ? "url" : "text", "aria-label": label, min: f.kind === "int" ? 0 : undefined, placeholder: f.default != null ? String(f.default) : s.default_value });
+        input = h("input", {
+          type: f.kind === "int" ? "number" : f.kind === "url" ? "url" : "text",
+          "aria-label": label,
+          min: f.kind === "int" ? 0 : undefined,
+          placeholder: f.default != null ? String(f.default) : s.default_value,
+        });
       }
       input.value = value ?? "";
       if (f.help) input.title = f.help;
@@ -112,12 +155,23 @@ class SettingsView {
     const defaults = h("div", { class: "nbb-set-defaults" });
     for (const p of form.params) {
       const label = s[`param_${p}`] || p;
-      const input = h("input", { type: p === "size" || p === "sampler" || p === "model" ? "text" : "number", step: "any", "aria-label": `${s.set_defaults}: ${label}`, placeholder: p === "size" ? "1024x1024" : s.default_value });
-      input.value = same ? (saved.defaults || {})[p] ?? "" : "";
+      const input = h("input", {
+        type: p === "size" || p === "sampler" || p === "model" ? "text" : "number",
+        step: "any",
+        "aria-label": `${s.set_defaults}: ${label}`,
+        placeholder: p === "size" ? "1024x1024" : s.default_value,
+      });
+      input.value = same ? (saved.defaults?.[p] ?? "") : "";
       this.defFields[p] = input;
       defaults.append(h("label", { class: "nbb-set-field" }, h("span", { text: label }), input));
     }
-    const box = h("details", { class: "nbb-set-more" }, h("summary", { text: s.set_defaults }), h("div", { class: "nbb-set-help", text: s.set_defaults_help }), defaults);
+    const box = h(
+      "details",
+      { class: "nbb-set-more" },
+      h("summary", { text: s.set_defaults }),
+      h("div", { class: "nbb-set-help", text: s.set_defaults_help }),
+      defaults,
+    );
     if (same && Object.keys(saved.defaults || {}).length) box.open = true;
     // One concurrency is set (the runner's, below); the provider's own cap is a limit.
     const limit = same && saved.provider_limit ? saved.provider_limit : form.limit;
@@ -147,7 +201,9 @@ class SettingsView {
       const row = this.keyRows[which];
       const label = which === "llm" ? s.set_llm_key : !k.field || k.field === "api_key" ? s.set_key : s[`setf_${k.field}`] || k.label;
       if (k.env) {
-        row.replaceChildren(h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) })));
+        row.replaceChildren(
+          h("span", { class: "nbb-set-field" }, h("span", { text: label }), h("span", { class: "nbb-set-env", text: fmt(s, "key_from_env", { name: k.env }) })),
+        );
         continue;
       }
       if (!k.needs) {
@@ -227,7 +283,7 @@ class SettingsView {
   async test() {
     setText(this.result, this.strings.testing);
     try {
-      const { msg } = await this.channel.request("test", { values: this.values() }, 60000);
+      const { msg } = await this.channel.request("test", { values: this.values() }, { timeout: 60000 });
       setText(this.result, `${msg.passed ? "✓" : "✗"} ${msg.message}`);
     } catch (err) {
       setText(this.result, this.words(err));

@@ -1,3 +1,4 @@
+// @ts-check
 // Files of a drop, folders walked in the browser (webkitGetAsEntry). The entries must be
 // taken while the drop event runs: the DataTransfer is emptied when it returns.
 

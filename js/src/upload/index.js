@@ -1,7 +1,9 @@
-import { ReplyError, TimeoutError } from "../channel.js";
-import { BufferChannel } from "../inputs/channel.js";
-import { icons } from "../inputs/icons.js";
-import { fmt, h, setText } from "../util.js";
+// @ts-check
+import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { bytesOf } from "../shared/download.js";
+import { icons } from "../shared/icons.js";
+import { fmt, h, setText } from "../shared/util.js";
+import { sendFile } from "./chunks.js";
 import { filesFromDrop } from "./drop.js";
 
 // The Upload drop zone. The kernel holds the set (upload.references); this view shows it,
@@ -18,7 +20,7 @@ const newFid = () => `f${Date.now().toString(36)}-${++counter}-${Math.random().t
 class UploadView {
   constructor(model, el) {
     this.model = model;
-    this.channel = new BufferChannel(model);
+    this.channel = new Channel(model);
     this.strings = {};
     this.limits = { chunk: 4 * 1024 * 1024, max_files: 50, max_bytes: 10485760, formats: [] };
     this.items = []; // the kernel's set: {id, name, width, height, format, size}
@@ -69,7 +71,7 @@ class UploadView {
     if (err instanceof ReplyError) return err.message;
     if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
     console.error("nbbatch upload", err);
-    return String((err && err.message) || err);
+    return String(err?.message || err);
   }
 
   showError(err) {
@@ -204,11 +206,28 @@ class UploadView {
         return h(
           "div",
           { class: "nbb-up-offer", "data-id": item.id },
-          h("div", { class: "nbb-up-offer-text", title: e.prompt }, h("strong", { text: item.name }), h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) })),
+          h(
+            "div",
+            { class: "nbb-up-offer-text", title: e.prompt },
+            h("strong", { text: item.name }),
+            h("span", { text: fmt(s, "embedded_found", { source, prompt: e.prompt }) }),
+          ),
           e.remix
-            ? h("button", { type: "button", class: "nbb-btn nbb-small nbb-primary", text: s.remix, "aria-label": fmt(s, "remix_named", { name: item.name }), onclick: () => this.remix(item) })
+            ? h("button", {
+                type: "button",
+                class: "nbb-btn nbb-small nbb-primary",
+                text: s.remix,
+                "aria-label": fmt(s, "remix_named", { name: item.name }),
+                onclick: () => this.remix(item),
+              })
             : null,
-          h("button", { type: "button", class: "nbb-btn nbb-small", text: s.use_as_reference, "aria-label": fmt(s, "use_as_reference_named", { name: item.name }), onclick: () => this.act("keep", { id: item.id }) }),
+          h("button", {
+            type: "button",
+            class: "nbb-btn nbb-small",
+            text: s.use_as_reference,
+            "aria-label": fmt(s, "use_as_reference_named", { name: item.name }),
+            onclick: () => this.act("keep", { id: item.id }),
+          }),
         );
       }),
     );
@@ -318,7 +337,11 @@ class UploadView {
     return h(
       "div",
       { class: "nbb-up-tile nbb-up-pending", role: "listitem", "aria-label": text, "aria-busy": "true" },
-      h("div", { class: "nbb-up-img" }, p.url ? h("img", { src: p.url, alt: "", draggable: "false", "data-source": "browser" }) : h("span", { class: "nbb-up-ph", html: icons.image })),
+      h(
+        "div",
+        { class: "nbb-up-img" },
+        p.url ? h("img", { src: p.url, alt: "", draggable: "false", "data-source": "browser" }) : h("span", { class: "nbb-up-ph", html: icons.image }),
+      ),
       h("div", { class: "nbb-up-name", text: p.name }),
       p.label,
       h("div", { class: "nbb-up-bar", role: "progressbar", "aria-label": text, "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 }, p.bar),
@@ -351,26 +374,22 @@ class UploadView {
         h("strong", { text: fmt(s, "refused_title", { n: this.refused.length }) }),
         h("button", { type: "button", class: "nbb-link", text: s.dismiss, "aria-label": s.dismiss, onclick: () => this.act("dismiss") }),
       ),
-      h(
-        "ul",
-        {},
-        ...this.refused.map((r) => h("li", {}, h("span", { class: "nbb-up-refused-name", text: r.name }), h("span", { text: ` — ${r.reason}` }))),
-      ),
+      h("ul", {}, ...this.refused.map((r) => h("li", {}, h("span", { class: "nbb-up-refused-name", text: r.name }), h("span", { text: ` — ${r.reason}` })))),
     );
   }
 
   // ------------------------------------------------------------------ thumbnails
   async askThumbs() {
-    const want = this.items.filter((i) => !(this.thumbs.get(i.id) || {}).kernel && !this.asked.has(i.id)).map((i) => i.id);
+    const want = this.items.filter((i) => !this.thumbs.get(i.id)?.kernel && !this.asked.has(i.id)).map((i) => i.id);
     if (!want.length) return;
     for (const id of want) this.asked.add(id);
     try {
-      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, SLOW_MS);
+      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, { timeout: SLOW_MS });
       msg.ids.forEach((id, i) => {
         const b = buffers[i];
-        const blob = new Blob([new Uint8Array(b.buffer, b.byteOffset, b.byteLength)], { type: "image/webp" });
+        const blob = new Blob([bytesOf(b)], { type: "image/webp" });
         const old = this.thumbs.get(id);
-        if (old && old.own) URL.revokeObjectURL(old.url);
+        if (old?.own) URL.revokeObjectURL(old.url);
         this.thumbs.set(id, { url: URL.createObjectURL(blob), kernel: true, own: true });
         const img = this.list.querySelector(`[data-id="${CSS.escape(id)}"] img`);
         if (img) {
@@ -419,35 +438,10 @@ class UploadView {
     }
   }
 
-  // One file: begin, chunks (WINDOW in flight), end. Resolves to its id, or null when
-  // the kernel refused it (the reason is then in the refused list).
-  async send(p) {
-    const chunk = this.limits.chunk;
-    const { msg: begun } = await this.channel.request("begin", { fid: p.fid, name: p.name, size: p.size });
-    if (begun.refused) return null;
-    const count = begun.chunks;
-    let next = 0;
-    let refused = false;
-    const one = async () => {
-      while (next < count && !refused) {
-        const index = next++;
-        const start = index * chunk;
-        const data = await p.file.slice(start, Math.min(p.size, start + chunk)).arrayBuffer();
-        const { msg } = await this.channel.request("chunk", { fid: p.fid, index }, SLOW_MS, [data]);
-        if (msg.refused) {
-          refused = true;
-          return;
-        }
-        p.sent += data.byteLength;
-        this.progress(p);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WINDOW, count) }, one));
-    if (refused) return null;
-    p.state = "checking";
-    this.progress(p);
-    const { msg: ended } = await this.channel.request("end", { fid: p.fid }, SLOW_MS);
-    return ended.refused ? null : ended.id;
+  // One file: begin, chunks, end (see chunks.js). Resolves to its id, or null when the
+  // kernel refused it (the reason is then in the refused list).
+  send(p) {
+    return sendFile(this.channel, p, { chunk: this.limits.chunk, window: WINDOW, timeout: SLOW_MS, progress: () => this.progress(p) });
   }
 
   async act(type, body = {}) {

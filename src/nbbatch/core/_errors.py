@@ -1,56 +1,13 @@
-"""The one exception tree of nbbatch.
+"""The classes of nbbatch's one exception tree; the tree is drawn in :mod:`nbbatch.errors`.
 
-Every error nbbatch raises on purpose derives from :class:`NbbatchError`. Messages say
-what happened and what to do; they never contain API keys (providers scrub them before
-an error is built, see ``nbbatch.providers._http``)::
-
-    NbbatchError
-    ├── ConfigError                 bad argument or setting (fix the call or the config)
-    │   ├── InvalidPromptError      empty / too long prompt
-    │   ├── UnknownProviderError    no provider registered under that name
-    │   └── NotSupportedError       the provider cannot do what the task asks (before any request)
-    ├── InvalidTransitionError      a task status change that the lifecycle forbids
-    │   └── TaskStateError          an edit the task's state forbids (running / succeeded)
-    │       └── HeldElsewhereError  the tasks are being run by another kernel (``holders``)
-    ├── StoreError                  the workspace on disk
-    │   ├── WorkspaceNotWritableError
-    │   ├── StoreBusyError          another process holds the database longer than the timeout
-    │   ├── SchemaVersionError      the database was written by a newer nbbatch
-    │   ├── StorageError            disk full / permission denied while saving a result
-    │   └── NotFoundError           no batch / task with that id
-    ├── ImageError
-    │   ├── ImageRejectedError      refused input or output image (reason says which limit)
-    │   └── ImageMissingError       a stored image's file is gone from the workspace
-    ├── ProviderError               a request failed (``retryable``: may another attempt help?)
-    │   ├── AuthenticationError     401/403 key problems: never retried
-    │   ├── RateLimitedError        429: ``retry_after`` seconds when the server said
-    │   ├── ContentRefusedError     moderation / safety refusal: never retried
-    │   ├── BadRequestError         400/404/422: never retried
-    │   ├── ServerError             5xx: retried
-    │   ├── ProviderTimeoutError    the attempt took longer than its timeout: retried
-    │   ├── ProviderConnectionError connection refused / reset / DNS: retried
-    │   └── MalformedResponseError  the service answered something we cannot read
-    └── PlannerError                the planner (LLM / template / file) could not make tasks
-        ├── PlannerAuthError        the LLM endpoint refused the key (401/403)
-        ├── PlannerUnavailableError 429 / 5xx / connection failure after the retries
-        ├── PlannerTimeoutError     the LLM did not answer within the timeout
-        ├── PlannerRefusedError     the model refused (``refusal`` / content filter)
-        ├── PlannerOutputError      the reply cannot become tasks (nothing was created)
-        │   ├── PlannerNoJSONError  no JSON in the reply (or it was cut off)
-        │   ├── PlannerShapeError   JSON, but not ``{"tasks": [{"prompt": ...}]}``
-        │   ├── PlannerEmptyError   zero tasks
-        │   └── PlannerTooManyTasksError  more tasks than the configured maximum
-        ├── TemplateError           bad Dynamic Prompts syntax / unknown wildcard
-        ├── TemplateTooLargeError   the template expands to more prompts than the cap
-        └── PromptSourceError       a prompts file / line / folder cannot be used
-
-Errors that belong to a task carry ``task_id``; provider errors carry ``provider`` and,
-where the server sent one, ``status_code``.
+Each class's ``__module__`` is ``nbbatch.errors``, so tracebacks and reprs name the
+module people import them from (``nbbatch.errors.AuthenticationError``).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -67,23 +24,21 @@ __all__ = [
     "NbbatchError",
     "NotFoundError",
     "NotSupportedError",
-    "PlannerAuthError",
     "PlannerEmptyError",
     "PlannerError",
     "PlannerNoJSONError",
     "PlannerOutputError",
-    "PlannerRefusedError",
     "PlannerShapeError",
-    "PlannerTimeoutError",
     "PlannerTooManyTasksError",
-    "PlannerUnavailableError",
     "PromptSourceError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "ServerError",
+    "ServerUnavailableError",
     "StorageError",
     "StoreBusyError",
     "StoreError",
@@ -322,35 +277,34 @@ class ProviderConnectionError(ProviderError):
     retryable = True
 
 
+class ServerUnavailableError(ProviderConnectionError):
+    """The server stayed unreachable for longer than the provider waits for it.
+
+    Raised by providers of a server the person runs (ComfyUI) after a bounded wait for
+    it to come back (a restart): every other task would meet the same, so a runner can
+    pause the run on it instead of spending each queued task's attempts. Retryable.
+    """
+
+    kind = "unavailable"
+
+
 class MalformedResponseError(ProviderError):
     kind = "bad_response"
 
 
-class PlannerError(NbbatchError):
-    """The planner could not turn the input into tasks; no task was created."""
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer went over its body cap (``limit`` bytes); nbbatch stopped reading it.
 
-
-class PlannerAuthError(PlannerError):
-    """The LLM endpoint refused the API key (HTTP 401/403)."""
-
-
-class PlannerUnavailableError(PlannerError):
-    """The LLM endpoint kept failing (429, 5xx, connection) after the retries.
-
-    ``retry_after`` is the server's requested wait in seconds, when it sent one.
+    Not retried: the service would most likely send (and bill) the same again.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
-class PlannerTimeoutError(PlannerError):
-    """The LLM did not answer within the planner's timeout."""
-
-
-class PlannerRefusedError(PlannerError):
-    """The model refused the request (a ``refusal`` or a content-filter stop)."""
+class PlannerError(NbbatchError):
+    """The planner could not turn the input into tasks; no task was created."""
 
 
 class PlannerOutputError(PlannerError):
@@ -415,3 +369,38 @@ class PromptSourceError(PlannerError):
     def __init__(self, message: str, *, where: str | None = None) -> None:
         super().__init__(message)
         self.where = where
+
+
+#: old planner names -> the provider transport errors the planner raises now
+DEPRECATED_NAMES: dict[str, type[ProviderError]] = {
+    "PlannerAuthError": AuthenticationError,
+    "PlannerTimeoutError": ProviderTimeoutError,
+    "PlannerRefusedError": ContentRefusedError,
+    "PlannerUnavailableError": ProviderError,
+}
+
+
+def deprecated_name(module: str, name: str) -> type[ProviderError]:
+    """The class behind a deprecated error name, with a warning saying the new one."""
+    try:
+        new = DEPRECATED_NAMES[name]
+    except KeyError:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
+    import warnings
+
+    warnings.warn(
+        f"{name} is deprecated: the planner raises nbbatch.errors.{new.__name__} "
+        "(with provider='planner'); catch that instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return new
+
+
+def __getattr__(name: str) -> type[ProviderError]:
+    return deprecated_name(__name__, name)
+
+
+for _name in __all__:
+    globals()[_name].__module__ = "nbbatch.errors"
+del _name

@@ -116,6 +116,8 @@ class TaskInterrupted:
 class RunStateChanged:
     state: RunState
     batch_id: str | None = None
+    #: why, in words, when the run changed state by itself (a full disk paused it)
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

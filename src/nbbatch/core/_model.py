@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import ConfigError, InvalidPromptError, InvalidTransitionError
+from ._errors import ConfigError, ImageMissingError, InvalidPromptError, InvalidTransitionError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -241,6 +241,8 @@ class TaskOwner(Protocol):
 
     def derive(self, image: GeneratedImage, prompt: str, **params: Any) -> Task: ...
 
+    def task_html(self, task: Task) -> str: ...
+
 
 def _unattached(what: str) -> ConfigError:
     return ConfigError(
@@ -249,10 +251,29 @@ def _unattached(what: str) -> ConfigError:
     )
 
 
+def _missing(path: Path) -> ImageMissingError:
+    return ImageMissingError(
+        f"the image file {path.name} is missing from the workspace's images folder "
+        f"({str(path.parent.parent)!r}): it was deleted or moved. Retry its task to "
+        "generate it again (reopening the workspace marks the task failed).",
+        path=str(path),
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(path) from None
+
+
 def _open_pil(path: Path) -> Image.Image:
     from PIL import Image
 
-    img = Image.open(path)
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise _missing(path) from None
     img.load()
     return img
 
@@ -273,7 +294,7 @@ class Reference:
         return _open_pil(self.path)
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return _read(self.path)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -311,7 +332,7 @@ class GeneratedImage:
         return _open_pil(self.path)
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return _read(self.path)
 
     def edit(self, prompt: str, **params: Any) -> Task:
         """A new child task that reworks this image with ``prompt`` (img2img / edit).
@@ -324,28 +345,29 @@ class GeneratedImage:
             raise _unattached("image")
         return self._owner.derive(self, prompt, **params)
 
-    def _repr_png_(self) -> bytes | None:
-        if self.format.upper() != "PNG":
-            return None
-        return self.read_bytes()
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The image once: PNG and JPEG as themselves, other formats as an ``<img>``.
 
-    def _repr_jpeg_(self) -> bytes | None:
-        if self.format.upper() != "JPEG":
-            return None
-        return self.read_bytes()
-
-    def _repr_html_(self) -> str:
-        # Formats without a rich repr (WebP, GIF) still show up as an <img>.
+        One bundle instead of ``_repr_png_`` plus an HTML copy, so a saved notebook
+        stores each displayed image once.
+        """
+        fmt = self.format.upper()
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        if fmt in ("PNG", "JPEG"):
+            bundle[f"image/{fmt.lower()}"] = self.read_bytes()
+            return bundle
         import base64
         import html
 
-        mime = f"image/{self.format.lower()}"
+        # Formats without a rich mime type of their own (WebP, GIF) show as an <img>.
         data = base64.b64encode(self.read_bytes()).decode()
         title = html.escape(f"task {self.task_id} #{self.index} seed={self.seed}")
-        return (
-            f'<img src="data:{mime};base64,{data}" title="{title}" '
-            f'style="max-width:100%" width="{self.width}" height="{self.height}"/>'
+        bundle["text/html"] = (
+            f'<img src="data:image/{html.escape(fmt.lower())};base64,{data}" '
+            f'title="{title}" style="max-width:100%" width="{self.width}" '
+            f'height="{self.height}"/>'
         )
+        return bundle
 
     def __repr__(self) -> str:
         return (
@@ -467,6 +489,17 @@ class Task:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
+
+    def _repr_html_(self) -> str:
+        """Status, prompt, error and the first thumbnails, as a notebook shows a task."""
+        if self._owner is not None:
+            return self._owner.task_html(self)  # the batch knows where thumbnails live
+        import html
+
+        return (
+            f"<div><b>{html.escape(self.status.value)}</b> {html.escape(self.prompt[:300])}"
+            f" <small>(task {html.escape(self.id)}, not in a batch yet)</small></div>"
+        )
 
     def __repr__(self) -> str:
         prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:37] + "..."

@@ -1,27 +1,53 @@
-"""Retry policy: which failures to try again, and how long to wait first.
+"""The one retry loop of nbbatch: :func:`retrying`, driven by a named :class:`RetryPolicy`.
 
-The policy follows the official OpenAI Python client's defaults: up to 2 retries,
+Every place that tries a request again goes through :func:`retrying`: the runner's
+attempts of a task (:data:`TASK_RETRY`, journaling each attempt through ``on_retry``),
+the planner's chat calls (:data:`PLANNER_RETRY`) and the idempotent polls and downloads
+on a remote job that already exists (:data:`POLL_RETRY`). Pool failover (another
+endpoint for the same task) is failover, not a retry, and lives in the pool.
+
+The task policy follows the official OpenAI Python client's defaults: up to 2 retries,
 exponential backoff from 0.5 s doubling to at most 8 s with jitter in [0.75, 1], and the
 server's own wait (``retry-after-ms``, ``Retry-After`` in seconds or as an HTTP date,
 Gemini's ``RetryInfo.retryDelay``) honoured on every retried status (429, 503, ...)
-when it is finite and at most 120 s. A server
-asking for longer than that gets no retry: the task fails at once with a message saying
-when the service will take requests again.
+when it is finite and at most :data:`MAX_RETRY_AFTER` (120 s, the one cap for every
+policy). A server asking for longer than that gets no retry: the error is raised at once
+(a task fails with a message saying when the service will take requests again; a poll's
+caller cancels its remote job).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import inspect
 import math
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ._errors import ProviderError
+from ._errors import ConfigError, ProviderError, ProviderTimeoutError
 
-__all__ = ["RetryPolicy", "parse_duration", "parse_retry_after"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "PLANNER_RETRY",
+    "POLL_RETRY",
+    "TASK_RETRY",
+    "Retry",
+    "RetryPolicy",
+    "parse_duration",
+    "parse_retry_after",
+    "retrying",
+]
+
+T = TypeVar("T")
+
+#: the longest server-requested wait (``Retry-After``) honoured by any policy; a longer
+#: one means "fail now"
+MAX_RETRY_AFTER = 120.0
 
 
 def _finite(value: float) -> float | None:
@@ -80,18 +106,43 @@ def parse_duration(text: object) -> float | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times to retry a task and how long to wait between attempts."""
+    """How many times to try a failed request again and how long to wait in between.
+
+    Only a :class:`~nbbatch.errors.ProviderError` whose ``retryable`` is true is retried
+    (429, 5xx, timeouts, dropped connections); ``retry_timeouts=False`` leaves out
+    :class:`~nbbatch.errors.ProviderTimeoutError` (for calls bounded by their own
+    timeout). ``name`` says where the policy is used, in reprs and logs.
+    """
 
     max_retries: int = 2
     base_delay: float = 0.5
     max_delay: float = 8.0
-    #: the longest server-requested wait we honour; longer means "fail now"
-    max_retry_after: float = 120.0
     jitter: tuple[float, float] = (0.75, 1.0)
+    retry_timeouts: bool = True
+    name: str = "custom"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError("max_retries must be a whole number >= 0 (0 disables retries)")
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ConfigError(
+                f"max_retries must be a whole number >= 0 (0 disables retries), "
+                f"got {self.max_retries!r}"
+            )
+        for label, value in (("base_delay", self.base_delay), ("max_delay", self.max_delay)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (0 <= value < math.inf)
+            ):
+                raise ConfigError(f"{label} must be a number of seconds >= 0, got {value!r}")
+        low, high = self.jitter
+        if not 0 <= low <= high:
+            raise ConfigError(
+                f"jitter must be (low, high) with 0 <= low <= high, got {self.jitter}"
+            )
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Delay before retry number ``retry_number`` (1 for the first retry)."""
@@ -108,10 +159,62 @@ class RetryPolicy:
             return None
         if not isinstance(error, ProviderError) or not error.retryable:
             return None
+        if not self.retry_timeouts and isinstance(error, ProviderTimeoutError):
+            return None
         if error.retry_after is not None:
             wait = error.retry_after
-            if math.isfinite(wait) and 0 < wait <= self.max_retry_after:
+            if math.isfinite(wait) and 0 < wait <= MAX_RETRY_AFTER:
                 return wait
-            if math.isfinite(wait) and wait > self.max_retry_after:
+            if math.isfinite(wait) and wait > MAX_RETRY_AFTER:
                 return None
         return self.backoff(retry_number, rng)
+
+
+#: a task's attempts in the runner (``Batch.run(retry=...)`` changes ``max_retries``)
+TASK_RETRY = RetryPolicy(name="task")
+#: the planner's chat calls; its own timeout bounds the whole call, so no timeout retry
+PLANNER_RETRY = RetryPolicy(name="planner", retry_timeouts=False)
+#: idempotent GETs on a remote job that exists (status polls, result fetches, output
+#: downloads): retried here for the same job instead of the runner creating a second one
+POLL_RETRY = RetryPolicy(name="poll", max_retries=3, jitter=(1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What ``on_retry`` is told before the wait: the error, which retry, how long."""
+
+    error: ProviderError
+    number: int
+    delay: float
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[Retry], Awaitable[object] | object] | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Await ``call()``, trying it again as ``policy`` says; the last error is raised.
+
+    Before each wait ``on_retry`` (sync or async) is called with a :class:`Retry`; the
+    runner emits its ``TaskRetrying`` there. ``sleep`` (default ``asyncio.sleep``) and
+    ``rng`` (the jitter) may be injected so tests never wait. An error ``policy`` does
+    not retry, or one past the last retry, propagates unchanged.
+    """
+    pause = asyncio.sleep if sleep is None else sleep
+    number = 0
+    while True:
+        try:
+            return await call()
+        except ProviderError as exc:
+            number += 1
+            delay = policy.delay_for(exc, number, rng)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                outcome = on_retry(Retry(exc, number, delay))
+                if inspect.isawaitable(outcome):
+                    await outcome
+            await pause(delay)

@@ -31,12 +31,13 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, check_prompt
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, RetryPolicy
 from ..images._export import export_zip
 from ..images._metadata import task_from_image
 from ..providers._base import Provider
 from ..providers._registry import get_provider
 from ._history import batch_status
+from ._html import batch_html, task_html
 from ._runner import DEFAULT_ATTEMPT_TIMEOUT, Runner
 from ._settings import RunDefaults, load_settings
 from ._store import BatchRecord, RunHolder, Workspace, bulk_objects, new_ids
@@ -198,18 +199,32 @@ class Batch:
             task_ids=tuple(sorted(held)),
         )
 
-    async def afollow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+    async def afollow(
+        self,
+        interval: float = 1.0,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[list[Task]], None] | None = None,
+    ) -> Batch:
         """Follow another kernel's run of this batch from the journal until it ends.
 
         Re-reads the batch every ``interval`` seconds while :meth:`held_elsewhere` finds
-        a live run of another process, then once more; returns the batch. ``timeout``
-        (seconds) raises ``TimeoutError`` if that run is still going by then.
+        a live run of another process, then once more; returns the batch. After each
+        read, ``on_change(tasks)`` gets the tasks whose status or images changed (a view
+        redraws them). ``timeout`` (seconds) raises ``TimeoutError`` if that run is still
+        going by then.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        seen = {t.id: (t.status, len(t.images)) for t in self.tasks}
         while True:
             holders = await asyncio.to_thread(self.held_elsewhere)
             await asyncio.to_thread(self.refresh)
+            if on_change is not None:
+                changed = [t for t in self.tasks if seen.get(t.id) != (t.status, len(t.images))]
+                seen = {t.id: (t.status, len(t.images)) for t in self.tasks}
+                if changed:
+                    on_change(changed)
             if not holders:
                 return self
             if deadline is not None and loop.time() >= deadline:
@@ -219,9 +234,15 @@ class Batch:
                 )
             await asyncio.sleep(interval)
 
-    def follow(self, interval: float = 1.0, *, timeout: float | None = None) -> Batch:
+    def follow(
+        self,
+        interval: float = 1.0,
+        *,
+        timeout: float | None = None,
+        on_change: Callable[[list[Task]], None] | None = None,
+    ) -> Batch:
         """:meth:`afollow` for scripts (blocks until the other kernel's run ends)."""
-        return run_blocking(lambda: self.afollow(interval, timeout=timeout))
+        return run_blocking(lambda: self.afollow(interval, timeout=timeout, on_change=on_change))
 
     def refresh(self) -> Batch:
         """Re-read the tasks from the workspace (e.g. after another process ran them)."""
@@ -244,7 +265,12 @@ class Batch:
         for t in self.tasks:
             if t.id == key:
                 return t
-        raise KeyError(key)
+        raise KeyError(
+            f"batch {self.id} has no task {key!r}: use a task id from batch.tasks "
+            f"(e.g. batch.tasks[0].id) or a position 0-{len(self.tasks) - 1}"
+            if self.tasks
+            else f"batch {self.id} has no task {key!r}: it has no tasks yet"
+        )
 
     def index(self, task: TaskRef) -> int:
         """Position of ``task`` in the batch (0-based)."""
@@ -283,6 +309,14 @@ class Batch:
         """The run that can still take changes, or None."""
         runner = self.runner
         return runner if runner is not None and runner.accepting else None
+
+    def _repr_html_(self) -> str:
+        """Name, a bar of the status counts and the first thumbnails (``engine/_html.py``)."""
+        return batch_html(self.id, self.name, self.tasks)
+
+    def task_html(self, task: Task) -> str:
+        """How ``task`` shows itself in a notebook (``Task._repr_html_`` asks its batch)."""
+        return task_html(task)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
@@ -639,6 +673,11 @@ class Batch:
         is left, including tasks added or retried while it runs. ``concurrency`` and
         ``retry`` default to the saved run defaults (``Settings.run``: 3 and 2 unless
         changed).
+
+        While any run is going on, the objects that existed when it started are set
+        aside from the garbage collector (``gc.freeze()``) so that full collections do
+        not hold the event loop; the last run to end hands them back (``gc.unfreeze()``).
+        Cycles among those older objects are collected then, not during the run.
         """
         try:
             asyncio.get_running_loop()
@@ -667,7 +706,9 @@ class Batch:
             defaults = _run_defaults()
             concurrency = defaults.concurrency if concurrency is None else concurrency
             retry = defaults.retries if retry is None else retry
-        policy = RetryPolicy(max_retries=retry) if isinstance(retry, int) else retry
+        policy = (
+            dataclasses.replace(TASK_RETRY, max_retries=retry) if isinstance(retry, int) else retry
+        )
         runner = Runner(
             self.workspace,
             chosen,
@@ -709,7 +750,11 @@ class Batch:
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
     ) -> Batch:
-        """Run until no runnable task is left (same options as :meth:`start`)."""
+        """Run until no runnable task is left (same options as :meth:`start`).
+
+        Like :meth:`start`, the run sets the objects older than it aside from the
+        garbage collector (``gc.freeze()``) until the last run ends.
+        """
         runner = self.start(
             provider,
             concurrency=concurrency,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ProviderStats",
     "batch_status",
     "history_rows",
+    "local_time",
     "provider_stats",
 ]
 
@@ -59,6 +61,11 @@ def batch_status(counts: Mapping[str, int]) -> str:
     return "cancelled"
 
 
+def local_time(epoch_seconds: float) -> datetime:
+    """An aware datetime in the local time zone for a journal time stamp."""
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).astimezone()
+
+
 def _rate(succeeded: int, failed: int) -> float | None:
     outcomes = succeeded + failed
     return succeeded / outcomes if outcomes else None
@@ -70,9 +77,15 @@ class BatchSummary:
 
     id: str
     name: str
-    created_at: float
+    #: when the batch was made, in the local time zone (``to_dict`` gives epoch seconds)
+    created_at: datetime
     provider: str | None
     counts: dict[str, int]
+
+    def __post_init__(self) -> None:
+        # the journal stores epoch seconds; people read dates
+        if not isinstance(self.created_at, datetime):
+            object.__setattr__(self, "created_at", local_time(self.created_at))
 
     @property
     def total(self) -> int:
@@ -83,10 +96,12 @@ class BatchSummary:
         return batch_status(self.counts)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the CLI's ``--json``, the History panel): ``created_at`` in epoch
+        seconds."""
         return {
             "id": self.id,
             "name": self.name,
-            "created_at": self.created_at,
+            "created_at": self.created_at.timestamp(),
             "provider": self.provider,
             "status": self.status,
             "total": self.total,
@@ -161,7 +176,7 @@ def history_rows(query: _Query) -> list[HistoryRow]:
             HistoryRow(
                 bid,
                 name,
-                created,
+                local_time(created),
                 provider or image_provider,
                 counts[bid],
                 n_images,

@@ -37,6 +37,7 @@ from ..core._errors import (
     ProviderTimeoutError,
     RateLimitedError,
     StorageError,
+    StoreError,
 )
 from ..core._events import (
     BatchProgress,
@@ -53,9 +54,9 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task, TaskStatus
-from ..core._retry import RetryPolicy
+from ..core._retry import TASK_RETRY, Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
-from ..images._decode import DEFAULT_LIMITS, ImageLimits, verify_image
+from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ._store import RunLease, StoredImage, Workspace
@@ -186,7 +187,7 @@ class Runner:
         self._last_progress: dict[str, float] = {}  # task id -> when its progress was last told
         self._closing = False  # the dispatcher has ended: nothing can join any more
         self._removed: set[str] = set()
-        self.retry_policy = retry or RetryPolicy()
+        self.retry_policy = retry or TASK_RETRY
         self.attempt_timeout = attempt_timeout
         self.image_limits = image_limits
         self.provider = provider
@@ -233,8 +234,25 @@ class Runner:
         #: tasks asked for that another live run holds: task id -> its process id
         self.left_to_others: dict[str, int] = {}
         self._lease: RunLease | None = None
+        #: the storage error that paused the run (disk full), until it is resumed
+        self._storage_problem: str | None = None
+        #: tasks whose "running" is being journaled: not sent yet
+        self._unsent: set[str] = set()
+        #: tasks whose state here is ahead of the journal (it could not be written)
+        self._unjournaled: dict[str, Task] = {}
 
     # ----------------------------------------------------------- public handle
+    def __repr__(self) -> str:
+        p = self.progress()
+        outcome = f"{p.succeeded} succeeded, {p.failed} failed"
+        if p.cancelled:
+            outcome += f", {p.cancelled} cancelled or interrupted"
+        return (
+            f"<Runner of batch {self.batch_id}: {self.state.value}, {p.done} of {p.total} "
+            f"done ({outcome}), {p.running} running, {p.queued} queued, "
+            f"concurrency {self.concurrency}>"
+        )
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call ``fn(event)`` for every event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
@@ -269,6 +287,8 @@ class Runner:
 
     def resume(self) -> None:
         if self.state is RunState.PAUSED:
+            self._storage_problem = None  # a full disk pauses again if it still is
+            self._catch_up_journal()
             self._paused = False
             if self._resumed is not None:
                 self._resumed.set()
@@ -632,6 +652,7 @@ class Runner:
             self._set_state(RunState.STOPPED)
         else:
             self._set_state(RunState.FINISHED)
+        self._catch_up_journal()
         self._emit_progress()
         if self._lease is not None:
             # Every task of this run is settled now: nothing is left for a repair to find.
@@ -656,10 +677,14 @@ class Runner:
         job = loop.create_task(self._execute(task, provider), name=f"nbbatch-task-{task.id}")
         self._in_flight[task.id] = job
 
-        def finished(_: asyncio.Task[None]) -> None:
+        def finished(job: asyncio.Task[None]) -> None:
             self._in_flight.pop(task.id, None)
             self._release_slot(task.id)
             self._poke()
+            if not job.cancelled() and job.exception() is not None:
+                # _execute settles every error itself; one getting here is a bug, logged
+                # (retrieved) rather than left as "Task exception was never retrieved"
+                log.error("task %s ended with an error", task.id, exc_info=job.exception())
 
         job.add_done_callback(finished)
 
@@ -687,6 +712,7 @@ class Runner:
             images=images,
             task_id=task.id,
             attempt=task.attempts,
+            timeout=self.attempt_timeout,
         )
 
     def _on_progress(self, task: Task) -> Callable[[float | None, bytes | None], None]:
@@ -709,36 +735,57 @@ class Runner:
     async def _execute(self, task: Task, provider: Provider) -> None:
         if task.status is not TaskStatus.QUEUED or task.id in self._removed:
             return  # cancelled or removed between being handed out and starting: nothing sent
-        retry_number = 0
         try:
             task.transition(TaskStatus.RUNNING)
             self._count(TaskStatus.QUEUED, TaskStatus.RUNNING)
-            while True:
+
+            tries = 0
+            sent = False  # has any request of this task gone out (journaled running)?
+
+            async def attempt() -> list[ImageData]:
+                nonlocal tries, sent
+                tries += 1
+                if tries > 1:
+                    await self._wait_while_paused()  # a retry is a new request: pause holds it
                 task.attempts += 1
                 # journaled before the request is sent
-                await self._journal(self.workspace.save_status_row, Workspace.status_row(task))
-                self._emit(TaskStarted(task, task.attempts, batch_id=self.batch_id))
+                self._unsent.add(task.id)
                 try:
-                    images = await self._attempt(task, provider)
-                except ProviderError as exc:
-                    retry_number += 1
-                    delay = self.retry_policy.delay_for(exc, retry_number, self._rng)
-                    if delay is None:
-                        self._fail(task, exc)
-                        return
-                    self._emit(
-                        TaskRetrying(
-                            task, task.attempts + 1, delay, str(exc), batch_id=self.batch_id
-                        )
+                    await self._journal(self.workspace.save_status_row, Workspace.status_row(task))
+                except StoreError:
+                    task.attempts -= 1  # not journaled, not sent
+                    raise
+                finally:
+                    self._unsent.discard(task.id)
+                sent = True
+                self._emit(TaskStarted(task, task.attempts, batch_id=self.batch_id))
+                return await self._attempt(task, provider)
+
+            def on_retry(retry: Retry) -> None:
+                self._emit(
+                    TaskRetrying(
+                        task,
+                        task.attempts + 1,
+                        retry.delay,
+                        str(retry.error),
+                        batch_id=self.batch_id,
                     )
-                    await asyncio.sleep(delay)
-                    await self._wait_while_paused()  # a retry is a new request: pause holds it
-                    continue
-                await self._finish(task, provider, images)
+                )
+
+            try:
+                images = await retrying(
+                    attempt, self.retry_policy, on_retry=on_retry, rng=self._rng
+                )
+            except ProviderError as exc:
+                self._fail(task, exc)
                 return
+            await self._finish(task, provider, images)
         except asyncio.CancelledError:
             self._abort(task)
             raise
+        except StorageError as exc:
+            # the journal or the image folder cannot be written (disk full, ...)
+            self._store_failed(task, exc, sent=sent)
         except NbbatchError as exc:
             self._fail(task, exc)
         except Exception as exc:  # a bug in a provider must not take the run down
@@ -767,7 +814,7 @@ class Runner:
             await asyncio.to_thread(self._request, task) if task.references else self._request(task)
         )
         try:
-            if self.attempt_timeout is None:
+            if self.attempt_timeout is None or provider.own_timeout:
                 images = await provider.generate(request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
@@ -856,8 +903,9 @@ class Runner:
         """Worker thread: decode-check every image, then write it durably to disk."""
         out = []
         for i, im in enumerate(images):
+            raw = trim_to_image(im.data)  # not what may follow the image's end
             try:
-                info = verify_image(im.data, self.image_limits)
+                info = verify_image(raw, self.image_limits)
             except ImageRejectedError as exc:
                 exc.message = f"{provider.name} returned an unusable image: {exc.message}"
                 exc.task_id = task.id
@@ -869,7 +917,7 @@ class Runner:
             record = generation_record(
                 task, provider=provider.name, seed=im.seed, index=len(task.images) + i, info=im.info
             )
-            data = embed_metadata(im.data, info, record)  # parameters travel with the file
+            data = embed_metadata(raw, info, record)  # parameters travel with the file
             _, sha = self.workspace.write_blob(data, info.ext)
             out.append(StoredImage(sha, info, im.seed, params))
         return out
@@ -889,12 +937,119 @@ class Runner:
             kind = "internal"
             message = f"unexpected {type(exc).__name__}: {exc}"
         message = scrub(message)  # server and exception text may echo a key
+        # journaled first: a failure the journal does not hold is never reported
+        before = (task.error, task.error_kind)
+        task.error, task.error_kind = message, kind
+        try:
+            self.workspace.save_status_row(
+                Workspace.status_row(task, TaskStatus.FAILED, time.time())
+            )
+        except StoreError as store_exc:
+            task.error, task.error_kind = before
+            self._store_failed(task, store_exc, sent=True)
+            return
         task.transition(TaskStatus.FAILED)
-        task.error = message
-        task.error_kind = kind
-        self.workspace.save_status(task)
+        task.error, task.error_kind = message, kind
         self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
         self._emit(TaskFailed(task, message, kind, batch_id=self.batch_id))
+        if isinstance(exc, StorageError):
+            self._pause_for_storage(exc)  # the next tasks would fail the same way
+
+    def _store_failed(self, task: Task, exc: StoreError, *, sent: bool) -> None:
+        """A journal or image write failed: keep memory to what the journal holds, pause.
+
+        Before anything was sent the task goes back to the queue, as the journal still
+        has it (it starts again on Resume). After a request (the provider may have
+        billed), a failure is reported only if the journal takes it; when it cannot, the
+        task is interrupted here and the journal keeps ``running`` until it is next
+        opened, which makes it ``interrupted`` too: never re-sent without being asked.
+        """
+        if task.status is not TaskStatus.RUNNING:
+            return
+        if not sent:
+            task.status = TaskStatus.QUEUED  # undo: "running" was never journaled
+            task.started_at = None
+            task.progress = None
+            self._count(TaskStatus.RUNNING, TaskStatus.QUEUED)
+            self._queue_for(task).appendleft(task)
+            self._emit(TaskQueued(task, batch_id=self.batch_id))
+        elif isinstance(exc, StorageError) and self._journal_failure(task, exc):
+            pass  # reported failed: the journal says so
+        else:
+            task.transition(TaskStatus.INTERRUPTED)
+            task.error_kind = "storage"
+            task.error = scrub(f"the result could not be saved: {exc.message}")
+            self._unjournaled[task.id] = task  # journaled on Resume or at the end
+            self._count(TaskStatus.RUNNING, TaskStatus.INTERRUPTED)
+            self._emit(TaskInterrupted(task, batch_id=self.batch_id))
+        if isinstance(exc, StorageError):
+            self._pause_for_storage(exc)
+        else:
+            log.warning("task %s could not be journaled: %s", task.id, scrub(exc.message))
+
+    def _catch_up_journal(self) -> None:
+        """Journal what could not be written before (space may have been freed)."""
+        if not self._unjournaled:
+            return
+        try:
+            self.workspace.save_statuses(list(self._unjournaled.values()))
+        except NbbatchError as exc:
+            log.warning("the journal still cannot be written: %s", scrub(exc.message))
+        else:
+            self._unjournaled.clear()
+
+    def _journal_failure(self, task: Task, exc: StorageError) -> bool:
+        """Journal ``task`` failed by ``exc``; True when the journal took it."""
+        message = scrub(exc.message)
+        before = (task.error, task.error_kind)
+        task.error, task.error_kind = message, "storage"
+        try:
+            self.workspace.save_status_row(
+                Workspace.status_row(task, TaskStatus.FAILED, time.time())
+            )
+        except StoreError:
+            task.error, task.error_kind = before
+            return False
+        task.transition(TaskStatus.FAILED)
+        task.error, task.error_kind = message, "storage"
+        self._count(TaskStatus.RUNNING, TaskStatus.FAILED)
+        self._emit(TaskFailed(task, message, "storage", batch_id=self.batch_id))
+        return True
+
+    @property
+    def paused_reason(self) -> str | None:
+        """Why the run paused by itself (a full disk), in words; ``None`` otherwise."""
+        if self._storage_problem is None or self.state is not RunState.PAUSED:
+            return None
+        return self._storage_message()
+
+    def _storage_message(self) -> str:
+        # queued, and those whose "running" is being journaled now: on a full disk that
+        # write fails too and they go back to the queue, never sent
+        waiting = self._counts[TaskStatus.QUEUED] + len(self._unsent)
+        problem = self._storage_problem or ""
+        if "full" in problem.lower() or "no space" in problem.lower():
+            head, fix = "disk full", "free space"
+        else:
+            head, fix = "cannot write the workspace", "fix it (see the log)"
+        return f"{head}: run paused, {waiting} tasks not started; {fix} and Resume"
+
+    def _pause_for_storage(self, exc: StorageError) -> None:
+        """Pause once for a storage problem, saying so (not once per failing task)."""
+        if self._storage_problem is not None and self.state is RunState.PAUSED:
+            return
+        self._storage_problem = exc.message
+        log.warning("nbbatch: %s (%s)", self._storage_message(), scrub(exc.message))
+        if self.state is RunState.RUNNING:
+            self._paused = True
+            if self._resumed is not None:
+                self._resumed.clear()
+            self.state = RunState.PAUSED
+            self._emit(
+                RunStateChanged(
+                    RunState.PAUSED, batch_id=self.batch_id, reason=self._storage_message()
+                )
+            )
 
     def _abort(self, task: Task) -> None:
         if task.status is not TaskStatus.RUNNING:

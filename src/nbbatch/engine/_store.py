@@ -246,10 +246,6 @@ class Workspace:
     def _conn(self) -> Any:
         return self._journal.conn
 
-    @property
-    def _lock(self) -> Any:
-        return self._journal.lock
-
     def _tx(self) -> Any:
         return self._journal.tx()
 
@@ -294,9 +290,6 @@ class Workspace:
         return str(self.path)
 
     # ----------------------------------------------------------- files
-    def _blob_path(self, sha: str, ext: str) -> Path:
-        return self._blobs.path(sha, ext)
-
     def write_blob(self, data: bytes, ext: str) -> tuple[Path, str]:
         """Write ``data`` durably under its sha256 name; return ``(path, sha256)``.
 
@@ -306,17 +299,6 @@ class Workspace:
         if self.read_only:
             raise WorkspaceNotWritableError(self._journal.read_only_message())
         return self._blobs.write(data, ext)
-
-    def image_path(self, sha256: str, ext: str) -> Path:
-        """Where the stored image with this digest and extension lives."""
-        return self._blobs.path(sha256, ext)
-
-    def holds(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``path`` names a file of this workspace's ``images/`` folder."""
-        p = Path(path)
-        return p.parent.parent == self.images_dir or (
-            p.parent.parent.resolve() == self.images_dir.resolve()
-        )
 
     # ----------------------------------------------------------- derived copies
     def derived_path(self, source_sha256: str, recipe_hash: str, ext: str) -> Path:

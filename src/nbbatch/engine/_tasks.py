@@ -81,6 +81,14 @@ class BatchRecord:
     tasks: list[Task]
 
 
+def _take_journaled(t: Task, prompt: str, params: str, provider: str | None) -> None:
+    """Make ``t`` what the journal says (an edit made by another process since it was
+    loaded here): the run sends the journal's prompt, not a stale copy."""
+    t.prompt = prompt
+    t.params = Params.from_dict(json.loads(params))
+    t.provider = provider
+
+
 def refuse_held(holders: Sequence[RunHolder], doing: str) -> None:
     """Raise :class:`HeldElsewhereError` naming ``holders`` (nothing when there are none)."""
     if not holders:
@@ -418,12 +426,17 @@ class TaskRows:
         """Mark ``tasks`` queued in one transaction; return the ids that were free.
 
         A task already queued or running (by another run or process) or succeeded is
-        not claimed, so two runs never send the same task at once. With ``lease`` the
+        not claimed, so two runs never send the same task at once. A claimed task whose
+        prompt, params or provider the journal holds differently (another kernel edited
+        it after this one loaded it) takes the journal's, so what is sent is what the
+        journal says. With ``lease`` the
         claimed tasks are recorded as that run's in the same transaction, so that if its
         process dies they are repaired by whoever opens the workspace next.
         """
         claimed: set[str] = set()
-        ids = list(dict.fromkeys(t.id for t in tasks))
+        by_id = {t.id: t for t in tasks}
+        ids = list(by_id)
+        encoded: dict[int, str] = {}
         free = "status IN ('idle', 'failed', 'cancelled', 'interrupted')"
         owner = (lease.id, os.getpid(), socket.gethostname(), time.time()) if lease else ()
         with self.journal.tx() as c:
@@ -434,7 +447,19 @@ class TaskRows:
             # change in between, so the rows selected, leased and updated are the same.
             for chunk, marks in in_chunks(ids):
                 where = f"WHERE id IN ({marks}) AND {free}"
-                claimed.update(row[0] for row in c.execute(f"SELECT id FROM tasks {where}", chunk))
+                for task_id, prompt, params, provider in c.execute(
+                    f"SELECT id, prompt, params, provider FROM tasks {where}", chunk
+                ):
+                    claimed.add(task_id)
+                    t = by_id[task_id]
+                    if prompt != t.prompt or provider != t.provider:
+                        _take_journaled(t, prompt, params, provider)
+                        continue
+                    text = encoded.get(id(t.params))
+                    if text is None:
+                        text = encoded[id(t.params)] = json.dumps(t.params.to_dict())
+                    if params != text:
+                        _take_journaled(t, prompt, params, provider)
                 if lease is not None:
                     c.execute(
                         "INSERT OR REPLACE INTO leases(task_id, run_id, pid, host, claimed_at) "

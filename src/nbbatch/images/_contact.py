@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ..core._errors import ConfigError, ImageError
 from ..core._protocols import TaskSource
 from ._decode import DEFAULT_LIMITS, ImageLimits, decode_image
+
+log = logging.getLogger("nbbatch")
 
 if TYPE_CHECKING:
     from ..core._model import GeneratedImage, Task
@@ -97,17 +100,24 @@ def _cells(items: object) -> list[_Cell]:
     return out
 
 
-def _tile(cell: _Cell, box: int, limits: ImageLimits) -> Image.Image | None:
-    """The cell's picture shrunk to fit ``box``; ``None`` when it cannot be read."""
+class _Skipped(str):
+    """Why a cell's picture could not be shown (a word for the crossed box)."""
+
+
+def _tile(cell: _Cell, box: int, limits: ImageLimits) -> Image.Image | _Skipped:
+    """The cell's picture shrunk to fit ``box``, or why it cannot be shown."""
     try:
         if cell.pil is not None:
             img = cell.pil.copy()
         else:
             assert cell.load is not None
             img = decode_image(cell.load(), limits, draft=(box, box))
-    except (OSError, ImageError):
-        # A missing or refused file must not sink the whole sheet: it shows as a cross.
-        return None
+    except FileNotFoundError:
+        # A missing or refused file must not sink the whole sheet: it shows as a cross
+        # with the reason, and the sheet lists what it skipped.
+        return _Skipped("file missing")
+    except (OSError, ImageError) as exc:
+        return _Skipped("refused" if isinstance(exc, ImageError) else "unreadable")
     img.thumbnail((box, box), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return img if img.mode in ("RGB", "RGBA") else img.convert("RGBA")
 
@@ -154,7 +164,7 @@ def _check_sheet(width: int, height: int) -> None:
 
 def _load_tiles(
     cells: Sequence[_Cell], box: int, limits: ImageLimits, max_workers: int | None
-) -> list[Image.Image | None]:
+) -> list[Image.Image | _Skipped]:
     workers = max_workers or min(4, os.cpu_count() or 2)
     if workers <= 1 or len(cells) <= 1:
         return [_tile(c, box, limits) for c in cells]
@@ -162,17 +172,36 @@ def _load_tiles(
         return list(ex.map(lambda c: _tile(c, box, limits), cells))
 
 
-def _paste_centered(sheet: Image.Image, tile: Image.Image | None, x: int, y: int, box: int) -> None:
-    if tile is None:
+def _paste_centered(
+    sheet: Image.Image, tile: Image.Image | _Skipped, x: int, y: int, box: int
+) -> None:
+    if isinstance(tile, _Skipped):
         draw = ImageDraw.Draw(sheet)
         draw.rectangle((x, y, x + box - 1, y + box - 1), outline=(128, 128, 128))
         draw.line((x, y, x + box - 1, y + box - 1), fill=(128, 128, 128))
+        if not tile:
+            return
+        font = _font(max(10, box // 14))
+        draw.text((x + 6, y + 6), _fit(draw, str(tile), font, box - 12), font=font,
+                  fill=(200, 200, 200))  # fmt: skip
         return
     ox, oy = x + (box - tile.width) // 2, y + (box - tile.height) // 2
     if tile.mode == "RGBA":
         sheet.paste(tile, (ox, oy), tile)
     else:
         sheet.paste(tile, (ox, oy))
+
+
+def _tell_skipped(sheet: Image.Image, skipped: list[str]) -> None:
+    """Say which images a sheet shows as crossed boxes: ``sheet.info["skipped"]`` lists
+    them and the ``nbbatch`` logger warns once per sheet."""
+    sheet.info["skipped"] = skipped
+    if skipped:
+        log.warning(
+            "contact sheet: %d image(s) could not be shown and are crossed out: %s",
+            len(skipped),
+            "; ".join(skipped[:10]) + (" …" if len(skipped) > 10 else ""),
+        )
 
 
 def contact_sheet(
@@ -192,8 +221,10 @@ def contact_sheet(
     """A grid image of ``images`` (a batch, tasks, stored images, paths, bytes, PIL images).
 
     ``captions=True`` writes task number, seed and prompt under each cell; a list gives
-    one caption per image; ``False`` writes none. Unreadable images show as a crossed
-    box. Returns a PIL image (``.save(...)`` it, or let the notebook display it).
+    one caption per image; ``False`` writes none. An image that cannot be shown (its
+    file missing, unreadable or refused) is a crossed box saying why, listed in
+    ``sheet.info["skipped"]`` and in a warning of the ``nbbatch`` logger. Returns a PIL
+    image (``.save(...)`` it, or let the notebook display it).
     """
     cells = _cells(images)
     if not cells:
@@ -219,6 +250,7 @@ def contact_sheet(
     height = title_h + padding + rows * (cell + cap_h + padding)
     _check_sheet(width, height)
     tiles = _load_tiles(cells, cell, limits, max_workers)
+    skipped: list[str] = []
     sheet = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(sheet)
     if title:
@@ -237,8 +269,11 @@ def contact_sheet(
         if text and caption_lines > 0:
             for j, line in enumerate(_wrap(draw, text, font, cell, caption_lines)):
                 draw.text((x, y + cell + 3 + j * line_h), line, font=font, fill=text_color)
-        if tile is not None:
+        if isinstance(tile, _Skipped):
+            skipped.append(f"{text.splitlines()[0] if text else f'image {i + 1}'}: {tile}")
+        else:
             tile.close()
+    _tell_skipped(sheet, skipped)
     return sheet
 
 
@@ -365,6 +400,7 @@ def xy_grid(
     cells = [_Cell(im.read_bytes, None, "") if im is not None else None for im in order]
     present = [c for c in cells if c is not None]
     loaded = iter(_load_tiles(present, cell, limits, max_workers))
+    skipped: list[str] = []
     sheet = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(sheet)
     for ci, xv in enumerate(xs):
@@ -380,10 +416,14 @@ def xy_grid(
         for ci in range(len(xs)):
             cx = label_w + padding + ci * (cell + padding)
             slot = cells[ri * len(xs) + ci]
-            tile = next(loaded) if slot is not None else None
+            tile = next(loaded) if slot is not None else _Skipped("")  # no such image
             _paste_centered(sheet, tile, cx, ry, cell)
-            if tile is not None:
+            if not isinstance(tile, _Skipped):
                 tile.close()
+            elif tile:
+                where = _label(x, xs[ci]) + (f", {_label(y, yv)}" if y is not None else "")
+                skipped.append(f"{where}: {tile}")
+    _tell_skipped(sheet, skipped)
     return sheet
 
 

@@ -13,6 +13,9 @@ decode), for answers that are stored and only decoded later where pixels are nee
 :func:`decode_image` also hands back the decoded pixels, upright (EXIF orientation
 applied), for callers that draw with them (thumbnails, post-processing, contact sheets);
 :func:`sanitize_image` re-encodes them, which drops every metadata chunk a file carried.
+:func:`trim_to_image` cuts whatever follows the image's own end (a PNG's ``IEND``, a
+JPEG's end marker, a WebP's RIFF size, a GIF's trailer): decoders ignore such bytes, so
+without it a 1 MB image followed by 37 MB of anything was stored as a 38 MB file.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "inspect_image_async",
     "sanitize_image",
     "sniff_format",
+    "trim_to_image",
     "verify_image",
 ]
 
@@ -217,6 +221,115 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
                 pos += 2 + length
     except (struct.error, IndexError):
         return None
+    return None
+
+
+def image_end(data: bytes, fmt: str | None = None) -> int | None:
+    """The offset just past the image's own end, read from its container structure.
+
+    ``None`` when the structure does not say (damaged, cut short, or a format we do not
+    walk): the caller then keeps the data as it is and the decoder judges it.
+    """
+    fmt = fmt or sniff_format(data)
+    try:
+        if fmt == "PNG":
+            return _png_end(data)
+        if fmt == "JPEG":
+            return _jpeg_end(data)
+        if fmt == "WEBP":
+            riff = int.from_bytes(data[4:8], "little")
+            end = 8 + riff + (riff & 1)
+            return end if end <= len(data) else None
+        if fmt == "GIF":
+            return _gif_end(data)
+    except (struct.error, IndexError):
+        return None
+    return None
+
+
+def trim_to_image(data: bytes, fmt: str | None = None) -> bytes:
+    """``data`` without whatever follows the image's end (unchanged when none does, or
+    when the structure cannot say where the image ends). Never raises on bad data."""
+    end = image_end(data, fmt)
+    return data[:end] if end is not None and 0 < end < len(data) else data
+
+
+def _png_end(data: bytes) -> int | None:
+    pos = 8
+    while pos + 12 <= len(data):
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        if end > len(data):
+            return None
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return end
+        pos = end
+    return None
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    pos = 2
+    size = len(data)
+    while pos + 1 < size:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return pos + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        if pos + 4 > size:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return None
+        pos += 2 + length
+        if marker == 0xDA:
+            # entropy-coded data: the next 0xFF not followed by 0x00 (a stuffed byte)
+            # or a restart marker is the next marker
+            while True:
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= size:
+                    return None
+                follower = data[pos + 1]
+                if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                    pos += 2
+                    continue
+                if follower == 0xFF:
+                    pos += 1
+                    continue
+                break
+    return None
+
+
+def _gif_end(data: bytes) -> int | None:
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 0x07) + 1) if flags & 0x80 else 0)
+    size = len(data)
+
+    def sub_blocks(at: int) -> int:
+        while True:
+            block = data[at]
+            at += 1
+            if block == 0:
+                return at
+            at += block
+
+    while pos < size:
+        introducer = data[pos]
+        if introducer == 0x3B:  # trailer
+            return pos + 1
+        if introducer == 0x21:  # extension: label, then sub-blocks
+            pos = sub_blocks(pos + 2)
+        elif introducer == 0x2C:  # image: descriptor, local table, LZW size, sub-blocks
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 0x07) + 1) if local & 0x80 else 0)
+            pos = sub_blocks(pos + 1)
+        else:
+            return None
     return None
 
 

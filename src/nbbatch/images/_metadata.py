@@ -112,6 +112,18 @@ class GenerationInfo:
             except (ConfigError, TypeError):
                 params = Params()
             seed = self.seed if _valid_seed(self.seed) else params.seed
+            if _server_infotext(self.record) is not None:
+                # the service's own account of the image wins over what was asked
+                server = GenerationInfo(
+                    sampler=self.sampler, model=self.model, steps=self.steps,
+                    cfg_scale=self.cfg_scale, width=self.width, height=self.height,
+                ).to_params()  # fmt: skip
+                changes = {
+                    k: getattr(server, k)
+                    for k in ("sampler", "model", "steps", "cfg_scale", "size")
+                    if getattr(server, k) is not None
+                }
+                params = params.replace(**changes)
             return params.replace(seed=seed, n=1)
         size = None
         if self.width and self.height and 0 < self.width < 100_000 and 0 < self.height < 100_000:
@@ -239,7 +251,17 @@ def format_infotext(
     return "\n".join(lines)
 
 
+def _server_infotext(record: Mapping[str, Any]) -> str | None:
+    """The infotext the service itself wrote for the image (A1111 / Forge), if any."""
+    info = record.get("info")
+    text = info.get("infotext") if isinstance(info, Mapping) else None
+    return text if isinstance(text, str) and text.strip() else None
+
+
 def _record_infotext(record: Mapping[str, Any], info: ImageInfo) -> str:
+    server = _server_infotext(record)
+    if server is not None:
+        return server  # what really produced the image; the record keeps what was asked
     params = record.get("params") or {}
     from ..core._version import __version__
 
@@ -432,7 +454,7 @@ def _from_record(record: dict[str, Any], raw: dict[str, str]) -> GenerationInfo:
             found = parse_infotext(text)
             if found.width and found.height:
                 dims = (found.width, found.height)
-    return GenerationInfo(
+    found = GenerationInfo(
         source="nbbatch",
         prompt=_as_str(record.get("prompt")),
         negative_prompt=_as_str(record.get("negative_prompt")),
@@ -448,6 +470,21 @@ def _from_record(record: dict[str, Any], raw: dict[str, str]) -> GenerationInfo:
         extras={k: v for k, v in params.items() if k == "extras"},
         record=record,
         raw=raw,
+    )
+    server = _server_infotext(record)
+    if server is None:
+        return found
+    # The service wrote what it really did (sampler it fell back to, checkpoint, size it
+    # rendered): that describes the image; the record beside it keeps what was asked.
+    truth = parse_infotext(server)
+    return dataclasses.replace(
+        found,
+        **{
+            k: getattr(truth, k)
+            for k in ("seed", "steps", "cfg_scale", "sampler", "model", "width", "height")
+            if getattr(truth, k) is not None
+        },
+        extras={**truth.extras, **found.extras},
     )
 
 

@@ -26,16 +26,28 @@ cut. Each prompt goes through the same check as every task (non-empty, at most
 ``MAX_PROMPT_CHARS``). The reply is read only up to 2 MB. The whole call is bounded by
 ``timeout`` seconds. Any invalid reply raises a :class:`PlannerOutputError`; no task is
 made from a reply that is not valid throughout.
+
+**Errors.** What goes wrong on the way to the LLM is a provider error, as for image
+providers, with ``provider="planner"``: :class:`~nbbatch.errors.AuthenticationError`
+(401/403), :class:`~nbbatch.errors.RateLimitedError`,
+:class:`~nbbatch.errors.ServerError`, :class:`~nbbatch.errors.ProviderConnectionError`,
+:class:`~nbbatch.errors.ProviderTimeoutError`, :class:`~nbbatch.errors.BadRequestError`
+and :class:`~nbbatch.errors.ContentRefusedError` (the model's ``refusal`` or a content
+filter). No key for a hosted API is a :class:`~nbbatch.errors.ConfigError` before
+anything is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
+import ipaddress
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,24 +58,21 @@ from ..core._errors import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    ContentRefusedError,
     InvalidPromptError,
-    PlannerAuthError,
+    MalformedResponseError,
     PlannerEmptyError,
-    PlannerError,
     PlannerNoJSONError,
-    PlannerRefusedError,
     PlannerShapeError,
-    PlannerTimeoutError,
     PlannerTooManyTasksError,
-    PlannerUnavailableError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitedError,
 )
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
-from ..core._retry import RetryPolicy
+from ..core._retry import PLANNER_RETRY, RetryPolicy, retrying
 from ..core._secrets import Secret, resolve_key, scrub
-from ..engine._settings import LLMSettings, Settings, load_settings
+from ..engine._settings import LLM_KEY_ENV, LLM_SECRET, LLMSettings, Settings, load_settings
 from ._tasklist import summarize
 
 __all__ = [
@@ -98,6 +107,12 @@ class LLMConfig:
     ``http://localhost:11434/v1`` for Ollama); it falls back to ``$OPENAI_BASE_URL`` and
     then to OpenAI. Local servers usually need no key: then none is sent.
     ``mode`` forces an output mode instead of starting at ``json_schema``.
+
+    Without a key, a call is refused before anything is sent unless the base URL is a
+    local one (loopback, a private network address, a one-word host name, ``.local``):
+    a hosted API would only answer 401. ``require_key=False`` lets a keyless call go to
+    any host; ``True`` asks for a key everywhere. ``retry`` is a :class:`RetryPolicy`
+    or a whole number of retries.
     """
 
     model: str = "gpt-4o-mini"
@@ -107,8 +122,10 @@ class LLMConfig:
     temperature: float | None = None
     max_tokens: int | None = None
     mode: Mode | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: a RetryPolicy, or a whole number of retries (``retry=0`` sends once)
+    retry: RetryPolicy | int = PLANNER_RETRY
     headers: Mapping[str, str] = field(default_factory=dict)
+    require_key: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -124,6 +141,16 @@ class LLMConfig:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.mode is not None and self.mode not in _MODES:
             raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        retry: object = self.retry
+        if isinstance(retry, int) and not isinstance(retry, bool):
+            # LLMConfig(retry=0): a number of retries (issue 26: it used to fail later
+            # with an AttributeError inside the first call)
+            object.__setattr__(self, "retry", dataclasses.replace(PLANNER_RETRY, max_retries=retry))
+        elif not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                "retry must be a number of retries (e.g. retry=0) or a RetryPolicy, "
+                f"got {type(retry).__name__}"
+            )
 
     @classmethod
     def from_settings(
@@ -161,8 +188,6 @@ class LLMConfig:
         data = dict(value)
         if "key" in data and "api_key" not in data:
             data["api_key"] = data.pop("key")
-        if isinstance(data.get("retry"), int):
-            data["retry"] = RetryPolicy(max_retries=data["retry"])
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -630,6 +655,7 @@ class _Chat:
     def __init__(self, config: LLMConfig) -> None:
         from ..providers._http import HttpClient, Timeouts
 
+        _check_key(config)  # before any connection is opened
         self.config = config
         headers = {"Content-Type": "application/json", **dict(config.headers)}
         if isinstance(config.api_key, Secret):  # __post_init__ wrapped any str
@@ -643,50 +669,85 @@ class _Chat:
         )
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        retry = 0
-        while True:
-            try:
-                data = await self.http.json("POST", "/chat/completions", json=body)
-            except ProviderError as exc:
-                retry += 1
-                delay = None
-                if not isinstance(exc, ProviderTimeoutError):  # the timeout bounds the call
-                    delay = self.config.retry.delay_for(exc, retry)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-                continue
-            if not isinstance(data, dict):
-                raise PlannerNoJSONError(
-                    f"the endpoint answered {type(data).__name__}, not a chat completion"
-                )
-            return data
+        # the planner's own timeout bounds the whole call: a timed-out request is not retried
+        retry = self.config.retry
+        assert isinstance(retry, RetryPolicy)  # __post_init__ made any number one
+        policy = dataclasses.replace(retry, retry_timeouts=False)
+        data = await retrying(
+            lambda: self.http.json("POST", "/chat/completions", json=body), policy
+        )
+        if not isinstance(data, dict):
+            raise PlannerNoJSONError(
+                f"the endpoint answered {type(data).__name__}, not a chat completion"
+            )
+        return data
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-def _translate(exc: ProviderError, config: LLMConfig) -> PlannerError:
+def _is_local(url: str) -> bool:
+    """True for a server on this machine or this network (which may need no key)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal", ".lan")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host  # a one-word name: a machine on this network
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def _check_key(config: LLMConfig) -> None:
+    """Refuse, before sending, a keyless call to a hosted API (as providers do)."""
+    if config.api_key is not None or config.require_key is False:
+        return
+    if config.require_key is None and _is_local(str(config.base_url)):
+        return
+    raise ConfigError(
+        f"the planner LLM at {config.base_url} needs an API key: set "
+        f"{' or '.join(LLM_KEY_ENV)}, save one with save_secret({LLM_SECRET!r}, ...) or "
+        "pass llm={'api_key': ...}. A local server (Ollama, LM Studio, vLLM) needs none: "
+        "give its base_url, e.g. llm={'base_url': 'http://localhost:11434/v1'}; another "
+        "server without keys: llm={'require_key': False}"
+    )
+
+
+def _translate(exc: ProviderError, config: LLMConfig) -> ProviderError:
+    """The same provider error, ``provider="planner"``, its message saying where and
+    what to do (the transport errors are the provider family's, not copies of them)."""
     where = f"planner LLM at {config.base_url}"
     detail = scrub(str(exc)).removeprefix("planner: ")
     if isinstance(exc, AuthenticationError):
-        return PlannerAuthError(
-            f"{where} refused the API key ({detail}); set OPENAI_API_KEY or pass "
-            "llm={'api_key': ...}"
+        text = (
+            f"{where} refused the API key ({detail}); set OPENAI_API_KEY, save one with "
+            f"save_secret({LLM_SECRET!r}, ...) or pass llm={{'api_key': ...}}"
         )
-    if isinstance(exc, ProviderTimeoutError):
-        return PlannerTimeoutError(f"{where} did not answer in time ({detail})")
-    if isinstance(exc, RateLimitedError):
-        return PlannerUnavailableError(
-            f"{where} is rate limiting requests ({detail}); wait and try again",
-            retry_after=exc.retry_after,
-        )
-    if isinstance(exc, BadRequestError):
+    elif isinstance(exc, ProviderTimeoutError):
+        text = f"{where} did not answer in time ({detail})"
+    elif isinstance(exc, RateLimitedError):
+        text = f"{where} is rate limiting requests ({detail}); wait and try again"
+    elif isinstance(exc, MalformedResponseError):  # too large, not JSON
+        text = f"{where} sent an answer nbbatch cannot use ({detail})"
+    elif isinstance(exc, BadRequestError):
         hint = ""
         if exc.status_code == 404:
             hint = "; check base_url (it usually ends in /v1) and the model name"
-        return PlannerError(f"{where} rejected the request ({detail}){hint}")
-    return PlannerUnavailableError(f"{where} failed ({detail})")
+        text = f"{where} rejected the request ({detail}){hint}"
+    else:
+        text = f"{where} failed ({detail})"
+    exc.message = text
+    exc.provider = "planner"
+    return exc
+
+
+def _timed_out(config: LLMConfig) -> ProviderTimeoutError:
+    return ProviderTimeoutError(
+        f"planner LLM at {config.base_url} did not answer within {config.timeout:g} s",
+        provider="planner",
+    )
 
 
 def _message(data: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -700,10 +761,13 @@ def _message(data: Mapping[str, Any]) -> tuple[str, str | None]:
     finish = choice.get("finish_reason")
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal.strip():
-        raise PlannerRefusedError(f"the model refused: {scrub(refusal.strip())[:300]}")
+        raise ContentRefusedError(
+            f"the model refused: {scrub(refusal.strip())[:300]}", provider="planner"
+        )
     if finish == "content_filter":
-        raise PlannerRefusedError(
-            "the model's answer was blocked by a content filter; rephrase the prompt"
+        raise ContentRefusedError(
+            "the model's answer was blocked by a content filter; rephrase the prompt",
+            provider="planner",
         )
     content = message.get("content")
     if isinstance(content, list):  # some servers return content parts
@@ -774,9 +838,7 @@ async def aplan(
             _ask(chat, config, messages, modes, max_tasks, warnings), config.timeout
         )
     except asyncio.TimeoutError:
-        raise PlannerTimeoutError(
-            f"planner LLM at {config.base_url} did not answer within {config.timeout:g} s"
-        ) from None
+        raise _timed_out(config) from None
     finally:
         await chat.aclose()
     reply, _finish = _message(data)
@@ -889,9 +951,7 @@ async def aenhance(
     try:
         data = await asyncio.wait_for(chat.complete(body), config.timeout)
     except asyncio.TimeoutError:
-        raise PlannerTimeoutError(
-            f"planner LLM at {config.base_url} did not answer within {config.timeout:g} s"
-        ) from None
+        raise _timed_out(config) from None
     except ProviderError as exc:
         raise _translate(exc, config) from None
     finally:

@@ -67,6 +67,9 @@ class GenerationRequest:
     mask: InputImage | None = None
     task_id: str | None = None
     attempt: int = 1
+    #: the runner's attempt timeout in seconds (``None``: none); a provider that times
+    #: its attempts itself (:attr:`Provider.own_timeout`) applies it to the part it controls
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class Provider(abc.ABC):
     label: ClassVar[str] = ""
     #: default per-provider concurrency cap (``None``: only the runner's global limit)
     max_concurrency: int | None = None
+    #: True: the provider bounds each attempt itself (ComfyUI counts the attempt timeout
+    #: from when its server starts the prompt, not while it waits in a shared queue), so
+    #: the runner passes the timeout in :attr:`GenerationRequest.timeout` and sets none
+    own_timeout: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def generate(

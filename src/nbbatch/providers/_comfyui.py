@@ -13,7 +13,9 @@ One attempt: upload the inputs (``POST /upload/image``), open the WebSocket
 follow ``progress``/``executing`` events until ``executing`` with ``node: null``, read
 ``GET /history/{id}`` and download each output with ``GET /view``. When the WebSocket
 cannot connect (a proxy that does not pass it, say) the provider polls ``/history``
-instead. Cancelling deletes the prompt from the queue and interrupts it.
+instead. Cancelling deletes the prompt from the queue and interrupts it. A prompt that
+leaves the queue without running (cleared, a restart) fails the attempt (retryable);
+a server that stops answering is waited for (bounded) instead of failing the attempt.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import json
 import logging
 import os
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -36,12 +39,17 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from ..core._errors import (
+    BadRequestError,
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
+    ProviderConnectionError,
     ProviderError,
+    ProviderTimeoutError,
     ServerError,
+    ServerUnavailableError,
 )
+from ..core._retry import Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
@@ -61,6 +69,15 @@ log = logging.getLogger("nbbatch")
 T = TypeVar("T")
 
 INFO = provider_info("comfyui")
+#: how often one step (upload, queueing, waiting) goes through "server down, back up"
+#: before its error is final: a server that answers probes yet fails the real calls
+_OUTAGES = 3
+#: drawn seeds stay below this (exact in JSON and JavaScript numbers), and below the
+#: mapped input's own maximum; when /object_info cannot tell, below 2**31-1, the
+#: smallest maximum common among seed inputs (API nodes, many custom nodes)
+_SEED_DRAW_MAX = 2**48 - 1
+_VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
+_SEED_FALLBACK_MAX = 2**31 - 1
 DEFAULT_BASE_URL: str = INFO.default_base_url or ""
 
 #: The minimal txt2img graph from ComfyUI's own examples (input names are the real ones).
@@ -184,11 +201,55 @@ class WorkflowMapping:
                     f"mapping {f.name}: node {node_id} ({node.get('class_type')}) has no "
                     f"input {input_name!r} (inputs: {', '.join(sorted(inputs))})"
                 )
+            link = inputs[input_name]
+            if isinstance(link, list):
+                source = str(link[0]) if link else "?"
+                raise ConfigError(
+                    f"mapping {f.name}: input {input_name!r} of node {node_id} "
+                    f"({node.get('class_type')}) is linked to the output of node {source} "
+                    f"({_class(graph, source) or '?'}), so a value put there would cut the "
+                    "link; map an input that holds a value, e.g. the text of the node that "
+                    "makes it"
+                )
 
 
-_SAMPLERS = {
+#: sampler class -> (seed, steps, cfg, sampler name, denoise) inputs on the node itself
+_SAMPLERS: dict[str, tuple[str | None, ...]] = {
     "KSampler": ("seed", "steps", "cfg", "sampler_name", "denoise"),
     "KSamplerAdvanced": ("noise_seed", "steps", "cfg", "sampler_name", None),
+    "SamplerCustom": ("noise_seed", None, "cfg", None, None),
+    "SamplerCustomAdvanced": (None, None, None, None, None),
+}
+#: inputs holding an encoder's prompt text, most specific first
+_TEXT_INPUTS = ("text", "prompt", "user_prompt", "t5xxl", "text_g", "clip_l", "llama", "value")
+#: conditioning inputs a pass-through node (FluxGuidance, ReferenceLatent...) is fed by
+_CONDITIONING_INPUTS = ("conditioning", "conditioning_to", "cond", "conditioning_1")
+#: words a node title may be (case-insensitive) to mark the slot it holds
+_TITLES = {
+    "prompt": "prompt",
+    "positive": "prompt",
+    "positive prompt": "prompt",
+    "negative": "negative",
+    "negative prompt": "negative",
+    "seed": "seed",
+    "width": "width",
+    "height": "height",
+    "steps": "steps",
+    "cfg": "cfg",
+    "image": "image",
+    "batch_size": "batch_size",
+    "batch size": "batch_size",
+}
+_TITLE_INPUTS = {
+    "prompt": _TEXT_INPUTS,
+    "negative": _TEXT_INPUTS,
+    "seed": ("seed", "noise_seed", "value"),
+    "width": ("width", "value"),
+    "height": ("height", "value"),
+    "steps": ("steps", "value"),
+    "cfg": ("cfg", "value"),
+    "image": ("image",),
+    "batch_size": ("batch_size", "value"),
 }
 
 
@@ -199,64 +260,227 @@ def _nodes_of(graph: Mapping[str, Any], *classes: str) -> list[str]:
     )
 
 
+def _inputs(graph: Mapping[str, Any], node_id: str) -> Mapping[str, Any]:
+    node = graph.get(node_id)
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    return inputs if isinstance(inputs, Mapping) else {}
+
+
+def _class(graph: Mapping[str, Any], node_id: str) -> str:
+    node = graph.get(node_id)
+    return str(node.get("class_type", "")) if isinstance(node, Mapping) else ""
+
+
 def _linked(graph: Mapping[str, Any], node_id: str, input_name: str) -> str | None:
-    link = graph.get(node_id, {}).get("inputs", {}).get(input_name)
+    link = _inputs(graph, node_id).get(input_name)
     if isinstance(link, list) and link and str(link[0]) in graph:
         return str(link[0])
     return None
 
 
-def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
-    """Find the usual slots in a graph of standard nodes; ambiguous ones stay ``None``."""
-    found: dict[str, Slot | None] = {}
+def _literal(graph: Mapping[str, Any], node_id: str, names: tuple[str, ...]) -> Slot | None:
+    """The first of ``names`` that ``node_id`` holds as a value, or that a primitive node
+    linked there holds (a ``PrimitiveInt`` feeding ``width``, say)."""
+    inputs = _inputs(graph, node_id)
+    for name in names:
+        if name not in inputs:
+            continue
+        if not isinstance(inputs[name], list):
+            return node_id, name
+        source = _primitive(graph, _linked(graph, node_id, name))
+        if source is not None:
+            return source
+    return None
+
+
+def _primitive(graph: Mapping[str, Any], node_id: str | None, depth: int = 0) -> Slot | None:
+    """The primitive node's ``value`` feeding an input: directly, or through a switch
+    (``ComfySwitchNode``: the branch holding the person's own text, e.g. the raw prompt
+    next to an LLM-enhanced one, is tried first as ``on_false``)."""
+    if node_id is None or depth > 5:
+        return None
+    inputs = _inputs(graph, node_id)
+    if "value" in inputs and not isinstance(inputs["value"], list):
+        return node_id, "value"
+    if "on_true" in inputs or "on_false" in inputs:
+        for branch in ("on_false", "on_true"):
+            found = _primitive(graph, _linked(graph, node_id, branch), depth + 1)
+            if found is not None:
+                return found
+        return None
+    links = [name for name, value in inputs.items() if isinstance(value, list)]
+    if len(links) == 1:  # a pass-through (PreviewAny shows the text and hands it on)
+        return _primitive(graph, _linked(graph, node_id, links[0]), depth + 1)
+    return None
+
+
+def _encoder_text(graph: Mapping[str, Any], start: str | None, side: str) -> Slot | None:
+    """Follow conditioning back from a sampler (or guider) input to the prompt's text."""
+    node_id: str | None = start
+    seen: set[str] = set()
+    while node_id is not None and node_id not in seen and len(seen) < 30:
+        seen.add(node_id)
+        inputs = _inputs(graph, node_id)
+        # an encoder: holds its text (or takes it from a text primitive)
+        if "clip" in inputs or _class(graph, node_id).startswith(("CLIPTextEncode", "TextEncode")):
+            slot = _literal(graph, node_id, _TEXT_INPUTS)
+            if slot is not None and isinstance(_inputs(graph, slot[0])[slot[1]], str):
+                return slot
+        # a pass-through: the same side (ControlNetApplyAdvanced), else its conditioning
+        following = _linked(graph, node_id, side)
+        if following is None:
+            for name in _CONDITIONING_INPUTS:
+                following = _linked(graph, node_id, name)
+                if following is not None:
+                    break
+        node_id = following
+    return None
+
+
+def _latent_source(graph: Mapping[str, Any], start: str | None) -> str | None:
+    """The node making a sampler's starting latent (through single-input nodes)."""
+    node_id: str | None = start
+    seen: set[str] = set()
+    while node_id is not None and node_id not in seen and len(seen) < 30:
+        seen.add(node_id)
+        inputs = _inputs(graph, node_id)
+        if _class(graph, node_id) in _SAMPLERS:
+            return node_id
+        if "width" in inputs and "height" in inputs and _class(graph, node_id).startswith("Empty"):
+            return node_id
+        node_id = _linked(graph, node_id, "samples") or _linked(graph, node_id, "latent")
+    return node_id
+
+
+def _base_sampler(graph: Mapping[str, Any]) -> str | None:
+    """The sampler that starts the picture: not fed by another sampler (base, not refiner
+    or hires pass); among several, the one whose latent comes from an empty latent."""
     samplers = _nodes_of(graph, *_SAMPLERS)
-    sampler = samplers[0] if len(samplers) == 1 else None
+    starting = [
+        s
+        for s in samplers
+        if _class(graph, _latent_source(graph, _linked(graph, s, "latent_image")) or "")
+        not in _SAMPLERS
+    ]
+    if len(starting) > 1:
+        empty = [
+            s
+            for s in starting
+            if _class(
+                graph, _latent_source(graph, _linked(graph, s, "latent_image")) or ""
+            ).startswith("Empty")
+        ]
+        starting = empty if len(empty) == 1 else starting
+    return starting[0] if len(starting) == 1 else None
+
+
+def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
+    """Find the usual slots in a graph of standard nodes; ambiguous ones stay ``None``.
+
+    The prompt and negative are traced back from the sampler through single-input nodes
+    (``FluxGuidance``, ``ControlNetApplyAdvanced``, ``ReferenceLatent``...) to a text
+    encoder of any kind; ``SamplerCustomAdvanced`` is read through its guider, noise
+    (``RandomNoise.noise_seed``) and scheduler; with two samplers (base + refiner, a hires
+    pass) the one that starts the picture counts; the size comes from any
+    ``Empty*LatentImage``. A node titled ``prompt``, ``negative``, ``seed``, ``width``...
+    (``_meta.title``) marks that slot, over what was detected. Only inputs holding a value
+    (not a link) are mapped.
+    """
+    found: dict[str, Slot | None] = {}
+    sampler = _base_sampler(graph)
     if sampler is not None:
-        seed, steps, cfg, sampler_name, denoise = _SAMPLERS[graph[sampler]["class_type"]]
-        found.update(
-            seed=(sampler, seed),
-            steps=(sampler, steps),
-            cfg=(sampler, cfg),
-            sampler=(sampler, sampler_name),
-            denoise=(sampler, denoise) if denoise else None,
+        seed, steps, cfg, sampler_name, denoise = _SAMPLERS[_class(graph, sampler)]
+        positive, negative = (
+            _linked(graph, sampler, "positive"),
+            _linked(graph, sampler, "negative"),
         )
-        for field, side in (("prompt", "positive"), ("negative", "negative")):
-            source = _linked(graph, sampler, side)
-            taken = found.get("prompt")
-            if (
-                source is not None
-                and graph[source].get("class_type") == "CLIPTextEncode"
-                and (taken is None or taken[0] != source)  # one node feeding both sides
+        steps_node, cfg_node = sampler, sampler
+        if _class(graph, sampler) == "SamplerCustomAdvanced":
+            noise = _linked(graph, sampler, "noise")
+            if noise is not None and "noise_seed" in _inputs(graph, noise):
+                found["seed"] = _literal(graph, noise, ("noise_seed",))
+            guider = _linked(graph, sampler, "guider")
+            if guider is not None:
+                cfg_node = guider
+                positive = (
+                    _linked(graph, guider, "positive")
+                    or _linked(graph, guider, "cond1")
+                    or _linked(graph, guider, "conditioning")
+                )
+                negative = _linked(graph, guider, "negative")
+            sigmas = _linked(graph, sampler, "sigmas")
+            if sigmas is not None:
+                steps_node = sigmas
+                found["steps"] = _literal(graph, sigmas, ("steps",))
+                found["denoise"] = _literal(graph, sigmas, ("denoise",))
+            chooser = _linked(graph, sampler, "sampler")
+            if chooser is not None:
+                found["sampler"] = _literal(graph, chooser, ("sampler_name",))
+            found["cfg"] = _literal(graph, cfg_node, ("cfg",))
+        else:
+            for field, name, node in (
+                ("seed", seed, sampler),
+                ("steps", steps, steps_node),
+                ("cfg", cfg, cfg_node),
+                ("sampler", sampler_name, sampler),
+                ("denoise", denoise, sampler),
             ):
-                found[field] = (source, "text")
-        latent = _linked(graph, sampler, "latent_image")
-        if latent is not None and graph[latent].get("class_type") == "EmptyLatentImage":
+                if name is not None:
+                    found[field] = _literal(graph, node, (name,))
+        found["prompt"] = _encoder_text(graph, positive, "positive")
+        negative_slot = _encoder_text(graph, negative, "negative")
+        if negative_slot is not None and negative_slot != found["prompt"]:
+            found["negative"] = negative_slot  # not one node feeding both sides
+        elif negative_slot is not None and negative_slot[0] == (positive or ""):
+            # one encoder making both sides (TextEncodeQwenImage21: prompt and
+            # negative_prompt, outputs 0 and 1)
+            found["negative"] = _literal(graph, negative_slot[0], ("negative_prompt",))
+        latent = _latent_source(graph, _linked(graph, sampler, "latent_image"))
+        if latent is not None and _class(graph, latent).startswith("Empty"):
             found.update(
-                width=(latent, "width"),
-                height=(latent, "height"),
-                batch_size=(latent, "batch_size"),
+                width=_literal(graph, latent, ("width",)),
+                height=_literal(graph, latent, ("height",)),
+                batch_size=_literal(graph, latent, ("batch_size",)),
             )
-    if "width" not in found:
-        latents = _nodes_of(graph, "EmptyLatentImage")
+    if found.get("width") is None:
+        latents = [
+            k
+            for k in _nodes_of(graph, *{_class(graph, n) for n in graph})
+            if _class(graph, k).startswith("Empty")
+            and "Latent" in _class(graph, k)
+            and {"width", "height"} <= set(_inputs(graph, k))
+        ]
         if len(latents) == 1:
             found.update(
-                width=(latents[0], "width"),
-                height=(latents[0], "height"),
-                batch_size=(latents[0], "batch_size"),
+                width=_literal(graph, latents[0], ("width",)),
+                height=_literal(graph, latents[0], ("height",)),
+                batch_size=_literal(graph, latents[0], ("batch_size",)),
             )
     loaders = _nodes_of(graph, "LoadImage")
     if len(loaders) == 1:
-        found["image"] = (loaders[0], "image")
+        found["image"] = _literal(graph, loaders[0], ("image",))
     checkpoints = _nodes_of(graph, "CheckpointLoaderSimple")
     if len(checkpoints) == 1:
-        found["model"] = (checkpoints[0], "ckpt_name")
-    # Only keep slots whose input really exists (a custom node may differ).
-    keep: dict[str, Any] = {
-        name: slot
-        for name, slot in found.items()
-        if slot is not None and slot[1] in graph.get(slot[0], {}).get("inputs", {})
-    }
+        found["model"] = _literal(graph, checkpoints[0], ("ckpt_name",))
+    found.update(_titled(graph))
+    keep: dict[str, Any] = {name: slot for name, slot in found.items() if slot is not None}
     return WorkflowMapping(**keep)
+
+
+def _titled(graph: Mapping[str, Any]) -> dict[str, Slot]:
+    """Slots marked by node title (``_meta.title``), e.g. a node titled "prompt"."""
+    marked: dict[str, Slot] = {}
+    for node_id in sorted(graph, key=lambda k: (len(k), k)):
+        node = graph[node_id]
+        meta = node.get("_meta") if isinstance(node, Mapping) else None
+        title = meta.get("title") if isinstance(meta, Mapping) else None
+        field = _TITLES.get(str(title).strip().lower()) if isinstance(title, str) else None
+        if field is None or field in marked:
+            continue
+        slot = _literal(graph, node_id, _TITLE_INPUTS[field])
+        if slot is not None:
+            marked[field] = slot
+    return marked
 
 
 def load_workflow(workflow: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
@@ -297,7 +521,10 @@ def node_errors_message(body: Any) -> str:
     parts: list[str] = []
     error = body.get("error")
     if isinstance(error, Mapping):
-        parts.append(str(error.get("message") or error.get("type") or "invalid prompt"))
+        text = str(error.get("message") or error.get("type") or "invalid prompt")
+        details = str(error.get("details") or "").strip()
+        # "Cannot execute because node X does not exist." + "Node ID '#50'"
+        parts.append(f"{text} ({details})" if details and details not in text else text)
     elif isinstance(error, str):
         parts.append(error)
     node_errors = body.get("node_errors")
@@ -314,8 +541,67 @@ def node_errors_message(body: Any) -> str:
                 text = str(err.get("message") or err.get("type") or "error")
                 details = str(err.get("details") or "")
                 where = f"node {node_id} ({cls})" + (f" input {name!r}" if name else "")
-                parts.append(f"{where}: {text}" + (f" - {details}" if details else ""))
+                # the details of a range error are just the input's name again
+                extra = details if details and details != name and details != text else ""
+                parts.append(f"{where}: {text}" + (f" ({extra})" if extra else ""))
     return scrub("; ".join(parts))
+
+
+@dataclass
+class _Run:
+    """One prompt on the server, as :meth:`ComfyUIProvider.generate` follows it."""
+
+    prompt_id: str
+    graph: Mapping[str, Any]
+    #: when the server accepted it, and when it started running it (``None``: queued)
+    queued_at: float
+    started_at: float | None = None
+    #: POST /prompt was sent (the server may hold it) / it ended or is known gone
+    sent: bool = False
+    settled: bool = False
+    ws: Any = None
+    #: the last progress fraction reported, and one held for the preview that follows
+    fraction: float | None = None
+    pending: float | None = None
+    #: a sampler reports steps (then node-level ``progress_state`` is not used)
+    steps_seen: bool = False
+    #: nodes the server answered from its cache (``execution_cached``)
+    cached: set[str] = field(default_factory=set)
+    #: how far each node is (0..1), from ``progress_state``
+    nodes: dict[str, float] = field(default_factory=dict)
+
+
+#: an example mapping for each parameter a workflow may lack an input for
+_EXAMPLES = {
+    "an input image": "{'image': '10.image'}",
+    "a negative prompt": "{'negative': '7.text'}",
+    "n > 1": "{'batch_size': '5.batch_size'}",
+    "a size": "{'width': '5.width', 'height': '5.height'}",
+    "steps": "{'steps': '3.steps'}",
+    "cfg_scale": "{'cfg': '3.cfg'}",
+    "a sampler": "{'sampler': '3.sampler_name'}",
+    "strength": "{'denoise': '3.denoise'}",
+    "a model": "{'model': '4.ckpt_name'}",
+    "a seed": "{'seed': '3.seed'}",
+}
+
+
+class _GaveUp(ProviderError):
+    """The server stayed down past ``server_wait``: ends the probing (not retryable)."""
+
+    retryable = False
+
+
+#: a call through a restart: each connection failure waits for the server (in the
+#: retry hook), then the call is made again, with no pause of its own
+_RESTART_RETRY = RetryPolicy(
+    name="server-restart",
+    max_retries=_OUTAGES,
+    base_delay=0.0,
+    max_delay=0.0,
+    jitter=(1.0, 1.0),
+    retry_timeouts=False,
+)
 
 
 def _classify(response: httpx.Response, err: ProviderError) -> ProviderError:
@@ -342,11 +628,17 @@ class ComfyUIProvider(Provider):
     checkpoint file name of a ``CheckpointLoaderSimple``) when a task's ``Params.model``
     is unset. ``websocket=False`` always polls ``/history`` every
     ``poll_interval`` seconds.
+
+    Time: the attempt timeout (the runner's, or ``run_timeout``) counts from when the
+    server starts the prompt; ``queue_timeout`` bounds the time it waits in ComfyUI's
+    queue. When the server stops answering (a restart) an attempt waits up to
+    ``server_wait`` seconds for it, then raises :class:`ServerUnavailableError`.
     """
 
     name: ClassVar[str] = INFO.name
     label: ClassVar[str] = INFO.label
     capabilities: Capabilities = INFO.capabilities
+    own_timeout: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -358,6 +650,9 @@ class ComfyUIProvider(Provider):
         websocket: bool = True,
         poll_interval: float = 0.5,
         idle_check: float = 5.0,
+        queue_timeout: float | None = 3600.0,
+        run_timeout: float | None = None,
+        server_wait: float = 90.0,
         timeouts: Timeouts | None = None,
         max_download_bytes: int = 100 * 1024 * 1024,
         max_concurrency: int | None = None,
@@ -386,6 +681,22 @@ class ComfyUIProvider(Provider):
         self.websocket = websocket
         self.poll_interval = poll_interval
         self.idle_check = idle_check
+        self.queue_timeout = queue_timeout
+        self.run_timeout = run_timeout
+        self.server_wait = server_wait
+        #: seconds between ``/queue`` looks when polling, and at least between two looks
+        #: prompted by ``status`` broadcasts (a busy server sends many)
+        self.queue_check = 2.0
+        self.status_check = 1.0
+        #: first pause between probes of a server that does not answer (doubles to 5 s)
+        self.server_probe_interval = 0.5
+        #: attempts now waiting for the server to answer again; outages lived through
+        self.waiting_for_server = 0
+        self.outages = 0
+        self._down_since: float | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        #: seed input maxima read from /object_info, per node class (once per server)
+        self._seed_limits: dict[str, tuple[int, int] | None] = {}
         self.max_download_bytes = max_download_bytes
         self.max_concurrency = max_concurrency
         #: tries (and first pause) for a /history poll or /view download once queued
@@ -426,10 +737,21 @@ class ComfyUIProvider(Provider):
         }
         missing = [what for what, bad in needs.items() if bad]
         if missing:
+            # the example names the first missing field's own mapping key
+            example = _EXAMPLES[missing[0]]
             raise NotSupportedError(
                 f"this ComfyUI workflow has no input mapped for {', '.join(missing)}; add "
-                "the node input to mapping= (e.g. mapping={'negative': '7.text'}) or clear "
-                "the parameter",
+                f"the node input to mapping= (e.g. mapping={example}) or a node titled "
+                "for it, or clear the parameter",
+                task_id=request.task_id,
+            )
+        if mapping.image is not None and not request.images:
+            node_id, _ = mapping.image
+            raise NotSupportedError(
+                f"this ComfyUI workflow loads an input image (node {node_id}, "
+                f"{self._graph_for(request)[0][node_id].get('class_type')}) and the task has "
+                "none; add a reference image to the task (the workflow's own default image "
+                "is not used silently)",
                 task_id=request.task_id,
             )
         if mapping.prompt is None:
@@ -448,9 +770,17 @@ class ComfyUIProvider(Provider):
 
     # ------------------------------------------------------------------ graph
     def build_graph(
-        self, request: GenerationRequest, uploaded: list[str] | None = None
-    ) -> tuple[dict[str, Any], int]:
-        """The graph for ``request`` with its fields filled in, and the seed used."""
+        self,
+        request: GenerationRequest,
+        uploaded: list[str] | None = None,
+        *,
+        seed_range: tuple[int, int] | None = None,
+    ) -> tuple[dict[str, Any], int | None]:
+        """The graph for ``request`` with its fields filled in, and the seed used.
+
+        ``seed_range`` is the mapped seed input's (min, max) from ``/object_info``; a
+        drawn seed stays inside it. No seed is drawn (``None``) when none is mapped.
+        """
         base, mapping = self._graph_for(request)
         graph = copy.deepcopy(base)
         p = request.params
@@ -461,7 +791,14 @@ class ComfyUIProvider(Provider):
 
         # A workflow's own fixed seed would give every task the same picture: a task
         # without a seed gets a fresh random one, recorded with its images.
-        seed = p.seed if p.seed is not None and p.seed >= 0 else self._rng.randrange(2**48)
+        seed: int | None = None
+        if mapping.seed is not None:
+            low, high = seed_range or (0, _SEED_FALLBACK_MAX)
+            high = min(high, _SEED_DRAW_MAX)
+            if p.seed is not None and p.seed >= 0:
+                seed = p.seed
+            else:
+                seed = self._rng.randint(max(0, low), max(0, low, high))
         put(mapping.prompt, request.prompt)
         put(mapping.negative, p.negative_prompt or ("" if self.builtin else None))
         put(mapping.seed, seed)
@@ -496,49 +833,110 @@ class ComfyUIProvider(Provider):
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
     ) -> list[ImageData]:
         self.validate(request)
-        uploaded = [await self._upload(im.data, im.mime, request) for im in request.images]
-        graph, seed = self.build_graph(request, uploaded)
+        uploaded = [
+            await self._while_up(partial(self._upload, im.data, im.mime, request), request)
+            for im in request.images
+        ]
+        seed_range = await self._while_up(partial(self._seed_range, request), request)
+        graph, seed = self.build_graph(request, uploaded, seed_range=seed_range)
         client_id = uuid.uuid4().hex
-        ws = await self._connect_ws(client_id) if self.websocket else None
         # Choosing the id ourselves (newer servers accept it; older ones ignore it and
-        # answer their own) lets a cancel during POST /prompt still dequeue the run.
-        prompt_id = str(uuid.uuid4())
+        # answer their own) lets a cancel during POST /prompt still dequeue the run, and
+        # tells after a lost connection whether the server got the prompt.
+        run = _Run(str(uuid.uuid4()), graph, queued_at=self._clock())
+        run.ws = await self._connect_ws(client_id) if self.websocket else None
         try:
             try:
-                answer = await self._http.json(
-                    "POST",
-                    "/prompt",
-                    json={"prompt": graph, "client_id": client_id, "prompt_id": prompt_id},
-                    task_id=request.task_id,
-                )
-                if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
-                    raise MalformedResponseError(
-                        f"{self.name}: POST /prompt answered without a prompt_id",
-                        provider=self.name,
-                        task_id=request.task_id,
-                    )
-                prompt_id = answer["prompt_id"]
-                if ws is not None:
-                    await self._follow_ws(ws, prompt_id, request, on_progress)
-                entry = await self._wait_history(prompt_id, request)
+                await self._submit(run, client_id, request)
+                entry = await self._await_result(run, client_id, request, on_progress)
             except asyncio.CancelledError:
-                await self._cancel(prompt_id)
+                if run.sent and not run.settled:
+                    await self._cancel(run.prompt_id)
                 raise
+            except ServerUnavailableError:
+                raise  # nothing answers: no cancel can reach it (a restart lost it anyway)
             except ProviderError as exc:
-                # /history kept failing (retryable): the runner's next attempt queues the
-                # graph again, so this run must not go on using the GPU meanwhile.
-                if exc.retryable:
-                    await self._cancel(prompt_id)
+                # The runner's next attempt queues the graph again, so this run must not
+                # go on using the GPU meanwhile (a prompt never accepted needs nothing).
+                if exc.retryable and run.sent and not run.settled:
+                    await self._cancel(run.prompt_id)
                 raise
             # finished: the outputs stay on the server, so /view retries are harmless
-            images = await self._collect(entry, prompt_id, seed, request)
+            images = await self._collect(entry, run, seed, request)
         finally:
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 2.0)
+            if run.ws is not None:
+                await self._close_ws(run.ws)
         if on_progress is not None:
             on_progress(1.0, None)
         return images
+
+    async def _seed_range(self, request: GenerationRequest) -> tuple[int, int] | None:
+        """(min, max) of the mapped seed input, from ``/object_info`` (once per class)."""
+        graph, mapping = self._graph_for(request)
+        if mapping.seed is None or (request.params.seed is not None and request.params.seed >= 0):
+            return None
+        node_id, input_name = mapping.seed
+        cls = str(graph[node_id].get("class_type"))
+        key = f"{cls}.{input_name}"
+        if key not in self._seed_limits:
+            self._seed_limits[key] = await self._input_range(cls, input_name, request)
+        return self._seed_limits[key]
+
+    async def _input_range(
+        self, cls: str, input_name: str, request: GenerationRequest
+    ) -> tuple[int, int] | None:
+        try:
+            body = await self._http.json("GET", f"/object_info/{cls}", task_id=request.task_id)
+        except ProviderConnectionError:
+            raise  # the server is down: the attempt's own wait handles it
+        except ProviderError as exc:
+            log.info("%s: /object_info/%s unavailable (%s)", self.name, cls, exc)
+            return None
+        schema = body.get(cls) if isinstance(body, Mapping) else None
+        inputs = schema.get("input") if isinstance(schema, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            return None
+        for group in ("required", "optional"):
+            spec = inputs.get(group)
+            entry = spec.get(input_name) if isinstance(spec, Mapping) else None
+            if isinstance(entry, list) and len(entry) > 1 and isinstance(entry[1], Mapping):
+                low, high = entry[1].get("min", 0), entry[1].get("max")
+                if isinstance(high, int) and isinstance(low, int) and high >= max(low, 0):
+                    return low, high
+        return None
+
+    async def _submit(self, run: _Run, client_id: str, request: GenerationRequest) -> None:
+        """``POST /prompt``; through a restart, queue it once the server answers again."""
+        body = {"prompt": run.graph, "client_id": client_id, "prompt_id": run.prompt_id}
+        broke = False
+
+        async def post() -> Any:
+            nonlocal broke
+            if broke:
+                # the POST may have reached the server before the connection broke
+                state, _ = await self._whereabouts(run.prompt_id, request)
+                if state is not None:
+                    return {"prompt_id": run.prompt_id}
+            run.sent = True
+            try:
+                return await self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+            except ProviderConnectionError:
+                broke = True
+                raise
+            except ProviderError as exc:
+                if exc.status_code is not None:
+                    run.sent = False  # the server answered an error: nothing was queued
+                raise
+
+        answer = await self._while_up(post, request)
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+            raise MalformedResponseError(
+                f"{self.name}: POST /prompt answered without a prompt_id",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+        run.prompt_id = answer["prompt_id"]
+        run.queued_at = self._clock()
 
     async def _upload(self, data: bytes, mime: str, request: GenerationRequest) -> str:
         ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
@@ -572,6 +970,15 @@ class ComfyUIProvider(Provider):
             )
         )
 
+    @staticmethod
+    async def _close_ws(ws: Any) -> None:
+        """Close the socket; one whose closing handshake stalls is cut (never leaked)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 2.0)
+        transport = getattr(ws, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
     async def _connect_ws(self, client_id: str) -> Any:
         from websockets.asyncio.client import connect
 
@@ -587,57 +994,313 @@ class ComfyUIProvider(Provider):
             log.info("%s: WebSocket unavailable (%s); polling /history instead", self.name, exc)
             return None
 
-    async def _follow_ws(
+    async def _await_result(
         self,
-        ws: Any,
-        prompt_id: str,
+        run: _Run,
+        client_id: str,
         request: GenerationRequest,
         on_progress: ProgressCallback | None,
-    ) -> None:
-        """Read events until this prompt finishes; return early if the socket drops."""
+    ) -> Mapping[str, Any]:
+        """Follow the prompt until its history entry is there; raise if it cannot be.
+
+        Events for this prompt come over the socket. When none came for ``idle_check``
+        seconds (queued behind other work, or an event was missed) — however chatty the
+        server's ``status`` broadcasts — ``/history`` and ``/queue`` say where it is; a
+        ``status`` broadcast while it waits (the queue changed: cleared, say) makes that
+        check at once. Without a socket, ``/history`` is polled and ``/queue`` looked at
+        every ``queue_check`` seconds. A prompt that is neither running nor pending and
+        has no history was removed from the queue: a retryable failure.
+        """
+        run_limit = self.run_timeout if self.run_timeout is not None else request.timeout
+        last_own = last_check = self._clock()
+        check_now = False
+        reconnects = 0
+        outages = self.outages
         while True:
+            now = self._clock()
+            self._check_deadlines(run, run_limit, now, request)
+            if self.outages != outages:
+                # the server went away and came back meanwhile: events were missed, and
+                # the socket (which the restart closed) may be had again
+                outages, check_now, last_check = self.outages, True, 0.0
+                if run.ws is None and self.websocket and reconnects <= 3:
+                    reconnects += 1
+                    run.ws = await self._connect_ws(client_id)
+            if run.ws is None:
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None and (check_now or now - last_check >= self.queue_check):
+                    check_now, last_check = False, now
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
+                await asyncio.sleep(self.poll_interval)
+                continue
+            due = last_check + self.status_check if check_now else last_own + self.idle_check
             try:
-                raw = await asyncio.wait_for(ws.recv(), self.idle_check)
+                raw = await asyncio.wait_for(run.ws.recv(), max(0.0, due - now))
             except asyncio.TimeoutError:
-                # Quiet for a while (queued behind other work, or an event was missed):
-                # the history says whether it is done.
-                if await self._history(prompt_id, request):
-                    return
+                self._flush(run, on_progress)
+                now = self._clock()
+                if now < due:
+                    continue  # an injected clock that has not moved
+                check_now, last_check, last_own = False, now, now
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
+                )
+                if entry is None:
+                    entry = await self._while_up(partial(self._look, run, request), request)
+                if entry is not None:
+                    return entry
                 continue
-            except Exception as exc:  # connection dropped: the history poll takes over
-                log.info("%s: WebSocket closed (%s); polling /history", self.name, exc)
-                return
-            if isinstance(raw, bytes):
-                # binary frames: 4-byte event type; 1 = preview (4-byte format + image)
-                if on_progress is not None and len(raw) > 8 and raw[:4] == b"\0\0\0\1":
-                    on_progress(None, raw[8:])
+            except Exception as exc:  # connection dropped: reconnect, or poll
+                log.info("%s: WebSocket closed (%s)", self.name, exc)
+                await self._close_ws(run.ws)
+                run.ws = None
+                reconnects += 1
+                if reconnects <= 3:
+                    run.ws = await self._connect_ws(client_id)
+                check_now = True  # events may have been missed meanwhile
                 continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
+            outcome = self._on_frame(run, raw, request, on_progress)
+            if outcome == "own":
+                last_own = self._clock()
+            elif outcome == "queue" and run.started_at is None:
+                check_now = True
+            elif outcome == "done":
+                run.settled = True
+                # the history entry is stored before the final "executing" event
+                return await self._while_up(
+                    partial(self._wait_history, run.prompt_id, request), request
+                )
+
+    def _on_frame(
+        self,
+        run: _Run,
+        raw: str | bytes,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+    ) -> str | None:
+        """Handle one socket frame: ``"own"`` (about this prompt), ``"queue"`` (a queue
+        status broadcast), ``"done"`` (this prompt finished) or ``None``."""
+        if isinstance(raw, bytes):
+            # binary frames: 4-byte event type; 1 = preview (4-byte format + image). A
+            # preview follows the progress frame of its step: they are reported together,
+            # so the preview neither resets the fraction nor is thinned away after it.
+            if len(raw) > 8 and raw[:4] == b"\0\0\0\1":
+                if on_progress is not None:
+                    fraction = run.pending if run.pending is not None else run.fraction
+                    run.pending = None
+                    if fraction is not None:
+                        run.fraction = fraction
+                    on_progress(fraction, raw[8:])
+                return "own"
+            return None
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(message, Mapping):
+            return None
+        kind, data = message.get("type"), message.get("data")
+        if not isinstance(data, Mapping):
+            return None
+        if kind == "status":
+            return "queue"
+        if data.get("prompt_id") != run.prompt_id:
+            return None
+        if kind != "progress" and kind != "progress_state":
+            self._flush(run, on_progress)
+        if kind in ("execution_start", "execution_cached", "executing"):
+            if run.started_at is None:
+                run.started_at = self._clock()
+            if kind == "execution_cached" and isinstance(data.get("nodes"), list):
+                run.cached.update(str(n) for n in data["nodes"])
+        if kind == "progress":
+            value, top = data.get("value"), data.get("max")
+            if isinstance(value, (int, float)) and isinstance(top, (int, float)) and top > 0:
+                run.steps_seen = True
+                self._flush(run, on_progress)
+                run.pending = min(0.99, value / top)
+        elif kind == "progress_state":
+            fraction = self._node_progress(run, data.get("nodes"))
+            if fraction is not None and not run.steps_seen:
+                self._flush(run, on_progress)
+                run.pending = fraction
+        elif kind == "execution_error":
+            run.settled = True
+            raise self._execution_error(data, request)
+        elif kind == "execution_interrupted":
+            run.settled = True
+            raise ServerError(
+                f"{self.name}: the run was interrupted on the server (node "
+                f"{data.get('node_id')}); someone pressed Cancel in ComfyUI?",
+                provider=self.name,
+                task_id=request.task_id,
+                retryable=False,
+            )
+        elif kind == "executing" and data.get("node") is None:
+            return "done"  # sent after the history entry is stored
+        return "own"
+
+    @staticmethod
+    def _node_progress(run: _Run, nodes: object) -> float | None:
+        """The share of the graph's nodes done, from a ``progress_state`` event."""
+        if not isinstance(nodes, Mapping) or not run.graph:
+            return None
+        done = run.nodes  # kept across events: a server may send only the nodes that moved
+        done.update({n: 1.0 for n in run.cached})
+        for node_id, state in nodes.items():
+            if not isinstance(state, Mapping):
                 continue
-            if not isinstance(message, Mapping):
-                continue
-            kind, data = message.get("type"), message.get("data")
-            if not isinstance(data, Mapping) or data.get("prompt_id") != prompt_id:
-                continue
-            if kind == "progress" and on_progress is not None:
-                value, top = data.get("value"), data.get("max")
+            if state.get("state") == "finished":
+                done[str(node_id)] = 1.0
+            else:
+                value, top = state.get("value"), state.get("max")
                 if isinstance(value, (int, float)) and isinstance(top, (int, float)) and top > 0:
-                    on_progress(min(0.99, value / top), None)
-            elif kind == "execution_error":
-                raise self._execution_error(data, request)
-            elif kind == "execution_interrupted":
-                raise ServerError(
-                    f"{self.name}: the run was interrupted on the server (node "
-                    f"{data.get('node_id')}); someone pressed Cancel in ComfyUI?",
+                    done[str(node_id)] = max(0.0, min(1.0, value / top))
+        return min(0.99, sum(done.values()) / len(run.graph))
+
+    @staticmethod
+    def _flush(run: _Run, on_progress: ProgressCallback | None) -> None:
+        """Report a progress value held back for a preview that did not come."""
+        if run.pending is not None and on_progress is not None:
+            run.fraction, run.pending = run.pending, None
+            on_progress(run.fraction, None)
+
+    def _check_deadlines(
+        self, run: _Run, run_limit: float | None, now: float, request: GenerationRequest
+    ) -> None:
+        if run.started_at is None:
+            if self.queue_timeout is not None and now - run.queued_at > self.queue_timeout:
+                raise ProviderTimeoutError(
+                    f"{self.name}: the prompt waited {self.queue_timeout:g} s in ComfyUI's "
+                    "queue without starting (other work ahead of it); it is taken off the "
+                    "queue. Raise queue_timeout= to wait longer on a busy server",
                     provider=self.name,
                     task_id=request.task_id,
-                    retryable=False,
                 )
-            elif kind == "executing" and data.get("node") is None:
-                # Sent after the history entry is stored (execution_success comes before).
-                return
+        elif run_limit is not None and now - run.started_at > run_limit:
+            raise ProviderTimeoutError(
+                f"{self.name}: no result {run_limit:g} s after ComfyUI started the prompt; "
+                "it is stopped",
+                provider=self.name,
+                task_id=request.task_id,
+            )
+
+    async def _look(self, run: _Run, request: GenerationRequest) -> Mapping[str, Any] | None:
+        """Where the prompt is: its history entry if done; raise if it left the queue."""
+        state, entry = await self._whereabouts(run.prompt_id, request)
+        if state == "running" and run.started_at is None:
+            run.started_at = self._clock()
+        if state is None:
+            run.settled = True
+            raise ServerError(
+                f"{self.name}: the prompt was removed from ComfyUI's queue before it finished "
+                "(someone cleared the queue, or the server restarted); the next attempt "
+                "queues it again",
+                provider=self.name,
+                task_id=request.task_id,
+                retryable=True,
+            )
+        return entry
+
+    async def _whereabouts(
+        self, prompt_id: str, request: GenerationRequest
+    ) -> tuple[str | None, Mapping[str, Any] | None]:
+        """``("running" | "pending" | "unknown", None)``, ``("done", entry)`` or
+        ``(None, None)`` when the server has never heard of it (or lost it)."""
+        state = await self._queue_state(prompt_id, request.task_id, retry=True)
+        if state in ("running", "pending"):
+            return state, None
+        # ComfyUI stores the history entry before it takes a prompt off "running", so a
+        # prompt absent from the queue above is in the history if it finished.
+        entry = await self._history(prompt_id, request)
+        if entry is not None:
+            return "done", entry
+        return (None, None) if state == "absent" else ("unknown", None)
+
+    async def _queue_state(self, prompt_id: str, task_id: str | None, *, retry: bool) -> str:
+        """``"running"``, ``"pending"``, ``"absent"`` or ``"unknown"``, from ``GET /queue``."""
+        call = partial(self._http.json, "GET", "/queue", task_id=task_id)
+        body = await (self._fetch(call) if retry else call())
+        if not isinstance(body, Mapping):
+            return "unknown"
+        for key, name in (("queue_running", "running"), ("queue_pending", "pending")):
+            rows = body.get(key)
+            if not isinstance(rows, list):
+                return "unknown"  # cannot tell: never conclude it is gone
+            # rows are [number, prompt_id, graph, extra, outputs]
+            if any(isinstance(r, list) and len(r) > 1 and r[1] == prompt_id for r in rows):
+                return name
+        return "absent"
+
+    async def _wait_for_server(self, error: ProviderError, request: GenerationRequest) -> None:
+        """Wait (at most ``server_wait`` s) until the server answers again, or raise."""
+        started = self._clock()
+        if self._down_since is None:
+            self._down_since = started
+            log.warning(
+                "%s: the server at %s does not answer (%s); waiting up to %g s for it",
+                self.name,
+                self.base_url,
+                error,
+                self.server_wait,
+            )
+        last = error
+
+        async def probe() -> None:
+            nonlocal last
+            try:
+                await self._http.request("GET", "/system_stats", task_id=request.task_id)
+            except (ProviderConnectionError, ProviderTimeoutError) as exc:
+                last = exc
+                if self._clock() - started >= self.server_wait:
+                    raise _GaveUp(str(exc)) from None
+                raise
+            except ProviderError:
+                pass  # it answers (even an error page): it is up
+
+        policy = RetryPolicy(
+            name="server-wait",
+            max_retries=10**6,  # bounded by server_wait, in probe()
+            base_delay=self.server_probe_interval,
+            max_delay=5.0,
+            jitter=(1.0, 1.0),
+        )
+        self.waiting_for_server += 1
+        try:
+            await retrying(probe, policy)
+        except _GaveUp:
+            raise ServerUnavailableError(
+                f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
+                f"for {self.server_wait:g} s (last error: {last}); start it again (or "
+                "check the address), then retry the task or resume the run",
+                provider=self.name,
+                task_id=request.task_id,
+            ) from None
+        finally:
+            self.waiting_for_server -= 1
+        self.outages += 1
+        if self._down_since is not None:
+            log.warning("%s: the server at %s answers again", self.name, self.base_url)
+            self._down_since = None
+
+    async def _while_up(self, call: Callable[[], Awaitable[T]], request: GenerationRequest) -> T:
+        """``call()``, through a restart of the server: a connection failure waits for
+        the server (:meth:`_wait_for_server`) and calls again, at most ``_OUTAGES``
+        times; any other error is raised as it is (the runner's attempts handle it)."""
+
+        async def on_retry(retry: Retry) -> None:
+            error = retry.error
+            if not isinstance(error, ProviderConnectionError) or isinstance(
+                error, ServerUnavailableError
+            ):
+                raise error
+            await self._wait_for_server(error, request)
+
+        return await retrying(call, _RESTART_RETRY, on_retry=on_retry)
 
     def _execution_error(self, data: Mapping[str, Any], request: GenerationRequest) -> ServerError:
         node = data.get("node_id")
@@ -686,8 +1349,9 @@ class ComfyUIProvider(Provider):
             await asyncio.sleep(self.poll_interval)
 
     async def _collect(
-        self, entry: Mapping[str, Any], prompt_id: str, seed: int, request: GenerationRequest
+        self, entry: Mapping[str, Any], run: _Run, seed: int | None, request: GenerationRequest
     ) -> list[ImageData]:
+        prompt_id = run.prompt_id
         status = entry.get("status")
         if isinstance(status, Mapping) and status.get("status_str") == "error":
             for message in status.get("messages") or []:
@@ -713,14 +1377,37 @@ class ComfyUIProvider(Provider):
             )
         refs: list[tuple[str, Mapping[str, Any]]] = []
         wanted = self._graph_for(request)[1].output
+        videos: list[str] = []
         for node_id, out in outputs.items():
-            if wanted is not None and node_id != wanted:
+            if (wanted is not None and node_id != wanted) or not isinstance(out, Mapping):
                 continue
-            if isinstance(out, Mapping) and isinstance(out.get("images"), list):
-                refs += [(node_id, im) for im in out["images"] if isinstance(im, Mapping)]
+            animated = out.get("animated")
+            for key in ("images", "gifs", "videos"):
+                for ref in out.get(key) or []:
+                    if not isinstance(ref, Mapping):
+                        continue
+                    name = str(ref.get("filename", ""))
+                    # SaveVideo / SaveWEBM list their file under "images" with
+                    # "animated": [true]; VideoHelperSuite under "gifs"
+                    if (
+                        key != "images"
+                        or name.lower().endswith(_VIDEO_EXTENSIONS)
+                        or (isinstance(animated, list) and any(animated))
+                    ):
+                        videos.append(name)
+                    else:
+                        refs.append((node_id, ref))
         # Saved images are the results; previews only count when nothing was saved.
         saved = [r for r in refs if r[1].get("type", "output") == "output"]
         refs = saved or refs
+        if not refs and videos:
+            raise BadRequestError(
+                f"{self.name}: the workflow's output is a video ({', '.join(videos[:3])}), "
+                "and nbbatch keeps images; end the workflow in a SaveImage node (or map "
+                "output= to a node that saves images)",
+                provider=self.name,
+                task_id=request.task_id,
+            )
         if not refs:
             raise MalformedResponseError(
                 f"{self.name}: the workflow finished without any image output; does it end "
@@ -749,6 +1436,10 @@ class ComfyUIProvider(Provider):
                 "filename": ref.get("filename"),
                 "batch_index": index,
             }
+            if node_id in run.cached:
+                # ComfyUI answered an identical graph from its cache: the same files as
+                # the earlier run (same inputs and seed, so the same picture)
+                info["cached"] = True
             images.append(ImageData(data=data, mime=mime, seed=seed, info=info))
         return images
 
@@ -769,21 +1460,10 @@ class ComfyUIProvider(Provider):
         async def run() -> None:
             # delete first: a prompt still pending can then no longer start
             await self._http.request("POST", "/queue", json={"delete": [prompt_id]})
-            if await self._is_running(prompt_id):
+            if await self._queue_state(prompt_id, None, retry=False) == "running":
                 await self._http.request("POST", "/interrupt", json={"prompt_id": prompt_id})
 
         try:
             await asyncio.wait_for(asyncio.shield(run()), 5.0)
         except (ProviderError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
             log.warning("%s: could not cancel prompt %s: %s", self.name, prompt_id, exc)
-
-    async def _is_running(self, prompt_id: str) -> bool:
-        """Whether ``GET /queue`` lists ``prompt_id`` under ``queue_running``."""
-        body = await self._http.json("GET", "/queue")
-        running = body.get("queue_running") if isinstance(body, Mapping) else None
-        if not isinstance(running, list):
-            return False  # cannot tell: do not risk stopping another prompt
-        # rows are [number, prompt_id, graph, extra, outputs]
-        return any(
-            isinstance(row, list) and len(row) > 1 and row[1] == prompt_id for row in running
-        )

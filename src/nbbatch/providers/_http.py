@@ -31,6 +31,14 @@ one (``Authorization``, ``x-goog-api-key``, ``x-api-key``, any ``*token*`` / ``*
 registered with :func:`~nbbatch.core._secrets.scrub`. The URL's credentials are moved
 into HTTP Basic auth, so the URL httpx logs and puts into errors carries none.
 
+Every body is read through :func:`_read_body`, under the caps of :class:`BodyLimits`
+(decided once, in :data:`BODY_LIMITS`): counted as it arrives and again as it is
+inflated, a step of at most :data:`_INFLATE_STEP` bytes at a time, so neither a gzip bomb
+nor an endless chunked body (whose bytes keep the read timeout from ever firing) can
+hold more than its cap in memory. A 2xx answer over its cap is refused with
+:class:`~nbbatch.core._errors.ResponseTooLargeError`; an error body is cut at its cap and
+the status still decides (a 503 stays retryable).
+
 The ``httpx.AsyncClient`` is made per event loop, on first use: an httpx client's
 connections belong to the loop that opened them, and a provider object may outlive its
 loop (two ``run_sync`` calls with one provider each run their own loop).
@@ -42,10 +50,13 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 import ssl
 import threading
+import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +72,17 @@ from ..core._errors import (
     ProviderError,
     ProviderTimeoutError,
     RateLimitedError,
+    ResponseTooLargeError,
     ServerError,
 )
 from ..core._retry import parse_retry_after
 from ..core._secrets import Secret, scrub, split_url_credentials
+from ..images._decode import DEFAULT_LIMITS, format_bytes
 from ._codec import FAST_JSON, loads
 
 __all__ = [
+    "BODY_LIMITS",
+    "BodyLimits",
     "HttpClient",
     "Timeouts",
     "error_from_exception",
@@ -77,9 +92,201 @@ __all__ = [
 ]
 
 _EXCERPT = 300
+#: an error body is parsed as JSON up to this size, and its start read as text
+_ERROR_JSON_BYTES = 256 * 1024
+_ERROR_TEXT_BYTES = 16 * _EXCERPT
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: JSON bodies above this size are parsed in a worker thread when only the standard
 #: library's parser is there: a 1024x1024 PNG in base64 is ~1.8 MB and ~1.2 ms to parse
 _OFFLOAD_JSON_BYTES = 256 * 1024
+
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The most nbbatch reads of one HTTP answer, in bytes (all caps of the HTTP layer).
+
+    Each cap holds twice: for the bytes as they arrive (compressed or not) and for the
+    body once inflated. ``json``: a JSON answer (its images in base64: a 50 MiB image is
+    67 MiB of text). ``error``: the body of a non-2xx answer; only its first 300
+    characters are shown, so it is cut here, not refused. ``image``: an image download
+    (a provider's ``max_download_bytes`` defaults to it; it is the guarded decoder's
+    own byte cap). ``total``: the most any one answer may be, whatever it is: the cap of
+    a body of no known kind, and the ceiling of every other cap, a provider's own
+    ``max_download_bytes`` included.
+    """
+
+    json: int = 128 * _MIB
+    error: int = 1 * _MIB
+    image: int = DEFAULT_LIMITS.max_bytes
+    total: int = 128 * _MIB
+
+    def __post_init__(self) -> None:
+        for name in ("json", "error", "image", "total"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BodyLimits.{name} must be a whole number >= 1, got {value!r}")
+
+    def cap(self, wanted: int) -> int:
+        """``wanted``, held to :attr:`total`."""
+        return max(1, min(wanted, self.total))
+
+
+#: the caps every HttpClient uses unless it is given its own
+BODY_LIMITS = BodyLimits()
+
+#: the most one step of inflating produces before the event loop takes a turn (a few
+#: ms of zlib on a busy machine; 1 MiB steps held the loop 10-25 ms each there)
+_INFLATE_STEP = 256 * 1024
+#: the content codings nbbatch asks for, and so the only ones it inflates
+_ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _BodyTooLarge(Exception):
+    """The body went over its cap (raised by :func:`_read_body`, turned into words)."""
+
+
+class _Inflater:
+    """One content coding, inflated at most :data:`_INFLATE_STEP` bytes per step."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._inflate: Any = None
+        if coding in ("gzip", "x-gzip"):
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The inflated pieces of ``data``, made one step at a time as they are taken."""
+        if self._inflate is None:
+            # deflate: zlib-wrapped as the standard says, or raw as some servers send it
+            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        while data and not self._inflate.eof:
+            try:
+                piece = self._inflate.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                raise httpx.DecodingError(f"the {self._coding} body is corrupt ({exc})") from None
+            rest = self._inflate.unconsumed_tail
+            if not piece and len(rest) == len(data):
+                return  # no progress (cannot happen with zlib; never spin)
+            data = rest
+            if piece:
+                yield piece
+
+    def flush(self) -> bytes:
+        try:
+            return b"" if self._inflate is None else bytes(self._inflate.flush())
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"the {self._coding} body is corrupt ({exc})") from None
+
+
+async def _read_body(response: httpx.Response, cap: int, *, cut: bool = False) -> bytes:
+    """The body of a streamed ``response``, holding at most ``cap`` bytes at any time.
+
+    Counts the bytes as they arrive and as they come out of each content coding; raises
+    :class:`_BodyTooLarge` past ``cap`` on either count, or with ``cut`` returns the
+    first ``cap`` bytes instead. A coding nbbatch did not ask for is refused.
+    """
+    if response.is_stream_consumed:
+        # a transport that made the response already read (httpx.MockTransport): the
+        # body is in memory already; the cap still decides whether it is used
+        if len(response.content) > cap and not cut:
+            raise _BodyTooLarge
+        return response.content[:cap]
+    codings = [
+        c.strip().lower()
+        for c in response.headers.get("content-encoding", "").split(",")
+        if c.strip() and c.strip().lower() != "identity"
+    ]
+    for coding in codings:
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            raise httpx.DecodingError(
+                f"the answer is in the content coding {coding[:40]!r}, which nbbatch did not "
+                "ask for",
+                request=response.request,
+            )
+    # Content-Encoding lists codings in the order they were applied: undo the last first
+    inflaters = [_Inflater(c) for c in reversed(codings)]
+    declared = response.headers.get("content-length", "")
+    if not cut and declared.isdigit() and int(declared) > cap:
+        raise _BodyTooLarge
+    pieces: list[bytes] = []
+    arrived = size = 0
+
+    def through(data: Iterable[bytes], stage: int) -> Iterator[bytes]:
+        """``data`` inflated by the codings from ``stage`` on, lazily: a piece at a time."""
+        if stage == len(inflaters):
+            yield from data
+            return
+        for piece in data:
+            yield from through(inflaters[stage].feed(piece), stage + 1)
+
+    async def take(data: Iterable[bytes]) -> bool:
+        """Keep ``data``; False once the cap is reached (``cut``)."""
+        nonlocal size
+        for piece in data:
+            if size + len(piece) > cap:
+                if not cut:
+                    raise _BodyTooLarge
+                pieces.append(piece[: cap - size])
+                size = cap
+                return False
+            size += len(piece)
+            pieces.append(piece)
+            if inflaters:
+                # each step of inflating is a few ms of inline work: let every other
+                # task have a turn between two steps, so a bomb held off at the cap
+                # costs the loop no more than one step at a time
+                await asyncio.sleep(0)
+            else:
+                await pass_turn(len(piece))  # a big piece waits its turn in a busy pass
+        return True
+
+    async for raw in response.aiter_raw():
+        arrived += len(raw)
+        if arrived > cap and not cut:
+            raise _BodyTooLarge
+        if not await take(through([raw], 0)):
+            break
+        if arrived > cap:  # cut: the wire alone has given enough
+            break
+    else:
+        for stage, inflater in enumerate(inflaters):
+            await take(through([inflater.flush()], stage + 1))
+        if (
+            declared.isdigit()
+            and arrived < int(declared)
+            and response.request.method != "HEAD"
+            and response.status_code not in (204, 304)
+        ):
+            # a dropped connection some transports do not notice: nothing partial is kept
+            raise httpx.RemoteProtocolError(
+                f"the body was cut short ({arrived:,} of {int(declared):,} bytes)",
+                request=response.request,
+            )
+    return b"".join(pieces)
+
+
+def _rebuilt(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read copy of ``response`` holding ``body`` (inflated: no coding headers left).
+
+    A new response rather than httpx's own read of this one: httpx would inflate the
+    whole body in one call, the very thing the caps are there to stop.
+    """
+    dropped = ("content-encoding", "content-length", "transfer-encoding")
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
+    extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
+    made = httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=response.request,
+        extensions=extensions,
+    )
+    made.history = list(response.history)
+    return made
 
 
 def _parse_json(response: httpx.Response) -> Any:
@@ -108,10 +315,10 @@ class Timeouts:
 def server_message(response: httpx.Response) -> str:
     """The human part of an error body, from the shapes services use; trimmed."""
     text = ""
-    try:
-        body: Any = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    body: Any = None
+    if len(response.content) <= _ERROR_JSON_BYTES:  # a larger one is no error message
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            body = response.json()
     if isinstance(body, Mapping):
         err = body.get("error")
         if isinstance(err, Mapping):
@@ -129,10 +336,16 @@ def server_message(response: httpx.Response) -> str:
         if not text and isinstance(body.get("errors"), list) and body["errors"]:
             text = "; ".join(str(e) for e in body["errors"][:3])
     if not text:
+        head = response.content[:_ERROR_TEXT_BYTES]
         try:
-            text = response.text.strip()
-        except Exception:
-            text = ""
+            text = head.decode(response.encoding or "utf-8", "replace").strip()
+        except LookupError:  # a charset Python does not know
+            text = head.decode("utf-8", "replace").strip()
+        # binary garbage (a body of NUL bytes) says nothing, and as escapes it would
+        # make a 300-character excerpt four times as long
+        text = _CONTROL.sub("", text)
+        if not text and response.content.strip():
+            text = f"(a {format_bytes(len(response.content))} body that is not text)"
     text = " ".join(text.split())
     if len(text) > _EXCERPT:
         text = text[: _EXCERPT - 3] + "..."
@@ -166,6 +379,13 @@ def error_from_response(
             status_code=status,
             task_id=task_id,
         )
+    elif 300 <= status < 400:
+        err = BadRequestError(
+            f"{where}: {_redirect_words(response)}",
+            provider=provider,
+            status_code=status,
+            task_id=task_id,
+        )
     elif status == 408:
         err = ProviderTimeoutError(message, provider=provider, status_code=status, task_id=task_id)
     elif status == 409 or status >= 500:
@@ -178,6 +398,33 @@ def error_from_response(
     if override in ("true", "false"):
         err.retryable = override == "true"
     return err
+
+
+def _redirect_words(response: httpx.Response) -> str:
+    """What a redirect that was not followed says: where to, and what to do."""
+    location = response.headers.get("location", "").strip()
+    if not location:
+        return "the server redirects without saying where to; check the base URL"
+    try:
+        target = response.request.url.join(location)
+    except (httpx.InvalidURL, RuntimeError):
+        return "the server redirects to an address that is not a URL; check the base URL"
+    # scheme, host and path only: a query may carry a signed token, userinfo a password
+    shown = urllib.parse.urlunsplit(
+        (
+            target.scheme,
+            target.netloc.decode("ascii", "replace").rpartition("@")[2],
+            target.path,
+            "",
+            "",
+        )
+    )
+    shown = scrub(shown.encode("ascii", "backslashreplace").decode()[:200])
+    return (
+        f"the server redirects to {shown}; nbbatch does not follow redirects with an API "
+        "key (it could go to another host). If that is the service's address, set the base "
+        "URL to it"
+    )
 
 
 def error_from_exception(
@@ -456,20 +703,6 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
-def _unbind(response: httpx.Response) -> None:
-    """Break the reference cycle between a read response and its body stream.
-
-    httpx binds a response's stream back to the response, so every response is cyclic
-    garbage: its body (1.8 MB for a 1024x1024 PNG in JSON) stayed in memory until the
-    garbage collector's next pass. Measured over 64 such answers: 114 MB of bodies held
-    at once, and the pass that finally freed them stalled the event loop for 20-40 ms.
-    Once the body is read and the connection is back in its pool, the stream is only
-    a copy of the content: with no cycle, the body goes when the response does.
-    """
-    with contextlib.suppress(httpx.ResponseNotRead):  # not read: leave it as httpx made it
-        response.stream = httpx.ByteStream(response.content)
-
-
 class HttpClient:
     """One provider's connection pool plus error mapping.
 
@@ -491,8 +724,11 @@ class HttpClient:
         classify: Classifier | None = None,
         max_connections: int = 64,
         follow_redirects: bool | None = None,
+        limits: BodyLimits | None = None,
     ) -> None:
         self.provider = provider
+        #: the body caps (:data:`BODY_LIMITS` unless given)
+        self.limits = limits or BODY_LIMITS
         clean_url, credentials = split_url_credentials(base_url)
         self.base_url = clean_url.rstrip("/")
         if credentials is not None and auth is None:
@@ -526,9 +762,11 @@ class HttpClient:
             # Behind a proxy (environment settings, which httpx honours only for the
             # transport it builds itself) the client keeps httpx's own pool.
             transport = _ShardedTransport(self._max_connections)
+        # only the codings _read_body inflates step by step (httpx would add br and zstd
+        # when their packages are installed); a caller's own Accept-Encoding wins
         return httpx.AsyncClient(
             base_url=self.base_url,
-            headers=self.headers,
+            headers={"Accept-Encoding": _ACCEPT_ENCODING, **self.headers},
             auth=self._auth,
             timeout=self.timeouts.to_httpx(),
             transport=transport,
@@ -558,37 +796,98 @@ class HttpClient:
     def closed(self) -> bool:
         return self._closed
 
-    async def request(
-        self, method: str, url: str, *, task_id: str | None = None, **kwargs: Any
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        cap: int,
+        what: str,
+        task_id: str | None,
+        kwargs: dict[str, Any],
     ) -> httpx.Response:
-        """Send a request; return the 2xx response or raise a provider error."""
+        """Send, read the body under ``cap`` (an error body under ``limits.error``), map
+        a non-2xx answer to its provider error; return the read 2xx response."""
+        client = self._client
+        send: dict[str, Any] = {
+            k: kwargs.pop(k) for k in ("auth", "follow_redirects") if k in kwargs
+        }
         try:
-            response = await self._client.request(method, url, **kwargs)
+            request = client.build_request(method, url, **kwargs)
+            response = await client.send(request, stream=True, **send)
+            try:
+                if response.is_success:
+                    body = await _read_body(response, cap)
+                else:
+                    body = await _read_body(response, self.limits.cap(self.limits.error), cut=True)
+            finally:
+                await response.aclose()
+        except _BodyTooLarge:
+            raise ResponseTooLargeError(
+                f"{self.provider}: answer larger than {format_bytes(cap)} (the limit is "
+                f"{format_bytes(cap)} for {what}); nbbatch stopped reading it. A service "
+                "that sends this much is misbehaving: check the base URL, or ask for "
+                "fewer or smaller images",
+                provider=self.provider,
+                status_code=response.status_code,
+                task_id=task_id,
+                limit=cap,
+            ) from None
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
-        _unbind(response)
-        if response.is_success:
-            return response
-        err = error_from_response(response, self.provider, task_id=task_id)
+        read = _rebuilt(response, body)
+        if read.is_success:
+            return read
+        err = error_from_response(read, self.provider, task_id=task_id)
         if self._classify is not None:
-            err = self._classify(response, err)
+            err = self._classify(read, err)
         raise err
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        task_id: str | None = None,
+        max_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request; return the 2xx response (its body read, at most ``max_bytes``,
+        by default ``limits.total``) or raise a provider error."""
+        wanted = self.limits.total if max_bytes is None else max_bytes
+        return await self._send(
+            method,
+            url,
+            cap=self.limits.cap(wanted),
+            what="an answer",
+            task_id=task_id,
+            kwargs=kwargs,
+        )
 
     async def json(
         self, method: str, url: str, *, task_id: str | None = None, **kwargs: Any
     ) -> Any:
         """:meth:`request` and parse a JSON body (MalformedResponseError when it is not)."""
-        response = await self.request(method, url, task_id=task_id, **kwargs)
+        response = await self._send(
+            method,
+            url,
+            cap=self.limits.cap(self.limits.json),
+            what="a JSON answer",
+            task_id=task_id,
+            kwargs=kwargs,
+        )
         try:
             size = len(response.content)
             if not FAST_JSON and size > _OFFLOAD_JSON_BYTES:
                 return await asyncio.to_thread(_parse_json, response)
             await pass_turn(size)  # a big body waits its turn in a busy pass of the loop
             return _parse_json(response)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as exc:
+            kind = response.headers.get("content-type") or "no content type"
+            reason = scrub(" ".join(str(exc).split()))[:120]
             raise MalformedResponseError(
-                f"{self.provider}: expected JSON, got {response.headers.get('content-type')!r}"
-                f" ({len(response.content)} bytes)",
+                f"{self.provider}: expected JSON; the answer ({format_bytes(size)}, "
+                f"{kind[:60]}) could not be read as JSON: {reason or type(exc).__name__}",
                 provider=self.provider,
                 status_code=response.status_code,
                 task_id=task_id,
@@ -597,48 +896,21 @@ class HttpClient:
     async def download(
         self, url: str, *, max_bytes: int, task_id: str | None = None, **kwargs: Any
     ) -> tuple[bytes, str | None]:
-        """GET ``url`` streaming, refusing more than ``max_bytes``; return (body, type).
+        """GET ``url``, refusing more than ``max_bytes`` (held to ``limits.total``);
+        return (body, type).
 
         A body shorter than its Content-Length (a dropped connection) is a retryable
         connection error; nothing partial is ever returned.
         """
-        try:
-            async with self._client.stream("GET", url, **kwargs) as response:
-                if not response.is_success:
-                    await response.aread()
-                    err = error_from_response(response, self.provider, task_id=task_id)
-                    raise self._classify(response, err) if self._classify else err
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise MalformedResponseError(
-                        f"{self.provider}: image is {int(declared):,} bytes; the limit is "
-                        f"{max_bytes:,}",
-                        provider=self.provider,
-                        task_id=task_id,
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise MalformedResponseError(
-                            f"{self.provider}: image download exceeded {max_bytes:,} bytes",
-                            provider=self.provider,
-                            task_id=task_id,
-                        )
-                    chunks.append(chunk)
-                body = b"".join(chunks)
-                encoded = response.headers.get("content-encoding", "identity") != "identity"
-                if declared and declared.isdigit() and not encoded and len(body) != int(declared):
-                    raise ProviderConnectionError(
-                        f"{self.provider}: image download was cut short ({len(body):,} of "
-                        f"{int(declared):,} bytes)",
-                        provider=self.provider,
-                        task_id=task_id,
-                    )
-                return body, response.headers.get("content-type")
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.provider, task_id=task_id) from None
+        response = await self._send(
+            "GET",
+            url,
+            cap=self.limits.cap(max_bytes),
+            what="an image",
+            task_id=task_id,
+            kwargs=kwargs,
+        )
+        return response.content, response.headers.get("content-type")
 
     async def aclose(self) -> None:
         """Close every loop's client; this one's properly, others' as far as they allow."""

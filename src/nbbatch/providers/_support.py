@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import math
 import re
 import urllib.parse
@@ -17,9 +18,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ..core._aio import pass_turn
-from ..core._errors import ConfigError, MalformedResponseError, ProviderError
+from ..core._errors import ConfigError, MalformedResponseError
+from ..core._retry import POLL_RETRY, retrying
 from ..images._decode import sniff_format
 from ._codec import b64decode
+from ._http import BODY_LIMITS
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD",
@@ -38,18 +41,18 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: largest image body an adapter downloads (the guarded decoder's own cap is the same)
-DEFAULT_MAX_DOWNLOAD = 50 * 1024 * 1024
+#: largest image body an adapter downloads (the HTTP layer's image cap, which is the
+#: guarded decoder's own byte cap)
+DEFAULT_MAX_DOWNLOAD = BODY_LIMITS.image
 
 #: above this many bytes, base64 coding and hashing run in a worker thread: a multi-MB
 #: image takes tens of milliseconds, long enough to stall every other task's I/O
 OFFLOAD_BYTES = 1024 * 1024
 
 #: how often an idempotent GET on an existing remote job is tried, and the first pause
-FETCH_ATTEMPTS = 4
-FETCH_RETRY_DELAY = 0.5
-#: a Retry-After longer than this is not waited out inside one attempt
-_MAX_FETCH_WAIT = 30.0
+#: (the named policy ``POLL_RETRY``: 3 retries from 0.5 s)
+FETCH_ATTEMPTS = POLL_RETRY.max_retries + 1
+FETCH_RETRY_DELAY = POLL_RETRY.base_delay
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -147,28 +150,19 @@ async def retry_fetch(
     *,
     attempts: int = FETCH_ATTEMPTS,
     delay: float = FETCH_RETRY_DELAY,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
     """Await ``call()``, repeating it on retryable provider errors (bounded).
 
     For the idempotent GETs (status polls, result fetches, output downloads) that follow
     the creation of a paid remote job. Letting such an error reach the runner would make
     it repeat the whole attempt and create a *second* job while the first keeps running;
-    retrying here keeps the same remote id. Pauses double from ``delay``; a server's
-    ``Retry-After`` (on any status) is honoured up to 30 s (a longer one, or the last
-    failure, is raised so the caller can cancel the job). Non-retryable errors are raised at once.
+    retrying here keeps the same remote id. It is the one retry loop
+    (:func:`~nbbatch.core._retry.retrying`) with :data:`~nbbatch.core._retry.POLL_RETRY`
+    made to try ``attempts`` times with pauses doubling from ``delay``: a server's
+    ``Retry-After`` (on any status) is honoured up to the one cap
+    (:data:`~nbbatch.core._retry.MAX_RETRY_AFTER`); a longer one, or the last failure,
+    is raised so the caller can cancel the job. Non-retryable errors are raised at once.
     """
-    attempts = max(1, attempts)
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except ProviderError as exc:
-            if not exc.retryable or attempt >= attempts:
-                raise
-            pause = delay * 2 ** (attempt - 1)
-            if exc.retry_after is not None:
-                if exc.retry_after > _MAX_FETCH_WAIT:
-                    raise
-                pause = max(pause, exc.retry_after)
-            await sleep(pause)
-    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+    policy = dataclasses.replace(POLL_RETRY, max_retries=max(1, attempts) - 1, base_delay=delay)
+    return await retrying(call, policy, sleep=sleep)

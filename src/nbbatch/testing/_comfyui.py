@@ -15,6 +15,18 @@ Switches: ``latency`` (every HTTP request), ``step_delay`` and ``progress_steps`
 ``previews`` (binary preview frames), ``max_side`` (rendered images are scaled down) and
 ``interrupt_ignores_prompt_id`` (behave like older servers: ``/interrupt`` stops whatever
 is running, whichever ``prompt_id`` it names).
+
+What a real server also does, modelled here: ``POST /queue {"clear": true}`` (or
+``delete``) takes prompts off the queue and broadcasts a ``status``; ``status_interval``
+makes the server chatty (a ``status`` broadcast every so many seconds, as a busy shared
+server sends); ``progress_state`` sends per-node progress events; ``cache`` (on by
+default) answers a graph identical to the previous one at once from the cache
+(``execution_cached`` lists every node, ``executed`` replays the same file names);
+``seed_max`` gives each class's seed maximum, advertised in ``/object_info`` and checked
+(a seed above it is a 400); :meth:`go_down` / :meth:`come_back` stop and restart the
+server on the same port, losing its queue, running prompt and history as a restart does;
+:meth:`hold` / :meth:`release` keep the sampler from finishing; ``drop_events`` names
+event kinds never delivered (a missed event).
 """
 
 from __future__ import annotations
@@ -61,8 +73,13 @@ NODE_INPUTS: dict[str, tuple[str, ...]] = {
     "LoadImage": ("image",),
     "SaveImage": ("images", "filename_prefix"),
     "PreviewImage": ("images",),
+    "CreateVideo": ("images", "fps"),
+    "SaveVideo": ("video", "filename_prefix"),
 }
-OUTPUT_NODES = ("SaveImage", "PreviewImage")
+OUTPUT_NODES = ("SaveImage", "PreviewImage", "SaveVideo")
+#: seed inputs per class and their maxima (the real KSampler's is 2**64-1)
+SEED_INPUTS = {"KSampler": "seed"}
+SEED_MAX = {"KSampler": 0xFFFFFFFFFFFFFFFF}
 _RANGES = {
     ("KSampler", "steps"): (1, 10000),
     ("KSampler", "cfg"): (0.0, 100.0),
@@ -109,8 +126,27 @@ class FakeComfyUI(FakeServer):
         previews: bool = False,
         max_side: int = 96,
         interrupt_ignores_prompt_id: bool = False,
+        status_interval: float | None = None,
+        progress_state: bool = False,
+        cache: bool = True,
     ) -> None:
         super().__init__(latency=latency)
+        self.status_interval = status_interval
+        self.progress_state = progress_state
+        self.cache = cache
+        #: seed input maximum per node class (``/object_info``; a bigger seed is a 400)
+        self.seed_max: dict[str, int] = dict(SEED_MAX)
+        #: event kinds never sent to a socket (still recorded in ``events``)
+        self.drop_events: set[str] = set()
+        #: prompts taken off the queue by a clear or delete, and prompts answered
+        #: entirely from the cache
+        self.removed: list[str] = []
+        self.cached_prompts: list[str] = []
+        self._held = False
+        self._last_graph: str | None = None
+        self._last_outputs: dict[str, Any] = {}
+        self._chatter: asyncio.Task[None] | None = None
+        self._states: dict[str, dict[str, Any]] = {}
         self.step_delay = step_delay
         self.progress_steps = progress_steps
         self.fail_class = fail_class
@@ -229,6 +265,21 @@ class FakeComfyUI(FakeServer):
                                 received_value=value,
                             )
                         )
+                elif SEED_INPUTS.get(cls) == name and (
+                    not isinstance(value, int) or not 0 <= value <= self.seed_max.get(cls, 0)
+                ):
+                    high = self.seed_max.get(cls, 0)
+                    errors.append(
+                        _err(
+                            "value_bigger_than_max"
+                            if isinstance(value, int) and value > high
+                            else "invalid_input_type",
+                            f"Value {value} bigger than max of {high}",
+                            f"{name}",
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
                 elif cls == "CheckpointLoaderSimple" and value not in CHECKPOINTS:
                     errors.append(
                         _err(
@@ -271,6 +322,8 @@ class FakeComfyUI(FakeServer):
             else [ws for group in self._sockets.values() for ws in group]
         )
         self.events.append((client_id or "*", kind, data))
+        if kind in self.drop_events:
+            return
         for ws in list(targets):
             try:
                 await ws.send_text(json.dumps({"type": kind, "data": data}))
@@ -342,6 +395,25 @@ class FakeComfyUI(FakeServer):
                 size = im.size
         return prompt, seed, fit_size(*size, self.max_side), batch, init, strength
 
+    async def _node_state(
+        self, cid: str | None, pid: str, node_id: str, state: str, value: float, top: float
+    ) -> None:
+        if not self.progress_state:
+            return
+        entry = {
+            "value": value,
+            "max": top,
+            "state": state,
+            "node_id": node_id,
+            "prompt_id": pid,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
+        # ComfyUI sends the state of every node of the prompt seen so far
+        self._states.setdefault(pid, {})[node_id] = entry
+        await self._event(cid, "progress_state", {"prompt_id": pid, "nodes": self._states[pid]})
+
     async def _execute(self, job: _Job) -> None:
         pid, cid, graph = job.prompt_id, job.client_id, job.graph
         messages: list[list[Any]] = []
@@ -349,16 +421,34 @@ class FakeComfyUI(FakeServer):
         await self._event(cid, "status", self._queue_status())
         await self._event(cid, "execution_start", {"prompt_id": pid, "timestamp": stamp()})
         messages.append(["execution_start", {"prompt_id": pid, "timestamp": stamp()}])
+        # The cache: a graph identical to the previous one is answered from it, every
+        # node cached and the outputs (the same files) replayed.
+        key = json.dumps(graph, sort_keys=True)
+        cached = self.cache and key == self._last_graph and self.fail_class is None
+        order = self._order(graph)
         await self._event(
-            cid, "execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": stamp()}
+            cid,
+            "execution_cached",
+            {"nodes": order if cached else [], "prompt_id": pid, "timestamp": stamp()},
         )
         status = "success"
         executed: list[str] = []
-        for node_id in self._order(graph):
+        if cached:
+            self.cached_prompts.append(pid)
+            outputs = json.loads(json.dumps(self._last_outputs))
+            for node_id, output in outputs.items():
+                await self._event(
+                    cid,
+                    "executed",
+                    {"node": node_id, "display_node": node_id, "output": output, "prompt_id": pid},
+                )
+            order = []
+        for node_id in order:
             cls = graph[node_id]["class_type"]
             await self._event(
                 cid, "executing", {"node": node_id, "display_node": node_id, "prompt_id": pid}
             )
+            await self._node_state(cid, pid, node_id, "running", 0, 1)
             if cls == self.fail_class:
                 data = {
                     "prompt_id": pid,
@@ -369,7 +459,7 @@ class FakeComfyUI(FakeServer):
                     "exception_type": "torch.OutOfMemoryError",
                     "traceback": ["Traceback (most recent call last):\n", "  ...\n"],
                     "current_inputs": {},
-                    "current_outputs": {},
+                    "current_outputs": [],
                     "timestamp": stamp(),
                 }
                 await self._event(cid, "execution_error", data)
@@ -392,9 +482,12 @@ class FakeComfyUI(FakeServer):
                             "node": node_id,
                         },
                     )
+                    await self._node_state(cid, pid, node_id, "running", tick, self.progress_steps)
                     if self.previews:
                         preview = render_png("preview", tick, (32, 32), fmt="JPEG")
                         await self._send_bytes(cid, b"\0\0\0\1\0\0\0\1" + preview)
+                while self._held and not self._interrupted:
+                    await asyncio.sleep(0.005)
             if self._interrupted:
                 data = {
                     "prompt_id": pid,
@@ -407,7 +500,22 @@ class FakeComfyUI(FakeServer):
                 messages.append(["execution_interrupted", data])
                 status = "error"
                 break
-            if cls in OUTPUT_NODES:
+            if cls == "SaveVideo":
+                # ComfyUI's SaveVideo: the file is listed under "images", "animated": [true]
+                prefix = str(graph[node_id]["inputs"].get("filename_prefix", "ComfyUI"))
+                filename = f"{prefix}_{next(self._file_no):05}_.mp4"
+                self.files[(filename, "", "output")] = b"\0\0\0\x18ftypmp42" + bytes(64)
+                video = {
+                    "images": [{"filename": filename, "subfolder": "", "type": "output"}],
+                    "animated": [True],
+                }
+                outputs[node_id] = video
+                await self._event(
+                    cid,
+                    "executed",
+                    {"node": node_id, "display_node": node_id, "output": video, "prompt_id": pid},
+                )
+            elif cls in OUTPUT_NODES:
                 prompt, seed, size, batch, init, strength = self._scene(graph, node_id)
                 kind = "output" if cls == "SaveImage" else "temp"
                 prefix = str(graph[node_id]["inputs"].get("filename_prefix", "ComfyUI"))
@@ -429,8 +537,10 @@ class FakeComfyUI(FakeServer):
                         "prompt_id": pid,
                     },
                 )
+            await self._node_state(cid, pid, node_id, "finished", 1, 1)
             executed.append(node_id)
         if status == "success":
+            self._last_graph, self._last_outputs = key, outputs
             await self._event(cid, "execution_success", {"prompt_id": pid, "timestamp": stamp()})
             messages.append(["execution_success", {"prompt_id": pid, "timestamp": stamp()}])
         # History is stored before the final "executing: null", as in ComfyUI's worker.
@@ -475,19 +585,60 @@ class FakeComfyUI(FakeServer):
                 raise TimeoutError(f"{type(self).__name__} still busy after {timeout} s")
             time.sleep(0.01)
 
+    def hold(self) -> None:
+        """Keep every sampler from finishing (after its steps) until :meth:`release`."""
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+
+    def clear_queue(self) -> None:
+        """What ComfyUI's "Clear queue" does: ``POST /queue {"clear": true}``."""
+        import httpx
+
+        httpx.post(f"{self.url}/queue", json={"clear": True}, timeout=10).raise_for_status()
+
+    def go_down(self) -> None:
+        """Stop listening, as a restarting server does; its queue and history are lost."""
+        self.stop()
+        self._pending.clear()
+        self._running = None
+        self.history.clear()
+        self._sockets.clear()
+        self._last_graph = None
+        self._wake, self._worker, self._chatter = None, None, None
+
+    def come_back(self) -> FakeComfyUI:
+        """Listen again on the same port (the restarted server, empty)."""
+        return self.start()
+
     def start(self) -> FakeComfyUI:
         self._closing = False
         super().start()
+        if self.status_interval and self._loop is not None:
+            loop = self._loop
+
+            def chatter() -> None:
+                self._chatter = loop.create_task(self._chat())
+
+            loop.call_soon_threadsafe(chatter)
         return self
+
+    async def _chat(self) -> None:
+        """A busy shared server: a ``status`` broadcast every ``status_interval`` s."""
+        while self.status_interval:
+            await asyncio.sleep(self.status_interval)
+            await self._event(None, "status", self._queue_status())
 
     def stop(self) -> None:
         # No new worker after this point: a request still in flight during the graceful
         # shutdown would otherwise start one that the closing loop then destroys.
         self._closing = True
-        loop, worker = self._loop, self._worker
-        if loop is not None and worker is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(worker.cancel)
+        loop = self._loop
+        for task in (self._worker, self._chatter):
+            if loop is not None and task is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(task.cancel)
         super().stop()
 
     # ------------------------------------------------------------------ routes
@@ -588,11 +739,16 @@ class FakeComfyUI(FakeServer):
                     }
                 )
             body = json.loads(await request.body() or b"{}")
+            before = [j.prompt_id for j in self._pending]
             if body.get("clear"):
                 self._pending.clear()
             for pid in body.get("delete", []):
                 self.deleted.append(pid)
                 self._pending = [j for j in self._pending if j.prompt_id != pid]
+            left = {j.prompt_id for j in self._pending}
+            self.removed += [pid for pid in before if pid not in left]
+            # ComfyUI's PromptQueue calls queue_updated(): a status broadcast
+            await self._event(None, "status", self._queue_status())
             return Response(b"", status_code=200)
 
         async def interrupt(request: Request) -> Response:
@@ -627,6 +783,30 @@ class FakeComfyUI(FakeServer):
                 }
             )
 
+        def schema(cls: str) -> dict[str, Any]:
+            required: dict[str, Any] = {}
+            for name in NODE_INPUTS[cls]:
+                if SEED_INPUTS.get(cls) == name:
+                    spec = {"default": 0, "min": 0, "max": self.seed_max.get(cls, 0)}
+                    required[name] = ["INT", spec]
+                elif (cls, name) in _RANGES:
+                    low, high = _RANGES[(cls, name)]
+                    kind = "FLOAT" if isinstance(low, float) else "INT"
+                    required[name] = [kind, {"min": low, "max": high}]
+                else:
+                    required[name] = ["*", {}]
+            return {
+                "input": {"required": required},
+                "name": cls,
+                "output_node": cls in OUTPUT_NODES,
+            }
+
+        async def object_info(request: Request) -> Response:
+            wanted = request.path_params.get("cls")
+            if wanted is None:
+                return JSONResponse({cls: schema(cls) for cls in NODE_INPUTS})
+            return JSONResponse({wanted: schema(wanted)} if wanted in NODE_INPUTS else {})
+
         async def ws_endpoint(ws: WebSocket) -> None:
             if not self.websocket:
                 await ws.close(code=1008)  # before accept: the handshake is refused (403)
@@ -655,6 +835,8 @@ class FakeComfyUI(FakeServer):
             Route("/queue", queue, methods=["GET", "POST"]),
             Route("/interrupt", interrupt, methods=["POST"]),
             Route("/system_stats", system_stats, methods=["GET"]),
+            Route("/object_info", object_info, methods=["GET"]),
+            Route("/object_info/{cls}", object_info, methods=["GET"]),
             WebSocketRoute("/ws", ws_endpoint),
         ]
         return Starlette(routes=[*routes, Mount("/api", routes=list(routes))])

@@ -262,11 +262,14 @@ class Gallery(Panel):
         self._zips = ZipJobs(self)
         self._grids: weakref.WeakSet[Any] = weakref.WeakSet()
         self._last_view = ""
+        #: the page views that said hello and not bye, oldest first
+        self._views: list[str] = []
         self._changed: set[str] = set()
         self._flush_pending = False
         self._handle(
             {
                 "hello": ("doing_request", self._on_hello),
+                "bye": ("doing_request", self._on_bye),
                 "task": ("doing_gallery_task", self._on_task),
                 "image": ("doing_gallery_image", self._on_image),
                 "thumbs": ("doing_thumbs", self._on_thumbs),
@@ -297,8 +300,9 @@ class Gallery(Panel):
     def show(self, task: Task | str | int, image: int = 0, *, view: str | None = None) -> None:
         """Show ``task``'s image number ``image`` (0-based) in the lightbox.
 
-        ``view`` names the page view that asked (the grid's click sends it); from code,
-        the view used last opens, so a studio shown twice opens one dialog, not two.
+        ``view`` names the page view that opens; without it (the grid's click, or code)
+        the view used last opens, else the one shown last, so a studio shown twice opens
+        one dialog, not two.
         """
         t = self._resolve(task)
         if not t.images:
@@ -308,7 +312,7 @@ class Gallery(Panel):
                 f"task {t.id} has {len(t.images)} image(s); image={image} is not one of them"
             )
         with self.hold_sync():
-            self.opened_view = view if view is not None else self._last_view
+            self.opened_view = view if view is not None else self._open_in()
             self.task_id = t.id
             self.image_index = image
             self.shown = True
@@ -399,8 +403,13 @@ class Gallery(Panel):
         if isinstance(content, dict):
             view, kind = content.get("view"), content.get("type")
             # the view the person used last opens the dialog (hello: every view, on start)
-            if isinstance(view, str) and kind in self._handlers and kind != "hello":
-                self._last_view = view[:40]
+            if isinstance(view, str) and kind in self._handlers:
+                if kind == "hello":
+                    if view[:40] in self._views:
+                        self._views.remove(view[:40])
+                    self._views.append(view[:40])
+                elif kind != "bye":
+                    self._last_view = view[:40]
         super()._on_msg(_widget, content, buffers)
 
     def _resolve(self, task: Task | str | int) -> Task:
@@ -424,9 +433,21 @@ class Gallery(Panel):
         return [t for t in self._batch.tasks if t.status is TaskStatus.SUCCEEDED and t.images]
 
     # ----------------------------------------------------------- handlers
+    def _open_in(self) -> str:
+        """The view that opens when none is named: the one used last, else shown last."""
+        if self._last_view and (self._last_view in self._views or not self._views):
+            return self._last_view
+        return self._views[-1] if self._views else ""
+
+    def _on_bye(self, content: dict[str, Any]) -> dict[str, Any]:
+        view = content.get("view")
+        if isinstance(view, str) and view[:40] in self._views:
+            self._views.remove(view[:40])
+        return {}
+
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "gallery"),
             "batch": self._batch.name,
             "done": len(self._done()),
         }

@@ -54,6 +54,7 @@ from ._gallery import ZIP_LIMIT, ZipJobs
 from ._hub import Hub, hub_for
 from ._i18n import catalogue, tr
 from ._panel import Panel
+from ._protocol import Row, status_sets
 from ._session import StudioSession, provider_label
 from ._words import UserFacingError, describe
 
@@ -132,6 +133,7 @@ class TaskGrid(Panel):
         self._filtered = False
         self._view_key: tuple[Any, ...] | None = None
         self._view: Sequence[Task] = ()
+        self._state_pending: str | None = None  # sent after the next patch
         self.run_state = self._hub.run_state()
         self._follow_provider()
         self.concurrency = session.concurrency
@@ -245,7 +247,7 @@ class TaskGrid(Panel):
             self.run_state = str(value.state)
             self._hub_all_rows()
         elif what == "run_ended":
-            self.run_state = self._hub.run_state()
+            self._show_state(self._hub.run_state())
             exc = value
             if exc is None:
                 return
@@ -291,9 +293,17 @@ class TaskGrid(Panel):
         self._coalescer.poke()
 
     def _hub_run_state(self, state: str) -> None:
-        # the last results first: "Finished" never shows beside tasks still completing
-        self._coalescer.flush_now()
-        self.run_state = state
+        self._show_state(state)
+
+    def _show_state(self, state: str) -> None:
+        """A run's end reaches the page with (just after) the patch of its last results:
+        "Finished" never shows beside tasks still completing. Other states at once."""
+        if state in ("finished", "stopped"):
+            self._state_pending = state
+            self._coalescer.poke()
+        else:
+            self._state_pending = None
+            self.run_state = state
 
     # ----------------------------------------------------------- sending
     def _flush(self) -> None:
@@ -343,6 +353,8 @@ class TaskGrid(Panel):
         self._dirty_all = False
         msg["summary"] = self._hub.summary()
         self._post(msg)
+        if self._state_pending is not None:
+            self.run_state, self._state_pending = self._state_pending, None
 
     # ----------------------------------------------------------- views and rows
     def _view_for(self, filt: str, query: str) -> Sequence[Task]:
@@ -383,7 +395,7 @@ class TaskGrid(Panel):
         self._coalescer.flush_now()  # nothing older than the snapshot arrives after it
         self.count = len(self._batch.tasks)
         self.run_state = self._hub.run_state()
-        strings = catalogue(self.lang)
+        strings = catalogue(self.lang, "studio")
         if self._empty_key is not None:  # a studio with a prompt panel above the grid
             strings = {**strings, "empty": strings[self._empty_key]}
         return {
@@ -391,6 +403,7 @@ class TaskGrid(Panel):
             "summary": self._hub.summary(),
             "notice": self._notice,
             "batch": self._batch_head(),
+            "statuses": status_sets(),  # the page's status sets come from here
         }
 
     def _batch_head(self) -> dict[str, str]:
@@ -420,7 +433,7 @@ class TaskGrid(Panel):
             self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
-    def _row(self, task: Task, index: dict[str, int]) -> dict[str, Any]:
+    def _row(self, task: Task, index: dict[str, int]) -> Row:
         parent = None
         if task.parent_id is not None:
             try:

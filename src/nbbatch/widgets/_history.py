@@ -145,7 +145,7 @@ class History(Panel):
     # ----------------------------------------------------------- handlers
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         self._sync_studio()
-        return {"strings": catalogue(self.lang), "studio": self.studio}
+        return {"strings": catalogue(self.lang, "history"), "studio": self.studio}
 
     def _sync_studio(self) -> None:
         session = self._session

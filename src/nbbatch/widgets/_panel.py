@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
-from ._dispatch import DEFERRED, answer
+from ._dispatch import DEFERRED, Cancels, answer
 from ._i18n import resolve_lang
 from ._words import describe
 
@@ -92,6 +92,8 @@ class Panel(anywidget.AnyWidget):
         self._handlers: dict[str, tuple[str, Handler]] = {}
         self._jobs: set[asyncio.Future[Any]] = set()
         self._notice: dict[str, str] | None = None
+        # deferred work of a request, stopped when the page stops waiting for it
+        self._cancels = Cancels()
         #: messages and bytes sent to the page (tests and the benchmark read them)
         self._sent_messages = 0
         self._sent_bytes = 0
@@ -142,6 +144,7 @@ class Panel(anywidget.AnyWidget):
             notify=self.notify if self._shows_notices else None,
             words=self._words,
             buffers=(buffers or ()) if self._takes_buffers else None,
+            cancels=self._cancels,
         )
 
     #: handlers are called with ``(content, buffers)`` (binary uploads)

@@ -62,6 +62,7 @@ from nbbatch.planning import (
 from nbbatch.planning._templates import COUNT_LIMIT, DEFAULT_CAP
 
 from ._dispatch import DEFERRED as _DEFERRED
+from ._dispatch import Cancels
 from ._i18n import catalogue, tr
 from ._panel import Panel
 from ._upload import Upload
@@ -190,6 +191,7 @@ class PromptPanel(Panel):
         self._over_cap = False
         self._job: asyncio.Future[Any] | None = None
         self._job_uid: object = None
+        self._cancels = Cancels()  # a page that stops waiting stops the LLM call
         self._file_tasks: list[Task] | None = None
         self._file_notes: dict[str, Any] = {}
         self._over_source: tuple[str, Params] = ("", Params())
@@ -242,10 +244,11 @@ class PromptPanel(Panel):
         """What happened (the engine's words) and, for the LLM, what to do next."""
         text = describe(exc, self.lang, action)
         for kind, key in (
-            (E.PlannerAuthError, "next_llm_key"),
-            (E.PlannerUnavailableError, "next_llm_url"),
-            (E.PlannerTimeoutError, "next_llm_timeout"),
-            (E.PlannerRefusedError, "next_llm_refused"),
+            # the planner raises the provider errors (provider="planner")
+            (E.AuthenticationError, "next_llm_key"),
+            (E.ProviderTimeoutError, "next_llm_timeout"),
+            (E.ContentRefusedError, "next_llm_refused"),
+            (E.ProviderError, "next_llm_url"),
             (E.PlannerTooManyTasksError, "next_llm_too_many"),
             (E.PlannerOutputError, "next_llm_output"),
         ):
@@ -269,7 +272,7 @@ class PromptPanel(Panel):
 
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "prompt"),
             "draft": self.draft,
             **self._preset_lists(),
             **self._on_params(content),
@@ -435,6 +438,7 @@ class PromptPanel(Panel):
             raise UserFacingError("needs_loop") from None
         self._job = job
         self._job_uid = uid
+        self._cancels.track(uid, job)
 
         def finished(f: asyncio.Future[Any]) -> None:
             self.busy = ""

@@ -18,6 +18,7 @@ from typing import Any
 from nbbatch.core._model import Task
 
 from ._i18n import tr
+from ._protocol import EDITABLE, RETRYABLE, STATUSES, Row
 from ._words import clip
 
 __all__ = [
@@ -36,10 +37,7 @@ __all__ = [
 MAX_REFS = 2
 MAX_RESULTS = 3
 
-# status values as the wire (and TaskStatus.value) spells them
-STATUSES = ("idle", "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-EDITABLE = frozenset({"idle", "queued", "failed", "cancelled", "interrupted"})
-RETRYABLE = frozenset({"failed", "cancelled", "interrupted"})
+# the status sets are declared with the wire shapes (_protocol) and sent to the page
 
 
 def percent(task: Task) -> int | None:
@@ -60,12 +58,12 @@ def params_chip(task: Task, lang: str) -> str:
     return " · ".join(parts)
 
 
-def row(task: Task, number: int, lang: str, *, parent: Task | None = None) -> dict[str, Any]:
+def row(task: Task, number: int, lang: str, *, parent: Task | None = None) -> Row:
     """One row; ``parent`` (the task it was derived from) adds ``pa``: which of the
     parent's images is this task's reference, so the row can show it and open it."""
     refs = task.references
     images = task.images
-    out: dict[str, Any] = {
+    out: Row = {
         "id": task.id,
         "n": number,
         "p": task.prompt,
@@ -94,6 +92,7 @@ def row(task: Task, number: int, lang: str, *, parent: Task | None = None) -> di
 
 
 def patch(task: Task, full: bool) -> list[Any]:
+    """A :data:`~._protocol.PatchRow` (a JSON array on the wire)."""
     return [task.id, task.status.value, percent(task), task.attempts, len(task.images), int(full)]
 
 

@@ -4,6 +4,14 @@ The picker is ipyfilechooser's ``FileChooser`` (folders only, confined to a root
 with its ``sandbox_path``). ipyfilechooser is unmaintained, so it is used here and
 nowhere else: if it breaks or goes away, only this module changes.
 
+Nothing a path holds is ever markup on the page. ipyfilechooser shows its title and the
+chosen path in ``ipywidgets.HTML`` labels, which the page sets as ``innerHTML``: a folder
+named ``<img src=x onerror=...>`` (easy to plant in a cloned repository or an unzipped data
+set) would run script in the page, which holds the Jupyter API and kernel sockets, when
+the picker opens and on every reload of the saved notebook. So the chooser used here
+(:func:`_safe_chooser`) has both labels replaced by :class:`PlainText`, which escapes
+whatever is written to it, and its label template is the bare path.
+
 Reading is the same guarded path as a prompts folder (``planning._sources``): every file
 is opened without blocking and checked with ``fstat`` on the open descriptor (a FIFO,
 device or socket is refused, not waited on), read up to the byte cap and no further,
@@ -14,6 +22,8 @@ anywhere on the machine, outside the folder the person chose.
 
 from __future__ import annotations
 
+import functools
+import html
 import os
 import stat
 from collections.abc import Callable
@@ -22,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets  # type: ignore[import-untyped]  # (no stubs)
+import traitlets
 
 from nbbatch.core._model import Reference
 from nbbatch.engine import Workspace
@@ -34,7 +45,7 @@ from nbbatch.planning._sources import IMAGE_EXTENSIONS
 
 from ._i18n import tr
 
-__all__ = ["FolderRead", "ServerFolderPicker", "read_image_folder"]
+__all__ = ["FolderRead", "PlainText", "ServerFolderPicker", "read_image_folder"]
 
 _MAX_ENTRIES = 10_000  # a folder listing larger than this is not walked
 
@@ -99,6 +110,58 @@ def read_image_folder(
     return out
 
 
+class PlainText(ipywidgets.HTML):  # type: ignore[misc]  # (ipywidgets has no stubs)
+    """An HTML label that can only ever show text: every value written is escaped.
+
+    The escaping happens in the trait's validator, so it holds for every writer (ours and
+    ipyfilechooser's, which sets ``.value`` itself) before anything is synced to the page
+    or saved into the notebook. The text sits in a span that MathJax skips, so ``$...$`` in
+    a folder name stays as typed too.
+    """
+
+    @traitlets.validate("value")
+    def _as_text(self, proposal: dict[str, Any]) -> str:
+        # No "already escaped" shortcut: a hostile name can look exactly like our output.
+        return f"{_PLAIN_OPEN}{html.escape(str(proposal['value']))}{_PLAIN_CLOSE}"
+
+
+_PLAIN_OPEN = '<span class="tex2jax_ignore mathjax_ignore">'
+_PLAIN_CLOSE = "</span>"
+
+
+@functools.cache
+def _safe_chooser() -> type[Any]:
+    """ipyfilechooser's ``FileChooser`` with its two HTML labels made :class:`PlainText`."""
+    from ipyfilechooser import FileChooser  # type: ignore[import-untyped]
+
+    class SafeFileChooser(FileChooser):  # type: ignore[misc]
+        # the chosen path alone, no markup around it: PlainText shows it as text
+        _LBL_TEMPLATE = "{0}"
+        _title: Any
+        _label: Any
+        children: Any
+
+        def __init__(self, *args: Any, title: str = "", **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # its own title label stays empty
+            old_title: Any = self._title
+            old_label: Any = self._label
+            self._title = PlainText(value=title)
+            self._title.layout.display = "none" if title == "" else None
+            self._label = PlainText(
+                value=self._LBL_NOFILE, layout=ipywidgets.Layout(margin="0 0 0 1em")
+            )
+            children: list[Any] = list(self.children)
+            children[children.index(old_title)] = self._title
+            self.children = children
+            for box in _containers(self):
+                if old_label in box.children:
+                    box.children = [self._label if c is old_label else c for c in box.children]
+            old_title.close()
+            old_label.close()
+
+    return SafeFileChooser
+
+
 class ServerFolderPicker:
     """An ipyfilechooser for folders under ``root``, shown in ``box`` when opened.
 
@@ -120,9 +183,7 @@ class ServerFolderPicker:
 
     def open(self) -> None:
         if self._chooser is None:
-            from ipyfilechooser import FileChooser  # type: ignore[import-untyped]
-
-            self._chooser = FileChooser(
+            self._chooser = _safe_chooser()(
                 str(self.root),
                 title=tr(self.lang, "folder_pick_title", root=self.root),
                 select_desc=tr(self.lang, "folder_use"),
@@ -158,6 +219,14 @@ class ServerFolderPicker:
         if path:
             self.close()
             self._on_pick(Path(path))
+
+
+def _containers(widget: Any) -> list[Any]:
+    """``widget`` and every box inside it."""
+    found = [widget] if hasattr(widget, "children") else []
+    for child in getattr(widget, "children", ()):
+        found.extend(_containers(child))
+    return found
 
 
 def _buttons(widget: Any) -> list[Any]:

@@ -374,7 +374,7 @@ class SettingsPanel(Panel):
         # each provider once: "forge" and "sdwebui" are other names of "a1111"
         names = provider_choices(str(self.values["provider"]))
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "settings"),
             "values": self._page_values(),
             "providers": [{"name": n, "label": provider_fields(n)["label"]} for n in names],
             "forms": {n: provider_fields(n) for n in names},

@@ -245,19 +245,19 @@ class BatchStudio:
         rows: list[Any] = []
         # The Settings button sits under the reference images (the shorter column: no
         # lone bar on top, no blank area under the images), so the grid starts higher.
-        column = self._upload_view()
+        column = self._upload_view() if self._settings is None else self._upload
         if self._settings is not None:
             if column is None:
                 rows.append(self._settings)  # no upload panel: a bar of its own
             else:
                 # the upload panel grows to the prompt panel's height, Settings under it
+                # (one flex column: the drop zone takes what the column has to spare)
                 upload = self._upload
                 assert upload is not None
                 upload.add_class("nbb-fill")
                 upload.layout.flex = "1 1 auto"
-                column.layout.flex = "1 1 auto"
                 column = ipywidgets.VBox(
-                    [column, self._settings],
+                    [upload, upload._server.box, self._settings],
                     layout=ipywidgets.Layout(grid_gap="8px", width="100%"),
                 )
         inputs = [w for w in (column, self._prompt) if w is not None]

@@ -322,7 +322,7 @@ class Upload(Panel):
     # ----------------------------------------------------------- receiving
     def _on_hello(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
         return {
-            "strings": catalogue(self.lang),
+            "strings": catalogue(self.lang, "upload"),
             "limits": {
                 "max_files": self.max_files,
                 "max_bytes": self.limits.max_bytes,

@@ -1,10 +1,20 @@
+// @ts-check
+/**
+ * A DOM element: `class`, `text`, `html` (only our own static SVG icons), `on<event>`
+ * listeners, other attributes (true = present; false/null/undefined = absent).
+ * @param {string} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...(Node | string | null | undefined)} children
+ * @returns {any} the element (panels keep their own fields on some: `_count`, `_row`)
+ */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.className = value;
     else if (key === "text") el.textContent = value;
-    else if (key === "html") el.innerHTML = value; // only for our own static SVG icons
+    else if (key === "html")
+      el.innerHTML = value; // only for our own static SVG icons
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
@@ -15,13 +25,19 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 // Fill {name} placeholders the way Python's str.format does for simple names.
+/**
+ * @param {Record<string, string>} strings a catalogue slice sent by the kernel
+ * @param {string} key
+ * @param {Record<string, unknown>} [values]
+ */
 export function fmt(strings, key, values = {}) {
   const text = strings[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in values ? String(values[name]) : `{${name}}`));
 }
 
+/** "1:05" or "2:03:04"; "–" when unknown. @param {number | null | undefined} seconds */
 export function duration(seconds) {
-  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
   const s = Math.max(0, Math.round(seconds));
   const hh = Math.floor(s / 3600);
   const mm = Math.floor((s % 3600) / 60);
@@ -29,10 +45,12 @@ export function duration(seconds) {
   return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }
 
+/** @param {Node} el @param {string} text */
 export function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
+/** @param {Element} el @param {string} name @param {unknown} value */
 export function setAttr(el, name, value) {
   if (value === null || value === undefined || value === false) {
     if (el.hasAttribute(name)) el.removeAttribute(name);

@@ -1,13 +1,17 @@
+// @ts-check
 // Downloads shared by the gallery and the grid: a ZIP the kernel built off its loop is
 // fetched in ≤ 4 MiB pieces (one message each, under the server's size limit) and handed
 // to the browser as one Blob; the object URL is revoked once the download has started.
 
 export const ZIP_TIMEOUT = 15 * 60 * 1000;
 
+/** A buffer of a message as bytes (a Blob part). @param {ArrayBufferView} view */
 export function bytesOf(view) {
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  // message buffers are plain ArrayBuffers, never shared memory
+  return /** @type {Uint8Array<ArrayBuffer>} */ (new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
 }
 
+/** @param {number} n bytes */
 export function size(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
@@ -17,6 +21,7 @@ export function size(n) {
 
 // Save `blob` as `name` from within `host` (an element in the page); returns the timer
 // that revokes its URL, so a view can clear it when it goes away.
+/** @param {Element} host @param {Blob} blob @param {string} name */
 export function saveBlob(host, blob, name) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement("a");
@@ -32,12 +37,20 @@ export function saveBlob(host, blob, name) {
 
 // Ask for a ZIP (`type` + `body`), then its pieces; `progress(pct)` after each piece.
 // Resolves {blob, name, size} or {path, size} (saved next to the notebook: too big).
+/**
+ * @param {import("./channel.js").Channel} channel
+ * @param {string} type
+ * @param {Record<string, unknown>} body
+ * @param {(pct: number) => void} [progress]
+ * @returns {Promise<{blob?: Blob, name?: string, path?: string, size: number}>} the ZIP's
+ *   bytes, or where the kernel saved it (too big to send)
+ */
 export async function fetchZip(channel, type, body, progress) {
-  const { msg } = await channel.request(type, body, ZIP_TIMEOUT);
+  const { msg } = await channel.request(type, body, { timeout: ZIP_TIMEOUT });
   if (msg.path) return { path: msg.path, size: msg.size };
   const parts = [];
   for (let i = 0; i < msg.chunks; i++) {
-    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, ZIP_TIMEOUT);
+    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, { timeout: ZIP_TIMEOUT });
     parts.push(bytesOf(buffers[0]));
     if (progress) progress(Math.round(((i + 1) * 100) / msg.chunks));
   }

@@ -1,0 +1,263 @@
+"""Salvage a damaged journal: copy every row that can still be read into a new one.
+
+``nbbatch repair`` (and :func:`salvage`) is the way back from a journal SQLite can no
+longer read whole — one zeroed page used to make the whole workspace unreadable:
+
+1. nobody else may have the workspace open (every kernel using it is closed first);
+2. an intact journal (``PRAGMA quick_check`` says ok) is left alone;
+3. the damaged file (with its ``-wal``) is moved aside as
+   ``nbbatch.sqlite3.damaged-<time>`` — never deleted, never written;
+4. a new journal is made and every table is copied row by row in rowid order; a damaged
+   stretch of a table is stepped over (the rows on it are lost, the ones after it are
+   not), and rows whose batch or task was lost go too;
+5. image files no surviving row uses are moved to ``recovered-files/`` instead of being
+   removed by the next open, so nothing on disk is lost.
+
+Opening the workspace afterwards reconciles as usual: a task whose image rows were lost
+but whose status says succeeded becomes failed ("the result file is missing") and can
+be run again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..core._errors import StoreBusyError
+from ._blobs import Blobs
+from ._journal import DB_NAME, Journal
+from ._recovery import acquire_folder_lock
+
+__all__ = ["SalvageReport", "salvage"]
+
+#: tables copied, parents first (leases are not: no run is alive during a repair)
+_TABLES = ("batches", "tasks", "inputs", "task_refs", "images", "derived")
+_STEP_LIMIT = 2**62
+RECOVERED_DIR = "recovered-files"
+
+
+@dataclass
+class SalvageReport:
+    """What a repair found and did."""
+
+    intact: bool = False
+    problem: str = ""
+    damaged_copy: Path | None = None
+    #: rows copied per table
+    copied: dict[str, int] = field(default_factory=dict)
+    #: stretches of a table that could not be read (rows on them are lost)
+    damaged_stretches: dict[str, int] = field(default_factory=dict)
+    #: rows dropped because their batch or task did not survive
+    orphans_dropped: int = 0
+    files_kept_aside: int = 0
+
+    def summary(self) -> str:
+        if self.intact:
+            return "the journal is intact; nothing to repair"
+        copied = ", ".join(f"{n} {t}" for t, n in self.copied.items() if n)
+        lost = ", ".join(f"{t} ({n})" for t, n in self.damaged_stretches.items() if n)
+        lines = [
+            f"the journal was damaged ({self.problem}); it was moved aside to "
+            f"{str(self.damaged_copy)!r} and a new one made",
+            f"rows saved: {copied or 'none'}",
+        ]
+        if lost:
+            lines.append(f"unreadable stretches skipped in: {lost}")
+        if self.orphans_dropped:
+            lines.append(
+                f"rows dropped because their batch or task was lost: {self.orphans_dropped}"
+            )
+        if self.files_kept_aside:
+            lines.append(
+                f"{self.files_kept_aside} image file(s) no saved row uses were moved to "
+                f"{RECOVERED_DIR}/ (nothing was deleted)"
+            )
+        return "\n".join(lines)
+
+
+def _check(db: Path) -> str:
+    """``"ok"``, or what is wrong with the journal."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows[:3])
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+
+
+def _readable_after(src: sqlite3.Connection, table: str, after: int) -> int | None:
+    """The smallest ``x > after`` from which reading ``table`` in rowid order works.
+
+    Seeking past ``x`` fails exactly while the row after ``x`` sits on a damaged page,
+    so the probes that work are those past the damage: double the step until one works,
+    then halve back to the first.
+    """
+
+    def works(x: int) -> bool:
+        try:
+            src.execute(
+                f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1", (x,)
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        return True
+
+    step = 1
+    while not works(after + step):
+        step *= 2
+        if step > _STEP_LIMIT:
+            return None
+    low, high = after + step // 2, after + step  # works(high); not works(low) or low==after
+    while high - low > 1:
+        mid = (low + high) // 2
+        if works(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _rows(
+    src: sqlite3.Connection, table: str, report: SalvageReport
+) -> Iterator[tuple[tuple[str, ...], tuple[Any, ...]]]:
+    try:
+        columns = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+    except sqlite3.DatabaseError:
+        report.damaged_stretches[table] = report.damaged_stretches.get(table, 0) + 1
+        return
+    if not columns:
+        return
+    select = f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid"
+    last = -(2**63)
+    chunk = 256
+    while True:
+        try:
+            got = src.execute(f"{select} LIMIT {chunk}", (last,)).fetchall()
+        except sqlite3.DatabaseError:
+            if chunk > 1:
+                chunk = 1  # go row by row up to the damage
+                continue
+            report.damaged_stretches[table] = report.damaged_stretches.get(table, 0) + 1
+            resume = _readable_after(src, table, last)
+            if resume is None:
+                return
+            last, chunk = resume, 256
+            continue
+        if not got:
+            return
+        for row in got:
+            yield tuple(columns), row[1:]
+        last = int(got[-1][0])
+        chunk = 256
+
+
+def salvage(root: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> SalvageReport:
+    """Repair the journal of the workspace at ``root`` (see the module docstring)."""
+    folder = Path(root)
+    db = folder / DB_NAME
+    report = SalvageReport()
+    if not db.is_file():
+        report.intact, report.problem = True, "no journal"
+        return report
+    handle, exclusive = acquire_folder_lock(folder, busy_timeout)
+    try:
+        if not exclusive:
+            raise StoreBusyError(
+                f"the workspace {str(folder)!r} is open in another process; close every "
+                "notebook and program using it, then run the repair again"
+            )
+        problem = _check(db)
+        if problem == "ok":
+            report.intact = True
+            return report
+        report.problem = problem
+        aside = folder / f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(db, aside)
+        for suffix in ("-wal", "-shm"):
+            extra = folder / f"{DB_NAME}{suffix}"
+            if extra.exists():
+                os.replace(extra, folder / f"{aside.name}{suffix}")
+        report.damaged_copy = aside
+        _copy(aside, folder, report)
+        report.files_kept_aside = _keep_unused_files(folder)
+    finally:
+        if handle is not None:
+            handle.close()
+    return report
+
+
+def _copy(aside: Path, folder: Path, report: SalvageReport) -> None:
+    journal = Journal(folder)
+    try:
+        journal.init_schema()
+        try:
+            src = sqlite3.connect(f"file:{quote(str(aside.resolve()))}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            report.problem += f"; nothing could be read ({exc})"
+            return
+        try:
+            for table in _TABLES:
+                copied = 0
+                with journal.tx() as c:
+                    c.execute("PRAGMA defer_foreign_keys=ON")
+                    for columns, values in _rows(src, table, report):
+                        marks = ",".join("?" * len(values))
+                        c.execute(
+                            f"INSERT OR IGNORE INTO {table}({', '.join(columns)}) VALUES ({marks})",
+                            values,
+                        )
+                        copied += 1
+                    report.orphans_dropped += _drop_orphans(c, table)
+                report.copied[table] = copied
+        finally:
+            src.close()
+    finally:
+        journal.close()
+
+
+def _drop_orphans(c: sqlite3.Connection, table: str) -> int:
+    """Delete rows of ``table`` whose parent row was lost; return how many."""
+    where = {
+        "tasks": "batch_id NOT IN (SELECT id FROM batches)",
+        "task_refs": "task_id NOT IN (SELECT id FROM tasks) "
+        "OR sha256 NOT IN (SELECT sha256 FROM inputs)",
+        "images": "task_id NOT IN (SELECT id FROM tasks)",
+    }.get(table)
+    if where is None:
+        return 0
+    return int(c.execute(f"DELETE FROM {table} WHERE {where}").rowcount)
+
+
+def _keep_unused_files(folder: Path) -> int:
+    """Move image files no row uses to ``recovered-files/`` (the next open would delete
+    them as orphans); return how many."""
+    journal = Journal(folder)
+    try:
+        known = {
+            f"{sha}.{ext}"
+            for sha, ext in journal.query(
+                "SELECT sha256, ext FROM images UNION SELECT sha256, ext FROM inputs"
+            )
+        }
+    finally:
+        journal.close()
+    moved = 0
+    target = folder / RECOVERED_DIR
+    for f in Blobs(folder).entries():
+        if f.name in known or f.name.startswith("."):
+            continue
+        target.mkdir(exist_ok=True)
+        os.replace(f, target / f.name)
+        moved += 1
+    return moved

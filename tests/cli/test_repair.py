@@ -1,0 +1,117 @@
+"""``nbbatch repair``: the salvage path for a damaged journal (issue 26, LOW item).
+
+One zeroed page used to make the whole workspace unreadable with no way back. The
+repair moves the damaged file aside, copies every row that can still be read into a new
+journal, and keeps image files no surviving row uses.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nbbatch import Batch, Params, Workspace
+from nbbatch._cli import main
+from nbbatch.engine._journal import DB_NAME
+from nbbatch.engine._salvage import salvage
+from nbbatch.errors import StoreBusyError, StoreError
+
+LONG = "a watercolour of a lighthouse on a cliff at dusk, gulls, spray, " * 3
+
+
+def zero_a_page_of(db: Path, table: str) -> int:
+    """Overwrite one leaf page of ``table`` (not its first or last) with zeros."""
+    with sqlite3.connect(db) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name=? AND pagetype='leaf' ORDER BY pageno",
+                (table,),
+            )
+        ]
+    conn.close()
+    assert len(leaves) >= 3, leaves
+    page = leaves[len(leaves) // 2]
+    with open(db, "r+b") as fh:
+        fh.seek((page - 1) * size)
+        fh.write(b"\x00" * size)
+    return page
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> tuple[Path, str, str]:
+    path = tmp_path / "ws"
+    with Workspace(path) as ws:
+        big = Batch.create([f"{LONG} #{i}" for i in range(300)], workspace=ws, name="big")
+        small = Batch.create(["a red fox", "a blue car"], workspace=ws, params=Params(size="32x32"))
+        small.run_sync("demo")
+    # closing the last connection checkpoints the WAL into the file: damage it there
+    assert not (path / f"{DB_NAME}-wal").exists()
+    zero_a_page_of(path / DB_NAME, "tasks")
+    return path, big.id, small.id
+
+
+def test_a_zeroed_page_is_salvaged_by_nbbatch_repair(
+    damaged: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, big_id, small_id = damaged
+    with pytest.raises((StoreError, RuntimeWarning)), Workspace(path) as ws:
+        Batch.load(big_id, ws)  # unreadable before the repair
+
+    assert main(["repair", "-w", str(path)]) == 0
+    said = capsys.readouterr().err
+    assert "was moved aside" in said and "rows saved:" in said
+    assert "unreadable stretches skipped in: tasks (1)" in said
+    # the damaged file is kept (with its -wal / -shm, if the failed open made them)
+    (aside,) = [p for p in path.glob(f"{DB_NAME}.damaged-*") if p.name[-4:] not in ("-wal", "-shm")]
+
+    with Workspace(path) as ws:
+        assert ws.recovery.integrity == "ok"
+        names = {b.name for b in ws.batches()}
+        assert "big" in names and len(names) == 2
+        big = Batch.load(big_id, ws)
+        assert 200 < len(big) < 300  # one page of rows lost, every other row kept
+        assert [t.order for t in big.tasks] == sorted(t.order for t in big.tasks)
+        small = Batch.load(small_id, ws)
+        assert all(im.pil.size == (32, 32) for im in small.images)
+    assert aside.stat().st_size > 0
+
+    assert main(["repair", "-w", str(path)]) == 0
+    assert "intact; nothing to repair" in capsys.readouterr().err
+
+
+def test_repair_refuses_while_the_workspace_is_open(damaged: tuple[Path, str, str]) -> None:
+    path, _, _ = damaged
+    with sqlite3.connect(path / DB_NAME) as conn:
+        conn.execute("PRAGMA user_version").fetchone()  # page 1 is intact: this opens
+    conn.close()
+    holder = open(path / "workspace.lock", "a+b")  # noqa: SIM115 - another kernel's lock
+    try:
+        import fcntl
+
+        fcntl.flock(holder.fileno(), fcntl.LOCK_SH)
+        with pytest.raises(StoreBusyError, match="open in another process"):
+            salvage(path)
+    finally:
+        holder.close()
+    assert not list(path.glob(f"{DB_NAME}.damaged-*"))  # nothing was moved
+
+
+def test_a_journal_whose_first_page_is_gone_still_repairs_and_keeps_the_images(
+    damaged: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _, _ = damaged
+    images = sorted(p.name for p in (path / "images").rglob("*.png"))
+    assert images
+    with open(path / DB_NAME, "r+b") as fh:  # the header and the schema: nothing readable
+        fh.write(b"\x00" * 4096)
+    assert main(["repair", "-w", str(path)]) == 0
+    said = capsys.readouterr().err
+    assert "rows saved: none" in said and "moved to recovered-files/" in said
+    assert sorted(p.name for p in (path / "recovered-files").iterdir()) == images
+    with Workspace(path) as ws:  # a new, empty journal; the files were not deleted
+        assert ws.batches() == [] and ws.recovery.integrity == "ok"
+    assert sorted(p.name for p in (path / "recovered-files").iterdir()) == images

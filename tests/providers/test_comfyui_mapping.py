@@ -1,0 +1,243 @@
+"""Mapping detection for the workflows ComfyUI users run today (API-format graphs).
+
+Issue 27 item 4: the prompt was only found when a ``CLIPTextEncode`` fed the one
+``KSampler`` directly. Missed: conditioning through ``FluxGuidance`` /
+``ControlNetApplyAdvanced``; ``SamplerCustomAdvanced`` + ``RandomNoise``; two samplers;
+other text encoders; size from ``EmptySD3LatentImage`` and the other
+``Empty*LatentImage`` nodes. Item 6: a mapping onto a linked input was accepted and
+failed only at execution. The shapes below are those of ComfyUI's own templates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nbbatch.errors import ConfigError
+from nbbatch.providers import ComfyUIProvider, WorkflowMapping, detect_mapping
+
+
+def _flux_custom_advanced() -> dict[str, Any]:
+    """Flux dev as in the templates: SamplerCustomAdvanced, guider, RandomNoise."""
+    return {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["11", 0], "text": "a cat"}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "f"}},
+        "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5", "clip_name2": "l"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors"}},
+        "13": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["25", 0],
+                "guider": ["22", 0],
+                "sampler": ["16", 0],
+                "sigmas": ["17", 0],
+                "latent_image": ["27", 0],
+            },
+        },
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": ["12", 0], "scheduler": "simple", "steps": 20, "denoise": 1.0},
+        },
+        "22": {
+            "class_type": "BasicGuider",
+            "inputs": {"model": ["12", 0], "conditioning": ["26", 0]},
+        },
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 42}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["6", 0], "guidance": 3.5}},
+        "27": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": ["30", 0], "height": 768, "batch_size": 1},
+        },
+        "30": {"class_type": "PrimitiveInt", "inputs": {"value": 1024}},
+    }
+
+
+def test_flux_sampler_custom_advanced_through_guider_noise_and_scheduler() -> None:
+    m = detect_mapping(_flux_custom_advanced())
+    assert m.prompt == ("6", "text")  # through BasicGuider and FluxGuidance
+    assert m.seed == ("25", "noise_seed")
+    assert (m.steps, m.denoise, m.sampler) == (
+        ("17", "steps"),
+        ("17", "denoise"),
+        ("16", "sampler_name"),
+    )
+    assert (m.width, m.height, m.batch_size) == (
+        ("30", "value"),
+        ("27", "height"),
+        ("27", "batch_size"),
+    )
+    assert m.negative is None and m.cfg is None
+
+
+def test_controlnet_apply_advanced_passes_each_side_through() -> None:
+    graph: dict[str, Any] = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd3.5.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "pos"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "neg"}},
+        "4": {
+            "class_type": "ControlNetApplyAdvanced",
+            "inputs": {
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "control_net": ["9", 0],
+                "image": ["10", 0],
+                "strength": 0.7,
+            },
+        },
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["4", 0],
+                "negative": ["4", 1],
+                "latent_image": ["6", 0],
+                "seed": 1,
+                "steps": 20,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "6": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+        },
+        "9": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "canny"}},
+        "10": {"class_type": "LoadImage", "inputs": {"image": "canny.png"}},
+    }
+    m = detect_mapping(graph)
+    assert (m.prompt, m.negative) == (("2", "text"), ("3", "text"))
+    assert (m.width, m.seed, m.image) == (("6", "width"), ("5", "seed"), ("10", "image"))
+
+
+def test_other_encoders_and_a_zeroed_negative() -> None:
+    # Qwen image edit: TextEncodeQwenImageEdit (input "prompt"), the negative made by
+    # ConditioningZeroOut from the positive (no negative text of its own)
+    graph: dict[str, Any] = {
+        "1": {
+            "class_type": "TextEncodeQwenImageEdit",
+            "inputs": {"clip": ["7", 0], "prompt": "x", "vae": ["8", 0], "image": ["9", 0]},
+        },
+        "2": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["1", 0]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["6", 0],
+                "positive": ["1", 0],
+                "negative": ["2", 0],
+                "latent_image": ["4", 0],
+                "seed": 5,
+                "steps": 4,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+            },
+        },
+        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["9", 0], "vae": ["8", 0]}},
+        "9": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+    }
+    m = detect_mapping(graph)
+    assert m.prompt == ("1", "prompt") and m.negative is None
+    assert m.image == ("9", "image") and m.width is None
+
+
+def test_two_samplers_the_base_one_starts_the_picture() -> None:
+    # SDXL base + refiner: the refiner's latent comes from the base sampler
+    def sampler(positive: str, negative: str, latent: str) -> dict[str, Any]:
+        return {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": [positive, 0],
+                "negative": [negative, 0],
+                "latent_image": [latent, 0],
+                "add_noise": "enable",
+                "noise_seed": 7,
+                "steps": 25,
+                "cfg": 8.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "start_at_step": 0,
+                "end_at_step": 20,
+                "return_with_leftover_noise": "enable",
+            },
+        }
+
+    graph: dict[str, Any] = {
+        "1": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+        },
+        "11": sampler("15", "16", "10"),  # refiner, listed first
+        "10": sampler("6", "7", "5"),  # base
+        "5": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+        },
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "base pos"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "base neg"}},
+        "15": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "ref pos"}},
+        "16": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "ref neg"}},
+    }
+    m = detect_mapping(graph)
+    assert (m.prompt, m.negative, m.seed) == (("6", "text"), ("7", "text"), ("10", "noise_seed"))
+    assert m.width == ("5", "width") and m.model == ("1", "ckpt_name")
+
+
+def test_a_node_titled_prompt_marks_the_slot() -> None:
+    graph = _flux_custom_advanced()
+    graph["40"] = {
+        "class_type": "PrimitiveStringMultiline",
+        "inputs": {"value": "hi"},
+        "_meta": {"title": "Prompt"},
+    }
+    graph["6"]["inputs"]["text"] = ["40", 0]
+    graph["41"] = {"class_type": "PrimitiveInt", "inputs": {"value": 3}, "_meta": {"title": "seed"}}
+    m = detect_mapping(graph)
+    assert m.prompt == ("40", "value") and m.seed == ("41", "value")
+
+
+def test_a_mapping_onto_a_linked_input_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match=r"linked to the output of node 8 \(VAEDecode\)"):
+        ComfyUIProvider(workflow=_flux_custom_advanced(), mapping={"prompt": "9.images"})
+    with pytest.raises(ConfigError, match="linked"):
+        WorkflowMapping.from_dict({"width": "27.width"}).check(_flux_custom_advanced())
+
+
+def test_the_prompt_primitive_is_found_behind_a_preview_and_a_switch() -> None:
+    # Krea 2 / Ernie templates: the person's text, or an LLM's rewrite of it, chosen by a
+    # ComfySwitchNode and shown by PreviewAny on its way to the encoder
+    graph = _flux_custom_advanced()
+    graph["40"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a cat"}}
+    graph["41"] = {"class_type": "TextGenerate", "inputs": {"prompt": ["40", 0], "clip": ["11", 0]}}
+    graph["42"] = {
+        "class_type": "ComfySwitchNode",
+        "inputs": {"switch": False, "on_false": ["40", 0], "on_true": ["41", 0]},
+    }
+    graph["43"] = {"class_type": "PreviewAny", "inputs": {"source": ["42", 0]}}
+    graph["6"]["inputs"]["text"] = ["43", 0]
+    assert detect_mapping(graph).prompt == ("40", "value")
+
+
+def test_one_encoder_making_both_sides_maps_its_negative_prompt() -> None:
+    graph = _flux_custom_advanced()
+    graph["6"] = {
+        "class_type": "TextEncodeQwenImage21",
+        "inputs": {"clip": ["11", 0], "prompt": "a cat", "negative_prompt": "", "resolution": 1024},
+    }
+    graph["22"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": ["12", 0], "positive": ["6", 0], "negative": ["6", 1], "cfg": 4.0},
+    }
+    m = detect_mapping(graph)
+    assert (m.prompt, m.negative, m.cfg) == (
+        ("6", "prompt"),
+        ("6", "negative_prompt"),
+        ("22", "cfg"),
+    )
