@@ -7,19 +7,26 @@
 * **list** — ``Workspace.batches()`` over N batches of 20 tasks each, and
   ``Workspace.history()`` (what the History panel lists: also images, success rate and
   mean duration) over the same batches, the first two tasks of each run on "demo".
+* **run start** — ``batch.start(provider)`` on the largest batch, on a running event
+  loop, while a ticker coroutine wakes every millisecond: the longest gap between two
+  of its wake-ups, from the call until every task is queued, is the longest time the
+  start held the loop (a kernel's loop: widgets and other cells wait that long).
 
 Each is measured at several sizes to show how it grows (best of ``--repeat`` wall times;
 the machine is shared). Prints ``RESULT create_100k_s``, ``RESULT reopen_100k_s``,
-``RESULT list_1000_batches_s`` and ``RESULT history_1000_batches_s`` for the largest
-sizes (goals: ≤ 2 s, ≤ 1.5 s, ≤ 0.2 s, ≤ 0.2 s).
+``RESULT list_1000_batches_s``, ``RESULT history_1000_batches_s`` and
+``RESULT run_start_loop_max_ms_100k`` for the largest sizes (goals: ≤ 2 s, ≤ 1.5 s,
+≤ 0.2 s, ≤ 0.2 s, ≤ 50 ms).
 
     python benchmarks/bench_scale.py              # 10k / 30k / 100k tasks, 100 / 300 / 1000
+    python benchmarks/bench_scale.py --start-only # only the run start, on 100k tasks
     python benchmarks/bench_scale.py --quick      # CI smoke run (not a measurement)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import shutil
 import sys
@@ -104,8 +111,110 @@ def listing(root: Path, batches: int, repeat: int) -> tuple[float, float]:
     return best(times), best(history)
 
 
+class Ticker:
+    """Wakes every millisecond on the loop and keeps the longest gap between wake-ups:
+    in wall time (what a person waits) and in this thread's CPU time (the work that
+    held the loop, without the time the shared machine gave to other processes)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self.running = True
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last, last_cpu = loop.time(), time.thread_time()
+        while self.running:
+            await asyncio.sleep(0.001)
+            now, cpu = loop.time(), time.thread_time()
+            self.wall, self.cpu = max(self.wall, now - last), max(self.cpu, cpu - last_cpu)
+            last, last_cpu = now, cpu
+
+
+def busy_baseline(seconds: float) -> tuple[float, float]:
+    """The same ticker beside plain Python work in 5 ms slices (no nbbatch): the floor
+    this machine sets for the figure (a busy process waits its turn for a core)."""
+
+    async def measure() -> tuple[float, float]:
+        ticker = Ticker()
+        tick = asyncio.ensure_future(ticker.run())
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            spin = time.perf_counter() + 0.005
+            while time.perf_counter() < spin:
+                pass
+            await asyncio.sleep(0)
+        ticker.running = False
+        await tick
+        return ticker.wall, ticker.cpu
+
+    return asyncio.run(measure())
+
+
+def start_stall(root: Path, n: int) -> tuple[float, float, float]:
+    """(longest loop stall wall, its CPU, seconds until all queued) while ``n`` start."""
+    from nbbatch import Batch, Workspace
+    from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
+
+    class Held(Provider):
+        """Answers nothing until the run stops: only the start is measured."""
+
+        name = "held"
+        capabilities = Capabilities(txt2img=True)
+
+        async def generate(
+            self, request: GenerationRequest, on_progress: object = None
+        ) -> list[ImageData]:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    ws = Workspace(root / f"start-{n}")
+    batch = Batch.create([f"a lighthouse at dusk, variation {i}" for i in range(n)], workspace=ws)
+    gc.collect()
+
+    async def measure() -> tuple[float, float, float]:
+        ticker = Ticker()
+        tick = asyncio.ensure_future(ticker.run())
+        await asyncio.sleep(0.01)
+        ticker.wall = ticker.cpu = 0.0
+        began = time.perf_counter()
+        runner = batch.start(Held(), concurrency=1)
+        while runner.progress().queued + runner.progress().running < n and not runner.done:
+            await asyncio.sleep(0.001)
+        queued_after = time.perf_counter() - began
+        ticker.running = False
+        await tick
+        runner.stop()
+        await runner.wait()
+        return ticker.wall, ticker.cpu, queued_after
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        ws.close()
+
+
+def report_start(root: Path, n: int) -> None:
+    wall, cpu, queued = start_stall(root, n)
+    floor_wall, floor_cpu = busy_baseline(min(queued, 10.0))
+    print(
+        f"{n:>7,} tasks started: all queued after {queued:.2f} s; longest loop stall "
+        f"{wall * 1000:.1f} ms wall ({cpu * 1000:.1f} ms CPU); the same ticker beside "
+        f"plain 5 ms slices of work: {floor_wall * 1000:.1f} ms wall "
+        f"({floor_cpu * 1000:.1f} ms CPU)"
+    )
+    print(f"RESULT run_start_loop_max_ms_100k {wall * 1000:.1f}")
+    print(f"RESULT run_start_loop_max_cpu_ms_100k {cpu * 1000:.1f}")
+    print(f"RESULT busy_loop_max_ms_same_machine {floor_wall * 1000:.1f}")
+
+
 def main(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="nbbatch-scale-", dir=args.workdir))
+    if args.start_only:
+        try:
+            report_start(root, args.tasks[-1])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return 0
     try:
         print(f"python={sys.version.split()[0]} repeat={args.repeat}")
         result: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -125,6 +234,7 @@ def main(args: argparse.Namespace) -> int:
                 f"{b:>7,} batches listed: {listed * 1000:.1f} ms ({each:.0f} µs each), "
                 f"history {history * 1000:.1f} ms"
             )
+        report_start(root, args.tasks[-1])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"RESULT create_100k_s {result[0]:.3f}")
@@ -140,6 +250,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batches", type=int, nargs="+", default=[100, 300, 1000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", default=None, help="where the temporary workspaces go")
+    ap.add_argument(
+        "--start-only", action="store_true", help="measure only the run start (largest size)"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny CI smoke run (not a measurement)")
     args = ap.parse_args(argv)
     if args.quick:

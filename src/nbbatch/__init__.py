@@ -40,10 +40,10 @@ from .engine._runner import Runner
 from .engine._settings import (
     ProviderConfig,
     Settings,
+    check_connection,
     load_settings,
     save_secret,
     save_settings,
-    test_connection,
 )
 from .engine._store import BatchSummary, Workspace
 from .images import contact_sheet, export_zip, postprocess, read_generation_info, thumbnail
@@ -54,12 +54,12 @@ from .planning import (
     Preset,
     Presets,
     TaskList,
-    aenhance,
-    aplan,
     count_prompts,
     enhance,
+    enhance_async,
     expand,
     plan,
+    plan_async,
     read_prompts,
     tasks_from_folder,
 )
@@ -76,7 +76,16 @@ def __getattr__(name: str) -> _Any:
         from .widgets import BatchStudio
 
         return BatchStudio
-    raise AttributeError(f"module 'nbbatch' has no attribute {name!r}")
+    from .core._names import renamed
+
+    return renamed("nbbatch", name, _RENAMED)
+
+
+_RENAMED = {
+    "aplan": ("nbbatch.plan_async", lambda: plan_async),
+    "aenhance": ("nbbatch.enhance_async", lambda: enhance_async),
+    "test_connection": ("nbbatch.check_connection", lambda: check_connection),
+}
 
 
 __all__ = [
@@ -102,17 +111,18 @@ __all__ = [
     "TaskStatus",
     "Workspace",
     "__version__",
-    "aenhance",
-    "aplan",
     "available_providers",
+    "check_connection",
     "contact_sheet",
     "count_prompts",
     "enhance",
+    "enhance_async",
     "expand",
     "export_zip",
     "get_provider",
     "load_settings",
     "plan",
+    "plan_async",
     "postprocess",
     "read_generation_info",
     "read_prompts",
@@ -121,6 +131,5 @@ __all__ = [
     "save_settings",
     "task_from_image",
     "tasks_from_folder",
-    "test_connection",
     "thumbnail",
 ]

@@ -4,8 +4,8 @@ A folder name is whatever someone put into a cloned repository or an unzipped da
 ipyfilechooser shows its title and the chosen path in HTML labels (set as innerHTML), so
 a folder named ``<img src=x onerror=...>`` used to run script in the page: when the
 picker opened, and again on every reload of the saved notebook while the kernel lived.
-Here the names must show as text, in JupyterLab and in Notebook 7, before and after a
-reload, and the script in them must never run.
+Here the names (markup, and TeX as a bonus) must show as typed, in JupyterLab and in
+Notebook 7, before and after a reload, and the script in them must never run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from tests.browser.test_inputs import png, tiles
 from tests.browser.test_inputs_flow import upload_of
 
 # no "/" in a file name, so the handlers mark the page instead of calling anything
-ROOT_NAME = "<img src=x onerror=\"document.body.dataset.nbbInjected='root'\">"
-FOLDER_NAME = "<img src=x onerror=\"document.body.dataset.nbbInjected='folder'\"> <b>pets"
+ROOT_NAME = "<img src=x onerror=\"document.body.dataset.nbbInjected='root'\"> $\\alpha$"
+FOLDER_NAME = "<img src=x onerror=\"document.body.dataset.nbbInjected='folder'\"> <b>pets $\\alpha$"
 
 CELL = """
 import nbbatch, pathlib, tempfile

@@ -16,7 +16,7 @@ import pytest
 
 from nbbatch.core import _aio
 from nbbatch.core._aio import PassBudget
-from nbbatch.providers import _support
+from nbbatch.providers import _offload
 from nbbatch.providers._http import HttpClient
 
 
@@ -158,6 +158,6 @@ async def test_inline_work_on_big_data_takes_a_turn(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(
         _aio._budgets, asyncio.get_running_loop(), Counted(asyncio.get_running_loop())
     )
-    assert await _support.offload(len, b"x" * 200_000, size=200_000) == 200_000
-    assert await _support.offload(len, b"x" * 100, size=100) == 100
+    assert await _offload.offload(len, b"x" * 200_000, size=200_000) == 200_000
+    assert await _offload.offload(len, b"x" * 100, size=100) == 100
     assert turns == [1]

@@ -132,7 +132,7 @@ async def retry_fetch(call, attempts, delay, sleep):
     [
         ("engine/_runner.py", "_execute"),
         ("planning/_llm.py", "complete"),
-        ("providers/_support.py", "retry_fetch"),
+        ("providers/_fetch.py", "retry_fetch"),
     ],
 )
 def test_the_runner_planner_and_polls_call_retrying(module: str, function: str) -> None:

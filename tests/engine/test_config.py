@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 import nbbatch
-from nbbatch import Params, ProviderConfig, Settings, load_settings, save_secret, save_settings
-from nbbatch import test_connection as check_connection
+from nbbatch import (
+    Params,
+    ProviderConfig,
+    Settings,
+    check_connection,
+    load_settings,
+    save_secret,
+    save_settings,
+)
 from nbbatch.engine._settings import config_dir, delete_secret, load_secrets
 from nbbatch.errors import ConfigError
 from nbbatch.providers import DemoProvider, PoolProvider, provider_catalog

@@ -307,3 +307,25 @@ def test_claim_takes_exactly_the_free_tasks_across_chunks_of_ids(tmp_path: Path)
         assert {i: statuses[tasks[i].id] for i in held} == held
         assert {statuses[t.id] for i, t in enumerate(tasks) if i not in held} == {"queued"}
         assert leases == {tasks[499].id: "another-run"} | dict.fromkeys(claimed, lease.id)
+
+
+def test_claim_takes_the_references_another_kernel_journaled(workspace: Workspace) -> None:
+    # Issue 26 item 4: a kernel that loaded the batch before another changed a task's
+    # references sent its stale copy; the claim now takes the journal's references too.
+    record = workspace.insert_batch([Task("a red car")])
+    mine = record.tasks[0]
+    theirs = workspace.task(mine.id)  # another kernel's copy of the same row
+    theirs.references = [workspace.add_reference(png_bytes(), "sketch.png")]
+    workspace.save_task(theirs)
+    assert mine.references == []
+    assert workspace.claim([mine]) == {mine.id}
+    assert [(r.name, r.sha256) for r in mine.references] == [
+        ("sketch.png", theirs.references[0].sha256)
+    ]
+    # and back: references removed elsewhere are not sent either
+    other = workspace.task(mine.id)
+    other.references = []
+    other.status = TaskStatus.IDLE
+    workspace.save_task(other)
+    assert workspace.claim([mine]) == {mine.id}
+    assert mine.references == []

@@ -145,3 +145,22 @@ def test_prune_removes_cache_entries_of_deleted_images(tmp_path: Path) -> None:
     assert kept_thumb.exists() and kept_derived.path.exists()
     assert not dropped_thumb.exists() and not dropped_derived.path.exists()
     assert not dropped_derived.path.parent.exists()
+
+
+def test_prune_forgets_the_derived_rows_of_deleted_images(tmp_path: Path) -> None:
+    # Without a reconcile in between, pruning the ``derived/`` files of a deleted image
+    # left its rows behind: ``Workspace.derived`` listed copies whose files were gone.
+    from nbbatch.images import Resize, postprocess, prune_caches
+
+    with Workspace(tmp_path / "ws") as ws:
+        keep = Batch.create(["keep me"], workspace=ws)
+        drop = Batch.create(["drop me"], workspace=ws)
+        keep.run_sync("demo")
+        drop.run_sync("demo")
+        (kept,) = postprocess(keep, [Resize(32)])
+        (dropped,) = postprocess(drop, [Resize(32)])
+        ws.delete_batch(drop.id)
+        assert prune_caches(ws) == {"thumbs": 0, "derived": 1}
+        assert ws.derived(dropped.source_sha256) == []
+        assert [row["path"] for row in ws.derived(kept.source_sha256)] == [kept.path]
+        assert kept.path.exists() and not dropped.path.parent.exists()

@@ -322,11 +322,11 @@ def test_unreachable_server_is_unavailable_not_a_crash() -> None:
 
 def test_hung_server_times_out_within_the_budget() -> None:
     with FakeChat("openai") as server:
-        server.add_fault(Fault.hang(0.5))
-        started = time.monotonic()
+        # a hang that ran out would end in a 504 (a server error, not a timeout): the
+        # timeout error itself shows the 0.2 s budget ended the wait
+        server.add_fault(Fault.hang(3.0))
         with pytest.raises(ProviderTimeoutError):
             nbbatch.plan("a", llm=llm(server, timeout=0.2))
-        assert time.monotonic() - started < 1.0
         assert len(server.calls("*/chat/completions")) == 1  # a timeout is not retried
 
 
@@ -360,11 +360,11 @@ def test_enhance_rewrites_one_prompt_via_the_same_endpoint() -> None:
 # ------------------------------------------------------------------ notebook use
 
 
-async def test_plan_works_inside_a_running_loop_and_aplan_awaits() -> None:
+async def test_plan_works_inside_a_running_loop_and_plan_async_awaits() -> None:
     with FakeChat("openai") as server:
         # a notebook cell: a loop is running, yet the blocking call still works
         blocking = nbbatch.plan("a; b", llm=llm(server))
-        awaited = await nbbatch.aplan("c; d", llm=llm(server))
+        awaited = await nbbatch.plan_async("c; d", llm=llm(server))
     assert [t.prompt for t in blocking.tasks] == ["a", "b"]
     assert [t.prompt for t in awaited.tasks] == ["c", "d"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -364,10 +365,15 @@ async def test_img2img_sends_the_references_size_rounded_as_the_webui_rounds(
 
 
 async def test_a_size_off_the_grid_is_rounded_before_sending_and_said(
-    server: FakeA1111, provider: A1111Provider
+    server: FakeA1111, provider: A1111Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Issue 31, item 6: 70x50 came back 64x48 while the task still said 70x50.
-    images = await provider.generate(GenerationRequest("a fox", Params(size="70x50")))
+    with caplog.at_level(logging.INFO, logger="nbbatch"):
+        images = await provider.generate(GenerationRequest("a fox", Params(size="70x50")))
+        await provider.generate(GenerationRequest("a fox", Params(size="70x50")))
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "70x50" in r.getMessage()]
+    note = "a1111: the WebUI renders multiples of 8: 70x50 was sent as 64x48"
+    assert said == [(logging.WARNING, note), (logging.INFO, note)]  # once per provider
     assert (server.jobs[0]["width"], server.jobs[0]["height"]) == (64, 48)
     assert images[0].info["size"] == "64x48"
     assert images[0].info["notes"] == ["the WebUI renders multiples of 8: 70x50 was sent as 64x48"]

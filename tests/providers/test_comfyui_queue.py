@@ -60,6 +60,7 @@ def server(shared_server: FakeComfyUI) -> Iterator[FakeComfyUI]:
     s.removed.clear()
     s.interrupts.clear()
     s.drop_events.clear()
+    s.clear_faults()
     yield s
     s.release()
 
@@ -254,3 +255,46 @@ async def test_a_chatty_server_does_not_keep_a_finished_task_waiting() -> None:
             await p.aclose()
         assert images
         assert sum(kind == "status" for _, kind, _ in server.events) > 3
+
+
+async def test_a_finished_prompt_whose_history_is_gone_fails_instead_of_waiting_forever(
+    server: FakeComfyUI, provider: ComfyUIProvider
+) -> None:
+    # a restart between the final event and the /history read loses the entry (ComfyUI
+    # keeps its history in memory): /history answers {} from then on
+    from nbbatch.errors import ServerError
+    from nbbatch.testing import Fault
+
+    server.add_fault(Fault.malformed(b"{}", times=1000), path="/history/*")
+    try:
+        with pytest.raises(ServerError, match="removed from ComfyUI's queue") as info:
+            await asyncio.wait_for(provider.generate(GenerationRequest("a fox")), 20)
+    finally:
+        server.clear_faults()
+    assert info.value.retryable
+
+
+async def test_a_pause_takes_back_the_prompts_still_pending_and_resume_queues_them_again(
+    server: FakeComfyUI, provider: ComfyUIProvider, workspace: Workspace
+) -> None:
+    # issue 27: a pause let prompts still pending in ComfyUI's queue run, though taking
+    # them back costs nothing; the running one finishes either way
+    provider.idle_check = 0.1  # how soon a waiting attempt looks at the pause
+    server.hold()
+    batch = Batch.create(["fox 1", "fox 2", "fox 3"], workspace=workspace)
+    runner = batch.start(provider, concurrency=3, retry=FAST)
+    await until(lambda: server._running is not None and len(server._pending) == 2)
+    running = server._running.prompt_id if server._running is not None else ""
+    pending = [job.prompt_id for job in server._pending]
+    runner.pause()
+    await asyncio.wait_for(until(lambda: sorted(server.removed) == sorted(pending)), 20)
+    assert server.interrupts == []  # the running prompt goes on
+    server.release()
+    await until(lambda: running in server.history)
+    assert len(server.calls("/prompt", "POST")) == 3  # nothing queued while paused
+    runner.resume()
+    await asyncio.wait_for(runner.wait(), 30)
+
+    assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 3
+    assert [t.attempts for t in batch.tasks] == [1, 1, 1]  # taking back costs no attempt
+    assert len(server.calls("/prompt", "POST")) == 5

@@ -7,6 +7,9 @@ bytes)", which reads as a contradiction.
 
 from __future__ import annotations
 
+import json
+import zlib
+
 import httpx
 import pytest
 
@@ -128,5 +131,48 @@ async def test_a_corrupt_compressed_body_is_a_typed_error(coding: str) -> None:
     try:
         with pytest.raises(MalformedResponseError, match=f"the {coding} body is corrupt"):
             await client.json("GET", "/answer")
+    finally:
+        await client.aclose()
+
+
+class Pieces(httpx.AsyncByteStream):
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes = data, sizes
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        at = 0
+        for size in [*self.sizes, len(self.data)]:
+            if at < len(self.data):
+                yield self.data[at : at + size]
+                at += size
+
+
+def compressed(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        import gzip
+
+        return gzip.compress(data)
+    wbits = zlib.MAX_WBITS if coding == "deflate" else -zlib.MAX_WBITS
+    pack = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return pack.compress(data) + pack.flush()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+@pytest.mark.parametrize("sizes", [[1], [1, 1, 5], [3], [10_000]])
+async def test_compressed_answers_in_any_pieces_read_whole(coding: str, sizes: list[int]) -> None:
+    answer = {"data": [{"b64_json": "A" * 50_000, "n": i} for i in range(5)]}
+    body = compressed(coding, json.dumps(answer).encode())
+    header = "deflate" if coding == "raw-deflate" else coding
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            stream=Pieces(body, sizes),
+            headers={"content-type": "application/json", "content-encoding": header},
+        )
+
+    client = HttpClient("svc", "http://svc.test", transport=httpx.MockTransport(handler))
+    try:
+        assert await client.json("GET", "/answer") == answer
     finally:
         await client.aclose()

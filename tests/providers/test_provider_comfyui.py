@@ -6,6 +6,7 @@ import asyncio
 import copy
 import io
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -540,14 +541,22 @@ async def test_cancelling_a_pending_prompt_never_interrupts_the_running_one(
         provider.generate(GenerationRequest("first"), lambda f, _: started.set())
     )
     await asyncio.wait_for(started.wait(), 5)
+    server.prompt_gate = gate = threading.Event()
     second = asyncio.ensure_future(provider.generate(GenerationRequest("second")))
     while len(server.calls("/prompt", "POST")) < 2:
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.02)  # let the second POST /prompt be answered (queued, pending)
+    # cancelled while its POST /prompt is still in flight: the provider waits for the
+    # answer before deleting (a delete that reached the server first found nothing, and
+    # the prompt then ran for nobody; the test used to sleep 20 ms here instead)
     second.cancel()
+    # time for a provider that does not wait to send its too-early delete; the outcome
+    # does not depend on this pause
+    await asyncio.sleep(0.05)
+    gate.set()
     with pytest.raises(asyncio.CancelledError):
         await second
     assert server.deleted == [_prompt_id(server, 1)]
+    assert server.removed == [_prompt_id(server, 1)]  # it was in the queue when deleted
     assert server.interrupts == []
     images = await first  # ran to the end, not cut short
     assert len(images) == 1

@@ -1,10 +1,11 @@
-"""The contract every cloud provider keeps, one suite run against each service's fake.
+"""The contract every provider over HTTP keeps, one suite run against each service's fake.
 
-What the nine provider files each used to set up and pin again for their own service —
-a wrong key, server errors retried with exact counts, a Retry-After beyond the cap, an
-answer cut short, a hung server — is written once here and parametrised over the
-services. What is particular to one service (its wire format, its refusals, its polling)
-stays in ``test_provider_<service>.py``.
+What the provider files each used to set up and pin again for their own service — a
+wrong key, server errors retried with exact counts, a 429 then a 500, a Retry-After
+beyond the cap, an answer cut short, a hung server — is written once here and
+parametrised over the six cloud services and the two local servers (WebUI, ComfyUI,
+which have no key to get wrong). What is particular to one service (its wire format,
+its refusals, its polling) stays in ``test_provider_<service>.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 from nbbatch import Batch, TaskStatus, Workspace
 from nbbatch.errors import AuthenticationError, ProviderConnectionError, ProviderTimeoutError
 from nbbatch.providers import GenerationRequest, Provider, Timeouts
+from nbbatch.providers._a1111 import A1111Provider
+from nbbatch.providers._comfyui import ComfyUIProvider
 from nbbatch.providers._fal import FalProvider
 from nbbatch.providers._gemini import GeminiProvider
 from nbbatch.providers._huggingface import HuggingFaceProvider
@@ -25,6 +28,8 @@ from nbbatch.providers._openai import OpenAIProvider
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import (
+    FakeA1111,
+    FakeComfyUI,
     FakeFal,
     FakeGemini,
     FakeHuggingFace,
@@ -49,14 +54,14 @@ def _polling(cls: type[Any]) -> Callable[..., Provider]:
     return build
 
 
-def _gemini_long_wait(server: Any) -> None:
+def _gemini_long_wait(server: Any, path: str) -> None:
     # Gemini says how long to wait in the body (RetryInfo), not in a header
     server.retry_delay = "3600s"
-    server.add_fault(Fault.status_code(429))
+    server.add_fault(Fault.status_code(429), path=path)
 
 
-def _header_long_wait(server: Any) -> None:
-    server.add_fault(Fault.status_code(429, headers={"retry-after": "3600"}))
+def _header_long_wait(server: Any, path: str) -> None:
+    server.add_fault(Fault.status_code(429, headers={"retry-after": "3600"}), path=path)
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,8 @@ class Service:
     fake: Callable[[], Any]  # a fake server that accepts KEY only
     provider: Callable[..., Provider]  # (api_key=, base_url=, **kw)
     submit: str  # the request that asks for the image (glob), POSTed once per attempt
-    auth_says: str  # the service's own words on a bad key, kept in the error
-    long_wait: Callable[[Any], None] = _header_long_wait
+    auth_says: str | None  # the service's words on a bad key (None: no key to check)
+    long_wait: Callable[[Any, str], None] = _header_long_wait  # (server, submit path)
     #: where an answer can be cut short, and whether that request is retried inside the
     #: provider (a download: ``fetch_attempts``) rather than by the runner (an attempt)
     truncate: str | None = None
@@ -79,6 +84,18 @@ class Service:
 
 def _reset_gemini(server: Any) -> None:
     server.retry_delay = "0.01s"
+
+
+def _keyless(cls: type[Any], **options: Any) -> Callable[..., Provider]:
+    """A local server's provider (WebUI, ComfyUI): no key; the URL and options only."""
+
+    def build(api_key: str, base_url: str, **kw: Any) -> Provider:
+        p = cls(base_url=base_url, poll_interval=0.01, **options, **kw)
+        if hasattr(p, "fetch_attempts"):
+            p.fetch_attempts, p.fetch_retry_delay = 3, 0.001
+        return p  # type: ignore[no-any-return]
+
+    return build
 
 
 SERVICES = [
@@ -134,7 +151,18 @@ SERVICES = [
         server_error=500,  # its 503 means "model loading", a wait (test_provider_huggingface)
         options={"model": HF_MODEL},
     ),
+    Service("a1111", FakeA1111, _keyless(A1111Provider), "/sdapi/v1/txt2img", None),
+    Service(
+        "comfyui",
+        FakeComfyUI,
+        _keyless(ComfyUIProvider),
+        "/prompt",
+        None,
+        truncate="/view",
+        retried_inside=True,
+    ),
 ]
+KEYED = [s for s in SERVICES if s.auth_says is not None]
 
 
 @dataclass
@@ -176,6 +204,7 @@ def case(served: tuple[Service, Any]) -> Case:
     return Case(service, server)
 
 
+@pytest.mark.parametrize("served", KEYED, ids=[s.name for s in KEYED], indirect=True)
 async def test_a_wrong_key_is_refused_once_in_the_services_words_without_the_key(
     case: Case,
 ) -> None:
@@ -188,7 +217,7 @@ async def test_a_wrong_key_is_refused_once_in_the_services_words_without_the_key
                 await p.check()
     finally:
         await p.aclose()
-    assert case.service.auth_says in str(info.value)
+    assert case.service.auth_says is not None and case.service.auth_says in str(info.value)
     assert not info.value.retryable
     assert WRONG not in str(info.value) and WRONG not in repr(info.value) and WRONG not in repr(p)
     assert case.submits() == 1  # never retried (``check()`` asks elsewhere)
@@ -222,7 +251,7 @@ async def test_a_429_then_a_500_are_retried_and_the_third_attempt_succeeds(
 async def test_a_retry_after_beyond_the_cap_fails_at_once_saying_how_long(
     case: Case, ws: Workspace
 ) -> None:
-    case.service.long_wait(case.server)
+    case.service.long_wait(case.server, case.service.submit)
     batch = await case.run(ws)
     task = batch.tasks[0]
     assert (task.status, task.error_kind, task.attempts) == (TaskStatus.FAILED, "rate_limited", 1)

@@ -35,7 +35,8 @@ from nbbatch.providers import (
     InputImage,
     OpenAIProvider,
 )
-from nbbatch.providers._support import OFFLOAD_BYTES, offload, retry_fetch
+from nbbatch.providers._fetch import retry_fetch
+from nbbatch.providers._offload import OFFLOAD_BYTES, offload
 
 BIG = os.urandom(OFFLOAD_BYTES + 4096)  # random bytes: the adapters only move them
 SMALL = os.urandom(1024)

@@ -19,10 +19,10 @@ from ._settings import (
     ProviderConfig,
     RunDefaults,
     Settings,
+    check_connection,
     load_settings,
     save_secret,
     save_settings,
-    test_connection,
 )
 from ._store import BatchSummary, RecoveryReport, Workspace
 
@@ -37,8 +37,17 @@ __all__ = [
     "Runner",
     "Settings",
     "Workspace",
+    "check_connection",
     "load_settings",
     "save_secret",
     "save_settings",
-    "test_connection",
 ]
+
+
+def __getattr__(name: str) -> object:
+    from ..core._names import renamed
+    from ._settings import check_connection
+
+    return renamed(
+        __name__, name, {"test_connection": ("check_connection", lambda: check_connection)}
+    )

@@ -129,6 +129,25 @@ class Blobs:
         """Where the copy of ``source_sha256`` made by the recipe ``recipe_hash`` goes."""
         return self.derived_folder(source_sha256) / f"{recipe_hash}.{ext}"
 
+    def derived_sources(self) -> Iterator[str]:
+        """The sha256 of every source image that has a folder under ``derived/``."""
+        if not self.derived_dir.is_dir():
+            return
+        for folder in self.derived_dir.glob("*/*"):
+            if folder.is_dir():
+                yield folder.name
+
+    def remove_derived(self, source_sha256: str) -> int:
+        """Delete every post-processed copy of one source (and its folder); how many files."""
+        folder = self.derived_folder(source_sha256)
+        removed = 0
+        for f in folder.iterdir() if folder.is_dir() else ():
+            f.unlink(missing_ok=True)
+            removed += 1
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        return removed
+
     def write_derived(
         self, source_sha256: str, recipe_hash: str, ext: str, data: bytes
     ) -> tuple[Path, str]:

@@ -393,6 +393,11 @@ def held_elsewhere(
     process is alive. Runs of this process are left out: its own batches know them.
     Give ``task_ids`` or ``batch_id`` (or neither, for the whole workspace).
     """
+    me, here = os.getpid(), socket.gethostname()
+    # no lease of another process at all (the common case): no join over the tasks
+    # (a start of 100,000 tasks spent ~130 ms of its event loop on it)
+    if not journal.query("SELECT 1 FROM leases WHERE pid<>? OR host<>? LIMIT 1", (me, here)):
+        return []
     sql = (
         "SELECT l.task_id, l.run_id, l.pid, l.host, l.claimed_at FROM leases l "
         "JOIN tasks t ON t.id = l.task_id WHERE t.status IN ('queued', 'running')"
@@ -405,7 +410,6 @@ def held_elsewhere(
         rows = list(journal.query(f"{sql} AND t.batch_id=? ORDER BY t.ord", (batch_id,)))
     else:
         rows = list(journal.query(f"{sql} ORDER BY t.ord"))
-    me, here = os.getpid(), socket.gethostname()
     grouped: dict[str, list[tuple[object, ...]]] = {}
     for row in rows:
         if row[2] == me and row[3] == here:

@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..core._aio import lower_thread_priority
@@ -66,6 +66,12 @@ __all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
 log = logging.getLogger("nbbatch")
 
 DEFAULT_CONCURRENCY = 3
+#: runs of more tasks than this start in slices that give the event loop back
+INCREMENTAL_FROM = 1_000
+#: tasks of a large start checked at once by ``start()`` (a problem with them raises there)
+_FIRST_CHECKED = 100
+#: how long a large start works before it gives the event loop back (seconds)
+_SLICE_SECONDS = 0.005
 #: at most 4 progress events per second per task reach subscribers
 _PROGRESS_INTERVAL = 0.25
 _DEFAULT_CAP = 10
@@ -283,6 +289,8 @@ class Runner:
             self._paused = True
             if self._resumed is not None:
                 self._resumed.clear()
+            for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
+                provider.pause_pending()  # ComfyUI takes back prompts still queued there
             self._set_state(RunState.PAUSED)
 
     def resume(self) -> None:
@@ -292,6 +300,8 @@ class Runner:
             self._paused = False
             if self._resumed is not None:
                 self._resumed.set()
+            for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
+                provider.resume_pending()
             self._set_state(RunState.RUNNING)
             self._poke()
 
@@ -475,33 +485,69 @@ class Runner:
 
     # ----------------------------------------------------------- starting
     def start(self) -> asyncio.Task[None]:
-        """Queue the tasks and start dispatching on the running loop."""
+        """Queue the tasks and start dispatching on the running loop.
+
+        A run of up to :data:`INCREMENTAL_FROM` tasks is checked, claimed in the journal
+        and queued here, so a problem raises at once. A larger one is started in
+        slices that give the event loop back every few milliseconds (100,000 tasks held
+        a kernel's loop for ~1.8 s): the first tasks are checked here (a problem with
+        them raises at once), the rest, the claim (on the journal thread) and the queue
+        as the run begins; a problem found then is raised by :meth:`wait`.
+        """
         if self._main is not None:
             raise RuntimeError("this run was already started")
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._resumed = asyncio.Event()
         self._resumed.set()
-        for task in self._tasks:
+        if len(self._tasks) <= INCREMENTAL_FROM:
+            self._check(self._tasks)
+            for _ in self._adopt(self._claim()):
+                pass
+            self._emit(RunStateChanged(RunState.RUNNING, batch_id=self.batch_id))
+            self._main = loop.create_task(self._dispatch(), name=f"nbbatch-run-{self.batch_id}")
+            return self._main
+        self._check(self._tasks[:_FIRST_CHECKED])
+        self._emit(RunStateChanged(RunState.RUNNING, batch_id=self.batch_id))
+        self._main = loop.create_task(
+            self._dispatch(prepare=_FIRST_CHECKED), name=f"nbbatch-run-{self.batch_id}"
+        )
+        return self._main
+
+    def _check(self, tasks: Sequence[Task]) -> None:
+        """Raise for a task this run could not serve (nothing is claimed or sent)."""
+        for task in tasks:
             self._provider_for(task).validate(self._request(task, with_images=False))
-        for t in self._tasks:
-            if t.status is TaskStatus.SUCCEEDED:
+            if task.status is TaskStatus.SUCCEEDED:
                 raise ConfigError(
-                    f"task {t.id} already succeeded; add a new task to generate it again",
-                    task_id=t.id,
+                    f"task {task.id} already succeeded; add a new task to generate it again",
+                    task_id=task.id,
                 )
-        # Claim in the journal under this run's lease: a task a live run (here or in
-        # another process) has queued or running is left to it, so no request is ever
-        # sent twice by two runs at once; one a dead run left behind is repaired first
-        # (interrupted or idle), and so claimed again only because it was asked for.
+
+    def _claim(self, tasks: Sequence[Task] | None = None) -> set[str]:
+        """Claim this run's tasks in the journal under a new lease (any thread).
+
+        A task a live run (here or in another process) has queued or running is left to
+        it, so no request is ever sent twice by two runs at once; one a dead run left
+        behind is repaired first (interrupted or idle), and so claimed again only
+        because it was asked for.
+        """
         self.workspace.repair_dead_runs()
-        self._lease = self.workspace.open_lease()
+        lease = self._lease = self.workspace.open_lease()
         try:
-            claimed = self.workspace.claim(self._tasks, self._lease)
+            return self.workspace.claim(self._tasks if tasks is None else tasks, lease)
         except BaseException:
-            self.workspace.release_lease(self._lease)
+            self.workspace.release_lease(lease)
+            self._lease = None
             raise
-        skipped = [t for t in self._tasks if t.id not in claimed]
+
+    def _adopt(self, claimed: set[str]) -> Iterator[None]:
+        """Queue the claimed tasks; a generator that yields between slices (a small
+        run consumes it at once, a large one gives the loop back at each yield)."""
+        if len(claimed) == len(self._tasks):
+            skipped: list[Task] = []  # the common case, without a pass over every task
+        else:
+            skipped = [t for t in self._tasks if t.id not in claimed]
         if skipped:
             owners = self.workspace.claimed_elsewhere([t.id for t in skipped])
             self.left_to_others = {t.id: owners.get(t.id, 0) for t in skipped}
@@ -511,17 +557,33 @@ class Runner:
                 len(skipped),
                 ", ".join(t.id for t in skipped[:10]),
             )
-        self._tasks = [t for t in self._tasks if t.id in claimed]
-        for t in self._tasks:
+            self._tasks = [t for t in self._tasks if t.id in claimed]
+        since = time.perf_counter()
+        for i, t in enumerate(self._tasks[:]):
             if t.status is not TaskStatus.QUEUED:
                 t.transition(TaskStatus.QUEUED)
-        for t in self._tasks:
             self._queue_for(t).append(t)
             self._counts[TaskStatus.QUEUED] += 1
             self._emit(TaskQueued(t, batch_id=self.batch_id))
-        self._emit(RunStateChanged(RunState.RUNNING, batch_id=self.batch_id))
-        self._main = loop.create_task(self._dispatch(), name=f"nbbatch-run-{self.batch_id}")
-        return self._main
+            if i & 31 == 31 and time.perf_counter() - since > _SLICE_SECONDS:
+                yield
+                since = time.perf_counter()
+
+    async def _prepare(self, checked: int) -> None:
+        """The rest of a large start, in slices: check, claim (off the loop), queue."""
+        rest = self._tasks[checked:]
+        since = time.perf_counter()
+        for i in range(0, len(rest), 32):
+            self._check(rest[i : i + 32])
+            if time.perf_counter() - since > _SLICE_SECONDS:
+                await asyncio.sleep(0)
+                since = time.perf_counter()
+        if self._stopping:
+            return  # stopped before anything was claimed
+        claimed = await self._journal(self._claim, self._tasks[:])
+        for _ in self._adopt(claimed):
+            await asyncio.sleep(0)  # the loop serves others between slices
+        self._emit_progress()
 
     # ----------------------------------------------------------- internals
     def _find(self, task_id: str) -> Task:
@@ -596,11 +658,17 @@ class Runner:
     def _has_pending(self) -> bool:
         return self._counts[TaskStatus.QUEUED] > 0
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, prepare: int | None = None) -> None:
         assert self._wake is not None
         _gc_hold.acquire()  # released by the wind-down, however the run ends
         self._gc_held = True
         try:
+            if prepare is not None:
+                try:
+                    await self._prepare(prepare)
+                except BaseException:
+                    self._stopping = True  # nothing of a failed start is left queued
+                    raise
             while True:
                 if self._stopping:
                     break

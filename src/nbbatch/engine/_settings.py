@@ -47,8 +47,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from ..core._errors import ConfigError, NbbatchError, UnknownProviderError
 from ..core._model import Params
+from ..core._names import renamed
 from ..core._secrets import Secret, resolve_key, scrub, split_url_credentials
 from ..providers._base import Provider
 from ..providers._catalog import ProviderInfo, provider_catalog, provider_info
@@ -64,13 +67,13 @@ __all__ = [
     "ProviderConfig",
     "RunDefaults",
     "Settings",
+    "check_connection",
     "config_dir",
     "delete_secret",
     "load_secrets",
     "load_settings",
     "save_secret",
     "save_settings",
-    "test_connection",
 ]
 
 log = logging.getLogger("nbbatch")
@@ -113,8 +116,6 @@ def config_dir() -> Path:
     override = os.environ.get("NBBATCH_CONFIG_DIR")
     if override:
         return Path(override).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("nbbatch"))
 
 
@@ -729,7 +730,7 @@ def delete_secret(name: str, path: str | os.PathLike[str] | None = None) -> bool
 # ---------------------------------------------------------------------- test connection
 @dataclass(frozen=True)
 class ConnectionResult:
-    """What :func:`test_connection` found, in words a person can act on."""
+    """What :func:`check_connection` found, in words a person can act on."""
 
     name: str
     provider: str
@@ -745,7 +746,7 @@ class ConnectionResult:
         return f"{self.name} ({self.provider}): {mark} - {self.message}"
 
 
-async def test_connection(
+async def check_connection(
     config: ProviderConfig,
     *,
     api_key: str | Secret | None = None,
@@ -787,5 +788,9 @@ async def test_connection(
     return result(True, f"connected in {time.monotonic() - start:.2f} s")
 
 
-# pytest would otherwise collect this imported coroutine as a test
-test_connection.__test__ = False  # type: ignore[attr-defined]
+_RENAMED = {"test_connection": ("check_connection", lambda: check_connection)}
+
+
+def __getattr__(name: str) -> Any:
+    # test_connection: pytest collected the imported coroutine as a test
+    return renamed(__name__, name, _RENAMED)

@@ -326,6 +326,20 @@ class Workspace:
             )
         return out
 
+    def prune_derived(self) -> int:
+        """Forget and delete the post-processed copies of images no row uses any more.
+
+        The rows go first, then the files (a file without a row is only a cache entry;
+        a row without its file would be listed by :meth:`derived`). Returns the files
+        removed.
+        """
+        if self.read_only:
+            raise WorkspaceNotWritableError(self._journal.read_only_message())
+        live = self._rows.known_digests()
+        orphans = [sha for sha in self._blobs.derived_sources() if sha not in live]
+        self._rows.forget_derived(orphans)
+        return sum(self._blobs.remove_derived(sha) for sha in orphans)
+
     # ----------------------------------------------------------- inputs
     def add_reference(
         self,

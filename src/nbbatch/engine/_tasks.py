@@ -16,7 +16,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,11 +427,11 @@ class TaskRows:
 
         A task already queued or running (by another run or process) or succeeded is
         not claimed, so two runs never send the same task at once. A claimed task whose
-        prompt, params or provider the journal holds differently (another kernel edited
-        it after this one loaded it) takes the journal's, so what is sent is what the
-        journal says. With ``lease`` the
-        claimed tasks are recorded as that run's in the same transaction, so that if its
-        process dies they are repaired by whoever opens the workspace next.
+        prompt, params, provider or references the journal holds differently (another
+        kernel edited it after this one loaded it) takes the journal's, so what is sent
+        is what the journal says. With ``lease`` the claimed tasks are recorded as that
+        run's in the same transaction, so that if its process dies they are repaired by
+        whoever opens the workspace next.
         """
         claimed: set[str] = set()
         by_id = {t.id: t for t in tasks}
@@ -447,10 +447,12 @@ class TaskRows:
             # change in between, so the rows selected, leased and updated are the same.
             for chunk, marks in in_chunks(ids):
                 where = f"WHERE id IN ({marks}) AND {free}"
+                fresh: set[str] = set()
                 for task_id, prompt, params, provider in c.execute(
                     f"SELECT id, prompt, params, provider FROM tasks {where}", chunk
                 ):
                     claimed.add(task_id)
+                    fresh.add(task_id)
                     t = by_id[task_id]
                     if prompt != t.prompt or provider != t.provider:
                         _take_journaled(t, prompt, params, provider)
@@ -460,6 +462,7 @@ class TaskRows:
                         text = encoded[id(t.params)] = json.dumps(t.params.to_dict())
                     if params != text:
                         _take_journaled(t, prompt, params, provider)
+                self._take_journaled_references(c, chunk, marks, fresh, by_id)
                 if lease is not None:
                     c.execute(
                         "INSERT OR REPLACE INTO leases(task_id, run_id, pid, host, claimed_at) "
@@ -472,6 +475,32 @@ class TaskRows:
                     chunk,
                 )
         return claimed
+
+    def _take_journaled_references(
+        self,
+        c: sqlite3.Connection,
+        chunk: Sequence[str],
+        marks: str,
+        claimed: set[str],
+        by_id: Mapping[str, Task],
+    ) -> None:
+        """Give each claimed task the references the journal holds where they differ
+        (another process changed them after this one loaded the task)."""
+        journaled: dict[str, list[Reference]] = {}
+        for task_id, sha, name, ext, w, h, fmt in c.execute(
+            "SELECT r.task_id, r.sha256, r.name, i.ext, i.width, i.height, i.format "
+            "FROM task_refs r JOIN inputs i ON i.sha256 = r.sha256 "
+            f"WHERE r.task_id IN ({marks}) ORDER BY r.task_id, r.idx",
+            chunk,
+        ):
+            if task_id in claimed:
+                ref = Reference(name, self.blobs.path(sha, ext), sha, w, h, fmt)
+                journaled.setdefault(task_id, []).append(ref)
+        for task_id in claimed:
+            t = by_id[task_id]
+            refs = journaled.get(task_id, [])
+            if [(r.sha256, r.name) for r in t.references] != [(r.sha256, r.name) for r in refs]:
+                t.references = refs
 
     def claimed_elsewhere(self, task_ids: Sequence[str]) -> dict[str, int]:
         """For tasks held by a live run: task id -> the process id running it."""
@@ -720,6 +749,13 @@ class TaskRows:
             item["recipe"] = json.loads(item["recipe"])
             out.append(item)
         return out
+
+    def forget_derived(self, source_digests: Sequence[str]) -> None:
+        """Delete the derived rows of these source images, in one transaction."""
+        with self.journal.tx() as c:
+            c.executemany(
+                "DELETE FROM derived WHERE source_sha256=?", [(sha,) for sha in source_digests]
+            )
 
     def record_derived(self, rows: Sequence[dict[str, Any]]) -> None:
         """Journal post-processed copies (already written with ``Blobs.write_derived``)."""

@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Union
+from typing import Protocol, Union
 
 from PIL import Image
 
@@ -123,6 +123,14 @@ def _check_size(size: int) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
         raise ConfigError(f"thumbnail size must be a whole number from 16 to 1024, got {size!r}")
     return size
+
+
+class PrunableWorkspace(WorkspaceLike, Protocol):
+    """A workspace that also owns its post-processed copies (``Workspace`` is one)."""
+
+    def prune_derived(self) -> int:
+        """Delete the copies (files and rows) of images no row uses; how many files."""
+        ...
 
 
 class ThumbnailCache:
@@ -295,12 +303,13 @@ def thumbnails(
     )
 
 
-def prune_caches(workspace: WorkspaceLike) -> dict[str, int]:
+def prune_caches(workspace: PrunableWorkspace) -> dict[str, int]:
     """Delete thumbnails and post-processed files whose source image is gone.
 
-    Both caches are keyed by the source's sha256, so after batches are deleted (and the
-    workspace reconciled) their entries are orphans. Returns how many files went from
-    ``thumbs/`` and ``derived/``.
+    Both caches are keyed by the source's sha256, so after batches are deleted their
+    entries are orphans. The thumbnails are this module's; the post-processed copies
+    (files and journal rows) are the workspace's, which prunes them itself. Returns how
+    many files went from ``thumbs/`` and ``derived/``.
     """
     live = workspace.known_digests()
     removed = {"thumbs": 0, "derived": 0}
@@ -309,12 +318,5 @@ def prune_caches(workspace: WorkspaceLike) -> dict[str, int]:
         if f.is_file() and f.name.split("_")[0] not in live:
             f.unlink(missing_ok=True)
             removed["thumbs"] += 1
-    derived = workspace.path / "derived"
-    for folder in derived.glob("*/*") if derived.is_dir() else ():
-        if folder.is_dir() and folder.name not in live:
-            for f in folder.iterdir():
-                f.unlink(missing_ok=True)
-                removed["derived"] += 1
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+    removed["derived"] = workspace.prune_derived()
     return removed

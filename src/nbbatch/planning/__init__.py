@@ -6,7 +6,10 @@
 The public names are re-exported at the top level (``nbbatch.plan``, ``nbbatch.expand``…).
 """
 
-from ._llm import LLMConfig, Plan, aenhance, aplan, enhance, extract_json, plan
+from typing import Any
+
+from ..core._names import renamed
+from ._llm import LLMConfig, Plan, enhance, enhance_async, extract_json, plan, plan_async
 from ._presets import Preset, Presets
 from ._sources import ParsedLine, parse_prompt_line, read_prompts, tasks_from_folder
 from ._tasklist import Skipped, TaskList
@@ -20,14 +23,24 @@ __all__ = [
     "Presets",
     "Skipped",
     "TaskList",
-    "aenhance",
-    "aplan",
     "count_prompts",
     "enhance",
+    "enhance_async",
     "expand",
     "extract_json",
     "parse_prompt_line",
     "plan",
+    "plan_async",
     "read_prompts",
     "tasks_from_folder",
 ]
+
+
+_RENAMED = {
+    "aplan": ("plan_async", lambda: plan_async),
+    "aenhance": ("enhance_async", lambda: enhance_async),
+}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed(__name__, name, _RENAMED)

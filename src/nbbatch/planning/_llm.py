@@ -70,6 +70,7 @@ from ..core._errors import (
     RateLimitedError,
 )
 from ..core._model import MAX_PROMPT_CHARS, Params, Reference, Task, check_prompt
+from ..core._names import renamed
 from ..core._retry import PLANNER_RETRY, RetryPolicy, retrying
 from ..core._secrets import Secret, resolve_key, scrub
 from ..engine._settings import LLM_KEY_ENV, LLM_SECRET, LLMSettings, Settings, load_settings
@@ -79,11 +80,11 @@ __all__ = [
     "DEFAULT_MAX_TASKS",
     "LLMConfig",
     "Plan",
-    "aenhance",
-    "aplan",
     "enhance",
+    "enhance_async",
     "extract_json",
     "plan",
+    "plan_async",
 ]
 
 DEFAULT_MAX_TASKS = 50
@@ -792,7 +793,7 @@ def _rejects_mode(exc: ProviderError) -> bool:
 # ------------------------------------------------------------------ public API
 
 
-async def aplan(
+async def plan_async(
     master_prompt: str,
     *,
     llm: LLMConfig | Mapping[str, Any] | None = None,
@@ -930,7 +931,7 @@ def _without_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-async def aenhance(
+async def enhance_async(
     prompt: str,
     *,
     llm: LLMConfig | Mapping[str, Any] | None = None,
@@ -983,9 +984,9 @@ def plan(
     vision: bool = False,
     strict_references: bool = False,
 ) -> Plan:
-    """Blocking :func:`aplan`: works in a script and in a notebook cell alike."""
+    """Blocking :func:`plan_async`: works in a script and in a notebook cell alike."""
     result: Plan = run_blocking(
-        lambda: aplan(
+        lambda: plan_async(
             master_prompt,
             llm=llm,
             references=references,
@@ -1006,6 +1007,16 @@ def enhance(
     llm: LLMConfig | Mapping[str, Any] | None = None,
     style: str | None = None,
 ) -> str:
-    """Blocking :func:`aenhance`."""
-    result: str = run_blocking(lambda: aenhance(prompt, llm=llm, style=style))
+    """Blocking :func:`enhance_async`."""
+    result: str = run_blocking(lambda: enhance_async(prompt, llm=llm, style=style))
     return result
+
+
+_RENAMED = {
+    "aplan": ("plan_async", lambda: plan_async),
+    "aenhance": ("enhance_async", lambda: enhance_async),
+}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed(__name__, name, _RENAMED)

@@ -77,7 +77,7 @@ from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback,
 from ._catalog import provider_info
 from ._codec import b64decode
 from ._http import HttpClient, Timeouts
-from ._support import offload
+from ._offload import offload
 
 __all__ = ["A1111Provider"]
 
@@ -316,6 +316,8 @@ class A1111Provider(Provider):
         self._answers = 0
         self._watcher: asyncio.Task[None] | None = None
         self._names: _Names | None = None
+        #: notes already logged as warnings
+        self._said: set[str] = set()
         self._names_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._http = HttpClient(
             self.name,
@@ -466,7 +468,12 @@ class A1111Provider(Provider):
         notes: list[str] = []
         route, body = await offload(self.payload, request, notes, size=sent)
         for note in notes:
-            log.info("%s: %s", self.name, note)
+            # a change to what was asked is said once per provider (a batch repeats it),
+            # then only in the image's info; the reference's size is the expected case
+            changed = " was sent as " in note and note not in self._said
+            level = logging.WARNING if changed else logging.INFO
+            self._said.add(note)
+            log.log(level, "%s: %s", self.name, note)
         # A fresh look first, so that a job already running (another client's) is not
         # taken for this request's when the poller sees it.
         await self._poll()

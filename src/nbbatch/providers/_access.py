@@ -10,6 +10,7 @@ only to the configured origin, and one without it for the URLs a server hands ba
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,9 +20,8 @@ from ..core._errors import ConfigError
 from ..core._secrets import Secret, resolve_key
 from ._catalog import ProviderInfo
 from ._http import Classifier, HttpClient, Timeouts
-from ._support import same_origin
 
-__all__ = ["ServiceAccess", "bearer", "open_service"]
+__all__ = ["ServiceAccess", "bearer", "open_service", "same_origin"]
 
 KeyHeaders = Callable[[Secret], Mapping[str, str]]
 
@@ -29,6 +29,16 @@ KeyHeaders = Callable[[Secret], Mapping[str, str]]
 def bearer(key: Secret) -> Mapping[str, str]:
     """``Authorization: Bearer <key>``, the most common scheme."""
     return {"Authorization": f"Bearer {key.reveal()}"}
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """True when ``url`` has the scheme, host and port of ``base_url``.
+
+    Adapters only send their key to the origin it was configured for: a URL a server
+    hands back (polling, downloads) that points elsewhere is fetched without it.
+    """
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 @dataclass

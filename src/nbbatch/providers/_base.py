@@ -140,6 +140,17 @@ class Provider(abc.ABC):
                 task_id=request.task_id,
             )
 
+    def pause_pending(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """The run was paused: take back requests still waiting in the service's own
+        queue where that costs nothing (ComfyUI), to send them again on resume.
+
+        Called by the runner, maybe from another thread: only set state here. The
+        default does nothing (requests in flight finish).
+        """
+
+    def resume_pending(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """The run goes on: requests taken back by :meth:`pause_pending` are sent again."""
+
     async def check(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Test the connection and credentials; raise a ProviderError when they fail.
 

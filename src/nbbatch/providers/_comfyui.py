@@ -53,8 +53,9 @@ from ..core._retry import Retry, RetryPolicy, retrying
 from ..core._secrets import scrub
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._fetch import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, retry_fetch
 from ._http import HttpClient, Timeouts
-from ._support import FETCH_ATTEMPTS, FETCH_RETRY_DELAY, offload, retry_fetch
+from ._offload import offload
 
 __all__ = [
     "BUILTIN_TXT2IMG",
@@ -559,6 +560,9 @@ class _Run:
     #: POST /prompt was sent (the server may hold it) / it ended or is known gone
     sent: bool = False
     settled: bool = False
+    #: the POST /prompt in flight: a cancel waits for its answer before deleting, since
+    #: a delete that reaches the server first finds nothing and the prompt runs anyway
+    posting: asyncio.Task[Any] | None = None
     ws: Any = None
     #: the last progress fraction reported, and one held for the preview that follows
     fraction: float | None = None
@@ -567,6 +571,8 @@ class _Run:
     steps_seen: bool = False
     #: nodes the server answered from its cache (``execution_cached``)
     cached: set[str] = field(default_factory=set)
+    #: taken back from the queue by a pause, to be queued again on resume
+    taken_back: bool = False
     #: how far each node is (0..1), from ``progress_state``
     nodes: dict[str, float] = field(default_factory=dict)
 
@@ -693,6 +699,8 @@ class ComfyUIProvider(Provider):
         #: attempts now waiting for the server to answer again; outages lived through
         self.waiting_for_server = 0
         self.outages = 0
+        #: the run is paused: prompts still pending in ComfyUI's queue are taken back
+        self.taking_back = False
         self._down_since: float | None = None
         self._clock: Callable[[], float] = time.monotonic
         #: seed input maxima read from /object_info, per node class (once per server)
@@ -760,6 +768,15 @@ class ComfyUIProvider(Provider):
                 "mapping={'prompt': '<node id>.text'}",
                 task_id=request.task_id,
             )
+
+    def pause_pending(self) -> None:
+        """Take back the prompts still pending in ComfyUI's queue (noticed by each
+        attempt at its next look, within ``idle_check`` seconds); running ones finish."""
+        self.taking_back = True
+
+    def resume_pending(self) -> None:
+        """Queue the prompts taken back by a pause again."""
+        self.taking_back = False
 
     async def check(self) -> None:
         """Probe the server: ``GET /system_stats``."""
@@ -850,6 +867,8 @@ class ComfyUIProvider(Provider):
                 await self._submit(run, client_id, request)
                 entry = await self._await_result(run, client_id, request, on_progress)
             except asyncio.CancelledError:
+                if run.posting is not None and not run.posting.done():
+                    await asyncio.wait({run.posting}, timeout=5.0)
                 if run.sent and not run.settled:
                     await self._cancel(run.prompt_id)
                 raise
@@ -862,7 +881,7 @@ class ComfyUIProvider(Provider):
                     await self._cancel(run.prompt_id)
                 raise
             # finished: the outputs stay on the server, so /view retries are harmless
-            images = await self._collect(entry, run, seed, request)
+            images = await self._collect(entry, run.prompt_id, seed, request, run.cached)
         finally:
             if run.ws is not None:
                 await self._close_ws(run.ws)
@@ -918,8 +937,13 @@ class ComfyUIProvider(Provider):
                 if state is not None:
                     return {"prompt_id": run.prompt_id}
             run.sent = True
+            run.posting = asyncio.ensure_future(
+                self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+            )
             try:
-                return await self._http.json("POST", "/prompt", json=body, task_id=request.task_id)
+                # shielded: a cancel lets the POST finish, so the server has the prompt
+                # (or said no) before the delete that takes it back
+                return await asyncio.shield(run.posting)
             except ProviderConnectionError:
                 broke = True
                 raise
@@ -1017,6 +1041,15 @@ class ComfyUIProvider(Provider):
         reconnects = 0
         outages = self.outages
         while True:
+            if self.taking_back and run.started_at is None:
+                await self._take_back(run, request)
+            if run.taken_back:
+                while self.taking_back:  # set from the runner's pause/resume
+                    await asyncio.sleep(self.poll_interval)
+                run.prompt_id, run.taken_back, run.settled = str(uuid.uuid4()), False, False
+                await self._submit(run, client_id, request)
+                last_own = last_check = self._clock()
+                continue
             now = self._clock()
             self._check_deadlines(run, run_limit, now, request)
             if self.outages != outages:
@@ -1069,11 +1102,16 @@ class ComfyUIProvider(Provider):
             elif outcome == "queue" and run.started_at is None:
                 check_now = True
             elif outcome == "done":
-                run.settled = True
-                # the history entry is stored before the final "executing" event
-                return await self._while_up(
-                    partial(self._wait_history, run.prompt_id, request), request
+                # the history entry is stored before the final "executing" event; when
+                # it is not there, a restart lost it: the polling below finds that out
+                entry = await self._while_up(
+                    partial(self._history, run.prompt_id, request), request
                 )
+                if entry is not None:
+                    run.settled = True
+                    return entry
+                await self._close_ws(run.ws)
+                run.ws, reconnects, check_now = None, 4, True
 
     def _on_frame(
         self,
@@ -1188,6 +1226,25 @@ class ComfyUIProvider(Provider):
                 provider=self.name,
                 task_id=request.task_id,
             )
+
+    async def _take_back(self, run: _Run, request: GenerationRequest) -> None:
+        """Delete the prompt from ComfyUI's queue if it has not started (a pause)."""
+        await self._while_up(
+            partial(
+                self._http.request,
+                "POST",
+                "/queue",
+                json={"delete": [run.prompt_id]},
+                task_id=request.task_id,
+            ),
+            request,
+        )
+        state, _ = await self._whereabouts(run.prompt_id, request)
+        if state == "running" and run.started_at is None:
+            run.started_at = self._clock()  # it started first: it runs to the end
+        elif state is None:
+            run.taken_back = run.settled = True
+            log.info("%s: prompt %s taken back from the queue (paused)", self.name, run.prompt_id)
 
     async def _look(self, run: _Run, request: GenerationRequest) -> Mapping[str, Any] | None:
         """Where the prompt is: its history entry if done; raise if it left the queue."""
@@ -1341,17 +1398,16 @@ class ComfyUIProvider(Provider):
             return None
         return entry
 
-    async def _wait_history(self, prompt_id: str, request: GenerationRequest) -> Mapping[str, Any]:
-        while True:
-            entry = await self._history(prompt_id, request)
-            if entry is not None:
-                return entry
-            await asyncio.sleep(self.poll_interval)
-
     async def _collect(
-        self, entry: Mapping[str, Any], run: _Run, seed: int | None, request: GenerationRequest
+        self,
+        entry: Mapping[str, Any],
+        prompt_id: str,
+        seed: int | None,
+        request: GenerationRequest,
+        cached: frozenset[str] | set[str] = frozenset(),
     ) -> list[ImageData]:
-        prompt_id = run.prompt_id
+        """The images of a finished history entry (``cached``: nodes the server answered
+        from its cache)."""
         status = entry.get("status")
         if isinstance(status, Mapping) and status.get("status_str") == "error":
             for message in status.get("messages") or []:
@@ -1436,7 +1492,7 @@ class ComfyUIProvider(Provider):
                 "filename": ref.get("filename"),
                 "batch_index": index,
             }
-            if node_id in run.cached:
+            if node_id in cached:
                 # ComfyUI answered an identical graph from its cache: the same files as
                 # the earlier run (same inputs and seed, so the same picture)
                 info["cached"] = True

@@ -32,8 +32,10 @@ from ..core._secrets import Secret, scrub
 from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._encoding import b64_image, guess_mime
 from ._http import Timeouts
-from ._support import b64_image, guess_mime, nearest_aspect_ratio, offload
+from ._offload import offload
+from ._sizes import nearest_aspect_ratio
 
 __all__ = ["GeminiProvider"]
 

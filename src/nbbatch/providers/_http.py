@@ -153,6 +153,7 @@ class _Inflater:
 
     def __init__(self, coding: str) -> None:
         self._coding = coding
+        self._head = b""
         self._inflate: Any = None
         if coding in ("gzip", "x-gzip"):
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
@@ -160,8 +161,13 @@ class _Inflater:
     def feed(self, data: bytes) -> Iterator[bytes]:
         """The inflated pieces of ``data``, made one step at a time as they are taken."""
         if self._inflate is None:
-            # deflate: zlib-wrapped as the standard says, or raw as some servers send it
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            # deflate: zlib-wrapped as the standard says, or raw as some servers send it;
+            # the first two bytes tell (a first piece of one byte waits for the next)
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         while data and not self._inflate.eof:
             try:
@@ -177,7 +183,13 @@ class _Inflater:
 
     def flush(self) -> bytes:
         try:
-            return b"" if self._inflate is None else bytes(self._inflate.flush())
+            if self._inflate is None:
+                if not self._head:
+                    return b""
+                # a one-byte deflate body: whatever it is, raw deflate says so
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                return bytes(self._inflate.decompress(self._head) + self._inflate.flush())
+            return bytes(self._inflate.flush())
         except zlib.error as exc:
             raise httpx.DecodingError(f"the {self._coding} body is corrupt ({exc})") from None
 

@@ -23,8 +23,8 @@ from ..core._secrets import Secret
 from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._encoding import guess_mime
 from ._http import Timeouts
-from ._support import guess_mime
 
 __all__ = ["HuggingFaceProvider"]
 

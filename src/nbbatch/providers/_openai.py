@@ -36,7 +36,7 @@ from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback,
 from ._catalog import provider_info
 from ._codec import FAST_BASE64, b64decode
 from ._http import Timeouts
-from ._support import offload
+from ._offload import offload
 
 __all__ = ["OpenAIProvider"]
 

@@ -47,17 +47,10 @@ from ..core._secrets import Secret, scrub
 from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._encoding import data_url, decode_data_url, guess_mime
+from ._fetch import DEFAULT_MAX_DOWNLOAD, FETCH_ATTEMPTS, FETCH_RETRY_DELAY, retry_fetch
 from ._http import Timeouts
-from ._support import (
-    DEFAULT_MAX_DOWNLOAD,
-    FETCH_ATTEMPTS,
-    FETCH_RETRY_DELAY,
-    data_url,
-    decode_data_url,
-    guess_mime,
-    offload,
-    retry_fetch,
-)
+from ._offload import offload
 
 __all__ = ["ReplicateProvider"]
 

@@ -31,8 +31,9 @@ from ..core._secrets import Secret, scrub
 from ._access import open_service
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._encoding import b64_image, guess_mime
 from ._http import Timeouts, server_message
-from ._support import b64_image, guess_mime, nearest_aspect_ratio
+from ._sizes import nearest_aspect_ratio
 
 __all__ = ["StabilityProvider"]
 

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -143,6 +144,9 @@ class FakeComfyUI(FakeServer):
         self.removed: list[str] = []
         self.cached_prompts: list[str] = []
         self._held = False
+        #: while set and not yet released, POST /prompt waits before queueing (a test
+        #: can then act while a submission is in flight, without timing)
+        self.prompt_gate: threading.Event | None = None
         self._last_graph: str | None = None
         self._last_outputs: dict[str, Any] = {}
         self._chatter: asyncio.Task[None] | None = None
@@ -656,6 +660,9 @@ class FakeComfyUI(FakeServer):
                     {"error": _err("no_prompt", "No prompt provided"), "node_errors": {}},
                     status_code=400,
                 )
+            gate = self.prompt_gate
+            while gate is not None and not gate.is_set():
+                await asyncio.sleep(0.005)
             error, outputs = self.validate(body["prompt"])
             self.prompts.append(body)
             if error is not None:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..providers._support import decode_data_url
+from ..providers._encoding import decode_data_url
 from ._render import fit_size, render_png
 from ._server import ASGIApp, FakeServer
 

@@ -1,6 +1,6 @@
 """``PromptPanel``: from a master prompt to tasks in the batch (its own anywidget).
 
-Modes: ``llm`` (Split with LLM: ``aplan``), ``template`` (Dynamic Prompts), ``lines`` (one
+Modes: ``llm`` (Split with LLM: ``plan_async``), ``template`` (Dynamic Prompts), ``lines`` (one
 per line), ``per_image`` (the same prompt for every uploaded image), ``file`` (a .txt /
 .csv / .jsonl prompts file). ``Create tasks`` first proposes (count, cost when known,
 the first prompts with their references); only ``create`` adds them (``batch.add``).
@@ -51,10 +51,10 @@ from nbbatch.planning import (
     LLMConfig,
     Plan,
     Presets,
-    aenhance,
-    aplan,
     count_prompts,
+    enhance_async,
     expand,
+    plan_async,
     read_prompts,
 )
 
@@ -407,7 +407,7 @@ class PromptPanel(Panel):
         llm = self.llm
         self.busy = "plan"
         self._proposal = None
-        coro = aplan(
+        coro = plan_async(
             prompt,
             llm=llm,
             references=refs,
@@ -491,7 +491,7 @@ class PromptPanel(Panel):
         self.busy = "enhance"
         self._start(
             content.get("uuid"),
-            aenhance(prompt, llm=self.llm),
+            enhance_async(prompt, llm=self.llm),
             lambda uid, text: self._reply(uid, True, {"prompt": text}),
             "doing_enhance",
         )

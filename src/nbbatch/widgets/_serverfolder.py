@@ -115,8 +115,8 @@ class PlainText(ipywidgets.HTML):  # type: ignore[misc]  # (ipywidgets has no st
 
     The escaping happens in the trait's validator, so it holds for every writer (ours and
     ipyfilechooser's, which sets ``.value`` itself) before anything is synced to the page
-    or saved into the notebook. The text sits in a span that MathJax skips, so ``$...$`` in
-    a folder name stays as typed too.
+    or saved into the notebook. The text sits in a span marked for MathJax to skip, so
+    that where a front end typesets widget labels, ``$...$`` in a name stays as typed.
     """
 
     @traitlets.validate("value")

@@ -14,7 +14,7 @@ page → kernel
     ``forget_key {which}``
     ``save {values}``                write the config file (``save_settings``) and the
                                      studio's own small file (LLM, runner defaults)
-    ``test {values}``                ``test_connection`` of the image provider, in words
+    ``test {values}``                ``check_connection`` of the image provider, in words
 
 Synced traits: ``lang``, ``key_set`` and ``llm_key_set`` (booleans, never the key).
 """
@@ -39,10 +39,10 @@ from nbbatch.core._secrets import Secret
 from nbbatch.engine import (
     ProviderConfig,
     Settings,
+    check_connection,
     load_settings,
     save_secret,
     save_settings,
-    test_connection,
 )
 
 # where the files are and the secrets file's own helpers (not re-exported at the top)
@@ -492,7 +492,7 @@ class SettingsPanel(Panel):
         key = self._keys.get(values["provider"])
         uid = content.get("uuid")
         job = asyncio.ensure_future(
-            test_connection(cfg, api_key=key, secrets_path=self._secrets_path())
+            check_connection(cfg, api_key=key, secrets_path=self._secrets_path())
         )
         self._jobs.add(job)
 
