@@ -29,7 +29,48 @@ PROMPTS = [
 ]
 
 
-def setup_cell(*, latency: float = 1.2, lang: str | None = None, prompts=PROMPTS) -> str:
+# A demo provider whose requests the test lets finish one by one (provider.allow(n)
+# in the kernel), so the test never races the run: each shows "generating 50%" and waits
+# for a ticket; refusals (FAILME) fail at once as the demo's do.
+GATED_PROVIDER = """
+import asyncio
+from nbbatch.providers._demo import DemoProvider
+
+class GatedDemo(DemoProvider):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.tickets = asyncio.Semaphore(0)
+        self.loop = None
+
+    def allow(self, n):
+        # from a cell: the run may live on another loop, so wake it thread-safely
+        for _ in range(n):
+            self.loop.call_soon_threadsafe(self.tickets.release)
+
+    async def generate(self, request, on_progress=None):
+        self.loop = asyncio.get_running_loop()
+        if "FAILME" not in request.prompt:
+            if on_progress is not None:
+                on_progress(0.5, None)
+            await self.tickets.acquire()
+        return await super().generate(request, on_progress)
+
+provider = GatedDemo(latency=0, fail_prompts=["FAILME"])
+"""
+
+
+def setup_cell(
+    *, latency: float = 1.2, lang: str | None = None, prompts=PROMPTS, gated: bool = False
+) -> str:
+    make_provider = (
+        GATED_PROVIDER
+        if gated
+        else f"""
+provider = nbbatch.get_provider(
+    "demo", latency={latency}, fail_prompts=["FAILME"], progress_steps=6
+)
+"""
+    )
     return f"""
 import nbbatch, tempfile
 from nbbatch.widgets import BatchStudio
@@ -37,9 +78,7 @@ ws = nbbatch.Workspace(tempfile.mkdtemp())
 batch = nbbatch.Batch.create(
     {prompts!r}, workspace=ws, params=nbbatch.Params(size="512x384", seed=7)
 )
-provider = nbbatch.get_provider(
-    "demo", latency={latency}, fail_prompts=["FAILME"], progress_steps=6
-)
+{make_provider}
 studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r},
                      panels=["grid", "gallery", "history"])
 studio
@@ -71,7 +110,8 @@ def button(scope: Locator, name: str) -> Locator:
 
 
 def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
-    page = lab.open_notebook([setup_cell()])
+    # the provider finishes a request only when the test allows it (no racing the run)
+    page = lab.open_notebook([setup_cell(gated=True)])
     studio = studio_of(page)
     task_ids = ids(lab, page)
     for tid in task_ids:
@@ -86,30 +126,38 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     # Pause: the two in flight finish, nothing new starts
     button(studio, "Pause").click()
     expect(studio.get_by_role("status")).to_have_text(re.compile("Paused"))
+    lab.execute(page, "provider.allow(2)")
     expect(studio.locator(ROW_BADGE, has_text="generating")).to_have_count(0, timeout=15_000)
+    expect(studio.locator(ROW_BADGE, has_text="done")).to_have_count(2)
     before = statuses(lab, page)
-    page.wait_for_timeout(2500)  # two latencies: long enough for a task to have started
+    page.wait_for_timeout(1000)  # a paused run starts nothing, however long one waits
     assert statuses(lab, page) == before
-    assert before.count("queued") >= 4
+    assert before.count("queued") == 6
     lab.screenshot(page, "3-paused")
 
     button(studio, "Resume").click()
-    expect(studio.locator(ROW_BADGE, has_text="generating").first).to_be_visible()
+    # tasks 2 and 4 in flight (3, the refusal, failed at once); 5, 6 and 7 queued
+    expect(studio.locator(ROW_BADGE, has_text="generating")).to_have_count(2)
 
     # Run next on the last queued task: it is the next to start
     last = task_ids[-1]
     expect(row(studio, last).locator(".nbb-badge")).to_have_text("queued")
     button(row(studio, last), "Run next").click()
+    expect(row(studio, last).locator(".nbb-badge")).to_have_text("queued")
+    lab.execute(page, "provider.allow(1)")  # one slot frees
     expect(row(studio, last).locator(".nbb-badge")).to_have_text(
-        re.compile("generating|done"), timeout=15_000
+        re.compile("generating"), timeout=15_000
     )
 
     button(studio, "Stop").click()
-    expect(studio.get_by_role("status")).to_have_text("Stopped", timeout=15_000)
+    # stopped, and the label counts what is left to run ("4 waiting")
+    expect(studio.get_by_role("status")).to_have_attribute("data-state", "stopped", timeout=15_000)
+    expect(studio.get_by_role("status")).to_have_text("4 waiting")
     after_stop = statuses(lab, page)
     assert "queued" not in after_stop and "running" not in after_stop
     lab.screenshot(page, "4-stopped")
 
+    lab.execute(page, "provider.allow(100)")  # from here on every request may finish
     button(studio, "Run all").click()
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
     final = statuses(lab, page)
