@@ -72,7 +72,7 @@ for t in batch.tasks[{warm}:{warm} + 40]:
 print(len(batch), sum(len(t.images) for t in batch.tasks))
 """
 
-SHOW = "studio = BatchStudio(batch, provider='demo'); studio"
+SHOW = "studio = BatchStudio(batch, provider='demo', panels=['grid', 'gallery']); studio"
 
 WATCH_FIRST_PAINT = """
 () => {
@@ -116,7 +116,7 @@ async ([row, rowH]) => {
 COUNT_TRAFFIC = """
 import json as _json
 _traffic = {"messages": 0, "bytes": 0, "patch_rows": [], "kinds": {}}
-_send = studio.comm.send
+_send = studio.grid.comm.send
 def _counting(data=None, metadata=None, buffers=None):
     _traffic["messages"] += 1
     _traffic["bytes"] += len(_json.dumps(data, default=str)) + sum(len(b) for b in buffers or ())
@@ -132,7 +132,7 @@ def _counting(data=None, metadata=None, buffers=None):
         _traffic["patch_rows"] += [len(_json.dumps(r, separators=(",", ":")))
                                    for r in content.get("rows", [])]
     return _send(data=data, metadata=metadata, buffers=buffers)
-studio.comm.send = _counting
+studio.grid.comm.send = _counting
 _events = []
 _unsubscribe = batch.subscribe(lambda e: _events.append(time.monotonic()))
 """

@@ -210,6 +210,73 @@ def test_public_namespaces_are_importable() -> None:
         assert importlib.import_module(f"nbbatch.{name}").__all__
 
 
+WIDGETS = PKG / "widgets"
+#: function-level imports allowed in widgets/: only where they save import time or keep an
+#: optional dependency optional (module -> imported name)
+LAZY_IN_WIDGETS = {"nbbatch.widgets._serverfolder": {"ipyfilechooser"}}
+
+
+def _widget_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(every widgets module ``path`` imports, type-only imports included; the names it
+    imports inside functions)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    lazy: set[str] = set()
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+                if node.level == 1:
+                    targets = [node.module] if node.module else [a.name for a in node.names]
+                    found.update(f"nbbatch.widgets.{t}" for t in targets if t)
+            else:
+                names = [a.name for a in node.names]
+            if in_function:
+                lazy.update(names or [f".{node.module}"])  # type: ignore[union-attr]
+        inside = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for child in ast.iter_child_nodes(node):
+            visit(child, inside)
+
+    visit(tree, False)
+    found.discard(_module_name(path))
+    return found, lazy
+
+
+def test_widgets_import_no_circle_not_even_for_types() -> None:
+    # The studio's panels once imported each other in a circle (_compose -> _grid ->
+    # _history -> _grid), hidden behind function-level and TYPE_CHECKING imports.
+    graph = {_module_name(p): _widget_imports(p)[0] for p in WIDGETS.glob("*.py")}
+    cycles: list[str] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(dep) :], dep]))
+            elif dep not in state and dep in graph:
+                walk(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+    assert cycles == []
+
+
+def test_widgets_import_inside_functions_only_to_save_time() -> None:
+    lazy = {}
+    for path in WIDGETS.glob("*.py"):
+        names = _widget_imports(path)[1] - LAZY_IN_WIDGETS.get(_module_name(path), set())
+        if names:
+            lazy[_module_name(path)] = sorted(names)
+    assert lazy == {}
+
+
 # The workspace is split by job behind the ``Workspace`` façade (engine/_store.py), and
 # image metadata into byte-level containers and generation-info dialects. Each job may
 # use only the jobs listed for it (inside its package), so no arrow points back up.

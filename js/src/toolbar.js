@@ -103,14 +103,23 @@ export class Toolbar {
     this.pause.disabled = state !== "running";
     this.stop.disabled = !live || state === "stopping";
     this.retryFailed.disabled = failed === 0;
-    setText(this.state, s[`state_${state}`] ?? state);
+    // "Finished" only when nothing waits: a task added or an edited image's child made
+    // after the run waits for the next Run all
+    const c = this.summary ? this.summary.counts : null;
+    const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
+    const label = (state === "finished" || state === "stopped") && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    setText(this.state, label);
     this.state.dataset.state = state;
 
     const names = model.get("providers") || [];
+    const labels = model.get("provider_labels") || [];
     const current = model.get("provider_name");
-    if (this.provider.dataset.names !== names.join("\n")) {
-      this.provider.replaceChildren(...names.map((n) => h("option", { value: n, text: n })));
-      this.provider.dataset.names = names.join("\n");
+    const key = names.join("\n") + "\t" + labels.join("\n");
+    if (this.provider.dataset.names !== key) {
+      // the catalogue's label a person reads; a saved configuration keeps its own name
+      const text = (n, i) => (labels[i] && labels[i] !== n ? labels[i] : n);
+      this.provider.replaceChildren(...names.map((n, i) => h("option", { value: n, text: text(n, i) })));
+      this.provider.dataset.names = key;
     }
     if (this.provider.value !== current) this.provider.value = current;
     this.provider.disabled = live;
@@ -147,7 +156,11 @@ export class Toolbar {
     ];
     if (elapsed !== null) parts.push([fmt(s, "elapsed", { t: duration(elapsed) }), ""]);
     const running = this.view.model.get("run_state") === "running";
-    if (sum.eta !== null && sum.ticking && running) parts.push([fmt(s, "eta", { t: duration(sum.eta) }), ""]);
+    if (sum.eta !== null && sum.ticking && running) {
+      // counted down between summaries; the last seconds are "a few seconds", never 0:00
+      const left = sum.eta - (performance.now() - this.summaryAt) / 1000;
+      parts.push([left < 5 ? s.eta_soon : fmt(s, "eta", { t: duration(left) }), ""]);
+    }
     if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;

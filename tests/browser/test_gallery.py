@@ -38,7 +38,8 @@ batch = nbbatch.Batch.create(
     params=nbbatch.Params(size="768x512", seed=11, n=3, negative_prompt="blurry"),
 )
 provider = nbbatch.get_provider("demo", latency=0.05)
-studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r})
+studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r},
+                     panels=["grid", "gallery", "history"])
 studio
 """
 
@@ -221,7 +222,7 @@ def test_browse_star_download_edit_and_remix_from_the_gallery(lab) -> None:
     button(studio, "Run all").click()
     expect(child_row.locator(".nbb-badge")).to_have_text("done", timeout=60_000)
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
-    lab.add_cell(page, "studio.gallery.open(batch[1], image=2)")  # from Python
+    lab.add_cell(page, "studio.gallery.show(batch[1], image=2)")  # from Python
     expect(dialog).to_be_visible()
     expect_at(dialog, "3 / 3", "task 2 of 5")
     child_link.click()

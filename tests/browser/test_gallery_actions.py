@@ -30,7 +30,8 @@ batch = nbbatch.Batch.create(
     {PROMPTS!r}, workspace=ws, name="Results tour",
     params=nbbatch.Params(size="512x384", seed=3, n=2),
 )
-studio = BatchStudio(batch, provider=nbbatch.get_provider("demo", latency=0.02), concurrency=2)
+studio = BatchStudio(batch, provider=nbbatch.get_provider("demo", latency=0.02), concurrency=2,
+                     panels=["grid", "gallery", "history"])
 studio
 """
 
@@ -238,7 +239,7 @@ def test_a_studio_shown_twice_opens_its_gallery_only_where_it_was_clicked(lab) -
     expect(page.locator("dialog.nbb-g-dialog[open]")).to_have_count(1)
     page.keyboard.press("Escape")
     # from code: the view used last opens (the first one), not both
-    lab.add_cell(page, "studio.gallery.open(batch[2])")
+    lab.add_cell(page, "studio.gallery.show(batch[2])")
     expect(dialogs.nth(0)).to_be_visible()
     expect(dialogs.nth(0).locator(".nbb-g-taskpos")).to_have_text("task 3 of 3")
     expect(page.locator("dialog.nbb-g-dialog[open]")).to_have_count(1)

@@ -32,7 +32,8 @@ newer = nbbatch.Batch.create(
     ["a lighthouse at dusk", "a bowl of ramen"], workspace=ws, name="Newer batch",
     params=nbbatch.Params(size="256x256"),
 )
-studio = BatchStudio(newer, provider=nbbatch.get_provider("demo", latency=0.05))
+studio = BatchStudio(newer, provider=nbbatch.get_provider("demo", latency=0.05),
+                     panels=["grid", "gallery", "history"])
 studio
 """
 
@@ -67,7 +68,7 @@ import nbbatch
 from nbbatch.widgets import BatchStudio
 ws = nbbatch.Workspace({path!r})
 studio = BatchStudio(workspace=ws, provider=nbbatch.get_provider("demo", latency=0.05),
-                     lang="zh")
+                     lang="zh", panels=["grid", "gallery", "history"])
 studio
 """
 

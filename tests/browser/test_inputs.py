@@ -10,10 +10,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import Locator, Page, expect
+
+# the preview's button is named as it reads ("Add 3 tasks to the batch")
+ADD_TASKS = re.compile(r"^Add \d+ tasks? to the batch$")
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
@@ -137,7 +141,6 @@ studio = BatchStudio(
     workspace=ws,
     provider="demo",
     llm=dict(base_url=chat.base_url, model="fake-planner-1"),
-    inputs=True,
     lang={lang!r},
 )
 studio
@@ -156,7 +159,7 @@ def prompts_of(lab, page: Page) -> list[dict]:
 def create(panel: Locator) -> None:
     """Create tasks, look at what will be created, add it to the batch."""
     panel.get_by_role("button", name="Create tasks").click()
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     expect(panel.get_by_role("alert")).to_contain_text("tasks added to the batch")
 
 
@@ -193,7 +196,7 @@ def test_from_dropped_images_to_tasks_in_the_grid_in_every_mode(lab, tmp_path: P
     expect(proposal).to_contain_text("3 tasks will be created")
     expect(proposal.locator(".nbb-pp-ref")).to_have_count(3)
     lab.screenshot(page, "1-llm-proposal")
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(3)
     tasks = prompts_of(lab, page)
     assert [t["refs"] for t in tasks] == [["mug.png"], ["cup.png"], ["jar.png"]]
@@ -229,7 +232,7 @@ def test_from_dropped_images_to_tasks_in_the_grid_in_every_mode(lab, tmp_path: P
     )
     panel.get_by_role("button", name="Create tasks").click()
     expect(panel.get_by_role("region", name="Tasks to create")).to_contain_text("line 2")
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(14)
     assert [t["p"] for t in prompts_of(lab, page)[-2:]] == ["a koi pond", "a ramen bowl"]
 
@@ -266,7 +269,7 @@ logging.getLogger().setLevel(logging.DEBUG)
 chat = FakeChat(api_key={SENTINEL[:12]!r} + {SENTINEL[12:]!r}).start()  # 401 without it
 ws = nbbatch.Workspace(tempfile.mkdtemp())
 provider = nbbatch.get_provider("demo", fail_prompts=["FAILME"])
-studio = BatchStudio(workspace=ws, provider=provider, inputs=True)
+studio = BatchStudio(workspace=ws, provider=provider)
 studio
 """
 
@@ -305,13 +308,13 @@ def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> No
     dialog.get_by_role("button", name="Save settings").click()
     expect(dialog.get_by_role("status")).to_contain_text("Saved to")
     dialog.get_by_role("button", name="Close").last.click()
-    assert lab.execute(page, "print(studio.inputs.settings.llm_key_set)").strip() == "True"
+    assert lab.execute(page, "print(studio.settings.llm_key_set)").strip() == "True"
 
     # the key works: the fake LLM refuses any request without it
     panel = page.locator(".nbb-pp").first
     panel.get_by_role("textbox", name="Master prompt").fill("a red fox; FAILME a storm")
     panel.get_by_role("button", name="Create tasks").click()
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     grid = page.locator(".nbb-root").first
     expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(2)
     grid.get_by_role("button", name="Run all").click()
@@ -351,6 +354,7 @@ tick = asyncio.ensure_future(ticker())
 
 LAG_P99 = """
 import json, statistics
+
 done = sorted(lags)
 p99 = done[int(0.99 * (len(done) - 1))] if done else None
 print(json.dumps({"samples": len(done), "p99_ms": p99 and round(p99 * 1000, 1),

@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_inputs import drop, names, png, tiles
+
+# the preview's button is named as it reads ("Add 3 tasks to the batch")
+ADD_TASKS = re.compile(r"^Add \d+ tasks? to the batch$")
 
 A1111_PROMPT = "a lighthouse at dusk, oil painting"
 
@@ -40,7 +44,7 @@ import nbbatch, os, tempfile
 os.environ["NBBATCH_CONFIG_DIR"] = tempfile.mkdtemp()  # a new user: no saved settings
 from nbbatch.widgets import BatchStudio
 ws = nbbatch.Workspace(tempfile.mkdtemp())
-studio = BatchStudio(workspace=ws, {given} inputs=True, lang={lang!r})
+studio = BatchStudio(workspace=ws, {given} lang={lang!r})
 studio
 """
 
@@ -61,7 +65,7 @@ def lines_to_tasks(page: Page, text: str) -> None:
     panel.get_by_role("radio", name="One per line").check()
     panel.get_by_role("textbox", name="Master prompt").fill(text)
     panel.get_by_role("button", name="Create tasks").click()
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     expect(panel.get_by_role("alert")).to_contain_text("tasks added to the batch")
 
 
@@ -75,7 +79,7 @@ def test_drop_create_and_run_in_notebook_7(lab) -> None:
     expect(panel.locator(".nbb-pp-count")).to_have_text("2 tasks: one per image")
     panel.get_by_role("textbox", name="Master prompt").fill("the same object as a watercolour")
     panel.get_by_role("button", name="Create tasks").click()
-    panel.get_by_role("button", name="Add to batch").click()
+    panel.get_by_role("button", name=ADD_TASKS).click()
     expect(rows(page)).to_have_count(2)
     grid = page.locator(".nbb-root").first
     grid.get_by_role("button", name="Run all").click()
@@ -140,7 +144,7 @@ def test_a_dropped_folder_is_walked_in_the_browser(lab) -> None:
     page.evaluate(DROP_FOLDER, [".nbb-up-zone", tree])
     expect(tiles(up)).to_have_count(3)
     expect(up.locator(".nbb-up-refused")).to_contain_text("pets/notes.png")
-    assert names(lab, page, "studio.inputs.upload.references") == [
+    assert names(lab, page, "studio.upload.references") == [
         "pets/cat.png",
         "pets/dog.png",
         "pets/more/fish.png",
@@ -206,7 +210,7 @@ def test_presets_are_saved_edited_reordered_and_deleted(lab) -> None:
     page.keyboard.press("Enter")
     expect(dialog.get_by_role("status")).to_contain_text("Harbour is now number")
     order = json.loads(
-        lab.execute(page, "import json; print(json.dumps(studio.inputs.prompt.presets.names))")
+        lab.execute(page, "import json; print(json.dumps(studio.prompt.presets.names))")
     )
     assert order[-2] == "Harbour"
     expect(dialog.get_by_role("button", name="Move Harbour up")).to_be_focused()
@@ -321,6 +325,7 @@ def test_the_new_controls_speak_chinese_in_the_dark_theme(lab) -> None:
 SERVER_CELL = """
 import nbbatch, pathlib, tempfile
 from nbbatch.widgets import Upload
+
 root = pathlib.Path(tempfile.mkdtemp())
 (root / "pets").mkdir()
 (root / "pets" / "cat.png").write_bytes(CAT)

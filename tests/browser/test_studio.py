@@ -40,7 +40,8 @@ batch = nbbatch.Batch.create(
 provider = nbbatch.get_provider(
     "demo", latency={latency}, fail_prompts=["FAILME"], progress_steps=6
 )
-studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r})
+studio = BatchStudio(batch, provider=provider, concurrency=2, lang={lang!r},
+                     panels=["grid", "gallery", "history"])
 studio
 """
 
@@ -144,7 +145,7 @@ def test_reload_reattaches_and_the_dark_theme_follows(lab) -> None:
     studio = studio_of(page)
     button(studio, "Run all").click()
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
-    lab.add_cell(page, "studio.selection = [batch[0].id, batch[1].id]")
+    lab.add_cell(page, "studio.grid.selection = [batch[0].id, batch[1].id]")
     expect(studio.locator('.nbb-row[aria-selected="true"]')).to_have_count(2)
 
     light = studio.evaluate("el => getComputedStyle(el).backgroundColor")

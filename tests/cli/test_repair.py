@@ -115,3 +115,38 @@ def test_a_journal_whose_first_page_is_gone_still_repairs_and_keeps_the_images(
     with Workspace(path) as ws:  # a new, empty journal; the files were not deleted
         assert ws.batches() == [] and ws.recovery.integrity == "ok"
     assert sorted(p.name for p in (path / "recovered-files").iterdir()) == images
+
+
+def test_a_repair_that_stops_part_way_leaves_the_journal_and_every_image(
+    damaged: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repair used to move the damaged journal aside first and build the new one in
+    # its place: stopped before the end, the folder was left with a partial journal (or
+    # none), and the next open deleted every image file it did not list as an orphan.
+    from nbbatch.engine import _salvage
+
+    path, _big, small_id = damaged
+    images = sorted(p.name for p in (path / "images").glob("*/*"))
+    assert images
+
+    def stop(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_salvage, "_keep_unused_files", stop)
+    with pytest.raises(OSError):
+        salvage(path)
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == []
+    assert not list(path.glob(f"{DB_NAME}.damaged-*"))
+    monkeypatch.undo()
+
+    killed = path / ".tmp-repair-0123456789ab"  # what a repair killed part-way leaves
+    killed.mkdir()
+    (killed / DB_NAME).write_bytes(b"partial")
+    report = salvage(path)  # the repair runs again from the start
+    assert not killed.exists()
+    assert report.damaged_copy is not None
+    with Workspace(path) as ws:
+        assert all(im.path.exists() for im in Batch.load(small_id, ws).images)
+    kept = {p.name for p in (path / "images").glob("*/*")}
+    kept |= {p.name for p in (path / "recovered-files").glob("*")}
+    assert sorted(kept) == images

@@ -154,7 +154,7 @@ def test_tracebacks_name_the_public_errors_module() -> None:
 
 
 def test_the_gc_freeze_during_runs_is_told_where_people_look() -> None:
-    for doc in (Batch.start.__doc__, Batch.run.__doc__):
+    for doc in (Batch.start.__doc__, Batch.run_async.__doc__):
         assert doc is not None and "gc.freeze()" in doc
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "gc.freeze()" in readme and "gc.unfreeze()" in readme

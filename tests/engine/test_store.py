@@ -329,3 +329,57 @@ def test_claim_takes_the_references_another_kernel_journaled(workspace: Workspac
     workspace.save_task(other)
     assert workspace.claim([mine]) == {mine.id}
     assert mine.references == []
+
+
+def test_a_failed_commit_is_rolled_back_and_the_next_write_works(tmp_path: Path) -> None:
+    # A COMMIT that fails (here a deferred foreign key; a full disk fails there too)
+    # left the transaction open: "nothing was changed" was said, but every later write
+    # of the workspace failed with "cannot start a transaction within a transaction".
+    journal = journal_module.Journal(tmp_path)
+    try:
+        journal.init_schema()
+        with pytest.raises(StoreError, match="nothing was changed"), journal.tx() as c:
+            c.execute("PRAGMA defer_foreign_keys=ON")
+            c.execute("INSERT INTO task_refs(task_id, idx, sha256, name) VALUES ('t', 0, 's', 'n')")
+        assert not journal.conn.in_transaction
+        with journal.tx() as c:
+            c.execute(
+                "INSERT INTO batches(id, name, created_at, params) VALUES ('b', 'b', 0, '{}')"
+            )
+        assert journal.query("SELECT count(*) FROM task_refs") == [(0,)]
+        assert journal.query("SELECT id FROM batches") == [("b",)]
+    finally:
+        journal.close()
+
+
+def test_repairing_a_dead_run_leaves_a_task_another_run_claimed_meanwhile(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dead runs were told from a read outside the write transaction: if another
+    # process repaired the task and a live run claimed it in between, the repair turned
+    # that live run's queued task back to idle (free for a third run to send again).
+    from nbbatch.engine import _recovery
+
+    (task,) = workspace.insert_batch([Task("a red car")]).tasks
+    dead = workspace.open_lease()
+    workspace.claim([task], dead)
+    dead._release()  # its process is gone: the lock file with it
+    live = workspace.open_lease()
+    judge = _recovery.run_alive
+
+    def judged_while_another_process_steps_in(*args: object) -> bool:
+        verdict = judge(*args)  # type: ignore[arg-type]
+        with workspace._tx() as c:  # another process repairs it and a live run claims it
+            c.execute("UPDATE tasks SET status='idle' WHERE id=?", (task.id,))
+        workspace.claim([task], live)
+        return verdict
+
+    monkeypatch.setattr(_recovery, "run_alive", judged_while_another_process_steps_in)
+    try:
+        report = workspace.repair_dead_runs()
+        assert report.requeued == []
+        assert workspace.task(task.id).status is TaskStatus.QUEUED
+        assert workspace._query("SELECT run_id FROM leases") == [(live.id,)]
+    finally:
+        monkeypatch.undo()
+        workspace.release_lease(live)

@@ -236,7 +236,7 @@ def test_b8_row24_any_message_to_the_grid_is_answered_and_the_grid_stays_usable(
 def test_b8_row24_any_message_to_the_studio_is_answered_and_the_studio_stays_usable(
     little_batch: Batch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fuzz(lambda: BatchStudio(little_batch), caplog)
+    fuzz(lambda: BatchStudio(little_batch).grid, caplog)
 
 
 def test_b8_row24_any_message_to_the_gallery_is_answered_and_it_stays_usable(
@@ -342,7 +342,7 @@ async def test_b8_row20_a_key_typed_in_the_settings_panel_leaks_nowhere_through_
     batch = Batch.create([Task("a fox", params=Params(size="64x64"))], workspace=ws)
     bad = panel.provider_config().build()
     studio = BatchStudio(batch, provider=bad)
-    studio_page = AnyPage(studio)
+    studio_page = AnyPage(studio.grid)
     assert studio_page.request("run_all")["ok"]
     await studio.run.wait()
     await asyncio.sleep(0)
@@ -354,17 +354,16 @@ async def test_b8_row20_a_key_typed_in_the_settings_panel_leaks_nowhere_through_
     # then the right one, remembered in the 0600 secrets file: the retry succeeds
     assert settings_page.request("set_key", which="provider", key=SENTINEL, remember=True)["ok"]
     good = panel.provider_config().build()
-    studio._provider = good
-    studio._provider_obj = good
+    studio.use_provider(good)
     assert studio_page.request("retry_failed")["ok"]
     await studio.run.wait()
     await asyncio.sleep(0)
     assert batch.status == "succeeded"
     zipped = batch.export_zip(tmp_path / "out.zip")
 
-    notebook_state = json.dumps(embed_data(views=[studio, panel])["manager_state"])
+    notebook_state = json.dumps(embed_data(views=[studio.grid, panel])["manager_state"])
     # what a notebook saved "with widget state" holds: every live widget's state
-    widget_states = json.dumps([studio.get_state(), panel.get_state()], default=str)
+    widget_states = json.dumps([studio.grid.get_state(), panel.get_state()], default=str)
     artefacts = [
         notebook_state,
         widget_states,

@@ -188,21 +188,21 @@ def test_errors_are_words_and_the_gallery_stays_usable(batch: Batch) -> None:
 
 def test_open_from_python_sets_what_the_page_shows(batch: Batch) -> None:
     gallery = Gallery(batch)
-    gallery.open(batch.tasks[1], image=2)
+    gallery.show(batch.tasks[1], image=2)
     assert (gallery.task_id, gallery.image_index, gallery.shown) == (batch.tasks[1].id, 2, True)
     opened = gallery.opened
-    gallery.open(1, image=2)  # the same again still reaches the page
+    gallery.show(1, image=2)  # the same again still reaches the page
     assert gallery.opened == opened + 1
     assert gallery.current is batch.tasks[1].images[2]
     with pytest.raises(nbbatch.errors.ConfigError, match="no images yet"):
-        gallery.open(batch.tasks[2])
+        gallery.show(batch.tasks[2])
     with pytest.raises(nbbatch.errors.ConfigError, match="3 image"):
-        gallery.open(batch.tasks[0], image=3)
+        gallery.show(batch.tasks[0], image=3)
 
 
 def test_a_click_on_a_grid_thumbnail_opens_the_studio_gallery(batch: Batch) -> None:
     studio = BatchStudio(batch)
-    Page(studio).ok("open_gallery", id=batch.tasks[3].id, index=1)
+    Page(studio.grid).ok("open_gallery", id=batch.tasks[3].id, index=1)
     gallery = studio.gallery
     assert (gallery.task_id, gallery.image_index, gallery.shown) == (batch.tasks[3].id, 1, True)
     # the studio is displayed with its gallery, in one output

@@ -129,7 +129,7 @@ def test_the_selection_scope_is_the_grids_selection(batch: Batch) -> None:
     page = Page(studio.gallery)
     task = batch.tasks[0]
     assert "select rows" in page.refused("postprocess", scope="selection", id=task.id, form=FORM)
-    studio.selection = [batch.tasks[1].id, batch.tasks[2].id]
+    studio.grid.selection = [batch.tasks[1].id, batch.tasks[2].id]
     scopes = page.ok("pp_scopes", id=task.id)
     assert (scopes["task"], scopes["selection"], scopes["batch"]) == (2, 2, 6)
     assert page.ok("postprocess", scope="selection", id=task.id, form=FORM, job="s")["count"] == 4
@@ -177,7 +177,7 @@ def test_a_derived_task_row_names_its_parent_image(batch: Batch) -> None:
 def test_only_the_view_that_asked_opens_the_dialog(batch: Batch) -> None:
     studio = BatchStudio(batch)
     gallery = studio.gallery
-    grid = Page(studio)
+    grid = Page(studio.grid)
     grid.ok("open_gallery", id=batch.tasks[2].id, index=1, view="g2-abc")
     assert (gallery.opened_view, gallery.task_id, gallery.image_index) == (
         "g2-abc",
@@ -189,11 +189,11 @@ def test_only_the_view_that_asked_opens_the_dialog(batch: Batch) -> None:
     page.ok("hello", view="g1-xyz")
     page.ok("task", id=batch.tasks[0].id, step=0, view="g1-xyz")
     page.ok("hello", view="g3-new")
-    gallery.open(batch.tasks[0])
+    gallery.show(batch.tasks[0])
     assert gallery.opened_view == "g1-xyz"
     # the view used last is gone (its output cleared): the one shown last opens
     page.ok("bye", view="g1-xyz")
-    gallery.open(batch.tasks[0])
+    gallery.show(batch.tasks[0])
     assert gallery.opened_view == "g3-new"
 
 
@@ -204,5 +204,5 @@ def test_a_click_in_the_grid_opens_one_gallery_view_not_every_one(batch: Batch) 
     page = Page(gallery)
     page.ok("hello", view="g1-first")
     page.ok("hello", view="g2-second")
-    Page(studio).ok("open_gallery", id=batch.tasks[2].id, index=0)
+    Page(studio.grid).ok("open_gallery", id=batch.tasks[2].id, index=0)
     assert gallery.opened_view == "g2-second"

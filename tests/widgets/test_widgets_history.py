@@ -93,15 +93,15 @@ def test_open_switches_the_studio_grid_gallery_and_progress(older: Batch) -> Non
     current = Batch.create(["now"], workspace=older.workspace, name="Current")
     studio = BatchStudio(current)
     gallery_before = studio.gallery
-    page = Page(studio)
+    page = Page(studio.grid)
     history = Page(studio.history)
     page.ok("select", op="all")
-    assert studio.selection
+    assert studio.grid.selection
 
     history.ok("open", id=older.id)
 
-    assert studio.batch.id == older.id and studio.count == 3
-    assert studio.selection == [] and studio.history.current == older.id
+    assert studio.batch.id == older.id and studio.grid.count == 3
+    assert studio.grid.selection == [] and studio.history.current == older.id
     assert page.of_type("reset")  # the page restarts with the new batch
     assert studio.gallery is not gallery_before and studio.gallery.batch is studio.batch
     hello = page.ok("hello")
@@ -125,18 +125,18 @@ def test_open_batch_in_python_takes_an_id_or_a_batch(older: Batch, tmp_path: Pat
 
 
 def test_open_points_the_inputs_at_the_opened_batch(older: Batch) -> None:
-    studio = BatchStudio(workspace=older.workspace, inputs=True)
+    studio = BatchStudio(workspace=older.workspace)
     studio.open_batch(older)
     # tasks the prompt panel creates and images remixed from a drop land in what is shown
-    assert studio.inputs.prompt.batch is studio.batch
-    assert studio.inputs.upload.remix_into is studio.batch
+    assert studio.prompt.batch is studio.batch
+    assert studio.upload.remix_into is studio.batch
 
 
 async def test_open_is_refused_in_words_while_the_studio_runs(older: Batch) -> None:
     current = Batch.create(["slow one"], workspace=older.workspace)
     gate = asyncio.Event()
     studio = BatchStudio(current, provider=ControlledProvider(gate=gate))
-    Page(studio).ok("run_all")
+    Page(studio.grid).ok("run_all")
     history = Page(studio.history)
     assert "running" in history.refused("open", id=older.id)
     with pytest.raises(nbbatch.errors.ConfigError, match="running"):
@@ -160,11 +160,11 @@ async def test_resume_sends_the_interrupted_tasks_only_when_pressed(older: Batch
     row = next(r for r in listed["rows"] if r["id"] == broken.id)
     assert row["status"] == "interrupted" and row["counts"]["interrupted"] == 1
 
-    assert (await answer(history, studio, type="open", id=broken.id))["ok"]
+    assert (await answer(history, studio.session, type="open", id=broken.id))["ok"]
     assert studio.batch.id == broken.id and studio.run is None
     assert provider.calls == []  # opening sends nothing
     # (the answer waits for the studio's jobs, the run among them)
-    assert (await answer(history, studio, type="resume", id=broken.id))["ok"]
+    assert (await answer(history, studio.session, type="resume", id=broken.id))["ok"]
 
     assert provider.calls == ["two"]
     assert [t.status for t in studio.batch.tasks] == [TaskStatus.SUCCEEDED] * 2
@@ -172,7 +172,8 @@ async def test_resume_sends_the_interrupted_tasks_only_when_pressed(older: Batch
 
 async def test_retry_failed_opens_the_batch_and_runs_its_failed_tasks(older: Batch) -> None:
     studio = BatchStudio(workspace=older.workspace, provider=ControlledProvider())
-    assert (await answer(Page(studio.history), studio, type="retry_failed", id=older.id))["ok"]
+    page = Page(studio.history)
+    assert (await answer(page, studio.session, type="retry_failed", id=older.id))["ok"]
     assert studio.batch.id == older.id
     assert [t.status for t in studio.batch.tasks] == [TaskStatus.SUCCEEDED] * 3
 
@@ -223,7 +224,7 @@ def test_stats_and_prices_set_from_the_panel(older: Batch) -> None:
 def test_the_toolbar_button_opens_the_dialog_and_bad_requests_get_words(older: Batch) -> None:
     studio = BatchStudio(older)
     before = studio.history.opened
-    Page(studio).ok("open_history")
+    Page(studio.grid).ok("open_history")
     assert studio.history.opened == before + 1
     page = Page(studio.history)
     assert page.refused("no_such_thing")
@@ -234,8 +235,8 @@ async def test_the_list_is_marked_stale_when_a_run_of_the_studio_ends(older: Bat
     current = Batch.create(["quick"], workspace=older.workspace)
     studio = BatchStudio(current, provider=ControlledProvider())
     history = Page(studio.history)
-    Page(studio).ok("run_all")
-    await settle(studio)
+    Page(studio.grid).ok("run_all")
+    await settle(studio.session)
     assert history.of_type("changed")  # the page asks for the list again if it shows it
     rows = (await answer(history, type="list"))["rows"]
     assert rows[0]["id"] == current.id and rows[0]["status"] == "succeeded"

@@ -232,38 +232,40 @@ async def test_rows_off_screen_get_only_a_compact_patch(workspace: Workspace) ->
 
 async def test_a_studio_runs_the_batch_from_run_all(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=quick_demo())
-    page = Page(studio)
+    page = Page(studio.grid)
     page.ok("run_all")
     run = studio.run
-    assert run is not None and studio.run_state == "running"
+    assert run is not None and studio.grid.run_state == "running"
     await run.wait()
     await asyncio.sleep(0)
     assert [t.status.value for t in batch.tasks] == ["succeeded"] * 3 + ["failed"]
-    assert studio.run is None and studio.run_state == "finished"
+    studio.grid._coalescer.flush_now()  # "Finished" goes out with the last results' patch
+    assert studio.run is None and studio.grid.run_state == "finished"
     assert len(studio.results) == 3
     assert "Nothing to run" in page.refused("run_all")
 
 
 async def test_pause_resume_and_stop_go_to_the_live_run(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=nbbatch.get_provider("demo", latency=0.2))
-    page = Page(studio)
+    page = Page(studio.grid)
     page.ok("run_all")
     page.ok("pause")
-    assert studio.run_state == "paused"
+    assert studio.grid.run_state == "paused"
     page.ok("resume")
-    assert studio.run_state == "running"
+    assert studio.grid.run_state == "running"
     page.ok("stop")
     run = studio.run
     if run is not None:
         await run.wait()
     await asyncio.sleep(0)
-    assert studio.run_state == "stopped"
+    studio.grid._coalescer.flush_now()  # with the patch of the last rows
+    assert studio.grid.run_state == "stopped"
     assert all(t.status in (TaskStatus.IDLE, TaskStatus.INTERRUPTED) for t in batch.tasks)
 
 
 async def test_retry_failed_runs_the_failed_tasks_again(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=quick_demo())
-    page = Page(studio)
+    page = Page(studio.grid)
     await batch.run(quick_demo())
     storm = batch.tasks[3]
     attempts = storm.attempts
@@ -273,12 +275,12 @@ async def test_retry_failed_runs_the_failed_tasks_again(batch: Batch) -> None:
 
 
 def test_retry_failed_without_failures_says_so(batch: Batch) -> None:
-    assert "No failed task" in Page(BatchStudio(batch)).refused("retry_failed")
+    assert "No failed task" in Page(BatchStudio(batch).grid).refused("retry_failed")
 
 
 async def test_concurrency_is_live_and_kept_between_one_and_ten(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=nbbatch.get_provider("demo", latency=0.2))
-    page = Page(studio)
+    page = Page(studio.grid)
     page.ok("set_concurrency", value=50)
     assert studio.concurrency == 10
     page.ok("run_all")
@@ -293,8 +295,8 @@ def test_the_provider_picker_offers_registered_names_and_keeps_a_provider_object
 ) -> None:
     provider = quick_demo()
     studio = BatchStudio(batch, provider=provider)
-    page = Page(studio)
-    assert "demo" in studio.providers and "openai" in studio.providers
+    page = Page(studio.grid)
+    assert "demo" in studio.session.providers and "openai" in studio.session.providers
     page.ok("set_provider", name="openai")
     assert studio.provider == "openai"
     page.ok("set_provider", name="demo")
@@ -306,7 +308,7 @@ async def test_an_exception_that_ends_the_run_is_shown_in_the_widget(
     batch: Batch, caplog: pytest.LogCaptureFixture
 ) -> None:
     studio = BatchStudio(batch, provider=quick_demo())
-    page = Page(studio)
+    page = Page(studio.grid)
 
     class Broken:
         state = "running"
@@ -315,7 +317,7 @@ async def test_an_exception_that_ends_the_run_is_shown_in_the_widget(
             raise RuntimeError("secret-ish details https://x.invalid/?key=test-key-1")
 
     with caplog.at_level(logging.ERROR, logger="nbbatch"):
-        studio._watch(Broken())
+        studio.session.watch(Broken())
         for _ in range(5):
             await asyncio.sleep(0)
     (notice,) = page.of_type("notice")
@@ -325,7 +327,7 @@ async def test_an_exception_that_ends_the_run_is_shown_in_the_widget(
 
 
 def test_run_all_outside_an_event_loop_explains_what_to_do(batch: Batch) -> None:
-    page = Page(BatchStudio(batch))
+    page = Page(BatchStudio(batch).grid)
     assert "event loop" in page.refused("run_all")
 
 
@@ -376,12 +378,12 @@ def test_delete_selected_needs_a_selection(batch: Batch) -> None:
 
 def test_synced_state_is_small_and_holds_no_prompt(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=quick_demo())
-    Page(studio).ok("select", op="all")
-    state = studio.get_state()
+    Page(studio.grid).ok("select", op="all")
+    state = studio.grid.get_state()
     for name in ("_esm", "_css"):
         state.pop(name, None)
     text = json.dumps(state, default=str)
     assert len(text) < 2000, text
     assert "fox" not in text and "lighthouse" not in text
     assert not any(isinstance(v, bytes | bytearray | memoryview) for v in state.values())
-    assert set(studio.keys) >= {"lang", "count", "selection", "run_state", "concurrency"}
+    assert set(studio.grid.keys) >= {"lang", "count", "selection", "run_state", "concurrency"}

@@ -22,7 +22,7 @@ prompts = [f"zebra-sentinel prompt {{i}}" for i in range(50)]
 batch = nbbatch.Batch.create(prompts, workspace=ws, params=nbbatch.Params(size="64x64"))
 await batch.run(nbbatch.get_provider("demo", latency=0), tasks=batch.tasks[:5])
 studio = BatchStudio(batch, provider="openai")
-studio.selection = [t.id for t in batch.tasks[:3]]
+studio.grid.selection = [t.id for t in batch.tasks[:3]]
 studio
 """,
     "print(len(studio.results))",
@@ -51,7 +51,7 @@ def test_saved_widget_state_is_small_and_holds_nothing_private(tmp_path: Path) -
     ours = [
         m["state"]
         for m in saved.values()
-        if m["state"].get("_anywidget_id", "").endswith("BatchStudio")
+        if m["state"].get("_anywidget_id", "").endswith("TaskGrid")
     ]
     assert len(ours) == 1
     state = dict(ours[0])

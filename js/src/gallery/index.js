@@ -121,7 +121,19 @@ class GalleryView {
     this.imagePos = h("div", { class: "nbb-g-imagepos", "aria-live": "polite" });
     this.dlSheet = btn("download_sheet", "download", () => this.sheet && this.save(this.sheet.blob, this.sheet.name), "nbb-g-sheetdl");
     this.dlSheet.hidden = true;
-    this.stage = h("div", { class: "nbb-g-stage" }, this.canvas, this.stageMsg, this.prevImage, this.nextImage, this.imagePos, this.dlSheet);
+    // the stage takes the focus when the dialog opens (autofocus): the keys work at
+    // once, also in Notebook 7, where focus on a control disabled a moment later (one
+    // done task: "Previous task") fell out of the dialog and no key reached it
+    this.stage = h(
+      "div",
+      { class: "nbb-g-stage", tabindex: "-1", autofocus: true },
+      this.canvas,
+      this.stageMsg,
+      this.prevImage,
+      this.nextImage,
+      this.imagePos,
+      this.dlSheet,
+    );
     this.strip = h("div", { class: "nbb-g-strip", role: "group", "aria-label": s.strip });
 
     // info + actions
@@ -212,7 +224,13 @@ class GalleryView {
 
     const main = h("div", { class: "nbb-g-main" }, h("div", { class: "nbb-g-left" }, this.stage, this.strip), side);
     this.dialog = h("dialog", { class: "nbb-g-dialog", "aria-label": s.gallery, "data-lm-suppress-shortcuts": "true" }, head, main, this.keysPanel);
-    this.dialog.addEventListener("keydown", (e) => this.onKey(e));
+    // Keys are taken on the window, capture phase, while the dialog is open: Notebook 7
+    // handles the arrows before they bubble to the dialog (data-lm-suppress-shortcuts
+    // is not enough there), so the lightbox hears them first.
+    this.keyListener = (e) => {
+      if (this.dialog && this.dialog.open && this.dialog.contains(e.target)) this.onKey(e);
+    };
+    window.addEventListener("keydown", this.keyListener, true);
     this.dialog.addEventListener("close", () => this.onClose());
     // a click on the backdrop (outside the dialog's box) closes it
     this.dialog.addEventListener("click", (e) => {
@@ -231,6 +249,7 @@ class GalleryView {
     if (!this.dialog) return;
     if (!this.dialog.open) {
       this.dialog.showModal();
+      this.stage.focus({ preventScroll: true });
       this.model.set("shown", true);
       this.model.save_changes();
     }
@@ -243,6 +262,17 @@ class GalleryView {
     }
     const i = msg.task.images.findIndex((im) => im.index === imageIndex);
     this.setTask(msg, Math.max(0, i));
+  }
+
+  // Focus inside the open dialog, on the stage when it was nowhere (a disabled control
+  // drops it onto the page, where the dialog hears no key).
+  keepFocus() {
+    if (!this.dialog.open) return;
+    const at = document.activeElement;
+    const disabled = at instanceof HTMLButtonElement && at.disabled;
+    if (!at || at === document.body || !this.dialog.contains(at) || disabled) {
+      this.stage.focus({ preventScroll: true });
+    }
   }
 
   showEmpty() {
@@ -283,6 +313,7 @@ class GalleryView {
     const multi = msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
+    this.keepFocus();
     if (changedTask) {
       this.clearThumbs();
       this.toggleEdit(false);
@@ -355,7 +386,7 @@ class GalleryView {
   }
 
   onKey(e) {
-    if (e.target.closest("textarea, input")) return;
+    if (e.target.closest("textarea, input, select")) return;
     const key = e.key;
     const moves = {
       ArrowLeft: () => this.step(-1),
@@ -377,6 +408,7 @@ class GalleryView {
     if (this.zoom === "100" && key.startsWith("Arrow") && e.target === this.canvas) return;
     if (key === "Escape") return;
     e.preventDefault();
+    e.stopPropagation(); // ours: not the notebook's (cell navigation) too
     fn();
   }
 
@@ -550,13 +582,18 @@ class GalleryView {
         h("span", { text: l.p }),
         h("i", { class: `nbb-g-st nbb-g-st-${l.st}`, text: fmt(s, `st_${l.st}`, { pct: "" }).replace(/\s*%$/, "") }),
       );
-    const lineage = h("div", { class: "nbb-g-lineage" });
-    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_parent }), t.parent ? link(t.parent) : h("span", { class: "nbb-g-none", text: s.i_none }));
-    lineage.append(h("div", { class: "nbb-g-sub", text: s.i_children }));
-    if (t.children.length) for (const c of t.children) lineage.append(link(c));
-    else lineage.append(h("span", { class: "nbb-g-none", text: s.i_none }));
-    if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
-    wide(s.i_lineage, lineage);
+    // Lineage only where there is one: a fresh result has no parent and no children
+    // (it said "Made from none / Reworked into none" on every one).
+    if (t.parent || t.children.length) {
+      const lineage = h("div", { class: "nbb-g-lineage" });
+      if (t.parent) lineage.append(h("div", { class: "nbb-g-sub", text: s.i_parent }), link(t.parent));
+      if (t.children.length) {
+        lineage.append(h("div", { class: "nbb-g-sub", text: s.i_children }));
+        for (const c of t.children) lineage.append(link(c));
+        if (t.more_children) lineage.append(h("span", { class: "nbb-g-none", text: fmt(s, "more_children", { n: t.more_children }) }));
+      }
+      wide(s.i_lineage, lineage);
+    }
     this.info.replaceChildren(...rows);
     this.paintImageInfo(im);
   }
@@ -816,6 +853,7 @@ class GalleryView {
   }
 
   dispose() {
+    if (this.keyListener) window.removeEventListener("keydown", this.keyListener, true);
     for (const [event, fn] of this.listeners) this.model.off(event, fn);
     this.model.send({ type: "bye", view: this.viewId }); // this view no longer opens
     this.channel.dispose();

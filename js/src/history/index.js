@@ -239,7 +239,8 @@ class HistoryView {
     }
     const s = this.strings;
     const n = this.rows.length;
-    setText(this.count, needle ? fmt(s, "hist_found", { shown, n }) : fmt(s, "hist_summary", { n }));
+    const one = n === 1 ? "_one" : "";
+    setText(this.count, needle ? fmt(s, `hist_found${one}`, { shown, n }) : fmt(s, `hist_summary${one}`, { n }));
     this.empty.hidden = shown > 0;
     setText(this.empty, n ? s.hist_no_match : s.hist_empty);
   }

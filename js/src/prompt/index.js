@@ -65,7 +65,7 @@ class PromptView {
     }
     this.prompt = h("textarea", {
       class: "nbb-pp-prompt",
-      rows: 5,
+      rows: 3,
       "aria-label": s.master_prompt,
       oninput: () => this.changed(),
     });
@@ -589,8 +589,8 @@ class PromptView {
         h("button", {
           type: "button",
           class: "nbb-btn nbb-primary",
-          text: fmt(s, "add_n", { n: msg.count }),
-          "aria-label": s.add_to_batch,
+          // its visible words are its name (it was "Add to batch" for assistive tech)
+          text: fmt(s, msg.count === 1 ? "add_one" : "add_n", { n: msg.count }),
           onclick: () => this.create(false),
           disabled: msg.count === 0,
         }),

@@ -173,6 +173,9 @@ class SettingsView {
       defaults,
     );
     if (same && Object.keys(saved.defaults || {}).length) box.open = true;
+    // One concurrency is set (the runner's, below); the provider's own cap is a limit.
+    const limit = same && saved.provider_limit ? saved.provider_limit : form.limit;
+    if (limit) rows.push(h("div", { class: "nbb-set-help nbb-set-limit", text: fmt(s, "set_provider_limit", { n: limit }) }));
     this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
   }
 

@@ -370,11 +370,6 @@ class Journal:
                 for name in unused:
                     c.execute(f"DROP INDEX IF EXISTS {name}")
 
-    def has_table(self, name: str) -> bool:
-        return bool(
-            self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
-        )
-
     # ------------------------------------------------------------------ using
     @contextlib.contextmanager
     def translate(self) -> Iterator[None]:
@@ -430,10 +425,16 @@ class Journal:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # Also when the COMMIT itself fails (a deferred constraint, a full disk):
+                # left open, the transaction would refuse every later write. SQLite may
+                # have rolled back already (after SQLITE_FULL, for one); a ROLLBACK
+                # failing then must not hide the error that matters.
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self.check_open()

@@ -335,7 +335,7 @@ def repair_dead_runs(journal: Journal, root: Path) -> RecoveryReport:
     if not rows:
         return report
     verdicts: dict[str, bool] = {}
-    dead: list[tuple[str, str]] = []
+    dead: list[tuple[str, str, str]] = []
     for task_id, status, run_id, pid, host in rows:
         if run_id is None:
             # Claimed without a lease (an older nbbatch, perhaps still running):
@@ -344,30 +344,36 @@ def repair_dead_runs(journal: Journal, root: Path) -> RecoveryReport:
         if run_id not in verdicts:
             verdicts[run_id] = run_alive(root, run_id, pid, host)
         if not verdicts[run_id]:
-            dead.append((task_id, status))
+            dead.append((task_id, status, run_id))
     if not dead or not journal.writable:
         return report
     now = time.time()
+    # The verdicts were reached outside this transaction: meanwhile another process may
+    # have repaired a task and a live run claimed it, so a row changes only while the
+    # dead run's lease still names it.
+    still_dead = "AND EXISTS (SELECT 1 FROM leases WHERE task_id=? AND run_id=?)"
     with journal.tx() as c:
-        for task_id, status in dead:
+        for task_id, status, run_id in dead:
             if status == "running":
                 cur = c.execute(
                     "UPDATE tasks SET status='interrupted', error_kind='interrupted', "
-                    "error=?, finished_at=? WHERE id=? AND status='running'",
+                    f"error=?, finished_at=? WHERE id=? AND status='running' {still_dead}",
                     (
                         "the process running this task stopped (it was killed or "
                         "crashed); the provider may or may not have finished (and "
                         "billed) it. Resume to run it again.",
                         now,
                         task_id,
+                        task_id,
+                        run_id,
                     ),
                 )
                 if cur.rowcount:
                     report.interrupted.append(task_id)
             else:
                 cur = c.execute(
-                    "UPDATE tasks SET status='idle' WHERE id=? AND status='queued'",
-                    (task_id,),
+                    f"UPDATE tasks SET status='idle' WHERE id=? AND status='queued' {still_dead}",
+                    (task_id, task_id, run_id),
                 )
                 if cur.rowcount:
                     report.requeued.append(task_id)

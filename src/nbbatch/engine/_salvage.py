@@ -5,13 +5,14 @@ longer read whole — one zeroed page used to make the whole workspace unreadabl
 
 1. nobody else may have the workspace open (every kernel using it is closed first);
 2. an intact journal (``PRAGMA quick_check`` says ok) is left alone;
-3. the damaged file (with its ``-wal``) is moved aside as
-   ``nbbatch.sqlite3.damaged-<time>`` — never deleted, never written;
-4. a new journal is made and every table is copied row by row in rowid order; a damaged
-   stretch of a table is stepped over (the rows on it are lost, the ones after it are
-   not), and rows whose batch or task was lost go too;
-5. image files no surviving row uses are moved to ``recovered-files/`` instead of being
-   removed by the next open, so nothing on disk is lost.
+3. a new journal is made in a temp folder beside it and every table is copied row by
+   row in rowid order; a damaged stretch of a table is stepped over (the rows on it are
+   lost, the ones after it are not), and rows whose batch or task was lost go too;
+4. image files no surviving row uses are moved to ``recovered-files/`` instead of being
+   removed by the next open, so nothing on disk is lost;
+5. the damaged file (with its ``-wal``) is kept as ``nbbatch.sqlite3.damaged-<time>`` —
+   never deleted, never written — and only then is the new journal renamed over it, so
+   a repair that stops part-way leaves the damaged journal where it was.
 
 Opening the workspace afterwards reconciles as usual: a task whose image rows were lost
 but whose status says succeeded becomes failed ("the result file is missing") and can
@@ -21,6 +22,7 @@ be run again.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,7 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core._errors import StoreBusyError
-from ._blobs import Blobs
+from ..core._model import new_id
+from ._blobs import TMP_PREFIX, Blobs
 from ._journal import DB_NAME, Journal
 from ._recovery import acquire_folder_lock
 
@@ -177,32 +180,54 @@ def salvage(root: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Salva
                 f"the workspace {str(folder)!r} is open in another process; close every "
                 "notebook and program using it, then run the repair again"
             )
+        for left in folder.glob(f"{TMP_PREFIX}repair-*"):  # of a repair that was killed
+            shutil.rmtree(left, ignore_errors=True)
         problem = _check(db)
         if problem == "ok":
             report.intact = True
             return report
         report.problem = problem
-        aside = folder / f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-        os.replace(db, aside)
-        for suffix in ("-wal", "-shm"):
-            extra = folder / f"{DB_NAME}{suffix}"
-            if extra.exists():
-                os.replace(extra, folder / f"{aside.name}{suffix}")
-        report.damaged_copy = aside
-        _copy(aside, folder, report)
-        report.files_kept_aside = _keep_unused_files(folder)
+        # The new journal is made beside the damaged one and renamed over it last: until
+        # then the damaged journal stays in place, so a repair that stops half-way
+        # (killed, disk full) leaves the folder as it was, not without a journal (the
+        # next open would make an empty one and delete every image file as an orphan).
+        work = folder / f"{TMP_PREFIX}repair-{new_id()}"
+        work.mkdir()
+        try:
+            _copy(db, work, report)
+            report.files_kept_aside = _keep_unused_files(folder, known_in=work)
+            aside = folder / f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            _keep_copy(db, aside)
+            for suffix in ("-wal", "-shm"):
+                extra = folder / f"{DB_NAME}{suffix}"
+                if extra.exists():
+                    os.replace(extra, folder / f"{aside.name}{suffix}")
+            os.replace(work / DB_NAME, db)
+            report.damaged_copy = aside
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         if handle is not None:
             handle.close()
     return report
 
 
-def _copy(aside: Path, folder: Path, report: SalvageReport) -> None:
+def _keep_copy(db: Path, aside: Path) -> None:
+    """Keep the damaged journal as ``aside`` (a second name for the same file where the
+    file system allows it) while ``db`` is still in place."""
+    try:
+        os.link(db, aside)
+    except OSError:
+        shutil.copy2(db, aside)
+
+
+def _copy(damaged: Path, folder: Path, report: SalvageReport) -> None:
+    """Copy what can be read of the journal ``damaged`` into a new journal in ``folder``."""
     journal = Journal(folder)
     try:
         journal.init_schema()
         try:
-            src = sqlite3.connect(f"file:{quote(str(aside.resolve()))}?mode=ro", uri=True)
+            src = sqlite3.connect(f"file:{quote(str(damaged.resolve()))}?mode=ro", uri=True)
         except sqlite3.Error as exc:
             report.problem += f"; nothing could be read ({exc})"
             return
@@ -239,10 +264,10 @@ def _drop_orphans(c: sqlite3.Connection, table: str) -> int:
     return int(c.execute(f"DELETE FROM {table} WHERE {where}").rowcount)
 
 
-def _keep_unused_files(folder: Path) -> int:
-    """Move image files no row uses to ``recovered-files/`` (the next open would delete
-    them as orphans); return how many."""
-    journal = Journal(folder)
+def _keep_unused_files(folder: Path, *, known_in: Path) -> int:
+    """Move image files no row of the journal in ``known_in`` uses to ``recovered-files/``
+    (the next open would delete them as orphans); return how many."""
+    journal = Journal(known_in)
     try:
         known = {
             f"{sha}.{ext}"

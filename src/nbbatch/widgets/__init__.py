@@ -1,19 +1,22 @@
-"""Jupyter widgets of nbbatch: ``BatchStudio`` (run toolbar + task grid + gallery),
-``TaskGrid``, ``Gallery`` (the lightbox of the results) and ``History`` (past batches
-and stats).
+"""Jupyter widgets of nbbatch: ``BatchStudio`` (every panel over one ``StudioSession``),
+and the panels it composes, each usable alone: ``SettingsPanel``, ``Upload``,
+``PromptPanel``, ``TaskGrid``, ``Gallery`` (the lightbox of the results) and ``History``
+(past batches and stats).
 
     >>> from nbbatch.widgets import BatchStudio
-    >>> BatchStudio(batch, provider="demo")      # last expression of a cell shows it
+    >>> BatchStudio()                            # last expression of a cell shows it
 
 Python holds the truth: the page asks for the rows and thumbnails it shows, every action
 goes through the batch's public API, and updates are coalesced (≤ 5 patches a second).
 """
 
 from ._gallery import Gallery
-from ._grid import BatchStudio, TaskGrid
+from ._grid import TaskGrid
 from ._history import History
 from ._prompt import PromptPanel
+from ._session import StudioSession
 from ._settings import SettingsPanel
+from ._studio import BatchStudio
 from ._upload import Upload
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "History",
     "PromptPanel",
     "SettingsPanel",
+    "StudioSession",
     "TaskGrid",
     "Upload",
 ]

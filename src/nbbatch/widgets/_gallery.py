@@ -56,10 +56,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
-import anywidget
 import traitlets
 
 from nbbatch.core._model import GeneratedImage, Task, TaskStatus
@@ -68,12 +67,11 @@ from nbbatch.errors import ConfigError
 from nbbatch.images import Pipeline, contact_sheet, derived_images, export_zip, postprocess
 from nbbatch.images._export import safe_name, slugify
 
-from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import answer
 from ._hub import Hub, hub_for
-from ._i18n import catalogue, resolve_lang, tr
+from ._i18n import catalogue, tr
+from ._panel import Panel
 from ._postform import ASPECTS, POSITIONS, FormError, pipeline_from, recipe_label
-from ._words import UserFacingError, clip, describe
+from ._words import UserFacingError, clip
 
 __all__ = ["CHUNK_BYTES", "ZIP_LIMIT", "Gallery"]
 
@@ -90,8 +88,6 @@ _JOB_TTL = 3600.0  # seconds a ZIP waits on disk for its pieces to be fetched
 _SHEET_CELL = 384  # px per image on a contact sheet
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
-
-_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class _Job:
@@ -220,11 +216,11 @@ class ZipJobs:
             job.drop()
 
 
-class Gallery(anywidget.AnyWidget):
+class Gallery(Panel):
     """A lightbox over the done tasks of ``batch``: look, step, star, download, rework.
 
     Display it (or use ``studio.gallery``), then click a result in the grid or call
-    ``gallery.open(task, image=0)``. ``zip_limit`` (bytes) is the largest ZIP handed to
+    ``gallery.show(task, image=0)``. ``zip_limit`` (bytes) is the largest ZIP handed to
     the browser; bigger ones are written to ``save_dir`` (default: the notebook's folder,
     the kernel's working directory) and their path is shown.
     """
@@ -232,7 +228,14 @@ class Gallery(anywidget.AnyWidget):
     _esm = _STATIC / "gallery.js"
     _css = _STATIC / "gallery.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
+    _shows_notices = True
+    # what the lightbox shows, as the page moves through it (nothing else)
+    _page_writable: ClassVar[Mapping[str, Callable[[Any], bool]]] = {
+        "shown": lambda v: isinstance(v, bool),
+        "task_id": lambda v: isinstance(v, str) and len(v) <= 64,
+        "image_index": lambda v: type(v) is int and 0 <= v < 10_000,
+    }
+
     task_id = traitlets.Unicode("").tag(sync=True)
     image_index = traitlets.Int(0).tag(sync=True)
     shown = traitlets.Bool(False).tag(sync=True)
@@ -251,7 +254,7 @@ class Gallery(anywidget.AnyWidget):
     ) -> None:
         if not isinstance(batch, Batch):
             raise TypeError(f"Gallery needs an nbbatch.Batch, got {type(batch).__name__}")
-        super().__init__(lang=resolve_lang(lang), **kwargs)
+        super().__init__(lang=lang, **kwargs)
         self._batch = batch
         self._hub: Hub = hub_for(batch)
         self.zip_limit = int(zip_limit)
@@ -263,49 +266,44 @@ class Gallery(anywidget.AnyWidget):
         self._views: list[str] = []
         self._changed: set[str] = set()
         self._flush_pending = False
-        self._unsubscribe = batch.subscribe(self._on_event)
-        #: messages and bytes sent to the page (tests and the memory check read them)
-        self.sent_messages = 0
-        self.sent_bytes = 0
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "bye": ("doing_request", self._on_bye),
-            "task": ("doing_gallery_task", self._on_task),
-            "image": ("doing_gallery_image", self._on_image),
-            "thumbs": ("doing_thumbs", self._on_thumbs),
-            "star": ("doing_star", self._on_star),
-            "download_image": ("doing_download", self._on_download_image),
-            "zip": ("doing_zip", self._on_zip),
-            "chunk": ("doing_zip", self._on_chunk),
-            "zip_done": ("doing_zip", self._on_zip_done),
-            "derive": ("doing_derive", self._on_derive),
-            "remix": ("doing_remix", self._on_remix),
-            "contact_sheet": ("doing_sheet", self._on_contact_sheet),
-            "pp_scopes": ("doing_postprocess", self._on_pp_scopes),
-            "postprocess": ("doing_postprocess", self._on_postprocess),
-            "derived": ("doing_download", self._on_derived),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "bye": ("doing_request", self._on_bye),
+                "task": ("doing_gallery_task", self._on_task),
+                "image": ("doing_gallery_image", self._on_image),
+                "thumbs": ("doing_thumbs", self._on_thumbs),
+                "star": ("doing_star", self._on_star),
+                "download_image": ("doing_download", self._on_download_image),
+                "zip": ("doing_zip", self._on_zip),
+                "chunk": ("doing_zip", self._on_chunk),
+                "zip_done": ("doing_zip", self._on_zip_done),
+                "derive": ("doing_derive", self._on_derive),
+                "remix": ("doing_remix", self._on_remix),
+                "contact_sheet": ("doing_sheet", self._on_contact_sheet),
+                "pp_scopes": ("doing_postprocess", self._on_pp_scopes),
+                "postprocess": ("doing_postprocess", self._on_postprocess),
+                "derived": ("doing_download", self._on_derived),
+            }
+        )
+        self._hub.attach(self)  # what changed in the batch reaches the page through the hub
+
+    def _repr_detail(self) -> str:
+        done = sum(1 for t in self._batch.tasks if t.images)
+        return f"batch {self._batch.name!r} · {done} tasks with images"
 
     # ----------------------------------------------------------- public API
     @property
     def batch(self) -> Batch:
         return self._batch
 
-    def open(
-        self, task: Task | str | int | None = None, image: int = 0, *, view: str | None = None
-    ) -> None:
+    def show(self, task: Task | str | int, image: int = 0, *, view: str | None = None) -> None:
         """Show ``task``'s image number ``image`` (0-based) in the lightbox.
 
         ``view`` names the page view that opens; without it (the grid's click, or code)
         the view used last opens, else the one shown last, so a studio shown twice opens
         one dialog, not two.
         """
-        if task is None:
-            # ipywidgets' own Widget.open() (no arguments) opens the comm to the page;
-            # its constructor calls it. The lightbox always names a task.
-            super().open()
-            return
         t = self._resolve(task)
         if not t.images:
             raise ConfigError(f"task {t.id} has no images yet ({t.status.value}); open a done task")
@@ -320,7 +318,7 @@ class Gallery(anywidget.AnyWidget):
             self.shown = True
             self.opened += 1
 
-    def close_dialog(self) -> None:
+    def hide(self) -> None:
         """Close the lightbox (the page also closes it with Escape)."""
         self.shown = False
 
@@ -337,37 +335,57 @@ class Gallery(anywidget.AnyWidget):
         """Let ``grid`` (a TaskGrid / BatchStudio of the same batch) open this gallery."""
         if grid.batch is not self._batch:
             raise ConfigError("the grid shows another batch than this gallery")
-        grid.gallery_hooks.append(self.open)
+        grid._gallery_hooks.append(self.show)
         self._grids.add(grid)
 
     def close(self) -> None:
-        unsubscribe = getattr(self, "_unsubscribe", None)
-        if unsubscribe is not None:
-            unsubscribe()
+        hub = getattr(self, "_hub", None)  # close() also runs from __del__ of a failed init
+        if hub is not None:
+            hub.detach(self)
         zips = getattr(self, "_zips", None)
         if zips is not None:
             zips.drop_all()
         super().close()
 
-    # ----------------------------------------------------------- events
-    def _on_event(self, event: object) -> None:
-        # A task the page may show changed (stars, a child added, a run finishing): tell
-        # it once per loop turn, by id; it asks again for what it shows.
-        task = getattr(event, "task", None)
-        ids: Iterable[str] = ()
-        if isinstance(task, Task):
-            ids = [task.id] + ([task.parent_id] if task.parent_id else [])
-        elif type(event).__name__ in ("TaskRemoved", "TasksReordered"):
-            ids = ["*"]
-        if not ids:
-            return
+    # ----------------------------------------------------------- hub sink
+    # A task the page may show changed (stars, a child added, a run finishing): tell it
+    # once per loop turn, by id (with its parent: the parent lists its children); it
+    # asks again for what it shows. "*": anything may have changed.
+    def _hub_rows(self, ids: Iterable[str], *, full: bool) -> None:
+        changed = []
+        for task_id in ids:
+            changed.append(task_id)
+            try:
+                parent = self._hub.task(task_id).parent_id
+            except KeyError:
+                parent = None
+            if parent:
+                changed.append(parent)
+        self._mark(changed)
+
+    def _hub_structure(self, added: Sequence[str] = ()) -> None:
+        if added:  # a new task (a derived child: its parent lists it)
+            self._hub_rows(added, full=True)
+        else:  # removed or reordered
+            self._mark(["*"])
+
+    def _hub_all_rows(self) -> None:
+        self._mark(["*"])
+
+    def _hub_summary(self) -> None:
+        pass
+
+    def _hub_run_state(self, state: str) -> None:
+        pass
+
+    def _mark(self, ids: Iterable[str]) -> None:
         self._changed.update(ids)
         if self._flush_pending:
             return
         self._flush_pending = True
         loop = self._hub.loop
         if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._flush_changed)
+            loop.call_soon(self._flush_changed)
         else:
             self._flush_changed()
 
@@ -381,17 +399,6 @@ class Gallery(anywidget.AnyWidget):
                 log.exception("nbbatch gallery: could not tell the page about changes")
 
     # ----------------------------------------------------------- plumbing
-    def _post(self, content: dict[str, Any], buffers: Sequence[bytes] | None = None) -> None:
-        self.sent_messages += 1
-        self.sent_bytes += sum(len(b) for b in buffers or ())
-        self.send(content, buffers=list(buffers) if buffers else None)
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
-        self._post({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers)
-
-    def notify(self, text: str, level: str = "error") -> None:
-        self._post({"type": "notice", "level": level, "text": text})
-
     def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
         if isinstance(content, dict):
             view, kind = content.get("view"), content.get("type")
@@ -403,18 +410,7 @@ class Gallery(anywidget.AnyWidget):
                     self._views.append(view[:40])
                 elif kind != "bye":
                     self._last_view = view[:40]
-        answer(content, self._handlers, lang=self.lang, reply=self._reply, notify=self.notify)
-
-    def _off_loop(
-        self,
-        uid: object,
-        action: str,
-        work: Callable[[], Any],
-        reply: Callable[[Any], None],
-    ) -> dict[str, Any]:
-        """Run blocking ``work`` in a thread (file reads, ZIPs); ``reply`` with its result."""
-        run_off_loop(self, uid, action, work, reply)
-        return _DEFERRED
+        super()._on_msg(_widget, content, buffers)
 
     def _resolve(self, task: Task | str | int) -> Task:
         if isinstance(task, Task):
@@ -777,17 +773,6 @@ class Gallery(anywidget.AnyWidget):
             copy.read_bytes,
             lambda data: self._reply(uid, True, body, [data]),
         )
-
-
-def run_off_loop(
-    widget: Any, uid: object, action: str, work: Callable[[], Any], reply: Callable[[Any], None]
-) -> None:
-    """``work`` in a thread, then ``reply(result)``; a failure is answered in words."""
-
-    def failed(exc: BaseException) -> None:
-        widget._reply(uid, False, {"error": describe(exc, widget.lang, action)})
-
-    widget._hub.off_loop(work, reply, failed)
 
 
 def image_file_name(task: Task, image: GeneratedImage) -> str:

@@ -29,15 +29,11 @@ open the dialog). The rows travel as messages only.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import pathlib
-import weakref
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-import anywidget
 import traitlets
 
 from nbbatch.engine import Workspace, load_settings, save_settings
@@ -45,12 +41,12 @@ from nbbatch.errors import NbbatchError
 from nbbatch.images import ThumbnailCache
 
 from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import answer
-from ._i18n import catalogue, resolve_lang
+from ._i18n import catalogue
+from ._panel import Panel
 from ._words import UserFacingError, describe
 
 if TYPE_CHECKING:
-    from ._grid import BatchStudio
+    from ._session import StudioSession
 
 __all__ = ["History"]
 
@@ -60,8 +56,6 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 _THUMBS = 4  # per batch in the strip (the row says how many more)
 _THUMB_SIZE = 96  # px on the longer side: 48 css px at 2x density
 
-_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
-
 
 class _Stored(NamedTuple):
     """A workspace file as the thumbnail cache takes it (named by its digest: no re-hash)."""
@@ -70,7 +64,7 @@ class _Stored(NamedTuple):
     path: pathlib.Path
 
 
-class History(anywidget.AnyWidget):
+class History(Panel):
     """The batches of ``workspace``: open, resume, retry, rename, delete; and stats.
 
     ``History(workspace)`` displays in a cell; a studio has one behind its *History*
@@ -80,7 +74,6 @@ class History(anywidget.AnyWidget):
     _esm = _STATIC / "history.js"
     _css = _STATIC / "history.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
     studio = traitlets.Bool(False).tag(sync=True)
     current = traitlets.Unicode("").tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
@@ -91,46 +84,39 @@ class History(anywidget.AnyWidget):
         workspace: Workspace | str | os.PathLike[str] | None = None,
         *,
         lang: str | None = None,
-        studio: BatchStudio | None = None,
+        session: StudioSession | None = None,
         **kwargs: Any,
     ) -> None:
-        if studio is not None:
-            workspace = studio.batch.workspace
+        if session is not None:
+            workspace = session.batch.workspace
         owned = not isinstance(workspace, Workspace)
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-        super().__init__(lang=resolve_lang(lang), studio=studio is not None, **kwargs)
+        super().__init__(lang=lang, studio=session is not None, **kwargs)
         self.workspace = ws
         self._owns_workspace = owned  # opened here from a path: closed with the widget
-        self._studio = weakref.ref(studio) if studio is not None else None
+        self._session = session
         self.thumbs = ThumbnailCache(ws)
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._futures: set[asyncio.Future[Any]] = set()
-        #: messages and bytes sent to the page (tests read them)
-        self.sent_messages = 0
-        self.sent_bytes = 0
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "list": ("doing_hist_list", self._on_list),
-            "thumbs": ("doing_thumbs", self._on_thumbs),
-            "stats": ("doing_hist_stats", self._on_stats),
-            "open": ("doing_hist_open", self._on_open),
-            "resume": ("doing_hist_open", self._on_resume),
-            "retry_failed": ("doing_hist_open", self._on_retry_failed),
-            "rename": ("doing_hist_rename", self._on_rename),
-            "delete": ("doing_hist_delete", self._on_delete),
-            "set_price": ("doing_hist_price", self._on_set_price),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "list": ("doing_hist_list", self._on_list),
+                "thumbs": ("doing_thumbs", self._on_thumbs),
+                "stats": ("doing_hist_stats", self._on_stats),
+                "open": ("doing_hist_open", self._on_open),
+                "resume": ("doing_hist_open", self._on_resume),
+                "retry_failed": ("doing_hist_open", self._on_retry_failed),
+                "rename": ("doing_hist_rename", self._on_rename),
+                "delete": ("doing_hist_delete", self._on_delete),
+                "set_price": ("doing_hist_price", self._on_set_price),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        return f"workspace {str(self.workspace.path)!r}"
 
     # ----------------------------------------------------------- public API
-    def open(self) -> None:
-        """Show the dialog (in a studio); also opens the comm, as ipywidgets expects."""
-        if getattr(self, "comm", None) is None:
-            super().open()  # ipywidgets' own open() (the constructor calls it)
-            return
+    def show(self) -> None:
+        """Open the dialog (in a studio: what its History button does)."""
         self.opened += 1
 
     def close(self) -> None:
@@ -144,47 +130,10 @@ class History(anywidget.AnyWidget):
             self._post({"type": "changed"})
 
     # ----------------------------------------------------------- plumbing
-    def _post(self, content: dict[str, Any], buffers: Sequence[bytes] | None = None) -> None:
-        self.sent_messages += 1
-        self.sent_bytes += sum(len(b) for b in buffers or ())
-        self.send(content, buffers=list(buffers) if buffers else None)
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
-        self._post({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers)
-
-    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        answer(content, self._handlers, lang=self.lang, reply=self._reply)
-
-    def _off_loop(
-        self,
-        uid: object,
-        action: str,
-        work: Callable[[], Any],
-        reply: Callable[[Any], None],
-    ) -> dict[str, Any]:
-        """Run blocking ``work`` (SQLite scans, file I/O) in a thread; ``reply`` with it."""
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            reply(work())  # no loop (a script or a unit test): do it here
-            return _DEFERRED
-        future = loop.run_in_executor(None, work)
-
-        def done(f: asyncio.Future[Any]) -> None:
-            self._futures.discard(f)
-            try:
-                reply(f.result())
-            except Exception as exc:
-                self._reply(uid, False, {"error": describe(exc, self.lang, action)})
-
-        self._futures.add(future)
-        future.add_done_callback(done)
-        return _DEFERRED
-
-    def _studio_or_refuse(self) -> BatchStudio:
-        studio = self._studio() if self._studio is not None else None
-        if studio is None:
+    def _session_or_refuse(self) -> StudioSession:
+        if self._session is None:
             raise UserFacingError("hist_no_studio")
-        return studio
+        return self._session
 
     @staticmethod
     def _id(content: dict[str, Any]) -> str:
@@ -199,10 +148,10 @@ class History(anywidget.AnyWidget):
         return {"strings": catalogue(self.lang, "history"), "studio": self.studio}
 
     def _sync_studio(self) -> None:
-        studio = self._studio() if self._studio is not None else None
-        if studio is not None:
-            self.current = studio.batch.id
-            self.live = studio.run is not None
+        session = self._session
+        if session is not None:
+            self.current = session.batch.id
+            self.live = session.run is not None
 
     def _on_list(self, content: dict[str, Any]) -> dict[str, Any]:
         self._sync_studio()
@@ -266,7 +215,7 @@ class History(anywidget.AnyWidget):
         return self._through_studio(content, "retry_failed")
 
     def _through_studio(self, content: dict[str, Any], what: str) -> dict[str, Any]:
-        studio = self._studio_or_refuse()
+        session = self._session_or_refuse()
         bid = self._id(content)
         uid = content.get("uuid")
 
@@ -277,7 +226,7 @@ class History(anywidget.AnyWidget):
             else:
                 self._reply(uid, False, {"error": describe(error, self.lang, "doing_hist_open")})
 
-        studio._open_from_history(bid, what, done)
+        session.open_from_history(bid, what, done)
         return _DEFERRED
 
     def _on_rename(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -287,23 +236,23 @@ class History(anywidget.AnyWidget):
             raise UserFacingError("hist_name_empty")
         if len(" ".join(name.split())) > 200:
             raise UserFacingError("hist_name_long")
-        studio = self._studio() if self._studio is not None else None
-        batch = studio._known_batch(bid) if studio is not None else None
+        session = self._session
+        batch = session.known_batch(bid) if session is not None else None
         clean = batch.rename(name) if batch is not None else self.workspace.rename_batch(bid, name)
-        if studio is not None and studio.batch.id == bid:
-            studio._batch_renamed()
+        if session is not None and session.batch.id == bid:
+            session.renamed()
         return {"id": bid, "name": clean}
 
     def _on_delete(self, content: dict[str, Any]) -> dict[str, Any]:
         bid = self._id(content)
-        studio = self._studio() if self._studio is not None else None
-        if studio is not None and studio.batch.id == bid:
+        session = self._session
+        if session is not None and session.batch.id == bid:
             raise UserFacingError("hist_delete_open")
         uid = content.get("uuid")
 
         def reply(removed: int) -> None:
-            if studio is not None:
-                studio._forget_batch(bid)
+            if session is not None:
+                session.forget_batch(bid)
             self._reply(uid, True, {"id": bid, "files": removed})
 
         work = lambda: self.workspace.delete_batch(bid)  # noqa: E731 - one call, named

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import nbbatch.events as events
@@ -47,13 +47,14 @@ _STRUCTURE = (events.TaskAdded, events.TaskRemoved, events.TasksReordered)
 
 
 class Sink(Protocol):
-    """What a widget offers the hub (all called on the loop thread)."""
+    """What a widget offers the hub (all called on the loop thread; private names: they
+    are plumbing, not the widget's public face)."""
 
-    def hub_rows(self, ids: Iterable[str], *, full: bool) -> None: ...
-    def hub_structure(self) -> None: ...
-    def hub_all_rows(self) -> None: ...
-    def hub_summary(self) -> None: ...
-    def hub_run_state(self, state: str) -> None: ...
+    def _hub_rows(self, ids: Iterable[str], *, full: bool) -> None: ...
+    def _hub_structure(self, added: Sequence[str]) -> None: ...
+    def _hub_all_rows(self) -> None: ...
+    def _hub_summary(self) -> None: ...
+    def _hub_run_state(self, state: str) -> None: ...
 
 
 class Hub:
@@ -78,7 +79,6 @@ class Hub:
         self._run_ended: float | None = None
         self._run_images = 0
         self.clock: Callable[[], float] = time.monotonic
-        self._work: set[asyncio.Future[Any]] = set()
         self._unsubscribe = batch.subscribe(self._on_event)
 
     # ----------------------------------------------------------- wiring
@@ -119,11 +119,12 @@ class Hub:
                 self._run_images += len(event.images)
             full = isinstance(event, _ROW_FULL)
             for s in sinks:
-                s.hub_rows((event.task.id,), full=full)
+                s._hub_rows((event.task.id,), full=full)
         elif isinstance(event, _STRUCTURE):
             self.structure_version += 1
+            added = (event.task.id,) if isinstance(event, events.TaskAdded) else ()
             for s in sinks:
-                s.hub_structure()
+                s._hub_structure(added)
         elif isinstance(event, events.RunStateChanged):
             state = str(event.state)
             self._clock_run(state)
@@ -131,10 +132,10 @@ class Hub:
             # every row on screen from the tasks themselves.
             self.status_version += 1
             for s in sinks:
-                s.hub_run_state(state)
-                s.hub_all_rows()
+                s._hub_run_state(state)
+                s._hub_all_rows()
         for s in sinks:
-            s.hub_summary()
+            s._hub_summary()
 
     def _clock_run(self, state: str) -> None:
         runner = self.batch.runner
@@ -146,34 +147,6 @@ class Hub:
             self._run_images = 0
         elif state in ("finished", "stopped") and self._run_started is not None:
             self._run_ended = now
-
-    def off_loop(
-        self,
-        work: Callable[[], Any],
-        done: Callable[[Any], None],
-        failed: Callable[[BaseException], None],
-    ) -> None:
-        """Run blocking ``work`` (file reads, ZIPs, image processing) in a thread, then
-        ``done(result)`` or ``failed(error)`` on the loop; without a running loop (a
-        script, a unit test) it runs here and now."""
-        loop = self.loop
-        if loop is None or not loop.is_running():
-            try:
-                done(work())
-            except Exception as exc:
-                failed(exc)
-            return
-        future = loop.run_in_executor(None, work)
-
-        def finished(f: asyncio.Future[Any]) -> None:
-            self._work.discard(f)
-            try:
-                done(f.result())
-            except Exception as exc:
-                failed(exc)
-
-        self._work.add(future)
-        future.add_done_callback(finished)
 
     # ----------------------------------------------------------- queries
     def live_runner(self) -> Any:

@@ -37,10 +37,9 @@ import logging
 import os
 import pathlib
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import anywidget
 import traitlets
 
 import nbbatch.errors as E
@@ -63,8 +62,9 @@ from nbbatch.planning import (
 from nbbatch.planning._templates import COUNT_LIMIT, DEFAULT_CAP
 
 from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import Cancels, answer
-from ._i18n import catalogue, resolve_lang, tr
+from ._dispatch import Cancels
+from ._i18n import catalogue, tr
+from ._panel import Panel
 from ._upload import Upload
 from ._words import UserFacingError, clip, describe
 
@@ -92,7 +92,6 @@ _DRAFT_FIELDS = {
     "model": 120,
 }
 _SIZES = ("512x512", "768x768", "1024x1024", "1024x768", "768x1024", "1536x1024", "1024x1536")
-_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def _provider_facts(provider: Any) -> tuple[str, providers.Capabilities]:
@@ -136,7 +135,7 @@ def offered_params(provider: Any) -> list[dict[str, Any]]:
     return fields
 
 
-class PromptPanel(anywidget.AnyWidget):
+class PromptPanel(Panel):
     """Master prompt → tasks: LLM split, template, lines, one per image, or a file.
 
     ``PromptPanel(batch, upload=Upload(), llm=dict(base_url=..., model=...))``. Tasks land
@@ -146,7 +145,6 @@ class PromptPanel(anywidget.AnyWidget):
     _esm = _STATIC / "prompt.js"
     _css = _STATIC / "prompt.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
     busy = traitlets.Unicode("").tag(sync=True)  # "", "plan" or "enhance"
     refs = traitlets.Int(0).tag(sync=True)
     created = traitlets.Int(0).tag(sync=True)
@@ -168,7 +166,7 @@ class PromptPanel(anywidget.AnyWidget):
         lang: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(lang=resolve_lang(lang), **kwargs)
+        super().__init__(lang=lang, **kwargs)
         if batch is None:
             batch = Batch.create([], workspace=workspace, allow_empty=True)
         self.batch = batch
@@ -181,7 +179,14 @@ class PromptPanel(anywidget.AnyWidget):
         self.vision = vision
         self.price_per_image = price_per_image
         self.presets = Presets.load(batch.workspace)
-        self.draft: dict[str, str] = {"mode": "llm", "prompt": "", "negative": ""}
+        # "Split with LLM" only when an LLM is set up: without one it could only fail (or
+        # send the prompt to api.openai.com without a key); a template always works
+        self.draft: dict[str, str] = {
+            "mode": "llm" if llm is not None else "template",
+            "prompt": "",
+            "negative": "",
+        }
+        self._mode_chosen = False  # the person picked a mode: set_llm leaves it
         self._proposal: list[Task] | None = None
         self._over_cap = False
         self._job: asyncio.Future[Any] | None = None
@@ -193,23 +198,28 @@ class PromptPanel(anywidget.AnyWidget):
         if upload is not None:
             self.refs = upload.count
             upload.observe(self._on_refs, names=["count"])
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "params": ("doing_request", self._on_params),
-            "draft": ("doing_request", self._on_draft),
-            "count": ("doing_count", self._on_count),
-            "propose": ("doing_propose", self._on_propose),
-            "create": ("doing_create", self._on_create),
-            "cancel": ("doing_request", self._on_cancel),
-            "enhance": ("doing_enhance", self._on_enhance),
-            "preset": ("doing_preset", self._on_preset),
-            "preset_save": ("doing_preset_save", self._on_preset_save),
-            "preset_edit": ("doing_preset_save", self._on_preset_edit),
-            "preset_move": ("doing_preset_move", self._on_preset_move),
-            "preset_delete": ("doing_preset_delete", self._on_preset_delete),
-            "file": ("doing_file", self._on_file),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "params": ("doing_request", self._on_params),
+                "draft": ("doing_request", self._on_draft),
+                "count": ("doing_count", self._on_count),
+                "propose": ("doing_propose", self._on_propose),
+                "create": ("doing_create", self._on_create),
+                "cancel": ("doing_request", self._on_cancel),
+                "enhance": ("doing_enhance", self._on_enhance),
+                "preset": ("doing_preset", self._on_preset),
+                "preset_save": ("doing_preset_save", self._on_preset_save),
+                "preset_edit": ("doing_preset_save", self._on_preset_edit),
+                "preset_move": ("doing_preset_move", self._on_preset_move),
+                "preset_delete": ("doing_preset_delete", self._on_preset_delete),
+                "file": ("doing_file", self._on_file),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        mode = self.draft.get("mode", "")
+        return f"batch {self.batch.name!r} · mode {mode} · {self.created} tasks created"
 
     # ----------------------------------------------------------- public API
     @property
@@ -230,19 +240,6 @@ class PromptPanel(anywidget.AnyWidget):
         self.refs = int(change["new"])
 
     # ----------------------------------------------------------- receiving
-    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        answer(
-            content,
-            self._handlers,
-            lang=self.lang,
-            reply=self._reply,
-            words=self._words,
-            cancels=self._cancels,
-        )
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any]) -> None:
-        self.send({"type": "reply", "uuid": uid, "ok": ok, **body})
-
     def _words(self, exc: BaseException, action: str) -> str:
         """What happened (the engine's words) and, for the LLM, what to do next."""
         text = describe(exc, self.lang, action)
@@ -293,8 +290,21 @@ class PromptPanel(anywidget.AnyWidget):
             "defaults": {k: str(v) for k, v in self.defaults.items() if k in names},
         }
 
+    def set_llm(self, llm: LLMConfig | Mapping[str, Any] | None, *, ready: bool) -> None:
+        """Plan with ``llm``; ``ready``: it is set up (a key, or a local base URL). Until
+        the person picks a mode, the default follows: "Split with LLM" when ready, else
+        "Template"."""
+        self.llm = llm
+        if not self._mode_chosen and self.draft.get("mode") in ("llm", "template"):
+            self.draft = {**self.draft, "mode": "llm" if ready else "template"}
+
+    def _keep_draft(self, draft: dict[str, str]) -> None:
+        if draft.get("mode", self.draft.get("mode")) != self.draft.get("mode"):
+            self._mode_chosen = True
+        self.draft = draft
+
     def _on_draft(self, content: dict[str, Any]) -> None:
-        self.draft = _clean_draft(content.get("draft"))
+        self._keep_draft(_clean_draft(content.get("draft")))
 
     def _on_count(self, content: dict[str, Any]) -> dict[str, Any]:
         template = content.get("template")
@@ -329,7 +339,7 @@ class PromptPanel(anywidget.AnyWidget):
         if self._job is not None and not self._job.done():
             raise UserFacingError("still_planning")
         draft = _clean_draft(content.get("draft"))
-        self.draft = draft
+        self._keep_draft(draft)
         mode = draft.get("mode", "llm")
         prompt = draft.get("prompt", "").strip()
         params = self._params(draft)

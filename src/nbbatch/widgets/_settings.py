@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import pathlib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import anywidget
 import traitlets
 
 import nbbatch.providers as providers
@@ -53,8 +52,9 @@ from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
 from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import answer
-from ._i18n import catalogue, resolve_lang
+from ._i18n import catalogue
+from ._panel import Panel
+from ._session import provider_choices
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["SettingsPanel", "provider_fields"]
@@ -62,9 +62,7 @@ __all__ = ["SettingsPanel", "provider_fields"]
 log = logging.getLogger("nbbatch")
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-STUDIO_FILE = "studio.json"  # LLM and runner defaults: the config file only knows providers
 _LLM_SECRET = "llm"
-_Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 _TOP = ("base_url", "model")  # catalogue fields that are values of their own
 _INT_PARAMS = frozenset({"n", "seed", "steps"})
 _FLOAT_PARAMS = frozenset({"cfg_scale", "strength"})
@@ -74,9 +72,11 @@ def provider_fields(provider: str) -> dict[str, Any]:
     """What the settings form shows for ``provider``, from the provider catalogue.
 
     ``fields``: the catalogue's non-secret settings fields (name, label, kind, default,
-    help, choices); ``key``: the label of its secret field and the variables it is read
-    from (``None`` when it takes no secret); ``params``: the generation parameters whose
-    defaults may be set (what the provider cannot do is left out). A plug-in the
+    help, choices) but its own concurrency, which is ``limit`` (how many requests at
+    once it takes at most, or None); ``key``: the label of its secret field and the
+    variables it is read from (``None`` when it takes no secret); ``params``: the
+    generation parameters whose defaults may be set (what the provider cannot do is
+    left out). A plug-in the
     catalogue does not describe gets a base URL and a model.
     """
     try:
@@ -93,8 +93,11 @@ def provider_fields(provider: str) -> dict[str, Any]:
             ),
         )
     secret = next((f for f in info.settings if f.kind == "secret"), None)
+    cap = next((f for f in info.settings if f.name == "concurrency"), None)
     return {
         "label": info.label,
+        # one concurrency the person sets (the run's); the provider's own cap is a limit
+        "limit": cap.default if cap is not None and isinstance(cap.default, int) else None,
         "fields": [
             {
                 "name": f.name,
@@ -105,7 +108,7 @@ def provider_fields(provider: str) -> dict[str, Any]:
                 "choices": list(f.choices),
             }
             for f in info.settings
-            if f.kind != "secret"
+            if f.kind != "secret" and f.name != "concurrency"
         ],
         "key": None
         if secret is None
@@ -176,7 +179,7 @@ def _env_source(names: Sequence[str]) -> str | None:
     return None
 
 
-class SettingsPanel(anywidget.AnyWidget):
+class SettingsPanel(Panel):
     """A ``Settings`` button and its dialog. ``panel.llm_config()`` and
     ``panel.provider_config()`` give what was set (keys included, as ``Secret``).
     """
@@ -184,7 +187,6 @@ class SettingsPanel(anywidget.AnyWidget):
     _esm = _STATIC / "settings.js"
     _css = _STATIC / "settings.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
     key_set = traitlets.Bool(False).tag(sync=True)
     llm_key_set = traitlets.Bool(False).tag(sync=True)
 
@@ -197,23 +199,26 @@ class SettingsPanel(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         _install_redaction()
-        super().__init__(lang=resolve_lang(lang), **kwargs)
+        super().__init__(lang=lang, **kwargs)
         self._dir = pathlib.Path(config_dir) if config_dir else None
         self._keys: dict[str, Secret] = {}
         self._on_change = on_change
-        self._jobs: set[asyncio.Future[Any]] = set()
         self.problem: str | None = None
         self.values = self._load()
         self._refresh_flags()
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "keys": ("doing_request", self._on_keys),
-            "set_key": ("doing_key", self._on_set_key),
-            "forget_key": ("doing_key", self._on_forget_key),
-            "save": ("doing_save", self._on_save),
-            "test": ("doing_test", self._on_test),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "keys": ("doing_request", self._on_keys),
+                "set_key": ("doing_key", self._on_set_key),
+                "forget_key": ("doing_key", self._on_forget_key),
+                "save": ("doing_save", self._on_save),
+                "test": ("doing_test", self._on_test),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        return f"provider {self.values['provider']} · concurrency {self.values['concurrency']}"
 
     # ----------------------------------------------------------- paths and loading
     def _config_dir(self) -> pathlib.Path:
@@ -230,9 +235,11 @@ class SettingsPanel(anywidget.AnyWidget):
     def _load(self) -> dict[str, Any]:
         """The saved values, or the defaults with ``problem`` set (the file stays as is).
 
-        ``options`` are the provider's other catalogue fields (its own ``concurrency``
-        among them), ``defaults`` its default generation parameters, both as the text the
-        form shows.
+        Everything comes from the engine's one :class:`~nbbatch.engine.Settings` (the
+        config file; an older ``studio.json`` beside it is folded in by the engine):
+        the default provider configuration, the LLM and the run defaults. ``options``
+        are the provider's other catalogue fields, ``defaults`` its default generation
+        parameters, both as the text the form shows.
         """
         values: dict[str, Any] = {
             "llm_base_url": "",
@@ -244,32 +251,27 @@ class SettingsPanel(anywidget.AnyWidget):
             "defaults": {},
             "concurrency": 3,
             "retries": 2,
+            "provider_limit": None,
         }
         problems = []
         try:
             settings = load_settings(self._settings_path())
+            values.update(
+                llm_base_url=settings.llm.base_url or "",
+                llm_model=settings.llm.model,
+                concurrency=settings.run.concurrency,
+                retries=settings.run.retries,
+            )
             if settings.default is not None:
                 cfg = settings.get()
                 values.update(provider=cfg.provider, base_url=cfg.base_url or "")
                 values.update(model=cfg.model or "")
-                options = {k: str(v) for k, v in cfg.options.items()}
-                if cfg.concurrency is not None:
-                    options["concurrency"] = str(cfg.concurrency)
-                values["options"] = options
+                values["options"] = {k: str(v) for k, v in cfg.options.items()}
                 values["defaults"] = {k: str(v) for k, v in cfg.params.items()}
+                # the configuration's own cap (set in code): kept, shown as a limit
+                values["provider_limit"] = cfg.concurrency
         except NbbatchError as exc:
             problems.append(exc.message)
-        studio = self._config_dir() / STUDIO_FILE
-        if studio.exists():
-            try:
-                data = json.loads(studio.read_text("utf-8"))
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                for key in ("llm_base_url", "llm_model", "concurrency", "retries"):
-                    if key in data:
-                        values[key] = data[key]
-            except (OSError, ValueError) as exc:
-                problems.append(f"cannot read {studio}: {exc}")
         if problems:
             self.problem = " ".join(problems)
             log.warning("nbbatch settings: %s; using the defaults", self.problem)
@@ -303,11 +305,16 @@ class SettingsPanel(anywidget.AnyWidget):
         key = None if _env_source(self._key_env("llm")) else self._stored_key("llm")
         return LLMConfig(model=str(self.values["llm_model"]), base_url=base, api_key=key)
 
+    def llm_ready(self) -> bool:
+        """An LLM is set up: a key (saved, typed or in the environment) or a base URL of
+        one that needs none (a local server)."""
+        return bool(self.llm_key_set or str(self.values.get("llm_base_url") or "").strip())
+
     def provider_config(self) -> ProviderConfig:
         """The image provider as saved: what the studio's "Run all" builds and runs on."""
         v = self.values
         options: dict[str, Any] = {}
-        concurrency = None
+        concurrency = v.get("provider_limit")
         kinds = {f["name"]: f["kind"] for f in provider_fields(str(v["provider"]))["fields"]}
         for name, raw in dict(v.get("options") or {}).items():
             if not str(raw).strip() or name not in kinds:
@@ -332,12 +339,7 @@ class SettingsPanel(anywidget.AnyWidget):
         return _params_of(dict(self.values.get("defaults") or {}))
 
     # ----------------------------------------------------------- receiving
-    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        # errors are put in words without the message itself: it may carry a key
-        answer(content, self._handlers, lang=self.lang, reply=self._reply)
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any]) -> None:
-        self.send({"type": "reply", "uuid": uid, "ok": ok, **body})
+    # (errors are put in words without the message itself: it may carry a key)
 
     def _keys_info(self, provider: str | None = None) -> dict[str, Any]:
         out = {}
@@ -361,11 +363,19 @@ class SettingsPanel(anywidget.AnyWidget):
             raise UserFacingError("unknown_provider", name=str(name)[:60])
         return name
 
+    def _page_values(self) -> dict[str, Any]:
+        """The values as the page may see them: a URL's password never goes there."""
+        shown = dict(self.values)
+        for key in ("llm_base_url", "base_url"):
+            shown[key] = _without_credentials(str(shown.get(key) or ""))
+        return shown
+
     def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
-        names = list(available_providers())
+        # each provider once: "forge" and "sdwebui" are other names of "a1111"
+        names = provider_choices(str(self.values["provider"]))
         return {
             "strings": catalogue(self.lang, "settings"),
-            "values": self.values,
+            "values": self._page_values(),
             "providers": [{"name": n, "label": provider_fields(n)["label"]} for n in names],
             "forms": {n: provider_fields(n) for n in names},
             "keys": self._keys_info(),
@@ -420,6 +430,11 @@ class SettingsPanel(anywidget.AnyWidget):
             if not isinstance(value, str) or len(value) > 2000:
                 raise UserFacingError("bad_request", type=key)
             v[key] = value.strip()
+        for key in ("llm_base_url", "base_url"):
+            if _has_credentials(v[key]):
+                # never saved, never sent back: the reply names the field, not the URL
+                v[key] = ""
+                raise UserFacingError(f"url_credentials_{key}")
         if v["provider"] not in available_providers():
             raise UserFacingError("unknown_provider", name=v["provider"][:60])
         for key, low, high in (("concurrency", 1, 10), ("retries", 0, 10)):
@@ -434,6 +449,8 @@ class SettingsPanel(anywidget.AnyWidget):
             raise UserFacingError("bad_llm_model")
         form = provider_fields(v["provider"])
         same = v["provider"] == self.values["provider"]
+        if not same:
+            v["provider_limit"] = None
         v["options"] = _options_from(
             raw.get("options", v["options"] if same else {}), form["fields"]
         )
@@ -453,22 +470,16 @@ class SettingsPanel(anywidget.AnyWidget):
             settings = load_settings(self._settings_path())
         settings.add(cfg, replace=True)
         settings.default = cfg.name
-        # the engine's one Settings holds the LLM and run defaults too (studio.json is
-        # still written below for older nbbatch versions reading this folder)
+        # one home: the engine's Settings holds the LLM and the run defaults too
         settings.llm = dataclasses.replace(
             settings.llm, model=values["llm_model"], base_url=values["llm_base_url"] or None
         )
         settings.run = RunDefaults(values["concurrency"], values["retries"])
         path = save_settings(settings, self._settings_path())
-        studio = {k: values[k] for k in ("llm_base_url", "llm_model", "concurrency", "retries")}
-        target = self._config_dir() / STUDIO_FILE
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(studio, indent=2), "utf-8")
-        os.replace(tmp, target)
         self.problem = None
         self._refresh_flags()
         self._changed()
-        return {"path": str(path), "keys": self._keys_info(), "values": self.values}
+        return {"path": str(path), "keys": self._keys_info(), "values": self._page_values()}
 
     def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
         values = self._values_from(content)
@@ -492,7 +503,7 @@ class SettingsPanel(anywidget.AnyWidget):
                 body = {"ok": True, "passed": bool(result.ok), "message": str(result.message)}
             except Exception as exc:
                 body = {"ok": False, "error": describe(exc, self.lang, "doing_test")}
-            self.send({"type": "reply", "uuid": uid, **body})
+            self._post({"type": "reply", "uuid": uid, **body})
 
         job.add_done_callback(done)
         return _DEFERRED
@@ -503,6 +514,26 @@ class SettingsPanel(anywidget.AnyWidget):
                 self._on_change(self)
             except Exception:
                 log.exception("nbbatch settings: a change listener failed")
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
+
+
+def _without_credentials(url: str) -> str:
+    """``https://user:pw@host/`` → ``https://***@host/`` (what a page may show)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if not (parts.username or parts.password):
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _options_from(raw: object, fields: Sequence[Mapping[str, Any]]) -> dict[str, str]:

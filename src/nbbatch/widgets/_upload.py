@@ -28,15 +28,14 @@ widget state may be saved into the notebook file.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import anywidget
+import ipywidgets  # type: ignore[import-untyped]  # (no stubs; only Box layout used)
 import traitlets
 
 from nbbatch.core._model import Reference, Task
@@ -51,8 +50,8 @@ from nbbatch.images import (
 )
 
 from ._dispatch import DEFERRED as _DEFERRED
-from ._dispatch import answer
-from ._i18n import catalogue, resolve_lang, tr
+from ._i18n import catalogue, tr
+from ._panel import Panel
 from ._serverfolder import FolderRead, ServerFolderPicker, read_image_folder
 from ._words import UserFacingError, clip, describe
 
@@ -77,8 +76,6 @@ _SOURCE_LABELS = {
     "invokeai": "InvokeAI",
 }
 
-_Handler = Callable[[dict[str, Any], Sequence[Any]], dict[str, Any] | None]
-
 
 @dataclasses.dataclass
 class _Pending:
@@ -92,7 +89,7 @@ class _Pending:
     seen: set[int] = dataclasses.field(default_factory=set)
 
 
-class Upload(anywidget.AnyWidget):
+class Upload(Panel):
     """Reference images for a batch: drop files or a folder, reorder, remove.
 
     ``Upload()`` stores into the default workspace (``Upload(workspace=ws)`` into
@@ -105,9 +102,9 @@ class Upload(anywidget.AnyWidget):
     _esm = _STATIC / "upload.js"
     _css = _STATIC / "upload.css"
 
-    lang = traitlets.Unicode("en").tag(sync=True)
     count = traitlets.Int(0).tag(sync=True)
     version = traitlets.Int(0).tag(sync=True)
+    _takes_buffers = True  # file chunks arrive as binary buffers
 
     def __init__(
         self,
@@ -125,7 +122,7 @@ class Upload(anywidget.AnyWidget):
             raise TypeError("max_files must be a whole number >= 1")
         self.limits = ImageLimits(max_bytes=max_bytes, formats=tuple(f.upper() for f in formats))
         self.max_files = max_files
-        super().__init__(lang=resolve_lang(lang), **kwargs)
+        super().__init__(lang=lang, **kwargs)
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self._thumbs = ThumbnailCache(self.workspace)
         self._refs: list[Reference] = []
@@ -134,7 +131,6 @@ class Upload(anywidget.AnyWidget):
         self._pending: dict[str, _Pending] = {}
         self._seq: dict[str, int] = {}  # sha256 -> when its file was announced
         self._next_seq = 0
-        self._jobs: set[asyncio.Future[Any]] = set()
         #: where ``Remix`` puts the task made from a dropped image's embedded parameters
         #: (the studio sets its batch); without one, Remix is not offered
         self.remix_into = remix_into
@@ -142,27 +138,27 @@ class Upload(anywidget.AnyWidget):
         root = pathlib.Path(server_root) if server_root is not None else pathlib.Path.cwd()
         self._server = ServerFolderPicker(root.resolve(), self._server_picked, self.lang)
         self._view: Any = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._handlers: dict[str, tuple[str, _Handler]] = {
-            "hello": ("doing_request", self._on_hello),
-            "list": ("doing_request", self._on_list),
-            "begin": ("doing_upload", self._on_begin),
-            "chunk": ("doing_upload", self._on_chunk),
-            "end": ("doing_upload", self._on_end),
-            "abort": ("doing_upload", self._on_abort),
-            "remove": ("doing_remove", self._on_remove),
-            "move": ("doing_move_image", self._on_move),
-            "clear": ("doing_remove", self._on_clear),
-            "dismiss": ("doing_request", self._on_dismiss),
-            "thumbs": ("doing_thumbs", self._on_thumbs),
-            "server_folder": ("doing_server_folder", self._on_server_folder),
-            "remix": ("doing_remix", self._on_remix),
-            "keep": ("doing_request", self._on_keep),
-        }
-        self.on_msg(self._on_msg)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "list": ("doing_request", self._on_list),
+                "begin": ("doing_upload", self._on_begin),
+                "chunk": ("doing_upload", self._on_chunk),
+                "end": ("doing_upload", self._on_end),
+                "abort": ("doing_upload", self._on_abort),
+                "remove": ("doing_remove", self._on_remove),
+                "move": ("doing_move_image", self._on_move),
+                "clear": ("doing_remove", self._on_clear),
+                "dismiss": ("doing_request", self._on_dismiss),
+                "thumbs": ("doing_thumbs", self._on_thumbs),
+                "server_folder": ("doing_server_folder", self._on_server_folder),
+                "remix": ("doing_remix", self._on_remix),
+                "keep": ("doing_request", self._on_keep),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        return f"{len(self._refs)} images · {len(self._refused)} refused"
 
     # ----------------------------------------------------------- public API
     @property
@@ -318,20 +314,12 @@ class Upload(anywidget.AnyWidget):
     def view(self) -> Any:
         """The drop zone with the server folder picker under it (what is displayed)."""
         if self._view is None:
-            import ipywidgets  # type: ignore[import-untyped]
-
             self._view = ipywidgets.VBox(
                 [self, self._server.box], layout=ipywidgets.Layout(width="100%")
             )
         return self._view
 
     # ----------------------------------------------------------- receiving
-    def _on_msg(self, _widget: object, content: object, buffers: Sequence[Any]) -> None:
-        answer(content, self._handlers, lang=self.lang, reply=self._reply, buffers=buffers or ())
-
-    def _reply(self, uid: object, ok: bool, body: dict[str, Any], buffers: Any = None) -> None:
-        self.send({"type": "reply", "uuid": uid, "ok": ok, **body}, buffers=buffers)
-
     def _on_hello(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
         return {
             "strings": catalogue(self.lang, "upload"),
@@ -455,28 +443,13 @@ class Upload(anywidget.AnyWidget):
             self._refuse(p.name, text)
             self._reply(uid, False, {"error": text})
 
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            try:
-                stored = self._store(data, p.name)
-            except Exception as exc:
-                finish(None, exc)
-            else:
-                finish(stored, None)
-            return _DEFERRED
         # Decoding, hashing and fsync take tens of ms per MB: off the loop, so the kernel
         # keeps answering the page (and a run keeps going) while a 40 MB drop lands.
-        job = asyncio.ensure_future(asyncio.to_thread(self._store, data, p.name))
-        self._jobs.add(job)
-
-        def done(f: asyncio.Future[tuple[Reference, GenerationInfo | None]]) -> None:
-            self._jobs.discard(f)
-            if f.cancelled():
-                return
-            exc = f.exception()
-            finish(None if exc else f.result(), exc)
-
-        job.add_done_callback(done)
+        self._in_thread(
+            lambda: self._store(data, p.name),
+            lambda stored: finish(stored, None),
+            lambda exc: finish(None, exc),
+        )
         return _DEFERRED
 
     def _on_remove(self, content: dict[str, Any], buffers: Sequence[Any]) -> None:
@@ -502,23 +475,11 @@ class Upload(anywidget.AnyWidget):
     def _server_picked(self, folder: pathlib.Path) -> None:
         """A folder chosen in the picker: read it off the loop, then show the result."""
         room = self._room()
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            self._take(read_image_folder(folder, self.workspace, self.limits, room, self.lang))
-            return
-        job = loop.run_in_executor(
-            None, read_image_folder, folder, self.workspace, self.limits, room, self.lang
+        self._in_thread(
+            lambda: read_image_folder(folder, self.workspace, self.limits, room, self.lang),
+            self._take,
+            lambda exc: self._refuse(folder.name, describe(exc, self.lang, "doing_server_folder")),
         )
-        self._jobs.add(job)
-
-        def done(f: asyncio.Future[FolderRead]) -> None:
-            self._jobs.discard(f)
-            try:
-                self._take(f.result())
-            except Exception as exc:
-                self._refuse(folder.name, describe(exc, self.lang, "doing_server_folder"))
-
-        job.add_done_callback(done)
 
     def _on_remix(self, content: dict[str, Any], buffers: Sequence[Any]) -> dict[str, Any]:
         task = self.remix(_text(content.get("id"), "remix"))
@@ -549,22 +510,7 @@ class Upload(anywidget.AnyWidget):
             sent = [i for i, b in zip(ids, found, strict=True) if b is not None]
             self._reply(uid, True, {"ids": sent}, [b for b in found if b is not None])
 
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            reply(work())
-            return _DEFERRED
-        future = loop.run_in_executor(None, work)
-        self._jobs.add(future)
-
-        def done(f: asyncio.Future[list[bytes | None]]) -> None:
-            self._jobs.discard(f)
-            try:
-                reply(f.result())
-            except Exception as exc:
-                self._reply(uid, False, {"error": describe(exc, self.lang, "doing_thumbs")})
-
-        future.add_done_callback(done)
-        return _DEFERRED
+        return self._off_loop(uid, "doing_thumbs", work, reply)
 
 
 def _text(value: object, kind: str) -> str:

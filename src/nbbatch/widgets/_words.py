@@ -23,10 +23,13 @@ MAX_ERROR_CHARS = 2000
 
 
 class UserFacingError(Exception):
-    """A refusal the widget itself decided on (nothing to run, no selection...)."""
+    """A refusal the widget itself decided on (nothing to run, no selection...).
+
+    The page shows it in the widget's language; raised in code, it reads in English.
+    """
 
     def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
+        super().__init__(tr("en", key, **values))
         self.key = key
         self.values = values
 
