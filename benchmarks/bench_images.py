@@ -11,7 +11,10 @@ same files, so the ratios hold across machines:
   ``Image.open(p); im.thumbnail((256, 256)); im.save(out, "WEBP")``;
 * ZIP export — ``nbbatch.export_zip`` (stored entries streamed from disk, temp file +
   rename) against a naive loop ``zf.writestr(name, path.read_bytes())`` with deflate;
-* metadata — the cost of :func:`embed_metadata` per saved image (the runner pays it).
+* metadata — the cost of :func:`embed_metadata` per saved image (the runner pays it);
+* bomb refusal — :func:`inspect_image` refusing a ~50 KB PNG that declares 20,000 x 20,000
+  pixels (``bomb_refusal_ms``, best of 5). The tests prove it is refused before any pixel
+  is decoded; this is the figure they used to bound with a wall clock.
 
 Memory is the peak growth of the process RSS over the phase (sampled every 2 ms;
 includes Pillow's C buffers) and, for the ZIP phase, the tracemalloc peak of Python
@@ -29,12 +32,14 @@ import concurrent.futures
 import io
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +49,7 @@ from PIL import Image
 from nbbatch import Batch, Params, Workspace, export_zip
 from nbbatch.core._model import TaskStatus
 from nbbatch.engine._store import StoredImage
+from nbbatch.errors import ImageRejectedError
 from nbbatch.images import ThumbnailCache
 from nbbatch.images._decode import inspect_image
 from nbbatch.images._metadata import embed_metadata, generation_record
@@ -157,6 +163,36 @@ def traced_peak_mb(fn: Callable[[], Any]) -> float:
     return peak / 1e6
 
 
+def bomb_png(side: int = 20_000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels: ~50 KB on disk, 400 MB decoded."""
+
+    def chunk(ctype: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(ctype + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def bomb_refusal_ms(repeats: int = 5) -> float:
+    """Best-of-``repeats`` time for :func:`inspect_image` to refuse a decompression bomb."""
+    data = bomb_png()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        try:
+            inspect_image(data)
+        except ImageRejectedError as exc:
+            assert exc.reason == "too_many_pixels", exc.reason
+        else:
+            raise AssertionError("the bomb was not refused")
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="number of images (1000)")
@@ -167,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.count, args.side = 8, 256
     count = args.count
+    result("bomb_refusal_ms", bomb_refusal_ms(), "ms")
     root = Path(tempfile.mkdtemp(prefix="nbbatch-bench-"))
     try:
         print(f"# {count} images of {args.side}x{args.side}, {os.cpu_count()} CPUs", flush=True)

@@ -33,7 +33,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 import nbbatch
 from nbbatch import Batch, Params, RetryPolicy, Task, TaskStatus, Workspace
@@ -177,10 +177,12 @@ async def test_b8_row02_hung_server_times_out_per_attempt_and_fails_as_timeout(
     elapsed = time.monotonic() - started
     assert open_requests(p) == 0  # no request left open in the pool
     await p.aclose()
+    # Each hang ends in a 504 after 1 s, which would fail the task as a server error:
+    # "timeout" on all three attempts proves each read timeout fired first, with no
+    # wall-clock upper bound (one that a loaded machine could break).
     assert task.status is TaskStatus.FAILED and task.error_kind == "timeout"
     assert task.attempts == 3 and generations(server) == 3
-    # three read timeouts of 0.1 s (+10%), plus slack for a busy test machine
-    assert 0.3 <= elapsed < 0.33 + 1.5
+    assert elapsed >= 0.3  # three read timeouts of 0.1 s were waited out
 
 
 # ------------------------------------------------------------------ row 3: 429 within cap
@@ -420,16 +422,16 @@ async def test_b8_row10_pause_starts_nothing_new_and_resume_completes_the_batch(
 async def test_b8_row11_cancel_one_running_task_ends_it_cancelled_quickly_and_closes_http(
     server: FakeOpenAI, provider: OpenAIProvider, workspace: Workspace
 ) -> None:
-    server.add_fault(Fault.hang(1.0), path="/v1/images/generations")
+    server.add_fault(Fault.hang(30.0), path="/v1/images/generations")
     batch = Batch.create([Task("hangs", params=Params(size="64x64"))], workspace=workspace)
     run = batch.start(provider, retry=FAST)
     while generations(server) < 1:
         await asyncio.sleep(0.005)
     task = batch.tasks[0]
-    cancelled_at = time.monotonic()
     run.cancel(task.id)
-    await run.wait()
-    assert time.monotonic() - cancelled_at <= 1.0
+    # The server hangs for 30 s, so a cancel that waited for the answer would take 30 s;
+    # one that interrupts the request takes milliseconds. 10 s only guards against a hang.
+    await asyncio.wait_for(run.wait(), 10)
     assert task.status is TaskStatus.CANCELLED and generations(server) == 1  # not retried
     assert open_requests(provider) == 0
     assert workspace.task(task.id).status is TaskStatus.CANCELLED
@@ -540,10 +542,12 @@ def test_b8_row14_database_held_by_another_connection_gives_store_busy_in_time(
         other.execute("BEGIN IMMEDIATE")  # a second notebook mid-write
         try:
             task = batch.tasks[0]
-            started = time.monotonic()
-            with pytest.raises(StoreBusyError, match="busy"):
+            # "in time" is SQLite's busy handler honouring the workspace's 0.1 s (not
+            # the 5 s default): pinned on the connection, not by a wall-clock bound.
+            (busy_ms,) = ws._journal.conn.execute("PRAGMA busy_timeout").fetchone()
+            assert busy_ms == 100
+            with pytest.raises(StoreBusyError, match=r"busy.*more than 0\.1 s"):
                 ws.save_task(task)
-            assert time.monotonic() - started < 0.1 + 1.0
         finally:
             other.execute("ROLLBACK")
             other.close()
@@ -600,15 +604,33 @@ def bomb() -> bytes:
     return _bomb()
 
 
+@pytest.fixture
+def pixel_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every pixel decode Pillow starts (``ImageFile.load``), by format: "rejected before
+    decoding" as a fact, not a wall-clock bound (the speed is benchmarked elsewhere)."""
+    loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self: ImageFile.ImageFile) -> Any:
+        loads.append(str(self.format))
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return loads
+
+
 async def test_b8_row17_decompression_bomb_from_a_provider_is_rejected_before_decoding(
-    server: FakeOpenAI, provider: OpenAIProvider, workspace: Workspace, bomb: bytes
+    server: FakeOpenAI,
+    provider: OpenAIProvider,
+    workspace: Workspace,
+    bomb: bytes,
+    pixel_decodes: list[str],
 ) -> None:
     assert len(bomb) < 100_000
     server.add_fault(Fault.status_code(200, _b64_png(bomb)), path="/v1/images/generations")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.monotonic()
     _, task, _ = await run_one(workspace, provider)
-    assert time.monotonic() - started < 1.0 + 1.0  # < 1 s, plus slack on a busy machine
+    assert pixel_decodes == []  # refused from its header, not one pixel decoded
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     assert grown_kb < 100 * 1024
     assert task.status is TaskStatus.FAILED and task.error_kind == "bad_image"
@@ -616,12 +638,11 @@ async def test_b8_row17_decompression_bomb_from_a_provider_is_rejected_before_de
 
 
 def test_b8_row17_decompression_bomb_upload_is_rejected_as_too_large(
-    workspace: Workspace, bomb: bytes
+    workspace: Workspace, bomb: bytes, pixel_decodes: list[str]
 ) -> None:
-    started = time.monotonic()
     with pytest.raises(ImageRejectedError) as info:
         workspace.add_reference(bomb, "bomb.png")
-    assert time.monotonic() - started < 1.0
+    assert pixel_decodes == []
     assert info.value.reason in ("too_large", "too_many_pixels")
 
 

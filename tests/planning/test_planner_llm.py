@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -394,13 +393,54 @@ def test_extract_json_finds_the_tasks_object_among_others() -> None:
         nbbatch.planning.extract_json("no json here at all")
 
 
-def test_extract_json_gives_up_quickly_on_hostile_input() -> None:
-    # 200 lists that open and never close: naive scanning re-decodes ~200 MB
-    hostile = ("prose {x} [" + "1," * 4999) * 200
-    started = time.monotonic()
-    with pytest.raises(PlannerNoJSONError):
+def count_decoded_chars(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Characters the JSON decoder reads, one entry per decode attempt.
+
+    The work ``extract_json`` does, counted instead of timed; the time itself is
+    benchmarks/bench_planning.py's ``extract_hostile_2mb_ms``.
+    """
+    read: list[int] = []
+    real = json.JSONDecoder.raw_decode
+
+    def raw_decode(self: json.JSONDecoder, s: str, idx: int = 0) -> tuple[Any, int]:
+        try:
+            value, end = real(self, s, idx)
+        except json.JSONDecodeError as exc:
+            read.append(max(exc.pos - idx, 1))
+            raise
+        except (ValueError, RecursionError):
+            read.append(len(s) - idx)
+            raise
+        read.append(end - idx)
+        return value, end
+
+    monkeypatch.setattr(json.JSONDecoder, "raw_decode", raw_decode)
+    return read
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        # 199 lists that open and never close, between prose (just under the 2 MB cap)
+        pytest.param(("prose {x} [" + "1," * 4999) * 199, id="unclosed-lists"),
+        # one unclosed 2 MB list opened 150 times: decoding from each "[" in turn
+        # would read the whole tail again, ~150 x 2 MB
+        pytest.param("[" * 150 + "1," * 990_000, id="nested-unclosed-list"),
+    ],
+)
+def test_extract_json_gives_up_on_hostile_input_after_linear_work(
+    hostile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(hostile) <= nbbatch.planning._llm.MAX_REPLY_CHARS  # really scanned
+    read = count_decoded_chars(monkeypatch)
+    with pytest.raises(PlannerNoJSONError) as err:
         nbbatch.planning.extract_json(hostile)
-    assert time.monotonic() - started < 1.0
+    assert "limit" not in str(err.value)
+    assert read  # the decoder was really run ...
+    assert sum(read) <= 6 * len(hostile)  # ... over a few times the text, not 100s of MB
+
+
+def test_extract_json_refuses_a_reply_over_the_size_limit() -> None:
     with pytest.raises(PlannerNoJSONError, match="limit"):
         nbbatch.planning.extract_json("x" * 2_000_001)
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -256,13 +255,13 @@ async def test_terminal_faults_fail_after_one_call(
 async def test_hung_webui_times_out(server: FakeA1111) -> None:
     p = A1111Provider(base_url=server.url, timeouts=Timeouts(read=0.2), poll_interval=None)
     server.add_fault(Fault.hang(0.6), path="/sdapi/v1/txt2img")
-    started = time.monotonic()
+    # The hang ends in a 504 (a different error) after 0.6 s, so ProviderTimeoutError
+    # proves the 0.2 s read timeout fired first -- no wall-clock bound needed.
     try:
         with pytest.raises(ProviderTimeoutError):
             await p.generate(GenerationRequest("a fox"))
     finally:
         await p.aclose()
-    assert time.monotonic() - started < 0.5
 
 
 async def test_unreadable_info_still_returns_the_images_without_seeds(

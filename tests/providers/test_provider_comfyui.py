@@ -7,7 +7,6 @@ import copy
 import io
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -358,13 +357,13 @@ async def test_malformed_prompt_answer_is_not_retried(
 async def test_hung_server_times_out(server: FakeComfyUI) -> None:
     p = ComfyUIProvider(base_url=server.url, timeouts=Timeouts(read=0.2))
     server.add_fault(Fault.hang(0.6), path="/prompt")
-    started = time.monotonic()
+    # The hang ends in a 504 (a different error) after 0.6 s, so ProviderTimeoutError
+    # proves the 0.2 s read timeout fired first -- no wall-clock bound needed.
     try:
         with pytest.raises(ProviderTimeoutError):
             await p.generate(GenerationRequest("a fox"))
     finally:
         await p.aclose()
-    assert time.monotonic() - started < 0.5
 
 
 # ---------------------------------------------------------------- fallback, progress, cancel
