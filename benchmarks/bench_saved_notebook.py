@@ -35,7 +35,7 @@ from nbbatch.widgets import BatchStudio
 ws = nbbatch.Workspace(tempfile.mkdtemp())
 batch = nbbatch.Batch.create([f"a study of light {i}" for i in range(20)], workspace=ws)
 """
-SHOW = "BatchStudio(batch, inputs=True)"
+SHOW = "BatchStudio(batch)"  # every panel (inputs=True is the deprecated spelling)
 
 
 def saved_state(studios: int, workdir: Path) -> dict[str, Any]:

@@ -107,7 +107,7 @@ export class Toolbar {
     // after the run waits for the next Run all
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
-    const label = (state === "finished" || state === "stopped") && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    const label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
     setText(this.state, label);
     this.state.dataset.state = state;
 
