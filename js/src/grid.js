@@ -743,10 +743,13 @@ export class Grid {
     if (node && e.target.closest(".nbb-ptext") && this.editable.has(node._row.st)) this.startEdit(node._row);
   }
 
-  // The kernel opens the gallery in one of its views (the one used last, else the one
-  // shown last): the dialog is modal over the page, so which view holds it does not show.
+  // A studio shown twice has two gallery views: name the one in this studio's own box
+  // (never searched for beyond it). Without one (a grid alone) the kernel opens the view
+  // used last, else the one shown last.
   openGallery(id, index) {
-    return this.view.act("open_gallery", { id, index });
+    const mark = this.el.closest(".nbb-studio-box")?.querySelector("[data-nbb-gallery-view]");
+    const view = mark instanceof HTMLElement ? mark.dataset.nbbGalleryView : undefined;
+    return this.view.act("open_gallery", view ? { id, index, view } : { id, index });
   }
 
   async downloadSelected() {

@@ -246,7 +246,7 @@ def test_a_studio_shown_twice_opens_its_gallery_only_where_it_was_clicked(lab) -
 
 
 def test_the_post_process_form_speaks_chinese(lab) -> None:
-    page = lab.open_notebook([SETUP.replace("concurrency=2)", "concurrency=2, lang='zh')")])
+    page = lab.open_notebook([SETUP.replace("concurrency=2,", "concurrency=2, lang='zh',")])
     studio = page.locator(".nbb-root").first
     button(studio, "全部运行").click()
     expect(studio.get_by_role("status")).to_have_text("已完成", timeout=60_000)

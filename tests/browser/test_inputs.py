@@ -312,6 +312,8 @@ def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> No
 
     # the key works: the fake LLM refuses any request without it
     panel = page.locator(".nbb-pp").first
+    # a studio made without an LLM starts in Template mode: the user picks the LLM split
+    panel.get_by_role("radio", name="Split with LLM").check()
     panel.get_by_role("textbox", name="Master prompt").fill("a red fox; FAILME a storm")
     panel.get_by_role("button", name="Create tasks").click()
     panel.get_by_role("button", name=ADD_TASKS).click()

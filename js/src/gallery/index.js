@@ -35,6 +35,7 @@ class GalleryView {
     // request names it, and the kernel opens the dialog in the view used (or shown) last
     this.viewId = `g${views}-${Math.random().toString(36).slice(2, 8)}`;
     this.channel = new Channel(model, { fields: { view: this.viewId } });
+    el.dataset.nbbGalleryView = this.viewId; // the grid beside it names this view
     this.root = h("div", { class: "nbb-gal", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
     this.channel.on("changed", (msg) => this.onChanged(msg.ids || []));
