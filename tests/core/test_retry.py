@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import math
 import random
+import warnings
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbbatch.core._retry import RetryPolicy, parse_duration, parse_retry_after
+from nbbatch.core._retry import MAX_RETRY_AFTER, RetryPolicy, parse_duration, parse_retry_after
 from nbbatch.errors import (
     AuthenticationError,
     ProviderConnectionError,
@@ -98,6 +100,36 @@ def test_which_errors_are_retried_and_for_how_long() -> None:
     assert policy.delay_for(RateLimitedError("x", retry_after=121), 1) is None
     assert 0.375 <= (policy.delay_for(RateLimitedError("x", retry_after=0), 1) or 0) <= 0.5
     assert policy.delay_for(RateLimitedError("x", retry_after=math.inf), 1) is not None
+
+
+def test_max_retry_after_is_still_accepted_with_a_deprecation_naming_the_shared_cap() -> None:
+    # RetryPolicy(max_retry_after=...) was removed without a deprecation when every policy
+    # got the one cap MAX_RETRY_AFTER; code passing it raised TypeError.
+    with pytest.warns(DeprecationWarning, match="MAX_RETRY_AFTER") as caught:
+        policy = RetryPolicy(max_retries=1, max_retry_after=30)
+    assert caught[0].filename == __file__  # points at the caller's line
+    assert policy.delay_for(RateLimitedError("x", retry_after=30), 1) == 30
+    assert policy.delay_for(RateLimitedError("x", retry_after=31), 1) is None  # still honoured
+    with pytest.warns(DeprecationWarning, match="max_retry_after is deprecated"):
+        assert policy.max_retry_after == 30
+    # a replaced policy keeps the cap without warning again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy = dataclasses.replace(policy, max_retries=2)
+    assert copy.delay_for(RateLimitedError("x", retry_after=31), 1) is None
+    assert copy == dataclasses.replace(copy)
+
+
+def test_max_retry_after_never_raises_the_shared_cap() -> None:
+    with pytest.warns(DeprecationWarning, match="up to 120 s"):
+        policy = RetryPolicy(max_retry_after=600)
+    assert policy.delay_for(RateLimitedError("x", retry_after=120), 1) == 120
+    assert policy.delay_for(RateLimitedError("x", retry_after=121), 1) is None
+    with pytest.warns(DeprecationWarning):
+        assert RetryPolicy().max_retry_after == MAX_RETRY_AFTER
+    with pytest.raises(ValueError, match="max_retry_after"):
+        RetryPolicy(max_retry_after=-1)
+    assert "max_retry_after" not in repr(RetryPolicy()) and "_retry" not in repr(RetryPolicy())
 
 
 def test_negative_retry_count_is_refused() -> None:

@@ -24,9 +24,11 @@ import inspect
 import math
 import random
 import re
+import sys
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import TypeVar
 
 from ._errors import ConfigError, ProviderError, ProviderTimeoutError
@@ -112,6 +114,11 @@ class RetryPolicy:
     (429, 5xx, timeouts, dropped connections); ``retry_timeouts=False`` leaves out
     :class:`~nbbatch.errors.ProviderTimeoutError` (for calls bounded by their own
     timeout). ``name`` says where the policy is used, in reprs and logs.
+
+    A server's ``Retry-After`` is honoured up to :data:`MAX_RETRY_AFTER` (120 s), the one
+    cap of every policy. ``max_retry_after=`` (a per-policy cap, before that one cap) is
+    deprecated: it still lowers the cap of this policy, never raises it above 120 s, and
+    warns (``DeprecationWarning``), as does reading ``policy.max_retry_after``.
     """
 
     max_retries: int = 2
@@ -120,8 +127,15 @@ class RetryPolicy:
     jitter: tuple[float, float] = (0.75, 1.0)
     retry_timeouts: bool = True
     name: str = "custom"
+    _: KW_ONLY
+    #: deprecated: a per-policy Retry-After cap (see the class docstring)
+    max_retry_after: InitVar[float | None] = None
+    #: the cap in effect (private; an init field so that ``dataclasses.replace`` keeps it)
+    _retry_after_cap: float = field(default=MAX_RETRY_AFTER, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, max_retry_after: float | None) -> None:
+        if max_retry_after is not None:
+            object.__setattr__(self, "_retry_after_cap", _deprecated_cap(max_retry_after))
         if (
             isinstance(self.max_retries, bool)
             or not isinstance(self.max_retries, int)
@@ -163,11 +177,52 @@ class RetryPolicy:
             return None
         if error.retry_after is not None:
             wait = error.retry_after
-            if math.isfinite(wait) and 0 < wait <= MAX_RETRY_AFTER:
+            if math.isfinite(wait) and 0 < wait <= self._retry_after_cap:
                 return wait
-            if math.isfinite(wait) and wait > MAX_RETRY_AFTER:
+            if math.isfinite(wait) and wait > self._retry_after_cap:
                 return None
         return self.backoff(retry_number, rng)
+
+
+def _deprecated_cap(value: object) -> float:
+    """The Retry-After cap a deprecated ``max_retry_after=`` asks for, after warning."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ConfigError(f"max_retry_after must be a number of seconds >= 0, got {value!r}")
+    cap = min(float(value), MAX_RETRY_AFTER)
+    warnings.warn(
+        "RetryPolicy(max_retry_after=...) is deprecated: every policy now shares one "
+        f"Retry-After cap, nbbatch.core._retry.MAX_RETRY_AFTER ({MAX_RETRY_AFTER:g} s). "
+        f"This policy still honours server waits up to {cap:g} s; drop the argument to "
+        f"use the shared cap.",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return cap
+
+
+def _max_retry_after(self: RetryPolicy) -> float | None:
+    """Deprecated: the longest server-requested wait this policy honours."""
+    if sys._getframe(1).f_globals.get("__name__") == "dataclasses":
+        # dataclasses.replace reads every InitVar to pass it on; the cap itself travels in
+        # _retry_after_cap, so the copy gets no keyword (and no second warning)
+        return None
+    warnings.warn(
+        "RetryPolicy.max_retry_after is deprecated: every policy now shares one "
+        f"Retry-After cap, nbbatch.core._retry.MAX_RETRY_AFTER ({MAX_RETRY_AFTER:g} s)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return self._retry_after_cap
+
+
+# The keyword is an InitVar (read by __post_init__); the attribute of the same name is a
+# property so that reading it warns too. The generated __init__ keeps its own default.
+setattr(RetryPolicy, "max_retry_after", property(_max_retry_after))  # noqa: B010
 
 
 #: a task's attempts in the runner (``Batch.run(retry=...)`` changes ``max_retries``)
