@@ -344,7 +344,7 @@ async def test_b8_row20_a_key_typed_in_the_settings_panel_leaks_nowhere_through_
     studio = BatchStudio(batch, provider=bad)
     studio_page = AnyPage(studio.grid)
     assert studio_page.request("run_all")["ok"]
-    await studio.run.wait()
+    await studio.runner.wait()
     await asyncio.sleep(0)
     (task,) = batch.tasks
     assert task.status.value == "failed" and task.error_kind == "auth"
@@ -356,7 +356,7 @@ async def test_b8_row20_a_key_typed_in_the_settings_panel_leaks_nowhere_through_
     good = panel.provider_config().build()
     studio.use_provider(good)
     assert studio_page.request("retry_failed")["ok"]
-    await studio.run.wait()
+    await studio.runner.wait()
     await asyncio.sleep(0)
     assert batch.status == "succeeded"
     zipped = batch.export_zip(tmp_path / "out.zip")

@@ -143,7 +143,7 @@ async def test_open_is_refused_in_words_while_the_studio_runs(older: Batch) -> N
         studio.open_batch(older)
     assert studio.batch is current
     gate.set()
-    await studio.run.wait()
+    await studio.runner.wait()
 
 
 async def test_resume_sends_the_interrupted_tasks_only_when_pressed(older: Batch) -> None:
@@ -161,7 +161,7 @@ async def test_resume_sends_the_interrupted_tasks_only_when_pressed(older: Batch
     assert row["status"] == "interrupted" and row["counts"]["interrupted"] == 1
 
     assert (await answer(history, studio.session, type="open", id=broken.id))["ok"]
-    assert studio.batch.id == broken.id and studio.run is None
+    assert studio.batch.id == broken.id and studio.runner is None
     assert provider.calls == []  # opening sends nothing
     # (the answer waits for the studio's jobs, the run among them)
     assert (await answer(history, studio.session, type="resume", id=broken.id))["ok"]

@@ -124,7 +124,7 @@ async def test_run_all_runs_on_the_saved_provider_with_its_defaults(
     prompt.ok("create")
     assert [t.params.seed for t in batch.tasks] == [7, 7]
     PanelPage(studio.grid).ok("run_all")
-    run = studio.run
+    run = studio.runner
     assert run is not None and run.concurrency == 2
     await run.wait()
     await asyncio.sleep(0)

@@ -234,13 +234,13 @@ async def test_a_studio_runs_the_batch_from_run_all(batch: Batch) -> None:
     studio = BatchStudio(batch, provider=quick_demo())
     page = Page(studio.grid)
     page.ok("run_all")
-    run = studio.run
+    run = studio.runner
     assert run is not None and studio.grid.run_state == "running"
     await run.wait()
     await asyncio.sleep(0)
     assert [t.status.value for t in batch.tasks] == ["succeeded"] * 3 + ["failed"]
     studio.grid._coalescer.flush_now()  # "Finished" goes out with the last results' patch
-    assert studio.run is None and studio.grid.run_state == "finished"
+    assert studio.runner is run and run.done and studio.grid.run_state == "finished"
     assert len(studio.results) == 3
     assert "Nothing to run" in page.refused("run_all")
 
@@ -254,7 +254,7 @@ async def test_pause_resume_and_stop_go_to_the_live_run(batch: Batch) -> None:
     page.ok("resume")
     assert studio.grid.run_state == "running"
     page.ok("stop")
-    run = studio.run
+    run = studio.runner
     if run is not None:
         await run.wait()
     await asyncio.sleep(0)
@@ -270,7 +270,7 @@ async def test_retry_failed_runs_the_failed_tasks_again(batch: Batch) -> None:
     storm = batch.tasks[3]
     attempts = storm.attempts
     page.ok("retry_failed")
-    await studio.run.wait()
+    await studio.runner.wait()
     assert storm.status is TaskStatus.FAILED and storm.attempts > attempts
 
 
@@ -285,9 +285,9 @@ async def test_concurrency_is_live_and_kept_between_one_and_ten(batch: Batch) ->
     assert studio.concurrency == 10
     page.ok("run_all")
     page.ok("set_concurrency", value=2)
-    assert studio.run.concurrency == 2 and studio.concurrency == 2
-    studio.run.stop()
-    await studio.run.wait()
+    assert studio.runner.concurrency == 2 and studio.concurrency == 2
+    studio.runner.stop()
+    await studio.runner.wait()
 
 
 def test_the_provider_picker_offers_registered_names_and_keeps_a_provider_object(

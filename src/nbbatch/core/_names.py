@@ -12,7 +12,20 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["renamed"]
+__all__ = ["renamed", "warn_renamed"]
+
+
+def warn_renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn that the attribute or method ``old`` is now ``new`` (``DeprecationWarning``).
+
+    The default ``stacklevel`` points at the line that used ``old`` when this is called
+    from the property or method that answers it.
+    """
+    warnings.warn(
+        f"{old} is deprecated: use {new} (see 'Names' in the README)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def renamed(module: str, name: str, old_names: Mapping[str, tuple[str, Callable[[], Any]]]) -> Any:

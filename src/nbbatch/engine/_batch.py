@@ -31,6 +31,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import GeneratedImage, Params, Reference, Task, TaskStatus, check_prompt
+from ..core._names import warn_renamed
 from ..core._retry import TASK_RETRY, RetryPolicy
 from ..images._export import export_zip
 from ..images._metadata import task_from_image
@@ -93,6 +94,10 @@ class Batch:
     runs it in a notebook, ``batch.start()`` runs it in the background and returns a
     handle, ``batch.run_sync()`` is for scripts. ``add``/``edit``/``remove``/``move``/
     ``duplicate``/``retry``/``derive``/``remix`` change it, also while it runs.
+
+    ``batch.runner`` is its run in this kernel (the :class:`Runner` that ``start``
+    returns): the live one, or the last one that ended (``runner.done``); None before
+    any run.
     """
 
     def __init__(
@@ -305,10 +310,16 @@ class Batch:
         return batch_status(self.counts)
 
     @property
-    def live_run(self) -> Runner | None:
+    def _live_run(self) -> Runner | None:
         """The run that can still take changes, or None."""
         runner = self.runner
         return runner if runner is not None and runner.accepting else None
+
+    @property
+    def live_run(self) -> Runner | None:
+        """Deprecated: ``batch.runner`` (it takes changes while ``runner.accepting``)."""
+        warn_renamed("Batch.live_run", "Batch.runner (and runner.accepting)")
+        return self._live_run
 
     def _repr_html_(self) -> str:
         """Name, a bar of the status counts and the first thumbnails (``engine/_html.py``)."""
@@ -482,7 +493,7 @@ class Batch:
             )
             if not changed:
                 return t
-            runner = self.live_run
+            runner = self._live_run
             if runner is not None and t.status is TaskStatus.QUEUED:
                 trial = dataclasses.replace(t, prompt=new_prompt, params=new_params)
                 trial.references = new_refs
@@ -565,7 +576,7 @@ class Batch:
                 "tasks can be retried",
                 task_id=t.id,
             )
-        runner = self.live_run
+        runner = self._live_run
         if runner is not None:
             runner.retry(t)  # announces TaskQueued itself
             return t
@@ -607,7 +618,7 @@ class Batch:
 
     def run_next(self, task: TaskRef) -> None:
         """Send ``task`` before the other queued ones of the live run."""
-        runner = self.live_run
+        runner = self._live_run
         if runner is None:
             raise ConfigError("nothing is running: start the batch first")
         runner.run_next(self._task(task).id)
@@ -868,7 +879,7 @@ class Batch:
                 self._attach(t)
         for i, t in enumerate(made):
             self._emit(TaskAdded(t, position + i, batch_id=self.id))
-        runner = self.live_run
+        runner = self._live_run
         if runner is not None:
             runner.add(made)
         return made

@@ -635,7 +635,8 @@ class Gallery(Panel):
         if not isinstance(prompt, str):
             raise UserFacingError("bad_request", type="derive")
         child = self._batch.derive(image, prompt)
-        live = self._batch.live_run is not None
+        runner = self._batch.runner
+        live = runner is not None and runner.accepting
         n = self._hub.index().get(child.id, len(self._batch.tasks) - 1) + 1
         key = "derived_running" if live else "derived_waiting"
         return {"id": child.id, "n": n, "text": tr(self.lang, key, n=n)}

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import ipywidgets  # type: ignore[import-untyped]  # (no stubs; only Box layout used)
 
 from nbbatch.core._model import GeneratedImage, Task
+from nbbatch.core._names import warn_renamed
 from nbbatch.engine import Batch, Workspace
 from nbbatch.errors import ConfigError, NbbatchError
 
@@ -184,8 +185,15 @@ class BatchStudio:
         return self._grid.selected if self._grid is not None else []
 
     @property
+    def runner(self) -> Any:
+        """The run of the batch shown (``nbbatch.Runner``, as ``studio.batch.runner``):
+        the live one, or the last one that ended (``runner.done``); None before any."""
+        return self._session.batch.runner
+
+    @property
     def run(self) -> Any:
-        """The live run (``nbbatch.Runner``) or None."""
+        """Deprecated: ``studio.runner`` (this gave None once the run had ended)."""
+        warn_renamed("BatchStudio.run", "BatchStudio.runner (and runner.done)")
         return self._session.run
 
     @property
