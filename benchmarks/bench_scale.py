@@ -11,15 +11,21 @@
   loop, while a ticker coroutine wakes every millisecond: the longest gap between two
   of its wake-ups, from the call until every task is queued, is the longest time the
   start held the loop (a kernel's loop: widgets and other cells wait that long).
+* **run stop / cancel** — the same run, once every task is queued, stopped with
+  ``runner.stop()`` (every queued task back to idle, journaled) or ended with
+  ``runner.cancel_pending()`` (every queued task cancelled, journaled) and awaited: the
+  longest gap of the same ticker from the call until the run has ended.
 
 Each is measured at several sizes to show how it grows (best of ``--repeat`` wall times;
 the machine is shared). Prints ``RESULT create_100k_s``, ``RESULT reopen_100k_s``,
 ``RESULT list_1000_batches_s``, ``RESULT history_1000_batches_s`` and
-``RESULT run_start_loop_max_ms_100k`` for the largest sizes (goals: ≤ 2 s, ≤ 1.5 s,
-≤ 0.2 s, ≤ 0.2 s, ≤ 50 ms).
+``RESULT run_start_loop_max_ms_100k``, ``RESULT run_stop_loop_max_ms_100k`` and
+``RESULT run_cancel_pending_loop_max_ms_100k`` for the largest sizes (goals: ≤ 2 s,
+≤ 1.5 s, ≤ 0.2 s, ≤ 0.2 s, ≤ 50 ms, ≤ 50 ms, ≤ 50 ms).
 
     python benchmarks/bench_scale.py              # 10k / 30k / 100k tasks, 100 / 300 / 1000
     python benchmarks/bench_scale.py --start-only # only the run start, on 100k tasks
+    python benchmarks/bench_scale.py --stop-only  # only stop / cancel_pending, on 100k tasks
     python benchmarks/bench_scale.py --quick      # CI smoke run (not a measurement)
 """
 
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def best(times: list[float]) -> float:
@@ -150,13 +157,57 @@ def busy_baseline(seconds: float) -> tuple[float, float]:
     return asyncio.run(measure())
 
 
-def start_stall(root: Path, n: int) -> tuple[float, float, float]:
-    """(longest loop stall wall, its CPU, seconds until all queued) while ``n`` start."""
+def end_stall(root: Path, n: int, how: str) -> tuple[float, float, float]:
+    """(longest loop stall wall, its CPU, seconds until the run ended) while a run of
+    ``n`` queued tasks is ended by ``how`` ("stop" or "cancel_pending")."""
     from nbbatch import Batch, Workspace
+
+    ws = Workspace(root / f"{how}-{n}")
+    batch = Batch.create([f"a lighthouse at dusk, variation {i}" for i in range(n)], workspace=ws)
+    gc.collect()
+
+    async def measure() -> tuple[float, float, float]:
+        runner = batch.start(_held_provider(), concurrency=1)
+        while runner.progress().queued + runner.progress().running < n and not runner.done:
+            await asyncio.sleep(0.001)
+        ticker = Ticker()
+        tick = asyncio.ensure_future(ticker.run())
+        await asyncio.sleep(0.01)
+        ticker.wall = ticker.cpu = 0.0
+        began = time.perf_counter()
+        if how == "stop":
+            runner.stop()
+        else:
+            runner.cancel_pending()
+            runner.stop()  # the one task in flight (held forever) ends interrupted
+        await runner.wait()
+        ended_after = time.perf_counter() - began
+        ticker.running = False
+        await tick
+        return ticker.wall, ticker.cpu, ended_after
+
+    try:
+        return asyncio.run(measure())
+    finally:
+        ws.close()
+
+
+def report_end(root: Path, n: int) -> None:
+    for how in ("stop", "cancel_pending"):
+        wall, cpu, ended = end_stall(root, n, how)
+        print(
+            f"{n:>7,} queued tasks, {how}: the run ended after {ended:.2f} s; longest loop "
+            f"stall {wall * 1000:.1f} ms wall ({cpu * 1000:.1f} ms CPU)"
+        )
+        print(f"RESULT run_{how}_loop_max_ms_100k {wall * 1000:.1f}")
+        print(f"RESULT run_{how}_loop_max_cpu_ms_100k {cpu * 1000:.1f}")
+
+
+def _held_provider() -> Any:
     from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
 
     class Held(Provider):
-        """Answers nothing until the run stops: only the start is measured."""
+        """Answers nothing until the run stops: only the start or the end is measured."""
 
         name = "held"
         capabilities = Capabilities(txt2img=True)
@@ -166,6 +217,13 @@ def start_stall(root: Path, n: int) -> tuple[float, float, float]:
         ) -> list[ImageData]:
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
+
+    return Held()
+
+
+def start_stall(root: Path, n: int) -> tuple[float, float, float]:
+    """(longest loop stall wall, its CPU, seconds until all queued) while ``n`` start."""
+    from nbbatch import Batch, Workspace
 
     ws = Workspace(root / f"start-{n}")
     batch = Batch.create([f"a lighthouse at dusk, variation {i}" for i in range(n)], workspace=ws)
@@ -177,7 +235,7 @@ def start_stall(root: Path, n: int) -> tuple[float, float, float]:
         await asyncio.sleep(0.01)
         ticker.wall = ticker.cpu = 0.0
         began = time.perf_counter()
-        runner = batch.start(Held(), concurrency=1)
+        runner = batch.start(_held_provider(), concurrency=1)
         while runner.progress().queued + runner.progress().running < n and not runner.done:
             await asyncio.sleep(0.001)
         queued_after = time.perf_counter() - began
@@ -209,9 +267,12 @@ def report_start(root: Path, n: int) -> None:
 
 def main(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="nbbatch-scale-", dir=args.workdir))
-    if args.start_only:
+    if args.start_only or args.stop_only:
         try:
-            report_start(root, args.tasks[-1])
+            if args.start_only:
+                report_start(root, args.tasks[-1])
+            if args.stop_only:
+                report_end(root, args.tasks[-1])
         finally:
             shutil.rmtree(root, ignore_errors=True)
         return 0
@@ -235,6 +296,7 @@ def main(args: argparse.Namespace) -> int:
                 f"history {history * 1000:.1f} ms"
             )
         report_start(root, args.tasks[-1])
+        report_end(root, args.tasks[-1])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"RESULT create_100k_s {result[0]:.3f}")
@@ -252,6 +314,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workdir", default=None, help="where the temporary workspaces go")
     ap.add_argument(
         "--start-only", action="store_true", help="measure only the run start (largest size)"
+    )
+    ap.add_argument(
+        "--stop-only",
+        action="store_true",
+        help="measure only stop / cancel_pending of a queued run (largest size)",
     )
     ap.add_argument("--quick", action="store_true", help="tiny CI smoke run (not a measurement)")
     args = ap.parse_args(argv)

@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import contextlib
 import gc
+import inspect
 import logging
 import math
 import os
@@ -59,6 +60,7 @@ from ..core._secrets import scrub
 from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
+from ._settle import SETTLE_IN_SLICES_FROM, settle_in_slices
 from ._store import RunLease, StoredImage, Workspace
 
 __all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
@@ -246,6 +248,8 @@ class Runner:
         self._unsent: set[str] = set()
         #: tasks whose state here is ahead of the journal (it could not be written)
         self._unjournaled: dict[str, Task] = {}
+        #: a cancel_pending of many tasks, settling in slices (engine/_settle.py)
+        self._bulk: set[asyncio.Task[int]] = set()
 
     # ----------------------------------------------------------- public handle
     def __repr__(self) -> str:
@@ -428,7 +432,14 @@ class Runner:
             self._in_flight[task.id].cancel()
 
     def cancel_pending(self) -> None:
-        """Cancel every task that has not started; in-flight ones finish."""
+        """Cancel every task that has not started; in-flight ones finish.
+
+        None of them starts after this call. Many of them (from 1,000) are marked and
+        journaled cancelled in slices, so the event loop stays responsive; the run ends
+        (``await wait()``) once they all are.
+        """
+        if self._cancel_in_slices():
+            return
         pending = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
         for t in pending:
             t.transition(TaskStatus.CANCELLED)
@@ -708,7 +719,18 @@ class Runner:
             job.cancel()
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
-        if self._stopping:
+        if self._bulk:  # a large cancel_pending still settling: it ends first
+            await asyncio.gather(*self._bulk, return_exceptions=True)
+        if self._stopping and self._settle_big(TaskStatus.IDLE):
+            await settle_in_slices(
+                self._tasks[:],
+                TaskStatus.IDLE,
+                still=lambda t: t.status is TaskStatus.QUEUED,
+                moved=self._settled(TaskStatus.IDLE),
+                journal=self._journal_rows,
+            )
+            self._set_state(RunState.STOPPED)
+        elif self._stopping:
             back = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
             for t in back:
                 t.transition(TaskStatus.IDLE)
@@ -724,7 +746,11 @@ class Runner:
         self._emit_progress()
         if self._lease is not None:
             # Every task of this run is settled now: nothing is left for a repair to find.
-            self.workspace.release_lease(self._lease)
+            if len(self._tasks) >= SETTLE_IN_SLICES_FROM and self._on_own_loop():
+                # one lease row per task: 100,000 deletions held the loop ~0.5 s
+                await self._journal(self.workspace.release_lease, self._lease)
+            else:
+                self.workspace.release_lease(self._lease)
         self._savers.shutdown(wait=False)
         self._journal_thread.shutdown(wait=False)
         self._release_gc()
@@ -734,6 +760,73 @@ class Runner:
                     await p.aclose()
                 except Exception:
                     log.warning("closing provider %s failed", p.name, exc_info=True)
+
+    # ------------------------------------------------ settling many queued tasks at once
+    def _settle_big(self, new: TaskStatus) -> bool:
+        """Whether the queued tasks are many and this run's loop is the running one, so
+        that they can move to ``new`` in slices (``engine/_settle.py``)."""
+        return self._counts[TaskStatus.QUEUED] >= SETTLE_IN_SLICES_FROM and self._on_own_loop()
+
+    def _on_own_loop(self) -> bool:
+        """Whether this run's loop is the one running here (so its work can be awaited)."""
+        if self._main is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is self._main.get_loop()
+        except RuntimeError:  # no loop runs here (a coroutine closed after its loop)
+            return False
+
+    def _settled(self, new: TaskStatus) -> Callable[[list[Task]], None]:
+        def moved(part: list[Task]) -> None:
+            self._counts[TaskStatus.QUEUED] -= len(part)
+            self._counts[new] += len(part)
+            self._emit_progress()
+
+        return moved
+
+    async def _journal_rows(self, part: list[Task], rows: list[tuple[Any, ...]]) -> None:
+        try:
+            await self._journal(self.workspace.save_status_rows, rows)
+        except NbbatchError as exc:  # a full disk: journaled later (catch-up at the end)
+            log.warning("the journal cannot be written now: %s", scrub(exc.message))
+            self._unjournaled.update((t.id, t) for t in part)
+
+    def _cancel_in_slices(self) -> bool:
+        """``cancel_pending`` of many tasks: nothing queued starts from now on (the queues
+        are emptied and the tasks handed out but not started are held back), and all of
+        them are cancelled in slices on the loop."""
+        if self._main is None or self._main.done() or not self._settle_big(TaskStatus.CANCELLED):
+            return False
+        for queue in (*self._queues.values(), *self._front.values()):
+            queue.clear()  # the dispatcher starts none of them
+        for handed in list(self._in_flight.values()):
+            coro = handed.get_coro()
+            if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED":
+                handed.cancel()  # handed out, not started: its task is still queued
+
+        def cancelled(t: Task) -> None:
+            self._emit(TaskCancelled(t, batch_id=self.batch_id))
+
+        job = asyncio.ensure_future(
+            settle_in_slices(
+                self._tasks[:],
+                TaskStatus.CANCELLED,
+                still=lambda t: t.status is TaskStatus.QUEUED,
+                moved=self._settled(TaskStatus.CANCELLED),
+                journal=self._journal_rows,
+                announce=cancelled,
+            )
+        )
+        self._bulk.add(job)
+
+        def ended(job: asyncio.Task[int]) -> None:
+            self._bulk.discard(job)
+            if not job.cancelled() and job.exception() is not None:
+                log.error("cancelling the queued tasks failed", exc_info=job.exception())
+            self._poke()
+
+        job.add_done_callback(ended)
+        return True
 
     def _launch(self, task: Task, provider: Provider) -> None:
         loop = asyncio.get_running_loop()

@@ -465,6 +465,10 @@ class Workspace:
     def save_statuses(self, tasks: Sequence[Task]) -> None:
         self._rows.save_statuses(tasks)
 
+    def save_status_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Journal many :meth:`status_row` rows at once (any thread; removed tasks skipped)."""
+        self._rows.save_status_rows(rows)
+
     def set_starred(self, task_id: str, index: int, starred: bool) -> None:
         """Journal the ``starred`` flag of one generated image."""
         self._rows.set_starred(task_id, index, starred)

@@ -547,6 +547,19 @@ class TaskRows:
             for t in tasks:
                 self._update_status(c, t)
 
+    def save_status_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Journal many :meth:`status_row` rows in one transaction (any thread).
+
+        For a run settling its queued tasks in bulk: a row whose task is no longer in
+        the journal (removed meanwhile, which journaled its removal) is skipped.
+        """
+        with self.journal.tx() as c:
+            c.executemany(
+                "UPDATE tasks SET status=?, attempts=?, error=?, error_kind=?, started_at=?, "
+                "finished_at=? WHERE id=?",
+                rows,
+            )
+
     @classmethod
     def _update_status(cls, c: sqlite3.Connection, t: Task) -> None:
         cls._write_status_row(c, cls.status_row(t))
