@@ -17,25 +17,41 @@ import pytest
 from PIL import Image
 
 from nbbatch import RetryPolicy
-from nbbatch.providers import Capabilities, GenerationRequest, ImageData, Provider
+from nbbatch.providers import (
+    Capabilities,
+    GenerationRequest,
+    ImageData,
+    Provider,
+    render_demo_image,
+)
 from nbbatch.providers._base import ProgressCallback
 
 #: retries without waiting: provider and runner tests count attempts, not seconds
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
-async def until(condition: Callable[[], object], *, timeout: float = 30.0) -> None:
+async def until(
+    condition: Callable[[], object], what: str | None = None, *, timeout: float = 30.0
+) -> None:
     """Wait, yielding to the event loop, until ``condition()`` is true.
 
     Tests wait on the state they need instead of sleeping a guessed time and asserting:
-    on a loaded machine a guess is a race. ``timeout`` only turns a hang into a failure.
+    on a loaded machine a guess is a race. ``timeout`` only turns a hang into a failure,
+    which names ``what`` was awaited (also state set by a fake server's thread).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"still waiting after {timeout} s for {condition}")
+            raise AssertionError(f"still waiting after {timeout} s for {what or condition}")
         await asyncio.sleep(0.001)
+
+
+def demo_png(text: str = "input", size: tuple[int, int] = (48, 48)) -> bytes:
+    """A PNG the demo provider would draw for ``text`` (an input image for img2img)."""
+    buf = io.BytesIO()
+    render_demo_image(text, 1, size).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def png_bytes(

@@ -27,9 +27,7 @@ from nbbatch.events import (
     TaskStarted,
     TaskSucceeded,
 )
-from tests.support import ControlledProvider, until
-
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+from tests.support import FAST, ControlledProvider, until
 
 
 def prompts(n: int) -> list[str]:

@@ -15,22 +15,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, Task, TaskStatus, Workspace
+from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.errors import NotSupportedError, ProviderTimeoutError
 from nbbatch.images import read_generation_info
 from nbbatch.providers import A1111Provider, GenerationRequest, InputImage, Timeouts
 from nbbatch.testing import FakeA1111, Fault
-
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
-
-
-async def until(condition: Callable[[], bool], what: str = "the condition") -> None:
-    """Wait for ``condition`` (set by the server's thread); bounded, never a fixed sleep."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support import FAST, until
 
 
 @pytest.fixture(scope="module")

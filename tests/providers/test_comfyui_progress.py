@@ -10,7 +10,6 @@ whose nodes report no sampler steps showed nothing until the end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,13 +23,6 @@ from nbbatch.testing import FakeComfyUI
 def server() -> Iterator[FakeComfyUI]:
     with FakeComfyUI(cache=False) as s:
         yield s
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    ws = Workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 async def test_each_preview_comes_with_the_fraction_of_its_step(server: FakeComfyUI) -> None:

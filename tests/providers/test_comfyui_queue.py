@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from nbbatch import Batch, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, TaskStatus, Workspace
 from nbbatch.core._events import TaskRetrying
 from nbbatch.errors import ProviderTimeoutError
 from nbbatch.providers import (
@@ -29,8 +28,7 @@ from nbbatch.providers import (
 )
 from nbbatch.providers._base import ProgressCallback
 from nbbatch.testing import FakeComfyUI
-
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+from tests.support import FAST
 
 
 async def until(condition: Callable[[], object], seconds: float = 20.0) -> None:
@@ -72,13 +70,6 @@ async def provider(server: FakeComfyUI) -> AsyncIterator[ComfyUIProvider]:
     p.status_check = 0.0
     yield p
     await p.aclose()
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    ws = Workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 def _ids(server: FakeComfyUI) -> list[str]:

@@ -14,12 +14,11 @@ from collections.abc import Callable
 
 import pytest
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import ServerUnavailableError
 from nbbatch.providers import ComfyUIProvider, GenerationRequest
 from nbbatch.testing import FakeComfyUI
-
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+from tests.support import FAST
 
 
 async def until(condition: Callable[[], object], seconds: float = 30.0) -> None:

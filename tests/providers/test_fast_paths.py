@@ -15,15 +15,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from nbbatch import Batch, Params, RetryPolicy, TaskStatus, Workspace
+from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.errors import ImageRejectedError
 from nbbatch.images._decode import ImageLimits, inspect_image, verify_image
 from nbbatch.images._thumbs import ThumbnailCache
 from nbbatch.providers import ImageData, _codec
 from nbbatch.providers._http import HttpClient, _ShardedTransport, _WholeReads, _WholeReadsBackend
-from tests.support import ControlledProvider
-
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
+from tests.support import FAST, ControlledProvider
 
 
 def encode(fmt: str, size: tuple[int, int] = (96, 64)) -> bytes:

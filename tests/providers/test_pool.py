@@ -39,9 +39,9 @@ from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeOpenAI, FakeReplicate, FakeStability, Fault
+from tests.support import FAST
 
 KEY = "test-key-pool-SENTINEL-key-123456"
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
 
 class CountingDemo(DemoProvider):

@@ -275,10 +275,12 @@ async def test_an_answer_cut_short_is_retried_and_nothing_partial_is_kept(
         assert info.value.retryable
     # ... and in a batch the next attempt (or the provider's own re-fetch) gets it whole
     case.server.add_fault(Fault.truncate(), path=path)
+    before = case.submits()
     batch = await case.run(ws)
     task = batch.tasks[0]
     assert task.status is TaskStatus.SUCCEEDED
     assert task.attempts == (1 if case.service.retried_inside else 2)
+    assert case.submits() - before == task.attempts  # one request asked per attempt
     assert not list(ws.path.rglob(".tmp-*"))
 
 

@@ -26,18 +26,12 @@ from nbbatch.providers import (
     InputImage,
     OpenAIProvider,
     provider_info,
-    render_demo_image,
 )
 from nbbatch.testing import FakeOpenAI, Fault
 from tests.support import FAST
+from tests.support import demo_png as png
 
 KEY = "sk-test-fake-key-0001"
-
-
-def png(text: str = "input", size: tuple[int, int] = (48, 48)) -> bytes:
-    buf = io.BytesIO()
-    render_demo_image(text, 1, size).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

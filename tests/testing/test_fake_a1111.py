@@ -6,7 +6,7 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -14,15 +14,7 @@ import pytest
 from PIL import Image
 
 from nbbatch.testing import FakeA1111
-
-
-async def until(condition: Callable[[], bool], what: str = "the condition") -> None:
-    """Wait for ``condition`` (set by the server's thread); bounded, never a fixed sleep."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support import until
 
 
 @pytest.fixture(scope="module")

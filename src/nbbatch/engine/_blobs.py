@@ -25,10 +25,10 @@ from typing import Any, Literal, NamedTuple
 from ..core._errors import StorageError
 from ..core._model import new_id
 from ..images._decode import ImageInfo
+from ..images._files import TMP_PREFIX, write_atomic
 
 __all__ = ["TMP_PREFIX", "Blobs", "StoredImage"]
 
-TMP_PREFIX = ".tmp-"
 IMAGES_DIR = "images"
 DERIVED_DIR = "derived"
 
@@ -153,20 +153,5 @@ class Blobs:
     ) -> tuple[Path, str]:
         """Write a post-processed copy atomically; return ``(path, sha256)``."""
         path = self.derived_path(source_sha256, recipe_hash, ext)
-        tmp = path.parent / f"{TMP_PREFIX}{new_id()}"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise StorageError(
-                f"could not write {str(path)!r} ({exc.strerror or exc}); free disk space or "
-                "check permissions"
-            ) from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_atomic(path, data)
         return path, hashlib.sha256(data).hexdigest()

@@ -1,20 +1,31 @@
-"""Reading a file someone named: only a regular file, never more than a cap.
+"""Reading a file someone named (only a regular file, never more than a cap), and
+writing one atomically.
 
 A path from a user (an upload picked by name, a prompts file, an image folder) may be a
 named pipe, a device or a link to one: opening a FIFO with no writer blocks forever,
 and ``/dev/zero`` never ends. These read nothing from such paths, and stop reading a
 regular file as soon as it passes the cap (its size may change while it is read).
+
+:func:`write_atomic` writes a file under a temporary name in its final folder and
+renames it into place, so a reader (or a crash) never sees half of it: derived images
+and their records, in a workspace and in a plain folder alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
 
+from ..core._errors import StorageError
+from ..core._model import new_id
 from ._decode import format_bytes
 
-__all__ = ["NotAFileError", "read_capped"]
+__all__ = ["TMP_PREFIX", "NotAFileError", "read_capped", "write_atomic"]
+
+#: the name a file has while it is written (a workspace's repair removes leftovers)
+TMP_PREFIX = ".tmp-"
 
 _FILE_KINDS = (
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
@@ -69,3 +80,28 @@ def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place.
+
+    ``fsync`` makes the bytes durable before the rename. A failure is a
+    :class:`~nbbatch.errors.StorageError` in words, and leaves no temporary file.
+    """
+    tmp = path.parent / f"{TMP_PREFIX}{new_id()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(
+            f"could not write {str(path)!r} ({exc.strerror or exc}); free disk space or "
+            "check permissions"
+        ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -45,7 +45,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Union, runti
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
-from ..core._errors import ConfigError, ImageRejectedError, StorageError
+from ..core._errors import ConfigError, ImageRejectedError
 from ..core._events import TaskSucceeded
 from ..core._protocols import BatchLike, TaskSource, WorkspaceLike
 from ._decode import (
@@ -64,6 +63,7 @@ from ._decode import (
     decode_image,
     sniff_format,
 )
+from ._files import write_atomic
 from ._metadata import RECORD_FORMAT, embed_metadata, read_generation_info
 
 if TYPE_CHECKING:
@@ -676,7 +676,7 @@ class _FolderStore:
         self, source_sha256: str, recipe_hash: str, ext: str, data: bytes
     ) -> tuple[Path, str]:
         path = self.derived_path(source_sha256, recipe_hash, ext)
-        _write_atomic(path, data)
+        write_atomic(path, data, fsync=False)
         return path, hashlib.sha256(data).hexdigest()
 
     def record_derived(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -684,7 +684,9 @@ class _FolderStore:
             path = self.derived_path(row["source_sha256"], row["recipe_hash"], row["ext"])
             meta = {k: v for k, v in row.items() if k not in ("path", "ext", "recipe_hash")}
             meta["file"] = path.name
-            _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+            write_atomic(
+                path.with_suffix(".json"), json.dumps(meta, indent=1).encode(), fsync=False
+            )
 
     def derived(self, source_sha256: str, recipe_hash: str | None = None) -> list[dict[str, Any]]:
         folder = self.path / "derived" / source_sha256[:2] / source_sha256
@@ -761,22 +763,6 @@ def _fold_sidecars(store: DerivedStore, source_sha256: str, recipe_hash: str | N
     for row in found:
         with contextlib.suppress(OSError):
             row["sidecar"].unlink()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise StorageError(
-            f"could not write {str(path)!r} ({exc.strerror or exc}); free disk space or "
-            "check permissions"
-        ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _made(store: DerivedStore, src: _Source, recipe_hash: str) -> DerivedImage | None:
