@@ -192,11 +192,12 @@ def test_plumbing_stays_off_the_public_surface(batch: Batch) -> None:
 
     studio = BatchStudio(batch)
     public = {n for n in dir(studio) if not n.startswith("_")}
+    # "run" is the deprecated name of "runner"
     assert public == {
         "batch", "close", "concurrency", "gallery", "grid", "history", "lang", "open_batch",
         "panels", "prompt", "provider", "results", "run", "runner", "selected", "session",
         "settings", "start", "tasks", "upload", "use_provider", "view",
-    }  # fmt: skip  ("run": the deprecated name of "runner")
+    }  # fmt: skip
     grid_extra = {n for n in dir(studio.grid) if not n.startswith("_")} - set(dir(AnyWidget))
     assert not {n for n in grid_extra if n.startswith(("hub_", "gallery_hooks", "sent_"))}
     assert repr(studio).startswith("<BatchStudio batch ") and len(repr(studio)) < 200
