@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from nbbatch.testing import (
+    BatchClock,
     FakeA1111,
     FakeChat,
     FakeFal,
@@ -127,6 +128,56 @@ def test_openai_structured_outputs_against_the_chat_fake(no_proxy: None) -> None
             {"prompt": "an owl", "negative_prompt": None},
         ]
     }
+
+
+def test_openai_batch_api_files_and_batches(no_proxy: None) -> None:
+    openai = pytest.importorskip("openai")
+    clock = BatchClock()
+    lines = [
+        {
+            "custom_id": f"t{i}",
+            "method": "POST",
+            "url": "/v1/images/generations",
+            "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024"},
+        }
+        for i, prompt in enumerate(["a fox", "a forbidden fox", "an owl"])
+    ]
+    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with (
+        FakeOpenAI(api_key=KEY, batch_clock=clock, batch_timing=(1, 10, 1)) as server,
+        openai.OpenAI(api_key=KEY, base_url=server.base_url, max_retries=0) as client,
+    ):
+        uploaded = client.files.create(file=("in.jsonl", jsonl), purpose="batch")
+        job = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+            metadata={"nbbatch_batch": "b1"},
+        )
+        assert job.status == "validating" and job.metadata == {"nbbatch_batch": "b1"}
+        clock.advance(6)
+        running = client.batches.retrieve(job.id)
+        assert running.status == "in_progress" and running.request_counts is not None
+        assert running.request_counts.total == 3
+        other = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+        )
+        assert client.batches.cancel(other.id).status == "cancelling"
+        assert [b.id for b in client.batches.list(limit=1)] == [other.id, job.id]
+        clock.advance(10)
+        done = client.batches.retrieve(job.id)
+        assert done.status == "completed" and done.output_file_id and done.error_file_id
+        assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+        output = client.files.content(done.output_file_id).read().decode().splitlines()
+        errors = client.files.content(done.error_file_id).read().decode().splitlines()
+    answers = {json.loads(x)["custom_id"]: json.loads(x)["response"] for x in output}
+    assert sorted(answers) == ["t0", "t2"]
+    image = answers["t0"]["body"]["data"][0]["b64_json"]
+    assert _is_image(base64.b64decode(image)) and answers["t0"]["body"]["usage"]
+    refused = json.loads(errors[0])
+    assert refused["custom_id"] == "t1" and refused["response"]["status_code"] == 400
 
 
 # ---------------------------------------------------------------------- replicate
