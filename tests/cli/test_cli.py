@@ -275,3 +275,23 @@ def test_max_tasks_caps_templates_but_not_the_lines_of_a_prompts_file(
     assert "lists 12 tasks" in err and "nbbatch resume" in err  # warned, told how to go on
     code = cli.main(["run", "-q", "-t", "{a|b|c} {d|e}", "--max-tasks", "5", "-w", ws])
     assert code == 2 and "more than 5" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_with_batch_api_submits_one_job_and_collects_its_results(tmp_path: Path) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws = str(tmp_path / "ws")
+    # no clock given: the fake's job completes by itself within about a second
+    with FakeOpenAI(api_key="test-key-cli-batch-0001", render="fast", max_side=64) as server:
+        run = nbbatch(
+            "run", "-w", ws, "-p", "openai", "--batch-api", "-q",
+            "-o", f"base_url={server.base_url}", "-o", "api_key=test-key-cli-batch-0001",
+            "--size", "64x64", "a fox", "an owl", "a forbidden owl", check=False,
+        )  # fmt: skip
+        created = list(server.batch_api.created)
+    batch_id = run.stdout.strip()
+    assert run.returncode == cli.EXIT_FAILED  # one prompt was refused
+    assert "1 failed, 2 succeeded" in run.stderr and "(refused)" in run.stderr
+    assert len(created) == 1 and created[0]["metadata"]["nbbatch_batch"] == batch_id
+    assert not server.calls("/v1/images/generations", "POST")

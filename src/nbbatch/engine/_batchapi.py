@@ -377,6 +377,9 @@ class BatchApiRunner(Runner):
             # another process may have created it and died before journaling its id
             job.maybe_created = phase == "uploaded"
             adopted.append(job)
+        for job in adopted:  # what a killed run of these jobs left half written
+            for stale in self._temp.glob(f"batchapi-{job.id}-*"):
+                stale.unlink(missing_ok=True)
         if not adopted:
             return
         wanted = {i for j in adopted for i in j.task_ids}

@@ -188,7 +188,8 @@ class OpenAIBatches:
         state = self.state(job)
         if state in ("completed", "expired", "cancelled") and job.final is None:
             self._finish(job, state)
-            state = self.state(job)  # "finalizing" until the files are written
+            if job.final is None:  # its files are being written
+                state = "cancelling" if state == "cancelled" else "finalizing"
         total = len(job.requests)
         if job.final is None:
             completed = self._progress(job, self.clock()) if state == "in_progress" else 0
