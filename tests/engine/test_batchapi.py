@@ -7,6 +7,8 @@ without anyone waiting.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,75 @@ async def test_a_synchronous_run_leaves_tasks_at_the_batch_api_alone(
     await batch.run(provider)  # nothing runnable: nothing sent synchronously
     assert not server.calls("/v1/images/generations", "POST")
     assert {t.status for t in batch.tasks} == {TaskStatus.RUNNING}
+
+
+async def test_progress_counts_tasks_and_its_eta_follows_the_providers_request_counts(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    batch = make(workspace, [f"a bird {i}" for i in range(10)])
+    seen: list[Any] = []
+
+    async def look(seconds: float) -> None:
+        assert batch.runner is not None
+        seen.append(batch.runner.progress())
+        clock.advance(30)
+
+    await batch.run(provider, batch_api={"sleep": look, "clock": clock})
+    # 10 s validating then 100 s for 10 requests: 2 done at 30 s, 5 at 60 s -> 50 s left
+    assert [(p.running, p.succeeded) for p in seen[:3]] == [(10, 0)] * 3
+    assert seen[2].eta == pytest.approx(50.0)
+    assert batch.runner is not None and batch.runner.progress().succeeded == 10
+
+
+async def test_pausing_stops_polling_and_resuming_polls_again(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    batch = make(workspace, ["a fox"])
+    polls: list[int] = []  # GETs of the job when paused, then when resumed
+
+    def count() -> int:
+        return len(server.calls("/v1/batches/*", "GET"))
+
+    def resume() -> None:
+        polls.append(count())
+        assert batch.runner is not None
+        batch.runner.resume()
+
+    async def pause_for_a_while(seconds: float) -> None:
+        runner = batch.runner
+        assert runner is not None
+        clock.advance(40)
+        if not polls:
+            runner.pause()
+            polls.append(count())
+            # the loop turns several times before the resume: nothing is polled meanwhile
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, resume)
+
+    await batch.run(provider, batch_api={"sleep": pause_for_a_while})
+    assert batch.tasks[0].status is TaskStatus.SUCCEEDED
+    assert polls[0] == polls[1] and count() > polls[1]
+
+
+async def test_an_unusable_image_in_a_result_line_fails_only_its_task(
+    workspace: Workspace,
+    server: FakeOpenAI,
+    provider: OpenAIProvider,
+    clock: BatchClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = server._batch_answer
+
+    def broken_for_owls(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        status, answer = real(body)
+        if "owl" in body["prompt"]:
+            answer["data"][0]["b64_json"] = "aGVsbG8gd29ybGQ="  # "hello world": no image
+        return status, answer
+
+    monkeypatch.setattr(server.batch_api, "_answer", broken_for_owls)
+    batch = make(workspace, ["a fox", "an owl"])
+    await batch.run(provider, batch_api=options(clock))
+    fox, owl = batch.tasks
+    assert fox.status is TaskStatus.SUCCEEDED
+    assert owl.status is TaskStatus.FAILED and owl.error_kind == "bad_image"
+    assert "unusable image" in (owl.error or "")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -62,6 +63,7 @@ from ..core._errors import (
     ProviderError,
 )
 from ..core._events import (
+    BatchProgress,
     TaskInterrupted,
     TaskStarted,
     TaskSucceeded,
@@ -243,6 +245,8 @@ class BatchApiRunner(Runner):
         self._cancel_asked = False
         #: the last problem talking to the provider, in words (None: none)
         self.problem: str | None = None
+        #: (clock, requests the provider has finished) at each change of its counts
+        self._remote_pace: list[tuple[float, int]] = []
 
     # ----------------------------------------------------------- public handle
     def jobs(self) -> list[dict[str, Any]]:
@@ -259,6 +263,18 @@ class BatchApiRunner(Runner):
             }
             for j in self._jobs
         ]
+
+    def progress(self) -> BatchProgress:
+        """Task counts; the ETA comes from the provider's ``request_counts`` (its pace
+        since this run began), as no task finishes before its job does."""
+        base = super().progress()
+        pace = self._remote_pace
+        if len(pace) < 2 or pace[-1][0] <= pace[0][0] or pace[-1][1] <= pace[0][1]:
+            return base
+        total = sum(len(j.task_ids) for j in self._jobs)
+        left = max(0, total - pace[-1][1])
+        rate = (pace[-1][1] - pace[0][1]) / (pace[-1][0] - pace[0][0])
+        return dataclasses.replace(base, eta=left / rate)
 
     def cancel(self, task_id: str) -> None:
         task = self._find(task_id)
@@ -612,6 +628,8 @@ class BatchApiRunner(Runner):
             job.seen = seen
         if changes:
             await self._journal(self._journal_job, job, **changes)
+            finished = sum(j.completed + j.failed for j in self._jobs)
+            self._remote_pace.append((self._clock(), finished))
             self._emit_progress()
 
     async def _refused(self, job: _Job, exc: ProviderError) -> None:
