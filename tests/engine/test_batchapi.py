@@ -8,7 +8,6 @@ without anyone waiting.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
