@@ -47,6 +47,33 @@ MAX_REQUESTS = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
+#: (custom id, status, body, state that left it unrun or None) -> (line, ok) or None
+Record = Callable[[Any, int, dict[str, Any], str | None], tuple[dict[str, Any], bool] | None]
+
+
+def openai_record(
+    custom_id: Any, status: int, body: dict[str, Any], unrun: str | None
+) -> tuple[dict[str, Any], bool]:
+    """One line of an OpenAI result file, and whether it goes to the output file."""
+    rid = f"batch_req_{os.urandom(8).hex()}"
+    if unrun is not None:
+        code = "batch_expired" if unrun == "expired" else "batch_cancelled"
+        text = (
+            "This request could not be executed before the completion window expired."
+            if unrun == "expired"
+            else "This request was not executed because the batch was cancelled."
+        )
+        return {
+            "id": rid,
+            "custom_id": custom_id,
+            "response": None,
+            "error": {"code": code, "message": text},
+        }, False
+    response = {"status_code": status, "request_id": os.urandom(16).hex(), "body": body}
+    line = {"id": rid, "custom_id": custom_id, "response": response, "error": None}
+    return line, 200 <= status < 300
+
+
 class BatchClock:
     """A clock a test moves by hand: ``clock.advance(seconds)``."""
 
@@ -117,8 +144,10 @@ class OpenAIBatches:
         timing: tuple[float, float, float] = (0.1, 0.6, 0.1),
         window: float = 24 * 3600.0,
         seed: int = 0,
+        record: Record | None = None,
     ) -> None:
         self._answer = answer
+        self._record = record or openai_record
         self._error = error
         self.clock = clock or time.monotonic
         # with the test's own clock a job's files are written at once, when a request
@@ -184,12 +213,17 @@ class OpenAIBatches:
             return "finalizing"
         return "completed"
 
-    def _view(self, job: _Job) -> dict[str, Any]:
+    def settle(self, job: _Job) -> str:
+        """``job``'s state now, its result files being written once it has ended."""
         state = self.state(job)
         if state in ("completed", "expired", "cancelled") and job.final is None:
             self._finish(job, state)
             if job.final is None:  # its files are being written
                 state = "cancelling" if state == "cancelled" else "finalizing"
+        return state
+
+    def _view(self, job: _Job) -> dict[str, Any]:
+        state = self.settle(job)
         total = len(job.requests)
         if job.final is None:
             completed = self._progress(job, self.clock()) if state == "in_progress" else 0
@@ -249,41 +283,18 @@ class OpenAIBatches:
                 for index in order:
                     line = job.requests[index]
                     custom_id = line.get("custom_id")
-                    rid = f"batch_req_{os.urandom(8).hex()}"
                     if index >= ran:
-                        code = "batch_expired" if state == "expired" else "batch_cancelled"
-                        text = (
-                            "This request could not be executed before the completion "
-                            "window expired."
-                            if state == "expired"
-                            else "This request was not executed because the batch was cancelled."
-                        )
-                        record: dict[str, Any] = {
-                            "id": rid,
-                            "custom_id": custom_id,
-                            "response": None,
-                            "error": {"code": code, "message": text},
-                        }
-                        failed += 1
-                        err.write(json.dumps(record).encode() + b"\n")
-                        continue
-                    status, body = self._answer(line.get("body") or {})
-                    record = {
-                        "id": rid,
-                        "custom_id": custom_id,
-                        "response": {
-                            "status_code": status,
-                            "request_id": os.urandom(16).hex(),
-                            "body": body,
-                        },
-                        "error": None,
-                    }
-                    if 200 <= status < 300:
-                        completed += 1
-                        out.write(json.dumps(record).encode() + b"\n")
+                        made = self._record(custom_id, 0, {}, state)
                     else:
+                        status, body = self._answer(line.get("body") or {})
+                        made = self._record(custom_id, status, body, None)
+                    if made is None:
                         failed += 1
-                        err.write(json.dumps(record).encode() + b"\n")
+                        continue
+                    record, ok = made
+                    completed += ok
+                    failed += not ok
+                    (out if ok else err).write(json.dumps(record).encode() + b"\n")
             now = int(time.time())
             output = error = None
             if completed:
@@ -306,6 +317,44 @@ class OpenAIBatches:
             threading.Thread(target=write, name=f"fake-openai-{job.id}", daemon=True).start()
         else:
             write()
+
+    def add_job(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        metadata: dict[str, str] | None,
+        requests: list[dict[str, Any]],
+        problems: list[dict[str, Any]],
+        created: dict[str, Any],
+    ) -> _Job:
+        """A new job of ``requests`` (each ``{"custom_id", "body"}``), recorded as made
+        by the request body ``created``."""
+        job = _Job(
+            self._new_id("batch"),
+            input_file_id,
+            endpoint,
+            "24h",
+            metadata,
+            self.clock(),
+            int(time.time()),
+            requests,
+            problems,
+        )
+        with self._lock:
+            self.jobs[job.id] = job
+            self.created.append(created)
+        return job
+
+    def cancel_job(self, job: _Job) -> str | None:
+        """Cancel ``job`` (None) or say why it cannot be (its state)."""
+        state = self.state(job)
+        if state in ("validating", "in_progress"):
+            job.cancel_at = self.clock()
+            job.stamps["cancelling_at"] = int(time.time())
+            return None
+        if state in ("cancelling", "cancelled"):
+            return None
+        return state
 
     # ------------------------------------------------------------------ routes
     def routes(self, auth: Callable[[Request], Response | None]) -> list[Route]:
@@ -383,20 +432,7 @@ class OpenAIBatches:
             if f is None or f.purpose != "batch":
                 return invalid("The input file does not exist or is not for batch.", "input")
             requests, problems = self._read_input(f.path, endpoint)
-            job = _Job(
-                self._new_id("batch"),
-                f.id,
-                endpoint,
-                "24h",
-                metadata,
-                self.clock(),
-                int(time.time()),
-                requests,
-                problems,
-            )
-            with self._lock:
-                self.jobs[job.id] = job
-                self.created.append(body)
+            job = self.add_job(f.id, endpoint, metadata, requests, problems, body)
             return JSONResponse(self._view(job))
 
         async def listing(request: Request) -> Response:
@@ -440,12 +476,9 @@ class OpenAIBatches:
             job = self.jobs.get(request.path_params["batch_id"])
             if job is None:
                 return err(404, "No such batch.", "invalid_request_error", None, "batch_id")
-            state = self.state(job)
-            if state in ("validating", "in_progress"):
-                job.cancel_at = self.clock()
-                job.stamps["cancelling_at"] = int(time.time())
-            elif state not in ("cancelling", "cancelled"):
-                return invalid(f"Cannot cancel a batch with status '{state}'.", None, 409)
+            refused = self.cancel_job(job)
+            if refused is not None:
+                return invalid(f"Cannot cancel a batch with status '{refused}'.", None, 409)
             return JSONResponse(self._view(job))
 
         return [
