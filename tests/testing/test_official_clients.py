@@ -12,6 +12,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -235,6 +236,52 @@ def test_google_genai_generates_an_image(api_version: str | None, no_proxy: None
     assert images and _is_image(images[0])
     assert server.bodies[-1]["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9"
     assert info.name == "models/gemini-2.5-flash-image"
+
+
+def test_google_genai_batch_mode_with_a_file(tmp_path: Path, no_proxy: None) -> None:
+    genai = pytest.importorskip("google.genai")
+    from google.genai import types
+
+    clock = BatchClock()
+    lines = [
+        {
+            "key": key,
+            "request": {
+                "contents": [{"parts": [{"text": prompt}]}],
+                "generation_config": {"response_modalities": ["TEXT", "IMAGE"]},
+            },
+        }
+        for key, prompt in [("t0", "a fox"), ("t1", "a blocked fox"), ("t2", "an owl")]
+    ]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with FakeGemini(api_key=KEY, batch_clock=clock, batch_timing=(1, 10, 1)) as server:
+        options = types.HttpOptions(base_url=server.url)
+        client = genai.Client(api_key=KEY, http_options=options)
+        uploaded = client.files.upload(
+            file=requests, config=types.UploadFileConfig(mime_type="jsonl")
+        )
+        assert uploaded.name and uploaded.name.startswith("files/")
+        job = client.batches.create(
+            model="gemini-2.5-flash-image",
+            src=uploaded.name,
+            config=types.CreateBatchJobConfig(display_name="nbbatch b1"),
+        )
+        assert job.name and job.state is not None and job.state.name == "JOB_STATE_PENDING"
+        other = client.batches.create(model="gemini-2.5-flash-image", src=uploaded.name)
+        assert other.name is not None
+        client.batches.cancel(name=other.name)
+        clock.advance(20)
+        done = client.batches.get(name=job.name)
+        assert done.state is not None and done.state.name == "JOB_STATE_SUCCEEDED"
+        assert client.batches.get(name=other.name).state.name == "JOB_STATE_CANCELLED"  # type: ignore[union-attr]
+        assert done.dest is not None and done.dest.file_name
+        content = client.files.download(file=done.dest.file_name)
+    answers = {json.loads(x)["key"]: json.loads(x) for x in content.decode().splitlines()}
+    assert sorted(answers) == ["t0", "t1", "t2"]
+    parts = answers["t0"]["response"]["candidates"][0]["content"]["parts"]
+    assert _is_image(base64.b64decode(parts[-1]["inlineData"]["data"]))
+    assert "promptFeedback" in answers["t1"]["response"]
 
 
 # ---------------------------------------------------------------------- huggingface_hub

@@ -145,9 +145,12 @@ class OpenAIBatches:
         window: float = 24 * 3600.0,
         seed: int = 0,
         record: Record | None = None,
+        single_file: bool = False,
     ) -> None:
         self._answer = answer
         self._record = record or openai_record
+        #: every line in the output file (Gemini), not failures in an error file (OpenAI)
+        self._single = single_file
         self._error = error
         self.clock = clock or time.monotonic
         # with the test's own clock a job's files are written at once, when a request
@@ -294,14 +297,14 @@ class OpenAIBatches:
                     record, ok = made
                     completed += ok
                     failed += not ok
-                    (out if ok else err).write(json.dumps(record).encode() + b"\n")
+                    (out if ok or self._single else err).write(json.dumps(record).encode() + b"\n")
             now = int(time.time())
             output = error = None
-            if completed:
+            if out_path.stat().st_size:
                 output = self.add_file(None, "batch_output.jsonl", "batch_output")
                 out_path.replace(output.path)
                 output.size = output.path.stat().st_size
-            if failed:
+            if err_path.stat().st_size:
                 error = self.add_file(None, "batch_errors.jsonl", "batch_output")
                 err_path.replace(error.path)
                 error.size = error.path.stat().st_size
