@@ -18,9 +18,9 @@ from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.core._events import RunState
 from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner, remote_jobs
 from nbbatch.errors import ConfigError
-from nbbatch.providers import OpenAIProvider
+from nbbatch.providers import GeminiProvider, OpenAIProvider
 from nbbatch.providers._openai_batch import OpenAIBatchApi
-from nbbatch.testing import BatchClock, FakeOpenAI
+from nbbatch.testing import BatchClock, FakeGemini, FakeOpenAI
 
 KEY = "test-key-batchapi-0001"
 
@@ -297,3 +297,33 @@ async def test_an_unusable_image_in_a_result_line_fails_only_its_task(
     assert fox.status is TaskStatus.SUCCEEDED
     assert owl.status is TaskStatus.FAILED and owl.error_kind == "bad_image"
     assert "unusable image" in (owl.error or "")
+
+
+async def test_a_batch_goes_through_gemini_batch_mode_and_is_found_again_after_a_kill(
+    workspace: Workspace, clock: BatchClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = BatchApiRunner._journal_job
+
+    def die_once_after_the_create(self: BatchApiRunner, job: Any, **changes: Any) -> None:
+        if changes.get("phase") == "submitted" and not died:
+            died.append(True)
+            raise Killed
+        real(self, job, **changes)
+
+    died: list[bool] = []
+    monkeypatch.setattr(BatchApiRunner, "_journal_job", die_once_after_the_create)
+    with FakeGemini(api_key=KEY, batch_clock=clock, batch_timing=(10, 100, 10)) as server:
+        p = GeminiProvider(api_key=KEY, base_url=server.url)
+        batch = make(workspace, ["a fox", "a blocked owl", "a heron"])
+        with pytest.raises(Killed):
+            await batch.run(p, batch_api=options(clock))
+        again = Batch.load(batch.id, workspace=workspace)
+        await again.run(p, batch_api=options(clock))
+        await p.aclose()
+        created = list(server.batch_api.created)
+    assert len(created) == 1  # found by the nbbatch job id in its display name
+    fox, owl, heron = again.tasks
+    assert fox.status is heron.status is TaskStatus.SUCCEEDED
+    assert owl.status is TaskStatus.FAILED and owl.error_kind == "refused"
+    info = fox.images[0].params["info"]
+    assert info["batch_api"] == "gemini" and info["usage"]

@@ -710,8 +710,8 @@ class BatchApiRunner(Runner):
         except (ValueError, UnicodeDecodeError):
             log.warning("nbbatch: an unreadable line in a result file of job %s", job.id)
             return
-        custom_id = line.get("custom_id") if isinstance(line, dict) else None
-        task = self._by_id.get(custom_id) if isinstance(custom_id, str) else None
+        custom_id = self.api.custom_id(line)
+        task = self._by_id.get(custom_id) if custom_id is not None else None
         if task is None or task.status is not TaskStatus.RUNNING:
             return  # not ours, or ingested already
         del self._by_id[task.id]  # claimed by this line: a duplicate line finds nothing

@@ -91,6 +91,9 @@ class BatchApi(Protocol):
     async def download(self, file_id: str, path: Path) -> int:
         """Write a result file to ``path`` as it arrives; return its size."""
 
+    def custom_id(self, line: Any) -> str | None:
+        """The custom id (task id) a parsed result line is for (None: it names none)."""
+
     async def read_line(self, line: Any, request: GenerationRequest) -> LineResult:
         """One parsed line of a result file (output or errors) as a :class:`LineResult`."""
 

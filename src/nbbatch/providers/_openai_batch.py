@@ -171,6 +171,9 @@ class OpenAIBatchApi:
         return size
 
     # ------------------------------------------------------------------ results
+    def custom_id(self, line: Any) -> str | None:
+        return _text(line.get("custom_id")) if isinstance(line, Mapping) else None
+
     async def read_line(self, line: Any, request: GenerationRequest) -> LineResult:
         name = self.provider.name
         custom_id = str(line.get("custom_id")) if isinstance(line, Mapping) else ""
