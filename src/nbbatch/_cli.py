@@ -145,6 +145,9 @@ async def _drive_with(
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
         bar.close()
+    problem = getattr(runner, "problem", None)  # a batch API run's last problem
+    if problem:
+        _print(f"batch API: {_safe(problem)}")
     for line in failures[:20]:
         _print(line)
     if len(failures) > 20:

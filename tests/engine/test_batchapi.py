@@ -20,7 +20,7 @@ from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner, remote_jobs
 from nbbatch.errors import ConfigError
 from nbbatch.providers import GeminiProvider, OpenAIProvider
 from nbbatch.providers._openai_batch import OpenAIBatchApi
-from nbbatch.testing import BatchClock, FakeGemini, FakeOpenAI
+from nbbatch.testing import BatchClock, FakeGemini, FakeOpenAI, Fault
 
 KEY = "test-key-batchapi-0001"
 
@@ -327,3 +327,18 @@ async def test_a_batch_goes_through_gemini_batch_mode_and_is_found_again_after_a
     assert owl.status is TaskStatus.FAILED and owl.error_kind == "refused"
     info = fox.images[0].params["info"]
     assert info["batch_api"] == "gemini" and info["usage"]
+
+
+async def test_a_refused_poll_stops_the_run_in_words_and_a_later_run_collects(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    batch = make(workspace, ["a fox"])
+    server.add_fault(Fault.status_code(401), path="/v1/batches/batch-*")
+    runner = batch.start(provider, batch_api=options(clock))
+    await runner.wait()
+    assert runner.state is RunState.STOPPED
+    assert isinstance(runner, BatchApiRunner) and "authentication" in (runner.problem or "")
+    assert batch.tasks[0].status is TaskStatus.RUNNING  # still at OpenAI
+    await batch.run(provider, batch_api=options(clock))
+    assert batch.tasks[0].status is TaskStatus.SUCCEEDED
+    assert len(server.batch_api.created) == 1

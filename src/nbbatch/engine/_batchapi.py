@@ -558,6 +558,10 @@ class BatchApiRunner(Runner):
             refused = not exc.retryable and not job.maybe_created
             if refused and job.phase in ("prepared", "uploaded"):
                 await self._refused(job, exc)
+            elif not exc.retryable and job.phase in ("submitted", "ingesting"):
+                # asking again will not help (the job or its file is gone, access was
+                # taken away): stop, the job stays journaled for a later resume
+                self.stop()
 
     async def _upload(self, job: _Job) -> None:
         if job.cancel:
