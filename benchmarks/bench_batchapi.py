@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,10 @@ SERVER = """
 import sys
 from nbbatch.testing import FakeOpenAI
 side = int(sys.argv[1])
-with FakeOpenAI(api_key=%r, render="fast", max_side=side, batch_timing=(0.05, 0.2, 0.05)) as s:
+with FakeOpenAI(api_key=KEY, render="fast", max_side=side, batch_timing=(0.05, 0.2, 0.05)) as s:
     print(s.base_url, flush=True)
     sys.stdin.read()
-""" % (KEY,)
+""".replace("KEY", repr(KEY))
 
 CHILD = """
 import json, resource, sys, time
@@ -52,8 +51,11 @@ ws = Workspace(ws_path)
 batch = Batch.load(batch_id, ws)
 before = rss()
 stamps = []
-batch.subscribe(lambda e: stamps.append(time.perf_counter()) if isinstance(e, TaskSucceeded) else None)
-provider = OpenAIProvider(api_key=%r, base_url=base_url)
+def saved(event):
+    if isinstance(event, TaskSucceeded):
+        stamps.append(time.perf_counter())
+batch.subscribe(saved)
+provider = OpenAIProvider(api_key=KEY, base_url=base_url)
 began = time.perf_counter()
 if mode == "batch":
     batch.run_sync(provider, batch_api={"poll_steps": [0.2]})
@@ -67,7 +69,7 @@ print(json.dumps({
     "saved": len(stamps), "rss_before": before, "rss_peak": peak,
 }))
 ws.close()
-""" % (KEY,)
+""".replace("KEY", repr(KEY))
 
 
 def _server(side: int) -> tuple[subprocess.Popen[str], str]:
