@@ -109,6 +109,7 @@ async def test_after_a_restart_the_tasks_say_where_they_are_and_a_run_collects_t
     assert {t.error_kind for t in again.tasks} == {BATCH_API_KIND}
     assert {t.error for t in again.tasks} == {"submitted to the batch API: queued at OpenAI"}
     assert again.runnable() == []
+    assert "submitted to the batch API: queued at OpenAI" in again.task_html(again.tasks[0])
     await again.run(provider, batch_api=options(clock))
     assert {t.status for t in again.tasks} == {TaskStatus.SUCCEEDED}
     assert len(server.batch_api.created) == 1  # re-attached, never re-sent
