@@ -21,6 +21,7 @@ from nbbatch.errors import ConfigError
 from nbbatch.providers import GeminiProvider, OpenAIProvider
 from nbbatch.providers._openai_batch import OpenAIBatchApi
 from nbbatch.testing import BatchClock, FakeGemini, FakeOpenAI, Fault
+from tests.support import png_bytes
 
 KEY = "test-key-batchapi-0001"
 
@@ -343,3 +344,24 @@ async def test_a_refused_poll_stops_the_run_in_words_and_a_later_run_collects(
     await batch.run(provider, batch_api=options(clock))
     assert batch.tasks[0].status is TaskStatus.SUCCEEDED
     assert len(server.batch_api.created) == 1
+
+
+async def test_edits_go_in_their_own_job_with_each_reference_uploaded_once(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    ref = workspace.add_reference(png_bytes((32, 32)), "cat.png")
+    tasks = [
+        Task("a fox", params=Params(size="64x64")),
+        Task("the cat as a watercolour", params=Params(size="64x64"), references=[ref]),
+        Task("the cat in snow", params=Params(size="64x64"), references=[ref]),
+    ]
+    batch = Batch.create(tasks, workspace=workspace)
+    await batch.run(provider, batch_api=options(clock))
+    assert {t.status for t in batch.tasks} == {TaskStatus.SUCCEEDED}
+    assert sorted(c["endpoint"] for c in server.batch_api.created) == [
+        "/v1/images/edits",
+        "/v1/images/generations",
+    ]
+    images = [f for f in server.batch_api.files.values() if f.purpose == "vision"]
+    assert len(images) == 1  # one upload for both edits
+    assert [e["images"][0] == png_bytes((32, 32)) for e in server.edits] == [True, True]

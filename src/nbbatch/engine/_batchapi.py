@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -101,6 +102,7 @@ _TABLES = (
     "batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE, "
     "provider TEXT NOT NULL, "
     "phase TEXT NOT NULL, "
+    "endpoint TEXT, "
     "input_file TEXT, "
     "remote_id TEXT, "
     "remote_state TEXT, "
@@ -116,6 +118,13 @@ _TABLES = (
     "task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE, "
     "job_id TEXT NOT NULL REFERENCES remote_jobs(id) ON DELETE CASCADE)",
     "CREATE INDEX IF NOT EXISTS remote_tasks_job ON remote_tasks(job_id)",
+    # reference images uploaded for edits, once each per provider
+    "CREATE TABLE IF NOT EXISTS remote_files ("
+    "provider TEXT NOT NULL, "
+    "sha256 TEXT NOT NULL, "
+    "file_id TEXT NOT NULL, "
+    "created_at REAL NOT NULL, "
+    "PRIMARY KEY (provider, sha256))",
 )
 
 #: what a task's label says while its job is in each state
@@ -155,11 +164,11 @@ def ensure_tables(workspace: Workspace) -> None:
     have = {
         r[0]
         for r in workspace._query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name IN (?, ?)",
-            ("remote_jobs", "remote_tasks"),
+            "SELECT name FROM sqlite_master WHERE type='table' AND name IN (?, ?, ?)",
+            ("remote_jobs", "remote_tasks", "remote_files"),
         )
     }
-    if len(have) == 2:
+    if len(have) == 3:
         return
     with workspace._tx() as c:
         for statement in _TABLES:
@@ -191,6 +200,7 @@ class _Job:
     id: str
     phase: str
     task_ids: list[str]
+    endpoint: str = ""
     input_file: str | None = None
     remote_id: str | None = None
     remote_state: str | None = None
@@ -247,6 +257,8 @@ class BatchApiRunner(Runner):
         self.problem: str | None = None
         #: (clock, requests the provider has finished) at each change of its counts
         self._remote_pace: list[tuple[float, int]] = []
+        #: reference image digest -> the provider's file id (uploaded for edits)
+        self._ref_files: dict[str, str] = {}
 
     # ----------------------------------------------------------- public handle
     def jobs(self) -> list[dict[str, Any]]:
@@ -365,14 +377,15 @@ class BatchApiRunner(Runner):
         """Journal thread: adopt this batch's unfinished jobs whose poller is gone."""
         mine = self._lease.id if self._lease is not None else new_id()
         rows = self.workspace._query(
-            "SELECT id, phase, input_file, remote_id, remote_state, completed, failed, "
-            "run_id, note FROM remote_jobs WHERE batch_id=? AND phase != 'done' "
+            "SELECT id, phase, endpoint, input_file, remote_id, remote_state, completed, "
+            "failed, run_id, note FROM remote_jobs WHERE batch_id=? AND phase != 'done' "
             "ORDER BY created_at, id",
             (self.batch_id,),
         )
         root, pid, host = self.workspace.path, os.getpid(), socket.gethostname()
         adopted: list[_Job] = []
-        for job_id, phase, input_file, remote_id, state, done, failed, run_id, note in rows:
+        for row in rows:
+            job_id, phase, endpoint, input_file, remote_id, state, done, failed, run_id, note = row
             if run_id and run_id != mine and run_alive(root, run_id, pid, host):
                 continue  # a live run elsewhere polls it
             with self.workspace._tx() as c:
@@ -389,7 +402,9 @@ class BatchApiRunner(Runner):
                         (job_id,),
                     )
                 ]
-            job = _Job(job_id, phase, ids, input_file, remote_id, state, done, failed, note)
+            job = _Job(
+                job_id, phase, ids, endpoint or "", input_file, remote_id, state, done, failed, note
+            )
             # another process may have created it and died before journaling its id
             job.maybe_created = phase == "uploaded"
             adopted.append(job)
@@ -443,13 +458,14 @@ class BatchApiRunner(Runner):
         label = _WHERE["prepared"].format(label=self.api.label)
         with self.workspace._tx() as c:
             c.execute(
-                "INSERT INTO remote_jobs(id, batch_id, provider, phase, total, run_id, "
-                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO remote_jobs(id, batch_id, provider, phase, endpoint, total, run_id, "
+                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     job.id,
                     self.batch_id,
                     self.provider.name,
                     "prepared",
+                    job.endpoint,
                     len(tasks),
                     self._lease.id if self._lease is not None else None,
                     now,
@@ -484,10 +500,10 @@ class BatchApiRunner(Runner):
             t for t in self._tasks if t.status is TaskStatus.QUEUED and t.id not in self._removed
         ]
         parts = await asyncio.to_thread(self._partition, queued)
-        for part in parts:
+        for endpoint, part in parts:
             if self._stopping or self._cancel_asked:
                 break
-            job = _Job(new_id(), "prepared", [t.id for t in part])
+            job = _Job(new_id(), "prepared", [t.id for t in part], endpoint)
             now = time.time()
             await self._journal(self._journal_prepared, job, part, now)
             self._jobs.append(job)
@@ -502,23 +518,73 @@ class BatchApiRunner(Runner):
             self._emit_progress()
             await self._advance(job)
 
-    def _partition(self, queued: Sequence[Task]) -> list[list[Task]]:
-        """Worker thread: the tasks in jobs of at most the provider's requests and bytes
-        (each line is measured, not kept)."""
+    def _partition(self, queued: Sequence[Task]) -> list[tuple[str, list[Task]]]:
+        """Worker thread: the tasks in jobs of one endpoint each and at most the
+        provider's requests and bytes (each line is measured, not kept)."""
         limit_n, limit_bytes = self.api.max_requests, self.api.max_bytes
-        parts: list[list[Task]] = []
-        part: list[Task] = []
-        size = 0
+        by_endpoint: dict[str, list[Task]] = {}
         for task in queued:
-            line = len(self.api.line(self._request(task, with_images=False), task.id))
-            if part and (len(part) >= limit_n or size + line > limit_bytes):
-                parts.append(part)
-                part, size = [], 0
-            part.append(task)
-            size += line
-        if part:
-            parts.append(part)
+            endpoint = self.api.endpoint(self._request(task, with_images=False))
+            by_endpoint.setdefault(endpoint, []).append(task)
+        parts: list[tuple[str, list[Task]]] = []
+        for endpoint, tasks in by_endpoint.items():
+            part: list[Task] = []
+            size = 0
+            for task in tasks:
+                files = ["file-" + "x" * 24] * len(task.references)  # an id's length
+                request = self._request(task, with_images=False)
+                line = len(self.api.line(request, task.id, files))
+                if part and (len(part) >= limit_n or size + line > limit_bytes):
+                    parts.append((endpoint, part))
+                    part, size = [], 0
+                part.append(task)
+                size += line
+            if part:
+                parts.append((endpoint, part))
         return parts
+
+    async def _upload_references(self, job: _Job) -> None:
+        """Upload the reference images of the job's edits, once each (journaled: a
+        resumed run uses the same files)."""
+        wanted = {
+            r.sha256: r
+            for task_id in job.task_ids
+            if (task := self._by_id.get(task_id)) is not None
+            for r in task.references
+            if r.sha256 not in self._ref_files
+        }
+        if not wanted:
+            return
+        known = await self._journal(self._known_files, list(wanted))
+        self._ref_files.update(known)
+        for sha, ref in wanted.items():
+            if sha in self._ref_files:
+                continue
+            data = await asyncio.to_thread(ref.read_bytes)
+            mime = f"image/{ref.format.lower()}"
+            upload = functools.partial(self.api.upload_image, data, ref.name, mime)
+            file_id = await retrying(upload, POLL_RETRY)
+            await self._journal(self._journal_file, sha, file_id)
+            self._ref_files[sha] = file_id
+
+    def _known_files(self, digests: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk, marks in in_chunks(list(digests)):
+            for sha, file_id in self.workspace._query(
+                "SELECT sha256, file_id FROM remote_files WHERE provider=? "
+                f"AND sha256 IN ({marks})",
+                (self.provider.name, *chunk),
+            ):
+                out[sha] = file_id
+        return out
+
+    def _journal_file(self, sha: str, file_id: str) -> None:
+        with self.workspace._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO remote_files(provider, sha256, file_id, created_at) "
+                "VALUES (?,?,?,?)",
+                (self.provider.name, sha, file_id, time.time()),
+            )
 
     def _write_input(self, job: _Job) -> Path:
         """Worker thread: the job's input file, from its journaled tasks, streamed to disk."""
@@ -531,7 +597,9 @@ class BatchApiRunner(Runner):
                     task = self._by_id.get(task_id)
                     if task is None:
                         continue
-                    out.write(self.api.line(self._request(task, with_images=False), task_id))
+                    files = [self._ref_files[r.sha256] for r in task.references]
+                    request = self._request(task, with_images=False)
+                    out.write(self.api.line(request, task_id, files))
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -567,6 +635,7 @@ class BatchApiRunner(Runner):
         if job.cancel:
             await self._never_sent(job, "cancelled before it was sent")
             return
+        await self._upload_references(job)
         path = await asyncio.to_thread(self._write_input, job)
         try:
             file_id = await retrying(
@@ -588,11 +657,12 @@ class BatchApiRunner(Runner):
             assert job.input_file is not None
             metadata = {META_BATCH: str(self.batch_id), META_JOB: job.id}
             input_file = job.input_file
+            endpoint = job.endpoint or self._endpoint_of(job)
             # Not retried here: a create that timed out may have made the job. The
             # next pass looks for it by its metadata before creating it again.
             job.maybe_created = True
             try:
-                found = await self.api.create(input_file, metadata)
+                found = await self.api.create(input_file, metadata, endpoint)
             except ProviderError as exc:
                 if not exc.retryable:
                     job.maybe_created = False  # refused: no job was made
@@ -608,6 +678,13 @@ class BatchApiRunner(Runner):
         )
         job.maybe_created = False
         await self._seen(job, found)
+
+    def _endpoint_of(self, job: _Job) -> str:
+        for task_id in job.task_ids:
+            task = self._by_id.get(task_id)
+            if task is not None:
+                return self.api.endpoint(self._request(task, with_images=False))
+        return ""
 
     async def _poll(self, job: _Job) -> None:
         assert job.remote_id is not None

@@ -10,7 +10,7 @@ the order of the steps, resuming after a kill.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,13 +73,22 @@ class BatchApi(Protocol):
     def check(self, request: GenerationRequest) -> None:
         """Raise when this request cannot go through the batch API (nothing is sent)."""
 
-    def line(self, request: GenerationRequest, custom_id: str) -> bytes:
-        """The input file's line for one request (JSON, ending in a newline)."""
+    def endpoint(self, request: GenerationRequest) -> str:
+        """The endpoint this request goes to (one job holds one endpoint's requests)."""
+
+    def line(self, request: GenerationRequest, custom_id: str, files: Sequence[str] = ()) -> bytes:
+        """The input file's line for one request (JSON, ending in a newline); ``files``
+        are the ids of its reference images, uploaded with :meth:`upload_image`."""
 
     async def upload(self, path: Path, name: str) -> str:
         """Upload the input file; return its id."""
 
-    async def create(self, input_file: str, metadata: Mapping[str, str]) -> RemoteJob: ...
+    async def upload_image(self, data: bytes, name: str, mime: str) -> str:
+        """Upload one reference image for the requests that use it; return its id."""
+
+    async def create(
+        self, input_file: str, metadata: Mapping[str, str], endpoint: str
+    ) -> RemoteJob: ...
 
     async def get(self, job_id: str) -> RemoteJob: ...
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +89,15 @@ class GeminiBatchApi:
                 task_id=request.task_id,
             )
 
-    def line(self, request: GenerationRequest, custom_id: str) -> bytes:
+    def endpoint(self, request: GenerationRequest) -> str:
+        return f"models/{self.provider.model}:generateContent"
+
+    async def upload_image(self, data: bytes, name: str, mime: str) -> str:
+        raise NotSupportedError(  # check() refuses such tasks before anything is sent
+            "the Gemini batch API run of nbbatch sends no reference images"
+        )
+
+    def line(self, request: GenerationRequest, custom_id: str, files: Sequence[str] = ()) -> bytes:
         record = {"key": custom_id, "request": self.provider._body(request)}
         return json.dumps(record, separators=(",", ":")).encode() + b"\n"
 
@@ -171,7 +179,9 @@ class GeminiBatchApi:
             )
         return file_name
 
-    async def create(self, input_file: str, metadata: Mapping[str, str]) -> RemoteJob:
+    async def create(
+        self, input_file: str, metadata: Mapping[str, str], endpoint: str
+    ) -> RemoteJob:
         display = "nbbatch " + " ".join(f"{k}={v}" for k, v in metadata.items())
         return self._job(
             await self._http.json(

@@ -14,7 +14,7 @@ except :meth:`OpenAIBatchApi.create`, which the engine guards with the journal a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIBatchApi"]
 
 _ENDPOINT = "/v1/images/generations"
+_EDITS = "/v1/images/edits"
+#: the most images one edit in a batch may take
+_MAX_IMAGES = 16
 #: the most one result file may be (50,000 images of up to ~2 MB of base64 each)
 _MAX_RESULT_BYTES = 200 * 1024**3
 #: error codes of requests the service never ran (the job expired or was cancelled)
@@ -62,17 +65,42 @@ class OpenAIBatchApi:
     # ------------------------------------------------------------------ input
     def check(self, request: GenerationRequest) -> None:
         self.provider.validate(request)
-        if request.images or request.mask is not None:
+        if request.mask is not None:
             raise NotSupportedError(
-                "the OpenAI batch API run of nbbatch sends text-to-image requests only; "
-                "run tasks with reference images without batch_api=True",
+                "the OpenAI batch API run of nbbatch sends no masks; run tasks with a "
+                "mask without batch_api=True",
+                task_id=request.task_id,
+            )
+        if len(request.images) > _MAX_IMAGES:
+            raise NotSupportedError(
+                f"an edit in an OpenAI batch takes at most {_MAX_IMAGES} images; this task "
+                f"has {len(request.images)}",
                 task_id=request.task_id,
             )
 
-    def line(self, request: GenerationRequest, custom_id: str) -> bytes:
+    def endpoint(self, request: GenerationRequest) -> str:
+        return _EDITS if request.images else _ENDPOINT
+
+    def line(self, request: GenerationRequest, custom_id: str, files: Sequence[str] = ()) -> bytes:
         body = self.provider.request_fields(request)
-        record = {"custom_id": custom_id, "method": "POST", "url": _ENDPOINT, "body": body}
+        if request.images:
+            # an edit in a batch is JSON: its images are files uploaded once each
+            body["images"] = [{"file_id": f} for f in files]
+        url = self.endpoint(request)
+        record = {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
         return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+    async def upload_image(self, data: bytes, name: str, mime: str) -> str:
+        body = await self._http.json(
+            "POST", "/files", data={"purpose": "vision"}, files=[("file", (name, data, mime))]
+        )
+        file_id = body.get("id") if isinstance(body, Mapping) else None
+        if not isinstance(file_id, str):
+            raise MalformedResponseError(
+                f"{self.provider.name}: the image upload answered without a file id",
+                provider=self.provider.name,
+            )
+        return file_id
 
     # ------------------------------------------------------------------ jobs
     def _job(self, body: Any) -> RemoteJob:
@@ -121,14 +149,16 @@ class OpenAIBatchApi:
             )
         return file_id
 
-    async def create(self, input_file: str, metadata: Mapping[str, str]) -> RemoteJob:
+    async def create(
+        self, input_file: str, metadata: Mapping[str, str], endpoint: str
+    ) -> RemoteJob:
         return self._job(
             await self._http.json(
                 "POST",
                 "/batches",
                 json={
                     "input_file_id": input_file,
-                    "endpoint": _ENDPOINT,
+                    "endpoint": endpoint,
                     "completion_window": "24h",
                     "metadata": dict(metadata),
                 },

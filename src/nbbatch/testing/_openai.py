@@ -132,8 +132,29 @@ class FakeOpenAI(FakeServer):
                     "code": "missing_required_parameter",
                 }
             }
-        self.generations.append(body)
-        response = self._answer(prompt, body, None)
+        init = None
+        images = body.get("images")
+        if images is not None:  # an edit: JSON with files uploaded before
+            found = [
+                self.batch_api.files.get(str(i.get("file_id"))) if isinstance(i, dict) else None
+                for i in images
+                if isinstance(images, list)
+            ]
+            if not found or None in found:
+                return 400, {
+                    "error": {
+                        "message": "Invalid 'images': each needs the id of an uploaded file.",
+                        "type": "invalid_request_error",
+                        "param": "images",
+                        "code": "invalid_value",
+                    }
+                }
+            data = [f.path.read_bytes() for f in found if f is not None]
+            self.edits.append({"fields": body, "images": data, "mask": None})
+            init = data[0]
+        else:
+            self.generations.append(body)
+        response = self._answer(prompt, body, init)
         return response.status_code, json.loads(bytes(response.body))
 
     # ------------------------------------------------------------------ helpers
