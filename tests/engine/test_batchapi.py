@@ -365,3 +365,19 @@ async def test_edits_go_in_their_own_job_with_each_reference_uploaded_once(
     images = [f for f in server.batch_api.files.values() if f.purpose == "vision"]
     assert len(images) == 1  # one upload for both edits
     assert [e["images"][0] == png_bytes((32, 32)) for e in server.edits] == [True, True]
+
+
+async def test_a_task_added_during_the_run_goes_in_a_job_of_its_own(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    batch = make(workspace, ["a fox"])
+    added: list[Task] = []
+
+    async def add_once(seconds: float) -> None:
+        clock.advance(40)
+        if not added:
+            added.extend(batch.add([Task("a late heron", params=Params(size="64x64"))]))
+
+    await batch.run(provider, batch_api={"sleep": add_once})
+    assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 2
+    assert len(server.batch_api.created) == 2

@@ -332,6 +332,8 @@ class BatchApiRunner(Runner):
                     assert self._resumed is not None and self._wake is not None
                     await self._wait_for(self._resumed.wait())
                     continue
+                if self._has_pending() and not self._cancel_asked:
+                    await self._submit_queued()  # tasks added or retried during the run
                 open_jobs = [j for j in self._jobs if j.phase != "done"]
                 if not open_jobs:
                     break
