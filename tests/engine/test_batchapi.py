@@ -26,17 +26,40 @@ from tests.support import png_bytes
 KEY = "test-key-batchapi-0001"
 
 
+SHARED_CLOCK = BatchClock()
+
+
 @pytest.fixture
 def clock() -> BatchClock:
-    return BatchClock()
+    return SHARED_CLOCK
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(
+        api_key=KEY,
+        render="fast",
+        max_side=64,
+        batch_clock=SHARED_CLOCK,
+        batch_timing=(10, 100, 10),
+    ) as s:
+        yield s
 
 
 @pytest.fixture
-def server(clock: BatchClock) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(
-        api_key=KEY, render="fast", max_side=64, batch_clock=clock, batch_timing=(10, 100, 10)
-    ) as s:
-        yield s
+def server(shared_server: FakeOpenAI) -> FakeOpenAI:
+    # one server for the module (starting one costs ~0.3 s on a busy machine), as new
+    shared_server.clear_faults()
+    for seen in (
+        shared_server.requests,
+        shared_server.generations,
+        shared_server.edits,
+        shared_server.batch_api.created,
+    ):
+        seen.clear()
+    shared_server.batch_api.jobs.clear()
+    shared_server.batch_api.files.clear()
+    return shared_server
 
 
 @pytest.fixture
