@@ -259,3 +259,32 @@ def test_run_with_batch_api_submits_one_job_and_collects_its_results(tmp_path: P
     assert "1 failed, 2 succeeded" in run.stderr and "(refused)" in run.stderr
     assert len(created) == 1 and created[0]["metadata"]["nbbatch_batch"] == batch_id
     assert not server.calls("/v1/images/generations", "POST")
+
+
+@pytest.mark.slow
+def test_resume_collects_tasks_at_the_batch_api_without_sending_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws_path = tmp_path / "ws"
+    key = "test-key-cli-batch-0002"
+    with FakeOpenAI(api_key=key, render="fast", max_side=64) as server:
+        options = ["-o", f"base_url={server.base_url}", "-o", f"api_key={key}"]
+        with Workspace(ws_path) as ws:
+            batch = Batch.create(["a fox", "an owl"], workspace=ws)
+
+            async def submit_then_stop(seconds: float) -> None:
+                assert batch.runner is not None
+                batch.runner.stop()  # as if the kernel went away after submitting
+
+            from nbbatch.providers import OpenAIProvider
+
+            provider = OpenAIProvider(api_key=key, base_url=server.base_url)
+            batch.run_sync(provider, batch_api={"sleep": submit_then_stop})
+        code = cli.main(["resume", batch.id, "-w", str(ws_path), "-p", "openai", "-q", *options])
+        created = len(server.batch_api.created)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_OK, err
+    assert "2 task(s) are at the batch API: collecting" in err and "2 succeeded" in err
+    assert created == 1

@@ -280,6 +280,11 @@ class BatchApiRunner(Runner):
         """Task counts; the ETA comes from the provider's ``request_counts`` (its pace
         since this run began), as no task finishes before its job does."""
         base = super().progress()
+        if self._attached:  # at the provider, adopted when the run begins
+            waiting = len(self._attached)
+            base = dataclasses.replace(
+                base, total=base.total + waiting, running=base.running + waiting
+            )
         pace = self._remote_pace
         if len(pace) < 2 or pace[-1][0] <= pace[0][0] or pace[-1][1] <= pace[0][1]:
             return base
@@ -377,6 +382,8 @@ class BatchApiRunner(Runner):
     # ----------------------------------------------------------- journal steps
     def _take_over(self) -> None:
         """Journal thread: adopt this batch's unfinished jobs whose poller is gone."""
+        # adopted below, or left to the live run polling them
+        attached, self._attached = self._attached, []
         mine = self._lease.id if self._lease is not None else new_id()
         rows = self.workspace._query(
             "SELECT id, phase, endpoint, input_file, remote_id, remote_state, completed, "
@@ -423,7 +430,7 @@ class BatchApiRunner(Runner):
                 f"SELECT id, status, error_kind FROM tasks WHERE id IN ({marks})", chunk
             ):
                 journaled[task_id] = (status, kind)
-        known = {t.id: t for t in (*self._tasks, *self._attached)}
+        known = {t.id: t for t in (*self._tasks, *attached)}
         for task_id in ids:
             status, kind = journaled.get(task_id, ("", None))
             t = known.get(task_id)
