@@ -5,7 +5,9 @@ Each round starts a child that runs the same batch with ``batch_api=True`` again
 survives the kills), lets it get going, and kills it with SIGKILL after a random delay:
 while it writes the input file, uploads, creates a job, polls, downloads or saves the
 results. The jobs are small (10 requests) so that a batch of 40 tasks goes through
-every step four times. After the rounds one last child runs to the end.
+every step four times. Rounds go on until 20 kills have landed inside a run (a child
+that found nothing left to do adds 20 tasks for the next one: a kill always has work to
+interrupt, however fast the machine); then one last child runs to the end.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from nbbatch.testing import FakeOpenAI
 KEY = "test-key-crash-batchapi-01"
 TASKS = 40
 KILLS = 20
+#: tasks added when a child found nothing left to do, and the most rounds
+MORE = 20
+MAX_ROUNDS = 60
 
 
 def _run(ws_path: str, batch_id: str, base_url: str, started: Any) -> None:
@@ -78,9 +83,13 @@ def test_sigkill_anywhere_in_a_batch_api_run_never_submits_or_ingests_twice(
     with FakeOpenAI(
         api_key=KEY, render="fast", max_side=64, batch_timing=(0.02, 0.15, 0.02)
     ) as server:
-        killed_mid_run = 0
+        killed_mid_run = rounds = 0
+        total = TASKS
         ctx = _context()
-        for _ in range(KILLS):
+        # a kill counts when it lands inside a run; a child that found nothing left to
+        # do gets more tasks for the next round, so every kill has work to interrupt
+        while killed_mid_run < KILLS and rounds < MAX_ROUNDS:
+            rounds += 1
             proc, started = _child(ctx, ws_path, batch_id, server)
             try:
                 assert started.wait(60)
@@ -89,6 +98,7 @@ def test_sigkill_anywhere_in_a_batch_api_run_never_submits_or_ingests_twice(
                     killed_mid_run += 1
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.join()
+                finished = proc.exitcode == 0
             finally:
                 if proc.is_alive():
                     proc.kill()
@@ -96,14 +106,19 @@ def test_sigkill_anywhere_in_a_batch_api_run_never_submits_or_ingests_twice(
                 proc.close()
             submitted = _submitted(server)
             assert len(submitted) == len(set(submitted)), "a task was submitted twice"
+            if finished:
+                with Workspace(ws_path) as ws:
+                    more = [f"crash test bird {total + i}" for i in range(MORE)]
+                    Batch.load(batch_id, ws).add(more, params=Params(size="64x64"))
+                total += MORE
         # the last run goes to the end
         proc, _ = _child(ctx, ws_path, batch_id, server)
         proc.join(120)
         assert proc.exitcode == 0
         proc.close()
         submitted = _submitted(server)
-    assert killed_mid_run >= KILLS // 2  # most kills landed inside a run
-    assert len(submitted) == len(set(submitted)) == TASKS
+    assert killed_mid_run == KILLS
+    assert len(submitted) == len(set(submitted)) == total
     with Workspace(ws_path) as ws:
         tasks = Batch.load(batch_id, ws).tasks
         assert {t.status for t in tasks} == {TaskStatus.SUCCEEDED}, [
