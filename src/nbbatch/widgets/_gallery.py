@@ -449,7 +449,7 @@ class Gallery(Panel):
         return {
             "strings": catalogue(self.lang, "gallery"),
             "batch": self._batch.name,
-            "done": len(self._done()),
+            "done": self._hub.figures().shown,  # kept by the hub: no pass over every task
         }
 
     def _on_task(self, content: dict[str, Any]) -> dict[str, Any]:

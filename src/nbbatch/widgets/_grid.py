@@ -340,7 +340,7 @@ class TaskGrid(Panel):
                 if full and task_id in self._screen:
                     # on screen and more than the status changed (a result, an error):
                     # send the row itself rather than make the page ask for it
-                    whole.append(self._row(task, index))
+                    whole.append(self._row(task, index.get(task.id, 0) + 1))
                     self._hub.remember_sources(task)
                 else:
                     rows.append(_rows.patch(task, full))
@@ -419,10 +419,13 @@ class TaskGrid(Panel):
         view = self._view_for(filt, query)
         start = max(0, _int(content.get("start"), 0))
         end = min(len(view), _int(content.get("end"), start + 50), start + _MAX_ROWS)
-        index = self._hub.index()
+        # the whole batch in order: a row's number is its place, no index needed (the
+        # index of a 100,000-task batch takes a pass over every task)
+        index = self._hub.index() if self._filtered else None
         rows = []
-        for task in view[start:end]:
-            rows.append(self._row(task, index))
+        for i, task in enumerate(view[start:end]):
+            number = index.get(task.id, 0) + 1 if index is not None else start + 1 + i
+            rows.append(self._row(task, number))
             self._hub.remember_sources(task)
             for seen in (self._window, self._screen):
                 seen[task.id] = None
@@ -433,16 +436,16 @@ class TaskGrid(Panel):
             self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
-    def _row(self, task: Task, index: dict[str, int]) -> Row:
+    def _row(self, task: Task, number: int) -> Row:
         parent = None
         if task.parent_id is not None:
             try:
                 parent = self._hub.task(task.parent_id)
             except KeyError:
                 parent = None  # deleted: the row shows its reference as any other
-        row = _rows.row(task, index.get(task.id, 0) + 1, self.lang, parent=parent)
+        row = _rows.row(task, number, self.lang, parent=parent)
         if "pa" in row:
-            row["pa"]["n"] = index.get(row["pa"]["id"], 0) + 1
+            row["pa"]["n"] = self._hub.index().get(row["pa"]["id"], 0) + 1
         return row
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:
