@@ -33,7 +33,7 @@ class View {
       this.toolbar?.update();
       this.grid?.schedule();
     });
-    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar?.update());
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency", "concurrency_limit"]) watch(name, () => this.toolbar?.update());
     this.start();
   }
 

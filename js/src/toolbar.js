@@ -44,11 +44,12 @@ export class Toolbar {
         view.act("set_concurrency", { value });
       },
     });
+    this.limit = h("span", { class: "nbb-limit", hidden: true });
     const settings = h(
       "div",
       { class: "nbb-settings" },
       h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
-      h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency),
+      h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
     );
 
     this.bar = h("div", {
@@ -123,6 +124,11 @@ export class Toolbar {
     }
     if (this.provider.value !== current) this.provider.value = current;
     this.provider.disabled = live;
+    // the provider's own cap on requests at once: a limit beside the one number set
+    const limit = model.get("concurrency_limit") || 0;
+    setText(this.limit, limit ? fmt(s, "concurrency_limit", { n: limit }) : "");
+    this.limit.hidden = !limit;
+    setAttr(this.concurrency, "title", limit ? fmt(s, "concurrency_limit_help", { n: limit }) : s.concurrency);
     const conc = String(model.get("concurrency"));
     if (document.activeElement !== this.concurrency && this.concurrency.value !== conc) {
       this.concurrency.value = conc;

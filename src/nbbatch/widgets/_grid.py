@@ -94,6 +94,8 @@ class TaskGrid(Panel):
     #: display names of ``providers`` (the catalogue's labels), in the same order
     provider_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     concurrency = traitlets.Int(3).tag(sync=True)
+    #: the provider's own limit on requests at once (0: none), shown beside concurrency
+    concurrency_limit = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -233,6 +235,7 @@ class TaskGrid(Panel):
             self.providers = names
             self.provider_labels = [provider_label(n) for n in names]
             self.provider_name = self._session.provider_name
+            self.concurrency_limit = self._session.provider_limit() or 0
 
     def _session_changed(self, what: str, value: Any) -> None:
         if what == "batch":

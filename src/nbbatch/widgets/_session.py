@@ -154,12 +154,21 @@ class StudioSession:
         return self._concurrency
 
     def provider_limit(self) -> int | None:
-        """The provider's own limit on requests at once, when it has one."""
+        """The provider's own limit on requests at once, when it has one: a Provider's
+        ``max_concurrency``, a saved configuration's "Requests at once", else the
+        catalogue's default for that provider (the WebUI's 1)."""
         p = self._provider
-        limit = getattr(p, "concurrency", None)
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            return limit
-        return None
+        if isinstance(p, str):
+            try:
+                settings = load_settings()
+            except NbbatchError:
+                settings = None
+            if settings is None or p not in settings.providers or p in available_providers():
+                return _catalogue_limit(p)
+            p = settings.get(p)
+        if isinstance(p, ProviderConfig):
+            return _whole_limit(p.concurrency) or _catalogue_limit(p.provider)
+        return _whole_limit(getattr(p, "max_concurrency", None))
 
     # ----------------------------------------------------------- choosing
     def use_provider(self, provider: Any) -> None:
@@ -425,6 +434,21 @@ class StudioSession:
 
         self._jobs.add(future)
         future.add_done_callback(loaded)
+
+
+def _whole_limit(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _catalogue_limit(name: str) -> int | None:
+    """The default of the catalogue's "Requests at once" for provider ``name``."""
+    try:
+        fields = provider_info(name).settings
+    except NbbatchError:
+        return None
+    return next((_whole_limit(f.default) for f in fields if f.name == "concurrency"), None)
 
 
 def provider_label(name: str) -> str:
