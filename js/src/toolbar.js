@@ -98,7 +98,10 @@ export class Toolbar {
     const state = model.get("run_state");
     const live = state === "running" || state === "paused" || state === "stopping";
     const failed = this.summary ? this.summary.counts.failed : 0;
-    this.runAll.disabled = state === "running" || state === "stopping";
+    // another kernel runs this batch: this studio follows it from the journal, Run waits
+    const held = model.get("held_elsewhere") || 0;
+    this.runAll.disabled = state === "running" || state === "stopping" || held > 0;
+    setAttr(this.runAll, "title", held ? fmt(s, "held_elsewhere_help", { n: held }) : s.run_all);
     this.pause.hidden = state === "paused";
     this.resume.hidden = state !== "paused";
     this.pause.disabled = state !== "running";
@@ -108,9 +111,10 @@ export class Toolbar {
     // after the run waits for the next Run all
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
-    const label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    let label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    if (held) label = fmt(s, "held_elsewhere", { n: held });
     setText(this.state, label);
-    this.state.dataset.state = state;
+    this.state.dataset.state = held ? "elsewhere" : state;
 
     const names = model.get("providers") || [];
     const labels = model.get("provider_labels") || [];

@@ -12,6 +12,10 @@ const strings = {
   n_failed: "{n} failed",
   n_total: "{n} total",
   state_running: "Running",
+  state_idle: "Idle",
+  run_all: "Run all",
+  held_elsewhere: "{n} task(s) are being run by another kernel",
+  held_elsewhere_help: "Another kernel is running this batch. Run all is available when that run ends.",
   state_finished: "Finished",
 };
 
@@ -61,5 +65,19 @@ describe("Toolbar", () => {
     toolbar.setSummary(summary({ elapsed: 70, ticking: false }));
     vi.advanceTimersByTime(10_000);
     expect(toolbar.stats.textContent).toContain("elapsed 1:10");
+  });
+
+  it("says another kernel runs the batch and keeps Run all off until that run ends", () => {
+    model.set("held_elsewhere", 3);
+    toolbar.update();
+    expect(toolbar.state.textContent).toBe("3 task(s) are being run by another kernel");
+    expect(toolbar.state.dataset.state).toBe("elsewhere");
+    expect(toolbar.runAll.disabled).toBe(true);
+    expect(toolbar.runAll.getAttribute("title")).toContain("available when that run ends");
+    model.set("held_elsewhere", 0);
+    toolbar.update();
+    expect(toolbar.state.textContent).toBe("Idle");
+    expect(toolbar.runAll.disabled).toBe(false);
+    expect(toolbar.runAll.getAttribute("title")).toBe("Run all");
   });
 });

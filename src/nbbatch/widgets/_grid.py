@@ -96,6 +96,8 @@ class TaskGrid(Panel):
     concurrency = traitlets.Int(3).tag(sync=True)
     #: the provider's own limit on requests at once (0: none), shown beside concurrency
     concurrency_limit = traitlets.Int(0).tag(sync=True)
+    #: tasks another kernel's run holds (0: none): the toolbar says so and Run waits
+    held_elsewhere = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class TaskGrid(Panel):
         self.run_state = self._hub.run_state()
         self._follow_provider()
         self.concurrency = session.concurrency
+        self.held_elsewhere = session.held_elsewhere
         self._handle(
             {
                 "hello": ("doing_request", self._on_hello),
@@ -246,6 +249,16 @@ class TaskGrid(Panel):
             self._follow_provider()
         elif what == "concurrency":
             self.concurrency = int(value)
+        elif what == "held":
+            self.held_elsewhere = int(value)
+        elif what == "refreshed":
+            self._hub.refreshed(value)
+        elif what == "held_ended":
+            if value is None:
+                self.notify(tr(self.lang, "held_elsewhere_ended"), "info")
+            else:
+                message = describe(value, self.lang)
+                self.notify(tr(self.lang, "held_elsewhere_lost", message=message))
         elif what == "run":
             self.run_state = str(value.state)
             self._hub_all_rows()
@@ -363,6 +376,8 @@ class TaskGrid(Panel):
     def _view_for(self, filt: str, query: str) -> Sequence[Task]:
         hub = self._hub
         tasks = self._batch.tasks
+        if filt == "all" and not query:
+            return tasks  # the batch's own list (Batch.refresh replaces it)
         key = (
             hub.structure_version,
             len(tasks),
@@ -372,18 +387,13 @@ class TaskGrid(Panel):
             query,
         )
         if key != self._view_key:
-            if filt == "all" and not query:
-                self._view = tasks
-            else:
-                needle = query.casefold()
-                self._view = [
-                    t
-                    for t in tasks
-                    if (
-                        filt == "all" or t.status.value == filt or (filt == "starred" and t.starred)
-                    )
-                    and (not needle or needle in t.prompt.casefold())
-                ]
+            needle = query.casefold()
+            self._view = [
+                t
+                for t in tasks
+                if (filt == "all" or t.status.value == filt or (filt == "starred" and t.starred))
+                and (not needle or needle in t.prompt.casefold())
+            ]
             self._view_key = key
         return self._view
 

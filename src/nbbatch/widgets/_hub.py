@@ -206,9 +206,12 @@ class Hub:
         another kernel's run): count again and repaint what is on screen."""
         self._index = None
         self.tally.stale = True
+        # new task objects, maybe other tasks: every view is rebuilt, the pages ask again
+        self.structure_version += 1
         self.status_version += 1
+        self.content_version += 1
         for s in list(self._sinks):
-            s._hub_all_rows()
+            s._hub_structure(())
             s._hub_summary()
 
     def figures(self) -> Tally:
