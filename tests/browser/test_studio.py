@@ -183,6 +183,11 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     expect(failed_row.locator(".nbb-attempts")).to_have_text("attempt 2", timeout=30_000)
     expect(failed_row.locator(".nbb-badge")).to_have_text("failed")
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
+    # "elapsed" is the batch's run time (the paused second included), not the instant
+    # retry's own: it said "elapsed 0:00" here
+    elapsed = studio.locator(".nbb-stat", has_text="elapsed")
+    expect(elapsed).to_have_text(re.compile(r"^elapsed \d+:\d\d$"))
+    expect(elapsed).not_to_have_text("elapsed 0:00")
     lab.screenshot(page, "6-retried")
     assert not [c for c in lab.console if "pageerror" in c]
 

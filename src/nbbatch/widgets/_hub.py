@@ -83,6 +83,9 @@ class Hub:
         self._run_started: float | None = None
         self._run_ended: float | None = None
         self._run_images = 0
+        #: time spent in the batch's earlier runs (shown with the run's own: a retry of
+        #: one task after a long run does not bring "elapsed" back to 0:00)
+        self._runs_before = 0.0
         self.clock: Callable[[], float] = time.monotonic
         self._unsubscribe = batch.subscribe(self._on_event)
 
@@ -154,9 +157,10 @@ class Hub:
         # A run announces "running" before the batch names it as its runner, and again
         # on every resume: a new run is one that starts after the last one ended.
         if state == "running" and (self._run_started is None or self._run_ended is not None):
+            if self._run_started is not None and self._run_ended is not None:
+                self._runs_before += max(0.0, self._run_ended - self._run_started)
             self._run_started = now
             self._run_ended = None
-            self._run_images = 0
         elif state in ("finished", "stopped") and self._run_started is not None:
             self._run_ended = now
 
@@ -233,7 +237,7 @@ class Hub:
         ipm = None
         if self._run_started is not None:
             end = self._run_ended if self._run_ended is not None else self.clock()
-            elapsed = max(0.0, end - self._run_started)
+            elapsed = self._runs_before + max(0.0, end - self._run_started)
             if elapsed >= 3.0 and self._run_images:
                 ipm = round(self._run_images * 60.0 / elapsed, 1)
         done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
