@@ -1,0 +1,246 @@
+"""``CompareView``: a comparison as a table — rows are tasks, columns configurations.
+
+``CompareView(cmp)`` shows the comparison's table (the ``ComparePanel`` anywidget) with
+a gallery beside it: each cell is its thumbnail with the time and cost under it, each
+column header the configuration with its totals; a click on a cell opens its image in
+the gallery, ``Pick`` stars it as the row's winner. The table is virtualised: the page
+asks for the rows it shows (with their thumbnails, as binary buffers) and asks again
+when the kernel says the comparison changed (a cell finished, a star) — at most a few
+times a second.
+
+Wire protocol (the request/reply rules of every panel: a ``uuid`` each, one reply):
+
+page → kernel
+    ``hello``                  strings, the columns with their totals (``spent``: the
+                               cost), the row count
+    ``rows {start, count}``    those rows: prompt, and per column status, ``took``
+                               (seconds), ``spent`` (cost), images, starred, error;
+                               one WebP thumbnail per cell with an image (buffers, in
+                               order; ``thumb`` is its index)
+    ``open {row, column}``     shows the cell's image in the gallery
+    ``pick {row, column}``     stars the cell's first image as the row's winner
+kernel → page (unsolicited)
+    ``changed``                the comparison changed: ask again for what is shown
+
+Synced traits: ``lang``, ``rows`` and ``columns`` (counts). Prompts and images travel
+as messages only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+from typing import Any
+
+import ipywidgets  # type: ignore[import-untyped]  # (no stubs; only Box layout used)
+import traitlets
+
+from nbbatch.engine import Comparison
+from nbbatch.events import Event
+from nbbatch.images import ThumbnailCache
+
+from ._gallery import Gallery
+from ._i18n import catalogue
+from ._panel import Panel
+from ._words import UserFacingError
+
+__all__ = ["ComparePanel", "CompareView"]
+
+log = logging.getLogger("nbbatch")
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+_THUMB_SIZE = 192  # px on the longer side: 96 css px at 2x density
+_MAX_ROWS = 100  # per request
+_CHANGED_EVERY = 0.3  # seconds between "changed" messages while cells finish
+
+
+class ComparePanel(Panel):
+    """The table of a :class:`~nbbatch.engine.Comparison` (see the module docstring)."""
+
+    _esm = _STATIC / "compare.js"
+    _css = _STATIC / "compare.css"
+
+    rows = traitlets.Int(0).tag(sync=True)
+    columns = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        comparison: Comparison,
+        *,
+        gallery: Gallery | None = None,
+        lang: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(comparison, Comparison):
+            raise TypeError(
+                f"ComparePanel needs an nbbatch Comparison, got {type(comparison).__name__}"
+            )
+        super().__init__(
+            lang=lang,
+            rows=len(comparison),
+            columns=len(comparison.configurations),
+            **kwargs,
+        )
+        self.comparison = comparison
+        self.gallery = gallery
+        self.thumbs = ThumbnailCache(comparison.workspace)
+        self._pending: asyncio.TimerHandle | None = None
+        self._unsubscribe = comparison.batch.subscribe(self._on_event)
+        self._handle(
+            {
+                "hello": ("doing_request", self._on_hello),
+                "rows": ("doing_request", self._on_rows),
+                "open": ("doing_request", self._on_open),
+                "pick": ("doing_request", self._on_pick),
+            }
+        )
+
+    def _repr_detail(self) -> str:
+        return f"comparison {self.comparison.id}"
+
+    def close(self) -> None:
+        unsubscribe = getattr(self, "_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
+        if getattr(self, "_pending", None) is not None:
+            self._pending.cancel()  # type: ignore[union-attr]
+        super().close()
+
+    # ----------------------------------------------------------- changes
+    def _on_event(self, event: Event) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            self.changed()
+            return
+        if self._pending is None:  # coalesce: one message per interval at most
+            self._pending = loop.call_later(_CHANGED_EVERY, self._flush)
+
+    def _flush(self) -> None:
+        self._pending = None
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell the page to ask again for the rows it shows."""
+        if getattr(self, "comm", None) is not None:
+            self._post({"type": "changed", "columns": self._columns()})
+
+    # ----------------------------------------------------------- data
+    def _columns(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r["configuration"],
+                "provider": r["provider"],
+                "model": r["model"],
+                "cells": r["cells"],
+                "succeeded": r["succeeded"],
+                "failed": r["failed"],
+                "median_seconds": r["median_seconds"],
+                "spent": r["cost"],
+            }
+            for r in self.comparison.summary_rows()
+        ]
+
+    def _cell(self, row: int, column: int) -> Any:
+        cmp = self.comparison
+        if not isinstance(row, int) or not 0 <= row < len(cmp):
+            raise UserFacingError("bad_request", type="row")
+        if not isinstance(column, int) or not 0 <= column < len(cmp.configurations):
+            raise UserFacingError("bad_request", type="column")
+        return cmp.cell(row, column)
+
+    # ----------------------------------------------------------- handlers
+    def _on_hello(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "strings": catalogue(self.lang, "compare"),
+            "columns": self._columns(),
+            "rows": len(self.comparison),
+            "name": self.comparison.name,
+        }
+
+    def _on_rows(self, content: dict[str, Any]) -> dict[str, Any]:
+        start, count = content.get("start"), content.get("count")
+        if not isinstance(start, int) or not isinstance(count, int) or start < 0 or count < 0:
+            raise UserFacingError("bad_request", type="rows")
+        cmp = self.comparison
+        stop = min(len(cmp), start + min(count, _MAX_ROWS))
+        uid = content.get("uuid")
+        # what the loop owns (the tasks) is read here; files are read off the loop
+        wanted: list[tuple[int, list[dict[str, Any]], list[Any]]] = []
+        records = {r["task_id"]: r for r in cmp._records()}
+        for row in range(start, stop):
+            cells, images = [], []
+            for column in range(len(cmp.configurations)):
+                task = cmp.cell(row, column).task
+                rec = records.get(task.id, {})
+                image = cmp._chosen_image(task)
+                images.append(image)
+                cells.append(
+                    {
+                        "status": task.status.value,
+                        "took": rec.get("seconds"),
+                        "spent": rec.get("cost"),
+                        "images": len(task.images),
+                        "starred": task.starred,
+                        "error": task.error,
+                        "score": rec.get("score"),
+                    }
+                )
+            wanted.append((row, cells, images))
+
+        def work() -> tuple[list[dict[str, Any]], list[bytes]]:
+            out, buffers = [], []
+            for row, cells, images in wanted:
+                for cell, image in zip(cells, images, strict=True):
+                    cell["thumb"] = None
+                    if image is None:
+                        continue
+                    try:
+                        buffers.append(self.thumbs.get_bytes(image, _THUMB_SIZE))
+                        cell["thumb"] = len(buffers) - 1
+                    except Exception as exc:  # a missing file: the cell says so
+                        log.warning("nbbatch compare: no thumbnail for %s: %s", image.path, exc)
+                out.append({"row": row, "prompt": cmp.cell(row, 0).task.prompt, "cells": cells})
+            return out, buffers
+
+        def reply(result: tuple[list[dict[str, Any]], list[bytes]]) -> None:
+            rows, buffers = result
+            self._reply(uid, True, {"start": start, "rows": rows}, buffers)
+
+        return self._off_loop(uid, "doing_request", work, reply)
+
+    def _on_open(self, content: dict[str, Any]) -> dict[str, Any]:
+        cell = self._cell(content.get("row"), content.get("column"))  # type: ignore[arg-type]
+        if not cell.task.images:
+            raise UserFacingError("cmp_no_image")
+        if self.gallery is None:
+            raise UserFacingError("cmp_no_gallery")
+        image = self.comparison._chosen_image(cell.task)
+        self.gallery.show(cell.task, image.index if image is not None else 0)
+        return {"task": cell.task.id}
+
+    def _on_pick(self, content: dict[str, Any]) -> dict[str, Any]:
+        cell = self._cell(content.get("row"), content.get("column"))  # type: ignore[arg-type]
+        if not cell.task.images:
+            raise UserFacingError("cmp_no_image")
+        self.comparison.pick(cell.row, cell.configuration)
+        return {"task": cell.task.id}
+
+
+class CompareView(ipywidgets.VBox):  # type: ignore[misc]  # (untyped base)
+    """A comparison's table with a gallery: ``CompareView(cmp)`` as a cell's last line.
+
+    ``view.table`` is the :class:`ComparePanel`, ``view.gallery`` the
+    :class:`~nbbatch.widgets.Gallery` of the comparison's batch that a cell's click opens.
+    """
+
+    def __init__(self, comparison: Comparison, *, lang: str | None = None) -> None:
+        self.comparison = comparison
+        self.gallery = Gallery(comparison.batch, lang=lang)
+        self.table = ComparePanel(comparison, gallery=self.gallery, lang=lang)
+        super().__init__([self.table, self.gallery])
+
+    def close(self) -> None:
+        self.table.close()
+        self.gallery.close()
+        super().close()

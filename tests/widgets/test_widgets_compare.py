@@ -1,0 +1,67 @@
+"""The Compare table's message protocol, driven as the browser drives it (no browser)."""
+
+from __future__ import annotations
+
+import pytest
+
+import nbbatch
+from nbbatch import Params, Workspace
+from nbbatch.engine import Comparison
+from nbbatch.widgets import ComparePanel, CompareView
+from tests.widgets.page import Page
+
+
+@pytest.fixture
+def ran(workspace: Workspace) -> Comparison:
+    cmp = nbbatch.compare(
+        ["a red fox", "a castle at night", "a koi pond"],
+        ["demo", ("demo", {"label": "faulty", "fail_prompts": ["castle"]})],
+        workspace=workspace,
+        params=Params(size="64x64"),
+    )
+    return cmp.run_sync(retry=0)
+
+
+def test_the_table_sends_columns_with_totals_and_rows_with_thumbnails(ran: Comparison) -> None:
+    view = CompareView(ran)
+    page = Page(view.table)
+    hello = page.ok("hello")
+    assert hello["rows"] == 3 and hello["strings"]["cmp_task"] == "Task"
+    faulty = hello["columns"][1]
+    assert (faulty["name"], faulty["succeeded"], faulty["failed"]) == ("faulty", 2, 1)
+    reply = page.ok("rows", start=1, count=5)
+    assert [r["row"] for r in reply["rows"]] == [1, 2]
+    castle = reply["rows"][0]
+    assert castle["prompt"] == "a castle at night"
+    ok, bad = castle["cells"]
+    assert ok["status"] == "succeeded" and ok["took"] is not None and ok["thumb"] == 0
+    assert bad["status"] == "failed" and bad["thumb"] is None and bad["error"]
+    assert len(reply["_buffers"]) == 3  # one thumbnail per cell with an image
+    assert reply["_buffers"][0][:4] == b"RIFF"  # WebP
+    view.close()
+
+
+def test_a_cell_opens_the_gallery_and_pick_stars_the_winner(ran: Comparison) -> None:
+    view = CompareView(ran, lang="zh")
+    page = Page(view.table)
+    shown: list[object] = []
+    view.gallery.show = lambda task, image=0, **kw: shown.append((task, image))  # type: ignore[method-assign]
+    page.ok("open", row=0, column=1)
+    assert shown == [(ran.cell(0, "faulty").task, 0)]
+    assert "还没有图片" in page.refused("open", row=1, column=1)
+    page.ok("pick", row=2, column=0)
+    assert [(w.row, w.configuration) for w in ran.winners()] == [(2, "demo")]
+    assert page.of_type("changed")  # the star was announced to the page
+    assert page.refused("rows", start=-1, count=3)
+    assert page.refused("open", row=9, column=0)
+    view.close()
+
+
+def test_the_synced_state_holds_counts_only(ran: Comparison) -> None:
+    panel = ComparePanel(ran)
+    state = panel.get_state()
+    assert (state["rows"], state["columns"]) == (3, 2)
+    assert "a red fox" not in str(state)
+    with pytest.raises(TypeError, match="Comparison"):
+        ComparePanel(ran.batch)  # type: ignore[arg-type]
+    panel.close()
