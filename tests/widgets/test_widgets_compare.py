@@ -65,3 +65,26 @@ def test_the_synced_state_holds_counts_only(ran: Comparison) -> None:
     with pytest.raises(TypeError, match="Comparison"):
         ComparePanel(ran.batch)  # type: ignore[arg-type]
     panel.close()
+
+
+async def test_run_from_the_table_then_retry_failed(workspace: Workspace) -> None:
+    cmp = nbbatch.compare(
+        ["a red fox", "a castle at night"],
+        ["demo", ("demo", {"label": "faulty", "fail_prompts": ["castle"]})],
+        workspace=workspace,
+        params=Params(size="64x64"),
+        retry=0,
+    )
+    panel = ComparePanel(cmp)
+    page = Page(panel)
+    page.ok("run")
+    assert "already running" in page.refused("run")
+    assert cmp.runner is not None
+    await cmp.runner.wait()
+    assert cmp.counts == {"succeeded": 3, "failed": 1}
+    assert "Nothing to run" in page.refused("run")
+    cmp.configurations[1].options["fail_prompts"] = []
+    page.ok("run", retry_failed=True)
+    await cmp.runner.wait()
+    assert cmp.counts == {"succeeded": 4}
+    panel.close()

@@ -63,20 +63,20 @@ class CompareView {
       this.build(msg.name);
       this.reload();
     } catch (err) {
-      this.root.replaceChildren(h("div", { class: "nbb-c-error", role: "alert", text: this.words(err) }));
+      this.root.replaceChildren(h("div", { class: "nbb-k-error", role: "alert", text: this.words(err) }));
     }
   }
 
   build(name) {
     const s = this.strings;
-    this.status = h("div", { class: "nbb-c-status", role: "status", "aria-live": "polite" });
-    this.head = h("div", { class: "nbb-c-head", role: "row" });
-    this.body = h("div", { class: "nbb-c-body", role: "rowgroup" });
+    this.status = h("div", { class: "nbb-k-status", role: "status", "aria-live": "polite" });
+    this.head = h("div", { class: "nbb-k-head", role: "row" });
+    this.body = h("div", { class: "nbb-k-body", role: "rowgroup" });
     this.body.style.height = `${this.rows * ROW_H}px`;
     this.scroller = h(
       "div",
       {
-        class: "nbb-c-scroll",
+        class: "nbb-k-scroll",
         role: "table",
         "aria-label": s.cmp_table_label,
         "aria-rowcount": String(this.rows + 1),
@@ -85,7 +85,21 @@ class CompareView {
       this.head,
       this.body,
     );
-    this.root.append(h("div", { class: "nbb-c-title" }, h("strong", { text: name }), this.status), this.scroller);
+    const run = (retryFailed) =>
+      this.channel.request("run", { retry_failed: retryFailed }).catch((err) => {
+        if (this.status) setText(this.status, this.words(err));
+      });
+    this.root.append(
+      h(
+        "div",
+        { class: "nbb-k-title" },
+        h("strong", { text: name }),
+        h("button", { type: "button", class: "nbb-k-btn", text: s.cmp_run, onclick: () => run(false) }),
+        h("button", { type: "button", class: "nbb-k-btn", text: s.cmp_retry_failed, onclick: () => run(true) }),
+        this.status,
+      ),
+      this.scroller,
+    );
     this.paintHead();
   }
 
@@ -97,7 +111,7 @@ class CompareView {
     if (!this.head) return;
     const s = this.strings;
     this.head.style.gridTemplateColumns = this.template();
-    const cells = [h("div", { class: "nbb-c-hcell nbb-c-prompt", role: "columnheader", text: s.cmp_task })];
+    const cells = [h("div", { class: "nbb-k-hcell nbb-k-prompt", role: "columnheader", text: s.cmp_task })];
     let done = 0;
     let total = 0;
     for (const c of this.columns) {
@@ -106,10 +120,10 @@ class CompareView {
       cells.push(
         h(
           "div",
-          { class: "nbb-c-hcell", role: "columnheader", title: c.model ? `${c.provider} · ${c.model}` : c.provider },
-          h("div", { class: "nbb-c-name", text: c.name }),
+          { class: "nbb-k-hcell", role: "columnheader", title: c.model ? `${c.provider} · ${c.model}` : c.provider },
+          h("div", { class: "nbb-k-name", text: c.name }),
           h("div", {
-            class: "nbb-c-totals",
+            class: "nbb-k-totals",
             text: fmt(s, "cmp_totals", {
               ok: c.succeeded,
               n: c.cells,
@@ -180,32 +194,32 @@ class CompareView {
 
   paintRow(r, data, urls) {
     const s = this.strings;
-    const row = h("div", { class: "nbb-c-row", role: "row", "aria-rowindex": String(r + 2) });
+    const row = h("div", { class: "nbb-k-row", role: "row", "aria-rowindex": String(r + 2) });
     row.style.top = `${r * ROW_H}px`;
     row.style.gridTemplateColumns = this.template();
     row.append(
       h(
         "div",
-        { class: "nbb-c-prompt", role: "rowheader" },
-        h("span", { class: "nbb-c-num", text: `${r + 1}` }),
-        h("span", { class: "nbb-c-text", text: data ? data.prompt : "…", title: data ? data.prompt : null }),
+        { class: "nbb-k-prompt", role: "rowheader" },
+        h("span", { class: "nbb-k-num", text: `${r + 1}` }),
+        h("span", { class: "nbb-k-text", text: data ? data.prompt : "…", title: data ? data.prompt : null }),
       ),
     );
     this.columns.forEach((col, c) => {
       const cell = data?.cells[c];
       if (!cell) {
-        row.append(h("div", { class: "nbb-c-cell nbb-c-wait", role: "cell" }));
+        row.append(h("div", { class: "nbb-k-cell nbb-k-wait", role: "cell" }));
         return;
       }
       const label = s[`cmp_st_${cell.status}`] || cell.status;
       const url = cell.thumb === null || cell.thumb === undefined ? null : urls[cell.thumb];
       const thumb = url
         ? h("img", { src: url, alt: fmt(s, "cmp_image_alt", { row: r + 1, name: col.name }), loading: "lazy" })
-        : h("div", { class: `nbb-c-empty ${STATUS_CLASS[cell.status] || ""}`, text: label, title: cell.error });
+        : h("div", { class: `nbb-k-empty ${STATUS_CLASS[cell.status] || ""}`, text: label, title: cell.error });
       const star = cell.images
         ? h("button", {
             type: "button",
-            class: `nbb-c-star${cell.starred ? " on" : ""}`,
+            class: `nbb-k-star${cell.starred ? " on" : ""}`,
             "aria-pressed": cell.starred ? "true" : "false",
             title: s.cmp_pick,
             "aria-label": s.cmp_pick,
@@ -221,7 +235,7 @@ class CompareView {
         h(
           "div",
           {
-            class: `nbb-c-cell ${STATUS_CLASS[cell.status] || ""}`,
+            class: `nbb-k-cell ${STATUS_CLASS[cell.status] || ""}`,
             role: "cell",
             "data-row": String(r),
             "data-column": String(c),
@@ -235,7 +249,7 @@ class CompareView {
             },
           },
           thumb,
-          h("div", { class: "nbb-c-meta" }, h("span", { text: meta }), star),
+          h("div", { class: "nbb-k-meta" }, h("span", { text: meta }), star),
         ),
       );
     });

@@ -19,6 +19,8 @@ page → kernel
                                order; ``thumb`` is its index)
     ``open {row, column}``     shows the cell's image in the gallery
     ``pick {row, column}``     stars the cell's first image as the row's winner
+    ``run {retry_failed}``     starts a run of the cells not done (``cmp.start()``;
+                               with ``retry_failed`` the failed ones too)
 kernel → page (unsolicited)
     ``changed``                the comparison changed: ask again for what is shown
 
@@ -93,6 +95,7 @@ class ComparePanel(Panel):
                 "rows": ("doing_request", self._on_rows),
                 "open": ("doing_request", self._on_open),
                 "pick": ("doing_request", self._on_pick),
+                "run": ("doing_request", self._on_run),
             }
         )
 
@@ -225,6 +228,18 @@ class ComparePanel(Panel):
             raise UserFacingError("cmp_no_image")
         self.comparison.pick(cell.row, cell.configuration)
         return {"task": cell.task.id}
+
+    def _on_run(self, content: dict[str, Any]) -> dict[str, Any]:
+        cmp = self.comparison
+        runner = cmp.runner
+        if runner is not None and not runner.done:
+            raise UserFacingError("cmp_running")
+        retry_failed = content.get("retry_failed") is True
+        if not cmp.batch.runnable(retry_failed=retry_failed):
+            raise UserFacingError("cmp_nothing")
+        cmp.start(retry_failed=retry_failed)
+        self.changed()
+        return {"started": True}
 
 
 class CompareView(ipywidgets.VBox):  # type: ignore[misc]  # (untyped base)
