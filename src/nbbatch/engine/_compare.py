@@ -454,11 +454,13 @@ class Comparison:
         task = self.batch[self._rows[row][col]]
         return Cell(row, self.configurations[col].name, task)
 
-    def cells(self) -> list[Cell]:
-        """Every cell, row by row, in configuration order (removed tasks are skipped)."""
+    def cells(self, rows: range | None = None) -> list[Cell]:
+        """Every cell (of ``rows``), row by row, in configuration order (removed tasks are
+        skipped)."""
         by_id = self._tasks_by_id()
         out = []
-        for r, ids in enumerate(self._rows):
+        for r in rows if rows is not None else range(len(self._rows)):
+            ids = self._rows[r]
             for c, task_id in enumerate(ids):
                 task = by_id.get(task_id)
                 if task is not None:
@@ -592,22 +594,21 @@ class Comparison:
         except ConfigError:
             return {}
 
-    def _records(self, prices: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    def _records(
+        self,
+        prices: Mapping[str, float] | None = None,
+        cells: Iterable[Cell] | None = None,
+    ) -> list[dict[str, Any]]:
         table = self._prices(prices)
         by_config = {c.name: c for c in self.configurations}
         out = []
-        for cell in self.cells():
+        for cell in self.cells() if cells is None else cells:
             config = by_config[cell.configuration]
             task = cell.task
             model = task.params.model or config.model
             price = price_of(table, config.provider, model)
             n = len(task.images)
             params = task.params.to_dict()
-            scores = [
-                max(values)
-                for values in (self.scores.get(s, {}).get(task.id) for s in self.scores)
-                if values
-            ]
             out.append(
                 {
                     "row": cell.row,
@@ -619,13 +620,13 @@ class Comparison:
                     "seed": task.images[0].seed if task.images else task.params.seed,
                     "status": task.status.value,
                     "seconds": task.duration if task.status is TaskStatus.SUCCEEDED else None,
-                    "cost": price * n if price is not None and n else (0.0 if price else None),
+                    "cost": price * n if price is not None else None,
                     "n_images": n,
                     "image_paths": [str(im.path) for im in task.images],
                     "starred": task.starred,
                     "attempts": task.attempts,
                     "error": task.error,
-                    "score": scores[-1] if scores else None,
+                    "score": self._score(task.id),
                     "task_id": task.id,
                 }
             )
@@ -660,20 +661,43 @@ class Comparison:
         table.columns.name = "configuration"
         return table
 
+    def _score(self, task_id: str) -> float | None:
+        """The cell's score: its best image's, by the last scorer run that scored it."""
+        for found in reversed(list(self.scores.values())):
+            values = found.get(task_id)
+            if values:
+                return max(values)
+        return None
+
     def summary_rows(self, *, prices: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         """:meth:`summary` as plain dicts (no pandas needed)."""
-        records = self._records(prices)
+        # One lean pass (the studio sends these totals while cells finish): no records.
+        table = self._prices(prices)
+        succeeded, failed = TaskStatus.SUCCEEDED, TaskStatus.FAILED
+        by_id = self._tasks_by_id()
         out = []
-        for config in self.configurations:
-            mine = [r for r in records if r["configuration"] == config.name]
-            done = [r for r in mine if r["status"] == TaskStatus.SUCCEEDED.value]
-            failed = [r for r in mine if r["status"] == TaskStatus.FAILED.value]
-            seconds = [r["seconds"] for r in done if r["seconds"] is not None]
-            images = sum(r["n_images"] for r in mine)
-            costs = [r["cost"] for r in mine if r["cost"] is not None]
-            cost = sum(costs) if costs else None
-            scored = [r["score"] for r in mine if r["score"] is not None]
-            finished = len(done) + len(failed)
+        for column, config in enumerate(self.configurations):
+            found = (by_id.get(ids[column]) for ids in self._rows)
+            mine = [t for t in found if t is not None]
+            done = [t for t in mine if t.status is succeeded]
+            n_failed = sum(1 for t in mine if t.status is failed)
+            seconds = [d for d in (t.duration for t in done) if d is not None]
+            images = sum(len(t.images) for t in mine)
+            prices_of: dict[str | None, float | None] = {}
+            cost: float | None = None
+            for t in mine:
+                model = t.params.model or config.model
+                if model not in prices_of:
+                    prices_of[model] = price_of(table, config.provider, model)
+                price = prices_of[model]
+                if price is not None:
+                    cost = (cost or 0.0) + price * len(t.images)
+            scored = (
+                [v for v in (self._score(t.id) for t in mine) if v is not None]
+                if self.scores
+                else []
+            )
+            finished = len(done) + n_failed
             out.append(
                 {
                     "configuration": config.name,
@@ -681,7 +705,7 @@ class Comparison:
                     "model": config.model,
                     "cells": len(mine),
                     "succeeded": len(done),
-                    "failed": len(failed),
+                    "failed": n_failed,
                     "success_rate": len(done) / finished if finished else None,
                     "median_seconds": percentile(seconds, 50),
                     "p90_seconds": percentile(seconds, 90),

@@ -169,32 +169,42 @@ class ComparePanel(Panel):
         stop = min(len(cmp), start + min(count, _MAX_ROWS))
         uid = content.get("uuid")
         # what the loop owns (the tasks) is read here; files are read off the loop
-        wanted: list[tuple[int, list[dict[str, Any]], list[Any]]] = []
-        records = {r["task_id"]: r for r in cmp._records()}
+        columns = cmp.columns
+        cells = cmp.cells(range(start, stop))
+        found = {
+            (c.row, c.configuration): (c, r)
+            for c, r in zip(cells, cmp._records(cells=cells), strict=True)
+        }
+        wanted: list[tuple[int, str, list[dict[str, Any]], list[Any]]] = []
         for row in range(start, stop):
-            cells, images = [], []
-            for column in range(len(cmp.configurations)):
-                task = cmp.cell(row, column).task
-                rec = records.get(task.id, {})
-                image = cmp._chosen_image(task)
-                images.append(image)
-                cells.append(
+            shown: list[dict[str, Any]] = []
+            images: list[Any] = []
+            prompt = ""
+            for name in columns:
+                if (row, name) not in found:  # its task was removed from the batch
+                    shown.append({"status": "removed", "images": 0})
+                    images.append(None)
+                    continue
+                cell, rec = found[(row, name)]
+                prompt = cell.task.prompt
+                images.append(cmp._chosen_image(cell.task))
+                shown.append(
                     {
-                        "status": task.status.value,
-                        "took": rec.get("seconds"),
-                        "spent": rec.get("cost"),
-                        "images": len(task.images),
-                        "starred": task.starred,
-                        "error": task.error,
-                        "score": rec.get("score"),
+                        "status": rec["status"],
+                        "took": rec["seconds"],
+                        "spent": rec["cost"],
+                        "images": rec["n_images"],
+                        "starred": rec["starred"],
+                        "error": rec["error"],
+                        "score": rec["score"],
                     }
                 )
-            wanted.append((row, cells, images))
+            wanted.append((row, prompt, shown, images))
 
         def work() -> tuple[list[dict[str, Any]], list[bytes]]:
             out, buffers = [], []
-            for row, cells, images in wanted:
-                for cell, image in zip(cells, images, strict=True):
+            for row, prompt, shown, images in wanted:
+                for cell, image in zip(shown, images, strict=True):
                     cell["thumb"] = None
                     if image is None:
                         continue
@@ -203,7 +213,7 @@ class ComparePanel(Panel):
                         cell["thumb"] = len(buffers) - 1
                     except Exception as exc:  # a missing file: the cell says so
                         log.warning("nbbatch compare: no thumbnail for %s: %s", image.path, exc)
-                out.append({"row": row, "prompt": cmp.cell(row, 0).task.prompt, "cells": cells})
+                out.append({"row": row, "prompt": prompt, "cells": shown})
             return out, buffers
 
         def reply(result: tuple[list[dict[str, Any]], list[bytes]]) -> None:
