@@ -88,3 +88,15 @@ async def test_run_from_the_table_then_retry_failed(workspace: Workspace) -> Non
     await cmp.runner.wait()
     assert cmp.counts == {"succeeded": 4}
     panel.close()
+
+
+def test_a_cell_whose_task_was_removed_shows_as_removed(ran: Comparison) -> None:
+    ran.batch.remove(ran.cell(1, "faulty").task)
+    page = Page(ComparePanel(ran))
+    rows = page.ok("rows", start=0, count=3)["rows"]
+    assert [r["row"] for r in rows] == [0, 1, 2]
+    assert rows[1]["cells"][1]["status"] == "removed"
+    assert rows[1]["prompt"] == "a castle at night"
+    assert len(ran.cells()) == 5
+    assert ran.summary_rows()[1]["cells"] == 2
+    page.widget.close()
