@@ -4,8 +4,8 @@ A comparison of 12 tasks x 4 configurations (two with scripted failures and thei
 latencies) is shown with ``CompareView``; Run starts it from the table, the column
 headers count the cells as they finish, the failed cells say so, a click on a cell opens
 its image in the gallery, the star picks the row's winner (seen from Python), the table
-scrolls to its last row, and Retry failed re-runs the failures once they are fixed.
-Screenshots (light, dark, Chinese) go to test-artifacts.
+scrolls to its last row, Retry failed re-runs the failures once they are fixed, and
+scores show in the cells. Screenshots (light, dark, Chinese) go to test-artifacts.
 """
 
 from __future__ import annotations
@@ -82,10 +82,14 @@ def test_a_comparison_runs_and_is_read_in_the_compare_view(lab, tmp_path: Path) 
     expect(headers.nth(2)).to_contain_text("12/12 done · 0 failed")
     assert "{'succeeded': 48}" in lab.execute(page, "print(cmp.counts)")
 
-    # the same comparison in Chinese
+    # scored (a technical measure), then the same comparison in Chinese
+    lab.execute(page, "cmp.score(nbbatch.images.sharpness)")
     lab.add_cell(page, "CompareView(cmp, lang='zh')")
     zh = page.locator(".nbb-cmp").nth(1)
     expect(zh.get_by_role("button", name="重试失败项")).to_be_visible()
     expect(zh.locator(".nbb-k-status")).to_have_text("已完成 48 / 48 格")
+    expect(zh.locator('.nbb-k-cell[data-row="0"][data-column="0"] .nbb-k-meta')).to_contain_text(
+        "评分 "
+    )
     zh.scroll_into_view_if_needed()
     lab.screenshot(page, "3-zh")

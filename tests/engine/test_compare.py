@@ -252,3 +252,10 @@ def test_sharpness_is_higher_for_detail_than_for_blur() -> None:
     assert sharpness(sharp, "") > 1000 * sharpness(blurred, "") > 0
     assert sharpness(flat, "") == 0.0
     assert sharpness(Image.new("L", (2, 2)), "") == 0.0
+
+
+def test_a_comparison_shows_its_summary_escaped(workspace: Workspace) -> None:
+    cmp = nbbatch.compare(["a fox"], ["demo", ("demo", {"label": "<b>x</b>"})], workspace=workspace)
+    shown = cmp._repr_html_()
+    assert "&lt;b&gt;x&lt;/b&gt;" in shown and "<b>x</b>" not in shown
+    assert shown.count("<tr>") == 3  # the header and one row a configuration

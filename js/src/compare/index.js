@@ -230,7 +230,12 @@ class CompareView {
             },
           })
         : null;
-      const meta = cell.status === "succeeded" ? `${seconds(cell.took)} · ${money(cell.spent)}` : label;
+      let meta = cell.status === "succeeded" ? `${seconds(cell.took)} · ${money(cell.spent)}` : label;
+      if (cell.score !== null && cell.score !== undefined && Number.isFinite(cell.score)) {
+        const v = Number(cell.score);
+        const score = Math.abs(v) >= 100 ? String(Math.round(v)) : v.toPrecision(3);
+        meta += ` · ${fmt(s, "cmp_score", { score })}`;
+      }
       row.append(
         h(
           "div",

@@ -486,6 +486,48 @@ class Comparison:
             f"configurations ({', '.join(self.columns)}); {counts}>"
         )
 
+    def _repr_html_(self) -> str:
+        """The name and, per configuration, the summary (every text escaped)."""
+        import html
+
+        def shown(value: Any, kind: str) -> str:
+            if value is None:
+                return "–"
+            if kind == "rate":
+                return f"{value:.0%}"
+            if kind == "s":
+                return f"{value:.1f} s"
+            if kind == "$":
+                return f"{value:.3f}"
+            return html.escape(str(value))
+
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("configuration", "done", "failed", "success", "median", "p90", "cost")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{shown(r[k], kind)}</td>"
+                for k, kind in (
+                    ("configuration", ""),
+                    ("succeeded", ""),
+                    ("failed", ""),
+                    ("success_rate", "rate"),
+                    ("median_seconds", "s"),
+                    ("p90_seconds", "s"),
+                    ("cost", "$"),
+                )
+            )
+            + "</tr>"
+            for r in self.summary_rows()
+        )
+        return (
+            f"<div><strong>{html.escape(self.name)}</strong> — {len(self._rows)} tasks × "
+            f"{len(self.configurations)} configurations</div>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
+
     # ----------------------------------------------------------- running
     def _providers(
         self, concurrency: int | None, keys: Mapping[str, str | Secret] | None
