@@ -125,6 +125,8 @@ def test_bad_configurations_are_refused_in_words(workspace: Workspace) -> None:
         nbbatch.compare(["a"], [], workspace=workspace)
     with pytest.raises(ConfigError, match="a configuration is a provider name"):
         nbbatch.compare(["a"], [42], workspace=workspace)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"unknown provider 'nope'; available: .*demo"):
+        nbbatch.compare(["a"], ["demo", "nope"], workspace=workspace)
     assert workspace.batches() == []
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from PIL import Image
 
 from ..core._aio import run_blocking
-from ..core._errors import ConfigError, NotFoundError
+from ..core._errors import ConfigError, NotFoundError, UnknownProviderError
 from ..core._model import GeneratedImage, Params, Task, TaskStatus, new_id
 from ..core._secrets import Secret
 from ..images._contact import xy_grid
@@ -51,7 +51,7 @@ from ..providers._base import (
     Provider,
 )
 from ..providers._catalog import provider_info
-from ..providers._registry import _REGISTRY
+from ..providers._registry import _REGISTRY, available_providers
 from ._batch import Batch, _run_defaults, _workspace
 from ._blobs import StoredImage
 from ._history import percentile, price_of
@@ -209,6 +209,13 @@ def _configurations(specs: Iterable[ConfigurationSpec]) -> list[ProviderConfig]:
     if not given:
         raise ConfigError("a comparison needs at least one configuration, e.g. ['demo']")
     configs = [c for c, _ in given]
+    known = available_providers()
+    for c in configs:
+        if c.provider not in known:
+            raise UnknownProviderError(
+                f"configuration {c.name!r}: unknown provider {c.provider!r}; "
+                f"available: {', '.join(known)}"
+            )
     names = [c.name for c in configs]
     for c, labelled in given:
         if names.count(c.name) > 1 and not labelled:
