@@ -5,7 +5,8 @@ latencies) is shown with ``CompareView``; Run starts it from the table, the colu
 headers count the cells as they finish, the failed cells say so, a click on a cell opens
 its image in the gallery, the star picks the row's winner (seen from Python), the table
 scrolls to its last row, Retry failed re-runs the failures once they are fixed, and
-scores show in the cells. Screenshots (light, dark, Chinese) go to test-artifacts.
+scores show in the cells; "New comparison" makes and runs another.
+Screenshots (light, dark, Chinese) go to test-artifacts.
 """
 
 from __future__ import annotations
@@ -93,3 +94,14 @@ def test_a_comparison_runs_and_is_read_in_the_compare_view(lab, tmp_path: Path) 
     )
     zh.scroll_into_view_if_needed()
     lab.screenshot(page, "3-zh")
+
+    # a new comparison from the form, on the saved configurations (here: the offline demo)
+    table.get_by_role("button", name="New comparison").click()
+    table.get_by_role("textbox", name="Tasks, one prompt a line").fill("a red fox\na paper boat")
+    table.get_by_role("checkbox", name="demo", exact=True).check()
+    table.get_by_role("button", name="Create").click()
+    expect(table.locator(".nbb-k-status")).to_have_text("0 of 2 cells finished")
+    expect(table.locator(".nbb-k-head [role=columnheader]")).to_have_count(2)
+    table.get_by_role("button", name="Run", exact=True).click()
+    expect(table.locator(".nbb-k-status")).to_have_text("2 of 2 cells finished")
+    assert "2 tasks x 1" in lab.execute(page, "print(view.table.comparison)")

@@ -100,3 +100,24 @@ def test_a_cell_whose_task_was_removed_shows_as_removed(ran: Comparison) -> None
     assert len(ran.cells()) == 5
     assert ran.summary_rows()[1]["cells"] == 2
     page.widget.close()
+
+
+def test_a_new_comparison_from_the_form_uses_saved_configurations(ran: Comparison) -> None:
+    settings = nbbatch.load_settings()
+    settings.add(nbbatch.ProviderConfig("demo", name="my demo", params={"steps": 3}))
+    nbbatch.save_settings(settings)
+    view = CompareView(ran)
+    page = Page(view.table)
+    names = [c["name"] for c in page.ok("configurations")["configurations"]]
+    assert names == ["my demo", "demo"]
+    assert "one prompt" in page.refused("create", prompts=" \n ", configurations=["demo"])
+    assert "Pick one" in page.refused("create", prompts="a", configurations=["elsewhere"])
+    made = page.ok("create", prompts="a fox\n\na boat\n", configurations=["my demo", "demo"])
+    shown = view.table.comparison
+    assert shown.id == made["id"] != ran.id and view.comparison is shown
+    assert shown.columns == ["my demo", "demo"] and len(shown) == 2
+    assert shown.cell(1, "my demo").task.params.steps == 3
+    assert (view.table.rows, view.table.columns) == (2, 2)
+    assert view.gallery is view.table.gallery and view.children[1] is view.gallery
+    assert page.of_type("reset")
+    view.close()

@@ -48,6 +48,7 @@ class CompareView {
       }
       this.reload();
     });
+    this.channel.on("reset", () => this.start());
     this.onLang = () => this.start();
     model.on("change:lang", this.onLang);
     this.start();
@@ -96,11 +97,79 @@ class CompareView {
         h("strong", { text: name }),
         h("button", { type: "button", class: "nbb-k-btn", text: s.cmp_run, onclick: () => run(false) }),
         h("button", { type: "button", class: "nbb-k-btn", text: s.cmp_retry_failed, onclick: () => run(true) }),
+        h("button", { type: "button", class: "nbb-k-btn", text: s.cmp_new, onclick: () => this.openForm() }),
         this.status,
       ),
+      this.buildForm(),
       this.scroller,
     );
     this.paintHead();
+  }
+
+  buildForm() {
+    const s = this.strings;
+    this.prompts = h("textarea", { class: "nbb-k-prompts", rows: "4", "aria-label": s.cmp_prompts_label });
+    this.choices = h("div", { class: "nbb-k-choices", role: "group", "aria-label": s.cmp_configurations_label });
+    this.formError = h("div", { class: "nbb-k-form-error", role: "alert" });
+    this.form = h(
+      "form",
+      {
+        class: "nbb-k-form",
+        hidden: true,
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          this.create();
+        },
+      },
+      h("label", { text: s.cmp_prompts_label }, this.prompts),
+      h("div", { class: "nbb-k-label", text: s.cmp_configurations_label }),
+      this.choices,
+      this.formError,
+      h(
+        "div",
+        { class: "nbb-k-actions" },
+        h("button", { type: "submit", class: "nbb-k-btn", text: s.cmp_create }),
+        h("button", {
+          type: "button",
+          class: "nbb-k-btn",
+          text: s.cmp_cancel,
+          onclick: () => {
+            this.form.hidden = true;
+          },
+        }),
+      ),
+    );
+    return this.form;
+  }
+
+  async openForm() {
+    this.form.hidden = false;
+    setText(this.formError, "");
+    try {
+      const { msg } = await this.channel.request("configurations");
+      this.choices.replaceChildren(
+        ...msg.configurations.map((c) =>
+          h(
+            "label",
+            { class: "nbb-k-choice" },
+            h("input", { type: "checkbox", value: c.name }),
+            h("span", { text: c.model ? `${c.name} (${c.model})` : c.name }),
+          ),
+        ),
+      );
+      this.prompts.focus();
+    } catch (err) {
+      setText(this.formError, this.words(err));
+    }
+  }
+
+  async create() {
+    const names = [...this.choices.querySelectorAll("input:checked")].map((el) => el.value);
+    try {
+      await this.channel.request("create", { prompts: this.prompts.value, configurations: names });
+    } catch (err) {
+      setText(this.formError, this.words(err));
+    }
   }
 
   template() {

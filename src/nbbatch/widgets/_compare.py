@@ -21,8 +21,14 @@ page → kernel
     ``pick {row, column}``     stars the cell's first image as the row's winner
     ``run {retry_failed}``     starts a run of the cells not done (``cmp.start()``;
                                with ``retry_failed`` the failed ones too)
+    ``configurations``         the saved provider configurations to compare (and the
+                               offline ``demo``)
+    ``create {prompts, configurations}``   a new comparison of those prompts (one a
+                               line) on those saved configurations, in the same
+                               workspace; the table switches to it (``reset``)
 kernel → page (unsolicited)
     ``changed``                the comparison changed: ask again for what is shown
+    ``reset``                  another comparison is shown: start again
 
 Synced traits: ``lang``, ``rows`` and ``columns`` (counts). Prompts and images travel
 as messages only.
@@ -33,12 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets  # type: ignore[import-untyped]  # (no stubs; only Box layout used)
 import traitlets
 
-from nbbatch.engine import Comparison
+from nbbatch.engine import Comparison, load_settings
+from nbbatch.errors import NbbatchError
 from nbbatch.events import Event
 from nbbatch.images import ThumbnailCache
 
@@ -55,6 +63,8 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 _THUMB_SIZE = 192  # px on the longer side: 96 css px at 2x density
 _MAX_ROWS = 100  # per request
 _CHANGED_EVERY = 0.3  # seconds between "changed" messages while cells finish
+_MAX_PROMPTS = 1000  # a form's new comparison: at most this many tasks ...
+_MAX_CONFIGURATIONS = 12  # ... on at most this many configurations
 
 
 class ComparePanel(Panel):
@@ -72,6 +82,7 @@ class ComparePanel(Panel):
         *,
         gallery: Gallery | None = None,
         lang: str | None = None,
+        on_switch: Callable[[Comparison], Gallery | None] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(comparison, Comparison):
@@ -86,6 +97,7 @@ class ComparePanel(Panel):
         )
         self.comparison = comparison
         self.gallery = gallery
+        self._on_switch = on_switch
         self.thumbs = ThumbnailCache(comparison.workspace)
         self._pending: asyncio.TimerHandle | None = None
         self._unsubscribe = comparison.batch.subscribe(self._on_event)
@@ -96,6 +108,8 @@ class ComparePanel(Panel):
                 "open": ("doing_request", self._on_open),
                 "pick": ("doing_request", self._on_pick),
                 "run": ("doing_request", self._on_run),
+                "configurations": ("doing_request", self._on_configurations),
+                "create": ("doing_request", self._on_create),
             }
         )
 
@@ -251,6 +265,56 @@ class ComparePanel(Panel):
         self.changed()
         return {"started": True}
 
+    def _on_configurations(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {"configurations": _saved_configurations()}
+
+    def _on_create(self, content: dict[str, Any]) -> dict[str, Any]:
+        text, names = content.get("prompts"), content.get("configurations")
+        if not isinstance(text, str) or not isinstance(names, list):
+            raise UserFacingError("bad_request", type="create")
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise UserFacingError("cmp_no_prompts")
+        if len(prompts) > _MAX_PROMPTS:
+            raise UserFacingError("cmp_too_many_prompts", n=len(prompts), max=_MAX_PROMPTS)
+        known = {c["name"] for c in _saved_configurations()}
+        chosen = [n for n in names if isinstance(n, str) and n in known]
+        if not chosen or len(chosen) != len(names):
+            raise UserFacingError("cmp_pick_configurations")
+        if len(chosen) > _MAX_CONFIGURATIONS:
+            raise UserFacingError("cmp_pick_configurations")
+        old = self.comparison
+        runner = old.runner
+        if runner is not None and not runner.done:
+            raise UserFacingError("cmp_running")
+        made = Comparison.create(prompts, chosen, workspace=old.workspace)
+        self.show(made)
+        return {"id": made.id}
+
+    def show(self, comparison: Comparison) -> None:
+        """Show another comparison (the page starts again)."""
+        self._unsubscribe()
+        self.comparison = comparison
+        self._unsubscribe = comparison.batch.subscribe(self._on_event)
+        if self._on_switch is not None:
+            self.gallery = self._on_switch(comparison)
+        self.rows, self.columns = len(comparison), len(comparison.configurations)
+        if getattr(self, "comm", None) is not None:
+            self._post({"type": "reset"})
+
+
+def _saved_configurations() -> list[dict[str, Any]]:
+    """The saved provider configurations (never a key), and the offline demo."""
+    try:
+        saved = list(load_settings().providers.values())
+    except NbbatchError as exc:
+        log.warning("nbbatch compare: the saved settings cannot be read: %s", exc)
+        saved = []
+    out = [{"name": c.name, "provider": c.provider, "model": c.model} for c in saved]
+    if not any(c["name"] == "demo" for c in out):
+        out.append({"name": "demo", "provider": "demo", "model": None})
+    return out
+
 
 class CompareView(ipywidgets.VBox):  # type: ignore[misc]  # (untyped base)
     """A comparison's table with a gallery: ``CompareView(cmp)`` as a cell's last line.
@@ -261,9 +325,21 @@ class CompareView(ipywidgets.VBox):  # type: ignore[misc]  # (untyped base)
 
     def __init__(self, comparison: Comparison, *, lang: str | None = None) -> None:
         self.comparison = comparison
+        self._lang = lang
         self.gallery = Gallery(comparison.batch, lang=lang)
-        self.table = ComparePanel(comparison, gallery=self.gallery, lang=lang)
+        self.table = ComparePanel(
+            comparison, gallery=self.gallery, lang=lang, on_switch=self._switched
+        )
         super().__init__([self.table, self.gallery])
+
+    def _switched(self, comparison: Comparison) -> Gallery:
+        # the table shows another comparison (its "New comparison" form): a gallery of it
+        old = self.gallery
+        self.comparison = comparison
+        self.gallery = Gallery(comparison.batch, lang=self._lang)
+        self.children = [self.table, self.gallery]
+        old.close()
+        return self.gallery
 
     def close(self) -> None:
         self.table.close()
