@@ -209,9 +209,10 @@ class HistoryView {
   async refresh() {
     if (this.tab === "stats") this.loadStats();
     // A kernel that has just started (or is busy) can take seconds: say so rather than
-    // show an empty table that looks like "no batches".
+    // show an empty table that looks like "no batches" (without hiding a message such as
+    // "Deleted …", which a refresh follows).
     const loading = this.strings.hist_loading;
-    this.say(loading, "info");
+    if (!this.status?.textContent) this.say(loading, "info");
     const msg = await this.ask("list");
     if (!msg) return;
     if (this.status?.textContent === loading) this.say("");
