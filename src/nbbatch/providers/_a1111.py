@@ -68,8 +68,10 @@ from ..core._errors import (
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ServerUnavailableError,
 )
 from ..core._secrets import Secret, scrub
 from ..images._decode import header_size, sniff_format
@@ -335,6 +337,16 @@ class A1111Provider(Provider):
         """Probe the API (and the Basic auth): ``GET /sdapi/v1/sd-models``."""
         await self._http.json("GET", "/sdapi/v1/sd-models")
 
+    async def _reachable(self) -> bool:
+        """Does the WebUI answer at all (even with an error)?"""
+        try:
+            await self.check()
+        except (ProviderConnectionError, ProviderTimeoutError):
+            return False
+        except ProviderError:
+            pass
+        return True
+
     async def aclose(self) -> None:
         watcher = self._watcher
         if (
@@ -494,6 +506,17 @@ class A1111Provider(Provider):
             # queue behind it. Interrupt it if it is the one running.
             job.abandoned = True
             await self._poll()
+            raise
+        except ProviderConnectionError as exc:
+            if not await self._reachable():
+                # The WebUI is down (restarting): the run waits for it instead of
+                # failing every task; a job it was running went with it.
+                raise ServerUnavailableError(
+                    f"{self.name}: the WebUI at {self.base_url} does not answer ({exc}); "
+                    "start it again (with --api): a run waits for it and goes on by itself",
+                    provider=self.name,
+                    task_id=request.task_id,
+                ) from None
             raise
         finally:
             self._settle(job, post)
