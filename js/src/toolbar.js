@@ -108,7 +108,9 @@ export class Toolbar {
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
     const label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
-    setText(this.state, label);
+    // a run that paused by itself says why ("ComfyUI at ... is not answering; waiting ...")
+    const reason = state === "paused" && this.summary ? this.summary.paused_reason : null;
+    setText(this.state, reason ? `${label} — ${reason}` : label);
     this.state.dataset.state = state;
 
     const names = model.get("providers") || [];

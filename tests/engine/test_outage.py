@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,6 +23,7 @@ from nbbatch import Batch, RetryPolicy, TaskStatus, Workspace
 from nbbatch.core._events import Event, RunState, RunStateChanged, TaskFailed, TaskStarted
 from nbbatch.providers import A1111Provider, ComfyUIProvider
 from nbbatch.testing import FakeA1111, FakeComfyUI
+from nbbatch.widgets._hub import hub_for
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)
 
@@ -52,8 +53,16 @@ class States:
         self.seen: list[RunStateChanged] = []
         self.failed: list[TaskFailed] = []
         self.paused = asyncio.Event()
+        self._event = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition()`` holds, looked at after each event of the run."""
+        while not condition():
+            self._event.clear()
+            await self._event.wait()
 
     def __call__(self, event: Event) -> None:
+        self._event.set()
         if isinstance(event, RunStateChanged):
             self.seen.append(event)
             if event.state is RunState.PAUSED:
@@ -93,6 +102,7 @@ async def test_comfyui_down_pauses_the_run_and_it_resumes_when_the_server_answer
             "(Resume to try now, Stop to give up)"
         )
         assert states.seen[-1].reason == reason  # the event says it too
+        assert hub_for(batch).summary()["paused_reason"] == reason  # and the studio's toolbar
         # the task went back: queued, its attempt not counted, in memory and journal
         assert [t.status for t in batch.tasks] == [TaskStatus.QUEUED] * 3
         assert [t.attempts for t in batch.tasks] == [0, 0, 0]
@@ -138,11 +148,16 @@ async def test_stop_while_waiting_for_the_server_ends_the_run_and_the_probes(
         runner.server_wait.sleep = probes.sleep
         await asyncio.wait_for(states.paused.wait(), 30)
         await asyncio.wait_for(probes.asleep.wait(), 30)
+        # both tasks in flight came back (one pause, one probe for the two)
+        await asyncio.wait_for(states.until(lambda: runner.progress().running == 0), 30)
+        assert runner.server_wait.pauses == 1
+        probe = runner.server_wait._outages["comfyui"].probe
+        assert probe is not None
         runner.cancel(batch.tasks[2].id)  # the person can still cancel a task
         runner.stop()
         await asyncio.wait_for(runner.wait(), 30)
-        probes.allow()  # nothing probes any more: the probe was cancelled
-        await asyncio.sleep(0)
+        await asyncio.wait([probe], timeout=30)
+        assert probe.cancelled()  # nothing probes any more
     finally:
         await p.aclose()
     assert runner.state is RunState.STOPPED
