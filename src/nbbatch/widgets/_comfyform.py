@@ -63,6 +63,9 @@ def workflow_form(path: object) -> dict[str, Any]:
     if not isinstance(path, str) or len(path) > 2000:
         raise UserFacingError("bad_request", type="workflow")
     graph = _graph(path)
+    detected = detect_mapping(graph)
+    # a size computed for the latent alone is replaced by the task's (detected only)
+    replaceable = {getattr(detected, slot) for slot in detected.replaces}
     nodes = []
     for node_id, node in graph.items():
         inputs = node.get("inputs") or {}
@@ -71,7 +74,8 @@ def workflow_form(path: object) -> dict[str, Any]:
         values = [
             name
             for name, value in inputs.items()
-            if not isinstance(value, list) and isinstance(value, (str, int, float))
+            if (not isinstance(value, list) and isinstance(value, (str, int, float)))
+            or (str(node_id), name) in replaceable
         ]
         if values:
             nodes.append(
@@ -82,7 +86,6 @@ def workflow_form(path: object) -> dict[str, Any]:
                     "inputs": values,
                 }
             )
-    detected = detect_mapping(graph)
     return {
         "nodes": nodes,
         "detected": {slot: _slot_text(getattr(detected, slot)) for slot in SLOTS},
