@@ -664,10 +664,10 @@ class A1111Provider(Provider):
         """Forget timed-out requests at the head whose job has run (seen, then the server
         idle or another job started), or that waited past ``cancel_timeout``."""
         now = asyncio.get_running_loop().time()
-        while self._jobs and self._jobs[0].ghost_until is not None:
+        while self._jobs and (until := self._jobs[0].ghost_until) is not None:
             ghost = self._jobs[0]
             over = ghost.seen_epoch >= 0 and (not busy or self._epoch > ghost.seen_epoch)
-            if not over and now < ghost.ghost_until:
+            if not over and now < until:
                 return
             if not over:
                 log.warning(
