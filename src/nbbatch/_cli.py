@@ -107,6 +107,7 @@ async def _drive_with(
             bar.set_postfix(failed=len(failures))
 
     runner.subscribe(on_event)
+    runner.server_wait.hint = "Ctrl-C to stop"  # a server away: said, then waited for
     interrupts = 0
     loop = asyncio.get_running_loop()
 

@@ -68,6 +68,8 @@ class ServerWait:
         self._outages: dict[str, _Outage] = {}
         #: the run was paused by this (not by the person, nor by a full disk)
         self._paused_here = False
+        #: what the person can do meanwhile, ending the reason (the CLI says Ctrl-C)
+        self.hint = "Resume to try now, Stop to give up"
         #: how many times the run paused for a server, and resumed by itself
         self.pauses = 0
         self.resumes = 0
@@ -90,7 +92,7 @@ class ServerWait:
         verb = "is" if len(self._outages) == 1 else "are"
         return (
             f"{names} {verb} not answering; waiting for it — {left} task"
-            f"{'' if left == 1 else 's'} left (Resume to try now, Stop to give up)"
+            f"{'' if left == 1 else 's'} left ({self.hint})"
         )
 
     def stop_retrying(self, error: ProviderError) -> None:
