@@ -231,8 +231,10 @@ class Hub:
         counts = {status: tally.counts[TaskStatus(status)] for status in _rows.STATUSES}
         runner = self.live_runner()
         eta = None
+        paused_reason = None
         if runner is not None:
             eta = runner.progress().eta
+            paused_reason = runner.paused_reason
         elapsed = None
         ipm = None
         if self._run_started is not None:
@@ -253,6 +255,7 @@ class Hub:
             "ticking": runner is not None and self._run_ended is None,
             "eta": None if eta is None else round(eta, 1),
             "ipm": ipm,
+            "paused_reason": paused_reason,
         }
 
 
