@@ -89,6 +89,7 @@ async def _drive_with(
         concurrency=args.concurrency,
         retry=args.retries,
         retry_failed=retry_failed,
+        batch_api=getattr(args, "batch_api", False),
     )
     total = runner.progress().total
     bar = tqdm(
@@ -107,6 +108,7 @@ async def _drive_with(
             bar.set_postfix(failed=len(failures))
 
     runner.subscribe(on_event)
+    runner.server_wait.hint = "Ctrl-C to stop"  # a server away: said, then waited for
     interrupts = 0
     loop = asyncio.get_running_loop()
 
@@ -127,6 +129,7 @@ async def _drive_with(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     waiter = asyncio.ensure_future(runner.wait())
     storage: str | None = None  # why the run paused by itself (a full disk)
+    waiting_for: str | None = None  # a server that does not answer (said once)
     try:
         while not waiter.done():
             # After the first Ctrl-C, stop once the in-flight requests have been saved.
@@ -134,7 +137,11 @@ async def _drive_with(
                 runner.stop()
             # A full disk paused the run: nobody is here to press Resume, so stop once
             # the requests in flight are settled and say how to go on.
-            if storage is None and runner.paused_reason is not None:
+            if runner.server_wait.waiting:  # it resumes by itself when the server answers
+                if runner.paused_reason is not None and runner.paused_reason != waiting_for:
+                    waiting_for = runner.paused_reason
+                    bar.write(waiting_for, file=sys.stderr)
+            elif storage is None and runner.paused_reason is not None:
                 storage = runner.paused_reason
                 bar.write(storage, file=sys.stderr)
             if storage is not None and runner.active == 0 and not runner.done:
@@ -144,6 +151,9 @@ async def _drive_with(
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
         bar.close()
+    problem = getattr(runner, "problem", None)  # a batch API run's last problem
+    if problem:
+        _print(f"batch API: {_safe(problem)}")
     for line in failures[:20]:
         _print(line)
     if len(failures) > 20:
@@ -273,7 +283,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             args.provider = batch.provider or "demo"
         todo = batch.runnable(retry_failed=args.retry_failed)
         print(batch.id, flush=True)
-        if not todo:
+        at_api = [t for t in batch.tasks if t.error_kind == "batch_api"]
+        if at_api and not args.batch_api:
+            # tasks at a provider's batch API are collected from there, never re-sent
+            _print(f"batch {batch.id}: {len(at_api)} task(s) are at the batch API: collecting")
+            args.batch_api = True
+        if not todo and not at_api:
             busy = [
                 t.id for t in batch.tasks if t.status in (TaskStatus.QUEUED, TaskStatus.RUNNING)
             ]
@@ -386,6 +401,12 @@ def _parser() -> argparse.ArgumentParser:
             help="automatic retries per task (default: the saved setting, else 2)",
         )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        sp.add_argument(
+            "--batch-api",
+            action="store_true",
+            help="send the tasks through the provider's batch API (OpenAI: half price, "
+            "results within 24 h; Ctrl-C stops waiting, `nbbatch resume` collects them)",
+        )
         sp.add_argument(
             "--option",
             "-o",

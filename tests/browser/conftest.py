@@ -49,6 +49,12 @@ from ._jupyter import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
+# Playwright's `expect` waits 5 s by default; a loaded 2-core CI machine (a JupyterLab, a
+# kernel and Chromium, with other tests beside them) has taken longer than that to answer a
+# first request in a kernel that had just started. Waiting longer costs a passing test
+# nothing: `expect` returns as soon as the page matches.
+EXPECT_TIMEOUT_MS = 20_000
+
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 
@@ -90,9 +96,10 @@ def _playwright() -> Iterator[Any]:
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium fonts-noto-cjk)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     # Playwright's own browsers are never downloaded (no network): Debian's is used.
     with sync_playwright() as playwright:
         yield playwright
@@ -112,28 +119,40 @@ def jupyter_server(
 ) -> Iterator[Callable[[App], JupyterServer]]:
     """``jupyter_server("lab" | "notebook7")``: that server, started on first use.
 
-    Each is started once (for all browser tests), with its own root dir (``server.root_dir``),
-    config, data, runtime, settings and workspace dirs, token auth on a free port; its
-    log goes to ``test-artifacts/jupyter-<app>.log``. All are stopped at the end.
+    Each is started once per test process (for all its browser tests), with its own root
+    dir (``server.root_dir``), config, data, runtime, settings and workspace dirs, token
+    auth on a free port; its log goes to ``test-artifacts/jupyter-<app>[-<worker>].log``.
+    Under pytest-xdist each worker has its own servers. All are stopped when the session
+    ends (``pytest_sessionfinish``), not when this fixture is torn down: with
+    ``--dist loadfile`` a worker may leave tests/browser and come back (the fixture is
+    made again, the servers are not), and a package fixture's teardown runs inside the
+    last test's pytest-timeout, which stopping two servers on a loaded machine has
+    outlasted.
     """
-    servers: dict[App, JupyterServer] = {}
 
     def get(app: App) -> JupyterServer:
-        if app not in servers:
+        if app not in _SERVERS:
+            worker = os.environ.get("PYTEST_XDIST_WORKER")
+            log_name = f"jupyter-{app}-{worker}.log" if worker else f"jupyter-{app}.log"
             server = JupyterServer(
                 app=app,
                 base=tmp_path_factory.mktemp(f"jupyter-{app}"),
-                log_path=ARTIFACTS / f"jupyter-{app}.log",
+                log_path=ARTIFACTS / log_name,
             )
+            _SERVERS[app] = server
             server.start()
-            servers[app] = server
-        return servers[app]
+        return _SERVERS[app]
 
-    try:
-        yield get
-    finally:
-        for server in servers.values():
-            server.stop()
+    yield get
+
+
+#: the Jupyter servers this test process started, stopped when the session ends
+_SERVERS: dict[App, JupyterServer] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _SERVERS:
+        _SERVERS.popitem()[1].stop()
 
 
 # -- per test: a context and page, the notebook helper ------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -157,41 +156,6 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
     assert summary["counts"] == {"succeeded": 12}
 
 
-@pytest.mark.venv
-@pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
-def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [
-        str(venv / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-        str(root),
-    ]
-    subprocess.run(pip, check=True, timeout=600)
-    proc = subprocess.run(
-        [
-            str(venv / "bin" / "nbbatch"),
-            "run",
-            "--workspace",
-            str(tmp_path / "ws"),
-            "-q",
-            "a red fox in snow",
-            "a lighthouse at dusk",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "2 succeeded" in proc.stderr
-    assert len(list((tmp_path / "ws" / "images").rglob("*.png"))) == 2
-
-
 def test_templates_and_a1111_style_prompt_files(tmp_path: Path) -> None:
     ws = str(tmp_path / "ws")
     prompts = tmp_path / "prompts.txt"
@@ -275,3 +239,100 @@ def test_max_tasks_caps_templates_but_not_the_lines_of_a_prompts_file(
     assert "lists 12 tasks" in err and "nbbatch resume" in err  # warned, told how to go on
     code = cli.main(["run", "-q", "-t", "{a|b|c} {d|e}", "--max-tasks", "5", "-w", ws])
     assert code == 2 and "more than 5" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a real process, and the probe's first wait of 1 s
+def test_a_run_waits_for_a_webui_that_is_down_and_finishes_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from nbbatch.testing import FakeA1111
+
+    with FakeA1111() as server:
+        server.go_down()
+        args = ["run", "-w", str(tmp_path / "ws"), "-q", "a fox", "an owl", "-p", "a1111"]
+        args += ["-o", f"base_url={server.url}", "-o", "poll_interval=null"]
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines: list[str] = []
+        waiting = threading.Event()
+
+        def read() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if "is not answering; waiting for it — 2 tasks left (Ctrl-C to stop)" in line:
+                    waiting.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert waiting.wait(60), "".join(lines)
+            assert proc.poll() is None  # paused, waiting: not stopped as on a full disk
+            server.come_back()
+            assert proc.wait(60) == 0, "".join(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(10)
+            assert proc.stdout is not None
+            proc.stdout.close()
+            proc.stderr.close()  # type: ignore[union-attr]
+    text = "".join(lines)
+    assert ": 2 succeeded\n" in text and " failed (" not in text  # no task failed
+    assert len(server.runs) == 2
+
+
+@pytest.mark.slow
+def test_run_with_batch_api_submits_one_job_and_collects_its_results(tmp_path: Path) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws = str(tmp_path / "ws")
+    # no clock given: the fake's job completes by itself within about a second
+    with FakeOpenAI(api_key="test-key-cli-batch-0001", render="fast", max_side=64) as server:
+        run = nbbatch(
+            "run", "-w", ws, "-p", "openai", "--batch-api", "-q",
+            "-o", f"base_url={server.base_url}", "-o", "api_key=test-key-cli-batch-0001",
+            "--size", "64x64", "a fox", "an owl", "a forbidden owl", check=False,
+        )  # fmt: skip
+        created = list(server.batch_api.created)
+    batch_id = run.stdout.strip()
+    assert run.returncode == cli.EXIT_FAILED  # one prompt was refused
+    assert "1 failed, 2 succeeded" in run.stderr and "(refused)" in run.stderr
+    assert len(created) == 1 and created[0]["metadata"]["nbbatch_batch"] == batch_id
+    assert not server.calls("/v1/images/generations", "POST")
+
+
+@pytest.mark.slow
+def test_resume_collects_tasks_at_the_batch_api_without_sending_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws_path = tmp_path / "ws"
+    key = "test-key-cli-batch-0002"
+    with FakeOpenAI(api_key=key, render="fast", max_side=64) as server:
+        options = ["-o", f"base_url={server.base_url}", "-o", f"api_key={key}"]
+        with Workspace(ws_path) as ws:
+            batch = Batch.create(["a fox", "an owl"], workspace=ws)
+
+            async def submit_then_stop(seconds: float) -> None:
+                assert batch.runner is not None
+                batch.runner.stop()  # as if the kernel went away after submitting
+
+            from nbbatch.providers import OpenAIProvider
+
+            provider = OpenAIProvider(api_key=key, base_url=server.base_url)
+            batch.run_sync(provider, batch_api={"sleep": submit_then_stop})
+        code = cli.main(["resume", batch.id, "-w", str(ws_path), "-p", "openai", "-q", *options])
+        created = len(server.batch_api.created)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_OK, err
+    assert "2 task(s) are at the batch API: collecting" in err and "2 succeeded" in err
+    assert created == 1

@@ -5,13 +5,15 @@ connection, transactions —, ``_recovery`` — run leases, reconcile, dead runs
 ``_blobs`` — content-addressed files, ``derived/`` —, ``_tasks`` — task and batch rows —
 and ``_history``; returns plain records) ← ``_runner``
 (asyncio, N at a time, retries) ← ``_batch`` (the object a notebook holds: edit, run,
-subscribe). ``_settings`` is the one settings home (providers, the planner LLM, run
+subscribe) ← ``_compare`` (the same tasks on several configurations, as one batch).
+``_settings`` is the one settings home (providers, the planner LLM, run
 defaults, prices) and tests connections. The engine
 uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``widgets`` or
 the CLI.
 """
 
 from ._batch import Batch
+from ._compare import Cell, Comparison, Winner, compare
 from ._runner import Runner
 from ._settings import (
     ConnectionResult,
@@ -29,6 +31,8 @@ from ._store import BatchSummary, RecoveryReport, Workspace
 __all__ = [
     "Batch",
     "BatchSummary",
+    "Cell",
+    "Comparison",
     "ConnectionResult",
     "LLMSettings",
     "ProviderConfig",
@@ -36,8 +40,10 @@ __all__ = [
     "RunDefaults",
     "Runner",
     "Settings",
+    "Winner",
     "Workspace",
     "check_connection",
+    "compare",
     "load_settings",
     "save_secret",
     "save_settings",
