@@ -59,6 +59,8 @@ from ..core._secrets import scrub
 from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
+from ..providers._endpoint import generate_paced
+from ._pace import Pace, PaceOptions
 from ._store import RunLease, StoredImage, Workspace
 
 __all__ = ["DEFAULT_CONCURRENCY", "Runner", "concurrency_cap"]
@@ -183,6 +185,7 @@ class Runner:
         batch_id: str | None = None,
         owned: Sequence[Provider] = (),
         clock: Callable[[], float] = time.monotonic,
+        pace: PaceOptions | None = None,
     ) -> None:
         self.workspace = workspace
         self.batch_id = batch_id
@@ -246,6 +249,9 @@ class Runner:
         self._unsent: set[str] = set()
         #: tasks whose state here is ahead of the journal (it could not be written)
         self._unjournaled: dict[str, Task] = {}
+        #: budget, deadline, start time, priority, endpoint slots (engine/_pace.py)
+        self.pace = Pace(self, pace)
+        self._pause_reason: str | None = None
 
     # ----------------------------------------------------------- public handle
     def __repr__(self) -> str:
@@ -283,19 +289,22 @@ class Runner:
     def done(self) -> bool:
         return self._main is not None and self._main.done()
 
-    def pause(self) -> None:
+    def pause(self, reason: str | None = None) -> None:
         """Start nothing new; requests in flight finish and are recorded."""
         if self.state is RunState.RUNNING:
             self._paused = True
+            self._pause_reason = reason
             if self._resumed is not None:
                 self._resumed.clear()
             for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
                 provider.pause_pending()  # ComfyUI takes back prompts still queued there
-            self._set_state(RunState.PAUSED)
+            self.state = RunState.PAUSED
+            self._emit(RunStateChanged(RunState.PAUSED, batch_id=self.batch_id, reason=reason))
 
     def resume(self) -> None:
         if self.state is RunState.PAUSED:
             self._storage_problem = None  # a full disk pauses again if it still is
+            self._pause_reason = None
             self._catch_up_journal()
             self._paused = False
             if self._resumed is not None:
@@ -304,6 +313,10 @@ class Runner:
                 provider.resume_pending()
             self._set_state(RunState.RUNNING)
             self._poke()
+
+    def set_budget(self, budget: float | None) -> None:
+        """A new budget for the batch (journaled); resumes a run paused on its budget."""
+        self.pace.set_budget(budget)
 
     def set_concurrency(self, value: int) -> None:
         """Change how many tasks run at once, effective immediately."""
@@ -500,6 +513,8 @@ class Runner:
         self._wake = asyncio.Event()
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self.pace.check(self._tasks)
+        self.pace.start()
         if len(self._tasks) <= INCREMENTAL_FROM:
             self._check(self._tasks)
             for _ in self._adopt(self._claim()):
@@ -680,7 +695,11 @@ class Runner:
                     and len(self._in_flight) < 2 * self.concurrency
                 ):
                     ready = self._next_ready()
-                    if ready is not None:
+                    if ready is not None and self.pace.hold(*ready):  # budget, deadline, slots
+                        self._front.setdefault(ready[1].name, collections.deque()).appendleft(
+                            ready[0]
+                        )
+                    elif ready is not None:
                         self._launch(*ready)
                         continue
                 if not self._in_flight and not self._has_pending():
@@ -728,6 +747,7 @@ class Runner:
         self._savers.shutdown(wait=False)
         self._journal_thread.shutdown(wait=False)
         self._release_gc()
+        await self.pace.finish()
         if self._owned:
             for p in self._owned:
                 try:
@@ -760,6 +780,7 @@ class Runner:
         """Free a task's request slot (idempotent): its provider call has ended."""
         name = self._slots.pop(task_id, None)
         if name is not None:
+            self.pace.released(task_id)
             self._per_provider[name] -= 1
             self._poke()
 
@@ -883,14 +904,14 @@ class Runner:
         )
         try:
             if self.attempt_timeout is None or provider.own_timeout:
-                images = await provider.generate(request, self._on_progress(task))
+                images = await generate_paced(provider, request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
                 async with _timeout(self.attempt_timeout):
-                    images = await provider.generate(request, self._on_progress(task))
+                    images = await generate_paced(provider, request, self._on_progress(task))
             else:  # pragma: no cover - Python 3.10
                 images = await asyncio.wait_for(
-                    provider.generate(request, self._on_progress(task)), self.attempt_timeout
+                    generate_paced(provider, request, self._on_progress(task)), self.attempt_timeout
                 )
         except asyncio.TimeoutError:
             raise ProviderTimeoutError(
@@ -980,6 +1001,9 @@ class Runner:
                 raise
             params = task.params.to_dict()
             params["provider"] = provider.name
+            model = getattr(provider, "model", None)
+            if isinstance(model, str) and model and "model" not in params:
+                params["model"] = model  # what the cost ledger prices usage by
             if im.info:
                 params["info"] = im.info
             record = generation_record(
@@ -1086,7 +1110,10 @@ class Runner:
 
     @property
     def paused_reason(self) -> str | None:
-        """Why the run paused by itself (a full disk), in words; ``None`` otherwise."""
+        """Why the run paused by itself (a full disk, its budget, its deadline), in words;
+        ``None`` otherwise."""
+        if self._pause_reason is not None and self.state is RunState.PAUSED:
+            return self._pause_reason
         if self._storage_problem is None or self.state is not RunState.PAUSED:
             return None
         return self._storage_message()

@@ -12,6 +12,7 @@ from ._fal import FakeFal
 from ._gemini import FakeGemini
 from ._huggingface import FakeHuggingFace
 from ._openai import FakeOpenAI
+from ._ratelimited import RateLimitedProvider
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
@@ -28,5 +29,6 @@ __all__ = [
     "FakeServer",
     "FakeStability",
     "Fault",
+    "RateLimitedProvider",
     "RecordedRequest",
 ]
