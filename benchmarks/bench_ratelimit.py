@@ -27,47 +27,18 @@ import argparse
 import asyncio
 import collections
 import heapq
-import selectors
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from nbbatch import Batch, Workspace
 from nbbatch.core._ratelimit import set_rate_limit
 from nbbatch.providers._endpoint import endpoint_key
-from nbbatch.testing import RateLimitedProvider
+from nbbatch.testing import RateLimitedProvider, VirtualTimeLoop
 
 RPM = 60
 LATENCY = 2.0
 CONCURRENCY = 10
-
-
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    loop: VirtualLoop
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout is None:
-            return list(super().select(None))  # no timer: wait for real I/O (threads)
-        # a short real wait first: work on other threads (journal, saves) lands here
-        ready = super().select(min(timeout, 0.003))
-        if ready:
-            return list(ready)
-        self.loop.virtual += max(0.0, timeout)
-        return []
-
-
-class VirtualLoop(asyncio.SelectorEventLoop):
-    """An event loop on virtual time: idle waits for timers cost nothing."""
-
-    def __init__(self) -> None:
-        selector = _VirtualSelector()
-        super().__init__(selector)
-        selector.loop = self
-        self.virtual = 0.0
-
-    def time(self) -> float:
-        return self.virtual
 
 
 def ideal_seconds(tasks: int) -> float:
@@ -125,7 +96,7 @@ def main() -> None:
     shm = Path("/dev/shm")
     root = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None))
     try:
-        loop = VirtualLoop()
+        loop = VirtualTimeLoop()
         try:
             adaptive = loop.run_until_complete(one_run(tasks, True, root))
             fixed = loop.run_until_complete(one_run(tasks, False, root))

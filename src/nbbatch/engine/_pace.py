@@ -78,6 +78,11 @@ _TABLE = (
 )
 
 
+def wall_clock() -> float:
+    """The time deadlines and start times are read against (tests put their own here)."""
+    return time.time()
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -236,7 +241,7 @@ class PaceOptions:
         start_at: object = None,
         priority: str = "normal",
         batch_name: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         from ._settings import _check_prices
 
@@ -248,6 +253,8 @@ class PaceOptions:
         self.budget = None if budget is None else float(budget)
         self.prices = None if prices is None else _check_prices(prices)
         self.allow_unknown_prices = bool(allow_unknown_prices)
+        if clock is None:
+            clock = wall_clock
         now = clock()
         self.deadline = parse_when(deadline, now=now)
         self.start_at = parse_when(start_at, now=now, what="start_at")
@@ -587,6 +594,8 @@ class Pace:
             self._reserved.pop(event.task.id, None)
         elif isinstance(event, RunStateChanged):
             if event.state is RunState.RUNNING:
+                if self._kind == "deadline":
+                    self.deadline = None  # resumed after its deadline: the person goes on
                 self._kind = self.reason = None
             elif event.state is RunState.PAUSED and self._kind is not None:
                 self._notify("paused", self.reason)

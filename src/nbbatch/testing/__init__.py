@@ -12,7 +12,7 @@ from ._fal import FakeFal
 from ._gemini import FakeGemini
 from ._huggingface import FakeHuggingFace
 from ._openai import FakeOpenAI
-from ._ratelimited import RateLimitedProvider
+from ._ratelimited import RateLimitedProvider, VirtualTimeLoop
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
@@ -31,4 +31,5 @@ __all__ = [
     "Fault",
     "RateLimitedProvider",
     "RecordedRequest",
+    "VirtualTimeLoop",
 ]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
-from typing import ClassVar
+import selectors
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -27,7 +28,7 @@ from ..providers._base import (
     Provider,
 )
 
-__all__ = ["RateLimitedProvider"]
+__all__ = ["RateLimitedProvider", "VirtualTimeLoop"]
 
 _WINDOW = 60.0
 
@@ -52,6 +53,8 @@ class RateLimitedProvider(Provider):
         self.refused = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        #: the loop time of every accepted request
+        self.sent_at: list[float] = []
         self._image = _png()
 
     async def generate(
@@ -72,6 +75,7 @@ class RateLimitedProvider(Provider):
                 task_id=request.task_id,
             )
         window.append(now)
+        self.sent_at.append(now)
         self.accepted += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -80,3 +84,46 @@ class RateLimitedProvider(Provider):
         finally:
             self.in_flight -= 1
         return [ImageData(self._image, seed=i) for i in range(request.params.n)]
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    loop: VirtualTimeLoop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None or self.loop.working:
+            # work on other threads (the journal, saves) takes real time: wait for it
+            return list(super().select(timeout if timeout is None else min(timeout, 0.05)))
+        ready = super().select(0)
+        if ready:
+            return list(ready)
+        self.loop.virtual += max(0.0, timeout)
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time: when nothing is ready and no work is running on
+    another thread (``run_in_executor``: the journal, image saves), its clock jumps to
+    the next timer, so a run paced over minutes takes seconds."""
+
+    def __init__(self) -> None:
+        selector = _VirtualSelector()
+        super().__init__(selector)
+        selector.loop = self
+        self.virtual = 0.0
+        #: calls running on other threads now
+        self.working = 0
+
+    def time(self) -> float:
+        return self.virtual
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Any, *args: Any
+    ) -> asyncio.Future[Any]:
+        future = super().run_in_executor(executor, func, *args)
+        self.working += 1
+
+        def done(_: object) -> None:
+            self.working -= 1
+
+        future.add_done_callback(done)
+        return future
