@@ -39,7 +39,7 @@ from ..providers._registry import get_provider
 from ._history import batch_status
 from ._html import batch_html, task_html
 from ._ledger import task_cost
-from ._pace import PaceOptions, save_budget
+from ._pace import PaceOptions, journaled_budget, save_budget
 from ._runner import DEFAULT_ATTEMPT_TIMEOUT, Runner
 from ._settings import RunDefaults, load_settings
 from ._store import BatchRecord, RunHolder, Workspace, bulk_objects, new_ids
@@ -616,7 +616,9 @@ class Batch:
             runner.set_budget(budget)
             return
         PaceOptions(budget=budget)  # checked
-        save_budget(self.workspace, self.id, None if budget is None else {"budget": budget})
+        kept = journaled_budget(self.workspace, self.id) or {}
+        kept["budget"] = budget
+        save_budget(self.workspace, self.id, kept)
 
     def rename(self, name: str) -> str:
         """Give the batch a new name (journaled; what History and exports show)."""
@@ -924,7 +926,7 @@ class Batch:
 
 def _price_tables(batch: Batch) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """The per-image and token price tables a batch's cost is read with."""
-    from ._pace import Pace, journaled_budget
+    from ._pace import Pace
 
     saved = journaled_budget(batch.workspace, batch.id) or {}
     prices = saved.get("prices") if isinstance(saved.get("prices"), dict) else None

@@ -278,6 +278,8 @@ class Pace:
         self.priority = opts.priority
         self.prices, self.token_prices = self._tables(opts.prices)
         self.spent = 0.0
+        #: the prices journaled with the batch (given to a run of it)
+        self._prices_kept: dict[str, float] = dict(opts.prices or {})
         self._reserved: dict[str, float] = {}
         self._gated: dict[str, Gate] = {}  # task id -> the gate whose slot it holds
         self._gates: dict[int, Gate] = {}
@@ -334,14 +336,18 @@ class Pace:
         runner = self.runner
         ws, bid = runner.workspace, runner.batch_id
         if bid is not None:
-            if self.budget is None:
-                saved = journaled_budget(ws, bid)
-                if saved is not None and saved.get("budget") is not None:
-                    self.budget = float(saved["budget"])
-                    self.allow_unknown_prices = bool(saved.get("allow_unknown_prices"))
-                    if self.options.prices is None and isinstance(saved.get("prices"), dict):
-                        self.prices.update(saved["prices"])
+            saved = journaled_budget(ws, bid) or {}
+            given = self.options.prices or {}
+            if isinstance(saved.get("prices"), dict):
+                # the batch's own prices: over the saved table, under this call's
+                self._prices_kept = {**saved["prices"], **given}
+                self.prices.update({k: v for k, v in saved["prices"].items() if k not in given})
             else:
+                self._prices_kept = dict(given)
+            if self.budget is None and saved.get("budget") is not None:
+                self.budget = float(saved["budget"])
+                self.allow_unknown_prices = bool(saved.get("allow_unknown_prices"))
+            if self.options.budget is not None or given:
                 self._journal()
             self.spent = self._spent_so_far()
         for provider in {id(p): p for p in (runner.provider, *runner._providers.values())}.values():
@@ -394,11 +400,11 @@ class Pace:
         if bid is None:
             return
         data = None
-        if self.budget is not None:
+        if self.budget is not None or self._prices_kept:
             data = {
                 "budget": self.budget,
                 "allow_unknown_prices": self.allow_unknown_prices,
-                "prices": self.options.prices or {},
+                "prices": self._prices_kept,
             }
         try:
             save_budget(self.runner.workspace, bid, data)
