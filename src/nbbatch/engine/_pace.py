@@ -278,6 +278,7 @@ class Pace:
         self.priority = opts.priority
         self.prices, self.token_prices = self._tables(opts.prices)
         self.spent = 0.0
+        self._counted = False  # the batch's earlier images are in ``spent``
         #: the prices journaled with the batch (given to a run of it)
         self._prices_kept: dict[str, float] = dict(opts.prices or {})
         self._reserved: dict[str, float] = {}
@@ -318,9 +319,17 @@ class Pace:
 
     # ------------------------------------------------------------ life
     def check(self, tasks: list[Task]) -> None:
-        """Refuse a start whose prices are unknown under a budget (nothing is sent)."""
-        if self.budget is None or self.allow_unknown_prices:
-            return
+        """Take the batch's journaled budget and prices; refuse a start whose prices are
+        unknown under a budget (nothing is sent); journal what this run was given."""
+        self._load_journal()
+        if self.budget is not None and not self.allow_unknown_prices:
+            self._check_prices(tasks)
+        if self.runner.batch_id is not None and (
+            self.options.budget is not None or self.options.prices
+        ):
+            self._journal()
+
+    def _check_prices(self, tasks: list[Task]) -> None:
         for t in tasks:
             provider = self.runner._provider_for(t)
             if self.price(t, provider) is None:
@@ -332,7 +341,7 @@ class Pace:
                     "or pass allow_unknown_prices=True to run it anyway"
                 )
 
-    def start(self) -> None:
+    def _load_journal(self) -> None:
         runner = self.runner
         ws, bid = runner.workspace, runner.batch_id
         if bid is not None:
@@ -347,9 +356,17 @@ class Pace:
             if self.budget is None and saved.get("budget") is not None:
                 self.budget = float(saved["budget"])
                 self.allow_unknown_prices = bool(saved.get("allow_unknown_prices"))
-            if self.options.budget is not None or given:
-                self._journal()
-            self.spent = self._spent_so_far()
+        if self.budget is not None:
+            self._count_spent()
+
+    def _count_spent(self) -> None:
+        """What the batch's stored images cost (once: later successes are added)."""
+        if not self._counted:
+            self._counted = True
+            self.spent = self._spent_so_far()  # the journal holds every success so far
+
+    def start(self) -> None:
+        runner = self.runner
         for provider in {id(p): p for p in (runner.provider, *runner._providers.values())}.values():
             gate = gate_of(provider)
             if gate is not None and id(gate) not in self._gates:
@@ -473,6 +490,8 @@ class Pace:
         """A new budget (``None``: none); journaled. Resumes a run paused on its budget."""
         PaceOptions(budget=budget)  # checks it
         self.budget = None if budget is None else float(budget)
+        if self.budget is not None:
+            self._count_spent()
         self._journal()
         if self._kind == "budget" and self.runner.state is RunState.PAUSED:
             self.runner.resume()
