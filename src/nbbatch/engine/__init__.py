@@ -11,7 +11,9 @@ uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``wi
 the CLI.
 """
 
+from ..core._ratelimit import RateLimit, set_rate_limit
 from ._batch import Batch
+from ._pace import set_webhook
 from ._runner import Runner
 from ._settings import (
     ConnectionResult,
@@ -32,6 +34,7 @@ __all__ = [
     "ConnectionResult",
     "LLMSettings",
     "ProviderConfig",
+    "RateLimit",
     "RecoveryReport",
     "RunDefaults",
     "Runner",
@@ -41,6 +44,8 @@ __all__ = [
     "load_settings",
     "save_secret",
     "save_settings",
+    "set_rate_limit",
+    "set_webhook",
 ]
 
 

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ._ledger import task_cost, token_table
-
 __all__ = [
     "BatchSummary",
     "HistoryRow",
@@ -267,10 +265,34 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def price_of(prices: Mapping[str, float], provider: str, model: str | None) -> float | None:
+    """The price of one image: ``"<provider>/<model>"`` first, then ``"<provider>"``."""
+    if model:
+        found = prices.get(f"{provider}/{model}")
+        if found is not None:
+            return found
+    return prices.get(provider)
+
+
+#: what a task's images cost: (images' params, provider, model) -> (amount, basis); the
+#: store passes the cost ledger's (``_ledger.task_cost``), so this module reads no settings
+TaskCost = Callable[[list[dict[str, Any]], str, str | None], tuple[float | None, str | None]]
+
+
+def _price_table_cost(prices: Mapping[str, float]) -> TaskCost:
+    def cost(
+        images: list[dict[str, Any]], provider: str, model: str | None
+    ) -> tuple[float | None, str | None]:
+        price = price_of(prices, provider, model)
+        return (None, None) if price is None else (price * len(images), "price table")
+
+    return cost
+
+
 def provider_stats(
     query: _Query,
     prices: Mapping[str, float],
-    token_prices: Mapping[str, Mapping[str, Any]] | None = None,
+    cost: TaskCost | None = None,
 ) -> list[ProviderStats]:
     """Per-provider numbers over every task of the workspace, most tasks first."""
     tokens = ", ".join(f"json_extract(i.params, '{p}')" for p in _TOKEN_PATHS)
@@ -283,7 +305,7 @@ def provider_stats(
         "FROM tasks t JOIN batches b ON b.id = t.batch_id",
         (),
     )
-    table = token_table() if token_prices is None else token_prices
+    task_cost = _price_table_cost(prices) if cost is None else cost
     image_params: dict[str, list[dict[str, Any]]] = {}
     for task_id, raw in query("SELECT task_id, params FROM images ORDER BY task_id, idx", ()):
         try:
@@ -311,18 +333,14 @@ def provider_stats(
         if n_tokens is not None:
             stats.tokens = (stats.tokens or 0) + int(n_tokens)
         if n_images:
-            cost = task_cost(
-                image_params.get(tid, []),
-                prices,
-                table,
-                provider=name,
-                model=model if isinstance(model, str) else None,
+            amount, basis = task_cost(
+                image_params.get(tid, []), name, model if isinstance(model, str) else None
             )
-            if cost.amount is None:
+            if amount is None:
                 stats.unpriced_images += n_images
             else:
-                stats.spend = (stats.spend or 0.0) + cost.amount
-                if cost.basis == "usage":
+                stats.spend = (stats.spend or 0.0) + amount
+                if basis == "usage":
                     stats.billed_images += n_images
     for name, stats in found.items():
         stats.batches = len(batches[name])

@@ -24,7 +24,6 @@ services publish them.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ __all__ = [
     "image_cost",
     "price_of",
     "task_cost",
-    "token_table",
 ]
 
 #: the key (in an image's ``params`` or ``params["info"]``) marking an image made through a
@@ -123,16 +121,6 @@ def check_token_prices(table: object) -> dict[str, dict[str, Any]]:
             clean[name] = float(value)
         out[key.strip()] = clean
     return out
-
-
-def token_table() -> dict[str, dict[str, Any]]:
-    """The built-in token prices with ``Settings.token_prices`` over them."""
-    from ._settings import load_settings
-
-    table = dict(TOKEN_PRICES)
-    with contextlib.suppress(ConfigError):
-        table.update(load_settings().token_prices)
-    return table
 
 
 def price_of(prices: Mapping[str, float], provider: str, model: str | None) -> float | None:
