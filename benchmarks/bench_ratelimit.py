@@ -82,6 +82,8 @@ async def one_run(tasks: int, adaptive: bool, root: Path) -> dict[str, float]:
         "efficiency": (succeeded / elapsed) / (tasks / ideal),
         "share_429": provider.refused / requests if requests else 0.0,
         "succeeded": succeeded,
+        "refused": provider.refused,
+        "requests": requests,
         "seconds": elapsed,
         "ideal": ideal,
     }
@@ -108,7 +110,8 @@ def main() -> None:
     for name, r in (("adaptive", adaptive), ("fixed", fixed)):
         print(
             f"{name}: {r['succeeded']:.0f} succeeded in {r['seconds']:.1f} virtual s "
-            f"(ideal {r['ideal']:.1f} s)"
+            f"(ideal {r['ideal']:.1f} s), {r['refused']:.0f} of {r['requests']:.0f} requests "
+            "answered 429"
         )
     print(f"RESULT ratelimit_efficiency {adaptive['efficiency']:.3f}")
     print(f"RESULT ratelimit_429_share {adaptive['share_429']:.3f}")
