@@ -1,4 +1,5 @@
-"""The quickstart notebook runs whole after exactly the README's install.
+"""The README's quickstart works after exactly the README's install, in one fresh venv:
+the quickstart notebook runs whole, and so does the shell-only CLI line below it.
 
 ``pip install . jupyterlab`` brings neither starlette (the stand-in LLM of
 ``nbbatch.testing``) nor pandas (``batch.to_dataframe``): three of the notebook's cells
@@ -32,7 +33,7 @@ def _readme_install() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
-def test_the_quickstart_notebook_runs_whole_after_the_readmes_install(tmp_path: Path) -> None:
+def test_the_readme_quickstart_works_after_the_readmes_install(tmp_path: Path) -> None:
     packages = _readme_install()
     assert packages == [".", "jupyterlab"]
     venv = tmp_path / "venv"
@@ -69,3 +70,13 @@ def test_the_quickstart_notebook_runs_whole_after_the_readmes_install(tmp_path: 
         "".join(o.get("text", "")) for c in code for o in c["outputs"] if o.get("name") == "stdout"
     )
     assert "nbbatch[testing]" in text  # the LLM cell said why it skipped, and what to do
+
+    # The README's second quickstart line, the CLI alone, in the same venv.
+    cli = subprocess.run(
+        [str(venv / "bin" / "nbbatch"), "run", "--workspace", str(tmp_path / "ws"), "-q",
+         "a red fox in snow", "a lighthouse at dusk"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "2 succeeded" in cli.stderr
+    assert len(list((tmp_path / "ws" / "images").rglob("*.png"))) == 2

@@ -49,6 +49,12 @@ from ._jupyter import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
+# Playwright's `expect` waits 5 s by default; a loaded 2-core CI machine (a JupyterLab, a
+# kernel and Chromium, with other tests beside them) has taken longer than that to answer a
+# first request in a kernel that had just started. Waiting longer costs a passing test
+# nothing: `expect` returns as soon as the page matches.
+EXPECT_TIMEOUT_MS = 20_000
+
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 
@@ -58,6 +64,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.browser)
+            # Under pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs the suite)
+            # every browser test goes to one worker: one JupyterLab and one Chromium serve
+            # them all, in order, while the other worker runs the rest.
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,9 +100,10 @@ def _playwright() -> Iterator[Any]:
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium fonts-noto-cjk)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     # Playwright's own browsers are never downloaded (no network): Debian's is used.
     with sync_playwright() as playwright:
         yield playwright

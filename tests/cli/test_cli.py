@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -155,41 +154,6 @@ def test_ctrl_c_pauses_saves_in_flight_and_resume_finishes(tmp_path: Path) -> No
     assert "succeeded" in resumed.stderr
     (summary,) = json.loads(nbbatch("history", "-w", ws, "--json").stdout)
     assert summary["counts"] == {"succeeded": 12}
-
-
-@pytest.mark.venv
-@pytest.mark.skipif(os.environ.get("NBBATCH_SKIP_VENV_TEST") == "1", reason="asked to skip")
-def test_readme_quickstart_works_in_a_fresh_venv(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [
-        str(venv / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-        str(root),
-    ]
-    subprocess.run(pip, check=True, timeout=600)
-    proc = subprocess.run(
-        [
-            str(venv / "bin" / "nbbatch"),
-            "run",
-            "--workspace",
-            str(tmp_path / "ws"),
-            "-q",
-            "a red fox in snow",
-            "a lighthouse at dusk",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "2 succeeded" in proc.stderr
-    assert len(list((tmp_path / "ws" / "images").rglob("*.png"))) == 2
 
 
 def test_templates_and_a1111_style_prompt_files(tmp_path: Path) -> None:

@@ -208,8 +208,14 @@ class HistoryView {
   // ---------------------------------------------------------------- the list
   async refresh() {
     if (this.tab === "stats") this.loadStats();
+    // A kernel that has just started (or is busy) can take seconds: say so rather than
+    // show an empty table that looks like "no batches" (without hiding a message such as
+    // "Deleted …", which a refresh follows).
+    const loading = this.strings.hist_loading;
+    if (!this.status?.textContent) this.say(loading, "info");
     const msg = await this.ask("list");
     if (!msg) return;
+    if (this.status?.textContent === loading) this.say("");
     this.stale = false;
     this.rows = msg.rows;
     this.dropThumbs();
