@@ -200,8 +200,10 @@ class Hub:
         starred = sum(1 for t in tasks if t.images and t.starred)
         runner = self.live_runner()
         eta = None
+        pace = None  # what holds the run back, in words (budget, deadline, rate limits)
         if runner is not None:
             eta = runner.progress().eta
+            pace = runner.pace.describe()
         elapsed = None
         ipm = None
         if self._run_started is not None:
@@ -222,6 +224,7 @@ class Hub:
             "ticking": runner is not None and self._run_ended is None,
             "eta": None if eta is None else round(eta, 1),
             "ipm": ipm,
+            "pace": pace,
         }
 
 

@@ -149,6 +149,8 @@ class Summary(TypedDict):
     ticking: bool
     eta: float | None
     ipm: float | None
+    #: what holds the live run back, in words (budget, deadline, rate limits), or None
+    pace: str | None
 
 
 class BatchHead(TypedDict):
