@@ -19,3 +19,14 @@ async def test_the_summary_carries_the_budget_pause_in_words(workspace: Workspac
     run.set_budget(5)
     await run.wait()
     assert hub.summary()["pace"] is None
+
+
+async def test_a_small_studio_run_goes_first_and_a_big_one_does_not(workspace: Workspace) -> None:
+    from nbbatch.widgets import StudioSession
+
+    small = Batch.create([f"s{i}" for i in range(20)], workspace=workspace)
+    big = Batch.create([f"b{i}" for i in range(21)], workspace=workspace)
+    runs = [StudioSession(b, provider=ControlledProvider()).run_all() for b in (small, big)]
+    assert [r.pace.priority for r in runs] == ["high", "normal"]
+    for r in runs:
+        await r.wait()

@@ -465,6 +465,15 @@ def load_rate_limits(table: Mapping[str, RateLimit]) -> None:
             _limits.setdefault(name, limit)
 
 
+def forget_idle(gate: Gate) -> None:
+    """Drop the gate of a provider object (no server: the demo, a test's provider) once
+    no run uses it, so that a later object given the same id starts afresh."""
+    with _lock:
+        idle = not len(gate._runs) and gate.in_flight == 0
+        if "|object-" in gate.key and idle and _gates.get(gate.key) is gate:
+            del _gates[gate.key]
+
+
 def gate_for(key: str, *names: str) -> Gate:
     """The gate of an endpoint (made on first use, then shared)."""
     with _lock:

@@ -45,7 +45,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task
-from ..core._ratelimit import Gate, check_priority, load_rate_limits
+from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limits
 from ..core._secrets import Secret, scrub
 from ..providers._base import Provider
 from ..providers._endpoint import gate_of
@@ -62,6 +62,7 @@ __all__ = [
     "parse_when",
     "save_budget",
     "set_webhook",
+    "studio_priority",
     "webhook_url",
 ]
 
@@ -76,6 +77,16 @@ _TABLE = (
     "batch_id TEXT PRIMARY KEY REFERENCES batches(id) ON DELETE CASCADE, "
     "data TEXT NOT NULL)"
 )
+
+
+#: a studio run of at most this many tasks is a quick experiment: high priority
+QUICK_RUN = 20
+
+
+def studio_priority(tasks: int) -> str:
+    """The studio's priority for a run of ``tasks`` tasks: "high" up to :data:`QUICK_RUN`,
+    so what a person tries meanwhile goes before a big run on the same endpoint."""
+    return "high" if tasks <= QUICK_RUN else "normal"
 
 
 def wall_clock() -> float:
@@ -388,6 +399,7 @@ class Pace:
         self._timers.clear()
         for gate in self._gates.values():
             gate.detach(self)
+            forget_idle(gate)
         self._gated.clear()
         if self._unsubscribe is not None:
             self._unsubscribe()

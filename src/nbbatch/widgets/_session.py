@@ -28,6 +28,7 @@ from typing import Any
 
 from nbbatch.core._model import Task
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
+from nbbatch.engine._pace import studio_priority
 from nbbatch.errors import ConfigError, NbbatchError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers, provider_info
@@ -281,7 +282,14 @@ class StudioSession:
         provider, owned = self._build_provider()
         try:
             runner = self._batch.start(
-                provider, concurrency=self._concurrency, retry=self.retries, tasks=tasks
+                provider,
+                concurrency=self._concurrency,
+                retry=self.retries,
+                tasks=tasks,
+                # a few tasks tried from the studio go before a big background run
+                priority=studio_priority(
+                    len(tasks) if tasks is not None else len(self._batch.runnable())
+                ),
             )
         except BaseException:
             self._close_later(owned)
