@@ -616,6 +616,8 @@ class Pace:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TaskSucceeded):
             reserved = self._reserved.pop(event.task.id, 0.0)
+            if not self._counted:
+                return  # no budget: what was spent is read from the journal when asked
             cost = task_cost(
                 [im.params for im in event.images],
                 self.prices,
@@ -645,6 +647,7 @@ class Pace:
         url = webhook_url()
         if url is None:
             return
+        self._count_spent()
         p = self.runner.progress()
         name = self.options.batch_name or self.runner.batch_id or ""
         text = f"nbbatch: batch {name!r} {what}: {p.succeeded} done, {p.failed} failed"

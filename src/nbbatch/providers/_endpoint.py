@@ -11,7 +11,9 @@ it answered (success, 429 with its ``Retry-After``) back to the gate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,14 +38,27 @@ def _client_key(name: str, client: Any) -> str:
     return f"{name}|{getattr(client, 'base_url', '')}|{digest.hexdigest()[:16]}"
 
 
+_keys: weakref.WeakKeyDictionary[Provider, str | None] = weakref.WeakKeyDictionary()
+
+
 def endpoint_key(provider: Provider) -> str | None:
     """The endpoint ``provider`` sends to; ``None`` for a pool (its members have theirs)."""
+    try:
+        return _keys[provider]
+    except (KeyError, TypeError):
+        pass
+    key: str | None
     if getattr(provider, "endpoints", None) is not None and provider.name == "pool":
-        return None
-    client = getattr(provider, "_http", None)
-    if client is not None and hasattr(client, "base_url"):
-        return _client_key(provider.name, client)
-    return f"{provider.name}|object-{id(provider):x}|"
+        key = None
+    else:
+        client = getattr(provider, "_http", None)
+        if client is not None and hasattr(client, "base_url"):
+            key = _client_key(provider.name, client)
+        else:
+            key = f"{provider.name}|object-{id(provider):x}|"
+    with contextlib.suppress(TypeError):  # a provider that cannot be weakly referenced
+        _keys[provider] = key
+    return key
 
 
 def gate_of(provider: Provider) -> Gate | None:
