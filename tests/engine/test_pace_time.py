@@ -28,10 +28,12 @@ def test_no_request_starts_after_the_deadline_and_the_run_pauses_saying_so(
     loop = on_virtual_time(monkeypatch)
     provider = RateLimitedProvider(1000, latency=10.0)
     states: list[RunState] = []
+    shown: list[str | None] = []
 
     async def main() -> tuple[list[float], str | None, int]:
         batch = Batch.create([f"p{i}" for i in range(10)], workspace=workspace)
         run = batch.start(provider, concurrency=2, deadline=25)  # seconds from now
+        shown.append(run.pace.describe())
         await_paused = loop.create_future()
         run.subscribe(
             lambda e: (
@@ -58,6 +60,8 @@ def test_no_request_starts_after_the_deadline_and_the_run_pauses_saying_so(
     assert reason is not None
     assert reason.startswith("deadline ") and "reached: 4 tasks not started" in reason
     assert succeeded == 10 and states == [RunState.FINISHED]
+    when = datetime.fromtimestamp(EPOCH + 25).strftime("%Y-%m-%d %H:%M")
+    assert shown == [f"no request starts after {when}"], "the studio shows the deadline"
 
 
 def test_nothing_is_sent_before_start_at(

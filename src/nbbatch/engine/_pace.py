@@ -585,6 +585,9 @@ class Pace:
             said = gate.describe()
             if said is not None:
                 return said
+        if self.deadline is not None and self.runner.state is RunState.RUNNING:
+            when = datetime.fromtimestamp(self.deadline).strftime("%Y-%m-%d %H:%M")
+            return f"no request starts after {when}"
         return None
 
     @property
