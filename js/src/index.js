@@ -33,7 +33,8 @@ class View {
       this.toolbar?.update();
       this.grid?.schedule();
     });
-    for (const name of ["provider_name", "providers", "provider_labels", "concurrency"]) watch(name, () => this.toolbar?.update());
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency", "concurrency_limit", "held_elsewhere"])
+      watch(name, () => this.toolbar?.update());
     this.start();
   }
 

@@ -44,11 +44,12 @@ export class Toolbar {
         view.act("set_concurrency", { value });
       },
     });
+    this.limit = h("span", { class: "nbb-limit", hidden: true });
     const settings = h(
       "div",
       { class: "nbb-settings" },
       h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
-      h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency),
+      h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
     );
 
     this.bar = h("div", {
@@ -97,7 +98,10 @@ export class Toolbar {
     const state = model.get("run_state");
     const live = state === "running" || state === "paused" || state === "stopping";
     const failed = this.summary ? this.summary.counts.failed : 0;
-    this.runAll.disabled = state === "running" || state === "stopping";
+    // another kernel runs this batch: this studio follows it from the journal, Run waits
+    const held = model.get("held_elsewhere") || 0;
+    this.runAll.disabled = state === "running" || state === "stopping" || held > 0;
+    setAttr(this.runAll, "title", held ? fmt(s, "held_elsewhere_help", { n: held }) : s.run_all);
     this.pause.hidden = state === "paused";
     this.resume.hidden = state !== "paused";
     this.pause.disabled = state !== "running";
@@ -107,9 +111,10 @@ export class Toolbar {
     // after the run waits for the next Run all
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
-    const label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    let label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
+    if (held) label = fmt(s, "held_elsewhere", { n: held });
     setText(this.state, label);
-    this.state.dataset.state = state;
+    this.state.dataset.state = held ? "elsewhere" : state;
 
     const names = model.get("providers") || [];
     const labels = model.get("provider_labels") || [];
@@ -123,6 +128,11 @@ export class Toolbar {
     }
     if (this.provider.value !== current) this.provider.value = current;
     this.provider.disabled = live;
+    // the provider's own cap on requests at once: a limit beside the one number set
+    const limit = model.get("concurrency_limit") || 0;
+    setText(this.limit, limit ? fmt(s, "concurrency_limit", { n: limit }) : "");
+    this.limit.hidden = !limit;
+    setAttr(this.concurrency, "title", limit ? fmt(s, "concurrency_limit_help", { n: limit }) : s.concurrency);
     const conc = String(model.get("concurrency"));
     if (document.activeElement !== this.concurrency && this.concurrency.value !== conc) {
       this.concurrency.value = conc;

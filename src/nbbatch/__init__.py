@@ -36,6 +36,7 @@ from .core._retry import RetryPolicy
 from .core._secrets import Secret
 from .core._version import __version__
 from .engine._batch import Batch
+from .engine._compare import compare
 from .engine._runner import Runner
 from .engine._settings import (
     ProviderConfig,
@@ -113,6 +114,7 @@ __all__ = [
     "__version__",
     "available_providers",
     "check_connection",
+    "compare",
     "contact_sheet",
     "count_prompts",
     "enhance",

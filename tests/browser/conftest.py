@@ -136,15 +136,24 @@ def jupyter_server(
                 base=tmp_path_factory.mktemp(f"jupyter-{app}"),
                 log_path=ARTIFACTS / f"jupyter-{app}.log",
             )
+            _STARTED.append(server)
             server.start()
             servers[app] = server
         return servers[app]
 
-    try:
-        yield get
-    finally:
-        for server in servers.values():
-            server.stop()
+    yield get
+    # Stopped in pytest_sessionfinish, not here: a package fixture's teardown runs inside
+    # the last browser test's pytest-timeout, and stopping two servers with their kernels
+    # on a loaded machine has taken longer than that test's whole allowance.
+
+
+#: every Jupyter server started by this run, stopped when the session ends
+_STARTED: list[JupyterServer] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _STARTED:
+        _STARTED.pop().stop()
 
 
 # -- per test: a context and page, the notebook helper ------------------------------------

@@ -183,6 +183,11 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     expect(failed_row.locator(".nbb-attempts")).to_have_text("attempt 2", timeout=30_000)
     expect(failed_row.locator(".nbb-badge")).to_have_text("failed")
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=30_000)
+    # "elapsed" is the batch's run time (the paused second included), not the instant
+    # retry's own: it said "elapsed 0:00" here
+    elapsed = studio.locator(".nbb-stat", has_text="elapsed")
+    expect(elapsed).to_have_text(re.compile(r"^elapsed \d+:\d\d$"))
+    expect(elapsed).not_to_have_text("elapsed 0:00")
     lab.screenshot(page, "6-retried")
     assert not [c for c in lab.console if "pageerror" in c]
 
@@ -224,6 +229,57 @@ def test_changes_made_in_python_show_up_and_a_second_display_shares_the_state(la
     lab.add_cell(page, "await batch.run(provider)")
     for view in (views.nth(0), views.nth(1), views.nth(2)):
         expect(view.locator(ROW_BADGE, has_text="done")).to_have_count(4)
+
+    # Another kernel (a second process) runs two new tasks: Run all here says so instead
+    # of starting or "Finished", the studio follows that run, and runs again after it.
+    lab.add_cell(page, OTHER_KERNEL)
+    studio = views.nth(0)
+    button(studio, "Run all").click()
+    expect(studio.get_by_role("alert")).to_contain_text(
+        "2 task(s) of this batch are being run by another kernel"
+    )
+    expect(studio.get_by_role("status")).to_have_text("2 task(s) are being run by another kernel")
+    expect(button(studio, "Run all")).to_be_disabled()
+    lab.screenshot(page, "another-kernel-runs")
+    lab.execute(page, "other.stdin.write('go\\n'); other.stdin.flush()")
+    expect(studio.get_by_role("alert")).to_contain_text(
+        "The other kernel's run of this batch has ended", timeout=60_000
+    )
+    for view in (views.nth(0), views.nth(1), views.nth(2)):
+        expect(view.locator(ROW_BADGE, has_text="done")).to_have_count(6)
+    expect(button(studio, "Run all")).to_be_enabled()
+    done = lab.execute(page, "print(other.wait(60), other.stdout.read().split()[-1])")
+    assert done == "0 succeeded\n"
+
+
+# A second process that runs the batch's new tasks one at a time, each request waiting
+# until the notebook writes a line to its stdin (nothing races the test).
+OTHER_KERNEL = '''
+import subprocess, sys
+OTHER = """
+import asyncio, sys
+from nbbatch import Batch, Workspace
+from nbbatch.events import TaskStarted
+from nbbatch.providers import DemoProvider
+gate = []
+class Gated(DemoProvider):
+    async def generate(self, request, on_progress=None):
+        if not gate:
+            gate.append(asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline)))
+        await asyncio.shield(gate[0])
+        return await super().generate(request, on_progress)
+ws = Workspace(sys.argv[1])
+batch = Batch.load(sys.argv[2], ws)
+batch.subscribe(lambda e: isinstance(e, TaskStarted) and print("RUNNING", flush=True))
+batch.run_sync(Gated(latency=0), concurrency=1)
+print("DONE", batch.status, flush=True)
+ws.close()
+"""
+batch.add(["a task another kernel runs", "and another one"])
+other = subprocess.Popen([sys.executable, "-c", OTHER, str(ws.path), batch.id],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+print(other.stdout.readline().strip())
+'''
 
 
 def test_filter_search_and_select_all(lab) -> None:

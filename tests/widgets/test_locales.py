@@ -26,6 +26,7 @@ SOURCES = {
     "prompt": ["prompt"],
     "settings": ["settings"],
     "history": ["history"],
+    "compare": ["compare"],
 }
 LITERAL = re.compile(r'"([a-z][a-z0-9_]*)"|\.([a-z][a-z0-9_]*)\b|\'([a-z][a-z0-9_]*)\'')
 PREFIX = re.compile(r"`([a-z_]+_)\$\{")  # s[`st_${status}`]: every key with that prefix

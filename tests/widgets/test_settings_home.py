@@ -64,6 +64,24 @@ def test_one_concurrency_and_the_providers_cap_shown_as_a_limit(cfg: Path) -> No
     assert hello["forms"]["openai"]["limit"] is None
 
 
+def test_the_toolbar_shows_the_providers_own_limit(cfg: Path, workspace: Workspace) -> None:
+    # the toolbar's concurrency showed no limit: a WebUI run at 5 sends one at a time
+    forge = ProviderConfig(provider="a1111", name="my-forge", concurrency=2)
+    save_settings(Settings(providers={"my-forge": forge}))
+    studio = BatchStudio(Batch.create([], workspace=workspace, allow_empty=True), provider="demo")
+    grid, session = studio.grid, studio.session
+    assert grid.concurrency_limit == 0  # the demo has none
+    session.choose_provider("a1111")
+    assert grid.concurrency_limit == 1  # the catalogue's default for the WebUI
+    session.choose_provider("my-forge")
+    assert grid.concurrency_limit == 2  # a saved configuration's "Requests at once"
+    session.use_provider(nbbatch.get_provider("demo", max_concurrency=4))
+    assert grid.concurrency_limit == 4  # a Provider object's own cap
+    session.use_provider(ProviderConfig(provider="openai"))
+    assert grid.concurrency_limit == 0 and grid.concurrency == 3
+    studio.close()
+
+
 def test_each_provider_is_listed_once_by_its_name(cfg: Path, workspace: Workspace) -> None:
     # "Stable Diffusion WebUI (A1111 / Forge)" was listed three times (a1111, forge, sdwebui)
     hello = ask(SettingsPanel(config_dir=cfg), "hello")

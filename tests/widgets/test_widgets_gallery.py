@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +246,34 @@ def test_a_zip_nobody_fetched_is_dropped_an_hour_later(
     assert first["job"] not in gallery._zips._jobs and not folder.exists()
     gallery.close()  # and closing the widget drops the rest
     assert all(not job.folder.exists() for job in gallery._zips._jobs.values())
+
+
+async def test_a_zip_the_page_stopped_waiting_for_is_neither_sent_nor_kept(
+    batch: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the page's Cancel (or its view going away) sends cancel_request for the "zip"
+    building, go_on, dropped = threading.Event(), threading.Event(), threading.Event()
+    real_export, real_drop = _gallery.export_zip, _gallery._Job.drop
+
+    def slow_export(*args: Any, **kwargs: Any) -> Any:
+        building.set()
+        go_on.wait(30)
+        return real_export(*args, **kwargs)
+
+    def drop(job: Any) -> None:
+        real_drop(job)
+        dropped.set()
+
+    monkeypatch.setattr(_gallery, "export_zip", slow_export)
+    monkeypatch.setattr(_gallery._Job, "drop", drop)
+    gallery = Gallery(batch)
+    page = Page(gallery)
+    gallery._on_msg(gallery, {"type": "zip", "uuid": "z1", "scope": "batch"}, [])
+    assert await asyncio.to_thread(building.wait, 30)
+    gallery._on_msg(gallery, {"type": "cancel_request", "uuid": "z1"}, [])
+    go_on.set()
+    assert await asyncio.to_thread(dropped.wait, 30)  # its temporary ZIP is removed
+    await asyncio.sleep(0)
+    assert gallery._zips._jobs == {}
+    assert not [c for c, _ in page.sent if c.get("uuid") == "z1"]  # and nothing is sent
+    gallery.close()

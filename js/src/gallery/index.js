@@ -1,5 +1,5 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { AbortError, Channel, ReplyError, TimeoutError } from "../shared/channel.js";
 import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../shared/download.js";
 import { fmt, h, setAttr, setText } from "../shared/util.js";
 import { gicons } from "../shared/icons.js";
@@ -163,6 +163,17 @@ class GalleryView {
     this.dlTask = zipBtn("download_task_zip", "zip_task", "task");
     this.dlBatch = zipBtn("download_batch_zip", "zip_batch", "batch");
     this.dlStarred = zipBtn("download_starred_zip", "zip_starred", "starred");
+    // while a ZIP is made and fetched: give up on it (the kernel drops its work)
+    this.zipAbort = null;
+    this.zipCancel = h("button", {
+      type: "button",
+      class: "nbb-gbtn nbb-g-zipcancel",
+      hidden: true,
+      text: s.cancel,
+      "aria-label": s.zip_cancel,
+      title: s.zip_cancel,
+      onclick: () => this.zipAbort?.abort(),
+    });
     this.editBtn = btn("edit_image", "edit", () => this.toggleEdit(true));
     this.remixBtn = btn("remix", "remix", () => this.remix());
     this.sheetBtn = btn("contact_sheet", "sheet", () => this.contactSheet());
@@ -174,7 +185,7 @@ class GalleryView {
       { class: "nbb-g-actions" },
       h("div", { class: "nbb-g-row" }, this.starBtn, zoom),
       h("div", { class: "nbb-g-row" }, this.dlImage),
-      h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred),
+      h("div", { class: "nbb-g-zips" }, this.dlTask, this.dlBatch, this.dlStarred, this.zipCancel),
       h("div", { class: "nbb-g-row" }, this.editBtn, this.remixBtn, this.sheetBtn, this.postBtn),
     );
     this.editArea = h("textarea", { class: "nbb-g-textarea", rows: 3, placeholder: s.edit_placeholder, "aria-label": s.edit_prompt });
@@ -655,9 +666,12 @@ class GalleryView {
     const buttons = [this.dlTask, this.dlBatch, this.dlStarred];
     for (const b of buttons) b.disabled = true;
     this.say(s.zip_building, "busy");
+    const abort = new AbortController();
+    this.zipAbort = abort;
+    this.zipCancel.hidden = false;
     try {
       const body = { scope, id: this.task ? this.task.id : undefined, ...extra };
-      const got = await fetchZip(this.channel, "zip", body, (pct) => this.say(fmt(s, "zip_receiving", { pct }), "busy"));
+      const got = await fetchZip(this.channel, "zip", body, (pct) => this.say(fmt(s, "zip_receiving", { pct }), "busy"), abort.signal);
       if (got.path) {
         this.say(fmt(s, "zip_saved", { size: size(got.size), path: got.path }), "info");
         return;
@@ -665,9 +679,12 @@ class GalleryView {
       this.save(got.blob, got.name);
       this.say(fmt(s, "zip_ready", { name: got.name, size: size(got.size) }), "info");
     } catch (err) {
-      this.say(this.words(err), "error");
+      if (err instanceof AbortError) this.say(s.zip_cancelled, "info");
+      else this.say(this.words(err), "error");
     } finally {
       for (const b of buttons) b.disabled = false;
+      this.zipAbort = null;
+      this.zipCancel.hidden = true;
     }
   }
 

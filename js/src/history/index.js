@@ -1,5 +1,5 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { AbortError, Channel, ReplyError, TimeoutError } from "../shared/channel.js";
 import { duration, fmt, h, setText } from "../shared/util.js";
 
 // The History panel: the past batches of the workspace and per-provider stats. In a
@@ -40,6 +40,9 @@ class HistoryView {
     this.rows = [];
     this.urls = new Map(); // batch id -> [object URLs]
     this.asked = new Set(); // batch ids whose thumbnails were requested
+    // thumbnails asked for and no longer wanted (the dialog closed, the list was redrawn)
+    // are abandoned: the kernel does not make what nobody will show
+    this.thumbAbort = new AbortController();
     this.tab = "batches";
     this.stale = true;
     this.root = h("div", { class: "nbb-hist", "data-lm-suppress-shortcuts": "true" });
@@ -356,7 +359,7 @@ class HistoryView {
     const id = strip.dataset.id;
     if (this.asked.has(id)) return;
     this.asked.add(id);
-    const reply = await this.ask("thumbs", { id }, true);
+    const reply = await this.ask("thumbs", { id }, true, this.thumbAbort.signal);
     if (!reply || !strip.isConnected) return;
     const urls = reply.buffers.map((b) => URL.createObjectURL(new Blob([b], { type: "image/webp" })));
     this.urls.set(id, urls);
@@ -366,6 +369,8 @@ class HistoryView {
   }
 
   dropThumbs() {
+    this.thumbAbort.abort();
+    this.thumbAbort = new AbortController();
     for (const urls of this.urls.values()) for (const url of urls) URL.revokeObjectURL(url);
     this.urls.clear();
     this.asked.clear();
@@ -559,11 +564,12 @@ class HistoryView {
   }
 
   // ---------------------------------------------------------------- plumbing
-  async ask(type, body = {}, withBuffers = false) {
+  async ask(type, body = {}, withBuffers = false, signal = undefined) {
     try {
-      const { msg, buffers } = await this.channel.request(type, body);
+      const { msg, buffers } = await this.channel.request(type, body, { signal });
       return withBuffers ? { msg, buffers } : msg;
     } catch (err) {
+      if (err instanceof AbortError) return null; // given up on purpose: nothing to say
       this.say(this.words(err), "error");
       return null;
     }

@@ -37,22 +37,31 @@ export function saveBlob(host, blob, name) {
 
 // Ask for a ZIP (`type` + `body`), then its pieces; `progress(pct)` after each piece.
 // Resolves {blob, name, size} or {path, size} (saved next to the notebook: too big).
+// `signal` (an AbortSignal) abandons it: the request waiting is cancelled in the kernel
+// (a ZIP still being built is not kept) and a ZIP already built is dropped there.
 /**
  * @param {import("./channel.js").Channel} channel
  * @param {string} type
  * @param {Record<string, unknown>} body
  * @param {(pct: number) => void} [progress]
+ * @param {AbortSignal} [signal]
  * @returns {Promise<{blob?: Blob, name?: string, path?: string, size: number}>} the ZIP's
  *   bytes, or where the kernel saved it (too big to send)
  */
-export async function fetchZip(channel, type, body, progress) {
-  const { msg } = await channel.request(type, body, { timeout: ZIP_TIMEOUT });
+export async function fetchZip(channel, type, body, progress, signal) {
+  const { msg } = await channel.request(type, body, { timeout: ZIP_TIMEOUT, signal });
   if (msg.path) return { path: msg.path, size: msg.size };
   const parts = [];
-  for (let i = 0; i < msg.chunks; i++) {
-    const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, { timeout: ZIP_TIMEOUT });
-    parts.push(bytesOf(buffers[0]));
-    if (progress) progress(Math.round(((i + 1) * 100) / msg.chunks));
+  try {
+    for (let i = 0; i < msg.chunks; i++) {
+      const { buffers } = await channel.request("chunk", { job: msg.job, index: i }, { timeout: ZIP_TIMEOUT, signal });
+      parts.push(bytesOf(buffers[0]));
+      if (progress) progress(Math.round(((i + 1) * 100) / msg.chunks));
+    }
+  } catch (err) {
+    // nobody fetches the rest: the kernel drops its copy now rather than in an hour
+    channel.request("zip_done", { job: msg.job }).catch(() => {});
+    throw err;
   }
   return { blob: new Blob(parts, { type: "application/zip" }), name: msg.name, size: msg.size };
 }

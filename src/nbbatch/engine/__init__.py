@@ -5,7 +5,8 @@ connection, transactions —, ``_recovery`` — run leases, reconcile, dead runs
 ``_blobs`` — content-addressed files, ``derived/`` —, ``_tasks`` — task and batch rows —
 and ``_history``; returns plain records) ← ``_runner``
 (asyncio, N at a time, retries) ← ``_batch`` (the object a notebook holds: edit, run,
-subscribe). ``_settings`` is the one settings home (providers, the planner LLM, run
+subscribe) ← ``_compare`` (the same tasks on several configurations, as one batch).
+``_settings`` is the one settings home (providers, the planner LLM, run
 defaults, prices) and tests connections. The engine
 uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``widgets`` or
 the CLI.
@@ -13,6 +14,7 @@ the CLI.
 
 from ..core._ratelimit import RateLimit, set_rate_limit
 from ._batch import Batch
+from ._compare import Cell, Comparison, Winner, compare
 from ._pace import set_webhook
 from ._runner import Runner
 from ._settings import (
@@ -31,6 +33,8 @@ from ._store import BatchSummary, RecoveryReport, Workspace
 __all__ = [
     "Batch",
     "BatchSummary",
+    "Cell",
+    "Comparison",
     "ConnectionResult",
     "LLMSettings",
     "ProviderConfig",
@@ -39,8 +43,10 @@ __all__ = [
     "RunDefaults",
     "Runner",
     "Settings",
+    "Winner",
     "Workspace",
     "check_connection",
+    "compare",
     "load_settings",
     "save_secret",
     "save_settings",

@@ -11,7 +11,8 @@
   :class:`Resize`, :class:`CropToAspect`, :class:`PadToAspect`, :class:`ConvertFormat`,
   :class:`Watermark`, :class:`StripMetadata`, :class:`Adjust`, or :class:`Pipeline`;
 * overview images: :func:`contact_sheet`, :func:`xy_grid`;
-* exports with safe names and a manifest: :func:`export_zip`, :func:`export_folder`.
+* exports with safe names and a manifest: :func:`export_zip`, :func:`export_folder`;
+* technical scores for comparisons (no model weights): :func:`sharpness`.
 
 This layer takes tasks and images (or anything with ``.tasks``, such as a batch), never
 the workspace's journal or the runner.
@@ -45,6 +46,7 @@ from ._postprocess import (
     postprocess,
     postprocess_async,
 )
+from ._scores import sharpness
 from ._thumbs import ThumbnailCache, prune_caches, thumbnail, thumbnails
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "postprocess_async",
     "prune_caches",
     "read_generation_info",
+    "sharpness",
     "sniff_format",
     "thumbnail",
     "thumbnails",

@@ -142,6 +142,8 @@ class ZipJobs:
         # post-processed copies come from (and stay in) the workspace's derived/ folder
         options: dict[str, Any] = {"steps": steps, "cache": True} if steps else {}
 
+        abandoned = threading.Event()  # the page stopped waiting (cancel_request)
+
         def work() -> dict[str, Any]:
             self._drop_stale()
             if too_big:
@@ -156,6 +158,9 @@ class ZipJobs:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
+            if abandoned.is_set():  # nobody will fetch it: no temporary ZIP left behind
+                job.drop()
+                return {}
             key = f"z{id(job):x}{int(job.created * 1000) % 100000}"
             with self._lock:
                 self._jobs[key] = job
@@ -163,7 +168,7 @@ class ZipJobs:
 
         reply = owner._reply
         deferred: dict[str, Any] = owner._off_loop(
-            uid, "doing_zip", work, lambda body: reply(uid, True, body)
+            uid, "doing_zip", work, lambda body: reply(uid, True, body), cancelled=abandoned.set
         )
         return deferred
 
@@ -449,7 +454,7 @@ class Gallery(Panel):
         return {
             "strings": catalogue(self.lang, "gallery"),
             "batch": self._batch.name,
-            "done": len(self._done()),
+            "done": self._hub.figures().shown,  # kept by the hub: no pass over every task
         }
 
     def _on_task(self, content: dict[str, Any]) -> dict[str, Any]:

@@ -94,6 +94,10 @@ class TaskGrid(Panel):
     #: display names of ``providers`` (the catalogue's labels), in the same order
     provider_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     concurrency = traitlets.Int(3).tag(sync=True)
+    #: the provider's own limit on requests at once (0: none), shown beside concurrency
+    concurrency_limit = traitlets.Int(0).tag(sync=True)
+    #: tasks another kernel's run holds (0: none): the toolbar says so and Run waits
+    held_elsewhere = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -137,6 +141,7 @@ class TaskGrid(Panel):
         self.run_state = self._hub.run_state()
         self._follow_provider()
         self.concurrency = session.concurrency
+        self.held_elsewhere = session.held_elsewhere
         self._handle(
             {
                 "hello": ("doing_request", self._on_hello),
@@ -233,6 +238,7 @@ class TaskGrid(Panel):
             self.providers = names
             self.provider_labels = [provider_label(n) for n in names]
             self.provider_name = self._session.provider_name
+            self.concurrency_limit = self._session.provider_limit() or 0
 
     def _session_changed(self, what: str, value: Any) -> None:
         if what == "batch":
@@ -243,6 +249,16 @@ class TaskGrid(Panel):
             self._follow_provider()
         elif what == "concurrency":
             self.concurrency = int(value)
+        elif what == "held":
+            self.held_elsewhere = int(value)
+        elif what == "refreshed":
+            self._hub.refreshed(value)
+        elif what == "held_ended":
+            if value is None:
+                self.notify(tr(self.lang, "held_elsewhere_ended"), "info")
+            else:
+                message = describe(value, self.lang)
+                self.notify(tr(self.lang, "held_elsewhere_lost", message=message))
         elif what == "run":
             self.run_state = str(value.state)
             self._hub_all_rows()
@@ -340,7 +356,7 @@ class TaskGrid(Panel):
                 if full and task_id in self._screen:
                     # on screen and more than the status changed (a result, an error):
                     # send the row itself rather than make the page ask for it
-                    whole.append(self._row(task, index))
+                    whole.append(self._row(task, index.get(task.id, 0) + 1))
                     self._hub.remember_sources(task)
                 else:
                     rows.append(_rows.patch(task, full))
@@ -360,6 +376,8 @@ class TaskGrid(Panel):
     def _view_for(self, filt: str, query: str) -> Sequence[Task]:
         hub = self._hub
         tasks = self._batch.tasks
+        if filt == "all" and not query:
+            return tasks  # the batch's own list (Batch.refresh replaces it)
         key = (
             hub.structure_version,
             len(tasks),
@@ -369,18 +387,13 @@ class TaskGrid(Panel):
             query,
         )
         if key != self._view_key:
-            if filt == "all" and not query:
-                self._view = tasks
-            else:
-                needle = query.casefold()
-                self._view = [
-                    t
-                    for t in tasks
-                    if (
-                        filt == "all" or t.status.value == filt or (filt == "starred" and t.starred)
-                    )
-                    and (not needle or needle in t.prompt.casefold())
-                ]
+            needle = query.casefold()
+            self._view = [
+                t
+                for t in tasks
+                if (filt == "all" or t.status.value == filt or (filt == "starred" and t.starred))
+                and (not needle or needle in t.prompt.casefold())
+            ]
             self._view_key = key
         return self._view
 
@@ -419,10 +432,13 @@ class TaskGrid(Panel):
         view = self._view_for(filt, query)
         start = max(0, _int(content.get("start"), 0))
         end = min(len(view), _int(content.get("end"), start + 50), start + _MAX_ROWS)
-        index = self._hub.index()
+        # the whole batch in order: a row's number is its place, no index needed (the
+        # index of a 100,000-task batch takes a pass over every task)
+        index = self._hub.index() if self._filtered else None
         rows = []
-        for task in view[start:end]:
-            rows.append(self._row(task, index))
+        for i, task in enumerate(view[start:end]):
+            number = index.get(task.id, 0) + 1 if index is not None else start + 1 + i
+            rows.append(self._row(task, number))
             self._hub.remember_sources(task)
             for seen in (self._window, self._screen):
                 seen[task.id] = None
@@ -433,16 +449,16 @@ class TaskGrid(Panel):
             self._screen.popitem(last=False)
         return {"start": start, "total": len(view), "rows": rows}
 
-    def _row(self, task: Task, index: dict[str, int]) -> Row:
+    def _row(self, task: Task, number: int) -> Row:
         parent = None
         if task.parent_id is not None:
             try:
                 parent = self._hub.task(task.parent_id)
             except KeyError:
                 parent = None  # deleted: the row shows its reference as any other
-        row = _rows.row(task, index.get(task.id, 0) + 1, self.lang, parent=parent)
+        row = _rows.row(task, number, self.lang, parent=parent)
         if "pa" in row:
-            row["pa"]["n"] = index.get(row["pa"]["id"], 0) + 1
+            row["pa"]["n"] = self._hub.index().get(row["pa"]["id"], 0) + 1
         return row
 
     def _on_thumbs(self, content: dict[str, Any]) -> dict[str, Any]:

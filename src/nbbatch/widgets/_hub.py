@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import operator
 import threading
 import time
 import weakref
@@ -20,15 +21,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import nbbatch.events as events
-from nbbatch.core._model import Task
+from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch
 from nbbatch.images import ThumbnailCache
 
 from . import _rows
+from ._tally import Tally
 
 __all__ = ["Hub", "Sink", "hub_for"]
 
 log = logging.getLogger("nbbatch")
+
+_TASK_ID = operator.attrgetter("id")
 
 #: thumbnail sources remembered for the browser (keys it was sent in rows)
 _MAX_SOURCES = 4096
@@ -73,11 +77,15 @@ class Hub:
         self.content_version = 0
         self._index: dict[str, int] | None = None
         self._index_version = -1
+        #: the summary's figures, moved by each event instead of recounted per summary
+        self.tally = Tally(batch.tasks)
         # run clock (for elapsed and images/min)
-        self._runner: object | None = None
         self._run_started: float | None = None
         self._run_ended: float | None = None
         self._run_images = 0
+        #: time spent in the batch's earlier runs (shown with the run's own: a retry of
+        #: one task after a long run does not bring "elapsed" back to 0:00)
+        self._runs_before = 0.0
         self.clock: Callable[[], float] = time.monotonic
         self._unsubscribe = batch.subscribe(self._on_event)
 
@@ -111,6 +119,10 @@ class Hub:
 
     def _route(self, event: events.Event) -> None:
         sinks = list(self._sinks)
+        if isinstance(event, (*_STATUS_ONLY, *_ROW_FULL, events.TaskAdded)):
+            self.tally.update((event.task,))
+        elif isinstance(event, events.TaskRemoved):
+            self.tally.remove(event.task_id)
         if isinstance(event, (*_STATUS_ONLY, *_ROW_FULL)):
             self.status_version += 1
             if isinstance(event, events.TaskChanged):
@@ -128,6 +140,9 @@ class Hub:
         elif isinstance(event, events.RunStateChanged):
             state = str(event.state)
             self._clock_run(state)
+            if state in ("stopped", "finished"):
+                # a stopped run sends its queued tasks back to idle without an event each
+                self.tally.stale = True
             # Stopping sends queued tasks back to idle without one event each: repaint
             # every row on screen from the tasks themselves.
             self.status_version += 1
@@ -138,13 +153,14 @@ class Hub:
             s._hub_summary()
 
     def _clock_run(self, state: str) -> None:
-        runner = self.batch.runner
         now = self.clock()
-        if state == "running" and (runner is not self._runner or self._run_started is None):
-            self._runner = runner
+        # A run announces "running" before the batch names it as its runner, and again
+        # on every resume: a new run is one that starts after the last one ended.
+        if state == "running" and (self._run_started is None or self._run_ended is not None):
+            if self._run_started is not None and self._run_ended is not None:
+                self._runs_before += max(0.0, self._run_ended - self._run_started)
             self._run_started = now
             self._run_ended = None
-            self._run_images = 0
         elif state in ("finished", "stopped") and self._run_started is not None:
             self._run_ended = now
 
@@ -161,7 +177,8 @@ class Hub:
     def index(self) -> dict[str, int]:
         """Task id -> position in the batch (0-based), rebuilt after structural changes."""
         if self._index is None or self._index_version != self.structure_version:
-            self._index = {t.id: i for i, t in enumerate(self.batch.tasks)}
+            tasks = self.batch.tasks
+            self._index = dict(zip(map(_TASK_ID, tasks), range(len(tasks)), strict=True))
             self._index_version = self.structure_version
         return self._index
 
@@ -188,16 +205,30 @@ class Hub:
     def source(self, key: str) -> Any:
         return self._sources.get(key)
 
-    def summary(self) -> dict[str, Any]:
+    def refreshed(self, changed: Iterable[Task] = ()) -> None:
+        """The batch re-read its tasks from the journal (``Batch.refresh``, following
+        another kernel's run): count again and repaint what is on screen."""
+        self._index = None
+        self.tally.stale = True
+        # new task objects, maybe other tasks: every view is rebuilt, the pages ask again
+        self.structure_version += 1
+        self.status_version += 1
+        self.content_version += 1
+        for s in list(self._sinks):
+            s._hub_structure(())
+            s._hub_summary()
+
+    def figures(self) -> Tally:
+        """The tally, counted again first when something changed without events."""
+        tally = self.tally
         tasks = self.batch.tasks
-        counts = dict.fromkeys(_rows.STATUSES, 0)
-        # one cheap pass per figure (sent with every patch: 100,000 tasks in ~0.1 s);
-        # status.value and starred per task cost 10x more
-        for status, n in collections.Counter(t.status for t in tasks).items():
-            counts[status.value] += n
-        images = sum(len(t.images) for t in tasks)
-        refs = any(t.references for t in tasks)
-        starred = sum(1 for t in tasks if t.images and t.starred)
+        if tally.stale or tally.total != len(tasks):
+            tally.recount(tasks)
+        return tally
+
+    def summary(self) -> dict[str, Any]:
+        tally = self.figures()
+        counts = {status: tally.counts[TaskStatus(status)] for status in _rows.STATUSES}
         runner = self.live_runner()
         eta = None
         pace = None  # what holds the run back, in words (budget, deadline, rate limits)
@@ -208,18 +239,18 @@ class Hub:
         ipm = None
         if self._run_started is not None:
             end = self._run_ended if self._run_ended is not None else self.clock()
-            elapsed = max(0.0, end - self._run_started)
+            elapsed = self._runs_before + max(0.0, end - self._run_started)
             if elapsed >= 3.0 and self._run_images:
                 ipm = round(self._run_images * 60.0 / elapsed, 1)
         done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
         done += counts["interrupted"]
         return {
-            "total": len(tasks),
+            "total": tally.total,
             "counts": counts,
             "done": done,
-            "images": images,
-            "refs": refs,
-            "starred": starred,
+            "images": tally.images,
+            "refs": tally.refs,
+            "starred": tally.starred,
             "elapsed": None if elapsed is None else round(elapsed, 1),
             "ticking": runner is not None and self._run_ended is None,
             "eta": None if eta is None else round(eta, 1),

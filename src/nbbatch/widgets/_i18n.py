@@ -24,9 +24,17 @@ __all__ = ["LANGS", "PANELS", "PARTS", "catalogue", "resolve_lang", "tr"]
 
 log = logging.getLogger("nbbatch")
 
-Panel = Literal["studio", "gallery", "upload", "prompt", "settings", "history"]
+Panel = Literal["studio", "gallery", "upload", "prompt", "settings", "history", "compare"]
 #: the panels of the page, one catalogue slice each
-PANELS: tuple[Panel, ...] = ("studio", "gallery", "upload", "prompt", "settings", "history")
+PANELS: tuple[Panel, ...] = (
+    "studio",
+    "gallery",
+    "upload",
+    "prompt",
+    "settings",
+    "history",
+    "compare",
+)
 #: the parts of a language's catalogue (one JSON file each)
 PARTS: tuple[str, ...] = (*PANELS, "common", "kernel")
 

@@ -179,16 +179,26 @@ class Panel(anywidget.AnyWidget):
         action: str,
         work: Callable[[], Any],
         reply: Callable[[Any], None],
+        *,
+        cancelled: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Run blocking ``work`` (file reads, thumbnails, ZIPs, SQLite scans) in a thread,
         then ``reply(result)`` on the loop; a failure is answered in words. Without a
         running loop (a script, a unit test) it runs here and now. Returns
-        :data:`DEFERRED` for the handler to return."""
+        :data:`DEFERRED` for the handler to return.
+
+        A ``cancel_request`` for ``uid`` (the page stopped waiting) drops the reply and,
+        when the thread has not started it yet, the work; ``cancelled()`` is called then
+        (work already under way may check a flag it sets)."""
 
         def failed(exc: BaseException) -> None:
             self._reply(uid, False, {"error": self._words(exc, action)})
 
-        self._in_thread(work, reply, failed)
+        future = self._in_thread(work, reply, failed)
+        if future is not None:
+            self._cancels.track(uid, future)
+            if cancelled is not None:
+                future.add_done_callback(lambda f: cancelled() if f.cancelled() else None)
         return DEFERRED
 
     def _in_thread(
@@ -196,21 +206,22 @@ class Panel(anywidget.AnyWidget):
         work: Callable[[], Any],
         done: Callable[[Any], object],
         failed: Callable[[BaseException], object],
-    ) -> None:
+    ) -> asyncio.Future[Any] | None:
         """``work()`` in a thread, then ``done(result)`` — or ``failed(error)``, also when
-        ``done`` itself fails — on the loop; here and now without a running loop."""
+        ``done`` itself fails — on the loop; here and now without a running loop.
+        Returns the thread's future (None when it ran here)."""
         loop = self._loop
         if loop is None or not loop.is_running():
             try:
                 result = work()
             except Exception as exc:
                 failed(exc)
-                return
+                return None
             try:
                 done(result)
             except Exception as exc:
                 failed(exc)
-            return
+            return None
         future = loop.run_in_executor(None, work)
 
         def finished(f: asyncio.Future[Any]) -> None:
@@ -224,6 +235,7 @@ class Panel(anywidget.AnyWidget):
 
         self._jobs.add(future)
         future.add_done_callback(finished)
+        return future
 
 
 def _fits(check: Callable[[Any], bool], value: Any) -> bool:

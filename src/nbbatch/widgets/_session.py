@@ -15,6 +15,9 @@ through :meth:`StudioSession.subscribe`, which tells them what changed::
     "concurrency"  value: the new number
     "run"        a run started (value: the Runner)
     "run_ended"  a watched run ended (value: its exception, or None)
+    "held"       how many tasks of the batch shown another kernel's run holds (0: none)
+    "refreshed"  the batch was re-read from the journal (value: the tasks that changed)
+    "held_ended" that other run ended (value: the error that stopped following, or None)
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbbatch.core._model import Task
+from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
 from nbbatch.engine._pace import studio_priority
-from nbbatch.errors import ConfigError, NbbatchError
+from nbbatch.errors import ConfigError, HeldElsewhereError, NbbatchError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers, provider_info
 
@@ -43,6 +46,8 @@ log = logging.getLogger("nbbatch")
 #: the studio's concurrency range (the engine's default cap)
 MAX_CONCURRENCY = 10
 DEFAULT_CONCURRENCY = 3
+#: seconds between reads of the journal while another kernel runs the batch shown
+FOLLOW_INTERVAL = 1.0
 
 Listener = Callable[[str, Any], None]
 
@@ -93,6 +98,9 @@ class StudioSession:
         self._batches[batch.id] = batch
         self._listeners: list[Listener] = []
         self._jobs: set[asyncio.Future[Any]] = set()
+        self._following: asyncio.Future[Any] | None = None
+        self._held = 0
+        self.follow_elsewhere()
 
     def __repr__(self) -> str:
         return (
@@ -155,12 +163,21 @@ class StudioSession:
         return self._concurrency
 
     def provider_limit(self) -> int | None:
-        """The provider's own limit on requests at once, when it has one."""
+        """The provider's own limit on requests at once, when it has one: a Provider's
+        ``max_concurrency``, a saved configuration's "Requests at once", else the
+        catalogue's default for that provider (the WebUI's 1)."""
         p = self._provider
-        limit = getattr(p, "concurrency", None)
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            return limit
-        return None
+        if isinstance(p, str):
+            try:
+                settings = load_settings()
+            except NbbatchError:
+                settings = None
+            if settings is None or p not in settings.providers or p in available_providers():
+                return _catalogue_limit(p)
+            p = settings.get(p)
+        if isinstance(p, ProviderConfig):
+            return _whole_limit(p.concurrency) or _catalogue_limit(p.provider)
+        return _whole_limit(getattr(p, "max_concurrency", None))
 
     # ----------------------------------------------------------- choosing
     def use_provider(self, provider: Any) -> None:
@@ -273,6 +290,8 @@ class StudioSession:
         return self.retry(failed)
 
     def _start(self, tasks: list[Task] | None) -> Any:
+        if self._following is not None:
+            raise UserFacingError("held_elsewhere_busy", n=self._held)
         if tasks is None and not self._batch.runnable():
             raise UserFacingError("nothing_to_run")
         try:
@@ -291,6 +310,12 @@ class StudioSession:
                     len(tasks) if tasks is not None else len(self._batch.runnable())
                 ),
             )
+        except HeldElsewhereError:
+            # another kernel started it meanwhile: follow that run instead of running
+            self._close_later(owned)
+            if self.follow_elsewhere():
+                raise UserFacingError("held_elsewhere_busy", n=self._held) from None
+            raise
         except BaseException:
             self._close_later(owned)
             raise
@@ -336,6 +361,75 @@ class StudioSession:
             return built, [built]
         return p, []
 
+    # ----------------------------------------------------------- another kernel's run
+    @property
+    def held_elsewhere(self) -> int:
+        """How many tasks of the batch shown another kernel's run holds (0: none)."""
+        return self._held
+
+    @property
+    def following(self) -> asyncio.Future[Any] | None:
+        """While another kernel runs the batch shown: the job following it, else None."""
+        return self._following
+
+    def follow_elsewhere(self) -> int:
+        """When another kernel (another process) runs the batch shown, follow its run
+        from the journal until it ends: the views redraw its tasks as they change and
+        Run waits. Returns how many tasks that run holds (0: none, nothing followed)."""
+        if self._following is not None:
+            return self._held
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return 0  # followed when a run is asked for (a loop runs by then)
+        batch = self._batch
+        try:
+            holders = batch.held_elsewhere()
+        except NbbatchError as exc:
+            log.warning("nbbatch studio: cannot tell whether another kernel runs it: %s", exc)
+            return 0
+        held = {i for h in holders for i in h.task_ids}
+        if not held:
+            return 0
+        self._set_held(len(held))
+
+        def changed(tasks: list[Task]) -> None:
+            if batch is not self._batch:
+                return
+            self._tell("refreshed", tasks)
+            busy = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+            self._set_held(sum(1 for t in batch.tasks if t.status in busy))
+
+        job = asyncio.ensure_future(batch.afollow(FOLLOW_INTERVAL, on_change=changed))
+        self._following = job
+        self._jobs.add(job)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._jobs.discard(f)
+            if self._following is f:
+                self._following = None
+            if f.cancelled() or batch is not self._batch:
+                return  # another batch is shown now
+            exc = f.exception()
+            if exc is not None:
+                log.error("nbbatch studio: following another kernel's run failed", exc_info=exc)
+            self._set_held(0)
+            self._tell("held_ended", exc)
+
+        job.add_done_callback(done)
+        return self._held
+
+    def _set_held(self, n: int) -> None:
+        if n != self._held:
+            self._held = n
+            self._tell("held", n)
+
+    def _stop_following(self) -> None:
+        job, self._following = self._following, None
+        if job is not None:
+            job.cancel()
+        self._set_held(0)
+
     # ----------------------------------------------------------- batches
     def known_batch(self, batch_id: str) -> Batch | None:
         return self._batches.get(batch_id)
@@ -377,8 +471,10 @@ class StudioSession:
             # Resume goes on with what the batch ran on, when this studio offers it (as
             # the provider picker would choose it).
             self.choose_provider(recorded)
+        self._stop_following()
         self._batch = batch
         self._tell("batch", batch)
+        self.follow_elsewhere()
 
     def open_from_history(
         self, batch_id: str, what: str, done: Callable[[BaseException | None], None]
@@ -433,6 +529,21 @@ class StudioSession:
 
         self._jobs.add(future)
         future.add_done_callback(loaded)
+
+
+def _whole_limit(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _catalogue_limit(name: str) -> int | None:
+    """The default of the catalogue's "Requests at once" for provider ``name``."""
+    try:
+        fields = provider_info(name).settings
+    except NbbatchError:
+        return None
+    return next((_whole_limit(f.default) for f in fields if f.name == "concurrency"), None)
 
 
 def provider_label(name: str) -> str:

@@ -1,0 +1,83 @@
+// @ts-check
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Toolbar } from "../src/toolbar.js";
+import { FakeModel } from "./fake-model.js";
+
+const strings = {
+  concurrency: "Concurrency",
+  concurrency_limit: "provider max {n}",
+  concurrency_limit_help: "This provider takes at most {n} request(s) at once",
+  elapsed: "elapsed {t}",
+  n_done: "{n} done",
+  n_failed: "{n} failed",
+  n_total: "{n} total",
+  state_running: "Running",
+  state_idle: "Idle",
+  run_all: "Run all",
+  held_elsewhere: "{n} task(s) are being run by another kernel",
+  held_elsewhere_help: "Another kernel is running this batch. Run all is available when that run ends.",
+  state_finished: "Finished",
+};
+
+/** A summary as the kernel sends it (widgets/_hub.Hub.summary). @param {Record<string, unknown>} over */
+function summary(over = {}) {
+  const counts = { idle: 0, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, interrupted: 0 };
+  return { total: 2, counts, done: 0, images: 0, refs: false, starred: 0, elapsed: null, ticking: false, eta: null, ipm: null, ...over };
+}
+
+describe("Toolbar", () => {
+  /** @type {FakeModel} */
+  let model;
+  /** @type {Toolbar} */
+  let toolbar;
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "setTimeout", "clearTimeout", "performance"] });
+    model = new FakeModel({ run_state: "idle", providers: ["demo"], provider_labels: ["Demo"], provider_name: "demo", concurrency: 3, concurrency_limit: 0 });
+    toolbar = new Toolbar({ model, strings, act: () => {} });
+    document.body.append(toolbar.el);
+  });
+
+  afterEach(() => {
+    toolbar.dispose();
+    document.body.replaceChildren();
+    vi.useRealTimers();
+  });
+
+  it("shows the provider's own limit beside the concurrency, and nothing without one", () => {
+    toolbar.update();
+    expect(toolbar.limit.hidden).toBe(true);
+    model.set("concurrency_limit", 1);
+    toolbar.update();
+    expect(toolbar.limit.hidden).toBe(false);
+    expect(toolbar.limit.textContent).toBe("provider max 1");
+    expect(toolbar.concurrency.getAttribute("title")).toBe("This provider takes at most 1 request(s) at once");
+    expect(toolbar.concurrency.value).toBe("3"); // still the one number the person sets
+  });
+
+  it("counts the elapsed time of a run from the summary and stops when it ends", () => {
+    model.set("run_state", "running");
+    toolbar.setSummary(summary({ elapsed: 0, ticking: true }));
+    expect(toolbar.stats.textContent).toContain("elapsed 0:00");
+    vi.advanceTimersByTime(65_000);
+    expect(toolbar.stats.textContent).toContain("elapsed 1:05");
+    model.set("run_state", "finished");
+    toolbar.setSummary(summary({ elapsed: 70, ticking: false }));
+    vi.advanceTimersByTime(10_000);
+    expect(toolbar.stats.textContent).toContain("elapsed 1:10");
+  });
+
+  it("says another kernel runs the batch and keeps Run all off until that run ends", () => {
+    model.set("held_elsewhere", 3);
+    toolbar.update();
+    expect(toolbar.state.textContent).toBe("3 task(s) are being run by another kernel");
+    expect(toolbar.state.dataset.state).toBe("elsewhere");
+    expect(toolbar.runAll.disabled).toBe(true);
+    expect(toolbar.runAll.getAttribute("title")).toContain("available when that run ends");
+    model.set("held_elsewhere", 0);
+    toolbar.update();
+    expect(toolbar.state.textContent).toBe("Idle");
+    expect(toolbar.runAll.disabled).toBe(false);
+    expect(toolbar.runAll.getAttribute("title")).toBe("Run all");
+  });
+});
