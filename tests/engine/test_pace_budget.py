@@ -109,3 +109,16 @@ async def test_prices_given_to_the_run_win_over_the_saved_table(workspace: Works
     assert provider.calls == ["a", "b"]
     run.stop()
     await run.wait()
+
+
+async def test_an_awaited_run_ends_at_its_budget_and_the_next_run_goes_on(
+    workspace: Workspace,
+) -> None:
+    batch = Batch.create([f"p{i}" for i in range(4)], workspace=workspace)
+    provider = ControlledProvider()
+    await batch.run_async(provider, concurrency=1, budget=2.0, prices=PRICES)
+    assert batch.counts == {"succeeded": 2, "idle": 2}, "nobody is there to press Resume"
+    assert batch.runner is not None and batch.runner.pace.reason is not None
+    assert batch.runner.pace.reason.startswith("budget of $2.00 reached: $2.00 spent")
+    await batch.run_async(provider, budget=4.0)  # the prices are the batch's (journaled)
+    assert batch.counts == {"succeeded": 4}

@@ -818,7 +818,7 @@ class Batch:
             **pace,
         )
         try:
-            await runner.wait()
+            await runner.pace.wait()  # a run its budget or deadline paused ends here
         except asyncio.CancelledError:
             # The awaiting cell was interrupted: stop cleanly (in-flight -> interrupted).
             runner.stop()

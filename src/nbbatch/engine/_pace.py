@@ -405,6 +405,28 @@ class Pace:
             self._unsubscribe()
             self._unsubscribe = None
 
+    async def wait(self) -> None:
+        """Wait for the run to end, as ``run.wait()``; but when it pauses itself (its
+        budget or deadline), stop it once the requests in flight are settled: whoever
+        awaits this (``await batch.run(...)``, ``run_sync``) cannot press Resume. The
+        reason stays in :attr:`reason`; the budget is journaled, so the next run of the
+        batch goes on from there."""
+        runner = self.runner
+        done = asyncio.ensure_future(runner.wait())
+        try:
+            while not done.done():
+                if (
+                    self._kind is not None
+                    and runner.state is RunState.PAUSED
+                    and runner.active == 0
+                ):
+                    runner.stop()
+                await asyncio.wait([done], timeout=0.05)
+        finally:
+            if not done.done():
+                done.cancel()
+        await done
+
     async def finish(self) -> None:
         """The run has ended: let go of the gates, deliver the last notification."""
         self.close()
