@@ -112,6 +112,7 @@ async def _drive_with(
         concurrency=args.concurrency,
         retry=args.retries,
         retry_failed=retry_failed,
+        batch_api=getattr(args, "batch_api", False),
         **_pace_options(args),
     )
     total = runner.progress().total
@@ -168,6 +169,9 @@ async def _drive_with(
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
         bar.close()
+    problem = getattr(runner, "problem", None)  # a batch API run's last problem
+    if problem:
+        _print(f"batch API: {_safe(problem)}")
     for line in failures[:20]:
         _print(line)
     if len(failures) > 20:
@@ -297,7 +301,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             args.provider = batch.provider or "demo"
         todo = batch.runnable(retry_failed=args.retry_failed)
         print(batch.id, flush=True)
-        if not todo:
+        at_api = [t for t in batch.tasks if t.error_kind == "batch_api"]
+        if at_api and not args.batch_api:
+            # tasks at a provider's batch API are collected from there, never re-sent
+            _print(f"batch {batch.id}: {len(at_api)} task(s) are at the batch API: collecting")
+            args.batch_api = True
+        if not todo and not at_api:
             busy = [
                 t.id for t in batch.tasks if t.status in (TaskStatus.QUEUED, TaskStatus.RUNNING)
             ]
@@ -432,6 +441,12 @@ def _parser() -> argparse.ArgumentParser:
             "--deadline",
             default=None,
             help="start no request after this: seconds from now or a time like 07:00",
+        )
+        sp.add_argument(
+            "--batch-api",
+            action="store_true",
+            help="send the tasks through the provider's batch API (OpenAI: half price, "
+            "results within 24 h; Ctrl-C stops waiting, `nbbatch resume` collects them)",
         )
         sp.add_argument(
             "--option",

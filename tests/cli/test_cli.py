@@ -239,3 +239,52 @@ def test_max_tasks_caps_templates_but_not_the_lines_of_a_prompts_file(
     assert "lists 12 tasks" in err and "nbbatch resume" in err  # warned, told how to go on
     code = cli.main(["run", "-q", "-t", "{a|b|c} {d|e}", "--max-tasks", "5", "-w", ws])
     assert code == 2 and "more than 5" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_with_batch_api_submits_one_job_and_collects_its_results(tmp_path: Path) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws = str(tmp_path / "ws")
+    # no clock given: the fake's job completes by itself within about a second
+    with FakeOpenAI(api_key="test-key-cli-batch-0001", render="fast", max_side=64) as server:
+        run = nbbatch(
+            "run", "-w", ws, "-p", "openai", "--batch-api", "-q",
+            "-o", f"base_url={server.base_url}", "-o", "api_key=test-key-cli-batch-0001",
+            "--size", "64x64", "a fox", "an owl", "a forbidden owl", check=False,
+        )  # fmt: skip
+        created = list(server.batch_api.created)
+    batch_id = run.stdout.strip()
+    assert run.returncode == cli.EXIT_FAILED  # one prompt was refused
+    assert "1 failed, 2 succeeded" in run.stderr and "(refused)" in run.stderr
+    assert len(created) == 1 and created[0]["metadata"]["nbbatch_batch"] == batch_id
+    assert not server.calls("/v1/images/generations", "POST")
+
+
+@pytest.mark.slow
+def test_resume_collects_tasks_at_the_batch_api_without_sending_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbatch.testing import FakeOpenAI
+
+    ws_path = tmp_path / "ws"
+    key = "test-key-cli-batch-0002"
+    with FakeOpenAI(api_key=key, render="fast", max_side=64) as server:
+        options = ["-o", f"base_url={server.base_url}", "-o", f"api_key={key}"]
+        with Workspace(ws_path) as ws:
+            batch = Batch.create(["a fox", "an owl"], workspace=ws)
+
+            async def submit_then_stop(seconds: float) -> None:
+                assert batch.runner is not None
+                batch.runner.stop()  # as if the kernel went away after submitting
+
+            from nbbatch.providers import OpenAIProvider
+
+            provider = OpenAIProvider(api_key=key, base_url=server.base_url)
+            batch.run_sync(provider, batch_api={"sleep": submit_then_stop})
+        code = cli.main(["resume", batch.id, "-w", str(ws_path), "-p", "openai", "-q", *options])
+        created = len(server.batch_api.created)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_OK, err
+    assert "2 task(s) are at the batch API: collecting" in err and "2 succeeded" in err
+    assert created == 1

@@ -12,12 +12,14 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
 from nbbatch.testing import (
+    BatchClock,
     FakeA1111,
     FakeChat,
     FakeFal,
@@ -129,6 +131,56 @@ def test_openai_structured_outputs_against_the_chat_fake(no_proxy: None) -> None
     }
 
 
+def test_openai_batch_api_files_and_batches(no_proxy: None) -> None:
+    openai = pytest.importorskip("openai")
+    clock = BatchClock()
+    lines = [
+        {
+            "custom_id": f"t{i}",
+            "method": "POST",
+            "url": "/v1/images/generations",
+            "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024"},
+        }
+        for i, prompt in enumerate(["a fox", "a forbidden fox", "an owl"])
+    ]
+    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with (
+        FakeOpenAI(api_key=KEY, batch_clock=clock, batch_timing=(1, 10, 1)) as server,
+        openai.OpenAI(api_key=KEY, base_url=server.base_url, max_retries=0) as client,
+    ):
+        uploaded = client.files.create(file=("in.jsonl", jsonl), purpose="batch")
+        job = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+            metadata={"nbbatch_batch": "b1"},
+        )
+        assert job.status == "validating" and job.metadata == {"nbbatch_batch": "b1"}
+        clock.advance(6)
+        running = client.batches.retrieve(job.id)
+        assert running.status == "in_progress" and running.request_counts is not None
+        assert running.request_counts.total == 3
+        other = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+        )
+        assert client.batches.cancel(other.id).status == "cancelling"
+        assert [b.id for b in client.batches.list(limit=1)] == [other.id, job.id]
+        clock.advance(10)
+        done = client.batches.retrieve(job.id)
+        assert done.status == "completed" and done.output_file_id and done.error_file_id
+        assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+        output = client.files.content(done.output_file_id).read().decode().splitlines()
+        errors = client.files.content(done.error_file_id).read().decode().splitlines()
+    answers = {json.loads(x)["custom_id"]: json.loads(x)["response"] for x in output}
+    assert sorted(answers) == ["t0", "t2"]
+    image = answers["t0"]["body"]["data"][0]["b64_json"]
+    assert _is_image(base64.b64decode(image)) and answers["t0"]["body"]["usage"]
+    refused = json.loads(errors[0])
+    assert refused["custom_id"] == "t1" and refused["response"]["status_code"] == 400
+
+
 # ---------------------------------------------------------------------- replicate
 def test_replicate_run_and_predictions(no_proxy: None) -> None:
     replicate = pytest.importorskip("replicate")
@@ -184,6 +236,52 @@ def test_google_genai_generates_an_image(api_version: str | None, no_proxy: None
     assert images and _is_image(images[0])
     assert server.bodies[-1]["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9"
     assert info.name == "models/gemini-2.5-flash-image"
+
+
+def test_google_genai_batch_mode_with_a_file(tmp_path: Path, no_proxy: None) -> None:
+    genai = pytest.importorskip("google.genai")
+    from google.genai import types
+
+    clock = BatchClock()
+    lines = [
+        {
+            "key": key,
+            "request": {
+                "contents": [{"parts": [{"text": prompt}]}],
+                "generation_config": {"response_modalities": ["TEXT", "IMAGE"]},
+            },
+        }
+        for key, prompt in [("t0", "a fox"), ("t1", "a blocked fox"), ("t2", "an owl")]
+    ]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with FakeGemini(api_key=KEY, batch_clock=clock, batch_timing=(1, 10, 1)) as server:
+        options = types.HttpOptions(base_url=server.url)
+        client = genai.Client(api_key=KEY, http_options=options)
+        uploaded = client.files.upload(
+            file=requests, config=types.UploadFileConfig(mime_type="jsonl")
+        )
+        assert uploaded.name and uploaded.name.startswith("files/")
+        job = client.batches.create(
+            model="gemini-2.5-flash-image",
+            src=uploaded.name,
+            config=types.CreateBatchJobConfig(display_name="nbbatch b1"),
+        )
+        assert job.name and job.state is not None and job.state.name == "JOB_STATE_PENDING"
+        other = client.batches.create(model="gemini-2.5-flash-image", src=uploaded.name)
+        assert other.name is not None
+        client.batches.cancel(name=other.name)
+        clock.advance(20)
+        done = client.batches.get(name=job.name)
+        assert done.state is not None and done.state.name == "JOB_STATE_SUCCEEDED"
+        assert client.batches.get(name=other.name).state.name == "JOB_STATE_CANCELLED"  # type: ignore[union-attr]
+        assert done.dest is not None and done.dest.file_name
+        content = client.files.download(file=done.dest.file_name)
+    answers = {json.loads(x)["key"]: json.loads(x) for x in content.decode().splitlines()}
+    assert sorted(answers) == ["t0", "t1", "t2"]
+    parts = answers["t0"]["response"]["candidates"][0]["content"]["parts"]
+    assert _is_image(base64.b64decode(parts[-1]["inlineData"]["data"]))
+    assert "promptFeedback" in answers["t1"]["response"]
 
 
 # ---------------------------------------------------------------------- huggingface_hub

@@ -684,6 +684,7 @@ class Batch:
         tasks: Sequence[Task | str] | None = None,
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
+        batch_api: bool | Mapping[str, Any] = False,
         budget: float | None = None,
         prices: Mapping[str, float] | None = None,
         allow_unknown_prices: bool = False,
@@ -692,6 +693,10 @@ class Batch:
         priority: str = "normal",
     ) -> Runner:
         """Start running in the background on the current event loop; return the handle.
+
+        ``batch_api=True`` sends the tasks through the provider's batch API (OpenAI:
+        half price, results within 24 h) and collects the batch's tasks already
+        submitted there; see README, "Provider batch APIs".
 
         The handle has ``pause()``, ``resume()``, ``cancel(task_id)``, ``cancel_pending()``,
         ``stop()``, ``run_next(task_id)``, ``retry(task)``, ``set_concurrency(n)``,
@@ -746,7 +751,12 @@ class Batch:
         policy = (
             dataclasses.replace(TASK_RETRY, max_retries=retry) if isinstance(retry, int) else retry
         )
-        runner = Runner(
+        make: Callable[..., Runner] = Runner
+        if batch_api:  # through the provider's batch API (engine/_batchapi.py)
+            from ._batchapi import runner_factory
+
+            make = runner_factory(self.tasks, prov, batch_api)
+        runner = make(
             self.workspace,
             chosen,
             prov,
@@ -795,6 +805,7 @@ class Batch:
         tasks: Sequence[Task | str] | None = None,
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
+        batch_api: bool | Mapping[str, Any] = False,
         **pace: Any,
     ) -> Batch:
         """Run until no runnable task is left (same options as :meth:`start`, including
@@ -815,6 +826,7 @@ class Batch:
             tasks=tasks,
             provider_options=provider_options,
             providers=providers,
+            batch_api=batch_api,
             **pace,
         )
         try:
@@ -847,6 +859,7 @@ class Batch:
         tasks: Sequence[Task | str] | None = None,
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
+        batch_api: bool | Mapping[str, Any] = False,
         **pace: Any,
     ) -> Batch:
         """Blocking run for scripts. In a notebook prefer ``await batch.run(...)``.
@@ -866,6 +879,7 @@ class Batch:
                 tasks=tasks,
                 provider_options=provider_options,
                 providers=providers,
+                batch_api=batch_api,
                 **pace,
             ),
             note_if_loop=(

@@ -128,6 +128,8 @@ def task_html(task: Task) -> str:
     if task.status is TaskStatus.FAILED and task.error:
         kind = f"{_e(task.error_kind)}: " if task.error_kind else ""
         error = f'<div style="color:#d1453b">{kind}{_e(_short(task.error, 500))}</div>'
+    elif task.error and task.error_kind == "batch_api":  # where it is at the provider
+        error = f'<div style="color:#888">{_e(_short(task.error, 200))}</div>'
     shown = task.images[:STRIP_IMAGES]
     return (
         f'<div style="{_BOX}">{badge} {_e(_short(task.prompt, 300))}'

@@ -49,7 +49,7 @@ from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limit
 from ..core._secrets import Secret, scrub
 from ..providers._base import Provider
 from ..providers._endpoint import gate_of
-from ._ledger import TOKEN_PRICES, check_token_prices, price_of, task_cost
+from ._ledger import BATCH_RATE, TOKEN_PRICES, check_token_prices, price_of, task_cost
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -326,7 +326,11 @@ class Pace:
         """The projected price of one request of ``task`` (images x price per image)."""
         model = task.params.model or getattr(provider, "model", None)
         each = price_of(self.prices, provider.name, model if isinstance(model, str) else None)
-        return None if each is None else each * max(1, task.params.n)
+        if each is None:
+            return None
+        # a run through the provider's batch API (engine/_batchapi.py) is billed at its rate
+        rate = BATCH_RATE if getattr(self.runner, "api", None) is not None else 1.0
+        return each * max(1, task.params.n) * rate
 
     # ------------------------------------------------------------ life
     def check(self, tasks: list[Task]) -> None:

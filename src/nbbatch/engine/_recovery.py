@@ -222,12 +222,17 @@ def reconcile(journal: Journal, blobs: Blobs, root: Path) -> RecoveryReport:
                         task_id,
                     ),
                 )
+        # A task submitted to a provider's batch API (error_kind 'batch_api') is still
+        # at the provider, whatever became of the process: a batch API run collects it.
         report.interrupted = [
-            r[0] for r in c.execute("SELECT id FROM tasks WHERE status='running'")
+            r[0]
+            for r in c.execute(
+                "SELECT id FROM tasks WHERE status='running' AND error_kind IS NOT 'batch_api'"
+            )
         ]
         c.execute(
             "UPDATE tasks SET status='interrupted', error_kind='interrupted', error=?, "
-            "finished_at=? WHERE status='running'",
+            "finished_at=? WHERE status='running' AND error_kind IS NOT 'batch_api'",
             (
                 "the process stopped while this task was running; the provider may "
                 "or may not have finished (and billed) it. Resume to run it again.",

@@ -58,7 +58,7 @@ import urllib.request
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpcore
 import httpx
@@ -925,6 +925,60 @@ class HttpClient:
             kwargs=kwargs,
         )
         return response.content, response.headers.get("content-type")
+
+    async def download_to(
+        self,
+        url: str,
+        sink: BinaryIO,
+        *,
+        max_bytes: int,
+        task_id: str | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """GET ``url`` and write its body to ``sink`` as it arrives; return the bytes.
+
+        For answers too large to hold (a batch API's result file: tens of GB): only one
+        piece is in memory at a time. ``max_bytes`` is this call's own cap (not held to
+        ``limits.total``, which is for bodies read into memory). Errors map as for
+        :meth:`request`; a body cut short raises, and the caller discards what was
+        written.
+        """
+        client = self._client
+        written = 0
+        try:
+            request = client.build_request("GET", url, **kwargs)
+            response = await client.send(request, stream=True)
+            try:
+                if not response.is_success:
+                    body = await _read_body(response, self.limits.cap(self.limits.error), cut=True)
+                else:
+                    body = None
+                    async for piece in response.aiter_bytes():
+                        written += len(piece)
+                        if written > max_bytes:
+                            raise _BodyTooLarge
+                        sink.write(piece)
+                        await pass_turn(len(piece))
+            finally:
+                await response.aclose()
+        except _BodyTooLarge:
+            raise ResponseTooLargeError(
+                f"{self.provider}: file larger than {format_bytes(max_bytes)}; nbbatch "
+                "stopped reading it. Check the base URL, or raise the limit",
+                provider=self.provider,
+                status_code=response.status_code,
+                task_id=task_id,
+                limit=max_bytes,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.provider, task_id=task_id) from None
+        if body is not None:
+            read = _rebuilt(response, body)
+            err = error_from_response(read, self.provider, task_id=task_id)
+            if self._classify is not None:
+                err = self._classify(read, err)
+            raise err
+        return written
 
     async def aclose(self) -> None:
         """Close every loop's client; this one's properly, others' as far as they allow."""

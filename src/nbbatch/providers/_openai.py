@@ -180,15 +180,7 @@ class OpenAIProvider(Provider):
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
     ) -> list[ImageData]:
         self.validate(request)
-        params = request.params
-        fields: dict[str, Any] = {
-            "model": params.model or self.model,
-            "prompt": request.prompt,
-            "n": params.n,
-        }
-        if params.size:
-            fields["size"] = params.size
-        fields.update(params.extras)
+        fields = self.request_fields(request)
         if request.images:
             body = await self._edit(request, fields)
         else:
@@ -199,6 +191,25 @@ class OpenAIProvider(Provider):
         if on_progress is not None:
             on_progress(1.0, None)
         return images
+
+    def request_fields(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON fields of one request (also a batch API line's body)."""
+        params = request.params
+        fields: dict[str, Any] = {
+            "model": params.model or self.model,
+            "prompt": request.prompt,
+            "n": params.n,
+        }
+        if params.size:
+            fields["size"] = params.size
+        fields.update(params.extras)
+        return fields
+
+    def batch_api(self) -> Any:
+        """This provider's Batch API (``batch.run("openai", batch_api=True)``)."""
+        from ._openai_batch import OpenAIBatchApi
+
+        return OpenAIBatchApi(self)
 
     async def _edit(self, request: GenerationRequest, fields: dict[str, Any]) -> Any:
         # One file goes as ``image``; several as repeated ``image[]`` (the SDK's format).

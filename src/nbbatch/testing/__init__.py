@@ -12,12 +12,14 @@ from ._fal import FakeFal
 from ._gemini import FakeGemini
 from ._huggingface import FakeHuggingFace
 from ._openai import FakeOpenAI
+from ._openai_batch import BatchClock
 from ._ratelimited import RateLimitedProvider, VirtualTimeLoop
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
 
 __all__ = [
+    "BatchClock",
     "FakeA1111",
     "FakeChat",
     "FakeComfyUI",

@@ -15,6 +15,13 @@ picture per size and make each answer distinct with a PNG text chunk: for benchm
 where painting every image would make the fake the bottleneck) and ``echo_key`` (a
 hostile server that echoes the full key in its 401 message, for leak tests). Faults come from
 :class:`~nbbatch.testing.Fault` (``server.add_fault(...)``).
+
+The Batch API (``/v1/files``, ``/v1/batches``) is there too (see ``_openai_batch``):
+``batch_clock`` (a :class:`~nbbatch.testing.BatchClock` the test advances; by default
+the real clock, so a job completes by itself within about a second), ``batch_timing``
+(seconds spent validating, in progress and finalizing) and ``batch_window`` (the
+completion window, in seconds of that clock). ``server.batch_api.created`` lists every
+job created.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._openai_batch import OpenAIBatches
 from ._render import fit_size, parse_multipart, render_png, stamp_png
 from ._server import ASGIApp, FakeServer
 
@@ -68,6 +76,9 @@ class FakeOpenAI(FakeServer):
         max_side: int = 128,
         render: str = "full",
         echo_key: bool = False,
+        batch_clock: Callable[[], float] | None = None,
+        batch_timing: tuple[float, float, float] = (0.1, 0.6, 0.1),
+        batch_window: float = 24 * 3600.0,
     ) -> None:
         super().__init__(latency=latency)
         if response not in ("b64", "url"):
@@ -86,6 +97,14 @@ class FakeOpenAI(FakeServer):
         self._files: dict[str, bytes] = {}
         self._painted: dict[tuple[int, int], bytes] = {}
         self._ids = itertools.count(1)
+        #: the Batch API's files and jobs
+        self.batch_api = OpenAIBatches(
+            self._batch_answer,
+            _error,
+            clock=batch_clock,
+            timing=batch_timing,
+            window=batch_window,
+        )
 
     @property
     def base_url(self) -> str:
@@ -96,6 +115,47 @@ class FakeOpenAI(FakeServer):
         return {"error": {"message": message, "type": type_, "param": None, "code": code}}, (
             "application/json"
         )
+
+    def stop(self) -> None:
+        super().stop()
+        self.batch_api.close()
+
+    def _batch_answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) the synchronous endpoint would give for a batch line."""
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            return 400, {
+                "error": {
+                    "message": "Missing required parameter: 'prompt'.",
+                    "type": "invalid_request_error",
+                    "param": "prompt",
+                    "code": "missing_required_parameter",
+                }
+            }
+        init = None
+        images = body.get("images")
+        if images is not None:  # an edit: JSON with files uploaded before
+            found = [
+                self.batch_api.files.get(str(i.get("file_id"))) if isinstance(i, dict) else None
+                for i in images
+                if isinstance(images, list)
+            ]
+            if not found or None in found:
+                return 400, {
+                    "error": {
+                        "message": "Invalid 'images': each needs the id of an uploaded file.",
+                        "type": "invalid_request_error",
+                        "param": "images",
+                        "code": "invalid_value",
+                    }
+                }
+            data = [f.path.read_bytes() for f in found if f is not None]
+            self.edits.append({"fields": body, "images": data, "mask": None})
+            init = data[0]
+        else:
+            self.generations.append(body)
+        response = self._answer(prompt, body, init)
+        return response.status_code, json.loads(bytes(response.body))
 
     # ------------------------------------------------------------------ helpers
     def _auth_error(self, request: Request) -> Response | None:
@@ -308,6 +368,13 @@ class FakeOpenAI(FakeServer):
 
         async def files(request: Request) -> Response:
             name = request.path_params["name"]
+            if name not in self._files:
+                denied = self._auth_error(request)
+                if denied is not None:
+                    return denied
+                info = self.batch_api.file_info(name)
+                if info is not None:
+                    return info
             raw = self._files.get(name)
             if raw is None:
                 return Response(b"not found", status_code=404, media_type="text/plain")
@@ -320,5 +387,6 @@ class FakeOpenAI(FakeServer):
                 Route("/v1/images/edits", edits, methods=["POST"]),
                 Route("/v1/models", models, methods=["GET"]),
                 Route("/v1/files/{name}", files, methods=["GET"]),
+                *self.batch_api.routes(self._auth_error),
             ]
         )
