@@ -52,6 +52,9 @@ def test_without_usage_the_price_table_and_a_batch_api_image_costs_half() -> Non
     assert image_cost({"provider": "demo"}, prices).basis == "price table"
     batch_api = {"provider": "openai", "model": "gpt-image-1", "info": {BATCH_API_KEY: True}}
     assert image_cost(batch_api, prices).amount == pytest.approx(0.1)
+    # the batch-API runner marks its images with the provider's name (engine/_batchapi.py)
+    marked = {"provider": "openai", "model": "gpt-image-1", "info": {BATCH_API_KEY: "openai"}}
+    assert image_cost(marked, prices).amount == pytest.approx(0.1)
     billed = {"provider": "openai", "model": "gpt-image-1"}
     billed["info"] = {"usage": OPENAI_USAGE, BATCH_API_KEY: True}
     assert image_cost(billed, {}).amount == pytest.approx(
