@@ -78,6 +78,7 @@
  * @property {boolean} ticking
  * @property {number | null} eta
  * @property {number | null} ipm
+ * @property {string | null} paused_reason
  * @property {string | null} pace
  */
 

@@ -12,6 +12,7 @@ const strings = {
   n_failed: "{n} failed",
   n_total: "{n} total",
   state_running: "Running",
+  state_paused: "Paused",
   state_idle: "Idle",
   run_all: "Run all",
   held_elsewhere: "{n} task(s) are being run by another kernel",
@@ -65,6 +66,18 @@ describe("Toolbar", () => {
     toolbar.setSummary(summary({ elapsed: 70, ticking: false }));
     vi.advanceTimersByTime(10_000);
     expect(toolbar.stats.textContent).toContain("elapsed 1:10");
+  });
+
+  it("says why a run paused by itself, and only while it is paused", () => {
+    const why = "ComfyUI at http://127.0.0.1:8188 is not answering; waiting for it — 3 tasks left";
+    model.set("run_state", "paused");
+    toolbar.setSummary(summary({ paused_reason: why }));
+    expect(toolbar.state.textContent).toBe(`Paused — ${why}`);
+    toolbar.setSummary(summary({ paused_reason: null })); // the person's own pause: no reason
+    expect(toolbar.state.textContent).toBe("Paused");
+    model.set("run_state", "running");
+    toolbar.setSummary(summary({ paused_reason: why }));
+    expect(toolbar.state.textContent).toBe("Running");
   });
 
   it("says another kernel runs the batch and keeps Run all off until that run ends", () => {

@@ -132,6 +132,7 @@ async def _drive_with(
             bar.set_postfix(failed=len(failures))
 
     runner.subscribe(on_event)
+    runner.server_wait.hint = "Ctrl-C to stop"  # a server away: said, then waited for
     interrupts = 0
     loop = asyncio.get_running_loop()
 
@@ -152,6 +153,7 @@ async def _drive_with(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     waiter = asyncio.ensure_future(runner.wait())
     storage: str | None = None  # why the run paused by itself (a full disk)
+    waiting_for: str | None = None  # a server that does not answer (said once)
     try:
         while not waiter.done():
             # After the first Ctrl-C, stop once the in-flight requests have been saved.
@@ -159,7 +161,11 @@ async def _drive_with(
                 runner.stop()
             # A full disk paused the run: nobody is here to press Resume, so stop once
             # the requests in flight are settled and say how to go on.
-            if storage is None and runner.paused_reason is not None:
+            if runner.server_wait.waiting:  # it resumes by itself when the server answers
+                if runner.paused_reason is not None and runner.paused_reason != waiting_for:
+                    waiting_for = runner.paused_reason
+                    bar.write(waiting_for, file=sys.stderr)
+            elif storage is None and runner.paused_reason is not None:
                 storage = runner.paused_reason
                 bar.write(storage, file=sys.stderr)
             if storage is not None and runner.active == 0 and not runner.done:

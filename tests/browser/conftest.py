@@ -64,10 +64,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.browser)
-            # Under pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs the suite)
-            # every browser test goes to one worker: one JupyterLab and one Chromium serve
-            # them all, in order, while the other worker runs the rest.
-            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -123,37 +119,40 @@ def jupyter_server(
 ) -> Iterator[Callable[[App], JupyterServer]]:
     """``jupyter_server("lab" | "notebook7")``: that server, started on first use.
 
-    Each is started once (for all browser tests), with its own root dir (``server.root_dir``),
-    config, data, runtime, settings and workspace dirs, token auth on a free port; its
-    log goes to ``test-artifacts/jupyter-<app>.log``. All are stopped at the end.
+    Each is started once per test process (for all its browser tests), with its own root
+    dir (``server.root_dir``), config, data, runtime, settings and workspace dirs, token
+    auth on a free port; its log goes to ``test-artifacts/jupyter-<app>[-<worker>].log``.
+    Under pytest-xdist each worker has its own servers. All are stopped when the session
+    ends (``pytest_sessionfinish``), not when this fixture is torn down: with
+    ``--dist loadfile`` a worker may leave tests/browser and come back (the fixture is
+    made again, the servers are not), and a package fixture's teardown runs inside the
+    last test's pytest-timeout, which stopping two servers on a loaded machine has
+    outlasted.
     """
-    servers: dict[App, JupyterServer] = {}
 
     def get(app: App) -> JupyterServer:
-        if app not in servers:
+        if app not in _SERVERS:
+            worker = os.environ.get("PYTEST_XDIST_WORKER")
+            log_name = f"jupyter-{app}-{worker}.log" if worker else f"jupyter-{app}.log"
             server = JupyterServer(
                 app=app,
                 base=tmp_path_factory.mktemp(f"jupyter-{app}"),
-                log_path=ARTIFACTS / f"jupyter-{app}.log",
+                log_path=ARTIFACTS / log_name,
             )
-            _STARTED.append(server)
+            _SERVERS[app] = server
             server.start()
-            servers[app] = server
-        return servers[app]
+        return _SERVERS[app]
 
     yield get
-    # Stopped in pytest_sessionfinish, not here: a package fixture's teardown runs inside
-    # the last browser test's pytest-timeout, and stopping two servers with their kernels
-    # on a loaded machine has taken longer than that test's whole allowance.
 
 
-#: every Jupyter server started by this run, stopped when the session ends
-_STARTED: list[JupyterServer] = []
+#: the Jupyter servers this test process started, stopped when the session ends
+_SERVERS: dict[App, JupyterServer] = {}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    while _STARTED:
-        _STARTED.pop().stop()
+    while _SERVERS:
+        _SERVERS.popitem()[1].stop()
 
 
 # -- per test: a context and page, the notebook helper ------------------------------------

@@ -271,6 +271,15 @@ def test_saved_settings_decide_what_run_all_runs_on(lab) -> None:
 
     page.locator(".nbb-set").first.get_by_role("button", name="Settings").click()
     dialog = page.get_by_role("dialog", name="Settings")
+    # ComfyUI: the workflow's mapping is shown, each slot a choice of the graph's inputs
+    dialog.get_by_role("combobox", name="Provider").select_option("comfyui")
+    prompt_slot = dialog.get_by_role("combobox", name="Mapping: Prompt")
+    expect(prompt_slot).to_have_value("2.text")  # the built-in graph's, as detected
+    expect(prompt_slot.locator("option:checked")).to_have_text(
+        "2 · CLIPTextEncode · text — detected"
+    )
+    expect(dialog.get_by_role("combobox", name="Mapping: Seed")).to_have_value("5.seed")
+    lab.screenshot(page, "1-settings-comfyui")
     dialog.get_by_role("combobox", name="Provider").select_option("a1111")
     dialog.get_by_role("textbox", name="Base URL", exact=True).fill(webui_url)
     dialog.locator("summary", has_text="Defaults for new tasks").click()

@@ -241,6 +241,54 @@ def test_max_tasks_caps_templates_but_not_the_lines_of_a_prompts_file(
     assert code == 2 and "more than 5" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real process, and the probe's first wait of 1 s
+def test_a_run_waits_for_a_webui_that_is_down_and_finishes_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from nbbatch.testing import FakeA1111
+
+    with FakeA1111() as server:
+        server.go_down()
+        args = ["run", "-w", str(tmp_path / "ws"), "-q", "a fox", "an owl", "-p", "a1111"]
+        args += ["-o", f"base_url={server.url}", "-o", "poll_interval=null"]
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines: list[str] = []
+        waiting = threading.Event()
+
+        def read() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if "is not answering; waiting for it — 2 tasks left (Ctrl-C to stop)" in line:
+                    waiting.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert waiting.wait(60), "".join(lines)
+            assert proc.poll() is None  # paused, waiting: not stopped as on a full disk
+            server.come_back()
+            assert proc.wait(60) == 0, "".join(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(10)
+            assert proc.stdout is not None
+            proc.stdout.close()
+            proc.stderr.close()  # type: ignore[union-attr]
+    text = "".join(lines)
+    assert ": 2 succeeded\n" in text and " failed (" not in text  # no task failed
+    assert len(server.runs) == 2
+
+
 @pytest.mark.slow
 def test_run_with_batch_api_submits_one_job_and_collects_its_results(tmp_path: Path) -> None:
     from nbbatch.testing import FakeOpenAI

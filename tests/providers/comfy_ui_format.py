@@ -57,6 +57,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "EmptyFlux2LatentImage": ("width", "height", "batch_size"),
     "EmptyHunyuanImageLatent": ("width", "height", "batch_size"),
     "EmptyChromaRadianceLatentImage": ("width", "height", "batch_size"),
+    "EmptyHunyuanLatentVideo": ("width", "height", "length", "batch_size"),
+    "EmptyHunyuanVideo15Latent": ("width", "height", "length", "batch_size"),
     "LoadImage": ("image", "upload"),
     "CheckpointLoaderSimple": ("ckpt_name",),
     "PrimitiveInt": ("value",),

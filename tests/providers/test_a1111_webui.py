@@ -108,7 +108,8 @@ async def test_stop_takes_back_a_request_still_waiting_on_the_webuis_lock(
         server.release()
         await p.aclose()
     assert server.active == 0
-    assert [(r.prompt, r.interrupted, r.steps_done) for r in server.runs] == [
+    # the two requests go out together: either may reach the WebUI's lock first
+    assert sorted((r.prompt, r.interrupted, r.steps_done) for r in server.runs) == [
         ("task 0", True, 0),
         ("task 1", True, 0),
     ]
@@ -209,6 +210,43 @@ async def test_a_request_that_timed_out_has_its_job_interrupted(server: FakeA111
         await p.aclose()
         await until(lambda: server.active == 0, "the job to end")
     assert server.runs[0].interrupted
+
+
+async def test_a_request_that_timed_out_while_queued_is_interrupted_when_it_starts(
+    server: FakeA1111,
+) -> None:
+    # Issue 31, residual risk: the read timed out while the job still waited on the
+    # WebUI's lock behind another client's job. Before, the poller forgot it, and the
+    # WebUI later ran all of it for nobody.
+    server.hold()
+    p = A1111Provider(base_url=server.url, poll_interval=0.01, timeouts=Timeouts(read=0.3))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
+        try:
+            theirs = asyncio.ensure_future(
+                other.post("/sdapi/v1/txt2img", json={"prompt": "theirs", "steps": 4})
+            )
+            await until(lambda: server.active == 1, "their job")
+            server.release(1 + 2)  # theirs: load and two steps
+            await until(lambda: server.state["sampling_step"] == 2, "two of their steps")
+            with pytest.raises(ProviderTimeoutError):
+                await p.generate(GenerationRequest("queued too long", Params(steps=4)))
+            assert server.active == 2 and server.interrupts == 0  # still waiting there
+            polls = len(server.calls("/sdapi/v1/progress"))
+            await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 2, "polls")
+            server.release(2)  # theirs ends; ours starts and loads its model, held
+            await until(lambda: server.interrupts == 1, "the interrupt of our job")
+            assert len(server.runs) == 2 and server.runs[0].finished
+            server.release()
+            assert (await theirs).status_code == 200
+            await until(lambda: server.active == 0, "our job to end")
+            await until(lambda: not p._jobs, "the provider to let go of it")
+        finally:
+            server.release()
+            await p.aclose()
+    assert [(r.prompt, r.interrupted, r.steps_done) for r in server.runs] == [
+        ("theirs", False, 4),
+        ("queued too long", True, 0),
+    ]
 
 
 # ---------------------------------------------------------------- progress

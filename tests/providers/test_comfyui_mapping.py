@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from nbbatch import Params
 from nbbatch.errors import ConfigError
-from nbbatch.providers import ComfyUIProvider, WorkflowMapping, detect_mapping
+from nbbatch.providers import ComfyUIProvider, GenerationRequest, WorkflowMapping, detect_mapping
 
 
 def _flux_custom_advanced() -> dict[str, Any]:
@@ -241,3 +242,40 @@ def test_one_encoder_making_both_sides_maps_its_negative_prompt() -> None:
         ("6", "negative_prompt"),
         ("22", "cfg"),
     )
+
+
+def _sized_by_selector(*, shared: bool = False) -> dict[str, Any]:
+    """Qwen/Z-Image templates: a ResolutionSelector computes the latent's size."""
+    graph = _flux_custom_advanced()
+    graph["27"]["inputs"].update(width=["31", 0], height=["31", 1])
+    graph["31"] = {
+        "class_type": "ResolutionSelector",
+        "inputs": {"aspect_ratio": "1:1 (Square)", "megapixels": 1.0, "multiple": 16},
+    }
+    if shared:  # Flux 2: the scheduler takes the same numbers
+        graph["17"]["inputs"].update(width=["31", 0], height=["31", 1])
+    return graph
+
+
+def test_a_size_computed_for_the_latent_alone_is_replaced_by_the_tasks_size() -> None:
+    m = detect_mapping(_sized_by_selector())
+    assert (m.width, m.height) == (("27", "width"), ("27", "height"))
+    assert m.replaces == {"width", "height"}
+    p = ComfyUIProvider(workflow=_sized_by_selector())  # the check takes these links
+    graph, _ = p.build_graph(GenerationRequest("a fox", Params(size="768x512", seed=1)))
+    assert graph["27"]["inputs"]["width"] == 768 and graph["27"]["inputs"]["height"] == 512
+    # no size asked: the workflow's own selector decides, as it would in ComfyUI
+    graph, _ = p.build_graph(GenerationRequest("a fox", Params(seed=1)))
+    assert graph["27"]["inputs"]["width"] == ["31", 0]
+    # a person's own mapping onto a linked input is still refused
+    with pytest.raises(ConfigError, match="linked"):
+        WorkflowMapping.from_dict({"width": "27.width"}).check(_sized_by_selector())
+
+
+def test_a_size_other_nodes_also_use_is_not_cut_out_of_the_graph() -> None:
+    m = detect_mapping(_sized_by_selector(shared=True))
+    assert m.width is None and m.height is None and m.replaces == frozenset()
+    with pytest.raises(ConfigError, match="no input mapped for a size"):
+        ComfyUIProvider(workflow=_sized_by_selector(shared=True)).validate(
+            GenerationRequest("a fox", Params(size="768x512"))
+        )

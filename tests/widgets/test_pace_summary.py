@@ -14,8 +14,10 @@ async def test_the_summary_carries_the_budget_pause_in_words(workspace: Workspac
     assert hub.summary()["pace"] is None
     run = batch.start(ControlledProvider(), concurrency=1, budget=1.0, prices={"controlled": 1})
     await until(lambda: run.state is RunState.PAUSED and run.active == 0)
-    pace = hub.summary()["pace"]
-    assert pace is not None and pace.startswith("budget of $1.00 reached: $1.00 spent")
+    summary = hub.summary()
+    reason = summary["paused_reason"]
+    assert reason is not None and reason.startswith("budget of $1.00 reached: $1.00 spent")
+    assert summary["pace"] is None, "said once, as the reason of the pause"
     run.set_budget(5)
     await run.wait()
     assert hub.summary()["pace"] is None

@@ -176,7 +176,93 @@ class SettingsView {
     // One concurrency is set (the runner's, below); the provider's own cap is a limit.
     const limit = same && saved.provider_limit ? saved.provider_limit : form.limit;
     if (limit) rows.push(h("div", { class: "nbb-set-help nbb-set-limit", text: fmt(s, "set_provider_limit", { n: limit }) }));
+    this.mapBox = null;
+    if (name === "comfyui") {
+      const box = this.comfyWorkflow(same ? saved.mapping || {} : {});
+      const at = this.optFields.workflow ? rows.indexOf(this.optFields.workflow.closest("label")) : -1;
+      rows.splice(at < 0 ? rows.length : at + 1, 0, box);
+    }
     this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
+  }
+
+  // ComfyUI: the built-in graph or an API-format file, and the mapping (which node input
+  // gets the prompt, seed, size ...) chosen from the workflow's own inputs.
+  comfyWorkflow(savedMapping) {
+    const s = this.strings;
+    const path = this.optFields.workflow;
+    const field = path ? path.closest("label") : null;
+    const template = h(
+      "select",
+      { "aria-label": s.set_template },
+      h("option", { value: "builtin", text: s.template_builtin }),
+      h("option", { value: "file", text: s.template_file }),
+    );
+    this.mapSelects = {};
+    this.mapBox = h("div", { class: "nbb-set-mapping" });
+    const read = () => this.readWorkflow(savedMapping);
+    const show = () => {
+      if (field) field.hidden = template.value !== "file";
+    };
+    template.value = path?.value ? "file" : "builtin";
+    template.addEventListener("change", () => {
+      if (template.value === "builtin" && path) path.value = "";
+      show();
+      if (template.value === "builtin") read();
+    });
+    path?.addEventListener("change", read);
+    show();
+    const box = h(
+      "div",
+      { class: "nbb-set-comfy" },
+      h("label", { class: "nbb-set-field" }, h("span", { text: s.set_template }), template),
+      h(
+        "div",
+        { class: "nbb-set-row" },
+        h("button", { type: "button", class: "nbb-btn nbb-small", text: s.set_workflow_read, "aria-label": s.set_workflow_read, onclick: read }),
+      ),
+      h(
+        "details",
+        { class: "nbb-set-more", open: true },
+        h("summary", { text: s.set_mapping }),
+        h("div", { class: "nbb-set-help", text: s.set_mapping_help }),
+        this.mapBox,
+      ),
+    );
+    read();
+    return box;
+  }
+
+  async readWorkflow(chosen) {
+    const s = this.strings;
+    const workflow = this.optFields.workflow ? this.optFields.workflow.value : "";
+    try {
+      const { msg } = await this.channel.request("workflow", { workflow });
+      // the person's choices so far win over the saved ones, the saved over the detected
+      const current = Object.fromEntries(Object.entries(this.mapSelects || {}).map(([k, el]) => [k, el.value]));
+      this.mapSelects = {};
+      const rows = msg.slots.map((slot) => {
+        const detected = msg.detected[slot];
+        const label = s[`map_${slot}`] || slot;
+        const options = [h("option", { value: "", text: s.map_none })];
+        for (const node of msg.nodes) {
+          for (const input of node.inputs) {
+            const value = `${node.id}.${input}`;
+            const who = node.title && node.title !== node.type ? `${node.title} (${node.type})` : node.type;
+            const text = `${node.id} · ${who} · ${input}${value === detected ? ` — ${s.map_detected}` : ""}`;
+            options.push(h("option", { value, text }));
+          }
+        }
+        const select = h("select", { "aria-label": `${s.set_mapping}: ${label}` }, ...options);
+        const wanted = current[slot] ?? chosen[slot] ?? detected ?? "";
+        select.value = options.some((o) => o.value === wanted) ? wanted : (detected ?? "");
+        this.mapSelects[slot] = select;
+        return h("label", { class: "nbb-set-field" }, h("span", { text: label }), select);
+      });
+      this.mapBox.replaceChildren(...rows);
+    } catch (err) {
+      this.mapSelects = {};
+      this.mapBox.replaceChildren(h("div", { class: "nbb-alert", role: "alert", text: this.words(err) }));
+    }
   }
 
   async showProvider(name) {
@@ -263,6 +349,9 @@ class SettingsView {
       else out.options[name] = input.value;
     }
     for (const [name, input] of Object.entries(this.defFields)) out.defaults[name] = input.value;
+    if (this.mapBox && this.mapSelects && Object.keys(this.mapSelects).length) {
+      out.mapping = Object.fromEntries(Object.entries(this.mapSelects).map(([k, el]) => [k, el.value]));
+    }
     return out;
   }
 

@@ -60,6 +60,7 @@ from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
 from ..providers._endpoint import generate_paced
+from ._outage import ServerWait
 from ._pace import Pace, PaceOptions
 from ._store import RunLease, StoredImage, Workspace
 
@@ -251,7 +252,8 @@ class Runner:
         self._unjournaled: dict[str, Task] = {}
         #: budget, deadline, start time, priority, endpoint slots (engine/_pace.py)
         self.pace = Pace(self, pace)
-        self._pause_reason: str | None = None
+        #: pauses the run while a server does not answer, resumes when it does
+        self.server_wait = ServerWait(self)
 
     # ----------------------------------------------------------- public handle
     def __repr__(self) -> str:
@@ -289,22 +291,22 @@ class Runner:
     def done(self) -> bool:
         return self._main is not None and self._main.done()
 
-    def pause(self, reason: str | None = None) -> None:
-        """Start nothing new; requests in flight finish and are recorded."""
+    def pause(self, *, reason: str | None = None) -> None:
+        """Start nothing new; requests in flight finish and are recorded.
+
+        ``reason`` says in words why the run paused itself (none: the person paused it).
+        """
         if self.state is RunState.RUNNING:
             self._paused = True
-            self._pause_reason = reason
             if self._resumed is not None:
                 self._resumed.clear()
             for provider in {id(p): p for p in (self.provider, *self._providers.values())}.values():
                 provider.pause_pending()  # ComfyUI takes back prompts still queued there
-            self.state = RunState.PAUSED
-            self._emit(RunStateChanged(RunState.PAUSED, batch_id=self.batch_id, reason=reason))
+            self._set_state(RunState.PAUSED, reason)
 
     def resume(self) -> None:
         if self.state is RunState.PAUSED:
             self._storage_problem = None  # a full disk pauses again if it still is
-            self._pause_reason = None
             self._catch_up_journal()
             self._paused = False
             if self._resumed is not None:
@@ -633,9 +635,9 @@ class Runner:
         if self._wake is not None:
             self._wake.set()
 
-    def _set_state(self, state: RunState) -> None:
+    def _set_state(self, state: RunState, reason: str | None = None) -> None:
         self.state = state
-        self._emit(RunStateChanged(state, batch_id=self.batch_id))
+        self._emit(RunStateChanged(state, batch_id=self.batch_id, reason=reason))
 
     def _emit(self, event: Event) -> None:
         for fn in tuple(self._subscribers):
@@ -851,6 +853,7 @@ class Runner:
                 return await self._attempt(task, provider)
 
             def on_retry(retry: Retry) -> None:
+                self.server_wait.stop_retrying(retry.error)  # an unreachable server: wait
                 self._emit(
                     TaskRetrying(
                         task,
@@ -866,7 +869,8 @@ class Runner:
                     attempt, self.retry_policy, on_retry=on_retry, rng=self._rng
                 )
             except ProviderError as exc:
-                self._fail(task, exc)
+                if not await self.server_wait.take_back(task, provider, exc):
+                    self._fail(task, exc)
                 return
             await self._finish(task, provider, images)
         except asyncio.CancelledError:
@@ -1110,10 +1114,12 @@ class Runner:
 
     @property
     def paused_reason(self) -> str | None:
-        """Why the run paused by itself (a full disk, its budget, its deadline), in words;
-        ``None`` otherwise."""
-        if self._pause_reason is not None and self.state is RunState.PAUSED:
-            return self._pause_reason
+        """Why the run paused by itself (a full disk, a server not answering, its budget,
+        its deadline), in words; ``None`` otherwise."""
+        if self.state is RunState.PAUSED and self.pace.reason is not None:
+            return self.pace.reason
+        if self.state is RunState.PAUSED and self._storage_problem is None:
+            return self.server_wait.reason
         if self._storage_problem is None or self.state is not RunState.PAUSED:
             return None
         return self._storage_message()

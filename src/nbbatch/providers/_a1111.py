@@ -39,6 +39,13 @@ server itself, one poller per provider:
   (rounded); without it the server would answer 512x512.
 * A ``NansException`` (a model or VAE producing NaNs) repeats with the same settings: it
   is not retried.
+* **A request that timed out** (the read) leaves its job on the WebUI, running or still
+  waiting on the lock: it stays in the bookkeeping, abandoned, so the poller interrupts
+  its job when it runs or starts, and forgets it once that job has ended (or after
+  ``cancel_timeout``, with a warning).
+* **A WebUI that is down** (connection refused, and ``check()`` fails too) raises
+  :class:`~nbbatch.errors.ServerUnavailableError`: the runner pauses the run until the
+  WebUI answers again instead of failing every task.
 
 Residual risks: other clients of the same WebUI (and a second provider object pointing
 at it) are invisible to the bookkeeping, so a job of theirs that starts between our
@@ -68,8 +75,10 @@ from ..core._errors import (
     ConfigError,
     MalformedResponseError,
     NotSupportedError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    ServerUnavailableError,
 )
 from ..core._secrets import Secret, scrub
 from ..images._decode import header_size, sniff_format
@@ -180,6 +189,10 @@ class _Job:
     best: float = 0.0
     #: what was last reported (``None``: waiting; -1: nothing yet)
     shown: float | None = -1.0
+    #: its client gave up waiting (a read timeout) with no answer: the job may still be
+    #: queued on the WebUI's lock, so it stays followed until the poller has seen it run
+    #: (and interrupted it) and end, or until this ``loop.time()``
+    ghost_until: float | None = None
 
 
 _GRID = 8  # the latent is 1/8 of the image: the WebUI renders multiples of 8
@@ -334,6 +347,16 @@ class A1111Provider(Provider):
     async def check(self) -> None:
         """Probe the API (and the Basic auth): ``GET /sdapi/v1/sd-models``."""
         await self._http.json("GET", "/sdapi/v1/sd-models")
+
+    async def _reachable(self) -> bool:
+        """Does the WebUI answer at all (even with an error)?"""
+        try:
+            await self.check()
+        except (ProviderConnectionError, ProviderTimeoutError):
+            return False
+        except ProviderError:
+            pass
+        return True
 
     async def aclose(self) -> None:
         watcher = self._watcher
@@ -490,10 +513,23 @@ class A1111Provider(Provider):
             await _outlast(asyncio.ensure_future(self._take_back(job, post)))
             raise
         except ProviderTimeoutError:
-            # The WebUI goes on with a job whose client stopped waiting; a retry would
-            # queue behind it. Interrupt it if it is the one running.
+            # The WebUI goes on with a job whose client stopped waiting (also one still
+            # waiting on its lock); a retry would queue behind it. It stays followed:
+            # interrupted now if it runs, else when it starts.
             job.abandoned = True
+            job.ghost_until = asyncio.get_running_loop().time() + self.cancel_timeout
             await self._poll()
+            raise
+        except ProviderConnectionError as exc:
+            if not await self._reachable():
+                # The WebUI is down (restarting): the run waits for it instead of
+                # failing every task; a job it was running went with it.
+                raise ServerUnavailableError(
+                    f"{self.name}: the WebUI at {self.base_url} does not answer ({exc}); "
+                    "start it again (with --api): a run waits for it and goes on by itself",
+                    provider=self.name,
+                    task_id=request.task_id,
+                ) from None
             raise
         finally:
             self._settle(job, post)
@@ -541,10 +577,13 @@ class A1111Provider(Provider):
             )
             if info.get("job_timestamp") == self._stamp:
                 self._busy = False  # the job the poller saw is over
-        if job.seen_epoch == self._epoch:
+        if job.seen_epoch == self._epoch and job.ghost_until is None:
             self._busy = False
-        with contextlib.suppress(ValueError):
-            self._jobs.remove(job)
+        if job.ghost_until is None:
+            with contextlib.suppress(ValueError):
+                self._jobs.remove(job)
+        else:
+            self._watch()  # followed without an answer until its job has run
         self._answers += 1
 
     # ------------------------------------------------------------------ the poller
@@ -603,6 +642,7 @@ class A1111Provider(Provider):
         if busy and (not self._busy or stamp != self._stamp or restarted):
             self._epoch += 1
         self._busy, self._stamp, self._count, self._number = busy, stamp, count, number
+        self._drop_ghosts(busy)
         first = self._jobs[0] if self._jobs else None
         running = first if busy and first is not None and self._epoch > first.sent_epoch else None
         if running is not None:
@@ -619,6 +659,24 @@ class A1111Provider(Provider):
                 job.shown = None  # not started (or loading its checkpoint): waiting
                 self._call(job.on_progress, None, None)
         return True
+
+    def _drop_ghosts(self, busy: bool) -> None:
+        """Forget timed-out requests at the head whose job has run (seen, then the server
+        idle or another job started), or that waited past ``cancel_timeout``."""
+        now = asyncio.get_running_loop().time()
+        while self._jobs and (until := self._jobs[0].ghost_until) is not None:
+            ghost = self._jobs[0]
+            over = ghost.seen_epoch >= 0 and (not busy or self._epoch > ghost.seen_epoch)
+            if not over and now < until:
+                return
+            if not over:
+                log.warning(
+                    "%s: a request that timed out was not seen to run within %g s; if the "
+                    "WebUI still runs it, it runs for nobody",
+                    self.name,
+                    self.cancel_timeout,
+                )
+            self._jobs.pop(0)
 
     def _report(self, job: _Job, answer: Mapping[str, Any]) -> None:
         assert job.on_progress is not None

@@ -144,6 +144,11 @@ class WorkflowMapping:
     ``output`` optionally names the one node whose images are the result (default: every
     node that saved images). Build from a dict with :meth:`from_dict`, e.g.
     ``{"prompt": "6.text", "seed": "3.seed", "image": "10.image"}``.
+
+    ``replaces`` names the slots (found by :func:`detect_mapping`, never given by hand)
+    whose input is linked to a node that only computes that number for it (a
+    ``ResolutionSelector``, a ``GetImageSize`` of the reference, a math node): a task
+    that sets the value replaces the link; one that does not keeps the workflow's own.
     """
 
     prompt: Slot | None = None
@@ -159,10 +164,11 @@ class WorkflowMapping:
     model: Slot | None = None
     image: Slot | None = None
     output: str | None = None
+    replaces: frozenset[str] = frozenset()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkflowMapping:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"replaces"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown mapping key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -176,14 +182,17 @@ class WorkflowMapping:
 
     def merged(self, override: WorkflowMapping) -> WorkflowMapping:
         """This mapping with every field ``override`` sets replaced."""
-        changes = {f.name: getattr(override, f.name) for f in fields(self)}
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {f.name: getattr(override, f.name) for f in fields(self) if f.name != "replaces"}
+        changed = {k: v for k, v in changes.items() if v is not None}
+        # a slot given anew holds a value: it replaces no link any more
+        replaces = (self.replaces - set(changed)) | override.replaces
+        return replace(self, **changed, replaces=frozenset(replaces))
 
     def check(self, graph: Mapping[str, Any]) -> None:
         """Raise ConfigError when a slot names a node or input the graph does not have."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or f.name == "replaces":
                 continue
             if f.name == "output":
                 if value not in graph:
@@ -203,7 +212,7 @@ class WorkflowMapping:
                     f"input {input_name!r} (inputs: {', '.join(sorted(inputs))})"
                 )
             link = inputs[input_name]
-            if isinstance(link, list):
+            if isinstance(link, list) and f.name not in self.replaces:
                 source = str(link[0]) if link else "?"
                 raise ConfigError(
                     f"mapping {f.name}: input {input_name!r} of node {node_id} "
@@ -313,6 +322,51 @@ def _primitive(graph: Mapping[str, Any], node_id: str | None, depth: int = 0) ->
     if len(links) == 1:  # a pass-through (PreviewAny shows the text and hands it on)
         return _primitive(graph, _linked(graph, node_id, links[0]), depth + 1)
     return None
+
+
+def _consumers(graph: Mapping[str, Any], source: str) -> list[tuple[str, str]]:
+    """Every (node, input) fed by an output of ``source``."""
+    return [
+        (node_id, name)
+        for node_id in graph
+        for name, value in _inputs(graph, node_id).items()
+        if isinstance(value, list) and value and str(value[0]) == source
+    ]
+
+
+def _size_input(graph: Mapping[str, Any], latent: str, name: str) -> tuple[Slot | None, bool]:
+    """The slot setting ``latent``'s ``width`` or ``height`` and whether it replaces a link.
+
+    A value on the node (or on a primitive feeding it) is the slot. A link from a node
+    whose outputs feed nothing but this latent's size (a ``ResolutionSelector``, a
+    ``GetImageSize`` of the reference, a math node on a primitive) is replaced by the
+    task's value: nothing else of the workflow depends on that number.
+    """
+    slot = _literal(graph, latent, (name,))
+    if slot is not None:
+        return slot, False
+    source = _linked(graph, latent, name)
+    if source is None:
+        return None, False
+    if all(
+        node == latent and used in ("width", "height") for node, used in _consumers(graph, source)
+    ):
+        return (latent, name), True
+    return None, False
+
+
+def _latent_size(graph: Mapping[str, Any], latent: str) -> dict[str, Any]:
+    width, cut_w = _size_input(graph, latent, "width")
+    height, cut_h = _size_input(graph, latent, "height")
+    if width is None or height is None:
+        return {}
+    cut = {name for name, flag in (("width", cut_w), ("height", cut_h)) if flag}
+    return {
+        "width": width,
+        "height": height,
+        "batch_size": _literal(graph, latent, ("batch_size",)),
+        "replaces": frozenset(cut),
+    }
 
 
 def _encoder_text(graph: Mapping[str, Any], start: str | None, side: str) -> Slot | None:
@@ -438,11 +492,7 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
             found["negative"] = _literal(graph, negative_slot[0], ("negative_prompt",))
         latent = _latent_source(graph, _linked(graph, sampler, "latent_image"))
         if latent is not None and _class(graph, latent).startswith("Empty"):
-            found.update(
-                width=_literal(graph, latent, ("width",)),
-                height=_literal(graph, latent, ("height",)),
-                batch_size=_literal(graph, latent, ("batch_size",)),
-            )
+            found.update(_latent_size(graph, latent))
     if found.get("width") is None:
         latents = [
             k
@@ -452,20 +502,18 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
             and {"width", "height"} <= set(_inputs(graph, k))
         ]
         if len(latents) == 1:
-            found.update(
-                width=_literal(graph, latents[0], ("width",)),
-                height=_literal(graph, latents[0], ("height",)),
-                batch_size=_literal(graph, latents[0], ("batch_size",)),
-            )
+            found.update(_latent_size(graph, latents[0]))
     loaders = _nodes_of(graph, "LoadImage")
     if len(loaders) == 1:
         found["image"] = _literal(graph, loaders[0], ("image",))
     checkpoints = _nodes_of(graph, "CheckpointLoaderSimple")
     if len(checkpoints) == 1:
         found["model"] = _literal(graph, checkpoints[0], ("ckpt_name",))
-    found.update(_titled(graph))
+    titled = _titled(graph)
+    found.update(titled)
+    replaces = set(found.pop("replaces", None) or ()) - set(titled)
     keep: dict[str, Any] = {name: slot for name, slot in found.items() if slot is not None}
-    return WorkflowMapping(**keep)
+    return WorkflowMapping(**keep, replaces=frozenset(replaces))
 
 
 def _titled(graph: Mapping[str, Any]) -> dict[str, Slot]:

@@ -187,6 +187,19 @@ class FakeA1111(FakeServer):
                     return
             await asyncio.sleep(0.002)
 
+    def go_down(self) -> None:
+        """Stop listening, as a WebUI being restarted does: the running job and the ones
+        waiting on its lock are lost (their clients' connections drop)."""
+        self.stop()
+        self._job_lock = None
+        self.active = 0
+        self._state.update(job="", job_count=0, interrupted=False, skipped=False)
+
+    def come_back(self) -> FakeA1111:
+        """Listen again on the same port (the restarted WebUI, idle)."""
+        self.start()
+        return self
+
     def reset(self) -> None:
         """Forget recorded jobs, faults and requests (for a server shared by tests)."""
         self.clear_faults()

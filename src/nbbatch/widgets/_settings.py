@@ -15,6 +15,8 @@ page → kernel
     ``save {values}``                write the config file (``save_settings``) and the
                                      studio's own small file (LLM, runner defaults)
     ``test {values}``                ``check_connection`` of the image provider, in words
+    ``workflow {workflow}``          ComfyUI: the workflow's nodes and detected mapping
+                                     (``_comfyform``); ``save`` then takes ``mapping``
 
 Synced traits: ``lang``, ``key_set`` and ``llm_key_set`` (booleans, never the key).
 """
@@ -51,6 +53,7 @@ from nbbatch.errors import ConfigError, NbbatchError, UnknownProviderError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
+from ._comfyform import checked_mapping, workflow_form
 from ._dispatch import DEFERRED as _DEFERRED
 from ._i18n import catalogue
 from ._panel import Panel
@@ -214,6 +217,7 @@ class SettingsPanel(Panel):
                 "forget_key": ("doing_key", self._on_forget_key),
                 "save": ("doing_save", self._on_save),
                 "test": ("doing_test", self._on_test),
+                "workflow": ("doing_request", self._on_workflow),
             }
         )
 
@@ -252,6 +256,7 @@ class SettingsPanel(Panel):
             "concurrency": 3,
             "retries": 2,
             "provider_limit": None,
+            "mapping": {},
         }
         problems = []
         try:
@@ -266,7 +271,10 @@ class SettingsPanel(Panel):
                 cfg = settings.get()
                 values.update(provider=cfg.provider, base_url=cfg.base_url or "")
                 values.update(model=cfg.model or "")
-                values["options"] = {k: str(v) for k, v in cfg.options.items()}
+                values["options"] = {k: str(v) for k, v in cfg.options.items() if k != "mapping"}
+                mapping = cfg.options.get("mapping")
+                if isinstance(mapping, dict):  # ComfyUI: slot -> "node.input"
+                    values["mapping"] = {str(k): str(v) for k, v in mapping.items()}
                 values["defaults"] = {k: str(v) for k, v in cfg.params.items()}
                 # the configuration's own cap (set in code): kept, shown as a limit
                 values["provider_limit"] = cfg.concurrency
@@ -324,6 +332,8 @@ class SettingsPanel(Panel):
                 concurrency = value
             else:
                 options[name] = value
+        if v.get("mapping"):
+            options["mapping"] = dict(v["mapping"])
         return ProviderConfig(
             provider=str(v["provider"]),
             base_url=str(v["base_url"]) or None,
@@ -457,6 +467,12 @@ class SettingsPanel(Panel):
         v["defaults"] = _defaults_from(
             raw.get("defaults", v["defaults"] if same else {}), form["params"]
         )
+        v["mapping"] = {}
+        if v["provider"] == "comfyui":  # the workflow is read, the mapping checked on it
+            v["mapping"] = checked_mapping(
+                v["options"].get("workflow", ""),
+                raw.get("mapping", self.values.get("mapping") if same else {}),
+            )
         return v
 
     def _on_save(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -507,6 +523,9 @@ class SettingsPanel(Panel):
 
         job.add_done_callback(done)
         return _DEFERRED
+
+    def _on_workflow(self, content: dict[str, Any]) -> dict[str, Any]:
+        return workflow_form(content.get("workflow", ""))
 
     def _changed(self) -> None:
         if self._on_change is not None:
