@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+import nbbatch
 from nbbatch import Batch, Params, Workspace
 from nbbatch._cli import main
+from nbbatch.engine import Comparison
 from nbbatch.engine._journal import DB_NAME
 from nbbatch.engine._salvage import salvage
 from nbbatch.errors import StoreBusyError, StoreError
@@ -150,3 +152,40 @@ def test_a_repair_that_stops_part_way_leaves_the_journal_and_every_image(
     kept = {p.name for p in (path / "images").glob("*/*")}
     kept |= {p.name for p in (path / "recovered-files").glob("*")}
     assert sorted(kept) == images
+
+
+def test_a_repair_keeps_the_tables_parts_of_the_engine_add(tmp_path: Path) -> None:
+    # The batch API's jobs, budgets and comparisons live in tables made on first use: a
+    # repair that copied only the core tables forgot a job already submitted (the next
+    # run would submit its tasks again) and turned a comparison into a plain batch.
+    path = tmp_path / "ws"
+    with Workspace(path) as ws:
+        big = Batch.create([f"{LONG} #{i}" for i in range(300)], workspace=ws, name="big")
+        cmp = nbbatch.compare(
+            ["a red fox", "a koi"],
+            ["demo", ("demo", {"label": "b"})],
+            workspace=ws,
+            params=Params(size="32x32"),
+        )
+        cmp.run_sync()
+        with ws._tx() as c:  # an extra table whose rows point at tasks, one of them lost below
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS notes_by_task ("
+                "task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE, note TEXT)"
+            )
+            c.executemany(
+                "INSERT INTO notes_by_task VALUES (?, ?)",
+                [(t.id, f"note {t.order}") for t in big.tasks],
+            )
+        cmp_id = cmp.id
+    zero_a_page_of(path / DB_NAME, "tasks")
+
+    report = salvage(path)
+    assert not report.intact and report.copied["comparisons"] == 1
+    assert report.orphans_dropped > 0  # notes of the tasks on the zeroed page
+    with Workspace(path) as ws:
+        again = Comparison.load(cmp_id, ws)
+        assert len(again.to_dataframe()) == 4
+        kept = ws._query("SELECT count(*) FROM notes_by_task")[0][0]
+        tasks = ws._query("SELECT count(*) FROM tasks WHERE batch_id=?", (big.id,))[0][0]
+        assert kept == tasks < 300

@@ -39,7 +39,8 @@ from ._recovery import acquire_folder_lock
 
 __all__ = ["SalvageReport", "salvage"]
 
-#: tables copied, parents first (leases are not: no run is alive during a repair)
+#: tables copied, parents first (leases are not: no run is alive during a repair); any
+#: other table of the damaged journal is copied after them (see ``_other_tables``)
 _TABLES = ("batches", "tasks", "inputs", "task_refs", "images", "derived")
 _STEP_LIMIT = 2**62
 RECOVERED_DIR = "recovered-files"
@@ -232,7 +233,7 @@ def _copy(damaged: Path, folder: Path, report: SalvageReport) -> None:
             report.problem += f"; nothing could be read ({exc})"
             return
         try:
-            for table in _TABLES:
+            for table in (*_TABLES, *_other_tables(src, journal, report)):
                 copied = 0
                 with journal.tx() as c:
                     c.execute("PRAGMA defer_foreign_keys=ON")
@@ -251,6 +252,33 @@ def _copy(damaged: Path, folder: Path, report: SalvageReport) -> None:
         journal.close()
 
 
+def _other_tables(src: sqlite3.Connection, journal: Journal, report: SalvageReport) -> list[str]:
+    """The damaged journal's tables beyond the core ones, made in the new journal as the
+    damaged one declares them (``sqlite_master``): parts of the engine add their own
+    tables on first use (batch API jobs, budgets, comparisons), and a repair that left
+    them behind would forget a job already submitted — and submit it again."""
+    try:
+        found = src.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='table' AND sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        report.damaged_stretches["sqlite_master"] = 1
+        return []
+    skip = {*_TABLES, "leases"}
+    tables = []
+    for name, sql in found:
+        if name in skip:
+            continue
+        ddl = str(sql)
+        if ddl.upper().startswith("CREATE TABLE ") and "IF NOT EXISTS" not in ddl.upper()[:30]:
+            ddl = "CREATE TABLE IF NOT EXISTS " + ddl[len("CREATE TABLE ") :]
+        with journal.tx() as c:
+            c.execute(ddl)
+        tables.append(str(name))
+    return tables
+
+
 def _drop_orphans(c: sqlite3.Connection, table: str) -> int:
     """Delete rows of ``table`` whose parent row was lost; return how many."""
     where = {
@@ -259,9 +287,13 @@ def _drop_orphans(c: sqlite3.Connection, table: str) -> int:
         "OR sha256 NOT IN (SELECT sha256 FROM inputs)",
         "images": "task_id NOT IN (SELECT id FROM tasks)",
     }.get(table)
-    if where is None:
-        return 0
-    return int(c.execute(f"DELETE FROM {table} WHERE {where}").rowcount)
+    if where is not None:
+        return int(c.execute(f"DELETE FROM {table} WHERE {where}").rowcount)
+    # any other table: the rows its own foreign keys find without a parent
+    lost = {int(r[1]) for r in c.execute(f"PRAGMA foreign_key_check({table})") if r[1] is not None}
+    for rowid in lost:
+        c.execute(f"DELETE FROM {table} WHERE rowid=?", (rowid,))
+    return len(lost)
 
 
 def _keep_unused_files(folder: Path, *, known_in: Path) -> int:
