@@ -175,6 +175,8 @@ export class Toolbar {
       parts.push([left < 5 ? s.eta_soon : fmt(s, "eta", { t: duration(left) }), ""]);
     }
     if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
+    // budget or deadline reached, slowed by rate limits, waiting for its start time
+    if (sum.pace) parts.push([sum.pace, "nbb-warn"]);
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;

@@ -79,6 +79,7 @@
  * @property {number | null} eta
  * @property {number | null} ipm
  * @property {string | null} paused_reason
+ * @property {string | null} pace
  */
 
 /**

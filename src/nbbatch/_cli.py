@@ -69,6 +69,29 @@ def _params(args: argparse.Namespace) -> Params:
     )
 
 
+def _pace_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--budget``, ``--price``, ``--allow-unknown-prices``, ``--deadline`` for start()."""
+    prices: dict[str, float] = {}
+    for item in getattr(args, "price", None) or []:
+        name, sep, value = item.partition("=")
+        try:
+            prices[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--price takes NAME=PRICE (e.g. openai=0.04), got {item!r}")
+    deadline: object = getattr(args, "deadline", None)
+    if isinstance(deadline, str):
+        with contextlib.suppress(ValueError):
+            deadline = float(deadline)
+    return {
+        "budget": getattr(args, "budget", None),
+        "prices": prices or None,
+        "allow_unknown_prices": bool(getattr(args, "allow_unknown_prices", False)),
+        "deadline": deadline,
+    }
+
+
 async def _drive(
     batch: Batch, provider: Provider, args: argparse.Namespace, *, retry_failed: bool = False
 ) -> int:
@@ -90,6 +113,7 @@ async def _drive_with(
         retry=args.retries,
         retry_failed=retry_failed,
         batch_api=getattr(args, "batch_api", False),
+        **_pace_options(args),
     )
     total = runner.progress().total
     bar = tqdm(
@@ -401,6 +425,29 @@ def _parser() -> argparse.ArgumentParser:
             help="automatic retries per task (default: the saved setting, else 2)",
         )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        sp.add_argument(
+            "--budget",
+            type=float,
+            default=None,
+            help="stop sending before the batch's spend would pass this amount (journaled)",
+        )
+        sp.add_argument(
+            "--price",
+            action="append",
+            default=[],
+            metavar="NAME=PRICE",
+            help="price of one image for this run, e.g. --price openai/gpt-image-1=0.042",
+        )
+        sp.add_argument(
+            "--allow-unknown-prices",
+            action="store_true",
+            help="under a budget, run tasks whose price is unknown anyway",
+        )
+        sp.add_argument(
+            "--deadline",
+            default=None,
+            help="start no request after this: seconds from now or a time like 07:00",
+        )
         sp.add_argument(
             "--batch-api",
             action="store_true",

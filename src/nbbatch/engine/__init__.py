@@ -12,8 +12,10 @@ uses ``core``, ``images`` and ``providers``; it never imports ``planning``, ``wi
 the CLI.
 """
 
+from ..core._ratelimit import RateLimit, set_rate_limit
 from ._batch import Batch
 from ._compare import Cell, Comparison, Winner, compare
+from ._pace import set_webhook
 from ._runner import Runner
 from ._settings import (
     ConnectionResult,
@@ -36,6 +38,7 @@ __all__ = [
     "ConnectionResult",
     "LLMSettings",
     "ProviderConfig",
+    "RateLimit",
     "RecoveryReport",
     "RunDefaults",
     "Runner",
@@ -47,6 +50,8 @@ __all__ = [
     "load_settings",
     "save_secret",
     "save_settings",
+    "set_rate_limit",
+    "set_webhook",
 ]
 
 

@@ -39,6 +39,8 @@ from ..providers._base import Provider
 from ..providers._registry import get_provider
 from ._history import batch_status
 from ._html import batch_html, task_html
+from ._ledger import task_cost
+from ._pace import PaceOptions, journaled_budget, save_budget
 from ._runner import DEFAULT_ATTEMPT_TIMEOUT, Runner
 from ._settings import RunDefaults, load_settings
 from ._store import BatchRecord, RunHolder, Workspace, bulk_objects, new_ids
@@ -335,14 +337,19 @@ class Batch:
 
     def to_dataframe(self) -> pandas.DataFrame:
         """One row per task: prompt, status, attempts, error (and its kind), duration, params,
-        seed and path of the first image."""
+        seed and path of the first image, ``cost`` and its ``cost_basis`` (``"usage"`` or
+        ``"price table"``, see ``engine/_ledger.py``)."""
         try:
             import pandas as pd
         except ImportError:
             raise ConfigError("to_dataframe needs pandas: pip install 'nbbatch[pandas]'") from None
         rows = []
+        prices, token_prices = _price_tables(self)
         for t in self.tasks:
             first = t.images[0] if t.images else None
+            cost = task_cost(
+                [im.params for im in t.images], prices, token_prices, provider=self.provider
+            )
             row: dict[str, Any] = {
                 "task_id": t.id,
                 "order": t.order,
@@ -356,6 +363,8 @@ class Batch:
                 "image_path": str(first.path) if first else None,
                 "duration_s": t.duration,
                 "parent_id": t.parent_id,
+                "cost": cost.amount,
+                "cost_basis": cost.basis,
             }
             for key, value in t.params.to_dict().items():
                 if key != "seed":
@@ -610,6 +619,18 @@ class Batch:
         self._emit(TaskChanged(task, ("starred",), batch_id=self.id))
         return mine
 
+    def set_budget(self, budget: float | None) -> None:
+        """The batch's budget (journaled; ``None`` removes it). A live run takes it at
+        once (a run paused on its budget resumes when the new one allows more)."""
+        runner = self.runner
+        if runner is not None and not runner.done:
+            runner.set_budget(budget)
+            return
+        PaceOptions(budget=budget)  # checked
+        kept = journaled_budget(self.workspace, self.id) or {}
+        kept["budget"] = budget
+        save_budget(self.workspace, self.id, kept)
+
     def rename(self, name: str) -> str:
         """Give the batch a new name (journaled; what History and exports show)."""
         with self._lock:
@@ -675,6 +696,12 @@ class Batch:
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
         batch_api: bool | Mapping[str, Any] = False,
+        budget: float | None = None,
+        prices: Mapping[str, float] | None = None,
+        allow_unknown_prices: bool = False,
+        deadline: object = None,
+        start_at: object = None,
+        priority: str = "normal",
     ) -> Runner:
         """Start running in the background on the current event loop; return the handle.
 
@@ -696,6 +723,14 @@ class Batch:
         aside from the garbage collector (``gc.freeze()``) so that full collections do
         not hold the event loop; the last run to end hands them back (``gc.unfreeze()``).
         Cycles among those older objects are collected then, not during the run.
+
+        Spend and pace (README, "Spend and pace"): ``budget`` (money, in the currency of
+        the price table; ``prices`` for this run win over ``Settings.prices``) pauses the
+        run before a request would pass it, and is journaled for the batch;
+        ``allow_unknown_prices`` lets tasks without a price run under it. ``deadline``
+        and ``start_at`` (a datetime, seconds from now, or ``"07:00"``) bound when
+        requests start; ``priority`` (``"high"``, ``"normal"``, ``"low"``) orders runs
+        sharing an endpoint.
         """
         try:
             asyncio.get_running_loop()
@@ -744,6 +779,15 @@ class Batch:
             batch_id=self.id,
             providers=extra,
             owned=owned,  # what we built, we close when the run ends
+            pace=PaceOptions(
+                budget=budget,
+                prices=prices,
+                allow_unknown_prices=allow_unknown_prices,
+                deadline=deadline,
+                start_at=start_at,
+                priority=priority,
+                batch_name=self.name,
+            ),
         )
         try:
             runner.start()
@@ -773,8 +817,11 @@ class Batch:
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
         batch_api: bool | Mapping[str, Any] = False,
+        **pace: Any,
     ) -> Batch:
-        """Run until no runnable task is left (same options as :meth:`start`).
+        """Run until no runnable task is left (same options as :meth:`start`, including
+        ``budget``, ``prices``, ``allow_unknown_prices``, ``deadline``, ``start_at`` and
+        ``priority``).
 
         ``await batch.run_async(...)`` in a notebook; :meth:`run_sync` blocks instead.
         Like :meth:`start`, the run sets the objects older than it aside from the
@@ -791,9 +838,10 @@ class Batch:
             provider_options=provider_options,
             providers=providers,
             batch_api=batch_api,
+            **pace,
         )
         try:
-            await runner.wait()
+            await runner.pace.wait()  # a run its budget or deadline paused ends here
         except asyncio.CancelledError:
             # The awaiting cell was interrupted: stop cleanly (in-flight -> interrupted).
             runner.stop()
@@ -823,6 +871,7 @@ class Batch:
         provider_options: Mapping[str, Any] | None = None,
         providers: Mapping[str, str | Provider] | None = None,
         batch_api: bool | Mapping[str, Any] = False,
+        **pace: Any,
     ) -> Batch:
         """Blocking run for scripts. In a notebook prefer ``await batch.run(...)``.
 
@@ -842,6 +891,7 @@ class Batch:
                 provider_options=provider_options,
                 providers=providers,
                 batch_api=batch_api,
+                **pace,
             ),
             note_if_loop=(
                 "run_sync() called while an event loop is running: running the batch in a "
@@ -897,6 +947,15 @@ class Batch:
         if runner is not None:
             runner.add(made)
         return made
+
+
+def _price_tables(batch: Batch) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """The per-image and token price tables a batch's cost is read with."""
+    from ._pace import Pace
+
+    saved = journaled_budget(batch.workspace, batch.id) or {}
+    prices = saved.get("prices") if isinstance(saved.get("prices"), dict) else None
+    return Pace._tables(prices)
 
 
 def _run_defaults() -> RunDefaults:

@@ -73,7 +73,8 @@ from ..core._model import Task, TaskStatus, new_id
 from ..core._retry import POLL_RETRY, retrying
 from ..core._secrets import scrub
 from ..providers._base import ImageData, Provider
-from ..providers._batchapi import BatchApi, LineResult, RemoteJob, batch_api_of
+from ..providers._batchapi import BatchApi, LineResult, RemoteJob
+from ..providers._batchapis import batch_api_of
 from ..providers._codec import loads
 from ._journal import in_chunks
 from ._recovery import run_alive

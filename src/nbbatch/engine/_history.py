@@ -12,13 +12,17 @@ Definitions used throughout (the History panel, ``stats()`` and the tests agree 
   or interrupted are not outcomes yet (``None`` when there is no outcome at all);
 * a task's **provider** is the one it was pinned to, else the one that made its first
   image (recorded with the image), else the batch's;
-* **spend** is ``images × price per image``, with the price looked up as
-  ``"<provider>/<model>"`` then ``"<provider>"`` in the price table (``Settings.prices``);
-  images without a known price are counted in ``unpriced_images`` and add nothing.
+* **spend** is what the cost ledger (``_ledger.py``) makes of each task: the usage the
+  provider billed priced by the token table where there is both, else ``images × price
+  per image``, with the price looked up as ``"<provider>/<model>"`` then
+  ``"<provider>"`` in the price table (``Settings.prices``); images without a known
+  price are counted in ``unpriced_images`` and add nothing; ``billed_images`` counts
+  the images priced from usage.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -211,6 +215,8 @@ class ProviderStats:
     tokens: int | None = None
     spend: float | None = None
     unpriced_images: int = 0
+    #: images whose cost came from billed usage (the rest: the per-image price table)
+    billed_images: int = 0
     durations: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -244,6 +250,7 @@ class ProviderStats:
             "tokens": self.tokens,
             "spend": self.spend,
             "unpriced_images": self.unpriced_images,
+            "billed_images": self.billed_images,
         }
 
 
@@ -267,7 +274,26 @@ def price_of(prices: Mapping[str, float], provider: str, model: str | None) -> f
     return prices.get(provider)
 
 
-def provider_stats(query: _Query, prices: Mapping[str, float]) -> list[ProviderStats]:
+#: what a task's images cost: (images' params, provider, model) -> (amount, basis); the
+#: store passes the cost ledger's (``_ledger.task_cost``), so this module reads no settings
+TaskCost = Callable[[list[dict[str, Any]], str, str | None], tuple[float | None, str | None]]
+
+
+def _price_table_cost(prices: Mapping[str, float]) -> TaskCost:
+    def cost(
+        images: list[dict[str, Any]], provider: str, model: str | None
+    ) -> tuple[float | None, str | None]:
+        price = price_of(prices, provider, model)
+        return (None, None) if price is None else (price * len(images), "price table")
+
+    return cost
+
+
+def provider_stats(
+    query: _Query,
+    prices: Mapping[str, float],
+    cost: TaskCost | None = None,
+) -> list[ProviderStats]:
     """Per-provider numbers over every task of the workspace, most tasks first."""
     tokens = ", ".join(f"json_extract(i.params, '{p}')" for p in _TOKEN_PATHS)
     rows = query(
@@ -275,13 +301,21 @@ def provider_stats(query: _Query, prices: Mapping[str, float]) -> list[ProviderS
         "WHERE i.task_id = t.id ORDER BY i.idx LIMIT 1), b.provider, ''), "
         "json_extract(t.params, '$.model'), t.batch_id, t.status, t.started_at, t.finished_at, "
         "(SELECT count(*) FROM images i WHERE i.task_id = t.id), "
-        f"(SELECT sum(COALESCE({tokens})) FROM images i WHERE i.task_id = t.id) "
+        f"(SELECT sum(COALESCE({tokens})) FROM images i WHERE i.task_id = t.id), t.id "
         "FROM tasks t JOIN batches b ON b.id = t.batch_id",
         (),
     )
+    task_cost = _price_table_cost(prices) if cost is None else cost
+    image_params: dict[str, list[dict[str, Any]]] = {}
+    for task_id, raw in query("SELECT task_id, params FROM images ORDER BY task_id, idx", ()):
+        try:
+            params = json.loads(raw)
+        except ValueError:
+            params = {}
+        image_params.setdefault(task_id, []).append(params if isinstance(params, dict) else {})
     found: dict[str, ProviderStats] = {}
     batches: dict[str, set[str]] = {}
-    for provider, model, batch_id, status, started, finished, n_images, n_tokens in rows:
+    for provider, model, batch_id, status, started, finished, n_images, n_tokens, tid in rows:
         name = provider or "unknown"
         stats = found.get(name)
         if stats is None:
@@ -299,11 +333,15 @@ def provider_stats(query: _Query, prices: Mapping[str, float]) -> list[ProviderS
         if n_tokens is not None:
             stats.tokens = (stats.tokens or 0) + int(n_tokens)
         if n_images:
-            price = price_of(prices, name, model if isinstance(model, str) else None)
-            if price is None:
+            amount, basis = task_cost(
+                image_params.get(tid, []), name, model if isinstance(model, str) else None
+            )
+            if amount is None:
                 stats.unpriced_images += n_images
             else:
-                stats.spend = (stats.spend or 0.0) + price * n_images
+                stats.spend = (stats.spend or 0.0) + amount
+                if basis == "usage":
+                    stats.billed_images += n_images
     for name, stats in found.items():
         stats.batches = len(batches[name])
     return sorted(found.values(), key=lambda s: (-s.tasks, s.provider))

@@ -60,7 +60,9 @@ from ..core._secrets import scrub
 from ..images._decode import DEFAULT_LIMITS, ImageLimits, trim_to_image, verify_image
 from ..images._metadata import embed_metadata, generation_record
 from ..providers._base import GenerationRequest, ImageData, InputImage, Provider
+from ..providers._endpoint import generate_paced
 from ._outage import ServerWait
+from ._pace import Pace, PaceOptions
 from ._settle import SETTLE_IN_SLICES_FROM, settle_in_slices
 from ._store import RunLease, StoredImage, Workspace
 
@@ -186,6 +188,7 @@ class Runner:
         batch_id: str | None = None,
         owned: Sequence[Provider] = (),
         clock: Callable[[], float] = time.monotonic,
+        pace: PaceOptions | None = None,
     ) -> None:
         self.workspace = workspace
         self.batch_id = batch_id
@@ -251,6 +254,8 @@ class Runner:
         self._unjournaled: dict[str, Task] = {}
         #: a cancel_pending of many tasks, settling in slices (engine/_settle.py)
         self._bulk: set[asyncio.Task[int]] = set()
+        #: budget, deadline, start time, priority, endpoint slots (engine/_pace.py)
+        self.pace = Pace(self, pace)
         #: pauses the run while a server does not answer, resumes when it does
         self.server_wait = ServerWait(self)
 
@@ -314,6 +319,10 @@ class Runner:
                 provider.resume_pending()
             self._set_state(RunState.RUNNING)
             self._poke()
+
+    def set_budget(self, budget: float | None) -> None:
+        """A new budget for the batch (journaled); resumes a run paused on its budget."""
+        self.pace.set_budget(budget)
 
     def set_concurrency(self, value: int) -> None:
         """Change how many tasks run at once, effective immediately."""
@@ -517,6 +526,8 @@ class Runner:
         self._wake = asyncio.Event()
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self.pace.check(self._tasks)
+        self.pace.start()
         if len(self._tasks) <= INCREMENTAL_FROM:
             self._check(self._tasks)
             for _ in self._adopt(self._claim()):
@@ -697,7 +708,11 @@ class Runner:
                     and len(self._in_flight) < 2 * self.concurrency
                 ):
                     ready = self._next_ready()
-                    if ready is not None:
+                    if ready is not None and self.pace.hold(*ready):  # budget, deadline, slots
+                        self._front.setdefault(ready[1].name, collections.deque()).appendleft(
+                            ready[0]
+                        )
+                    elif ready is not None:
                         self._launch(*ready)
                         continue
                 if not self._in_flight and not self._has_pending():
@@ -760,6 +775,7 @@ class Runner:
         self._savers.shutdown(wait=False)
         self._journal_thread.shutdown(wait=False)
         self._release_gc()
+        await self.pace.finish()
         if self._owned:
             for p in self._owned:
                 try:
@@ -859,6 +875,7 @@ class Runner:
         """Free a task's request slot (idempotent): its provider call has ended."""
         name = self._slots.pop(task_id, None)
         if name is not None:
+            self.pace.released(task_id)
             self._per_provider[name] -= 1
             self._poke()
 
@@ -984,14 +1001,14 @@ class Runner:
         )
         try:
             if self.attempt_timeout is None or provider.own_timeout:
-                images = await provider.generate(request, self._on_progress(task))
+                images = await generate_paced(provider, request, self._on_progress(task))
             elif _timeout is not None:
                 # asyncio.timeout (3.11+) costs no extra Task per attempt, wait_for does.
                 async with _timeout(self.attempt_timeout):
-                    images = await provider.generate(request, self._on_progress(task))
+                    images = await generate_paced(provider, request, self._on_progress(task))
             else:  # pragma: no cover - Python 3.10
                 images = await asyncio.wait_for(
-                    provider.generate(request, self._on_progress(task)), self.attempt_timeout
+                    generate_paced(provider, request, self._on_progress(task)), self.attempt_timeout
                 )
         except asyncio.TimeoutError:
             raise ProviderTimeoutError(
@@ -1081,6 +1098,9 @@ class Runner:
                 raise
             params = task.params.to_dict()
             params["provider"] = provider.name
+            model = getattr(provider, "model", None)
+            if isinstance(model, str) and model and "model" not in params:
+                params["model"] = model  # what the cost ledger prices usage by
             if im.info:
                 params["info"] = im.info
             record = generation_record(
@@ -1187,8 +1207,10 @@ class Runner:
 
     @property
     def paused_reason(self) -> str | None:
-        """Why the run paused by itself (a full disk, a server not answering), in words;
-        ``None`` otherwise."""
+        """Why the run paused by itself (a full disk, a server not answering, its budget,
+        its deadline), in words; ``None`` otherwise."""
+        if self.state is RunState.PAUSED and self.pace.reason is not None:
+            return self.pace.reason
         if self.state is RunState.PAUSED and self._storage_problem is None:
             return self.server_wait.reason
         if self._storage_problem is None or self.state is not RunState.PAUSED:

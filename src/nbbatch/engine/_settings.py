@@ -52,10 +52,12 @@ import platformdirs
 from ..core._errors import ConfigError, NbbatchError, UnknownProviderError
 from ..core._model import Params
 from ..core._names import renamed
+from ..core._ratelimit import RateLimit, check_rate_limits
 from ..core._secrets import Secret, resolve_key, scrub, split_url_credentials
 from ..providers._base import Provider
 from ..providers._catalog import ProviderInfo, provider_catalog, provider_info
 from ..providers._http import Timeouts
+from ._ledger import check_token_prices
 
 __all__ = [
     "KEY_ENV_VARS",
@@ -448,6 +450,9 @@ class Settings:
       ``run`` / ``run_sync`` and the CLI use them when not told otherwise.
     - ``prices``: price of one image keyed ``"<provider>"`` or ``"<provider>/<model>"``
       (the model wins); ``Workspace.stats()`` turns images into spend with it.
+    - ``token_prices`` (per model, with its date) turn billed usage into money and
+      ``rate_limits`` (per provider name or base URL) pace requests; see README, "Spend
+      and pace".
 
     ``to_dict()`` / ``from_dict()`` give and take the JSON form (``version`` 2; version 1
     files, which had no ``llm`` / ``run``, are read, with an older studio's
@@ -462,9 +467,17 @@ class Settings:
     prices: dict[str, float] = field(default_factory=dict)
     llm: LLMSettings = field(default_factory=LLMSettings)
     run: RunDefaults = field(default_factory=RunDefaults)
+    #: token prices per ``"<provider>/<model>"`` with their ``date``, dollars per million
+    #: tokens (``engine/_ledger.py``): over the built-in table, for billed usage
+    token_prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: limits per provider name or base URL (``requests_per_minute``,
+    #: ``images_per_minute``, ``concurrency``; ``core/_ratelimit.py``), none by default
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.prices = _check_prices(self.prices)
+        self.token_prices = check_token_prices(self.token_prices)
+        self.rate_limits = check_rate_limits(self.rate_limits)
         if isinstance(self.llm, Mapping):
             self.llm = LLMSettings.from_dict(self.llm)
         if isinstance(self.run, Mapping):
@@ -521,6 +534,12 @@ class Settings:
             "llm": self.llm.to_dict(),
             "run": self.run.to_dict(),
             **({"prices": dict(self.prices)} if self.prices else {}),
+            **({"token_prices": dict(self.token_prices)} if self.token_prices else {}),
+            **(
+                {"rate_limits": {k: v.to_dict() for k, v in self.rate_limits.items()}}
+                if self.rate_limits
+                else {}
+            ),
         }
 
     @classmethod
@@ -545,6 +564,8 @@ class Settings:
             raise ConfigError(f"the default provider {default!r} is not configured")
         settings.default = default if default is not None else settings.default
         settings.prices = _check_prices(data.get("prices") or {})
+        settings.token_prices = check_token_prices(data.get("token_prices") or {})
+        settings.rate_limits = check_rate_limits(data.get("rate_limits") or {})
         if data.get("llm") is not None:
             settings.llm = LLMSettings.from_dict(data["llm"])
         if data.get("run") is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
 import weakref
@@ -42,6 +43,7 @@ from . import _history, _recovery
 from ._blobs import TMP_PREFIX, Blobs, StoredImage
 from ._history import BatchSummary, HistoryRow, ProviderStats
 from ._journal import DB_NAME, SCHEMA_VERSION, Journal, bulk_objects, new_ids
+from ._ledger import TOKEN_PRICES, task_cost
 from ._recovery import RecoveryReport, RunHolder, RunLease
 from ._settings import load_settings
 from ._tasks import BatchRecord, TaskRows
@@ -497,7 +499,7 @@ class Workspace:
         """Per-provider numbers (see :meth:`stats`) as objects."""
         if prices is None:
             prices = _saved_prices()
-        return _history.provider_stats(self._journal.query, prices)
+        return _history.provider_stats(self._journal.query, prices, _ledger_cost(prices))
 
     def stats(self, prices: Mapping[str, float] | None = None) -> Any:
         """Per provider: batches, tasks, success rate, mean and p90 duration (seconds, of
@@ -513,6 +515,21 @@ class Workspace:
         except ImportError:
             return rows
         return pd.DataFrame(rows, columns=list(ProviderStats("").to_dict()))
+
+
+def _ledger_cost(prices: Mapping[str, float]) -> _history.TaskCost:
+    """The cost ledger (billed usage x token prices, else the price table) for stats."""
+    table = dict(TOKEN_PRICES)
+    with contextlib.suppress(NbbatchError):
+        table.update(load_settings().token_prices)
+
+    def cost(
+        images: list[dict[str, Any]], provider: str, model: str | None
+    ) -> tuple[float | None, str | None]:
+        found = task_cost(images, prices, table, provider=provider, model=model)
+        return found.amount, found.basis
+
+    return cost
 
 
 def _saved_prices() -> dict[str, float]:

@@ -1,7 +1,8 @@
 """What a provider's batch API looks like to the engine (``batch_api=True`` runs).
 
-A provider with a batch API (half price, results within 24 h) has a ``batch_api()``
-method returning a :class:`BatchApi`: how one task becomes a line of the input file, how
+A provider with a batch API (half price, results within 24 h) is paired with a
+:class:`BatchApi` (``providers/_batchapis.batch_api_of``): how one task becomes a line
+of the input file, how
 that file is uploaded and a job created, polled, found again by its metadata and
 cancelled, how the result files are downloaded, and how one result line becomes the
 task's images or its error. The engine (``engine/_batchapi``) does the rest: the journal,
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 from ..core._errors import ProviderError
 from ._base import GenerationRequest, ImageData, Provider
 
-__all__ = ["TERMINAL", "BatchApi", "LineResult", "RemoteJob", "batch_api_of"]
+__all__ = ["TERMINAL", "BatchApi", "LineResult", "RemoteJob"]
 
 #: job states after which nothing more happens at the provider
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -63,7 +64,11 @@ class LineResult:
 class BatchApi(Protocol):
     """One provider's batch API (see the module docstring)."""
 
-    provider: Provider
+    @property
+    def provider(self) -> Provider:
+        """The provider whose key and address the batch API uses (read-only here, so an
+        implementation may narrow it to its own provider class)."""
+
     #: the service's name in messages ("OpenAI")
     label: str
     #: the most requests and input bytes one job may hold
@@ -105,12 +110,3 @@ class BatchApi(Protocol):
 
     async def read_line(self, line: Any, request: GenerationRequest) -> LineResult:
         """One parsed line of a result file (output or errors) as a :class:`LineResult`."""
-
-
-def batch_api_of(provider: Provider) -> BatchApi | None:
-    """``provider``'s batch API, or None when it has none."""
-    make = getattr(provider, "batch_api", None)
-    if make is None:
-        return None
-    api: BatchApi = make()
-    return api

@@ -179,12 +179,6 @@ class GeminiProvider(Provider):
                 task_id=request.task_id,
             )
 
-    def batch_api(self) -> Any:
-        """This provider's Batch Mode (``batch.run("gemini", batch_api=True)``)."""
-        from ._gemini_batch import GeminiBatchApi
-
-        return GeminiBatchApi(self)
-
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         params = request.params
         parts: list[dict[str, Any]] = [{"text": request.prompt}]

@@ -20,17 +20,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from ..core._errors import MalformedResponseError, NotSupportedError, ProviderError
 from ._base import GenerationRequest
 from ._batchapi import LineResult, RemoteJob
+from ._gemini import GeminiProvider, _classify, _inline_size
 from ._http import error_from_response
-
-if TYPE_CHECKING:
-    from ._gemini import GeminiProvider
 
 __all__ = ["GeminiBatchApi"]
 
@@ -241,11 +239,8 @@ class GeminiBatchApi:
             code = _int(status.get("code")) or 500
             answer = httpx.Response(code if code >= 400 else 500, json={"error": dict(status)})
             err = error_from_response(answer, name, task_id=request.task_id)
-            from ._gemini import _classify
-
             return LineResult(key, error=_classify(answer, err))
         response = line.get("response")
-        from ._gemini import _inline_size
         from ._offload import offload
 
         try:

@@ -79,6 +79,7 @@ from ..core._retry import parse_retry_after
 from ..core._secrets import Secret, scrub, split_url_credentials
 from ..images._decode import DEFAULT_LIMITS, format_bytes
 from ._codec import FAST_JSON, loads
+from ._endpoint import observe_response
 
 __all__ = [
     "BODY_LIMITS",
@@ -848,6 +849,7 @@ class HttpClient:
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
         read = _rebuilt(response, body)
+        observe_response(self, self.provider, read.headers)  # x-ratelimit-*: the endpoint's gate
         if read.is_success:
             return read
         err = error_from_response(read, self.provider, task_id=task_id)

@@ -205,12 +205,6 @@ class OpenAIProvider(Provider):
         fields.update(params.extras)
         return fields
 
-    def batch_api(self) -> Any:
-        """This provider's Batch API (``batch.run("openai", batch_api=True)``)."""
-        from ._openai_batch import OpenAIBatchApi
-
-        return OpenAIBatchApi(self)
-
     async def _edit(self, request: GenerationRequest, fields: dict[str, Any]) -> Any:
         # One file goes as ``image``; several as repeated ``image[]`` (the SDK's format).
         field = "image" if len(request.images) == 1 else "image[]"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -28,9 +28,7 @@ from ..core._errors import (
 from ._base import GenerationRequest
 from ._batchapi import LineResult, RemoteJob
 from ._http import error_from_response
-
-if TYPE_CHECKING:
-    from ._openai import OpenAIProvider
+from ._openai import OpenAIProvider, _classify
 
 __all__ = ["OpenAIBatchApi"]
 
@@ -239,8 +237,6 @@ class OpenAIBatchApi:
             # the same words and type as the synchronous answer would give
             answer = httpx.Response(status, json=body if body is not None else {})
             err = error_from_response(answer, name, task_id=request.task_id)
-            from ._openai import _classify
-
             return LineResult(custom_id, error=_classify(answer, err))
         try:
             images = await self.provider._read_images(body, request)

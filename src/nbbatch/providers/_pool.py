@@ -41,6 +41,7 @@ from ..core._errors import (
 )
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
+from ._endpoint import generate_paced
 
 __all__ = ["Endpoint", "PoolProvider"]
 
@@ -283,7 +284,7 @@ class PoolProvider(Provider):
             assert ep.name is not None
             tried.add(ep.name)
             try:
-                images = await ep.provider.generate(request, on_progress)
+                images = await generate_paced(ep.provider, request, on_progress)
             except ProviderError as exc:
                 if not _is_endpoint_failure(exc):
                     self._mark_ok(ep)  # it answered; the request was the problem

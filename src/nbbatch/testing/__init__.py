@@ -13,6 +13,7 @@ from ._gemini import FakeGemini
 from ._huggingface import FakeHuggingFace
 from ._openai import FakeOpenAI
 from ._openai_batch import BatchClock
+from ._ratelimited import RateLimitedProvider, VirtualTimeLoop
 from ._replicate import FakeReplicate
 from ._server import FakeServer, Fault, RecordedRequest
 from ._stability import FakeStability
@@ -30,5 +31,7 @@ __all__ = [
     "FakeServer",
     "FakeStability",
     "Fault",
+    "RateLimitedProvider",
     "RecordedRequest",
+    "VirtualTimeLoop",
 ]

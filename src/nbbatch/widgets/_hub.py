@@ -231,10 +231,14 @@ class Hub:
         counts = {status: tally.counts[TaskStatus(status)] for status in _rows.STATUSES}
         runner = self.live_runner()
         eta = None
+        pace = None  # what holds the run back, in words (deadline, rate limits, ...)
         paused_reason = None
         if runner is not None:
             eta = runner.progress().eta
             paused_reason = runner.paused_reason
+            pace = runner.pace.describe()
+            if pace == paused_reason:
+                pace = None  # said once, as the reason of the pause
         elapsed = None
         ipm = None
         if self._run_started is not None:
@@ -256,6 +260,7 @@ class Hub:
             "eta": None if eta is None else round(eta, 1),
             "ipm": ipm,
             "paused_reason": paused_reason,
+            "pace": pace,
         }
 
 

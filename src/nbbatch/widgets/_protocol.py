@@ -151,6 +151,8 @@ class Summary(TypedDict):
     ipm: float | None
     #: why the run paused by itself, in words (a server not answering, a full disk)
     paused_reason: str | None
+    #: what holds the live run back, in words (budget, deadline, rate limits), or None
+    pace: str | None
 
 
 class BatchHead(TypedDict):

@@ -31,6 +31,7 @@ from typing import Any
 
 from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
+from nbbatch.engine._pace import studio_priority
 from nbbatch.errors import ConfigError, HeldElsewhereError, NbbatchError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers, provider_info
@@ -300,7 +301,14 @@ class StudioSession:
         provider, owned = self._build_provider()
         try:
             runner = self._batch.start(
-                provider, concurrency=self._concurrency, retry=self.retries, tasks=tasks
+                provider,
+                concurrency=self._concurrency,
+                retry=self.retries,
+                tasks=tasks,
+                # a few tasks tried from the studio go before a big background run
+                priority=studio_priority(
+                    len(tasks) if tasks is not None else len(self._batch.runnable())
+                ),
             )
         except HeldElsewhereError:
             # another kernel started it meanwhile: follow that run instead of running
