@@ -88,7 +88,7 @@ async def test_run_all_pause_resume_stop_and_retry_failed(batch: Batch) -> None:
     session = StudioSession(batch, provider=nbbatch.get_provider("demo", latency=0.05))
     heard = Heard(session)
     run = session.run_all()
-    assert session.run is run and heard.kinds() == ["run"]
+    assert session.live_runner is run and heard.kinds() == ["run"]
     session.pause()
     assert session.run_state == "paused"
     assert session.run_all() is run  # "Run all" on a paused run resumes it
@@ -96,7 +96,7 @@ async def test_run_all_pause_resume_stop_and_retry_failed(batch: Batch) -> None:
     session.stop()
     await run.wait()
     await asyncio.sleep(0)
-    assert session.run is None and heard.kinds()[-1] == "run_ended"
+    assert session.live_runner is None and heard.kinds()[-1] == "run_ended"
 
     failing = StudioSession(batch, provider=quick_demo())
     await failing.run_all().wait()
@@ -104,7 +104,7 @@ async def test_run_all_pause_resume_stop_and_retry_failed(batch: Batch) -> None:
     assert storm.status is TaskStatus.FAILED
     attempts = storm.attempts
     failing.retry_failed()
-    await failing.run.wait()
+    await failing.live_runner.wait()
     assert storm.attempts > attempts
 
 

@@ -151,7 +151,7 @@ class History(Panel):
         session = self._session
         if session is not None:
             self.current = session.batch.id
-            self.live = session.run is not None
+            self.live = session.live_runner is not None
 
     def _on_list(self, content: dict[str, Any]) -> dict[str, Any]:
         self._sync_studio()

@@ -132,7 +132,7 @@ class StudioSession:
         return self._batch
 
     @property
-    def run(self) -> Any:
+    def live_runner(self) -> Any:
         """The live run of the batch shown (``nbbatch.Runner``), or None."""
         runner = self._batch.runner
         return runner if runner is not None and not runner.done else None
@@ -201,7 +201,7 @@ class StudioSession:
     def set_concurrency(self, value: int) -> int:
         """How many tasks run at once, for the live run too; clamped to 1..10."""
         value = max(1, min(MAX_CONCURRENCY, int(value)))
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             runner.set_concurrency(value)
         self._concurrency = value
@@ -230,14 +230,14 @@ class StudioSession:
     def start(self, tasks: Sequence[Task] | None = None) -> Any:
         """Run ``tasks`` (default: every runnable one) in the background; the live run
         when one runs already."""
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             return runner
         return self._start(list(tasks) if tasks is not None else None)
 
     def run_all(self) -> Any:
         """ "Run all": resume a paused run, else start one of every runnable task."""
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             if str(runner.state) == "paused":
                 runner.resume()
@@ -246,22 +246,22 @@ class StudioSession:
         return self._start(None)
 
     def pause(self) -> None:
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             runner.pause()
 
     def resume(self) -> None:
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             runner.resume()
 
     def stop(self) -> None:
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             runner.stop()
 
     def cancel(self, task: Task) -> None:
-        runner = self.run
+        runner = self.live_runner
         if runner is not None:
             runner.cancel(task.id)
 
@@ -276,7 +276,7 @@ class StudioSession:
         chosen = [t for t in tasks if t.status.value in _rows.RETRYABLE]
         if not chosen:
             raise UserFacingError("nothing_failed")
-        if self.run is not None:
+        if self.live_runner is not None:
             for t in chosen:
                 self._batch.retry(t)
         else:
@@ -447,7 +447,7 @@ class StudioSession:
         Refused while a run of the batch shown is live (pause is not enough: stop it, or
         wait for it to end).
         """
-        if self.run is not None:
+        if self.live_runner is not None:
             raise ConfigError(
                 f"batch {self._batch.id} is running; stop it or let it finish before "
                 "opening another batch"
@@ -483,17 +483,17 @@ class StudioSession:
 
         ``what`` is ``open``, ``resume`` or ``retry_failed``; ``done(error or None)``.
         """
-        if self.run is not None and batch_id != self._batch.id:
+        if self.live_runner is not None and batch_id != self._batch.id:
             done(UserFacingError("hist_busy"))
             return
 
         def switch(batch: Batch) -> None:
             try:
-                if self.run is not None and batch is not self._batch:
+                if self.live_runner is not None and batch is not self._batch:
                     raise UserFacingError("hist_busy")
                 self._show(batch)
                 if what == "resume":
-                    if self.run is None:
+                    if self.live_runner is None:
                         self._start(None)
                 elif what == "retry_failed":
                     self.retry_failed()

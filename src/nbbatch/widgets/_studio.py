@@ -194,7 +194,7 @@ class BatchStudio:
     def run(self) -> Any:
         """Deprecated: ``studio.runner`` (this gave None once the run had ended)."""
         warn_renamed("BatchStudio.run", "BatchStudio.runner (and runner.done)")
-        return self._session.run
+        return self._session.live_runner
 
     @property
     def provider(self) -> Any:
