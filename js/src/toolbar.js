@@ -8,16 +8,17 @@ export class Toolbar {
   constructor(view) {
     this.view = view;
     const s = view.strings;
-    const button = (key, icon, cls, action) =>
+    const button = (key, icon, cls, action, content = undefined) =>
       h("button", {
         type: "button",
         class: `nbb-btn ${cls}`,
         "aria-label": s[key],
         title: s[key],
-        onclick: () => view.act(action),
+        onclick: () => (content ? view.act(action, content()) : view.act(action)),
         html: `${icons[icon]}<span>${s[key]}</span>`,
       });
-    this.runAll = button("run_all", "play", "nbb-primary", "run_all");
+    // Run all takes the budget and deadline fields with it (the kernel checks them)
+    this.runAll = button("run_all", "play", "nbb-primary", "run_all", () => this.paceFields());
     this.pause = button("pause", "pause", "", "pause");
     this.resume = button("resume", "play", "", "resume");
     this.stop = button("stop", "stop", "", "stop");
@@ -45,11 +46,42 @@ export class Toolbar {
       },
     });
     this.limit = h("span", { class: "nbb-limit", hidden: true });
+    // Spend and pace: empty fields mean no budget / no deadline. A new budget reaches the
+    // live run at once (a run paused on its budget goes on when the new one allows more).
+    this.budget = h("input", {
+      class: "nbb-text nbb-budget",
+      type: "text",
+      inputmode: "decimal",
+      placeholder: s.budget_none,
+      "aria-label": s.budget,
+      title: s.budget_help,
+      onchange: () => view.act("set_budget", { value: this.budget.value.trim() }),
+    });
+    this.deadline = h("input", {
+      class: "nbb-text nbb-deadline",
+      type: "text",
+      placeholder: "07:00",
+      "aria-label": s.deadline,
+      title: s.deadline_help,
+      onchange: () => view.act("set_deadline", { value: this.deadline.value.trim() }),
+    });
+    this.notifier = new RunNotifier(s, globalThis.Notification);
+    this.notify = h("input", {
+      type: "checkbox",
+      class: "nbb-notify",
+      "aria-label": s.notify,
+      title: s.notify_help,
+      onchange: () => this.toggleNotify(),
+    });
+    this.notifyNote = h("span", { class: "nbb-limit nbb-bad", role: "status", hidden: true });
     const settings = h(
       "div",
       { class: "nbb-settings" },
       h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
       h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
+      h("label", { class: "nbb-field" }, h("span", { text: s.budget }), this.budget),
+      h("label", { class: "nbb-field" }, h("span", { text: s.deadline }), this.deadline),
+      h("label", { class: "nbb-field nbb-check" }, this.notify, h("span", { text: s.notify }), this.notifyNote),
     );
 
     this.bar = h("div", {
@@ -86,6 +118,18 @@ export class Toolbar {
     clearInterval(this.ticker);
   }
 
+  /** The budget and deadline fields as Run all sends them (the kernel checks them). */
+  paceFields() {
+    return { budget: this.budget.value.trim(), deadline: this.deadline.value.trim() };
+  }
+
+  // Notify me when done: the browser is asked for permission only here, when it is turned on
+  async toggleNotify() {
+    this.notify.checked = await this.notifier.enable(this.notify.checked);
+    setText(this.notifyNote, this.notifier.problem || "");
+    this.notifyNote.hidden = !this.notifier.problem;
+  }
+
   // The batch shown (History can switch it): its name, with the id for the curious.
   setBatch(batch) {
     if (!batch) return;
@@ -118,6 +162,9 @@ export class Toolbar {
     if (held) label = fmt(s, "held_elsewhere", { n: held });
     setText(this.state, label);
     this.state.dataset.state = held ? "elsewhere" : state;
+    this.budget.disabled = held > 0;
+    this.deadline.disabled = held > 0;
+    this.notifier.observe(state, this.summary, this.batchName.textContent || "");
 
     const names = model.get("providers") || [];
     const labels = model.get("provider_labels") || [];
@@ -177,9 +224,72 @@ export class Toolbar {
     if (sum.ipm !== null) parts.push([fmt(s, "ipm", { n: sum.ipm }), ""]);
     // budget or deadline reached, slowed by rate limits, waiting for its start time
     if (sum.pace) parts.push([sum.pace, "nbb-warn"]);
+    // the live run's deadline, while it has one
+    if (sum.deadline) parts.push([fmt(s, "deadline_at", { t: sum.deadline }), "nbb-deadline-at"]);
     const key = parts.map((p) => p.join("|")).join("/");
     if (this.stats.dataset.key === key) return;
     this.stats.dataset.key = key;
     this.stats.replaceChildren(...parts.map(([text, cls]) => h("span", { class: `nbb-stat ${cls}`, text })));
+  }
+}
+
+// "Notify me when done": a browser notification when a run ends, pauses by itself (its
+// budget, its deadline, a server not answering) or fails. The Notification API is only
+// asked for permission by enable(true), i.e. when the person turns the toggle on.
+export class RunNotifier {
+  /** @param {Record<string, string>} strings @param {any} api the Notification constructor (or undefined) */
+  constructor(strings, api) {
+    this.strings = strings;
+    this.api = api;
+    this.on = false;
+    /** @type {string | null} why notifications are off although asked for, in words */
+    this.problem = null;
+    this.last = "idle";
+    this.wasLive = false;
+    this.told = "";
+  }
+
+  /** Turn on (asks the browser once) or off; resolves to whether it is on. @param {boolean} want */
+  async enable(want) {
+    this.problem = null;
+    this.on = false;
+    if (!want) return false;
+    if (!this.api) {
+      this.problem = this.strings.notify_unsupported;
+      return false;
+    }
+    let permission = this.api.permission;
+    if (permission !== "granted" && permission !== "denied") permission = await this.api.requestPermission();
+    if (permission !== "granted") this.problem = this.strings.notify_denied;
+    this.on = permission === "granted";
+    return this.on;
+  }
+
+  /** Follow the run state (called on every toolbar update). @param {string} state @param {any} sum @param {string} name */
+  observe(state, sum, name) {
+    const live = state === "running" || state === "stopping";
+    if (live) {
+      this.wasLive = true;
+      this.told = "";
+    }
+    this.last = state;
+    if (!this.wasLive || !sum) return;
+    const c = sum.counts;
+    const values = { name, done: c.succeeded, failed: c.failed, total: sum.total, reason: sum.paused_reason || "" };
+    let key = null;
+    if (state === "paused" && sum.paused_reason) key = "notify_paused";
+    else if (state === "finished") key = c.failed && !c.succeeded ? "notify_failed" : "notify_finished";
+    else if (state === "stopped") key = "notify_stopped";
+    if (!key) return;
+    const text = fmt(this.strings, key, values);
+    if (this.told === `${key}|${values.reason}`) return; // once per end / pause
+    this.told = `${key}|${values.reason}`;
+    if (state !== "paused") this.wasLive = false;
+    if (!this.on || !this.api || this.api.permission !== "granted") return;
+    try {
+      new this.api(fmt(this.strings, "notify_title", values), { body: text, tag: `nbbatch-${name}` });
+    } catch {
+      // a browser that only notifies from a service worker: the toolbar says it anyway
+    }
   }
 }

@@ -80,6 +80,7 @@
  * @property {number | null} ipm
  * @property {string | null} paused_reason
  * @property {string | null} pace
+ * @property {string | null} deadline
  */
 
 /**

@@ -1,6 +1,6 @@
 // @ts-check
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Toolbar } from "../src/toolbar.js";
+import { RunNotifier, Toolbar } from "../src/toolbar.js";
 import { FakeModel } from "./fake-model.js";
 
 const strings = {
@@ -18,7 +18,36 @@ const strings = {
   held_elsewhere: "{n} task(s) are being run by another kernel",
   held_elsewhere_help: "Another kernel is running this batch. Run all is available when that run ends.",
   state_finished: "Finished",
+  deadline_at: "deadline {t}",
+  notify_denied: "The browser does not allow notifications for this page",
+  notify_title: "nbbatch: {name}",
+  notify_finished: "Batch {name} finished: {done} done, {failed} failed of {total}.",
+  notify_failed: "Batch {name} failed: {failed} of {total} tasks failed, none done.",
+  notify_stopped: "Batch {name} stopped: {done} done, {failed} failed of {total}.",
+  notify_paused: "Batch {name} paused: {reason}",
 };
+
+/** A stand-in for the browser's Notification constructor: records what was shown and asked. */
+function fakeNotification(permission = "default", answer = "granted") {
+  /** @type {{title: string, body: string}[]} */
+  const shown = [];
+  const api = class {
+    /** @param {string} title @param {{body: string}} options */
+    constructor(title, options) {
+      shown.push({ title, body: options.body });
+    }
+  };
+  Object.assign(api, {
+    permission,
+    asked: 0,
+    shown,
+    requestPermission: async () => {
+      Object.assign(api, { asked: /** @type {any} */ (api).asked + 1, permission: answer });
+      return answer;
+    },
+  });
+  return /** @type {any} */ (api);
+}
 
 /** A summary as the kernel sends it (widgets/_hub.Hub.summary). @param {Record<string, unknown>} over */
 function summary(over = {}) {
@@ -92,5 +121,72 @@ describe("Toolbar", () => {
     expect(toolbar.state.textContent).toBe("Idle");
     expect(toolbar.runAll.disabled).toBe(false);
     expect(toolbar.runAll.getAttribute("title")).toBe("Run all");
+  });
+
+  it("sends the budget and deadline fields with Run all and a raised budget at once", () => {
+    /** @type {[string, unknown][]} */
+    const acts = [];
+    toolbar.dispose();
+    toolbar = new Toolbar({ model, strings, act: (/** @type {string} */ a, /** @type {unknown} */ c) => acts.push([a, c]) });
+    toolbar.budget.value = " 20 ";
+    toolbar.deadline.value = "07:00";
+    toolbar.runAll.click();
+    expect(acts).toEqual([["run_all", { budget: "20", deadline: "07:00" }]]);
+    toolbar.budget.value = "25";
+    toolbar.budget.dispatchEvent(new Event("change"));
+    expect(acts[1]).toEqual(["set_budget", { value: "25" }]);
+    expect(toolbar.budget.getAttribute("aria-label")).toBe(strings.budget ?? null);
+  });
+
+  it("shows the live run's deadline while it has one", () => {
+    model.set("run_state", "running");
+    toolbar.setSummary(summary({ deadline: "07:00" }));
+    expect(toolbar.stats.textContent).toContain("deadline 07:00");
+    toolbar.setSummary(summary({ deadline: null }));
+    expect(toolbar.stats.textContent).not.toContain("deadline");
+  });
+});
+
+describe("RunNotifier", () => {
+  const counts = (/** @type {Record<string, number>} */ over) => ({ ...summary().counts, ...over });
+
+  it("never asks for permission nor notifies until the person turns it on", () => {
+    const api = fakeNotification("granted");
+    const notifier = new RunNotifier(strings, api);
+    notifier.observe("running", summary(), "night");
+    notifier.observe("finished", summary({ counts: counts({ succeeded: 2 }) }), "night");
+    expect(api.asked).toBe(0);
+    expect(api.shown).toEqual([]);
+  });
+
+  it("asks once when turned on, then tells when a run ends, pauses on its budget, or fails", async () => {
+    const api = fakeNotification("default", "granted");
+    const notifier = new RunNotifier(strings, api);
+    expect(await notifier.enable(true)).toBe(true);
+    expect(api.asked).toBe(1);
+    const reason = "budget of $1.00 reached: $1.00 spent, 2 tasks left";
+    notifier.observe("running", summary(), "night");
+    notifier.observe("paused", summary({ paused_reason: reason, counts: counts({ succeeded: 1 }) }), "night");
+    notifier.observe("paused", summary({ paused_reason: reason, counts: counts({ succeeded: 1 }) }), "night");
+    notifier.observe("running", summary(), "night");
+    notifier.observe("finished", summary({ counts: counts({ succeeded: 2, failed: 1 }), total: 3 }), "night");
+    notifier.observe("finished", summary({ counts: counts({ succeeded: 2, failed: 1 }), total: 3 }), "night");
+    notifier.observe("running", summary(), "night");
+    notifier.observe("finished", summary({ counts: counts({ failed: 2 }) }), "night");
+    expect(api.shown).toEqual([
+      { title: "nbbatch: night", body: `Batch night paused: ${reason}` },
+      { title: "nbbatch: night", body: "Batch night finished: 2 done, 1 failed of 3." },
+      { title: "nbbatch: night", body: "Batch night failed: 2 of 2 tasks failed, none done." },
+    ]);
+  });
+
+  it("stays off and says why when the browser refuses", async () => {
+    const api = fakeNotification("default", "denied");
+    const notifier = new RunNotifier(strings, api);
+    expect(await notifier.enable(true)).toBe(false);
+    expect(notifier.problem).toBe(strings.notify_denied);
+    notifier.observe("running", summary(), "night");
+    notifier.observe("stopped", summary(), "night");
+    expect(api.shown).toEqual([]);
   });
 });

@@ -13,7 +13,7 @@ page → kernel
     ``retry {ids}``, ``run_next {ids}``, ``cancel {id}``
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
-    ``set_concurrency {value}``
+    ``set_concurrency {value}``, ``set_budget {value}``, ``set_deadline {value}``
     ``open_gallery {id, index, view?}``  ``view``: the gallery view beside this grid view
     ``zip_selected``, ``chunk {job, index}``, ``zip_done {job}``  the selected tasks'
     images and manifest.json as a ZIP, fetched in pieces (as the gallery's ZIPs)
@@ -169,6 +169,11 @@ class TaskGrid(Panel):
                 "retry_failed": ("doing_retry", self._on_retry_failed),
                 "set_provider": ("doing_provider", self._on_set_provider),
                 "set_concurrency": ("doing_concurrency", self._on_set_concurrency),
+                "set_budget": ("doing_budget", lambda c: self._session.set_budget(c.get("value"))),
+                "set_deadline": (
+                    "doing_deadline",
+                    lambda c: self._session.set_deadline(c.get("value")),
+                ),
                 "open_history": ("doing_hist_open", self._on_open_history),
             }
         )
@@ -604,7 +609,7 @@ class TaskGrid(Panel):
         self._session.run_next(self._selected_tasks())
 
     def _on_run_all(self, content: dict[str, Any]) -> None:
-        self._session.run_all()
+        self._session.run_all(budget=content.get("budget"), deadline=content.get("deadline"))
 
     def _on_retry_failed(self, content: dict[str, Any]) -> None:
         self._session.retry_failed()

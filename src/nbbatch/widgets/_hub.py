@@ -18,11 +18,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import nbbatch.events as events
 from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch
+from nbbatch.engine._pace import wall_clock
 from nbbatch.images import ThumbnailCache
 
 from . import _rows
@@ -233,8 +235,10 @@ class Hub:
         eta = None
         pace = None  # what holds the run back, in words (deadline, rate limits, ...)
         paused_reason = None
+        deadline = None
         if runner is not None:
             eta = runner.progress().eta
+            deadline = _clock_time(runner.pace.deadline)
             paused_reason = runner.paused_reason
             pace = runner.pace.describe()
             if pace == paused_reason:
@@ -261,7 +265,17 @@ class Hub:
             "ipm": ipm,
             "paused_reason": paused_reason,
             "pace": pace,
+            "deadline": deadline,
         }
+
+
+def _clock_time(moment: float | None) -> str | None:
+    """A deadline as the toolbar shows it: "07:00" today, "2026-12-08 07:00" otherwise."""
+    if moment is None:
+        return None
+    when = datetime.fromtimestamp(moment)
+    same_day = when.date() == datetime.fromtimestamp(wall_clock()).date()
+    return when.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
 
 
 _HUBS: weakref.WeakKeyDictionary[Batch, Hub] = weakref.WeakKeyDictionary()

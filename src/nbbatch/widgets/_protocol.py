@@ -153,6 +153,8 @@ class Summary(TypedDict):
     paused_reason: str | None
     #: what holds the live run back, in words (budget, deadline, rate limits), or None
     pace: str | None
+    #: the live run's deadline ("07:00", or with its date when not today), or None
+    deadline: str | None
 
 
 class BatchHead(TypedDict):

@@ -31,7 +31,7 @@ from typing import Any
 
 from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
-from nbbatch.engine._pace import studio_priority
+from nbbatch.engine._pace import parse_when, studio_priority, wall_clock
 from nbbatch.errors import ConfigError, HeldElsewhereError, NbbatchError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers, provider_info
@@ -100,6 +100,9 @@ class StudioSession:
         self._jobs: set[asyncio.Future[Any]] = set()
         self._following: asyncio.Future[Any] | None = None
         self._held = 0
+        #: Run all's budget (money; None: none) and deadline ("07:00"; None: none)
+        self.budget: float | None = None
+        self.deadline: str | None = None
         self.follow_elsewhere()
 
     def __repr__(self) -> str:
@@ -235,8 +238,34 @@ class StudioSession:
             return runner
         return self._start(list(tasks) if tasks is not None else None)
 
-    def run_all(self) -> Any:
-        """ "Run all": resume a paused run, else start one of every runnable task."""
+    def set_budget(self, text: object) -> float | None:
+        """The budget field ("20", "$20.50"; empty: none), for the next Run all and for
+        the live run (a run paused on its budget goes on when the new one allows more)."""
+        budget = parse_budget(text)
+        runner = self.live_runner
+        if runner is not None:
+            runner.set_budget(budget)
+        self.budget = budget
+        return budget
+
+    def set_deadline(self, text: object) -> str | None:
+        """The deadline field ("07:00", an ISO date and time; empty: none), for the next
+        Run all and for the live run."""
+        deadline = parse_deadline(text)
+        runner = self.live_runner
+        if runner is not None:
+            runner.pace.set_deadline(deadline)
+        self.deadline = deadline
+        return deadline
+
+    def run_all(self, *, budget: object = None, deadline: object = None) -> Any:
+        """ "Run all": resume a paused run, else start one of every runnable task.
+
+        ``budget`` / ``deadline`` (the fields' text) set them first when given."""
+        if budget is not None:
+            self.set_budget(budget)
+        if deadline is not None:
+            self.set_deadline(deadline)
         runner = self.live_runner
         if runner is not None:
             if str(runner.state) == "paused":
@@ -305,6 +334,8 @@ class StudioSession:
                 concurrency=self._concurrency,
                 retry=self.retries,
                 tasks=tasks,
+                budget=self.budget,
+                deadline=self.deadline,
                 # a few tasks tried from the studio go before a big background run
                 priority=studio_priority(
                     len(tasks) if tasks is not None else len(self._batch.runnable())
@@ -577,6 +608,41 @@ def _provider_names(current: str) -> list[str]:
     if current not in names:
         names.insert(0, current)
     return list(dict.fromkeys(names))
+
+
+def parse_budget(text: object) -> float | None:
+    """The budget field's text as money (None: empty); refused in words otherwise."""
+    if text is None or isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        raw = str(text)
+    elif isinstance(text, str):
+        raw = text.strip().lstrip("$").strip().replace(",", "")
+    else:
+        raise UserFacingError("bad_budget", value=str(text)[:40])
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserFacingError("bad_budget", value=str(text)[:40]) from None
+    if not 0 <= value < float("inf"):
+        raise UserFacingError("bad_budget", value=str(text)[:40])
+    return value
+
+
+def parse_deadline(text: object) -> str | None:
+    """The deadline field's text, checked (None: empty); refused in words otherwise."""
+    if text is None:
+        return None
+    raw = str(text).strip()
+    if not raw:
+        return None
+    try:
+        parse_when(raw, now=wall_clock())
+    except ConfigError:
+        raise UserFacingError("bad_deadline", value=raw[:40]) from None
+    return raw
 
 
 def _check_concurrency(value: object) -> int:
