@@ -73,7 +73,7 @@ export class Toolbar {
       title: s.notify_help,
       onchange: () => this.toggleNotify(),
     });
-    this.notifyNote = h("span", { class: "nbb-limit nbb-bad", role: "status", hidden: true });
+    this.notifyNote = h("span", { class: "nbb-limit nbb-bad", "aria-live": "polite", hidden: true });
     const settings = h(
       "div",
       { class: "nbb-settings" },
@@ -277,6 +277,8 @@ export class RunNotifier {
     const c = sum.counts;
     const values = { name, done: c.succeeded, failed: c.failed, total: sum.total, reason: sum.paused_reason || "" };
     let key = null;
+    // an end is told with the summary sent after it (its final counts), not the one before
+    if (sum.ticking && state !== "paused") return;
     if (state === "paused" && sum.paused_reason) key = "notify_paused";
     else if (state === "finished") key = c.failed && !c.succeeded ? "notify_failed" : "notify_finished";
     else if (state === "stopped") key = "notify_stopped";

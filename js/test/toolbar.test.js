@@ -172,6 +172,7 @@ describe("RunNotifier", () => {
     notifier.observe("finished", summary({ counts: counts({ succeeded: 2, failed: 1 }), total: 3 }), "night");
     notifier.observe("finished", summary({ counts: counts({ succeeded: 2, failed: 1 }), total: 3 }), "night");
     notifier.observe("running", summary(), "night");
+    notifier.observe("finished", summary({ counts: counts({ failed: 1 }), ticking: true }), "night");
     notifier.observe("finished", summary({ counts: counts({ failed: 2 }) }), "night");
     expect(api.shown).toEqual([
       { title: "nbbatch: night", body: `Batch night paused: ${reason}` },

@@ -110,6 +110,12 @@ def button(scope: Locator, name: str) -> Locator:
 
 
 def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
+    # "Notify me when done": the permission granted, the notifications shown recorded
+    lab._context.grant_permissions(["notifications"])
+    lab._context.add_init_script(
+        "window.__nbbShown = []; const N = window.Notification; window.Notification ="
+        " class extends N { constructor(t, o) { super(t, o); window.__nbbShown.push(o.body); } };"
+    )
     # the provider finishes a request only when the test allows it (no racing the run)
     page = lab.open_notebook([setup_cell(gated=True)])
     studio = studio_of(page)
@@ -157,8 +163,12 @@ def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
     lab.screenshot(page, "4-stopped")
 
     lab.execute(page, "provider.allow(100)")  # from here on every request may finish
+    studio.get_by_role("checkbox", name="Notify me when done").check()
     button(studio, "Run all").click()
     expect(studio.get_by_role("status")).to_have_text("Finished", timeout=60_000)
+    page.wait_for_function("window.__nbbShown.length > 0")
+    shown = page.evaluate("window.__nbbShown")
+    assert len(shown) == 1 and re.search(r"finished: 7 done, 1 failed of 8\.$", shown[0]), shown
     final = statuses(lab, page)
     assert final.count("succeeded") == 7 and final[3] == "failed"
     for i, tid in enumerate(task_ids):
