@@ -99,3 +99,19 @@ async def test_run_all_passes_the_deadline_and_the_summary_shows_it(
     provider.gate.set()
     await run.wait()
     assert hub_for(batch).summary()["deadline"] is None
+
+
+async def test_run_all_on_a_paused_run_keeps_the_budget_it_was_given(
+    workspace: Workspace,
+) -> None:
+    from nbbatch.widgets import StudioSession
+
+    batch = Batch.create(["a", "b"], workspace=workspace)
+    provider = ControlledProvider()
+    run = batch.start(provider, concurrency=1, budget=1.0, prices={"controlled": 1})
+    await until(lambda: run.state is RunState.PAUSED and run.active == 0)
+    session = StudioSession(batch, provider=provider)
+    assert session.run_all(budget="", deadline="") is run  # the fields were left empty
+    assert run.pace.budget == 1.0
+    run.stop()
+    await run.wait()

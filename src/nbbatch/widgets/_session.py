@@ -261,12 +261,12 @@ class StudioSession:
     def run_all(self, *, budget: object = None, deadline: object = None) -> Any:
         """ "Run all": resume a paused run, else start one of every runnable task.
 
-        ``budget`` / ``deadline`` (the fields' text) set them first when given."""
-        if budget is not None:
-            self.set_budget(budget)
-        if deadline is not None:
-            self.set_deadline(deadline)
+        ``budget`` / ``deadline`` (the fields' text) are for the run it starts: a live run
+        keeps its own (given in Python, say) unless the fields are changed."""
         runner = self.live_runner
+        if runner is None:
+            self.budget = parse_budget(budget) if budget is not None else self.budget
+            self.deadline = parse_deadline(deadline) if deadline is not None else self.deadline
         if runner is not None:
             if str(runner.state) == "paused":
                 runner.resume()
