@@ -393,17 +393,26 @@ class GalleryView {
     if (this.task) this.show(this.index + delta);
   }
 
-  async stepTask(delta) {
-    if (!this.task) return;
-    const msg = await this.ask("task", { id: this.task.id, step: delta });
-    if (msg?.task) this.setTask(msg, 0);
+  stepTask(delta) {
+    return this.move({ step: delta });
   }
 
   // a Compare cell's gallery: the same task's cell in the previous / next configuration
-  async stepAcross(delta) {
-    if (!this.task) return;
-    const msg = await this.ask("task", { id: this.task.id, step: 0, across: delta });
-    if (msg?.task) this.setTask(msg, 0);
+  stepAcross(delta) {
+    return this.move({ step: 0, across: delta });
+  }
+
+  // one move after the other: two quick presses move twice, each from where the last
+  // one landed (not both from the task shown when they were pressed)
+  move(how) {
+    this.moving = (this.moving || Promise.resolve())
+      .then(async () => {
+        if (!this.task) return;
+        const msg = await this.ask("task", { id: this.task.id, ...how });
+        if (msg?.task) this.setTask(msg, 0);
+      })
+      .catch((err) => console.error("nbbatch gallery", err));
+    return this.moving;
   }
 
   setZoom(mode) {
