@@ -3,7 +3,8 @@
 A comparison of 12 tasks x 4 configurations (two with scripted failures and their own
 latencies) is shown with ``CompareView``; Run starts it from the table, the column
 headers count the cells as they finish, the failed cells say so, a click on a cell opens
-its image in the gallery, the star picks the row's winner (seen from Python), the table
+its image in the gallery (where the arrows move across configurations and tasks), the
+star picks the row's winner (seen from Python), the table
 scrolls to its last row, Retry failed re-runs the failures once they are fixed, and
 scores show in the cells; "New comparison" makes and runs another.
 Screenshots (light, dark, Chinese) go to test-artifacts.
@@ -53,6 +54,18 @@ def test_a_comparison_runs_and_is_read_in_the_compare_view(lab, tmp_path: Path) 
     dialog = page.get_by_role("dialog", name="Gallery")
     expect(dialog).to_be_visible()
     expect(dialog.locator(".nbb-g-prompt")).to_have_text("scene 0: a lighthouse")
+    caption = dialog.locator(".nbb-g-taskpos")
+    expect(caption).to_have_text("slow · configuration 2 of 4 · task 1 of 12")
+    # ←/→ the task's other configurations, ↑/↓ the same configuration of other tasks
+    page.keyboard.press("ArrowRight")
+    expect(caption).to_have_text("no castles · configuration 3 of 4 · task 1 of 12")
+    expect(dialog.locator(".nbb-g-prompt")).to_have_text("scene 0: a lighthouse")
+    page.keyboard.press("ArrowDown")
+    expect(caption).to_have_text("no castles · configuration 3 of 4 · task 2 of 12")
+    expect(dialog.locator(".nbb-g-prompt")).to_have_text("scene 1: a lighthouse")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    expect(caption).to_have_text("fast · configuration 1 of 4 · task 2 of 12")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 

@@ -121,3 +121,46 @@ def test_a_new_comparison_from_the_form_uses_saved_configurations(ran: Compariso
     assert view.gallery is view.table.gallery and view.children[1] is view.gallery
     assert page.of_type("reset")
     view.close()
+
+
+def test_the_gallery_opened_from_a_cell_moves_across_configurations_and_down_tasks(
+    ran: Comparison,
+) -> None:
+    view = CompareView(ran)
+    table, gallery = Page(view.table), Page(view.gallery)
+    table.ok("open", row=0, column=0)
+    assert view.gallery.task_id == ran.cell(0, "demo").task.id
+
+    def move(task_id: str, **how: int) -> tuple[int, str]:
+        reply = gallery.ok("task", id=task_id, **how)
+        cell = reply["cell"]
+        assert (cell["rows"], cell["columns"]) == (3, 2)
+        assert cell["label"] == ran.columns[cell["column"]]
+        assert ran.locate(reply["task"]["id"]) == (cell["row"], cell["label"])
+        return cell["row"], cell["label"]
+
+    fox_demo, fox_faulty = ran.cell(0, "demo").task.id, ran.cell(0, "faulty").task.id
+    assert move(fox_demo) == (0, "demo")  # where it opened, its caption the column
+    assert move(fox_demo, step=0, across=1) == (0, "faulty")  # → the next configuration
+    assert move(fox_faulty, step=0, across=1) == (0, "demo")  # wraps
+    assert move(fox_demo, step=0, across=-1) == (0, "faulty")
+    # ↓ the same configuration of the next task; the failed castle cell has no image
+    assert move(fox_faulty, step=1) == (2, "faulty")
+    assert move(fox_demo, step=1) == (1, "demo")
+    assert move(fox_demo, step=-1) == (2, "demo")  # wraps
+    # the launcher opens the gallery's usual browsing: the done tasks, no cells
+    first = gallery.ok("task", step="first")
+    assert "cell" not in first
+    after = gallery.ok("task", id=fox_demo, step=1)
+    assert "cell" not in after and after["pos"] == 1
+    view.close()
+
+
+def test_the_gallery_opened_from_the_grid_keeps_browsing_done_tasks(ran: Comparison) -> None:
+    view = CompareView(ran)
+    gallery = Page(view.gallery)
+    fox_demo = ran.cell(0, "demo").task.id
+    view.gallery.show(fox_demo)  # a grid's click or code: no cells
+    reply = gallery.ok("task", id=fox_demo, step=1, across=1)
+    assert "cell" not in reply and reply["pos"] == 1
+    view.close()

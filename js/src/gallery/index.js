@@ -23,6 +23,7 @@ class GalleryView {
     this.strings = {};
     this.task = null; // the described task shown
     this.pos = null; // its place among the done tasks
+    this.cell = null; // opened from a Compare cell: {row, rows, column, columns, label}
     this.count = 0;
     this.index = 0; // position in task.images
     this.zoom = "fit";
@@ -220,6 +221,7 @@ class GalleryView {
     this.keysPanel = h("div", { class: "nbb-g-keys", hidden: true, role: "note", "aria-label": s.keys });
     const keyRows = [
       ["← →", s.key_images],
+      ["← → · ↑ ↓", s.key_cells],
       ["↑ ↓ · PgUp PgDn", s.key_tasks],
       ["Home End", s.key_home_end],
       ["Z", s.key_zoom],
@@ -321,8 +323,15 @@ class GalleryView {
     this.setDone(msg.count);
     const s = this.strings;
     setText(this.title, `${s.gallery} · ${this.batchName}`);
-    setText(this.taskPos, msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }));
-    const multi = msg.count > 1;
+    // opened from a Compare cell: ←/→ move across the configurations, ↑/↓ the tasks
+    this.cell = msg.cell || null;
+    const c = this.cell;
+    if (c) {
+      setText(this.taskPos, fmt(s, "cell_pos", { label: c.label, c: c.column + 1, m: c.columns, i: c.row + 1, n: c.rows }));
+    } else {
+      setText(this.taskPos, msg.pos === null ? fmt(s, "task_number", { n: msg.task.n }) : fmt(s, "task_pos", { i: msg.pos + 1, n: msg.count }));
+    }
+    const multi = c ? c.rows > 1 : msg.count > 1;
     this.prevTask.disabled = !multi;
     this.nextTask.disabled = !multi;
     this.keepFocus();
@@ -384,10 +393,26 @@ class GalleryView {
     if (this.task) this.show(this.index + delta);
   }
 
-  async stepTask(delta) {
-    if (!this.task) return;
-    const msg = await this.ask("task", { id: this.task.id, step: delta });
-    if (msg?.task) this.setTask(msg, 0);
+  stepTask(delta) {
+    return this.move({ step: delta });
+  }
+
+  // a Compare cell's gallery: the same task's cell in the previous / next configuration
+  stepAcross(delta) {
+    return this.move({ step: 0, across: delta });
+  }
+
+  // one move after the other: two quick presses move twice, each from where the last
+  // one landed (not both from the task shown when they were pressed)
+  move(how) {
+    this.moving = (this.moving || Promise.resolve())
+      .then(async () => {
+        if (!this.task) return;
+        const msg = await this.ask("task", { id: this.task.id, ...how });
+        if (msg?.task) this.setTask(msg, 0);
+      })
+      .catch((err) => console.error("nbbatch gallery", err));
+    return this.moving;
   }
 
   setZoom(mode) {
@@ -401,8 +426,8 @@ class GalleryView {
     if (e.target.closest("textarea, input, select")) return;
     const key = e.key;
     const moves = {
-      ArrowLeft: () => this.step(-1),
-      ArrowRight: () => this.step(1),
+      ArrowLeft: () => (this.cell ? this.stepAcross(-1) : this.step(-1)),
+      ArrowRight: () => (this.cell ? this.stepAcross(1) : this.step(1)),
       ArrowUp: () => this.stepTask(-1),
       ArrowDown: () => this.stepTask(1),
       PageUp: () => this.stepTask(-1),

@@ -17,7 +17,9 @@ page → kernel
                                (seconds), ``spent`` (cost), images, starred, error;
                                one WebP thumbnail per cell with an image (buffers, in
                                order; ``thumb`` is its index)
-    ``open {row, column}``     shows the cell's image in the gallery
+    ``open {row, column}``     shows the cell's image in the gallery, which then
+                               browses the table: ←/→ the row's configurations, ↑/↓
+                               the column's tasks (``Gallery.show(..., cells=)``)
     ``pick {row, column}``     stars the cell's first image as the row's winner
     ``run {retry_failed}``     starts a run of the cells not done (``cmp.start()``;
                                with ``retry_failed`` the failed ones too)
@@ -50,7 +52,7 @@ from nbbatch.errors import NbbatchError
 from nbbatch.events import Event
 from nbbatch.images import ThumbnailCache
 
-from ._gallery import Gallery
+from ._gallery import CellMap, Gallery
 from ._i18n import catalogue
 from ._panel import Panel
 from ._words import UserFacingError
@@ -243,8 +245,18 @@ class ComparePanel(Panel):
         if self.gallery is None:
             raise UserFacingError("cmp_no_gallery")
         image = self.comparison._chosen_image(cell.task)
-        self.gallery.show(cell.task, image.index if image is not None else 0)
+        self.gallery.show(cell.task, image.index if image is not None else 0, cells=self.cell_map())
         return {"task": cell.task.id}
+
+    def cell_map(self) -> CellMap:
+        """The comparison's rows × configurations as the gallery browses them: ←/→ the
+        configurations of one task, ↑/↓ the same configuration of the other tasks."""
+        cmp = self.comparison
+        columns = cmp.columns
+        rows: list[list[str | None]] = [[None] * len(columns) for _ in range(len(cmp))]
+        for cell in cmp.cells():
+            rows[cell.row][columns.index(cell.configuration)] = cell.task.id
+        return CellMap(rows, columns)
 
     def _on_pick(self, content: dict[str, Any]) -> dict[str, Any]:
         cell = self._cell(content.get("row"), content.get("column"))  # type: ignore[arg-type]

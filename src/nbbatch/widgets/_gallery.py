@@ -6,9 +6,16 @@ carries a ``uuid`` and gets exactly one ``{"type": "reply", "uuid", "ok", ...}``
 
 page → kernel
     ``hello``                         strings, the batch name, the count of done tasks
-    ``task {id?, step}``              a done task and where it is among the done tasks;
+    ``task {id?, step, across?}``     a done task and where it is among the done tasks;
                                       ``step`` is 0 (this one), ±1 (wrapping) or
-                                      ``"first"``; no ``id``: the first done task
+                                      ``"first"``; no ``id``: the first done task. Opened
+                                      with ``show(..., cells=...)`` (a Compare cell) and
+                                      the task one of those cells: ``step`` ±1 moves to
+                                      the same column of the previous / next row,
+                                      ``across`` ±1 to the same row's previous / next
+                                      column (cells with images only, wrapping), and the
+                                      answer has ``cell {row, rows, column, columns,
+                                      label}``
     ``image {id, index}``             the original file (1 binary buffer) and its mime type
     ``thumbs {id}``                   WebP thumbnails of the task's images, in order
     ``star {id, index, starred}``     ``batch.star(image, starred)``
@@ -73,7 +80,7 @@ from ._panel import Panel
 from ._postform import ASPECTS, POSITIONS, FormError, pipeline_from, recipe_label
 from ._words import UserFacingError, clip
 
-__all__ = ["CHUNK_BYTES", "ZIP_LIMIT", "Gallery"]
+__all__ = ["CHUNK_BYTES", "ZIP_LIMIT", "CellMap", "Gallery"]
 
 log = logging.getLogger("nbbatch")
 
@@ -221,6 +228,63 @@ class ZipJobs:
             job.drop()
 
 
+class CellMap:
+    """What a gallery opened from a table browses: task ids in rows × columns.
+
+    ``rows[r][c]`` is the task of row ``r`` in column ``c`` (None: no such cell),
+    ``labels[c]`` the column's name (the gallery's caption). The Compare view hands its
+    rows × configurations to :meth:`Gallery.show`, so ←/→ move across configurations of
+    one task and ↑/↓ to the same configuration of the previous / next task.
+    """
+
+    def __init__(self, rows: Sequence[Sequence[str | None]], labels: Sequence[str]) -> None:
+        self.rows = [list(r) for r in rows]
+        self.labels = list(labels)
+        if any(len(r) != len(self.labels) for r in self.rows):
+            raise ConfigError("every row of a cell map has one cell per label")
+        self._where = {
+            task_id: (r, c)
+            for r, ids in enumerate(self.rows)
+            for c, task_id in enumerate(ids)
+            if task_id is not None
+        }
+
+    def where(self, task_id: str) -> tuple[int, int] | None:
+        """``(row, column)`` of a task, or None when it is not a cell."""
+        return self._where.get(task_id)
+
+    def move(
+        self, task_id: str, *, down: int, across: int, has_images: Callable[[str], bool]
+    ) -> str | None:
+        """The nearest cell from ``task_id`` ``down`` rows / ``across`` columns on (one
+        of them ±1, wrapping) whose task ``has_images``; None when no other one has."""
+        at = self.where(task_id)
+        if at is None:
+            return None
+        r, c = at
+        n = len(self.rows) if down else len(self.labels)
+        for k in range(1, n):
+            rr = (r + down * k) % len(self.rows)
+            cc = (c + across * k) % len(self.labels)
+            found = self.rows[rr][cc]
+            if found is not None and has_images(found):
+                return found
+        return None
+
+    def caption(self, task_id: str) -> dict[str, Any] | None:
+        at = self.where(task_id)
+        if at is None:
+            return None
+        r, c = at
+        return {
+            "row": r,
+            "rows": len(self.rows),
+            "column": c,
+            "columns": len(self.labels),
+            "label": self.labels[c],
+        }
+
+
 class Gallery(Panel):
     """A lightbox over the done tasks of ``batch``: look, step, star, download, rework.
 
@@ -271,6 +335,8 @@ class Gallery(Panel):
         self._views: list[str] = []
         self._changed: set[str] = set()
         self._flush_pending = False
+        #: what the page browses when it was opened from a table's cell (see CellMap)
+        self.cells: CellMap | None = None
         self._handle(
             {
                 "hello": ("doing_request", self._on_hello),
@@ -302,12 +368,21 @@ class Gallery(Panel):
     def batch(self) -> Batch:
         return self._batch
 
-    def show(self, task: Task | str | int, image: int = 0, *, view: str | None = None) -> None:
+    def show(
+        self,
+        task: Task | str | int,
+        image: int = 0,
+        *,
+        view: str | None = None,
+        cells: CellMap | None = None,
+    ) -> None:
         """Show ``task``'s image number ``image`` (0-based) in the lightbox.
 
         ``view`` names the page view that opens; without it (the grid's click, or code)
         the view used last opens, else the one shown last, so a studio shown twice opens
-        one dialog, not two.
+        one dialog, not two. ``cells`` (a :class:`CellMap`, the Compare view's): the
+        arrows browse those cells instead of the done tasks until the gallery is next
+        opened without it.
         """
         t = self._resolve(task)
         if not t.images:
@@ -316,6 +391,7 @@ class Gallery(Panel):
             raise ConfigError(
                 f"task {t.id} has {len(t.images)} image(s); image={image} is not one of them"
             )
+        self.cells = cells
         with self.hold_sync():
             self.opened_view = view if view is not None else self._open_in()
             self.task_id = t.id
@@ -463,6 +539,10 @@ class Gallery(Panel):
             return {"task": None, "pos": 0, "count": 0}
         wanted = content.get("id")
         step = content.get("step", 0)
+        if step == "first" or not wanted:  # the launcher: the done tasks, in order
+            self.cells = None
+        elif self.cells is not None and self.cells.where(str(wanted)) is not None:
+            return self._on_cell(str(wanted), step, content.get("across", 0), len(done))
         ids = [t.id for t in done]
         if step == "first" or not wanted:
             pos = 0
@@ -478,6 +558,35 @@ class Gallery(Panel):
                 raise UserFacingError("not_done_yet", n=self._hub.index().get(task.id, 0) + 1)
             return {"task": self._describe(task), "pos": None, "count": len(done)}
         return {"task": self._describe(done[pos]), "pos": pos, "count": len(done)}
+
+    def _on_cell(self, wanted: str, step: object, across: object, count: int) -> dict[str, Any]:
+        # opened from a table's cell: the arrows move across its rows × columns
+        cells = self.cells
+        assert cells is not None
+
+        def has_images(task_id: str) -> bool:
+            try:
+                return bool(self._hub.task(task_id).images)
+            except KeyError:  # removed from the batch
+                return False
+
+        def unit(value: object) -> int:
+            return value if type(value) is int and value in (1, -1) else 0
+
+        down, side = unit(step), unit(across)
+        shown = wanted
+        if down or side:
+            moved = cells.move(wanted, down=down, across=0 if down else side, has_images=has_images)
+            shown = moved if moved is not None else wanted
+        task = self._hub.task(shown)
+        if not task.images:
+            raise UserFacingError("not_done_yet", n=self._hub.index().get(task.id, 0) + 1)
+        return {
+            "task": self._describe(task),
+            "pos": None,
+            "count": count,
+            "cell": cells.caption(shown),
+        }
 
     def _describe(self, task: Task) -> dict[str, Any]:
         index = self._hub.index()
