@@ -541,7 +541,9 @@ export class Grid {
     p.badge.className = `nbb-badge nbb-st-${row.st}`;
     p.bar.hidden = row.st !== "running";
     p.bar.firstChild.style.width = `${pct}%`;
-    setText(p.attempts, row.at > 1 || (row.at === 1 && row.st === "failed") ? fmt(s, "attempt", { n: row.at }) : "");
+    // a task sent to a provider's batch API says where it is ("queued at OpenAI")
+    const remote = row.st === "running" && row.ek === "batch_api" ? row.er || "" : "";
+    setText(p.attempts, remote || (row.at > 1 || (row.at === 1 && row.st === "failed") ? fmt(s, "attempt", { n: row.at }) : ""));
     const err = row.st === "failed" || row.st === "interrupted" ? row.er || "" : "";
     p.error.hidden = !err;
     setText(p.error, err);

@@ -33,7 +33,7 @@ class View {
       this.toolbar?.update();
       this.grid?.schedule();
     });
-    for (const name of ["provider_name", "providers", "provider_labels", "concurrency", "concurrency_limit", "held_elsewhere"])
+    for (const name of ["provider_name", "providers", "provider_labels", "concurrency", "concurrency_limit", "held_elsewhere", "run_modes", "batch_api"])
       watch(name, () => this.toolbar?.update());
     this.start();
   }

@@ -2,6 +2,21 @@
 import { icons } from "./shared/icons.js";
 import { duration, fmt, h, setAttr, setText } from "./shared/util.js";
 
+/** @typedef {import("./types.js").RunModes} RunModes */
+
+/** Dollars as a person reads a price: "$0.04", "$0.0195". @param {number} n */
+export function money(n) {
+  const text = n.toFixed(4).replace(/0{1,2}$/, "");
+  return `$${text}`;
+}
+
+/** The price of one image now and through the batch API, in words ("price unknown"
+ * when none is saved: never a made-up figure). @param {Record<string, string>} s @param {RunModes} modes */
+export function runModePrices(s, modes) {
+  const price = (/** @type {number | null | undefined} */ n) => (typeof n === "number" ? fmt(s, "run_mode_price", { p: money(n) }) : s.run_mode_price_unknown);
+  return fmt(s, "run_mode_prices", { now: price(modes.now), batch: price(modes.batch) });
+}
+
 // Run toolbar + batch progress (studio only). Buttons keep their place; the one that
 // does not apply in the current run state is disabled (Pause/Resume share one slot).
 export class Toolbar {
@@ -74,9 +89,24 @@ export class Toolbar {
       onchange: () => this.toggleNotify(),
     });
     this.notifyNote = h("span", { class: "nbb-limit nbb-bad", "aria-live": "polite", hidden: true });
+    // run mode: now, or through the provider's batch API (only when it has one)
+    this.runMode = h(
+      "select",
+      {
+        class: "nbb-select",
+        "aria-label": s.run_mode,
+        title: s.run_mode_help,
+        onchange: () => view.act("set_run_mode", { batch_api: this.runMode.value === "batch" }),
+      },
+      h("option", { value: "now", text: s.run_mode_now }),
+      h("option", { value: "batch", text: s.run_mode_batch_api }),
+    );
+    this.runPrice = h("span", { class: "nbb-runprice" });
+    this.runModeField = h("label", { class: "nbb-field nbb-runmode", hidden: true }, h("span", { text: s.run_mode }), this.runMode, this.runPrice);
     const settings = h(
       "div",
       { class: "nbb-settings" },
+      this.runModeField,
       h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
       h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
       h("label", { class: "nbb-field" }, h("span", { text: s.budget }), this.budget),
@@ -183,6 +213,14 @@ export class Toolbar {
     setText(this.limit, limit ? fmt(s, "concurrency_limit", { n: limit }) : "");
     this.limit.hidden = !limit;
     setAttr(this.concurrency, "title", limit ? fmt(s, "concurrency_limit_help", { n: limit }) : s.concurrency);
+    // the run mode, with the price of an image both ways, before anything is sent
+    const modes = model.get("run_modes") || {};
+    const offered = "now" in modes;
+    this.runModeField.hidden = !offered;
+    this.runMode.disabled = live;
+    const mode = model.get("batch_api") ? "batch" : "now";
+    if (this.runMode.value !== mode) this.runMode.value = mode;
+    setText(this.runPrice, offered ? runModePrices(s, modes) : "");
     const conc = String(model.get("concurrency"));
     if (document.activeElement !== this.concurrency && this.concurrency.value !== conc) {
       this.concurrency.value = conc;

@@ -124,4 +124,10 @@
  * @property {StatusSets} statuses
  */
 
+/**
+ * @typedef {object} RunModes The toolbar's run modes (the grid's `run_modes`; empty: the provider has no batch
+ * @property {number | null} [now]
+ * @property {number | null} [batch]
+ */
+
 export {};

@@ -80,6 +80,16 @@ describe("Grid", () => {
     expect(shown).not.toContain("t99999");
   });
 
+  it("shows where a task sent to a batch API is, as the kernel labels it", async () => {
+    all.changed.set(0, { ...row(0, "running"), at: 1, er: "being submitted to the OpenAI batch API", ek: "batch_api" });
+    all.changed.set(1, { ...row(1, "running"), at: 1, er: "rate limited", ek: "rate_limited" });
+    grid.requestWindow(true);
+    await settle();
+    const status = (/** @type {string} */ id) => [...grid.nodes.values()].find((n) => n.dataset.taskId === id)?.querySelector(".nbb-attempts");
+    expect(status("t0")?.textContent).toBe("being submitted to the OpenAI batch API");
+    expect(status("t1")?.textContent).toBe(""); // only the batch API's label, not any error
+  });
+
   it("asks only for the rows that scrolled into view, and reuses its nodes", async () => {
     grid.requestWindow(true);
     await settle();

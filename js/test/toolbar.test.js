@@ -1,6 +1,6 @@
 // @ts-check
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { RunNotifier, Toolbar } from "../src/toolbar.js";
+import { money, RunNotifier, Toolbar } from "../src/toolbar.js";
 import { FakeModel } from "./fake-model.js";
 
 const strings = {
@@ -25,6 +25,12 @@ const strings = {
   notify_failed: "Batch {name} failed: {failed} of {total} tasks failed, none done.",
   notify_stopped: "Batch {name} stopped: {done} done, {failed} failed of {total}.",
   notify_paused: "Batch {name} paused: {reason}",
+  run_mode: "Run mode",
+  run_mode_now: "Now",
+  run_mode_batch_api: "Batch API: half price, within 24 h",
+  run_mode_prices: "Now {now} · batch API {batch}",
+  run_mode_price: "{p} an image",
+  run_mode_price_unknown: "price unknown",
 };
 
 /** A stand-in for the browser's Notification constructor: records what was shown and asked. */
@@ -72,6 +78,36 @@ describe("Toolbar", () => {
     toolbar.dispose();
     document.body.replaceChildren();
     vi.useRealTimers();
+  });
+
+  it("offers the batch API only for a provider that has one, with both prices, and sends the choice", () => {
+    const acts = [];
+    toolbar.view.act = (/** @type {string} */ type, /** @type {unknown} */ content) => acts.push([type, content]);
+    toolbar.update();
+    expect(toolbar.runModeField.hidden).toBe(true); // demo: no batch API
+    model.set("run_modes", { now: 0.04, batch: 0.02 });
+    toolbar.update();
+    expect(toolbar.runModeField.hidden).toBe(false);
+    expect(toolbar.runMode.getAttribute("aria-label")).toBe("Run mode");
+    expect([...toolbar.runMode.options].map((o) => o.textContent)).toEqual(["Now", "Batch API: half price, within 24 h"]);
+    expect(toolbar.runPrice.textContent).toBe("Now $0.04 an image · batch API $0.02 an image");
+    toolbar.runMode.value = "batch";
+    toolbar.runMode.dispatchEvent(new Event("change"));
+    expect(acts).toEqual([["set_run_mode", { batch_api: true }]]);
+    model.set("run_modes", { now: null, batch: null });
+    toolbar.update();
+    expect(toolbar.runPrice.textContent).toBe("Now price unknown · batch API price unknown");
+    expect(toolbar.runMode.value).toBe("now"); // the kernel's batch_api decides what shows
+    model.set("run_state", "running");
+    toolbar.update();
+    expect(toolbar.runMode.disabled).toBe(true);
+  });
+
+  it("spells prices as dollars without trailing zeros past the cents", () => {
+    expect(money(0.04)).toBe("$0.04");
+    expect(money(0.0195)).toBe("$0.0195");
+    expect(money(0.035)).toBe("$0.035");
+    expect(money(1)).toBe("$1.00");
   });
 
   it("shows the provider's own limit beside the concurrency, and nothing without one", () => {

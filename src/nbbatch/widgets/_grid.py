@@ -13,7 +13,8 @@ page → kernel
     ``retry {ids}``, ``run_next {ids}``, ``cancel {id}``
     ``run_all``, ``pause``, ``resume``, ``stop``, ``retry_failed``, ``delete_selected``,
     ``retry_selected``, ``run_next_selected``, ``set_provider {name}``,
-    ``set_concurrency {value}``, ``set_budget {value}``, ``set_deadline {value}``
+    ``set_concurrency {value}``, ``set_budget {value}``, ``set_deadline {value}``,
+    ``set_run_mode {batch_api}``
     ``open_gallery {id, index, view?}``  ``view``: the gallery view beside this grid view
     ``zip_selected``, ``chunk {job, index}``, ``zip_done {job}``  the selected tasks'
     images and manifest.json as a ZIP, fetched in pieces (as the gallery's ZIPs)
@@ -98,6 +99,11 @@ class TaskGrid(Panel):
     concurrency_limit = traitlets.Int(0).tag(sync=True)
     #: tasks another kernel's run holds (0: none): the toolbar says so and Run waits
     held_elsewhere = traitlets.Int(0).tag(sync=True)
+    #: the run modes offered (``RunModes``: the price of an image now and through the
+    #: batch API, None: unknown), or {} when the provider has no batch API
+    run_modes = traitlets.Dict().tag(sync=True)
+    #: "Run all" goes through the provider's batch API
+    batch_api = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -174,6 +180,7 @@ class TaskGrid(Panel):
                     "doing_deadline",
                     lambda c: self._session.set_deadline(c.get("value")),
                 ),
+                "set_run_mode": ("doing_run_mode", self._on_set_run_mode),
                 "open_history": ("doing_hist_open", self._on_open_history),
             }
         )
@@ -244,6 +251,8 @@ class TaskGrid(Panel):
             self.provider_labels = [provider_label(n) for n in names]
             self.provider_name = self._session.provider_name
             self.concurrency_limit = self._session.provider_limit() or 0
+            self.run_modes = self._session.run_mode_prices() or {}
+            self.batch_api = self._session.batch_api
 
     def _session_changed(self, what: str, value: Any) -> None:
         if what == "batch":
@@ -256,6 +265,8 @@ class TaskGrid(Panel):
             self.concurrency = int(value)
         elif what == "held":
             self.held_elsewhere = int(value)
+        elif what == "run_mode":
+            self.batch_api = bool(value)
         elif what == "refreshed":
             self._hub.refreshed(value)
         elif what == "held_ended":
@@ -619,6 +630,12 @@ class TaskGrid(Panel):
 
     def _on_set_concurrency(self, content: dict[str, Any]) -> None:
         self._session.set_concurrency(_int(content.get("value"), self._session.concurrency))
+
+    def _on_set_run_mode(self, content: dict[str, Any]) -> None:
+        on = content.get("batch_api")
+        if not isinstance(on, bool):
+            raise UserFacingError("bad_request", type="set_run_mode")
+        self._session.set_batch_api(on)
 
     def _on_open_history(self, content: dict[str, Any]) -> None:
         if self._history_hook is None:

@@ -131,7 +131,10 @@ class Hub:
                 self.content_version += 1
             if isinstance(event, events.TaskSucceeded):
                 self._run_images += len(event.images)
-            full = isinstance(event, _ROW_FULL)
+            # a task sent to a batch API starts with its label ("queued at OpenAI")
+            full = isinstance(event, _ROW_FULL) or (
+                isinstance(event, events.TaskStarted) and event.task.error_kind == "batch_api"
+            )
             for s in sinks:
                 s._hub_rows((event.task.id,), full=full)
         elif isinstance(event, _STRUCTURE):

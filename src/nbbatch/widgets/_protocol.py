@@ -31,6 +31,7 @@ __all__ = [
     "Row",
     "RowsReply",
     "RowsRequest",
+    "RunModes",
     "StatusSets",
     "Summary",
     "js_typedefs",
@@ -200,6 +201,14 @@ class GridHello(TypedDict):
     statuses: StatusSets
 
 
+class RunModes(TypedDict, total=False):
+    """The toolbar's run modes (the grid's ``run_modes``; empty: the provider has no batch
+    API): the price of one image now and through the batch API, null when unknown."""
+
+    now: float | None
+    batch: float | None
+
+
 # ------------------------------------------------------------------ JSDoc generation
 _SHAPES: tuple[Any, ...] = (
     StatusSets,
@@ -214,6 +223,7 @@ _SHAPES: tuple[Any, ...] = (
     RowsRequest,
     RowsReply,
     GridHello,
+    RunModes,
 )
 _SCALARS = {str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 

@@ -31,10 +31,19 @@ from typing import Any
 
 from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
+from nbbatch.engine._ledger import BATCH_RATE, price_of
 from nbbatch.engine._pace import parse_when, studio_priority, wall_clock
 from nbbatch.errors import ConfigError, HeldElsewhereError, NbbatchError
 from nbbatch.planning import LLMConfig
-from nbbatch.providers import available_providers, provider_info
+from nbbatch.providers import (
+    GeminiProvider,
+    OpenAIProvider,
+    Provider,
+    available_providers,
+    provider_info,
+)
+from nbbatch.providers._batchapis import batch_api_of
+from nbbatch.providers._builtin import BUILTINS
 
 from . import _rows
 from ._words import UserFacingError
@@ -103,6 +112,7 @@ class StudioSession:
         #: Run all's budget (money; None: none) and deadline ("07:00"; None: none)
         self.budget: float | None = None
         self.deadline: str | None = None
+        self._batch_api = False  # "Run all" through the provider's batch API
         self.follow_elsewhere()
 
     def __repr__(self) -> str:
@@ -229,6 +239,54 @@ class StudioSession:
         if provider is not None and not self.provider_given:
             self.use_provider(provider)
 
+    # ----------------------------------------------------------- run mode
+    @property
+    def batch_api(self) -> bool:
+        """Whether "Run all" goes through the provider's batch API (half price, within
+        24 h); only ever True while the provider has one."""
+        return self._batch_api and self.has_batch_api()
+
+    def has_batch_api(self) -> bool:
+        """Whether the provider chosen has a batch API (OpenAI, Gemini, or one's own)."""
+        return _has_batch_api(self._config_or_provider())
+
+    def set_batch_api(self, on: bool) -> bool:
+        """The toolbar's run mode: "now" (False) or "batch API" (True, when there is one)."""
+        self._batch_api = bool(on) and self.has_batch_api()
+        self._tell("run_mode", self._batch_api)
+        return self._batch_api
+
+    def run_mode_prices(self) -> dict[str, float | None] | None:
+        """The price of one image run now and through the batch API (the saved prices,
+        ``Settings.prices``; None: unknown), or None when the provider has no batch API."""
+        p = self._config_or_provider()
+        if not _has_batch_api(p):
+            return None
+        if isinstance(p, ProviderConfig):
+            name, model = p.provider, p.model
+        elif isinstance(p, str):
+            name, model = p, None
+        else:
+            name, model = str(p.name), getattr(p, "model", None)
+        try:
+            prices = load_settings().prices
+        except NbbatchError:
+            prices = {}
+        now = price_of(prices, name, model if isinstance(model, str) else None)
+        return {"now": now, "batch": None if now is None else now * BATCH_RATE}
+
+    def _config_or_provider(self) -> Any:
+        """The provider chosen: a saved configuration's name becomes its configuration."""
+        p = self._provider
+        if isinstance(p, str) and p not in available_providers():
+            try:
+                settings = load_settings()
+            except NbbatchError:
+                return p
+            if p in settings.providers:
+                return settings.get(p)
+        return p
+
     # ----------------------------------------------------------- running
     def start(self, tasks: Sequence[Task] | None = None) -> Any:
         """Run ``tasks`` (default: every runnable one) in the background; the live run
@@ -340,6 +398,8 @@ class StudioSession:
                 priority=studio_priority(
                     len(tasks) if tasks is not None else len(self._batch.runnable())
                 ),
+                # "Run all" in the run mode "batch API" (tasks tried one by one run now)
+                batch_api=tasks is None and self.batch_api,
             )
         except HeldElsewhereError:
             # another kernel started it meanwhile: follow that run instead of running
@@ -560,6 +620,18 @@ class StudioSession:
 
         self._jobs.add(future)
         future.add_done_callback(loaded)
+
+
+def _has_batch_api(p: Any) -> bool:
+    """Whether a provider (name, configuration or object) has a batch API."""
+    if isinstance(p, ProviderConfig):
+        p = p.provider
+    if isinstance(p, str):
+        cls = BUILTINS.get(p)
+        return isinstance(cls, type) and (
+            issubclass(cls, (OpenAIProvider, GeminiProvider)) or hasattr(cls, "batch_api")
+        )
+    return isinstance(p, Provider) and batch_api_of(p) is not None
 
 
 def _whole_limit(value: object) -> int | None:

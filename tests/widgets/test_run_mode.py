@@ -1,0 +1,119 @@
+"""The studio's run mode: "now" or through the provider's batch API (issue 28)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import nbbatch
+from nbbatch import Batch, Params, ProviderConfig, TaskStatus, Workspace
+from nbbatch.engine import load_settings, save_settings
+from nbbatch.engine._batchapi import BATCH_API_KIND
+from nbbatch.providers import OpenAIProvider
+from nbbatch.testing import FakeOpenAI
+from nbbatch.widgets import StudioSession, TaskGrid
+
+KEY = "test-key-runmode-0001"
+
+
+@pytest.fixture
+def batch(workspace: Workspace) -> Batch:
+    return nbbatch.Batch.create(
+        workspace=workspace, tasks=["a fox", "an owl"], params=Params(size="64x64")
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=KEY, render="fast", max_side=64) as s:
+        yield s
+
+
+@pytest.fixture
+async def provider(server: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    p = OpenAIProvider(api_key=KEY, base_url=server.base_url)
+    yield p
+    await p.aclose()
+
+
+def ask(widget: Any, type: str, **body: Any) -> dict[str, Any]:
+    """Send ``type`` as the page would and return the widget's reply."""
+    sent: list[dict[str, Any]] = []
+    widget.send = lambda content, buffers=None: sent.append(content)
+    widget._on_msg(widget, {"type": type, "uuid": "u1", **body}, [])
+    (reply,) = [c for c in sent if c.get("uuid") == "u1"]
+    return reply
+
+
+def save_prices(prices: dict[str, float]) -> None:
+    settings = load_settings()
+    settings.prices.update(prices)
+    save_settings(settings)
+
+
+def test_the_run_mode_is_offered_only_for_a_provider_with_a_batch_api(batch: Batch) -> None:
+    save_prices({"openai": 0.04})
+    session = StudioSession(batch, provider="demo")
+    grid = TaskGrid(session=session)
+    try:
+        assert grid.run_modes == {} and not session.has_batch_api()
+        # choosing the batch API where there is none leaves the run mode "now"
+        assert ask(grid, "set_run_mode", batch_api=True)["ok"]
+        assert grid.batch_api is False and session.batch_api is False
+        session.use_provider("openai")
+        assert grid.run_modes == {"now": 0.04, "batch": 0.02}  # the ledger's batch rate
+        assert ask(grid, "set_run_mode", batch_api=True)["ok"] and grid.batch_api is True
+        session.use_provider(ProviderConfig(provider="gemini", name="my gemini"))
+        # no price saved for Gemini: unknown both ways, never a made-up figure
+        assert grid.run_modes == {"now": None, "batch": None}
+        assert grid.batch_api is True
+        session.use_provider("demo")
+        assert grid.run_modes == {} and grid.batch_api is False
+        assert not ask(grid, "set_run_mode", batch_api="yes")["ok"]
+    finally:
+        grid.close()
+
+
+def test_a_saved_configuration_is_priced_by_its_provider_and_model(batch: Batch) -> None:
+    save_prices({"openai": 0.04, "openai/gpt-image-1-mini": 0.01})
+    session = StudioSession(
+        batch, provider=ProviderConfig(provider="openai", name="mini", model="gpt-image-1-mini")
+    )
+    assert session.run_mode_prices() == {"now": 0.01, "batch": 0.005}
+
+
+async def test_run_all_in_the_batch_api_mode_submits_through_the_batch_api(
+    batch: Batch, server: FakeOpenAI, provider: OpenAIProvider
+) -> None:
+    session = StudioSession(batch, provider=provider)
+    grid = TaskGrid(session=session)
+    try:
+        assert ask(grid, "set_run_mode", batch_api=True)["ok"]
+        assert ask(grid, "run_all")["ok"]
+        runner = batch.runner
+        assert runner is not None
+
+        async def job_created() -> None:
+            while not server.batch_api.created:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(job_created(), 10)
+        runner.stop()
+        await runner.wait()
+        # one job at OpenAI, no synchronous request; the tasks stay there, labelled
+        assert len(server.batch_api.created) == 1
+        assert not server.calls("/v1/images/generations", "POST")
+        assert {t.status for t in batch.tasks} == {TaskStatus.RUNNING}
+        assert {t.error_kind for t in batch.tasks} == {BATCH_API_KIND}
+        rows = ask(grid, "rows", start=0, count=2)["rows"]
+        # the rows carry the label the engine gives the tasks (the page shows it)
+        labels = [t.error for t in batch.tasks]
+        assert all(label and "OpenAI batch API" in label for label in labels)
+        assert [r["er"] for r in rows] == labels
+        assert {r["ek"] for r in rows} == {BATCH_API_KIND}
+    finally:
+        grid.close()
+        await asyncio.sleep(0)
