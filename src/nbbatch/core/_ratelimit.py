@@ -71,6 +71,10 @@ def check_priority(value: object) -> str:
     return str(value)
 
 
+#: seconds of wait too small to sleep (rounding of the window's arithmetic)
+_NEGLIGIBLE_WAIT = 1e-3
+
+
 def _now() -> float:
     try:
         return asyncio.get_running_loop().time()
@@ -315,7 +319,10 @@ class Gate:
         """Wait until a request may go out, then count it as sent; returns its stamp."""
         while True:
             wait = self.wait_time(images)
-            if wait <= 0:
+            # A wait of a few microseconds is rounding, not a limit: after sleeping it the
+            # clock can read a hair short of the stamp it aimed at, and a loop whose clock
+            # cannot add so small a step (a virtual clock at 60.0 + 1e-15) woke forever.
+            if wait <= _NEGLIGIBLE_WAIT:
                 break
             await asyncio.sleep(wait)
         stamp = self.clock()
