@@ -106,8 +106,8 @@ export class Toolbar {
     const settings = h(
       "div",
       { class: "nbb-settings" },
-      this.runModeField,
       h("label", { class: "nbb-field" }, h("span", { text: s.provider }), this.provider),
+      this.runModeField, // after the provider: it is that provider's choice
       h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
       h("label", { class: "nbb-field" }, h("span", { text: s.budget }), this.budget),
       h("label", { class: "nbb-field" }, h("span", { text: s.deadline }), this.deadline),

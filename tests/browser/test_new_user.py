@@ -94,7 +94,7 @@ def test_a_new_users_first_prompt_works_offline(lab, app) -> None:  # type: igno
     grid = grid_of(page)
     expect(grid.locator(".nbb-row[data-task-id]")).to_have_count(2)
     # the toolbar's picker shows names a person reads
-    picker = grid.locator("select").first
+    picker = grid.get_by_role("combobox", name="Provider")
     expect(picker.locator("option", has_text="Demo (offline, no key)")).to_have_count(1)
     lab.screenshot(page, f"{app}-first-prompt")
     lab.set_theme(page, "dark")
