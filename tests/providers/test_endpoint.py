@@ -11,7 +11,7 @@ from nbbatch.testing import FakeOpenAI, Fault
 
 
 async def test_two_keys_on_one_server_are_two_endpoints_and_the_key_never_shows() -> None:
-    secret = "sk-endpoint-SENTINEL-77"
+    secret = "test-key-endpoint-SENTINEL-77"
     one = OpenAIProvider(api_key=secret, base_url="http://127.0.0.1:9/v1")
     same = OpenAIProvider(api_key=secret, base_url="http://127.0.0.1:9/v1")
     other = OpenAIProvider(api_key="sk-another", base_url="http://127.0.0.1:9/v1")
