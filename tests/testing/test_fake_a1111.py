@@ -61,19 +61,22 @@ async def test_progress_is_server_wide_and_keeps_the_last_job_stamp(
     assert loading["eta_relative"] > 0
     assert loading["state"]["job"] == "scripts_txt2img"
     assert loading["current_task"] is None  # 1.10 and Forge never fill it in
-    server.release(3)  # load + two steps
-    await until(lambda: server.state["sampling_step"] == 2, "two steps")
+    server.release(3)  # load + two steps; the third is under way
+    await until(lambda: server.steps_done == 2, "two steps")
     running = await progress(client)
     assert running["state"]["job_count"] == 1
-    assert running["progress"] == pytest.approx(0.01 + 2 / 10)
+    # sampling_step is the index of the last step done, as the sampler's callback sets it
+    assert running["state"]["sampling_step"] == 1
+    assert running["progress"] == pytest.approx(0.01 + 1 / 10)
     server.release()
     info = json.loads((await post).json()["info"])
     idle = await progress(client)
     assert (idle["progress"], idle["eta_relative"]) == (0, 0)
     assert idle["state"]["job"] == "" and idle["state"]["job_count"] == 0
-    # the stamp and job number stay after the job ends, as in State.end()
+    # the stamp and job number stay after the job ends, as in State.end(); nextjob() after
+    # the decode counted the job and put the step counter back to 0
     assert idle["state"]["job_timestamp"] == info["job_timestamp"] != "0"
-    assert idle["state"]["job_no"] == 0
+    assert (idle["state"]["job_no"], idle["state"]["sampling_step"]) == (1, 0)
 
 
 async def test_an_interrupt_stops_the_job_at_its_next_step_and_it_still_answers(
@@ -83,15 +86,36 @@ async def test_an_interrupt_stops_the_job_at_its_next_step_and_it_still_answers(
     post = asyncio.ensure_future(
         client.post("/sdapi/v1/txt2img", json={"prompt": "a slow fox", "steps": 10})
     )
-    server.release(4)  # load + three steps
-    await until(lambda: server.state["sampling_step"] == 3, "three steps")
+    server.release(4)  # load + three steps; the fourth is under way
+    await until(lambda: server.steps_done == 3, "three steps")
     await client.post("/sdapi/v1/interrupt")
     assert server.state["interrupted"] is True
     assert server.state["job_count"] == 1  # still winding down: busy until its next step
-    server.release(1)
+    server.release(1 + 1)  # the step under way ends; then the decode
     answer = await post
     assert answer.status_code == 200 and len(answer.json()["images"]) == 1
     assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, True)
+
+
+async def test_an_interrupt_during_the_last_step_stops_nothing(
+    server: FakeA1111, client: httpx.AsyncClient
+) -> None:
+    # The denoiser checks the flag when a step begins: after the last one nothing does.
+    server.hold()
+    post = asyncio.ensure_future(
+        client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", "steps": 4})
+    )
+    server.release(1 + 3)  # load + three steps; the last one is under way
+    await until(lambda: server.steps_done == 3, "three steps")
+    await client.post("/sdapi/v1/interrupt")
+    server.release(1)  # the last step ends; held at the decode
+    await until(lambda: server.steps_done == 4, "the last step")
+    decoding = server.state
+    assert (decoding["sampling_step"], decoding["sampling_steps"]) == (3, 4)
+    server.release()
+    assert (await post).status_code == 200
+    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, False)
+    assert server.state["interrupted"] is True  # the flag stays until the next job begins
 
 
 async def test_an_interrupt_between_jobs_is_lost_when_the_next_job_starts(
