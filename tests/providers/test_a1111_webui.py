@@ -124,6 +124,72 @@ async def test_a_cancel_that_the_webui_never_answers_gives_up_after_cancel_timeo
     assert server.interrupts == 1
 
 
+async def test_a_cancel_given_up_on_while_queued_still_has_its_job_interrupted_when_it_starts(
+    server: FakeA1111,
+) -> None:
+    # cancel_timeout ends the wait for a job queued behind another client's long one;
+    # the dropped connection leaves it on the WebUI's lock. Before, the provider forgot
+    # it there and the WebUI later ran all of it for nobody.
+    server.hold()
+    p = A1111Provider(base_url=server.url, poll_interval=0.01, cancel_timeout=0.3)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
+        try:
+            theirs = asyncio.ensure_future(
+                other.post("/sdapi/v1/txt2img", json={"prompt": "theirs", "steps": 4})
+            )
+            await until(lambda: server.active == 1, "their job")
+            server.release(1 + 2)  # theirs: load and two steps
+            await until(lambda: server.steps_done == 2, "two of their steps")
+            ours = asyncio.ensure_future(p.generate(GenerationRequest("ours", Params(steps=4))))
+            await until(lambda: server.active == 2, "our request on the lock")
+            ours.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await ours  # given up after cancel_timeout; the job still waits
+            assert server.active == 2 and server.interrupts == 0
+            server.release(2 + 1)  # theirs: two steps and the decode; ours loads, held
+            await until(lambda: server.interrupts == 1, "our job's interrupt once it started")
+            server.release()
+            assert (await theirs).status_code == 200
+            await until(lambda: server.active == 0, "our job to end")
+            await until(lambda: not p._jobs, "the provider to let go of it")
+        finally:
+            server.release()
+            await p.aclose()
+    assert [(r.prompt, r.interrupted, r.steps_done) for r in server.runs] == [
+        ("theirs", False, 4),
+        ("ours", True, 0),
+    ]
+
+
+@pytest.mark.parametrize("how", ["cancel", "stop"])
+async def test_a_job_that_ran_to_its_end_before_the_interrupt_keeps_its_images(
+    how: str, server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    # The cancel (or stop) comes while the WebUI decodes: no step is left to notice the
+    # interrupt, and the answer holds the whole image. Before, it was thrown away and
+    # the task called cancelled / interrupted although its job had run anyway.
+    server.hold()
+    batch = Batch.create([Task("a fox", params=Params(steps=4, seed=3))], workspace=workspace)
+    run = batch.start(provider)
+    try:
+        server.release(1 + 4)  # load and all four steps; held at the decode
+        await until(lambda: server.steps_done == 4, "the last step")
+        await until(lambda: (batch.tasks[0].progress or 0) > 0.5, "its progress polled")
+        if how == "cancel":
+            run.cancel(batch.tasks[0].id)
+        else:
+            run.stop()
+        await until(lambda: server.interrupts == 1, "the interrupt")
+        server.release()
+        await run.wait()
+    finally:
+        server.release()
+    assert [(r.interrupted, r.steps_done) for r in server.runs] == [(False, 4)]
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED
+    assert [im.seed for im in task.images] == [3]
+
+
 async def test_a_cancel_still_interrupts_when_progress_cannot_be_read(
     server: FakeA1111,
 ) -> None:
