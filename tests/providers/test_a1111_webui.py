@@ -365,9 +365,13 @@ async def test_a_task_whose_checkpoint_loads_shows_waiting_not_one_percent(
 async def test_the_saved_image_keeps_the_servers_infotext_beside_nbbatchs_record(
     server: FakeA1111, provider: A1111Provider, workspace: Workspace
 ) -> None:
-    # Issue 31, item 3: sampler, CFG and model left unset are what the server chose.
+    # Issue 31, item 3: sampler, CFG, model and size left unset are what the server chose.
+    server.max_side = 512  # the WebUI's default size, not scaled down by the fake
     batch = Batch.create([Task("a red fox", params=Params(seed=7))], workspace=workspace)
-    await batch.run(provider)
+    try:
+        await batch.run(provider)
+    finally:
+        server.max_side = 256
     image = batch.tasks[0].images[0]
     server_text = image.params["info"]["infotext"]
     with Image.open(image.path) as im:
@@ -391,6 +395,22 @@ async def test_the_saved_image_keeps_the_servers_infotext_beside_nbbatchs_record
         "512x512",
     )
     assert remixed.parent_id == batch.tasks[0].id
+
+
+async def test_a_size_sent_verbatim_off_the_grid_is_read_back_as_it_came_back(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    # Extras go out verbatim: the WebUI renders 64x48 and writes "Size: 70x50" in its
+    # infotext. The image and a Remix of it say what came back.
+    task = Task("a fox", params=Params(extras={"width": 70, "height": 50}))
+    batch = Batch.create([task], workspace=workspace)
+    await batch.run(provider)
+    image = batch.tasks[0].images[0]
+    assert "Size: 70x50" in image.params["info"]["infotext"]
+    assert image.params["info"]["size"] == "64x48"
+    info = read_generation_info(image)
+    assert (info.width, info.height) == (64, 48)
+    assert batch.remix(image).params.size == "64x48"
 
 
 # ---------------------------------------------------------------- names the server lacks
