@@ -45,8 +45,9 @@ server itself, one poller per provider:
   is not retried.
 * **A request that timed out** (the read) leaves its job on the WebUI, running or still
   waiting on the lock: it stays in the bookkeeping, abandoned, so the poller interrupts
-  its job when it runs or starts, and forgets it once that job has ended (or after
-  ``cancel_timeout``, with a warning).
+  its job when it runs or starts, and forgets it once that job has ended. One not seen
+  to start is followed while the job it waits behind runs, and at least a minute (or
+  ``cancel_timeout`` if longer); then it is forgotten with a warning.
 * **A WebUI that is down** (connection refused, and ``check()`` fails too) raises
   :class:`~nbbatch.errors.ServerUnavailableError`: the runner pauses the run until the
   WebUI answers again instead of failing every task.
@@ -204,6 +205,9 @@ class _Job:
     #: (and interrupted it) and end, or until this ``loop.time()``
     ghost_until: float | None = None
 
+
+#: seconds a request given up on is followed at least, to interrupt its job if it starts
+_FOLLOW_AT_LEAST = 60.0
 
 _GRID = 8  # the latent is 1/8 of the image: the WebUI renders multiples of 8
 
@@ -583,7 +587,7 @@ class A1111Provider(Provider):
             # waiting on its lock); a retry would queue behind it. It stays followed:
             # interrupted now if it runs, else when it starts.
             job.abandoned = True
-            job.ghost_until = asyncio.get_running_loop().time() + self.cancel_timeout
+            job.ghost_until = asyncio.get_running_loop().time() + self._follow_for
             await self._poll()
             raise
         except ProviderConnectionError as exc:
@@ -611,6 +615,12 @@ class A1111Provider(Provider):
             on_progress(1.0, None)
         return images
 
+    @property
+    def _follow_for(self) -> float:
+        """How long a given-up request's job is followed (past the job it waits behind):
+        the task no longer waits for it, so a short ``cancel_timeout`` need not cut it."""
+        return max(self.cancel_timeout, _FOLLOW_AT_LEAST)
+
     async def _take_back(self, job: _Job, post: asyncio.Future[Any]) -> None:
         """Interrupt ``job`` when it runs and wait until the WebUI has answered it."""
         job.abandoned = True
@@ -628,14 +638,13 @@ class A1111Provider(Provider):
             if left <= 0:
                 log.warning(
                     "%s: the WebUI did not let go of a cancelled request within %g s; "
-                    "its job stays followed for %g s more, to be interrupted if it starts",
+                    "its job stays followed, to be interrupted if it starts",
                     self.name,
-                    self.cancel_timeout,
                     self.cancel_timeout,
                 )
                 # Dropping the connection leaves the job on the WebUI (maybe still
                 # waiting on its lock): followed like a request that timed out.
-                job.ghost_until = loop.time() + self.cancel_timeout
+                job.ghost_until = loop.time() + self._follow_for
                 post.cancel()
                 break
             await asyncio.wait([post], timeout=left)
@@ -735,20 +744,26 @@ class A1111Provider(Provider):
         return True
 
     def _drop_ghosts(self, busy: bool) -> None:
-        """Forget timed-out requests at the head whose job has run (seen, then the server
-        idle or another job started), or that waited past ``cancel_timeout``."""
+        """Forget given-up requests at the head whose job has run (seen, then the server
+        idle or another job started), or that waited past their ``ghost_until``.
+
+        One not seen yet while the job that ran when it was sent still runs is still
+        waiting on the WebUI's lock behind it: it is followed past the deadline, however
+        long that job takes, so that it is interrupted when it starts.
+        """
         now = asyncio.get_running_loop().time()
         while self._jobs and (until := self._jobs[0].ghost_until) is not None:
             ghost = self._jobs[0]
             over = ghost.seen_epoch >= 0 and (not busy or self._epoch > ghost.seen_epoch)
-            if not over and now < until:
+            queued = ghost.seen_epoch < 0 and busy
+            if not over and (now < until or queued):
                 return
             if not over:
                 log.warning(
                     "%s: a request given up on (timed out or cancelled) was not seen to "
                     "end within %g s more; if the WebUI still runs it, it runs for nobody",
                     self.name,
-                    self.cancel_timeout,
+                    self._follow_for,
                 )
             self._jobs.pop(0)
 
