@@ -124,43 +124,6 @@ async def test_a_cancel_that_the_webui_never_answers_gives_up_after_cancel_timeo
     assert server.interrupts == 1
 
 
-async def test_a_cancel_given_up_on_while_queued_still_has_its_job_interrupted_when_it_starts(
-    server: FakeA1111,
-) -> None:
-    # cancel_timeout ends the wait for a job queued behind another client's long one;
-    # the dropped connection leaves it on the WebUI's lock. Before, the provider forgot
-    # it there and the WebUI later ran all of it for nobody.
-    server.hold()
-    p = A1111Provider(base_url=server.url, poll_interval=0.01, cancel_timeout=0.3)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
-        try:
-            theirs = asyncio.ensure_future(
-                other.post("/sdapi/v1/txt2img", json={"prompt": "theirs", "steps": 4})
-            )
-            await until(lambda: server.active == 1, "their job")
-            server.release(1 + 2)  # theirs: load and two steps
-            await until(lambda: server.steps_done == 2, "two of their steps")
-            ours = asyncio.ensure_future(p.generate(GenerationRequest("ours", Params(steps=4))))
-            await until(lambda: server.active == 2, "our request on the lock")
-            ours.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await ours  # given up after cancel_timeout; the job still waits
-            assert server.active == 2 and server.interrupts == 0
-            server.release(2 + 1)  # theirs: two steps and the decode; ours loads, held
-            await until(lambda: server.interrupts == 1, "our job's interrupt once it started")
-            server.release()
-            assert (await theirs).status_code == 200
-            await until(lambda: server.active == 0, "our job to end")
-            await until(lambda: not p._jobs, "the provider to let go of it")
-        finally:
-            server.release()
-            await p.aclose()
-    assert [(r.prompt, r.interrupted, r.steps_done) for r in server.runs] == [
-        ("theirs", False, 4),
-        ("ours", True, 0),
-    ]
-
-
 @pytest.mark.parametrize("how", ["cancel", "stop"])
 async def test_a_job_that_ran_to_its_end_before_the_interrupt_keeps_its_images(
     how: str, server: FakeA1111, provider: A1111Provider, workspace: Workspace
@@ -268,14 +231,19 @@ async def test_a_request_that_timed_out_has_its_job_interrupted(server: FakeA111
     assert server.runs[0].interrupted
 
 
-async def test_a_request_that_timed_out_while_queued_is_interrupted_when_it_starts(
-    server: FakeA1111,
+@pytest.mark.parametrize("given_up", ["read timeout", "cancel_timeout"])
+async def test_a_request_given_up_on_while_queued_is_interrupted_when_it_starts(
+    given_up: str, server: FakeA1111
 ) -> None:
-    # Issue 31, residual risk: the read timed out while the job still waited on the
-    # WebUI's lock behind another client's job. Before, the poller forgot it, and the
-    # WebUI later ran all of it for nobody.
+    # Issue 31, residual risk: the request was given up on (its read timed out, or a
+    # cancel waited cancel_timeout) while its job still waited on the WebUI's lock behind
+    # another client's job. Before, the provider forgot it there, and the WebUI later ran
+    # all of it for nobody.
     server.hold()
-    p = A1111Provider(base_url=server.url, poll_interval=0.01, timeouts=Timeouts(read=0.3))
+    if given_up == "read timeout":
+        p = A1111Provider(base_url=server.url, poll_interval=0.01, timeouts=Timeouts(read=0.3))
+    else:
+        p = A1111Provider(base_url=server.url, poll_interval=0.01, cancel_timeout=0.3)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
         try:
             theirs = asyncio.ensure_future(
@@ -284,8 +252,17 @@ async def test_a_request_that_timed_out_while_queued_is_interrupted_when_it_star
             await until(lambda: server.active == 1, "their job")
             server.release(1 + 2)  # theirs: load and two steps
             await until(lambda: server.steps_done == 2, "two of their steps")
-            with pytest.raises(ProviderTimeoutError):
-                await p.generate(GenerationRequest("queued too long", Params(steps=4)))
+            ours = asyncio.ensure_future(
+                p.generate(GenerationRequest("queued too long", Params(steps=4)))
+            )
+            await until(lambda: server.active == 2, "our request on the lock")
+            if given_up == "read timeout":
+                with pytest.raises(ProviderTimeoutError):
+                    await ours
+            else:
+                ours.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await ours  # given up after cancel_timeout
             assert server.active == 2 and server.interrupts == 0  # still waiting there
             polls = len(server.calls("/sdapi/v1/progress"))
             await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 2, "polls")

@@ -79,42 +79,28 @@ async def test_progress_is_server_wide_and_keeps_the_last_job_stamp(
     assert (idle["state"]["job_no"], idle["state"]["sampling_step"]) == (1, 0)
 
 
-async def test_an_interrupt_stops_the_job_at_its_next_step_and_it_still_answers(
-    server: FakeA1111, client: httpx.AsyncClient
+@pytest.mark.parametrize(("steps", "cut_short"), [(10, True), (4, False)])
+async def test_an_interrupt_is_noticed_when_the_next_step_begins(
+    steps: int, cut_short: bool, server: FakeA1111, client: httpx.AsyncClient
 ) -> None:
+    # The denoiser checks the flag when a step begins: the step under way ends first, and
+    # an interrupt during the last step stops nothing. Either way the job answers 200.
     server.hold()
     post = asyncio.ensure_future(
-        client.post("/sdapi/v1/txt2img", json={"prompt": "a slow fox", "steps": 10})
+        client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", "steps": steps})
     )
-    server.release(4)  # load + three steps; the fourth is under way
+    server.release(1 + 3)  # load + three steps; the fourth is under way
     await until(lambda: server.steps_done == 3, "three steps")
     await client.post("/sdapi/v1/interrupt")
     assert server.state["interrupted"] is True
     assert server.state["job_count"] == 1  # still winding down: busy until its next step
-    server.release(1 + 1)  # the step under way ends; then the decode
+    server.release(1)  # the step under way ends; held at the decode
+    await until(lambda: server.steps_done == 4, "the fourth step")
+    assert (server.state["sampling_step"], server.state["sampling_steps"]) == (3, steps)
+    server.release()
     answer = await post
     assert answer.status_code == 200 and len(answer.json()["images"]) == 1
-    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, True)
-
-
-async def test_an_interrupt_during_the_last_step_stops_nothing(
-    server: FakeA1111, client: httpx.AsyncClient
-) -> None:
-    # The denoiser checks the flag when a step begins: after the last one nothing does.
-    server.hold()
-    post = asyncio.ensure_future(
-        client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", "steps": 4})
-    )
-    server.release(1 + 3)  # load + three steps; the last one is under way
-    await until(lambda: server.steps_done == 3, "three steps")
-    await client.post("/sdapi/v1/interrupt")
-    server.release(1)  # the last step ends; held at the decode
-    await until(lambda: server.steps_done == 4, "the last step")
-    decoding = server.state
-    assert (decoding["sampling_step"], decoding["sampling_steps"]) == (3, 4)
-    server.release()
-    assert (await post).status_code == 200
-    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, False)
+    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, cut_short)
     assert server.state["interrupted"] is True  # the flag stays until the next job begins
 
 
