@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from PIL import Image
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.errors import NotSupportedError, ProviderTimeoutError
 from nbbatch.images import read_generation_info
-from nbbatch.providers import A1111Provider, GenerationRequest, InputImage, Timeouts
+from nbbatch.providers import A1111Provider, GenerationRequest, ImageData, InputImage, Timeouts
 from nbbatch.testing import FakeA1111, Fault
 from tests.support import FAST, until
 
@@ -151,6 +153,33 @@ async def test_a_job_that_ran_to_its_end_before_the_interrupt_keeps_its_images(
     task = batch.tasks[0]
     assert task.status is TaskStatus.SUCCEEDED
     assert [im.seed for im in task.images] == [3]
+
+
+async def test_a_cancel_while_the_answer_is_read_keeps_the_result(
+    server: FakeA1111, provider: A1111Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The WebUI has answered; decoding the images (in a worker thread for big answers)
+    # is all that is left. Before, a cancel then threw the made result away.
+    monkeypatch.setattr("nbbatch.providers._offload.OFFLOAD_BYTES", 0)  # always a thread
+    reading, go_on = threading.Event(), threading.Event()
+    read = provider._read
+
+    def slow_read(*args: Any, **kwargs: Any) -> list[ImageData]:
+        reading.set()
+        go_on.wait(30)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "_read", slow_read)
+    job = asyncio.ensure_future(provider.generate(GenerationRequest("a fox", Params(seed=4))))
+    try:
+        await until(reading.is_set, "the answer to be read")
+        job.cancel()
+        await asyncio.sleep(0)  # the cancel lands while the read goes on
+    finally:
+        go_on.set()
+    images = await job
+    assert [im.seed for im in images] == [4]
+    assert server.interrupts == 0
 
 
 async def test_a_cancel_still_interrupts_when_progress_cannot_be_read(

@@ -565,7 +565,6 @@ class A1111Provider(Provider):
             self._http.json("POST", route, json=body, task_id=request.task_id)
         )
         self._watch()
-        kept = False
         try:
             answer = await asyncio.shield(post)
         except asyncio.CancelledError:
@@ -575,7 +574,6 @@ class A1111Provider(Provider):
                 raise
             # No interrupt reached it in time: the WebUI made the whole result. It is
             # returned (the run saves it), not thrown away under the name "cancelled".
-            kept = True
             answer = post.result()
             log.info(
                 "%s: the WebUI had finished a cancelled job before the interrupt could stop "
@@ -607,10 +605,11 @@ class A1111Provider(Provider):
         size = (
             sum(len(i) for i in returned if isinstance(i, str)) if isinstance(returned, list) else 0
         )
+        # The answer is in: a cancel arriving while it is read (a stop cancels twice) must
+        # not throw away a result the WebUI has made.
         reading = asyncio.ensure_future(offload(self._read, answer, request, notes, size=size))
-        if kept:
-            await _outlast(reading)  # a stop cancels twice: the second must not drop it
-        images = await reading
+        await _outlast(reading)
+        images = reading.result()
         if on_progress is not None:
             on_progress(1.0, None)
         return images
