@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from PIL import Image
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.errors import NotSupportedError, ProviderTimeoutError
 from nbbatch.images import read_generation_info
-from nbbatch.providers import A1111Provider, GenerationRequest, InputImage, Timeouts
+from nbbatch.providers import A1111Provider, GenerationRequest, ImageData, InputImage, Timeouts
 from nbbatch.testing import FakeA1111, Fault
 from tests.support import FAST, until
 
@@ -61,8 +63,8 @@ async def test_stop_right_after_a_cancel_leaves_nothing_running_on_the_webui(
     batch = Batch.create(tasks, workspace=workspace)
     run = batch.start(provider, concurrency=1)
     try:
-        server.release(1 + 3)  # task 0: its model load and three steps
-        await until(lambda: server.state["sampling_step"] == 3, "three steps of task 0")
+        server.release(1 + 3)  # task 0: its model load and three steps; a fourth under way
+        await until(lambda: server.steps_done == 3, "three steps of task 0")
         run.cancel(batch.tasks[0].id)
         await until(lambda: server.interrupts == 1, "the interrupt")
         run.stop()
@@ -124,6 +126,62 @@ async def test_a_cancel_that_the_webui_never_answers_gives_up_after_cancel_timeo
     assert server.interrupts == 1
 
 
+@pytest.mark.parametrize("how", ["cancel", "stop"])
+async def test_a_job_that_ran_to_its_end_before_the_interrupt_keeps_its_images(
+    how: str, server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    # The cancel (or stop) comes while the WebUI decodes: no step is left to notice the
+    # interrupt, and the answer holds the whole image. Before, it was thrown away and
+    # the task called cancelled / interrupted although its job had run anyway.
+    server.hold()
+    batch = Batch.create([Task("a fox", params=Params(steps=4, seed=3))], workspace=workspace)
+    run = batch.start(provider)
+    try:
+        server.release(1 + 4)  # load and all four steps; held at the decode
+        await until(lambda: server.steps_done == 4, "the last step")
+        await until(lambda: (batch.tasks[0].progress or 0) > 0.5, "its progress polled")
+        if how == "cancel":
+            run.cancel(batch.tasks[0].id)
+        else:
+            run.stop()
+        await until(lambda: server.interrupts == 1, "the interrupt")
+        server.release()
+        await run.wait()
+    finally:
+        server.release()
+    assert [(r.interrupted, r.steps_done) for r in server.runs] == [(False, 4)]
+    task = batch.tasks[0]
+    assert task.status is TaskStatus.SUCCEEDED
+    assert [im.seed for im in task.images] == [3]
+
+
+async def test_a_cancel_while_the_answer_is_read_keeps_the_result(
+    server: FakeA1111, provider: A1111Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The WebUI has answered; decoding the images (in a worker thread for big answers)
+    # is all that is left. Before, a cancel then threw the made result away.
+    monkeypatch.setattr("nbbatch.providers._offload.OFFLOAD_BYTES", 0)  # always a thread
+    reading, go_on = threading.Event(), threading.Event()
+    read = provider._read
+
+    def slow_read(*args: Any, **kwargs: Any) -> list[ImageData]:
+        reading.set()
+        go_on.wait(30)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "_read", slow_read)
+    job = asyncio.ensure_future(provider.generate(GenerationRequest("a fox", Params(seed=4))))
+    try:
+        await until(reading.is_set, "the answer to be read")
+        job.cancel()
+        await asyncio.sleep(0)  # the cancel lands while the read goes on
+    finally:
+        go_on.set()
+    images = await job
+    assert [im.seed for im in images] == [4]
+    assert server.interrupts == 0
+
+
 async def test_a_cancel_still_interrupts_when_progress_cannot_be_read(
     server: FakeA1111,
 ) -> None:
@@ -158,7 +216,7 @@ async def test_our_job_starting_in_the_same_second_as_anothers_is_still_ours(
             )
             await until(lambda: server.active == 1, "their job")
             server.release(1 + 2)  # theirs: load and two steps
-            await until(lambda: server.state["sampling_step"] == 2, "two of their steps")
+            await until(lambda: server.steps_done == 2, "two of their steps")
             seen: list[float | None] = []
             ours = asyncio.ensure_future(
                 p.generate(GenerationRequest("ours"), lambda f, _p: seen.append(f))
@@ -166,7 +224,7 @@ async def test_our_job_starting_in_the_same_second_as_anothers_is_still_ours(
             await until(lambda: server.active == 2, "our request")
             polls = len(server.calls("/sdapi/v1/progress"))
             await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 2, "polls")
-            server.release(2)  # theirs ends; ours starts and loads its model, held
+            server.release(2 + 1)  # theirs: two steps and the decode; ours loads, held
             await until(lambda: len(server.runs) == 2 and server.state["job_count"] == -1, "ours")
             assert server.runs[0].finished
             ours.cancel()
@@ -202,14 +260,19 @@ async def test_a_request_that_timed_out_has_its_job_interrupted(server: FakeA111
     assert server.runs[0].interrupted
 
 
-async def test_a_request_that_timed_out_while_queued_is_interrupted_when_it_starts(
-    server: FakeA1111,
+@pytest.mark.parametrize("given_up", ["read timeout", "cancel_timeout"])
+async def test_a_request_given_up_on_while_queued_is_interrupted_when_it_starts(
+    given_up: str, server: FakeA1111
 ) -> None:
-    # Issue 31, residual risk: the read timed out while the job still waited on the
-    # WebUI's lock behind another client's job. Before, the poller forgot it, and the
-    # WebUI later ran all of it for nobody.
+    # Issue 31, residual risk: the request was given up on (its read timed out, or a
+    # cancel waited cancel_timeout) while its job still waited on the WebUI's lock behind
+    # another client's job. Before, the provider forgot it there, and the WebUI later ran
+    # all of it for nobody.
     server.hold()
-    p = A1111Provider(base_url=server.url, poll_interval=0.01, timeouts=Timeouts(read=0.3))
+    if given_up == "read timeout":
+        p = A1111Provider(base_url=server.url, poll_interval=0.01, timeouts=Timeouts(read=0.3))
+    else:
+        p = A1111Provider(base_url=server.url, poll_interval=0.01, cancel_timeout=0.3)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
         try:
             theirs = asyncio.ensure_future(
@@ -217,13 +280,22 @@ async def test_a_request_that_timed_out_while_queued_is_interrupted_when_it_star
             )
             await until(lambda: server.active == 1, "their job")
             server.release(1 + 2)  # theirs: load and two steps
-            await until(lambda: server.state["sampling_step"] == 2, "two of their steps")
-            with pytest.raises(ProviderTimeoutError):
-                await p.generate(GenerationRequest("queued too long", Params(steps=4)))
+            await until(lambda: server.steps_done == 2, "two of their steps")
+            ours = asyncio.ensure_future(
+                p.generate(GenerationRequest("queued too long", Params(steps=4)))
+            )
+            await until(lambda: server.active == 2, "our request on the lock")
+            if given_up == "read timeout":
+                with pytest.raises(ProviderTimeoutError):
+                    await ours
+            else:
+                ours.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await ours  # given up after cancel_timeout
             assert server.active == 2 and server.interrupts == 0  # still waiting there
             polls = len(server.calls("/sdapi/v1/progress"))
             await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 2, "polls")
-            server.release(2)  # theirs ends; ours starts and loads its model, held
+            server.release(2 + 1)  # theirs: two steps and the decode; ours loads, held
             await until(lambda: server.interrupts == 1, "the interrupt of our job")
             assert len(server.runs) == 2 and server.runs[0].finished
             server.release()
@@ -259,7 +331,7 @@ async def test_a_waiting_task_never_shows_another_jobs_progress(server: FakeA111
         )
         await until(lambda: server.active == 2, "the second request")
         server.release(1 + 5)  # first: load + five of ten steps
-        await until(lambda: any(f and f > 0.5 for f in seen["first"]), "first at 51 %")
+        await until(lambda: any(f and f > 0.4 for f in seen["first"]), "first at 41 %")
         polls = len(server.calls("/sdapi/v1/progress"))
         await until(lambda: len(server.calls("/sdapi/v1/progress")) >= polls + 3, "more polls")
         assert seen["second"] == [None]  # "waiting for the server", never first's 51 %
@@ -299,9 +371,13 @@ async def test_a_task_whose_checkpoint_loads_shows_waiting_not_one_percent(
 async def test_the_saved_image_keeps_the_servers_infotext_beside_nbbatchs_record(
     server: FakeA1111, provider: A1111Provider, workspace: Workspace
 ) -> None:
-    # Issue 31, item 3: sampler, CFG and model left unset are what the server chose.
+    # Issue 31, item 3: sampler, CFG, model and size left unset are what the server chose.
+    server.max_side = 512  # the WebUI's default size, not scaled down by the fake
     batch = Batch.create([Task("a red fox", params=Params(seed=7))], workspace=workspace)
-    await batch.run(provider)
+    try:
+        await batch.run(provider)
+    finally:
+        server.max_side = 256
     image = batch.tasks[0].images[0]
     server_text = image.params["info"]["infotext"]
     with Image.open(image.path) as im:
@@ -325,6 +401,22 @@ async def test_the_saved_image_keeps_the_servers_infotext_beside_nbbatchs_record
         "512x512",
     )
     assert remixed.parent_id == batch.tasks[0].id
+
+
+async def test_a_size_sent_verbatim_off_the_grid_is_read_back_as_it_came_back(
+    server: FakeA1111, provider: A1111Provider, workspace: Workspace
+) -> None:
+    # Extras go out verbatim: the WebUI renders 64x48 and writes "Size: 70x50" in its
+    # infotext. The image and a Remix of it say what came back.
+    task = Task("a fox", params=Params(extras={"width": 70, "height": 50}))
+    batch = Batch.create([task], workspace=workspace)
+    await batch.run(provider)
+    image = batch.tasks[0].images[0]
+    assert "Size: 70x50" in image.params["info"]["infotext"]
+    assert image.params["info"]["size"] == "64x48"
+    info = read_generation_info(image)
+    assert (info.width, info.height) == (64, 48)
+    assert batch.remix(image).params.size == "64x48"
 
 
 # ---------------------------------------------------------------- names the server lacks

@@ -401,7 +401,7 @@ async def test_cancelling_a_waiting_request_lets_the_running_one_finish(
     try:
         first, second = await _two_in_flight(server, p)
         second.cancel()
-        server.release(1 + 10)  # "first" loads and runs its ten steps; "second" starts
+        server.release(1 + 10 + 1)  # "first": load, ten steps, decode; "second" starts
         images = await first
         for _ in range(1000):  # the poller sees "second" start (every 0.5 s here)
             if server.interrupts:

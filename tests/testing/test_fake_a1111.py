@@ -61,37 +61,47 @@ async def test_progress_is_server_wide_and_keeps_the_last_job_stamp(
     assert loading["eta_relative"] > 0
     assert loading["state"]["job"] == "scripts_txt2img"
     assert loading["current_task"] is None  # 1.10 and Forge never fill it in
-    server.release(3)  # load + two steps
-    await until(lambda: server.state["sampling_step"] == 2, "two steps")
+    server.release(3)  # load + two steps; the third is under way
+    await until(lambda: server.steps_done == 2, "two steps")
     running = await progress(client)
     assert running["state"]["job_count"] == 1
-    assert running["progress"] == pytest.approx(0.01 + 2 / 10)
+    # sampling_step is the index of the last step done, as the sampler's callback sets it
+    assert running["state"]["sampling_step"] == 1
+    assert running["progress"] == pytest.approx(0.01 + 1 / 10)
     server.release()
     info = json.loads((await post).json()["info"])
     idle = await progress(client)
     assert (idle["progress"], idle["eta_relative"]) == (0, 0)
     assert idle["state"]["job"] == "" and idle["state"]["job_count"] == 0
-    # the stamp and job number stay after the job ends, as in State.end()
+    # the stamp and job number stay after the job ends, as in State.end(); nextjob() after
+    # the decode counted the job and put the step counter back to 0
     assert idle["state"]["job_timestamp"] == info["job_timestamp"] != "0"
-    assert idle["state"]["job_no"] == 0
+    assert (idle["state"]["job_no"], idle["state"]["sampling_step"]) == (1, 0)
 
 
-async def test_an_interrupt_stops_the_job_at_its_next_step_and_it_still_answers(
-    server: FakeA1111, client: httpx.AsyncClient
+@pytest.mark.parametrize(("steps", "cut_short"), [(10, True), (4, False)])
+async def test_an_interrupt_is_noticed_when_the_next_step_begins(
+    steps: int, cut_short: bool, server: FakeA1111, client: httpx.AsyncClient
 ) -> None:
+    # The denoiser checks the flag when a step begins: the step under way ends first, and
+    # an interrupt during the last step stops nothing. Either way the job answers 200.
     server.hold()
     post = asyncio.ensure_future(
-        client.post("/sdapi/v1/txt2img", json={"prompt": "a slow fox", "steps": 10})
+        client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", "steps": steps})
     )
-    server.release(4)  # load + three steps
-    await until(lambda: server.state["sampling_step"] == 3, "three steps")
+    server.release(1 + 3)  # load + three steps; the fourth is under way
+    await until(lambda: server.steps_done == 3, "three steps")
     await client.post("/sdapi/v1/interrupt")
     assert server.state["interrupted"] is True
     assert server.state["job_count"] == 1  # still winding down: busy until its next step
-    server.release(1)
+    server.release(1)  # the step under way ends; held at the decode
+    await until(lambda: server.steps_done == 4, "the fourth step")
+    assert (server.state["sampling_step"], server.state["sampling_steps"]) == (3, steps)
+    server.release()
     answer = await post
     assert answer.status_code == 200 and len(answer.json()["images"]) == 1
-    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, True)
+    assert (server.runs[0].steps_done, server.runs[0].interrupted) == (4, cut_short)
+    assert server.state["interrupted"] is True  # the flag stays until the next job begins
 
 
 async def test_an_interrupt_between_jobs_is_lost_when_the_next_job_starts(

@@ -477,15 +477,18 @@ def _from_record(record: dict[str, Any], raw: dict[str, str]) -> GenerationInfo:
     # The service wrote what it really did (sampler it fell back to, checkpoint, size it
     # rendered): that describes the image; the record beside it keeps what was asked.
     truth = parse_infotext(server)
-    return dataclasses.replace(
-        found,
-        **{
-            k: getattr(truth, k)
-            for k in ("seed", "steps", "cfg_scale", "sampler", "model", "width", "height")
-            if getattr(truth, k) is not None
-        },
-        extras={**truth.extras, **found.extras},
-    )
+    changes: dict[str, Any] = {
+        k: getattr(truth, k)
+        for k in ("seed", "steps", "cfg_scale", "sampler", "model", "width", "height")
+        if getattr(truth, k) is not None
+    }
+    # A1111 writes the size it was asked for (70x50) and renders multiples of 8 (64x48):
+    # the size that came back, recorded beside the text, is the image's.
+    info = record.get("info")
+    came_back = _parse_size(str(info.get("size") or "")) if isinstance(info, Mapping) else None
+    if came_back is not None:
+        changes["width"], changes["height"] = came_back
+    return dataclasses.replace(found, **changes, extras={**truth.extras, **found.extras})
 
 
 # A1111 infotext --------------------------------------------------------------

@@ -27,8 +27,12 @@ server itself, one poller per provider:
   new job of it starts after the flag was cleared), and ``generate`` returns only when
   the answer has come — so the next request of the batch never queues behind a job
   winding down, and a request still waiting on the server's lock is interrupted as soon
-  as it starts instead of running for nobody. ``cancel_timeout`` bounds the wait (the
-  request is then dropped, with a warning).
+  as it starts instead of running for nobody. ``cancel_timeout`` bounds the wait: the
+  connection is then dropped, with a warning, and the job stays followed like a request
+  that timed out (below). A job that made its whole result anyway (it ended before the
+  interrupt went out, or the poller saw its sampling done when it did) is not called
+  cancelled: its images are returned and saved. One interrupted during its last step may
+  have stopped nothing, but is taken as cut short (a partly denoised image is never kept).
 * **Names the server does not know.** A1111 1.10 answers 200 to an unknown sampler or
   checkpoint and silently uses its default sampler or another checkpoint; the provider
   checks them against ``/sdapi/v1/samplers`` (+ ``/schedulers``) and
@@ -41,8 +45,9 @@ server itself, one poller per provider:
   is not retried.
 * **A request that timed out** (the read) leaves its job on the WebUI, running or still
   waiting on the lock: it stays in the bookkeeping, abandoned, so the poller interrupts
-  its job when it runs or starts, and forgets it once that job has ended (or after
-  ``cancel_timeout``, with a warning).
+  its job when it runs or starts, and forgets it once that job has ended. One not seen
+  to start is followed while the job it waits behind runs, and at least a minute (or
+  ``cancel_timeout`` if longer); then it is forgotten with a warning.
 * **A WebUI that is down** (connection refused, and ``check()`` fails too) raises
   :class:`~nbbatch.errors.ServerUnavailableError`: the runner pauses the run until the
   WebUI answers again instead of failing every task.
@@ -181,9 +186,15 @@ class _Job:
     on_progress: ProgressCallback | None
     #: the poller's job count (epoch) when it was sent: a job that started later can be it
     sent_epoch: int
+    #: its images are whole once the sampler's last step is done (no second pass, such
+    #: as hires fix or a script, that an interrupt could still cut short)
+    one_pass: bool = True
     #: cancelled: interrupt its job when it runs, then let it go
     abandoned: bool = False
+    #: the epoch of the last interrupt sent for it (-1: none was)
     interrupted_epoch: int = -1
+    #: when that interrupt was sent, the poller had seen its sampling done (decoding)
+    interrupted_when_sampled: bool = False
     #: the epoch in which the poller last saw this request's job running
     seen_epoch: int = -1
     best: float = 0.0
@@ -194,6 +205,9 @@ class _Job:
     #: (and interrupted it) and end, or until this ``loop.time()``
     ghost_until: float | None = None
 
+
+#: seconds a request given up on is followed at least, to interrupt its job if it starts
+_FOLLOW_AT_LEAST = 60.0
 
 _GRID = 8  # the latent is 1/8 of the image: the WebUI renders multiples of 8
 
@@ -264,6 +278,51 @@ def _names(samplers: Any, schedulers: Any, models: Any, now: float) -> _Names:
         for name in ids:
             checkpoints.setdefault(name, model_name)
     return _Names(tuple(names), aliases, frozenset(schedules), checkpoints, now)
+
+
+#: request fields that add a pass after sampling (or more batches) that an interrupt can
+#: still cut short, so a job's sampling being done does not make its images whole
+_MORE_PASSES = ("enable_hr", "alwayson_scripts", "script_name")
+
+
+def _one_pass(body: Mapping[str, Any]) -> bool:
+    return body.get("n_iter", 1) in (None, 1) and not any(body.get(k) for k in _MORE_PASSES)
+
+
+def _sampled(state: Mapping[str, Any], count: int, number: int) -> bool:
+    """Is the running job past its sampling (decoding, saving) in this ``/progress`` state?
+
+    ``sampling_step`` is the index of the last step done (the sampler's callback), and the
+    sampler checks for an interrupt when a step begins, so at ``sampling_steps - 1`` no
+    step is left to notice one; ``job_no`` reaching ``job_count`` means the latent has
+    been decoded. A one-step job is not trusted (its step may not have begun).
+    """
+    step, steps = state.get("sampling_step"), state.get("sampling_steps")
+    if count <= 0:
+        return False  # idle, or its checkpoint still loads
+    if number >= count:
+        return True
+    return isinstance(step, int) and isinstance(steps, int) and steps > 1 and step >= steps - 1
+
+
+def _ran_to_its_end(job: _Job, post: asyncio.Future[Any]) -> bool:
+    """Did a cancelled request's job make its whole result anyway?
+
+    Yes when the WebUI answered with images and no interrupt of ours could cut them
+    short: none was sent while it ran (it ended first), or the poller saw its sampling
+    done when the interrupt went out. An interrupt sent during the last step may still
+    have stopped nothing; such a job is taken as interrupted (the safe side: a partly
+    denoised image is never kept as a result).
+    """
+    if not post.done() or post.cancelled() or post.exception() is not None:
+        return False
+    answer = post.result()
+    images = answer.get("images") if isinstance(answer, Mapping) else None
+    if not isinstance(images, list) or not images:
+        return False  # interrupted before sampling: the WebUI answers without images
+    if job.interrupted_epoch < 0:
+        return True
+    return job.one_pass and job.interrupted_when_sampled
 
 
 async def _outlast(future: asyncio.Future[Any]) -> None:
@@ -500,7 +559,7 @@ class A1111Provider(Provider):
         # A fresh look first, so that a job already running (another client's) is not
         # taken for this request's when the poller sees it.
         await self._poll()
-        job = _Job(on_progress, self._epoch)
+        job = _Job(on_progress, self._epoch, one_pass=_one_pass(body))
         self._jobs.append(job)
         post = asyncio.ensure_future(
             self._http.json("POST", route, json=body, task_id=request.task_id)
@@ -511,13 +570,22 @@ class A1111Provider(Provider):
         except asyncio.CancelledError:
             # A dropped connection does not stop the WebUI: take the job back first.
             await _outlast(asyncio.ensure_future(self._take_back(job, post)))
-            raise
+            if not _ran_to_its_end(job, post):
+                raise
+            # No interrupt reached it in time: the WebUI made the whole result. It is
+            # returned (the run saves it), not thrown away under the name "cancelled".
+            answer = post.result()
+            log.info(
+                "%s: the WebUI had finished a cancelled job before the interrupt could stop "
+                "it; its images are kept",
+                self.name,
+            )
         except ProviderTimeoutError:
             # The WebUI goes on with a job whose client stopped waiting (also one still
             # waiting on its lock); a retry would queue behind it. It stays followed:
             # interrupted now if it runs, else when it starts.
             job.abandoned = True
-            job.ghost_until = asyncio.get_running_loop().time() + self.cancel_timeout
+            job.ghost_until = asyncio.get_running_loop().time() + self._follow_for
             await self._poll()
             raise
         except ProviderConnectionError as exc:
@@ -537,10 +605,20 @@ class A1111Provider(Provider):
         size = (
             sum(len(i) for i in returned if isinstance(i, str)) if isinstance(returned, list) else 0
         )
-        images = await offload(self._read, answer, request, notes, size=size)
+        # The answer is in: a cancel arriving while it is read (a stop cancels twice) must
+        # not throw away a result the WebUI has made.
+        reading = asyncio.ensure_future(offload(self._read, answer, request, notes, size=size))
+        await _outlast(reading)
+        images = reading.result()
         if on_progress is not None:
             on_progress(1.0, None)
         return images
+
+    @property
+    def _follow_for(self) -> float:
+        """How long a given-up request's job is followed (past the job it waits behind):
+        the task no longer waits for it, so a short ``cancel_timeout`` need not cut it."""
+        return max(self.cancel_timeout, _FOLLOW_AT_LEAST)
 
     async def _take_back(self, job: _Job, post: asyncio.Future[Any]) -> None:
         """Interrupt ``job`` when it runs and wait until the WebUI has answered it."""
@@ -558,11 +636,14 @@ class A1111Provider(Provider):
             left = deadline - loop.time()
             if left <= 0:
                 log.warning(
-                    "%s: the WebUI did not let go of a cancelled request within %g s; it "
-                    "may still run it",
+                    "%s: the WebUI did not let go of a cancelled request within %g s; "
+                    "its job stays followed, to be interrupted if it starts",
                     self.name,
                     self.cancel_timeout,
                 )
+                # Dropping the connection leaves the job on the WebUI (maybe still
+                # waiting on its lock): followed like a request that timed out.
+                job.ghost_until = loop.time() + self._follow_for
                 post.cancel()
                 break
             await asyncio.wait([post], timeout=left)
@@ -649,6 +730,7 @@ class A1111Provider(Provider):
             running.seen_epoch = self._epoch
             if running.abandoned and running.interrupted_epoch != self._epoch:
                 running.interrupted_epoch = self._epoch
+                running.interrupted_when_sampled = _sampled(state, count, number)
                 await self._interrupt()
         for job in list(self._jobs):
             if job.on_progress is None or job.abandoned or not self.poll_interval:
@@ -661,20 +743,26 @@ class A1111Provider(Provider):
         return True
 
     def _drop_ghosts(self, busy: bool) -> None:
-        """Forget timed-out requests at the head whose job has run (seen, then the server
-        idle or another job started), or that waited past ``cancel_timeout``."""
+        """Forget given-up requests at the head whose job has run (seen, then the server
+        idle or another job started), or that waited past their ``ghost_until``.
+
+        One not seen yet while the job that ran when it was sent still runs is still
+        waiting on the WebUI's lock behind it: it is followed past the deadline, however
+        long that job takes, so that it is interrupted when it starts.
+        """
         now = asyncio.get_running_loop().time()
         while self._jobs and (until := self._jobs[0].ghost_until) is not None:
             ghost = self._jobs[0]
             over = ghost.seen_epoch >= 0 and (not busy or self._epoch > ghost.seen_epoch)
-            if not over and now < until:
+            queued = ghost.seen_epoch < 0 and busy
+            if not over and (now < until or queued):
                 return
             if not over:
                 log.warning(
-                    "%s: a request that timed out was not seen to run within %g s; if the "
-                    "WebUI still runs it, it runs for nobody",
+                    "%s: a request given up on (timed out or cancelled) was not seen to "
+                    "end within %g s more; if the WebUI still runs it, it runs for nobody",
                     self.name,
-                    self.cancel_timeout,
+                    self._follow_for,
                 )
             self._jobs.pop(0)
 

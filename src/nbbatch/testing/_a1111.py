@@ -14,9 +14,13 @@ It behaves like AUTOMATIC1111 1.10 where a client depends on it:
   ``null`` (1.10 and Forge import it once, at start-up);
 * while a job loads its checkpoint ``job_count`` is -1: progress 0.01 and a large
   ``eta_relative``;
-* ``interrupt`` sets a flag that the running job notices after its current step (it then
-  answers 200 with what it has); the next job's start clears the flag, so an interrupt
-  sent between jobs is lost;
+* ``sampling_step`` is the index of the last step done (0-based, as the sampler's
+  callback sets it) and goes back to 0 when the latent has been decoded, as ``job_no``
+  goes up (``State.nextjob()``);
+* ``interrupt`` sets a flag that the job notices when its next step begins: the step
+  under way ends, an interrupt during the last step stops nothing, and the job answers
+  200 with what it has; the next job's start clears the flag, so an interrupt sent
+  between jobs is lost;
 * a job whose client has gone away still runs (and one waiting on the lock still starts);
 * an unknown sampler falls back to the first one and an unknown checkpoint to the first
   listed (both 200), as 1.10 does; ``unknown_sampler="error"`` gives older versions' 400
@@ -33,7 +37,7 @@ step), ``max_simulated_steps`` (cap on simulated steps so ``steps=30`` stays fas
 and ``max_side`` (rendered images are scaled down to this).
 
 Tests drive jobs step by step without timing: :meth:`FakeA1111.hold` stops every job at
-its next checkpoint (the model load, then before each step) and
+its next checkpoint (the model load, then inside each step, then the decode) and
 :meth:`FakeA1111.release` lets it go on, by a number of checkpoints or freely.
 """
 
@@ -164,8 +168,14 @@ class FakeA1111(FakeServer):
         """A copy of the server-wide state ``/progress`` reports."""
         return dict(self._state)
 
+    @property
+    def steps_done(self) -> int:
+        """Steps the latest job has finished (0 before any job ran)."""
+        return self.runs[-1].steps_done if self.runs else 0
+
     def hold(self) -> None:
-        """Stop every job at its next checkpoint (model load, or before a step)."""
+        """Stop every job at its next checkpoint: the model load, each step (under way,
+        its index not yet in ``sampling_step``), the decode after the last step."""
         with self._gate:
             self._permits = 0
 
@@ -363,7 +373,8 @@ class FakeA1111(FakeServer):
         )
 
     def _end(self) -> None:
-        # as State.end(): job_timestamp, job_no and the step counters stay
+        # as State.end(): job_timestamp, job_no, the step counters and the interrupt flag
+        # stay
         self._state.update(job="", job_count=0)
 
     async def _run_job(
@@ -391,7 +402,8 @@ class FakeA1111(FakeServer):
             if model != loaded and self.load_delay:
                 await asyncio.sleep(self.load_delay)
             await self._checkpoint()  # the model is loaded
-            self._state.update(job_count=1, sampling_steps=simulated)
+            # launch_sampling(): the counters start again
+            self._state.update(job_count=1, sampling_steps=simulated, sampling_step=0)
             # an interrupt that came before sampling: the batch loop breaks at once and
             # the answer is a 200 without images
             sampled = not self._state["interrupted"]
@@ -399,16 +411,23 @@ class FakeA1111(FakeServer):
                 run.interrupted = True
                 self.interrupted.append(prompt)
             for step in range(simulated if sampled else 0):
-                await self._checkpoint()
-                if self.step_delay:
-                    await asyncio.sleep(self.step_delay)
-                self._state["sampling_step"] = step + 1
-                run.steps_done = step + 1
-                # the sampler's callback notices an interrupt after the step it is in
+                # The denoiser checks the flag when each of its calls begins: a step under
+                # way always ends, and an interrupt during the last step stops nothing.
                 if self._state["interrupted"]:
                     run.interrupted = True
                     self.interrupted.append(prompt)
                     break
+                await self._checkpoint()  # held here: this step is under way
+                if self.step_delay:
+                    await asyncio.sleep(self.step_delay)
+                # callback_state(): the index of the step just done (0-based)
+                self._state["sampling_step"] = step
+                run.steps_done = step + 1
+            if sampled:
+                await self._checkpoint()  # held here: the latent is being decoded
+                # State.nextjob() after the decode: job_no up, the step counter back to 0
+                self._state["job_no"] += 1
+                self._state["sampling_step"] = 0
             # the latent is 1/8 of the image: sizes come back rounded down to 8
             out_w, out_h = max(8, width // 8 * 8), max(8, height // 8 * 8)
             size = fit_size(out_w, out_h, self.max_side)
