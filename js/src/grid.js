@@ -536,10 +536,12 @@ export class Grid {
     setText(p.neg, row.np ? `− ${row.np}` : "");
     p.neg.hidden = !row.np;
     // status
+    // running with no progress reported: sent and waiting for the server's answer
+    const waiting = row.st === "running" && row.pc == null;
     const pct = row.pc ?? 0;
-    setText(p.badge, fmt(s, `st_${row.st}`, { pct }));
+    setText(p.badge, waiting ? s.st_waiting : fmt(s, `st_${row.st}`, { pct }));
     p.badge.className = `nbb-badge nbb-st-${row.st}`;
-    p.bar.hidden = row.st !== "running";
+    p.bar.hidden = row.st !== "running" || waiting;
     p.bar.firstChild.style.width = `${pct}%`;
     // a task sent to a provider's batch API says where it is ("queued at OpenAI")
     const remote = row.st === "running" && row.ek === "batch_api" ? row.er || "" : "";

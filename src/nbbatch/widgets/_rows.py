@@ -41,9 +41,13 @@ MAX_RESULTS = 3
 
 
 def percent(task: Task) -> int | None:
-    if task.status.value != "running":
+    """How far a running task is, or None: not running, or running with no progress
+    reported (sent and waiting for the server's answer, or queued on a server the
+    provider follows, such as an AUTOMATIC1111 busy with another job). The row then
+    says "waiting for the server" instead of a 0 % that nothing measured."""
+    if task.status.value != "running" or task.progress is None:
         return None
-    return round(max(0.0, min(1.0, task.progress or 0.0)) * 100)
+    return round(max(0.0, min(1.0, task.progress)) * 100)
 
 
 def params_chip(task: Task, lang: str) -> str:
