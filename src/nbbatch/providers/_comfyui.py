@@ -685,8 +685,11 @@ class ComfyUIProvider(Provider):
 
     Time: the attempt timeout (the runner's, or ``run_timeout``) counts from when the
     server starts the prompt; ``queue_timeout`` bounds the time it waits in ComfyUI's
-    queue. When the server stops answering (a restart) an attempt waits up to
-    ``server_wait`` seconds for it, then raises :class:`ServerUnavailableError`.
+    queue. When the server stops answering an attempt waits for it, then raises
+    :class:`ServerUnavailableError` (the run pauses until the server answers again): a
+    server that refuses connections (nothing listens: it is down or restarting, and its
+    queue went with it) after ``unreachable_wait`` seconds; one that takes connections
+    but does not answer them (busy loading, a slow network) after ``server_wait``.
     """
 
     name: ClassVar[str] = INFO.name
@@ -707,6 +710,7 @@ class ComfyUIProvider(Provider):
         queue_timeout: float | None = 3600.0,
         run_timeout: float | None = None,
         server_wait: float = 90.0,
+        unreachable_wait: float = 1.0,
         timeouts: Timeouts | None = None,
         max_download_bytes: int = 100 * 1024 * 1024,
         max_concurrency: int | None = None,
@@ -738,6 +742,7 @@ class ComfyUIProvider(Provider):
         self.queue_timeout = queue_timeout
         self.run_timeout = run_timeout
         self.server_wait = server_wait
+        self.unreachable_wait = unreachable_wait
         #: seconds between ``/queue`` looks when polling, and at least between two looks
         #: prompted by ``status`` broadcasts (a busy server sends many)
         self.queue_check = 2.0
@@ -751,6 +756,8 @@ class ComfyUIProvider(Provider):
         self.taking_back = False
         self._down_since: float | None = None
         self._clock: Callable[[], float] = time.monotonic
+        #: the wait between probes of a server that does not answer (tests inject theirs)
+        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         #: seed input maxima read from /object_info, per node class (once per server)
         self._seed_limits: dict[str, tuple[int, int] | None] = {}
         self.max_download_bytes = max_download_bytes
@@ -1342,26 +1349,36 @@ class ComfyUIProvider(Provider):
         return "absent"
 
     async def _wait_for_server(self, error: ProviderError, request: GenerationRequest) -> None:
-        """Wait (at most ``server_wait`` s) until the server answers again, or raise."""
+        """Wait until the server answers again, or raise :class:`ServerUnavailableError`.
+
+        A probe whose connection is refused (nothing listens at the address: ComfyUI is
+        down or restarting, and its queue and running prompt went with it) ends the wait
+        after ``unreachable_wait`` seconds, so that the run pauses for the server at once
+        instead of holding its tasks as "running"; a probe that connects but gets no
+        answer in time (a busy or far server) is waited for up to ``server_wait``.
+        """
         started = self._clock()
         if self._down_since is None:
             self._down_since = started
             log.warning(
-                "%s: the server at %s does not answer (%s); waiting up to %g s for it",
+                "%s: the server at %s does not answer (%s); waiting for it",
                 self.name,
                 self.base_url,
                 error,
-                self.server_wait,
             )
         last = error
+        refused = True
 
         async def probe() -> None:
-            nonlocal last
+            nonlocal last, refused
             try:
                 await self._http.request("GET", "/system_stats", task_id=request.task_id)
             except (ProviderConnectionError, ProviderTimeoutError) as exc:
                 last = exc
-                if self._clock() - started >= self.server_wait:
+                refused = not isinstance(exc, ProviderTimeoutError)
+                bound = min(self.unreachable_wait, self.server_wait) if refused else None
+                waited = self._clock() - started
+                if waited >= self.server_wait or (bound is not None and waited >= bound):
                     raise _GaveUp(str(exc)) from None
                 raise
             except ProviderError:
@@ -1369,19 +1386,25 @@ class ComfyUIProvider(Provider):
 
         policy = RetryPolicy(
             name="server-wait",
-            max_retries=10**6,  # bounded by server_wait, in probe()
+            max_retries=10**6,  # bounded by server_wait / unreachable_wait, in probe()
             base_delay=self.server_probe_interval,
             max_delay=5.0,
             jitter=(1.0, 1.0),
         )
         self.waiting_for_server += 1
         try:
-            await retrying(probe, policy)
+            await retrying(probe, policy, sleep=self._sleep)
         except _GaveUp:
+            self._down_since = None  # the run takes over the waiting (and says so)
+            said = (
+                "cannot be reached (nothing answers at that address)"
+                if refused
+                else f"has not answered for {self.server_wait:g} s"
+            )
             raise ServerUnavailableError(
-                f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
-                f"for {self.server_wait:g} s (last error: {last}); start it again (or "
-                "check the address), then retry the task or resume the run",
+                f"{self.name}: the ComfyUI server at {self.base_url} {said} (last error: "
+                f"{last}); start it again (or check the address): a run waits for it and "
+                "goes on by itself, or retry the task",
                 provider=self.name,
                 task_id=request.task_id,
             ) from None
