@@ -12,9 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import pytest
-
 import httpx
+import pytest
 
 from nbbatch import Batch, Params, TaskStatus, Workspace
 from nbbatch.core._events import Event, RunState, RunStateChanged
