@@ -14,34 +14,8 @@ from playwright.sync_api import expect
 
 from tests.browser.test_inputs_flow import studio_cell
 
-#: the prompt comes from a custom text node, which detection does not follow
-WORKFLOW = {
-    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
-    "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ["9", 0]}},
-    "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
-    "4": {
-        "class_type": "EmptyLatentImage",
-        "inputs": {"width": 512, "height": 512, "batch_size": 1},
-    },
-    "5": {
-        "class_type": "KSampler",
-        "inputs": {
-            "model": ["1", 0],
-            "positive": ["2", 0],
-            "negative": ["3", 0],
-            "latent_image": ["4", 0],
-            "seed": 1,
-            "steps": 20,
-            "cfg": 7.0,
-            "sampler_name": "euler",
-            "scheduler": "normal",
-            "denoise": 1.0,
-        },
-    },
-    "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-    "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "x"}},
-    "9": {"class_type": "MyPromptBox", "inputs": {"words": "a fox"}, "_meta": {"title": "Words"}},
-}
+# the prompt comes from a custom text node, which detection does not follow
+from tests.widgets.test_settings_comfyui import WORKFLOW
 
 SAVED = """
 import json

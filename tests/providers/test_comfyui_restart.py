@@ -45,8 +45,10 @@ async def test_a_restart_costs_the_lost_prompts_one_attempt_and_nothing_else(
             server.hold()
             runner = batch.start(p, concurrency=3, retry=FAST)
             await until(lambda: server._running is not None and len(server._pending) == 2)
-            server.release()
+            # down while the prompt still runs (released first, it could finish before
+            # the server stops, and its task would not be one of the lost ones)
             await asyncio.to_thread(server.go_down)  # the queue and the running prompt go
+            server.release()
             await until(lambda: p.waiting_for_server == 3)  # every attempt waits, none fails
             await asyncio.to_thread(server.come_back)
             await asyncio.wait_for(runner.wait(), 60)
