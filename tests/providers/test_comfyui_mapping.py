@@ -272,10 +272,81 @@ def test_a_size_computed_for_the_latent_alone_is_replaced_by_the_tasks_size() ->
         WorkflowMapping.from_dict({"width": "27.width"}).check(_sized_by_selector())
 
 
-def test_a_size_other_nodes_also_use_is_not_cut_out_of_the_graph() -> None:
+def test_a_size_other_nodes_also_use_sets_all_of_them_together() -> None:
+    """16 templates got no size: their computed size fed the latent and a scheduler (or
+    ModelSamplingFlux, a second latent, a bounding-box canvas). The slot now holds every
+    input fed by it, set together; a task without a size keeps the workflow's links."""
     m = detect_mapping(_sized_by_selector(shared=True))
+    assert m.targets("width") == (("27", "width"), ("17", "width"))
+    assert m.targets("height") == (("27", "height"), ("17", "height"))
+    assert (m.width, m.height) == (("27", "width"), ("27", "height"))
+    assert m.replaces == {"width", "height"}
+    p = ComfyUIProvider(workflow=_sized_by_selector(shared=True))
+    graph, _ = p.build_graph(GenerationRequest("a fox", Params(size="768x512", seed=1)))
+    for node in ("27", "17"):
+        assert graph[node]["inputs"]["width"] == 768
+        assert graph[node]["inputs"]["height"] == 512
+    graph, _ = p.build_graph(GenerationRequest("a fox", Params(seed=1)))
+    assert graph["17"]["inputs"]["width"] == ["31", 0]
+
+
+def test_a_size_that_also_feeds_something_else_is_not_cut_out_of_the_graph() -> None:
+    graph = _sized_by_selector(shared=True)
+    # a node using the width for another meaning (a text built from it, an upscale)
+    graph["40"] = {"class_type": "StringConcat", "inputs": {"string_a": ["31", 0]}}
+    m = detect_mapping(graph)
     assert m.width is None and m.height is None and m.replaces == frozenset()
     with pytest.raises(ConfigError, match="no input mapped for a size"):
-        ComfyUIProvider(workflow=_sized_by_selector(shared=True)).validate(
-            GenerationRequest("a fox", Params(size="768x512"))
-        )
+        ComfyUIProvider(workflow=graph).validate(GenerationRequest("a fox", Params(size="768x512")))
+
+
+def test_a_square_size_fed_by_one_output_gives_each_input_its_own_value() -> None:
+    graph = _sized_by_selector(shared=True)
+    for node in ("27", "17"):
+        graph[node]["inputs"].update(width=["31", 0], height=["31", 0])
+    p = ComfyUIProvider(workflow=graph)
+    built, _ = p.build_graph(GenerationRequest("a fox", Params(size="768x512", seed=1)))
+    assert [built["17"]["inputs"][k] for k in ("width", "height")] == [768, 512]
+    assert [built["27"]["inputs"][k] for k in ("width", "height")] == [768, 512]
+
+
+def test_mapping_dicts_take_several_inputs_none_and_the_old_single_input_forms() -> None:
+    m = WorkflowMapping.from_dict(
+        {
+            "prompt": "6.text",  # the old forms still load
+            "steps": ["17", "steps"],
+            "width": ["27.width", "17.width"],  # several, set together
+            "height": [["27", "height"], ["17", "height"]],
+            "cfg": "98:31.values.a",  # node ids hold no dot; an input name may
+            "negative": None,  # not mapped, even where detected
+        }
+    )
+    assert m.prompt == ("6", "text") and m.steps == ("17", "steps")
+    assert m.targets("width") == (("27", "width"), ("17", "width"))
+    assert m.targets("height") == (("27", "height"), ("17", "height"))
+    assert m.cfg == ("98:31", "values.a")
+    assert m.negative is None and m.unmapped == {"negative"}
+    assert WorkflowMapping.from_dict(m.to_dict()) == m
+    assert m.to_dict()["width"] == ["27.width", "17.width"]
+    assert m.to_dict()["negative"] is None
+    with pytest.raises(ConfigError, match="a list of those"):
+        WorkflowMapping.from_dict({"width": ["27.width", 5]})
+
+
+def test_a_slot_left_unmapped_on_purpose_stays_unmapped_over_detection() -> None:
+    p = ComfyUIProvider(mapping={"negative": None, "seed": None})
+    assert p.mapping.negative is None and p.mapping.seed is None
+    assert p.mapping.prompt == ("2", "text")  # the rest is still detected
+    graph, seed = p.build_graph(GenerationRequest("a fox"))
+    assert seed is None and graph["5"]["inputs"]["seed"] == 0  # the workflow's own
+    with pytest.raises(ConfigError, match="no input mapped for a negative prompt"):
+        p.validate(GenerationRequest("a fox", Params(negative_prompt="blurry")))
+    # mapped again by a later override
+    again = p.mapping.merged(WorkflowMapping.from_dict({"negative": "3.text"}))
+    assert again.negative == ("3", "text") and again.unmapped == {"seed"}
+
+
+def test_several_mapped_inputs_are_checked_each() -> None:
+    bad = WorkflowMapping.from_dict({"height": ["27.height", "17.height"]})
+    with pytest.raises(ConfigError, match=r"node 17 \(BasicScheduler\) has no input .height."):
+        bad.check(_flux_custom_advanced())

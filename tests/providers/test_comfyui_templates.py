@@ -26,10 +26,11 @@ pytestmark = pytest.mark.slow
 PACKAGE = "comfyui-workflow-templates-json"
 #: measured with comfyui-workflow-templates-json 0.1.123 (docs/providers.md)
 FLOOR = 95
-#: templates with an Empty*Latent node whose size the mapping sets (73 of 89 in 0.1.123;
+#: templates with an Empty*Latent node whose size the mapping sets (89 of 89 in 0.1.123;
 #: 45 before a size computed for the latent alone, e.g. by a ResolutionSelector, was
-#: replaced by the task's)
-SIZE_FLOOR = 73
+#: replaced by the task's; 73 before a size that also feeds a scheduler, ModelSamplingFlux
+#: or a second latent was mapped onto all of those inputs together)
+SIZE_FLOOR = 89
 
 
 def _templates_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

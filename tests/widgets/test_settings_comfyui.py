@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nbbatch.engine import load_settings
+from nbbatch.engine import ProviderConfig, Settings, load_settings, save_settings
 from nbbatch.providers import ComfyUIProvider
 from nbbatch.widgets import SettingsPanel
 from tests.widgets.page import PanelPage
@@ -117,3 +117,85 @@ def test_a_linked_input_or_a_bad_workflow_is_refused_in_words(
     assert "Save (API Format)" in page.refused("workflow", workflow=str(ui))
     assert "not found" in page.refused("workflow", workflow=str(tmp_path / "none.json"))
     assert not (cfg / "config.json").exists()  # nothing refused was saved
+
+
+def test_a_slot_set_to_not_mapped_is_saved_unmapped_and_stays_so(cfg: Path, workflow: Path) -> None:
+    """Before, "— not mapped" on a detected slot was dropped on Save and detection put
+    the input back: a slot could not be unmapped from the form."""
+    page = PanelPage(SettingsPanel(config_dir=cfg))
+    values = {
+        "provider": "comfyui",
+        "options": {"workflow": str(workflow)},
+        "mapping": {"prompt": "9.words", "negative": "", "seed": "5.seed"},
+    }
+    page.ok("save", values=values)
+    saved = load_settings(cfg / "config.json").get()
+    assert saved.options["mapping"] == {"prompt": "9.words", "negative": None}
+    provider = saved.build()
+    assert isinstance(provider, ComfyUIProvider)
+    assert provider.mapping.negative is None and provider.mapping.seed == ("5", "seed")
+    again = SettingsPanel(config_dir=cfg)  # a new kernel shows it unmapped, not detected
+    assert again.values["mapping"] == {"prompt": "9.words", "negative": None}
+    # saved again without the page's mapping (the box not shown): still unmapped
+    PanelPage(again).ok("save", values={"provider": "comfyui"})
+    assert load_settings(cfg / "config.json").get().options["mapping"]["negative"] is None
+    # and mapped again when chosen
+    PanelPage(again).ok("save", values={"provider": "comfyui", "mapping": {"negative": "3.text"}})
+    assert "negative" not in load_settings(cfg / "config.json").get().options["mapping"]
+
+
+def test_a_workflow_given_as_json_is_read_and_kept_beside_the_settings(cfg: Path) -> None:
+    """ComfyUI's "Export (API)" downloads to the browser's machine: the form takes the
+    JSON itself (pasted, or opened in the browser) and keeps it as a file."""
+    page = PanelPage(SettingsPanel(config_dir=cfg))
+    text = json.dumps(WORKFLOW)
+    form = page.ok("workflow", workflow="", workflow_json=text)
+    assert form["detected"]["negative"] == "3.text" and form["detected"]["prompt"] is None
+    values = {
+        "provider": "comfyui",
+        "options": {"workflow": ""},
+        "workflow_json": text,
+        "mapping": {"prompt": "9.words"},
+    }
+    page.ok("save", values=values)
+    saved = load_settings(cfg / "config.json").get()
+    kept = Path(saved.options["workflow"])
+    assert kept.parent == cfg / "comfyui-workflows" and json.loads(kept.read_text()) == WORKFLOW
+    provider = saved.build()
+    assert isinstance(provider, ComfyUIProvider) and provider.mapping.prompt == ("9", "words")
+    page.ok("save", values=values)  # the same workflow again: the same one file
+    assert list(kept.parent.iterdir()) == [kept]
+    ui = json.dumps({"nodes": [], "links": []})
+    assert "Save (API Format)" in page.refused("workflow", workflow="", workflow_json=ui)
+    assert "not JSON" in page.refused("workflow", workflow="", workflow_json="{nodes")
+
+
+def test_inputs_set_together_are_shown_and_a_saved_list_is_kept(cfg: Path, tmp_path: Path) -> None:
+    graph = json.loads(json.dumps(WORKFLOW))
+    graph["9"]["inputs"]["words"] = "a fox"  # the prompt is the custom node's words
+    graph["4"]["inputs"].update(width=["20", 0], height=["20", 1])
+    graph["20"] = {"class_type": "ResolutionSelector", "inputs": {"megapixels": 1.0}}
+    graph["21"] = {
+        "class_type": "ModelSamplingFlux",
+        "inputs": {"model": ["1", 0], "width": ["20", 0], "height": ["20", 1]},
+    }
+    path = tmp_path / "shared_api.json"
+    path.write_text(json.dumps(graph))
+    page = PanelPage(SettingsPanel(config_dir=cfg))
+    form = page.ok("workflow", workflow=str(path))
+    assert form["detected"]["width"] == "4.width"
+    assert form["also"] == {"width": ["21.width"], "height": ["21.height"]}
+    # a mapping saved in code onto several inputs (and an output) survives the form
+    settings = Settings()
+    mapping = {"prompt": "9.words", "seed": ["5.seed", "3.text"], "output": "7"}
+    settings.add(
+        ProviderConfig(provider="comfyui", options={"workflow": str(path), "mapping": mapping})
+    )
+    save_settings(settings, cfg / "config.json")
+    panel = SettingsPanel(config_dir=cfg)
+    assert panel.values["mapping"]["seed"] == ["5.seed", "3.text"]
+    PanelPage(panel).ok(
+        "save",
+        values={"provider": "comfyui", "mapping": {"prompt": "9.words", "seed": "5.seed"}},
+    )
+    assert load_settings(cfg / "config.json").get().options["mapping"] == mapping

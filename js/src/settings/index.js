@@ -174,6 +174,7 @@ class SettingsView {
     const limit = same && saved.provider_limit ? saved.provider_limit : form.limit;
     if (limit) rows.push(h("div", { class: "nbb-set-help nbb-set-limit", text: fmt(s, "set_provider_limit", { n: limit }) }));
     this.mapBox = null;
+    this.comfyJson = null;
     if (name === "comfyui") {
       const box = this.comfyWorkflow(same ? saved.mapping || {} : {});
       const at = this.optFields.workflow ? rows.indexOf(this.optFields.workflow.closest("label")) : -1;
@@ -182,8 +183,10 @@ class SettingsView {
     this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
   }
 
-  // ComfyUI: the built-in graph or an API-format file, and the mapping (which node input
-  // gets the prompt, seed, size ...) chosen from the workflow's own inputs.
+  // ComfyUI: the built-in graph, an API-format file on the kernel's machine, or the JSON
+  // itself (pasted, or opened here: ComfyUI's "Export (API)" downloads it to this
+  // machine), and the mapping (which node input gets the prompt, seed, size ...) chosen
+  // from the workflow's own inputs.
   comfyWorkflow(savedMapping) {
     const s = this.strings;
     const path = this.optFields.workflow;
@@ -193,18 +196,44 @@ class SettingsView {
       { "aria-label": s.set_template },
       h("option", { value: "builtin", text: s.template_builtin }),
       h("option", { value: "file", text: s.template_file }),
+      h("option", { value: "paste", text: s.template_paste }),
     );
     this.mapSelects = {};
     this.mapBox = h("div", { class: "nbb-set-mapping" });
     const read = () => this.readWorkflow(savedMapping);
+    const json = h("textarea", { class: "nbb-set-json", rows: 5, spellcheck: "false", "aria-label": s.set_workflow_json });
+    const opener = h("input", { type: "file", accept: ".json,application/json", hidden: true, "aria-label": s.set_workflow_open });
+    opener.addEventListener("change", async () => {
+      const file = opener.files?.[0];
+      if (!file) return;
+      json.value = await file.text();
+      opener.value = "";
+      read();
+    });
+    json.addEventListener("change", read);
+    const pasteBox = h(
+      "div",
+      { class: "nbb-set-paste" },
+      h("label", { class: "nbb-set-field" }, h("span", { text: s.set_workflow_json }), json),
+      h("div", { class: "nbb-set-help", text: s.set_workflow_paste_help }),
+      h(
+        "div",
+        { class: "nbb-set-row" },
+        h("button", { type: "button", class: "nbb-btn nbb-small", text: s.set_workflow_open, onclick: () => opener.click() }),
+        opener,
+      ),
+    );
+    // the JSON to send (null when the workflow is not given that way)
+    this.comfyJson = () => (template.value === "paste" ? json.value : null);
     const show = () => {
       if (field) field.hidden = template.value !== "file";
+      pasteBox.hidden = template.value !== "paste";
     };
     template.value = path?.value ? "file" : "builtin";
     template.addEventListener("change", () => {
-      if (template.value === "builtin" && path) path.value = "";
+      if (template.value !== "file" && path) path.value = "";
       show();
-      if (template.value === "builtin") read();
+      if (template.value !== "file") read();
     });
     path?.addEventListener("change", read);
     show();
@@ -212,6 +241,7 @@ class SettingsView {
       "div",
       { class: "nbb-set-comfy" },
       h("label", { class: "nbb-set-field" }, h("span", { text: s.set_template }), template),
+      pasteBox,
       h(
         "div",
         { class: "nbb-set-row" },
@@ -232,10 +262,19 @@ class SettingsView {
   async readWorkflow(chosen) {
     const s = this.strings;
     const workflow = this.optFields.workflow ? this.optFields.workflow.value : "";
+    const json = this.comfyJson ? this.comfyJson() : null;
+    if (json !== null && !json.trim()) {
+      // nothing pasted yet: no inputs to choose from
+      this.mapSelects = {};
+      this.mapBox.replaceChildren(h("div", { class: "nbb-set-help", text: s.set_workflow_paste_help }));
+      return;
+    }
     try {
-      const { msg } = await this.channel.request("workflow", { workflow });
-      // the person's choices so far win over the saved ones, the saved over the detected
+      const { msg } = await this.channel.request("workflow", json ? { workflow, workflow_json: json } : { workflow });
+      // the person's choices so far win over the saved ones, the saved over the detected;
+      // a saved slot may be null (not mapped on purpose) or several inputs (the first shown)
       const current = Object.fromEntries(Object.entries(this.mapSelects || {}).map(([k, el]) => [k, el.value]));
+      const first = (v) => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
       this.mapSelects = {};
       const rows = msg.slots.map((slot) => {
         const detected = msg.detected[slot];
@@ -250,12 +289,22 @@ class SettingsView {
           }
         }
         const select = h("select", { "aria-label": `${s.set_mapping}: ${label}` }, ...options);
-        const wanted = current[slot] ?? chosen[slot] ?? detected ?? "";
+        const wanted = slot in current ? current[slot] : slot in chosen ? first(chosen[slot]) : (detected ?? "");
         select.value = options.some((o) => o.value === wanted) ? wanted : (detected ?? "");
         this.mapSelects[slot] = select;
-        return h("label", { class: "nbb-set-field" }, h("span", { text: label }), select);
+        // a detected slot that sets other inputs too (a width a scheduler needs as well)
+        const also = msg.also?.[slot];
+        const note = also?.length ? h("div", { class: "nbb-set-help", text: fmt(s, "map_also", { inputs: also.join(", ") }) }) : null;
+        if (note) {
+          const paint = () => {
+            note.hidden = select.value !== detected;
+          };
+          select.addEventListener("change", paint);
+          paint();
+        }
+        return [h("label", { class: "nbb-set-field" }, h("span", { text: label }), select), note];
       });
-      this.mapBox.replaceChildren(...rows);
+      this.mapBox.replaceChildren(...rows.flat().filter((el) => el !== null));
     } catch (err) {
       this.mapSelects = {};
       this.mapBox.replaceChildren(h("div", { class: "nbb-alert", role: "alert", text: this.words(err) }));
@@ -349,6 +398,8 @@ class SettingsView {
     if (this.mapBox && this.mapSelects && Object.keys(this.mapSelects).length) {
       out.mapping = Object.fromEntries(Object.entries(this.mapSelects).map(([k, el]) => [k, el.value]));
     }
+    const json = this.comfyJson?.();
+    if (this.mapBox && json) out.workflow_json = json; // kept as a file on Save
     return out;
   }
 

@@ -123,18 +123,39 @@ def _builtin_img2img() -> dict[str, Any]:
 Slot = tuple[str, str]
 
 
-def _slot(value: object, field: str) -> Slot | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and "." in value:
-        node, _, name = value.rpartition(".")
+def _slot(value: object, field: str) -> Slot:
+    """``"node.input"`` or ``[node, input]`` as a slot. Node ids never hold a dot (they
+    are numbers, or ``"68:47"`` inside a subgraph); input names may (``values.a``)."""
+    if isinstance(value, str) and "." in value.strip(".") and not value.startswith("."):
+        node, _, name = value.partition(".")
         return node, name
-    if isinstance(value, (tuple, list)) and len(value) == 2:
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (str, int)) for v in value)
+        and "." not in str(value[0])
+    ):
         return str(value[0]), str(value[1])
     raise ConfigError(
-        f"mapping {field!r} must be 'node_id.input_name' (e.g. '6.text') or "
-        f"[node_id, input_name], got {value!r}"
+        f"mapping {field!r} must be 'node_id.input_name' (e.g. '6.text'), "
+        f"[node_id, input_name], a list of those (inputs set together, e.g. "
+        f"['5.width', '17.width']) or None (not mapped), got {value!r}"
     )
+
+
+def _targets(value: object, field: str) -> tuple[Slot, ...]:
+    """One slot, or several set together (``["5.width", "17.width"]``)."""
+    if isinstance(value, (tuple, list)) and value:
+        try:
+            return (_slot(value, field),)  # [node, input]
+        except ConfigError:
+            pass
+        return tuple(_slot(v, field) for v in value)
+    return (_slot(value, field),)
+
+
+def _slot_text(slot: Slot) -> str:
+    return f"{slot[0]}.{slot[1]}"
 
 
 @dataclass(frozen=True)
@@ -143,12 +164,19 @@ class WorkflowMapping:
 
     ``output`` optionally names the one node whose images are the result (default: every
     node that saved images). Build from a dict with :meth:`from_dict`, e.g.
-    ``{"prompt": "6.text", "seed": "3.seed", "image": "10.image"}``.
+    ``{"prompt": "6.text", "seed": "3.seed", "image": "10.image"}``; a list sets several
+    inputs together (``{"width": ["5.width", "17.width"]}``: the latent and a scheduler
+    that needs the same width), and ``None`` leaves a slot not mapped even where it is
+    detected (``{"negative": None}``).
+
+    ``also`` holds the further inputs of a slot that get the same value (the field holds
+    the first); :meth:`targets` gives them all. ``unmapped`` names the slots cleared on
+    purpose: :meth:`merged` clears them in the detected mapping.
 
     ``replaces`` names the slots (found by :func:`detect_mapping`, never given by hand)
-    whose input is linked to a node that only computes that number for it (a
+    whose inputs are linked to a node that only computes that number for them (a
     ``ResolutionSelector``, a ``GetImageSize`` of the reference, a math node): a task
-    that sets the value replaces the link; one that does not keeps the workflow's own.
+    that sets the value replaces the links; one that does not keeps the workflow's own.
     """
 
     prompt: Slot | None = None
@@ -165,62 +193,113 @@ class WorkflowMapping:
     image: Slot | None = None
     output: str | None = None
     replaces: frozenset[str] = frozenset()
+    also: Mapping[str, tuple[Slot, ...]] = field(default_factory=dict, hash=False)
+    unmapped: frozenset[str] = frozenset()
+
+    #: the fields that are not slots
+    _OWN: ClassVar[frozenset[str]] = frozenset({"output", "replaces", "also", "unmapped"})
+
+    @classmethod
+    def slot_names(cls) -> tuple[str, ...]:
+        """The slots (``prompt``, ``seed``, ``width`` ...), in their order."""
+        return tuple(f.name for f in fields(cls) if f.name not in cls._OWN)
+
+    def targets(self, name: str) -> tuple[Slot, ...]:
+        """Every input the slot ``name`` sets: its own, then ``also``'s."""
+        first = getattr(self, name)
+        return () if first is None else (first, *self.also.get(name, ()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkflowMapping:
-        known = {f.name for f in fields(cls)} - {"replaces"}
+        known = set(cls.slot_names()) | {"output"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown mapping key(s) {sorted(unknown)}; known: {sorted(known)}")
         values: dict[str, Any] = {}
+        also: dict[str, tuple[Slot, ...]] = {}
+        unmapped: set[str] = set()
         for key, value in data.items():
             if key == "output":
-                values[key] = None if value is None else str(value)
+                values[key] = None if value in (None, "") else str(value)
+            elif value is None or value == "" or value == []:
+                unmapped.add(key)
             else:
-                values[key] = _slot(value, key)
-        return cls(**values)
+                first, *more = _targets(value, key)
+                values[key] = first
+                if more:
+                    also[key] = tuple(dict.fromkeys(more))
+        return cls(**values, also=also, unmapped=frozenset(unmapped))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping as :meth:`from_dict` reads it (what a saved configuration keeps):
+        ``"node.input"``, a list of those for several inputs, ``None`` for a slot left
+        unmapped on purpose."""
+        out: dict[str, Any] = {}
+        for name in self.slot_names():
+            targets = self.targets(name)
+            if targets:
+                texts = [_slot_text(t) for t in targets]
+                out[name] = texts[0] if len(texts) == 1 else texts
+            elif name in self.unmapped:
+                out[name] = None
+        if self.output is not None:
+            out["output"] = self.output
+        return out
 
     def merged(self, override: WorkflowMapping) -> WorkflowMapping:
-        """This mapping with every field ``override`` sets replaced."""
-        changes = {f.name: getattr(override, f.name) for f in fields(self) if f.name != "replaces"}
-        changed = {k: v for k, v in changes.items() if v is not None}
+        """This mapping with every slot ``override`` sets (or unmaps) replaced."""
+        changes: dict[str, Any] = {
+            name: getattr(override, name)
+            for name in (*self.slot_names(), "output")
+            if getattr(override, name) is not None
+        }
+        for name in override.unmapped:
+            changes[name] = None
+        also = {k: v for k, v in self.also.items() if k not in changes}
+        also.update({k: v for k, v in override.also.items() if k in changes})
         # a slot given anew holds a value: it replaces no link any more
-        replaces = (self.replaces - set(changed)) | override.replaces
-        return replace(self, **changed, replaces=frozenset(replaces))
+        replaces = (self.replaces - set(changes)) | override.replaces
+        return replace(
+            self,
+            **changes,
+            replaces=frozenset(replaces),
+            also=also,
+            unmapped=(self.unmapped - set(changes)) | override.unmapped,
+        )
 
     def check(self, graph: Mapping[str, Any]) -> None:
         """Raise ConfigError when a slot names a node or input the graph does not have."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or f.name == "replaces":
-                continue
-            if f.name == "output":
-                if value not in graph:
-                    raise ConfigError(f"mapping output: the workflow has no node {value!r}")
-                continue
-            node_id, input_name = value
-            node = graph.get(node_id)
-            if not isinstance(node, Mapping):
-                raise ConfigError(
-                    f"mapping {f.name}: the workflow has no node {node_id!r} "
-                    f"(nodes: {', '.join(sorted(graph)[:20])})"
-                )
-            inputs = node.get("inputs", {})
-            if input_name not in inputs:
-                raise ConfigError(
-                    f"mapping {f.name}: node {node_id} ({node.get('class_type')}) has no "
-                    f"input {input_name!r} (inputs: {', '.join(sorted(inputs))})"
-                )
-            link = inputs[input_name]
-            if isinstance(link, list) and f.name not in self.replaces:
-                source = str(link[0]) if link else "?"
-                raise ConfigError(
-                    f"mapping {f.name}: input {input_name!r} of node {node_id} "
-                    f"({node.get('class_type')}) is linked to the output of node {source} "
-                    f"({_class(graph, source) or '?'}), so a value put there would cut the "
-                    "link; map an input that holds a value, e.g. the text of the node that "
-                    "makes it"
-                )
+        if self.output is not None and self.output not in graph:
+            raise ConfigError(f"mapping output: the workflow has no node {self.output!r}")
+        for name in self.slot_names():
+            for node_id, input_name in self.targets(name):
+                self._check_input(graph, name, node_id, input_name)
+
+    def _check_input(
+        self, graph: Mapping[str, Any], name: str, node_id: str, input_name: str
+    ) -> None:
+        node = graph.get(node_id)
+        if not isinstance(node, Mapping):
+            raise ConfigError(
+                f"mapping {name}: the workflow has no node {node_id!r} "
+                f"(nodes: {', '.join(sorted(graph)[:20])})"
+            )
+        inputs = node.get("inputs", {})
+        if input_name not in inputs:
+            raise ConfigError(
+                f"mapping {name}: node {node_id} ({node.get('class_type')}) has no "
+                f"input {input_name!r} (inputs: {', '.join(sorted(inputs))})"
+            )
+        link = inputs[input_name]
+        if isinstance(link, list) and name not in self.replaces:
+            source = str(link[0]) if link else "?"
+            raise ConfigError(
+                f"mapping {name}: input {input_name!r} of node {node_id} "
+                f"({node.get('class_type')}) is linked to the output of node {source} "
+                f"({_class(graph, source) or '?'}), so a value put there would cut the "
+                "link; map an input that holds a value, e.g. the text of the node that "
+                "makes it"
+            )
 
 
 #: sampler class -> (seed, steps, cfg, sampler name, denoise) inputs on the node itself
@@ -324,48 +403,64 @@ def _primitive(graph: Mapping[str, Any], node_id: str | None, depth: int = 0) ->
     return None
 
 
-def _consumers(graph: Mapping[str, Any], source: str) -> list[tuple[str, str]]:
-    """Every (node, input) fed by an output of ``source``."""
-    return [
-        (node_id, name)
-        for node_id in graph
-        for name, value in _inputs(graph, node_id).items()
-        if isinstance(value, list) and value and str(value[0]) == source
-    ]
+#: the inputs a computed size may feed, besides the latent's, and still be replaced: a
+#: scheduler, ``ModelSamplingFlux``, a second latent, a bounding-box canvas need the size
+#: of the picture, which the task's then is
+_SIZE_INPUTS = ("width", "height")
 
 
-def _size_input(graph: Mapping[str, Any], latent: str, name: str) -> tuple[Slot | None, bool]:
-    """The slot setting ``latent``'s ``width`` or ``height`` and whether it replaces a link.
+def _size_input(graph: Mapping[str, Any], latent: str, name: str) -> tuple[tuple[Slot, ...], bool]:
+    """The inputs setting ``latent``'s ``width`` or ``height``, and whether they replace
+    links.
 
-    A value on the node (or on a primitive feeding it) is the slot. A link from a node
-    whose outputs feed nothing but this latent's size (a ``ResolutionSelector``, a
-    ``GetImageSize`` of the reference, a math node on a primitive) is replaced by the
-    task's value: nothing else of the workflow depends on that number.
+    A value on the node (or on a primitive feeding it) is the one input. A link from a
+    node whose outputs feed nothing but sizes (a ``ResolutionSelector``, a
+    ``GetImageSize`` of the reference, a math node, a primitive fed by one of those) is
+    replaced by the task's value in every input it feeds of that name: the latent's
+    first, then the others that must agree with it (``Flux2Scheduler``,
+    ``ModelSamplingFlux``, a second latent...). Anything else fed by it (a prompt
+    builder, an upscale factor) would lose its link for a value of another meaning, so
+    then no input is found.
     """
     slot = _literal(graph, latent, (name,))
     if slot is not None:
-        return slot, False
-    source = _linked(graph, latent, name)
-    if source is None:
-        return None, False
-    if all(
-        node == latent and used in ("width", "height") for node, used in _consumers(graph, source)
-    ):
-        return (latent, name), True
-    return None, False
+        return (slot,), False
+    if _linked(graph, latent, name) is None:
+        return (), False
+    # the outputs feeding the latent's size (a square: one output feeds both)
+    links = {
+        (str(link[0]), link[1])
+        for link in (_inputs(graph, latent).get(n) for n in _SIZE_INPUTS)
+        if isinstance(link, list) and len(link) == 2
+    }
+    fed = [
+        (node_id, used)
+        for node_id in graph
+        for used, value in _inputs(graph, node_id).items()
+        if isinstance(value, list) and len(value) == 2 and (str(value[0]), value[1]) in links
+    ]
+    if not all(used in _SIZE_INPUTS for _, used in fed):
+        return (), False
+    others = sorted(
+        {(node, used) for node, used in fed if used == name and node != latent},
+        key=lambda t: (len(t[0]), t[0]),
+    )
+    return ((latent, name), *others), True
 
 
 def _latent_size(graph: Mapping[str, Any], latent: str) -> dict[str, Any]:
     width, cut_w = _size_input(graph, latent, "width")
     height, cut_h = _size_input(graph, latent, "height")
-    if width is None or height is None:
+    if not width or not height:
         return {}
     cut = {name for name, flag in (("width", cut_w), ("height", cut_h)) if flag}
+    more = {name: t[1:] for name, t in (("width", width), ("height", height)) if len(t) > 1}
     return {
-        "width": width,
-        "height": height,
+        "width": width[0],
+        "height": height[0],
         "batch_size": _literal(graph, latent, ("batch_size",)),
         "replaces": frozenset(cut),
+        "also": more,
     }
 
 
@@ -441,7 +536,7 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
     (``_meta.title``) marks that slot, over what was detected. Only inputs holding a value
     (not a link) are mapped.
     """
-    found: dict[str, Slot | None] = {}
+    found: dict[str, Any] = {}  # the slots, and the latent's "replaces" / "also"
     sampler = _base_sampler(graph)
     if sampler is not None:
         seed, steps, cfg, sampler_name, denoise = _SAMPLERS[_class(graph, sampler)]
@@ -512,8 +607,9 @@ def detect_mapping(graph: Mapping[str, Any]) -> WorkflowMapping:
     titled = _titled(graph)
     found.update(titled)
     replaces = set(found.pop("replaces", None) or ()) - set(titled)
+    also = {k: v for k, v in (found.pop("also", None) or {}).items() if k not in titled}
     keep: dict[str, Any] = {name: slot for name, slot in found.items() if slot is not None}
-    return WorkflowMapping(**keep, replaces=frozenset(replaces))
+    return WorkflowMapping(**keep, replaces=frozenset(replaces), also=also)
 
 
 def _titled(graph: Mapping[str, Any]) -> dict[str, Slot]:
@@ -685,8 +781,11 @@ class ComfyUIProvider(Provider):
 
     Time: the attempt timeout (the runner's, or ``run_timeout``) counts from when the
     server starts the prompt; ``queue_timeout`` bounds the time it waits in ComfyUI's
-    queue. When the server stops answering (a restart) an attempt waits up to
-    ``server_wait`` seconds for it, then raises :class:`ServerUnavailableError`.
+    queue. When the server stops answering an attempt waits for it, then raises
+    :class:`ServerUnavailableError` (the run pauses until the server answers again): a
+    server that refuses connections (nothing listens: it is down or restarting, and its
+    queue went with it) after ``unreachable_wait`` seconds; one that takes connections
+    but does not answer them (busy loading, a slow network) after ``server_wait``.
     """
 
     name: ClassVar[str] = INFO.name
@@ -707,6 +806,7 @@ class ComfyUIProvider(Provider):
         queue_timeout: float | None = 3600.0,
         run_timeout: float | None = None,
         server_wait: float = 90.0,
+        unreachable_wait: float = 1.0,
         timeouts: Timeouts | None = None,
         max_download_bytes: int = 100 * 1024 * 1024,
         max_concurrency: int | None = None,
@@ -738,6 +838,7 @@ class ComfyUIProvider(Provider):
         self.queue_timeout = queue_timeout
         self.run_timeout = run_timeout
         self.server_wait = server_wait
+        self.unreachable_wait = unreachable_wait
         #: seconds between ``/queue`` looks when polling, and at least between two looks
         #: prompted by ``status`` broadcasts (a busy server sends many)
         self.queue_check = 2.0
@@ -751,6 +852,8 @@ class ComfyUIProvider(Provider):
         self.taking_back = False
         self._down_since: float | None = None
         self._clock: Callable[[], float] = time.monotonic
+        #: the wait between probes of a server that does not answer (tests inject theirs)
+        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         #: seed input maxima read from /object_info, per node class (once per server)
         self._seed_limits: dict[str, tuple[int, int] | None] = {}
         self.max_download_bytes = max_download_bytes
@@ -850,9 +953,10 @@ class ComfyUIProvider(Provider):
         graph = copy.deepcopy(base)
         p = request.params
 
-        def put(slot: Slot | None, value: Any) -> None:
-            if slot is not None and value is not None:
-                graph[slot[0]]["inputs"][slot[1]] = value
+        def put(name: str, value: Any) -> None:
+            if value is not None:
+                for node_id, input_name in mapping.targets(name):
+                    graph[node_id]["inputs"][input_name] = value
 
         # A workflow's own fixed seed would give every task the same picture: a task
         # without a seed gets a fresh random one, recorded with its images.
@@ -864,25 +968,24 @@ class ComfyUIProvider(Provider):
                 seed = p.seed
             else:
                 seed = self._rng.randint(max(0, low), max(0, low, high))
-        put(mapping.prompt, request.prompt)
-        put(mapping.negative, p.negative_prompt or ("" if self.builtin else None))
-        put(mapping.seed, seed)
+        put("prompt", request.prompt)
+        put("negative", p.negative_prompt or ("" if self.builtin else None))
+        put("seed", seed)
         dims = p.dimensions
         if dims:
-            put(mapping.width, dims[0])
-            put(mapping.height, dims[1])
-        if mapping.batch_size is not None:
-            put(mapping.batch_size, p.n)
-        put(mapping.steps, p.steps)
-        put(mapping.cfg, p.cfg_scale)
-        put(mapping.sampler, p.sampler)
-        put(mapping.denoise, p.strength)
-        put(mapping.model, p.model or self.model)
+            put("width", dims[0])
+            put("height", dims[1])
+        put("batch_size", p.n)
+        put("steps", p.steps)
+        put("cfg", p.cfg_scale)
+        put("sampler", p.sampler)
+        put("denoise", p.strength)
+        put("model", p.model or self.model)
         if uploaded:
-            put(mapping.image, uploaded[0])
+            put("image", uploaded[0])
         for key, value in p.extras.items():
             # extras: {"<node>.<input>": value} sets any other input of the graph
-            node_id, _, input_name = str(key).rpartition(".")
+            node_id, _, input_name = str(key).partition(".")  # "98:31.values.a"
             if node_id in graph and isinstance(graph[node_id], Mapping):
                 graph[node_id]["inputs"][input_name] = value
             else:
@@ -942,12 +1045,19 @@ class ComfyUIProvider(Provider):
         graph, mapping = self._graph_for(request)
         if mapping.seed is None or (request.params.seed is not None and request.params.seed >= 0):
             return None
-        node_id, input_name = mapping.seed
-        cls = str(graph[node_id].get("class_type"))
-        key = f"{cls}.{input_name}"
-        if key not in self._seed_limits:
-            self._seed_limits[key] = await self._input_range(cls, input_name, request)
-        return self._seed_limits[key]
+        ranges = []
+        for node_id, input_name in mapping.targets("seed"):
+            cls = str(graph[node_id].get("class_type"))
+            key = f"{cls}.{input_name}"
+            if key not in self._seed_limits:
+                self._seed_limits[key] = await self._input_range(cls, input_name, request)
+            ranges.append(self._seed_limits[key])
+        if all(r is None for r in ranges):
+            return None
+        # several seed inputs set together (base and refiner): a seed all of them take;
+        # one whose range is unknown counts with the safe fallback range
+        both = [r or (0, _SEED_FALLBACK_MAX) for r in ranges]
+        return max(r[0] for r in both), min(r[1] for r in both)
 
     async def _input_range(
         self, cls: str, input_name: str, request: GenerationRequest
@@ -1342,26 +1452,36 @@ class ComfyUIProvider(Provider):
         return "absent"
 
     async def _wait_for_server(self, error: ProviderError, request: GenerationRequest) -> None:
-        """Wait (at most ``server_wait`` s) until the server answers again, or raise."""
+        """Wait until the server answers again, or raise :class:`ServerUnavailableError`.
+
+        A probe whose connection is refused (nothing listens at the address: ComfyUI is
+        down or restarting, and its queue and running prompt went with it) ends the wait
+        after ``unreachable_wait`` seconds, so that the run pauses for the server at once
+        instead of holding its tasks as "running"; a probe that connects but gets no
+        answer in time (a busy or far server) is waited for up to ``server_wait``.
+        """
         started = self._clock()
         if self._down_since is None:
             self._down_since = started
             log.warning(
-                "%s: the server at %s does not answer (%s); waiting up to %g s for it",
+                "%s: the server at %s does not answer (%s); waiting for it",
                 self.name,
                 self.base_url,
                 error,
-                self.server_wait,
             )
         last = error
+        refused = True
 
         async def probe() -> None:
-            nonlocal last
+            nonlocal last, refused
             try:
                 await self._http.request("GET", "/system_stats", task_id=request.task_id)
             except (ProviderConnectionError, ProviderTimeoutError) as exc:
                 last = exc
-                if self._clock() - started >= self.server_wait:
+                refused = not isinstance(exc, ProviderTimeoutError)
+                bound = min(self.unreachable_wait, self.server_wait) if refused else None
+                waited = self._clock() - started
+                if waited >= self.server_wait or (bound is not None and waited >= bound):
                     raise _GaveUp(str(exc)) from None
                 raise
             except ProviderError:
@@ -1369,19 +1489,25 @@ class ComfyUIProvider(Provider):
 
         policy = RetryPolicy(
             name="server-wait",
-            max_retries=10**6,  # bounded by server_wait, in probe()
+            max_retries=10**6,  # bounded by server_wait / unreachable_wait, in probe()
             base_delay=self.server_probe_interval,
             max_delay=5.0,
             jitter=(1.0, 1.0),
         )
         self.waiting_for_server += 1
         try:
-            await retrying(probe, policy)
+            await retrying(probe, policy, sleep=self._sleep)
         except _GaveUp:
+            self._down_since = None  # the run takes over the waiting (and says so)
+            said = (
+                "cannot be reached (nothing answers at that address)"
+                if refused
+                else f"has not answered for {self.server_wait:g} s"
+            )
             raise ServerUnavailableError(
-                f"{self.name}: the ComfyUI server at {self.base_url} has not answered "
-                f"for {self.server_wait:g} s (last error: {last}); start it again (or "
-                "check the address), then retry the task or resume the run",
+                f"{self.name}: the ComfyUI server at {self.base_url} {said} (last error: "
+                f"{last}); start it again (or check the address): a run waits for it and "
+                "goes on by itself, or retry the task",
                 provider=self.name,
                 task_id=request.task_id,
             ) from None

@@ -15,8 +15,10 @@ page → kernel
     ``save {values}``                write the config file (``save_settings``) and the
                                      studio's own small file (LLM, runner defaults)
     ``test {values}``                ``check_connection`` of the image provider, in words
-    ``workflow {workflow}``          ComfyUI: the workflow's nodes and detected mapping
-                                     (``_comfyform``); ``save`` then takes ``mapping``
+    ``workflow {workflow, workflow_json}``  ComfyUI: the workflow's nodes and detected
+                                     mapping (``_comfyform``), of a file or of given
+                                     JSON; ``save`` then takes ``mapping`` (and
+                                     ``workflow_json``, kept as a file)
 
 Synced traits: ``lang``, ``key_set`` and ``llm_key_set`` (booleans, never the key).
 """
@@ -53,7 +55,7 @@ from nbbatch.errors import ConfigError, NbbatchError, UnknownProviderError
 from nbbatch.planning import LLMConfig
 from nbbatch.providers import available_providers
 
-from ._comfyform import checked_mapping, workflow_form
+from ._comfyform import checked_mapping, keep_workflow, workflow_form
 from ._dispatch import DEFERRED as _DEFERRED
 from ._i18n import catalogue
 from ._panel import Panel
@@ -273,8 +275,8 @@ class SettingsPanel(Panel):
                 values.update(model=cfg.model or "")
                 values["options"] = {k: str(v) for k, v in cfg.options.items() if k != "mapping"}
                 mapping = cfg.options.get("mapping")
-                if isinstance(mapping, dict):  # ComfyUI: slot -> "node.input"
-                    values["mapping"] = {str(k): str(v) for k, v in mapping.items()}
+                if isinstance(mapping, dict):  # ComfyUI: slot -> "node.input", list, None
+                    values["mapping"] = providers.WorkflowMapping.from_dict(mapping).to_dict()
                 values["defaults"] = {k: str(v) for k, v in cfg.params.items()}
                 # the configuration's own cap (set in code): kept, shown as a limit
                 values["provider_limit"] = cfg.concurrency
@@ -469,9 +471,18 @@ class SettingsPanel(Panel):
         )
         v["mapping"] = {}
         if v["provider"] == "comfyui":  # the workflow is read, the mapping checked on it
+            given = raw.get("workflow_json")
+            if given not in (None, ""):
+                if not isinstance(given, str):
+                    raise UserFacingError("bad_request", type="workflow_json")
+                # JSON from the page (pasted, or a file the browser opened) is kept
+                # beside the settings, which name its path as for any file
+                v["options"]["workflow"] = str(keep_workflow(self._config_dir(), given))
+            saved = self.values.get("mapping") if same else {}
             v["mapping"] = checked_mapping(
                 v["options"].get("workflow", ""),
-                raw.get("mapping", self.values.get("mapping") if same else {}),
+                raw.get("mapping", saved),
+                previous=saved,
             )
         return v
 
@@ -525,7 +536,7 @@ class SettingsPanel(Panel):
         return _DEFERRED
 
     def _on_workflow(self, content: dict[str, Any]) -> dict[str, Any]:
-        return workflow_form(content.get("workflow", ""))
+        return workflow_form(content.get("workflow", ""), content.get("workflow_json"))
 
     def _changed(self) -> None:
         if self._on_change is not None:
