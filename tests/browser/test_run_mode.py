@@ -43,8 +43,8 @@ studio
 
 
 def labels(studio: Locator) -> Locator:
-    """What each row says beside its status (for a task at a batch API: where it is)."""
-    return studio.locator(".nbb-row[data-task-id] .nbb-attempts")
+    """Where each row says its task is (shown only while at a batch API)."""
+    return studio.locator(".nbb-row[data-task-id] .nbb-where")
 
 
 def move_job(lab, page: Page, seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -77,6 +77,12 @@ def test_run_all_through_the_openai_batch_api_and_watch_the_rows_follow_the_job(
     lab.screenshot(page, "1-queued-at-openai")
     move_job(lab, page, 20)
     expect(labels(studio)).to_have_text(["submitted to the batch API: in progress at OpenAI"] * 2)
+    # in its own cell, under the badge: never under the row's buttons
+    where = labels(studio).first.bounding_box()
+    actions = studio.locator(".nbb-row[data-task-id] .nbb-c-actions").first.bounding_box()
+    status = studio.locator(".nbb-row[data-task-id] .nbb-c-status").first.bounding_box()
+    assert where and actions and status
+    assert where["x"] + where["width"] <= status["x"] + status["width"] <= actions["x"]
     lab.set_theme(page, "dark")
     lab.screenshot(page, "2-in-progress-dark")
     lab.set_theme(page, "light")
