@@ -16,7 +16,7 @@ import pytest
 
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
 from nbbatch.core._events import RemoteJobChanged, RunState
-from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner, remote_jobs
+from nbbatch.engine._batchapi import _WHERE, BATCH_API_KIND, BatchApiRunner, remote_jobs, where
 from nbbatch.errors import ConfigError
 from nbbatch.providers import GeminiProvider, OpenAIProvider
 from nbbatch.providers._batchapi import RemoteJob
@@ -481,3 +481,14 @@ async def test_poll_now_asked_while_a_poll_is_under_way_skips_the_next_nap(
     # a nap after a poll that found nothing new; none after the one asked during
     assert naps == [2.0]
     assert gets == 4 and batch.tasks[0].status is TaskStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("state", sorted(set(_WHERE) - {"uploaded"}))
+def test_a_tasks_label_reads_back_to_the_jobs_state_and_provider(state: str) -> None:
+    assert where(_WHERE[state].format(label="Gemini")) == (state, "Gemini")
+
+
+def test_other_words_are_no_batch_api_label() -> None:
+    assert where(None) is None and where("") is None
+    assert where("rate limited by OpenAI") is None
+    assert where("submitted to the batch API: queued at ") is None  # no provider named

@@ -15,7 +15,7 @@ from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner
 from nbbatch.events import RemoteJobChanged
 from nbbatch.providers import OpenAIProvider
 from nbbatch.testing import BatchClock, FakeOpenAI
-from nbbatch.widgets import StudioSession, TaskGrid
+from nbbatch.widgets import StudioSession, TaskGrid, _rows
 from tests.widgets.page import FakeClock, FakeScheduler, Page
 
 KEY = "test-key-runmode-0001"
@@ -175,3 +175,16 @@ async def test_the_rows_follow_the_batch_api_job_as_it_moves_without_a_reload(
     (patch,) = page.of_type("patch")
     assert {r["st"] for r in patch["full"]} == {"succeeded"}
     assert all("er" not in r and r["ni"] == 1 for r in patch["full"])
+
+
+def test_a_row_says_where_its_task_is_at_the_batch_api_in_the_pages_language() -> None:
+    # the engine journals the label in English: a Chinese studio showed it as it was
+    task = nbbatch.Task("a fox")
+    task.transition(TaskStatus.QUEUED)
+    task.transition(TaskStatus.RUNNING)
+    task.error = "submitted to the batch API: in progress at OpenAI"
+    task.error_kind = BATCH_API_KIND
+    assert _rows.row(task, 1, "zh")["er"] == "已提交到批量 API：OpenAI 处理中"
+    assert _rows.row(task, 1, "en")["er"] == task.error
+    task.error_kind = "rate_limited"  # any other error is shown as it is
+    assert _rows.row(task, 1, "zh")["er"] == task.error

@@ -49,6 +49,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -84,7 +85,7 @@ from ._recovery import run_alive
 from ._runner import Runner
 from ._store import Workspace
 
-__all__ = ["BATCH_API_KIND", "BatchApiRunner", "remote_jobs", "runner_factory"]
+__all__ = ["BATCH_API_KIND", "BatchApiRunner", "remote_jobs", "runner_factory", "where"]
 
 log = logging.getLogger("nbbatch")
 
@@ -144,6 +145,29 @@ _WHERE = {
     "expired": "submitted to the batch API: expired at {label}, collecting what it made",
     "cancelled": "submitted to the batch API: cancelled at {label}, collecting what it made",
 }
+
+
+def _read_back(words: str) -> re.Pattern[str]:
+    head, _, tail = words.partition("{label}")
+    return re.compile(f"{re.escape(head)}(.+?){re.escape(tail)}", re.DOTALL)
+
+
+#: each label read back to its state ("prepared" and "uploaded" say the same)
+_READ_BACK = [(state, _read_back(w)) for state, w in _WHERE.items() if state != "uploaded"]
+
+
+def where(label: str | None) -> tuple[str, str] | None:
+    """The job state and the provider a batch API task's label names, e.g. ``("in_progress",
+    "OpenAI")``, so a view can say it in its own language (None: not such a label)."""
+    if not label:
+        return None
+    for state, pattern in _READ_BACK:
+        found = pattern.fullmatch(label)
+        if found is not None:
+            return state, found.group(1)
+    return None
+
+
 #: why a task the service never ran is runnable again
 _UNRUN_WORDS = {
     "expired": (
