@@ -7,8 +7,8 @@ at OpenAI as it moves, and end with their images, seen in the gallery.
 
 Deterministic: the fake's jobs run on a ``BatchClock`` that only this test moves, and
 after each move ``studio.runner.poll_now()`` has the run ask at once instead of at its
-next (backed-off) poll. Nothing waits for time to pass. Screenshots (light, dark) go to
-test-artifacts/screenshots.
+next (backed-off) poll. Nothing waits for time to pass. Screenshots (light, dark,
+Chinese) go to test-artifacts/screenshots.
 """
 
 from __future__ import annotations
@@ -86,8 +86,15 @@ def test_run_all_through_the_openai_batch_api_and_watch_the_rows_follow_the_job(
     lab.set_theme(page, "dark")
     lab.screenshot(page, "2-in-progress-dark")
     lab.set_theme(page, "light")
+    # a Chinese grid on the same batch says it in Chinese, and follows the job too
+    lab.add_cell(page, 'BatchStudio(batch, lang="zh", panels=["grid"])')
+    zh = page.locator(".nbb-root").nth(1)
+    expect(labels(zh)).to_have_text(["已提交到批量 API：OpenAI 处理中"] * 2)
     move_job(lab, page, 95)
     expect(labels(studio)).to_have_text(["submitted to the batch API: finishing at OpenAI"] * 2)
+    expect(labels(zh)).to_have_text(["已提交到批量 API：OpenAI 即将完成"] * 2)
+    zh.scroll_into_view_if_needed()
+    lab.screenshot(page, "3-finishing-zh")
     # still the same run, polled rather than sent again: one job, no request sent now
     created = (
         "print(len(fake.batch_api.created), len(fake.calls('/v1/images/generations', 'POST')))"
@@ -100,7 +107,7 @@ def test_run_all_through_the_openai_batch_api_and_watch_the_rows_follow_the_job(
     expect(labels(studio)).to_have_text(["", ""])
     thumb = studio.locator(".nbb-row[data-task-id] .nbb-c-results img").first
     expect(thumb).to_have_js_property("complete", True)
-    lab.screenshot(page, "3-done")
+    lab.screenshot(page, "4-done")
     thumb.click()
     dialog = page.get_by_role("dialog", name="Gallery")
     expect(dialog.locator(".nbb-g-prompt")).to_have_text("a red fox in snow")
@@ -108,6 +115,6 @@ def test_run_all_through_the_openai_batch_api_and_watch_the_rows_follow_the_job(
     page.wait_for_function(
         "(img) => img.complete && img.naturalWidth === 64", arg=image.element_handle()
     )
-    lab.screenshot(page, "4-gallery")
+    lab.screenshot(page, "5-gallery")
     page.keyboard.press("Escape")
     assert not [c for c in lab.console if "pageerror" in c]
