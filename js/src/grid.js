@@ -451,6 +451,8 @@ export class Grid {
       badge: h("span", { class: "nbb-badge" }),
       bar: h("div", { class: "nbb-bar" }, h("i")),
       attempts: h("span", { class: "nbb-attempts" }),
+      // where a task at a provider's batch API is ("in progress at OpenAI"), under the badge
+      where: h("span", { class: "nbb-where", hidden: true }),
       error: h("button", { type: "button", class: "nbb-err", tabindex: -1 }),
       results: h("div", { class: "nbb-thumbs" }),
       edit: btn("edit", "edit", "edit"),
@@ -472,7 +474,14 @@ export class Grid {
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-num" }, parts.grip, parts.num),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-refs" }, parts.parent, parts.refs),
       parts.prompt,
-      h("div", { role: "gridcell", class: "nbb-cell nbb-c-status" }, h("div", { class: "nbb-sline" }, parts.badge, parts.attempts), parts.bar, parts.error),
+      h(
+        "div",
+        { role: "gridcell", class: "nbb-cell nbb-c-status" },
+        h("div", { class: "nbb-sline" }, parts.badge, parts.attempts),
+        parts.bar,
+        parts.where,
+        parts.error,
+      ),
       h("div", { role: "gridcell", class: "nbb-cell nbb-c-results" }, parts.results),
       h(
         "div",
@@ -541,11 +550,16 @@ export class Grid {
     const pct = row.pc ?? 0;
     setText(p.badge, waiting ? s.st_waiting : fmt(s, `st_${row.st}`, { pct }));
     p.badge.className = `nbb-badge nbb-st-${row.st}`;
-    p.bar.hidden = row.st !== "running" || waiting;
-    p.bar.firstChild.style.width = `${pct}%`;
-    // a task sent to a provider's batch API says where it is ("queued at OpenAI")
+    // A task sent to a provider's batch API says where it is ("queued at OpenAI") in
+    // place of a progress bar (the provider reports none per request): up to two lines
+    // in its cell, never over the row's buttons; the whole text on hover.
     const remote = row.st === "running" && row.ek === "batch_api" ? row.er || "" : "";
-    setText(p.attempts, remote || (row.at > 1 || (row.at === 1 && row.st === "failed") ? fmt(s, "attempt", { n: row.at }) : ""));
+    p.bar.hidden = row.st !== "running" || waiting || !!remote;
+    p.bar.firstChild.style.width = `${pct}%`;
+    p.where.hidden = !remote;
+    setText(p.where, remote);
+    setAttr(p.where, "title", remote || null);
+    setText(p.attempts, !remote && (row.at > 1 || (row.at === 1 && row.st === "failed")) ? fmt(s, "attempt", { n: row.at }) : "");
     const err = row.st === "failed" || row.st === "interrupted" ? row.er || "" : "";
     p.error.hidden = !err;
     setText(p.error, err);

@@ -85,9 +85,19 @@ describe("Grid", () => {
     all.changed.set(1, { ...row(1, "running"), at: 1, er: "rate limited", ek: "rate_limited" });
     grid.requestWindow(true);
     await settle();
-    const status = (/** @type {string} */ id) => [...grid.nodes.values()].find((n) => n.dataset.taskId === id)?.querySelector(".nbb-attempts");
-    expect(status("t0")?.textContent).toBe("being submitted to the OpenAI batch API");
-    expect(status("t1")?.textContent).toBe(""); // only the batch API's label, not any error
+    const node = (/** @type {string} */ id) => [...grid.nodes.values()].find((n) => n.dataset.taskId === id);
+    const where = (/** @type {string} */ id) => /** @type {HTMLElement} */ (node(id)?.querySelector(".nbb-where"));
+    const bar = (/** @type {string} */ id) => /** @type {HTMLElement} */ (node(id)?.querySelector(".nbb-bar"));
+    expect(where("t0").textContent).toBe("being submitted to the OpenAI batch API");
+    expect(where("t0").title).toBe("being submitted to the OpenAI batch API"); // whole on hover
+    // in place of a progress bar that would never move; in its own cell, not beside the badge
+    expect(where("t0").hidden).toBe(false);
+    expect(bar("t0").hidden).toBe(true);
+    expect(node("t0")?.querySelector(".nbb-attempts")?.textContent).toBe("");
+    // only the batch API's label, not any error
+    expect(where("t1").hidden).toBe(true);
+    expect(where("t1").textContent).toBe("");
+    expect(bar("t1").hidden).toBe(false);
   });
 
   it("asks only for the rows that scrolled into view, and reuses its nodes", async () => {

@@ -1,7 +1,8 @@
 """Events a batch announces (subscribe with ``batch.subscribe(fn)``).
 
 Batch changes (``TaskAdded``, ``TaskChanged``, ``TaskRemoved``, ``TasksReordered``) and run
-events (``TaskQueued`` … ``TaskInterrupted``, ``RunStateChanged``, ``BatchProgress``); each
+events (``TaskQueued`` … ``TaskInterrupted``, ``RunStateChanged``, ``BatchProgress``,
+``RemoteJobChanged``); each
 carries ``batch_id`` and is announced after the change is journaled.
 """
 
@@ -9,6 +10,7 @@ from .core._events import (
     BatchChange,
     BatchProgress,
     Event,
+    RemoteJobChanged,
     RunState,
     RunStateChanged,
     TaskAdded,
@@ -30,6 +32,7 @@ __all__ = [
     "BatchChange",
     "BatchProgress",
     "Event",
+    "RemoteJobChanged",
     "RunState",
     "RunStateChanged",
     "TaskAdded",

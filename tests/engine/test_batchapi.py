@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
-from nbbatch.core._events import RunState
-from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner, remote_jobs
+from nbbatch.core._events import RemoteJobChanged, RunState
+from nbbatch.engine._batchapi import _WHERE, BATCH_API_KIND, BatchApiRunner, remote_jobs, where
 from nbbatch.errors import ConfigError
 from nbbatch.providers import GeminiProvider, OpenAIProvider
+from nbbatch.providers._batchapi import RemoteJob
 from nbbatch.providers._openai_batch import OpenAIBatchApi
 from nbbatch.testing import BatchClock, FakeGemini, FakeOpenAI, Fault
 from tests.support import png_bytes
@@ -404,3 +405,90 @@ async def test_a_task_added_during_the_run_goes_in_a_job_of_its_own(
     await batch.run(provider, batch_api={"sleep": add_once})
     assert [t.status for t in batch.tasks] == [TaskStatus.SUCCEEDED] * 2
     assert len(server.batch_api.created) == 2
+
+
+async def test_the_tasks_follow_the_jobs_state_in_memory_with_one_event_a_move(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    # The journal had each state's label; the tasks in memory (what a studio's rows
+    # show) kept "being submitted" until a reload.
+    batch = make(workspace, ["a fox", "an owl", "a heron"])
+    moves: list[RemoteJobChanged] = []
+    journaled: list[set[str | None]] = []
+
+    def seen(event: object) -> None:
+        if isinstance(event, RemoteJobChanged):
+            moves.append(event)
+            # announced after the journal took it
+            rows = workspace._query("SELECT error FROM tasks WHERE batch_id=?", (batch.id,))
+            journaled.append({r[0] for r in rows})
+
+    batch.subscribe(seen)
+    steps = [20.0, 95.0, 10.0]  # timing (10, 100, 10): in progress, finalizing, completed
+    labels: list[set[str | None]] = []
+
+    async def step(seconds: float) -> None:
+        labels.append({t.error for t in batch.tasks})  # what memory says between polls
+        clock.advance(steps.pop(0) if steps else 40.0)
+
+    await batch.run(provider, batch_api={"sleep": step})
+    assert [m.state for m in moves] == ["validating", "in_progress", "finalizing", "completed"]
+    assert [m.label for m in moves] == [
+        "submitted to the batch API: queued at OpenAI",
+        "submitted to the batch API: in progress at OpenAI",
+        "submitted to the batch API: finishing at OpenAI",
+        "submitted to the batch API: done at OpenAI, collecting the results",
+    ]
+    assert labels[:3] == [{m.label} for m in moves[:3]]
+    assert journaled == [{m.label} for m in moves]
+    # one event for the whole job, carrying the batch's own task objects
+    for move in moves:
+        assert [t.id for t in move.tasks] == [t.id for t in batch.tasks]
+        assert all(a is b for a, b in zip(move.tasks, batch.tasks, strict=True))
+        assert move.total == 3 and move.batch_id == batch.id and move.remote_id
+    assert (moves[-1].completed, moves[-1].failed) == (3, 0)
+    assert {t.status for t in batch.tasks} == {TaskStatus.SUCCEEDED}
+    assert {t.error for t in batch.tasks} == {None}
+
+
+async def test_poll_now_asked_while_a_poll_is_under_way_skips_the_next_nap(
+    workspace: Workspace, server: FakeOpenAI, provider: OpenAIProvider, clock: BatchClock
+) -> None:
+    batch = make(workspace, ["a fox"])
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)  # nothing moves meanwhile: the polls back off
+
+    runner = batch.start(provider, batch_api={"sleep": nap})
+    assert isinstance(runner, BatchApiRunner)
+    real_get = runner.api.get
+    gets = 0
+
+    async def get(remote_id: str) -> RemoteJob:
+        nonlocal gets
+        gets += 1
+        answer = await real_get(remote_id)
+        if gets == 3:
+            # the job ends just after the provider answered "validating", and someone
+            # asks to look now: the wake-up lands while this poll is under way
+            clock.advance(200.0)
+            runner.poll_now()
+        return answer
+
+    runner.api.get = get  # type: ignore[method-assign]
+    await runner.wait()
+    # a nap after a poll that found nothing new; none after the one asked during
+    assert naps == [2.0]
+    assert gets == 4 and batch.tasks[0].status is TaskStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("state", sorted(set(_WHERE) - {"uploaded"}))
+def test_a_tasks_label_reads_back_to_the_jobs_state_and_provider(state: str) -> None:
+    assert where(_WHERE[state].format(label="Gemini")) == (state, "Gemini")
+
+
+def test_other_words_are_no_batch_api_label() -> None:
+    assert where(None) is None and where("") is None
+    assert where("rate limited by OpenAI") is None
+    assert where("submitted to the batch API: queued at ") is None  # no provider named

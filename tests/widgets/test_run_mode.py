@@ -11,10 +11,12 @@ import pytest
 import nbbatch
 from nbbatch import Batch, Params, ProviderConfig, TaskStatus, Workspace
 from nbbatch.engine import load_settings, save_settings
-from nbbatch.engine._batchapi import BATCH_API_KIND
+from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner
+from nbbatch.events import RemoteJobChanged
 from nbbatch.providers import OpenAIProvider
-from nbbatch.testing import FakeOpenAI
-from nbbatch.widgets import StudioSession, TaskGrid
+from nbbatch.testing import BatchClock, FakeOpenAI
+from nbbatch.widgets import StudioSession, TaskGrid, _rows
+from tests.widgets.page import FakeClock, FakeScheduler, Page
 
 KEY = "test-key-runmode-0001"
 
@@ -111,9 +113,78 @@ async def test_run_all_in_the_batch_api_mode_submits_through_the_batch_api(
         rows = ask(grid, "rows", start=0, count=2)["rows"]
         # the rows carry the label the engine gives the tasks (the page shows it)
         labels = [t.error for t in batch.tasks]
-        assert all(label and "OpenAI batch API" in label for label in labels)
+        # (where the job had got to: being submitted, or queued at OpenAI)
+        assert all(label and "batch API" in label and "OpenAI" in label for label in labels)
         assert [r["er"] for r in rows] == labels
         assert {r["ek"] for r in rows} == {BATCH_API_KIND}
     finally:
         grid.close()
         await asyncio.sleep(0)
+
+
+async def test_the_rows_follow_the_batch_api_job_as_it_moves_without_a_reload(
+    batch: Batch,
+) -> None:
+    # The rows kept "being submitted to the OpenAI batch API" for the whole run: the
+    # job's later states reached only the journal (a reload showed them).
+    job_clock = BatchClock()
+    moved: asyncio.Queue[RemoteJobChanged] = asyncio.Queue()
+    batch.subscribe(lambda e: moved.put_nowait(e) if isinstance(e, RemoteJobChanged) else None)
+    clock = FakeClock()
+    scheduler = FakeScheduler(clock)
+    with FakeOpenAI(
+        api_key=KEY, render="fast", max_side=64, batch_clock=job_clock, batch_timing=(10, 100, 10)
+    ) as server:
+        provider = OpenAIProvider(api_key=KEY, base_url=server.base_url)
+        grid = TaskGrid(
+            session=StudioSession(batch, provider=provider), _clock=clock, _scheduler=scheduler
+        )
+        page = Page(grid)
+        try:
+            page.ok("rows", start=0, end=2)  # both rows on screen
+            page.ok("set_run_mode", batch_api=True)
+            page.ok("run_all")
+            runner = batch.runner
+            assert isinstance(runner, BatchApiRunner)
+            shown: list[list[str]] = []
+            for advance in (20.0, 95.0, 10.0, None):  # the fake job's own clock
+                move = await moved.get()
+                page.sent.clear()
+                scheduler.advance(1.0)  # the grid's coalescer sends what changed
+                (patch,) = page.of_type("patch")
+                # the rows come whole (the label is more than a status): no re-read
+                assert [r["id"] for r in patch["full"]] == [t.id for t in batch.tasks]
+                assert {r["st"] for r in patch["full"]} == {"running"}
+                shown.append([r["er"] for r in patch["full"]])
+                assert shown[-1] == [move.label] * 2
+                if advance is not None:
+                    job_clock.advance(advance)
+                    runner.poll_now()
+            await runner.wait()
+        finally:
+            grid.close()
+            await provider.aclose()
+    assert [s[0].split(": ", 1)[1] for s in shown] == [
+        "queued at OpenAI",
+        "in progress at OpenAI",
+        "finishing at OpenAI",
+        "done at OpenAI, collecting the results",
+    ]
+    page.sent.clear()
+    scheduler.advance(1.0)
+    (patch,) = page.of_type("patch")
+    assert {r["st"] for r in patch["full"]} == {"succeeded"}
+    assert all("er" not in r and r["ni"] == 1 for r in patch["full"])
+
+
+def test_a_row_says_where_its_task_is_at_the_batch_api_in_the_pages_language() -> None:
+    # the engine journals the label in English: a Chinese studio showed it as it was
+    task = nbbatch.Task("a fox")
+    task.transition(TaskStatus.QUEUED)
+    task.transition(TaskStatus.RUNNING)
+    task.error = "submitted to the batch API: in progress at OpenAI"
+    task.error_kind = BATCH_API_KIND
+    assert _rows.row(task, 1, "zh")["er"] == "已提交到批量 API：OpenAI 处理中"
+    assert _rows.row(task, 1, "en")["er"] == task.error
+    task.error_kind = "rate_limited"  # any other error is shown as it is
+    assert _rows.row(task, 1, "zh")["er"] == task.error

@@ -5,7 +5,8 @@ Two families, both from ``batch.subscribe(fn)`` whether or not a run exists:
 * changes to the batch itself — :class:`TaskAdded`, :class:`TaskChanged` (with the names
   of the fields that changed), :class:`TaskRemoved`, :class:`TasksReordered`;
 * what a run does — :class:`TaskQueued` … :class:`TaskInterrupted`,
-  :class:`RunStateChanged`, :class:`BatchProgress`.
+  :class:`RunStateChanged`, :class:`BatchProgress`, and :class:`RemoteJobChanged` (a job at
+  a provider's batch API moved on).
 
 Every event carries ``batch_id``. Events are announced *after* the change they describe is
 journaled, so a subscriber that reads the workspace sees what the event says. They are
@@ -26,6 +27,7 @@ __all__ = [
     "BatchChange",
     "BatchProgress",
     "Event",
+    "RemoteJobChanged",
     "RunState",
     "RunStateChanged",
     "TaskAdded",
@@ -140,6 +142,29 @@ class BatchProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteJobChanged:
+    """A job of a batch API run (``run(..., batch_api=True)``) moved on at the provider.
+
+    ``state`` is in OpenAI's words whatever the provider (``validating``, ``in_progress``,
+    ``finalizing``, ``completed``, ``expired``, ``cancelling``, ``cancelled``, ``failed``);
+    ``completed`` / ``failed`` / ``total`` are the provider's request counts. ``tasks`` are
+    the job's tasks still waiting for their result: each now carries ``label`` ("submitted
+    to the batch API: in progress at OpenAI") as its ``error``, what a grid row shows. One
+    event for the whole job (up to 50,000 tasks), not one per task.
+    """
+
+    job_id: str
+    state: str
+    label: str
+    tasks: tuple[Task, ...]
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+    remote_id: str | None = None
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskAdded:
     """A task joined the batch at position ``index`` (0-based, in the batch's order)."""
 
@@ -186,4 +211,4 @@ TaskEvent = (
     | TaskCancelled
     | TaskInterrupted
 )
-Event = TaskEvent | BatchChange | RunStateChanged | BatchProgress
+Event = TaskEvent | BatchChange | RunStateChanged | BatchProgress | RemoteJobChanged

@@ -21,7 +21,9 @@ the workspace's journal (made on first use; older nbbatch never reads them):
   creating a job again, the provider's jobs are searched for one whose metadata carries
   this job id: a job is never created twice.
 * ``submitted``: polled (the one poll retry policy, ``POLL_RETRY``) until it ends; its
-  state and ``request_counts`` are journaled as they change.
+  state and ``request_counts`` are journaled as they change. Each new state relabels the
+  job's waiting tasks (journal, then memory) and is announced as one
+  :class:`~nbbatch.events.RemoteJobChanged`, so a studio's rows follow the job live.
 * ``ingesting``: the output and error files are downloaded streaming to a temporary
   file and read line by line; each line's images go through the same guarded decoder
   and durable save as a synchronous run's and are committed with the task's
@@ -47,6 +49,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -65,6 +68,7 @@ from ..core._errors import (
 )
 from ..core._events import (
     BatchProgress,
+    RemoteJobChanged,
     TaskInterrupted,
     TaskStarted,
     TaskSucceeded,
@@ -81,7 +85,7 @@ from ._recovery import run_alive
 from ._runner import Runner
 from ._store import Workspace
 
-__all__ = ["BATCH_API_KIND", "BatchApiRunner", "remote_jobs", "runner_factory"]
+__all__ = ["BATCH_API_KIND", "BatchApiRunner", "remote_jobs", "runner_factory", "where"]
 
 log = logging.getLogger("nbbatch")
 
@@ -136,7 +140,34 @@ _WHERE = {
     "in_progress": "submitted to the batch API: in progress at {label}",
     "finalizing": "submitted to the batch API: finishing at {label}",
     "cancelling": "submitted to the batch API: being cancelled at {label}",
+    # ended: the results are being downloaded and saved (a large file takes a while)
+    "completed": "submitted to the batch API: done at {label}, collecting the results",
+    "expired": "submitted to the batch API: expired at {label}, collecting what it made",
+    "cancelled": "submitted to the batch API: cancelled at {label}, collecting what it made",
 }
+
+
+def _read_back(words: str) -> re.Pattern[str]:
+    head, _, tail = words.partition("{label}")
+    return re.compile(f"{re.escape(head)}(.+?){re.escape(tail)}", re.DOTALL)
+
+
+#: each label read back to its state ("prepared" and "uploaded" say the same)
+_READ_BACK = [(state, _read_back(w)) for state, w in _WHERE.items() if state != "uploaded"]
+
+
+def where(label: str | None) -> tuple[str, str] | None:
+    """The job state and the provider a batch API task's label names, e.g. ``("in_progress",
+    "OpenAI")``, so a view can say it in its own language (None: not such a label)."""
+    if not label:
+        return None
+    for state, pattern in _READ_BACK:
+        found = pattern.fullmatch(label)
+        if found is not None:
+            return state, found.group(1)
+    return None
+
+
 #: why a task the service never ran is runnable again
 _UNRUN_WORDS = {
     "expired": (
@@ -260,6 +291,9 @@ class BatchApiRunner(Runner):
         self._remote_pace: list[tuple[float, int]] = []
         #: reference image digest -> the provider's file id (uploaded for edits)
         self._ref_files: dict[str, str] = {}
+        #: poll_now() was asked: the next nap is skipped (the poll under way when it was
+        #: asked may have read the job before it moved)
+        self._poll_asked = False
 
     # ----------------------------------------------------------- public handle
     def jobs(self) -> list[dict[str, Any]]:
@@ -293,6 +327,12 @@ class BatchApiRunner(Runner):
         left = max(0, total - pace[-1][1])
         rate = (pace[-1][1] - pace[0][1]) / (pace[-1][0] - pace[0][0])
         return dataclasses.replace(base, eta=left / rate)
+
+    def poll_now(self) -> None:
+        """Ask the provider about the jobs now, not at the next poll (polls back off to
+        once a minute while a job does not move)."""
+        self._poll_asked = True
+        self._poke()
 
     def cancel(self, task_id: str) -> None:
         task = self._find(task_id)
@@ -344,6 +384,7 @@ class BatchApiRunner(Runner):
                 if not open_jobs:
                     break
                 before = [(j.phase, j.remote_state, j.completed, j.failed) for j in open_jobs]
+                self._poll_asked = False  # this pass is the poll asked for
                 for job in open_jobs:
                     if self._stopping or self._paused:
                         break
@@ -360,6 +401,8 @@ class BatchApiRunner(Runner):
             await self._wind_down()
 
     async def _nap(self, seconds: float) -> None:
+        if self._poll_asked:
+            return
         if self._sleep is not None:
             await self._sleep(seconds)
             return
@@ -687,6 +730,7 @@ class BatchApiRunner(Runner):
             failed=found.failed,
         )
         job.maybe_created = False
+        self._relabel(job)
         await self._seen(job, found)
 
     def _endpoint_of(self, job: _Job) -> str:
@@ -719,9 +763,42 @@ class BatchApiRunner(Runner):
             job.seen = seen
         if changes:
             await self._journal(self._journal_job, job, **changes)
+            if "remote_state" in changes:
+                self._relabel(job)
             finished = sum(j.completed + j.failed for j in self._jobs)
             self._remote_pace.append((self._clock(), finished))
             self._emit_progress()
+
+    def _relabel(self, job: _Job) -> None:
+        """After the journal took the job's new state: its waiting tasks say so in memory
+        too, and one event tells the studio (whose rows show the label) which ones."""
+        state = job.remote_state or ""
+        words = _WHERE.get(state)
+        if words is None:
+            return
+        label = words.format(label=self.api.label)
+        waiting = tuple(
+            t
+            for task_id in job.task_ids
+            if (t := self._by_id.get(task_id)) is not None
+            and t.status is TaskStatus.RUNNING
+            and t.error_kind == BATCH_API_KIND
+        )
+        for t in waiting:
+            t.error = label
+        self._emit(
+            RemoteJobChanged(
+                job.id,
+                state,
+                label,
+                waiting,
+                completed=job.completed,
+                failed=job.failed,
+                total=len(job.task_ids),
+                remote_id=job.remote_id,
+                batch_id=self.batch_id,
+            )
+        )
 
     async def _refused(self, job: _Job, exc: ProviderError) -> None:
         """The provider refused the upload or the job (not retryable): nothing ran, so

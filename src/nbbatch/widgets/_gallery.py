@@ -444,6 +444,10 @@ class Gallery(Panel):
                 changed.append(parent)
         self._mark(changed)
 
+    def _hub_labels(self, ids: Sequence[str]) -> None:
+        """Running tasks' words changed (a batch API job moved on): the gallery shows
+        finished tasks' images only, so there is nothing to tell its page."""
+
     def _hub_structure(self, added: Sequence[str] = ()) -> None:
         if added:  # a new task (a derived child: its parent lists it)
             self._hub_rows(added, full=True)

@@ -313,6 +313,10 @@ class TaskGrid(Panel):
             self._dirty_rows[i] = self._dirty_rows.get(i, False) or full
         self._coalescer.poke()
 
+    def _hub_labels(self, ids: Sequence[str]) -> None:
+        # the row's text changed: on screen it is sent whole, elsewhere re-read when shown
+        self._hub_rows(ids, full=True)
+
     def _hub_structure(self, added: Sequence[str] = ()) -> None:
         self._dirty_structure = True
         self._coalescer.poke()

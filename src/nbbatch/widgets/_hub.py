@@ -57,6 +57,7 @@ class Sink(Protocol):
     are plumbing, not the widget's public face)."""
 
     def _hub_rows(self, ids: Iterable[str], *, full: bool) -> None: ...
+    def _hub_labels(self, ids: Sequence[str]) -> None: ...
     def _hub_structure(self, added: Sequence[str]) -> None: ...
     def _hub_all_rows(self) -> None: ...
     def _hub_summary(self) -> None: ...
@@ -142,6 +143,12 @@ class Hub:
             added = (event.task.id,) if isinstance(event, events.TaskAdded) else ()
             for s in sinks:
                 s._hub_structure(added)
+        elif isinstance(event, events.RemoteJobChanged):
+            # a batch API job moved on: only the words of its running rows changed ("in
+            # progress at OpenAI"), not their status, counts or images
+            ids = [t.id for t in event.tasks]
+            for s in sinks:
+                s._hub_labels(ids)
         elif isinstance(event, events.RunStateChanged):
             state = str(event.state)
             self._clock_run(state)

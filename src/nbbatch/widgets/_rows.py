@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbbatch.core._model import Task
+from nbbatch.core._model import Task, TaskStatus
+from nbbatch.engine._batchapi import BATCH_API_KIND, where
 
 from ._i18n import tr
 from ._protocol import EDITABLE, RETRYABLE, STATUSES, Row
@@ -90,9 +91,20 @@ def row(task: Task, number: int, lang: str, *, parent: Task | None = None) -> Ro
     if task.params.negative_prompt:
         out["np"] = clip(task.params.negative_prompt, 500)
     if task.error:
-        out["er"] = clip(task.error)
+        out["er"] = clip(_error_words(task, lang))
         out["ek"] = task.error_kind
     return out
+
+
+def _error_words(task: Task, lang: str) -> str:
+    """The task's error, or where it is at a batch API in the page's language (the
+    engine journals that label in English)."""
+    text = task.error or ""
+    if task.error_kind == BATCH_API_KIND and task.status is TaskStatus.RUNNING:
+        found = where(text)
+        if found is not None:
+            return tr(lang, f"batch_api_{found[0]}", provider=found[1])
+    return text
 
 
 def patch(task: Task, full: bool) -> list[Any]:
