@@ -12,7 +12,9 @@ providers. Before each request is handed out, :meth:`Pace.hold` says whether it 
   words; raising it (:meth:`set_budget`) resumes. A task whose price is unknown is
   refused under a budget unless ``allow_unknown_prices``. The budget (and the prices
   and permission it was set with) is journaled per batch: a run started after a kernel
-  restart keeps it;
+  restart keeps it; so are the deadline and the start time, while they are still ahead
+  (one that has passed by the time the batch is run again is dropped: the person
+  starting it again wants it to run);
 * **endpoint slots by priority**: the endpoint's gate (``core/_ratelimit.py``) hands its
   slots to the run of highest priority first, a run holding none first of all.
 
@@ -290,6 +292,7 @@ class Pace:
         self.prices, self.token_prices = self._tables(opts.prices)
         self.spent = 0.0
         self._counted = False  # the batch's earlier images are in ``spent``
+        self._dropped = False  # a journaled deadline or start time had passed
         #: the prices journaled with the batch (given to a run of it)
         self._prices_kept: dict[str, float] = dict(opts.prices or {})
         self._reserved: dict[str, float] = {}
@@ -339,8 +342,13 @@ class Pace:
         self._load_journal()
         if self.budget is not None and not self.allow_unknown_prices:
             self._check_prices(tasks)
+        opts = self.options
         if self.runner.batch_id is not None and (
-            self.options.budget is not None or self.options.prices
+            opts.budget is not None
+            or opts.prices
+            or opts.deadline is not None
+            or opts.start_at is not None
+            or self._dropped
         ):
             self._journal()
 
@@ -371,8 +379,21 @@ class Pace:
             if self.budget is None and saved.get("budget") is not None:
                 self.budget = float(saved["budget"])
                 self.allow_unknown_prices = bool(saved.get("allow_unknown_prices"))
+            self.deadline = self._restored("deadline", self.deadline, saved)
+            self.start_at = self._restored("start_at", self.start_at, saved)
         if self.budget is not None:
             self._count_spent()
+
+    def _restored(self, name: str, given: float | None, saved: Mapping[str, Any]) -> float | None:
+        """A moment this run was given, else the one journaled while it is still ahead
+        (a journaled one already passed is dropped, and the journal rewritten)."""
+        kept = saved.get(name)
+        if given is not None or not isinstance(kept, (int, float)) or isinstance(kept, bool):
+            return given
+        if kept <= self._clock():
+            self._dropped = True
+            return None
+        return float(kept)
 
     def _count_spent(self) -> None:
         """What the batch's stored images cost (once: later successes are added)."""
@@ -455,16 +476,23 @@ class Pace:
         if bid is None:
             return
         data = None
-        if self.budget is not None or self._prices_kept:
+        if (
+            self.budget is not None
+            or self._prices_kept
+            or self.deadline is not None
+            or self.start_at is not None
+        ):
             data = {
                 "budget": self.budget,
                 "allow_unknown_prices": self.allow_unknown_prices,
                 "prices": self._prices_kept,
+                "deadline": self.deadline,
+                "start_at": self.start_at,
             }
         try:
             save_budget(self.runner.workspace, bid, data)
         except NbbatchError as exc:
-            log.warning("nbbatch: the budget could not be journaled: %s", exc)
+            log.warning("nbbatch: the budget and deadline could not be journaled: %s", exc)
 
     def _spent_so_far(self) -> float:
         runner = self.runner
@@ -535,8 +563,10 @@ class Pace:
             self.runner.resume()
 
     def set_deadline(self, deadline: object) -> None:
-        """A new deadline (``None``: none). Resumes a run paused on its deadline."""
+        """A new deadline (``None``: none); journaled. Resumes a run paused on its
+        deadline."""
         self.deadline = parse_when(deadline, now=self._clock())
+        self._journal()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -600,8 +630,9 @@ class Pace:
             "later deadline (run.set_deadline(...))"
         )
 
-    def describe(self) -> str | None:
-        """In words, what holds the run back now (None: nothing)."""
+    def describe(self, *, deadline: bool = True) -> str | None:
+        """In words, what holds the run back now (None: nothing). ``deadline=False``
+        leaves out a deadline still ahead (the studio shows it in a place of its own)."""
         if self.reason is not None and self.runner.state is RunState.PAUSED:
             return self.reason
         if self.start_at is not None and self._clock() < self.start_at:
@@ -611,7 +642,7 @@ class Pace:
             said = gate.describe()
             if said is not None:
                 return said
-        if self.deadline is not None and self.runner.state is RunState.RUNNING:
+        if deadline and self.deadline is not None and self.runner.state is RunState.RUNNING:
             when = datetime.fromtimestamp(self.deadline).strftime("%Y-%m-%d %H:%M")
             return f"no request starts after {when}"
         return None
@@ -664,6 +695,7 @@ class Pace:
             if event.state is RunState.RUNNING:
                 if self._kind == "deadline":
                     self.deadline = None  # resumed after its deadline: the person goes on
+                    self._journal()
                 self._kind = self.reason = None
             elif event.state is RunState.PAUSED and self._kind is not None:
                 self._notify("paused", self.reason)
