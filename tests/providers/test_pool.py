@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -34,12 +35,13 @@ from nbbatch.providers import (
     OpenAIProvider,
     PoolProvider,
     ProgressCallback,
+    Provider,
 )
 from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeOpenAI, FakeReplicate, FakeStability, Fault
-from tests.support import FAST
+from tests.support import FAST, png_bytes, until
 
 KEY = "test-key-pool-SENTINEL-key-123456"
 
@@ -288,3 +290,64 @@ def test_a_pool_works_on_a_second_event_loop() -> None:
         assert all(images[0].data.startswith(b"\x89PNG") for images in (*first, *second))
         assert [r.path for r in server.requests].count("/v1/images/generations") == 4
         asyncio.run(pool.aclose())
+
+
+class Held(Provider):
+    """A pool member whose requests end when the test says so, by prompt."""
+
+    name: ClassVar[str] = "held"
+    capabilities: Capabilities = Capabilities(txt2img=True)
+
+    def __init__(self, started: list[str], book: dict[str, asyncio.Future[None]]) -> None:
+        self.started, self.book = started, book
+        self.down = False
+
+    async def check(self) -> None:
+        if self.down:
+            raise ProviderConnectionError("this GPU is off", provider=self.name)
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> list[ImageData]:
+        self.started.append(request.prompt)
+        self.book[request.prompt] = asyncio.get_running_loop().create_future()
+        await self.book[request.prompt]
+        return [ImageData(png_bytes(), seed=1)]
+
+
+async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(ws: Workspace) -> None:
+    started: list[str] = []
+    book: dict[str, asyncio.Future[None]] = {}
+    members = [Held(started, book) for _ in range(3)]
+    members[2].down = True  # two GPUs of three: requests wait in the pool for a free one
+    pool = PoolProvider(members, clock=lambda: 0.0)
+
+    def finish(prompt: str) -> Awaitable[None]:
+        count = len(started)
+        book[prompt].set_result(None)
+        return until(lambda: len(started) == count + 1, f"a start after {prompt} ended")
+
+    low = Batch.create([f"l{i}" for i in range(5)], workspace=ws)
+    high = Batch.create([f"h{i}" for i in range(3)], workspace=ws)
+    background = low.start(pool, concurrency=3, priority="low")
+    await until(lambda: len(started) == 2 and len(pool._waiting) == 1)
+    quick = high.start(pool, concurrency=3, priority="high")
+    await until(lambda: len(pool._waiting) == 4, "the quick run's requests wait in the pool")
+    assert sorted(started) == ["l0", "l1"]
+    await finish("l0")
+    assert started[2] == "h0", "the high-priority run goes before l2, which waited longer"
+    await finish("l1")
+    assert started[3] == "l2", "the background run keeps one slot"
+    await finish("h0")
+    assert started[4] == "h1"
+    await finish("l2")
+    assert started[5] == "l3"
+    await finish("h1")
+    assert started[6] == "h2"
+    for prompt in ("l3", "h2"):
+        book[prompt].set_result(None)
+    await until(lambda: "l4" in book)
+    book["l4"].set_result(None)
+    await asyncio.gather(background.wait(), quick.wait())
+    assert len(low.succeeded) == 5 and len(high.succeeded) == 3
+    assert pool._waiting == [] and not pool._held, "nothing is left counted"

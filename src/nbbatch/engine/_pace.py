@@ -16,7 +16,8 @@ providers. Before each request is handed out, :meth:`Pace.hold` says whether it 
   (one that has passed by the time the batch is run again is dropped: the person
   starting it again wants it to run);
 * **endpoint slots by priority**: the endpoint's gate (``core/_ratelimit.py``) hands its
-  slots to the run of highest priority first, a run holding none first of all.
+  slots to the run of highest priority first, a run holding none first of all; a pool
+  (``providers/_pool.py``) hands its members' free slots out by the same rule.
 
 It also posts the run's end, or a pause on budget or deadline, to the webhook
 (:func:`set_webhook`; a secret like an API key).
@@ -47,7 +48,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task
-from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limits
+from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limits, sender
 from ..core._secrets import Secret, scrub
 from ..providers._base import Provider
 from ..providers._endpoint import gate_of
@@ -534,6 +535,9 @@ class Pace:
         if gate is not None:
             self._gated[task.id] = gate
         self._reserved[task.id] = price or 0.0
+        # the request task is made next, in this (the dispatcher's) context: a pool it is
+        # sent to sees which run, of which priority, waits for its free slots
+        sender.set(self)
         return False
 
     def released(self, task_id: str) -> None:

@@ -17,6 +17,13 @@ Health, as a small circuit breaker per endpoint:
   (refusal, bad request, malformed answer) are raised as they are, since another
   endpoint would say the same.
 
+Slots by priority: when several runs share a pool and requests wait for a free
+endpoint, the free slot goes to the waiting request of the run that holds no slot of this
+pool, then of the highest priority (``batch.run(..., priority=...)``), then the one that
+has waited longest, as an endpoint's gate does between runs (``core/_ratelimit.py``): a
+quick experiment goes before a big background batch, and the background batch keeps at
+least one slot while it has work. A request only yields to one that can use that endpoint.
+
 When nothing is left to try, the last error is raised and the runner's retry policy
 takes over as usual. Every image records the endpoint that produced it in
 ``ImageData.info["endpoint"]``.
@@ -25,8 +32,10 @@ takes over as usual. Every image records the endpoint that produced it in
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +48,7 @@ from ..core._errors import (
     ProviderConnectionError,
     ProviderError,
 )
+from ..core._ratelimit import priority_rank, sender
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
 from ._endpoint import generate_paced
@@ -68,6 +78,15 @@ class Endpoint:
     @property
     def cap(self) -> int:
         return self.max_concurrency or self.provider.max_concurrency or 1
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request waiting in :meth:`PoolProvider._acquire` for a free endpoint."""
+
+    run: object | None  # the run it is sent for (``core._ratelimit.sender``)
+    seq: int  # its place in the line: the order it first asked in
+    names: set[str]  # the endpoints it may take (capable, not tried yet)
 
 
 def _is_endpoint_failure(exc: ProviderError) -> bool:
@@ -137,6 +156,10 @@ class PoolProvider(Provider):
         self._changed = asyncio.Event()
         self._check_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[_Waiter] = []
+        self._line = itertools.count()
+        #: slots of this pool each run holds now, by id of the run (None: no run)
+        self._held: collections.Counter[int] = collections.Counter()
 
     # ------------------------------------------------------------------ health
     def _available(self, ep: Endpoint, now: float) -> bool:
@@ -225,41 +248,76 @@ class PoolProvider(Provider):
             out.append(ep)
         return out
 
-    async def _acquire(
-        self, candidates: list[Endpoint], tried: set[str], last: ProviderError | None
-    ) -> Endpoint:
-        while True:
-            now = self._clock()
-            untried = [e for e in candidates if e.name not in tried]
-            if not untried and last is not None:
-                raise last
-            usable = [e for e in untried if self._available(e, now)]
-            if not usable and all(e.check_failed for e in untried):
-                # nothing ever answered: fail now rather than wait out every cool-down
-                raise ProviderConnectionError(
-                    "pool: no endpoint that can run this task is reachable ("
-                    + "; ".join(f"{e.name}: {e.last_error}" for e in candidates)
-                    + ")",
-                    provider=self.name,
-                )
-            free = [e for e in usable if e.in_flight < e.cap]
-            if free:
-                # least loaded first; among equals, the one that served least
-                ep = min(free, key=lambda e: (e.in_flight / e.cap, e.served))
-                ep.in_flight += 1
-                return ep
-            # every usable endpoint is busy, or all are cooling down: wait for a free
-            # slot or for the first cool-down to end (then it gets one trial request)
-            wake = min((e.down_until - now for e in untried if e.down_until > now), default=None)
-            event = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), wake)
+    def _rank(self, waiter: _Waiter) -> tuple[bool, int, int]:
+        """A waiting request's place (lowest first): its run holds no slot here, the
+        run's priority, how long it has waited."""
+        return (self._held[id(waiter.run)] > 0, priority_rank(waiter.run), waiter.seq)
 
-    def _release(self, ep: Endpoint) -> None:
-        # synchronous on purpose: it runs in `finally` of a possibly cancelled attempt
-        ep.in_flight -= 1
+    def _yields(self, me: _Waiter, ep: Endpoint) -> bool:
+        """True when a request before ``me`` waits for ``ep`` too."""
+        mine = self._rank(me)
+        return any(
+            other is not me and ep.name in other.names and self._rank(other) < mine
+            for other in self._waiting
+        )
+
+    async def _acquire(
+        self,
+        candidates: list[Endpoint],
+        tried: set[str],
+        last: ProviderError | None,
+        seq: int,
+    ) -> Endpoint:
+        me = _Waiter(sender.get(), seq, set())
+        self._waiting.append(me)
+        try:
+            while True:
+                now = self._clock()
+                untried = [e for e in candidates if e.name not in tried]
+                if not untried and last is not None:
+                    raise last
+                usable = [e for e in untried if self._available(e, now)]
+                if not usable and all(e.check_failed for e in untried):
+                    # nothing ever answered: fail now rather than wait out every cool-down
+                    raise ProviderConnectionError(
+                        "pool: no endpoint that can run this task is reachable ("
+                        + "; ".join(f"{e.name}: {e.last_error}" for e in candidates)
+                        + ")",
+                        provider=self.name,
+                    )
+                me.names = {e.name for e in usable if e.name is not None}
+                free = [e for e in usable if e.in_flight < e.cap and not self._yields(me, e)]
+                if free:
+                    # least loaded first; among equals, the one that served least
+                    ep = min(free, key=lambda e: (e.in_flight / e.cap, e.served))
+                    ep.in_flight += 1
+                    self._held[id(me.run)] += 1
+                    return ep
+                # every usable endpoint is busy (or promised to a request before this
+                # one), or all are cooling down: wait for a change or for the first
+                # cool-down to end (then it gets one trial request)
+                wake = min(
+                    (e.down_until - now for e in untried if e.down_until > now), default=None
+                )
+                event = self._changed
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), wake)
+        finally:
+            self._waiting.remove(me)
+            if self._waiting:
+                self._signal()  # the line changed: who is first may have changed too
+
+    def _signal(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _release(self, ep: Endpoint, run: object | None) -> None:
+        # synchronous on purpose: it runs in `finally` of a possibly cancelled attempt
+        ep.in_flight -= 1
+        self._held[id(run)] -= 1
+        if self._held[id(run)] <= 0:
+            del self._held[id(run)]
+        self._signal()
 
     def _bind_to_running_loop(self) -> None:
         # asyncio's Event and Lock belong to the first loop that waits on them; a pool
@@ -279,8 +337,10 @@ class PoolProvider(Provider):
         candidates = self._capable(request)
         tried: set[str] = set()
         last: ProviderError | None = None
+        seq = next(self._line)  # a fail-over keeps the request's place in the line
+        run = sender.get()
         while True:
-            ep = await self._acquire(candidates, tried, last)
+            ep = await self._acquire(candidates, tried, last, seq)
             assert ep.name is not None
             tried.add(ep.name)
             try:
@@ -293,7 +353,7 @@ class PoolProvider(Provider):
                 last = exc
                 continue
             finally:
-                self._release(ep)
+                self._release(ep, run)
             self._mark_ok(ep)
             ep.served += 1
             return [dataclasses.replace(im, info={**im.info, "endpoint": ep.name}) for im in images]
