@@ -62,10 +62,12 @@ __all__ = [
     "Pace",
     "PaceOptions",
     "journaled_budget",
+    "masked_webhook",
     "parse_when",
     "save_budget",
     "set_webhook",
     "studio_priority",
+    "webhook_source",
     "webhook_url",
 ]
 
@@ -224,6 +226,41 @@ def webhook_url() -> Secret | None:
         return load_secrets().get(WEBHOOK_SECRET)
     except NbbatchError:
         return None
+
+
+def webhook_source(secrets_path: os.PathLike[str] | str | None = None) -> str | None:
+    """Where :func:`webhook_url` takes the webhook from: ``"session"`` (set in this
+    process), ``"env"`` (``$NBBATCH_WEBHOOK_URL``), ``"saved"`` (the secrets file), or
+    ``None`` (no webhook)."""
+    if _webhook is not None:
+        return "session"
+    if os.environ.get(WEBHOOK_ENV, "").strip():
+        return "env"
+    from ._settings import load_secrets
+
+    try:
+        saved = load_secrets(secrets_path).get(WEBHOOK_SECRET)
+    except NbbatchError:
+        return None
+    return "saved" if saved is not None else None
+
+
+def masked_webhook(url: Secret | str) -> str:
+    """What may be shown of a webhook URL: its scheme and host, ``https://ntfy.sh/…``.
+    Its path and query often are the token (Slack's, Discord's, ntfy topics), and a
+    user name or password is one: neither is shown."""
+    import urllib.parse
+
+    text = url.reveal() if isinstance(url, Secret) else url
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…"
+    if not parts.scheme or not host:
+        return "…"
+    return f"{parts.scheme}://{host}{port}/…"
 
 
 async def _post(url: Secret, payload: dict[str, Any]) -> None:
