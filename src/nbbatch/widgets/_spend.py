@@ -245,11 +245,11 @@ def token_prices_from(raw: object) -> dict[str, dict[str, Any]]:
             continue  # an empty row
         provider, _, name = model.partition("/")
         if not provider or not name or len(model) > _MAX_TEXT:
-            raise UserFacingError("token_model_missing", value=clip(model, 80))
+            raise UserFacingError("bad_token_model", value=clip(model, 80))
         if model in out:
-            raise UserFacingError("token_duplicate", model=clip(model, 80))
+            raise UserFacingError("dup_token_price", model=clip(model, 80))
         if not prices:
-            raise UserFacingError("token_empty", model=clip(model, 80))
+            raise UserFacingError("empty_token_price", model=clip(model, 80))
         entry: dict[str, Any] = {"date": date, **prices}
         builtin = TOKEN_PRICES.get(model)
         if builtin is not None and entry == builtin:
@@ -258,7 +258,7 @@ def token_prices_from(raw: object) -> dict[str, dict[str, Any]]:
             datetime.date.fromisoformat(date)
         except ValueError:
             raise UserFacingError(
-                "token_date", model=clip(model, 80), value=clip(date, 40)
+                "bad_token_date", model=clip(model, 80), value=clip(date, 40)
             ) from None
         out[model] = entry
     return out
