@@ -1,6 +1,6 @@
 // @ts-check
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { AbortError, Channel, ReplyError, TimeoutError } from "../src/shared/channel.js";
+import { AbortError, Channel, errorWords, ReplyError, TimeoutError } from "../src/shared/channel.js";
 import { FakeModel } from "./fake-model.js";
 
 describe("Channel", () => {
@@ -123,5 +123,20 @@ describe("Channel", () => {
     channel.dispose();
     model.emit({ type: "notice", text: "hi" });
     expect(seen).toEqual([]);
+  });
+});
+
+describe("errorWords", () => {
+  it("gives the kernel's refusal as it is, a timeout in the panel's language", () => {
+    expect(errorWords(new ReplyError("No such batch: b1"), {}, "test")).toBe("No such batch: b1");
+    expect(errorWords(new TimeoutError("rows"), { timeout: "内核未及时响应。" }, "test")).toBe("内核未及时响应。");
+    expect(errorWords(new TimeoutError("rows"), {}, "test")).toBe("The kernel did not answer in time.");
+  });
+
+  it("logs a front-end bug for a developer and still shows its message", () => {
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    expect(errorWords(new TypeError("x is undefined"), {}, "gallery")).toBe("x is undefined");
+    expect(logged).toHaveBeenCalledWith("nbbatch gallery", expect.any(TypeError));
+    logged.mockRestore();
   });
 });

@@ -2,6 +2,9 @@
 // A stand-in for the anywidget model a view gets: traits (get/set/change events), custom
 // messages both ways (send records what the page sent; emit plays the kernel).
 
+import { afterEach, beforeEach } from "vitest";
+import { Channel } from "../src/shared/channel.js";
+
 export class FakeModel {
   /** @param {Record<string, unknown>} [traits] */
   constructor(traits = {}) {
@@ -61,4 +64,19 @@ export class FakeModel {
   ofType(type) {
     return this.sent.filter((s) => s.content.type === type);
   }
+}
+
+/**
+ * A fresh FakeModel and a Channel over it for each test of the enclosing `describe`
+ * (disposed after it): `const ctx = channelPerTest();` then `ctx.model`, `ctx.channel`.
+ * @returns {{model: FakeModel, channel: Channel}}
+ */
+export function channelPerTest() {
+  const ctx = /** @type {{model: FakeModel, channel: Channel}} */ ({});
+  beforeEach(() => {
+    ctx.model = new FakeModel();
+    ctx.channel = new Channel(ctx.model);
+  });
+  afterEach(() => ctx.channel.dispose());
+  return ctx;
 }

@@ -1,8 +1,9 @@
 // @ts-check
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Channel } from "../src/shared/channel.js";
+import { describe, expect, it } from "vitest";
 import { sendFile } from "../src/upload/chunks.js";
-import { FakeModel } from "./fake-model.js";
+import { channelPerTest } from "./fake-model.js";
+
+/** @typedef {import("./fake-model.js").FakeModel} FakeModel */
 
 /** A kernel that takes `chunk`-byte chunks and keeps what it was sent. */
 class Kernel {
@@ -60,22 +61,14 @@ function pending(n) {
 }
 
 describe("sendFile", () => {
-  /** @type {FakeModel} */
-  let model;
-  /** @type {Channel} */
-  let channel;
-  beforeEach(() => {
-    model = new FakeModel();
-    channel = new Channel(model);
-  });
-  afterEach(() => channel.dispose());
+  const ctx = channelPerTest();
 
   it("sends the file in chunks with their bytes as buffers, a window at a time", async () => {
-    const kernel = new Kernel(model, 4);
+    const kernel = new Kernel(ctx.model, 4);
     const p = pending(18);
     const progress = /** @type {number[]} */ ([]);
     const answering = kernel.answerChunks();
-    const id = await sendFile(channel, p, { chunk: 4, window: 2, timeout: 1000, progress: () => progress.push(p.sent) });
+    const id = await sendFile(ctx.channel, p, { chunk: 4, window: 2, timeout: 1000, progress: () => progress.push(p.sent) });
     kernel.done = true;
     await answering;
     expect(id).toBe("img-1");
@@ -87,24 +80,24 @@ describe("sendFile", () => {
     expect(kernel.maxInFlight).toBe(2);
     expect(progress.at(-1)).toBe(18);
     expect(p.state).toBe("checking");
-    expect(model.sent.map((s) => s.content.type)).toEqual(["begin", "chunk", "chunk", "chunk", "chunk", "chunk", "end"]);
+    expect(ctx.model.sent.map((s) => s.content.type)).toEqual(["begin", "chunk", "chunk", "chunk", "chunk", "chunk", "end"]);
   });
 
   it("sends no chunk of a file the kernel refuses at the start", async () => {
-    new Kernel(model, 4);
-    const id = await sendFile(channel, pending(200), { chunk: 4, window: 2, timeout: 1000 });
+    new Kernel(ctx.model, 4);
+    const id = await sendFile(ctx.channel, pending(200), { chunk: 4, window: 2, timeout: 1000 });
     expect(id).toBeNull();
-    expect(model.sent.map((s) => s.content.type)).toEqual(["begin"]);
+    expect(ctx.model.sent.map((s) => s.content.type)).toEqual(["begin"]);
   });
 
   it("stops sending once the kernel refuses a chunk, and never says end", async () => {
-    const kernel = new Kernel(model, 4, 1);
+    const kernel = new Kernel(ctx.model, 4, 1);
     const answering = kernel.answerChunks();
-    const id = await sendFile(channel, pending(40), { chunk: 4, window: 2, timeout: 1000 });
+    const id = await sendFile(ctx.channel, pending(40), { chunk: 4, window: 2, timeout: 1000 });
     kernel.done = true;
     await answering;
     expect(id).toBeNull();
-    expect(model.ofType("chunk").length).toBeLessThan(10);
-    expect(model.ofType("end")).toEqual([]);
+    expect(ctx.model.ofType("chunk").length).toBeLessThan(10);
+    expect(ctx.model.ofType("end")).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { Channel, errorWords } from "../shared/channel.js";
 import { bytesOf } from "../shared/download.js";
-import { fmt, h, setText } from "../shared/util.js";
+import { fmt, h, setText, widgetOf } from "../shared/util.js";
 
 // The Compare table: rows are tasks, columns configurations. Python holds the truth:
 // the page asks for the rows in view (with one thumbnail per cell, as binary buffers)
@@ -339,10 +339,7 @@ class CompareView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch compare", err);
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "compare");
   }
 
   dispose() {
@@ -355,9 +352,4 @@ class CompareView {
   }
 }
 
-export default {
-  render({ model, el }) {
-    const view = new CompareView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(CompareView);

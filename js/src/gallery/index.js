@@ -1,7 +1,7 @@
 // @ts-check
-import { AbortError, Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { AbortError, Channel, errorWords } from "../shared/channel.js";
 import { ZIP_TIMEOUT, bytesOf, fetchZip, saveBlob, size } from "../shared/download.js";
-import { fmt, h, setAttr, setText } from "../shared/util.js";
+import { fmt, h, setAttr, setText, widgetOf } from "../shared/util.js";
 import { gicons } from "../shared/icons.js";
 import { PostForm } from "./postform.js";
 
@@ -882,10 +882,7 @@ class GalleryView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch gallery", err); // details for a developer; the person gets words
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "gallery");
   }
 
   say(text, level = "info") {
@@ -909,9 +906,4 @@ class GalleryView {
   }
 }
 
-export default {
-  render({ model, el }) {
-    const view = new GalleryView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(GalleryView);

@@ -1,6 +1,6 @@
 // @ts-check
-import { AbortError, Channel, ReplyError, TimeoutError } from "../shared/channel.js";
-import { duration, fmt, h, setText } from "../shared/util.js";
+import { AbortError, Channel, errorWords } from "../shared/channel.js";
+import { duration, fmt, h, setText, widgetOf } from "../shared/util.js";
 
 // The History panel: the past batches of the workspace and per-provider stats. In a
 // studio it lives in a modal <dialog> (opened by the toolbar's History button); alone it
@@ -582,10 +582,7 @@ class HistoryView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch history", err);
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "history");
   }
 
   dispose() {
@@ -596,9 +593,4 @@ class HistoryView {
   }
 }
 
-export default {
-  render({ model, el }) {
-    const view = new HistoryView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(HistoryView);

@@ -1,7 +1,7 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { Channel, errorWords } from "../shared/channel.js";
 import { icons } from "../shared/icons.js";
-import { fmt, h, setText } from "../shared/util.js";
+import { fmt, h, setText, widgetOf } from "../shared/util.js";
 
 // The prompt panel. The kernel keeps the draft (so a reload or a second display shows the
 // same inputs), counts templates, plans with the LLM and adds the tasks to the batch.
@@ -43,10 +43,7 @@ class PromptView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch prompt", err);
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "prompt");
   }
 
   // ------------------------------------------------------------------ layout
@@ -671,9 +668,4 @@ class PromptView {
 let n = 0;
 const uid = () => `${Date.now().toString(36)}${++n}`;
 
-export default {
-  render({ model, el }) {
-    const view = new PromptView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(PromptView);

@@ -1,7 +1,7 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { Channel, errorWords } from "../shared/channel.js";
 import { icons } from "../shared/icons.js";
-import { fmt, h, setText } from "../shared/util.js";
+import { fmt, h, setText, widgetOf } from "../shared/util.js";
 import { SpendSection } from "./spend.js";
 
 // The Settings button and its dialog. Keys go to the kernel once, by message, and the
@@ -30,10 +30,7 @@ class SettingsView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch settings", err);
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "settings");
   }
 
   build(info) {
@@ -391,9 +388,4 @@ class SettingsView {
   }
 }
 
-export default {
-  render({ model, el }) {
-    const view = new SettingsView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(SettingsView);

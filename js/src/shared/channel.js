@@ -125,3 +125,20 @@ export class Channel {
     this.pending.clear();
   }
 }
+
+/**
+ * What a panel shows a person for a failed request: the kernel's own words for a refusal,
+ * the locale's sentence for a timeout; anything else is a front-end bug, logged for a
+ * developer with the panel's name, and shown as its message.
+ * @param {unknown} err
+ * @param {Record<string, string>} strings the panel's locale slice
+ * @param {string} panel the panel's name, for the console
+ * @returns {string}
+ */
+export function errorWords(err, strings, panel) {
+  if (err instanceof ReplyError) return err.message;
+  if (err instanceof TimeoutError) return strings.timeout || "The kernel did not answer in time.";
+  console.error(`nbbatch ${panel}`, err);
+  const message = /** @type {{message?: unknown} | null} */ (err)?.message;
+  return String(message || err);
+}

@@ -59,3 +59,18 @@ export function setAttr(el, name, value) {
     if (el.getAttribute(name) !== v) el.setAttribute(name, v);
   }
 }
+
+/**
+ * The anywidget module of a panel: `render` builds one view per output area and hands
+ * anywidget the view's `dispose` to call when the output goes away.
+ * @param {new (model: any, el: HTMLElement) => {dispose: () => void}} View
+ */
+export function widgetOf(View) {
+  return {
+    /** @param {{model: any, el: HTMLElement}} args */
+    render({ model, el }) {
+      const view = new View(model, el);
+      return () => view.dispose();
+    },
+  };
+}

@@ -1,8 +1,8 @@
 // @ts-check
-import { Channel, ReplyError, TimeoutError } from "../shared/channel.js";
+import { Channel, errorWords } from "../shared/channel.js";
 import { bytesOf } from "../shared/download.js";
 import { icons } from "../shared/icons.js";
-import { fmt, h, setText } from "../shared/util.js";
+import { fmt, h, setText, widgetOf } from "../shared/util.js";
 import { sendFile } from "./chunks.js";
 import { filesFromDrop } from "./drop.js";
 
@@ -68,10 +68,7 @@ class UploadView {
   }
 
   words(err) {
-    if (err instanceof ReplyError) return err.message;
-    if (err instanceof TimeoutError) return this.strings.timeout || "The kernel did not answer in time.";
-    console.error("nbbatch upload", err);
-    return String(err?.message || err);
+    return errorWords(err, this.strings, "upload");
   }
 
   showError(err) {
@@ -475,9 +472,4 @@ function mb(n) {
   return `${v >= 10 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} MB`;
 }
 
-export default {
-  render({ model, el }) {
-    const view = new UploadView(model, el);
-    return () => view.dispose();
-  },
-};
+export default widgetOf(UploadView);

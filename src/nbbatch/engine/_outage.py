@@ -35,7 +35,7 @@ from ..core._secrets import scrub
 
 if TYPE_CHECKING:
     from ..providers._base import Provider
-    from ._runner import Runner
+    from ._control import RunControl
 
 __all__ = ["PROBE_RETRY", "ServerWait"]
 
@@ -59,7 +59,7 @@ class _Outage:
 class ServerWait:
     """The runner's part that waits for unreachable servers (one per run)."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: RunControl) -> None:
         self._runner = runner
         #: how the probes are spaced (tests make it fast)
         self.policy = PROBE_RETRY

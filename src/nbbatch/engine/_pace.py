@@ -55,7 +55,7 @@ from ..providers._endpoint import gate_of
 from ._ledger import BATCH_RATE, TOKEN_PRICES, check_token_prices, price_of, task_cost
 
 if TYPE_CHECKING:
-    from ._runner import Runner
+    from ._control import RunControl
     from ._store import Workspace
 
 __all__ = [
@@ -317,7 +317,7 @@ class PaceOptions:
 class Pace:
     """The spend and pace of one run (see the module docstring)."""
 
-    def __init__(self, runner: Runner, options: PaceOptions | None = None) -> None:
+    def __init__(self, runner: RunControl, options: PaceOptions | None = None) -> None:
         self.runner = runner
         opts = options or PaceOptions()
         self.options = opts

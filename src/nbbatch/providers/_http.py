@@ -769,6 +769,22 @@ class HttpClient:
             loop = asyncio.get_running_loop()
             self._clients[loop] = _LoopClient(self._new_client())
 
+    def _refusal(self, read: httpx.Response, task_id: str | None) -> ProviderError:
+        """The error for an unsuccessful answer, as the provider's ``classify`` sees it."""
+        err = error_from_response(read, self.provider, task_id=task_id)
+        return err if self._classify is None else self._classify(read, err)
+
+    def _too_large(
+        self, what: str, response: httpx.Response, limit: int, task_id: str | None
+    ) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{self.provider}: {what}",
+            provider=self.provider,
+            status_code=response.status_code,
+            task_id=task_id,
+            limit=limit,
+        )
+
     def _new_client(self) -> httpx.AsyncClient:
         transport = self._transport
         if transport is None and not urllib.request.getproxies():
@@ -836,15 +852,13 @@ class HttpClient:
             finally:
                 await response.aclose()
         except _BodyTooLarge:
-            raise ResponseTooLargeError(
-                f"{self.provider}: answer larger than {format_bytes(cap)} (the limit is "
-                f"{format_bytes(cap)} for {what}); nbbatch stopped reading it. A service "
-                "that sends this much is misbehaving: check the base URL, or ask for "
-                "fewer or smaller images",
-                provider=self.provider,
-                status_code=response.status_code,
-                task_id=task_id,
-                limit=cap,
+            raise self._too_large(
+                f"answer larger than {format_bytes(cap)} (the limit is {format_bytes(cap)} "
+                f"for {what}); nbbatch stopped reading it. A service that sends this much is "
+                "misbehaving: check the base URL, or ask for fewer or smaller images",
+                response,
+                cap,
+                task_id,
             ) from None
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
@@ -852,10 +866,7 @@ class HttpClient:
         observe_response(self, self.provider, read.headers)  # x-ratelimit-*: the endpoint's gate
         if read.is_success:
             return read
-        err = error_from_response(read, self.provider, task_id=task_id)
-        if self._classify is not None:
-            err = self._classify(read, err)
-        raise err
+        raise self._refusal(read, task_id)
 
     async def request(
         self,
@@ -962,22 +973,17 @@ class HttpClient:
             finally:
                 await response.aclose()
         except _BodyTooLarge:
-            raise ResponseTooLargeError(
-                f"{self.provider}: file larger than {format_bytes(max_bytes)}; nbbatch "
-                "stopped reading it. Check the base URL, or raise the limit",
-                provider=self.provider,
-                status_code=response.status_code,
-                task_id=task_id,
-                limit=max_bytes,
+            raise self._too_large(
+                f"file larger than {format_bytes(max_bytes)}; nbbatch stopped reading it. "
+                "Check the base URL, or raise the limit",
+                response,
+                max_bytes,
+                task_id,
             ) from None
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.provider, task_id=task_id) from None
         if body is not None:
-            read = _rebuilt(response, body)
-            err = error_from_response(read, self.provider, task_id=task_id)
-            if self._classify is not None:
-                err = self._classify(read, err)
-            raise err
+            raise self._refusal(_rebuilt(response, body), task_id)
         return written
 
     async def aclose(self) -> None:
