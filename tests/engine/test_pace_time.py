@@ -251,3 +251,27 @@ def test_a_killed_kernel_s_deadline_holds_for_the_batch_resumed_after_it(tmp_pat
         assert asyncio.run(resume()) == deadline
     finally:
         again.close()
+
+
+def test_a_start_time_still_ahead_is_journaled_and_kept_by_the_next_run(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = on_virtual_time(monkeypatch)
+
+    async def main() -> tuple[float | None, list[float]]:
+        batch = Batch.create(["a"], workspace=workspace)
+        first = batch.start(RateLimitedProvider(1000, latency=1.0), start_at=3600)
+        first.stop()  # the kernel goes away while the run waits for its start time
+        await first.wait()
+        provider = RateLimitedProvider(1000, latency=1.0)
+        again = batch.start(provider)  # started again without a start time
+        kept = again.pace.start_at
+        await again.wait()
+        return kept, list(provider.sent_at)
+
+    try:
+        kept, sent = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert kept == EPOCH + 3600
+    assert sent and min(sent) >= 3600, "nothing is sent before it"
