@@ -222,3 +222,26 @@ def test_a_service_without_a_balance_api_is_said_to_have_none(cfg: Path) -> None
     page = PanelPage(SettingsPanel(config_dir=cfg))
     reply = page.ok("balance", values={"provider": "openai"})
     assert reply["available"] is False and reply["provider"].startswith("OpenAI")
+
+
+def test_a_rate_limit_set_in_python_on_a_url_with_a_password_is_never_shown(cfg: Path) -> None:
+    from nbbatch import Settings
+
+    secret_url = f"https://user:{TOKEN}@gpu.example.com"
+    Settings(rate_limits={secret_url: {"requests_per_minute": 30}}).save(cfg / "config.json")
+    panel = SettingsPanel(config_dir=cfg)
+    page = PanelPage(panel)
+    rows = page.ok("hello")["pace"]["rate_limits"]
+    assert rows == [
+        {
+            "endpoint": "https://gpu.example.com/…",
+            "requests_per_minute": "30",
+            "images_per_minute": "",
+        }
+    ]
+    rows[0]["requests_per_minute"] = "20"
+    page.ok("save", values={"provider": "demo"}, pace=pace(rows))
+    saved = json.loads((cfg / "config.json").read_text())["rate_limits"]
+    assert saved == {secret_url: {"requests_per_minute": 20.0}}, "the row stands for it"
+    assert TOKEN not in seen(panel, page)
+    set_rate_limit(secret_url)

@@ -78,6 +78,12 @@ def webhook_info(secrets_path: os.PathLike[str] | str) -> dict[str, Any]:
     }
 
 
+def _shown_endpoint(name: str) -> str:
+    """A rate limit's endpoint as the page may see it: a base URL set in Python with a
+    password or a query in it shows its scheme and host only (``https://host/…``)."""
+    return masked_webhook(name) if _has_credentials(name) else name
+
+
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
@@ -100,7 +106,7 @@ def pace_info(settings: Settings, secrets_path: os.PathLike[str] | str) -> dict[
         "webhook": webhook_info(secrets_path),
         "rate_limits": [
             {
-                "endpoint": name,
+                "endpoint": _shown_endpoint(name),
                 "requests_per_minute": _number(limit.requests_per_minute),
                 "images_per_minute": _number(limit.images_per_minute),
             }
@@ -183,7 +189,9 @@ def rate_limits_from(raw: object, old: Mapping[str, RateLimit]) -> dict[str, Rat
             continue  # an empty row
         if len(endpoint) > _MAX_TEXT:
             raise UserFacingError("bad_request", type="endpoint")
-        if _has_credentials(endpoint):
+        # a row the page got masked stands for the endpoint set in Python
+        endpoint = next((k for k in old if _shown_endpoint(k) == endpoint), endpoint)
+        if _has_credentials(endpoint) and endpoint not in old:
             # never kept, never sent back: the reply names no part of it
             raise UserFacingError("rate_endpoint_credentials")
         if endpoint in out:
