@@ -36,6 +36,7 @@ from nbbatch.providers import (
     PoolProvider,
     ProgressCallback,
     Provider,
+    _pool,
 )
 from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.providers._replicate import ReplicateProvider
@@ -292,14 +293,22 @@ def test_a_pool_works_on_a_second_event_loop() -> None:
         asyncio.run(pool.aclose())
 
 
+class Server:
+    """What the endpoint key of a provider reads: its client's base URL and headers."""
+
+    def __init__(self, url: str) -> None:
+        self.base_url, self.headers = url, {"Authorization": "Key test-key-held"}
+
+
 class Held(Provider):
     """A pool member whose requests end when the test says so, by prompt."""
 
     name: ClassVar[str] = "held"
     capabilities: Capabilities = Capabilities(txt2img=True)
 
-    def __init__(self, started: list[str], book: dict[str, asyncio.Future[None]]) -> None:
+    def __init__(self, started: list[str], book: dict[str, asyncio.Future[None]], url: str) -> None:
         self.started, self.book = started, book
+        self._http = Server(url)  # two objects on one URL are one server
         self.down = False
 
     async def check(self) -> None:
@@ -315,12 +324,22 @@ class Held(Provider):
         return [ImageData(png_bytes(), seed=1)]
 
 
-async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(ws: Workspace) -> None:
+@pytest.mark.parametrize("pools", [1, 2], ids=["one-pool", "a-pool-each-on-the-same-servers"])
+async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(
+    ws: Workspace, pools: int
+) -> None:
     started: list[str] = []
     book: dict[str, asyncio.Future[None]] = {}
-    members = [Held(started, book) for _ in range(3)]
-    members[2].down = True  # two GPUs of three: requests wait in the pool for a free one
-    pool = PoolProvider(members, clock=lambda: 0.0)
+
+    def pool_of_three() -> PoolProvider:
+        members = [Held(started, book, f"http://gpu{i}.test") for i in range(3)]
+        members[2].down = True  # two GPUs of three: requests wait for a free one
+        return PoolProvider(members, clock=lambda: 0.0)
+
+    # one pool object, or one per run as two studios build the saved pool each
+    first = pool_of_three()
+    second = first if pools == 1 else pool_of_three()
+    board = _pool._board()
 
     def finish(prompt: str) -> Awaitable[None]:
         count = len(started)
@@ -329,10 +348,10 @@ async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(ws: Wor
 
     low = Batch.create([f"l{i}" for i in range(5)], workspace=ws)
     high = Batch.create([f"h{i}" for i in range(3)], workspace=ws)
-    background = low.start(pool, concurrency=3, priority="low")
-    await until(lambda: len(started) == 2 and len(pool._waiting) == 1)
-    quick = high.start(pool, concurrency=3, priority="high")
-    await until(lambda: len(pool._waiting) == 4, "the quick run's requests wait in the pool")
+    background = low.start(first, concurrency=3, priority="low")
+    await until(lambda: len(started) == 2 and len(board.waiting) == 1)
+    quick = high.start(second, concurrency=3, priority="high")
+    await until(lambda: len(board.waiting) == 4, "the quick run's requests wait in the pool")
     assert sorted(started) == ["l0", "l1"]
     await finish("l0")
     assert started[2] == "h0", "the high-priority run goes before l2, which waited longer"
@@ -350,4 +369,4 @@ async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(ws: Wor
     book["l4"].set_result(None)
     await asyncio.gather(background.wait(), quick.wait())
     assert len(low.succeeded) == 5 and len(high.succeeded) == 3
-    assert pool._waiting == [] and not pool._held, "nothing is left counted"
+    assert board.waiting == [] and not board.held and not board.in_flight, "nothing is left"
