@@ -22,10 +22,10 @@ export class SpendSection {
   build(pace) {
     const s = this.view.strings;
     this.hookRow = h("div", { class: "nbb-set-key nbb-set-hook" });
-    this.hookStatus = h("div", { class: "nbb-set-help nbb-set-hook-status", role: "status", "aria-live": "polite" });
+    this.hookStatus = h("div", { class: "nbb-set-help nbb-set-hook-status", "aria-live": "polite" });
     this.rateBox = h("div", { class: "nbb-set-rates" });
     this.tokenBox = h("div", { class: "nbb-set-tokens" });
-    this.balanceText = h("span", { class: "nbb-set-balance", role: "status", "aria-live": "polite", text: s.balance_hint });
+    this.balanceText = h("span", { class: "nbb-set-balance", "aria-live": "polite", text: s.balance_hint });
     const addRate = h("button", { type: "button", class: "nbb-btn nbb-small", text: s.rate_add, onclick: () => this.addRate({}) });
     const addToken = h("button", { type: "button", class: "nbb-btn nbb-small", text: s.token_add, onclick: () => this.addToken({}) });
     this.paint(pace);
