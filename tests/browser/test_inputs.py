@@ -332,6 +332,75 @@ def test_a_key_typed_into_settings_is_used_and_never_written_anywhere(lab) -> No
     assert SENTINEL not in lab.server().log_path.read_text(errors="replace")
 
 
+HOOK_TOKEN = "test-webhook-SENTINEL-4e0a"
+
+SPEND_CELL = """
+import json, os, pathlib, tempfile
+from nbbatch.widgets import SettingsPanel
+config = tempfile.mkdtemp()
+os.environ["NBBATCH_CONFIG_DIR"] = config
+os.environ.pop("NBBATCH_WEBHOOK_URL", None)
+panel = SettingsPanel()
+panel
+"""
+
+
+def test_settings_take_the_webhook_rate_limits_and_token_prices_and_say_the_balance(
+    lab,
+) -> None:
+    page = lab.open_notebook([SPEND_CELL])
+    page.locator(".nbb-set").first.get_by_role("button", name="Settings").click()
+    dialog = page.get_by_role("dialog", name="Settings")
+    expect(dialog).to_be_visible()
+
+    hook = dialog.get_by_role("textbox", name="Notification webhook", exact=True)
+    hook.fill(f"https://hooks.example.com/services/{HOOK_TOKEN}")
+    hook.press("Enter")
+    expect(dialog.locator(".nbb-set-hook-status")).to_contain_text("only its host is shown")
+    expect(dialog.get_by_text("set: https://hooks.example.com/…").first).to_be_visible()
+    expect(dialog.get_by_role("textbox", name="Notification webhook", exact=True)).to_have_value("")
+
+    dialog.get_by_text("Rate limits", exact=True).click()
+    dialog.get_by_role("button", name="Add a limit").click()
+    dialog.get_by_role("textbox", name="Provider or base URL").fill("openai")
+    dialog.get_by_role("spinbutton", name="Requests/min").fill("0")
+    dialog.get_by_role("button", name="Save settings").click()
+    expect(dialog.locator(".nbb-set-result")).to_have_text(
+        "Rate limit of openai: requests per minute must be a number above 0 (or empty for no "
+        'limit), not "0".'
+    )
+    dialog.get_by_role("spinbutton", name="Requests/min").fill("60")
+
+    dialog.get_by_text("Token prices", exact=True).click()
+    gpt = dialog.get_by_role("textbox", name="Date read: openai/gpt-image-1", exact=True)
+    expect(gpt).to_have_value("2025-04-23")
+    dialog.get_by_role("spinbutton", name="Image out: openai/gpt-image-1", exact=True).fill("32")
+    gpt.fill("")
+    dialog.get_by_role("button", name="Save settings").click()
+    expect(dialog.locator(".nbb-set-result")).to_contain_text(
+        "Token price of openai/gpt-image-1: give the date the price was read"
+    )
+    gpt.fill("2026-12-01")
+    dialog.get_by_role("button", name="Save settings").click()
+    expect(dialog.locator(".nbb-set-result")).to_contain_text("Saved to")
+    lab.screenshot(page, "settings-spend")
+
+    dialog.get_by_role("button", name="Refresh").click()
+    expect(dialog.locator(".nbb-set-balance")).to_have_text(
+        "Demo (offline, no key) has no API for the account balance: see it on the provider's "
+        "own website."
+    )
+    saved = lab.execute(
+        page, "print(json.dumps(json.loads(pathlib.Path(config, 'config.json').read_text())))"
+    )
+    settings = json.loads(saved)
+    assert settings["rate_limits"] == {"openai": {"requests_per_minute": 60.0}}
+    assert settings["token_prices"]["openai/gpt-image-1"]["output_image"] == 32.0
+    lab.command(page, "docmanager:save")
+    assert HOOK_TOKEN not in (lab.server().root_dir / lab._path(page)).read_text()
+    assert HOOK_TOKEN not in saved
+
+
 def noise_png(path: Path, target_bytes: int, seed: int) -> None:
     """A PNG of about ``target_bytes`` (noise does not compress)."""
     import random

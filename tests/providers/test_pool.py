@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -34,12 +35,14 @@ from nbbatch.providers import (
     OpenAIProvider,
     PoolProvider,
     ProgressCallback,
+    Provider,
+    _pool,
 )
 from nbbatch.providers._huggingface import HuggingFaceProvider
 from nbbatch.providers._replicate import ReplicateProvider
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeOpenAI, FakeReplicate, FakeStability, Fault
-from tests.support import FAST
+from tests.support import FAST, png_bytes, until
 
 KEY = "test-key-pool-SENTINEL-key-123456"
 
@@ -288,3 +291,82 @@ def test_a_pool_works_on_a_second_event_loop() -> None:
         assert all(images[0].data.startswith(b"\x89PNG") for images in (*first, *second))
         assert [r.path for r in server.requests].count("/v1/images/generations") == 4
         asyncio.run(pool.aclose())
+
+
+class Server:
+    """What the endpoint key of a provider reads: its client's base URL and headers."""
+
+    def __init__(self, url: str) -> None:
+        self.base_url, self.headers = url, {"Authorization": "Key test-key-held"}
+
+
+class Held(Provider):
+    """A pool member whose requests end when the test says so, by prompt."""
+
+    name: ClassVar[str] = "held"
+    capabilities: Capabilities = Capabilities(txt2img=True)
+
+    def __init__(self, started: list[str], book: dict[str, asyncio.Future[None]], url: str) -> None:
+        self.started, self.book = started, book
+        self._http = Server(url)  # two objects on one URL are one server
+        self.down = False
+
+    async def check(self) -> None:
+        if self.down:
+            raise ProviderConnectionError("this GPU is off", provider=self.name)
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> list[ImageData]:
+        self.started.append(request.prompt)
+        self.book[request.prompt] = asyncio.get_running_loop().create_future()
+        await self.book[request.prompt]
+        return [ImageData(png_bytes(), seed=1)]
+
+
+@pytest.mark.parametrize("pools", [1, 2], ids=["one-pool", "a-pool-each-on-the-same-servers"])
+async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(
+    ws: Workspace, pools: int
+) -> None:
+    started: list[str] = []
+    book: dict[str, asyncio.Future[None]] = {}
+
+    def pool_of_three() -> PoolProvider:
+        members = [Held(started, book, f"http://gpu{i}.test") for i in range(3)]
+        members[2].down = True  # two GPUs of three: requests wait for a free one
+        return PoolProvider(members, clock=lambda: 0.0)
+
+    # one pool object, or one per run as two studios build the saved pool each
+    first = pool_of_three()
+    second = first if pools == 1 else pool_of_three()
+    board = _pool._board()
+
+    def finish(prompt: str) -> Awaitable[None]:
+        count = len(started)
+        book[prompt].set_result(None)
+        return until(lambda: len(started) == count + 1, f"a start after {prompt} ended")
+
+    low = Batch.create([f"l{i}" for i in range(5)], workspace=ws)
+    high = Batch.create([f"h{i}" for i in range(3)], workspace=ws)
+    background = low.start(first, concurrency=3, priority="low")
+    await until(lambda: len(started) == 2 and len(board.waiting) == 1)
+    quick = high.start(second, concurrency=3, priority="high")
+    await until(lambda: len(board.waiting) == 4, "the quick run's requests wait in the pool")
+    assert sorted(started) == ["l0", "l1"]
+    await finish("l0")
+    assert started[2] == "h0", "the high-priority run goes before l2, which waited longer"
+    await finish("l1")
+    assert started[3] == "l2", "the background run keeps one slot"
+    await finish("h0")
+    assert started[4] == "h1"
+    await finish("l2")
+    assert started[5] == "l3"
+    await finish("h1")
+    assert started[6] == "h2"
+    for prompt in ("l3", "h2"):
+        book[prompt].set_result(None)
+    await until(lambda: "l4" in book)
+    book["l4"].set_result(None)
+    await asyncio.gather(background.wait(), quick.wait())
+    assert len(low.succeeded) == 5 and len(high.succeeded) == 3
+    assert board.waiting == [] and not board.held and not board.in_flight, "nothing is left"

@@ -230,3 +230,26 @@ async def test_status_polls_that_keep_failing_cancel_the_request(server: FakeFal
     assert len(server.calls("*/status")) == 3
     assert len(server.cancels) == 1
     assert server.calls("*/cancel", "PUT")
+
+
+async def test_balance_is_the_platform_api_s_credit_balance(server: FakeFal) -> None:
+    server.balance = 18.75
+    p = provider(server)
+    try:
+        balance = await p.balance()
+        assert (balance.amount, balance.unit, str(balance)) == (18.75, "USD", "$18.75")
+        server.billing_access = False  # an inference-only key
+        with pytest.raises(AuthenticationError, match="billing:usage:read") as caught:
+            await p.balance()
+        assert KEY not in str(caught.value)
+    finally:
+        server.billing_access = True
+        await p.aclose()
+
+
+async def test_the_real_service_s_balance_is_asked_of_fal_s_platform_api() -> None:
+    p = FalProvider(api_key=KEY)
+    try:
+        assert p._billing_url == "https://api.fal.ai/v1/account/billing"
+    finally:
+        await p.aclose()

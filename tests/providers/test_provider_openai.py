@@ -412,3 +412,13 @@ async def test_sentinel_key_never_appears_in_errors_reprs_or_the_workspace(
     for f in workspace.path.rglob("*"):
         if f.is_file():
             assert sentinel.encode() not in f.read_bytes(), f
+
+
+async def test_openai_has_no_balance_api_and_says_so_with_none(server: FakeOpenAI) -> None:
+    # OpenAI shows credit only on its web dashboard: nothing is asked, nothing invented
+    p = OpenAIProvider(api_key=KEY, base_url=server.url)
+    try:
+        assert await p.balance() is None
+        assert server.requests == []
+    finally:
+        await p.aclose()

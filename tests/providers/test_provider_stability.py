@@ -21,7 +21,7 @@ from nbbatch.errors import (
     NotSupportedError,
     RateLimitedError,
 )
-from nbbatch.providers import GenerationRequest, InputImage, provider_info
+from nbbatch.providers import Balance, GenerationRequest, InputImage, provider_info
 from nbbatch.providers._stability import StabilityProvider
 from nbbatch.testing import FakeStability, Fault
 from tests.support import FAST
@@ -237,3 +237,15 @@ async def test_image_that_does_not_decode_fails_the_task(
     task = batch.tasks[0]
     assert task.status is TaskStatus.FAILED and task.error_kind == "bad_image"
     assert task.attempts == 1
+
+
+async def test_balance_is_the_account_s_credits(server: FakeStability) -> None:
+    server.credits = 7.25
+    p = provider(server)
+    try:
+        balance = await p.balance()
+        assert balance == Balance(7.25, "credits") and str(balance) == "7.25 credits"
+        await p.check()  # the connection probe reads the same answer
+    finally:
+        server.credits = 42.5
+        await p.aclose()

@@ -94,6 +94,7 @@ async def test_run_all_passes_the_deadline_and_the_summary_shows_it(
     run = session.run_all(budget="", deadline="23:30")
     assert run.pace.deadline == datetime(2026, 12, 7, 23, 30).timestamp()
     assert hub_for(batch).summary()["deadline"] == "23:30"
+    assert hub_for(batch).summary()["pace"] is None, "the deadline is shown once, not twice"
     session.set_deadline("07:00")  # the next 07:00: tomorrow, shown with its date
     assert hub_for(batch).summary()["deadline"] == "2026-12-08 07:00"
     provider.gate.set()

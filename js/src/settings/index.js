@@ -2,6 +2,7 @@
 import { Channel, errorWords } from "../shared/channel.js";
 import { icons } from "../shared/icons.js";
 import { fmt, h, setText, widgetOf } from "../shared/util.js";
+import { SpendSection } from "./spend.js";
 
 // The Settings button and its dialog. Keys go to the kernel once, by message, and the
 // password field empties itself at once; the page never receives a key back.
@@ -60,6 +61,8 @@ class SettingsView {
     const provider = h("select", { "aria-label": s.set_provider }, ...info.providers.map((p) => h("option", { value: p.name, text: p.label })));
     provider.value = v.provider;
     provider.addEventListener("change", () => this.showProvider(provider.value));
+    this.spend = new SpendSection(this);
+    provider.addEventListener("change", () => this.spend.clearBalance());
     this.fields.provider = provider;
     this.providerBox = h("div", { class: "nbb-set-provider" });
     this.keyRows = { llm: h("div", { class: "nbb-set-key" }), provider: h("div", { class: "nbb-set-key" }) };
@@ -102,6 +105,7 @@ class SettingsView {
         text("concurrency", "number", { min: 1, max: 10 }),
         text("retries", "number", { min: 0, max: 10 }),
       ),
+      this.spend.build(info.pace),
       this.result,
       h(
         "div",
@@ -405,8 +409,9 @@ class SettingsView {
 
   async save() {
     try {
-      const { msg } = await this.channel.request("save", { values: this.values() });
+      const { msg } = await this.channel.request("save", { values: this.values(), pace: this.spend.values() });
       this.info.values = msg.values;
+      this.spend.paint(msg.pace);
       this.paintKeys(msg.keys);
       this.problem.hidden = true;
       const outside = this.root.querySelector(":scope > .nbb-set-problem");

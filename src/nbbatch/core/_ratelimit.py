@@ -22,6 +22,8 @@ to that endpoint passes its gate, whatever run or pool sends it:
   (its configured concurrency, else the highest concurrency of the runs using it) to the
   run of highest priority first; a run holding no slot comes before every run holding
   one, so a background run keeps at least one slot while it has work and is not paused.
+  A pool (``providers/_pool.py``) hands its members' free slots out by the same rule, to
+  the requests waiting in it: :data:`sender` names the run a request is sent for.
 
 All timing goes through the running loop's clock (a benchmark may run on virtual time).
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import math
 import re
 import threading
@@ -49,7 +52,9 @@ __all__ = [
     "check_rate_limits",
     "gate_for",
     "gates",
+    "priority_rank",
     "rate_limit_for",
+    "sender",
     "set_rate_limit",
 ]
 
@@ -69,6 +74,21 @@ def check_priority(value: object) -> str:
     if value not in PRIORITIES:
         raise ConfigError(f"priority must be 'high', 'normal' or 'low', got {value!r}")
     return str(value)
+
+
+#: the run a request is sent for (its ``Pace``, which has a ``priority``): set by the run
+#: in the context its request task is made from, read by a pool that hands a free endpoint
+#: to one of the requests waiting for one. ``None``: a call outside any run.
+sender: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "nbbatch_sender", default=None
+)
+
+
+def priority_rank(run: object) -> int:
+    """The place of a run's ``priority`` in :data:`PRIORITIES` (0 first); "normal" for
+    anything without one."""
+    priority = getattr(run, "priority", "normal")
+    return PRIORITIES.index(priority) if priority in PRIORITIES else 1
 
 
 #: seconds of wait too small to sleep (rounding of the window's arithmetic)

@@ -12,9 +12,12 @@ providers. Before each request is handed out, :meth:`Pace.hold` says whether it 
   words; raising it (:meth:`set_budget`) resumes. A task whose price is unknown is
   refused under a budget unless ``allow_unknown_prices``. The budget (and the prices
   and permission it was set with) is journaled per batch: a run started after a kernel
-  restart keeps it;
+  restart keeps it; so are the deadline and the start time, while they are still ahead
+  (one that has passed by the time the batch is run again is dropped: the person
+  starting it again wants it to run);
 * **endpoint slots by priority**: the endpoint's gate (``core/_ratelimit.py``) hands its
-  slots to the run of highest priority first, a run holding none first of all.
+  slots to the run of highest priority first, a run holding none first of all; a pool
+  (``providers/_pool.py``) hands its members' free slots out by the same rule.
 
 It also posts the run's end, or a pause on budget or deadline, to the webhook
 (:func:`set_webhook`; a secret like an API key).
@@ -45,7 +48,7 @@ from ..core._events import (
     TaskSucceeded,
 )
 from ..core._model import Task
-from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limits
+from ..core._ratelimit import Gate, check_priority, forget_idle, load_rate_limits, sender
 from ..core._secrets import Secret, scrub
 from ..providers._base import Provider
 from ..providers._endpoint import gate_of
@@ -59,10 +62,12 @@ __all__ = [
     "Pace",
     "PaceOptions",
     "journaled_budget",
+    "masked_webhook",
     "parse_when",
     "save_budget",
     "set_webhook",
     "studio_priority",
+    "webhook_source",
     "webhook_url",
 ]
 
@@ -223,6 +228,41 @@ def webhook_url() -> Secret | None:
         return None
 
 
+def webhook_source(secrets_path: os.PathLike[str] | str | None = None) -> str | None:
+    """Where :func:`webhook_url` takes the webhook from: ``"session"`` (set in this
+    process), ``"env"`` (``$NBBATCH_WEBHOOK_URL``), ``"saved"`` (the secrets file), or
+    ``None`` (no webhook)."""
+    if _webhook is not None:
+        return "session"
+    if os.environ.get(WEBHOOK_ENV, "").strip():
+        return "env"
+    from ._settings import load_secrets
+
+    try:
+        saved = load_secrets(secrets_path).get(WEBHOOK_SECRET)
+    except NbbatchError:
+        return None
+    return "saved" if saved is not None else None
+
+
+def masked_webhook(url: Secret | str) -> str:
+    """What may be shown of a webhook URL: its scheme and host, ``https://ntfy.sh/…``.
+    Its path and query often are the token (Slack's, Discord's, ntfy topics), and a
+    user name or password is one: neither is shown."""
+    import urllib.parse
+
+    text = url.reveal() if isinstance(url, Secret) else url
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…"
+    if not parts.scheme or not host:
+        return "…"
+    return f"{parts.scheme}://{host}{port}/…"
+
+
 async def _post(url: Secret, payload: dict[str, Any]) -> None:
     import httpx
 
@@ -290,6 +330,7 @@ class Pace:
         self.prices, self.token_prices = self._tables(opts.prices)
         self.spent = 0.0
         self._counted = False  # the batch's earlier images are in ``spent``
+        self._dropped = False  # a journaled deadline or start time had passed
         #: the prices journaled with the batch (given to a run of it)
         self._prices_kept: dict[str, float] = dict(opts.prices or {})
         self._reserved: dict[str, float] = {}
@@ -339,8 +380,13 @@ class Pace:
         self._load_journal()
         if self.budget is not None and not self.allow_unknown_prices:
             self._check_prices(tasks)
+        opts = self.options
         if self.runner.batch_id is not None and (
-            self.options.budget is not None or self.options.prices
+            opts.budget is not None
+            or opts.prices
+            or opts.deadline is not None
+            or opts.start_at is not None
+            or self._dropped
         ):
             self._journal()
 
@@ -371,8 +417,21 @@ class Pace:
             if self.budget is None and saved.get("budget") is not None:
                 self.budget = float(saved["budget"])
                 self.allow_unknown_prices = bool(saved.get("allow_unknown_prices"))
+            self.deadline = self._restored("deadline", self.deadline, saved)
+            self.start_at = self._restored("start_at", self.start_at, saved)
         if self.budget is not None:
             self._count_spent()
+
+    def _restored(self, name: str, given: float | None, saved: Mapping[str, Any]) -> float | None:
+        """A moment this run was given, else the one journaled while it is still ahead
+        (a journaled one already passed is dropped, and the journal rewritten)."""
+        kept = saved.get(name)
+        if given is not None or not isinstance(kept, (int, float)) or isinstance(kept, bool):
+            return given
+        if kept <= self._clock():
+            self._dropped = True
+            return None
+        return float(kept)
 
     def _count_spent(self) -> None:
         """What the batch's stored images cost (once: later successes are added)."""
@@ -455,16 +514,23 @@ class Pace:
         if bid is None:
             return
         data = None
-        if self.budget is not None or self._prices_kept:
+        if (
+            self.budget is not None
+            or self._prices_kept
+            or self.deadline is not None
+            or self.start_at is not None
+        ):
             data = {
                 "budget": self.budget,
                 "allow_unknown_prices": self.allow_unknown_prices,
                 "prices": self._prices_kept,
+                "deadline": self.deadline,
+                "start_at": self.start_at,
             }
         try:
             save_budget(self.runner.workspace, bid, data)
         except NbbatchError as exc:
-            log.warning("nbbatch: the budget could not be journaled: %s", exc)
+            log.warning("nbbatch: the budget and deadline could not be journaled: %s", exc)
 
     def _spent_so_far(self) -> float:
         runner = self.runner
@@ -506,6 +572,9 @@ class Pace:
         if gate is not None:
             self._gated[task.id] = gate
         self._reserved[task.id] = price or 0.0
+        # the request task is made next, in this (the dispatcher's) context: a pool it is
+        # sent to sees which run, of which priority, waits for its free slots
+        sender.set(self)
         return False
 
     def released(self, task_id: str) -> None:
@@ -535,8 +604,10 @@ class Pace:
             self.runner.resume()
 
     def set_deadline(self, deadline: object) -> None:
-        """A new deadline (``None``: none). Resumes a run paused on its deadline."""
+        """A new deadline (``None``: none); journaled. Resumes a run paused on its
+        deadline."""
         self.deadline = parse_when(deadline, now=self._clock())
+        self._journal()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -600,8 +671,9 @@ class Pace:
             "later deadline (run.set_deadline(...))"
         )
 
-    def describe(self) -> str | None:
-        """In words, what holds the run back now (None: nothing)."""
+    def describe(self, *, deadline: bool = True) -> str | None:
+        """In words, what holds the run back now (None: nothing). ``deadline=False``
+        leaves out a deadline still ahead (the studio shows it in a place of its own)."""
         if self.reason is not None and self.runner.state is RunState.PAUSED:
             return self.reason
         if self.start_at is not None and self._clock() < self.start_at:
@@ -611,7 +683,7 @@ class Pace:
             said = gate.describe()
             if said is not None:
                 return said
-        if self.deadline is not None and self.runner.state is RunState.RUNNING:
+        if deadline and self.deadline is not None and self.runner.state is RunState.RUNNING:
             when = datetime.fromtimestamp(self.deadline).strftime("%Y-%m-%d %H:%M")
             return f"no request starts after {when}"
         return None
@@ -664,6 +736,7 @@ class Pace:
             if event.state is RunState.RUNNING:
                 if self._kind == "deadline":
                     self.deadline = None  # resumed after its deadline: the person goes on
+                    self._journal()
                 self._kind = self.reason = None
             elif event.state is RunState.PAUSED and self._kind is not None:
                 self._notify("paused", self.reason)

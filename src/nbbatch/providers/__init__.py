@@ -8,6 +8,7 @@ Third-party packages add providers through the ``nbbatch.providers`` entry-point
 
 from ._a1111 import A1111Provider
 from ._base import (
+    Balance,
     Capabilities,
     GenerationRequest,
     ImageData,
@@ -36,6 +37,7 @@ from ._stability import StabilityProvider
 
 __all__ = [
     "A1111Provider",
+    "Balance",
     "Capabilities",
     "ComfyUIProvider",
     "DemoProvider",

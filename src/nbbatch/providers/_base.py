@@ -19,6 +19,7 @@ from ..core._errors import NotSupportedError
 from ..core._model import Params
 
 __all__ = [
+    "Balance",
     "Capabilities",
     "GenerationRequest",
     "ImageData",
@@ -29,6 +30,23 @@ __all__ = [
 
 #: ``on_progress(fraction_or_None, preview_bytes_or_None)``; fraction in [0, 1].
 ProgressCallback = Callable[[float | None, bytes | None], None]
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What is left on the account, as the service itself reports it
+    (:meth:`Provider.balance`)."""
+
+    amount: float
+    #: ``"credits"`` (the service's own unit) or a currency code such as ``"USD"``
+    unit: str
+
+    def __str__(self) -> str:
+        if self.unit == "credits":
+            return f"{self.amount:,.2f} credits"
+        if self.unit == "USD":
+            return f"${self.amount:,.2f}"
+        return f"{self.amount:,.2f} {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,15 @@ class Provider(abc.ABC):
 
         The default does nothing (providers without a cheap probe).
         """
+
+    async def balance(self) -> Balance | None:
+        """The account's balance or credits, asked of the service (spends nothing).
+
+        ``None``: the service has no API for it (OpenAI, Gemini, Replicate, ... show
+        theirs only on their web dashboards); a service that has one overrides this and
+        raises a ProviderError when it cannot be read (a key without billing access).
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release connections. Safe to call twice."""

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from ..core._errors import (
+    AuthenticationError,
     ConfigError,
     ContentRefusedError,
     MalformedResponseError,
@@ -38,7 +39,14 @@ from ..core._errors import (
 )
 from ..core._secrets import Secret, scrub
 from ._access import open_service
-from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._base import (
+    Balance,
+    Capabilities,
+    GenerationRequest,
+    ImageData,
+    ProgressCallback,
+    Provider,
+)
 from ._catalog import provider_info
 from ._encoding import data_url, decode_data_url, guess_mime
 from ._fetch import DEFAULT_MAX_DOWNLOAD, FETCH_ATTEMPTS, FETCH_RETRY_DELAY, retry_fetch
@@ -49,6 +57,8 @@ __all__ = ["FalProvider"]
 
 INFO = provider_info("fal")
 DEFAULT_BASE_URL: str = INFO.default_base_url or ""
+#: fal's Platform API, where the account's billing is read (not the queue's host)
+PLATFORM_URL = "https://api.fal.ai/v1"
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 _STEP = re.compile(r"(\d+)\s*/\s*(\d+)")
 _PERCENT = re.compile(r"(\d{1,3})\s*%")
@@ -121,6 +131,11 @@ class FalProvider(Provider):
         self.base_url = self._access.base_url
         self._http = self._access.api
         self._files = self._access.files
+        # the key goes to fal's own Platform API only; a server of one's own (a proxy,
+        # the loopback fake) answers the same path itself
+        own = self.base_url.rstrip("/") != DEFAULT_BASE_URL.rstrip("/")
+        platform = f"{self.base_url.rstrip('/')}/v1" if own else PLATFORM_URL
+        self._billing_url = f"{platform}/account/billing"
 
     @staticmethod
     def _check_model(model: str) -> None:
@@ -300,6 +315,37 @@ class FalProvider(Provider):
         if on_progress is not None:
             on_progress(1.0, None)
         return out
+
+    async def balance(self) -> Balance:
+        """The account's credit balance, from fal's Platform API
+        (``GET /v1/account/billing?expand=credits``: ``{"credits": {"current_balance":
+        12.3, "currency": "USD"}}``). The key needs billing read access."""
+        try:
+            body = await self._http.json("GET", self._billing_url, params={"expand": "credits"})
+        except ProviderError as exc:
+            if exc.status_code != 403:
+                raise
+            raise AuthenticationError(
+                "fal: this key may not read the account's billing; a key with the "
+                "billing:usage:read permission (BILLING, READONLY or FULL on "
+                "fal.ai/dashboard/keys) can",
+                provider=self.name,
+                status_code=403,
+            ) from None
+        credits = body.get("credits") if isinstance(body, dict) else None
+        amount = credits.get("current_balance") if isinstance(credits, dict) else None
+        if isinstance(amount, str):
+            try:
+                amount = float(amount)
+            except ValueError:
+                amount = None
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise MalformedResponseError(
+                "fal: the billing answer holds no credit balance", provider=self.name
+            )
+        currency = credits.get("currency") if isinstance(credits, dict) else None
+        unit = currency.upper() if isinstance(currency, str) and currency.isalpha() else "USD"
+        return Balance(float(amount), unit)
 
     async def aclose(self) -> None:
         await self._access.aclose()

@@ -17,6 +17,15 @@ Health, as a small circuit breaker per endpoint:
   (refusal, bad request, malformed answer) are raised as they are, since another
   endpoint would say the same.
 
+Slots by priority: pools of one event loop that use the same servers share them (two
+studios that each built the saved pool count their requests on a server together, by its
+endpoint key: base URL and key). When requests wait for a free endpoint, the free slot
+goes to the waiting request of the run that holds no slot of these endpoints, then of the
+highest priority (``batch.run(..., priority=...)``), then the one that has waited
+longest, as an endpoint's gate does between runs (``core/_ratelimit.py``): a quick
+experiment goes before a big background batch, and the background batch keeps at least
+one slot while it has work. A request only yields to one that can use that endpoint.
+
 When nothing is left to try, the last error is raised and the runner's retry policy
 takes over as usual. Every image records the endpoint that produced it in
 ``ImageData.info["endpoint"]``.
@@ -25,9 +34,12 @@ takes over as usual. Every image records the endpoint that produced it in
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import itertools
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -39,9 +51,10 @@ from ..core._errors import (
     ProviderConnectionError,
     ProviderError,
 )
+from ..core._ratelimit import priority_rank, sender
 from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
 from ._catalog import provider_info
-from ._endpoint import generate_paced
+from ._endpoint import endpoint_key, generate_paced
 
 __all__ = ["Endpoint", "PoolProvider"]
 
@@ -63,11 +76,51 @@ class Endpoint:
     last_error: str | None = field(default=None, init=False)
     served: int = field(default=0, init=False)
     checked: bool = field(default=False, init=False)
+    #: the server it is (``_endpoint.endpoint_key``): pools over one server share it
+    key: str = field(default="", init=False)
     check_failed: bool = field(default=False, init=False)
 
     @property
     def cap(self) -> int:
         return self.max_concurrency or self.provider.max_concurrency or 1
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request waiting in :meth:`PoolProvider._acquire` for a free endpoint."""
+
+    run: object | None  # the run it is sent for (``core._ratelimit.sender``)
+    seq: int  # its place in the line: the order it first asked in
+    keys: set[str]  # the endpoints it may take (capable, not tried yet), by key
+
+
+class _Board:
+    """What every pool of one event loop shares about the servers they use."""
+
+    def __init__(self) -> None:
+        #: requests in flight per endpoint key, whichever pool sent them
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.waiting: list[_Waiter] = []
+        #: slots each run holds now, by id of the run (None: no run)
+        self.held: collections.Counter[int] = collections.Counter()
+        self.line = itertools.count()
+        self.changed = asyncio.Event()
+
+    def signal(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+_boards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Board] = weakref.WeakKeyDictionary()
+
+
+def _board() -> _Board:
+    """The board of the running loop (an asyncio.Event belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    board = _boards.get(loop)
+    if board is None:
+        board = _boards[loop] = _Board()
+    return board
 
 
 def _is_endpoint_failure(exc: ProviderError) -> bool:
@@ -122,6 +175,7 @@ class PoolProvider(Provider):
                 raise ConfigError("an endpoint's max_concurrency must be at least 1")
             if ep.name is None:
                 ep.name = f"{ep.provider.name}-{i + 1}"
+            ep.key = endpoint_key(ep.provider) or f"{ep.name}|object-{id(ep):x}|"
             self.endpoints.append(ep)
         names = [e.name for e in self.endpoints]
         if len(set(names)) != len(names):
@@ -134,7 +188,6 @@ class PoolProvider(Provider):
         self.capabilities = _combine(self.endpoints)
         #: the runner's per-provider cap: every endpoint busy at once, no more
         self.max_concurrency = sum(e.cap for e in self.endpoints)
-        self._changed = asyncio.Event()
         self._check_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -225,41 +278,77 @@ class PoolProvider(Provider):
             out.append(ep)
         return out
 
-    async def _acquire(
-        self, candidates: list[Endpoint], tried: set[str], last: ProviderError | None
-    ) -> Endpoint:
-        while True:
-            now = self._clock()
-            untried = [e for e in candidates if e.name not in tried]
-            if not untried and last is not None:
-                raise last
-            usable = [e for e in untried if self._available(e, now)]
-            if not usable and all(e.check_failed for e in untried):
-                # nothing ever answered: fail now rather than wait out every cool-down
-                raise ProviderConnectionError(
-                    "pool: no endpoint that can run this task is reachable ("
-                    + "; ".join(f"{e.name}: {e.last_error}" for e in candidates)
-                    + ")",
-                    provider=self.name,
-                )
-            free = [e for e in usable if e.in_flight < e.cap]
-            if free:
-                # least loaded first; among equals, the one that served least
-                ep = min(free, key=lambda e: (e.in_flight / e.cap, e.served))
-                ep.in_flight += 1
-                return ep
-            # every usable endpoint is busy, or all are cooling down: wait for a free
-            # slot or for the first cool-down to end (then it gets one trial request)
-            wake = min((e.down_until - now for e in untried if e.down_until > now), default=None)
-            event = self._changed
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), wake)
+    @staticmethod
+    def _rank(board: _Board, waiter: _Waiter) -> tuple[bool, int, int]:
+        """A waiting request's place (lowest first): its run holds no slot, the run's
+        priority, how long it has waited."""
+        return (board.held[id(waiter.run)] > 0, priority_rank(waiter.run), waiter.seq)
 
-    def _release(self, ep: Endpoint) -> None:
+    def _yields(self, board: _Board, me: _Waiter, ep: Endpoint) -> bool:
+        """True when a request before ``me`` waits for ``ep`` too."""
+        mine = self._rank(board, me)
+        return any(
+            other is not me and ep.key in other.keys and self._rank(board, other) < mine
+            for other in board.waiting
+        )
+
+    async def _acquire(
+        self,
+        candidates: list[Endpoint],
+        tried: set[str],
+        last: ProviderError | None,
+        seq: int,
+        board: _Board,
+    ) -> Endpoint:
+        me = _Waiter(sender.get(), seq, set())
+        board.waiting.append(me)
+        try:
+            while True:
+                now = self._clock()
+                untried = [e for e in candidates if e.name not in tried]
+                if not untried and last is not None:
+                    raise last
+                usable = [e for e in untried if self._available(e, now)]
+                if not usable and all(e.check_failed for e in untried):
+                    # nothing ever answered: fail now rather than wait out every cool-down
+                    raise ProviderConnectionError(
+                        "pool: no endpoint that can run this task is reachable ("
+                        + "; ".join(f"{e.name}: {e.last_error}" for e in candidates)
+                        + ")",
+                        provider=self.name,
+                    )
+                me.keys = {e.key for e in usable}
+                busy = board.in_flight
+                free = [e for e in usable if busy[e.key] < e.cap and not self._yields(board, me, e)]
+                if free:
+                    # least loaded first; among equals, the one that served least
+                    ep = min(free, key=lambda e: (busy[e.key] / e.cap, e.served))
+                    ep.in_flight += 1
+                    busy[ep.key] += 1
+                    board.held[id(me.run)] += 1
+                    return ep
+                # every usable endpoint is busy (or promised to a request before this
+                # one), or all are cooling down: wait for a change or for the first
+                # cool-down to end (then it gets one trial request)
+                wake = min(
+                    (e.down_until - now for e in untried if e.down_until > now), default=None
+                )
+                event = board.changed
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), wake)
+        finally:
+            board.waiting.remove(me)
+            if board.waiting:
+                board.signal()  # the line changed: who is first may have changed too
+
+    @staticmethod
+    def _release(board: _Board, ep: Endpoint, run: object | None) -> None:
         # synchronous on purpose: it runs in `finally` of a possibly cancelled attempt
         ep.in_flight -= 1
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # a Counter's -= keeps only what stays above zero: nothing is left counted
+        board.in_flight -= collections.Counter({ep.key: 1})
+        board.held -= collections.Counter({id(run): 1})
+        board.signal()
 
     def _bind_to_running_loop(self) -> None:
         # asyncio's Event and Lock belong to the first loop that waits on them; a pool
@@ -267,7 +356,6 @@ class PoolProvider(Provider):
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
-            self._changed = asyncio.Event()
             self._check_lock = None
 
     async def generate(
@@ -279,8 +367,11 @@ class PoolProvider(Provider):
         candidates = self._capable(request)
         tried: set[str] = set()
         last: ProviderError | None = None
+        board = _board()
+        seq = next(board.line)  # a fail-over keeps the request's place in the line
+        run = sender.get()
         while True:
-            ep = await self._acquire(candidates, tried, last)
+            ep = await self._acquire(candidates, tried, last, seq, board)
             assert ep.name is not None
             tried.add(ep.name)
             try:
@@ -293,7 +384,7 @@ class PoolProvider(Provider):
                 last = exc
                 continue
             finally:
-                self._release(ep)
+                self._release(board, ep, run)
             self._mark_ok(ep)
             ep.served += 1
             return [dataclasses.replace(im, info={**im.info, "endpoint": ep.name}) for im in images]

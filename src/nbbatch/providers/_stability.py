@@ -29,7 +29,14 @@ from ..core._errors import (
 )
 from ..core._secrets import Secret, scrub
 from ._access import open_service
-from ._base import Capabilities, GenerationRequest, ImageData, ProgressCallback, Provider
+from ._base import (
+    Balance,
+    Capabilities,
+    GenerationRequest,
+    ImageData,
+    ProgressCallback,
+    Provider,
+)
 from ._catalog import provider_info
 from ._encoding import b64_image, guess_mime
 from ._http import Timeouts, server_message
@@ -237,7 +244,18 @@ class StabilityProvider(Provider):
 
     async def check(self) -> None:
         """Ask for the account balance: proves the key works without spending credits."""
-        await self._http.json("GET", "/v1/user/balance")
+        await self.balance()
+
+    async def balance(self) -> Balance:
+        """The account's credits: ``GET /v1/user/balance`` answers ``{"credits": 12.3}``."""
+        body = await self._http.json("GET", "/v1/user/balance")
+        credits = body.get("credits") if isinstance(body, dict) else None
+        if isinstance(credits, bool) or not isinstance(credits, (int, float)):
+            raise MalformedResponseError(
+                "stability: the balance answer holds no number of credits",
+                provider=self.name,
+            )
+        return Balance(float(credits), "credits")
 
     async def aclose(self) -> None:
         await self._access.aclose()

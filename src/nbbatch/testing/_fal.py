@@ -72,6 +72,10 @@ class FakeFal(FakeServer):
         self.image_side = image_side
         self.jobs: dict[str, _Job] = {}
         self.cancels: list[str] = []
+        #: what the Platform API's billing answer says is left (USD)
+        self.balance: float = 18.75
+        #: False: the key has no billing read access (the Platform API answers 403)
+        self.billing_access = True
         self._jlock = threading.Lock()
         self._rng = random.Random(11)
 
@@ -257,8 +261,24 @@ class FakeFal(FakeServer):
                 return Response(b"not found", status_code=404, media_type="text/plain")
             return Response(job.outputs[index], media_type="image/png")
 
+        async def billing(request: Request) -> Response:
+            # fal's Platform API: GET /v1/account/billing?expand=credits
+            denied = self._denied(request)
+            if denied:
+                return denied
+            if not self.billing_access:
+                return JSONResponse(
+                    {"detail": "API key does not have the required scope: billing:usage:read"},
+                    status_code=403,
+                )
+            body: dict[str, Any] = {"username": "nbbatch-test"}
+            if "credits" in request.query_params.getlist("expand"):
+                body["credits"] = {"current_balance": self.balance, "currency": "USD"}
+            return JSONResponse(body)
+
         return Starlette(
             routes=[
+                Route("/v1/account/billing", billing, methods=["GET"]),
                 Route("/files/{rid}/{index:int}.png", files, methods=["GET"]),
                 Route("/{owner}/{app}/requests/{rid}/status", status, methods=["GET"]),
                 Route("/{owner}/{app}/requests/{rid}/cancel", cancel, methods=["PUT"]),

@@ -57,6 +57,8 @@ class FakeStability(FakeServer):
         self.filter_words = filter_words
         self.image_side = image_side
         self.forms: list[dict[str, Any]] = []
+        #: what GET /v1/user/balance says is left
+        self.credits: float = 42.5
         self._rng = random.Random(1)
 
     def error_response(self, status: int, message: str) -> tuple[Any, str]:
@@ -143,7 +145,7 @@ class FakeStability(FakeServer):
         async def balance(request: Request) -> Response:
             if not self._authorised(request):
                 return self._error(401, "authorization: invalid or missing header value")
-            return JSONResponse({"credits": 42.5})
+            return JSONResponse({"credits": self.credits})
 
         return Starlette(
             routes=[

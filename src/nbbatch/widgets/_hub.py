@@ -250,7 +250,8 @@ class Hub:
             eta = runner.progress().eta
             deadline = _clock_time(runner.pace.deadline)
             paused_reason = runner.paused_reason
-            pace = runner.pace.describe()
+            # the deadline ahead is "deadline" (its own place in the toolbar), not also here
+            pace = runner.pace.describe(deadline=False)
             if pace == paused_reason:
                 pace = None  # said once, as the reason of the pause
         elapsed = None

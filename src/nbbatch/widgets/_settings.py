@@ -19,6 +19,14 @@ page → kernel
                                      mapping (``_comfyform``), of a file or of given
                                      JSON; ``save`` then takes ``mapping`` (and
                                      ``workflow_json``, kept as a file)
+    ``set_webhook {url, remember}``  the notification webhook, a secret like a key
+    ``forget_webhook``
+    ``balance {values}``             the account balance of the form's provider, where
+                                     its service has an API for it (``_spend``)
+
+``hello`` and ``save`` also carry ``pace``: the webhook (where it comes from, its host
+only), the rate limits and the token price table; ``save {values, pace}`` keeps them in
+the engine's settings (``_spend``).
 
 Synced traits: ``lang``, ``key_set`` and ``llm_key_set`` (booleans, never the key).
 """
@@ -60,6 +68,14 @@ from ._dispatch import DEFERRED as _DEFERRED
 from ._i18n import catalogue
 from ._panel import Panel
 from ._session import provider_choices
+from ._spend import (
+    apply_rate_limits,
+    forget_webhook,
+    has_balance_api,
+    pace_from,
+    pace_info,
+    set_webhook_from,
+)
 from ._words import UserFacingError, clip, describe
 
 __all__ = ["SettingsPanel", "provider_fields"]
@@ -156,14 +172,22 @@ def _custom(value: object) -> dict[str, Any] | None:
     return inner if isinstance(inner, dict) else None
 
 
+#: the messages that carry a secret, and its field
+_SECRET_FIELDS = {"set_key": "key", "set_webhook": "url"}
+
+
 def _carries_key(value: object) -> bool:
     inner = _custom(value)
-    return inner is not None and inner.get("type") == "set_key" and "key" in inner
+    if inner is None:
+        return False
+    field = _SECRET_FIELDS.get(str(inner.get("type")))
+    return field is not None and field in inner
 
 
 def _without_key(msg: Any) -> Any:
     data = msg["content"]["data"]
-    inner = {**data["content"], "key": "***"}
+    field = _SECRET_FIELDS[data["content"]["type"]]
+    inner = {**data["content"], field: "***"}
     return {**msg, "content": {**msg["content"], "data": {**data, "content": inner}}}
 
 
@@ -220,6 +244,9 @@ class SettingsPanel(Panel):
                 "save": ("doing_save", self._on_save),
                 "test": ("doing_test", self._on_test),
                 "workflow": ("doing_request", self._on_workflow),
+                "set_webhook": ("doing_webhook", self._on_set_webhook),
+                "forget_webhook": ("doing_webhook", self._on_forget_webhook),
+                "balance": ("doing_balance", self._on_balance),
             }
         )
 
@@ -392,7 +419,22 @@ class SettingsPanel(Panel):
             "forms": {n: provider_fields(n) for n in names},
             "keys": self._keys_info(),
             "problem": self.problem,
+            "pace": self._pace_info(),
         }
+
+    def _pace_info(self) -> dict[str, Any]:
+        settings = Settings()
+        with contextlib.suppress(NbbatchError):  # a broken file: its problem is said above
+            settings = load_settings(self._settings_path())
+        return pace_info(settings, self._secrets_path())
+
+    def _on_set_webhook(self, content: dict[str, Any]) -> dict[str, Any]:
+        set_webhook_from(content, self._secrets_path())
+        return {"pace": self._pace_info()}
+
+    def _on_forget_webhook(self, content: dict[str, Any]) -> dict[str, Any]:
+        forget_webhook(self._secrets_path())
+        return {"pace": self._pace_info()}
 
     def _on_keys(self, content: dict[str, Any]) -> dict[str, Any]:
         return {"keys": self._keys_info(self._provider_of(content))}
@@ -488,6 +530,7 @@ class SettingsPanel(Panel):
 
     def _on_save(self, content: dict[str, Any]) -> dict[str, Any]:
         values = self._values_from(content)
+        pace_from(content, Settings())  # checked before anything changes
         self.values = values
         cfg = self.provider_config()
         settings = Settings()
@@ -502,38 +545,88 @@ class SettingsPanel(Panel):
             settings.llm, model=values["llm_model"], base_url=values["llm_base_url"] or None
         )
         settings.run = RunDefaults(values["concurrency"], values["retries"])
+        limits_before = dict(settings.rate_limits)
+        settings = pace_from(content, settings)
         path = save_settings(settings, self._settings_path())
+        apply_rate_limits(limits_before, settings.rate_limits)  # this kernel's, at once
         self.problem = None
         self._refresh_flags()
         self._changed()
-        return {"path": str(path), "keys": self._keys_info(), "values": self._page_values()}
+        return {
+            "path": str(path),
+            "keys": self._keys_info(),
+            "values": self._page_values(),
+            "pace": pace_info(settings, self._secrets_path()),
+        }
 
-    def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
-        values = self._values_from(content)
-        cfg = ProviderConfig(
+    def _form_config(self, values: Mapping[str, Any]) -> ProviderConfig:
+        """The provider the form shows (not saved yet), without its key."""
+        return ProviderConfig(
             provider=values["provider"],
             base_url=values["base_url"] or None,
             model=values["model"] or None,
             options={k: v for k, v in _typed_options(values).items() if k != "concurrency"},
         )
-        key = self._keys.get(values["provider"])
+
+    def _later(
+        self,
+        content: dict[str, Any],
+        job: asyncio.Future[Any],
+        action: str,
+        body_of: Callable[[Any], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Reply to ``content`` when ``job`` ends (``body_of`` its result), in words."""
         uid = content.get("uuid")
-        job = asyncio.ensure_future(
-            check_connection(cfg, api_key=key, secrets_path=self._secrets_path())
-        )
         self._jobs.add(job)
 
         def done(f: asyncio.Future[Any]) -> None:
             self._jobs.discard(f)
             try:
-                result = f.result()
-                body = {"ok": True, "passed": bool(result.ok), "message": str(result.message)}
+                body = {"ok": True, **body_of(f.result())}
             except Exception as exc:
-                body = {"ok": False, "error": describe(exc, self.lang, "doing_test")}
+                body = {"ok": False, "error": describe(exc, self.lang, action)}
             self._post({"type": "reply", "uuid": uid, **body})
 
         job.add_done_callback(done)
         return _DEFERRED
+
+    def _on_test(self, content: dict[str, Any]) -> dict[str, Any]:
+        values = self._values_from(content)
+        key = self._keys.get(values["provider"])
+        job = asyncio.ensure_future(
+            check_connection(
+                self._form_config(values), api_key=key, secrets_path=self._secrets_path()
+            )
+        )
+        return self._later(
+            content,
+            job,
+            "doing_test",
+            lambda result: {"passed": bool(result.ok), "message": str(result.message)},
+        )
+
+    def _on_balance(self, content: dict[str, Any]) -> dict[str, Any]:
+        values = self._values_from(content)
+        name = values["provider"]
+        if not has_balance_api(name):
+            # OpenAI and others show it only on their dashboards: nothing is invented
+            return {"available": False, "provider": provider_fields(name)["label"]}
+        cfg = self._form_config(values)
+        key = self._keys.get(name)
+
+        async def read() -> Any:
+            provider = cfg.build(api_key=key, secrets_path=self._secrets_path())
+            try:
+                return await asyncio.wait_for(provider.balance(), 60.0)
+            finally:
+                await provider.aclose()
+
+        return self._later(
+            content,
+            asyncio.ensure_future(read()),
+            "doing_balance",
+            lambda balance: {"available": True, "amount": balance.amount, "unit": balance.unit},
+        )
 
     def _on_workflow(self, content: dict[str, Any]) -> dict[str, Any]:
         return workflow_form(content.get("workflow", ""), content.get("workflow_json"))
