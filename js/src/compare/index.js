@@ -10,8 +10,49 @@ import { fmt, h, setText, widgetOf } from "../shared/util.js";
 // changed. A click on a cell opens its image in the gallery; ★ picks it as the row's
 // winner. Thumbnails are object URLs, revoked when their page is dropped.
 
+/** @typedef {import("../shared/util.js").Model} Model */
+/**
+ * @template T
+ * @typedef {import("../shared/channel.js").Answer<T>} Answer
+ */
+
+/**
+ * One configuration's column head (`hello`, `changed`): its totals so far.
+ * @typedef {object} Column
+ * @property {string} name
+ * @property {string} provider
+ * @property {string | null} model
+ * @property {number} cells
+ * @property {number} succeeded
+ * @property {number} failed
+ * @property {number | null} median_seconds
+ * @property {number | null} spent
+ */
+
+/**
+ * One cell of a row: a task's outcome under one configuration ("removed": its task is gone
+ * from the batch, and only `status` and `images` are sent).
+ * @typedef {object} Cell
+ * @property {import("../types.js").Status | "removed"} status
+ * @property {number} images
+ * @property {number | null} [took] seconds
+ * @property {number | null} [spent]
+ * @property {boolean} [starred]
+ * @property {string | null} [error]
+ * @property {number | null} [score]
+ * @property {number | null} [thumb] the index of its thumbnail among the reply's buffers
+ */
+
+/**
+ * @typedef {{row: number, prompt: string, cells: Cell[]}} CompareRow
+ * @typedef {{strings: Record<string, string>, columns: Column[], rows: number, name: string}} Hello
+ * @typedef {{rows: CompareRow[], urls: string[]}} Page rows from `start`, with their thumbnails' object URLs
+ * @typedef {{name: string, provider: string, model: string | null}} Configuration a saved one to compare
+ */
+
 const ROW_H = 150;
 const PAGE = 20;
+/** @type {Record<string, string>} */
 const STATUS_CLASS = { succeeded: "ok", failed: "bad", interrupted: "warn", running: "live" };
 
 /** @param {number | null | undefined} value */
@@ -28,20 +69,24 @@ function money(value) {
 }
 
 class CompareView {
+  /** @param {Model} model @param {HTMLElement} el */
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    /** @type {Record<string, string>} */
     this.strings = {};
+    /** @type {Column[]} */
     this.columns = [];
     this.rows = 0;
-    /** @type {Map<number, {rows: any[], urls: string[]}>} */
+    /** @type {Map<number, Page>} */
     this.pages = new Map();
     /** @type {Set<number>} */
     this.asking = new Set();
     this.generation = 0;
+    /** @type {HTMLDivElement} */
     this.root = h("div", { class: "nbb-cmp", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
-    this.channel.on("changed", (msg) => {
+    this.channel.on("changed", (/** @type {{columns?: Column[]}} */ msg) => {
       if (Array.isArray(msg.columns)) {
         this.columns = msg.columns;
         this.paintHead();
@@ -57,7 +102,7 @@ class CompareView {
   async start() {
     this.root.replaceChildren();
     try {
-      const { msg } = await this.channel.request("hello");
+      const { msg } = /** @type {Answer<Hello>} */ (await this.channel.request("hello"));
       this.strings = msg.strings;
       this.columns = msg.columns;
       this.rows = msg.rows;
@@ -68,12 +113,17 @@ class CompareView {
     }
   }
 
+  /** @param {string} name the comparison's */
   build(name) {
     const s = this.strings;
+    /** @type {HTMLDivElement | undefined} until built (a request may fail before) */
     this.status = h("div", { class: "nbb-k-status", role: "status", "aria-live": "polite" });
+    /** @type {HTMLDivElement | undefined} */
     this.head = h("div", { class: "nbb-k-head", role: "row" });
+    /** @type {HTMLDivElement | undefined} */
     this.body = h("div", { class: "nbb-k-body", role: "rowgroup" });
-    this.body.style.height = `${this.rows * ROW_H}px`;
+    /** @type {HTMLDivElement} */ (this.body).style.height = `${this.rows * ROW_H}px`;
+    /** @type {HTMLDivElement | undefined} */
     this.scroller = h(
       "div",
       {
@@ -86,7 +136,7 @@ class CompareView {
       this.head,
       this.body,
     );
-    const run = (retryFailed) =>
+    const run = (/** @type {boolean} */ retryFailed) =>
       this.channel.request("run", { retry_failed: retryFailed }).catch((err) => {
         if (this.status) setText(this.status, this.words(err));
       });
@@ -101,22 +151,26 @@ class CompareView {
         this.status,
       ),
       this.buildForm(),
-      this.scroller,
+      /** @type {HTMLDivElement} */ (this.scroller),
     );
     this.paintHead();
   }
 
   buildForm() {
     const s = this.strings;
+    /** @type {HTMLTextAreaElement} */
     this.prompts = h("textarea", { class: "nbb-k-prompts", rows: "4", "aria-label": s.cmp_prompts_label });
+    /** @type {HTMLDivElement} */
     this.choices = h("div", { class: "nbb-k-choices", role: "group", "aria-label": s.cmp_configurations_label });
+    /** @type {HTMLDivElement} */
     this.formError = h("div", { class: "nbb-k-form-error", role: "alert" });
+    /** @type {HTMLFormElement} */
     this.form = h(
       "form",
       {
         class: "nbb-k-form",
         hidden: true,
-        onsubmit: (ev) => {
+        onsubmit: (/** @type {SubmitEvent} */ ev) => {
           ev.preventDefault();
           this.create();
         },
@@ -134,20 +188,21 @@ class CompareView {
           class: "nbb-k-btn",
           text: s.cmp_cancel,
           onclick: () => {
-            this.form.hidden = true;
+            /** @type {HTMLFormElement} */ (this.form).hidden = true;
           },
         }),
       ),
     );
-    return this.form;
+    return /** @type {HTMLFormElement} */ (this.form);
   }
 
   async openForm() {
-    this.form.hidden = false;
-    setText(this.formError, "");
+    // the form and its parts are built (build) before its button can open it
+    /** @type {HTMLFormElement} */ (this.form).hidden = false;
+    setText(/** @type {HTMLDivElement} */ (this.formError), "");
     try {
-      const { msg } = await this.channel.request("configurations");
-      this.choices.replaceChildren(
+      const { msg } = /** @type {Answer<{configurations: Configuration[]}>} */ (await this.channel.request("configurations"));
+      /** @type {HTMLDivElement} */ (this.choices).replaceChildren(
         ...msg.configurations.map((c) =>
           h(
             "label",
@@ -157,18 +212,18 @@ class CompareView {
           ),
         ),
       );
-      this.prompts.focus();
+      /** @type {HTMLTextAreaElement} */ (this.prompts).focus();
     } catch (err) {
-      setText(this.formError, this.words(err));
+      setText(/** @type {HTMLDivElement} */ (this.formError), this.words(err));
     }
   }
 
   async create() {
-    const names = [...this.choices.querySelectorAll("input:checked")].map((el) => el.value);
+    const names = [.../** @type {HTMLDivElement} */ (this.choices).querySelectorAll("input:checked")].map((el) => /** @type {HTMLInputElement} */ (el).value);
     try {
-      await this.channel.request("create", { prompts: this.prompts.value, configurations: names });
+      await this.channel.request("create", { prompts: /** @type {HTMLTextAreaElement} */ (this.prompts).value, configurations: names });
     } catch (err) {
-      setText(this.formError, this.words(err));
+      setText(/** @type {HTMLDivElement} */ (this.formError), this.words(err));
     }
   }
 
@@ -211,6 +266,7 @@ class CompareView {
   /** Forget every page (a change): ask again for what is in view. */
   reload() {
     this.generation += 1;
+    /** @type {Map<number, Page> | undefined} */
     this.old = this.pages; // drawn until the new pages arrive: no flicker
     this.pages = new Map();
     this.asking.clear();
@@ -239,12 +295,15 @@ class CompareView {
     this.body.replaceChildren(...rows);
   }
 
+  /** @param {number} page */
   async ask(page) {
     if (this.asking.has(page)) return;
     this.asking.add(page);
     const generation = this.generation;
     try {
-      const { msg, buffers } = await this.channel.request("rows", { start: page * PAGE, count: PAGE });
+      const { msg, buffers } = /** @type {Answer<{start: number, rows: CompareRow[]}>} */ (
+        await this.channel.request("rows", { start: page * PAGE, count: PAGE })
+      );
       if (generation !== this.generation) return;
       const urls = buffers.map((b) => URL.createObjectURL(new Blob([bytesOf(b)], { type: "image/webp" })));
       this.pages.set(page, { rows: msg.rows, urls });
@@ -261,8 +320,14 @@ class CompareView {
     }
   }
 
+  /**
+   * @param {number} r the row's index
+   * @param {CompareRow | undefined} data not yet asked for: drawn as a placeholder
+   * @param {string[]} urls its page's thumbnails
+   */
   paintRow(r, data, urls) {
     const s = this.strings;
+    /** @type {HTMLDivElement} */
     const row = h("div", { class: "nbb-k-row", role: "row", "aria-rowindex": String(r + 2) });
     row.style.top = `${r * ROW_H}px`;
     row.style.gridTemplateColumns = this.template();
@@ -293,7 +358,7 @@ class CompareView {
             title: s.cmp_pick,
             "aria-label": s.cmp_pick,
             text: cell.starred ? "★" : "☆",
-            onclick: (ev) => {
+            onclick: (/** @type {MouseEvent} */ ev) => {
               ev.stopPropagation();
               this.send("pick", r, c);
             },
@@ -315,7 +380,7 @@ class CompareView {
             "data-column": String(c),
             tabindex: cell.images ? "0" : null,
             onclick: cell.images ? () => this.send("open", r, c) : null,
-            onkeydown: (ev) => {
+            onkeydown: (/** @type {KeyboardEvent} */ ev) => {
               if (cell.images && (ev.key === "Enter" || ev.key === " ")) {
                 ev.preventDefault();
                 this.send("open", r, c);
@@ -330,6 +395,7 @@ class CompareView {
     return row;
   }
 
+  /** @param {"open" | "pick"} type @param {number} row @param {number} column */
   async send(type, row, column) {
     try {
       await this.channel.request(type, { row, column });
@@ -338,6 +404,7 @@ class CompareView {
     }
   }
 
+  /** @param {unknown} err */
   words(err) {
     return errorWords(err, this.strings, "compare");
   }

@@ -9,6 +9,57 @@ import { duration, fmt, h, setText, widgetOf } from "../shared/util.js";
 // when their tab is chosen. Thumbnails are object URLs revoked when the list is redrawn
 // or the dialog closes.
 
+/** @typedef {import("../shared/util.js").Model} Model */
+
+/**
+ * One past batch (`list`).
+ * @typedef {object} BatchRow
+ * @property {string} id
+ * @property {string} name
+ * @property {number} created_at epoch seconds
+ * @property {string | null} provider
+ * @property {string} status the batch's: "succeeded", "interrupted", "incomplete", "new", ...
+ * @property {number} total tasks
+ * @property {Record<string, number>} counts tasks per status
+ * @property {number} images
+ * @property {number | null} success_rate
+ * @property {number | null} mean_duration seconds
+ * @property {number} resumable tasks a resume would send
+ */
+
+/**
+ * What one provider did across the workspace (`stats`).
+ * @typedef {object} StatRow
+ * @property {string} provider
+ * @property {number} batches
+ * @property {number} tasks
+ * @property {number} succeeded
+ * @property {number} failed
+ * @property {number | null} success_rate
+ * @property {number | null} mean_duration
+ * @property {number | null} p90_duration
+ * @property {number} images
+ * @property {number | null} images_per_batch
+ * @property {number | null} tokens
+ * @property {number | null} spend
+ * @property {number} unpriced_images
+ * @property {number} billed_images
+ */
+
+/**
+ * A row's parts that change without redrawing it (paintRows).
+ * @typedef {object} RowParts
+ * @property {HTMLTableRowElement} tr
+ * @property {HTMLButtonElement} open
+ * @property {HTMLButtonElement} resume
+ * @property {HTMLButtonElement} retry
+ * @property {HTMLButtonElement} del
+ * @property {HTMLSpanElement} here
+ */
+
+/** @typedef {"batches" | "stats"} Tab */
+
+/** @type {Record<string, string>} */
 const STATUS_CLASS = {
   succeeded: "ok",
   failed: "bad",
@@ -20,10 +71,12 @@ const STATUS_CLASS = {
   empty: "",
 };
 
+/** @param {number | null | undefined} rate */
 function pct(rate) {
   return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`;
 }
 
+/** @param {number | null | undefined} value */
 function seconds(value) {
   if (value === null || value === undefined) return "–";
   if (value < 0.1) return "< 0.1 s";
@@ -33,32 +86,41 @@ function seconds(value) {
 }
 
 class HistoryView {
+  /** @param {Model} model @param {HTMLElement} el */
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    /** @type {Record<string, string>} */
     this.strings = {};
+    /** @type {BatchRow[]} */
     this.rows = [];
+    /** @type {Map<string, string[]>} */
     this.urls = new Map(); // batch id -> [object URLs]
+    /** @type {Set<string>} */
     this.asked = new Set(); // batch ids whose thumbnails were requested
     // thumbnails asked for and no longer wanted (the dialog closed, the list was redrawn)
     // are abandoned: the kernel does not make what nobody will show
     this.thumbAbort = new AbortController();
+    /** @type {Tab} */
     this.tab = "batches";
     this.stale = true;
+    /** @type {HTMLDivElement} */
     this.root = h("div", { class: "nbb-hist", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
     this.channel.on("changed", () => {
       this.stale = true;
       if (this.visible()) this.refresh();
     });
+    /** @type {[string, () => void][]} */
     this.listeners = [];
+    /** @param {string} name @param {() => void} fn */
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
     };
     watch("opened", () => {
       if (this.dialog) this.openDialog();
-      else this.pendingOpen = true;
+      else this.pendingOpen = true; // opened before the dialog was built
     });
     watch("lang", () => this.start());
     watch("current", () => this.paintRows());
@@ -69,8 +131,11 @@ class HistoryView {
   async start() {
     this.root.replaceChildren();
     try {
-      const { msg } = await this.channel.request("hello");
+      const { msg } = /** @type {import("../shared/channel.js").Answer<{strings: Record<string, string>, studio: boolean}>} */ (
+        await this.channel.request("hello")
+      );
       this.strings = msg.strings;
+      /** @type {boolean | undefined} in a studio: a modal dialog; alone: shown in the cell */
       this.inStudio = msg.studio;
       this.build();
       if (!this.inStudio) this.refresh();
@@ -88,9 +153,13 @@ class HistoryView {
   }
 
   // ---------------------------------------------------------------- building
+  // The parts built here (fields typed `X | undefined` by tsc, as they are not set in the
+  // constructor) exist before any event or reply that uses them: start() builds before it
+  // asks for the list, and every other request starts from a control built here.
   build() {
     const s = this.strings;
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
+    /** @type {(key: string, tab: Tab) => HTMLButtonElement} */
     const tabBtn = (key, tab) =>
       h("button", {
         type: "button",
@@ -100,7 +169,7 @@ class HistoryView {
         "aria-selected": tab === this.tab ? "true" : "false",
         text: s[key],
         onclick: () => this.setTab(tab),
-        onkeydown: (e) => {
+        onkeydown: (/** @type {KeyboardEvent} */ e) => {
           if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
             e.preventDefault();
             this.setTab(tab === "batches" ? "stats" : "batches", true);
@@ -109,25 +178,38 @@ class HistoryView {
       });
     this.tabBatches = tabBtn("hist_tab_batches", "batches");
     this.tabStats = tabBtn("hist_tab_stats", "stats");
+    /** @type {HTMLHeadingElement | undefined} */
     this.title = h("h2", { class: "nbb-h-title", text: s.history });
+    /** @type {HTMLSpanElement | undefined} */
     this.count = h("span", { class: "nbb-h-count" });
-    this.search = h("input", {
-      type: "search",
-      class: "nbb-h-search",
-      placeholder: s.hist_search,
-      "aria-label": s.hist_search,
-      oninput: () => this.applyFilter(),
-    });
+    this.search = /** @type {HTMLInputElement} */ (
+      h("input", {
+        type: "search",
+        class: "nbb-h-search",
+        placeholder: s.hist_search,
+        "aria-label": s.hist_search,
+        oninput: () => this.applyFilter(),
+      })
+    );
     this.search.addEventListener("keydown", (e) => {
       e.stopPropagation(); // typing stays in the box
-      if (e.key === "Escape" && this.search.value) {
+      if (e.key === "Escape" && /** @type {HTMLInputElement} */ (this.search).value) {
         e.preventDefault(); // clears the search, not the dialog
-        this.search.value = "";
+        /** @type {HTMLInputElement} */ (this.search).value = "";
         this.applyFilter();
       }
     });
+    /** @type {HTMLButtonElement | undefined} */
     this.refreshBtn = h("button", { type: "button", class: "nbb-hbtn", text: s.hist_refresh, onclick: () => this.refresh() });
-    this.closeBtn = h("button", { type: "button", class: "nbb-hbtn", text: s.hist_close, "aria-label": s.hist_close, onclick: () => this.dialog.close() });
+    // shown only in a studio, where the dialog is built below
+    /** @type {HTMLButtonElement | undefined} */
+    this.closeBtn = h("button", {
+      type: "button",
+      class: "nbb-hbtn",
+      text: s.hist_close,
+      "aria-label": s.hist_close,
+      onclick: () => /** @type {HTMLDialogElement} */ (this.dialog).close(),
+    });
     const head = h(
       "header",
       { class: "nbb-h-head" },
@@ -139,9 +221,12 @@ class HistoryView {
       this.refreshBtn,
       this.inStudio ? this.closeBtn : null,
     );
+    /** @type {HTMLDivElement | undefined} */
     this.status = h("div", { class: "nbb-h-status", role: "status", "aria-live": "polite" });
+    /** @type {HTMLTableSectionElement | undefined} */
     this.tbody = h("tbody");
-    const th = (key, cls = "") => h("th", { scope: "col", class: cls, text: s[key] });
+    const th = (/** @type {string} */ key, cls = "") => h("th", { scope: "col", class: cls, text: s[key] });
+    /** @type {HTMLTableElement | undefined} */
     this.table = h(
       "table",
       { class: "nbb-h-table", "aria-label": s.hist_rows_label },
@@ -164,18 +249,25 @@ class HistoryView {
       ),
       this.tbody,
     );
+    /** @type {HTMLDivElement | undefined} */
     this.empty = h("div", { class: "nbb-h-empty", hidden: true, text: s.hist_empty });
+    /** @type {HTMLDivElement | undefined} */
     this.scroller = h("div", { class: "nbb-h-scroll" }, this.table, this.empty);
+    /** @type {HTMLDivElement | undefined} */
     this.batchesPane = h("div", { class: "nbb-h-pane", role: "tabpanel", "aria-labelledby": this.tabBatches.id }, this.scroller);
+    /** @type {HTMLDivElement | undefined} */
     this.statsBody = h("div", { class: "nbb-h-scroll" });
+    /** @type {HTMLDivElement | undefined} */
     this.statsPane = h("div", { class: "nbb-h-pane", role: "tabpanel", "aria-labelledby": this.tabStats.id, hidden: true }, this.statsBody);
-    this.panel = h("div", { class: "nbb-h-panel" }, head, this.status, this.batchesPane, this.statsPane);
+    this.panel = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-h-panel" }, head, this.status, this.batchesPane, this.statsPane));
     this.observer = new IntersectionObserver((entries) => this.onVisible(entries), { root: this.scroller, rootMargin: "200px 0px" });
     if (this.inStudio) {
-      this.dialog = h("dialog", { class: "nbb-h-dialog", "aria-label": s.history, "data-lm-suppress-shortcuts": "true" }, this.panel);
+      this.dialog = /** @type {HTMLDialogElement} */ (
+        h("dialog", { class: "nbb-h-dialog", "aria-label": s.history, "data-lm-suppress-shortcuts": "true" }, this.panel)
+      );
       this.dialog.addEventListener("close", () => this.onClose());
       this.dialog.addEventListener("click", (e) => {
-        if (e.target === this.dialog) this.dialog.close();
+        if (e.target === this.dialog) /** @type {HTMLDialogElement} */ (this.dialog).close();
       });
       this.root.replaceChildren(this.dialog);
     } else {
@@ -184,15 +276,16 @@ class HistoryView {
     }
   }
 
+  /** @param {Tab} tab @param {boolean} [focus] */
   setTab(tab, focus = false) {
     this.tab = tab;
-    this.tabBatches.setAttribute("aria-selected", tab === "batches" ? "true" : "false");
-    this.tabStats.setAttribute("aria-selected", tab === "stats" ? "true" : "false");
-    this.tabBatches.tabIndex = tab === "batches" ? 0 : -1;
-    this.tabStats.tabIndex = tab === "stats" ? 0 : -1;
-    this.batchesPane.hidden = tab !== "batches";
-    this.statsPane.hidden = tab !== "stats";
-    if (focus) (tab === "batches" ? this.tabBatches : this.tabStats).focus();
+    /** @type {HTMLButtonElement} */ (this.tabBatches).setAttribute("aria-selected", tab === "batches" ? "true" : "false");
+    /** @type {HTMLButtonElement} */ (this.tabStats).setAttribute("aria-selected", tab === "stats" ? "true" : "false");
+    /** @type {HTMLButtonElement} */ (this.tabBatches).tabIndex = tab === "batches" ? 0 : -1;
+    /** @type {HTMLButtonElement} */ (this.tabStats).tabIndex = tab === "stats" ? 0 : -1;
+    /** @type {HTMLDivElement} */ (this.batchesPane).hidden = tab !== "batches";
+    /** @type {HTMLDivElement} */ (this.statsPane).hidden = tab !== "stats";
+    if (focus) /** @type {HTMLButtonElement} */ (tab === "batches" ? this.tabBatches : this.tabStats).focus();
     if (tab === "stats") this.loadStats();
   }
 
@@ -216,6 +309,7 @@ class HistoryView {
     // "Deleted …", which a refresh follows).
     const loading = this.strings.hist_loading;
     if (!this.status?.textContent) this.say(loading, "info");
+    /** @type {{rows: BatchRow[]} | null} */
     const msg = await this.ask("list");
     if (!msg) return;
     if (this.status?.textContent === loading) this.say("");
@@ -227,9 +321,10 @@ class HistoryView {
 
   renderRows() {
     const _s = this.strings;
-    this.table.hidden = this.rows.length === 0;
+    /** @type {HTMLTableElement} */ (this.table).hidden = this.rows.length === 0;
+    /** @type {Map<string, RowParts> | undefined} */
     this.rowEls = new Map();
-    this.tbody.replaceChildren(...this.rows.map((row) => this.rowEl(row)));
+    /** @type {HTMLTableSectionElement} */ (this.tbody).replaceChildren(...this.rows.map((row) => this.rowEl(row)));
     this.paintRows();
     this.applyFilter();
   }
@@ -237,7 +332,7 @@ class HistoryView {
   // Name, id or provider containing what was typed (the list itself is all in the page).
   applyFilter() {
     if (!this.rowEls) return;
-    const needle = this.search.value.trim().toLocaleLowerCase();
+    const needle = /** @type {HTMLInputElement} */ (this.search).value.trim().toLocaleLowerCase();
     let shown = 0;
     for (const row of this.rows) {
       const el = this.rowEls.get(row.id);
@@ -249,11 +344,12 @@ class HistoryView {
     const s = this.strings;
     const n = this.rows.length;
     const one = n === 1 ? "_one" : "";
-    setText(this.count, needle ? fmt(s, `hist_found${one}`, { shown, n }) : fmt(s, `hist_summary${one}`, { n }));
-    this.empty.hidden = shown > 0;
-    setText(this.empty, n ? s.hist_no_match : s.hist_empty);
+    setText(/** @type {HTMLSpanElement} */ (this.count), needle ? fmt(s, `hist_found${one}`, { shown, n }) : fmt(s, `hist_summary${one}`, { n }));
+    /** @type {HTMLDivElement} */ (this.empty).hidden = shown > 0;
+    setText(/** @type {HTMLDivElement} */ (this.empty), n ? s.hist_no_match : s.hist_empty);
   }
 
+  /** @param {BatchRow} row @returns {HTMLTableRowElement} */
   rowEl(row) {
     const s = this.strings;
     const c = row.counts;
@@ -265,6 +361,7 @@ class HistoryView {
       text: s[`hist_st_${row.status}`] ?? row.status,
     });
     const nameText = h("span", { class: "nbb-h-name", text: row.name, title: row.name });
+    /** @type {HTMLSpanElement} */
     const here = h("span", { class: "nbb-h-here", text: s.hist_current, hidden: true });
     const nameCell = h(
       "td",
@@ -276,9 +373,11 @@ class HistoryView {
     if (failed) tasks.push(fmt(s, "hist_failed_n", { n: failed }));
     if (interrupted) tasks.push(fmt(s, "hist_interrupted_n", { n: interrupted }));
     const created = new Date(row.created_at * 1000);
+    /** @type {HTMLDivElement} */
     const strip = h("div", { class: "nbb-h-strip", role: "group", "aria-label": fmt(s, "hist_thumbs_label", { name: row.name }) });
     strip.dataset.id = row.id;
     strip.dataset.images = String(row.images);
+    /** @type {(key: string, cls: string, onclick: () => void, label?: string) => HTMLButtonElement} */
     const btn = (key, cls, onclick, label) =>
       h("button", { type: "button", class: `nbb-hbtn ${cls}`, text: s[key], "aria-label": label || `${s[key]} · ${row.name}`, onclick });
     const open = btn("hist_open", "nbb-primary", () => this.through("open", row));
@@ -291,12 +390,14 @@ class HistoryView {
     const studioOnly = [open, resume, retry];
     if (!this.inStudio) for (const b of studioOnly) b.hidden = true;
     // what runs on top; what changes the record below, smaller
+    /** @type {HTMLTableCellElement} */
     const actions = h(
       "td",
       { class: "nbb-h-actions" },
       h("div", { class: "nbb-h-btns" }, open, resume, retry),
       h("div", { class: "nbb-h-btns nbb-h-minor" }, rename, del),
     );
+    /** @type {HTMLTableRowElement} */
     const tr = h(
       "tr",
       { "data-id": row.id, "data-status": row.status },
@@ -310,8 +411,9 @@ class HistoryView {
       h("td", { class: "nbb-h-previewcell" }, strip),
       actions,
     );
-    this.rowEls.set(row.id, { tr, open, resume, retry, del, here });
-    if (row.images) this.observer.observe(strip);
+    // rows are drawn by renderRows, which makes rowEls first
+    /** @type {Map<string, RowParts>} */ (this.rowEls).set(row.id, { tr, open, resume, retry, del, here });
+    if (row.images) /** @type {IntersectionObserver} */ (this.observer).observe(strip);
     return tr;
   }
 
@@ -339,29 +441,35 @@ class HistoryView {
   }
 
   // Short: "Dec 2, 14:05" this year, with the year otherwise (the full stamp is its title).
+  /** @param {Date} date */
   when(date) {
+    /** @type {Intl.DateTimeFormatOptions} */
     const options = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
     if (date.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
     return date.toLocaleString(this.locale(), options);
   }
 
   // ---------------------------------------------------------------- thumbnails
+  /** @param {IntersectionObserverEntry[]} entries */
   onVisible(entries) {
     for (const entry of entries) {
       if (!entry.isIntersecting) continue;
-      const strip = entry.target;
-      this.observer.unobserve(strip);
+      const strip = /** @type {HTMLDivElement} */ (entry.target); // rowEl observes only its strips
+      /** @type {IntersectionObserver} */ (this.observer).unobserve(strip);
       this.loadThumbs(strip);
     }
   }
 
+  /** @param {HTMLDivElement} strip */
   async loadThumbs(strip) {
-    const id = strip.dataset.id;
+    const id = /** @type {string} */ (strip.dataset.id); // rowEl sets it
     if (this.asked.has(id)) return;
     this.asked.add(id);
+    /** @type {import("../shared/channel.js").Answer<{id: string, count: number}> | null} */
     const reply = await this.ask("thumbs", { id }, true, this.thumbAbort.signal);
     if (!reply || !strip.isConnected) return;
-    const urls = reply.buffers.map((b) => URL.createObjectURL(new Blob([b], { type: "image/webp" })));
+    // message buffers are plain ArrayBuffers, never shared memory (as bytesOf says)
+    const urls = reply.buffers.map((b) => URL.createObjectURL(new Blob([/** @type {DataView<ArrayBuffer>} */ (b)], { type: "image/webp" })));
     this.urls.set(id, urls);
     strip.replaceChildren(...urls.map((url) => h("img", { src: url, alt: "", width: 40, height: 40, loading: "lazy" })));
     const more = Number(strip.dataset.images) - urls.length;
@@ -378,6 +486,7 @@ class HistoryView {
   }
 
   // ---------------------------------------------------------------- actions
+  /** @param {"open" | "resume" | "retry_failed"} type @param {BatchRow} row */
   async through(type, row) {
     const s = this.strings;
     const msg = await this.ask(type, { id: row.id });
@@ -387,9 +496,11 @@ class HistoryView {
     this.say(fmt(s, key, { name: row.name }), "info");
   }
 
+  /** @param {BatchRow} row @param {HTMLTableCellElement} cell its name cell */
   startRename(row, cell) {
     const s = this.strings;
     this.cancelEdits();
+    /** @type {HTMLInputElement} */
     const input = h("input", {
       type: "text",
       class: "nbb-h-input",
@@ -398,6 +509,7 @@ class HistoryView {
       "aria-label": fmt(s, "hist_rename_label", { name: row.name }),
     });
     const save = async () => {
+      /** @type {{id: string, name: string} | null} */
       const msg = await this.ask("rename", { id: row.id, name: input.value });
       if (!msg) return;
       row.name = msg.name;
@@ -420,6 +532,7 @@ class HistoryView {
         cancel();
       }
     });
+    /** @type {(() => void) | null | undefined} puts back the row an edit replaced */
     this.editing = cancel;
     cell.replaceChildren(
       h(
@@ -434,6 +547,7 @@ class HistoryView {
     input.select();
   }
 
+  /** @param {BatchRow} row @param {HTMLTableCellElement} cell its actions cell */
   confirmDelete(row, cell) {
     const s = this.strings;
     this.cancelEdits();
@@ -441,11 +555,13 @@ class HistoryView {
       this.editing = null;
       this.replaceRow(row);
     };
+    /** @type {HTMLButtonElement} */
     const yes = h("button", {
       type: "button",
       class: "nbb-hbtn nbb-h-danger-solid",
       text: s.hist_confirm_yes,
       onclick: async () => {
+        /** @type {{id: string, files: number} | null} */
         const msg = await this.ask("delete", { id: row.id });
         if (!msg) return;
         this.editing = null;
@@ -453,7 +569,9 @@ class HistoryView {
         this.refresh();
       },
     });
+    /** @type {HTMLButtonElement} */
     const no = h("button", { type: "button", class: "nbb-hbtn", text: s.hist_cancel, onclick: cancel });
+    /** @type {HTMLDivElement} */
     const box = h(
       "div",
       { class: "nbb-h-confirm", role: "alertdialog", "aria-label": s.hist_confirm_title },
@@ -477,33 +595,35 @@ class HistoryView {
     this.editing = null;
   }
 
+  /** @param {BatchRow} row */
   replaceRow(row) {
-    const old = this.rowEls.get(row.id);
+    const old = /** @type {Map<string, RowParts>} */ (this.rowEls).get(row.id); // a row drawn: rowEls made
     if (!old) return;
     const urls = this.urls.get(row.id);
     const fresh = this.rowEl(row);
     old.tr.replaceWith(fresh);
     if (urls) {
       // the thumbnails stay: put the same images in the new strip
-      const strip = fresh.querySelector(".nbb-h-strip");
-      this.observer.unobserve(strip);
+      const strip = /** @type {HTMLDivElement} */ (fresh.querySelector(".nbb-h-strip"));
+      /** @type {IntersectionObserver} */ (this.observer).unobserve(strip);
       strip.replaceChildren(...urls.map((url) => h("img", { src: url, alt: "", width: 40, height: 40 })));
     }
     this.paintRows();
-    const again = this.rowEls.get(row.id);
-    if (again) again.open.hidden ? again.tr.querySelector("button:not([hidden])")?.focus() : again.open.focus();
+    const again = /** @type {Map<string, RowParts>} */ (this.rowEls).get(row.id);
+    if (again) again.open.hidden ? /** @type {HTMLButtonElement | null} */ (again.tr.querySelector("button:not([hidden])"))?.focus() : again.open.focus();
   }
 
   // ---------------------------------------------------------------- stats
   async loadStats() {
     const s = this.strings;
+    /** @type {{rows: StatRow[], prices: Record<string, number>} | null} */
     const msg = await this.ask("stats");
     if (!msg) return;
     if (!msg.rows.length) {
-      this.statsBody.replaceChildren(h("div", { class: "nbb-h-empty", text: s.hist_stats_empty }));
+      /** @type {HTMLDivElement} */ (this.statsBody).replaceChildren(h("div", { class: "nbb-h-empty", text: s.hist_stats_empty }));
       return;
     }
-    const th = (key) => h("th", { scope: "col", class: key === "hist_stat_provider" ? "" : "nbb-h-num", text: s[key] });
+    const th = (/** @type {string} */ key) => h("th", { scope: "col", class: key === "hist_stat_provider" ? "" : "nbb-h-num", text: s[key] });
     const cols = [
       "hist_stat_provider",
       "hist_stat_batches",
@@ -519,6 +639,7 @@ class HistoryView {
     ];
     const body = msg.rows.map((r) => {
       const price = msg.prices[r.provider];
+      /** @type {HTMLInputElement} */
       const input = h("input", {
         type: "number",
         class: "nbb-h-price",
@@ -539,6 +660,7 @@ class HistoryView {
         }
       });
       const spend = r.spend === null ? "–" : r.spend.toFixed(2);
+      /** @type {HTMLTableCellElement} */
       const spendCell = h("td", { class: "nbb-h-num", text: spend });
       if (r.unpriced_images && r.spend !== null) spendCell.title = fmt(s, "hist_unpriced", { n: r.unpriced_images });
       return h(
@@ -557,13 +679,23 @@ class HistoryView {
         spendCell,
       );
     });
-    this.statsBody.replaceChildren(
+    /** @type {HTMLDivElement} */ (this.statsBody).replaceChildren(
       h("table", { class: "nbb-h-table nbb-h-stats", "aria-label": s.hist_tab_stats }, h("thead", {}, h("tr", {}, ...cols.map(th))), h("tbody", {}, ...body)),
       h("p", { class: "nbb-h-note", text: s.hist_stats_note }),
     );
   }
 
   // ---------------------------------------------------------------- plumbing
+  /**
+   * A request whose failure is said in the status line: resolves the reply's fields (with
+   * `withBuffers`: `{msg, buffers}`), or null when it failed or was given up. `any`: each
+   * caller declares the reply it asked for where it keeps it.
+   * @param {string} type
+   * @param {Record<string, unknown>} [body]
+   * @param {boolean} [withBuffers]
+   * @param {AbortSignal} [signal]
+   * @returns {Promise<any>}
+   */
   async ask(type, body = {}, withBuffers = false, signal = undefined) {
     try {
       const { msg, buffers } = await this.channel.request(type, body, { signal });
@@ -575,12 +707,14 @@ class HistoryView {
     }
   }
 
+  /** @param {string} text @param {"info" | "error"} [level] */
   say(text, level = "info") {
     if (!this.status) return;
     setText(this.status, text);
     this.status.dataset.level = level;
   }
 
+  /** @param {unknown} err */
   words(err) {
     return errorWords(err, this.strings, "history");
   }

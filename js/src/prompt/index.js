@@ -6,19 +6,72 @@ import { fmt, h, setText, widgetOf } from "../shared/util.js";
 // The prompt panel. The kernel keeps the draft (so a reload or a second display shows the
 // same inputs), counts templates, plans with the LLM and adds the tasks to the batch.
 
+/** @typedef {import("../shared/util.js").Model} Model */
+/**
+ * @template T
+ * @typedef {import("../shared/channel.js").Answer<T>} Answer
+ */
+
+/** @typedef {"llm" | "template" | "lines" | "per_image" | "file"} Mode */
+
+/**
+ * @typedef {{name: string, category: string, text: string, negative: string}} Preset
+ * @typedef {{category: string, presets: {name: string, text: string}[]}} PresetGroup the picker's, by category
+ * @typedef {{presets: PresetGroup[], preset_list: Preset[]}} PresetLists sent again by every preset change
+ */
+
+/**
+ * A generation parameter the provider can take, and how to ask for it.
+ * @typedef {object} Param
+ * @property {string} name a Params field: "size", "n", "seed", ...
+ * @property {"size" | "int" | "float" | "text"} kind
+ * @property {string[]} [choices] sizes, "1024x1024"
+ * @property {number} [min]
+ * @property {number} [max]
+ */
+
+/**
+ * @typedef {{params: Param[], negative: boolean, defaults: Record<string, string>}} Params what the provider takes (`params`)
+ * @typedef {PresetLists & Params & {strings: Record<string, string>, draft: Record<string, string>, cap: number, max_tasks: number, busy: string}} Hello
+ */
+
+/**
+ * What `create` would add (`propose`); over the cap, only how many (`count`, `exact`, `cap`).
+ * @typedef {object} Proposal
+ * @property {number} count tasks
+ * @property {boolean} over_cap
+ * @property {boolean} [exact] over the cap: `count` is exact (else a lower bound)
+ * @property {number} [cap]
+ * @property {number} images
+ * @property {{p: string, refs: string[]}[]} sample the first tasks: prompt, reference names
+ * @property {string} [cost] in words ("$1.20")
+ * @property {string[]} [skipped] lines of a file that made no task
+ * @property {string[]} [warnings]
+ */
+
+/** @typedef {{name: string, category: string, text: string | undefined, negative: string | undefined}} PresetValues a preset form's */
+
+/** @type {Mode[]} */
 const MODES = ["llm", "template", "lines", "per_image", "file"];
 const PLAN_MS = 600000; // an LLM may take minutes; Cancel is always there
 
 class PromptView {
+  /** @param {Model} model @param {HTMLElement} el */
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    /** @type {Record<string, string>} */
     this.strings = {};
+    /** @type {HTMLDivElement} */
     this.root = h("div", { class: "nbb-in nbb-pp", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
+    /** @type {string | null} the prompt before Enhance */
     this.undo = null;
+    /** @type {string | null} the name of the file read */
     this.fileInfo = null;
+    /** @type {[string, () => void][]} */
     this.listeners = [];
+    /** @param {string} name @param {() => void} fn */
     const watch = (name, fn) => {
       model.on(`change:${name}`, fn);
       this.listeners.push([`change:${name}`, fn]);
@@ -33,8 +86,9 @@ class PromptView {
   async start() {
     this.root.replaceChildren(h("div", { class: "nbb-pp-boot", text: "…" }));
     try {
-      const { msg } = await this.channel.request("hello");
+      const { msg } = /** @type {Answer<Hello>} */ (await this.channel.request("hello"));
       this.strings = msg.strings;
+      /** @type {Hello | undefined} */
       this.info = msg;
       this.build(msg);
     } catch (err) {
@@ -42,17 +96,22 @@ class PromptView {
     }
   }
 
+  /** @param {unknown} err */
   words(err) {
     return errorWords(err, this.strings, "prompt");
   }
 
   // ------------------------------------------------------------------ layout
+  // The parts built here (fields typed `X | undefined` by tsc, as they are not set in the
+  // constructor) exist before any event or reply that uses them: start() builds before
+  // anything else is drawn, and every request starts from a control built here.
+  /** @param {Hello} info */
   build(info) {
     const s = this.strings;
     const d = info.draft || {};
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
     // modes: real radio buttons, so screen readers and keyboards know them
-    this.modeInputs = {};
+    this.modeInputs = /** @type {Record<Mode, HTMLInputElement>} */ ({});
     const modes = h("div", { class: "nbb-pp-modes", role: "radiogroup", "aria-label": s.mode });
     const group = `nbb-mode-${uid()}`; // one name per view: a radio group, arrow keys move in it
     for (const m of MODES) {
@@ -60,45 +119,55 @@ class PromptView {
       this.modeInputs[m] = input;
       modes.append(h("label", { class: "nbb-pp-mode" }, input, h("span", { text: s[`mode_${m}`] })));
     }
-    this.prompt = h("textarea", {
-      class: "nbb-pp-prompt",
-      rows: 3,
-      "aria-label": s.master_prompt,
-      oninput: () => this.changed(),
-    });
+    this.prompt = /** @type {HTMLTextAreaElement} */ (
+      h("textarea", {
+        class: "nbb-pp-prompt",
+        rows: 3,
+        "aria-label": s.master_prompt,
+        oninput: () => this.changed(),
+      })
+    );
     this.prompt.value = d.prompt || "";
-    this.countLine = h("div", { class: "nbb-pp-count", role: "status", "aria-live": "polite" });
-    this.negative = h("input", {
-      type: "text",
-      class: "nbb-pp-negative",
-      "aria-label": s.negative_prompt,
-      placeholder: s.negative_hint,
-      oninput: () => this.changed(),
-    });
+    this.countLine = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-pp-count", role: "status", "aria-live": "polite" }));
+    this.negative = /** @type {HTMLInputElement} */ (
+      h("input", {
+        type: "text",
+        class: "nbb-pp-negative",
+        "aria-label": s.negative_prompt,
+        placeholder: s.negative_hint,
+        oninput: () => this.changed(),
+      })
+    );
     this.negative.value = d.negative || "";
-    this.llmCount = h("input", {
-      type: "number",
-      min: 1,
-      max: info.max_tasks,
-      class: "nbb-pp-num",
-      "aria-label": s.n_tasks,
-      placeholder: s.auto,
-      oninput: () => this.changed(),
-    });
+    this.llmCount = /** @type {HTMLInputElement} */ (
+      h("input", {
+        type: "number",
+        min: 1,
+        max: info.max_tasks,
+        class: "nbb-pp-num",
+        "aria-label": s.n_tasks,
+        placeholder: s.auto,
+        oninput: () => this.changed(),
+      })
+    );
     this.llmCount.value = d.count || "";
 
     // presets: one picker grouped by category, then insert or replace; managed in a dialog
-    this.presetSelect = h("select", { "aria-label": s.presets, class: "nbb-pp-preset" });
+    this.presetSelect = /** @type {HTMLSelectElement} */ (h("select", { "aria-label": s.presets, class: "nbb-pp-preset" }));
     this.fillPresets(info);
-    this.manageBtn = h("button", {
-      type: "button",
-      class: "nbb-btn nbb-small",
-      text: s.manage_presets,
-      "aria-label": s.manage_presets,
-      onclick: () => this.openPresets(),
-    });
-    this.presetDialog = h("dialog", { class: "nbb-in nbb-pp-presets", "aria-label": s.manage_presets, "data-lm-suppress-shortcuts": "true" });
-    const presetBtn = (op) =>
+    this.manageBtn = /** @type {HTMLButtonElement} */ (
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-small",
+        text: s.manage_presets,
+        "aria-label": s.manage_presets,
+        onclick: () => this.openPresets(),
+      })
+    );
+    this.presetDialog = /** @type {HTMLDialogElement} */ (
+      h("dialog", { class: "nbb-in nbb-pp-presets", "aria-label": s.manage_presets, "data-lm-suppress-shortcuts": "true" })
+    );
+    const presetBtn = (/** @type {"insert" | "replace"} */ op) =>
       h("button", {
         type: "button",
         class: "nbb-btn nbb-small",
@@ -106,57 +175,68 @@ class PromptView {
         "aria-label": s[`preset_${op}`],
         onclick: () => this.applyPreset(op),
       });
-    this.enhanceBtn = h("button", {
-      type: "button",
-      class: "nbb-btn nbb-small",
-      "aria-label": s.enhance,
-      html: `${icons.sparkle}<span>${s.enhance}</span>`,
-      onclick: () => this.enhance(),
-    });
-    this.undoBtn = h("button", {
-      type: "button",
-      class: "nbb-btn nbb-small",
-      "aria-label": s.undo_enhance,
-      hidden: true,
-      html: `${icons.undo}<span>${s.undo_enhance}</span>`,
-      onclick: () => this.undoEnhance(),
-    });
+    this.enhanceBtn = /** @type {HTMLButtonElement} */ (
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-small",
+        "aria-label": s.enhance,
+        html: `${icons.sparkle}<span>${s.enhance}</span>`,
+        onclick: () => this.enhance(),
+      })
+    );
+    this.undoBtn = /** @type {HTMLButtonElement} */ (
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-small",
+        "aria-label": s.undo_enhance,
+        hidden: true,
+        html: `${icons.undo}<span>${s.undo_enhance}</span>`,
+        onclick: () => this.undoEnhance(),
+      })
+    );
 
     // from file
-    this.fileInput = h("input", { type: "file", hidden: true, accept: ".txt,.csv,.jsonl" });
+    this.fileInput = /** @type {HTMLInputElement} */ (h("input", { type: "file", hidden: true, accept: ".txt,.csv,.jsonl" }));
     this.fileInput.addEventListener("change", () => this.readFile());
-    this.fileBtn = h("button", {
-      type: "button",
-      class: "nbb-btn nbb-small",
-      "aria-label": s.choose_file,
-      html: `${icons.upload}<span>${s.choose_file}</span>`,
-      onclick: () => this.fileInput.click(),
-    });
-    this.fileText = h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet });
-    this.fileRow = h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput);
+    this.fileBtn = /** @type {HTMLButtonElement} */ (
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-small",
+        "aria-label": s.choose_file,
+        html: `${icons.upload}<span>${s.choose_file}</span>`,
+        onclick: () => /** @type {HTMLInputElement} */ (this.fileInput).click(),
+      })
+    );
+    this.fileText = /** @type {HTMLSpanElement} */ (h("span", { class: "nbb-pp-file-name", text: d.file_name || s.no_file_yet }));
+    this.fileRow = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-pp-row nbb-pp-file" }, this.fileBtn, this.fileText, this.fileInput));
 
     // generation params: only what the provider can do (redrawn when it changes)
+    /** @type {Record<string, HTMLInputElement | HTMLSelectElement> | undefined} */
     this.paramInputs = {};
-    this.paramsGrid = h("div", { class: "nbb-pp-params" });
-    this.paramsBox = h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), this.paramsGrid);
+    this.paramsGrid = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-pp-params" }));
+    this.paramsBox = /** @type {HTMLDetailsElement} */ (h("details", { class: "nbb-pp-more" }, h("summary", { text: s.params }), this.paramsGrid));
     this.paintParams(info, d);
 
-    this.alert = h("div", { class: "nbb-alert", role: "alert", hidden: true });
-    this.createBtn = h("button", {
-      type: "button",
-      class: "nbb-btn nbb-primary",
-      "aria-label": s.create_tasks,
-      html: `${icons.play}<span>${s.create_tasks}</span>`,
-      onclick: () => this.propose(),
-    });
-    this.spinner = h("span", { class: "nbb-pp-spin", role: "status", hidden: true }, h("i"), h("span", { text: s.planning }));
-    this.cancelBtn = h("button", { type: "button", class: "nbb-btn", text: s.cancel, "aria-label": s.cancel, hidden: true, onclick: () => this.act("cancel") });
-    this.proposal = h("div", { class: "nbb-pp-proposal", hidden: true, role: "region", "aria-label": s.proposal });
+    this.alert = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-alert", role: "alert", hidden: true }));
+    this.createBtn = /** @type {HTMLButtonElement} */ (
+      h("button", {
+        type: "button",
+        class: "nbb-btn nbb-primary",
+        "aria-label": s.create_tasks,
+        html: `${icons.play}<span>${s.create_tasks}</span>`,
+        onclick: () => this.propose(),
+      })
+    );
+    this.spinner = /** @type {HTMLSpanElement} */ (h("span", { class: "nbb-pp-spin", role: "status", hidden: true }, h("i"), h("span", { text: s.planning })));
+    this.cancelBtn = /** @type {HTMLButtonElement} */ (
+      h("button", { type: "button", class: "nbb-btn", text: s.cancel, "aria-label": s.cancel, hidden: true, onclick: () => this.act("cancel") })
+    );
+    this.proposal = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-pp-proposal", hidden: true, role: "region", "aria-label": s.proposal }));
 
-    this.negRow = h("label", { class: "nbb-pp-field" }, h("span", { text: s.negative_prompt }), this.negative);
+    this.negRow = /** @type {HTMLLabelElement} */ (h("label", { class: "nbb-pp-field" }, h("span", { text: s.negative_prompt }), this.negative));
     this.negRow.hidden = !info.negative;
     this.paramsBox.hidden = !info.params.length;
-    this.llmRow = h("label", { class: "nbb-pp-field nbb-pp-short" }, h("span", { text: s.n_tasks }), this.llmCount);
+    this.llmRow = /** @type {HTMLLabelElement} */ (h("label", { class: "nbb-pp-field nbb-pp-short" }, h("span", { text: s.n_tasks }), this.llmCount));
 
     this.root.replaceChildren(
       h("div", { class: "nbb-pp-head" }, h("span", { class: "nbb-pp-title", text: s.prompt_title }), modes),
@@ -179,22 +259,23 @@ class PromptView {
       this.proposal,
       this.presetDialog,
     );
-    this.help = this.root.querySelector(".nbb-pp-help");
-    this.setMode(d.mode || "llm", false);
+    this.help = /** @type {HTMLDivElement} */ (this.root.querySelector(".nbb-pp-help"));
+    this.setMode(/** @type {Mode} */ (d.mode || "llm"), false);
     this.paintBusy();
   }
 
+  /** @param {PresetLists} info */
   fillPresets(info) {
     const s = this.strings;
-    const chosen = this.presetSelect.value;
+    const chosen = /** @type {HTMLSelectElement} */ (this.presetSelect).value;
     this.presetList = info.preset_list || [];
-    this.presetSelect.replaceChildren(h("option", { value: "", text: s.pick_preset }));
+    /** @type {HTMLSelectElement} */ (this.presetSelect).replaceChildren(h("option", { value: "", text: s.pick_preset }));
     for (const group of info.presets) {
       const og = h("optgroup", { label: s[`cat_${group.category}`] || group.category });
       for (const p of group.presets) og.append(h("option", { value: p.name, text: p.name, title: p.text }));
-      this.presetSelect.append(og);
+      /** @type {HTMLSelectElement} */ (this.presetSelect).append(og);
     }
-    if (this.presetList.some((p) => p.name === chosen)) this.presetSelect.value = chosen;
+    if (this.presetList.some((p) => p.name === chosen)) /** @type {HTMLSelectElement} */ (this.presetSelect).value = chosen;
   }
 
   // ------------------------------------------------------------------ managing presets
@@ -204,13 +285,24 @@ class PromptView {
     this.editing = null;
     this.confirming = null;
     this.paintPresets();
-    this.presetDialog.showModal();
-    this.presetDialog.querySelector("input").focus();
+    /** @type {HTMLDialogElement} */ (this.presetDialog).showModal();
+    // paintPresets drew the form to save a preset: its title first
+    /** @type {HTMLInputElement} */ (/** @type {HTMLDialogElement} */ (this.presetDialog).querySelector("input")).focus();
   }
 
+  /**
+   * A preset's fields and Save: title and category, with its text and negative for an edit.
+   * @param {Partial<Preset>} values
+   * @param {(values: PresetValues) => void} onSave
+   * @param {string} saveLabel
+   * @param {boolean} withText
+   * @returns {HTMLElement[]}
+   */
   presetForm(values, onSave, saveLabel, withText) {
     const s = this.strings;
+    /** @type {(name: string, label: string, value: string | undefined, tag?: string) => [HTMLInputElement | HTMLTextAreaElement, HTMLLabelElement]} */
     const field = (name, label, value, tag = "input") => {
+      /** @type {HTMLInputElement | HTMLTextAreaElement} */
       const input = h(tag, { "aria-label": label, class: `nbb-pp-pf-${name}`, ...(tag === "input" ? { type: "text" } : { rows: 2 }) });
       input.value = value || "";
       return [input, h("label", { class: "nbb-pp-field" }, h("span", { text: label }), input)];
@@ -219,9 +311,15 @@ class PromptView {
     const [category, catRow] = field("category", s.preset_category, values.category);
     const list = `nbb-cats-${uid()}`;
     category.setAttribute("list", list);
-    const cats = h("datalist", { id: list }, ...[...new Set(this.presetList.map((p) => p.category))].map((c) => h("option", { value: c })));
+    const cats = h(
+      "datalist",
+      { id: list },
+      ...[...new Set(/** @type {Preset[]} */ (this.presetList).map((p) => p.category))].map((c) => h("option", { value: c })),
+    );
     const parts = [titleRow, catRow, cats];
+    /** @type {HTMLInputElement | HTMLTextAreaElement | null} */
     let text = null;
+    /** @type {HTMLInputElement | HTMLTextAreaElement | null} */
     let negative = null;
     if (withText) {
       let row;
@@ -231,7 +329,7 @@ class PromptView {
       parts.push(row);
     }
     const save = () => onSave({ name: title.value, category: category.value, text: text?.value, negative: negative?.value });
-    for (const input of [title, category, negative].filter(Boolean)) {
+    for (const input of /** @type {HTMLElement[]} */ ([title, category, negative].filter(Boolean))) {
       input.addEventListener("keydown", (e) => {
         if (e.key === "Enter") {
           e.preventDefault();
@@ -243,9 +341,11 @@ class PromptView {
     return parts;
   }
 
+  /** @param {string} [focus] a selector of what to focus in the dialog once drawn */
   paintPresets(focus) {
     const s = this.strings;
-    const d = this.presetDialog;
+    const d = /** @type {HTMLDialogElement} */ (this.presetDialog);
+    /** @type {HTMLDivElement | undefined} */
     this.presetAlert = h("div", { class: "nbb-pp-preset-msg", role: "status", "aria-live": "polite" });
     const saveNew = h(
       "section",
@@ -255,7 +355,7 @@ class PromptView {
       h("div", { class: "nbb-pp-row" }, ...this.presetForm({ category: "style" }, (v) => this.savePreset(v), s.preset_save, false)),
     );
     const list = h("ul", { class: "nbb-pp-preset-list", "aria-label": s.presets });
-    this.presetList.forEach((p, i) => {
+    /** @type {Preset[]} */ (this.presetList).forEach((p, i) => {
       list.append(this.presetRow(p, i));
     });
     d.replaceChildren(
@@ -266,18 +366,21 @@ class PromptView {
         h("button", { type: "button", class: "nbb-icon", "aria-label": s.close, title: s.close, html: icons.cancel, onclick: () => d.close() }),
       ),
       saveNew,
-      this.presetAlert,
+      /** @type {HTMLDivElement} */ (this.presetAlert),
       list,
     );
     if (focus) {
+      /** @type {HTMLElement | null} */
       const target = d.querySelector(focus);
       if (target) target.focus();
     }
   }
 
+  /** @param {Preset} p @param {number} i its place */
   presetRow(p, i) {
     const s = this.strings;
-    const n = this.presetList.length;
+    const n = /** @type {Preset[]} */ (this.presetList).length;
+    /** @type {HTMLLIElement} */
     const row = h("li", { class: "nbb-pp-preset-row", "data-name": p.name });
     const key = CSS.escape(p.name);
     if (this.editing === p.name) {
@@ -318,6 +421,7 @@ class PromptView {
       return row;
     }
     // visible text short (Edit, ↑, ↓, Delete), accessible name whole ("Move Cinematic up")
+    /** @type {(cls: string, text: string, label: string, onclick: () => void, disabled?: boolean) => HTMLButtonElement} */
     const act = (cls, text, label, onclick, disabled = false) =>
       h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, text, "aria-label": label, title: label, disabled, onclick });
     row.append(
@@ -342,69 +446,92 @@ class PromptView {
     return row;
   }
 
+  /**
+   * A preset change; the reply holds the lists again (and what changed).
+   * @param {string} type
+   * @param {Record<string, unknown>} body
+   * @template {PresetLists} R the reply: the lists, and what changed
+   * @param {(msg: R) => void} after
+   */
   async presetAct(type, body, after) {
     try {
-      const { msg } = await this.channel.request(type, body);
+      const { msg } = /** @type {Answer<R>} */ (await this.channel.request(type, body));
       this.fillPresets(msg);
       after(msg);
     } catch (err) {
       this.paintPresets();
-      setText(this.presetAlert, this.words(err));
-      this.presetAlert.classList.add("nbb-pp-warn");
+      setText(/** @type {HTMLDivElement} */ (this.presetAlert), this.words(err));
+      /** @type {HTMLDivElement} */ (this.presetAlert).classList.add("nbb-pp-warn");
     }
   }
 
+  /** @param {PresetValues} v */
   savePreset(v) {
-    this.presetAct("preset_save", { name: v.name, category: v.category, prompt: this.prompt.value, negative: this.negative.value }, (msg) => {
-      this.paintPresets();
-      setText(this.presetAlert, fmt(this.strings, "preset_saved", { name: msg.saved }));
-      this.presetSelect.value = msg.saved;
-      const row = this.presetDialog.querySelector(`li[data-name="${CSS.escape(msg.saved)}"]`);
-      if (row) row.scrollIntoView({ block: "nearest" }); // the new one is at the end
-    });
+    this.presetAct(
+      "preset_save",
+      {
+        name: v.name,
+        category: v.category,
+        prompt: /** @type {HTMLTextAreaElement} */ (this.prompt).value,
+        negative: /** @type {HTMLInputElement} */ (this.negative).value,
+      },
+      (/** @type {PresetLists & {saved: string}} */ msg) => {
+        this.paintPresets();
+        setText(/** @type {HTMLDivElement} */ (this.presetAlert), fmt(this.strings, "preset_saved", { name: msg.saved }));
+        /** @type {HTMLSelectElement} */ (this.presetSelect).value = msg.saved;
+        const row = /** @type {HTMLDialogElement} */ (this.presetDialog).querySelector(`li[data-name="${CSS.escape(msg.saved)}"]`);
+        if (row) row.scrollIntoView({ block: "nearest" }); // the new one is at the end
+      },
+    );
   }
 
+  /** @param {string} old its name @param {PresetValues} v */
   editPreset(old, v) {
-    this.presetAct("preset_edit", { old, ...v }, (msg) => {
+    this.presetAct("preset_edit", { old, ...v }, (/** @type {PresetLists & {saved: string}} */ msg) => {
       this.editing = null;
       this.paintPresets(`li[data-name="${CSS.escape(msg.saved)}"] .nbb-pp-pe`);
-      setText(this.presetAlert, fmt(this.strings, "preset_saved", { name: msg.saved }));
+      setText(/** @type {HTMLDivElement} */ (this.presetAlert), fmt(this.strings, "preset_saved", { name: msg.saved }));
     });
   }
 
+  /** @param {string} name @param {number} index @param {string} button the class of the button to focus again */
   movePreset(name, index, button) {
     this.presetAct("preset_move", { name, index }, () => {
       const key = CSS.escape(name);
       this.paintPresets(`li[data-name="${key}"] ${button}:not([disabled])`);
-      const row = this.presetDialog.querySelector(`li[data-name="${key}"]`);
-      if (row && !row.contains(document.activeElement)) row.querySelector("button:not([disabled])").focus();
-      setText(this.presetAlert, fmt(this.strings, "preset_moved", { name, n: index + 1 }));
+      const row = /** @type {HTMLDialogElement} */ (this.presetDialog).querySelector(`li[data-name="${key}"]`);
+      // Edit and Delete are never disabled
+      if (row && !row.contains(document.activeElement)) /** @type {HTMLButtonElement} */ (row.querySelector("button:not([disabled])")).focus();
+      setText(/** @type {HTMLDivElement} */ (this.presetAlert), fmt(this.strings, "preset_moved", { name, n: index + 1 }));
     });
   }
 
+  /** @param {string} name */
   deletePreset(name) {
-    this.presetAct("preset_delete", { name, confirm: true }, (msg) => {
+    this.presetAct("preset_delete", { name, confirm: true }, (/** @type {PresetLists & {deleted: string}} */ msg) => {
       this.confirming = null;
       this.paintPresets("input");
-      setText(this.presetAlert, fmt(this.strings, "preset_deleted", { name: msg.deleted }));
+      setText(/** @type {HTMLDivElement} */ (this.presetAlert), fmt(this.strings, "preset_deleted", { name: msg.deleted }));
     });
   }
 
+  /** @param {Params} info @param {Record<string, string>} values */
   paintParams(info, values) {
     const s = this.strings;
     const defaults = info.defaults || {};
     this.paramInputs = {};
-    this.paramsGrid.replaceChildren();
+    /** @type {HTMLDivElement} */ (this.paramsGrid).replaceChildren();
     for (const f of info.params) {
       const label = s[`param_${f.name}`] || f.name;
       const byDefault = defaults[f.name] ? `${s.default_value}: ${defaults[f.name]}` : s.default_value;
+      /** @type {HTMLInputElement | HTMLSelectElement} */
       let input;
       if (f.kind === "size") {
         input = h(
           "select",
           { "aria-label": label },
           h("option", { value: "", text: byDefault.replace(/(\d)x(\d)/, "$1×$2") }),
-          ...f.choices.map((c) => h("option", { value: c, text: c.replace("x", "×") })),
+          .../** @type {string[]} */ (f.choices).map((c) => h("option", { value: c, text: c.replace("x", "×") })),
         );
       } else {
         input = h("input", {
@@ -419,8 +546,8 @@ class PromptView {
       input.value = values[f.name] || "";
       input.addEventListener("input", () => this.changed());
       input.addEventListener("change", () => this.changed());
-      this.paramInputs[f.name] = input;
-      this.paramsGrid.append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
+      /** @type {Record<string, HTMLInputElement | HTMLSelectElement>} */ (this.paramInputs)[f.name] = input;
+      /** @type {HTMLDivElement} */ (this.paramsGrid).append(h("label", { class: `nbb-pp-param nbb-pp-k-${f.kind}` }, h("span", { text: label }), input));
     }
   }
 
@@ -428,34 +555,45 @@ class PromptView {
   async refreshParams() {
     if (!this.paramsGrid) return;
     try {
-      const { msg } = await this.channel.request("params");
+      const { msg } = /** @type {Answer<Params>} */ (await this.channel.request("params"));
+      /** @type {Record<string, string>} */
       const kept = {};
-      for (const [name, input] of Object.entries(this.paramInputs)) kept[name] = input.value;
+      for (const [name, input] of Object.entries(/** @type {Record<string, HTMLInputElement | HTMLSelectElement>} */ (this.paramInputs)))
+        kept[name] = input.value;
       this.paintParams(msg, kept);
-      this.paramsBox.hidden = !msg.params.length;
-      this.negRow.hidden = !msg.negative;
+      /** @type {HTMLDetailsElement} */ (this.paramsBox).hidden = !msg.params.length;
+      /** @type {HTMLLabelElement} */ (this.negRow).hidden = !msg.negative;
     } catch (err) {
       this.showAlert(this.words(err));
     }
   }
 
+  /** @returns {Record<string, string>} the inputs as the kernel keeps them */
   draft() {
-    const out = { mode: this.mode, prompt: this.prompt.value, negative: this.negative.value, count: this.llmCount.value };
+    /** @type {Record<string, string>} */
+    const out = {
+      mode: /** @type {Mode} */ (this.mode),
+      prompt: /** @type {HTMLTextAreaElement} */ (this.prompt).value,
+      negative: /** @type {HTMLInputElement} */ (this.negative).value,
+      count: /** @type {HTMLInputElement} */ (this.llmCount).value,
+    };
     if (this.fileInfo) out.file_name = this.fileInfo;
-    for (const [name, input] of Object.entries(this.paramInputs)) out[name] = input.value;
+    for (const [name, input] of Object.entries(/** @type {Record<string, HTMLInputElement | HTMLSelectElement>} */ (this.paramInputs))) out[name] = input.value;
     return out;
   }
 
+  /** @param {Mode} mode @param {boolean} [save] the draft */
   setMode(mode, save = true) {
     const s = this.strings;
+    /** @type {Mode | undefined} */
     this.mode = mode;
-    this.modeInputs[mode].checked = true;
+    /** @type {Record<Mode, HTMLInputElement>} */ (this.modeInputs)[mode].checked = true;
     this.root.dataset.mode = mode;
-    this.prompt.placeholder = s[`hint_${mode}`] || "";
-    setText(this.help, s[`help_${mode}`] || "");
-    this.fileRow.hidden = mode !== "file";
-    this.prompt.hidden = mode === "file";
-    this.llmRow.hidden = mode !== "llm";
+    /** @type {HTMLTextAreaElement} */ (this.prompt).placeholder = s[`hint_${mode}`] || "";
+    setText(/** @type {HTMLDivElement} */ (this.help), s[`help_${mode}`] || "");
+    /** @type {HTMLDivElement} */ (this.fileRow).hidden = mode !== "file";
+    /** @type {HTMLTextAreaElement} */ (this.prompt).hidden = mode === "file";
+    /** @type {HTMLLabelElement} */ (this.llmRow).hidden = mode !== "llm";
     this.hideProposal();
     this.paintCount();
     if (save) this.saveDraft();
@@ -465,6 +603,7 @@ class PromptView {
     this.hideProposal();
     this.paintCount();
     clearTimeout(this.draftTimer);
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.draftTimer = setTimeout(() => this.saveDraft(), 400);
   }
 
@@ -476,61 +615,81 @@ class PromptView {
   paintCount() {
     if (!this.countLine) return;
     const s = this.strings;
-    const text = this.prompt.value;
+    const text = /** @type {HTMLTextAreaElement} */ (this.prompt).value;
     const refs = this.model.get("refs");
     clearTimeout(this.countTimer);
     if (this.mode === "lines") {
       const n = text.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#")).length;
-      setText(this.countLine, fmt(s, "count_prompts", { n }));
+      setText(/** @type {HTMLDivElement} */ (this.countLine), fmt(s, "count_prompts", { n }));
     } else if (this.mode === "per_image") {
-      setText(this.countLine, refs ? fmt(s, "count_per_image", { n: refs }) : s.no_images);
+      setText(/** @type {HTMLDivElement} */ (this.countLine), refs ? fmt(s, "count_per_image", { n: refs }) : s.no_images);
     } else if (this.mode === "llm") {
-      setText(this.countLine, refs ? fmt(s, "llm_sees", { n: refs }) : s.llm_no_refs);
+      setText(/** @type {HTMLDivElement} */ (this.countLine), refs ? fmt(s, "llm_sees", { n: refs }) : s.llm_no_refs);
     } else if (this.mode === "file") {
-      setText(this.countLine, "");
+      setText(/** @type {HTMLDivElement} */ (this.countLine), "");
     } else {
       // template: the kernel counts (Dynamic Prompts), a moment after the last key
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
       this.countTimer = setTimeout(async () => {
         try {
-          const { msg } = await this.channel.request("count", { template: text });
-          if (this.prompt.value !== text || this.mode !== "template") return;
-          if (msg.error) setText(this.countLine, msg.error);
-          else if (msg.over) setText(this.countLine, fmt(s, "count_over", { n: msg.count.toLocaleString(), cap: this.info.cap.toLocaleString() }));
-          else setText(this.countLine, fmt(s, "count_prompts", { n: msg.count }));
-          this.countLine.classList.toggle("nbb-pp-warn", !!(msg.error || msg.over));
+          const { msg } = /** @type {Answer<{count: number, exact?: boolean, over?: boolean, error?: string}>} */ (
+            await this.channel.request("count", { template: text })
+          );
+          if (/** @type {HTMLTextAreaElement} */ (this.prompt).value !== text || this.mode !== "template") return;
+          if (msg.error) setText(/** @type {HTMLDivElement} */ (this.countLine), msg.error);
+          else if (msg.over)
+            setText(
+              /** @type {HTMLDivElement} */ (this.countLine),
+              fmt(s, "count_over", { n: msg.count.toLocaleString(), cap: /** @type {Hello} */ (this.info).cap.toLocaleString() }),
+            );
+          else setText(/** @type {HTMLDivElement} */ (this.countLine), fmt(s, "count_prompts", { n: msg.count }));
+          /** @type {HTMLDivElement} */ (this.countLine).classList.toggle("nbb-pp-warn", !!(msg.error || msg.over));
         } catch (err) {
-          setText(this.countLine, this.words(err));
+          setText(/** @type {HTMLDivElement} */ (this.countLine), this.words(err));
         }
       }, 150);
       return;
     }
-    this.countLine.classList.remove("nbb-pp-warn");
+    /** @type {HTMLDivElement} */ (this.countLine).classList.remove("nbb-pp-warn");
   }
 
   paintBusy() {
     if (!this.createBtn) return;
     const busy = this.model.get("busy");
-    this.spinner.hidden = !busy;
-    setText(this.spinner.lastChild, busy === "enhance" ? this.strings.enhancing : this.strings.planning);
-    this.cancelBtn.hidden = !busy;
-    this.createBtn.disabled = !!busy;
-    this.enhanceBtn.disabled = !!busy;
+    /** @type {HTMLSpanElement} */ (this.spinner).hidden = !busy;
+    setText(
+      /** @type {ChildNode} */ (/** @type {HTMLSpanElement} */ (this.spinner).lastChild),
+      busy === "enhance" ? this.strings.enhancing : this.strings.planning,
+    );
+    /** @type {HTMLButtonElement} */ (this.cancelBtn).hidden = !busy;
+    /** @type {HTMLButtonElement} */ (this.createBtn).disabled = !!busy;
+    /** @type {HTMLButtonElement} */ (this.enhanceBtn).disabled = !!busy;
   }
 
+  /** @param {string} text @param {"error" | "info"} [level] */
   showAlert(text, level = "error") {
-    this.alert.className = `nbb-alert${level === "info" ? " nbb-info" : ""}`;
-    this.alert.replaceChildren(
+    /** @type {HTMLDivElement} */ (this.alert).className = `nbb-alert${level === "info" ? " nbb-info" : ""}`;
+    /** @type {HTMLDivElement} */ (this.alert).replaceChildren(
       h("span", { text }),
-      h("button", { type: "button", class: "nbb-link", text: this.strings.dismiss, onclick: () => (this.alert.hidden = true) }),
+      // biome-ignore format: it would move the JSDoc cast off the parenthesised field
+      h("button", { type: "button", class: "nbb-link", text: this.strings.dismiss, onclick: () => (/** @type {HTMLDivElement} */ (this.alert).hidden = true) }),
     );
-    this.alert.hidden = false;
+    /** @type {HTMLDivElement} */ (this.alert).hidden = false;
   }
 
   hideProposal() {
-    if (this.proposal) this.proposal.hidden = true;
+    if (this.proposal) /** @type {HTMLDivElement} */ (this.proposal).hidden = true;
   }
 
   // ------------------------------------------------------------------ actions
+  /**
+   * A request whose failure is shown in the alert: resolves the reply's fields, or null.
+   * `any`: each caller declares the reply it asked for where it keeps it.
+   * @param {string} type
+   * @param {Record<string, unknown>} [body]
+   * @param {number} [timeout] ms
+   * @returns {Promise<any>}
+   */
   async act(type, body = {}, timeout = 30000) {
     try {
       const { msg } = await this.channel.request(type, body, { timeout });
@@ -542,21 +701,23 @@ class PromptView {
   }
 
   async propose() {
-    this.alert.hidden = true;
+    /** @type {HTMLDivElement} */ (this.alert).hidden = true;
     this.hideProposal();
     clearTimeout(this.draftTimer);
+    /** @type {(Proposal & {cancelled?: boolean}) | null} */
     const msg = await this.act("propose", { draft: this.draft() }, PLAN_MS);
     if (!msg || msg.cancelled) return;
     this.showProposal(msg);
   }
 
+  /** @param {Proposal} msg */
   showProposal(msg) {
     const s = this.strings;
-    const box = this.proposal;
+    const box = /** @type {HTMLDivElement} */ (this.proposal);
     if (msg.over_cap) {
       const n = msg.exact ? msg.count.toLocaleString() : `${msg.count.toLocaleString()}+`;
       box.replaceChildren(
-        h("div", { class: "nbb-pp-prop-head nbb-pp-warn", text: fmt(s, "over_cap_q", { n, cap: msg.cap.toLocaleString() }) }),
+        h("div", { class: "nbb-pp-prop-head nbb-pp-warn", text: fmt(s, "over_cap_q", { n, cap: /** @type {number} */ (msg.cap).toLocaleString() }) }),
         h(
           "div",
           { class: "nbb-pp-row" },
@@ -596,63 +757,74 @@ class PromptView {
     ];
     box.replaceChildren(...parts.filter(Boolean)); // replaceChildren would print "null"
     box.hidden = false;
-    box.querySelector(".nbb-primary").focus();
+    /** @type {HTMLButtonElement} */ (box.querySelector(".nbb-primary")).focus(); // the Add button above
   }
 
+  /** @param {boolean} confirm over the cap: create anyway */
   async create(confirm) {
+    /** @type {{added: number} | null} */
     const msg = await this.act("create", { confirm }, 120000);
     this.hideProposal();
     if (msg) this.showAlert(fmt(this.strings, "added", { n: msg.added }), "info");
   }
 
   async enhance() {
-    const before = this.prompt.value;
-    this.alert.hidden = true;
+    const before = /** @type {HTMLTextAreaElement} */ (this.prompt).value;
+    /** @type {HTMLDivElement} */ (this.alert).hidden = true;
+    /** @type {{prompt: string, cancelled?: boolean} | null} */
     const msg = await this.act("enhance", { prompt: before }, PLAN_MS);
     if (!msg || msg.cancelled) return;
     this.undo = before;
-    this.prompt.value = msg.prompt;
-    this.undoBtn.hidden = false;
+    /** @type {HTMLTextAreaElement} */ (this.prompt).value = msg.prompt;
+    /** @type {HTMLButtonElement} */ (this.undoBtn).hidden = false;
     this.changed();
   }
 
   undoEnhance() {
     if (this.undo === null) return;
-    this.prompt.value = this.undo;
+    /** @type {HTMLTextAreaElement} */ (this.prompt).value = this.undo;
     this.undo = null;
-    this.undoBtn.hidden = true;
+    /** @type {HTMLButtonElement} */ (this.undoBtn).hidden = true;
     this.changed();
-    this.prompt.focus();
+    /** @type {HTMLTextAreaElement} */ (this.prompt).focus();
   }
 
+  /** @param {"insert" | "replace"} op */
   async applyPreset(op) {
-    const name = this.presetSelect.value;
+    const name = /** @type {HTMLSelectElement} */ (this.presetSelect).value;
     if (!name) {
       this.showAlert(this.strings.pick_preset_first, "info");
       return;
     }
-    const msg = await this.act("preset", { name, op, prompt: this.prompt.value, negative: this.negative.value });
+    /** @type {{prompt: string, negative: string} | null} */
+    const msg = await this.act("preset", {
+      name,
+      op,
+      prompt: /** @type {HTMLTextAreaElement} */ (this.prompt).value,
+      negative: /** @type {HTMLInputElement} */ (this.negative).value,
+    });
     if (!msg) return;
-    this.prompt.value = msg.prompt;
-    this.negative.value = msg.negative;
+    /** @type {HTMLTextAreaElement} */ (this.prompt).value = msg.prompt;
+    /** @type {HTMLInputElement} */ (this.negative).value = msg.negative;
     this.changed();
   }
 
   async readFile() {
-    const file = this.fileInput.files?.[0];
-    this.fileInput.value = "";
+    const file = /** @type {HTMLInputElement} */ (this.fileInput).files?.[0];
+    /** @type {HTMLInputElement} */ (this.fileInput).value = "";
     if (!file) return;
     if (file.size > 4 * 1024 * 1024) {
       this.showAlert(this.strings.file_too_big);
       return;
     }
     const text = await file.text();
+    /** @type {{count: number, skipped: string[], warnings: string[]} | null} */
     const msg = await this.act("file", { name: file.name, text }, 120000);
     if (!msg) return;
     this.fileInfo = file.name;
     let line = `${file.name} · ${fmt(this.strings, "count_prompts", { n: msg.count })}`;
     if (msg.skipped.length) line += ` · ${fmt(this.strings, "n_skipped", { n: msg.skipped.length })}`;
-    setText(this.fileText, line);
+    setText(/** @type {HTMLSpanElement} */ (this.fileText), line);
     this.setMode("file", false);
   }
 

@@ -30,9 +30,16 @@ export class AbortError extends Error {}
  * @typedef {{resolve: (answer: {msg: any, buffers: DataView[]}) => void, reject: (err: Error) => void, settle: () => void}} Waiting
  */
 
+/**
+ * What `request` resolves, with the reply's fields typed `T` (the reply is `{type: "reply",
+ * uuid, ok, ...fields}`): a panel casts its awaited request to `Answer<ItsReply>`.
+ * @template T
+ * @typedef {{msg: T, buffers: DataView[]}} Answer
+ */
+
 export class Channel {
   /**
-   * @param {any} model the anywidget model (on/off/send)
+   * @param {import("./util.js").Model} model the anywidget model (on/off/send)
    * @param {{fields?: Record<string, unknown>}} [options] `fields`: added to every request
    *   (the gallery names its view in each)
    */

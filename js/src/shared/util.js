@@ -61,13 +61,29 @@ export function setAttr(el, name, value) {
 }
 
 /**
+ * The anywidget model a view gets (anywidget's own types are not a dependency). Trait
+ * values are `any` on purpose: each panel's traits are declared by its Python widget
+ * (traitlets), not in a schema the front end could import, so a panel states the type
+ * where it reads one (`lang` is a string, ...). Custom messages are typed by the panel's
+ * request/reply typedefs and js/src/types.js; a listener's arguments depend on its event,
+ * hence `any[]` there too.
+ * @typedef {object} Model
+ * @property {(name: string) => any} get a trait's value
+ * @property {(name: string, value: unknown) => void} set a trait, sent with save_changes
+ * @property {() => void} save_changes
+ * @property {(event: string, fn: (...args: any[]) => void) => void} on `change:<trait>` or `msg:custom`
+ * @property {(event: string, fn: (...args: any[]) => void) => void} off
+ * @property {(content: object, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]) => void} send
+ */
+
+/**
  * The anywidget module of a panel: `render` builds one view per output area and hands
  * anywidget the view's `dispose` to call when the output goes away.
- * @param {new (model: any, el: HTMLElement) => {dispose: () => void}} View
+ * @param {new (model: Model, el: HTMLElement) => {dispose: () => void}} View
  */
 export function widgetOf(View) {
   return {
-    /** @param {{model: any, el: HTMLElement}} args */
+    /** @param {{model: Model, el: HTMLElement}} args */
     render({ model, el }) {
       const view = new View(model, el);
       return () => view.dispose();

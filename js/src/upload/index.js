@@ -14,23 +14,75 @@ const FILE_WORKERS = 2; // files sent at once
 const WINDOW = 2; // chunks of one file in flight: 2 workers × 2 × 4 MiB buffered at most
 const SLOW_MS = 180000; // a chunk or a decode may wait behind a busy cell
 
+/** @typedef {import("../shared/util.js").Model} Model */
+/**
+ * @template T
+ * @typedef {import("../shared/channel.js").Answer<T>} Answer
+ */
+
+/**
+ * Generation parameters found in an image's metadata (A1111, ComfyUI, ...).
+ * @typedef {object} Embedded
+ * @property {string} source
+ * @property {string} label the source as a person reads it
+ * @property {string} prompt clipped
+ * @property {boolean} remix whether a task can be made from it
+ */
+
+/**
+ * One image of the kernel's set.
+ * @typedef {object} Item
+ * @property {string} id its sha256
+ * @property {string} name
+ * @property {number} width
+ * @property {number} height
+ * @property {string} format
+ * @property {number} size bytes
+ * @property {Embedded} [embedded]
+ */
+
+/**
+ * @typedef {{name: string, reason: string}} Refusal a file the kernel would not take, and why
+ * @typedef {{items: Item[], refused: Refusal[]}} Items the kernel's set (`list`, and in `hello`)
+ * @typedef {{chunk: number, max_files: number, max_bytes: number, formats: string[]}} Limits
+ * @typedef {Items & {strings: Record<string, string>, limits: Limits}} Hello
+ * @typedef {{url: string, kernel: boolean, own: boolean}} Thumb an image's thumbnail: the kernel's, or the browser's rendering of the file; `own`: this view made its object URL
+ * @typedef {import("./drop.js").Picked} Picked
+ */
+
+/**
+ * A file of this view on its way, with its tile's parts while it is drawn.
+ * @typedef {import("./chunks.js").Pending & {url: string | null, bar?: HTMLElement, label?: HTMLElement}} Upload
+ */
+
 let counter = 0;
 const newFid = () => `f${Date.now().toString(36)}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
 
 class UploadView {
+  /** @param {Model} model @param {HTMLElement} el */
   constructor(model, el) {
     this.model = model;
     this.channel = new Channel(model);
+    /** @type {Record<string, string>} */
     this.strings = {};
+    /** @type {Limits} */
     this.limits = { chunk: 4 * 1024 * 1024, max_files: 50, max_bytes: 10485760, formats: [] };
-    this.items = []; // the kernel's set: {id, name, width, height, format, size}
+    /** @type {Item[]} */
+    this.items = []; // the kernel's set
+    /** @type {Refusal[]} */
     this.refused = [];
-    this.pending = []; // files of this view on their way: {fid, name, size, file, url, sent, state}
+    /** @type {Upload[]} */
+    this.pending = []; // files of this view on their way
+    /** @type {Upload[]} */
     this.queue = [];
     this.workers = 0;
-    this.thumbs = new Map(); // id -> {url, kernel: bool}
+    /** @type {Map<string, Thumb>} */
+    this.thumbs = new Map(); // image id -> its thumbnail
+    /** @type {Set<string>} */
     this.asked = new Set();
+    /** @type {string | null} */
     this.focusId = null;
+    /** @type {HTMLDivElement} */
     this.root = h("div", { class: "nbb-in nbb-up", "data-lm-suppress-shortcuts": "true" });
     el.append(this.root);
     this.onVersion = () => this.refresh();
@@ -43,7 +95,7 @@ class UploadView {
   async start() {
     this.root.replaceChildren(h("div", { class: "nbb-up-boot", text: "…" }));
     try {
-      const { msg } = await this.channel.request("hello");
+      const { msg } = /** @type {Answer<Hello>} */ (await this.channel.request("hello"));
       this.strings = msg.strings;
       this.limits = msg.limits;
       this.items = msg.items;
@@ -58,7 +110,7 @@ class UploadView {
   async refresh() {
     if (!this.list) return;
     try {
-      const { msg } = await this.channel.request("list");
+      const { msg } = /** @type {Answer<Items>} */ (await this.channel.request("list"));
       this.items = msg.items;
       this.refused = msg.refused;
       this.paint();
@@ -67,21 +119,27 @@ class UploadView {
     }
   }
 
+  /** @param {unknown} err */
   words(err) {
     return errorWords(err, this.strings, "upload");
   }
 
+  /** @param {unknown} err */
   showError(err) {
     if (!this.errorBox) return;
-    setText(this.errorText, this.words(err));
+    setText(/** @type {HTMLSpanElement} */ (this.errorText), this.words(err));
     this.errorBox.hidden = false;
   }
 
   // ------------------------------------------------------------------ layout
+  // The parts built here (fields typed `X | undefined` by tsc, as they are not set in the
+  // constructor) exist before any event or reply that uses them: start() builds before
+  // painting, and every upload begins from a control built here.
   build() {
     const s = this.strings;
     this.root.setAttribute("lang", this.model.get("lang") === "zh" ? "zh-Hans" : "en");
-    const picker = (folder) => {
+    const picker = (/** @type {boolean} */ folder) => {
+      /** @type {HTMLInputElement} */
       const input = h("input", { type: "file", multiple: true, hidden: true, accept: folder ? undefined : "image/*" });
       if (folder) input.setAttribute("webkitdirectory", "");
       input.addEventListener("change", () => {
@@ -93,12 +151,14 @@ class UploadView {
     };
     this.fileInput = picker(false);
     this.folderInput = picker(true);
+    /** @type {(key: string, icon: keyof typeof icons, onclick: () => void, cls?: string) => HTMLButtonElement} */
     const button = (key, icon, onclick, cls = "") =>
       h("button", { type: "button", class: `nbb-btn nbb-small ${cls}`, "aria-label": s[key], onclick, html: `${icons[icon]}<span>${s[key]}</span>` });
-    this.addBtn = button("add_images", "image", () => this.fileInput.click());
-    this.folderBtn = button("add_folder", "folder", () => this.folderInput.click());
+    this.addBtn = button("add_images", "image", () => /** @type {HTMLInputElement} */ (this.fileInput).click());
+    this.folderBtn = button("add_folder", "folder", () => /** @type {HTMLInputElement} */ (this.folderInput).click());
     this.serverBtn = button("choose_server_folder", "folder", () => this.act("server_folder"));
     this.clearBtn = button("clear", "trash", () => this.act("clear"), "nbb-danger");
+    /** @type {HTMLSpanElement | undefined} */
     this.countText = h("span", { class: "nbb-up-count", role: "status", "aria-live": "polite" });
     const head = h(
       "div",
@@ -112,78 +172,88 @@ class UploadView {
       this.clearBtn,
     );
     const formats = (this.limits.formats || []).join(" / ");
-    this.zone = h(
-      "div",
-      {
-        class: "nbb-up-zone",
-        role: "button",
-        tabindex: 0,
-        "aria-label": s.drop_here,
-        onclick: (e) => {
-          if (e.target === this.zone || e.target.closest(".nbb-up-zone-text")) this.fileInput.click();
-        },
-        onkeydown: (e) => {
-          if ((e.key === "Enter" || e.key === " ") && e.target === this.zone) {
-            e.preventDefault();
-            this.fileInput.click();
-          }
-        },
-      },
+    this.zone = /** @type {HTMLDivElement} */ (
       h(
         "div",
-        { class: "nbb-up-zone-text" },
-        h("span", { class: "nbb-up-zone-icon", html: icons.upload }),
-        h("strong", { text: s.drop_here }),
-        h("span", { class: "nbb-up-hint", text: fmt(s, "drop_hint", { formats, n: this.limits.max_files, size: mb(this.limits.max_bytes) }) }),
-      ),
+        {
+          class: "nbb-up-zone",
+          role: "button",
+          tabindex: 0,
+          "aria-label": s.drop_here,
+          onclick: (/** @type {MouseEvent} */ e) => {
+            if (e.target === this.zone || /** @type {Element} */ (e.target).closest(".nbb-up-zone-text"))
+              /** @type {HTMLInputElement} */ (this.fileInput).click();
+          },
+          onkeydown: (/** @type {KeyboardEvent} */ e) => {
+            if ((e.key === "Enter" || e.key === " ") && e.target === this.zone) {
+              e.preventDefault();
+              /** @type {HTMLInputElement} */ (this.fileInput).click();
+            }
+          },
+        },
+        h(
+          "div",
+          { class: "nbb-up-zone-text" },
+          h("span", { class: "nbb-up-zone-icon", html: icons.upload }),
+          h("strong", { text: s.drop_here }),
+          h("span", { class: "nbb-up-hint", text: fmt(s, "drop_hint", { formats, n: this.limits.max_files, size: mb(this.limits.max_bytes) }) }),
+        ),
+      )
     );
-    this.list = h("div", { class: "nbb-up-list", role: "list", "aria-label": s.upload });
-    this.zone.append(this.list);
-    for (const type of ["dragenter", "dragover"]) {
-      this.zone.addEventListener(type, (e) => {
+    this.list = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-up-list", role: "list", "aria-label": s.upload }));
+    /** @type {HTMLDivElement} */ (this.zone).append(this.list);
+    for (const type of /** @type {const} */ (["dragenter", "dragover"])) {
+      /** @type {HTMLDivElement} */ (this.zone).addEventListener(type, (e) => {
         if (!hasFiles(e)) return;
         e.preventDefault();
-        e.dataTransfer.dropEffect = "copy";
-        this.zone.classList.add("nbb-up-over");
+        /** @type {DataTransfer} */ (e.dataTransfer).dropEffect = "copy"; // hasFiles: it has one
+        /** @type {HTMLDivElement} */ (this.zone).classList.add("nbb-up-over");
       });
     }
-    this.zone.addEventListener("dragleave", (e) => {
-      if (!this.zone.contains(e.relatedTarget)) this.zone.classList.remove("nbb-up-over");
+    /** @type {HTMLDivElement} */ (this.zone).addEventListener("dragleave", (e) => {
+      if (!(/** @type {HTMLDivElement} */ (this.zone).contains(/** @type {Node | null} */ (e.relatedTarget))))
+        /** @type {HTMLDivElement} */ (this.zone).classList.remove("nbb-up-over");
     });
-    this.zone.addEventListener("drop", (e) => {
-      this.zone.classList.remove("nbb-up-over");
+    /** @type {HTMLDivElement} */ (this.zone).addEventListener("drop", (e) => {
+      /** @type {HTMLDivElement} */ (this.zone).classList.remove("nbb-up-over");
       if (!hasFiles(e)) return;
       e.preventDefault();
-      filesFromDrop(e.dataTransfer).then(
+      filesFromDrop(/** @type {DataTransfer} */ (e.dataTransfer)).then(
         (files) => this.enqueue(files.filter((f) => !hidden(f.name))),
         (err) => this.showError(err),
       );
     });
+    /** @type {HTMLSpanElement | undefined} */
     this.errorText = h("span", { class: "nbb-up-error-text" });
-    this.errorBox = h(
-      "div",
-      { class: "nbb-up-error", role: "alert", hidden: true },
-      this.errorText,
-      h("button", { type: "button", class: "nbb-link", text: s.dismiss, onclick: () => (this.errorBox.hidden = true) }),
+    /** @type {HTMLDivElement | undefined} */
+    this.errorBox = /** @type {HTMLDivElement} */ (
+      h(
+        "div",
+        { class: "nbb-up-error", role: "alert", hidden: true },
+        this.errorText,
+        // biome-ignore format: it would move the JSDoc cast off the parenthesised field
+        h("button", { type: "button", class: "nbb-link", text: s.dismiss, onclick: () => (/** @type {HTMLDivElement} */ (this.errorBox).hidden = true) }),
+      )
     );
-    this.refusedBox = h("div", { class: "nbb-up-refused", role: "alert", hidden: true });
+    this.refusedBox = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-up-refused", role: "alert", hidden: true }));
     // images that carry generation parameters: Remix (a task) or Use as reference
-    this.offersBox = h("div", { class: "nbb-up-offers", role: "region", "aria-label": s.remix, hidden: true });
-    this.noteBox = h("div", { class: "nbb-up-note", role: "status", "aria-live": "polite" });
+    this.offersBox = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-up-offers", role: "region", "aria-label": s.remix, hidden: true }));
+    this.noteBox = /** @type {HTMLDivElement} */ (h("div", { class: "nbb-up-note", role: "status", "aria-live": "polite" }));
     this.root.replaceChildren(head, this.errorBox, this.zone, this.offersBox, this.noteBox, this.refusedBox, this.fileInput, this.folderInput);
   }
 
   paint() {
     const s = this.strings;
     const total = this.items.length;
-    setText(this.countText, total ? fmt(s, "n_images", { n: total }) : "");
-    this.clearBtn.disabled = total === 0 && this.refused.length === 0;
-    this.zone.classList.toggle("nbb-up-has", total + this.pending.length > 0);
+    setText(/** @type {HTMLSpanElement} */ (this.countText), total ? fmt(s, "n_images", { n: total }) : "");
+    /** @type {HTMLButtonElement} */ (this.clearBtn).disabled = total === 0 && this.refused.length === 0;
+    /** @type {HTMLDivElement} */ (this.zone).classList.toggle("nbb-up-has", total + this.pending.length > 0);
     const tiles = this.items.map((item, i) => this.tile(item, i, total));
     for (const p of this.pending) tiles.push(this.pendingTile(p));
-    this.list.replaceChildren(...tiles);
+    /** @type {HTMLDivElement} */ (this.list).replaceChildren(...tiles);
     if (this.focusId) {
-      const t = this.list.querySelector(`[data-id="${CSS.escape(this.focusId)}"]`);
+      /** @type {HTMLElement | null} */
+      const t = /** @type {HTMLDivElement} */ (this.list).querySelector(`[data-id="${CSS.escape(this.focusId)}"]`);
       if (t) t.focus();
       this.focusId = null;
     }
@@ -195,10 +265,10 @@ class UploadView {
   paintOffers() {
     const s = this.strings;
     const offers = this.items.filter((i) => i.embedded);
-    this.offersBox.hidden = !offers.length;
-    this.offersBox.replaceChildren(
+    /** @type {HTMLDivElement} */ (this.offersBox).hidden = !offers.length;
+    /** @type {HTMLDivElement} */ (this.offersBox).replaceChildren(
       ...offers.map((item) => {
-        const e = item.embedded;
+        const e = /** @type {Embedded} */ (item.embedded);
         const source = e.label;
         return h(
           "div",
@@ -230,15 +300,17 @@ class UploadView {
     );
   }
 
+  /** @param {Item} item */
   async remix(item) {
     try {
       await this.channel.request("remix", { id: item.id });
-      setText(this.noteBox, fmt(this.strings, "upload_remixed", { name: item.name }));
+      setText(/** @type {HTMLDivElement} */ (this.noteBox), fmt(this.strings, "upload_remixed", { name: item.name }));
     } catch (err) {
       this.showError(err);
     }
   }
 
+  /** @param {Item} item @param {number} index @param {number} total */
   tile(item, index, total) {
     const s = this.strings;
     const thumb = this.thumbs.get(item.id);
@@ -246,6 +318,7 @@ class UploadView {
       ? h("img", { src: thumb.url, alt: "", draggable: "false", "data-source": thumb.kernel ? "kernel" : "browser" })
       : h("span", { class: "nbb-up-ph", html: icons.image });
     const label = fmt(s, "image_n", { n: index + 1, total, name: item.name });
+    /** @type {HTMLDivElement} */
     const tile = h(
       "div",
       {
@@ -266,28 +339,29 @@ class UploadView {
         "aria-label": fmt(s, "remove_named", { name: item.name }),
         title: s.remove,
         html: icons.cancel,
-        onclick: (e) => {
+        onclick: (/** @type {MouseEvent} */ e) => {
           e.stopPropagation();
           this.act("remove", { id: item.id });
         },
       }),
     );
     tile.addEventListener("keydown", (e) => this.onTileKey(e, item, index));
+    // a drag event's dataTransfer is null only for one made by a script
     tile.addEventListener("dragstart", (e) => {
-      e.dataTransfer.setData("application/x-nbb-ref", item.id);
-      e.dataTransfer.effectAllowed = "move";
+      /** @type {DataTransfer} */ (e.dataTransfer).setData("application/x-nbb-ref", item.id);
+      /** @type {DataTransfer} */ (e.dataTransfer).effectAllowed = "move";
       tile.classList.add("nbb-up-dragging");
     });
     tile.addEventListener("dragend", () => tile.classList.remove("nbb-up-dragging"));
     tile.addEventListener("dragover", (e) => {
-      if (!e.dataTransfer.types.includes("application/x-nbb-ref")) return;
+      if (!(/** @type {DataTransfer} */ (e.dataTransfer).types.includes("application/x-nbb-ref"))) return;
       e.preventDefault();
-      e.dataTransfer.dropEffect = "move";
+      /** @type {DataTransfer} */ (e.dataTransfer).dropEffect = "move";
       tile.classList.add("nbb-up-target");
     });
     tile.addEventListener("dragleave", () => tile.classList.remove("nbb-up-target"));
     tile.addEventListener("drop", (e) => {
-      const id = e.dataTransfer.getData("application/x-nbb-ref");
+      const id = /** @type {DataTransfer} */ (e.dataTransfer).getData("application/x-nbb-ref");
       if (!id) return;
       e.preventDefault();
       e.stopPropagation();
@@ -300,6 +374,7 @@ class UploadView {
     return tile;
   }
 
+  /** @param {KeyboardEvent} e @param {Item} item @param {number} index */
   onTileKey(e, item, index) {
     if (e.target !== e.currentTarget) return; // keys of the Remove button are its own
     const last = this.items.length - 1;
@@ -313,7 +388,7 @@ class UploadView {
       this.act("remove", { id: item.id });
       return;
     } else if (!e.altKey && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
-      const sib = this.list.children[index + (e.key === "ArrowLeft" ? -1 : 1)];
+      const sib = /** @type {HTMLElement | undefined} */ (/** @type {HTMLDivElement} */ (this.list).children[index + (e.key === "ArrowLeft" ? -1 : 1)]);
       if (sib) sib.focus();
       e.preventDefault();
       return;
@@ -325,6 +400,7 @@ class UploadView {
     this.act("move", { id: item.id, index: to });
   }
 
+  /** @param {Upload} p */
   pendingTile(p) {
     const s = this.strings;
     const pct = p.size ? Math.floor((100 * p.sent) / p.size) : 0;
@@ -345,19 +421,21 @@ class UploadView {
     );
   }
 
+  /** @param {Upload} p */
   progress(p) {
     if (!p.bar) return;
     const pct = p.size ? Math.floor((100 * p.sent) / p.size) : 0;
     p.bar.style.width = `${pct}%`;
-    p.bar.parentElement.setAttribute("aria-valuenow", String(pct));
+    // its parent is the progressbar pendingTile put it in
+    /** @type {HTMLElement} */ (p.bar.parentElement).setAttribute("aria-valuenow", String(pct));
     const text = p.state === "checking" ? fmt(this.strings, "checking", { name: p.name }) : fmt(this.strings, "uploading", { name: p.name, pct });
-    p.bar.parentElement.setAttribute("aria-label", text);
-    setText(p.label, p.state === "checking" ? "…" : `${pct}%`);
+    /** @type {HTMLElement} */ (p.bar.parentElement).setAttribute("aria-label", text);
+    setText(/** @type {HTMLElement} */ (p.label), p.state === "checking" ? "…" : `${pct}%`);
   }
 
   paintRefused() {
     const s = this.strings;
-    const box = this.refusedBox;
+    const box = /** @type {HTMLDivElement} */ (this.refusedBox);
     if (!this.refused.length) {
       box.hidden = true;
       box.replaceChildren();
@@ -381,20 +459,21 @@ class UploadView {
     if (!want.length) return;
     for (const id of want) this.asked.add(id);
     try {
-      const { msg, buffers } = await this.channel.request("thumbs", { ids: want }, { timeout: SLOW_MS });
+      const { msg, buffers } = /** @type {Answer<{ids: string[]}>} */ (await this.channel.request("thumbs", { ids: want }, { timeout: SLOW_MS }));
       msg.ids.forEach((id, i) => {
         const b = buffers[i];
         const blob = new Blob([bytesOf(b)], { type: "image/webp" });
         const old = this.thumbs.get(id);
         if (old?.own) URL.revokeObjectURL(old.url);
         this.thumbs.set(id, { url: URL.createObjectURL(blob), kernel: true, own: true });
-        const img = this.list.querySelector(`[data-id="${CSS.escape(id)}"] img`);
+        /** @type {HTMLImageElement | null} */
+        const img = /** @type {HTMLDivElement} */ (this.list).querySelector(`[data-id="${CSS.escape(id)}"] img`);
         if (img) {
-          img.src = this.thumbs.get(id).url;
+          img.src = /** @type {Thumb} */ (this.thumbs.get(id)).url; // set just above
           img.dataset.source = "kernel";
         } else {
-          const ph = this.list.querySelector(`[data-id="${CSS.escape(id)}"] .nbb-up-ph`);
-          if (ph) ph.replaceWith(h("img", { src: this.thumbs.get(id).url, alt: "", draggable: "false", "data-source": "kernel" }));
+          const ph = /** @type {HTMLDivElement} */ (this.list).querySelector(`[data-id="${CSS.escape(id)}"] .nbb-up-ph`);
+          if (ph) ph.replaceWith(h("img", { src: /** @type {Thumb} */ (this.thumbs.get(id)).url, alt: "", draggable: "false", "data-source": "kernel" }));
         }
       });
     } catch (err) {
@@ -404,8 +483,10 @@ class UploadView {
   }
 
   // ------------------------------------------------------------------ sending
+  /** @param {Picked[]} files */
   enqueue(files) {
     for (const { file, name } of files) {
+      /** @type {Upload} */
       const p = { fid: newFid(), name, size: file.size, file, sent: 0, state: "waiting", url: null };
       if (/^image\//.test(file.type)) p.url = URL.createObjectURL(file); // shown at once
       this.pending.push(p);
@@ -420,7 +501,7 @@ class UploadView {
 
   async work() {
     while (this.queue.length) {
-      const p = this.queue.shift();
+      const p = /** @type {Upload} */ (this.queue.shift()); // the queue is not empty
       let id = null;
       try {
         id = await this.send(p);
@@ -437,10 +518,12 @@ class UploadView {
 
   // One file: begin, chunks, end (see chunks.js). Resolves to its id, or null when the
   // kernel refused it (the reason is then in the refused list).
+  /** @param {Upload} p */
   send(p) {
     return sendFile(this.channel, p, { chunk: this.limits.chunk, window: WINDOW, timeout: SLOW_MS, progress: () => this.progress(p) });
   }
 
+  /** @param {string} type @param {Record<string, unknown>} [body] */
   async act(type, body = {}) {
     try {
       await this.channel.request(type, body);
@@ -459,14 +542,17 @@ class UploadView {
   }
 }
 
+/** @param {DragEvent} e */
 function hasFiles(e) {
   return !!e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
 }
 
+/** @param {string} name */
 function hidden(name) {
   return name.split("/").some((part) => part.startsWith(".")); // .DS_Store, .git/…
 }
 
+/** @param {number} n bytes */
 function mb(n) {
   const v = n / (1024 * 1024); // binary, as the kernel's limits are set
   return `${v >= 10 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)} MB`;
