@@ -72,7 +72,7 @@ def test_run_all_through_the_openai_batch_api_and_watch_the_rows_follow_the_job(
 
     # submitted: the job is validating at OpenAI
     expect(labels(studio)).to_have_text(["submitted to the batch API: queued at OpenAI"] * 2)
-    expect(studio.locator(".nbb-badge")).to_have_text(["generating 0%"] * 2)
+    expect(studio.locator(".nbb-badge")).to_have_text(["waiting for the server"] * 2)
     expect(run_mode).to_be_disabled()  # a live run keeps its mode
     lab.screenshot(page, "1-queued-at-openai")
     move_job(lab, page, 20)

@@ -510,6 +510,10 @@ async def test_cancelling_a_pending_prompt_never_interrupts_the_running_one(
     # an older server: /interrupt stops whatever runs, whatever prompt_id it names
     server.interrupt_ignores_prompt_id = True
     server.step_delay, server.progress_steps = 0.02, 8
+    # the first prompt runs until released: the second is still in the queue when it is
+    # deleted, however slowly this machine gets there (8 steps took less than the delete
+    # on a loaded CI machine, and the second prompt was running by then)
+    server.hold()
     started = asyncio.Event()
     first = asyncio.ensure_future(
         provider.generate(GenerationRequest("first"), lambda f, _: started.set())
@@ -532,6 +536,7 @@ async def test_cancelling_a_pending_prompt_never_interrupts_the_running_one(
     assert server.deleted == [_prompt_id(server, 1)]
     assert server.removed == [_prompt_id(server, 1)]  # it was in the queue when deleted
     assert server.interrupts == []
+    server.release()
     images = await first  # ran to the end, not cut short
     assert len(images) == 1
     assert server.history[_prompt_id(server, 0)]["status"]["status_str"] == "success"
