@@ -23,7 +23,7 @@ import { fmt, h, setText, widgetOf } from "../shared/util.js";
 /**
  * A generation parameter the provider can take, and how to ask for it.
  * @typedef {object} Param
- * @property {string} name a Params field: "size", "n", "seed", ...
+ * @property {string} name a Params field (size, n, seed and the others)
  * @property {"size" | "int" | "float" | "text"} kind
  * @property {string[]} [choices] sizes, "1024x1024"
  * @property {number} [min]
