@@ -176,3 +176,26 @@ def _send(gate: Gate, clock: Clock) -> float:
     gate._sends.append((clock.now, 1))
     gate.in_flight += 1
     return clock.now
+
+
+def test_a_limit_keyed_by_a_url_with_a_password_is_kept_without_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nbbatch.engine import Settings, load_settings, save_settings
+    from nbbatch.providers import A1111Provider
+
+    # the table is saved in config.json: the password never is
+    table = check_rate_limits({"http://ann:hunter2-pw@gpu.lan:7860/": {"requests_per_minute": 30}})
+    assert list(table) == ["http://gpu.lan:7860"]
+    settings = Settings(rate_limits=table)
+    save_settings(settings, tmp_path / "config.json")
+    assert "hunter2-pw" not in (tmp_path / "config.json").read_text(encoding="utf-8")
+    assert load_settings(tmp_path / "config.json").rate_limits == table
+    # and it reaches the server's gate, which knows the URL as the HTTP client keeps it
+    name = "http://ann:hunter2-pw@gpu.lan:7861"
+    try:
+        set_rate_limit(name, requests_per_minute=12)
+        provider = A1111Provider(base_url=name)
+        gate = gate_of(provider)
+        assert gate is not None and gate.limit.requests_per_minute == 12
+        assert "hunter2-pw" not in gate.key
+    finally:
+        set_rate_limit(name)  # no limits: removed

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._errors import ConfigError
+from ._secrets import split_url_credentials
 
 __all__ = [
     "PRIORITIES",
@@ -166,10 +167,17 @@ def check_rate_limits(table: object) -> dict[str, RateLimit]:
     for key, value in table.items():
         if not isinstance(key, str) or not key.strip():
             raise ConfigError(f"a rate limit needs a provider name or base URL, got {key!r}")
-        out[key.strip().rstrip("/")] = (
+        out[_endpoint_name(key)] = (
             value if isinstance(value, RateLimit) else RateLimit.from_dict(value)
         )
     return out
+
+
+def _endpoint_name(endpoint: str) -> str:
+    """A provider name or base URL as limits are kept: without a trailing slash, and a
+    URL without its ``user:password@`` (the endpoint gates know a server by its URL
+    without them, as the HTTP client keeps it; and the table is saved in config.json)."""
+    return split_url_credentials(endpoint.strip())[0].rstrip("/")
 
 
 class Member(Protocol):
@@ -473,7 +481,7 @@ def set_rate_limit(
     (``"openai"``), a base URL or an endpoint key. ``adaptive=False`` keeps 429s from
     slowing it. All defaults remove the limits."""
     limit = RateLimit(requests_per_minute, images_per_minute, concurrency, adaptive)
-    name = endpoint.strip().rstrip("/")
+    name = _endpoint_name(endpoint)
     with _lock:
         if limit == RateLimit():
             _limits.pop(name, None)
