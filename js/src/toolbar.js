@@ -186,8 +186,9 @@ export class Toolbar {
     const c = this.summary ? this.summary.counts : null;
     const waiting = c ? (c.idle || 0) + (c.queued || 0) + (c.interrupted || 0) : 0;
     let label = state === "finished" && waiting ? fmt(s, "state_waiting", { n: waiting }) : (s[`state_${state}`] ?? state);
-    // a run that paused by itself says why ("ComfyUI at ... is not answering; waiting ...")
-    const reason = state === "paused" && this.summary ? this.summary.paused_reason : null;
+    // a run that paused or stopped by itself says why ("ComfyUI at ... is not answering;
+    // waiting ...", "openai: the API key was refused ...")
+    const reason = (state === "paused" || state === "stopped") && this.summary ? this.summary.paused_reason : null;
     if (reason) label = `${label} — ${reason}`;
     if (held) label = fmt(s, "held_elsewhere", { n: held });
     setText(this.state, label);

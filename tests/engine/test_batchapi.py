@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from nbbatch import Batch, Params, Task, TaskStatus, Workspace
-from nbbatch.core._events import RemoteJobChanged, RunState
+from nbbatch.core._events import RemoteJobChanged, RunState, RunStateChanged
 from nbbatch.engine._batchapi import _WHERE, BATCH_API_KIND, BatchApiRunner, remote_jobs, where
 from nbbatch.errors import ConfigError
 from nbbatch.providers import GeminiProvider, OpenAIProvider
@@ -361,9 +361,16 @@ async def test_a_refused_poll_stops_the_run_in_words_and_a_later_run_collects(
     batch = make(workspace, ["a fox"])
     server.add_fault(Fault.status_code(401), path="/v1/batches/batch-*")
     runner = batch.start(provider, batch_api=options(clock))
+    ended: list[RunStateChanged] = []
+    runner.subscribe(lambda e: ended.append(e) if isinstance(e, RunStateChanged) else None)
     await runner.wait()
     assert runner.state is RunState.STOPPED
     assert isinstance(runner, BatchApiRunner) and "authentication" in (runner.problem or "")
+    # the run says why it stopped (the studio's toolbar shows it), not a bare "Stopped"
+    assert runner.stop_reason == (
+        f"{runner.problem} (the batch API jobs stay in the journal: Run all resumes them)"
+    )
+    assert ended[-1].state is RunState.STOPPED and ended[-1].reason == runner.stop_reason
     assert batch.tasks[0].status is TaskStatus.RUNNING  # still at OpenAI
     await batch.run(provider, batch_api=options(clock))
     assert batch.tasks[0].status is TaskStatus.SUCCEEDED

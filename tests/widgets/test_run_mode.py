@@ -15,7 +15,7 @@ from nbbatch.engine._batchapi import BATCH_API_KIND, BatchApiRunner
 from nbbatch.events import RemoteJobChanged
 from nbbatch.providers import OpenAIProvider
 from nbbatch.testing import BatchClock, FakeOpenAI
-from nbbatch.widgets import StudioSession, TaskGrid, _rows
+from nbbatch.widgets import StudioSession, TaskGrid, _hub, _rows
 from tests.widgets.page import FakeClock, FakeScheduler, Page
 
 KEY = "test-key-runmode-0001"
@@ -188,3 +188,21 @@ def test_a_row_says_where_its_task_is_at_the_batch_api_in_the_pages_language() -
     assert _rows.row(task, 1, "en")["er"] == task.error
     task.error_kind = "rate_limited"  # any other error is shown as it is
     assert _rows.row(task, 1, "zh")["er"] == task.error
+
+
+async def test_a_batch_api_run_stopped_by_a_refused_key_says_why_in_the_toolbar(
+    batch: Batch, server: FakeOpenAI
+) -> None:
+    wrong = OpenAIProvider(api_key="test-key-runmode-WRONG", base_url=server.base_url)
+    grid = TaskGrid(batch)
+    try:
+        runner = batch.start(wrong, batch_api={"sleep": lambda s: asyncio.sleep(0)})
+        await runner.wait()
+        hub = _hub.hub_for(batch)
+        reason = hub.summary()["paused_reason"]
+        assert hub.run_state() == "stopped"
+        assert reason is not None and "Run all resumes them" in reason
+        assert "test-key-runmode-WRONG" not in reason  # the key never reaches the page
+    finally:
+        grid.close()
+        await wrong.aclose()

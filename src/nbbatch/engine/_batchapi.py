@@ -672,7 +672,7 @@ class BatchApiRunner(Runner):
         except AuthenticationError as exc:
             self.problem = scrub(exc.message)
             log.warning("nbbatch: batch API job %s: %s; the run stops", job.id, self.problem)
-            self.stop()  # the jobs stay journaled: resume once the key is right
+            self.stop(reason=self._stopped_for(self.problem))  # resume once the key is right
         except ProviderError as exc:
             self.problem = scrub(exc.message)
             log.warning("nbbatch: batch API job %s: %s", job.id, self.problem)
@@ -682,7 +682,11 @@ class BatchApiRunner(Runner):
             elif not exc.retryable and job.phase in ("submitted", "ingesting"):
                 # asking again will not help (the job or its file is gone, access was
                 # taken away): stop, the job stays journaled for a later resume
-                self.stop()
+                self.stop(reason=self._stopped_for(self.problem))
+
+    @staticmethod
+    def _stopped_for(problem: str) -> str:
+        return f"{problem} (the batch API jobs stay in the journal: Run all resumes them)"
 
     async def _upload(self, job: _Job) -> None:
         if job.cancel:

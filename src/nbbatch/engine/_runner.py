@@ -211,6 +211,8 @@ class Runner:
         self.state = RunState.RUNNING
         self._paused = False
         self._stopping = False
+        #: why the run stopped by itself (a refused key, ...), in words; None otherwise
+        self.stop_reason: str | None = None
         self._queues: dict[str, collections.deque[Task]] = {}
         self._front: dict[str, collections.deque[Task]] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -469,13 +471,18 @@ class Runner:
             self._emit_progress()
         self._poke()
 
-    def stop(self) -> None:
+    def stop(self, *, reason: str | None = None) -> None:
         """Stop now: queued tasks go back to idle, in-flight ones end ``interrupted``.
 
-        Both can be resumed later (``batch.resume()`` / ``nbbatch resume``).
+        Both can be resumed later (``batch.resume()`` / ``nbbatch resume``). ``reason``:
+        why the run stopped by itself, in words; it is :attr:`stop_reason` and the
+        ``reason`` of the :class:`~nbbatch.events.RunStateChanged` that ends the run (the
+        studio's toolbar shows it).
         """
         if self.state in (RunState.FINISHED, RunState.STOPPED):
             return
+        if reason is not None and self.stop_reason is None:
+            self.stop_reason = reason
         self._stopping = True
         self._set_state(RunState.STOPPING)
         for t in list(self._in_flight.values()):
@@ -750,7 +757,7 @@ class Runner:
                 moved=self._settled(TaskStatus.IDLE),
                 journal=self._journal_rows,
             )
-            self._set_state(RunState.STOPPED)
+            self._set_state(RunState.STOPPED, self.stop_reason)
         elif self._stopping:
             back = [t for t in self._tasks if t.status is TaskStatus.QUEUED]
             for t in back:
@@ -760,7 +767,7 @@ class Runner:
                     self.workspace.save_statuses(back)
             self._counts[TaskStatus.QUEUED] -= len(back)
             self._counts[TaskStatus.IDLE] += len(back)
-            self._set_state(RunState.STOPPED)
+            self._set_state(RunState.STOPPED, self.stop_reason)
         else:
             self._set_state(RunState.FINISHED)
         self._catch_up_journal()

@@ -254,6 +254,9 @@ class Hub:
             pace = runner.pace.describe(deadline=False)
             if pace == paused_reason:
                 pace = None  # said once, as the reason of the pause
+        elif self.batch.runner is not None and str(self.batch.runner.state) == "stopped":
+            # a run that stopped by itself says why (a refused key, a batch API job gone)
+            paused_reason = getattr(self.batch.runner, "stop_reason", None)
         elapsed = None
         ipm = None
         if self._run_started is not None:

@@ -150,7 +150,8 @@ class Summary(TypedDict):
     ticking: bool
     eta: float | None
     ipm: float | None
-    #: why the run paused by itself, in words (a server not answering, a full disk)
+    #: why the run paused (a server not answering, a full disk) or stopped (a refused
+    #: key) by itself, in words
     paused_reason: str | None
     #: what holds the live run back, in words (budget, deadline, rate limits), or None
     pace: str | None
