@@ -111,7 +111,7 @@ export class Toolbar {
       h("label", { class: "nbb-field" }, h("span", { text: s.concurrency }), this.concurrency, this.limit),
       h("label", { class: "nbb-field" }, h("span", { text: s.budget }), this.budget),
       h("label", { class: "nbb-field" }, h("span", { text: s.deadline }), this.deadline),
-      h("label", { class: "nbb-field nbb-check" }, this.notify, h("span", { text: s.notify }), this.notifyNote),
+      h("label", { class: "nbb-field nbb-notifyfield" }, this.notify, h("span", { text: s.notify }), this.notifyNote),
     );
 
     this.bar = h("div", {
