@@ -65,6 +65,8 @@ class SettingsView {
     provider.addEventListener("change", () => this.spend.clearBalance());
     this.fields.provider = provider;
     this.providerBox = h("div", { class: "nbb-set-provider" });
+    // after the key and Test connection: the provider's limit and the task defaults
+    this.providerMore = h("div", { class: "nbb-set-provider" });
     this.keyRows = { llm: h("div", { class: "nbb-set-key" }), provider: h("div", { class: "nbb-set-key" }) };
     this.result = h("div", { class: "nbb-set-result", role: "status", "aria-live": "polite" });
     this.dialog = h(
@@ -97,6 +99,7 @@ class SettingsView {
           { class: "nbb-set-row" },
           h("button", { type: "button", class: "nbb-btn nbb-small", text: s.test_connection, "aria-label": s.test_connection, onclick: () => this.test() }),
         ),
+        this.providerMore,
       ),
       h(
         "fieldset",
@@ -176,7 +179,8 @@ class SettingsView {
     if (same && Object.keys(saved.defaults || {}).length) box.open = true;
     // One concurrency is set (the runner's, below); the provider's own cap is a limit.
     const limit = same && saved.provider_limit ? saved.provider_limit : form.limit;
-    if (limit) rows.push(h("div", { class: "nbb-set-help nbb-set-limit", text: fmt(s, "set_provider_limit", { n: limit }) }));
+    const more = [];
+    if (limit) more.push(h("div", { class: "nbb-set-help nbb-set-limit", text: fmt(s, "set_provider_limit", { n: limit }) }));
     this.mapBox = null;
     this.comfyJson = null;
     if (name === "comfyui") {
@@ -184,7 +188,9 @@ class SettingsView {
       const at = this.optFields.workflow ? rows.indexOf(this.optFields.workflow.closest("label")) : -1;
       rows.splice(at < 0 ? rows.length : at + 1, 0, box);
     }
-    this.providerBox.replaceChildren(...rows, form.params.length ? box : "");
+    this.providerBox.replaceChildren(...rows);
+    if (form.params.length) more.push(box);
+    this.providerMore.replaceChildren(...more);
   }
 
   // ComfyUI: the built-in graph, an API-format file on the kernel's machine, or the JSON
