@@ -103,6 +103,10 @@ async def test_run_all_in_the_batch_api_mode_submits_through_the_batch_api(
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(job_created(), 10)
+        # a second studio shown during the run shows its mode (each studio has its own
+        # session; the new one said "now")
+        second = StudioSession(batch)
+        assert second.batch_api is True
         runner.stop()
         await runner.wait()
         # one job at OpenAI, no synchronous request; the tasks stay there, labelled

@@ -31,6 +31,7 @@ from typing import Any
 
 from nbbatch.core._model import Task, TaskStatus
 from nbbatch.engine import Batch, ProviderConfig, Workspace, load_settings
+from nbbatch.engine._batchapi import BatchApiRunner
 from nbbatch.engine._ledger import BATCH_RATE, price_of
 from nbbatch.engine._pace import parse_when, studio_priority, wall_clock
 from nbbatch.errors import ConfigError, HeldElsewhereError, NbbatchError
@@ -112,7 +113,9 @@ class StudioSession:
         #: Run all's budget (money; None: none) and deadline ("07:00"; None: none)
         self.budget: float | None = None
         self.deadline: str | None = None
-        self._batch_api = False  # "Run all" through the provider's batch API
+        # "Run all" through the provider's batch API; a studio shown while such a run is
+        # live shows that run's mode, not "now"
+        self._batch_api = isinstance(self.live_runner, BatchApiRunner)
         self.follow_elsewhere()
 
     def __repr__(self) -> str:
