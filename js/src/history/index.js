@@ -59,6 +59,9 @@ import { duration, fmt, h, setText, widgetOf } from "../shared/util.js";
 
 /** @typedef {"batches" | "stats"} Tab */
 
+/** ms without an answer to the list before it is asked again (see askList) */
+const LIST_AGAIN_MS = 8000;
+
 /** @type {Record<string, string>} */
 const STATUS_CLASS = {
   succeeded: "ok",
@@ -310,13 +313,27 @@ class HistoryView {
     const loading = this.strings.hist_loading;
     if (!this.status?.textContent) this.say(loading, "info");
     /** @type {{rows: BatchRow[]} | null} */
-    const msg = await this.ask("list");
+    const msg = await this.askList();
     if (!msg) return;
     if (this.status?.textContent === loading) this.say("");
     this.stale = false;
     this.rows = msg.rows;
     this.dropThumbs();
     this.renderRows();
+  }
+
+  // The list, asked again once if no answer came within LIST_AGAIN_MS: in CI a freshly
+  // started, loaded kernel has now and then left the first request of a new History
+  // unanswered (cause not found); the first answer of the two is used.
+  /** @returns {Promise<{rows: BatchRow[]} | null>} */
+  askList() {
+    const first = this.ask("list");
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const again = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(this.ask("list")), LIST_AGAIN_MS);
+    });
+    return Promise.race([first, again]).finally(() => clearTimeout(timer));
   }
 
   renderRows() {
