@@ -158,6 +158,9 @@ def the_rest_of_the_journey(lab, page: Page, grid: Locator) -> None:  # type: ig
     expect(thumb).to_have_js_property("complete", True)
     thumb.click()
     gallery = page.get_by_role("dialog", name="Gallery")
+    # the image's details are drawn when the kernel's answer comes: clicked before that
+    # (a loaded CI machine), the edit form opened in the pane that the answer then redrew
+    expect(gallery.get_by_role("complementary", name="Details")).to_contain_text("Attempts")
     button(gallery, "Edit image").click()
     box = gallery.get_by_role("textbox", name="What should change in this image?")
     expect(box).to_be_focused()
