@@ -9,6 +9,10 @@ Usage in a test (every test in tests/browser gets the ``browser`` marker)::
         assert lab.execute(page, "print(w.count)") == "1\\n"
         lab.set_theme(page, "dark"); lab.reload(page); lab.screenshot(page, "after")
 
+A test's first JupyterLab notebook opens as a new tab of a JupyterLab page kept open from
+test to test (closed after it; see `SharedLab`); its other notebooks, Notebook 7's, and all
+of a test that takes the ``context`` fixture get pages of their own.
+
 Without /usr/bin/chromium or the playwright package the tests skip with the reason;
 with ``CI=true`` they fail instead, so CI can never go green without having run them.
 """
@@ -16,6 +20,7 @@ with ``CI=true`` they fail instead, so CI can never go green without having run 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -56,6 +61,14 @@ if TYPE_CHECKING:
 EXPECT_TIMEOUT_MS = 20_000
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+# Closes every tab of the main area without asking to save (the tests' notebooks are
+# throwaway files; their kernels are shut down through the REST API after).
+JS_CLOSE_ALL_TABS = """
+() => {
+  for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) widget.dispose();
+}
+"""
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -107,7 +120,7 @@ def _playwright() -> Iterator[Any]:
 
 @pytest.fixture(scope="package")
 def browser(_playwright: Any) -> Iterator[Browser]:
-    """One Chromium for all browser tests (each test gets its own context and page)."""
+    """One Chromium for all browser tests (see `SharedLab` for the pages they use)."""
     browser = _playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield browser
     browser.close()
@@ -155,13 +168,69 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _SERVERS.popitem()[1].stop()
 
 
+# -- one JupyterLab page kept open for the tests of a worker ------------------------------
+# Loading JupyterLab costs Chromium ~7 s of CPU and the server ~2 s (measured with
+# psutil over one load on an idle machine); opening a notebook in a JupyterLab already
+# loaded, as a person does for their second notebook, costs ~1 s in all. On two CI cores
+# that is most of the browser tests' time, so each test's first JupyterLab notebook opens
+# as a new tab of this page; the tab is closed after the test. A test that failed, left a
+# dialog open or broke the page gets a fresh page next time. Notebook 7 has no tabs (a
+# notebook is its own page) and tests that set up their own browser context (taking the
+# `context` or `page` fixture) always load their own page.
+
+
+class SharedLab:
+    """One browser context with one JupyterLab page, reused test after test."""
+
+    def __init__(self, browser: Browser) -> None:
+        self._browser = browser
+        self._context: BrowserContext | None = None
+        self.page: Page | None = None
+        #: where this page's console messages go: the current test's list
+        self.console: list[str] = []
+
+    def usable(self) -> bool:
+        return self.page is not None and not self.page.is_closed()
+
+    def open(self, url: str) -> Page:
+        """Load JupyterLab at ``url`` in a fresh context (the first test, or after a discard)."""
+        self.discard()
+        self._context = _new_context(self._browser)
+        page = self._context.new_page()
+        page.on("console", lambda msg: self.console.append(f"[{msg.type}] {msg.text}"))
+        page.on("pageerror", lambda exc: self.console.append(f"[pageerror] {exc}"))
+        page.goto(url)
+        self.page = page
+        return page
+
+    def discard(self) -> None:
+        if self._context is not None:
+            with contextlib.suppress(Exception):
+                self._context.close()
+        self._context = None
+        self.page = None
+
+
+@pytest.fixture(scope="package")
+def shared_lab(browser: Browser) -> Iterator[SharedLab]:
+    shared = SharedLab(browser)
+    yield shared
+    shared.discard()
+
+
 # -- per test: a context and page, the notebook helper ------------------------------------
+
+
+def _new_context(browser: Browser) -> BrowserContext:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    return context
 
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    """This test's own browser context: its notebooks are not opened in the shared page."""
+    context = _new_context(browser)
     yield context
     context.close()
 
@@ -176,7 +245,11 @@ class Lab:
     """Opens notebooks in a real front end and drives them; see the module docstring."""
 
     def __init__(
-        self, servers: Callable[[App], JupyterServer], context: BrowserContext, test_name: str
+        self,
+        servers: Callable[[App], JupyterServer],
+        context: BrowserContext,
+        test_name: str,
+        shared: SharedLab | None = None,
     ) -> None:
         self._servers = servers
         self._context = context
@@ -184,6 +257,9 @@ class Lab:
         self._opened: dict[App, set[str]] = {}
         self._pages: list[tuple[Page, App, str]] = []
         self.console: list[str] = []  # console messages and page errors of every page
+        # None when this test set up its own context; else taken by its first lab notebook
+        self._shared = shared
+        self._shared_page: Page | None = None
 
     def server(self, app: App = "lab") -> JupyterServer:
         return self._servers(app)
@@ -210,11 +286,25 @@ class Lab:
         name = name or f"{self._test}-{len(opened) + 1}.ipynb"
         server.write_notebook(name, cells)
         opened.add(name)
-        page = self._context.new_page()
-        page.on("console", lambda msg: self.console.append(f"[{msg.type}] {msg.text}"))
-        page.on("pageerror", lambda exc: self.console.append(f"[pageerror] {exc}"))
-        self._pages.append((page, app, name))
-        page.goto(server.notebook_url(name))
+        shared = self._shared
+        if app == "lab" and shared is not None and self._shared_page is None:
+            # this test's first JupyterLab notebook: a new tab of the page kept open
+            shared.console = self.console
+            if shared.usable():
+                page = shared.page
+                assert page is not None
+                self._pages.append((page, app, name))
+                self.command(page, "docmanager:open", {"path": name, "factory": "Notebook"})
+            else:
+                page = shared.open(server.notebook_url(name))
+                self._pages.append((page, app, name))
+            self._shared_page = page
+        else:
+            page = self._context.new_page()
+            page.on("console", lambda msg: self.console.append(f"[{msg.type}] {msg.text}"))
+            page.on("pageerror", lambda exc: self.console.append(f"[pageerror] {exc}"))
+            self._pages.append((page, app, name))
+            page.goto(server.notebook_url(name))
         self.wait_ready(page)
         if run:
             self.run_all(page, raise_on_error=raise_on_error)
@@ -300,7 +390,12 @@ class Lab:
         """
         if save:
             self.command(page, "docmanager:save")
-        page.reload()
+        if page is self._shared_page:
+            # the shared page's address is that of the notebook it was first opened on:
+            # load this notebook's own, as a reload of its own page would
+            page.goto(self.server("lab").notebook_url(self._path(page)))
+        else:
+            page.reload()
         self.wait_ready(page)
 
     def screenshot(self, page: Page, name: str, **kwargs: Any) -> Path:
@@ -311,6 +406,26 @@ class Lab:
         return path
 
     # -- teardown --------------------------------------------------------------------
+
+    def _release_shared_page(self, failed: bool) -> None:
+        """Close this test's tab of the shared page, or discard the page if not clean."""
+        shared, page = self._shared, self._shared_page
+        if shared is None or page is None:
+            return
+        shared.console = []
+        if failed or page.is_closed():
+            shared.discard()
+            return
+        try:
+            # a dialog left open (JupyterLab's own) would block the next test's clicks
+            if page.locator(".jp-Dialog").count():
+                shared.discard()
+                return
+            if page.evaluate("() => document.body.dataset.jpThemeName") != THEMES["light"]:
+                self.set_theme(page, "light")
+            page.evaluate(JS_CLOSE_ALL_TABS)
+        except Exception:  # a page that cannot even be asked is not reused
+            shared.discard()
 
     def _finish(self, failed: bool) -> None:
         if failed:
@@ -324,6 +439,7 @@ class Lab:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text("\n".join(self.console))
         self._context.close()
+        self._release_shared_page(failed)
         for app, names in self._opened.items():
             server = self._servers(app)
             server.shutdown_sessions(names)
@@ -336,9 +452,15 @@ def lab(
     request: pytest.FixtureRequest,
     jupyter_server: Callable[[App], JupyterServer],
     context: BrowserContext,
+    shared_lab: SharedLab,
 ) -> Iterator[Lab]:
-    """Notebook helper for one test: ``lab.open_notebook(cells, app="lab"|"notebook7")``."""
-    helper = Lab(jupyter_server, context, request.node.name)
+    """Notebook helper for one test: ``lab.open_notebook(cells, app="lab"|"notebook7")``.
+
+    A test that takes the ``context`` or ``page`` fixture itself (to set its context up:
+    an init script, a permission) has all its notebooks opened in that context.
+    """
+    own = {"context", "page"} & set(inspect.signature(request.function).parameters)
+    helper = Lab(jupyter_server, context, request.node.name, None if own else shared_lab)
     yield helper
     report = getattr(request.node, "_report_call", None)
     helper._finish(failed=bool(report is not None and report.failed))

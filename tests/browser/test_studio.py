@@ -109,10 +109,11 @@ def button(scope: Locator, name: str) -> Locator:
     return scope.get_by_role("button", name=name, exact=True)
 
 
-def test_run_pause_resume_stop_run_again_and_retry_failed(lab) -> None:
-    # "Notify me when done": the permission granted, the notifications shown recorded
-    lab._context.grant_permissions(["notifications"])
-    lab._context.add_init_script(
+def test_run_pause_resume_stop_run_again_and_retry_failed(lab, context) -> None:
+    # "Notify me when done": the permission granted, the notifications shown recorded (in
+    # this test's own context: its notebook is not opened in the shared JupyterLab page)
+    context.grant_permissions(["notifications"])
+    context.add_init_script(
         "window.__nbbShown = []; const N = window.Notification; window.Notification ="
         " class extends N { constructor(t, o) { super(t, o); window.__nbbShown.push(o.body); } };"
     )
