@@ -49,27 +49,38 @@ class Cancels:
 
     def __init__(self) -> None:
         self._jobs: dict[str, _Job] = {}
+        self._on_cancel: dict[str, Callable[[], None]] = {}
 
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def track(self, uid: object, job: _Job) -> None:
+    def track(self, uid: object, job: _Job, on_cancel: Callable[[], None] | None = None) -> None:
+        """Track ``job`` for request ``uid``; ``on_cancel()`` runs when it is cancelled."""
         if not isinstance(uid, str) or job.done():
             return
         self._jobs[uid] = job
+        if on_cancel is not None:
+            self._on_cancel[uid] = on_cancel
 
         def forget(_: object) -> None:
             if self._jobs.get(uid) is job:
                 del self._jobs[uid]
+                self._on_cancel.pop(uid, None)
 
         job.add_done_callback(forget)
 
     def cancel(self, uid: object) -> bool:
         """Cancel the work of request ``uid``; False when there is none (done already)."""
         job = self._jobs.pop(uid, None) if isinstance(uid, str) else None
+        on_cancel = self._on_cancel.pop(uid, None) if isinstance(uid, str) else None
         if job is None:
             return False
-        return job.cancel()
+        cancelled = job.cancel()
+        if cancelled and on_cancel is not None:
+            # now, not from a done callback on the loop's next turn: work already under
+            # way in a thread checks the flag this sets, and may finish before that turn
+            on_cancel()
+        return cancelled
 
     def cancel_all(self) -> None:
         """Cancel everything still running (the widget is closing)."""

@@ -196,9 +196,7 @@ class Panel(anywidget.AnyWidget):
 
         future = self._in_thread(work, reply, failed)
         if future is not None:
-            self._cancels.track(uid, future)
-            if cancelled is not None:
-                future.add_done_callback(lambda f: cancelled() if f.cancelled() else None)
+            self._cancels.track(uid, future, cancelled)
         return DEFERRED
 
     def _in_thread(
