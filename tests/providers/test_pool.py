@@ -359,12 +359,18 @@ async def test_a_high_priority_run_gets_a_shared_pool_s_free_slots_first(
     assert started[3] == "l2", "the background run keeps one slot"
     await finish("h0")
     assert started[4] == "h1"
-    # From here the order is not pinned: which of l3 and h2 takes the slot l2 frees
-    # varied from run to run (the low run may hold no slot yet rank behind h2; open,
-    # see the closing note of this change). What must hold: every task runs, once.
-    for _ in range(3):
-        running = [p for p in started if not book[p].done()]
-        await finish(running[0])
+    # Each request that is left must be in line before the next slot frees: a run's
+    # worker gets to the pool only after it has journaled its last task, and a slot freed
+    # before then went to whoever was already waiting (this once made the order vary).
+    await until(lambda: len(board.waiting) == 3, "l3, l4 and h2 wait")
+    await finish("l2")
+    assert started[5] == "l3", "the background run, holding no slot now, goes first"
+    await until(lambda: len(board.waiting) == 2, "l4 and h2 wait")
+    await finish("h1")
+    assert started[6] == "h2", "then the quick run, holding none either, before l4"
+    await until(lambda: len(board.waiting) == 1, "l4 waits")
+    await finish("l3")
+    assert started[7] == "l4"
     for prompt in started:
         if not book[prompt].done():
             book[prompt].set_result(None)
