@@ -62,11 +62,15 @@ EXPECT_TIMEOUT_MS = 20_000
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
-# Closes every tab of the main area without asking to save (the tests' notebooks are
-# throwaway files; their kernels are shut down through the REST API after).
-JS_CLOSE_ALL_TABS = """
-() => {
-  for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) widget.dispose();
+# Closes every tab of the main area but the notebook at `path` (null: all of them) without
+# asking to save: the tests' notebooks are throwaway files, their kernels are shut down
+# through the REST API after. JupyterLab opens a Launcher when its last tab closes; it is
+# closed once the next notebook is open, so screenshots show that notebook alone.
+JS_CLOSE_OTHER_TABS = """
+(path) => {
+  for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) {
+    if (!(path && widget.context && widget.context.path === path)) widget.dispose();
+  }
 }
 """
 
@@ -299,13 +303,15 @@ class Lab:
                 page = shared.open(server.notebook_url(name))
                 self._pages.append((page, app, name))
             self._shared_page = page
+            self.wait_ready(page)
+            page.evaluate(JS_CLOSE_OTHER_TABS, name)
         else:
             page = self._context.new_page()
             page.on("console", lambda msg: self.console.append(f"[{msg.type}] {msg.text}"))
             page.on("pageerror", lambda exc: self.console.append(f"[pageerror] {exc}"))
             self._pages.append((page, app, name))
             page.goto(server.notebook_url(name))
-        self.wait_ready(page)
+            self.wait_ready(page)
         if run:
             self.run_all(page, raise_on_error=raise_on_error)
         return page
@@ -423,7 +429,7 @@ class Lab:
                 return
             if page.evaluate("() => document.body.dataset.jpThemeName") != THEMES["light"]:
                 self.set_theme(page, "light")
-            page.evaluate(JS_CLOSE_ALL_TABS)
+            page.evaluate(JS_CLOSE_OTHER_TABS, None)
         except Exception:  # a page that cannot even be asked is not reused
             shared.discard()
 
